@@ -1,0 +1,44 @@
+# Shoal: `make demo` runs the main job in a local lab; `make test` passes every test.
+SHELL := /bin/bash
+CARGO ?= cargo
+# Debian packages the build, the lab, the tests and the demo need.
+PACKAGES := iproute2 iputils-ping curl procps prometheus
+
+.PHONY: all deps build test unit-test lab-test demo bench lint fmt clean
+
+all: build
+
+# Install missing system packages (apt-get update first); quiet when all are present.
+deps:
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+build: deps
+	$(CARGO) build --bins
+
+# Unit tests run in parallel; lab tests (real namespaces, real daemons) one at a time.
+test: build
+	@[ "$$(id -u)" = 0 ] || { echo "make test needs root: lab tests build network namespaces"; exit 1; }
+	$(CARGO) test --workspace --lib --bins
+	$(CARGO) test --workspace --test '*' -- --test-threads=1
+
+demo: build
+	./scripts/demo.sh
+
+bench: build
+	./bench/raft.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	-./target/debug/shoal lab down --all
+	$(CARGO) clean

@@ -1,0 +1,19 @@
+//! Shoal's cluster CA: root certificate, node certificates, join tokens and mTLS configs.
+//!
+//! Mirrors Docker swarmkit: one self-signed root (`CN=swarm-ca`) signs every node's
+//! certificate, whose CN is the node id, OU its role and O the cluster id. A joining node
+//! pins the root by the digest carried in its join token (`SWMTKN-1-<digest>-<secret>`).
+
+mod base36;
+mod ca;
+mod error;
+mod pem;
+pub mod tls;
+mod token;
+
+pub use ca::{
+    ca_digest, identity_of_cert, identity_of_pem, new_node_key, ClusterCa, NodeIdentity, Role,
+    CA_COMMON_NAME, CA_VALIDITY, NODE_CERT_VALIDITY,
+};
+pub use error::CaError;
+pub use token::{JoinToken, TokenError, DIGEST_LEN, SECRET_LEN, TOKEN_PREFIX};

@@ -1,0 +1,170 @@
+//! The local API between the `shoal` CLI and its `shoald`, over the root-only unix socket.
+//!
+//! Manager requests are forwarded by a non-leader manager to the leader unchanged, so the same
+//! types also travel between managers.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::types::{Availability, Role};
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct InitRequest {
+    pub advertise_addr: Option<String>,
+    pub listen_addr: Option<String>,
+    pub force_new_cluster: bool,
+    pub dispatcher_heartbeat_ms: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct JoinRequest {
+    pub token: String,
+    pub remote_addr: String,
+    pub advertise_addr: Option<String>,
+    pub listen_addr: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct NodeUpdate {
+    pub reference: String,
+    pub label_add: Vec<(String, String)>,
+    pub label_rm: Vec<String>,
+    pub availability: Option<Availability>,
+    pub role: Option<Role>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub enum ApiRequest {
+    /// What this daemon is: node ID, swarm membership, role.
+    Info,
+    SwarmInit(InitRequest),
+    SwarmJoin(JoinRequest),
+    SwarmLeave {
+        force: bool,
+    },
+    JoinToken {
+        role: Role,
+        rotate: bool,
+    },
+    NodeList,
+    NodeInspect {
+        references: Vec<String>,
+    },
+    NodeUpdate(NodeUpdate),
+    NodeRemove {
+        reference: String,
+        force: bool,
+    },
+}
+
+impl ApiRequest {
+    /// Requests that only a manager may serve (answered by the leader).
+    pub fn needs_manager(&self) -> bool {
+        matches!(
+            self,
+            ApiRequest::JoinToken { .. }
+                | ApiRequest::NodeList
+                | ApiRequest::NodeInspect { .. }
+                | ApiRequest::NodeUpdate(_)
+                | ApiRequest::NodeRemove { .. }
+        )
+    }
+
+    /// Requests that change the state (metrics label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiRequest::Info => "info",
+            ApiRequest::SwarmInit(_) => "swarm_init",
+            ApiRequest::SwarmJoin(_) => "swarm_join",
+            ApiRequest::SwarmLeave { .. } => "swarm_leave",
+            ApiRequest::JoinToken { .. } => "join_token",
+            ApiRequest::NodeList => "node_list",
+            ApiRequest::NodeInspect { .. } => "node_inspect",
+            ApiRequest::NodeUpdate(_) => "node_update",
+            ApiRequest::NodeRemove { .. } => "node_remove",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Info {
+    pub node_id: Option<String>,
+    pub role: Option<Role>,
+    pub cluster_id: Option<String>,
+    pub node_addr: Option<String>,
+    pub leader_addr: Option<String>,
+    pub managers: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub enum ApiReply {
+    Info(Info),
+    Initialized {
+        node_id: String,
+        worker_token: String,
+        manager_addr: String,
+    },
+    Joined {
+        role: Role,
+    },
+    Left,
+    Token {
+        token: String,
+        manager_addr: String,
+        rotated: bool,
+    },
+    /// Nodes in docker's JSON shape, and the ID of the node that was asked.
+    Nodes {
+        nodes: Vec<Value>,
+        self_id: Option<String>,
+    },
+    /// Per reference: the node's JSON or "not found" error.
+    Inspected {
+        nodes: Vec<Result<Value, String>>,
+    },
+    Done,
+}
+
+/// An error as the CLI prints it. `from_daemon` errors get docker's
+/// "Error response from daemon: " prefix.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub message: String,
+    pub from_daemon: bool,
+}
+
+impl ApiError {
+    pub fn daemon(message: impl Into<String>) -> Self {
+        ApiError {
+            message: message.into(),
+            from_daemon: true,
+        }
+    }
+    pub fn plain(message: impl Into<String>) -> Self {
+        ApiError {
+            message: message.into(),
+            from_daemon: false,
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.from_daemon {
+            write!(f, "Error response from daemon: {}", self.message)
+        } else {
+            f.write_str(&self.message)
+        }
+    }
+}
+
+pub type ApiResult = Result<ApiReply, ApiError>;
+
+/// docker's messages, verbatim with `shoal` for `docker`.
+pub mod msg {
+    pub const NOT_MANAGER_WORKER: &str = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
+    pub const NOT_IN_SWARM_MANAGER: &str = "This node is not a swarm manager. Use \"shoal swarm init\" or \"shoal swarm join\" to connect this node to swarm and try again.";
+    pub const ALREADY_IN_SWARM: &str = "This node is already part of a swarm. Use \"shoal swarm leave\" to leave this swarm and join another one.";
+    pub const NOT_IN_SWARM: &str = "This node is not part of a swarm";
+    pub const NO_LEADER: &str = "rpc error: code = Unknown desc = The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online.";
+}

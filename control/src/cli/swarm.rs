@@ -1,0 +1,164 @@
+//! `shoal swarm ...`: init, join, join-token, leave.
+
+use clap::{Args, Subcommand};
+
+use super::{call, parse_duration, unexpected, CliResult};
+use crate::api::{ApiError, ApiReply, ApiRequest, InitRequest, JoinRequest};
+use crate::types::Role;
+
+#[derive(Subcommand, Debug)]
+pub enum SwarmCommand {
+    /// Initialize a swarm
+    Init(InitArgs),
+    /// Join a swarm as a node and/or manager
+    Join(JoinArgs),
+    /// Manage join tokens
+    #[command(name = "join-token")]
+    JoinToken(JoinTokenArgs),
+    /// Leave the swarm
+    Leave {
+        /// Force this node to leave the swarm, ignoring warnings
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Advertised address (format: "<ip|interface>[:port]")
+    #[arg(long)]
+    advertise_addr: Option<String>,
+    /// Listen address (format: "<ip|interface>[:port]")
+    #[arg(long)]
+    listen_addr: Option<String>,
+    /// Force create a new cluster from current state
+    #[arg(long)]
+    force_new_cluster: bool,
+    /// Dispatcher heartbeat period (ns|us|ms|s|m|h)
+    #[arg(long, value_parser = parse_duration)]
+    dispatcher_heartbeat: Option<std::time::Duration>,
+}
+
+#[derive(Args, Debug)]
+pub struct JoinArgs {
+    /// Token for entry into the swarm
+    #[arg(long)]
+    token: String,
+    /// Advertised address (format: "<ip|interface>[:port]")
+    #[arg(long)]
+    advertise_addr: Option<String>,
+    /// Listen address (format: "<ip|interface>[:port]")
+    #[arg(long)]
+    listen_addr: Option<String>,
+    /// HOST:PORT of a manager
+    remote: String,
+}
+
+#[derive(Args, Debug)]
+pub struct JoinTokenArgs {
+    /// Only display token
+    #[arg(short, long)]
+    quiet: bool,
+    /// Rotate join token
+    #[arg(long)]
+    rotate: bool,
+    /// worker|manager
+    #[arg(value_parser = parse_role)]
+    role: Role,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    match s {
+        "worker" => Ok(Role::Worker),
+        "manager" => Ok(Role::Manager),
+        _ => Err(format!("unknown role {s}")),
+    }
+}
+
+fn join_command(role: Role, token: &str, addr: &str) -> String {
+    format!(
+        "To add a {role} to this swarm, run the following command:\n\n    shoal swarm join --token {token} {addr}\n"
+    )
+}
+
+pub async fn run(host: &str, cmd: SwarmCommand) -> CliResult {
+    match cmd {
+        SwarmCommand::Init(a) => {
+            let force = a.force_new_cluster;
+            let req = InitRequest {
+                advertise_addr: a.advertise_addr,
+                listen_addr: a.listen_addr,
+                force_new_cluster: force,
+                dispatcher_heartbeat_ms: a.dispatcher_heartbeat.map(|d| d.as_millis() as u64),
+            };
+            match call(host, ApiRequest::SwarmInit(req)).await? {
+                ApiReply::Initialized {
+                    node_id,
+                    worker_token,
+                    manager_addr,
+                } => {
+                    println!("Swarm initialized: current node ({node_id}) is now a manager.\n");
+                    println!(
+                        "{}",
+                        join_command(Role::Worker, &worker_token, &manager_addr)
+                    );
+                    println!("To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.\n");
+                    Ok(())
+                }
+                other => Err(unexpected(other)),
+            }
+        }
+        SwarmCommand::Join(a) => {
+            let req = JoinRequest {
+                token: a.token,
+                remote_addr: a.remote,
+                advertise_addr: a.advertise_addr,
+                listen_addr: a.listen_addr,
+            };
+            match call(host, ApiRequest::SwarmJoin(req)).await? {
+                ApiReply::Joined { role } => {
+                    println!("This node joined a swarm as a {role}.");
+                    Ok(())
+                }
+                other => Err(unexpected(other)),
+            }
+        }
+        SwarmCommand::JoinToken(a) => {
+            match call(
+                host,
+                ApiRequest::JoinToken {
+                    role: a.role,
+                    rotate: a.rotate,
+                },
+            )
+            .await?
+            {
+                ApiReply::Token {
+                    token,
+                    manager_addr,
+                    rotated,
+                } => {
+                    if a.quiet {
+                        println!("{token}");
+                        return Ok(());
+                    }
+                    if rotated {
+                        println!("Successfully rotated {} join token.\n", a.role);
+                    }
+                    println!("{}", join_command(a.role, &token, &manager_addr));
+                    Ok(())
+                }
+                other => Err(unexpected(other)),
+            }
+        }
+        SwarmCommand::Leave { force } => {
+            match call(host, ApiRequest::SwarmLeave { force }).await? {
+                ApiReply::Left => {
+                    println!("Node left the swarm.");
+                    Ok(())
+                }
+                other => Err(ApiError::plain(format!("{other:?}"))),
+            }
+        }
+    }
+}

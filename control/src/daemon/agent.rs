@@ -1,0 +1,148 @@
+//! The agent: every node's session with the leader's dispatcher. It heartbeats, follows the
+//! leader, and carries out role changes (promote/demote) decided by the cluster.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{lock, Daemon, Manager};
+use crate::peer::{Heartbeat, PeerClient, PeerRequest, PeerResponse};
+use crate::types::{NodeDescription, Role};
+
+pub(crate) async fn run(daemon: Arc<Daemon>) {
+    let mut client: Option<PeerClient> = None;
+    let mut next_manager = 0usize;
+    loop {
+        let Some(m) = daemon.membership() else {
+            return;
+        };
+        let target = lock(&daemon.leader_hint).clone().or_else(|| {
+            let t = m
+                .managers
+                .get(next_manager % m.managers.len().max(1))
+                .cloned();
+            next_manager += 1;
+            t
+        });
+        let Some(target) = target else {
+            tokio::time::sleep(Duration::from_millis(m.heartbeat_ms)).await;
+            continue;
+        };
+        if client.as_ref().map(|c| c.addr()) != Some(target.as_str()) {
+            client = Some(PeerClient::new(target.clone(), daemon.tls.clone()));
+        }
+        let Some(c) = client.as_mut() else { continue };
+        let hb = Heartbeat {
+            description: NodeDescription::of_this_host(&daemon.cfg.hostname),
+            addr: m.addr.clone(),
+            listen_addr: m.listen_addr(),
+        };
+        let period = Duration::from_millis(m.heartbeat_ms);
+        match c
+            .call(
+                &PeerRequest::Heartbeat(hb),
+                period.max(Duration::from_secs(2)),
+            )
+            .await
+        {
+            Ok(PeerResponse::Heartbeat(reply)) => {
+                *lock(&daemon.leader_hint) = Some(reply.leader.clone());
+                let mut updated = m.clone();
+                updated.managers = reply.managers.clone();
+                updated.heartbeat_ms = reply.heartbeat_ms;
+                if updated.managers != m.managers || updated.heartbeat_ms != m.heartbeat_ms {
+                    if let Err(e) = daemon.set_membership(Some(updated)) {
+                        tracing::warn!(error = %e, "saving membership");
+                    }
+                }
+                if reply.role != m.role {
+                    let _guard = daemon.op_lock.lock().await;
+                    if let Err(e) = change_role(&daemon, reply.role, c).await {
+                        tracing::warn!(error = %e, role = %reply.role, "changing role");
+                    }
+                } else if let Some(mgr) = daemon
+                    .manager()
+                    .filter(|mgr| !mgr.knows_member(mgr.raft_id))
+                {
+                    // A manager whose Raft was never added (an earlier attempt failed): ask again.
+                    let mut fresh = PeerClient::new(c.addr().to_string(), daemon.tls.clone());
+                    if let Err(e) = fresh
+                        .call(&PeerRequest::RaftJoin, Duration::from_secs(45))
+                        .await
+                    {
+                        tracing::warn!(error = %e, raft_id = mgr.raft_id, "joining raft");
+                    }
+                }
+            }
+            Ok(PeerResponse::NotLeader { leader }) => {
+                *lock(&daemon.leader_hint) = leader;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Ok(other) => {
+                tracing::warn!(?other, "heartbeat refused");
+                *lock(&daemon.leader_hint) = None;
+            }
+            Err(e) => {
+                tracing::debug!(%target, error = %e, "heartbeat failed");
+                *lock(&daemon.leader_hint) = None;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        }
+        tokio::time::sleep(period).await;
+    }
+}
+
+/// Become what the cluster says: get a certificate for the new role, then start or stop Raft.
+async fn change_role(
+    daemon: &Arc<Daemon>,
+    role: Role,
+    leader: &mut PeerClient,
+) -> Result<(), String> {
+    let (key_pem, csr_pem) = shoal_ca::new_node_key().map_err(|e| e.to_string())?;
+    let cert_pem = match leader
+        .call(&PeerRequest::RenewCert { csr_pem }, Duration::from_secs(5))
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        PeerResponse::Cert { cert_pem } => cert_pem,
+        other => return Err(format!("certificate renewal refused: {other:?}")),
+    };
+    let granted = shoal_ca::identity_of_pem(&cert_pem).map_err(|e| e.to_string())?;
+    if granted.role != role {
+        return Err(format!("leader granted role {} not {role}", granted.role));
+    }
+    daemon.install_cert(&key_pem, &cert_pem, None)?;
+    let mut m = daemon.membership().ok_or("not in a swarm")?;
+    m.role = role;
+    daemon.set_membership(Some(m.clone()))?;
+    match role {
+        Role::Manager => {
+            tracing::info!("promoted: starting raft");
+            if daemon.manager().is_none() {
+                let _ = std::fs::remove_file(daemon.root.raft_file());
+                let mgr = Manager::open(daemon, m.raft_id).await?;
+                *lock(&daemon.manager) = Some(mgr);
+            }
+            // A fresh client: the old connection still presents the worker certificate.
+            let mut fresh = PeerClient::new(leader.addr().to_string(), daemon.tls.clone());
+            match fresh
+                .call(&PeerRequest::RaftJoin, Duration::from_secs(45))
+                .await
+            {
+                Ok(PeerResponse::Done) => Ok(()),
+                Ok(other) => Err(format!("joining raft: {other:?}")),
+                Err(e) => Err(format!("joining raft: {e}")),
+            }
+        }
+        Role::Worker => {
+            tracing::info!("demoted: stopping raft");
+            let mgr = lock(&daemon.manager).take();
+            if let Some(mgr) = mgr {
+                mgr.shutdown().await;
+            }
+            let _ = std::fs::remove_file(daemon.root.raft_file());
+            Ok(())
+        }
+    }
+}

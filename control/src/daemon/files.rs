@@ -1,0 +1,118 @@
+//! What a node keeps under its data root: identity, keys, certificates, and the Raft store.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::Role;
+
+/// This node's membership in a swarm (absent while not in one).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Membership {
+    pub node_id: String,
+    pub raft_id: u64,
+    pub cluster_id: String,
+    /// The role this node's certificate carries.
+    pub role: Role,
+    /// The IP other nodes reach this node at.
+    pub addr: String,
+    pub listen_port: u16,
+    /// Managers' `IP:port`, refreshed by every heartbeat, to find the leader after a restart.
+    pub managers: Vec<String>,
+    pub heartbeat_ms: u64,
+}
+
+impl Membership {
+    pub fn listen_addr(&self) -> String {
+        format!("{}:{}", self.addr, self.listen_port)
+    }
+}
+
+/// Paths under the data root.
+#[derive(Clone, Debug)]
+pub struct DataRoot(pub PathBuf);
+
+impl DataRoot {
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+    pub fn membership_file(&self) -> PathBuf {
+        self.path("node.json")
+    }
+    pub fn key_file(&self) -> PathBuf {
+        self.path("node-key.pem")
+    }
+    pub fn cert_file(&self) -> PathBuf {
+        self.path("node-cert.pem")
+    }
+    pub fn ca_file(&self) -> PathBuf {
+        self.path("ca.pem")
+    }
+    pub fn raft_file(&self) -> PathBuf {
+        self.path("raft.redb")
+    }
+    pub fn lock_file(&self) -> PathBuf {
+        self.path("shoald.lock")
+    }
+
+    pub fn load_membership(&self) -> std::io::Result<Option<Membership>> {
+        match fs::read(self.membership_file()) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn save_membership(&self, m: &Membership) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(m).map_err(std::io::Error::other)?;
+        write_atomic(&self.membership_file(), &bytes, 0o600)
+    }
+
+    /// Forget the swarm: identity, keys, certificates and the Raft store.
+    pub fn wipe_swarm(&self) -> std::io::Result<()> {
+        for f in [
+            self.membership_file(),
+            self.key_file(),
+            self.cert_file(),
+            self.ca_file(),
+            self.raft_file(),
+        ] {
+            match fs::remove_file(&f) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        sync_dir(&self.0)
+    }
+}
+
+/// Write a file so that a crash leaves either the old or the new content, never a mix.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
+    fs::rename(&tmp, path)?;
+    match path.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}

@@ -1,0 +1,555 @@
+//! The local API on the unix socket: swarm init/join/leave here, cluster requests on the leader.
+
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use shoal_ca::{ClusterCa, JoinToken};
+use tokio::net::{UnixListener, UnixStream};
+
+use super::files::Membership;
+use super::manager::single_member;
+use super::{lock, Daemon, Manager};
+use crate::api::{msg, ApiError, ApiReply, ApiRequest, ApiResult, Info, InitRequest, JoinRequest};
+use crate::peer::{self, PeerClient, PeerRequest, PeerResponse};
+use crate::state::{new_node_record, Command};
+use crate::types::{ClusterInfo, NodeDescription, Role};
+use crate::wire;
+
+const DEFAULT_HEARTBEAT_MS: u64 = 5000;
+
+pub(crate) async fn serve_socket(daemon: Arc<Daemon>) -> std::io::Result<()> {
+    let path = daemon.cfg.socket.clone();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // We hold the data root lock, so a socket file left here is stale.
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    tokio::spawn(serve_client(daemon.clone(), stream));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting on the API socket");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+async fn serve_client(daemon: Arc<Daemon>, stream: UnixStream) {
+    let mut conn = wire::framed(stream);
+    loop {
+        let req: ApiRequest = match wire::recv(&mut conn).await {
+            Ok(r) => r,
+            Err(_) => return,
+        };
+        let kind = req.kind();
+        let started = Instant::now();
+        let result = daemon.handle_api(req).await;
+        daemon
+            .metrics
+            .observe_api(kind, result.is_ok(), started.elapsed());
+        if wire::send(&mut conn, &result).await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Daemon {
+    pub async fn handle_api(self: &Arc<Self>, req: ApiRequest) -> ApiResult {
+        match req {
+            ApiRequest::Info => Ok(ApiReply::Info(self.info())),
+            ApiRequest::SwarmInit(r) => {
+                let _g = self.op_lock.lock().await;
+                self.init(r).await
+            }
+            ApiRequest::SwarmJoin(r) => {
+                let _g = self.op_lock.lock().await;
+                self.join(r).await
+            }
+            ApiRequest::SwarmLeave { force } => {
+                let _g = self.op_lock.lock().await;
+                self.leave(force).await
+            }
+            req => self.manager_request(req).await,
+        }
+    }
+
+    fn info(&self) -> Info {
+        let m = self.membership();
+        let mgr = self.manager();
+        Info {
+            node_id: m.as_ref().map(|m| m.node_id.clone()),
+            role: m.as_ref().map(|m| m.role),
+            cluster_id: m.as_ref().map(|m| m.cluster_id.clone()),
+            node_addr: m.as_ref().map(|m| m.addr.clone()),
+            leader_addr: mgr.and_then(|g| g.leader_addr()),
+            managers: m.map(|m| m.managers).unwrap_or_default(),
+        }
+    }
+
+    /// Serve on the leader: here if we lead, else forwarded over mTLS.
+    async fn manager_request(self: &Arc<Self>, req: ApiRequest) -> ApiResult {
+        let Some(m) = self.membership() else {
+            return Err(ApiError::daemon(msg::NOT_IN_SWARM_MANAGER));
+        };
+        let Some(mgr) = self.manager() else {
+            return Err(ApiError::daemon(msg::NOT_MANAGER_WORKER));
+        };
+        if mgr.is_leader() {
+            return self.serve_manager_api(&mgr, req, &m.node_id).await;
+        }
+        let Some(leader) = mgr.leader_addr() else {
+            return Err(ApiError::daemon(msg::NO_LEADER));
+        };
+        let mut guard = self.leader_client.lock().await;
+        if guard.as_ref().map(|c| c.addr()) != Some(leader.as_str()) {
+            *guard = Some(PeerClient::new(leader.clone(), self.tls.clone()));
+        }
+        let Some(client) = guard.as_mut() else {
+            return Err(ApiError::daemon(msg::NO_LEADER));
+        };
+        let call = PeerRequest::Api {
+            request: req,
+            asked_on: m.node_id.clone(),
+        };
+        match client.call(&call, Duration::from_secs(10)).await {
+            Ok(PeerResponse::Api(r)) => r,
+            Ok(PeerResponse::NotLeader { .. }) | Err(_) => Err(ApiError::daemon(msg::NO_LEADER)),
+            Ok(other) => Err(ApiError::daemon(format!(
+                "unexpected reply from leader: {other:?}"
+            ))),
+        }
+    }
+
+    async fn init(self: &Arc<Self>, req: InitRequest) -> ApiResult {
+        if req.force_new_cluster {
+            return self.force_new_cluster(req).await;
+        }
+        if self.membership().is_some() {
+            return Err(ApiError::daemon(msg::ALREADY_IN_SWARM));
+        }
+        let (addr, port) =
+            self.resolve_addrs(req.advertise_addr.as_deref(), req.listen_addr.as_deref())?;
+        let heartbeat_ms = req.dispatcher_heartbeat_ms.unwrap_or(DEFAULT_HEARTBEAT_MS);
+        let node_id = crate::ids::new_id();
+        let raft_id = crate::ids::new_raft_id();
+        let cluster_id = crate::ids::new_id();
+        let ca = ClusterCa::generate().map_err(|e| ApiError::daemon(e.to_string()))?;
+        let (key_pem, csr_pem) =
+            shoal_ca::new_node_key().map_err(|e| ApiError::daemon(e.to_string()))?;
+        let cert_pem = ca
+            .sign_csr(&csr_pem, &node_id, Role::Manager, &cluster_id)
+            .map_err(|e| ApiError::daemon(e.to_string()))?;
+        let membership = Membership {
+            node_id: node_id.clone(),
+            raft_id,
+            cluster_id: cluster_id.clone(),
+            role: Role::Manager,
+            addr: addr.clone(),
+            listen_port: port,
+            managers: vec![format!("{addr}:{port}")],
+            heartbeat_ms,
+        };
+        let listen_addr = membership.listen_addr();
+        let result = async {
+            self.install_cert(&key_pem, &cert_pem, Some(ca.cert_pem()))?;
+            self.set_membership(Some(membership.clone()))?;
+            let mgr = Manager::open(self, raft_id).await?;
+            *lock(&self.manager) = Some(mgr.clone());
+            mgr.raft
+                .initialize(single_member(raft_id, listen_addr.clone()))
+                .await
+                .map_err(|e| format!("initializing raft: {e}"))?;
+            wait_leader(&mgr, Duration::from_secs(10)).await?;
+            let now = Utc::now();
+            let cluster = ClusterInfo {
+                id: cluster_id.clone(),
+                created_at: now,
+                ca_cert_pem: ca.cert_pem().to_string(),
+                ca_key_pem: ca.key_pem().to_string(),
+                worker_secret: JoinToken::generate("").secret,
+                manager_secret: JoinToken::generate("").secret,
+                heartbeat_ms,
+            };
+            let node = new_node_record(
+                node_id.clone(),
+                raft_id,
+                Role::Manager,
+                NodeDescription::of_this_host(&self.cfg.hostname),
+                addr.clone(),
+                listen_addr.clone(),
+                now,
+            );
+            mgr.propose(Command::Init {
+                cluster: cluster.clone(),
+                node,
+            })
+            .await
+            .map_err(|e| e.message)?;
+            self.start_swarm_tasks().await?;
+            Ok::<ClusterInfo, String>(cluster)
+        }
+        .await;
+        match result {
+            Ok(cluster) => Ok(ApiReply::Initialized {
+                node_id,
+                worker_token: JoinToken {
+                    ca_digest: ca.digest(),
+                    secret: cluster.worker_secret,
+                }
+                .to_string(),
+                manager_addr: listen_addr,
+            }),
+            Err(e) => {
+                self.stop_swarm_tasks().await;
+                let _ = self.set_membership(None);
+                self.tls.set(None);
+                Err(ApiError::daemon(e))
+            }
+        }
+    }
+
+    /// Recover a swarm that lost quorum: this manager alone forms a new Raft group with the
+    /// state it has, keeping the CA, tokens, nodes and everything else.
+    async fn force_new_cluster(self: &Arc<Self>, req: InitRequest) -> ApiResult {
+        let Some(mut m) = self.membership() else {
+            return Err(ApiError::daemon(
+                "rpc error: code = Unknown desc = --force-new-cluster requires a node that was a swarm manager",
+            ));
+        };
+        let Some(old) = self.manager() else {
+            return Err(ApiError::daemon(msg::NOT_MANAGER_WORKER));
+        };
+        let state = old.sm.state();
+        if state.cluster.is_none() {
+            return Err(ApiError::daemon(
+                "this manager has no swarm state to recover",
+            ));
+        }
+        self.stop_swarm_tasks().await;
+        let old_raft = self.root.raft_file();
+        let backup = old_raft.with_extension("redb.before-force-new-cluster");
+        std::fs::rename(&old_raft, &backup)
+            .map_err(|e| ApiError::daemon(format!("moving the old raft store aside: {e}")))?;
+        if let Some(a) = req.advertise_addr.as_deref() {
+            let (addr, port) = self.resolve_addrs(Some(a), req.listen_addr.as_deref())?;
+            m.addr = addr;
+            m.listen_port = port;
+        }
+        let raft_id = crate::ids::new_raft_id();
+        m.raft_id = raft_id;
+        m.managers = vec![m.listen_addr()];
+        let result = async {
+            self.set_membership(Some(m.clone()))?;
+            let mgr = Manager::open(self, raft_id).await?;
+            *lock(&self.manager) = Some(mgr.clone());
+            mgr.raft
+                .initialize(single_member(raft_id, m.listen_addr()))
+                .await
+                .map_err(|e| format!("initializing raft: {e}"))?;
+            wait_leader(&mgr, Duration::from_secs(10)).await?;
+            mgr.propose(Command::ForceNewCluster {
+                state: Box::new(state),
+                node_id: m.node_id.clone(),
+                raft_id,
+                at: Utc::now(),
+            })
+            .await
+            .map_err(|e| e.message)?;
+            self.start_swarm_tasks().await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&backup);
+                let cluster = self
+                    .manager()
+                    .and_then(|g| g.sm.state().cluster)
+                    .ok_or_else(|| ApiError::daemon("recovered state has no cluster"))?;
+                let digest = shoal_ca::ca_digest(&cluster.ca_cert_pem)
+                    .map_err(|e| ApiError::daemon(e.to_string()))?;
+                Ok(ApiReply::Initialized {
+                    node_id: m.node_id.clone(),
+                    worker_token: JoinToken {
+                        ca_digest: digest,
+                        secret: cluster.worker_secret,
+                    }
+                    .to_string(),
+                    manager_addr: m.listen_addr(),
+                })
+            }
+            Err(e) => {
+                // Put the old store back so nothing is lost.
+                self.stop_swarm_tasks().await;
+                let _ = std::fs::rename(&backup, &old_raft);
+                Err(ApiError::daemon(format!("--force-new-cluster failed: {e}")))
+            }
+        }
+    }
+
+    async fn join(self: &Arc<Self>, req: JoinRequest) -> ApiResult {
+        if self.membership().is_some() {
+            return Err(ApiError::daemon(msg::ALREADY_IN_SWARM));
+        }
+        let token = JoinToken::parse(&req.token).map_err(|e| ApiError::daemon(e.to_string()))?;
+        let mut remote = with_port(&req.remote_addr, 2377);
+        let advertise = match req.advertise_addr.as_deref() {
+            Some(a) => Some(self.resolve_addrs(Some(a), req.listen_addr.as_deref())?.0),
+            None => None,
+        };
+        let port = self.resolve_listen_port(req.listen_addr.as_deref())?;
+        let (key_pem, csr_pem) =
+            shoal_ca::new_node_key().map_err(|e| ApiError::daemon(e.to_string()))?;
+        let config = shoal_ca::tls::join_client_config(&token.ca_digest)
+            .map_err(|e| ApiError::daemon(e.to_string()))?;
+        let ask = PeerRequest::Join(peer::JoinSwarm {
+            token: req.token.clone(),
+            csr_pem,
+            description: NodeDescription::of_this_host(&self.cfg.hostname),
+            advertise_addr: advertise,
+            listen_port: port,
+        });
+        let mut admitted = None;
+        for _ in 0..5 {
+            let mut conn = match peer::connect(&remote, config.clone()).await {
+                Ok(c) => c,
+                Err(e) => {
+                    return Err(ApiError::daemon(join_connect_error(
+                        &remote,
+                        &e.to_string(),
+                    )))
+                }
+            };
+            match tokio::time::timeout(Duration::from_secs(15), wire::call(&mut conn, &ask)).await {
+                Ok(Ok(PeerResponse::Admitted(a))) => {
+                    admitted = Some(a);
+                    break;
+                }
+                Ok(Ok(PeerResponse::NotLeader { leader: Some(l) })) => remote = l,
+                Ok(Ok(PeerResponse::NotLeader { leader: None })) => {
+                    return Err(ApiError::daemon(msg::NO_LEADER))
+                }
+                Ok(Ok(PeerResponse::Error(e))) => return Err(ApiError::daemon(e)),
+                Ok(Ok(other)) => {
+                    return Err(ApiError::daemon(format!("unexpected reply: {other:?}")))
+                }
+                Ok(Err(e)) => {
+                    return Err(ApiError::daemon(join_connect_error(
+                        &remote,
+                        &e.to_string(),
+                    )))
+                }
+                Err(_) => {
+                    return Err(ApiError::daemon(format!(
+                        "timed out joining the swarm at {remote}"
+                    )))
+                }
+            }
+        }
+        let a = admitted.ok_or_else(|| ApiError::daemon("could not find the swarm's leader"))?;
+        let membership = Membership {
+            node_id: a.node_id.clone(),
+            raft_id: a.raft_id,
+            cluster_id: a.cluster_id.clone(),
+            role: a.role,
+            addr: a.addr.clone(),
+            listen_port: port,
+            managers: a.managers.clone(),
+            heartbeat_ms: a.heartbeat_ms,
+        };
+        let result = async {
+            self.install_cert(&key_pem, &a.cert_pem, Some(&a.ca_pem))?;
+            self.set_membership(Some(membership.clone()))?;
+            *lock(&self.leader_hint) = Some(remote.clone());
+            if a.role == Role::Manager {
+                let mgr = Manager::open(self, a.raft_id).await?;
+                *lock(&self.manager) = Some(mgr);
+            }
+            // The swarm port must be up before the leader starts replicating to us.
+            self.start_swarm_tasks().await?;
+            if a.role == Role::Manager {
+                let mut client = PeerClient::new(remote.clone(), self.tls.clone());
+                match client
+                    .call(&PeerRequest::RaftJoin, Duration::from_secs(45))
+                    .await
+                {
+                    Ok(PeerResponse::Done) => {}
+                    Ok(other) => return Err(format!("joining raft: {other:?}")),
+                    Err(e) => return Err(format!("joining raft: {e}")),
+                }
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => Ok(ApiReply::Joined { role: a.role }),
+            Err(e) => {
+                // Leave nothing half-joined: tell the leader, forget everything.
+                let mut client = PeerClient::new(remote, self.tls.clone());
+                let _ = client
+                    .call(&PeerRequest::Leave, Duration::from_secs(2))
+                    .await;
+                self.stop_swarm_tasks().await;
+                let _ = self.set_membership(None);
+                self.tls.set(None);
+                Err(ApiError::daemon(e))
+            }
+        }
+    }
+
+    async fn leave(self: &Arc<Self>, force: bool) -> ApiResult {
+        let Some(_m) = self.membership() else {
+            return Err(ApiError::daemon(msg::NOT_IN_SWARM));
+        };
+        if let Some(mgr) = self.manager() {
+            if !force {
+                let voters = mgr.voters().len();
+                let text = if voters <= 1 {
+                    "You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message.".to_string()
+                } else {
+                    format!(
+                        "You are attempting to leave the swarm on a node that is participating as a manager. Removing this node leaves {} managers out of {}. Without a Raft quorum your swarm will be inaccessible. The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message.",
+                        voters - 1,
+                        voters
+                    )
+                };
+                return Err(ApiError::daemon(text));
+            }
+        }
+        let leader = lock(&self.leader_hint).clone();
+        if let Some(leader) = leader {
+            let mut client = PeerClient::new(leader, self.tls.clone());
+            let _ = client
+                .call(&PeerRequest::Leave, Duration::from_secs(2))
+                .await;
+        }
+        self.stop_swarm_tasks().await;
+        self.tls.set(None);
+        self.set_membership(None).map_err(ApiError::daemon)?;
+        Ok(ApiReply::Left)
+    }
+
+    fn resolve_listen_port(&self, listen: Option<&str>) -> Result<u16, ApiError> {
+        match listen {
+            None => Ok(self.cfg.listen_addr.port()),
+            Some(l) => {
+                let port = l.rsplit_once(':').map(|(_, p)| p).unwrap_or(l);
+                port.parse()
+                    .map_err(|_| ApiError::daemon(format!("invalid listen address {l}")))
+            }
+        }
+    }
+
+    /// The advertise IP and swarm port, as docker chooses them.
+    fn resolve_addrs(
+        &self,
+        advertise: Option<&str>,
+        listen: Option<&str>,
+    ) -> Result<(String, u16), ApiError> {
+        let port = self.resolve_listen_port(listen)?;
+        let ip = match advertise {
+            Some(a) => {
+                let (host, p) = match a.parse::<std::net::SocketAddr>() {
+                    Ok(sa) => (sa.ip().to_string(), Some(sa.port())),
+                    Err(_) => (a.to_string(), None),
+                };
+                let ip = match host.parse::<IpAddr>() {
+                    Ok(ip) => ip.to_string(),
+                    Err(_) => interface_addr(&host)?,
+                };
+                return Ok((ip, p.unwrap_or(port)));
+            }
+            None => auto_advertise_addr()?,
+        };
+        Ok((ip, port))
+    }
+}
+
+fn with_port(addr: &str, default: u16) -> String {
+    if addr.parse::<std::net::SocketAddr>().is_ok()
+        || addr
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        addr.to_string()
+    } else {
+        format!("{addr}:{default}")
+    }
+}
+
+fn join_connect_error(remote: &str, err: &str) -> String {
+    if err.contains("does not match") || err.contains("certificate") || err.contains("fingerprint")
+    {
+        format!("remote CA does not match fingerprint of the join token (manager {remote}): {err}")
+    } else {
+        format!("could not reach a swarm manager at {remote}: {err}")
+    }
+}
+
+async fn wait_leader(mgr: &Manager, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if mgr.is_leader() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err("raft did not elect this node leader".into())
+}
+
+/// Non-loopback IPv4 addresses by interface.
+fn host_addrs() -> Vec<(String, IpAddr)> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    addrs
+        .filter_map(|ifa| {
+            let sin = ifa.address.as_ref()?.as_sockaddr_in()?;
+            let ip = IpAddr::V4(sin.ip());
+            (!ip.is_loopback()).then(|| (ifa.interface_name.clone(), ip))
+        })
+        .collect()
+}
+
+fn interface_addr(name: &str) -> Result<String, ApiError> {
+    let found: Vec<IpAddr> = host_addrs()
+        .into_iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, ip)| ip)
+        .collect();
+    match found.as_slice() {
+        [ip] => Ok(ip.to_string()),
+        [] => Err(ApiError::daemon(
+            "advertise address must be a non-zero IP address or network interface (with optional port number)",
+        )),
+        [a, b, ..] => Err(ApiError::daemon(format!(
+            "interface {name} has more than one IPv4 address ({a} and {b})"
+        ))),
+    }
+}
+
+fn auto_advertise_addr() -> Result<String, ApiError> {
+    let addrs = host_addrs();
+    match addrs.as_slice() {
+        [(_, ip)] => Ok(ip.to_string()),
+        [] => Err(ApiError::daemon(
+            "could not find the system's IP address - specify one with --advertise-addr",
+        )),
+        [(n1, a), (n2, b), ..] if n1 == n2 => Err(ApiError::daemon(format!(
+            "could not choose an IP address to advertise since this system has multiple addresses on interface {n1} ({a} and {b}) - specify one with --advertise-addr"
+        ))),
+        _ => Err(ApiError::daemon(
+            "could not choose an IP address to advertise since this system has multiple interfaces - specify one with --advertise-addr",
+        )),
+    }
+}

@@ -1,0 +1,619 @@
+//! The manager role: this node's Raft member, and what the leader alone does with it
+//! (admission, dispatcher, role reconciler, and serving the cluster API).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use openraft::{BasicNode, ChangeMembers, ServerState};
+use serde_json::Value;
+use shoal_ca::{ClusterCa, JoinToken};
+use tokio::task::JoinHandle;
+
+use super::{lock, Daemon};
+use crate::api::{msg, ApiError, ApiReply, ApiRequest, ApiResult, NodeUpdate};
+use crate::peer::{Admitted, Heartbeat, HeartbeatReply, JoinSwarm};
+use crate::raft::network::Network;
+use crate::raft::store::{self, StateMachineStore};
+use crate::raft::Raft;
+use crate::state::{new_node_record, ClusterState, Command, NodeSpecPatch};
+use crate::types::{ManagerView, NodeState, Role};
+
+/// How long a write may wait for a quorum before the client is told there is none.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(4);
+const READ_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub struct Manager {
+    pub raft: Raft,
+    pub sm: StateMachineStore,
+    pub raft_id: u64,
+    loops: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Manager {
+    /// Open this node's Raft store and start its Raft member (and the leader loops, which
+    /// idle unless this member leads).
+    pub async fn open(daemon: &Arc<Daemon>, raft_id: u64) -> Result<Arc<Manager>, String> {
+        let path = daemon.root.raft_file();
+        let (log, sm) =
+            store::open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+        let config = daemon
+            .cfg
+            .raft
+            .config()
+            .validate()
+            .map_err(|e| format!("raft config: {e}"))?;
+        let raft = Raft::new(
+            raft_id,
+            Arc::new(config),
+            Network {
+                tls: daemon.tls.clone(),
+            },
+            log,
+            sm.clone(),
+        )
+        .await
+        .map_err(|e| format!("starting raft: {e}"))?;
+        let mgr = Arc::new(Manager {
+            raft,
+            sm,
+            raft_id,
+            loops: std::sync::Mutex::new(Vec::new()),
+        });
+        let l1 = tokio::spawn(liveness_loop(Arc::downgrade(daemon), mgr.clone()));
+        let l2 = tokio::spawn(reconcile_loop(Arc::downgrade(daemon), mgr.clone()));
+        lock(&mgr.loops).extend([l1, l2]);
+        Ok(mgr)
+    }
+
+    pub async fn shutdown(&self) {
+        for l in lock(&self.loops).drain(..) {
+            l.abort();
+        }
+        let _ = self.raft.shutdown().await;
+    }
+
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.raft_id)
+    }
+
+    /// `IP:port` of the current leader, if one is known.
+    pub fn leader_addr(&self) -> Option<String> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let leader = m.current_leader?;
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
+    }
+
+    pub fn voters(&self) -> BTreeSet<u64> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.membership_config.membership().voter_ids().collect()
+    }
+
+    pub fn learners(&self) -> BTreeSet<u64> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.membership_config.membership().learner_ids().collect()
+    }
+
+    /// Is `raft_id` part of this member's configuration (voter or learner)?
+    pub fn knows_member(&self, raft_id: u64) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        membership.get_node(&raft_id).is_some()
+    }
+
+    pub fn view(&self, state: &ClusterState) -> ManagerView {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        ManagerView {
+            leader_node_id: m
+                .current_leader
+                .and_then(|id| state.node_by_raft_id(id))
+                .map(|n| n.id.clone()),
+            voters: m.membership_config.membership().voter_ids().collect(),
+        }
+    }
+
+    /// Propose a command; fail fast with docker's "no leader" error when there is no quorum.
+    pub async fn propose(&self, cmd: Command) -> Result<(), ApiError> {
+        if !self.has_quorum() {
+            return Err(ApiError::daemon(msg::NO_LEADER));
+        }
+        match tokio::time::timeout(WRITE_TIMEOUT, self.raft.client_write(cmd)).await {
+            Ok(Ok(resp)) => match resp.data.error {
+                Some(e) => Err(ApiError::daemon(e)),
+                None => Ok(()),
+            },
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "write failed");
+                Err(ApiError::daemon(msg::NO_LEADER))
+            }
+            Err(_) => Err(ApiError::daemon(msg::NO_LEADER)),
+        }
+    }
+
+    /// The leader heard from a quorum recently (always true for a single manager).
+    pub fn has_quorum(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        if m.state != ServerState::Leader {
+            return false;
+        }
+        let voters = m.membership_config.membership().voter_ids().count();
+        if voters <= 1 {
+            return true;
+        }
+        let limit = self_election_max(&self.raft) * 2;
+        matches!(m.millis_since_quorum_ack, Some(ms) if ms <= limit)
+    }
+
+    /// A linearizable read of the state: the leader confirms it still leads first.
+    pub async fn read_state(&self) -> Result<ClusterState, ApiError> {
+        match tokio::time::timeout(READ_TIMEOUT, self.raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => Ok(self.sm.state()),
+            _ => Err(ApiError::daemon(msg::NO_LEADER)),
+        }
+    }
+}
+
+fn self_election_max(raft: &Raft) -> u64 {
+    raft.config().election_timeout_max
+}
+
+/// Leader: mark nodes Down when their heartbeats stop, and Ready when they come back
+/// (the latter happens in `heartbeat`).
+async fn liveness_loop(daemon: std::sync::Weak<Daemon>, mgr: Arc<Manager>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let Some(daemon) = daemon.upgrade() else {
+            return;
+        };
+        if !mgr.is_leader() {
+            lock(&daemon.dispatcher).leader_term = None;
+            continue;
+        }
+        let term = mgr.raft.metrics().borrow().current_term;
+        let state = mgr.sm.state();
+        let Some(cluster) = state.cluster.as_ref() else {
+            continue;
+        };
+        let grace = Duration::from_millis(cluster.heartbeat_ms * 3);
+        let now = Instant::now();
+        let mut down = Vec::new();
+        {
+            let mut d = lock(&daemon.dispatcher);
+            if d.leader_term != Some(term) {
+                // A new leader gives every node a full grace period from now.
+                d.leader_term = Some(term);
+                d.last_seen = state.nodes.keys().map(|id| (id.clone(), now)).collect();
+            }
+            for node in state.nodes.values() {
+                let seen = *d.last_seen.entry(node.id.clone()).or_insert(now);
+                if node.state != NodeState::Down && now.duration_since(seen) > grace {
+                    down.push(node.id.clone());
+                }
+            }
+        }
+        for node_id in down {
+            tracing::info!(node = %node_id, "heartbeat failure: marking node down");
+            let _ = mgr
+                .propose(Command::SetNodeStatus {
+                    node_id,
+                    state: NodeState::Down,
+                    message: Some("heartbeat failure".into()),
+                    at: Utc::now(),
+                })
+                .await;
+        }
+    }
+}
+
+/// Leader: keep Raft voters equal to the nodes whose role is manager (swarmkit's role manager).
+async fn reconcile_loop(daemon: std::sync::Weak<Daemon>, mgr: Arc<Manager>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if daemon.upgrade().is_none() {
+            return;
+        }
+        if !mgr.is_leader() || !mgr.has_quorum() {
+            continue;
+        }
+        let state = mgr.sm.state();
+        let wanted: BTreeSet<u64> = state.managers().map(|n| n.raft_id).collect();
+        let voters = mgr.voters();
+        let learners = mgr.learners();
+        // Demoted or removed managers leave the voters (never the last one).
+        let stale: BTreeSet<u64> = voters.difference(&wanted).copied().collect();
+        if !stale.is_empty() && stale.len() < voters.len() {
+            tracing::info!(?stale, "removing demoted managers from raft");
+            if let Err(e) = mgr
+                .raft
+                .change_membership(ChangeMembers::RemoveVoters(stale), false)
+                .await
+            {
+                tracing::warn!(error = %e, "removing voters");
+            }
+            continue;
+        }
+        // Learners that are managers become voters once caught up; others are dropped.
+        let ready: BTreeSet<u64> = learners.intersection(&wanted).copied().collect();
+        if !ready.is_empty() {
+            let _ = mgr
+                .raft
+                .change_membership(ChangeMembers::AddVoterIds(ready), false)
+                .await;
+        }
+        let gone: BTreeSet<u64> = learners.difference(&wanted).copied().collect();
+        if !gone.is_empty() {
+            let _ = mgr
+                .raft
+                .change_membership(ChangeMembers::RemoveNodes(gone), false)
+                .await;
+        }
+    }
+}
+
+fn join_token_error() -> ApiError {
+    ApiError::daemon(
+        "rpc error: code = InvalidArgument desc = A valid join token is necessary to join this cluster",
+    )
+}
+
+impl Daemon {
+    /// Leader: admit a node that presented a valid token.
+    pub(crate) async fn admit(
+        &self,
+        mgr: &Manager,
+        req: JoinSwarm,
+        peer_ip: String,
+    ) -> Result<Admitted, ApiError> {
+        let state = mgr.read_state().await?;
+        let cluster = state
+            .cluster
+            .as_ref()
+            .ok_or_else(|| ApiError::daemon("cluster not initialized"))?;
+        let token = JoinToken::parse(&req.token).map_err(|_| join_token_error())?;
+        let ca = ClusterCa::from_pem(&cluster.ca_cert_pem, &cluster.ca_key_pem)
+            .map_err(|e| ApiError::daemon(e.to_string()))?;
+        if token.ca_digest != ca.digest() {
+            return Err(join_token_error());
+        }
+        let role = if token.matches_secret(&cluster.manager_secret) {
+            Role::Manager
+        } else if token.matches_secret(&cluster.worker_secret) {
+            Role::Worker
+        } else {
+            return Err(join_token_error());
+        };
+        let node_id = crate::ids::new_id();
+        let raft_id = crate::ids::new_raft_id();
+        let addr = req.advertise_addr.clone().unwrap_or(peer_ip);
+        let listen_addr = format!("{addr}:{}", req.listen_port);
+        let cert_pem = ca
+            .sign_csr(&req.csr_pem, &node_id, role, &cluster.id)
+            .map_err(|e| ApiError::daemon(format!("invalid certificate request: {e}")))?;
+        let record = new_node_record(
+            node_id.clone(),
+            raft_id,
+            role,
+            req.description.clone(),
+            addr.clone(),
+            listen_addr,
+            Utc::now(),
+        );
+        mgr.propose(Command::AddNode { node: record }).await?;
+        lock(&self.dispatcher)
+            .last_seen
+            .insert(node_id.clone(), Instant::now());
+        let mut managers: Vec<String> = state.managers().map(|n| n.listen_addr.clone()).collect();
+        if role == Role::Manager {
+            managers.push(format!("{addr}:{}", req.listen_port));
+        }
+        Ok(Admitted {
+            node_id,
+            raft_id,
+            role,
+            cluster_id: cluster.id.clone(),
+            cert_pem,
+            ca_pem: cluster.ca_cert_pem.clone(),
+            managers,
+            heartbeat_ms: cluster.heartbeat_ms,
+            addr,
+        })
+    }
+
+    /// Leader: a manager node with its Raft running becomes a learner, then a voter.
+    pub(crate) async fn raft_join(&self, mgr: &Manager, node_id: &str) -> Result<(), ApiError> {
+        let state = mgr.read_state().await?;
+        let node = state
+            .nodes
+            .get(node_id)
+            .ok_or_else(|| ApiError::daemon(format!("node {node_id} not found")))?;
+        if node.spec.role != Role::Manager {
+            return Err(ApiError::daemon(format!("node {node_id} is not a manager")));
+        }
+        if mgr.voters().contains(&node.raft_id) {
+            return Ok(());
+        }
+        let add = mgr.raft.add_learner(
+            node.raft_id,
+            BasicNode {
+                addr: node.listen_addr.clone(),
+            },
+            true,
+        );
+        match tokio::time::timeout(Duration::from_secs(30), add).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(ApiError::daemon(format!("adding raft learner: {e}"))),
+            Err(_) => return Err(ApiError::daemon("timed out adding the node to raft")),
+        }
+        let ids: BTreeSet<u64> = [node.raft_id].into();
+        match tokio::time::timeout(
+            Duration::from_secs(10),
+            mgr.raft
+                .change_membership(ChangeMembers::AddVoterIds(ids), false),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(ApiError::daemon(format!("adding raft voter: {e}"))),
+            Err(_) => Err(ApiError::daemon(msg::NO_LEADER)),
+        }
+    }
+
+    /// Leader: an agent's heartbeat. Status changes are Raft writes; heartbeats are not.
+    pub(crate) async fn heartbeat(
+        self: &Arc<Self>,
+        mgr: &Arc<Manager>,
+        node_id: &str,
+        hb: Heartbeat,
+    ) -> Result<HeartbeatReply, String> {
+        let state = mgr.sm.state();
+        let node = state
+            .nodes
+            .get(node_id)
+            .ok_or_else(|| format!("node {node_id} not found"))?;
+        let cluster = state.cluster.as_ref().ok_or("cluster not initialized")?;
+        lock(&self.dispatcher)
+            .last_seen
+            .insert(node_id.to_string(), Instant::now());
+        let mut changes = Vec::new();
+        if node.description != hb.description
+            || node.addr != hb.addr
+            || node.listen_addr != hb.listen_addr
+        {
+            changes.push(Command::SetNodeDescription {
+                node_id: node_id.to_string(),
+                description: hb.description,
+                addr: hb.addr,
+                listen_addr: hb.listen_addr,
+                at: Utc::now(),
+            });
+        }
+        if node.state != NodeState::Ready {
+            changes.push(Command::SetNodeStatus {
+                node_id: node_id.to_string(),
+                state: NodeState::Ready,
+                message: None,
+                at: Utc::now(),
+            });
+        }
+        if !changes.is_empty() {
+            let mgr = mgr.clone();
+            tokio::spawn(async move {
+                for c in changes {
+                    let _ = mgr.propose(c).await;
+                }
+            });
+        }
+        let me = self
+            .membership()
+            .map(|m| m.listen_addr())
+            .unwrap_or_default();
+        Ok(HeartbeatReply {
+            role: node.spec.role,
+            raft_id: node.raft_id,
+            managers: state.managers().map(|n| n.listen_addr.clone()).collect(),
+            leader: me,
+            heartbeat_ms: cluster.heartbeat_ms,
+        })
+    }
+
+    /// Leader: sign a new certificate for a node's current role.
+    pub(crate) async fn renew_cert(
+        &self,
+        mgr: &Manager,
+        node_id: &str,
+        csr_pem: &str,
+    ) -> Result<String, ApiError> {
+        let state = mgr.read_state().await?;
+        let cluster = state
+            .cluster
+            .as_ref()
+            .ok_or_else(|| ApiError::daemon("cluster not initialized"))?;
+        let node = state
+            .nodes
+            .get(node_id)
+            .ok_or_else(|| ApiError::daemon(format!("node {node_id} not found")))?;
+        let ca = ClusterCa::from_pem(&cluster.ca_cert_pem, &cluster.ca_key_pem)
+            .map_err(|e| ApiError::daemon(e.to_string()))?;
+        ca.sign_csr(csr_pem, node_id, node.spec.role, &cluster.id)
+            .map_err(|e| ApiError::daemon(format!("invalid certificate request: {e}")))
+    }
+
+    /// Leader: serve a manager API request asked on node `asked_on`.
+    pub(crate) async fn serve_manager_api(
+        &self,
+        mgr: &Manager,
+        req: ApiRequest,
+        asked_on: &str,
+    ) -> ApiResult {
+        match req {
+            ApiRequest::JoinToken { role, rotate } => {
+                let mut state = mgr.read_state().await?;
+                if rotate {
+                    let secret = JoinToken::generate("").secret;
+                    mgr.propose(Command::RotateToken { role, secret }).await?;
+                    state = mgr.sm.state();
+                }
+                let cluster = state
+                    .cluster
+                    .as_ref()
+                    .ok_or_else(|| ApiError::daemon("cluster not initialized"))?;
+                let digest = shoal_ca::ca_digest(&cluster.ca_cert_pem)
+                    .map_err(|e| ApiError::daemon(e.to_string()))?;
+                let token = JoinToken {
+                    ca_digest: digest,
+                    secret: cluster.secret(role).to_string(),
+                };
+                let manager_addr = state
+                    .nodes
+                    .get(asked_on)
+                    .filter(|n| n.is_manager())
+                    .or_else(|| state.node_by_raft_id(mgr.raft_id))
+                    .map(|n| n.listen_addr.clone())
+                    .unwrap_or_default();
+                Ok(ApiReply::Token {
+                    token: token.to_string(),
+                    manager_addr,
+                    rotated: rotate,
+                })
+            }
+            ApiRequest::NodeList => {
+                let state = mgr.read_state().await?;
+                let view = mgr.view(&state);
+                let ca = ca_pem(&state);
+                let nodes: Vec<Value> = state
+                    .nodes
+                    .values()
+                    .map(|n| n.docker_json(&view, &ca))
+                    .collect();
+                Ok(ApiReply::Nodes {
+                    nodes,
+                    self_id: Some(asked_on.to_string()),
+                })
+            }
+            ApiRequest::NodeInspect { references } => {
+                let state = mgr.read_state().await?;
+                let view = mgr.view(&state);
+                let ca = ca_pem(&state);
+                let nodes = references
+                    .iter()
+                    .map(|r| {
+                        let r = if r == "self" { asked_on } else { r.as_str() };
+                        state.resolve_node(r).map(|n| n.docker_json(&view, &ca))
+                    })
+                    .collect();
+                Ok(ApiReply::Inspected { nodes })
+            }
+            ApiRequest::NodeUpdate(update) => {
+                self.update_node(mgr, update, asked_on).await?;
+                Ok(ApiReply::Done)
+            }
+            ApiRequest::NodeRemove { reference, force } => {
+                let state = mgr.read_state().await?;
+                let node = state.resolve_node(&reference).map_err(ApiError::daemon)?;
+                if node.is_manager() {
+                    return Err(ApiError::daemon(format!(
+                        "rpc error: code = FailedPrecondition desc = node {} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal",
+                        node.id
+                    )));
+                }
+                if node.state != NodeState::Down && !force {
+                    return Err(ApiError::daemon(format!(
+                        "rpc error: code = FailedPrecondition desc = node {} is not down and can't be removed",
+                        node.id
+                    )));
+                }
+                mgr.propose(Command::RemoveNode {
+                    node_id: node.id.clone(),
+                })
+                .await?;
+                lock(&self.dispatcher).last_seen.remove(&node.id);
+                Ok(ApiReply::Done)
+            }
+            other => Err(ApiError::daemon(format!(
+                "{} is not a manager request",
+                other.kind()
+            ))),
+        }
+    }
+
+    /// Writes resolve the node in the leader's applied state (no read barrier needed: the
+    /// patch itself is ordered by Raft and checked again when applied).
+    async fn update_node(
+        &self,
+        mgr: &Manager,
+        update: NodeUpdate,
+        asked_on: &str,
+    ) -> Result<(), ApiError> {
+        let state = mgr.sm.state();
+        let reference = if update.reference == "self" {
+            asked_on
+        } else {
+            update.reference.as_str()
+        };
+        let node = state.resolve_node(reference).map_err(ApiError::daemon)?;
+        if update.role == Some(Role::Worker) && node.is_manager() {
+            check_demote(mgr, &state, node.raft_id)?;
+        }
+        mgr.propose(Command::PatchNodeSpec {
+            node_id: node.id.clone(),
+            patch: NodeSpecPatch {
+                label_add: update.label_add,
+                label_rm: update.label_rm,
+                availability: update.availability,
+                role: update.role,
+            },
+            at: Utc::now(),
+        })
+        .await
+    }
+}
+
+/// Refuse a demotion that would remove the last manager or lose quorum.
+fn check_demote(mgr: &Manager, state: &ClusterState, raft_id: u64) -> Result<(), ApiError> {
+    if state.managers().count() <= 1 {
+        return Err(ApiError::daemon(
+            "rpc error: code = FailedPrecondition desc = attempting to demote the last manager of the swarm",
+        ));
+    }
+    let view = mgr.view(state);
+    let voters_after: Vec<u64> = mgr.voters().into_iter().filter(|v| *v != raft_id).collect();
+    let reachable_after = voters_after
+        .iter()
+        .filter(|v| {
+            state
+                .node_by_raft_id(**v)
+                .is_some_and(|n| n.reachability(&view) == "reachable")
+        })
+        .count();
+    if reachable_after < voters_after.len() / 2 + 1 {
+        return Err(ApiError::daemon(
+            "rpc error: code = FailedPrecondition desc = can't remove member from the raft: this would result in a loss of quorum",
+        ));
+    }
+    Ok(())
+}
+
+fn ca_pem(state: &ClusterState) -> String {
+    state
+        .cluster
+        .as_ref()
+        .map(|c| c.ca_cert_pem.clone())
+        .unwrap_or_default()
+}
+
+/// Nodes by raft ID for a membership (used by the swarm init path).
+pub(crate) fn single_member(raft_id: u64, addr: String) -> BTreeMap<u64, BasicNode> {
+    [(raft_id, BasicNode { addr })].into()
+}

@@ -1,0 +1,227 @@
+//! shoald: the node daemon. Every node runs the agent; managers also run Raft, and the
+//! leader runs the dispatcher, admission and the role reconciler.
+
+mod agent;
+pub mod files;
+mod local;
+mod manager;
+mod server;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::task::JoinHandle;
+
+use crate::metrics::Metrics;
+use crate::peer::{PeerClient, TlsHandle, TlsMaterial};
+use crate::raft::RaftTiming;
+use files::{DataRoot, Membership};
+pub use manager::Manager;
+
+/// Where a daemon keeps its state and listens.
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    pub data_root: PathBuf,
+    pub socket: PathBuf,
+    pub listen_addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    pub hostname: String,
+    pub raft: RaftTiming,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("shoald needs root (it manages namespaces, links and cgroups); run it as root")]
+    NotRoot,
+    #[error("another shoald is already running with data root {0}")]
+    Locked(PathBuf),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// The leader's memory of agent heartbeats (not replicated: a new leader starts afresh).
+#[derive(Default)]
+pub(crate) struct Dispatcher {
+    pub last_seen: HashMap<String, Instant>,
+    pub leader_term: Option<u64>,
+}
+
+pub struct Daemon {
+    pub(crate) cfg: DaemonConfig,
+    pub(crate) root: DataRoot,
+    pub(crate) membership: Mutex<Option<Membership>>,
+    pub(crate) tls: TlsHandle,
+    pub(crate) manager: Mutex<Option<Arc<Manager>>>,
+    pub(crate) leader_hint: Mutex<Option<String>>,
+    pub(crate) leader_client: tokio::sync::Mutex<Option<PeerClient>>,
+    pub(crate) dispatcher: Mutex<Dispatcher>,
+    pub(crate) metrics: Metrics,
+    /// Agent loop and swarm listener: running while the node is in a swarm.
+    pub(crate) swarm_tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Serializes init, join, leave and role changes on this node.
+    pub(crate) op_lock: tokio::sync::Mutex<()>,
+    /// Held for the daemon's lifetime: one daemon per data root.
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Daemon {
+    /// Take the data root, restore any swarm membership, and start serving.
+    pub async fn start(cfg: DaemonConfig) -> Result<Arc<Daemon>, DaemonError> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(DaemonError::NotRoot);
+        }
+        let root = DataRoot(cfg.data_root.clone());
+        std::fs::create_dir_all(&root.0)
+            .map_err(|e| DaemonError::Io(format!("creating {}", root.0.display()), e))?;
+        let lock_file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.lock_file())
+            .map_err(|e| DaemonError::Io("opening the lock file".into(), e))?;
+        let lock_file =
+            match nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(l) => l,
+                Err(_) => return Err(DaemonError::Locked(root.0.clone())),
+            };
+        let membership = root
+            .load_membership()
+            .map_err(|e| DaemonError::Io("reading node.json".into(), e))?;
+        let daemon = Arc::new(Daemon {
+            cfg: cfg.clone(),
+            root,
+            membership: Mutex::new(membership.clone()),
+            tls: TlsHandle::default(),
+            manager: Mutex::new(None),
+            leader_hint: Mutex::new(None),
+            leader_client: tokio::sync::Mutex::new(None),
+            dispatcher: Mutex::new(Dispatcher::default()),
+            metrics: Metrics::new(),
+            swarm_tasks: Mutex::new(Vec::new()),
+            op_lock: tokio::sync::Mutex::new(()),
+            _lock: lock_file,
+        });
+
+        if let Some(m) = membership {
+            tracing::info!(node = %m.node_id, role = %m.role, "restoring swarm membership");
+            daemon
+                .load_tls()
+                .map_err(|e| DaemonError::Setup(format!("loading certificates: {e}")))?;
+            if let Some(hint) = m.managers.first() {
+                *lock(&daemon.leader_hint) = Some(hint.clone());
+            }
+            if m.role == crate::types::Role::Manager {
+                let mgr = Manager::open(&daemon, m.raft_id)
+                    .await
+                    .map_err(DaemonError::Setup)?;
+                *lock(&daemon.manager) = Some(mgr);
+            }
+            daemon
+                .start_swarm_tasks()
+                .await
+                .map_err(DaemonError::Setup)?;
+        }
+        local::serve_socket(daemon.clone())
+            .await
+            .map_err(|e| DaemonError::Io(format!("API socket {}", cfg.socket.display()), e))?;
+        if let Some(addr) = cfg.metrics_addr {
+            crate::metrics::serve(daemon.clone(), addr)
+                .await
+                .map_err(|e| DaemonError::Io(format!("metrics listener {addr}"), e))?;
+        }
+        Ok(daemon)
+    }
+
+    pub(crate) fn membership(&self) -> Option<Membership> {
+        lock(&self.membership).clone()
+    }
+
+    pub(crate) fn manager(&self) -> Option<Arc<Manager>> {
+        lock(&self.manager).clone()
+    }
+
+    pub(crate) fn set_membership(&self, m: Option<Membership>) -> Result<(), String> {
+        match &m {
+            Some(m) => self
+                .root
+                .save_membership(m)
+                .map_err(|e| format!("saving node.json: {e}"))?,
+            None => self
+                .root
+                .wipe_swarm()
+                .map_err(|e| format!("removing swarm state: {e}"))?,
+        }
+        *lock(&self.membership) = m;
+        Ok(())
+    }
+
+    /// Build TLS configs from the key and certificates on disk.
+    pub(crate) fn load_tls(&self) -> Result<(), String> {
+        let read =
+            |p: PathBuf| std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()));
+        let ca = read(self.root.ca_file())?;
+        let cert = read(self.root.cert_file())?;
+        let key = read(self.root.key_file())?;
+        let server = shoal_ca::tls::server_config(&ca, &cert, &key).map_err(|e| e.to_string())?;
+        let client = shoal_ca::tls::client_config(&ca, &cert, &key).map_err(|e| e.to_string())?;
+        self.tls.set(Some(TlsMaterial { client, server }));
+        Ok(())
+    }
+
+    /// Store a new key/certificate (and CA) and switch to them.
+    pub(crate) fn install_cert(
+        &self,
+        key_pem: &str,
+        cert_pem: &str,
+        ca_pem: Option<&str>,
+    ) -> Result<(), String> {
+        let w = |p: PathBuf, s: &str| {
+            files::write_atomic(&p, s.as_bytes(), 0o600)
+                .map_err(|e| format!("{}: {e}", p.display()))
+        };
+        if let Some(ca) = ca_pem {
+            w(self.root.ca_file(), ca)?;
+        }
+        w(self.root.key_file(), key_pem)?;
+        w(self.root.cert_file(), cert_pem)?;
+        self.load_tls()
+    }
+
+    /// Start what runs while this node is in a swarm: the swarm listener and the agent.
+    pub(crate) async fn start_swarm_tasks(self: &Arc<Self>) -> Result<(), String> {
+        let m = self.membership().ok_or("not in a swarm")?;
+        let bind = SocketAddr::new(self.cfg.listen_addr.ip(), m.listen_port);
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .map_err(|e| format!("listening on {bind}: {e}"))?;
+        let server = tokio::spawn(server::serve(self.clone(), listener));
+        let agent = tokio::spawn(agent::run(self.clone()));
+        let mut tasks = lock(&self.swarm_tasks);
+        tasks.push(server);
+        tasks.push(agent);
+        Ok(())
+    }
+
+    pub(crate) async fn stop_swarm_tasks(&self) {
+        let tasks: Vec<_> = lock(&self.swarm_tasks).drain(..).collect();
+        for t in tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        let mgr = lock(&self.manager).take();
+        if let Some(mgr) = mgr {
+            mgr.shutdown().await;
+        }
+        *self.leader_client.lock().await = None;
+        *lock(&self.leader_hint) = None;
+    }
+}

@@ -1,0 +1,172 @@
+//! The swarm port: accepts mTLS connections and answers peer requests.
+
+use std::sync::Arc;
+
+use shoal_ca::NodeIdentity;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+use super::Daemon;
+use crate::api::{msg, ApiError};
+use crate::peer::{PeerRequest, PeerResponse};
+use crate::types::Role;
+use crate::wire;
+
+pub(crate) async fn serve(daemon: Arc<Daemon>, listener: TcpListener) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting on the swarm port");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_conn(daemon, tcp, peer.ip().to_string()).await {
+                tracing::debug!(%peer, error = %e, "peer connection ended");
+            }
+        });
+    }
+}
+
+async fn serve_conn(daemon: Arc<Daemon>, tcp: TcpStream, peer_ip: String) -> Result<(), String> {
+    let _ = tcp.set_nodelay(true);
+    let tls = daemon.tls.get().ok_or("no certificate")?;
+    let stream = TlsAcceptor::from(tls.server)
+        .accept(tcp)
+        .await
+        .map_err(|e| format!("tls: {e}"))?;
+    let identity = shoal_ca::tls::peer_identity(stream.get_ref().1);
+    let mut conn = wire::framed(stream);
+    loop {
+        let req: PeerRequest = match wire::recv(&mut conn).await {
+            Ok(r) => r,
+            Err(wire::WireError::Closed) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        let resp = handle(&daemon, req, identity.as_ref(), &peer_ip).await;
+        wire::send(&mut conn, &resp)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+}
+
+fn not_leader(daemon: &Daemon) -> PeerResponse {
+    PeerResponse::NotLeader {
+        leader: daemon.manager().and_then(|m| m.leader_addr()),
+    }
+}
+
+async fn handle(
+    daemon: &Arc<Daemon>,
+    req: PeerRequest,
+    identity: Option<&NodeIdentity>,
+    peer_ip: &str,
+) -> PeerResponse {
+    let Some(mgr) = daemon.manager() else {
+        return PeerResponse::Error(msg::NOT_MANAGER_WORKER.into());
+    };
+    // Everything but joining needs a certificate from this cluster.
+    let cluster_id = daemon
+        .membership()
+        .map(|m| m.cluster_id)
+        .unwrap_or_default();
+    let identity = match (&req, identity) {
+        (PeerRequest::Join(_), _) => None,
+        (_, Some(id)) if id.cluster_id == cluster_id => Some(id),
+        _ => return PeerResponse::Error("a certificate from this swarm is required".into()),
+    };
+    let is_manager_peer = identity.is_some_and(|i| i.role == Role::Manager);
+    match req {
+        PeerRequest::Join(j) => {
+            if !mgr.is_leader() {
+                return not_leader(daemon);
+            }
+            match daemon.admit(&mgr, j, peer_ip.to_string()).await {
+                Ok(a) => PeerResponse::Admitted(a),
+                Err(e) => PeerResponse::Error(e.message),
+            }
+        }
+        PeerRequest::AppendEntries(rpc) if is_manager_peer => {
+            if !accepts_raft_from(&mgr, rpc.vote.leader_id().voted_for()) {
+                return PeerResponse::Error("not a member of this raft group".into());
+            }
+            PeerResponse::AppendEntries(mgr.raft.append_entries(rpc).await)
+        }
+        PeerRequest::Vote(rpc) if is_manager_peer => {
+            if !accepts_raft_from(&mgr, rpc.vote.leader_id().voted_for()) {
+                return PeerResponse::Error("not a member of this raft group".into());
+            }
+            PeerResponse::Vote(mgr.raft.vote(rpc).await)
+        }
+        PeerRequest::InstallSnapshot(rpc) if is_manager_peer => {
+            PeerResponse::InstallSnapshot(mgr.raft.install_snapshot(rpc).await)
+        }
+        PeerRequest::Api { request, asked_on } if is_manager_peer => {
+            if !mgr.is_leader() {
+                return not_leader(daemon);
+            }
+            PeerResponse::Api(daemon.serve_manager_api(&mgr, request, &asked_on).await)
+        }
+        PeerRequest::RaftJoin if is_manager_peer => {
+            if !mgr.is_leader() {
+                return not_leader(daemon);
+            }
+            let id = identity.map(|i| i.node_id.clone()).unwrap_or_default();
+            match daemon.raft_join(&mgr, &id).await {
+                Ok(()) => PeerResponse::Done,
+                Err(e) => PeerResponse::Error(e.message),
+            }
+        }
+        PeerRequest::Heartbeat(hb) => {
+            if !mgr.is_leader() {
+                return not_leader(daemon);
+            }
+            let id = identity.map(|i| i.node_id.clone()).unwrap_or_default();
+            match daemon.heartbeat(&mgr, &id, hb).await {
+                Ok(r) => PeerResponse::Heartbeat(r),
+                Err(e) => PeerResponse::Error(e),
+            }
+        }
+        PeerRequest::RenewCert { csr_pem } => {
+            if !mgr.is_leader() {
+                return not_leader(daemon);
+            }
+            let id = identity.map(|i| i.node_id.clone()).unwrap_or_default();
+            match daemon.renew_cert(&mgr, &id, &csr_pem).await {
+                Ok(cert_pem) => PeerResponse::Cert { cert_pem },
+                Err(e) => PeerResponse::Error(e.message),
+            }
+        }
+        PeerRequest::Leave => {
+            if !mgr.is_leader() {
+                return not_leader(daemon);
+            }
+            let id = identity.map(|i| i.node_id.clone()).unwrap_or_default();
+            let r = mgr
+                .propose(crate::state::Command::SetNodeStatus {
+                    node_id: id,
+                    state: crate::types::NodeState::Down,
+                    message: Some("node left the swarm".into()),
+                    at: chrono::Utc::now(),
+                })
+                .await;
+            match r {
+                Ok(()) => PeerResponse::Done,
+                Err(e) => PeerResponse::Error(e.message),
+            }
+        }
+        // Manager-only requests from a worker certificate.
+        _ => PeerResponse::Api(Err(ApiError::daemon(msg::NOT_MANAGER_WORKER))),
+    }
+}
+
+/// Raft traffic is taken only from members of our configuration, so a manager cut off by
+/// `--force-new-cluster` cannot disturb the new group. A member with no configuration yet
+/// (a learner being added) accepts its leader.
+fn accepts_raft_from(mgr: &super::Manager, sender: Option<u64>) -> bool {
+    let voters = mgr.voters();
+    voters.is_empty() || sender.is_some_and(|s| mgr.knows_member(s))
+}

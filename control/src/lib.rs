@@ -1,0 +1,16 @@
+//! Shoal's control plane: cluster state, Raft, the node daemon and its API, and the CLI.
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod daemon;
+pub mod ids;
+pub mod metrics;
+pub mod peer;
+pub mod raft;
+pub mod state;
+pub mod types;
+pub mod wire;
+
+/// The version every node reports as its engine version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,217 @@
+//! Node-to-node protocol on the swarm port (2377): join, dispatcher heartbeats, Raft RPCs and
+//! forwarded API calls, each over mTLS with the cluster CA.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use rustls_pki_types::ServerName;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::api::{ApiRequest, ApiResult};
+use crate::raft::{NodeId, TypeConfig};
+use crate::types::{NodeDescription, Role};
+use crate::wire::{self, Conn, WireError};
+
+/// A node asking to be admitted, with the secret part of its token.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct JoinSwarm {
+    pub token: String,
+    pub csr_pem: String,
+    pub description: NodeDescription,
+    /// The address to advertise, if the joiner chose one; else the manager uses the source IP.
+    pub advertise_addr: Option<String>,
+    pub listen_port: u16,
+}
+
+/// Everything a node needs to take part after it was admitted.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Admitted {
+    pub node_id: String,
+    pub raft_id: u64,
+    pub role: Role,
+    pub cluster_id: String,
+    pub cert_pem: String,
+    pub ca_pem: String,
+    pub managers: Vec<String>,
+    pub heartbeat_ms: u64,
+    pub addr: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Heartbeat {
+    pub description: NodeDescription,
+    pub addr: String,
+    pub listen_addr: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct HeartbeatReply {
+    /// The role the cluster wants this node to have (promote/demote reach the node this way).
+    pub role: Role,
+    pub raft_id: u64,
+    pub managers: Vec<String>,
+    pub leader: String,
+    pub heartbeat_ms: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub enum PeerRequest {
+    Join(JoinSwarm),
+    /// A manager that has its Raft running asks to become a voter.
+    RaftJoin,
+    Heartbeat(Heartbeat),
+    /// A node asks for a certificate for its current role.
+    RenewCert {
+        csr_pem: String,
+    },
+    /// The node is leaving the swarm.
+    Leave,
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A CLI request forwarded to the leader, with the node ID it was asked on.
+    Api {
+        request: ApiRequest,
+        asked_on: String,
+    },
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub enum PeerResponse {
+    Admitted(Admitted),
+    Heartbeat(HeartbeatReply),
+    Cert {
+        cert_pem: String,
+    },
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
+    Api(ApiResult),
+    Done,
+    /// Only the leader serves this; here is where it is (if known).
+    NotLeader {
+        leader: Option<String>,
+    },
+    Error(String),
+}
+
+/// This node's current TLS material; swapped when its certificate is renewed.
+#[derive(Clone, Default)]
+pub struct TlsHandle(Arc<RwLock<Option<TlsMaterial>>>);
+
+#[derive(Clone)]
+pub struct TlsMaterial {
+    pub client: Arc<rustls::ClientConfig>,
+    pub server: Arc<rustls::ServerConfig>,
+}
+
+impl TlsHandle {
+    pub fn set(&self, m: Option<TlsMaterial>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = m;
+    }
+    pub fn get(&self) -> Option<TlsMaterial> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Open a TLS connection to a manager at `addr` (`IP:port`).
+pub async fn connect(
+    addr: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<Conn<TlsStream<TcpStream>>, WireError> {
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("timed out connecting to {addr}"),
+            )
+        })??;
+    tcp.set_nodelay(true)?;
+    let name = ServerName::try_from(shoal_ca::tls::MANAGER_SERVER_NAME)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let tls = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("timed out in TLS handshake with {addr}"),
+        )
+    })??;
+    Ok(wire::framed(tls))
+}
+
+/// A reusable mTLS connection to one peer, reopened on failure.
+pub struct PeerClient {
+    addr: String,
+    tls: TlsHandle,
+    conn: Option<Conn<TlsStream<TcpStream>>>,
+}
+
+impl PeerClient {
+    pub fn new(addr: String, tls: TlsHandle) -> Self {
+        PeerClient {
+            addr,
+            tls,
+            conn: None,
+        }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// One request/reply. A broken cached connection is retried once on a fresh one.
+    pub async fn call(
+        &mut self,
+        req: &PeerRequest,
+        timeout: Duration,
+    ) -> Result<PeerResponse, WireError> {
+        for attempt in 0..2 {
+            let fresh = self.conn.is_none();
+            if fresh {
+                let Some(tls) = self.tls.get() else {
+                    return Err(WireError::Io(std::io::Error::other(
+                        "this node has no swarm certificate",
+                    )));
+                };
+                self.conn = Some(connect(&self.addr, tls.client).await?);
+            }
+            let Some(conn) = self.conn.as_mut() else {
+                continue;
+            };
+            match tokio::time::timeout(timeout, wire::call(conn, req)).await {
+                Ok(Ok(resp)) => return Ok(resp),
+                Ok(Err(e)) => {
+                    self.conn = None;
+                    if fresh || attempt == 1 {
+                        return Err(e);
+                    }
+                }
+                Err(_) => {
+                    self.conn = None;
+                    return Err(WireError::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("request to {} timed out", self.addr),
+                    )));
+                }
+            }
+        }
+        Err(WireError::Closed)
+    }
+}

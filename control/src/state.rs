@@ -1,0 +1,451 @@
+//! The replicated state machine: cluster state and the commands that change it.
+//!
+//! Every change to the swarm is one `Command` in the Raft log; `ClusterState::apply` is the
+//! only code that mutates state, and it is deterministic so every manager ends up identical.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::types::{
+    Availability, ClusterInfo, NodeDescription, NodeRecord, NodeSpec, NodeState, Role,
+};
+
+/// One entry of the replicated log.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum Command {
+    /// `swarm init`: the cluster and its first manager.
+    Init {
+        cluster: ClusterInfo,
+        node: NodeRecord,
+    },
+    /// A node admitted with a valid join token.
+    AddNode {
+        node: NodeRecord,
+    },
+    /// `node update` and promote/demote, as a patch applied to the spec current at apply
+    /// time, so concurrent updates of one node never overwrite each other.
+    PatchNodeSpec {
+        node_id: String,
+        patch: NodeSpecPatch,
+        at: DateTime<Utc>,
+    },
+    /// The dispatcher saw a node come or go.
+    SetNodeStatus {
+        node_id: String,
+        state: NodeState,
+        message: Option<String>,
+        at: DateTime<Utc>,
+    },
+    /// A node reconnected with a new description or address (e.g. after a restart).
+    SetNodeDescription {
+        node_id: String,
+        description: NodeDescription,
+        addr: String,
+        listen_addr: String,
+        at: DateTime<Utc>,
+    },
+    RemoveNode {
+        node_id: String,
+    },
+    /// `swarm join-token --rotate`.
+    RotateToken {
+        role: Role,
+        secret: String,
+    },
+    /// `swarm init --force-new-cluster`: the surviving manager's state, restored into a new
+    /// single-member Raft group in which this node has a fresh Raft ID.
+    ForceNewCluster {
+        state: Box<ClusterState>,
+        node_id: String,
+        raft_id: u64,
+        at: DateTime<Utc>,
+    },
+}
+
+/// A change to a node's spec; absent parts stay as they are.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct NodeSpecPatch {
+    pub label_add: Vec<(String, String)>,
+    pub label_rm: Vec<String>,
+    pub availability: Option<Availability>,
+    pub role: Option<Role>,
+}
+
+/// Result of applying one command; errors are deterministic rejections (same on every manager).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct CommandResult {
+    pub error: Option<String>,
+}
+
+impl CommandResult {
+    fn ok() -> Self {
+        CommandResult { error: None }
+    }
+    fn err(msg: impl Into<String>) -> Self {
+        CommandResult {
+            error: Some(msg.into()),
+        }
+    }
+}
+
+/// Everything replicated about the swarm.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct ClusterState {
+    pub cluster: Option<ClusterInfo>,
+    pub nodes: BTreeMap<String, NodeRecord>,
+}
+
+impl ClusterState {
+    /// Apply one committed command at log index `index`.
+    pub fn apply(&mut self, cmd: &Command, index: u64) -> CommandResult {
+        match cmd {
+            Command::Init { cluster, node } => {
+                if self.cluster.is_some() {
+                    return CommandResult::err("cluster already initialized");
+                }
+                self.cluster = Some(cluster.clone());
+                let mut node = node.clone();
+                node.version = index;
+                self.nodes.insert(node.id.clone(), node);
+                CommandResult::ok()
+            }
+            Command::AddNode { node } => {
+                if self.nodes.contains_key(&node.id) {
+                    return CommandResult::err(format!("node {} already exists", node.id));
+                }
+                let mut node = node.clone();
+                node.version = index;
+                self.nodes.insert(node.id.clone(), node);
+                CommandResult::ok()
+            }
+            Command::PatchNodeSpec { node_id, patch, at } => {
+                let Some(node) = self.nodes.get_mut(node_id) else {
+                    return CommandResult::err(format!("node {node_id} not found"));
+                };
+                let mut spec = node.spec.clone();
+                for k in &patch.label_rm {
+                    if spec.labels.remove(k).is_none() {
+                        return CommandResult::err(format!(
+                            "key {k} doesn't exist in node's labels"
+                        ));
+                    }
+                }
+                for (k, v) in &patch.label_add {
+                    spec.labels.insert(k.clone(), v.clone());
+                }
+                if let Some(a) = patch.availability {
+                    spec.availability = a;
+                }
+                if let Some(r) = patch.role {
+                    spec.role = r;
+                }
+                node.spec = spec;
+                node.version = index;
+                node.updated_at = *at;
+                CommandResult::ok()
+            }
+            Command::SetNodeStatus {
+                node_id,
+                state,
+                message,
+                at,
+            } => {
+                let Some(node) = self.nodes.get_mut(node_id) else {
+                    return CommandResult::err(format!("node {node_id} not found"));
+                };
+                node.state = *state;
+                node.message = message.clone();
+                node.version = index;
+                node.updated_at = *at;
+                CommandResult::ok()
+            }
+            Command::SetNodeDescription {
+                node_id,
+                description,
+                addr,
+                listen_addr,
+                at,
+            } => {
+                let Some(node) = self.nodes.get_mut(node_id) else {
+                    return CommandResult::err(format!("node {node_id} not found"));
+                };
+                node.description = description.clone();
+                node.addr = addr.clone();
+                node.listen_addr = listen_addr.clone();
+                node.version = index;
+                node.updated_at = *at;
+                CommandResult::ok()
+            }
+            Command::RemoveNode { node_id } => match self.nodes.remove(node_id) {
+                Some(_) => CommandResult::ok(),
+                None => CommandResult::err(format!("node {node_id} not found")),
+            },
+            Command::RotateToken { role, secret } => {
+                let Some(cluster) = self.cluster.as_mut() else {
+                    return CommandResult::err("cluster not initialized");
+                };
+                match role {
+                    Role::Worker => cluster.worker_secret = secret.clone(),
+                    Role::Manager => cluster.manager_secret = secret.clone(),
+                }
+                CommandResult::ok()
+            }
+            Command::ForceNewCluster {
+                state,
+                node_id,
+                raft_id,
+                at,
+            } => {
+                if self.cluster.is_some() {
+                    return CommandResult::err("cluster already initialized");
+                }
+                *self = (**state).clone();
+                let Some(node) = self.nodes.get_mut(node_id) else {
+                    return CommandResult::err(format!("node {node_id} not found"));
+                };
+                node.raft_id = *raft_id;
+                node.version = index;
+                node.updated_at = *at;
+                // Every other manager is now outside the new single-member Raft group: as in
+                // swarm, they stay listed (as managers, Unreachable) until demoted or removed.
+                CommandResult::ok()
+            }
+        }
+    }
+
+    /// Resolve a user's node reference: full ID, unique ID prefix, or hostname/name.
+    pub fn resolve_node(&self, reference: &str) -> Result<&NodeRecord, String> {
+        if let Some(n) = self.nodes.get(reference) {
+            return Ok(n);
+        }
+        let by_name: Vec<&NodeRecord> = self
+            .nodes
+            .values()
+            .filter(|n| n.display_name() == reference || n.description.hostname == reference)
+            .collect();
+        if by_name.len() == 1 {
+            return Ok(by_name[0]);
+        }
+        if by_name.len() > 1 {
+            return Err(format!(
+                "node {reference} is ambiguous ({} matches found)",
+                by_name.len()
+            ));
+        }
+        let by_prefix: Vec<&NodeRecord> = self
+            .nodes
+            .values()
+            .filter(|n| n.id.starts_with(reference))
+            .collect();
+        match by_prefix.len() {
+            1 => Ok(by_prefix[0]),
+            0 => Err(format!("node {reference} not found")),
+            n => Err(format!("node {reference} is ambiguous ({n} matches found)")),
+        }
+    }
+
+    pub fn node_by_raft_id(&self, raft_id: u64) -> Option<&NodeRecord> {
+        self.nodes.values().find(|n| n.raft_id == raft_id)
+    }
+
+    pub fn managers(&self) -> impl Iterator<Item = &NodeRecord> {
+        self.nodes.values().filter(|n| n.is_manager())
+    }
+
+    /// Count nodes by (state, role) for metrics.
+    pub fn node_counts(&self) -> BTreeMap<(&'static str, &'static str), usize> {
+        let mut out = BTreeMap::new();
+        for n in self.nodes.values() {
+            let role = match n.spec.role {
+                Role::Manager => "manager",
+                Role::Worker => "worker",
+            };
+            *out.entry((n.state.as_str(), role)).or_insert(0) += 1;
+        }
+        out
+    }
+}
+
+/// A fresh node record for a node admitted now.
+pub fn new_node_record(
+    id: String,
+    raft_id: u64,
+    role: Role,
+    description: NodeDescription,
+    addr: String,
+    listen_addr: String,
+    now: DateTime<Utc>,
+) -> NodeRecord {
+    NodeRecord {
+        id,
+        raft_id,
+        version: 0,
+        created_at: now,
+        updated_at: now,
+        spec: NodeSpec {
+            name: None,
+            labels: BTreeMap::new(),
+            role,
+            availability: Availability::Active,
+        },
+        description,
+        state: NodeState::Ready,
+        message: None,
+        addr,
+        listen_addr,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, host: &str, role: Role) -> NodeRecord {
+        new_node_record(
+            id.into(),
+            7,
+            role,
+            NodeDescription {
+                hostname: host.into(),
+                ..Default::default()
+            },
+            "10.0.0.1".into(),
+            "10.0.0.1:2377".into(),
+            Utc::now(),
+        )
+    }
+
+    fn cluster() -> ClusterInfo {
+        ClusterInfo {
+            id: "c".into(),
+            created_at: Utc::now(),
+            ca_cert_pem: String::new(),
+            ca_key_pem: String::new(),
+            worker_secret: "w".into(),
+            manager_secret: "m".into(),
+            heartbeat_ms: 5000,
+        }
+    }
+
+    /// Applying the same log to two state machines gives the same state (determinism).
+    #[test]
+    fn same_log_same_state() {
+        let at = Utc::now();
+        let log = [
+            Command::Init {
+                cluster: cluster(),
+                node: node("aaa111", "vm1", Role::Manager),
+            },
+            Command::AddNode {
+                node: node("bbb222", "vm2", Role::Worker),
+            },
+            Command::PatchNodeSpec {
+                node_id: "bbb222".into(),
+                patch: NodeSpecPatch {
+                    label_add: vec![("os".into(), "linux".into())],
+                    availability: Some(Availability::Drain),
+                    ..Default::default()
+                },
+                at,
+            },
+        ];
+        let mut a = ClusterState::default();
+        let mut b = ClusterState::default();
+        for (i, c) in log.iter().enumerate() {
+            assert_eq!(a.apply(c, i as u64 + 1), CommandResult::ok());
+            b.apply(c, i as u64 + 1);
+        }
+        assert_eq!(a, b);
+        let n = &a.nodes["bbb222"];
+        assert_eq!(n.spec.availability, Availability::Drain);
+        assert_eq!(n.spec.labels["os"], "linux");
+        assert_eq!(n.version, 3);
+    }
+
+    /// Two patches proposed from the same read both take effect (no lost update), and a
+    /// patch that fails changes nothing.
+    #[test]
+    fn patches_compose_and_failed_patch_changes_nothing() {
+        let mut s = ClusterState::default();
+        s.apply(
+            &Command::Init {
+                cluster: cluster(),
+                node: node("aaa111", "vm1", Role::Manager),
+            },
+            1,
+        );
+        let patch = |k: &str| Command::PatchNodeSpec {
+            node_id: "aaa111".into(),
+            patch: NodeSpecPatch {
+                label_add: vec![(k.into(), "1".into())],
+                ..Default::default()
+            },
+            at: Utc::now(),
+        };
+        assert!(s.apply(&patch("a"), 2).error.is_none());
+        assert!(s.apply(&patch("b"), 3).error.is_none());
+        assert_eq!(s.nodes["aaa111"].spec.labels.len(), 2);
+        let before = s.clone();
+        let bad = Command::PatchNodeSpec {
+            node_id: "aaa111".into(),
+            patch: NodeSpecPatch {
+                label_add: vec![("c".into(), "1".into())],
+                label_rm: vec!["nope".into()],
+                ..Default::default()
+            },
+            at: Utc::now(),
+        };
+        let r = s.apply(&bad, 4);
+        assert_eq!(
+            r.error.as_deref(),
+            Some("key nope doesn't exist in node's labels")
+        );
+        assert_eq!(s, before);
+    }
+
+    #[test]
+    fn second_init_and_unknown_node_are_errors() {
+        let mut s = ClusterState::default();
+        let init = Command::Init {
+            cluster: cluster(),
+            node: node("aaa111", "vm1", Role::Manager),
+        };
+        assert!(s.apply(&init, 1).error.is_none());
+        assert!(s.apply(&init, 2).error.is_some());
+        let r = s.apply(
+            &Command::RemoveNode {
+                node_id: "zzz".into(),
+            },
+            3,
+        );
+        assert_eq!(r.error.as_deref(), Some("node zzz not found"));
+    }
+
+    #[test]
+    fn resolve_by_id_prefix_and_hostname() {
+        let mut s = ClusterState::default();
+        s.apply(
+            &Command::Init {
+                cluster: cluster(),
+                node: node("abc111", "vm1", Role::Manager),
+            },
+            1,
+        );
+        s.apply(
+            &Command::AddNode {
+                node: node("abd222", "vm2", Role::Worker),
+            },
+            2,
+        );
+        assert_eq!(s.resolve_node("vm2").unwrap().id, "abd222");
+        assert_eq!(s.resolve_node("abc").unwrap().id, "abc111");
+        assert_eq!(s.resolve_node("abc111").unwrap().id, "abc111");
+        assert_eq!(
+            s.resolve_node("ab").unwrap_err(),
+            "node ab is ambiguous (2 matches found)"
+        );
+        assert_eq!(s.resolve_node("vm9").unwrap_err(), "node vm9 not found");
+    }
+}

@@ -1,0 +1,289 @@
+//! The cluster's objects as stored in Raft, and their docker-shaped JSON views.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+pub use shoal_ca::Role;
+
+/// What the scheduler may place on a node.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Availability {
+    #[default]
+    Active,
+    Pause,
+    Drain,
+}
+
+impl Availability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Availability::Active => "active",
+            Availability::Pause => "pause",
+            Availability::Drain => "drain",
+        }
+    }
+}
+
+impl std::str::FromStr for Availability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "active" => Ok(Availability::Active),
+            "pause" => Ok(Availability::Pause),
+            "drain" => Ok(Availability::Drain),
+            other => Err(format!("invalid availability: {other}")),
+        }
+    }
+}
+
+/// Liveness of a node as the leader's dispatcher sees it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    #[default]
+    Unknown,
+    Down,
+    Ready,
+    Disconnected,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Unknown => "unknown",
+            NodeState::Down => "down",
+            NodeState::Ready => "ready",
+            NodeState::Disconnected => "disconnected",
+        }
+    }
+}
+
+/// What an operator sets on a node (`node update`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct NodeSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub role: Role,
+    #[serde(default)]
+    pub availability: Availability,
+}
+
+/// What a node reports about itself when it joins or reconnects.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct NodeDescription {
+    pub hostname: String,
+    pub os: String,
+    pub architecture: String,
+    pub nano_cpus: i64,
+    pub memory_bytes: i64,
+    pub engine_version: String,
+}
+
+impl NodeDescription {
+    /// Describe the machine this process runs on.
+    pub fn of_this_host(hostname: &str) -> Self {
+        let nano_cpus = std::thread::available_parallelism()
+            .map(|n| n.get() as i64 * 1_000_000_000)
+            .unwrap_or(0);
+        NodeDescription {
+            hostname: hostname.to_string(),
+            os: std::env::consts::OS.to_string(),
+            architecture: std::env::consts::ARCH.to_string(),
+            nano_cpus,
+            memory_bytes: total_memory_bytes().unwrap_or(0),
+            engine_version: crate::VERSION.to_string(),
+        }
+    }
+}
+
+fn total_memory_bytes() -> Option<i64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// One member of the swarm, as replicated in Raft.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct NodeRecord {
+    pub id: String,
+    /// This node's member ID in Raft (meaningful while it is a manager).
+    pub raft_id: u64,
+    /// Raft index of the last change to this record (docker's Version.Index).
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub spec: NodeSpec,
+    pub description: NodeDescription,
+    pub state: NodeState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Address other nodes reach this node at (IP only, as docker's Status.Addr).
+    pub addr: String,
+    /// `IP:port` of the swarm listener (Raft and dispatcher), as ManagerStatus.Addr.
+    pub listen_addr: String,
+}
+
+/// Derived manager facts that are not stored: who leads, who is reachable.
+#[derive(Clone, Debug, Default)]
+pub struct ManagerView {
+    pub leader_node_id: Option<String>,
+    /// Raft IDs currently voting.
+    pub voters: Vec<u64>,
+}
+
+/// RFC 3339 with nanoseconds and trailing zeros trimmed, as Go prints time.Time.
+pub fn go_time(t: &DateTime<Utc>) -> String {
+    let s = t.to_rfc3339_opts(SecondsFormat::Nanos, true);
+    // "2025-03-01T10:00:00.123456000Z" -> "2025-03-01T10:00:00.123456Z"
+    match s.split_once('.') {
+        Some((head, frac)) => {
+            let digits = frac.trim_end_matches('Z').trim_end_matches('0');
+            if digits.is_empty() {
+                format!("{head}Z")
+            } else {
+                format!("{head}.{digits}Z")
+            }
+        }
+        None => s,
+    }
+}
+
+fn version_json(index: u64) -> Value {
+    if index == 0 {
+        json!({})
+    } else {
+        json!({ "Index": index })
+    }
+}
+
+impl NodeRecord {
+    pub fn is_manager(&self) -> bool {
+        self.spec.role == Role::Manager
+    }
+
+    /// The name shown in tables: Spec.Name, else hostname.
+    pub fn display_name(&self) -> &str {
+        self.spec
+            .name
+            .as_deref()
+            .unwrap_or(&self.description.hostname)
+    }
+
+    /// ManagerStatus.Reachability for a manager node.
+    pub fn reachability(&self, view: &ManagerView) -> &'static str {
+        if view.leader_node_id.as_deref() == Some(self.id.as_str()) {
+            return "reachable";
+        }
+        match self.state {
+            NodeState::Ready if view.voters.contains(&self.raft_id) => "reachable",
+            NodeState::Ready => "unknown",
+            NodeState::Unknown => "unknown",
+            _ => "unreachable",
+        }
+    }
+
+    /// `docker node inspect` JSON, keys in docker's order.
+    pub fn docker_json(&self, view: &ManagerView, ca_pem: &str) -> Value {
+        let mut spec = Map::new();
+        if let Some(name) = &self.spec.name {
+            spec.insert("Name".into(), json!(name));
+        }
+        spec.insert("Labels".into(), json!(self.spec.labels));
+        spec.insert("Role".into(), json!(self.spec.role.to_string()));
+        spec.insert(
+            "Availability".into(),
+            json!(self.spec.availability.as_str()),
+        );
+        let mut status = Map::new();
+        status.insert("State".into(), json!(self.state.as_str()));
+        if let Some(m) = &self.message {
+            status.insert("Message".into(), json!(m));
+        }
+        status.insert("Addr".into(), json!(self.addr));
+        let mut node = Map::new();
+        node.insert("ID".into(), json!(self.id));
+        node.insert("Version".into(), version_json(self.version));
+        node.insert("CreatedAt".into(), json!(go_time(&self.created_at)));
+        node.insert("UpdatedAt".into(), json!(go_time(&self.updated_at)));
+        node.insert("Spec".into(), Value::Object(spec));
+        node.insert(
+            "Description".into(),
+            json!({
+                "Hostname": self.description.hostname,
+                "Platform": {
+                    "Architecture": self.description.architecture,
+                    "OS": self.description.os,
+                },
+                "Resources": {
+                    "NanoCPUs": self.description.nano_cpus,
+                    "MemoryBytes": self.description.memory_bytes,
+                },
+                "Engine": {
+                    "EngineVersion": self.description.engine_version,
+                    "Plugins": [
+                        {"Type": "Network", "Name": "overlay"},
+                        {"Type": "Volume", "Name": "local"},
+                    ],
+                },
+                "TLSInfo": { "TrustRoot": ca_pem },
+            }),
+        );
+        node.insert("Status".into(), Value::Object(status));
+        if self.is_manager() {
+            let mut ms = Map::new();
+            if view.leader_node_id.as_deref() == Some(self.id.as_str()) {
+                ms.insert("Leader".into(), json!(true));
+            }
+            ms.insert("Reachability".into(), json!(self.reachability(view)));
+            ms.insert("Addr".into(), json!(self.listen_addr));
+            node.insert("ManagerStatus".into(), Value::Object(ms));
+        }
+        Value::Object(node)
+    }
+}
+
+/// Swarm-wide settings and secrets, made at `swarm init`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ClusterInfo {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    pub ca_cert_pem: String,
+    pub ca_key_pem: String,
+    pub worker_secret: String,
+    pub manager_secret: String,
+    /// Dispatcher heartbeat period.
+    pub heartbeat_ms: u64,
+}
+
+impl ClusterInfo {
+    pub fn secret(&self, role: Role) -> &str {
+        match role {
+            Role::Worker => &self.worker_secret,
+            Role::Manager => &self.manager_secret,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_time_trims_trailing_zeros() {
+        let t = DateTime::parse_from_rfc3339("2025-03-01T10:00:00.123456Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(go_time(&t), "2025-03-01T10:00:00.123456Z");
+        let t = DateTime::parse_from_rfc3339("2025-03-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(go_time(&t), "2025-03-01T10:00:00Z");
+    }
+}

@@ -1,0 +1,52 @@
+//! shoal: the Shoal command line. Wires the control plane's CLI and the namespace lab.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "shoal", version, about = "Swarm-mode clustering for Linux")]
+struct Cli {
+    /// Daemon socket to connect to
+    #[arg(short = 'H', long = "host", env = "SHOAL_HOST", global = true)]
+    host: Option<String>,
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Subcommand, Debug)]
+enum Top {
+    #[command(flatten)]
+    Cluster(shoal_control::cli::Command),
+    /// Hosts as network namespaces on this machine, each running its own shoald
+    #[command(subcommand)]
+    Lab(shoal_dataplane::lab::LabCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Top::Lab(cmd) => match shoal_dataplane::lab::run(cmd) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("{e:#}");
+                1
+            }
+        },
+        Top::Cluster(cmd) => {
+            let host = cli
+                .host
+                .unwrap_or_else(|| shoal_control::client::DEFAULT_HOST.to_string());
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::exit(1);
+                }
+            };
+            rt.block_on(shoal_control::cli::run(&host, cmd))
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,96 @@
+//! shoald: the Shoal node daemon. Wires the control plane's daemon to command-line flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use shoal_control::daemon::{Daemon, DaemonConfig};
+use shoal_control::raft::RaftTiming;
+
+#[derive(Parser, Debug)]
+#[command(name = "shoald", version, about = "Shoal node daemon")]
+struct Args {
+    /// Root directory of persistent state
+    #[arg(long, default_value = "/var/lib/shoal")]
+    data_root: PathBuf,
+    /// Local API socket
+    #[arg(
+        short = 'H',
+        long = "host",
+        default_value = "unix:///run/shoal/shoal.sock"
+    )]
+    host: String,
+    /// Swarm listen address (Raft, dispatcher)
+    #[arg(long, default_value = "0.0.0.0:2377")]
+    listen_addr: SocketAddr,
+    /// Serve Prometheus metrics at http://ADDR/metrics
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
+    /// Node hostname (default: the system's)
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Log level (error, warn, info, debug, trace)
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Raft heartbeat interval in milliseconds
+    #[arg(long, default_value_t = 250)]
+    raft_heartbeat_ms: u64,
+    /// Raft election timeout (minimum) in milliseconds; the maximum is twice this
+    #[arg(long, default_value_t = 1000)]
+    raft_election_timeout_ms: u64,
+    /// Take a Raft snapshot every this many log entries
+    #[arg(long, default_value_t = 10_000)]
+    raft_snapshot_interval: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(format!("{},openraft=warn", args.log_level))
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let socket = shoal_control::client::socket_path(&args.host)
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let hostname = match args.hostname {
+        Some(h) => h,
+        None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
+    };
+    let cfg = DaemonConfig {
+        data_root: args.data_root,
+        socket,
+        listen_addr: args.listen_addr,
+        metrics_addr: args.metrics_addr,
+        hostname,
+        raft: RaftTiming {
+            heartbeat_ms: args.raft_heartbeat_ms,
+            election_min_ms: args.raft_election_timeout_ms,
+            election_max_ms: args.raft_election_timeout_ms * 2,
+            snapshot_every: args.raft_snapshot_interval,
+        },
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let daemon = match Daemon::start(cfg).await {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("shoald: {e}");
+                std::process::exit(1);
+            }
+        };
+        tracing::info!("shoald ready");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shoald stopping");
+        drop(daemon);
+        Ok(())
+    })
+}

@@ -1,0 +1,496 @@
+//! Cluster foundation in real labs: forming with tokens, Raft failover and quorum, roles,
+//! labels, availability, restarts and `--force-new-cluster`. One lab per test, run serially.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const T: Duration = Duration::from_secs(20);
+
+/// Three managers and a worker join with tokens, and every manager lists the same nodes
+/// with the same roles; the worker is refused manager commands with docker's message.
+#[test]
+fn managers_and_worker_form_and_agree() {
+    let s = Swarm::lab("form", 4);
+    let init = s.init("vm1");
+    assert!(init.contains("Swarm initialized: current node ("), "{init}");
+    assert!(
+        init.contains("shoal swarm join --token SWMTKN-1-"),
+        "{init}"
+    );
+    assert!(init.contains(&format!("{}:2377", s.addr("vm1"))), "{init}");
+    let jt = s.ok("vm1", &["swarm", "join-token", "worker"]);
+    assert!(jt.starts_with("To add a worker to this swarm, run the following command:\n\n    shoal swarm join --token SWMTKN-1-"), "{jt}");
+
+    for (n, role) in [("vm2", "manager"), ("vm3", "manager"), ("vm4", "worker")] {
+        let out = s.join(n, "vm1", role);
+        assert_eq!(out.trim(), format!("This node joined a swarm as a {role}."));
+    }
+    for n in ["vm2", "vm3"] {
+        s.wait_node("vm1", n, "Ready", "Reachable", T);
+    }
+    s.wait_node("vm1", "vm4", "Ready", "", T);
+
+    let view = |on: &str| -> BTreeSet<(String, String)> {
+        s.nodes(on)
+            .expect("node ls")
+            .into_iter()
+            .map(|r| {
+                (
+                    r.0,
+                    if r.3.is_empty() {
+                        "worker".into()
+                    } else {
+                        "manager".into()
+                    },
+                )
+            })
+            .collect()
+    };
+    let expected = view("vm1");
+    assert_eq!(expected.len(), 4);
+    for m in ["vm2", "vm3"] {
+        assert_eq!(view(m), expected, "node ls on {m} disagrees with vm1");
+    }
+    // `*` marks the node asked, in docker's table.
+    let table = s.ok("vm2", &["node", "ls"]);
+    assert!(table.starts_with("ID                            HOSTNAME   STATUS    AVAILABILITY   MANAGER STATUS   ENGINE VERSION\n"), "{table}");
+    let vm2_line = table
+        .lines()
+        .find(|l| l.contains(" vm2 "))
+        .expect("vm2 row");
+    assert!(vm2_line.contains(" * "), "{table}");
+
+    let err = s.fails("vm4", &["node", "ls"]);
+    assert_eq!(
+        err.trim(),
+        format!("Error response from daemon: {WORKER_REFUSED}")
+    );
+    s.fails("vm4", &["node", "update", "--label-add", "a=b", "vm4"]);
+    // A worker's certificate gives no manager role, even at the port.
+    let inspect = s.ok(
+        "vm1",
+        &[
+            "node",
+            "inspect",
+            "--format",
+            "{{.Spec.Role}} {{.Status.State}}",
+            "vm4",
+        ],
+    );
+    assert_eq!(inspect.trim(), "worker ready");
+}
+
+/// Bad tokens are refused with one clear line, and leave nothing half-joined.
+#[test]
+fn bad_tokens_are_refused() {
+    let s = Swarm::lab("tok", 3);
+    s.init("vm1");
+    let remote = format!("{}:2377", s.addr("vm1"));
+    let good = s.token("vm1", "worker");
+
+    // Wrong secret, right CA.
+    let (digest_part, _) = good.rsplit_once('-').unwrap();
+    let wrong_secret = format!("{digest_part}-{}", "0".repeat(25));
+    let err = s.fails("vm2", &["swarm", "join", "--token", &wrong_secret, &remote]);
+    assert!(
+        err.contains("A valid join token is necessary to join this cluster"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // Right secret, wrong CA digest: the joiner refuses the manager before sending the secret.
+    let secret = good.rsplit_once('-').unwrap().1;
+    let wrong_ca = format!("SWMTKN-1-{}-{secret}", "1".repeat(50));
+    let err = s.fails("vm2", &["swarm", "join", "--token", &wrong_ca, &remote]);
+    assert!(
+        err.contains("remote CA does not match fingerprint"),
+        "{err}"
+    );
+
+    // Garbage.
+    let err = s.fails(
+        "vm2",
+        &["swarm", "join", "--token", "SWMTKN-1-nope", &remote],
+    );
+    assert!(err.to_lowercase().contains("invalid join token"), "{err}");
+
+    // Unreachable manager.
+    let err = s.fails(
+        "vm2",
+        &["swarm", "join", "--token", &good, "10.77.0.99:2377"],
+    );
+    assert!(err.contains("could not reach a swarm manager"), "{err}");
+
+    // Nothing half-joined: vm2 is still outside any swarm and can join now.
+    let err = s.fails("vm2", &["swarm", "leave"]);
+    assert!(err.contains("This node is not part of a swarm"), "{err}");
+    assert_eq!(s.nodes("vm1").unwrap().len(), 1);
+
+    // A worker token makes a worker, never a manager.
+    s.ok("vm2", &["swarm", "join", "--token", &good, &remote]);
+    let role = s.ok(
+        "vm1",
+        &["node", "inspect", "--format", "{{.Spec.Role}}", "vm2"],
+    );
+    assert_eq!(role.trim(), "worker");
+    // Joining twice.
+    let err = s.fails("vm2", &["swarm", "join", "--token", &good, &remote]);
+    assert!(
+        err.contains("This node is already part of a swarm"),
+        "{err}"
+    );
+    let err = s.fails(
+        "vm1",
+        &["swarm", "init", "--advertise-addr", &s.addr("vm1")],
+    );
+    assert!(
+        err.contains("This node is already part of a swarm"),
+        "{err}"
+    );
+
+    // Rotation: the old token stops working for new joins, joined nodes are undisturbed.
+    let rotated = s.ok("vm1", &["swarm", "join-token", "--rotate", "worker"]);
+    assert!(
+        rotated.starts_with("Successfully rotated worker join token.\n\n"),
+        "{rotated}"
+    );
+    let remote3 = remote.clone();
+    let err = s.fails("vm3", &["swarm", "join", "--token", &good, &remote3]);
+    assert!(err.contains("A valid join token is necessary"), "{err}");
+    s.wait_node("vm1", "vm2", "Ready", "", T);
+    let new = s.token("vm1", "worker");
+    assert_ne!(new, good);
+    s.ok("vm3", &["swarm", "join", "--token", &new, &remote3]);
+}
+
+/// kill -9 of the leader: a new leader within the election timeout, writes go on, and the
+/// old leader comes back and catches up with no write lost.
+#[test]
+fn leader_failover_loses_no_write() {
+    let s = Swarm::lab("fail", 3);
+    s.form(&[("vm2", "manager"), ("vm3", "manager")]);
+    assert_eq!(s.wait_leader("vm2", T), "vm1");
+    s.ok("vm1", &["node", "update", "--label-add", "before=1", "vm2"]);
+
+    s.lab.stop("vm1").unwrap();
+    let stopped = Instant::now();
+    let leader = s.wait_leader("vm2", T);
+    assert_ne!(leader, "vm1");
+    eprintln!("new leader {leader} seen after {:?}", stopped.elapsed());
+    // A write right after failover.
+    wait_until("a write after failover", T, || {
+        s.shoal("vm2", &["node", "update", "--label-add", "after=2", "vm3"])
+            .status
+            .success()
+            .then_some(())
+    })
+    .unwrap();
+    s.wait_node("vm2", "vm1", "Down", "Unreachable", T);
+
+    s.lab.start("vm1").unwrap();
+    s.wait_node("vm2", "vm1", "Ready", "Reachable", T);
+    // The old leader has both writes.
+    wait_until("vm1 caught up", T, || {
+        (s.labels("vm1", "vm2")?.contains("\"before\":\"1\"")
+            && s.labels("vm1", "vm3")?.contains("\"after\":\"2\""))
+        .then_some(())
+    })
+    .unwrap();
+}
+
+/// With 2 of 3 managers down, writes fail fast with docker's no-leader error; when one
+/// returns, writes succeed again.
+#[test]
+fn quorum_loss_fails_fast_then_recovers() {
+    let s = Swarm::lab("quor", 3);
+    s.form(&[("vm2", "manager"), ("vm3", "manager")]);
+    s.lab.stop("vm2").unwrap();
+    s.lab.stop("vm3").unwrap();
+    // Let the survivor notice (heartbeats stop being acknowledged).
+    std::thread::sleep(Duration::from_millis(100));
+    wait_until("the no-quorum error", T, || {
+        let started = Instant::now();
+        let out = s.shoal("vm1", &["node", "update", "--label-add", "x=1", "vm1"]);
+        let took = started.elapsed();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        (!out.status.success() && err.contains(NO_LEADER)).then_some(took)
+    })
+    .map(|took| {
+        assert!(
+            took < Duration::from_secs(6),
+            "no-quorum error took {took:?}"
+        )
+    })
+    .unwrap();
+
+    s.lab.start("vm2").unwrap();
+    wait_until("a write with quorum back", T, || {
+        s.shoal("vm1", &["node", "update", "--label-add", "x=1", "vm1"])
+            .status
+            .success()
+            .then_some(())
+    })
+    .unwrap();
+    assert!(s.labels("vm2", "vm1").unwrap().contains("\"x\":\"1\""));
+}
+
+/// promote / demote / labels / availability round trips, and refusals that protect quorum.
+#[test]
+fn roles_labels_availability_round_trip() {
+    let s = Swarm::lab("role", 3);
+    s.form(&[("vm2", "worker"), ("vm3", "worker")]);
+
+    let out = s.ok("vm1", &["node", "promote", "vm2"]);
+    assert_eq!(out.trim(), "Node vm2 promoted to a manager in the swarm.");
+    s.wait_node("vm1", "vm2", "Ready", "Reachable", T);
+    // vm2 now serves manager commands itself.
+    wait_until("vm2 serving node ls", T, || s.nodes("vm2")).unwrap();
+    let again = s.ok("vm1", &["node", "promote", "vm2"]);
+    assert!(again.contains("is already a manager."), "{again}");
+
+    let out = s.ok("vm1", &["node", "demote", "vm2"]);
+    assert_eq!(out.trim(), "Manager vm2 demoted in the swarm.");
+    s.wait_node("vm1", "vm2", "Ready", "", T);
+    wait_until("vm2 refusing manager commands", T, || {
+        let err = String::from_utf8_lossy(&s.shoal("vm2", &["node", "ls"]).stderr).to_string();
+        err.contains(WORKER_REFUSED).then_some(())
+    })
+    .unwrap();
+    // The last manager cannot be demoted.
+    let err = s.fails("vm1", &["node", "demote", "vm1"]);
+    assert!(
+        err.contains("attempting to demote the last manager of the swarm"),
+        "{err}"
+    );
+
+    s.ok(
+        "vm1",
+        &[
+            "node",
+            "update",
+            "--label-add",
+            "os=linux",
+            "--label-add",
+            "zone=a",
+            "vm3",
+        ],
+    );
+    assert_eq!(
+        s.labels("vm1", "vm3").unwrap(),
+        r#"{"os":"linux","zone":"a"}"#
+    );
+    s.ok("vm1", &["node", "update", "--label-rm", "zone", "vm3"]);
+    assert_eq!(s.labels("vm1", "vm3").unwrap(), r#"{"os":"linux"}"#);
+    let err = s.fails("vm1", &["node", "update", "--label-rm", "nope", "vm3"]);
+    assert!(
+        err.contains("key nope doesn't exist in node's labels"),
+        "{err}"
+    );
+
+    for a in ["drain", "pause", "active"] {
+        s.ok("vm1", &["node", "update", "--availability", a, "vm3"]);
+        let got = s.ok(
+            "vm1",
+            &[
+                "node",
+                "inspect",
+                "--format",
+                "{{.Spec.Availability}}",
+                "vm3",
+            ],
+        );
+        assert_eq!(got.trim(), a);
+    }
+    // Unknown nodes and removal rules.
+    let err = s.fails("vm1", &["node", "update", "--availability", "drain", "vm9"]);
+    assert!(err.contains("node vm9 not found"), "{err}");
+    let err = s.fails("vm1", &["node", "rm", "vm3"]);
+    assert!(err.contains("is not down and can't be removed"), "{err}");
+    s.lab.stop("vm3").unwrap();
+    s.wait_node("vm1", "vm3", "Down", "", T);
+    s.ok("vm1", &["node", "rm", "vm3"]);
+    assert_eq!(s.nodes("vm1").unwrap().len(), 2);
+}
+
+/// Every node restarted (kill -9 all, then start): the whole state is preserved and the
+/// nodes rejoin by themselves.
+#[test]
+fn full_restart_preserves_state() {
+    let s = Swarm::lab("rest", 3);
+    s.form(&[("vm2", "manager"), ("vm3", "worker")]);
+    s.ok(
+        "vm1",
+        &[
+            "node",
+            "update",
+            "--label-add",
+            "os=linux",
+            "--availability",
+            "drain",
+            "vm3",
+        ],
+    );
+    let before = s.ok(
+        "vm1",
+        &[
+            "node",
+            "inspect",
+            "--format",
+            "{{.ID}} {{.Spec.Role}} {{json .Spec.Labels}} {{.Spec.Availability}}",
+            "vm1",
+            "vm2",
+            "vm3",
+        ],
+    );
+    let token = s.token("vm1", "worker");
+    for n in ["vm1", "vm2", "vm3"] {
+        s.lab.stop(n).unwrap();
+    }
+    for n in ["vm1", "vm2", "vm3"] {
+        s.lab.start(n).unwrap();
+    }
+    s.wait_leader("vm1", T);
+    s.wait_node("vm1", "vm3", "Ready", "", T);
+    s.wait_node("vm1", "vm2", "Ready", "Reachable", T);
+    let after = s.ok(
+        "vm1",
+        &[
+            "node",
+            "inspect",
+            "--format",
+            "{{.ID}} {{.Spec.Role}} {{json .Spec.Labels}} {{.Spec.Availability}}",
+            "vm1",
+            "vm2",
+            "vm3",
+        ],
+    );
+    assert_eq!(before, after);
+    assert_eq!(s.token("vm2", "worker"), token);
+}
+
+/// `swarm init --force-new-cluster` on the last manager standing brings writes back, with
+/// the state it had.
+#[test]
+fn force_new_cluster_recovers() {
+    let s = Swarm::lab("force", 3);
+    s.form(&[("vm2", "manager"), ("vm3", "manager")]);
+    s.ok("vm1", &["node", "update", "--label-add", "keep=me", "vm1"]);
+    s.lab.stop("vm2").unwrap();
+    s.lab.stop("vm3").unwrap();
+    wait_until("quorum lost", T, || {
+        let out = s.shoal("vm1", &["node", "update", "--label-add", "y=1", "vm1"]);
+        (!out.status.success()).then_some(())
+    })
+    .unwrap();
+    let out = s.ok("vm1", &["swarm", "init", "--force-new-cluster"]);
+    assert!(out.contains("Swarm initialized"), "{out}");
+    s.ok("vm1", &["node", "update", "--label-add", "y=2", "vm1"]);
+    let labels = s.labels("vm1", "vm1").unwrap();
+    assert!(
+        labels.contains("\"keep\":\"me\"") && labels.contains("\"y\":\"2\""),
+        "{labels}"
+    );
+    // The lost managers are still listed, unreachable, until demoted and removed.
+    s.wait_node("vm1", "vm2", "Down", "Unreachable", T);
+    s.ok("vm1", &["node", "demote", "vm2"]);
+    s.ok("vm1", &["node", "rm", "vm2"]);
+}
+
+/// A worker leaving shows Down on the managers; a manager is warned before leaving.
+#[test]
+fn leave_marks_node_down() {
+    let s = Swarm::lab("leave", 2);
+    s.form(&[("vm2", "worker")]);
+    let out = s.ok("vm2", &["swarm", "leave"]);
+    assert_eq!(out.trim(), "Node left the swarm.");
+    s.wait_node("vm1", "vm2", "Down", "", T);
+    let err = s.fails("vm1", &["swarm", "leave"]);
+    assert!(
+        err.contains("Removing the last manager erases all current state of the swarm"),
+        "{err}"
+    );
+    // vm2 can join again as a new node.
+    s.join("vm2", "vm1", "worker");
+    assert_eq!(s.nodes("vm1").unwrap().len(), 3);
+}
+
+/// `/metrics` serves Raft, node and API metrics that pass `promtool check metrics`.
+#[test]
+fn metrics_pass_promtool() {
+    let s = Swarm::lab("metr", 2);
+    s.form(&[("vm2", "worker")]);
+    s.ok("vm1", &["node", "ls"]);
+    let url = format!("http://{}:9323/metrics", s.addr("vm1"));
+    let out = s.lab.exec("vm1", &["curl", "-sf", &url]).unwrap();
+    assert!(
+        out.status.success(),
+        "curl {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    for needle in [
+        "shoal_raft_term ",
+        "shoal_raft_is_leader 1",
+        "shoal_raft_applied_index ",
+        "shoal_nodes{role=\"manager\",state=\"ready\"} 1",
+        "shoal_nodes{role=\"worker\",state=\"ready\"} 1",
+        "shoal_api_requests_total{request=\"node_list\",result=\"ok\"}",
+        "shoal_api_request_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+    let check = s
+        .lab
+        .exec(
+            "vm1",
+            &[
+                "sh",
+                "-c",
+                &format!("curl -sf {url} | promtool check metrics"),
+            ],
+        )
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+/// One daemon per data root, and shoald refuses to run without root.
+#[test]
+fn one_daemon_per_data_root() {
+    let s = Swarm::lab("lock", 1);
+    let shoald = std::path::Path::new(SHOAL).with_file_name("shoald");
+    let data = s.lab.data_root("vm1");
+    let out = std::process::Command::new(&shoald)
+        .args([
+            "--data-root",
+            data.to_str().unwrap(),
+            "-H",
+            "unix:///tmp/shoal-lock-test.sock",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another shoald is already running with data root"),
+        "{err}"
+    );
+    // Without root (nobody), a clear refusal.
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&shoald)
+        .args(["--data-root", "/tmp/shoal-nonroot-test"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("shoald needs root"), "{err}");
+}

@@ -1,0 +1,185 @@
+//! Shared lab helpers for the integration tests: a lab of real shoald daemons in namespaces,
+//! and `shoal` commands run inside its nodes.
+#![allow(dead_code)]
+
+use std::process::Output;
+use std::time::Duration;
+
+pub use shoal_dataplane::lab::{unique_lab_name, wait_until, Lab, LabSpec};
+
+pub const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
+pub const NO_LEADER: &str = "The swarm does not have a leader";
+pub const WORKER_REFUSED: &str = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
+
+/// Fail loudly, never skip: these tests need root for namespaces.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "lab tests need root (they build network namespaces); run `make test` as root"
+    );
+}
+
+pub struct Swarm {
+    pub lab: Lab,
+}
+
+impl Swarm {
+    /// A lab of `n` nodes, daemons started, no swarm yet.
+    pub fn lab(prefix: &str, n: usize) -> Swarm {
+        require_root();
+        let spec = LabSpec::new(&unique_lab_name(prefix), n);
+        Swarm {
+            lab: Lab::up(spec).expect("lab up"),
+        }
+    }
+
+    pub fn addr(&self, node: &str) -> String {
+        self.lab.node_addr(node).to_string()
+    }
+
+    pub fn shoal(&self, node: &str, args: &[&str]) -> Output {
+        let mut argv = vec![SHOAL];
+        argv.extend_from_slice(args);
+        self.lab.exec(node, &argv).expect("exec shoal")
+    }
+
+    /// Run and require success; returns stdout.
+    pub fn ok(&self, node: &str, args: &[&str]) -> String {
+        let out = self.shoal(node, args);
+        assert!(
+            out.status.success(),
+            "shoal {args:?} on {node} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail(node)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Run and require failure; returns stderr.
+    pub fn fails(&self, node: &str, args: &[&str]) -> String {
+        let out = self.shoal(node, args);
+        assert!(
+            !out.status.success(),
+            "shoal {args:?} on {node} should have failed, printed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn log_tail(&self, node: &str) -> String {
+        let log = std::fs::read_to_string(self.lab.log_path(node)).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let from = lines.len().saturating_sub(15);
+        format!("--- {node} log ---\n{}", lines[from..].join("\n"))
+    }
+
+    /// `swarm init` on `node` with a short heartbeat so liveness tests run fast.
+    pub fn init(&self, node: &str) -> String {
+        let addr = self.addr(node);
+        self.ok(
+            node,
+            &[
+                "swarm",
+                "init",
+                "--advertise-addr",
+                &addr,
+                "--dispatcher-heartbeat",
+                "1s",
+            ],
+        )
+    }
+
+    pub fn token(&self, on: &str, role: &str) -> String {
+        self.ok(on, &["swarm", "join-token", "-q", role])
+            .trim()
+            .to_string()
+    }
+
+    pub fn join(&self, node: &str, manager: &str, role: &str) -> String {
+        let token = self.token(manager, role);
+        let remote = format!("{}:2377", self.addr(manager));
+        self.ok(node, &["swarm", "join", "--token", &token, &remote])
+    }
+
+    /// `node ls` rows as (hostname, status, availability, manager status).
+    pub fn nodes(&self, on: &str) -> Option<Vec<(String, String, String, String)>> {
+        let out = self.shoal(
+            on,
+            &[
+                "node",
+                "ls",
+                "--format",
+                "{{.Hostname}}|{{.Status}}|{{.Availability}}|{{.ManagerStatus}}",
+            ],
+        );
+        if !out.status.success() {
+            return None;
+        }
+        Some(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| {
+                    let f: Vec<&str> = l.split('|').collect();
+                    (
+                        f[0].into(),
+                        f[1].into(),
+                        f[2].into(),
+                        f.get(3).unwrap_or(&"").to_string(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// Wait until `on` answers `node ls` with a row for `host` matching (status, manager status).
+    pub fn wait_node(&self, on: &str, host: &str, status: &str, manager: &str, timeout: Duration) {
+        wait_until(
+            &format!("{host} {status} {manager:?} on {on}"),
+            timeout,
+            || {
+                let rows = self.nodes(on)?;
+                rows.iter()
+                    .any(|r| r.0 == host && r.1 == status && r.3 == manager)
+                    .then_some(())
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e:#}\n{:?}\n{}", self.nodes(on), self.log_tail(on)));
+    }
+
+    /// The hostname `on` reports as leader, once there is one.
+    pub fn wait_leader(&self, on: &str, timeout: Duration) -> String {
+        wait_until(&format!("a leader seen from {on}"), timeout, || {
+            self.nodes(on)?
+                .into_iter()
+                .find(|r| r.3 == "Leader")
+                .map(|r| r.0)
+        })
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", self.log_tail(on)))
+    }
+
+    pub fn labels(&self, on: &str, node: &str) -> Option<String> {
+        let out = self.shoal(
+            on,
+            &["node", "inspect", "--format", "{{json .Spec.Labels}}", node],
+        );
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Form vm1 (init) + the given joins, e.g. [("vm2","manager"),("vm3","worker")].
+    pub fn form(&self, joins: &[(&str, &str)]) {
+        self.init("vm1");
+        for (node, role) in joins {
+            let out = self.join(node, "vm1", role);
+            assert!(
+                out.contains(&format!("joined a swarm as a {role}")),
+                "{out}"
+            );
+        }
+        for (node, role) in joins {
+            let manager = if *role == "manager" { "Reachable" } else { "" };
+            self.wait_node("vm1", node, "Ready", manager, Duration::from_secs(20));
+        }
+    }
+}
