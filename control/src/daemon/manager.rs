@@ -28,6 +28,8 @@ pub struct Manager {
     pub raft: Raft,
     pub sm: StateMachineStore,
     pub raft_id: u64,
+    /// Serializes membership changes (joins and the reconciler): Raft takes one at a time.
+    membership_lock: tokio::sync::Mutex<()>,
     loops: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -59,6 +61,7 @@ impl Manager {
             raft,
             sm,
             raft_id,
+            membership_lock: tokio::sync::Mutex::new(()),
             loops: std::sync::Mutex::new(Vec::new()),
         });
         let l1 = tokio::spawn(liveness_loop(Arc::downgrade(daemon), mgr.clone()));
@@ -227,6 +230,7 @@ async fn reconcile_loop(daemon: std::sync::Weak<Daemon>, mgr: Arc<Manager>) {
         if !mgr.is_leader() || !mgr.has_quorum() {
             continue;
         }
+        let _membership = mgr.membership_lock.lock().await;
         let state = mgr.sm.state();
         let wanted: BTreeSet<u64> = state.managers().map(|n| n.raft_id).collect();
         let voters = mgr.voters();
@@ -341,6 +345,7 @@ impl Daemon {
         if node.spec.role != Role::Manager {
             return Err(ApiError::daemon(format!("node {node_id} is not a manager")));
         }
+        let _membership = mgr.membership_lock.lock().await;
         if mgr.voters().contains(&node.raft_id) {
             return Ok(());
         }
