@@ -4,11 +4,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/target/debug:$PATH"
 LAB=${LAB:-demo}
-bold=$(tput bold 2>/dev/null || true); plain=$(tput sgr0 2>/dev/null || true)
+bold=""; plain=""
+if [ -t 1 ]; then bold=$(tput bold 2>/dev/null || true); plain=$(tput sgr0 2>/dev/null || true); fi
+# Show a command as a user would type it (quote arguments with spaces).
+show() { local a out=""; for a in "$@"; do [[ $a == *" "* ]] && a="'$a'"; out+="$a "; done; echo "${out% }"; }
 
 say() { printf '\n%s# %s%s\n' "$bold" "$*" "$plain"; }
 # Run a shoal command on a lab node, echoing it as the tutorial shows it.
-on() { local node=$1; shift; printf '%s[%s]$ %s%s\n' "$bold" "$node" "$*" "$plain"; shoal lab exec --name "$LAB" "$node" -- "$@"; }
+on() { local node=$1; shift; printf '%s[%s]$ %s%s\n' "$bold" "$node" "$(show "$@")" "$plain"; shoal lab exec --name "$LAB" "$node" -- "$@"; }
 quiet() { local node=$1; shift; shoal lab exec --name "$LAB" "$node" -- "$@"; }
 # Wait (bounded) until a command's output matches a pattern.
 wait_for() {
