@@ -24,35 +24,42 @@ wait_ready() { # wait (bounded) until node ls on vm1 shows N Ready nodes
     [ "$(on vm1 shoal node ls --format '{{.Status}}' 2>/dev/null | grep -c Ready)" = "$1" ] && return 0; sleep 0.1; done
   echo "nodes not ready" >&2; return 1; }
 
+up() { # a fresh lab with N managers, initialised and joined, all Ready
+  shoal lab down --name "$LAB" >/dev/null 2>&1 || true
+  shoal lab up --name "$LAB" --nodes "$1" >/dev/null
+  on vm1 shoal swarm init --advertise-addr 10.77.0.11 >/dev/null
+  local tok; tok=$(on vm1 shoal swarm join-token -q manager)
+  for i in $(seq 2 "$1"); do on "vm$i" shoal swarm join --token "$tok" 10.77.0.11:2377 >/dev/null; done
+  wait_ready "$1"; }
+
 {
 echo "# bench/raft.sh  ($(date -u +%FT%TZ), $(nproc) cores, kernel $(uname -r))"
 echo "# command: CLIENTS=$CLIENTS SECONDS_RUN=$SECONDS_RUN bench/raft.sh"
+echo "# each write: a node label update through the manager's API socket, one Raft entry"
+echo "# (batched with whatever else is queued), fsync'd on a quorum before it is answered"
 echo
 echo "## baseline: raw fsync'd redb commits on the data disk"
 shoal-bench fsync --dir "/var/lib/shoal-lab" --commits 2000
 
-shoal lab up --name "$LAB" --nodes 3 >/dev/null
-on vm1 shoal swarm init --advertise-addr 10.77.0.11 >/dev/null
-wait_ready 1
+up 1
 echo
 echo "## baseline: 1 manager (no replication)"
 shoal-bench writes --host "$(sock vm1)" --clients "$CLIENTS" --seconds "$SECONDS_RUN"
 
-tok=$(on vm1 shoal swarm join-token -q manager)
-on vm2 shoal swarm join --token "$tok" 10.77.0.11:2377 >/dev/null
-on vm3 shoal swarm join --token "$tok" 10.77.0.11:2377 >/dev/null
-wait_ready 3
+up 3
+sleep 3  # idle: heartbeats only
+echo
+echo "## idle resident memory of a fresh 3-manager swarm (KiB)"
+for n in vm1 vm2 vm3; do echo "$n shoald_rss_kib=$(rss_kib $n)"; done
 echo
 echo "## 3 managers over mTLS (writes on the leader, vm1)"
 shoal-bench writes --host "$(sock vm1)" --clients "$CLIENTS" --seconds "$SECONDS_RUN"
 echo
 echo "## 3 managers, writes asked on a follower (vm2, forwarded to the leader)"
 shoal-bench writes --host "$(sock vm2)" --clients "$CLIENTS" --seconds "$SECONDS_RUN" --latency-writes 200
-
-# Idle: no client, heartbeats only, for a few seconds after the load.
-sleep 5
+sleep 3
 echo
-echo "## idle resident memory (KiB)"
+echo "## resident memory after the load, idle again (KiB)"
 for n in vm1 vm2 vm3; do echo "$n shoald_rss_kib=$(rss_kib $n)"; done
 } | tee "$out"
 echo "results: $out"

@@ -494,3 +494,44 @@ fn one_daemon_per_data_root() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("shoald needs root"), "{err}");
 }
+
+/// `swarm init` picks the advertise address when the host has one candidate, and asks for
+/// one, with docker's message, when an interface has two.
+#[test]
+fn init_detects_the_advertise_address() {
+    let s = Swarm::lab("adv", 2);
+    s.ok("vm1", &["swarm", "init"]);
+    let addr = s.ok(
+        "vm1",
+        &[
+            "node",
+            "inspect",
+            "--format",
+            "{{.Status.Addr}} {{.ManagerStatus.Addr}}",
+            "self",
+        ],
+    );
+    assert_eq!(addr.trim(), "10.77.0.11 10.77.0.11:2377");
+    // A second address on vm2's eth0 (inside vm2's namespace only).
+    let out = s
+        .lab
+        .exec(
+            "vm2",
+            &["ip", "addr", "add", "10.77.0.51/24", "dev", "eth0"],
+        )
+        .unwrap();
+    assert!(out.status.success());
+    let err = s.fails("vm2", &["swarm", "init"]);
+    assert_eq!(
+        err.trim(),
+        "Error response from daemon: could not choose an IP address to advertise since this system has multiple addresses on interface eth0 (10.77.0.12 and 10.77.0.51) - specify one with --advertise-addr"
+    );
+    // `node ls -q` prints full IDs only; `--pretty` is human text.
+    let ids = s.ok("vm1", &["node", "ls", "-q"]);
+    assert_eq!(ids.trim().len(), 25, "{ids}");
+    let pretty = s.ok("vm1", &["node", "inspect", "--pretty", "self"]);
+    assert!(
+        pretty.contains("Hostname:\t\tvm1") && pretty.contains(" Leader:\t\tYes"),
+        "{pretty}"
+    );
+}

@@ -75,7 +75,14 @@ fn worker_certificate_cannot_call_manager_apis() {
     }
     // A Raft vote with the worker's certificate.
     let vote = openraft::raft::VoteRequest::new(openraft::Vote::new(99, 1), None);
-    let resp = call(&s.lab, "vm2", leader.clone(), config, PeerRequest::Vote(vote)).unwrap();
+    let resp = call(
+        &s.lab,
+        "vm2",
+        leader.clone(),
+        config,
+        PeerRequest::Vote(vote),
+    )
+    .unwrap();
     assert!(
         !matches!(resp, PeerResponse::Vote(_)),
         "a worker's vote request reached raft: {resp:?}"
@@ -84,7 +91,11 @@ fn worker_certificate_cannot_call_manager_apis() {
     // A manager certificate from another swarm's CA: refused at the handshake.
     let other = shoal_ca::ClusterCa::generate().unwrap();
     let (okey, ocert) = other
-        .issue_node("intruder000000000000000000", shoal_ca::Role::Manager, "othercluster")
+        .issue_node(
+            "intruder000000000000000000",
+            shoal_ca::Role::Manager,
+            "othercluster",
+        )
         .unwrap();
     let oconfig = shoal_ca::tls::client_config(other.cert_pem(), &ocert, &okey).unwrap();
     let resp = call(
@@ -97,7 +108,10 @@ fn worker_certificate_cannot_call_manager_apis() {
             asked_on: String::new(),
         },
     );
-    assert!(resp.is_err(), "another swarm's certificate was accepted: {resp:?}");
+    assert!(
+        resp.is_err(),
+        "another swarm's certificate was accepted: {resp:?}"
+    );
     // The cluster is unaffected.
     assert_eq!(s.nodes("vm1").unwrap().len(), 2);
 }

@@ -54,6 +54,9 @@ pub enum Command {
         role: Role,
         secret: String,
     },
+    /// Several independent commands proposed together (one log entry, one fsync); each
+    /// succeeds or fails on its own, in order.
+    Batch(Vec<Command>),
     /// `swarm init --force-new-cluster`: the surviving manager's state, restored into a new
     /// single-member Raft group in which this node has a fresh Raft ID.
     ForceNewCluster {
@@ -77,15 +80,19 @@ pub struct NodeSpecPatch {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 pub struct CommandResult {
     pub error: Option<String>,
+    /// Per-command results of a `Batch`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batch: Vec<CommandResult>,
 }
 
 impl CommandResult {
     fn ok() -> Self {
-        CommandResult { error: None }
+        CommandResult::default()
     }
     fn err(msg: impl Into<String>) -> Self {
         CommandResult {
             error: Some(msg.into()),
+            batch: Vec::new(),
         }
     }
 }
@@ -178,6 +185,10 @@ impl ClusterState {
                 node.updated_at = *at;
                 CommandResult::ok()
             }
+            Command::Batch(cmds) => CommandResult {
+                error: None,
+                batch: cmds.iter().map(|c| self.apply(c, index)).collect(),
+            },
             Command::RemoveNode { node_id } => match self.nodes.remove(node_id) {
                 Some(_) => CommandResult::ok(),
                 None => CommandResult::err(format!("node {node_id} not found")),
@@ -403,6 +414,33 @@ mod tests {
             Some("key nope doesn't exist in node's labels")
         );
         assert_eq!(s, before);
+    }
+
+    /// A batch applies each command on its own: one failing does not undo the others.
+    #[test]
+    fn batch_results_are_per_command() {
+        let mut s = ClusterState::default();
+        let r = s.apply(
+            &Command::Batch(vec![
+                Command::Init {
+                    cluster: cluster(),
+                    node: node("aaa111", "vm1", Role::Manager),
+                },
+                Command::RemoveNode {
+                    node_id: "zzz".into(),
+                },
+                Command::AddNode {
+                    node: node("bbb222", "vm2", Role::Worker),
+                },
+            ]),
+            1,
+        );
+        assert!(r.error.is_none());
+        assert_eq!(r.batch.len(), 3);
+        assert!(r.batch[0].error.is_none());
+        assert_eq!(r.batch[1].error.as_deref(), Some("node zzz not found"));
+        assert!(r.batch[2].error.is_none());
+        assert_eq!(s.nodes.len(), 2);
     }
 
     #[test]

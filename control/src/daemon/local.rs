@@ -19,6 +19,8 @@ use crate::types::{ClusterInfo, NodeDescription, Role};
 use crate::wire;
 
 const DEFAULT_HEARTBEAT_MS: u64 = 5000;
+/// Connections kept open to the leader for forwarded calls.
+const MAX_POOLED_LEADER_CONNS: usize = 32;
 
 pub(crate) async fn serve_socket(daemon: Arc<Daemon>) -> std::io::Result<()> {
     let path = daemon.cfg.socket.clone();
@@ -111,24 +113,33 @@ impl Daemon {
         let Some(leader) = mgr.leader_addr() else {
             return Err(ApiError::daemon(msg::NO_LEADER));
         };
-        let mut guard = self.leader_client.lock().await;
-        if guard.as_ref().map(|c| c.addr()) != Some(leader.as_str()) {
-            *guard = Some(PeerClient::new(leader.clone(), self.tls.clone()));
-        }
-        let Some(client) = guard.as_mut() else {
-            return Err(ApiError::daemon(msg::NO_LEADER));
+        let pooled = {
+            let mut pool = lock(&self.leader_pool);
+            pool.retain(|c| c.addr() == leader);
+            pool.pop()
         };
+        let mut client =
+            pooled.unwrap_or_else(|| PeerClient::new(leader.clone(), self.tls.clone()));
         let call = PeerRequest::Api {
             request: req,
             asked_on: m.node_id.clone(),
         };
-        match client.call(&call, Duration::from_secs(10)).await {
+        let result = match client.call(&call, Duration::from_secs(10)).await {
             Ok(PeerResponse::Api(r)) => r,
-            Ok(PeerResponse::NotLeader { .. }) | Err(_) => Err(ApiError::daemon(msg::NO_LEADER)),
-            Ok(other) => Err(ApiError::daemon(format!(
-                "unexpected reply from leader: {other:?}"
-            ))),
+            Ok(PeerResponse::NotLeader { .. }) | Err(_) => {
+                return Err(ApiError::daemon(msg::NO_LEADER))
+            }
+            Ok(other) => {
+                return Err(ApiError::daemon(format!(
+                    "unexpected reply from leader: {other:?}"
+                )))
+            }
+        };
+        let mut pool = lock(&self.leader_pool);
+        if pool.len() < MAX_POOLED_LEADER_CONNS {
+            pool.push(client);
         }
+        result
     }
 
     async fn init(self: &Arc<Self>, req: InitRequest) -> ApiResult {

@@ -9,6 +9,7 @@ use chrono::Utc;
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use serde_json::Value;
 use shoal_ca::{ClusterCa, JoinToken};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{lock, Daemon};
@@ -17,7 +18,7 @@ use crate::peer::{Admitted, Heartbeat, HeartbeatReply, JoinSwarm};
 use crate::raft::network::Network;
 use crate::raft::store::{self, StateMachineStore};
 use crate::raft::Raft;
-use crate::state::{new_node_record, ClusterState, Command, NodeSpecPatch};
+use crate::state::{new_node_record, ClusterState, Command, CommandResult, NodeSpecPatch};
 use crate::types::{ManagerView, NodeState, Role};
 
 /// How long a write may wait for a quorum before the client is told there is none.
@@ -28,6 +29,8 @@ pub struct Manager {
     pub raft: Raft,
     pub sm: StateMachineStore,
     pub raft_id: u64,
+    /// Writes waiting to be proposed; the batcher turns what has queued into one entry.
+    proposals: mpsc::Sender<Proposal>,
     /// Serializes membership changes (joins and the reconciler): Raft takes one at a time.
     membership_lock: tokio::sync::Mutex<()>,
     loops: std::sync::Mutex<Vec<JoinHandle<()>>>,
@@ -57,16 +60,19 @@ impl Manager {
         )
         .await
         .map_err(|e| format!("starting raft: {e}"))?;
+        let (proposals, queue) = mpsc::channel(MAX_BATCH * 4);
         let mgr = Arc::new(Manager {
             raft,
             sm,
             raft_id,
+            proposals,
             membership_lock: tokio::sync::Mutex::new(()),
             loops: std::sync::Mutex::new(Vec::new()),
         });
         let l1 = tokio::spawn(liveness_loop(Arc::downgrade(daemon), mgr.clone()));
         let l2 = tokio::spawn(reconcile_loop(Arc::downgrade(daemon), mgr.clone()));
-        lock(&mgr.loops).extend([l1, l2]);
+        let l3 = tokio::spawn(batcher(mgr.raft.clone(), queue));
+        lock(&mgr.loops).extend([l1, l2, l3]);
         Ok(mgr)
     }
 
@@ -127,20 +133,25 @@ impl Manager {
     }
 
     /// Propose a command; fail fast with docker's "no leader" error when there is no quorum.
+    /// Concurrent proposals are batched into one log entry (see `batcher`).
     pub async fn propose(&self, cmd: Command) -> Result<(), ApiError> {
         if !self.has_quorum() {
             return Err(ApiError::daemon(msg::NO_LEADER));
         }
-        match tokio::time::timeout(WRITE_TIMEOUT, self.raft.client_write(cmd)).await {
-            Ok(Ok(resp)) => match resp.data.error {
+        let (tx, rx) = oneshot::channel();
+        if self.proposals.send((cmd, tx)).await.is_err() {
+            return Err(ApiError::daemon(msg::NO_LEADER));
+        }
+        match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
+            Ok(Ok(Ok(result))) => match result.error {
                 Some(e) => Err(ApiError::daemon(e)),
                 None => Ok(()),
             },
-            Ok(Err(e)) => {
+            Ok(Ok(Err(e))) => {
                 tracing::warn!(error = %e, "write failed");
                 Err(ApiError::daemon(msg::NO_LEADER))
             }
-            Err(_) => Err(ApiError::daemon(msg::NO_LEADER)),
+            _ => Err(ApiError::daemon(msg::NO_LEADER)),
         }
     }
 
@@ -164,6 +175,52 @@ impl Manager {
         match tokio::time::timeout(READ_TIMEOUT, self.raft.ensure_linearizable()).await {
             Ok(Ok(_)) => Ok(self.sm.state()),
             _ => Err(ApiError::daemon(msg::NO_LEADER)),
+        }
+    }
+}
+
+type Proposal = (Command, oneshot::Sender<Result<CommandResult, String>>);
+
+/// Most commands in one log entry.
+const MAX_BATCH: usize = 256;
+
+/// Turn queued proposals into log entries: whatever has queued while the previous entry was
+/// being committed goes into the next one, so under load one fsync (and one replication
+/// round) commits many writes, and a lone write is not delayed at all.
+async fn batcher(raft: Raft, mut queue: mpsc::Receiver<Proposal>) {
+    let mut batch: Vec<Proposal> = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (cmds, waiters): (Vec<Command>, Vec<_>) = batch.drain(..).unzip();
+        let single = cmds.len() == 1;
+        let entry = if single {
+            cmds.into_iter()
+                .next()
+                .unwrap_or(Command::Batch(Vec::new()))
+        } else {
+            Command::Batch(cmds)
+        };
+        let result = tokio::time::timeout(WRITE_TIMEOUT, raft.client_write(entry)).await;
+        match result {
+            Ok(Ok(resp)) if single => {
+                for w in waiters {
+                    let _ = w.send(Ok(resp.data.clone()));
+                }
+            }
+            Ok(Ok(resp)) => {
+                for (w, r) in waiters.into_iter().zip(resp.data.batch) {
+                    let _ = w.send(Ok(r));
+                }
+            }
+            Ok(Err(e)) => {
+                for w in waiters {
+                    let _ = w.send(Err(e.to_string()));
+                }
+            }
+            Err(_) => {
+                for w in waiters {
+                    let _ = w.send(Err("timed out waiting for a quorum".into()));
+                }
+            }
         }
     }
 }

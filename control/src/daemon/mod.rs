@@ -58,7 +58,8 @@ pub struct Daemon {
     pub(crate) tls: TlsHandle,
     pub(crate) manager: Mutex<Option<Arc<Manager>>>,
     pub(crate) leader_hint: Mutex<Option<String>>,
-    pub(crate) leader_client: tokio::sync::Mutex<Option<PeerClient>>,
+    /// Idle connections to the leader for forwarded API calls (one per call in flight).
+    pub(crate) leader_pool: Mutex<Vec<PeerClient>>,
     pub(crate) dispatcher: Mutex<Dispatcher>,
     pub(crate) metrics: Metrics,
     /// Agent loop and swarm listener: running while the node is in a swarm.
@@ -103,7 +104,7 @@ impl Daemon {
             tls: TlsHandle::default(),
             manager: Mutex::new(None),
             leader_hint: Mutex::new(None),
-            leader_client: tokio::sync::Mutex::new(None),
+            leader_pool: Mutex::new(Vec::new()),
             dispatcher: Mutex::new(Dispatcher::default()),
             metrics: Metrics::new(),
             swarm_tasks: Mutex::new(Vec::new()),
@@ -221,7 +222,7 @@ impl Daemon {
         if let Some(mgr) = mgr {
             mgr.shutdown().await;
         }
-        *self.leader_client.lock().await = None;
+        lock(&self.leader_pool).clear();
         *lock(&self.leader_hint) = None;
     }
 }

@@ -35,7 +35,21 @@ const KEY_PURGED: &str = "last_purged";
 const KEY_SM: &str = "state_machine";
 const KEY_SNAPSHOT: &str = "snapshot";
 
+const CACHE_BYTES: usize = 8 << 20;
+
 type StoreResult<T> = Result<T, StorageError<NodeId>>;
+
+/// Log appends, votes, the committed index and snapshots are fsync'd before they are
+/// acknowledged. The applied state is written without its own fsync: it only ever lags the
+/// durable log and committed index, from which openraft re-applies on start-up, and the next
+/// durable write makes it durable too. (The committed index must be durable: a leader that
+/// restarts keeps leading by its saved vote, and answers linearizable reads up to the
+/// committed index it reads back; a stale one would hide acknowledged writes.)
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sync {
+    Durable,
+    Lazy,
+}
 
 fn io<E: std::error::Error + 'static>(
     make: fn(AnyError) -> StorageIOError<NodeId>,
@@ -54,7 +68,11 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
 
 /// Open (or create) the store at `path`; returns the log store and the state machine.
 pub fn open(path: &Path) -> Result<(LogStore, StateMachineStore), redb::Error> {
-    let db = Database::create(path)?;
+    // A small page cache: the hot data (recent log, one state record) is tiny, and redb's
+    // default (1 GiB, filled lazily) would show up as resident memory on every manager.
+    let db = redb::Builder::new()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)?;
     let txn = db.begin_write()?;
     {
         txn.open_table(LOG)?;
@@ -75,12 +93,19 @@ fn get_meta<T: for<'de> Deserialize<'de>>(db: &Database, key: &str) -> StoreResu
     }
 }
 
-fn put_meta<T: Serialize>(db: &Database, key: &str, value: &T) -> StoreResult<()> {
+fn put_meta<T: Serialize>(db: &Database, key: &str, value: &T, sync: Sync) -> StoreResult<()> {
     let bytes = serde_json::to_vec(value).map_err(write_err)?;
-    let txn = db.begin_write().map_err(write_err)?;
+    put_meta_bytes(db, key, &bytes, sync)
+}
+
+fn put_meta_bytes(db: &Database, key: &str, bytes: &[u8], sync: Sync) -> StoreResult<()> {
+    let mut txn = db.begin_write().map_err(write_err)?;
+    if sync == Sync::Lazy {
+        txn.set_durability(redb::Durability::None);
+    }
     {
         let mut table = txn.open_table(META).map_err(write_err)?;
-        table.insert(key, bytes.as_slice()).map_err(write_err)?;
+        table.insert(key, bytes).map_err(write_err)?;
     }
     txn.commit().map_err(write_err)
 }
@@ -135,7 +160,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StoreResult<()> {
-        put_meta(&self.db, KEY_VOTE, vote)
+        put_meta(&self.db, KEY_VOTE, vote, Sync::Durable)
     }
 
     async fn read_vote(&mut self) -> StoreResult<Option<Vote<NodeId>>> {
@@ -143,7 +168,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> StoreResult<()> {
-        put_meta(&self.db, KEY_COMMITTED, &committed)
+        put_meta(&self.db, KEY_COMMITTED, &committed, Sync::Durable)
     }
 
     async fn read_committed(&mut self) -> StoreResult<Option<LogId>> {
@@ -252,8 +277,8 @@ impl StateMachineStore {
         f(&guard)
     }
 
-    fn persist(&self, data: &SmData) -> StoreResult<()> {
-        put_meta(&self.db, KEY_SM, data)
+    fn persist(&self, data: &SmData, sync: Sync) -> StoreResult<()> {
+        put_meta(&self.db, KEY_SM, data, sync)
     }
 }
 
@@ -283,6 +308,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 meta: meta.clone(),
                 data: bytes.clone(),
             },
+            Sync::Durable,
         )?;
         Ok(Snapshot {
             meta,
@@ -306,7 +332,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let mut results = Vec::new();
-        let snapshot = {
+        let (bytes, applied) = {
             let mut guard = self.data.write().unwrap_or_else(|p| p.into_inner());
             for entry in entries {
                 guard.last_applied = Some(entry.log_id);
@@ -321,11 +347,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     }
                 }
             }
-            guard.clone()
+            (
+                serde_json::to_vec(&*guard).map_err(write_err)?,
+                guard.last_applied.map(|l| l.index),
+            )
         };
-        self.persist(&snapshot)?;
-        if let Some(l) = snapshot.last_applied {
-            self.applied_tx.send_replace(l.index);
+        put_meta_bytes(&self.db, KEY_SM, &bytes, Sync::Lazy)?;
+        if let Some(index) = applied {
+            self.applied_tx.send_replace(index);
         }
         Ok(results)
     }
@@ -347,7 +376,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut data: SmData = serde_json::from_slice(&bytes).map_err(read_err)?;
         data.last_applied = meta.last_log_id;
         data.membership = meta.last_membership.clone();
-        self.persist(&data)?;
+        self.persist(&data, Sync::Durable)?;
         put_meta(
             &self.db,
             KEY_SNAPSHOT,
@@ -355,6 +384,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 meta: meta.clone(),
                 data: bytes,
             },
+            Sync::Durable,
         )?;
         let applied = data.last_applied.map(|l| l.index).unwrap_or(0);
         *self.data.write().unwrap_or_else(|p| p.into_inner()) = data;
