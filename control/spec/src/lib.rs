@@ -1,0 +1,465 @@
+//! Service and task specs, field for field in docker's JSON shape (moby api/types/swarm),
+//! so `service inspect` prints them as they are stored. Durations are i64 nanoseconds.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub mod constraint;
+pub use constraint::{Constraint, ConstraintError, NodeFacts};
+
+pub type Labels = BTreeMap<String, String>;
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+fn is_zero_i64(v: &i64) -> bool {
+    *v == 0
+}
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
+pub const SECOND_NS: i64 = 1_000_000_000;
+
+/// `docker service create/update` and compose `services.X`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServiceSpec {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default)]
+    pub labels: Labels,
+    #[serde(default)]
+    pub task_template: TaskSpec,
+    #[serde(default)]
+    pub mode: ServiceMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_config: Option<UpdateConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_config: Option<UpdateConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_spec: Option<EndpointSpec>,
+}
+
+/// Exactly one of the modes is set.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServiceMode {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicated: Option<Replicated>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global: Option<Global>,
+}
+
+impl Default for ServiceMode {
+    fn default() -> Self {
+        ServiceMode::replicated(1)
+    }
+}
+
+impl ServiceMode {
+    pub fn replicated(replicas: u64) -> Self {
+        ServiceMode {
+            replicated: Some(Replicated { replicas }),
+            global: None,
+        }
+    }
+    pub fn global() -> Self {
+        ServiceMode {
+            replicated: None,
+            global: Some(Global {}),
+        }
+    }
+    pub fn is_global(&self) -> bool {
+        self.global.is_some()
+    }
+    /// Desired replicas of a replicated service (None for global).
+    pub fn replicas(&self) -> Option<u64> {
+        self.replicated.as_ref().map(|r| r.replicas)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Replicated {
+    pub replicas: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Global {}
+
+/// What each task of a service runs, and where.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct TaskSpec {
+    #[serde(default)]
+    pub container_spec: ContainerSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<RestartPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<NetworkAttachmentConfig>,
+    /// Bumped by `service update --force` to redeploy every task.
+    #[serde(default)]
+    pub force_update: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerSpec {
+    #[serde(default)]
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
+    /// Entrypoint override (docker's ContainerSpec.Command).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Arguments (docker's ContainerSpec.Args).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hostname: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub dir: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<Mount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_period: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthConfig>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct Mount {
+    /// "volume" or "bind".
+    #[serde(rename = "Type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+    pub target: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub read_only: bool,
+}
+
+/// Healthcheck: Test is ["CMD", args...], ["CMD-SHELL", "cmd"] or ["NONE"].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthConfig {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub interval: i64,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub timeout: i64,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub start_period: i64,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub retries: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct ResourceRequirements {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservations: Option<Limit>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct Limit {
+    #[serde(rename = "NanoCPUs", default, skip_serializing_if = "is_zero_i64")]
+    pub nano_cpus: i64,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub memory_bytes: i64,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub pids: i64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartCondition {
+    None,
+    OnFailure,
+    #[default]
+    Any,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct RestartPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<RestartCondition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct Placement {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preferences: Vec<PlacementPreference>,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub max_replicas: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct PlacementPreference {
+    pub spread: SpreadOver,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct SpreadOver {
+    /// e.g. "node.labels.zone"
+    pub spread_descriptor: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkAttachmentConfig {
+    /// Network name or ID.
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureAction {
+    #[default]
+    Pause,
+    Continue,
+    Rollback,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateOrder {
+    #[default]
+    StopFirst,
+    StartFirst,
+}
+
+/// update_config / rollback_config. Defaults as swarmkit: parallelism 1, delay 0,
+/// failure_action pause, monitor 5s, max_failure_ratio 0, order stop-first.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateConfig {
+    pub parallelism: u64,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub delay: i64,
+    #[serde(default)]
+    pub failure_action: FailureAction,
+    #[serde(default)]
+    pub monitor: i64,
+    #[serde(default)]
+    pub max_failure_ratio: f32,
+    #[serde(default)]
+    pub order: UpdateOrder,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        UpdateConfig {
+            parallelism: 1,
+            delay: 0,
+            failure_action: FailureAction::Pause,
+            monitor: 5 * SECOND_NS,
+            max_failure_ratio: 0.0,
+            order: UpdateOrder::StopFirst,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointMode {
+    #[default]
+    Vip,
+    Dnsrr,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointSpec {
+    #[serde(default)]
+    pub mode: EndpointMode,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortConfig>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishMode {
+    #[default]
+    Ingress,
+    Host,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct PortConfig {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default)]
+    pub protocol: Protocol,
+    pub target_port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_port: Option<u16>,
+    #[serde(default)]
+    pub publish_mode: PublishMode,
+}
+
+/// Task states, in lifecycle order (docker's enum and casing).
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    #[default]
+    New,
+    Allocated,
+    Pending,
+    Assigned,
+    Accepted,
+    Preparing,
+    Ready,
+    Starting,
+    Running,
+    Complete,
+    Shutdown,
+    Failed,
+    Rejected,
+    Remove,
+    Orphaned,
+}
+
+impl TaskState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::New => "new",
+            TaskState::Allocated => "allocated",
+            TaskState::Pending => "pending",
+            TaskState::Assigned => "assigned",
+            TaskState::Accepted => "accepted",
+            TaskState::Preparing => "preparing",
+            TaskState::Ready => "ready",
+            TaskState::Starting => "starting",
+            TaskState::Running => "running",
+            TaskState::Complete => "complete",
+            TaskState::Shutdown => "shutdown",
+            TaskState::Failed => "failed",
+            TaskState::Rejected => "rejected",
+            TaskState::Remove => "remove",
+            TaskState::Orphaned => "orphaned",
+        }
+    }
+
+    /// The task will not run again (it ended, failed, or was stopped).
+    pub fn is_terminal(self) -> bool {
+        self > TaskState::Running
+    }
+
+    /// Progress number docker's progress bars use (new 1 .. running 9).
+    pub fn progress_step(self) -> u32 {
+        match self {
+            TaskState::New => 1,
+            TaskState::Allocated => 2,
+            TaskState::Pending => 3,
+            TaskState::Assigned => 4,
+            TaskState::Accepted => 5,
+            TaskState::Preparing => 6,
+            TaskState::Ready => 7,
+            TaskState::Starting => 8,
+            _ => 9,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shapes serialize with docker's key names and casing.
+    #[test]
+    fn docker_shapes() {
+        let spec = ServiceSpec {
+            name: "web".into(),
+            task_template: TaskSpec {
+                container_spec: ContainerSpec {
+                    image: "nginx:alpine".into(),
+                    stop_grace_period: Some(10 * SECOND_NS),
+                    ..Default::default()
+                },
+                restart_policy: Some(RestartPolicy {
+                    condition: Some(RestartCondition::OnFailure),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            mode: ServiceMode::replicated(2),
+            endpoint_spec: Some(EndpointSpec {
+                mode: EndpointMode::Vip,
+                ports: vec![PortConfig {
+                    target_port: 80,
+                    published_port: Some(8080),
+                    ..Default::default()
+                }],
+            }),
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&spec).unwrap();
+        assert_eq!(v["TaskTemplate"]["ContainerSpec"]["Image"], "nginx:alpine");
+        assert_eq!(
+            v["TaskTemplate"]["RestartPolicy"]["Condition"],
+            "on-failure"
+        );
+        assert_eq!(v["Mode"]["Replicated"]["Replicas"], 2);
+        assert_eq!(
+            v["EndpointSpec"]["Ports"][0],
+            serde_json::json!({"Protocol":"tcp","TargetPort":80,"PublishedPort":8080,"PublishMode":"ingress"})
+        );
+        assert_eq!(v["Labels"], serde_json::json!({}));
+        let back: ServiceSpec = serde_json::from_value(v).unwrap();
+        assert_eq!(back, spec);
+        assert_eq!(
+            serde_json::to_value(ServiceMode::global()).unwrap(),
+            serde_json::json!({"Global":{}})
+        );
+    }
+
+    #[test]
+    fn task_states_order() {
+        assert!(TaskState::Running < TaskState::Complete);
+        assert!(TaskState::Failed.is_terminal());
+        assert!(!TaskState::Running.is_terminal());
+        assert_eq!(TaskState::Running.progress_step(), 9);
+    }
+}
