@@ -43,8 +43,8 @@ on vm2 shoal swarm join --token "$MANAGER_TOKEN" 10.77.0.11:2377
 on vm3 shoal swarm join --token "$WORKER_TOKEN" 10.77.0.11:2377
 
 say "Label the nodes, as the tutorial does"
+on vm1 shoal node update --label-add os=linux vm1
 on vm1 shoal node update --label-add os=linux vm2
-on vm1 shoal node update --label-add os=linux vm3
 on vm1 shoal node inspect --format '{{ .Spec.Labels }}' vm2
 on vm1 shoal node ls
 
@@ -71,5 +71,39 @@ wait_for "vm1 ready" vm2 'vm1 +Ready' shoal node ls
 wait_for "vm1 caught up" vm1 'zone:b' shoal node inspect --format '{{ .Spec.Labels }}' vm3
 on vm1 shoal node ls
 on vm1 shoal node inspect --format '{{ .Spec.Labels }}' vm3
+
+say "Deploy the tutorial's stack (db pinned to vm1; web on vm2, a node labelled os=linux)"
+on vm1 shoal stack deploy -c examples/docker-compose.yml webapp
+wait_for "web running" vm1 'webapp_web.1 .*vm2 +Running +Running' shoal stack ps webapp
+wait_for "db running" vm1 'webapp_db.1 .*vm1 +Running +Running' shoal stack ps webapp
+on vm1 shoal stack ps webapp
+on vm1 shoal service ls
+
+say "Move web from vm2 to vm1 by changing its constraints"
+on vm1 shoal service inspect --format '{{.Spec.TaskTemplate.Placement.Constraints}}' webapp_web
+on vm1 shoal service update -d --constraint-rm 'node.hostname == vm2' --with-registry-auth webapp_web
+on vm1 shoal service update --constraint-add 'node.hostname == vm1' --with-registry-auth webapp_web
+on vm1 shoal service ps --format '{{.Node}}' -f desired-state=running webapp_web
+on vm1 shoal service update -d --constraint-rm 'node.hostname == vm1' --with-registry-auth webapp_web
+on vm1 shoal service inspect --format '{{.Spec.TaskTemplate.Placement.Constraints}}' webapp_web
+
+say "Scale web to 2 replicas"
+on vm1 shoal service update --replicas 2 webapp_web
+on vm1 shoal service ls
+
+say "Rolling update 1.0 -> 2.0, one task at a time, 2s apart"
+on vm1 shoal service update --image shoal/demo-web:2.0 --args "--listen 0.0.0.0:80 --version 2.0" --update-parallelism 1 --update-delay 2s --with-registry-auth webapp_web
+on vm1 shoal service ps webapp_web
+
+say "Drain vm2 for maintenance: its tasks move"
+on vm1 shoal node update --availability drain vm2
+wait_for "both replicas on vm1" vm1 '^vm1 vm1 $' sh -c "shoal service ps -f desired-state=running --format '{{.Node}}' webapp_web | sort | tr '\\n' ' '"
+on vm1 shoal node ls
+on vm1 shoal stack ps webapp
+
+say "Back to active, and --force rebalances the two replicas over the nodes"
+on vm1 shoal node update --availability active vm2
+on vm1 shoal service update --force --with-registry-auth webapp_web
+on vm1 shoal service ps -f desired-state=running webapp_web
 
 say "Done. The lab is torn down on exit."

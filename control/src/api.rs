@@ -33,6 +33,17 @@ pub struct NodeUpdate {
     pub role: Option<Role>,
 }
 
+/// A stack as the CLI loaded it from compose files.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct StackDeploy {
+    pub name: String,
+    pub services: Vec<shoal_spec::ServiceSpec>,
+    /// Networks the stack declares (scoped names) and whether they are external.
+    pub networks: Vec<(String, bool)>,
+    pub prune: bool,
+}
+
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub enum ApiRequest {
     /// What this daemon is: node ID, swarm membership, role.
@@ -55,6 +66,52 @@ pub enum ApiRequest {
         reference: String,
         force: bool,
     },
+    ServiceCreate {
+        spec: shoal_spec::ServiceSpec,
+    },
+    /// Replace a service's spec; `version` is the Version.Index it was read at.
+    ServiceUpdate {
+        reference: String,
+        version: u64,
+        spec: shoal_spec::ServiceSpec,
+    },
+    ServiceRollback {
+        reference: String,
+    },
+    ServiceRemove {
+        reference: String,
+    },
+    /// Services (all, or those named) in docker's JSON, with running/desired counts.
+    ServiceList {
+        references: Vec<String>,
+        stack: Option<String>,
+    },
+    ServiceInspect {
+        references: Vec<String>,
+    },
+    /// A service's stored spec and version, for a client-side update.
+    ServiceGetSpec {
+        reference: String,
+    },
+    /// Tasks of services, of nodes, or of a stack.
+    TaskList {
+        services: Vec<String>,
+        nodes: Vec<String>,
+        stack: Option<String>,
+    },
+    /// Any object by ID or name: node, service or task.
+    Inspect {
+        references: Vec<String>,
+    },
+    Logs {
+        reference: String,
+        tail: Option<usize>,
+    },
+    StackDeploy(StackDeploy),
+    StackList,
+    StackRemove {
+        name: String,
+    },
 }
 
 impl ApiRequest {
@@ -63,6 +120,19 @@ impl ApiRequest {
         matches!(
             self,
             ApiRequest::JoinToken { .. }
+                | ApiRequest::ServiceCreate { .. }
+                | ApiRequest::ServiceUpdate { .. }
+                | ApiRequest::ServiceRollback { .. }
+                | ApiRequest::ServiceRemove { .. }
+                | ApiRequest::ServiceList { .. }
+                | ApiRequest::ServiceInspect { .. }
+                | ApiRequest::ServiceGetSpec { .. }
+                | ApiRequest::TaskList { .. }
+                | ApiRequest::Inspect { .. }
+                | ApiRequest::Logs { .. }
+                | ApiRequest::StackDeploy(_)
+                | ApiRequest::StackList
+                | ApiRequest::StackRemove { .. }
                 | ApiRequest::NodeList
                 | ApiRequest::NodeInspect { .. }
                 | ApiRequest::NodeUpdate(_)
@@ -82,6 +152,19 @@ impl ApiRequest {
             ApiRequest::NodeInspect { .. } => "node_inspect",
             ApiRequest::NodeUpdate(_) => "node_update",
             ApiRequest::NodeRemove { .. } => "node_remove",
+            ApiRequest::ServiceCreate { .. } => "service_create",
+            ApiRequest::ServiceUpdate { .. } => "service_update",
+            ApiRequest::ServiceRollback { .. } => "service_rollback",
+            ApiRequest::ServiceRemove { .. } => "service_remove",
+            ApiRequest::ServiceList { .. } => "service_list",
+            ApiRequest::ServiceInspect { .. } => "service_inspect",
+            ApiRequest::ServiceGetSpec { .. } => "service_get_spec",
+            ApiRequest::TaskList { .. } => "task_list",
+            ApiRequest::Inspect { .. } => "inspect",
+            ApiRequest::Logs { .. } => "logs",
+            ApiRequest::StackDeploy(_) => "stack_deploy",
+            ApiRequest::StackList => "stack_list",
+            ApiRequest::StackRemove { .. } => "stack_remove",
         }
     }
 }
@@ -96,6 +179,8 @@ pub struct Info {
     pub managers: Vec<String>,
 }
 
+// Messages: built once, serialized, dropped; boxing variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub enum ApiReply {
     Info(Info),
@@ -123,6 +208,36 @@ pub enum ApiReply {
         nodes: Vec<Result<Value, String>>,
     },
     Done,
+    ServiceCreated {
+        id: String,
+    },
+    ServiceSpec {
+        id: String,
+        version: u64,
+        spec: shoal_spec::ServiceSpec,
+    },
+    /// Services in docker's JSON with (running, desired) task counts.
+    Services {
+        services: Vec<(Value, u64, u64)>,
+    },
+    /// Tasks in docker's JSON, with node ID -> display name.
+    Tasks {
+        tasks: Vec<Value>,
+        node_names: std::collections::BTreeMap<String, String>,
+    },
+    Objects {
+        objects: Vec<Result<Value, String>>,
+    },
+    Logs {
+        text: Vec<u8>,
+    },
+    /// What stack deploy / rm did, in docker's words, one line each.
+    Lines {
+        lines: Vec<String>,
+    },
+    Stacks {
+        stacks: Vec<(String, usize)>,
+    },
 }
 
 /// An error as the CLI prints it. `from_daemon` errors get docker's

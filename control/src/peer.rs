@@ -62,6 +62,8 @@ pub struct HeartbeatReply {
     pub heartbeat_ms: u64,
 }
 
+// Messages: built once, serialized, dropped; boxing variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, Debug)]
 pub enum PeerRequest {
     Join(JoinSwarm),
@@ -77,6 +79,17 @@ pub enum PeerRequest {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// An agent waits for its task assignments to change past `since` (a long poll).
+    Assignments {
+        since: u64,
+    },
+    /// An agent reports its tasks' observed states.
+    ReportTasks(Vec<crate::services::TaskReport>),
+    /// A manager asks the node running a task for its log.
+    TaskLogs {
+        task_id: String,
+        tail: Option<usize>,
+    },
     /// A CLI request forwarded to the leader, with the node ID it was asked on.
     Api {
         request: ApiRequest,
@@ -84,6 +97,7 @@ pub enum PeerRequest {
     },
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, Debug)]
 pub enum PeerResponse {
     Admitted(Admitted),
@@ -97,6 +111,14 @@ pub enum PeerResponse {
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
     ),
     Api(ApiResult),
+    /// This node's tasks (desired to run, or to stop but not yet stopped) as of `index`.
+    Assignments {
+        index: u64,
+        tasks: Vec<crate::services::TaskRecord>,
+        /// Named volumes live under the data root; the service names scope nothing here.
+        node_hostname: String,
+    },
+    Logs(Result<Vec<u8>, String>),
     Done,
     /// Only the leader serves this; here is where it is (if known).
     NotLeader {
@@ -131,6 +153,16 @@ pub async fn connect(
     addr: &str,
     config: Arc<rustls::ClientConfig>,
 ) -> Result<Conn<TlsStream<TcpStream>>, WireError> {
+    connect_named(addr, shoal_ca::tls::MANAGER_SERVER_NAME, config).await
+}
+
+/// Open a TLS connection to `addr`, requiring its certificate to name `server_name` (the
+/// managers' shared name, or one node's ID).
+pub async fn connect_named(
+    addr: &str,
+    server_name: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<Conn<TlsStream<TcpStream>>, WireError> {
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| {
@@ -140,7 +172,7 @@ pub async fn connect(
             )
         })??;
     tcp.set_nodelay(true)?;
-    let name = ServerName::try_from(shoal_ca::tls::MANAGER_SERVER_NAME)
+    let name = ServerName::try_from(server_name.to_string())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let tls = tokio::time::timeout(
         CONNECT_TIMEOUT,
@@ -159,14 +191,28 @@ pub async fn connect(
 /// A reusable mTLS connection to one peer, reopened on failure.
 pub struct PeerClient {
     addr: String,
+    /// The name the peer's certificate must carry.
+    server_name: String,
     tls: TlsHandle,
     conn: Option<Conn<TlsStream<TcpStream>>>,
 }
 
 impl PeerClient {
+    /// A client for a manager (any manager's certificate will do).
     pub fn new(addr: String, tls: TlsHandle) -> Self {
         PeerClient {
             addr,
+            server_name: shoal_ca::tls::MANAGER_SERVER_NAME.to_string(),
+            tls,
+            conn: None,
+        }
+    }
+
+    /// A client for one particular node, manager or worker, named by its ID.
+    pub fn to_node(addr: String, node_id: &str, tls: TlsHandle) -> Self {
+        PeerClient {
+            addr,
+            server_name: node_id.to_string(),
             tls,
             conn: None,
         }
@@ -190,7 +236,7 @@ impl PeerClient {
                         "this node has no swarm certificate",
                     )));
                 };
-                self.conn = Some(connect(&self.addr, tls.client).await?);
+                self.conn = Some(connect_named(&self.addr, &self.server_name, tls.client).await?);
             }
             let Some(conn) = self.conn.as_mut() else {
                 continue;

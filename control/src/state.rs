@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use shoal_spec::TaskState;
+
+use crate::services::{ServiceRecord, TaskRecord, TaskReport};
 use crate::types::{
     Availability, ClusterInfo, NodeDescription, NodeRecord, NodeSpec, NodeState, Role,
 };
@@ -53,6 +56,35 @@ pub enum Command {
     RotateToken {
         role: Role,
         secret: String,
+    },
+    /// Create or replace a service (stamped with this entry's index as its version).
+    PutService {
+        service: Box<ServiceRecord>,
+    },
+    /// `service rm`: the service goes; its tasks are told to shut down and are deleted by
+    /// the orchestrator once they have stopped.
+    RemoveService {
+        service_id: String,
+        at: DateTime<Utc>,
+    },
+    /// Orchestrator and scheduler decisions: whole task records, created or replaced.
+    PutTasks {
+        tasks: Vec<TaskRecord>,
+    },
+    /// Agents' reports: a task's observed state only moves forward.
+    ReportTasks {
+        reports: Vec<TaskReport>,
+        at: DateTime<Utc>,
+    },
+    /// Forget finished tasks beyond the history limit, and those of removed services.
+    DeleteTasks {
+        ids: Vec<String>,
+    },
+    PutNetwork {
+        network: NetworkRecord,
+    },
+    RemoveNetwork {
+        network_id: String,
     },
     /// Several independent commands proposed together (one log entry, one fsync); each
     /// succeeds or fails on its own, in order.
@@ -102,6 +134,22 @@ impl CommandResult {
 pub struct ClusterState {
     pub cluster: Option<ClusterInfo>,
     pub nodes: BTreeMap<String, NodeRecord>,
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceRecord>,
+    #[serde(default)]
+    pub tasks: BTreeMap<String, TaskRecord>,
+    #[serde(default)]
+    pub networks: BTreeMap<String, NetworkRecord>,
+}
+
+/// A network object (stacks create them; the overlay data plane comes with its own issue).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct NetworkRecord {
+    pub id: String,
+    pub name: String,
+    pub driver: String,
+    pub labels: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
 }
 
 impl ClusterState {
@@ -185,6 +233,72 @@ impl ClusterState {
                 node.updated_at = *at;
                 CommandResult::ok()
             }
+            Command::PutService { service } => {
+                let mut service = (**service).clone();
+                service.version = index;
+                self.services.insert(service.id.clone(), service);
+                CommandResult::ok()
+            }
+            Command::RemoveService { service_id, at } => {
+                if self.services.remove(service_id).is_none() {
+                    return CommandResult::err(format!("service {service_id} not found"));
+                }
+                for t in self
+                    .tasks
+                    .values_mut()
+                    .filter(|t| &t.service_id == service_id)
+                {
+                    if t.desired_state <= TaskState::Running {
+                        t.desired_state = TaskState::Remove;
+                        t.version = index;
+                        t.updated_at = *at;
+                    }
+                }
+                CommandResult::ok()
+            }
+            Command::PutTasks { tasks } => {
+                for t in tasks {
+                    let mut t = t.clone();
+                    t.version = index;
+                    self.tasks.insert(t.id.clone(), t);
+                }
+                CommandResult::ok()
+            }
+            Command::ReportTasks { reports, at } => {
+                for r in reports {
+                    let Some(t) = self.tasks.get_mut(&r.task_id) else {
+                        continue;
+                    };
+                    let forward = r.status.state > t.status.state
+                        || (r.status.state == t.status.state
+                            && (r.status != t.status || r.health != t.health));
+                    if !forward {
+                        continue;
+                    }
+                    t.status = r.status.clone();
+                    if t.status.timestamp.is_none() {
+                        t.status.timestamp = Some(*at);
+                    }
+                    t.health = r.health.clone();
+                    t.version = index;
+                    t.updated_at = *at;
+                }
+                CommandResult::ok()
+            }
+            Command::DeleteTasks { ids } => {
+                for id in ids {
+                    self.tasks.remove(id);
+                }
+                CommandResult::ok()
+            }
+            Command::PutNetwork { network } => {
+                self.networks.insert(network.id.clone(), network.clone());
+                CommandResult::ok()
+            }
+            Command::RemoveNetwork { network_id } => match self.networks.remove(network_id) {
+                Some(_) => CommandResult::ok(),
+                None => CommandResult::err(format!("network {network_id} not found")),
+            },
             Command::Batch(cmds) => CommandResult {
                 error: None,
                 batch: cmds.iter().map(|c| self.apply(c, index)).collect(),
@@ -254,6 +368,45 @@ impl ClusterState {
             1 => Ok(by_prefix[0]),
             0 => Err(format!("node {reference} not found")),
             n => Err(format!("node {reference} is ambiguous ({n} matches found)")),
+        }
+    }
+
+    /// Resolve a service by full ID, name, or unique ID prefix.
+    pub fn resolve_service(&self, reference: &str) -> Result<&ServiceRecord, String> {
+        if let Some(s) = self.services.get(reference) {
+            return Ok(s);
+        }
+        if let Some(s) = self.services.values().find(|s| s.spec.name == reference) {
+            return Ok(s);
+        }
+        let by_prefix: Vec<&ServiceRecord> = self
+            .services
+            .values()
+            .filter(|s| s.id.starts_with(reference))
+            .collect();
+        match by_prefix.len() {
+            1 => Ok(by_prefix[0]),
+            0 => Err(format!("service {reference} not found")),
+            n => Err(format!(
+                "service {reference} is ambiguous ({n} matches found)"
+            )),
+        }
+    }
+
+    /// Resolve a task by full ID or unique ID prefix.
+    pub fn resolve_task(&self, reference: &str) -> Result<&TaskRecord, String> {
+        if let Some(t) = self.tasks.get(reference) {
+            return Ok(t);
+        }
+        let by_prefix: Vec<&TaskRecord> = self
+            .tasks
+            .values()
+            .filter(|t| t.id.starts_with(reference))
+            .collect();
+        match by_prefix.len() {
+            1 => Ok(by_prefix[0]),
+            0 => Err(format!("task {reference} not found")),
+            n => Err(format!("task {reference} is ambiguous ({n} matches found)")),
         }
     }
 

@@ -12,6 +12,8 @@ struct Cli {
     command: Top,
 }
 
+// Parsed once at start-up; the size difference between commands does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Top {
     #[command(flatten)]

@@ -44,6 +44,9 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The task executor re-runs this binary as each task's supervisor; that must happen
+    // before any thread exists (it returns at once in the daemon).
+    shoal_executor::maybe_run_shim();
     let args = Args::parse();
     limit_malloc_arenas();
     tracing_subscriber::fmt()

@@ -306,7 +306,7 @@ pub struct EndpointSpec {
     pub ports: Vec<PortConfig>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     #[default]

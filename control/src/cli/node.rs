@@ -44,6 +44,18 @@ pub enum NodeCommand {
         #[arg(required = true)]
         nodes: Vec<String>,
     },
+    /// List tasks running on one or more nodes, defaults to current node
+    Ps {
+        #[arg(long)]
+        no_trunc: bool,
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(short, long)]
+        filter: Vec<String>,
+        #[arg(long)]
+        format: Option<String>,
+        nodes: Vec<String>,
+    },
     /// Remove one or more nodes from the swarm
     #[command(alias = "remove")]
     Rm {
@@ -250,6 +262,58 @@ pub async fn run(host: &str, cmd: NodeCommand) -> CliResult {
             call(host, ApiRequest::NodeUpdate(update)).await?;
             println!("{}", a.node);
             Ok(())
+        }
+        NodeCommand::Ps {
+            no_trunc,
+            quiet,
+            filter,
+            format,
+            nodes,
+        } => {
+            let nodes = if nodes.is_empty() {
+                vec!["self".to_string()]
+            } else {
+                nodes
+            };
+            let mut resolved = Vec::new();
+            for n in &nodes {
+                match call(
+                    host,
+                    ApiRequest::NodeInspect {
+                        references: vec![n.clone()],
+                    },
+                )
+                .await?
+                {
+                    ApiReply::Inspected { mut nodes } => {
+                        let v = nodes
+                            .pop()
+                            .unwrap_or(Err(format!("node {n} not found")))
+                            .map_err(ApiError::daemon)?;
+                        resolved.push(s(&v, &["ID"]).to_string());
+                    }
+                    other => return Err(unexpected(other)),
+                }
+            }
+            let (mut list, names) = match call(
+                host,
+                ApiRequest::TaskList {
+                    services: vec![],
+                    nodes: resolved,
+                    stack: None,
+                },
+            )
+            .await?
+            {
+                ApiReply::Tasks { tasks, node_names } => (tasks, node_names),
+                other => return Err(unexpected(other)),
+            };
+            for f in &filter {
+                if let Some(v) = f.strip_prefix("desired-state=") {
+                    list.retain(|t| t["DesiredState"].as_str() == Some(v));
+                }
+            }
+            super::tasks::print(&list, &names, no_trunc, quiet, format)
         }
         NodeCommand::Promote { nodes } => set_roles(host, nodes, Role::Manager).await,
         NodeCommand::Demote { nodes } => set_roles(host, nodes, Role::Worker).await,

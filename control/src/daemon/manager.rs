@@ -72,7 +72,8 @@ impl Manager {
         let l1 = tokio::spawn(liveness_loop(Arc::downgrade(daemon), mgr.clone()));
         let l2 = tokio::spawn(reconcile_loop(Arc::downgrade(daemon), mgr.clone()));
         let l3 = tokio::spawn(batcher(mgr.raft.clone(), queue));
-        lock(&mgr.loops).extend([l1, l2, l3]);
+        let l4 = tokio::spawn(orchestrate_loop(Arc::downgrade(daemon), mgr.clone()));
+        lock(&mgr.loops).extend([l1, l2, l3, l4]);
         Ok(mgr)
     }
 
@@ -273,6 +274,32 @@ async fn liveness_loop(daemon: std::sync::Weak<Daemon>, mgr: Arc<Manager>) {
                     at: Utc::now(),
                 })
                 .await;
+        }
+    }
+}
+
+/// Leader: run the orchestrators whenever the state changes (and at least every 250 ms, for
+/// timers: restart delays, update delays and monitors).
+async fn orchestrate_loop(daemon: std::sync::Weak<Daemon>, mgr: Arc<Manager>) {
+    let mut clock = crate::orchestrator::UpdateClock::default();
+    let mut applied = mgr.sm.applied();
+    loop {
+        let _ = tokio::time::timeout(Duration::from_millis(250), applied.changed()).await;
+        if daemon.upgrade().is_none() {
+            return;
+        }
+        if !mgr.is_leader() || !mgr.has_quorum() {
+            continue;
+        }
+        let state = mgr.sm.state();
+        let mut cmds = crate::orchestrator::reconcile(&state, Utc::now(), &mut clock);
+        let cmd = match cmds.len() {
+            0 => continue,
+            1 => cmds.remove(0),
+            _ => Command::Batch(cmds),
+        };
+        if let Err(e) = mgr.propose(cmd).await {
+            tracing::warn!(error = %e, "orchestrator write");
         }
     }
 }
@@ -603,10 +630,7 @@ impl Daemon {
                 lock(&self.dispatcher).last_seen.remove(&node.id);
                 Ok(ApiReply::Done)
             }
-            other => Err(ApiError::daemon(format!(
-                "{} is not a manager request",
-                other.kind()
-            ))),
+            other => self.serve_service_api(mgr, other).await,
         }
     }
 

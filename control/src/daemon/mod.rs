@@ -6,6 +6,8 @@ pub mod files;
 mod local;
 mod manager;
 mod server;
+mod services_api;
+mod worker;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -206,9 +208,11 @@ impl Daemon {
             .map_err(|e| format!("listening on {bind}: {e}"))?;
         let server = tokio::spawn(server::serve(self.clone(), listener));
         let agent = tokio::spawn(agent::run(self.clone()));
+        let worker = tokio::spawn(worker::run(self.clone()));
         let mut tasks = lock(&self.swarm_tasks);
         tasks.push(server);
         tasks.push(agent);
+        tasks.push(worker);
         Ok(())
     }
 

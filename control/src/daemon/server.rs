@@ -53,6 +53,35 @@ async fn serve_conn(daemon: Arc<Daemon>, tcp: TcpStream, peer_ip: String) -> Res
     }
 }
 
+/// How long an agent's assignment poll waits for a change.
+const ASSIGNMENT_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+fn read_log(daemon: &Daemon, task_id: &str, tail: Option<usize>) -> Result<Vec<u8>, String> {
+    if task_id.is_empty() || !task_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(format!("task {task_id} not found"));
+    }
+    let path = daemon.root.path("tasks").join(task_id).join("log");
+    let bytes = std::fs::read(&path).map_err(|e| format!("task {task_id}: log: {e}"))?;
+    Ok(match tail {
+        Some(n) => {
+            let text = bytes.as_slice();
+            let mut cut = text.len();
+            let mut lines = 0;
+            while cut > 0 {
+                if text[cut - 1] == b'\n' && cut != text.len() {
+                    lines += 1;
+                    if lines == n {
+                        break;
+                    }
+                }
+                cut -= 1;
+            }
+            text[cut..].to_vec()
+        }
+        None => bytes,
+    })
+}
+
 fn not_leader(daemon: &Daemon) -> PeerResponse {
     PeerResponse::NotLeader {
         leader: daemon.manager().and_then(|m| m.leader_addr()),
@@ -65,6 +94,13 @@ async fn handle(
     identity: Option<&NodeIdentity>,
     peer_ip: &str,
 ) -> PeerResponse {
+    if let PeerRequest::TaskLogs { task_id, tail } = &req {
+        // Any node serves its tasks' logs, to managers only.
+        if !identity.is_some_and(|i| i.role == Role::Manager) {
+            return PeerResponse::Error(msg::NOT_MANAGER_WORKER.into());
+        }
+        return PeerResponse::Logs(read_log(daemon, task_id, *tail));
+    }
     let Some(mgr) = daemon.manager() else {
         return PeerResponse::Error(msg::NOT_MANAGER_WORKER.into());
     };
@@ -154,6 +190,67 @@ async fn handle(
                 })
                 .await;
             match r {
+                Ok(()) => PeerResponse::Done,
+                Err(e) => PeerResponse::Error(e.message),
+            }
+        }
+        PeerRequest::Assignments { since } => {
+            if !mgr.is_leader() {
+                return not_leader(daemon);
+            }
+            let id = identity.map(|i| i.node_id.clone()).unwrap_or_default();
+            let mut applied = mgr.sm.applied();
+            if *applied.borrow() <= since {
+                let _ = tokio::time::timeout(ASSIGNMENT_POLL, applied.changed()).await;
+            }
+            let (index, tasks) = mgr.sm.read(|d| {
+                let index = d.last_applied.map(|l| l.index).unwrap_or(0);
+                let tasks = d
+                    .state
+                    .tasks
+                    .values()
+                    .filter(|t| t.node_id == id)
+                    .filter(|t| {
+                        t.desired_state <= shoal_spec::TaskState::Running
+                            || !t.status.state.is_terminal()
+                    })
+                    .cloned()
+                    .collect();
+                (index, tasks)
+            });
+            PeerResponse::Assignments {
+                index,
+                tasks,
+                node_hostname: String::new(),
+            }
+        }
+        PeerRequest::ReportTasks(reports) => {
+            if !mgr.is_leader() {
+                return not_leader(daemon);
+            }
+            let id = identity.map(|i| i.node_id.clone()).unwrap_or_default();
+            // A node reports only its own tasks.
+            let own: Vec<_> = mgr.sm.read(|d| {
+                reports
+                    .into_iter()
+                    .filter(|r| {
+                        d.state
+                            .tasks
+                            .get(&r.task_id)
+                            .is_some_and(|t| t.node_id == id)
+                    })
+                    .collect()
+            });
+            if own.is_empty() {
+                return PeerResponse::Done;
+            }
+            match mgr
+                .propose(crate::state::Command::ReportTasks {
+                    reports: own,
+                    at: chrono::Utc::now(),
+                })
+                .await
+            {
                 Ok(()) => PeerResponse::Done,
                 Err(e) => PeerResponse::Error(e.message),
             }

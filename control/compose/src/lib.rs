@@ -1,0 +1,265 @@
+//! Compose v3 files to a stack of swarm service specs, as `docker stack deploy -c FILE NAME`.
+//!
+//! The pipeline follows docker's cli/compose, one module per step, for each file in order:
+//! `yaml` parses, the forbidden-key check runs on the raw tree, `interpolate` substitutes
+//! `${VAR}`, `loader` checks keys and types and builds the typed model (`types`); then
+//! `merge` folds later files over earlier ones and `convert` produces the specs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+pub use shoal_spec::Labels;
+
+mod convert;
+mod deploy;
+mod envfile;
+mod error;
+mod interpolate;
+mod loader;
+mod merge;
+mod node;
+mod ports;
+mod reference;
+#[cfg(test)]
+mod tests;
+mod types;
+mod units;
+mod volumespec;
+mod yaml;
+
+pub use convert::{LABEL_IMAGE, LABEL_NAMESPACE};
+pub use error::ComposeError;
+
+/// Everything `stack deploy` creates or uses, in name order.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Stack {
+    pub name: String,
+    pub services: Vec<shoal_spec::ServiceSpec>,
+    /// The networks the services attach to (declared networks no service uses are left out,
+    /// as docker creates only those).
+    pub networks: Vec<NetworkDecl>,
+    /// The named volumes the services mount.
+    pub volumes: Vec<VolumeDecl>,
+    /// Declared secrets and configs (scoped or explicit names); not applied to services yet.
+    pub secrets: Vec<String>,
+    pub configs: Vec<String>,
+    /// What docker prints on stderr while loading, one entry per message, each to be followed
+    /// by a blank line: `Ignoring unsupported options: build, links`, `Ignoring deprecated
+    /// options:\n\ncontainer_name: ...`, and load-time notes (a port's host IP ignored, the
+    /// deprecated `external.name`).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct NetworkDecl {
+    /// `<stack>_<key>`, or the explicit `name:`, or for an external network its own name.
+    pub name: String,
+    /// The key in the compose file (`default` for the implicit network).
+    pub key: String,
+    /// `overlay` unless set.
+    pub driver: String,
+    /// Must already exist; `stack deploy` does not create it.
+    pub external: bool,
+    pub internal: bool,
+    pub attachable: bool,
+    /// The declared labels plus `com.docker.stack.namespace` (external networks: as declared).
+    pub labels: Labels,
+    /// First `ipam.config` entry.
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub driver_opts: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct VolumeDecl {
+    /// `<stack>_<key>`, or the explicit `name:`, or for an external volume its own name.
+    pub name: String,
+    pub key: String,
+    pub external: bool,
+    /// The declared labels plus `com.docker.stack.namespace` (external volumes: none).
+    pub labels: Labels,
+    pub driver: Option<String>,
+    pub driver_opts: BTreeMap<String, String>,
+}
+
+/// Keys docker refuses, with its hints (cli/compose/types ForbiddenProperties).
+const FORBIDDEN: &[(&str, &str)] = &[
+    ("extends", "Support for `extends` is not implemented yet."),
+    ("volume_driver", "Instead of setting the volume driver on the service, define a volume using the top-level `volumes` option and specify the driver there."),
+    ("volumes_from", "To share a volume between services, define it using the top-level `volumes` option and reference it from each service that shares it using the service-level `volumes` option."),
+    ("cpu_quota", "Set resource limits using deploy.resources"),
+    ("cpu_shares", "Set resource limits using deploy.resources"),
+    ("cpuset", "Set resource limits using deploy.resources"),
+    ("mem_limit", "Set resource limits using deploy.resources"),
+    ("memswap_limit", "Set resource limits using deploy.resources"),
+];
+
+/// Keys docker ignores with "Ignoring unsupported options".
+const UNSUPPORTED: &[&str] = &[
+    "build",
+    "cgroupns_mode",
+    "cgroup_parent",
+    "devices",
+    "domainname",
+    "external_links",
+    "ipc",
+    "links",
+    "mac_address",
+    "network_mode",
+    "pid",
+    "privileged",
+    "restart",
+    "security_opt",
+    "shm_size",
+    "userns_mode",
+];
+
+/// Keys docker ignores with "Ignoring deprecated options".
+const DEPRECATED: &[(&str, &str)] = &[
+    ("container_name", "Setting the container name is not supported."),
+    ("expose", "Exposing ports is unnecessary - services on the same network can access each other's containers on any port."),
+];
+
+const DEFAULT_VERSION: &str = "3.13";
+
+/// Load one or more compose files (later files override earlier ones key by key, as `docker
+/// stack deploy -c a -c b`). `files`: (path shown in errors, content); relative paths in the
+/// files (binds, env files) resolve against the first file's directory, as docker's. `env`:
+/// variables for `${VAR}`/`${VAR:-default}`/`$VAR` interpolation, bare environment keys and
+/// `~` in bind paths.
+pub fn load(
+    stack: &str,
+    files: &[(String, String)],
+    env: &BTreeMap<String, String>,
+) -> Result<Stack, ComposeError> {
+    let Some((first, _)) = files.first() else {
+        return Err(ComposeError::NoFiles);
+    };
+    let working_dir = working_dir(first);
+    let mut version: Option<String> = None;
+    let mut unsupported = BTreeSet::new();
+    let mut deprecated = BTreeMap::new();
+    let mut warnings = Vec::new();
+    let mut models = Vec::with_capacity(files.len());
+    for (file, text) in files {
+        let mut root = yaml::parse(file, text)?;
+        let this_version = file_version(file, &root)?;
+        let version = version.get_or_insert_with(|| this_version.clone());
+        if *version != this_version {
+            return Err(ComposeError::File {
+                file: file.clone(),
+                message: format!(
+                    "version mismatched between two composefiles : {version} and {this_version}"
+                ),
+            });
+        }
+        let services = root.get("services").and_then(Value::as_object);
+        for (_, svc) in services.into_iter().flatten() {
+            let Some(svc) = svc.as_object() else { continue };
+            unsupported.extend(UNSUPPORTED.iter().filter(|k| svc.contains_key(**k)));
+            deprecated.extend(
+                DEPRECATED
+                    .iter()
+                    .filter(|(k, _)| svc.contains_key(*k))
+                    .copied(),
+            );
+        }
+        check_forbidden(file, &root)?;
+        interpolate::interpolate_file(file, &mut root, env)?;
+        if !supported_version(version) {
+            return Err(ComposeError::File {
+                file: file.clone(),
+                message: format!("unsupported Compose file version: {version}"),
+            });
+        }
+        let ctx = loader::Context {
+            working_dir: &working_dir,
+            env,
+            version,
+        };
+        models.push(loader::load_file(
+            file,
+            &Value::Object(root),
+            &ctx,
+            &mut warnings,
+        )?);
+    }
+    if !unsupported.is_empty() {
+        let list: Vec<&str> = unsupported.into_iter().copied().collect();
+        warnings.push(format!("Ignoring unsupported options: {}", list.join(", ")));
+    }
+    if !deprecated.is_empty() {
+        warnings.push(format!(
+            "Ignoring deprecated options:\n\n{}",
+            property_list(deprecated.into_iter())
+        ));
+    }
+    convert::convert(stack, merge::merge(models), warnings)
+}
+
+/// The directory docker resolves relative paths against: the first file's, made absolute
+/// (the current directory for stdin, `-`).
+fn working_dir(first: &str) -> PathBuf {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    if first == "-" {
+        return cwd;
+    }
+    let file = volumespec::absolute(&cwd, Path::new(first));
+    file.parent().map(Path::to_path_buf).unwrap_or(cwd)
+}
+
+/// The file's `version`, normalised as docker's schema.Version (absent or `3` is 3.13).
+fn file_version(file: &str, root: &Map<String, Value>) -> Result<String, ComposeError> {
+    let version = match root.get("version") {
+        None => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        // `version: 3.8` unquoted is a number; docker formats it back with %v.
+        Some(Value::Number(n)) => node::go_number(n),
+        Some(_) => {
+            return Err(ComposeError::Schema {
+                file: file.to_string(),
+                path: "version".to_string(),
+                message: "must be a string".to_string(),
+            })
+        }
+    };
+    Ok(match version.as_str() {
+        "" | "3" => DEFAULT_VERSION.to_string(),
+        _ => version,
+    })
+}
+
+/// docker ships schemas 3.0 to 3.13.
+fn supported_version(version: &str) -> bool {
+    (0..=13).any(|minor| version == format!("3.{minor}"))
+}
+
+fn check_forbidden(file: &str, root: &Map<String, Value>) -> Result<(), ComposeError> {
+    let mut found = BTreeMap::new();
+    let services = root.get("services").and_then(Value::as_object);
+    for (_, svc) in services.into_iter().flatten() {
+        let Some(svc) = svc.as_object() else { continue };
+        found.extend(
+            FORBIDDEN
+                .iter()
+                .filter(|(k, _)| svc.contains_key(*k))
+                .copied(),
+        );
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(ComposeError::Forbidden {
+        file: file.to_string(),
+        options: property_list(found.into_iter()),
+    })
+}
+
+/// `key: description` lines, sorted, separated by blank lines (docker's propertyWarnings).
+fn property_list<'a>(props: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut lines: Vec<String> = props.map(|(k, d)| format!("{k}: {d}")).collect();
+    lines.sort();
+    lines.join("\n\n")
+}

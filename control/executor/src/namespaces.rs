@@ -1,0 +1,140 @@
+//! Creating a task's namespaces and mounts (inside the shim's child) and joining them (for exec).
+
+use std::fs::{self, File, OpenOptions};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use nix::mount::{mount, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::unistd::sethostname;
+
+use crate::{sys, BindMount, TaskRun};
+
+/// The namespaces an exec joins, in the order it joins them: mnt last, because it
+/// changes the root and working directory under which the others were opened.
+const JOINED: [(&str, CloneFlags); 5] = [
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
+/// In the task's init (already in its new pid namespace): new mount, UTS and IPC
+/// namespaces, a fresh network namespace or the given one, lo up, the hostname.
+pub(crate) fn create(spec: &TaskRun) -> Result<(), String> {
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    match &spec.netns {
+        Some(path) => {
+            let netns = File::open(path)
+                .map_err(|e| format!("opening network namespace {}: {e}", path.display()))?;
+            setns(&netns, CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("joining network namespace {}: {e}", path.display()))?;
+        }
+        None => flags |= CloneFlags::CLONE_NEWNET,
+    }
+    unshare(flags).map_err(|e| format!("creating namespaces: {e}"))?;
+    sys::set_loopback_up().map_err(|e| format!("bringing up lo: {e}"))?;
+    sethostname(hostname(spec))
+        .map_err(|e| format!("setting hostname {:?}: {e}", hostname(spec)))?;
+    Ok(())
+}
+
+/// The task's hostname; Docker's default is the short container id.
+pub(crate) fn hostname(spec: &TaskRun) -> &str {
+    if spec.hostname.is_empty() {
+        &spec.task_id[..spec.task_id.len().min(12)]
+    } else {
+        &spec.hostname
+    }
+}
+
+/// In the task's new mount namespace: stop propagation both ways, bind the mounts
+/// (parents before children), and mount a /proc for the new pid namespace.
+pub(crate) fn mount_filesystems(mounts: &[BindMount]) -> Result<(), String> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("making / private: {e}"))?;
+    let mut ordered: Vec<&BindMount> = mounts.iter().collect();
+    ordered.sort_by_key(|m| m.target.components().count());
+    for m in ordered {
+        bind(m).map_err(|e| {
+            format!(
+                "mounting {} on {}: {e}",
+                m.source.display(),
+                m.target.display()
+            )
+        })?;
+    }
+    mount(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(|e| format!("mounting /proc: {e}"))
+}
+
+fn bind(m: &BindMount) -> Result<(), String> {
+    let source_is_dir = fs::metadata(&m.source).map_err(|e| e.to_string())?.is_dir();
+    create_target(&m.target, source_is_dir).map_err(|e| format!("creating target: {e}"))?;
+    mount(
+        Some(&m.source),
+        &m.target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| e.to_string())?;
+    if m.read_only {
+        // A bind mount takes the read-only flag only on a remount.
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        mount(None::<&str>, &m.target, None::<&str>, flags, None::<&str>)
+            .map_err(|e| format!("making it read-only: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The target must exist and be of the source's kind (a directory, or a file for a
+/// file); it is created on the shared host filesystem, as Docker does in a rootfs.
+fn create_target(target: &Path, directory: bool) -> std::io::Result<()> {
+    if directory {
+        return fs::create_dir_all(target);
+    }
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(target)
+        .map(drop)
+}
+
+/// The namespaces of the running task whose init is `pid`, opened now and joined
+/// later by [`enter`].
+pub(crate) fn open_of(pid: i32) -> Result<Vec<(OwnedFd, CloneFlags)>, String> {
+    JOINED
+        .iter()
+        .map(|(name, flag)| {
+            let path = format!("/proc/{pid}/ns/{name}");
+            File::open(&path)
+                .map(|f| (OwnedFd::from(f), *flag))
+                .map_err(|e| format!("opening {path}: {e}"))
+        })
+        .collect()
+}
+
+/// Joins namespaces opened by [`open_of`]. The pid namespace applies to children only.
+pub(crate) fn enter(namespaces: Vec<(OwnedFd, CloneFlags)>) -> Result<(), String> {
+    for (fd, flag) in namespaces {
+        setns(&fd, flag).map_err(|e| format!("joining {flag:?} namespace: {e}"))?;
+    }
+    Ok(())
+}

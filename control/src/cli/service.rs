@@ -1,0 +1,776 @@
+//! `shoal service ...`: create, ls, ps, inspect, update, scale, rollback, rm, logs.
+
+use std::collections::BTreeMap;
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use shoal_spec::{
+    ContainerSpec, EndpointSpec, Mount, NetworkAttachmentConfig, Placement, ServiceMode,
+    ServiceSpec, TaskSpec,
+};
+
+use super::service_opts::{self as opts, SpecFlags};
+use super::{call, progress, tasks, unexpected, CliResult};
+use crate::api::{ApiError, ApiReply, ApiRequest};
+
+#[derive(Subcommand, Debug)]
+pub enum ServiceCommand {
+    /// Create a new service
+    Create(CreateArgs),
+    /// List services
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// List the tasks of one or more services
+    Ps(PsArgs),
+    /// Display detailed information on one or more services
+    Inspect {
+        #[arg(long)]
+        pretty: bool,
+        #[arg(short, long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Update a service
+    Update(UpdateArgs),
+    /// Scale one or multiple replicated services
+    Scale {
+        #[arg(short, long)]
+        detach: bool,
+        /// SERVICE=REPLICAS
+        #[arg(required = true)]
+        scales: Vec<String>,
+    },
+    /// Revert changes to a service's configuration
+    Rollback {
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(short, long)]
+        quiet: bool,
+        service: String,
+    },
+    /// Remove one or more services
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Fetch the logs of a service or task
+    Logs {
+        #[arg(short, long)]
+        follow: bool,
+        /// Number of lines to show from the end of the logs
+        #[arg(short = 'n', long)]
+        tail: Option<String>,
+        service: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    #[arg(long)]
+    pub no_trunc: bool,
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Filter output (desired-state=running|shutdown|accepted, node=NODE, name=NAME)
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    #[arg(long)]
+    pub format: Option<String>,
+    #[arg(required = true)]
+    pub services: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Service name
+    #[arg(long)]
+    name: Option<String>,
+    /// Service mode ("replicated", "global")
+    #[arg(long, default_value = "replicated")]
+    mode: String,
+    /// Placement constraints
+    #[arg(long)]
+    constraint: Vec<String>,
+    /// Add a placement preference
+    #[arg(long)]
+    placement_pref: Vec<String>,
+    /// Publish a port as a node port
+    #[arg(short, long)]
+    publish: Vec<String>,
+    /// Set environment variables
+    #[arg(short, long)]
+    env: Vec<String>,
+    /// Service labels
+    #[arg(short, long)]
+    label: Vec<String>,
+    /// Container labels
+    #[arg(long)]
+    container_label: Vec<String>,
+    /// Attach a filesystem mount to the service
+    #[arg(long)]
+    mount: Vec<String>,
+    /// Network attachments
+    #[arg(long)]
+    network: Vec<String>,
+    /// Exit immediately instead of waiting for the service to converge
+    #[arg(short, long)]
+    detach: bool,
+    /// Suppress progress output
+    #[arg(short, long)]
+    quiet: bool,
+    /// Send registry authentication details to swarm agents
+    #[arg(long)]
+    with_registry_auth: bool,
+    #[command(flatten)]
+    flags: SpecFlags,
+    image: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// Service image tag
+    #[arg(long)]
+    image: Option<String>,
+    /// Service command args
+    #[arg(long, allow_hyphen_values = true)]
+    args: Option<String>,
+    #[arg(long)]
+    constraint_add: Vec<String>,
+    #[arg(long)]
+    constraint_rm: Vec<String>,
+    #[arg(long)]
+    placement_pref_add: Vec<String>,
+    #[arg(long)]
+    placement_pref_rm: Vec<String>,
+    #[arg(long)]
+    label_add: Vec<String>,
+    #[arg(long)]
+    label_rm: Vec<String>,
+    #[arg(long)]
+    container_label_add: Vec<String>,
+    #[arg(long)]
+    container_label_rm: Vec<String>,
+    #[arg(long)]
+    env_add: Vec<String>,
+    #[arg(long)]
+    env_rm: Vec<String>,
+    #[arg(long)]
+    publish_add: Vec<String>,
+    #[arg(long)]
+    publish_rm: Vec<String>,
+    #[arg(long)]
+    mount_add: Vec<String>,
+    #[arg(long)]
+    mount_rm: Vec<String>,
+    /// Rollback to previous specification
+    #[arg(long)]
+    rollback: bool,
+    /// Force update even if no changes require it
+    #[arg(long)]
+    force: bool,
+    /// Send registry authentication details to swarm agents
+    #[arg(long)]
+    with_registry_auth: bool,
+    #[arg(short, long)]
+    detach: bool,
+    #[arg(short, long)]
+    quiet: bool,
+    #[command(flatten)]
+    flags: SpecFlags,
+    service: String,
+}
+
+fn key_values(list: &[String]) -> BTreeMap<String, String> {
+    list.iter()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+fn plain(e: String) -> ApiError {
+    ApiError::plain(format!("invalid argument: {e}"))
+}
+
+fn build_spec(a: &CreateArgs) -> Result<ServiceSpec, ApiError> {
+    let mode = match a.mode.as_str() {
+        "replicated" => ServiceMode::replicated(1),
+        "global" => ServiceMode::global(),
+        other => {
+            return Err(ApiError::plain(format!(
+                "invalid argument \"{other}\" for \"--mode\" flag: invalid replicated mode {other}"
+            )))
+        }
+    };
+    let mut ports = Vec::new();
+    for p in &a.publish {
+        ports.extend(opts::port(p).map_err(plain)?);
+    }
+    let mut mounts: Vec<Mount> = Vec::new();
+    for m in &a.mount {
+        mounts.push(opts::mount(m).map_err(plain)?);
+    }
+    let mut prefs = Vec::new();
+    for p in &a.placement_pref {
+        prefs.push(opts::spread(p).map_err(plain)?);
+    }
+    let name = a.name.clone().unwrap_or_else(|| {
+        // docker lets the daemon name it; we pick a name from the ID-like alphabet.
+        crate::ids::new_id()[..12].to_string()
+    });
+    let mut spec = ServiceSpec {
+        name,
+        labels: key_values(&a.label),
+        task_template: TaskSpec {
+            container_spec: ContainerSpec {
+                image: a.image.clone(),
+                labels: key_values(&a.container_label),
+                args: a.command.clone(),
+                env: a.env.clone(),
+                mounts,
+                ..Default::default()
+            },
+            placement: (!a.constraint.is_empty() || !prefs.is_empty()).then(|| Placement {
+                constraints: a.constraint.clone(),
+                preferences: prefs,
+                max_replicas: 0,
+            }),
+            networks: a
+                .network
+                .iter()
+                .map(|n| NetworkAttachmentConfig {
+                    target: n.clone(),
+                    aliases: vec![],
+                })
+                .collect(),
+            ..Default::default()
+        },
+        mode,
+        endpoint_spec: (!ports.is_empty()).then(|| EndpointSpec {
+            mode: Default::default(),
+            ports,
+        }),
+        ..Default::default()
+    };
+    a.flags.apply(&mut spec).map_err(plain)?;
+    Ok(spec)
+}
+
+/// The stored spec (without inserted defaults) and version of a service, for updating.
+async fn current(host: &str, reference: &str) -> Result<(String, u64, ServiceSpec), ApiError> {
+    match call(
+        host,
+        ApiRequest::ServiceGetSpec {
+            reference: reference.to_string(),
+        },
+    )
+    .await?
+    {
+        ApiReply::ServiceSpec { id, version, spec } => Ok((id, version, spec)),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn apply_update(a: &UpdateArgs, spec: &mut ServiceSpec) -> Result<(), ApiError> {
+    let tt = &mut spec.task_template;
+    if let Some(i) = &a.image {
+        tt.container_spec.image = i.clone();
+    }
+    if let Some(args) = &a.args {
+        tt.container_spec.args = args.split_whitespace().map(str::to_string).collect();
+    }
+    if !a.constraint_add.is_empty() || !a.constraint_rm.is_empty() {
+        let p = tt.placement.get_or_insert_with(Placement::default);
+        p.constraints.retain(|c| {
+            !a.constraint_rm
+                .iter()
+                .any(|r| r.replace(' ', "") == c.replace(' ', ""))
+        });
+        for c in &a.constraint_add {
+            if !p.constraints.contains(c) {
+                p.constraints.push(c.clone());
+            }
+        }
+        // docker keeps constraints sorted after an update.
+        p.constraints.sort();
+    }
+    if !a.placement_pref_add.is_empty() || !a.placement_pref_rm.is_empty() {
+        let p = tt.placement.get_or_insert_with(Placement::default);
+        for r in &a.placement_pref_rm {
+            let r = opts::spread(r).map_err(plain)?;
+            p.preferences.retain(|x| x != &r);
+        }
+        for x in &a.placement_pref_add {
+            p.preferences.push(opts::spread(x).map_err(plain)?);
+        }
+    }
+    for k in &a.label_rm {
+        spec.labels.remove(k);
+    }
+    spec.labels.extend(key_values(&a.label_add));
+    let cs = &mut spec.task_template.container_spec;
+    for k in &a.container_label_rm {
+        cs.labels.remove(k);
+    }
+    cs.labels.extend(key_values(&a.container_label_add));
+    for k in &a.env_rm {
+        cs.env.retain(|e| e.split('=').next() != Some(k.as_str()));
+    }
+    for e in &a.env_add {
+        let key = e.split('=').next().unwrap_or("");
+        cs.env.retain(|x| x.split('=').next() != Some(key));
+        cs.env.push(e.clone());
+    }
+    for t in &a.mount_rm {
+        cs.mounts.retain(|m| &m.target != t);
+    }
+    for m in &a.mount_add {
+        cs.mounts.push(opts::mount(m).map_err(plain)?);
+    }
+    if !a.publish_add.is_empty() || !a.publish_rm.is_empty() {
+        let e = spec.endpoint_spec.get_or_insert_with(EndpointSpec::default);
+        for r in &a.publish_rm {
+            // docker accepts "8080", "8080:80" or "8080/udp" for removal.
+            let (num, proto) = r.split_once('/').unwrap_or((r.as_str(), "tcp"));
+            let published: Option<u16> = num.split(':').next().and_then(|p| p.parse().ok());
+            e.ports.retain(|p| {
+                !(p.published_port == published
+                    && format!("{:?}", p.protocol).eq_ignore_ascii_case(proto))
+            });
+        }
+        for p in &a.publish_add {
+            for np in opts::port(p).map_err(plain)? {
+                e.ports.retain(|x| {
+                    !(x.published_port == np.published_port && x.protocol == np.protocol)
+                });
+                e.ports.push(np);
+            }
+        }
+    }
+    a.flags.apply(spec).map_err(plain)?;
+    if a.force {
+        spec.task_template.force_update += 1;
+    }
+    Ok(())
+}
+
+const SERVICE_TABLE: &str = "{{.ID}}\t{{.Name}}\t{{.Mode}}\t{{.Replicas}}\t{{.Image}}\t{{.Ports}}";
+const SERVICE_HEADERS: &[(&str, &str)] = &[
+    ("ID", "ID"),
+    ("Name", "NAME"),
+    ("Mode", "MODE"),
+    ("Replicas", "REPLICAS"),
+    ("Image", "IMAGE"),
+    ("Ports", "PORTS"),
+];
+
+/// `*:8080->80/tcp`, ingress ports only, joined with ", ".
+pub fn ports_column(spec: &Value) -> String {
+    let Some(ports) = spec["EndpointSpec"]["Ports"].as_array() else {
+        return String::new();
+    };
+    ports
+        .iter()
+        .filter(|p| p["PublishMode"].as_str().unwrap_or("ingress") == "ingress")
+        .filter_map(|p| {
+            let published = p["PublishedPort"].as_u64()?;
+            Some(format!(
+                "*:{published}->{}/{}",
+                p["TargetPort"].as_u64().unwrap_or(0),
+                p["Protocol"].as_str().unwrap_or("tcp")
+            ))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn service_rows(services: &[(Value, u64, u64)]) -> Vec<Value> {
+    let mut rows: Vec<Value> = services
+        .iter()
+        .map(|(v, running, desired)| {
+            let spec = &v["Spec"];
+            let global = spec["Mode"].get("Global").is_some();
+            let max = spec["TaskTemplate"]["Placement"]["MaxReplicas"].as_u64().unwrap_or(0);
+            let mut replicas = format!("{running}/{desired}");
+            if max > 0 {
+                replicas.push_str(&format!(" (max {max} per node)"));
+            }
+            json!({
+                "ID": shoal_format::truncate_id(v["ID"].as_str().unwrap_or("")),
+                "Name": spec["Name"],
+                "Mode": if global { "global" } else { "replicated" },
+                "Replicas": replicas,
+                "Image": tasks::strip_digest(spec["TaskTemplate"]["ContainerSpec"]["Image"].as_str().unwrap_or("")),
+                "Ports": ports_column(spec),
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        super::node::natural_cmp(
+            a["Name"].as_str().unwrap_or(""),
+            b["Name"].as_str().unwrap_or(""),
+        )
+    });
+    rows
+}
+
+pub fn print_services(
+    services: &[(Value, u64, u64)],
+    quiet: bool,
+    format: Option<String>,
+) -> CliResult {
+    let rows = service_rows(services);
+    let format = if quiet {
+        Some("{{.ID}}".to_string())
+    } else {
+        format
+    };
+    let text = shoal_format::render_list(format.as_deref(), SERVICE_TABLE, SERVICE_HEADERS, &rows)
+        .map_err(|e| ApiError::plain(e.to_string()))?;
+    print!("{text}");
+    Ok(())
+}
+
+pub async fn ps(host: &str, a: PsArgs, stack: Option<String>) -> CliResult {
+    let (services, stack_q) = match &stack {
+        Some(s) => (Vec::new(), Some(s.clone())),
+        None => (a.services.clone(), None),
+    };
+    let (mut list, names) = match call(
+        host,
+        ApiRequest::TaskList {
+            services,
+            nodes: vec![],
+            stack: stack_q,
+        },
+    )
+    .await?
+    {
+        ApiReply::Tasks { tasks, node_names } => (tasks, node_names),
+        other => return Err(unexpected(other)),
+    };
+    for f in &a.filter {
+        let (k, v) = f.split_once('=').ok_or_else(|| {
+            ApiError::plain(format!("bad format of filter (expected name=value): {f}"))
+        })?;
+        match k {
+            "desired-state" => list.retain(|t| t["DesiredState"].as_str() == Some(v)),
+            "node" => list.retain(|t| {
+                names
+                    .get(t["NodeID"].as_str().unwrap_or(""))
+                    .map(String::as_str)
+                    == Some(v)
+                    || t["NodeID"].as_str() == Some(v)
+            }),
+            "name" => list.retain(|t| tasks::task_name(t).starts_with(v)),
+            "id" => list.retain(|t| t["ID"].as_str().is_some_and(|id| id.starts_with(v))),
+            _ => return Err(ApiError::plain(format!("invalid filter '{k}'"))),
+        }
+    }
+    // `service ps -q` prints full IDs; `stack ps -q` 12 characters.
+    let no_trunc = a.no_trunc || (a.quiet && stack.is_none());
+    tasks::print(&list, &names, no_trunc, a.quiet, a.format)
+}
+
+pub async fn run(host: &str, cmd: ServiceCommand) -> CliResult {
+    match cmd {
+        ServiceCommand::Create(a) => {
+            let spec = build_spec(&a)?;
+            let id = match call(host, ApiRequest::ServiceCreate { spec }).await? {
+                ApiReply::ServiceCreated { id } => id,
+                other => return Err(unexpected(other)),
+            };
+            println!("{id}");
+            if !a.detach && !a.quiet {
+                progress::wait(host, &id, false).await?;
+            }
+            Ok(())
+        }
+        ServiceCommand::Ls { quiet, format } => match call(
+            host,
+            ApiRequest::ServiceList {
+                references: vec![],
+                stack: None,
+            },
+        )
+        .await?
+        {
+            ApiReply::Services { services } => print_services(&services, quiet, format),
+            other => Err(unexpected(other)),
+        },
+        ServiceCommand::Ps(a) => ps(host, a, None).await,
+        ServiceCommand::Inspect {
+            pretty,
+            format,
+            services,
+        } => {
+            let objects = match call(
+                host,
+                ApiRequest::ServiceInspect {
+                    references: services.clone(),
+                },
+            )
+            .await?
+            {
+                ApiReply::Objects { objects } => objects,
+                other => return Err(unexpected(other)),
+            };
+            let mut values = Vec::new();
+            let mut missing = None;
+            for (r, o) in services.iter().zip(objects) {
+                match o {
+                    Ok(v) => values.push(v),
+                    Err(_) => {
+                        missing.get_or_insert(r.clone());
+                    }
+                }
+            }
+            if pretty {
+                for v in &values {
+                    print!("{}", pretty_service(v));
+                }
+            } else {
+                let text = shoal_format::render_inspect(&values, format.as_deref())
+                    .map_err(|e| ApiError::plain(e.to_string()))?;
+                print!("{text}");
+            }
+            match missing {
+                Some(r) => Err(ApiError::plain(format!("no such service: {r}"))),
+                None => Ok(()),
+            }
+        }
+        ServiceCommand::Update(a) => {
+            if a.rollback {
+                call(
+                    host,
+                    ApiRequest::ServiceRollback {
+                        reference: a.service.clone(),
+                    },
+                )
+                .await?;
+                println!("{}", a.service);
+                if !a.detach && !a.quiet {
+                    let (id, _, _) = current(host, &a.service).await?;
+                    progress::wait(host, &id, true).await?;
+                }
+                return Ok(());
+            }
+            let (id, version, mut spec) = current(host, &a.service).await?;
+            apply_update(&a, &mut spec)?;
+            call(
+                host,
+                ApiRequest::ServiceUpdate {
+                    reference: id.clone(),
+                    version,
+                    spec,
+                },
+            )
+            .await?;
+            println!("{}", a.service);
+            if !a.detach && !a.quiet {
+                progress::wait(host, &id, false).await?;
+            }
+            Ok(())
+        }
+        ServiceCommand::Scale { detach, scales } => {
+            let mut failed = false;
+            for s in &scales {
+                let Some((name, n)) = s.split_once('=') else {
+                    return Err(ApiError::plain(format!("invalid scale specifier '{s}'.\nSee 'shoal service scale --help'.\n\nUsage:  shoal service scale SERVICE=REPLICAS [SERVICE=REPLICAS...]\n\nScale one or multiple replicated services")));
+                };
+                let n: u64 = n.parse().map_err(|_| {
+                    ApiError::plain(format!("invalid replicas value {n}: invalid syntax"))
+                })?;
+                let result = async {
+                    let (id, version, mut spec) = current(host, name).await?;
+                    if spec.mode.is_global() {
+                        return Err(ApiError::plain(
+                            "scale can only be used with replicated or replicated-job mode",
+                        ));
+                    }
+                    spec.mode = ServiceMode::replicated(n);
+                    call(
+                        host,
+                        ApiRequest::ServiceUpdate {
+                            reference: id.clone(),
+                            version,
+                            spec,
+                        },
+                    )
+                    .await?;
+                    Ok::<String, ApiError>(id)
+                }
+                .await;
+                match result {
+                    Ok(id) => {
+                        println!("{name} scaled to {n}");
+                        if !detach {
+                            progress::wait(host, &id, false).await?;
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("{e}");
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                Err(ApiError::plain(""))
+            } else {
+                Ok(())
+            }
+        }
+        ServiceCommand::Rollback {
+            detach,
+            quiet,
+            service,
+        } => {
+            call(
+                host,
+                ApiRequest::ServiceRollback {
+                    reference: service.clone(),
+                },
+            )
+            .await?;
+            println!("{service}");
+            if !detach && !quiet {
+                let (id, _, _) = current(host, &service).await?;
+                progress::wait(host, &id, true).await?;
+            }
+            Ok(())
+        }
+        ServiceCommand::Rm { services } => {
+            let mut failed = false;
+            for s in services {
+                match call(
+                    host,
+                    ApiRequest::ServiceRemove {
+                        reference: s.clone(),
+                    },
+                )
+                .await
+                {
+                    Ok(_) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                Err(ApiError::plain(""))
+            } else {
+                Ok(())
+            }
+        }
+        ServiceCommand::Logs {
+            follow,
+            tail,
+            service,
+        } => {
+            let tail = match tail.as_deref() {
+                None | Some("all") => None,
+                Some(n) => Some(
+                    n.parse::<usize>()
+                        .map_err(|_| ApiError::plain(format!("invalid tail value {n}")))?,
+                ),
+            };
+            let mut seen = 0usize;
+            loop {
+                let text = match call(
+                    host,
+                    ApiRequest::Logs {
+                        reference: service.clone(),
+                        tail: if follow { None } else { tail },
+                    },
+                )
+                .await?
+                {
+                    ApiReply::Logs { text } => text,
+                    other => return Err(unexpected(other)),
+                };
+                use std::io::Write;
+                let mut out = std::io::stdout();
+                if !follow {
+                    let _ = out.write_all(&text);
+                    return Ok(());
+                }
+                // Follow: print what is new since the last poll.
+                let start = if seen == 0 {
+                    match tail {
+                        Some(n) => {
+                            let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
+                            text.len() - lines.iter().rev().take(n).map(|l| l.len()).sum::<usize>()
+                        }
+                        None => 0,
+                    }
+                } else {
+                    seen.min(text.len())
+                };
+                let _ = out.write_all(&text[start..]);
+                let _ = out.flush();
+                seen = text.len();
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+fn pretty_service(v: &Value) -> String {
+    let spec = &v["Spec"];
+    let cs = &spec["TaskTemplate"]["ContainerSpec"];
+    let mut out = String::new();
+    out.push_str(&format!(
+        "\nID:\t\t{}\nName:\t\t{}\n",
+        v["ID"].as_str().unwrap_or(""),
+        spec["Name"].as_str().unwrap_or("")
+    ));
+    if let Some(labels) = spec["Labels"].as_object().filter(|l| !l.is_empty()) {
+        out.push_str("Labels:\n");
+        for (k, val) in labels {
+            out.push_str(&format!(" {k}={}\n", val.as_str().unwrap_or("")));
+        }
+    }
+    if let Some(r) = spec["Mode"]["Replicated"]["Replicas"].as_u64() {
+        out.push_str(&format!("Service Mode:\tReplicated\n Replicas:\t{r}\n"));
+    } else {
+        out.push_str("Service Mode:\tGlobal\n");
+    }
+    if let Some(c) = spec["TaskTemplate"]["Placement"]["Constraints"].as_array() {
+        out.push_str("Placement:\n Constraints:\t[");
+        out.push_str(
+            &c.iter()
+                .filter_map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        out.push_str("]\n");
+    }
+    out.push_str(&format!(
+        "ContainerSpec:\n Image:\t\t{}\n",
+        cs["Image"].as_str().unwrap_or("")
+    ));
+    if let Some(args) = cs["Args"].as_array() {
+        out.push_str(&format!(
+            " Args:\t\t{}\n",
+            args.iter()
+                .filter_map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+    let ports = ports_column(spec);
+    if !ports.is_empty() {
+        out.push_str(&format!("Ports:\n {ports}\n"));
+    }
+    out
+}

@@ -1,0 +1,539 @@
+//! Flags that build or change a service spec, shared by `service create` and `service update`
+//! (docker's cli/command/service/opts.go), with docker's parsing of ports, mounts, sizes.
+
+use shoal_spec::{
+    ContainerSpec, EndpointMode, EndpointSpec, FailureAction, HealthConfig, Limit, Mount,
+    Placement, PlacementPreference, PortConfig, Protocol, PublishMode, ResourceRequirements,
+    RestartCondition, RestartPolicy, ServiceSpec, SpreadOver, UpdateConfig, UpdateOrder,
+};
+
+/// Go duration ("10s", "1m30s", "500ms") to nanoseconds.
+pub fn duration_ns(s: &str) -> Result<i64, String> {
+    if s == "0" {
+        return Ok(0);
+    }
+    let d = humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))?;
+    i64::try_from(d.as_nanos()).map_err(|_| format!("duration {s:?} is too long"))
+}
+
+/// docker's RAMInBytes: "512m", "1g", "100k", "1024" (binary multiples).
+pub fn bytes(s: &str) -> Result<i64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid size: '{s}'"))?;
+    if n < 0.0 {
+        return Err(format!("invalid size: '{s}'"));
+    }
+    Ok((n * mult as f64) as i64)
+}
+
+/// "0.5" CPUs to NanoCPUs.
+pub fn nano_cpus(s: &str) -> Result<i64, String> {
+    let n: f64 = s
+        .parse()
+        .map_err(|_| format!("invalid argument {s:?}: failed to parse {s} as a rational number"))?;
+    Ok((n * 1e9) as i64)
+}
+
+/// `-p 8080:80`, `-p 8080:80/udp`, `-p 80`, or `published=8080,target=80,protocol=udp,mode=host`.
+pub fn port(s: &str) -> Result<Vec<PortConfig>, String> {
+    if s.contains('=') {
+        let mut p = PortConfig::default();
+        let mut target = None;
+        for kv in s.split(',') {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("invalid field '{kv}' must be a key=value pair"))?;
+            match k.trim().to_ascii_lowercase().as_str() {
+                "target" => {
+                    target = Some(
+                        v.parse::<u16>()
+                            .map_err(|_| format!("invalid target port {v}"))?,
+                    )
+                }
+                "published" => {
+                    p.published_port = Some(
+                        v.parse()
+                            .map_err(|_| format!("invalid published port {v}"))?,
+                    )
+                }
+                "protocol" => p.protocol = protocol(v)?,
+                "mode" => {
+                    p.publish_mode = match v {
+                        "ingress" => PublishMode::Ingress,
+                        "host" => PublishMode::Host,
+                        _ => {
+                            return Err(format!(
+                            "invalid publish mode value ({v}): must be either 'ingress' or 'host'"
+                        ))
+                        }
+                    }
+                }
+                "name" => p.name = v.to_string(),
+                other => return Err(format!("invalid field key {other}")),
+            }
+        }
+        p.target_port = target.ok_or("missing mandatory field \"target\"")?;
+        return Ok(vec![p]);
+    }
+    let (spec, proto) = match s.rsplit_once('/') {
+        Some((a, b)) => (a, protocol(b)?),
+        None => (s, Protocol::Tcp),
+    };
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (published, target) = match parts.as_slice() {
+        [t] => (None, *t),
+        [p, t] => (Some(*p), *t),
+        _ => return Err(format!("invalid port format: {s}")),
+    };
+    let range = |r: &str| -> Result<(u16, u16), String> {
+        let (a, b) = r.split_once('-').unwrap_or((r, r));
+        let a: u16 = a.parse().map_err(|_| format!("invalid port format: {s}"))?;
+        let b: u16 = b.parse().map_err(|_| format!("invalid port format: {s}"))?;
+        if a == 0 || b < a {
+            return Err(format!("invalid port format: {s}"));
+        }
+        Ok((a, b))
+    };
+    let (t0, t1) = range(target)?;
+    let pub_range = published.map(range).transpose()?;
+    if let Some((p0, p1)) = pub_range {
+        if p1 - p0 != t1 - t0 {
+            return Err(format!(
+                "invalid port format: {s}: published and target ranges differ in size"
+            ));
+        }
+    }
+    Ok((0..=(t1 - t0))
+        .map(|i| PortConfig {
+            name: String::new(),
+            protocol: proto,
+            target_port: t0 + i,
+            published_port: pub_range.map(|(p0, _)| p0 + i),
+            publish_mode: PublishMode::Ingress,
+        })
+        .collect())
+}
+
+fn protocol(s: &str) -> Result<Protocol, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "tcp" => Ok(Protocol::Tcp),
+        "udp" => Ok(Protocol::Udp),
+        "sctp" => Ok(Protocol::Sctp),
+        _ => Err(format!("invalid protocol: {s}")),
+    }
+}
+
+/// `--mount type=volume,source=x,target=/y,readonly`
+pub fn mount(s: &str) -> Result<Mount, String> {
+    let mut m = Mount {
+        kind: "volume".into(),
+        ..Default::default()
+    };
+    for kv in s.split(',') {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, "true"));
+        match k.trim().to_ascii_lowercase().as_str() {
+            "type" => m.kind = v.to_string(),
+            "source" | "src" => m.source = v.to_string(),
+            "target" | "destination" | "dst" => m.target = v.to_string(),
+            "readonly" | "ro" => m.read_only = v == "true" || v == "1",
+            other => return Err(format!("unexpected key '{other}' in '{kv}'")),
+        }
+    }
+    if m.target.is_empty() {
+        return Err("target is required".into());
+    }
+    if !matches!(m.kind.as_str(), "volume" | "bind") {
+        return Err(format!("unsupported mount type {}", m.kind));
+    }
+    Ok(m)
+}
+
+pub fn restart_condition(s: &str) -> Result<RestartCondition, String> {
+    match s {
+        "none" => Ok(RestartCondition::None),
+        "on-failure" => Ok(RestartCondition::OnFailure),
+        "any" => Ok(RestartCondition::Any),
+        _ => Err(format!(
+            "invalid restart condition {s:?}: must be none, on-failure or any"
+        )),
+    }
+}
+
+pub fn failure_action(s: &str) -> Result<FailureAction, String> {
+    match s {
+        "pause" => Ok(FailureAction::Pause),
+        "continue" => Ok(FailureAction::Continue),
+        "rollback" => Ok(FailureAction::Rollback),
+        _ => Err(format!(
+            "invalid failure action {s:?}: must be pause, continue or rollback"
+        )),
+    }
+}
+
+pub fn order(s: &str) -> Result<UpdateOrder, String> {
+    match s {
+        "stop-first" => Ok(UpdateOrder::StopFirst),
+        "start-first" => Ok(UpdateOrder::StartFirst),
+        _ => Err(format!(
+            "invalid order {s:?}: must be stop-first or start-first"
+        )),
+    }
+}
+
+/// The update/rollback flags, as given (None = not given).
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct UpdateFlags {
+    /// Maximum number of tasks updated simultaneously (0 to update all at once)
+    #[arg(long)]
+    pub update_parallelism: Option<u64>,
+    /// Delay between updates (ns|us|ms|s|m|h)
+    #[arg(long)]
+    pub update_delay: Option<String>,
+    /// Action on update failure ("pause", "continue", "rollback")
+    #[arg(long)]
+    pub update_failure_action: Option<String>,
+    /// Duration after each task update to monitor for failure (ns|us|ms|s|m|h)
+    #[arg(long)]
+    pub update_monitor: Option<String>,
+    /// Failure rate to tolerate during an update
+    #[arg(long)]
+    pub update_max_failure_ratio: Option<f32>,
+    /// Update order ("start-first", "stop-first")
+    #[arg(long)]
+    pub update_order: Option<String>,
+    /// Maximum number of tasks rolled back simultaneously (0 to roll back all at once)
+    #[arg(long)]
+    pub rollback_parallelism: Option<u64>,
+    /// Delay between task rollbacks (ns|us|ms|s|m|h)
+    #[arg(long)]
+    pub rollback_delay: Option<String>,
+    /// Action on rollback failure ("pause", "continue")
+    #[arg(long)]
+    pub rollback_failure_action: Option<String>,
+    /// Duration after each task rollback to monitor for failure (ns|us|ms|s|m|h)
+    #[arg(long)]
+    pub rollback_monitor: Option<String>,
+    /// Failure rate to tolerate during a rollback
+    #[arg(long)]
+    pub rollback_max_failure_ratio: Option<f32>,
+    /// Rollback order ("start-first", "stop-first")
+    #[arg(long)]
+    pub rollback_order: Option<String>,
+}
+
+impl UpdateFlags {
+    pub fn apply(&self, spec: &mut ServiceSpec) -> Result<(), String> {
+        let set = |c: &mut Option<UpdateConfig>,
+                   p: &Option<u64>,
+                   d: &Option<String>,
+                   f: &Option<String>,
+                   m: &Option<String>,
+                   r: &Option<f32>,
+                   o: &Option<String>|
+         -> Result<(), String> {
+            if p.is_none()
+                && d.is_none()
+                && f.is_none()
+                && m.is_none()
+                && r.is_none()
+                && o.is_none()
+            {
+                return Ok(());
+            }
+            let cfg = c.get_or_insert_with(UpdateConfig::default);
+            if let Some(p) = p {
+                cfg.parallelism = *p;
+            }
+            if let Some(d) = d {
+                cfg.delay = duration_ns(d)?;
+            }
+            if let Some(f) = f {
+                cfg.failure_action = failure_action(f)?;
+            }
+            if let Some(m) = m {
+                cfg.monitor = duration_ns(m)?;
+            }
+            if let Some(r) = r {
+                cfg.max_failure_ratio = *r;
+            }
+            if let Some(o) = o {
+                cfg.order = order(o)?;
+            }
+            Ok(())
+        };
+        set(
+            &mut spec.update_config,
+            &self.update_parallelism,
+            &self.update_delay,
+            &self.update_failure_action,
+            &self.update_monitor,
+            &self.update_max_failure_ratio,
+            &self.update_order,
+        )?;
+        set(
+            &mut spec.rollback_config,
+            &self.rollback_parallelism,
+            &self.rollback_delay,
+            &self.rollback_failure_action,
+            &self.rollback_monitor,
+            &self.rollback_max_failure_ratio,
+            &self.rollback_order,
+        )?;
+        Ok(())
+    }
+}
+
+/// Flags common to create and update that set single values.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct SpecFlags {
+    /// Number of tasks
+    #[arg(long)]
+    pub replicas: Option<u64>,
+    /// Maximum number of tasks per node (default 0 = unlimited)
+    #[arg(long)]
+    pub replicas_max_per_node: Option<u64>,
+    /// Container hostname
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// Username or UID
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Time to wait before force killing a container (ns|us|ms|s|m|h)
+    #[arg(long)]
+    pub stop_grace_period: Option<String>,
+    /// Restart when condition is met ("none", "on-failure", "any")
+    #[arg(long)]
+    pub restart_condition: Option<String>,
+    /// Delay between restart attempts (ns|us|ms|s|m|h)
+    #[arg(long)]
+    pub restart_delay: Option<String>,
+    /// Maximum number of restarts before giving up
+    #[arg(long)]
+    pub restart_max_attempts: Option<u64>,
+    /// Window used to evaluate the restart policy (ns|us|ms|s|m|h)
+    #[arg(long)]
+    pub restart_window: Option<String>,
+    /// Limit CPUs
+    #[arg(long)]
+    pub limit_cpu: Option<String>,
+    /// Limit Memory
+    #[arg(long)]
+    pub limit_memory: Option<String>,
+    /// Limit maximum number of processes (default 0 = unlimited)
+    #[arg(long)]
+    pub limit_pids: Option<i64>,
+    /// Reserve CPUs
+    #[arg(long)]
+    pub reserve_cpu: Option<String>,
+    /// Reserve Memory
+    #[arg(long)]
+    pub reserve_memory: Option<String>,
+    /// Command to run to check health
+    #[arg(long)]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h)
+    #[arg(long)]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h)
+    #[arg(long)]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long)]
+    pub health_retries: Option<u64>,
+    /// Start period for the container to initialize before counting retries towards unstable (ms|s|m|h)
+    #[arg(long)]
+    pub health_start_period: Option<String>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long)]
+    pub no_healthcheck: bool,
+    /// Endpoint mode (vip or dnsrr)
+    #[arg(long)]
+    pub endpoint_mode: Option<String>,
+    #[command(flatten)]
+    pub update: UpdateFlags,
+}
+
+impl SpecFlags {
+    pub fn apply(&self, spec: &mut ServiceSpec) -> Result<(), String> {
+        let tt = &mut spec.task_template;
+        let cs: &mut ContainerSpec = &mut tt.container_spec;
+        if let Some(r) = self.replicas {
+            if spec.mode.is_global() {
+                return Err("replicas can only be used with replicated mode".into());
+            }
+            spec.mode = shoal_spec::ServiceMode::replicated(r);
+        }
+        if let Some(m) = self.replicas_max_per_node {
+            tt.placement
+                .get_or_insert_with(Placement::default)
+                .max_replicas = m;
+        }
+        if let Some(h) = &self.hostname {
+            cs.hostname = h.clone();
+        }
+        if let Some(e) = &self.entrypoint {
+            cs.command = e.split_whitespace().map(str::to_string).collect();
+        }
+        if let Some(w) = &self.workdir {
+            cs.dir = w.clone();
+        }
+        if let Some(u) = &self.user {
+            cs.user = u.clone();
+        }
+        if let Some(g) = &self.stop_grace_period {
+            cs.stop_grace_period = Some(duration_ns(g)?);
+        }
+        if self.restart_condition.is_some()
+            || self.restart_delay.is_some()
+            || self.restart_max_attempts.is_some()
+            || self.restart_window.is_some()
+        {
+            let rp = tt.restart_policy.get_or_insert_with(RestartPolicy::default);
+            if let Some(c) = &self.restart_condition {
+                rp.condition = Some(restart_condition(c)?);
+            }
+            if let Some(d) = &self.restart_delay {
+                rp.delay = Some(duration_ns(d)?);
+            }
+            if let Some(m) = self.restart_max_attempts {
+                rp.max_attempts = Some(m);
+            }
+            if let Some(w) = &self.restart_window {
+                rp.window = Some(duration_ns(w)?);
+            }
+        }
+        if let Some(c) = &self.limit_cpu {
+            res(&mut tt.resources)
+                .limits
+                .get_or_insert_with(Limit::default)
+                .nano_cpus = nano_cpus(c)?;
+        }
+        if let Some(m) = &self.limit_memory {
+            res(&mut tt.resources)
+                .limits
+                .get_or_insert_with(Limit::default)
+                .memory_bytes = bytes(m)?;
+        }
+        if let Some(p) = self.limit_pids {
+            res(&mut tt.resources)
+                .limits
+                .get_or_insert_with(Limit::default)
+                .pids = p;
+        }
+        if let Some(c) = &self.reserve_cpu {
+            res(&mut tt.resources)
+                .reservations
+                .get_or_insert_with(Limit::default)
+                .nano_cpus = nano_cpus(c)?;
+        }
+        if let Some(m) = &self.reserve_memory {
+            res(&mut tt.resources)
+                .reservations
+                .get_or_insert_with(Limit::default)
+                .memory_bytes = bytes(m)?;
+        }
+        let cs = &mut tt.container_spec;
+        if self.no_healthcheck {
+            cs.healthcheck = Some(HealthConfig {
+                test: vec!["NONE".into()],
+                ..Default::default()
+            });
+        } else if self.health_cmd.is_some()
+            || self.health_interval.is_some()
+            || self.health_timeout.is_some()
+            || self.health_retries.is_some()
+            || self.health_start_period.is_some()
+        {
+            let h = cs.healthcheck.get_or_insert_with(HealthConfig::default);
+            if let Some(c) = &self.health_cmd {
+                h.test = vec!["CMD-SHELL".into(), c.clone()];
+            }
+            if let Some(i) = &self.health_interval {
+                h.interval = duration_ns(i)?;
+            }
+            if let Some(t) = &self.health_timeout {
+                h.timeout = duration_ns(t)?;
+            }
+            if let Some(r) = self.health_retries {
+                h.retries = r;
+            }
+            if let Some(s) = &self.health_start_period {
+                h.start_period = duration_ns(s)?;
+            }
+        }
+        if let Some(m) = &self.endpoint_mode {
+            let mode = match m.as_str() {
+                "vip" => EndpointMode::Vip,
+                "dnsrr" => EndpointMode::Dnsrr,
+                _ => return Err(format!("invalid endpoint mode {m:?}: must be vip or dnsrr")),
+            };
+            spec.endpoint_spec
+                .get_or_insert_with(EndpointSpec::default)
+                .mode = mode;
+        }
+        self.update.apply(spec)
+    }
+}
+
+fn res(r: &mut Option<ResourceRequirements>) -> &mut ResourceRequirements {
+    r.get_or_insert_with(ResourceRequirements::default)
+}
+
+pub fn spread(s: &str) -> Result<PlacementPreference, String> {
+    match s.split_once('=') {
+        Some(("spread", d)) if !d.is_empty() => Ok(PlacementPreference {
+            spread: SpreadOver {
+                spread_descriptor: d.to_string(),
+            },
+        }),
+        _ => Err(format!(
+            "invalid placement preference {s:?}: expected spread=<label descriptor>"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_parse_like_docker() {
+        let p = port("8080:80").unwrap();
+        assert_eq!(
+            (p[0].published_port, p[0].target_port, p[0].protocol),
+            (Some(8080), 80, Protocol::Tcp)
+        );
+        assert_eq!(port("53:53/udp").unwrap()[0].protocol, Protocol::Udp);
+        assert_eq!(port("8080-8081:80-81").unwrap().len(), 2);
+        let l = port("published=8080,target=80,mode=host").unwrap();
+        assert_eq!(l[0].publish_mode, PublishMode::Host);
+        assert!(port("80:x").is_err());
+        assert!(port("a:b:c:d").is_err());
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(bytes("512m").unwrap(), 512 << 20);
+        assert_eq!(bytes("1g").unwrap(), 1 << 30);
+        assert_eq!(duration_ns("1m30s").unwrap(), 90_000_000_000);
+        assert_eq!(nano_cpus("0.5").unwrap(), 500_000_000);
+        assert!(bytes("lots").is_err());
+    }
+}

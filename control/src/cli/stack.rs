@@ -1,0 +1,205 @@
+//! `shoal stack ...`: deploy (compose files), ls, services, ps, rm.
+
+use std::collections::BTreeMap;
+
+use clap::Subcommand;
+
+use super::service::{self, PsArgs};
+use super::{call, unexpected, CliResult};
+use crate::api::{ApiError, ApiReply, ApiRequest, StackDeploy};
+
+#[derive(Subcommand, Debug)]
+pub enum StackCommand {
+    /// Deploy a new stack or update an existing stack
+    #[command(alias = "up")]
+    Deploy {
+        /// Path to a Compose file, or "-" to read from stdin
+        #[arg(short = 'c', long = "compose-file", required = true)]
+        compose_file: Vec<String>,
+        /// Prune services that are no longer referenced
+        #[arg(long)]
+        prune: bool,
+        /// Send registry authentication details to Swarm agents
+        #[arg(long)]
+        with_registry_auth: bool,
+        /// Exit immediately instead of waiting for the stack services to converge
+        #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        detach: bool,
+        name: String,
+    },
+    /// List stacks
+    #[command(alias = "list")]
+    Ls {
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// List the services in the stack
+    Services {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long)]
+        format: Option<String>,
+        name: String,
+    },
+    /// List the tasks in the stack
+    Ps {
+        #[arg(long)]
+        no_trunc: bool,
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(short, long)]
+        filter: Vec<String>,
+        #[arg(long)]
+        format: Option<String>,
+        name: String,
+    },
+    /// Remove one or more stacks
+    #[command(alias = "down", alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+fn read_files(paths: &[String]) -> Result<Vec<(String, String)>, ApiError> {
+    let mut files = Vec::new();
+    for p in paths {
+        let text = if p == "-" {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .map_err(|e| ApiError::plain(format!("reading stdin: {e}")))?;
+            s
+        } else {
+            std::fs::read_to_string(p).map_err(|e| {
+                ApiError::plain(format!("open {p}: {}", e.to_string().to_lowercase()))
+            })?
+        };
+        // Relative paths (bind mounts, env_file) resolve against the file's directory.
+        let shown = if p == "-" {
+            p.clone()
+        } else {
+            std::path::absolute(p)
+                .map(|a| a.display().to_string())
+                .unwrap_or_else(|_| p.clone())
+        };
+        files.push((shown, text));
+    }
+    Ok(files)
+}
+
+pub async fn run(host: &str, cmd: StackCommand) -> CliResult {
+    match cmd {
+        StackCommand::Deploy {
+            compose_file,
+            prune,
+            detach,
+            name,
+            ..
+        } => {
+            let files = read_files(&compose_file)?;
+            let env: BTreeMap<String, String> = std::env::vars().collect();
+            let stack = shoal_compose::load(&name, &files, &env)
+                .map_err(|e| ApiError::plain(e.to_string()))?;
+            for w in &stack.warnings {
+                eprintln!("{w}\n");
+            }
+            if !detach {
+                eprintln!("Waiting for the stack's services to converge is not supported yet; deploying in the background.");
+            }
+            let req = StackDeploy {
+                name: name.clone(),
+                services: stack.services.clone(),
+                networks: stack
+                    .networks
+                    .iter()
+                    .map(|n| (n.name.clone(), n.external))
+                    .collect(),
+                prune,
+            };
+            match call(host, ApiRequest::StackDeploy(req)).await? {
+                ApiReply::Lines { lines } => {
+                    for l in lines {
+                        println!("{l}");
+                    }
+                    Ok(())
+                }
+                other => Err(unexpected(other)),
+            }
+        }
+        StackCommand::Ls { format } => {
+            let stacks = match call(host, ApiRequest::StackList).await? {
+                ApiReply::Stacks { stacks } => stacks,
+                other => return Err(unexpected(other)),
+            };
+            let rows: Vec<serde_json::Value> = stacks
+                .iter()
+                .map(|(n, c)| serde_json::json!({"Name": n, "Services": c.to_string()}))
+                .collect();
+            let text = shoal_format::render_list(
+                format.as_deref(),
+                "{{.Name}}\t{{.Services}}",
+                &[("Name", "NAME"), ("Services", "SERVICES")],
+                &rows,
+            )
+            .map_err(|e| ApiError::plain(e.to_string()))?;
+            print!("{text}");
+            Ok(())
+        }
+        StackCommand::Services {
+            quiet,
+            format,
+            name,
+        } => match call(
+            host,
+            ApiRequest::ServiceList {
+                references: vec![],
+                stack: Some(name.clone()),
+            },
+        )
+        .await?
+        {
+            ApiReply::Services { services } if services.is_empty() => {
+                eprintln!("Nothing found in stack: {name}");
+                Ok(())
+            }
+            ApiReply::Services { services } => service::print_services(&services, quiet, format),
+            other => Err(unexpected(other)),
+        },
+        StackCommand::Ps {
+            no_trunc,
+            quiet,
+            filter,
+            format,
+            name,
+        } => {
+            service::ps(
+                host,
+                PsArgs {
+                    no_trunc,
+                    quiet,
+                    filter,
+                    format,
+                    services: vec![],
+                },
+                Some(name),
+            )
+            .await
+        }
+        StackCommand::Rm { names } => {
+            for name in names {
+                match call(host, ApiRequest::StackRemove { name: name.clone() }).await? {
+                    ApiReply::Lines { lines } if lines.is_empty() => {
+                        eprintln!("Nothing found in stack: {name}")
+                    }
+                    ApiReply::Lines { lines } => {
+                        for l in lines {
+                            println!("{l}");
+                        }
+                    }
+                    other => return Err(unexpected(other)),
+                }
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,555 @@
+//! The leader's service, task and stack API: create/update/rollback/remove services, list
+//! and inspect, logs gathered from the nodes, and stack deploy/rm applied in one Raft entry.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::Value;
+use shoal_spec::{Constraint, ServiceSpec, TaskState};
+
+use super::{Daemon, Manager};
+use crate::api::{ApiError, ApiReply, ApiRequest, ApiResult, StackDeploy};
+use crate::orchestrator::updated_service;
+use crate::peer::{PeerClient, PeerRequest, PeerResponse};
+use crate::services::{ServiceRecord, UpdateState, UpdateStatus};
+use crate::state::{ClusterState, Command, NetworkRecord};
+
+pub const STACK_LABEL: &str = "com.docker.stack.namespace";
+
+fn invalid(msg: impl std::fmt::Display) -> ApiError {
+    ApiError::daemon(format!("rpc error: code = InvalidArgument desc = {msg}"))
+}
+
+/// Check a spec before it is accepted: what the orchestrators must be able to rely on.
+pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
+    if spec.name.is_empty() {
+        return Err(invalid("name must be valid as a DNS name component"));
+    }
+    if !spec
+        .name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        || spec.name.len() > 63
+    {
+        return Err(invalid(format!(
+            "name must be valid as a DNS name component: {}",
+            spec.name
+        )));
+    }
+    if spec.task_template.container_spec.image.is_empty() {
+        return Err(invalid("ContainerSpec: image reference must be provided"));
+    }
+    if spec.mode.is_global() == spec.mode.replicated.is_some() {
+        return Err(invalid(
+            "exactly one of replicated or global mode must be set",
+        ));
+    }
+    if let Some(p) = &spec.task_template.placement {
+        Constraint::parse_all(&p.constraints).map_err(invalid)?;
+    }
+    if let Some(e) = &spec.endpoint_spec {
+        let mut seen = std::collections::HashSet::new();
+        for p in &e.ports {
+            if p.target_port == 0 {
+                return Err(invalid("invalid target port 0"));
+            }
+            if let Some(pp) = p.published_port {
+                if !seen.insert((pp, p.protocol)) {
+                    return Err(invalid(format!("duplicate published port {pp}")));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn published_conflict(
+    state: &ClusterState,
+    spec: &ServiceSpec,
+    except: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(e) = &spec.endpoint_spec else {
+        return Ok(());
+    };
+    for p in e
+        .ports
+        .iter()
+        .filter(|p| p.publish_mode == shoal_spec::PublishMode::Ingress)
+    {
+        let Some(pp) = p.published_port else { continue };
+        for other in state
+            .services
+            .values()
+            .filter(|s| Some(s.id.as_str()) != except)
+        {
+            let clash = other.spec.endpoint_spec.as_ref().is_some_and(|oe| {
+                oe.ports.iter().any(|op| {
+                    op.published_port == Some(pp)
+                        && op.protocol == p.protocol
+                        && op.publish_mode == shoal_spec::PublishMode::Ingress
+                })
+            });
+            if clash {
+                return Err(invalid(format!(
+                    "port '{pp}' is already in use by service '{}' ({}) as an ingress port",
+                    other.spec.name, other.id
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn new_service(spec: ServiceSpec) -> ServiceRecord {
+    let now = Utc::now();
+    ServiceRecord {
+        id: crate::ids::new_id(),
+        version: 0,
+        created_at: now,
+        updated_at: now,
+        spec,
+        previous_spec: None,
+        spec_version: 1,
+        update_status: None,
+    }
+}
+
+/// (running, desired) as `service ls` counts them.
+fn counts(state: &ClusterState, svc: &ServiceRecord) -> (u64, u64) {
+    let tasks = state
+        .tasks
+        .values()
+        .filter(|t| t.service_id == svc.id && t.desired_state <= TaskState::Running);
+    let mut running = 0;
+    let mut active = 0;
+    for t in tasks {
+        active += 1;
+        if t.is_running() {
+            running += 1;
+        }
+    }
+    let desired = svc.spec.mode.replicas().unwrap_or(active);
+    (running, desired)
+}
+
+fn in_stack<'a>(
+    state: &'a ClusterState,
+    stack: &'a str,
+) -> impl Iterator<Item = &'a ServiceRecord> + 'a {
+    state
+        .services
+        .values()
+        .filter(move |s| s.spec.labels.get(STACK_LABEL).map(String::as_str) == Some(stack))
+}
+
+impl Daemon {
+    pub(crate) async fn serve_service_api(&self, mgr: &Manager, req: ApiRequest) -> ApiResult {
+        match req {
+            ApiRequest::ServiceCreate { spec } => {
+                validate(&spec)?;
+                let state = mgr.sm.state();
+                if state.services.values().any(|s| s.spec.name == spec.name) {
+                    return Err(ApiError::daemon("rpc error: code = AlreadyExists desc = name conflicts with an existing object"));
+                }
+                published_conflict(&state, &spec, None)?;
+                let svc = new_service(spec);
+                let id = svc.id.clone();
+                mgr.propose(Command::PutService {
+                    service: Box::new(svc),
+                })
+                .await?;
+                Ok(ApiReply::ServiceCreated { id })
+            }
+            ApiRequest::ServiceUpdate {
+                reference,
+                version,
+                spec,
+            } => {
+                validate(&spec)?;
+                let state = mgr.sm.state();
+                let svc = state
+                    .resolve_service(&reference)
+                    .map_err(ApiError::daemon)?;
+                if version != svc.version {
+                    return Err(ApiError::daemon(
+                        "rpc error: code = Unknown desc = update out of sequence",
+                    ));
+                }
+                if spec.name != svc.spec.name {
+                    return Err(invalid("renaming services is not supported"));
+                }
+                published_conflict(&state, &spec, Some(&svc.id))?;
+                if spec == svc.spec {
+                    return Ok(ApiReply::Done);
+                }
+                let updated = updated_service(svc, spec, Utc::now());
+                mgr.propose(Command::PutService {
+                    service: Box::new(updated),
+                })
+                .await?;
+                Ok(ApiReply::Done)
+            }
+            ApiRequest::ServiceRollback { reference } => {
+                let state = mgr.sm.state();
+                let svc = state
+                    .resolve_service(&reference)
+                    .map_err(ApiError::daemon)?;
+                let Some(prev) = svc.previous_spec.clone() else {
+                    return Err(ApiError::daemon(format!(
+                        "rpc error: code = FailedPrecondition desc = service {} does not have a previous spec",
+                        svc.id
+                    )));
+                };
+                let now = Utc::now();
+                let mut s = svc.clone();
+                s.previous_spec = Some(svc.spec.clone());
+                s.spec = prev;
+                s.spec_version += 1;
+                s.updated_at = now;
+                s.update_status = Some(UpdateStatus {
+                    state: UpdateState::RollbackStarted,
+                    started_at: now,
+                    completed_at: None,
+                    message: "manually requested rollback".into(),
+                });
+                mgr.propose(Command::PutService {
+                    service: Box::new(s),
+                })
+                .await?;
+                Ok(ApiReply::Done)
+            }
+            ApiRequest::ServiceRemove { reference } => {
+                let state = mgr.sm.state();
+                let svc = state
+                    .resolve_service(&reference)
+                    .map_err(ApiError::daemon)?;
+                mgr.propose(Command::RemoveService {
+                    service_id: svc.id.clone(),
+                    at: Utc::now(),
+                })
+                .await?;
+                Ok(ApiReply::Done)
+            }
+            ApiRequest::ServiceList { references, stack } => {
+                let state = mgr.read_state().await?;
+                let mut out = Vec::new();
+                if references.is_empty() {
+                    for s in state.services.values() {
+                        if stack.as_deref().is_none_or(|st| {
+                            s.spec.labels.get(STACK_LABEL).map(String::as_str) == Some(st)
+                        }) {
+                            let (r, d) = counts(&state, s);
+                            out.push((s.docker_json(), r, d));
+                        }
+                    }
+                } else {
+                    for r in &references {
+                        let s = state.resolve_service(r).map_err(ApiError::daemon)?;
+                        let (run, d) = counts(&state, s);
+                        out.push((s.docker_json(), run, d));
+                    }
+                }
+                Ok(ApiReply::Services { services: out })
+            }
+            ApiRequest::ServiceInspect { references } => {
+                let state = mgr.read_state().await?;
+                let objects = references
+                    .iter()
+                    .map(|r| state.resolve_service(r).map(|s| s.docker_json()))
+                    .collect();
+                Ok(ApiReply::Objects { objects })
+            }
+            ApiRequest::ServiceGetSpec { reference } => {
+                let state = mgr.read_state().await?;
+                let s = state
+                    .resolve_service(&reference)
+                    .map_err(|_| ApiError::plain(format!("no such service: {reference}")))?;
+                Ok(ApiReply::ServiceSpec {
+                    id: s.id.clone(),
+                    version: s.version,
+                    spec: s.spec.clone(),
+                })
+            }
+            ApiRequest::TaskList {
+                services,
+                nodes,
+                stack,
+            } => {
+                let state = mgr.read_state().await?;
+                let mut service_ids = Vec::new();
+                for r in &services {
+                    service_ids.push(
+                        state
+                            .resolve_service(r)
+                            .map_err(|_| ApiError::plain(format!("no such service: {r}")))?
+                            .id
+                            .clone(),
+                    );
+                }
+                if let Some(st) = &stack {
+                    service_ids.extend(in_stack(&state, st).map(|s| s.id.clone()));
+                    if service_ids.is_empty() {
+                        return Err(ApiError::plain(format!("nothing found in stack: {st}")));
+                    }
+                }
+                let mut node_ids = Vec::new();
+                for r in &nodes {
+                    node_ids.push(state.resolve_node(r).map_err(ApiError::daemon)?.id.clone());
+                }
+                let tasks: Vec<Value> = state
+                    .tasks
+                    .values()
+                    .filter(|t| {
+                        (services.is_empty() && stack.is_none())
+                            || service_ids.contains(&t.service_id)
+                    })
+                    .filter(|t| node_ids.is_empty() || node_ids.contains(&t.node_id))
+                    .map(|t| {
+                        let mut v = t.docker_json();
+                        v["ServiceName"] = Value::String(t.service_name.clone());
+                        v
+                    })
+                    .collect();
+                let mut names: BTreeMap<String, String> = state
+                    .nodes
+                    .values()
+                    .map(|n| (n.id.clone(), n.display_name().to_string()))
+                    .collect();
+                names.extend(
+                    state
+                        .services
+                        .values()
+                        .map(|s| (s.id.clone(), s.spec.name.clone())),
+                );
+                Ok(ApiReply::Tasks {
+                    tasks,
+                    node_names: names,
+                })
+            }
+            ApiRequest::Inspect { references } => {
+                let state = mgr.read_state().await?;
+                let view = mgr.view(&state);
+                let ca = state
+                    .cluster
+                    .as_ref()
+                    .map(|c| c.ca_cert_pem.clone())
+                    .unwrap_or_default();
+                let objects = references
+                    .iter()
+                    .map(|r| {
+                        if let Ok(s) = state.resolve_service(r) {
+                            return Ok(s.docker_json());
+                        }
+                        if let Ok(t) = state.resolve_task(r) {
+                            return Ok(t.docker_json());
+                        }
+                        if let Ok(n) = state.resolve_node(r) {
+                            return Ok(n.docker_json(&view, &ca));
+                        }
+                        Err(format!("no such object: {r}"))
+                    })
+                    .collect();
+                Ok(ApiReply::Objects { objects })
+            }
+            ApiRequest::Logs { reference, tail } => self.gather_logs(mgr, &reference, tail).await,
+            ApiRequest::StackDeploy(d) => self.stack_deploy(mgr, d).await,
+            ApiRequest::StackList => {
+                let state = mgr.read_state().await?;
+                let mut stacks: BTreeMap<String, usize> = BTreeMap::new();
+                for s in state.services.values() {
+                    if let Some(st) = s.spec.labels.get(STACK_LABEL) {
+                        *stacks.entry(st.clone()).or_default() += 1;
+                    }
+                }
+                Ok(ApiReply::Stacks {
+                    stacks: stacks.into_iter().collect(),
+                })
+            }
+            ApiRequest::StackRemove { name } => {
+                let state = mgr.sm.state();
+                let mut lines = Vec::new();
+                let mut cmds = Vec::new();
+                let at = Utc::now();
+                for s in in_stack(&state, &name) {
+                    lines.push(format!("Removing service {}", s.spec.name));
+                    cmds.push(Command::RemoveService {
+                        service_id: s.id.clone(),
+                        at,
+                    });
+                }
+                for n in state
+                    .networks
+                    .values()
+                    .filter(|n| n.labels.get(STACK_LABEL) == Some(&name))
+                {
+                    lines.push(format!("Removing network {}", n.name));
+                    cmds.push(Command::RemoveNetwork {
+                        network_id: n.id.clone(),
+                    });
+                }
+                if !cmds.is_empty() {
+                    mgr.propose(Command::Batch(cmds)).await?;
+                }
+                Ok(ApiReply::Lines { lines })
+            }
+            other => Err(ApiError::daemon(format!(
+                "{} is not a manager request",
+                other.kind()
+            ))),
+        }
+    }
+
+    async fn stack_deploy(&self, mgr: &Manager, d: StackDeploy) -> ApiResult {
+        for spec in &d.services {
+            validate(spec)?;
+        }
+        let state = mgr.sm.state();
+        let mut lines = Vec::new();
+        let mut cmds = Vec::new();
+        let now = Utc::now();
+        for (net, external) in &d.networks {
+            let exists = state.networks.values().any(|n| &n.name == net);
+            if *external {
+                if !exists {
+                    return Err(ApiError::plain(format!(
+                        "network \"{net}\" is declared as external, but could not be found. You need to create a swarm-scoped network before the stack is deployed"
+                    )));
+                }
+                continue;
+            }
+            if !exists {
+                lines.push(format!("Creating network {net}"));
+                cmds.push(Command::PutNetwork {
+                    network: NetworkRecord {
+                        id: crate::ids::new_id(),
+                        name: net.clone(),
+                        driver: "overlay".into(),
+                        labels: [(STACK_LABEL.to_string(), d.name.clone())].into(),
+                        created_at: now,
+                    },
+                });
+            }
+        }
+        let mut scratch = state.clone();
+        let deployed: Vec<String> = d.services.iter().map(|s| s.name.clone()).collect();
+        for spec in d.services {
+            match state.services.values().find(|s| s.spec.name == spec.name) {
+                Some(existing) => {
+                    lines.push(format!(
+                        "Updating service {} (id: {})",
+                        spec.name, existing.id
+                    ));
+                    if existing.spec != spec {
+                        published_conflict(&scratch, &spec, Some(&existing.id))?;
+                        let updated = updated_service(existing, spec, now);
+                        scratch.services.insert(updated.id.clone(), updated.clone());
+                        cmds.push(Command::PutService {
+                            service: Box::new(updated),
+                        });
+                    }
+                }
+                None => {
+                    published_conflict(&scratch, &spec, None)?;
+                    lines.push(format!("Creating service {}", spec.name));
+                    let svc = new_service(spec);
+                    scratch.services.insert(svc.id.clone(), svc.clone());
+                    cmds.push(Command::PutService {
+                        service: Box::new(svc),
+                    });
+                }
+            }
+        }
+        if d.prune {
+            // Services of this stack that the files no longer declare.
+            for s in in_stack(&state, &d.name) {
+                if !deployed.contains(&s.spec.name) {
+                    lines.push(format!("Removing service {}", s.spec.name));
+                    cmds.push(Command::RemoveService {
+                        service_id: s.id.clone(),
+                        at: now,
+                    });
+                }
+            }
+        }
+        if !cmds.is_empty() {
+            // Whole or not at all: one log entry.
+            mgr.propose(Command::Batch(cmds)).await?;
+        }
+        Ok(ApiReply::Lines { lines })
+    }
+
+    async fn gather_logs(&self, mgr: &Manager, reference: &str, tail: Option<usize>) -> ApiResult {
+        let state = mgr.read_state().await?;
+        let tasks: Vec<_> = match state.resolve_service(reference) {
+            Ok(s) => {
+                let mut t: Vec<_> = state
+                    .tasks
+                    .values()
+                    .filter(|t| {
+                        t.service_id == s.id && !t.node_id.is_empty() && t.status.pid.is_some()
+                    })
+                    .cloned()
+                    .collect();
+                t.sort_by_key(|t| t.created_at);
+                t
+            }
+            Err(_) => match state.resolve_task(reference) {
+                Ok(t) => vec![t.clone()],
+                Err(_) => {
+                    return Err(ApiError::plain(format!(
+                        "no such task or service: {reference}"
+                    )))
+                }
+            },
+        };
+        let me = self.membership().map(|m| m.node_id).unwrap_or_default();
+        let mut out = Vec::new();
+        for t in tasks {
+            let Some(node) = state.nodes.get(&t.node_id) else {
+                continue;
+            };
+            let bytes = if node.id == me {
+                std::fs::read(self.root.path("tasks").join(&t.id).join("log"))
+                    .map_err(|e| e.to_string())
+            } else {
+                let mut c =
+                    PeerClient::to_node(node.listen_addr.clone(), &node.id, self.tls.clone());
+                match c
+                    .call(
+                        &PeerRequest::TaskLogs {
+                            task_id: t.id.clone(),
+                            tail,
+                        },
+                        Duration::from_secs(5),
+                    )
+                    .await
+                {
+                    Ok(PeerResponse::Logs(r)) => r,
+                    Ok(other) => Err(format!("{other:?}")),
+                    Err(e) => Err(e.to_string()),
+                }
+            };
+            let prefix = format!(
+                "{}.{}@{}    | ",
+                t.name(),
+                &t.id[..12.min(t.id.len())],
+                node.display_name()
+            );
+            match bytes {
+                Ok(b) => {
+                    let text = String::from_utf8_lossy(&b);
+                    let lines: Vec<&str> = text.lines().collect();
+                    let from = tail.map(|n| lines.len().saturating_sub(n)).unwrap_or(0);
+                    for l in &lines[from..] {
+                        out.extend_from_slice(prefix.as_bytes());
+                        out.extend_from_slice(l.as_bytes());
+                        out.push(b'\n');
+                    }
+                }
+                Err(e) => tracing::debug!(task = %t.id, error = %e, "logs"),
+            }
+        }
+        Ok(ApiReply::Logs { text: out })
+    }
+}

@@ -1,0 +1,476 @@
+//! The agent's task side: runs the tasks the leader assigns to this node with the executor,
+//! stops the ones it is told to stop, watches them, and reports every state change.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use shoal_executor::{BindMount, Executor, TaskRun, TaskStatus};
+use shoal_spec::{TaskState, SECOND_NS};
+
+use super::{lock, Daemon};
+use crate::peer::{PeerClient, PeerRequest, PeerResponse};
+use crate::services::{TaskRecord, TaskReport, TaskStatusRec};
+
+const POLL: Duration = Duration::from_millis(200);
+const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+/// What the agent knows of a task it runs.
+struct Local {
+    record: TaskRecord,
+    /// Last state reported (to report each change once).
+    reported: TaskState,
+    health: Option<String>,
+    failing_streak: u64,
+    last_probe: Option<Instant>,
+    started: Instant,
+    stopping: bool,
+}
+
+pub(crate) async fn run(daemon: Arc<Daemon>) {
+    let executor = match Executor::new(daemon.root.path("tasks")) {
+        Ok(e) => Arc::new(e),
+        Err(e) => {
+            tracing::error!(error = %e, "task executor unavailable");
+            return;
+        }
+    };
+    let mut local: HashMap<String, Local> = HashMap::new();
+    let mut since = 0u64;
+    let mut client: Option<PeerClient> = None;
+    loop {
+        let leader = lock(&daemon.leader_hint).clone();
+        let Some(leader) = leader else {
+            tokio::time::sleep(POLL).await;
+            watch(&daemon, &executor, &mut local, &mut client).await;
+            continue;
+        };
+        if client.as_ref().map(|c| c.addr()) != Some(leader.as_str()) {
+            client = Some(PeerClient::new(leader.clone(), daemon.tls.clone()));
+            since = 0;
+        }
+        let Some(c) = client.as_mut() else { continue };
+        match c
+            .call(&PeerRequest::Assignments { since }, Duration::from_secs(5))
+            .await
+        {
+            Ok(PeerResponse::Assignments { index, tasks, .. }) => {
+                since = index;
+                apply_assignments(&daemon, &executor, &mut local, tasks).await;
+            }
+            Ok(PeerResponse::NotLeader { leader }) => {
+                *lock(&daemon.leader_hint) = leader;
+                since = 0;
+            }
+            Ok(other) => {
+                tracing::debug!(?other, "assignments refused");
+                tokio::time::sleep(POLL).await;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "assignments");
+                client = None;
+                tokio::time::sleep(POLL).await;
+            }
+        }
+        watch(&daemon, &executor, &mut local, &mut client).await;
+    }
+}
+
+fn task_run(daemon: &Daemon, t: &TaskRecord) -> Result<TaskRun, String> {
+    let cs = &t.spec.container_spec;
+    let mut argv: Vec<String> = cs.command.iter().chain(cs.args.iter()).cloned().collect();
+    if argv.is_empty() {
+        return Err(format!(
+            "no command to run for image {}: this executor runs host commands, so the service needs a command (compose: entrypoint/command)",
+            cs.image
+        ));
+    }
+    if argv[0].is_empty() {
+        argv.remove(0);
+    }
+    if let Some(found) = resolve_program(&argv[0], &cs.env) {
+        argv[0] = found;
+    }
+    let mut env = cs.env.clone();
+    env.push(format!("SHOAL_TASK_NAME={}", t.name()));
+    env.push(format!("SHOAL_TASK_ID={}", t.id));
+    env.push(format!("SHOAL_SERVICE_NAME={}", t.service_name));
+    env.push(format!("SHOAL_NODE_HOSTNAME={}", daemon.cfg.hostname));
+    let mut mounts = Vec::new();
+    for m in &cs.mounts {
+        let source = match m.kind.as_str() {
+            "volume" => {
+                let name = if m.source.is_empty() {
+                    t.id.clone()
+                } else {
+                    m.source.clone()
+                };
+                let dir = daemon.root.path("volumes").join(&name).join("_data");
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("creating volume {name}: {e}"))?;
+                dir
+            }
+            _ => PathBuf::from(&m.source),
+        };
+        mounts.push(BindMount {
+            source,
+            target: PathBuf::from(&m.target),
+            read_only: m.read_only,
+        });
+    }
+    let limits = t
+        .spec
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.clone())
+        .unwrap_or_default();
+    let nonzero = |v: i64| (v > 0).then_some(v);
+    Ok(TaskRun {
+        task_id: t.id.clone(),
+        name: t.container_name(),
+        argv,
+        env,
+        hostname: if cs.hostname.is_empty() {
+            t.id[..12.min(t.id.len())].to_string()
+        } else {
+            cs.hostname.clone()
+        },
+        workdir: (!cs.dir.is_empty()).then(|| cs.dir.clone()),
+        mounts,
+        memory_bytes: nonzero(limits.memory_bytes),
+        nano_cpus: nonzero(limits.nano_cpus),
+        pids_limit: nonzero(limits.pids),
+        netns: None,
+    })
+}
+
+/// Find a bare program name on the task's PATH, else the daemon's PATH, else next to
+/// shoald (where programs shipped with Shoal, like shoal-whoami, live).
+fn resolve_program(name: &str, env: &[String]) -> Option<String> {
+    if name.contains('/') {
+        return None;
+    }
+    let task_path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .map(str::to_string);
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for p in [task_path, std::env::var("PATH").ok()]
+        .into_iter()
+        .flatten()
+    {
+        dirs.extend(std::env::split_paths(&p));
+    }
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(PathBuf::from))
+    {
+        dirs.push(dir);
+    }
+    dirs.into_iter()
+        .map(|d| d.join(name))
+        .find(|p| {
+            use std::os::unix::fs::PermissionsExt;
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .map(|p| p.display().to_string())
+}
+
+fn grace(t: &TaskRecord) -> Duration {
+    t.spec
+        .container_spec
+        .stop_grace_period
+        .map(|ns| Duration::from_nanos(ns.max(0) as u64))
+        .unwrap_or(DEFAULT_GRACE)
+}
+
+fn status(state: TaskState, message: &str) -> TaskStatusRec {
+    TaskStatusRec {
+        timestamp: Some(Utc::now()),
+        state,
+        message: message.to_string(),
+        ..Default::default()
+    }
+}
+
+async fn report(daemon: &Daemon, client: &mut Option<PeerClient>, reports: Vec<TaskReport>) {
+    if reports.is_empty() {
+        return;
+    }
+    let leader = lock(&daemon.leader_hint).clone();
+    let Some(leader) = leader else { return };
+    if client.as_ref().map(|c| c.addr()) != Some(leader.as_str()) {
+        *client = Some(PeerClient::new(leader, daemon.tls.clone()));
+    }
+    if let Some(c) = client.as_mut() {
+        if let Err(e) = c
+            .call(&PeerRequest::ReportTasks(reports), Duration::from_secs(5))
+            .await
+        {
+            tracing::warn!(error = %e, "reporting task states");
+        }
+    }
+}
+
+async fn apply_assignments(
+    daemon: &Arc<Daemon>,
+    executor: &Arc<Executor>,
+    local: &mut HashMap<String, Local>,
+    tasks: Vec<TaskRecord>,
+) {
+    let mut reports = Vec::new();
+    let assigned: HashSet<String> = tasks.iter().map(|t| t.id.clone()).collect();
+    for t in tasks {
+        let id = t.id.clone();
+        let want_run = t.desired_state <= TaskState::Running;
+        let known = local.contains_key(&id);
+        if want_run && !known && !t.status.state.is_terminal() {
+            // Adopt a task that survived a daemon restart, or start it.
+            let exec = executor.clone();
+            let probe_id = id.clone();
+            let existing = tokio::task::spawn_blocking(move || exec.status(&probe_id))
+                .await
+                .unwrap_or(TaskStatus::Missing);
+            let (state, rec) = match existing {
+                TaskStatus::Running { pid } => {
+                    let mut s = status(TaskState::Running, "started");
+                    s.pid = Some(pid);
+                    (TaskState::Running, s)
+                }
+                TaskStatus::Exited { code } => exited(code),
+                TaskStatus::Missing => match task_run(daemon, &t) {
+                    Err(e) => {
+                        let mut s = status(TaskState::Rejected, "preparing");
+                        s.err = Some(e);
+                        (TaskState::Rejected, s)
+                    }
+                    Ok(run) => {
+                        let exec = executor.clone();
+                        match tokio::task::spawn_blocking(move || exec.start(&run)).await {
+                            Ok(Ok(pid)) => {
+                                let mut s = status(TaskState::Running, "started");
+                                s.pid = Some(pid);
+                                (TaskState::Running, s)
+                            }
+                            Ok(Err(e)) => {
+                                let mut s = status(TaskState::Rejected, "starting");
+                                s.err = Some(e.to_string());
+                                (TaskState::Rejected, s)
+                            }
+                            Err(e) => {
+                                let mut s = status(TaskState::Rejected, "starting");
+                                s.err = Some(e.to_string());
+                                (TaskState::Rejected, s)
+                            }
+                        }
+                    }
+                },
+            };
+            let health = t
+                .spec
+                .container_spec
+                .healthcheck
+                .as_ref()
+                .filter(|h| h.test.first().map(String::as_str) != Some("NONE"))
+                .map(|_| "starting".to_string());
+            reports.push(TaskReport {
+                task_id: id.clone(),
+                status: rec,
+                health: health.clone(),
+            });
+            local.insert(
+                id.clone(),
+                Local {
+                    record: t,
+                    reported: state,
+                    health,
+                    failing_streak: 0,
+                    last_probe: None,
+                    started: Instant::now(),
+                    stopping: false,
+                },
+            );
+        } else if !want_run {
+            if let Some(l) = local.get_mut(&id) {
+                l.record.desired_state = t.desired_state;
+                if !l.stopping && !l.reported.is_terminal() {
+                    l.stopping = true;
+                    let exec = executor.clone();
+                    let g = grace(&l.record);
+                    let tid = id.clone();
+                    let d = daemon.clone();
+                    tokio::spawn(async move {
+                        let result = tokio::task::spawn_blocking(move || exec.stop(&tid, g)).await;
+                        let code = match result {
+                            Ok(Ok(TaskStatus::Exited { code })) => Some(code),
+                            _ => None,
+                        };
+                        let mut s = status(TaskState::Shutdown, "shutdown");
+                        s.exit_code = code;
+                        let mut c = None;
+                        report(
+                            &d,
+                            &mut c,
+                            vec![TaskReport {
+                                task_id: id,
+                                status: s,
+                                health: None,
+                            }],
+                        )
+                        .await;
+                    });
+                }
+            } else if !t.status.state.is_terminal() && t.status.state >= TaskState::Assigned {
+                // Told to stop a task we never started (or lost): it is stopped.
+                let exec = executor.clone();
+                let tid = id.clone();
+                let _ =
+                    tokio::task::spawn_blocking(move || exec.stop(&tid, Duration::from_secs(0)))
+                        .await;
+                reports.push(TaskReport {
+                    task_id: id,
+                    status: status(TaskState::Shutdown, "shutdown"),
+                    health: None,
+                });
+            }
+        }
+    }
+    // Tasks the leader no longer lists (deleted): make sure they are stopped and forgotten.
+    let gone: Vec<String> = local
+        .keys()
+        .filter(|id| !assigned.contains(*id))
+        .cloned()
+        .collect();
+    for id in gone {
+        if let Some(l) = local.remove(&id) {
+            let exec = executor.clone();
+            let g = grace(&l.record);
+            tokio::task::spawn_blocking(move || {
+                let _ = exec.stop(&id, g);
+                let _ = exec.remove(&id);
+            });
+        }
+    }
+    let mut c = None;
+    report(daemon, &mut c, reports).await;
+}
+
+fn exited(code: i32) -> (TaskState, TaskStatusRec) {
+    if code == 0 {
+        let mut s = status(TaskState::Complete, "finished");
+        s.exit_code = Some(0);
+        (TaskState::Complete, s)
+    } else {
+        let mut s = status(TaskState::Failed, "started");
+        s.exit_code = Some(code);
+        s.err = Some(format!("task: non-zero exit ({code})"));
+        (TaskState::Failed, s)
+    }
+}
+
+/// Notice tasks that exited on their own, and run healthchecks.
+async fn watch(
+    daemon: &Arc<Daemon>,
+    executor: &Arc<Executor>,
+    local: &mut HashMap<String, Local>,
+    client: &mut Option<PeerClient>,
+) {
+    let mut reports = Vec::new();
+    for (id, l) in local.iter_mut() {
+        if l.reported.is_terminal() || l.stopping {
+            continue;
+        }
+        let exec = executor.clone();
+        let tid = id.clone();
+        let st = tokio::task::spawn_blocking(move || exec.status(&tid))
+            .await
+            .unwrap_or(TaskStatus::Missing);
+        match st {
+            TaskStatus::Running { .. } => {
+                if let Some(h) = l
+                    .record
+                    .spec
+                    .container_spec
+                    .healthcheck
+                    .clone()
+                    .filter(|h| {
+                        h.test.first().map(String::as_str) != Some("NONE") && !h.test.is_empty()
+                    })
+                {
+                    let interval = Duration::from_nanos(if h.interval > 0 {
+                        h.interval as u64
+                    } else {
+                        30 * SECOND_NS as u64
+                    });
+                    if l.last_probe.is_none_or(|p| p.elapsed() >= interval) {
+                        l.last_probe = Some(Instant::now());
+                        let timeout = Duration::from_nanos(if h.timeout > 0 {
+                            h.timeout as u64
+                        } else {
+                            30 * SECOND_NS as u64
+                        });
+                        let exec = executor.clone();
+                        let tid = id.clone();
+                        let test = h.test.clone();
+                        let ok = tokio::task::spawn_blocking(move || {
+                            exec.health_probe(&tid, &test, timeout)
+                        })
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .unwrap_or(false);
+                        let in_start = l.started.elapsed()
+                            < Duration::from_nanos(h.start_period.max(0) as u64);
+                        let retries = if h.retries > 0 { h.retries } else { 3 };
+                        let new = if ok {
+                            l.failing_streak = 0;
+                            "healthy"
+                        } else if in_start {
+                            "starting"
+                        } else {
+                            l.failing_streak += 1;
+                            if l.failing_streak >= retries {
+                                "unhealthy"
+                            } else {
+                                l.health.as_deref().unwrap_or("starting")
+                            }
+                        };
+                        if l.health.as_deref() != Some(new) {
+                            l.health = Some(new.to_string());
+                            let mut s = status(TaskState::Running, "started");
+                            s.pid = l.record.status.pid;
+                            reports.push(TaskReport {
+                                task_id: id.clone(),
+                                status: s,
+                                health: l.health.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+            TaskStatus::Exited { code } => {
+                let (state, s) = exited(code);
+                l.reported = state;
+                reports.push(TaskReport {
+                    task_id: id.clone(),
+                    status: s,
+                    health: l.health.clone(),
+                });
+            }
+            TaskStatus::Missing => {
+                let mut s = status(TaskState::Failed, "started");
+                s.err = Some("task process is gone".into());
+                l.reported = TaskState::Failed;
+                reports.push(TaskReport {
+                    task_id: id.clone(),
+                    status: s,
+                    health: None,
+                });
+            }
+        }
+    }
+    report(daemon, client, reports).await;
+}

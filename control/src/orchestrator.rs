@@ -1,0 +1,929 @@
+//! The leader's orchestrators, as one pure reconciliation step: from the cluster state,
+//! decide which tasks to create, place, stop and forget (replicated and global services,
+//! restart policy, drain and node loss, rolling updates with rollback).
+//!
+//! `reconcile` returns Raft commands; the leader proposes them. Timing memory that need not
+//! survive a leader change (when an update batch finished) is kept in `UpdateClock`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, Utc};
+use shoal_scheduler::{Availability, NodeInfo, Scheduler, ServiceReq};
+use shoal_spec::{
+    Constraint, FailureAction, RestartCondition, ServiceSpec, TaskSpec, TaskState, UpdateConfig,
+    UpdateOrder,
+};
+
+use crate::services::{ServiceRecord, TaskRecord, TaskStatusRec, UpdateState, UpdateStatus};
+use crate::state::{ClusterState, Command};
+use crate::types::{Availability as NodeAvailability, NodeRecord, NodeState};
+
+/// Status message of a task that ended and, by its restart policy, stays ended.
+const NOT_RESTARTED: &str = "finished: not restarted";
+
+/// Terminal tasks kept per slot (docker's task history retention).
+pub const TASK_HISTORY: usize = 5;
+
+/// Leader-local memory for rolling updates: when each service's last batch finished.
+#[derive(Default)]
+pub struct UpdateClock {
+    last_batch_done: HashMap<String, DateTime<Utc>>,
+}
+
+fn ns(d: i64) -> Duration {
+    Duration::nanoseconds(d)
+}
+
+fn node_info(n: &NodeRecord) -> NodeInfo {
+    NodeInfo {
+        id: n.id.clone(),
+        hostname: n.description.hostname.clone(),
+        role: n.spec.role.to_string(),
+        os: n.description.os.clone(),
+        arch: n.description.architecture.clone(),
+        labels: n.spec.labels.clone(),
+        ready: n.state == NodeState::Ready,
+        availability: match n.spec.availability {
+            NodeAvailability::Active => Availability::Active,
+            NodeAvailability::Pause => Availability::Pause,
+            NodeAvailability::Drain => Availability::Drain,
+        },
+        nano_cpus: n.description.nano_cpus,
+        memory_bytes: n.description.memory_bytes,
+    }
+}
+
+/// What the scheduler needs to know of a service.
+struct Req {
+    service_id: String,
+    constraints: Vec<Constraint>,
+    preferences: Vec<String>,
+    max_replicas: u64,
+    cpus: i64,
+    memory: i64,
+}
+
+impl Req {
+    fn of(id: &str, spec: &TaskSpec) -> Req {
+        let placement = spec.placement.clone().unwrap_or_default();
+        let reservations = spec
+            .resources
+            .as_ref()
+            .and_then(|r| r.reservations.clone())
+            .unwrap_or_default();
+        Req {
+            service_id: id.to_string(),
+            // Specs are validated when accepted; a constraint that no longer parses
+            // matches nothing rather than everything.
+            constraints: Constraint::parse_all(&placement.constraints).unwrap_or_else(|_| {
+                vec![Constraint {
+                    key: shoal_spec::constraint::Key::NodeId,
+                    op: shoal_spec::constraint::Op::Eq,
+                    value: String::new(),
+                }]
+            }),
+            preferences: placement
+                .preferences
+                .iter()
+                .map(|p| p.spread.spread_descriptor.clone())
+                .collect(),
+            max_replicas: placement.max_replicas,
+            cpus: reservations.nano_cpus,
+            memory: reservations.memory_bytes,
+        }
+    }
+    fn as_req(&self) -> ServiceReq<'_> {
+        ServiceReq {
+            service_id: &self.service_id,
+            constraints: &self.constraints,
+            preferences: &self.preferences,
+            max_replicas: self.max_replicas,
+            reservation_cpus: self.cpus,
+            reservation_memory: self.memory,
+        }
+    }
+}
+
+/// Is this task still meant to run (not told to stop)?
+fn active(t: &TaskRecord) -> bool {
+    t.desired_state <= TaskState::Running
+}
+
+fn new_task(svc: &ServiceRecord, slot: u64, node_id: &str, now: DateTime<Utc>) -> TaskRecord {
+    TaskRecord {
+        id: crate::ids::new_id(),
+        version: 0,
+        created_at: now,
+        updated_at: now,
+        service_id: svc.id.clone(),
+        service_name: svc.spec.name.clone(),
+        slot,
+        node_id: node_id.to_string(),
+        spec: svc.spec.task_template.clone(),
+        spec_version: svc.spec_version,
+        status: TaskStatusRec {
+            timestamp: Some(now),
+            state: TaskState::Pending,
+            message: "pending task scheduling".into(),
+            ..Default::default()
+        },
+        desired_state: TaskState::Running,
+        health: None,
+    }
+}
+
+/// Only the placement differs, so a task whose node still fits can keep running.
+fn placement_only_change(old: &TaskSpec, new: &TaskSpec) -> bool {
+    let mut a = old.clone();
+    let mut b = new.clone();
+    a.placement = None;
+    b.placement = None;
+    a == b
+}
+
+struct Plan<'a> {
+    state: &'a ClusterState,
+    now: DateTime<Utc>,
+    sched: Scheduler,
+    /// Tasks changed this round, by ID (the latest version wins).
+    changed: BTreeMap<String, TaskRecord>,
+    services: Vec<ServiceRecord>,
+    deletes: Vec<String>,
+}
+
+impl Plan<'_> {
+    fn task(&self, id: &str) -> TaskRecord {
+        self.changed
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| self.state.tasks[id].clone())
+    }
+
+    fn put(&mut self, mut t: TaskRecord) {
+        t.updated_at = self.now;
+        self.changed.insert(t.id.clone(), t);
+    }
+
+    fn shutdown(&mut self, id: &str, message: Option<&str>) {
+        let mut t = self.task(id);
+        if t.desired_state == TaskState::Shutdown {
+            return;
+        }
+        t.desired_state = TaskState::Shutdown;
+        if let Some(m) = message {
+            if !t.status.state.is_terminal() {
+                t.status.message = m.to_string();
+            }
+        }
+        self.put(t);
+    }
+
+    /// Put a new task through the scheduler: assigned to a node, or pending with the reason.
+    fn schedule(&mut self, mut t: TaskRecord, req: &Req) {
+        if t.node_id.is_empty() {
+            match self.sched.place(&req.as_req()) {
+                Ok(node) => {
+                    t.node_id = node;
+                    t.status.state = TaskState::Assigned;
+                    t.status.message = "scheduler assigned task to node".into();
+                    t.status.err = None;
+                    t.status.timestamp = Some(self.now);
+                }
+                Err(why) => {
+                    if t.status.err.as_deref() != Some(why.as_str()) {
+                        t.status.err = Some(why);
+                        t.status.timestamp = Some(self.now);
+                    } else if !self.changed.contains_key(&t.id)
+                        && self.state.tasks.contains_key(&t.id)
+                    {
+                        return; // nothing new to say
+                    }
+                }
+            }
+        }
+        self.put(t);
+    }
+}
+
+/// One reconciliation round. Returns the commands to propose (possibly none).
+pub fn reconcile(
+    state: &ClusterState,
+    now: DateTime<Utc>,
+    clock: &mut UpdateClock,
+) -> Vec<Command> {
+    let nodes: Vec<NodeInfo> = state.nodes.values().map(node_info).collect();
+    let mut sched = Scheduler::new(nodes);
+    for t in state.tasks.values() {
+        if active(t) && !t.node_id.is_empty() && !t.status.state.is_terminal() {
+            let req = Req::of(&t.service_id, &t.spec);
+            sched.add_existing(&t.service_id, &t.node_id, req.cpus, req.memory);
+        }
+    }
+    let mut plan = Plan {
+        state,
+        now,
+        sched,
+        changed: BTreeMap::new(),
+        services: Vec::new(),
+        deletes: Vec::new(),
+    };
+
+    for id in retire_replaced(state) {
+        plan.shutdown(&id, None);
+    }
+
+    let mut by_service: HashMap<&str, Vec<&TaskRecord>> = HashMap::new();
+    for t in state.tasks.values() {
+        by_service.entry(t.service_id.as_str()).or_default().push(t);
+    }
+
+    // Tasks of removed services: stop them, then forget them once they have stopped.
+    for t in state.tasks.values() {
+        if !state.services.contains_key(&t.service_id) {
+            let gone_node = state
+                .nodes
+                .get(&t.node_id)
+                .is_none_or(|n| n.state == NodeState::Down);
+            if t.status.state.is_terminal() || t.node_id.is_empty() || gone_node {
+                plan.deletes.push(t.id.clone());
+            } else if t.desired_state < TaskState::Shutdown {
+                plan.shutdown(&t.id, None);
+            }
+        }
+    }
+
+    for svc in state.services.values() {
+        let tasks = by_service.remove(svc.id.as_str()).unwrap_or_default();
+        reconcile_service(&mut plan, svc, &tasks, clock);
+    }
+
+    let mut cmds = Vec::new();
+    if !plan.services.is_empty() {
+        for s in std::mem::take(&mut plan.services) {
+            cmds.push(Command::PutService {
+                service: Box::new(s),
+            });
+        }
+    }
+    if !plan.changed.is_empty() {
+        cmds.push(Command::PutTasks {
+            tasks: plan.changed.into_values().collect(),
+        });
+    }
+    if !plan.deletes.is_empty() {
+        plan.deletes.sort();
+        plan.deletes.dedup();
+        cmds.push(Command::DeleteTasks { ids: plan.deletes });
+    }
+    cmds
+}
+
+/// Node is gone, down or drained: its tasks must move.
+fn node_lost(state: &ClusterState, node_id: &str) -> Option<&'static str> {
+    match state.nodes.get(node_id) {
+        None => Some("node removed"),
+        Some(n) if n.state == NodeState::Down => Some("node is down"),
+        Some(n) if n.spec.availability == NodeAvailability::Drain => Some("node is drained"),
+        _ => None,
+    }
+}
+
+fn restart_allowed(
+    svc: &ServiceRecord,
+    slot_tasks: &[&TaskRecord],
+    dead: &TaskRecord,
+    now: DateTime<Utc>,
+) -> Result<bool, ()> {
+    let policy = svc
+        .spec
+        .task_template
+        .restart_policy
+        .clone()
+        .unwrap_or_default();
+    let condition = policy.condition.unwrap_or_default();
+    let restart = match condition {
+        RestartCondition::None => false,
+        RestartCondition::OnFailure => dead.status.state != TaskState::Complete,
+        RestartCondition::Any => true,
+    };
+    if !restart {
+        return Ok(false);
+    }
+    if let Some(max) = policy.max_attempts.filter(|m| *m > 0) {
+        let window = policy.window.map(ns);
+        let attempts = slot_tasks
+            .iter()
+            .filter(|t| t.status.state.is_terminal() && t.spec_version == svc.spec_version)
+            .filter(|t| window.is_none_or(|w| t.created_at > now - w))
+            .count() as u64;
+        // The first run is not a restart.
+        if attempts > max {
+            return Ok(false);
+        }
+    }
+    let delay = ns(policy.delay.unwrap_or(5_000_000_000));
+    let died_at = dead.status.timestamp.unwrap_or(dead.updated_at);
+    if now - died_at < delay {
+        return Err(()); // wait
+    }
+    Ok(true)
+}
+
+fn reconcile_service(
+    plan: &mut Plan,
+    svc: &ServiceRecord,
+    tasks: &[&TaskRecord],
+    clock: &mut UpdateClock,
+) {
+    let now = plan.now;
+    let req = Req::of(&svc.id, &svc.spec.task_template);
+
+    // Forget history beyond the limit, per slot (global: per node).
+    let mut groups: BTreeMap<(u64, &str), Vec<&TaskRecord>> = BTreeMap::new();
+    for t in tasks {
+        let key = if t.slot == 0 {
+            (0, t.node_id.as_str())
+        } else {
+            (t.slot, "")
+        };
+        groups.entry(key).or_default().push(t);
+    }
+    for list in groups.values_mut() {
+        list.sort_by_key(|t| std::cmp::Reverse(t.created_at));
+        let finished: Vec<&&TaskRecord> = list
+            .iter()
+            .filter(|t| !active(t) && t.status.state.is_terminal())
+            .collect();
+        for t in finished.iter().skip(TASK_HISTORY) {
+            plan.deletes.push(t.id.clone());
+        }
+    }
+
+    // Pending tasks get another chance at placement.
+    for t in tasks {
+        if active(t) && t.node_id.is_empty() {
+            let t = plan.task(&t.id);
+            plan.schedule(t, &req);
+        }
+    }
+
+    if svc.spec.mode.is_global() {
+        reconcile_global(plan, svc, tasks, &req);
+    } else {
+        reconcile_replicated(plan, svc, tasks, &req, &groups);
+    }
+    rolling_update(plan, svc, tasks, &req, clock);
+    let _ = now;
+}
+
+fn reconcile_replicated(
+    plan: &mut Plan,
+    svc: &ServiceRecord,
+    tasks: &[&TaskRecord],
+    req: &Req,
+    groups: &BTreeMap<(u64, &str), Vec<&TaskRecord>>,
+) {
+    let replicas = svc.spec.mode.replicas().unwrap_or(0);
+    let now = plan.now;
+    for slot in 1..=replicas {
+        let slot_tasks: Vec<&TaskRecord> = groups.get(&(slot, "")).cloned().unwrap_or_default();
+        let live: Vec<&TaskRecord> = slot_tasks.iter().copied().filter(|t| active(t)).collect();
+        if live.is_empty() {
+            // A slot whose last task stopped for good (restart none / attempts used up)
+            // stays empty; otherwise it gets a task.
+            let stopped_for_good = slot_tasks.first().is_some_and(|t| {
+                t.status.message == NOT_RESTARTED && t.spec_version == svc.spec_version
+            });
+            if !stopped_for_good {
+                let t = new_task(svc, slot, "", now);
+                plan.schedule(t, req);
+            }
+            continue;
+        }
+        for t in live {
+            if let Some(why) = node_lost(plan.state, &t.node_id).filter(|_| !t.node_id.is_empty()) {
+                plan.shutdown(&t.id, Some(why));
+                let n = new_task(svc, slot, "", now);
+                plan.schedule(n, req);
+            } else if t.status.state.is_terminal() {
+                match restart_allowed(svc, &slot_tasks, t, now) {
+                    Ok(true) => {
+                        plan.shutdown(&t.id, None);
+                        let n = new_task(svc, slot, "", now);
+                        plan.schedule(n, req);
+                    }
+                    Ok(false) => {
+                        let mut done = plan.task(&t.id);
+                        done.desired_state = TaskState::Shutdown;
+                        done.status.message = NOT_RESTARTED.into();
+                        plan.put(done);
+                    }
+                    Err(()) => {} // restart delay not over
+                }
+            }
+        }
+    }
+    // Scale down: slots above the replica count stop.
+    for t in tasks {
+        if t.slot > replicas && active(t) {
+            plan.shutdown(&t.id, None);
+        }
+    }
+}
+
+fn reconcile_global(plan: &mut Plan, svc: &ServiceRecord, tasks: &[&TaskRecord], req: &Req) {
+    let now = plan.now;
+    let eligible: Vec<String> = plan
+        .state
+        .nodes
+        .values()
+        .filter(|n| n.state == NodeState::Ready && n.spec.availability == NodeAvailability::Active)
+        .filter(|n| plan.sched.fits(&req.as_req(), &n.id, true))
+        .map(|n| n.id.clone())
+        .collect();
+    for t in tasks {
+        if !active(t) {
+            continue;
+        }
+        let lost = node_lost(plan.state, &t.node_id);
+        let fits = eligible.contains(&t.node_id)
+            || plan
+                .state
+                .nodes
+                .get(&t.node_id)
+                .is_some_and(|n| n.spec.availability == NodeAvailability::Pause);
+        if lost.is_some() || !fits {
+            plan.shutdown(&t.id, lost);
+        } else if t.status.state.is_terminal() {
+            let group: Vec<&TaskRecord> = tasks
+                .iter()
+                .copied()
+                .filter(|x| x.node_id == t.node_id)
+                .collect();
+            match restart_allowed(svc, &group, t, now) {
+                Ok(true) => {
+                    plan.shutdown(&t.id, None);
+                    let mut n = new_task(svc, 0, &t.node_id, now);
+                    n.status.state = TaskState::Assigned;
+                    n.status.message = "scheduler assigned task to node".into();
+                    plan.put(n);
+                }
+                Ok(false) => {
+                    let mut done = plan.task(&t.id);
+                    done.desired_state = TaskState::Shutdown;
+                    done.status.message = NOT_RESTARTED.into();
+                    plan.put(done);
+                }
+                Err(()) => {}
+            }
+        }
+    }
+    for node in eligible {
+        let has = tasks.iter().any(|t| {
+            t.node_id == node && (active(t) || plan.changed.get(&t.id).is_some_and(active))
+        }) || plan
+            .changed
+            .values()
+            .any(|t| t.service_id == svc.id && t.node_id == node && active(t));
+        let finished_for_good = tasks.iter().any(|t| {
+            t.node_id == node
+                && t.status.message == NOT_RESTARTED
+                && t.spec_version == svc.spec_version
+        });
+        if !has && !finished_for_good {
+            let mut n = new_task(svc, 0, &node, now);
+            n.status.state = TaskState::Assigned;
+            n.status.message = "scheduler assigned task to node".into();
+            plan.sched
+                .add_existing(&svc.id, &node, req.cpus, req.memory);
+            plan.put(n);
+        }
+    }
+}
+
+/// The rolling updater: replace tasks made from an older spec, `parallelism` at a time,
+/// `delay` apart, watching each batch for `monitor`; on failure pause, continue or roll back.
+fn rolling_update(
+    plan: &mut Plan,
+    svc: &ServiceRecord,
+    tasks: &[&TaskRecord],
+    req: &Req,
+    clock: &mut UpdateClock,
+) {
+    let now = plan.now;
+    let rolling_back = svc
+        .update_status
+        .as_ref()
+        .is_some_and(|u| u.state == UpdateState::RollbackStarted);
+    let cfg: UpdateConfig = if rolling_back {
+        svc.spec.rollback_config.clone().unwrap_or_default()
+    } else {
+        svc.spec.update_config.clone().unwrap_or_default()
+    };
+    let current: Vec<TaskRecord> = tasks.iter().map(|t| plan.task(&t.id)).collect();
+    // Outdated tasks still meant to run. Placement-only changes keep tasks whose node fits.
+    let mut outdated = Vec::new();
+    for t in current
+        .iter()
+        .filter(|t| active(t) && t.spec_version < svc.spec_version)
+    {
+        if placement_only_change(&t.spec, &svc.spec.task_template)
+            && !t.node_id.is_empty()
+            && plan.sched.fits(&req.as_req(), &t.node_id, true)
+        {
+            let mut kept = t.clone();
+            kept.spec = svc.spec.task_template.clone();
+            kept.spec_version = svc.spec_version;
+            plan.put(kept);
+        } else if t.spec != svc.spec.task_template || t.spec_version < svc.spec_version {
+            outdated.push(t.clone());
+        }
+    }
+    let Some(status) = svc.update_status.clone() else {
+        // No update in progress (e.g. a service created with tasks up to date).
+        return;
+    };
+    if !status.state.in_progress() {
+        return;
+    }
+    // Failures among new tasks within the monitor window.
+    let monitor = ns(cfg.monitor);
+    let new_tasks: Vec<&TaskRecord> = current
+        .iter()
+        .filter(|t| t.spec_version == svc.spec_version)
+        .collect();
+    let failed: Vec<&&TaskRecord> = new_tasks
+        .iter()
+        .filter(|t| {
+            matches!(t.status.state, TaskState::Failed | TaskState::Rejected)
+                || (t.status.state == TaskState::Complete && active(t))
+        })
+        .collect();
+    let total = (new_tasks.len() + outdated.len()).max(1);
+    if !failed.is_empty()
+        && cfg.failure_action != FailureAction::Continue
+        && failed.len() as f32 / total as f32 > cfg.max_failure_ratio
+    {
+        let culprit = failed[0].id.clone();
+        let mut s = svc.clone();
+        if let (FailureAction::Rollback, false, Some(prev)) =
+            (cfg.failure_action, rolling_back, svc.previous_spec.clone())
+        {
+            s.previous_spec = Some(svc.spec.clone());
+            s.spec = prev;
+            s.spec_version += 1;
+            s.update_status = Some(UpdateStatus {
+                state: UpdateState::RollbackStarted,
+                started_at: now,
+                completed_at: None,
+                message: format!(
+                    "update rolled back due to failure or early termination of task {culprit}"
+                ),
+            });
+            s.updated_at = now;
+            plan.services.push(s);
+            return;
+        }
+        s.update_status = Some(UpdateStatus {
+            state: if rolling_back {
+                UpdateState::RollbackPaused
+            } else {
+                UpdateState::Paused
+            },
+            started_at: status.started_at,
+            completed_at: None,
+            message: if rolling_back {
+                format!("rollback paused due to failure or early termination of task {culprit}")
+            } else {
+                format!("update paused due to failure or early termination of task {culprit}")
+            },
+        });
+        s.updated_at = now;
+        plan.services.push(s);
+        return;
+    }
+    // A batch is in flight while new tasks are not yet running, or old ones not yet stopped.
+    let starting = new_tasks
+        .iter()
+        .any(|t| active(t) && t.status.state < TaskState::Running && !t.status.state.is_terminal());
+    let stopping = current.iter().any(|t| {
+        !active(t)
+            && t.spec_version < svc.spec_version
+            && !t.status.state.is_terminal()
+            && plan
+                .state
+                .nodes
+                .get(&t.node_id)
+                .is_some_and(|n| n.state == NodeState::Ready)
+    });
+    if starting || stopping {
+        clock.last_batch_done.remove(&svc.id);
+        return;
+    }
+    let done_at = *clock.last_batch_done.entry(svc.id.clone()).or_insert(now);
+    // Watch the last batch for `monitor` before calling the update done.
+    if outdated.is_empty() {
+        let recent = new_tasks
+            .iter()
+            .filter(|t| t.status.state == TaskState::Running)
+            .all(|t| t.status.timestamp.is_none_or(|ts| now - ts >= monitor));
+        if recent {
+            let mut s = svc.clone();
+            s.update_status = Some(UpdateStatus {
+                state: if rolling_back {
+                    UpdateState::RollbackCompleted
+                } else {
+                    UpdateState::Completed
+                },
+                started_at: status.started_at,
+                completed_at: Some(now),
+                message: if rolling_back {
+                    "rollback completed".into()
+                } else {
+                    "update completed".into()
+                },
+            });
+            s.updated_at = now;
+            plan.services.push(s);
+            clock.last_batch_done.remove(&svc.id);
+        }
+        return;
+    }
+    if now - done_at < ns(cfg.delay) {
+        return;
+    }
+    let parallelism = if cfg.parallelism == 0 {
+        outdated.len()
+    } else {
+        cfg.parallelism as usize
+    };
+    for old in outdated.iter().take(parallelism) {
+        let start_first = cfg.order == UpdateOrder::StartFirst;
+        let mut fresh = new_task(
+            svc,
+            old.slot,
+            if old.slot == 0 { &old.node_id } else { "" },
+            now,
+        );
+        if old.slot == 0 {
+            fresh.status.state = TaskState::Assigned;
+            fresh.status.message = "scheduler assigned task to node".into();
+        }
+        if !start_first {
+            plan.shutdown(&old.id, None);
+            // The old task's resources are freed before the new one is placed.
+            let r = Req::of(&svc.id, &old.spec);
+            plan.sched
+                .remove_existing(&svc.id, &old.node_id, r.cpus, r.memory);
+        } else {
+            // start-first: the old task stops once the new one runs (below, next rounds).
+            let mut o = plan.task(&old.id);
+            o.status.message = "replaced by start-first update".into();
+            plan.put(o);
+        }
+        if old.slot == 0 {
+            plan.put(fresh);
+        } else {
+            plan.schedule(fresh, req);
+        }
+    }
+    clock.last_batch_done.remove(&svc.id);
+}
+
+/// start-first: once a slot's new task runs, its outdated sibling stops.
+fn retire_replaced(state: &ClusterState) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in state.tasks.values() {
+        if !active(t) || t.status.message != "replaced by start-first update" {
+            continue;
+        }
+        let newer_running = state.tasks.values().any(|n| {
+            n.service_id == t.service_id
+                && n.slot == t.slot
+                && (t.slot != 0 || n.node_id == t.node_id)
+                && n.id != t.id
+                && n.spec_version > t.spec_version
+                && n.status.state == TaskState::Running
+        });
+        if newer_running {
+            out.push(t.id.clone());
+        }
+    }
+    out
+}
+
+/// A new spec for a service: what `service update` and `stack deploy` propose.
+pub fn updated_service(
+    svc: &ServiceRecord,
+    spec: ServiceSpec,
+    now: DateTime<Utc>,
+) -> ServiceRecord {
+    let mut s = svc.clone();
+    s.previous_spec = Some(svc.spec.clone());
+    let template_changed = spec.task_template != svc.spec.task_template;
+    s.spec = spec;
+    s.spec_version += 1;
+    s.updated_at = now;
+    if template_changed {
+        s.update_status = Some(UpdateStatus {
+            state: UpdateState::Updating,
+            started_at: now,
+            completed_at: None,
+            message: "update in progress".into(),
+        });
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::new_node_record;
+    use crate::types::{NodeDescription, Role};
+    use shoal_spec::{ContainerSpec, RestartPolicy, ServiceMode};
+
+    fn cluster(nodes: &[&str]) -> ClusterState {
+        let mut s = ClusterState::default();
+        for (i, h) in nodes.iter().enumerate() {
+            let n = new_node_record(
+                format!("node{i}"),
+                i as u64 + 1,
+                Role::Manager,
+                NodeDescription {
+                    hostname: h.to_string(),
+                    os: "linux".into(),
+                    architecture: "x86_64".into(),
+                    nano_cpus: 2_000_000_000,
+                    memory_bytes: 1 << 30,
+                    engine_version: "0".into(),
+                },
+                "10.0.0.1".into(),
+                "10.0.0.1:2377".into(),
+                Utc::now(),
+            );
+            s.nodes.insert(n.id.clone(), n);
+        }
+        s
+    }
+
+    fn service(replicas: u64) -> ServiceRecord {
+        let now = Utc::now();
+        ServiceRecord {
+            id: "svc1".into(),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            spec: ServiceSpec {
+                name: "web".into(),
+                task_template: TaskSpec {
+                    container_spec: ContainerSpec {
+                        image: "demo:1".into(),
+                        args: vec!["sleep".into(), "60".into()],
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                mode: ServiceMode::replicated(replicas),
+                ..Default::default()
+            },
+            previous_spec: None,
+            spec_version: 1,
+            update_status: None,
+        }
+    }
+
+    /// Apply reconcile's commands to the state (as Raft would) and return them.
+    fn step(state: &mut ClusterState, clock: &mut UpdateClock, now: DateTime<Utc>) -> usize {
+        let cmds = reconcile(state, now, clock);
+        let n = cmds.len();
+        for (i, c) in cmds.iter().enumerate() {
+            state.apply(c, 100 + i as u64);
+        }
+        n
+    }
+
+    fn run_all(state: &mut ClusterState) {
+        let ids: Vec<String> = state.tasks.keys().cloned().collect();
+        for id in ids {
+            let t = state.tasks.get_mut(&id).unwrap();
+            if t.desired_state == TaskState::Running && t.status.state == TaskState::Assigned {
+                t.status.state = TaskState::Running;
+                t.status.timestamp = Some(Utc::now() - Duration::seconds(60));
+            }
+            if t.desired_state == TaskState::Shutdown && !t.status.state.is_terminal() {
+                t.status.state = TaskState::Shutdown;
+            }
+        }
+    }
+
+    fn running_nodes(state: &ClusterState) -> Vec<String> {
+        let mut v: Vec<String> = state
+            .tasks
+            .values()
+            .filter(|t| t.desired_state == TaskState::Running)
+            .map(|t| state.nodes[&t.node_id].description.hostname.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Replicas are created and spread over the nodes; a second round changes nothing.
+    #[test]
+    fn replicas_spread_and_settle() {
+        let mut s = cluster(&["vm1", "vm2"]);
+        s.services.insert("svc1".into(), service(2));
+        let mut clock = UpdateClock::default();
+        step(&mut s, &mut clock, Utc::now());
+        assert_eq!(running_nodes(&s), ["vm1", "vm2"]);
+        run_all(&mut s);
+        assert_eq!(
+            step(&mut s, &mut clock, Utc::now()),
+            0,
+            "reconcile is idempotent"
+        );
+    }
+
+    /// Restart policy any replaces a dead task after the delay; none leaves it.
+    #[test]
+    fn restart_policy() {
+        for (condition, expect_restart) in [
+            (RestartCondition::Any, true),
+            (RestartCondition::None, false),
+        ] {
+            let mut s = cluster(&["vm1"]);
+            let mut svc = service(1);
+            svc.spec.task_template.restart_policy = Some(RestartPolicy {
+                condition: Some(condition),
+                delay: Some(0),
+                ..Default::default()
+            });
+            svc.spec.task_template.container_spec.args = vec!["true".into()];
+            s.services.insert("svc1".into(), svc);
+            let mut clock = UpdateClock::default();
+            step(&mut s, &mut clock, Utc::now());
+            run_all(&mut s);
+            for t in s.tasks.values_mut() {
+                t.status.state = TaskState::Failed;
+            }
+            step(&mut s, &mut clock, Utc::now());
+            let live = s
+                .tasks
+                .values()
+                .filter(|t| t.desired_state == TaskState::Running)
+                .count();
+            assert_eq!(
+                live == 1,
+                expect_restart,
+                "{condition:?}: {:?}",
+                s.tasks
+                    .values()
+                    .map(|t| (t.desired_state, t.status.state))
+                    .collect::<Vec<_>>()
+            );
+            step(&mut s, &mut clock, Utc::now());
+            assert_eq!(s.tasks.len(), if expect_restart { 2 } else { 1 });
+        }
+    }
+
+    /// Drain moves tasks; a rolling update (stop-first, parallelism 1) replaces one at a time.
+    #[test]
+    fn drain_and_rolling_update() {
+        let mut s = cluster(&["vm1", "vm2"]);
+        s.services.insert("svc1".into(), service(2));
+        let mut clock = UpdateClock::default();
+        step(&mut s, &mut clock, Utc::now());
+        run_all(&mut s);
+        s.nodes.get_mut("node1").unwrap().spec.availability = NodeAvailability::Drain;
+        step(&mut s, &mut clock, Utc::now());
+        run_all(&mut s);
+        assert_eq!(running_nodes(&s), ["vm1", "vm1"]);
+        s.nodes.get_mut("node1").unwrap().spec.availability = NodeAvailability::Active;
+
+        let svc = s.services["svc1"].clone();
+        let mut spec = svc.spec.clone();
+        spec.task_template.container_spec.image = "demo:2".into();
+        let updated = updated_service(&svc, spec, Utc::now());
+        s.services.insert("svc1".into(), updated);
+        step(&mut s, &mut clock, Utc::now());
+        let new = |s: &ClusterState| {
+            s.tasks
+                .values()
+                .filter(|t| {
+                    t.desired_state == TaskState::Running && t.spec.container_spec.image == "demo:2"
+                })
+                .count()
+        };
+        assert_eq!(new(&s), 1, "parallelism 1: one task at a time");
+        run_all(&mut s);
+        step(&mut s, &mut clock, Utc::now());
+        run_all(&mut s);
+        step(&mut s, &mut clock, Utc::now());
+        assert_eq!(new(&s), 2);
+        run_all(&mut s);
+        step(&mut s, &mut clock, Utc::now() + Duration::seconds(10));
+        assert_eq!(
+            s.services["svc1"].update_status.as_ref().unwrap().state,
+            UpdateState::Completed
+        );
+    }
+}

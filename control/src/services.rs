@@ -1,0 +1,290 @@
+//! Services and tasks as replicated in Raft, the commands that change them, and their
+//! docker-shaped JSON views.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use shoal_spec::{ServiceSpec, TaskSpec, TaskState, UpdateConfig};
+
+use crate::types::go_time;
+
+/// docker's UpdateStatus.State values.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateState {
+    Updating,
+    Paused,
+    Completed,
+    RollbackStarted,
+    RollbackPaused,
+    RollbackCompleted,
+}
+
+impl UpdateState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateState::Updating => "updating",
+            UpdateState::Paused => "paused",
+            UpdateState::Completed => "completed",
+            UpdateState::RollbackStarted => "rollback_started",
+            UpdateState::RollbackPaused => "rollback_paused",
+            UpdateState::RollbackCompleted => "rollback_completed",
+        }
+    }
+    pub fn in_progress(self) -> bool {
+        matches!(self, UpdateState::Updating | UpdateState::RollbackStarted)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct UpdateStatus {
+    pub state: UpdateState,
+    pub started_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub message: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ServiceRecord {
+    pub id: String,
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub spec: ServiceSpec,
+    #[serde(default)]
+    pub previous_spec: Option<ServiceSpec>,
+    /// Bumped at every spec change; each task records the one it was made from.
+    pub spec_version: u64,
+    #[serde(default)]
+    pub update_status: Option<UpdateStatus>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct TaskStatusRec {
+    pub timestamp: Option<DateTime<Utc>>,
+    pub state: TaskState,
+    pub message: String,
+    #[serde(default)]
+    pub err: Option<String>,
+    #[serde(default)]
+    pub pid: Option<i32>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TaskRecord {
+    pub id: String,
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub service_id: String,
+    pub service_name: String,
+    /// Replica slot (1..N); 0 for global tasks.
+    pub slot: u64,
+    /// Assigned node; empty while pending.
+    pub node_id: String,
+    pub spec: TaskSpec,
+    pub spec_version: u64,
+    pub status: TaskStatusRec,
+    pub desired_state: TaskState,
+    /// Health from the healthcheck, when one is defined ("starting", "healthy", "unhealthy").
+    #[serde(default)]
+    pub health: Option<String>,
+}
+
+impl TaskRecord {
+    /// `<service>.<slot>` or `<service>.<node id>` for global tasks.
+    pub fn name(&self) -> String {
+        if self.slot == 0 {
+            format!("{}.{}", self.service_name, self.node_id)
+        } else {
+            format!("{}.{}", self.service_name, self.slot)
+        }
+    }
+
+    /// The executor's name for the task's process: `<service>.<slot>.<task id>`.
+    pub fn container_name(&self) -> String {
+        format!("{}.{}", self.name(), self.id)
+    }
+
+    /// Counts as running for REPLICAS and convergence: running and, with a
+    /// healthcheck, healthy.
+    pub fn is_running(&self) -> bool {
+        self.status.state == TaskState::Running
+            && self.health.as_deref().is_none_or(|h| h == "healthy")
+    }
+}
+
+/// A task state report from an agent (state only ever moves forward).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TaskReport {
+    pub task_id: String,
+    pub status: TaskStatusRec,
+    #[serde(default)]
+    pub health: Option<String>,
+}
+
+fn version_json(index: u64) -> Value {
+    if index == 0 {
+        json!({})
+    } else {
+        json!({ "Index": index })
+    }
+}
+
+fn update_config_json(c: Option<&UpdateConfig>) -> Value {
+    let d = UpdateConfig::default();
+    let c = c.unwrap_or(&d);
+    let mut m = Map::new();
+    m.insert("Parallelism".into(), json!(c.parallelism));
+    if c.delay != 0 {
+        m.insert("Delay".into(), json!(c.delay));
+    }
+    m.insert("FailureAction".into(), json!(c.failure_action));
+    m.insert("Monitor".into(), json!(c.monitor));
+    m.insert("MaxFailureRatio".into(), json!(c.max_failure_ratio));
+    m.insert("Order".into(), json!(c.order));
+    Value::Object(m)
+}
+
+/// The spec as `service inspect` shows it: swarmkit's defaults filled in.
+pub fn spec_with_defaults(spec: &ServiceSpec) -> Value {
+    let mut v = serde_json::to_value(spec).unwrap_or_else(|_| json!({}));
+    let tt = &mut v["TaskTemplate"];
+    if tt["ContainerSpec"].get("StopGracePeriod").is_none() {
+        tt["ContainerSpec"]["StopGracePeriod"] = json!(10_000_000_000i64);
+    }
+    if tt.get("Resources").is_none() {
+        tt["Resources"] = json!({"Limits": {}, "Reservations": {}});
+    }
+    let rp = spec
+        .task_template
+        .restart_policy
+        .clone()
+        .unwrap_or_default();
+    tt["RestartPolicy"] = json!({
+        "Condition": rp.condition.unwrap_or_default(),
+        "Delay": rp.delay.unwrap_or(5_000_000_000),
+        "MaxAttempts": rp.max_attempts.unwrap_or(0),
+    });
+    if let Some(w) = rp.window {
+        tt["RestartPolicy"]["Window"] = json!(w);
+    }
+    tt["ForceUpdate"] = json!(spec.task_template.force_update);
+    tt["Runtime"] = json!("container");
+    v["UpdateConfig"] = update_config_json(spec.update_config.as_ref());
+    v["RollbackConfig"] = update_config_json(spec.rollback_config.as_ref());
+    if v.get("EndpointSpec").is_none() {
+        v["EndpointSpec"] = json!({"Mode": "vip"});
+    }
+    reorder(
+        v,
+        &[
+            "Name",
+            "Labels",
+            "TaskTemplate",
+            "Mode",
+            "UpdateConfig",
+            "RollbackConfig",
+            "EndpointSpec",
+        ],
+    )
+}
+
+fn reorder(v: Value, keys: &[&str]) -> Value {
+    let Value::Object(mut m) = v else { return v };
+    let mut out = Map::new();
+    for k in keys {
+        if let Some(x) = m.remove(*k) {
+            out.insert((*k).to_string(), x);
+        }
+    }
+    out.extend(m);
+    Value::Object(out)
+}
+
+impl ServiceRecord {
+    /// `service inspect` JSON.
+    pub fn docker_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("ID".into(), json!(self.id));
+        m.insert("Version".into(), version_json(self.version));
+        m.insert("CreatedAt".into(), json!(go_time(&self.created_at)));
+        m.insert("UpdatedAt".into(), json!(go_time(&self.updated_at)));
+        m.insert("Spec".into(), spec_with_defaults(&self.spec));
+        if let Some(p) = &self.previous_spec {
+            m.insert("PreviousSpec".into(), spec_with_defaults(p));
+        }
+        let endpoint_spec = self.spec.endpoint_spec.clone().unwrap_or_default();
+        let mut endpoint = Map::new();
+        endpoint.insert(
+            "Spec".into(),
+            serde_json::to_value(&endpoint_spec).unwrap_or(json!({})),
+        );
+        if !endpoint_spec.ports.is_empty() {
+            endpoint.insert("Ports".into(), json!(endpoint_spec.ports));
+        }
+        m.insert("Endpoint".into(), Value::Object(endpoint));
+        if let Some(u) = &self.update_status {
+            let mut s = Map::new();
+            s.insert("State".into(), json!(u.state.as_str()));
+            s.insert("StartedAt".into(), json!(go_time(&u.started_at)));
+            if let Some(c) = &u.completed_at {
+                s.insert("CompletedAt".into(), json!(go_time(c)));
+            }
+            s.insert("Message".into(), json!(u.message));
+            m.insert("UpdateStatus".into(), Value::Object(s));
+        }
+        Value::Object(m)
+    }
+}
+
+impl TaskRecord {
+    /// `inspect TASK` JSON.
+    pub fn docker_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("ID".into(), json!(self.id));
+        m.insert("Version".into(), version_json(self.version));
+        m.insert("CreatedAt".into(), json!(go_time(&self.created_at)));
+        m.insert("UpdatedAt".into(), json!(go_time(&self.updated_at)));
+        m.insert("Labels".into(), json!({}));
+        m.insert(
+            "Spec".into(),
+            serde_json::to_value(&self.spec).unwrap_or(json!({})),
+        );
+        m.insert("ServiceID".into(), json!(self.service_id));
+        if self.slot != 0 {
+            m.insert("Slot".into(), json!(self.slot));
+        }
+        if !self.node_id.is_empty() {
+            m.insert("NodeID".into(), json!(self.node_id));
+        }
+        let mut st = Map::new();
+        if let Some(t) = &self.status.timestamp {
+            st.insert("Timestamp".into(), json!(go_time(t)));
+        }
+        st.insert("State".into(), json!(self.status.state.as_str()));
+        st.insert("Message".into(), json!(self.status.message));
+        if let Some(e) = &self.status.err {
+            st.insert("Err".into(), json!(e));
+        }
+        if let Some(pid) = self.status.pid {
+            let mut cs = Map::new();
+            cs.insert("ContainerID".into(), json!(self.container_name()));
+            cs.insert("PID".into(), json!(pid));
+            if let Some(code) = self.status.exit_code {
+                cs.insert("ExitCode".into(), json!(code));
+            }
+            st.insert("ContainerStatus".into(), Value::Object(cs));
+        }
+        st.insert("PortStatus".into(), json!({}));
+        m.insert("Status".into(), Value::Object(st));
+        m.insert("DesiredState".into(), json!(self.desired_state.as_str()));
+        if let Some(h) = &self.health {
+            m.insert("Health".into(), json!(h));
+        }
+        m.insert("Volumes".into(), Value::Null);
+        Value::Object(m)
+    }
+}

@@ -1,0 +1,600 @@
+//! Services and stacks in real labs: the tutorial's sequence, rolling updates, drain,
+//! node loss, restart policy, failure actions, pending tasks, global mode, bad compose
+//! files, and daemon restarts that keep tasks running. One lab per test, run serially.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const T: Duration = Duration::from_secs(30);
+
+fn example_compose() -> String {
+    format!("{}/examples/docker-compose.yml", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Tasks of a stack or service as (name, node, desired, current state word), newest first.
+fn tasks(s: &Swarm, on: &str, args: &[&str]) -> Vec<(String, String, String, String)> {
+    let mut argv = args.to_vec();
+    argv.extend_from_slice(&[
+        "--format",
+        "{{.Name}}|{{.Node}}|{{.DesiredState}}|{{.CurrentState}}",
+    ]);
+    let out = s.shoal(on, &argv);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            let state = f
+                .get(3)
+                .and_then(|c| c.split_whitespace().next())
+                .unwrap_or("")
+                .to_string();
+            (
+                f[0].to_string(),
+                f.get(1).unwrap_or(&"").to_string(),
+                f.get(2).unwrap_or(&"").to_string(),
+                state,
+            )
+        })
+        .collect()
+}
+
+/// Nodes running a task of `service` (desired and current state Running).
+fn running_on(s: &Swarm, service: &str) -> Vec<String> {
+    let mut nodes: Vec<String> = tasks(s, "vm1", &["service", "ps", service])
+        .into_iter()
+        .filter(|t| t.2 == "Running" && t.3 == "Running")
+        .map(|t| t.1)
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+fn wait_running_on(s: &Swarm, service: &str, want: &[&str]) {
+    wait_until(&format!("{service} running on {want:?}"), T, || {
+        (running_on(s, service) == want).then_some(())
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e:#}\n{}\n{}\n{}",
+            s.ok("vm1", &["service", "ps", "--no-trunc", service]),
+            s.log_tail("vm1"),
+            s.log_tail("vm2")
+        )
+    });
+}
+
+fn tutorial_swarm() -> Swarm {
+    let s = Swarm::lab("tut", 2);
+    s.form(&[("vm2", "manager")]);
+    for n in ["vm1", "vm2"] {
+        s.ok("vm1", &["node", "update", "--label-add", "os=linux", n]);
+    }
+    s
+}
+
+/// The tutorial, as it reads, with `shoal` for `docker`: where each task runs after each step.
+#[test]
+fn tutorial_sequence() {
+    let s = tutorial_swarm();
+    let compose = example_compose();
+    let out = s.ok("vm1", &["stack", "deploy", "-c", &compose, "webapp"]);
+    assert_eq!(
+        out,
+        "Creating network webapp_default\nCreating service webapp_db\nCreating service webapp_web\n"
+    );
+    wait_running_on(&s, "webapp_db", &["vm1"]);
+    wait_running_on(&s, "webapp_web", &["vm2"]);
+
+    let constraints = |s: &Swarm| {
+        s.ok(
+            "vm1",
+            &[
+                "service",
+                "inspect",
+                "--format",
+                "{{.Spec.TaskTemplate.Placement.Constraints}}",
+                "webapp_web",
+            ],
+        )
+        .trim()
+        .to_string()
+    };
+    assert_eq!(
+        constraints(&s),
+        "[node.hostname == vm2 node.labels.os == linux]"
+    );
+    let before = s.ok("vm1", &["service", "ps", "-q", "webapp_web"]);
+
+    // Removing the hostname constraint moves nothing: vm2 still fits.
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "update",
+            "-d",
+            "--constraint-rm",
+            "node.hostname == vm2",
+            "--with-registry-auth",
+            "webapp_web",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        s.ok("vm1", &["service", "ps", "-q", "webapp_web"]),
+        before,
+        "the task was restarted"
+    );
+    assert_eq!(running_on(&s, "webapp_web"), ["vm2"]);
+
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "update",
+            "-d",
+            "--constraint-add",
+            "node.hostname == vm1",
+            "--with-registry-auth",
+            "webapp_web",
+        ],
+    );
+    wait_running_on(&s, "webapp_web", &["vm1"]);
+    let nodes = s.ok(
+        "vm1",
+        &[
+            "service",
+            "ps",
+            "--format",
+            "{{.Node}}",
+            "-f",
+            "desired-state=running",
+            "webapp_web",
+        ],
+    );
+    assert_eq!(nodes.trim(), "vm1");
+    assert_eq!(
+        constraints(&s),
+        "[node.hostname == vm1 node.labels.os == linux]"
+    );
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "update",
+            "-d",
+            "--constraint-rm",
+            "node.hostname == vm1",
+            "webapp_web",
+        ],
+    );
+    assert_eq!(constraints(&s), "[node.labels.os == linux]");
+
+    // Scale to 2: one per node (spread).
+    s.ok(
+        "vm1",
+        &["service", "update", "-d", "--replicas", "2", "webapp_web"],
+    );
+    wait_running_on(&s, "webapp_web", &["vm1", "vm2"]);
+    let ls = s.ok(
+        "vm1",
+        &[
+            "service",
+            "ls",
+            "--format",
+            "{{.Name}} {{.Replicas}} {{.Ports}}",
+        ],
+    );
+    assert!(ls.contains("webapp_web 2/2 *:8080->80/tcp"), "{ls}");
+    assert!(ls.contains("webapp_db 1/1 "), "{ls}");
+
+    // Rolling update 1.0 -> 2.0, parallelism 1, with a delay: at every moment a task runs.
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "update",
+            "-d",
+            "--image",
+            "shoal/demo-web:2.0",
+            "--args",
+            "--listen 0.0.0.0:80 --version 2.0",
+            "--update-parallelism",
+            "1",
+            "--update-delay",
+            "1s",
+            "--with-registry-auth",
+            "webapp_web",
+        ],
+    );
+    let started = Instant::now();
+    loop {
+        let running = running_on(&s, "webapp_web");
+        assert!(
+            !running.is_empty(),
+            "no web task running during the rolling update"
+        );
+        let status = s.ok(
+            "vm1",
+            &[
+                "service",
+                "inspect",
+                "--format",
+                "{{.UpdateStatus.State}}",
+                "webapp_web",
+            ],
+        );
+        if status.trim() == "completed" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "update did not complete: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let images = s.ok(
+        "vm1",
+        &[
+            "service",
+            "ps",
+            "-f",
+            "desired-state=running",
+            "--format",
+            "{{.Image}}",
+            "webapp_web",
+        ],
+    );
+    assert_eq!(images.trim(), "shoal/demo-web:2.0\nshoal/demo-web:2.0");
+    // History rows keep the old image.
+    let table = s.ok("vm1", &["stack", "ps", "webapp"]);
+    assert!(table.contains(" \\_ webapp_web.1"), "{table}");
+
+    // Drain vm2: everything ends up on vm1.
+    s.ok("vm1", &["node", "update", "--availability", "drain", "vm2"]);
+    wait_running_on(&s, "webapp_web", &["vm1", "vm1"]);
+    // Back to active, then --force rebalances over both nodes.
+    s.ok(
+        "vm1",
+        &["node", "update", "--availability", "active", "vm2"],
+    );
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "update",
+            "-d",
+            "--force",
+            "--with-registry-auth",
+            "webapp_web",
+        ],
+    );
+    wait_running_on(&s, "webapp_web", &["vm1", "vm2"]);
+}
+
+/// A worker powered off: its tasks are rescheduled on the others after the node-down grace.
+#[test]
+fn lost_worker_tasks_are_rescheduled() {
+    let s = Swarm::lab("lost", 3);
+    s.form(&[("vm2", "worker"), ("vm3", "worker")]);
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "sleeper",
+            "--replicas",
+            "3",
+            "--constraint",
+            "node.role == worker",
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    );
+    wait_until("3 tasks on workers", T, || {
+        let r = running_on(&s, "sleeper");
+        (r == ["vm2", "vm2", "vm3"] || r == ["vm2", "vm3", "vm3"]).then_some(())
+    })
+    .unwrap();
+    s.lab.stop("vm3").unwrap();
+    wait_running_on(&s, "sleeper", &["vm2", "vm2", "vm2"]);
+}
+
+/// restart_policy none: a task that exits stays exited; any: it comes back.
+#[test]
+fn restart_policy_is_respected() {
+    let s = Swarm::lab("rest", 1);
+    s.init("vm1");
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "once",
+            "--restart-condition",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "exit 0",
+        ],
+    );
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "again",
+            "--restart-delay",
+            "100ms",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 0.3; exit 3",
+        ],
+    );
+    wait_until("again restarted twice", T, || {
+        let failed = tasks(&s, "vm1", &["service", "ps", "again"])
+            .iter()
+            .filter(|t| t.3 == "Failed")
+            .count();
+        (failed >= 2).then_some(())
+    })
+    .unwrap();
+    let once = tasks(&s, "vm1", &["service", "ps", "once"]);
+    assert_eq!(once.len(), 1, "{once:?}");
+    assert_eq!(once[0].3, "Complete", "{once:?}");
+    let err = s.ok("vm1", &["service", "ps", "--format", "{{.Error}}", "again"]);
+    assert!(err.contains("\"task: non-zero exit (3)\""), "{err}");
+}
+
+/// An update whose new tasks fail: rolls back with failure_action rollback, pauses with pause.
+#[test]
+fn failed_update_rolls_back_or_pauses() {
+    let s = Swarm::lab("fupd", 1);
+    s.init("vm1");
+    for name in ["rb", "pz"] {
+        s.ok(
+            "vm1",
+            &[
+                "service", "create", "-d", "--name", name, "busybox", "sleep", "600",
+            ],
+        );
+    }
+    wait_running_on(&s, "rb", &["vm1"]);
+    wait_running_on(&s, "pz", &["vm1"]);
+    let out = s.shoal(
+        "vm1",
+        &[
+            "service",
+            "update",
+            "--args",
+            "sh -c false",
+            "--update-failure-action",
+            "rollback",
+            "--update-monitor",
+            "2s",
+            "rb",
+        ],
+    );
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("rollback: update rolled back due to failure or early termination of task"),
+        "{stdout}"
+    );
+    let args = s.ok(
+        "vm1",
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{json .Spec.TaskTemplate.ContainerSpec.Args}} {{.UpdateStatus.State}}",
+            "rb",
+        ],
+    );
+    assert_eq!(args.trim(), r#"["sleep","600"] rollback_completed"#);
+
+    let out = s.shoal(
+        "vm1",
+        &[
+            "service",
+            "update",
+            "--args",
+            "sh -c false",
+            "--update-monitor",
+            "2s",
+            "pz",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "service update paused: update paused due to failure or early termination of task"
+        ),
+        "{err}"
+    );
+    let state = s.ok(
+        "vm1",
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{.UpdateStatus.State}}",
+            "pz",
+        ],
+    );
+    assert_eq!(state.trim(), "paused");
+}
+
+/// A task that cannot be placed says why in ERROR and is placed as soon as a node qualifies.
+#[test]
+fn pending_tasks_explain_themselves() {
+    let s = Swarm::lab("pend", 2);
+    s.form(&[("vm2", "worker")]);
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "picky",
+            "--constraint",
+            "node.labels.disk == ssd",
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    );
+    wait_until("the pending explanation", T, || {
+        let err = s.ok(
+            "vm1",
+            &[
+                "service",
+                "ps",
+                "--no-trunc",
+                "--format",
+                "{{.CurrentState}}|{{.Error}}",
+                "picky",
+            ],
+        );
+        err.contains("no suitable node (scheduling constraints not satisfied on 2 nodes)")
+            .then_some(())
+    })
+    .unwrap();
+    s.ok("vm1", &["node", "update", "--label-add", "disk=ssd", "vm2"]);
+    wait_running_on(&s, "picky", &["vm2"]);
+}
+
+/// Global mode follows nodes joining, draining and leaving.
+#[test]
+fn global_mode_follows_nodes() {
+    let s = Swarm::lab("glob", 3);
+    s.form(&[("vm2", "worker")]);
+    s.ok(
+        "vm1",
+        &[
+            "service", "create", "-d", "--name", "agent", "--mode", "global", "busybox", "sleep",
+            "600",
+        ],
+    );
+    wait_running_on(&s, "agent", &["vm1", "vm2"]);
+    s.join("vm3", "vm1", "worker");
+    wait_running_on(&s, "agent", &["vm1", "vm2", "vm3"]);
+    s.ok("vm1", &["node", "update", "--availability", "drain", "vm2"]);
+    wait_running_on(&s, "agent", &["vm1", "vm3"]);
+    let ls = s.ok(
+        "vm1",
+        &["service", "ls", "--format", "{{.Mode}} {{.Replicas}}"],
+    );
+    assert_eq!(ls.trim(), "global 2/2");
+}
+
+/// Bad compose files are rejected with nothing deployed; the seed file loads with the warning.
+#[test]
+fn compose_files_checked_whole() {
+    let s = Swarm::lab("comp", 1);
+    s.init("vm1");
+    let dir = s.lab.data_root("vm1").parent().unwrap().join("compose");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yml");
+    std::fs::write(&bad, "version: '3.8'\nservices:\n  a:\n    image: x\n    command: sleep 60\n  b:\n    image: y\n    ports: ['80:x']\n").unwrap();
+    let err = s.fails(
+        "vm1",
+        &["stack", "deploy", "-c", bad.to_str().unwrap(), "bad"],
+    );
+    assert!(err.contains("services.b.ports"), "{err}");
+    let unknown = dir.join("unknown.yml");
+    std::fs::write(&unknown, "services:\n  a:\n    image: x\n    foo: 1\n").unwrap();
+    let err = s.fails(
+        "vm1",
+        &["stack", "deploy", "-c", unknown.to_str().unwrap(), "bad"],
+    );
+    assert!(
+        err.contains("Additional property foo is not allowed"),
+        "{err}"
+    );
+    assert_eq!(s.ok("vm1", &["service", "ls", "-q"]), "");
+
+    let seed = format!(
+        "{}/../shared/seed/docker-compose.swarm.yml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let seed = if std::path::Path::new(&seed).exists() {
+        seed
+    } else {
+        format!(
+            "{}/control/compose/tests/fixtures/docker-compose.swarm.yml",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    };
+    let out = s.shoal("vm1", &["stack", "deploy", "-c", &seed, "seed"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Ignoring unsupported options: build"), "{err}");
+    assert!(out.status.success(), "{err}");
+    let ls = s.ok("vm1", &["stack", "ls"]);
+    assert!(ls.contains("seed     2") || ls.contains("seed "), "{ls}");
+}
+
+/// Restarting shoald (kill -9 of the daemon alone) keeps tasks running and reports them.
+#[test]
+fn daemon_restart_keeps_tasks() {
+    let s = Swarm::lab("dres", 1);
+    s.init("vm1");
+    s.ok(
+        "vm1",
+        &[
+            "service", "create", "-d", "--name", "keep", "busybox", "sleep", "600",
+        ],
+    );
+    wait_running_on(&s, "keep", &["vm1"]);
+    let id = s.ok("vm1", &["service", "ps", "-q", "keep"]);
+    let pid = s.ok(
+        "vm1",
+        &[
+            "inspect",
+            "--format",
+            "{{.Status.ContainerStatus.PID}}",
+            id.trim(),
+        ],
+    );
+    let pid: i32 = pid.trim().parse().unwrap();
+    // Kill only the daemon.
+    let daemon: i32 =
+        std::fs::read_to_string(s.lab.data_root("vm1").parent().unwrap().join("shoald.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_until("daemon gone", T, || {
+        (!std::path::Path::new(&format!("/proc/{daemon}")).exists()).then_some(())
+    })
+    .unwrap();
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "task died with the daemon"
+    );
+    s.lab.start("vm1").unwrap();
+    wait_running_on(&s, "keep", &["vm1"]);
+    assert_eq!(
+        s.ok("vm1", &["service", "ps", "-q", "keep"]),
+        id,
+        "task was replaced"
+    );
+}
