@@ -582,8 +582,11 @@ fn daemon_restart_keeps_tasks() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
+    // Gone, or a zombie waiting for the lab (its parent here) to reap it.
     wait_until("daemon gone", T, || {
-        (!std::path::Path::new(&format!("/proc/{daemon}")).exists()).then_some(())
+        let stat = std::fs::read_to_string(format!("/proc/{daemon}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+        matches!(state, None | Some('Z') | Some('X')).then_some(())
     })
     .unwrap();
     assert!(
