@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # Debian packages the build, the lab, the tests and the demo need.
-PACKAGES := iproute2 iputils-ping curl procps prometheus
+PACKAGES := iproute2 iputils-ping curl procps prometheus bc
 
 .PHONY: all deps build test unit-test lab-test demo bench lint fmt clean
 
@@ -31,6 +31,8 @@ demo: build
 
 bench: build
 	./bench/raft.sh
+	./bench/scheduler.sh
+	./bench/scale.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
