@@ -585,7 +585,9 @@ fn daemon_restart_keeps_tasks() {
     // Gone, or a zombie waiting for the lab (its parent here) to reap it.
     wait_until("daemon gone", T, || {
         let stat = std::fs::read_to_string(format!("/proc/{daemon}/stat")).unwrap_or_default();
-        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
         matches!(state, None | Some('Z') | Some('X')).then_some(())
     })
     .unwrap();
@@ -600,4 +602,53 @@ fn daemon_restart_keeps_tasks() {
         id,
         "task was replaced"
     );
+}
+
+/// `exec` runs inside a running task on whichever node runs it: its hostname, its PID
+/// namespace, its exit code, and stdin with -i.
+#[test]
+fn exec_runs_inside_the_task() {
+    let s = Swarm::lab("exec", 2);
+    s.form(&[("vm2", "worker")]);
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "box",
+            "--hostname",
+            "boxhost",
+            "--constraint",
+            "node.hostname == vm2",
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    );
+    wait_running_on(&s, "box", &["vm2"]);
+    let out = s.shoal(
+        "vm1",
+        &["exec", "box.1", "sh", "-c", "hostname; echo pid=$$; exit 7"],
+    );
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "boxhost\npid=2\n");
+    let out = s
+        .lab
+        .exec(
+            "vm1",
+            &[
+                "sh",
+                "-c",
+                &format!("echo through-stdin | {SHOAL} exec -i box.1 cat"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "through-stdin\n");
+    let err = s.fails("vm1", &["exec", "nope.1", "true"]);
+    assert!(err.contains("No such container: nope.1"), "{err}");
+    // A worker can't reach into tasks.
+    let err = s.fails("vm2", &["exec", "box.1", "true"]);
+    assert!(err.contains("This node is not a swarm manager"), "{err}");
 }

@@ -108,6 +108,16 @@ pub enum ApiRequest {
         tail: Option<usize>,
     },
     StackDeploy(StackDeploy),
+    /// Run a command in a running task (the connection then carries exec frames).
+    Exec {
+        reference: String,
+        argv: Vec<String>,
+        interactive: bool,
+    },
+    /// Where a running task runs: by task ID, ID prefix or `<service>.<slot>` name.
+    TaskLocation {
+        reference: String,
+    },
     StackList,
     StackRemove {
         name: String,
@@ -131,6 +141,7 @@ impl ApiRequest {
                 | ApiRequest::Inspect { .. }
                 | ApiRequest::Logs { .. }
                 | ApiRequest::StackDeploy(_)
+                | ApiRequest::TaskLocation { .. }
                 | ApiRequest::StackList
                 | ApiRequest::StackRemove { .. }
                 | ApiRequest::NodeList
@@ -163,6 +174,8 @@ impl ApiRequest {
             ApiRequest::Inspect { .. } => "inspect",
             ApiRequest::Logs { .. } => "logs",
             ApiRequest::StackDeploy(_) => "stack_deploy",
+            ApiRequest::Exec { .. } => "exec",
+            ApiRequest::TaskLocation { .. } => "task_location",
             ApiRequest::StackList => "stack_list",
             ApiRequest::StackRemove { .. } => "stack_remove",
         }
@@ -237,6 +250,11 @@ pub enum ApiReply {
     },
     Stacks {
         stacks: Vec<(String, usize)>,
+    },
+    TaskLocation {
+        task_id: String,
+        node_id: String,
+        listen_addr: String,
     },
 }
 

@@ -85,6 +85,13 @@ pub enum PeerRequest {
     },
     /// An agent reports its tasks' observed states.
     ReportTasks(Vec<crate::services::TaskReport>),
+    /// A manager asks the node running a task to run a command in it; the connection then
+    /// carries exec frames (see daemon::exec).
+    Exec {
+        task_id: String,
+        argv: Vec<String>,
+        interactive: bool,
+    },
     /// A manager asks the node running a task for its log.
     TaskLogs {
         task_id: String,

@@ -35,6 +35,18 @@ pub enum Command {
         #[arg(required = true)]
         objects: Vec<String>,
     },
+    /// Execute a command in a running task (by task ID, ID prefix or SERVICE.SLOT)
+    Exec {
+        /// Keep STDIN open
+        #[arg(short, long)]
+        interactive: bool,
+        /// Allocate a pseudo-TTY (accepted; output is not a TTY yet)
+        #[arg(short, long)]
+        tty: bool,
+        task: String,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Show the shoal version information
     Version,
 }
@@ -43,7 +55,23 @@ pub enum Command {
 pub type CliResult = Result<(), ApiError>;
 
 pub async fn run(host: &str, cmd: Command) -> i32 {
+    if let Command::Exec {
+        interactive,
+        task,
+        command,
+        ..
+    } = cmd
+    {
+        return match exec(host, task, command, interactive).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("{e}");
+                1
+            }
+        };
+    }
     let result = match cmd {
+        Command::Exec { .. } => Ok(()),
         Command::Swarm(c) => swarm::run(host, c).await,
         Command::Node(c) => node::run(host, c).await,
         Command::Service(c) => service::run(host, c).await,
@@ -107,5 +135,63 @@ async fn inspect(host: &str, references: Vec<String>, format: Option<String>) ->
     match missing {
         Some(r) => Err(ApiError::plain(format!("Error: No such object: {r}"))),
         None => Ok(()),
+    }
+}
+
+/// `shoal exec`: the exit code is the command's.
+async fn exec(
+    host: &str,
+    task: String,
+    argv: Vec<String>,
+    interactive: bool,
+) -> Result<i32, ApiError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use crate::daemon::exec::ExecFrame;
+    use crate::wire;
+
+    let path = crate::client::socket_path(host)?;
+    let stream = tokio::net::UnixStream::connect(&path).await.map_err(|e| {
+        ApiError::plain(format!(
+            "Cannot connect to the shoal daemon at unix://{}. Is the shoal daemon running? ({e})",
+            path.display()
+        ))
+    })?;
+    let mut conn = wire::framed(stream);
+    let io = |e: wire::WireError| ApiError::plain(format!("exec: {e}"));
+    wire::send(
+        &mut conn,
+        &ApiRequest::Exec {
+            reference: task,
+            argv,
+            interactive,
+        },
+    )
+    .await
+    .map_err(io)?;
+    let accepted: crate::api::ApiResult = wire::recv(&mut conn).await.map_err(io)?;
+    accepted?;
+    let mut stdin = tokio::io::stdin();
+    let mut stdin_open = interactive;
+    let mut buf = vec![0u8; 16 << 10];
+    let mut out = tokio::io::stdout();
+    let mut err = tokio::io::stderr();
+    loop {
+        tokio::select! {
+            n = stdin.read(&mut buf), if stdin_open => {
+                let frame = match n {
+                    Ok(0) | Err(_) => { stdin_open = false; ExecFrame::StdinEof }
+                    Ok(n) => ExecFrame::Stdin(buf[..n].to_vec()),
+                };
+                wire::send(&mut conn, &frame).await.map_err(io)?;
+            }
+            frame = wire::recv::<_, ExecFrame>(&mut conn) => match frame.map_err(io)? {
+                ExecFrame::Stdout(d) => { let _ = out.write_all(&d).await; let _ = out.flush().await; }
+                ExecFrame::Stderr(d) => { let _ = err.write_all(&d).await; let _ = err.flush().await; }
+                ExecFrame::Exit(code) => return Ok(code),
+                ExecFrame::Error(e) => return Err(ApiError::daemon(e)),
+                _ => {}
+            }
+        }
     }
 }

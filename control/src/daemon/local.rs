@@ -54,6 +54,15 @@ async fn serve_client(daemon: Arc<Daemon>, stream: UnixStream) {
             Ok(r) => r,
             Err(_) => return,
         };
+        if let ApiRequest::Exec {
+            reference,
+            argv,
+            interactive,
+        } = req
+        {
+            let _ = super::exec::serve(&daemon, &mut conn, reference, argv, interactive).await;
+            return;
+        }
         let kind = req.kind();
         let started = Instant::now();
         let result = daemon.handle_api(req).await;

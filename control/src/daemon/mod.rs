@@ -2,6 +2,7 @@
 //! leader runs the dispatcher, admission and the role reconciler.
 
 mod agent;
+pub mod exec;
 pub mod files;
 mod local;
 mod manager;

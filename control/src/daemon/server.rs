@@ -46,6 +46,22 @@ async fn serve_conn(daemon: Arc<Daemon>, tcp: TcpStream, peer_ip: String) -> Res
             Err(wire::WireError::Closed) => return Ok(()),
             Err(e) => return Err(e.to_string()),
         };
+        if let PeerRequest::Exec {
+            task_id,
+            argv,
+            interactive,
+        } = req
+        {
+            if !identity.as_ref().is_some_and(|i| i.role == Role::Manager) {
+                let refusal = super::exec::ExecFrame::Error(msg::NOT_MANAGER_WORKER.into());
+                return wire::send(&mut conn, &refusal)
+                    .await
+                    .map_err(|e| e.to_string());
+            }
+            return super::exec::run_in_task(&daemon, &mut conn, &task_id, &argv, interactive)
+                .await
+                .map_err(|e| e.to_string());
+        }
         let resp = handle(&daemon, req, identity.as_ref(), &peer_ip).await;
         wire::send(&mut conn, &resp)
             .await

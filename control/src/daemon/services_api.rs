@@ -353,6 +353,37 @@ impl Daemon {
                 Ok(ApiReply::Objects { objects })
             }
             ApiRequest::Logs { reference, tail } => self.gather_logs(mgr, &reference, tail).await,
+            ApiRequest::TaskLocation { reference } => {
+                let state = mgr.read_state().await?;
+                let task = state
+                    .resolve_task(&reference)
+                    .ok()
+                    .or_else(|| {
+                        state
+                            .tasks
+                            .values()
+                            .filter(|t| {
+                                t.name() == reference && t.status.state == TaskState::Running
+                            })
+                            .max_by_key(|t| t.created_at)
+                    })
+                    .ok_or_else(|| ApiError::daemon(format!("No such container: {reference}")))?;
+                if task.status.state != TaskState::Running {
+                    return Err(ApiError::daemon(format!(
+                        "container {} is not running",
+                        task.id
+                    )));
+                }
+                let node = state
+                    .nodes
+                    .get(&task.node_id)
+                    .ok_or_else(|| ApiError::daemon(format!("node {} not found", task.node_id)))?;
+                Ok(ApiReply::TaskLocation {
+                    task_id: task.id.clone(),
+                    node_id: node.id.clone(),
+                    listen_addr: node.listen_addr.clone(),
+                })
+            }
             ApiRequest::StackDeploy(d) => self.stack_deploy(mgr, d).await,
             ApiRequest::StackList => {
                 let state = mgr.read_state().await?;
