@@ -121,7 +121,21 @@ fn tutorial_sequence() {
             "webapp_web",
         ],
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    // The placement-only update completes without replacing the task.
+    wait_until("the update to complete", T, || {
+        let st = s.ok(
+            "vm1",
+            &[
+                "service",
+                "inspect",
+                "--format",
+                "{{.UpdateStatus.State}}",
+                "webapp_web",
+            ],
+        );
+        (st.trim() == "completed").then_some(())
+    })
+    .unwrap();
     assert_eq!(
         s.ok("vm1", &["service", "ps", "-q", "webapp_web"]),
         before,
@@ -651,4 +665,109 @@ fn exec_runs_inside_the_task() {
     // A worker can't reach into tasks.
     let err = s.fails("vm2", &["exec", "box.1", "true"]);
     assert!(err.contains("This node is not a swarm manager"), "{err}");
+}
+
+/// A healthcheck gates REPLICAS: a running task counts once it is healthy.
+#[test]
+fn healthcheck_gates_running() {
+    let s = Swarm::lab("hlth", 1);
+    s.init("vm1");
+    let flag = format!("/tmp/shoal-health-{}", s.lab.name());
+    let _ = std::fs::remove_file(&flag);
+    let cmd = format!("test -f {flag}");
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "hc",
+            "--health-cmd",
+            &cmd,
+            "--health-interval",
+            "200ms",
+            "--health-retries",
+            "1",
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    );
+    wait_until("task running, not yet healthy", T, || {
+        let ps = s.ok(
+            "vm1",
+            &["service", "ps", "--format", "{{.CurrentState}}", "hc"],
+        );
+        let ls = s.ok("vm1", &["service", "ls", "--format", "{{.Replicas}}"]);
+        (ps.starts_with("Running") && ls.trim() == "0/1").then_some(())
+    })
+    .unwrap();
+    std::fs::write(&flag, "ok").unwrap();
+    let healthy = wait_until("healthy", T, || {
+        (s.ok("vm1", &["service", "ls", "--format", "{{.Replicas}}"])
+            .trim()
+            == "1/1")
+            .then_some(())
+    });
+    let _ = std::fs::remove_file(&flag);
+    healthy.unwrap();
+}
+
+/// `swarm init --task-history-limit` bounds the finished tasks kept per slot.
+#[test]
+fn task_history_is_bounded() {
+    let s = Swarm::lab("hist", 1);
+    s.ok(
+        "vm1",
+        &[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            &s.addr("vm1"),
+            "--task-history-limit",
+            "2",
+        ],
+    );
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "flaky",
+            "--restart-delay",
+            "50ms",
+            "busybox",
+            "sh",
+            "-c",
+            "exit 1",
+        ],
+    );
+    // Watch the slot through many restarts: tasks come and go, at most the live one and
+    // two finished ones are ever listed.
+    let mut seen = std::collections::BTreeSet::new();
+    wait_until(
+        "six tasks created in the slot",
+        Duration::from_secs(60),
+        || {
+            let out = s.ok(
+                "vm1",
+                &[
+                    "service",
+                    "ps",
+                    "--no-trunc",
+                    "--format",
+                    "{{.ID}}",
+                    "flaky",
+                ],
+            );
+            let ids: Vec<String> = out.lines().map(str::to_string).collect();
+            assert!(ids.len() <= 3, "history not bounded: {ids:?}");
+            seen.extend(ids);
+            (seen.len() >= 6).then_some(())
+        },
+    )
+    .unwrap();
 }

@@ -14,6 +14,7 @@ pub struct InitRequest {
     pub listen_addr: Option<String>,
     pub force_new_cluster: bool,
     pub dispatcher_heartbeat_ms: Option<u64>,
+    pub task_history_limit: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]

@@ -21,9 +21,6 @@ use crate::types::{Availability as NodeAvailability, NodeRecord, NodeState};
 /// Status message of a task that ended and, by its restart policy, stays ended.
 const NOT_RESTARTED: &str = "finished: not restarted";
 
-/// Terminal tasks kept per slot (docker's task history retention).
-pub const TASK_HISTORY: usize = 5;
-
 /// Leader-local memory for rolling updates: when each service's last batch finished.
 #[derive(Default)]
 pub struct UpdateClock {
@@ -354,7 +351,13 @@ fn reconcile_service(
             .iter()
             .filter(|t| !active(t) && t.status.state.is_terminal())
             .collect();
-        for t in finished.iter().skip(TASK_HISTORY) {
+        let keep = plan
+            .state
+            .cluster
+            .as_ref()
+            .map(|c| c.task_history)
+            .unwrap_or(5) as usize;
+        for t in finished.iter().skip(keep) {
             plan.deletes.push(t.id.clone());
         }
     }

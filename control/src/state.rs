@@ -490,6 +490,7 @@ mod tests {
             worker_secret: "w".into(),
             manager_secret: "m".into(),
             heartbeat_ms: 5000,
+            task_history: 5,
         }
     }
 

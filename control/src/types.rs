@@ -260,6 +260,13 @@ pub struct ClusterInfo {
     pub manager_secret: String,
     /// Dispatcher heartbeat period.
     pub heartbeat_ms: u64,
+    /// Finished tasks kept per slot (`swarm init --task-history-limit`).
+    #[serde(default = "default_history")]
+    pub task_history: u64,
+}
+
+fn default_history() -> u64 {
+    5
 }
 
 impl ClusterInfo {

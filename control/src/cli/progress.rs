@@ -72,6 +72,7 @@ pub async fn wait(host: &str, id: &str, rollback: bool) -> Result<(), ApiError> 
             ApiReply::Tasks { tasks, node_names } => (tasks, node_names),
             other => return Err(unexpected(other)),
         };
+        let sid = svc["ID"].as_str().unwrap_or(id).to_string();
         let template = &svc["Spec"]["TaskTemplate"];
         let status = svc["UpdateStatus"]["State"].as_str().unwrap_or("");
         let message = svc["UpdateStatus"]["Message"]
@@ -196,10 +197,10 @@ pub async fn wait(host: &str, id: &str, rollback: bool) -> Result<(), ApiError> 
             let left = monitor.saturating_sub(since.elapsed());
             if left.is_zero() {
                 if status == "rollback_completed" && !rollback && announced_rollback {
-                    let _ = writeln!(out, "verify: Service {id} converged");
+                    let _ = writeln!(out, "verify: Service {sid} converged");
                     return Err(ApiError::plain(format!("service rolled back: {message}")));
                 }
-                let _ = writeln!(out, "verify: Service {id} converged");
+                let _ = writeln!(out, "verify: Service {sid} converged");
                 return Ok(());
             }
             let line = format!(

@@ -23,8 +23,8 @@ pub enum StackCommand {
         #[arg(long)]
         with_registry_auth: bool,
         /// Exit immediately instead of waiting for the stack services to converge
-        #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-        detach: bool,
+        #[arg(short, long, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        detach: Option<bool>,
         name: String,
     },
     /// List stacks
@@ -103,8 +103,8 @@ pub async fn run(host: &str, cmd: StackCommand) -> CliResult {
             for w in &stack.warnings {
                 eprintln!("{w}\n");
             }
-            if !detach {
-                eprintln!("Waiting for the stack's services to converge is not supported yet; deploying in the background.");
+            if detach.is_none() {
+                eprintln!("Since --detach=false was not specified, tasks will be created in the background.\nIn a future release, --detach=false will become the default.");
             }
             let req = StackDeploy {
                 name: name.clone(),
@@ -121,10 +121,15 @@ pub async fn run(host: &str, cmd: StackCommand) -> CliResult {
                     for l in lines {
                         println!("{l}");
                     }
-                    Ok(())
                 }
-                other => Err(unexpected(other)),
+                other => return Err(unexpected(other)),
             }
+            if detach == Some(false) {
+                for spec in &stack.services {
+                    super::progress::wait(host, &spec.name, false).await?;
+                }
+            }
+            Ok(())
         }
         StackCommand::Ls { format } => {
             let stacks = match call(host, ApiRequest::StackList).await? {

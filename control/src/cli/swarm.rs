@@ -37,6 +37,9 @@ pub struct InitArgs {
     /// Dispatcher heartbeat period (ns|us|ms|s|m|h)
     #[arg(long, value_parser = parse_duration)]
     dispatcher_heartbeat: Option<std::time::Duration>,
+    /// Task history retention limit
+    #[arg(long)]
+    task_history_limit: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -90,6 +93,7 @@ pub async fn run(host: &str, cmd: SwarmCommand) -> CliResult {
                 listen_addr: a.listen_addr,
                 force_new_cluster: force,
                 dispatcher_heartbeat_ms: a.dispatcher_heartbeat.map(|d| d.as_millis() as u64),
+                task_history_limit: a.task_history_limit,
             };
             match call(host, ApiRequest::SwarmInit(req)).await? {
                 ApiReply::Initialized {

@@ -200,6 +200,7 @@ impl Daemon {
                 worker_secret: JoinToken::generate("").secret,
                 manager_secret: JoinToken::generate("").secret,
                 heartbeat_ms,
+                task_history: req.task_history_limit.unwrap_or(5),
             };
             let node = new_node_record(
                 node_id.clone(),
