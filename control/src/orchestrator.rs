@@ -20,6 +20,7 @@ use crate::types::{Availability as NodeAvailability, NodeRecord, NodeState};
 
 /// Status message of a task that ended and, by its restart policy, stays ended.
 const NOT_RESTARTED: &str = "finished: not restarted";
+const ASSIGNED: &str = "scheduler assigned task to node";
 
 /// Leader-local memory for rolling updates: when each service's last batch finished.
 #[derive(Default)]
@@ -106,7 +107,14 @@ fn active(t: &TaskRecord) -> bool {
     t.desired_state <= TaskState::Running
 }
 
+/// A new task of `svc`: pending placement, or already assigned when made for a given node
+/// (global services).
 fn new_task(svc: &ServiceRecord, slot: u64, node_id: &str, now: DateTime<Utc>) -> TaskRecord {
+    let (state, message) = if node_id.is_empty() {
+        (TaskState::Pending, "pending task scheduling")
+    } else {
+        (TaskState::Assigned, ASSIGNED)
+    };
     TaskRecord {
         id: crate::ids::new_id(),
         version: 0,
@@ -120,8 +128,8 @@ fn new_task(svc: &ServiceRecord, slot: u64, node_id: &str, now: DateTime<Utc>) -
         spec_version: svc.spec_version,
         status: TaskStatusRec {
             timestamp: Some(now),
-            state: TaskState::Pending,
-            message: "pending task scheduling".into(),
+            state,
+            message: message.into(),
             ..Default::default()
         },
         desired_state: TaskState::Running,
@@ -175,6 +183,14 @@ impl Plan<'_> {
         self.put(t);
     }
 
+    /// A task that ended stays ended (its restart policy says so).
+    fn finish(&mut self, id: &str) {
+        let mut done = self.task(id);
+        done.desired_state = TaskState::Shutdown;
+        done.status.message = NOT_RESTARTED.into();
+        self.put(done);
+    }
+
     /// Put a new task through the scheduler: assigned to a node, or pending with the reason.
     fn schedule(&mut self, mut t: TaskRecord, req: &Req) {
         if t.node_id.is_empty() {
@@ -182,7 +198,7 @@ impl Plan<'_> {
                 Ok(node) => {
                     t.node_id = node;
                     t.status.state = TaskState::Assigned;
-                    t.status.message = "scheduler assigned task to node".into();
+                    t.status.message = ASSIGNED.into();
                     t.status.err = None;
                     t.status.timestamp = Some(self.now);
                 }
@@ -415,12 +431,7 @@ fn reconcile_replicated(
                         let n = new_task(svc, slot, "", now);
                         plan.schedule(n, req);
                     }
-                    Ok(false) => {
-                        let mut done = plan.task(&t.id);
-                        done.desired_state = TaskState::Shutdown;
-                        done.status.message = NOT_RESTARTED.into();
-                        plan.put(done);
-                    }
+                    Ok(false) => plan.finish(&t.id),
                     Err(()) => {} // restart delay not over
                 }
             }
@@ -466,17 +477,9 @@ fn reconcile_global(plan: &mut Plan, svc: &ServiceRecord, tasks: &[&TaskRecord],
             match restart_allowed(svc, &group, t, now) {
                 Ok(true) => {
                     plan.shutdown(&t.id, None);
-                    let mut n = new_task(svc, 0, &t.node_id, now);
-                    n.status.state = TaskState::Assigned;
-                    n.status.message = "scheduler assigned task to node".into();
-                    plan.put(n);
+                    plan.put(new_task(svc, 0, &t.node_id, now));
                 }
-                Ok(false) => {
-                    let mut done = plan.task(&t.id);
-                    done.desired_state = TaskState::Shutdown;
-                    done.status.message = NOT_RESTARTED.into();
-                    plan.put(done);
-                }
+                Ok(false) => plan.finish(&t.id),
                 Err(()) => {}
             }
         }
@@ -494,9 +497,7 @@ fn reconcile_global(plan: &mut Plan, svc: &ServiceRecord, tasks: &[&TaskRecord],
                 && t.spec_version == svc.spec_version
         });
         if !has && !finished_for_good {
-            let mut n = new_task(svc, 0, &node, now);
-            n.status.state = TaskState::Assigned;
-            n.status.message = "scheduler assigned task to node".into();
+            let n = new_task(svc, 0, &node, now);
             plan.sched
                 .add_existing(&svc.id, &node, req.cpus, req.memory);
             plan.put(n);
@@ -662,16 +663,12 @@ fn rolling_update(
     };
     for old in outdated.iter().take(parallelism) {
         let start_first = cfg.order == UpdateOrder::StartFirst;
-        let mut fresh = new_task(
+        let fresh = new_task(
             svc,
             old.slot,
             if old.slot == 0 { &old.node_id } else { "" },
             now,
         );
-        if old.slot == 0 {
-            fresh.status.state = TaskState::Assigned;
-            fresh.status.message = "scheduler assigned task to node".into();
-        }
         if !start_first {
             plan.shutdown(&old.id, None);
             // The old task's resources are freed before the new one is placed.

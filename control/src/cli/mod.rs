@@ -119,16 +119,7 @@ async fn inspect(host: &str, references: Vec<String>, format: Option<String>) ->
         ApiReply::Objects { objects } => objects,
         other => return Err(unexpected(other)),
     };
-    let mut values = Vec::new();
-    let mut missing = None;
-    for (r, o) in references.iter().zip(objects) {
-        match o {
-            Ok(v) => values.push(v),
-            Err(_) => {
-                missing.get_or_insert(r.clone());
-            }
-        }
-    }
+    let (values, missing) = split_found(&references, objects);
     let text = shoal_format::render_inspect(&values, format.as_deref())
         .map_err(|e| ApiError::plain(e.to_string()))?;
     print!("{text}");
@@ -193,5 +184,33 @@ async fn exec(
                 _ => {}
             }
         }
+    }
+}
+
+/// Split per-reference lookups into what was found and the first reference that wasn't.
+pub(crate) fn split_found(
+    references: &[String],
+    results: Vec<Result<serde_json::Value, String>>,
+) -> (Vec<serde_json::Value>, Option<String>) {
+    let mut found = Vec::new();
+    let mut missing = None;
+    for (r, result) in references.iter().zip(results) {
+        match result {
+            Ok(v) => found.push(v),
+            Err(_) => {
+                missing.get_or_insert_with(|| r.clone());
+            }
+        }
+    }
+    (found, missing)
+}
+
+/// Exit status of a command that went through several arguments, printing errors as it
+/// went (docker's `node rm a b`, `service rm a b`): 1 if any failed.
+pub(crate) fn any_failed(failed: bool) -> CliResult {
+    if failed {
+        Err(ApiError::plain(""))
+    } else {
+        Ok(())
     }
 }

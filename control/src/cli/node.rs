@@ -222,15 +222,7 @@ pub async fn run(host: &str, cmd: NodeCommand) -> CliResult {
                 ApiReply::Inspected { nodes } => nodes,
                 other => return Err(unexpected(other)),
             };
-            let mut values = Vec::new();
-            let mut missing = None;
-            for (r, result) in nodes.iter().zip(found) {
-                match result {
-                    Ok(v) => values.push(v),
-                    Err(_) if missing.is_none() => missing = Some(r.clone()),
-                    Err(_) => {}
-                }
-            }
+            let (values, missing) = super::split_found(&nodes, found);
             if pretty {
                 for v in &values {
                     print!("{}", pretty_node(v));
@@ -318,7 +310,7 @@ pub async fn run(host: &str, cmd: NodeCommand) -> CliResult {
         NodeCommand::Promote { nodes } => set_roles(host, nodes, Role::Manager).await,
         NodeCommand::Demote { nodes } => set_roles(host, nodes, Role::Worker).await,
         NodeCommand::Rm { force, nodes } => {
-            let mut first_err = None;
+            let mut failed = false;
             for n in nodes {
                 match call(
                     host,
@@ -332,15 +324,11 @@ pub async fn run(host: &str, cmd: NodeCommand) -> CliResult {
                     Ok(_) => println!("{n}"),
                     Err(e) => {
                         eprintln!("{e}");
-                        first_err.get_or_insert(ApiError::plain(String::new()));
+                        failed = true;
                     }
                 }
             }
-            match first_err {
-                // Errors were printed as they happened; only the exit code is left to give.
-                Some(_) => Err(ApiError::plain("")),
-                None => Ok(()),
-            }
+            super::any_failed(failed)
         }
     }
 }

@@ -524,16 +524,7 @@ pub async fn run(host: &str, cmd: ServiceCommand) -> CliResult {
                 ApiReply::Objects { objects } => objects,
                 other => return Err(unexpected(other)),
             };
-            let mut values = Vec::new();
-            let mut missing = None;
-            for (r, o) in services.iter().zip(objects) {
-                match o {
-                    Ok(v) => values.push(v),
-                    Err(_) => {
-                        missing.get_or_insert(r.clone());
-                    }
-                }
-            }
+            let (values, missing) = super::split_found(&services, objects);
             if pretty {
                 for v in &values {
                     print!("{}", pretty_service(v));
@@ -550,19 +541,7 @@ pub async fn run(host: &str, cmd: ServiceCommand) -> CliResult {
         }
         ServiceCommand::Update(a) => {
             if a.rollback {
-                call(
-                    host,
-                    ApiRequest::ServiceRollback {
-                        reference: a.service.clone(),
-                    },
-                )
-                .await?;
-                println!("{}", a.service);
-                if !a.detach && !a.quiet {
-                    let (id, _, _) = current(host, &a.service).await?;
-                    progress::wait(host, &id, true).await?;
-                }
-                return Ok(());
+                return rollback(host, &a.service, a.detach, a.quiet).await;
             }
             let (id, version, mut spec) = current(host, &a.service).await?;
             apply_update(&a, &mut spec)?;
@@ -623,31 +602,13 @@ pub async fn run(host: &str, cmd: ServiceCommand) -> CliResult {
                     }
                 }
             }
-            if failed {
-                Err(ApiError::plain(""))
-            } else {
-                Ok(())
-            }
+            super::any_failed(failed)
         }
         ServiceCommand::Rollback {
             detach,
             quiet,
             service,
-        } => {
-            call(
-                host,
-                ApiRequest::ServiceRollback {
-                    reference: service.clone(),
-                },
-            )
-            .await?;
-            println!("{service}");
-            if !detach && !quiet {
-                let (id, _, _) = current(host, &service).await?;
-                progress::wait(host, &id, true).await?;
-            }
-            Ok(())
-        }
+        } => rollback(host, &service, detach, quiet).await,
         ServiceCommand::Rm { services } => {
             let mut failed = false;
             for s in services {
@@ -666,11 +627,7 @@ pub async fn run(host: &str, cmd: ServiceCommand) -> CliResult {
                     }
                 }
             }
-            if failed {
-                Err(ApiError::plain(""))
-            } else {
-                Ok(())
-            }
+            super::any_failed(failed)
         }
         ServiceCommand::Logs {
             follow,
@@ -723,6 +680,23 @@ pub async fn run(host: &str, cmd: ServiceCommand) -> CliResult {
             }
         }
     }
+}
+
+/// `service rollback` and `service update --rollback`.
+async fn rollback(host: &str, service: &str, detach: bool, quiet: bool) -> CliResult {
+    call(
+        host,
+        ApiRequest::ServiceRollback {
+            reference: service.to_string(),
+        },
+    )
+    .await?;
+    println!("{service}");
+    if !detach && !quiet {
+        let (id, _, _) = current(host, service).await?;
+        progress::wait(host, &id, true).await?;
+    }
+    Ok(())
 }
 
 fn pretty_service(v: &Value) -> String {
