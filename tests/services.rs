@@ -660,6 +660,25 @@ fn exec_runs_inside_the_task() {
         )
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "through-stdin\n");
+    // -t: the command's stdio is a terminal.
+    let out = s.shoal(
+        "vm1",
+        &[
+            "exec",
+            "-t",
+            "box.1",
+            "sh",
+            "-c",
+            "test -t 0 && test -t 1 && echo tty-yes",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "tty-yes\r\n");
     let err = s.fails("vm1", &["exec", "nope.1", "true"]);
     assert!(err.contains("No such container: nope.1"), "{err}");
     // A worker can't reach into tasks.

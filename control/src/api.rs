@@ -114,6 +114,7 @@ pub enum ApiRequest {
         reference: String,
         argv: Vec<String>,
         interactive: bool,
+        tty: Option<crate::daemon::exec::Tty>,
     },
     /// Where a running task runs: by task ID, ID prefix or `<service>.<slot>` name.
     TaskLocation {

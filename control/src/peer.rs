@@ -91,6 +91,7 @@ pub enum PeerRequest {
         task_id: String,
         argv: Vec<String>,
         interactive: bool,
+        tty: Option<crate::daemon::exec::Tty>,
     },
     /// A manager asks the node running a task for its log.
     TaskLogs {

@@ -40,7 +40,7 @@ pub enum Command {
         /// Keep STDIN open
         #[arg(short, long)]
         interactive: bool,
-        /// Allocate a pseudo-TTY (accepted; output is not a TTY yet)
+        /// Allocate a pseudo-TTY
         #[arg(short, long)]
         tty: bool,
         task: String,
@@ -57,12 +57,12 @@ pub type CliResult = Result<(), ApiError>;
 pub async fn run(host: &str, cmd: Command) -> i32 {
     if let Command::Exec {
         interactive,
+        tty,
         task,
         command,
-        ..
     } = cmd
     {
-        return match exec(host, task, command, interactive).await {
+        return match exec(host, task, command, interactive, tty).await {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("{e}");
@@ -135,6 +135,7 @@ async fn exec(
     task: String,
     argv: Vec<String>,
     interactive: bool,
+    tty: bool,
 ) -> Result<i32, ApiError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -150,18 +151,24 @@ async fn exec(
     })?;
     let mut conn = wire::framed(stream);
     let io = |e: wire::WireError| ApiError::plain(format!("exec: {e}"));
+    let tty = tty.then(terminal_size);
     wire::send(
         &mut conn,
         &ApiRequest::Exec {
             reference: task,
             argv,
             interactive,
+            tty,
         },
     )
     .await
     .map_err(io)?;
     let accepted: crate::api::ApiResult = wire::recv(&mut conn).await.map_err(io)?;
     accepted?;
+    // With -i -t on a terminal, keystrokes go through raw, as docker does.
+    let _raw = (tty.is_some() && interactive)
+        .then(RawMode::enter)
+        .flatten();
     let mut stdin = tokio::io::stdin();
     let mut stdin_open = interactive;
     let mut buf = vec![0u8; 16 << 10];
@@ -212,5 +219,50 @@ pub(crate) fn any_failed(failed: bool) -> CliResult {
         Err(ApiError::plain(""))
     } else {
         Ok(())
+    }
+}
+
+/// The controlling terminal's size, or 24x80.
+fn terminal_size() -> crate::daemon::exec::Tty {
+    let mut ws = nix::libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize into the struct we own.
+    let ok = unsafe { nix::libc::ioctl(1, nix::libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_row > 0 && ws.ws_col > 0 {
+        crate::daemon::exec::Tty {
+            rows: ws.ws_row,
+            cols: ws.ws_col,
+        }
+    } else {
+        crate::daemon::exec::Tty { rows: 24, cols: 80 }
+    }
+}
+
+/// Puts stdin (a terminal) in raw mode until dropped.
+struct RawMode(nix::sys::termios::Termios);
+
+impl RawMode {
+    fn enter() -> Option<RawMode> {
+        use nix::sys::termios;
+        let stdin = std::io::stdin();
+        let saved = termios::tcgetattr(&stdin).ok()?;
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, &raw).ok()?;
+        Some(RawMode(saved))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = nix::sys::termios::tcsetattr(
+            std::io::stdin(),
+            nix::sys::termios::SetArg::TCSANOW,
+            &self.0,
+        );
     }
 }

@@ -42,6 +42,13 @@ async fn pump<R: AsyncRead + Unpin>(mut r: R, tx: mpsc::Sender<ExecFrame>, stdou
     }
 }
 
+/// Whether and how big a pseudo-terminal the command gets (`exec -t`).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
+pub struct Tty {
+    pub rows: u16,
+    pub cols: u16,
+}
+
 /// On the node running the task: run `argv` inside it, streaming over `conn`.
 pub(crate) async fn run_in_task<S>(
     daemon: &Daemon,
@@ -49,10 +56,14 @@ pub(crate) async fn run_in_task<S>(
     task_id: &str,
     argv: &[String],
     interactive: bool,
+    tty: Option<Tty>,
 ) -> Result<(), WireError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    if let Some(size) = tty {
+        return run_with_tty(daemon, conn, task_id, argv, size).await;
+    }
     let started = shoal_executor::Executor::new(daemon.root.path("tasks"))
         .and_then(|e| e.exec_command(task_id, argv))
         .map_err(|e| e.to_string())
@@ -112,6 +123,95 @@ where
     }
 }
 
+/// `exec -t`: the command's stdin, stdout and stderr are a pseudo-terminal whose master side
+/// is streamed; it becomes the command's controlling terminal.
+async fn run_with_tty<S>(
+    daemon: &Daemon,
+    conn: &mut Conn<S>,
+    task_id: &str,
+    argv: &[String],
+    size: Tty,
+) -> Result<(), WireError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+
+    let winsize = nix::pty::Winsize {
+        ws_row: size.rows,
+        ws_col: size.cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let started = nix::pty::openpty(Some(&winsize), None)
+        .map_err(|e| format!("allocating a pseudo-terminal: {e}"))
+        .and_then(|pty| {
+            let mut std_cmd = shoal_executor::Executor::new(daemon.root.path("tasks"))
+                .and_then(|e| e.exec_command(task_id, argv))
+                .map_err(|e| e.to_string())?;
+            let slave: OwnedFd = pty.slave;
+            let stdio = |fd: &OwnedFd| fd.try_clone().map(Stdio::from).map_err(|e| e.to_string());
+            std_cmd
+                .stdin(stdio(&slave)?)
+                .stdout(stdio(&slave)?)
+                .stderr(stdio(&slave)?);
+            // SAFETY: runs in the forked child before exec; setsid and ioctl are
+            // async-signal-safe and touch only the child's own session and stdin.
+            unsafe {
+                std_cmd.pre_exec(|| {
+                    nix::unistd::setsid().map_err(std::io::Error::from)?;
+                    if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            let mut cmd = tokio::process::Command::from(std_cmd);
+            cmd.kill_on_drop(true);
+            let child = cmd.spawn().map_err(|e| format!("exec: {e}"))?;
+            drop(slave);
+            Ok((child, pty.master))
+        });
+    let (mut child, master) = match started {
+        Ok(x) => x,
+        Err(e) => return wire::send(conn, &ExecFrame::Error(e)).await,
+    };
+    let _ = master.as_raw_fd();
+    let reader = std::fs::File::from(master);
+    let mut writer = match reader.try_clone() {
+        Ok(w) => tokio::fs::File::from_std(w),
+        Err(e) => return wire::send(conn, &ExecFrame::Error(e.to_string())).await,
+    };
+    let (tx, mut rx) = mpsc::channel(64);
+    tokio::spawn(pump(tokio::fs::File::from_std(reader), tx, true));
+    let mut output_open = true;
+    loop {
+        tokio::select! {
+            frame = rx.recv(), if output_open => match frame {
+                Some(f) => wire::send(conn, &f).await?,
+                // The master reads EIO once the last slave is closed: the command is done.
+                None => output_open = false,
+            },
+            msg = wire::recv::<_, ExecFrame>(conn) => match msg {
+                Ok(ExecFrame::Stdin(data)) => {
+                    let _ = writer.write_all(&data).await;
+                    let _ = writer.flush().await;
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            },
+            status = child.wait(), if !output_open => {
+                let code = match status {
+                    Ok(s) => s.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)),
+                    Err(_) => 126,
+                };
+                return wire::send(conn, &ExecFrame::Exit(code)).await;
+            }
+        }
+    }
+}
+
 /// Relay frames between the CLI's connection and the node's until the command exits.
 pub(crate) async fn relay<A, B>(cli: &mut Conn<A>, node: &mut Conn<B>) -> Result<(), WireError>
 where
@@ -140,6 +240,7 @@ pub(crate) async fn serve<S>(
     reference: String,
     argv: Vec<String>,
     interactive: bool,
+    tty: Option<Tty>,
 ) -> Result<(), WireError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -163,7 +264,7 @@ where
     let me = daemon.membership().map(|m| m.node_id).unwrap_or_default();
     if node_id == me {
         wire::send(cli, &Ok::<ApiReply, ApiError>(ApiReply::Done)).await?;
-        return run_in_task(daemon, cli, &task_id, &argv, interactive).await;
+        return run_in_task(daemon, cli, &task_id, &argv, interactive, tty).await;
     }
     let Some(tls) = daemon.tls.get() else {
         return wire::send(
@@ -188,6 +289,7 @@ where
         task_id,
         argv,
         interactive,
+        tty,
     };
     wire::send(&mut node, &req).await?;
     wire::send(cli, &Ok::<ApiReply, ApiError>(ApiReply::Done)).await?;

@@ -58,9 +58,10 @@ async fn serve_client(daemon: Arc<Daemon>, stream: UnixStream) {
             reference,
             argv,
             interactive,
+            tty,
         } = req
         {
-            let _ = super::exec::serve(&daemon, &mut conn, reference, argv, interactive).await;
+            let _ = super::exec::serve(&daemon, &mut conn, reference, argv, interactive, tty).await;
             return;
         }
         let kind = req.kind();

@@ -50,6 +50,7 @@ async fn serve_conn(daemon: Arc<Daemon>, tcp: TcpStream, peer_ip: String) -> Res
             task_id,
             argv,
             interactive,
+            tty,
         } = req
         {
             if !identity.as_ref().is_some_and(|i| i.role == Role::Manager) {
@@ -58,7 +59,7 @@ async fn serve_conn(daemon: Arc<Daemon>, tcp: TcpStream, peer_ip: String) -> Res
                     .await
                     .map_err(|e| e.to_string());
             }
-            return super::exec::run_in_task(&daemon, &mut conn, &task_id, &argv, interactive)
+            return super::exec::run_in_task(&daemon, &mut conn, &task_id, &argv, interactive, tty)
                 .await
                 .map_err(|e| e.to_string());
         }
