@@ -15,6 +15,22 @@ pub struct InitRequest {
     pub force_new_cluster: bool,
     pub dispatcher_heartbeat_ms: Option<u64>,
     pub task_history_limit: Option<u64>,
+    pub default_addr_pool: Option<String>,
+    pub default_addr_pool_mask_length: Option<u8>,
+    pub data_path_port: Option<u16>,
+}
+
+/// `network create` options (and a stack's declared networks).
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct NetworkCreate {
+    pub name: String,
+    pub driver: String,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub attachable: bool,
+    pub internal: bool,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub options: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -39,8 +55,8 @@ pub struct NodeUpdate {
 pub struct StackDeploy {
     pub name: String,
     pub services: Vec<shoal_spec::ServiceSpec>,
-    /// Networks the stack declares (scoped names) and whether they are external.
-    pub networks: Vec<(String, bool)>,
+    /// Networks the stack declares (scoped names), and whether each is external.
+    pub networks: Vec<(NetworkCreate, bool)>,
     pub prune: bool,
 }
 
@@ -124,6 +140,14 @@ pub enum ApiRequest {
     StackRemove {
         name: String,
     },
+    NetworkCreate(NetworkCreate),
+    NetworkList,
+    NetworkInspect {
+        references: Vec<String>,
+    },
+    NetworkRemove {
+        reference: String,
+    },
 }
 
 impl ApiRequest {
@@ -143,6 +167,10 @@ impl ApiRequest {
                 | ApiRequest::Inspect { .. }
                 | ApiRequest::Logs { .. }
                 | ApiRequest::StackDeploy(_)
+                | ApiRequest::NetworkCreate(_)
+                | ApiRequest::NetworkList
+                | ApiRequest::NetworkInspect { .. }
+                | ApiRequest::NetworkRemove { .. }
                 | ApiRequest::TaskLocation { .. }
                 | ApiRequest::StackList
                 | ApiRequest::StackRemove { .. }
@@ -180,6 +208,10 @@ impl ApiRequest {
             ApiRequest::TaskLocation { .. } => "task_location",
             ApiRequest::StackList => "stack_list",
             ApiRequest::StackRemove { .. } => "stack_remove",
+            ApiRequest::NetworkCreate(_) => "network_create",
+            ApiRequest::NetworkList => "network_list",
+            ApiRequest::NetworkInspect { .. } => "network_inspect",
+            ApiRequest::NetworkRemove { .. } => "network_remove",
         }
     }
 }
@@ -257,6 +289,10 @@ pub enum ApiReply {
         task_id: String,
         node_id: String,
         listen_addr: String,
+    },
+    /// Networks in docker's JSON.
+    Networks {
+        networks: Vec<Value>,
     },
 }
 

@@ -6,6 +6,7 @@ pub mod client;
 pub mod daemon;
 pub mod ids;
 pub mod metrics;
+pub mod networks;
 pub mod orchestrator;
 pub mod peer;
 pub mod raft;

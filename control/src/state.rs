@@ -142,15 +142,7 @@ pub struct ClusterState {
     pub networks: BTreeMap<String, NetworkRecord>,
 }
 
-/// A network object (stacks create them; the overlay data plane comes with its own issue).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct NetworkRecord {
-    pub id: String,
-    pub name: String,
-    pub driver: String,
-    pub labels: BTreeMap<String, String>,
-    pub created_at: DateTime<Utc>,
-}
+pub use crate::networks::NetworkRecord;
 
 impl ClusterState {
     /// Apply one committed command at log index `index`.
@@ -491,6 +483,9 @@ mod tests {
             manager_secret: "m".into(),
             heartbeat_ms: 5000,
             task_history: 5,
+            addr_pool: "10.0.0.0/8".into(),
+            subnet_bits: 24,
+            data_path_port: 4789,
         }
     }
 

@@ -263,6 +263,26 @@ pub struct ClusterInfo {
     /// Finished tasks kept per slot (`swarm init --task-history-limit`).
     #[serde(default = "default_history")]
     pub task_history: u64,
+    /// Where overlay subnets come from (`--default-addr-pool`, `--default-addr-pool-mask-length`).
+    #[serde(default = "default_pool")]
+    pub addr_pool: String,
+    #[serde(default = "default_subnet_bits")]
+    pub subnet_bits: u8,
+    /// VXLAN UDP port (`--data-path-port`).
+    #[serde(default = "default_data_port")]
+    pub data_path_port: u16,
+}
+
+fn default_pool() -> String {
+    crate::networks::DEFAULT_POOL.to_string()
+}
+
+fn default_subnet_bits() -> u8 {
+    crate::networks::DEFAULT_SUBNET_BITS
+}
+
+fn default_data_port() -> u16 {
+    4789
 }
 
 fn default_history() -> u64 {

@@ -1,6 +1,7 @@
 //! Shoal's kernel side: network namespaces, links, and the namespace lab that runs a cluster on one machine.
 
 pub mod lab;
+pub mod net;
 mod netns;
 mod nsenter;
 mod procs;

@@ -1,5 +1,6 @@
 //! The `shoal` command line: docker's verbs, flags, tables and messages.
 
+mod network;
 mod node;
 mod progress;
 mod service;
@@ -22,6 +23,9 @@ pub enum Command {
     /// Manage Swarm nodes
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     /// Manage Swarm services
     #[command(subcommand)]
     Service(service::ServiceCommand),
@@ -75,6 +79,7 @@ pub async fn run(host: &str, cmd: Command) -> i32 {
         Command::Swarm(c) => swarm::run(host, c).await,
         Command::Node(c) => node::run(host, c).await,
         Command::Service(c) => service::run(host, c).await,
+        Command::Network(c) => network::run(host, c).await,
         Command::Stack(c) => stack::run(host, c).await,
         Command::Inspect { format, objects } => inspect(host, objects, format).await,
         Command::Version => {

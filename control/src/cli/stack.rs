@@ -112,7 +112,19 @@ pub async fn run(host: &str, cmd: StackCommand) -> CliResult {
                 networks: stack
                     .networks
                     .iter()
-                    .map(|n| (n.name.clone(), n.external))
+                    .map(|n| {
+                        let create = crate::api::NetworkCreate {
+                            name: n.name.clone(),
+                            driver: n.driver.clone(),
+                            subnet: n.subnet.clone(),
+                            gateway: n.gateway.clone(),
+                            attachable: n.attachable,
+                            internal: n.internal,
+                            labels: n.labels.clone(),
+                            options: n.driver_opts.clone(),
+                        };
+                        (create, n.external)
+                    })
                     .collect(),
                 prune,
             };

@@ -40,6 +40,15 @@ pub struct InitArgs {
     /// Task history retention limit
     #[arg(long)]
     task_history_limit: Option<u64>,
+    /// Default address pool in CIDR format
+    #[arg(long)]
+    default_addr_pool: Option<String>,
+    /// Default address pool subnet mask length
+    #[arg(long)]
+    default_addr_pool_mask_length: Option<u8>,
+    /// Port number to use for data path traffic (1024 - 49151)
+    #[arg(long)]
+    data_path_port: Option<u16>,
 }
 
 #[derive(Args, Debug)]
@@ -94,6 +103,9 @@ pub async fn run(host: &str, cmd: SwarmCommand) -> CliResult {
                 force_new_cluster: force,
                 dispatcher_heartbeat_ms: a.dispatcher_heartbeat.map(|d| d.as_millis() as u64),
                 task_history_limit: a.task_history_limit,
+                default_addr_pool: a.default_addr_pool,
+                default_addr_pool_mask_length: a.default_addr_pool_mask_length,
+                data_path_port: a.data_path_port,
             };
             match call(host, ApiRequest::SwarmInit(req)).await? {
                 ApiReply::Initialized {

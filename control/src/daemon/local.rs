@@ -162,6 +162,25 @@ impl Daemon {
         let (addr, port) =
             self.resolve_addrs(req.advertise_addr.as_deref(), req.listen_addr.as_deref())?;
         let heartbeat_ms = req.dispatcher_heartbeat_ms.unwrap_or(DEFAULT_HEARTBEAT_MS);
+        let pool = req
+            .default_addr_pool
+            .clone()
+            .unwrap_or_else(|| crate::networks::DEFAULT_POOL.to_string());
+        let pool_net = crate::networks::Net::parse(&pool).map_err(ApiError::daemon)?;
+        let subnet_bits = req
+            .default_addr_pool_mask_length
+            .unwrap_or(crate::networks::DEFAULT_SUBNET_BITS);
+        if subnet_bits < pool_net.bits || subnet_bits > 29 {
+            return Err(ApiError::daemon(format!(
+                "invalid default address pool mask length {subnet_bits} for pool {pool}"
+            )));
+        }
+        let data_path_port = req.data_path_port.unwrap_or(4789);
+        if !(1024..=49151).contains(&data_path_port) {
+            return Err(ApiError::daemon(format!(
+                "data path port {data_path_port} is out of range (1024 - 49151)"
+            )));
+        }
         let node_id = crate::ids::new_id();
         let raft_id = crate::ids::new_raft_id();
         let cluster_id = crate::ids::new_id();
@@ -202,7 +221,24 @@ impl Daemon {
                 manager_secret: JoinToken::generate("").secret,
                 heartbeat_ms,
                 task_history: req.task_history_limit.unwrap_or(5),
+                addr_pool: pool.clone(),
+                subnet_bits,
+                data_path_port,
             };
+            // The ingress network exists from the start (10.0.0.0/24 from the default pool).
+            let fresh = crate::state::ClusterState {
+                cluster: Some(cluster.clone()),
+                ..Default::default()
+            };
+            let ingress = super::networks_api::allocate(
+                &fresh,
+                &crate::api::NetworkCreate {
+                    name: "ingress".into(),
+                    ..Default::default()
+                },
+                true,
+            )
+            .map_err(|e| e.message)?;
             let node = new_node_record(
                 node_id.clone(),
                 raft_id,
@@ -212,10 +248,13 @@ impl Daemon {
                 listen_addr.clone(),
                 now,
             );
-            mgr.propose(Command::Init {
-                cluster: cluster.clone(),
-                node,
-            })
+            mgr.propose(Command::Batch(vec![
+                Command::Init {
+                    cluster: cluster.clone(),
+                    node,
+                },
+                Command::PutNetwork { network: ingress },
+            ]))
             .await
             .map_err(|e| e.message)?;
             self.start_swarm_tasks().await?;

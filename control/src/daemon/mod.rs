@@ -6,6 +6,7 @@ pub mod exec;
 pub mod files;
 mod local;
 mod manager;
+mod networks_api;
 mod server;
 mod services_api;
 mod worker;

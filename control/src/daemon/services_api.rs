@@ -13,7 +13,7 @@ use crate::api::{ApiError, ApiReply, ApiRequest, ApiResult, StackDeploy};
 use crate::orchestrator::updated_service;
 use crate::peer::{PeerClient, PeerRequest, PeerResponse};
 use crate::services::{ServiceRecord, UpdateState, UpdateStatus};
-use crate::state::{ClusterState, Command, NetworkRecord};
+use crate::state::{ClusterState, Command};
 
 pub const STACK_LABEL: &str = "com.docker.stack.namespace";
 
@@ -101,6 +101,21 @@ fn published_conflict(
     Ok(())
 }
 
+/// Network attachments name existing networks; they are stored by ID, as docker does.
+fn resolve_attachments(state: &ClusterState, spec: &mut ServiceSpec) -> Result<(), ApiError> {
+    for a in &mut spec.task_template.networks {
+        let net = super::networks_api::resolve(state, &a.target)?;
+        if net.ingress {
+            return Err(invalid(format!(
+                "service cannot be explicitly attached to the ingress network \"{}\"",
+                net.name
+            )));
+        }
+        a.target = net.id.clone();
+    }
+    Ok(())
+}
+
 fn new_service(spec: ServiceSpec) -> ServiceRecord {
     let now = Utc::now();
     ServiceRecord {
@@ -146,9 +161,10 @@ fn in_stack<'a>(
 impl Daemon {
     pub(crate) async fn serve_service_api(&self, mgr: &Manager, req: ApiRequest) -> ApiResult {
         match req {
-            ApiRequest::ServiceCreate { spec } => {
+            ApiRequest::ServiceCreate { mut spec } => {
                 validate(&spec)?;
                 let state = mgr.sm.state();
+                resolve_attachments(&state, &mut spec)?;
                 if state.services.values().any(|s| s.spec.name == spec.name) {
                     return Err(ApiError::daemon("rpc error: code = AlreadyExists desc = name conflicts with an existing object"));
                 }
@@ -164,10 +180,11 @@ impl Daemon {
             ApiRequest::ServiceUpdate {
                 reference,
                 version,
-                spec,
+                mut spec,
             } => {
                 validate(&spec)?;
                 let state = mgr.sm.state();
+                resolve_attachments(&state, &mut spec)?;
                 let svc = state
                     .resolve_service(&reference)
                     .map_err(ApiError::daemon)?;
@@ -424,10 +441,7 @@ impl Daemon {
                 }
                 Ok(ApiReply::Lines { lines })
             }
-            other => Err(ApiError::daemon(format!(
-                "{} is not a manager request",
-                other.kind()
-            ))),
+            other => self.serve_network_api(mgr, other).await,
         }
     }
 
@@ -439,32 +453,30 @@ impl Daemon {
         let mut lines = Vec::new();
         let mut cmds = Vec::new();
         let now = Utc::now();
+        let mut scratch = state.clone();
         for (net, external) in &d.networks {
-            let exists = state.networks.values().any(|n| &n.name == net);
+            let exists = state.networks.values().any(|n| n.name == net.name);
             if *external {
                 if !exists {
                     return Err(ApiError::plain(format!(
-                        "network \"{net}\" is declared as external, but could not be found. You need to create a swarm-scoped network before the stack is deployed"
+                        "network \"{}\" is declared as external, but could not be found. You need to create a swarm-scoped network before the stack is deployed",
+                        net.name
                     )));
                 }
                 continue;
             }
             if !exists {
-                lines.push(format!("Creating network {net}"));
-                cmds.push(Command::PutNetwork {
-                    network: NetworkRecord {
-                        id: crate::ids::new_id(),
-                        name: net.clone(),
-                        driver: "overlay".into(),
-                        labels: [(STACK_LABEL.to_string(), d.name.clone())].into(),
-                        created_at: now,
-                    },
-                });
+                lines.push(format!("Creating network {}", net.name));
+                let mut req = net.clone();
+                req.labels.insert(STACK_LABEL.to_string(), d.name.clone());
+                let record = super::networks_api::allocate(&scratch, &req, false)?;
+                scratch.networks.insert(record.id.clone(), record.clone());
+                cmds.push(Command::PutNetwork { network: record });
             }
         }
-        let mut scratch = state.clone();
         let deployed: Vec<String> = d.services.iter().map(|s| s.name.clone()).collect();
-        for spec in d.services {
+        for mut spec in d.services {
+            resolve_attachments(&scratch, &mut spec)?;
             match state.services.values().find(|s| s.spec.name == spec.name) {
                 Some(existing) => {
                     lines.push(format!(

@@ -20,6 +20,12 @@ use super::ops::NetlinkOps;
 use super::rtnl::{self, link_controller, link_kind, link_name, NetlinkError};
 use super::{LocalEndpoint, NetError};
 
+/// Link group of every link of a network (in its namespace), so that all of them
+/// go in one deletion request.
+pub(crate) const NETWORK_GROUP: u32 = 0x5348_4f4c;
+/// Link group of ports about to be deleted together.
+const DOOMED_GROUP: u32 = NETWORK_GROUP + 1;
+
 /// The kernel objects of one network, seen from its namespace.
 #[derive(Clone)]
 pub(crate) struct KernelOps {
@@ -56,10 +62,7 @@ pub(crate) async fn ensure_bridge(
         None => {
             // An explicit MAC keeps the bridge's (the gateway's) address fixed;
             // otherwise it would follow the lowest port MAC as tasks come and go.
-            let message = LinkBridge::new(name)
-                .mtu(mtu)
-                .address(mac.to_vec())
-                .build();
+            let message = LinkBridge::new(name).mtu(mtu).address(mac.to_vec()).build();
             handle
                 .link()
                 .add(message)
@@ -106,6 +109,7 @@ pub(crate) async fn ensure_vxlan(
                 .learning(false)
                 .proxy(true)
                 .mtu(config.mtu)
+                .link_group(NETWORK_GROUP)
                 .setns_by_fd(ns.as_raw_fd())
                 .build();
             host.link().add(message).execute().await.map_err(|e| {
@@ -189,12 +193,12 @@ impl KernelOps {
             .mtu(self.mtu)
             .address(ep.mac.to_vec())
             .setns_by_fd(task_ns.as_raw_fd())
-            .up()
             .build();
         let message = LinkVeth::new(port, &ep.ifname)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .mtu(self.mtu)
             .controller(self.bridge)
+            .link_group(NETWORK_GROUP)
             .up()
             .build();
         self.handle
@@ -238,27 +242,46 @@ impl KernelOps {
         let task = netlink_handle(Some(&ep.netns)).await?;
         let link = rtnl::link_by_name(&task, &ep.ifname)
             .await?
-            .ok_or_else(|| NetError::NoSuchLink(format!("{} in {}", ep.ifname, ep.netns.display())))?;
+            .ok_or_else(|| {
+                NetError::NoSuchLink(format!("{} in {}", ep.ifname, ep.netns.display()))
+            })?;
         let index = link.header.index;
+        // Up only now: veth refuses to open its peer before the pair is complete.
+        task.link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(|e| NetlinkError::new(format!("setting {} up", ep.ifname), e))?;
         task.address()
             .add(index, IpAddr::V4(ep.ip), self.prefix)
             .replace()
             .execute()
             .await
             .map_err(|e| {
-                NetlinkError::new(format!("adding {}/{} to {}", ep.ip, self.prefix, ep.ifname), e)
+                NetlinkError::new(
+                    format!("adding {}/{} to {}", ep.ip, self.prefix, ep.ifname),
+                    e,
+                )
             })?;
         if ep.default_route {
             let route = RouteMessageBuilder::<Ipv4Addr>::new()
                 .gateway(self.gateway)
                 .output_interface(index)
                 .build();
-            task.route().add(route).replace().execute().await.map_err(|e| {
-                NetlinkError::new(
-                    format!("adding default route via {} dev {}", self.gateway, ep.ifname),
-                    e,
-                )
-            })?;
+            task.route()
+                .add(route)
+                .replace()
+                .execute()
+                .await
+                .map_err(|e| {
+                    NetlinkError::new(
+                        format!(
+                            "adding default route via {} dev {}",
+                            self.gateway, ep.ifname
+                        ),
+                        e,
+                    )
+                })?;
         }
         Ok(())
     }
@@ -399,7 +422,21 @@ impl NetlinkOps for KernelOps {
         result
     }
 
-    async fn detach(&self, port: &str) -> Result<(), NetError> {
-        self.delete_port(port).await
+    async fn detach(&self, ports: &[String]) -> Result<(), NetError> {
+        for port in ports {
+            if let Some(link) = rtnl::link_by_name(&self.handle, port).await? {
+                let message = LinkUnspec::new_with_index(link.header.index)
+                    .link_group(DOOMED_GROUP)
+                    .build();
+                self.handle
+                    .link()
+                    .set(message)
+                    .execute()
+                    .await
+                    .map_err(|e| NetlinkError::new(format!("marking {port} for deletion"), e))?;
+            }
+        }
+        rtnl::del_group(&self.handle, DOOMED_GROUP).await?;
+        Ok(())
     }
 }

@@ -39,8 +39,21 @@
 //!   VXLAN and both veth ends get it, so GRO/TSO work on full-size segments.
 //! - **Wire format** is plain RFC 7348: UDP to the configured port, VNI in the
 //!   header; a hand-made `ip link add ... type vxlan` talks to it (see the tests).
+//!   Because the VXLAN proxy answers ARP on the node, ARP replies from tasks never
+//!   leave it: a VTEP that is not a Shoal node needs a neighbour entry for each
+//!   task it talks to, as Shoal nodes have.
+//! - **Bridge learning stays on for the VXLAN port**: the bridge only learns "this
+//!   MAC is behind the VXLAN device" (which VTEP is decided by the static FDB), and
+//!   without it every frame to a remote task would also be copied to every local
+//!   port.
+//! - **Deletion is batched**: all of a network's links carry one link group, and
+//!   stale ports are moved to another, so each is deleted with one request; the
+//!   kernel waits an RCU grace period (tens of ms) per request, not per link.
+//! - A network's VNI, subnet and MTU are fixed for its id; changing them means
+//!   removing the network first. Calls for one network must not overlap.
 
 mod fdb;
+mod kernel;
 mod nsfs;
 mod ops;
 mod overlay;
@@ -145,7 +158,9 @@ impl Ipv4Net {
     }
 
     fn mask(&self) -> u32 {
-        u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0)
+        u32::MAX
+            .checked_shl(32 - u32::from(self.prefix))
+            .unwrap_or(0)
     }
 }
 
@@ -172,6 +187,19 @@ impl fmt::Display for Ipv4Net {
 pub fn mac_for_ip(ip: Ipv4Addr) -> [u8; 6] {
     let [a, b, c, d] = ip.octets();
     [0x02, 0x42, a, b, c, d]
+}
+
+/// FNV-1a over `parts` (each ended by a 0xff byte): names and MACs derived from it
+/// stay the same across runs and Rust versions, unlike std's hasher.
+pub(crate) fn stable_hash(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &b in part.iter().chain(&[0xff]) {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
 }
 
 /// `aa:bb:cc:dd:ee:ff`, as iproute2 prints it.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use futures::{stream, StreamExt, TryStreamExt};
 
 use super::fdb::{Desired, FdbEntry, Neighbour, Plan};
-use super::{LocalEndpoint, NetError};
+use super::{stable_hash, LocalEndpoint, NetError};
 
 /// Requests in flight at once on one netlink socket: enough to hide the round
 /// trips, few enough that the acks never overrun the socket's receive buffer.
@@ -31,7 +31,9 @@ pub(crate) trait NetlinkOps {
     /// Creates port `port` for `ep` and configures the task's side; on failure
     /// nothing of it is left.
     async fn attach(&self, port: &str, ep: &LocalEndpoint) -> Result<(), NetError>;
-    async fn detach(&self, port: &str) -> Result<(), NetError>;
+    /// Removes the ports (and so the tasks' interfaces), all in one batch: the
+    /// kernel waits for an RCU grace period per deletion request, not per link.
+    async fn detach(&self, ports: &[String]) -> Result<(), NetError>;
 }
 
 /// What reconciling the remote entries changed.
@@ -101,10 +103,16 @@ pub(crate) async fn reconcile_local<O: NetlinkOps>(
         wanted.entry(port_name(ep)).or_insert(ep);
     }
     let present = ops.ports().await?;
-    let mut changes = LocalChanges::default();
-    for port in present.iter().filter(|p| !wanted.contains_key(*p)) {
-        ops.detach(port).await?;
-        changes.detached.push(port.clone());
+    let mut changes = LocalChanges {
+        detached: present
+            .iter()
+            .filter(|p| !wanted.contains_key(*p))
+            .cloned()
+            .collect(),
+        ..LocalChanges::default()
+    };
+    if !changes.detached.is_empty() {
+        ops.detach(&changes.detached).await?;
     }
     let missing: Vec<(&String, &&LocalEndpoint)> = wanted
         .iter()
@@ -128,21 +136,15 @@ pub(crate) async fn reconcile_local<O: NetlinkOps>(
 
 /// The bridge-side veth name of an endpoint: `sv` and 13 hex digits of a hash of
 /// everything that defines the endpoint (15 characters, the kernel's limit).
-/// Stable across runs and versions (FNV-1a, not std's hasher).
 pub(crate) fn port_name(ep: &LocalEndpoint) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |bytes: &[u8]| {
-        for &b in bytes.iter().chain(&[0xff]) {
-            hash ^= u64::from(b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    feed(ep.task_id.as_bytes());
-    feed(ep.ifname.as_bytes());
-    feed(ep.netns.as_os_str().as_encoded_bytes());
-    feed(&ep.ip.octets());
-    feed(&ep.mac);
-    feed(&[u8::from(ep.default_route)]);
+    let hash = stable_hash(&[
+        ep.task_id.as_bytes(),
+        ep.ifname.as_bytes(),
+        ep.netns.as_os_str().as_encoded_bytes(),
+        &ep.ip.octets(),
+        &ep.mac,
+        &[u8::from(ep.default_route)],
+    ]);
     format!("sv{:013x}", hash >> 12)
 }
 
@@ -232,10 +234,12 @@ mod tests {
             s.calls.push(format!("attach {}", ep.task_id));
             Ok(())
         }
-        async fn detach(&self, port: &str) -> Result<(), NetError> {
+        async fn detach(&self, ports: &[String]) -> Result<(), NetError> {
             let mut s = self.state.lock().unwrap();
-            s.ports.remove(port);
-            s.calls.push(format!("detach {port}"));
+            for port in ports {
+                s.ports.remove(port);
+            }
+            s.calls.push(format!("detach {ports:?}"));
             Ok(())
         }
     }
@@ -305,7 +309,9 @@ mod tests {
         let want = desired(&[remote(3, NODE_B)]);
         let changes = block_on(reconcile_remote(&ops, &want)).unwrap();
         let calls = ops.calls();
-        let first_add = calls.iter().position(|c| c.contains(" add ") || c.contains(" set "));
+        let first_add = calls
+            .iter()
+            .position(|c| c.contains(" add ") || c.contains(" set "));
         let last_del = calls.iter().rposition(|c| c.contains(" del "));
         assert!(last_del < first_add, "deletes before adds: {calls:?}");
         assert_eq!(changes.neighbours_removed, 1);

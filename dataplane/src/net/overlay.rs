@@ -1,14 +1,14 @@
 //! A node's side of the overlay networks: `apply` makes one network's namespace, devices, task ports and remote entries match cluster state; `remove` tears it down.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use netlink_packet_route::link::InfoKind;
 use rtnetlink::Handle;
 
 use super::fdb::{Desired, FdbEntry, Neighbour};
-use super::kernel::{ensure_bridge, ensure_vxlan, is_port, KernelOps, VxlanConfig};
+use super::kernel::{ensure_bridge, ensure_vxlan, is_port, KernelOps, VxlanConfig, NETWORK_GROUP};
 use super::nsfs::{is_netns, netlink_handle, netns_create, netns_delete, NsError};
 use super::ops::{reconcile_local, reconcile_remote, NetlinkOps};
 use super::rtnl::{self, link_kind, link_mtu, link_name};
@@ -215,11 +215,10 @@ impl NodeOverlay {
             return Ok(false);
         }
         let handle = netlink_handle(Some(&path)).await?;
-        let mut links = rtnl::links(&handle).await?;
-        // Ports first, so no task interface outlives the bridge even for a moment.
-        links.sort_by_key(|l| link_kind(l) != Some(&InfoKind::Veth));
-        for link in &links {
-            let name = link_name(link).unwrap_or("?");
+        rtnl::del_group(&handle, NETWORK_GROUP).await?;
+        // Anything not in the group (made by hand, say) goes one by one.
+        for link in rtnl::links(&handle).await? {
+            let name = link_name(&link).unwrap_or("?");
             if name != "lo" {
                 rtnl::del_link(&handle, link.header.index, name).await?;
             }
@@ -326,7 +325,7 @@ pub fn underlay_mtu(ifname: &str) -> Result<u32, NetError> {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_io()
                     .build()
-                    .map_err(|e| NsError::Thread(e))?;
+                    .map_err(NsError::Thread)?;
                 runtime.block_on(async {
                     let handle = netlink_handle(None).await?;
                     link_mtu_of(&handle, ifname).await
@@ -362,10 +361,7 @@ fn validate(net: &OverlaySpec, local: &[LocalEndpoint]) -> Result<(), NetError> 
         return invalid(format!("VNI {} is outside 1..=16777215", net.vni));
     }
     if !net.subnet.contains(net.gateway) {
-        return invalid(format!(
-            "gateway {} is outside {}",
-            net.gateway, net.subnet
-        ));
+        return invalid(format!("gateway {} is outside {}", net.gateway, net.subnet));
     }
     if let Some(mtu) = net.mtu {
         if !(MIN_MTU..=65535).contains(&mtu) {
@@ -412,9 +408,6 @@ fn validate_network_id(id: &str) -> Result<(), NetError> {
         )))
     }
 }
-
-#[allow(dead_code)]
-fn _assert_path(_: &Path) {}
 
 #[cfg(test)]
 mod tests {

@@ -1,11 +1,11 @@
 //! Thin helpers over rtnetlink: requests with explicit netlink flags, link lookups by name, and errors that say what was asked.
 
 use futures::{StreamExt, TryStreamExt};
-use nix::errno::Errno;
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
+use nix::errno::Errno;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
-use rtnetlink::Handle;
+use rtnetlink::{Handle, LinkUnspec};
 
 /// A failed netlink request, with what it was meant to do.
 #[derive(Debug, thiserror::Error)]
@@ -54,9 +54,10 @@ pub(crate) async fn request(
     let mut req = NetlinkMessage::from(message);
     req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
     let mut handle = handle.clone();
-    let mut response = handle
-        .request(req)
-        .map_err(|e| NetlinkError::new(what(), e))?;
+    let mut response = match handle.request(req) {
+        Ok(response) => response,
+        Err(e) => return Err(NetlinkError::new(what(), e)),
+    };
     while let Some(msg) = response.next().await {
         if let NetlinkPayload::Error(err) = msg.payload {
             if err.code.is_some() {
@@ -119,6 +120,18 @@ pub(crate) async fn del_link(handle: &Handle, index: u32, name: &str) -> Result<
             }
         }
     }
+}
+
+/// Deletes every link in link group `group` in one request (one RCU grace period
+/// for all, where deleting one by one waits one per link).
+pub(crate) async fn del_group(handle: &Handle, group: u32) -> Result<(), NetlinkError> {
+    let message = LinkUnspec::new_with_index(0).link_group(group).build();
+    handle
+        .link()
+        .del_with_message(message)
+        .execute()
+        .await
+        .map_err(|e| NetlinkError::new(format!("deleting link group {group:#x}"), e))
 }
 
 pub(crate) fn link_name(link: &LinkMessage) -> Option<&str> {

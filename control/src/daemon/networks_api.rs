@@ -1,0 +1,193 @@
+//! The leader's network API: create (VNI and subnet allocated in Raft), list, inspect,
+//! remove (refused while a service uses the network).
+
+use chrono::Utc;
+
+use super::{Daemon, Manager};
+use crate::api::{ApiError, ApiReply, ApiRequest, ApiResult, NetworkCreate};
+use crate::networks::{check_subnet, next_subnet, next_vni, Net, NetworkRecord};
+use crate::state::{ClusterState, Command};
+
+fn precondition(msg: impl std::fmt::Display) -> ApiError {
+    ApiError::daemon(format!("rpc error: code = FailedPrecondition desc = {msg}"))
+}
+
+/// Resolve a network by ID, name or unique ID prefix.
+pub fn resolve<'a>(
+    state: &'a ClusterState,
+    reference: &str,
+) -> Result<&'a NetworkRecord, ApiError> {
+    if let Some(n) = state.networks.get(reference) {
+        return Ok(n);
+    }
+    if let Some(n) = state.networks.values().find(|n| n.name == reference) {
+        return Ok(n);
+    }
+    let by_prefix: Vec<&NetworkRecord> = state
+        .networks
+        .values()
+        .filter(|n| n.id.starts_with(reference))
+        .collect();
+    match by_prefix.len() {
+        1 => Ok(by_prefix[0]),
+        0 => Err(ApiError::daemon(format!("network {reference} not found"))),
+        n => Err(ApiError::daemon(format!(
+            "network {reference} is ambiguous ({n} matches found)"
+        ))),
+    }
+}
+
+/// Allocate a network in `state` (which the caller proposes): a VNI, and the requested
+/// subnet (checked for overlap) or the next free one from the swarm's pool.
+pub fn allocate(
+    state: &ClusterState,
+    req: &NetworkCreate,
+    ingress: bool,
+) -> Result<NetworkRecord, ApiError> {
+    let driver = if req.driver.is_empty() {
+        "overlay"
+    } else {
+        req.driver.as_str()
+    };
+    if driver != "overlay" {
+        return Err(ApiError::daemon(format!(
+            "rpc error: code = InvalidArgument desc = only the overlay driver is supported in swarm scope, not {driver}"
+        )));
+    }
+    if req.name.is_empty() || req.name.contains('/') {
+        return Err(ApiError::daemon(format!(
+            "rpc error: code = InvalidArgument desc = invalid network name {:?}",
+            req.name
+        )));
+    }
+    if state.networks.values().any(|n| n.name == req.name) {
+        return Err(ApiError::daemon(format!(
+            "rpc error: code = AlreadyExists desc = network with name {} already exists",
+            req.name
+        )));
+    }
+    let cluster = state
+        .cluster
+        .as_ref()
+        .ok_or_else(|| ApiError::daemon("cluster not initialized"))?;
+    let subnet = match &req.subnet {
+        Some(s) => {
+            let net = Net::parse(s).map_err(ApiError::daemon)?;
+            check_subnet(state, &net).map_err(ApiError::daemon)?;
+            net
+        }
+        None => {
+            next_subnet(state, &cluster.addr_pool, cluster.subnet_bits).map_err(ApiError::daemon)?
+        }
+    };
+    let gateway = match &req.gateway {
+        Some(g) => {
+            let ip: std::net::Ipv4Addr = g
+                .parse()
+                .map_err(|_| ApiError::daemon(format!("invalid gateway address {g}")))?;
+            if !subnet.contains(ip) {
+                return Err(ApiError::daemon(format!(
+                    "invalid pool request: gateway {g} is not in subnet {subnet}"
+                )));
+            }
+            ip
+        }
+        None => subnet.first_host(),
+    };
+    let mtu = match req.options.get("com.docker.network.driver.mtu") {
+        Some(m) => Some(
+            m.parse::<u32>()
+                .ok()
+                .filter(|m| (576..=65_535).contains(m))
+                .ok_or_else(|| ApiError::daemon(format!("invalid MTU {m}")))?,
+        ),
+        None => None,
+    };
+    Ok(NetworkRecord {
+        id: crate::ids::new_id(),
+        name: req.name.clone(),
+        driver: driver.to_string(),
+        labels: req.labels.clone(),
+        created_at: Utc::now(),
+        vni: next_vni(state).map_err(ApiError::daemon)?,
+        subnet: subnet.to_string(),
+        gateway: gateway.to_string(),
+        attachable: req.attachable,
+        ingress,
+        internal: req.internal,
+        mtu,
+    })
+}
+
+/// Services that attach to a network (by name or ID), or publish ports (for ingress).
+fn users(state: &ClusterState, net: &NetworkRecord) -> Vec<String> {
+    state
+        .services
+        .values()
+        .filter(|s| {
+            s.spec
+                .task_template
+                .networks
+                .iter()
+                .any(|a| a.target == net.name || a.target == net.id)
+                || (net.ingress
+                    && s.spec.endpoint_spec.as_ref().is_some_and(|e| {
+                        e.ports
+                            .iter()
+                            .any(|p| p.publish_mode == shoal_spec::PublishMode::Ingress)
+                    }))
+        })
+        .map(|s| s.id.clone())
+        .collect()
+}
+
+impl Daemon {
+    pub(crate) async fn serve_network_api(&self, mgr: &Manager, req: ApiRequest) -> ApiResult {
+        match req {
+            ApiRequest::NetworkCreate(c) => {
+                let state = mgr.sm.state();
+                let net = allocate(&state, &c, false)?;
+                let id = net.id.clone();
+                mgr.propose(Command::PutNetwork { network: net }).await?;
+                Ok(ApiReply::ServiceCreated { id })
+            }
+            ApiRequest::NetworkList => {
+                let state = mgr.read_state().await?;
+                Ok(ApiReply::Networks {
+                    networks: state.networks.values().map(|n| n.docker_json()).collect(),
+                })
+            }
+            ApiRequest::NetworkInspect { references } => {
+                let state = mgr.read_state().await?;
+                let objects = references
+                    .iter()
+                    .map(|r| {
+                        resolve(&state, r)
+                            .map(|n| n.docker_json())
+                            .map_err(|e| e.message)
+                    })
+                    .collect();
+                Ok(ApiReply::Objects { objects })
+            }
+            ApiRequest::NetworkRemove { reference } => {
+                let state = mgr.sm.state();
+                let net = resolve(&state, &reference)?;
+                if let Some(user) = users(&state, net).first() {
+                    return Err(precondition(format!(
+                        "network {} is in use by service {user}",
+                        net.id
+                    )));
+                }
+                mgr.propose(Command::RemoveNetwork {
+                    network_id: net.id.clone(),
+                })
+                .await?;
+                Ok(ApiReply::Done)
+            }
+            other => Err(ApiError::daemon(format!(
+                "{} is not a manager request",
+                other.kind()
+            ))),
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Overlay network objects and their allocation: VNIs from 4096 up and /24 subnets from the
+//! swarm's address pool, decided by the leader and replicated in Raft; docker's JSON view.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::state::ClusterState;
+use crate::types::go_time;
+
+pub const FIRST_VNI: u32 = 4096;
+pub const MAX_VNI: u32 = (1 << 24) - 1;
+pub const DEFAULT_POOL: &str = "10.0.0.0/8";
+pub const DEFAULT_SUBNET_BITS: u8 = 24;
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct NetworkRecord {
+    pub id: String,
+    pub name: String,
+    pub driver: String,
+    pub labels: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub vni: u32,
+    /// CIDR, e.g. "10.0.1.0/24".
+    #[serde(default)]
+    pub subnet: String,
+    #[serde(default)]
+    pub gateway: String,
+    #[serde(default)]
+    pub attachable: bool,
+    #[serde(default)]
+    pub ingress: bool,
+    #[serde(default)]
+    pub internal: bool,
+    /// `--opt com.docker.network.driver.mtu=N`; None = underlay MTU - 50.
+    #[serde(default)]
+    pub mtu: Option<u32>,
+}
+
+/// An IPv4 prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Net {
+    pub addr: u32,
+    pub bits: u8,
+}
+
+impl Net {
+    pub fn parse(s: &str) -> Result<Net, String> {
+        let (ip, bits) = s
+            .split_once('/')
+            .ok_or_else(|| format!("invalid CIDR address: {s}"))?;
+        let ip: Ipv4Addr = ip
+            .parse()
+            .map_err(|_| format!("invalid CIDR address: {s}"))?;
+        let bits: u8 = bits
+            .parse()
+            .map_err(|_| format!("invalid CIDR address: {s}"))?;
+        if bits > 32 {
+            return Err(format!("invalid CIDR address: {s}"));
+        }
+        let mask = Self::mask(bits);
+        Ok(Net {
+            addr: u32::from(ip) & mask,
+            bits,
+        })
+    }
+    fn mask(bits: u8) -> u32 {
+        if bits == 0 {
+            0
+        } else {
+            u32::MAX << (32 - bits)
+        }
+    }
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & Self::mask(self.bits) == self.addr
+    }
+    pub fn overlaps(&self, other: &Net) -> bool {
+        let bits = self.bits.min(other.bits);
+        self.addr & Self::mask(bits) == other.addr & Self::mask(bits)
+    }
+    /// The first usable address: docker's default gateway.
+    pub fn first_host(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.addr + 1)
+    }
+    pub fn size(&self) -> u64 {
+        1u64 << (32 - self.bits)
+    }
+}
+
+impl std::fmt::Display for Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", Ipv4Addr::from(self.addr), self.bits)
+    }
+}
+
+/// The lowest VNI no network uses.
+pub fn next_vni(state: &ClusterState) -> Result<u32, String> {
+    let used: std::collections::BTreeSet<u32> = state.networks.values().map(|n| n.vni).collect();
+    (FIRST_VNI..=MAX_VNI)
+        .find(|v| !used.contains(v))
+        .ok_or_else(|| "no VXLAN IDs left".to_string())
+}
+
+fn used_subnets(state: &ClusterState) -> Vec<Net> {
+    state
+        .networks
+        .values()
+        .filter_map(|n| Net::parse(&n.subnet).ok())
+        .collect()
+}
+
+/// The first /N of the pool that overlaps no network's subnet.
+pub fn next_subnet(state: &ClusterState, pool: &str, bits: u8) -> Result<Net, String> {
+    let pool = Net::parse(pool)?;
+    if bits < pool.bits {
+        return Err(format!(
+            "subnet size /{bits} is larger than the pool {pool}"
+        ));
+    }
+    let used = used_subnets(state);
+    let step = 1u64 << (32 - bits);
+    let count = pool.size() / step;
+    (0..count)
+        .map(|i| Net {
+            addr: (pool.addr as u64 + i * step) as u32,
+            bits,
+        })
+        .find(|candidate| !used.iter().any(|u| u.overlaps(candidate)))
+        .ok_or_else(|| {
+            "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network".to_string()
+        })
+}
+
+/// Check a requested subnet against the existing ones (docker's overlap error).
+pub fn check_subnet(state: &ClusterState, subnet: &Net) -> Result<(), String> {
+    if used_subnets(state).iter().any(|u| u.overlaps(subnet)) {
+        return Err(
+            "invalid pool request: Pool overlaps with other one on this address space".into(),
+        );
+    }
+    Ok(())
+}
+
+impl NetworkRecord {
+    pub fn scope_label(&self) -> &str {
+        "swarm"
+    }
+
+    /// `network inspect` JSON.
+    pub fn docker_json(&self) -> Value {
+        let mut options = serde_json::Map::new();
+        options.insert(
+            "com.docker.network.driver.overlay.vxlanid_list".into(),
+            json!(self.vni.to_string()),
+        );
+        if let Some(m) = self.mtu {
+            options.insert("com.docker.network.driver.mtu".into(), json!(m.to_string()));
+        }
+        json!({
+            "Name": self.name,
+            "Id": self.id,
+            "Created": go_time(&self.created_at),
+            "Scope": "swarm",
+            "Driver": self.driver,
+            "EnableIPv4": true,
+            "EnableIPv6": false,
+            "IPAM": {
+                "Driver": "default",
+                "Options": null,
+                "Config": [{"Subnet": self.subnet, "Gateway": self.gateway}],
+            },
+            "Internal": self.internal,
+            "Attachable": self.attachable,
+            "Ingress": self.ingress,
+            "ConfigFrom": {"Network": ""},
+            "ConfigOnly": false,
+            "Containers": null,
+            "Options": options,
+            "Labels": self.labels,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(name: &str, vni: u32, subnet: &str) -> NetworkRecord {
+        NetworkRecord {
+            id: name.into(),
+            name: name.into(),
+            driver: "overlay".into(),
+            labels: BTreeMap::new(),
+            created_at: Utc::now(),
+            vni,
+            subnet: subnet.into(),
+            gateway: String::new(),
+            attachable: false,
+            ingress: false,
+            internal: false,
+            mtu: None,
+        }
+    }
+
+    /// Allocation skips what is used, and reuses what was freed.
+    #[test]
+    fn vnis_and_subnets_are_allocated_without_overlap() {
+        let mut s = ClusterState::default();
+        assert_eq!(next_vni(&s).unwrap(), 4096);
+        assert_eq!(
+            next_subnet(&s, DEFAULT_POOL, 24).unwrap().to_string(),
+            "10.0.0.0/24"
+        );
+        s.networks.insert("a".into(), net("a", 4096, "10.0.0.0/24"));
+        s.networks.insert("b".into(), net("b", 4097, "10.0.1.0/24"));
+        assert_eq!(next_vni(&s).unwrap(), 4098);
+        assert_eq!(
+            next_subnet(&s, DEFAULT_POOL, 24).unwrap().to_string(),
+            "10.0.2.0/24"
+        );
+        s.networks.remove("a");
+        assert_eq!(next_vni(&s).unwrap(), 4096);
+        assert_eq!(
+            next_subnet(&s, DEFAULT_POOL, 24).unwrap().to_string(),
+            "10.0.0.0/24"
+        );
+        // A user's /16 covering existing /24s overlaps.
+        assert!(check_subnet(&s, &Net::parse("10.0.0.0/16").unwrap()).is_err());
+        assert!(check_subnet(&s, &Net::parse("10.1.0.0/16").unwrap()).is_ok());
+        // An exhausted pool is an error, not a panic.
+        s.networks
+            .insert("c".into(), net("c", 4099, "192.168.0.0/24"));
+        assert!(next_subnet(&s, "192.168.0.0/24", 24).is_err());
+        assert!(Net::parse("10.0.0.0/33").is_err());
+        assert!(Net::parse("nope").is_err());
+    }
+}

@@ -1,0 +1,722 @@
+//! Overlay networks end to end as root: "nodes" are network namespaces on one underlay bridge, tasks on VXLAN networks between them reach exactly whom they should.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use shoal_dataplane::net::{
+    format_mac, mac_for_ip, netns_delete, task_netns_create, task_netns_delete, underlay_mtu,
+    Ipv4Net, LocalEndpoint, NodeOverlay, OverlaySpec, RemoteEndpoint, VXLAN_PORT,
+};
+
+/// Scratch space for namespace files of the tests (bind mounts, so on /run, not in a tempdir).
+const TEST_ROOT: &str = "/run/shoal-overlay-test";
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the overlay tests build network namespaces and VXLAN devices and must run as root"
+    );
+}
+
+/// An underlay: a switch namespace with a bridge, and one namespace per host with
+/// `eth0` (host i gets 10.79.0.(i+1)/24) plugged into it. Dropping it removes every
+/// namespace and file the test made, also while panicking.
+struct Underlay {
+    tag: String,
+    dir: PathBuf,
+    hosts: Vec<String>,
+    /// Names under /run/netns made with `ip netns add`.
+    named: Mutex<Vec<String>>,
+    tasks: Mutex<Vec<PathBuf>>,
+}
+
+impl Underlay {
+    fn new(hosts: &[&str], mtu: u32) -> Underlay {
+        require_root();
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let tag = format!(
+            "sov{:x}x{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let underlay = Underlay {
+            dir: Path::new(TEST_ROOT).join(&tag),
+            tag,
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            named: Mutex::new(Vec::new()),
+            tasks: Mutex::new(Vec::new()),
+        };
+        let mtu_s = mtu.to_string();
+        let sw = underlay.add_named("sw");
+        ip(&[
+            "-n", &sw, "link", "add", "br0", "mtu", &mtu_s, "type", "bridge",
+        ]);
+        ip(&["-n", &sw, "link", "set", "br0", "up"]);
+        for host in hosts {
+            let ns = underlay.add_named(host);
+            let port = format!("p-{host}");
+            ip(&[
+                "-n", &ns, "link", "add", "eth0", "mtu", &mtu_s, "type", "veth", "peer", "name",
+                &port, "mtu", &mtu_s, "netns", &sw,
+            ]);
+            ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"]);
+            let cidr = format!("{}/24", underlay.ip(host));
+            ip(&["-n", &ns, "addr", "add", &cidr, "dev", "eth0"]);
+            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        }
+        underlay
+    }
+
+    fn add_named(&self, role: &str) -> String {
+        let name = format!("{}-{role}", self.tag);
+        ip(&["netns", "add", &name]);
+        self.named.lock().unwrap().push(name.clone());
+        name
+    }
+
+    fn host_netns(&self, host: &str) -> PathBuf {
+        Path::new("/run/netns").join(format!("{}-{host}", self.tag))
+    }
+
+    fn ip(&self, host: &str) -> Ipv4Addr {
+        let i = self
+            .hosts
+            .iter()
+            .position(|h| h == host)
+            .expect("known host");
+        Ipv4Addr::new(10, 79, 0, u8::try_from(i + 1).unwrap())
+    }
+
+    /// The overlay of a host: VXLAN sockets in its namespace, network namespaces in its own directory.
+    fn node(&self, host: &str) -> NodeOverlay {
+        NodeOverlay {
+            underlay_ip: self.ip(host),
+            underlay_ifname: "eth0".into(),
+            vxlan_port: VXLAN_PORT,
+            host_netns: Some(self.host_netns(host)),
+            netns_dir: self.dir.join(host),
+        }
+    }
+
+    /// A fresh task namespace.
+    fn task(&self, name: &str) -> PathBuf {
+        let path = self.dir.join("tasks").join(name);
+        self.tasks.lock().unwrap().push(path.clone());
+        task_netns_create(&path).expect("creating a task namespace");
+        path
+    }
+}
+
+impl Drop for Underlay {
+    fn drop(&mut self) {
+        for host in &self.hosts {
+            let dir = self.dir.join(host);
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                for entry in entries.flatten() {
+                    if let Err(e) = netns_delete(&entry.path()) {
+                        eprintln!("cleanup: {e}");
+                    }
+                }
+            }
+        }
+        for task in self.tasks.lock().unwrap().iter() {
+            if let Err(e) = task_netns_delete(task) {
+                eprintln!("cleanup: {e}");
+            }
+        }
+        for name in self.named.lock().unwrap().iter().rev() {
+            let _ = Command::new("ip").args(["netns", "delete", name]).status();
+        }
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            eprintln!("cleanup {}: {e}", self.dir.display());
+        }
+        // Shared with concurrent tests: goes only once empty.
+        let _ = std::fs::remove_dir(TEST_ROOT);
+    }
+}
+
+fn ip(args: &[&str]) -> String {
+    let out = Command::new("ip").args(args).output().expect("running ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `argv` in the network namespace at `netns`.
+fn in_ns(netns: &Path, argv: &[&str]) -> Output {
+    Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(argv)
+        .output()
+        .expect("running nsenter")
+}
+
+fn in_ns_ok(netns: &Path, argv: &[&str]) -> String {
+    let out = in_ns(netns, argv);
+    assert!(
+        out.status.success(),
+        "{argv:?} in {}: {}",
+        netns.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One echo request, one second to answer.
+fn ping(from: &Path, to: Ipv4Addr) -> bool {
+    in_ns(from, &["ping", "-c1", "-W1", "-q", &to.to_string()])
+        .status
+        .success()
+}
+
+/// One echo request of `payload` bytes that must not be fragmented.
+fn ping_size(from: &Path, to: Ipv4Addr, payload: u32) -> bool {
+    let size = payload.to_string();
+    in_ns(
+        from,
+        &[
+            "ping",
+            "-c1",
+            "-W1",
+            "-q",
+            "-M",
+            "do",
+            "-s",
+            &size,
+            &to.to_string(),
+        ],
+    )
+    .status
+    .success()
+}
+
+fn link_mtu(netns: &Path, link: &str) -> u32 {
+    let out = in_ns_ok(netns, &["ip", "-o", "link", "show", link]);
+    let after = out.split(" mtu ").nth(1).expect("mtu in ip link output");
+    after.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+fn spec(id: &str, vni: u32, subnet: &str) -> OverlaySpec {
+    let subnet: Ipv4Net = subnet.parse().unwrap();
+    OverlaySpec {
+        network_id: id.into(),
+        vni,
+        subnet,
+        gateway: Ipv4Addr::from(u32::from(subnet.addr()) + 1),
+        mtu: None,
+    }
+}
+
+fn endpoint(task_id: &str, netns: &Path, ip: [u8; 4]) -> LocalEndpoint {
+    let ip = Ipv4Addr::from(ip);
+    LocalEndpoint {
+        task_id: task_id.into(),
+        netns: netns.to_path_buf(),
+        ip,
+        mac: mac_for_ip(ip),
+        ifname: "eth0".into(),
+        default_route: true,
+    }
+}
+
+fn remote(ep: &LocalEndpoint, node: Ipv4Addr) -> RemoteEndpoint {
+    RemoteEndpoint {
+        ip: ep.ip,
+        mac: ep.mac,
+        node_addr: node,
+    }
+}
+
+/// Two nodes, one task each, applied with each other as remote.
+struct TwoNodes {
+    u: Underlay,
+    net: OverlaySpec,
+    a: NodeOverlay,
+    b: NodeOverlay,
+    ta: PathBuf,
+    tb: PathBuf,
+    ea: LocalEndpoint,
+    eb: LocalEndpoint,
+}
+
+async fn two_nodes(mtu: u32) -> TwoNodes {
+    let u = Underlay::new(&["a", "b"], mtu);
+    let net = spec("net1", 4100, "10.0.9.0/24");
+    let (a, b) = (u.node("a"), u.node("b"));
+    let ta = u.task("ta");
+    let tb = u.task("tb");
+    let ea = endpoint("task-a", &ta, [10, 0, 9, 2]);
+    let eb = endpoint("task-b", &tb, [10, 0, 9, 3]);
+    let report = a
+        .apply(&net, std::slice::from_ref(&ea), &[remote(&eb, u.ip("b"))])
+        .await
+        .unwrap();
+    println!("first apply on a: {:?}", report.elapsed);
+    assert!(report.created);
+    assert_eq!(report.attached, vec!["task-a"]);
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let report = b
+        .apply(&net, std::slice::from_ref(&eb), &[remote(&ea, u.ip("a"))])
+        .await
+        .unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    TwoNodes {
+        u,
+        net,
+        a,
+        b,
+        ta,
+        tb,
+        ea,
+        eb,
+    }
+}
+
+/// Tasks on two nodes reach each other over VXLAN, full-size frames cross
+/// unfragmented, and the task MTU is the underlay's minus 50 (1500 and 9000).
+#[tokio::test]
+async fn tasks_on_two_nodes_talk_with_underlay_mtu_minus_50() {
+    for mtu in [1500, 9000] {
+        let t = two_nodes(mtu).await;
+        assert_eq!(t.a.underlay_mtu().await.unwrap(), mtu);
+        // The free function reads the caller's namespace (here: lo of the test's).
+        let lo: u32 = std::fs::read_to_string("/sys/class/net/lo/mtu")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(underlay_mtu("lo").unwrap(), lo);
+        assert_eq!(link_mtu(&t.ta, "eth0"), mtu - 50);
+        assert_eq!(link_mtu(&t.tb, "eth0"), mtu - 50);
+        assert!(ping(&t.ta, t.eb.ip), "a -> b at MTU {mtu}");
+        assert!(ping(&t.tb, t.ea.ip), "b -> a at MTU {mtu}");
+        assert!(ping(&t.ta, t.net.gateway), "a -> its gateway");
+        assert!(
+            ping_size(&t.ta, t.eb.ip, mtu - 50 - 28),
+            "a full-size packet a -> b at MTU {mtu}"
+        );
+        let routes = in_ns_ok(&t.ta, &["ip", "route", "show", "default"]);
+        assert!(routes.contains("default via 10.0.9.1 dev eth0"), "{routes}");
+        let mac = in_ns_ok(&t.ta, &["ip", "-o", "link", "show", "eth0"]);
+        assert!(mac.contains("link/ether 02:42:0a:00:09:02"), "{mac}");
+
+        let netns = t.a.network_netns("net1");
+        let vxlan = in_ns_ok(&netns, &["ip", "-d", "link", "show", "svx-1004"]);
+        for want in [
+            "vxlan id 4100",
+            "local 10.79.0.1",
+            "dstport 4789",
+            "nolearning",
+            "proxy",
+            &format!("mtu {}", mtu - 50),
+            "master sbr-1004",
+        ] {
+            assert!(vxlan.contains(want), "{want:?} missing in {vxlan}");
+        }
+        let sockets = in_ns_ok(&t.u.host_netns("a"), &["ss", "-Hun", "-l", "sport = :4789"]);
+        assert!(
+            !sockets.trim().is_empty(),
+            "VXLAN socket in the node's namespace"
+        );
+
+        let again =
+            t.a.apply(
+                &t.net,
+                std::slice::from_ref(&t.ea),
+                &[remote(&t.eb, t.u.ip("b"))],
+            )
+            .await
+            .unwrap();
+        println!("MTU {mtu}: idempotent re-apply took {:?}", again.elapsed);
+        assert!(!again.created);
+        assert!(again.attached.is_empty() && again.detached.is_empty());
+        assert_eq!(again.fdb_added + again.fdb_removed, 0);
+        assert_eq!(again.neighbours_set + again.neighbours_removed, 0);
+    }
+}
+
+fn fdb_show(node: &NodeOverlay, network: &str) -> String {
+    in_ns_ok(
+        &node.network_netns(network),
+        &["bridge", "fdb", "show", "dev", "svx-1004"],
+    )
+}
+
+fn neigh_show(node: &NodeOverlay, network: &str) -> String {
+    in_ns_ok(
+        &node.network_netns(network),
+        &["ip", "neigh", "show", "dev", "svx-1004"],
+    )
+}
+
+/// Entries of a remote task that left cluster state are gone after one apply
+/// (well under a second), traffic to it stops, and comes back when it returns.
+#[tokio::test]
+async fn stale_remote_entries_are_removed_and_restored() {
+    let t = two_nodes(1500).await;
+    let fdb = fdb_show(&t.a, "net1");
+    for mac in ["02:42:0a:00:09:03", "00:00:00:00:00:00"] {
+        assert!(
+            fdb.lines().any(|l| l.starts_with(mac)
+                && l.contains("dst 10.79.0.2")
+                && l.contains("self permanent")),
+            "{mac} missing: {fdb}"
+        );
+    }
+    assert!(neigh_show(&t.a, "net1").contains("10.0.9.3 lladdr 02:42:0a:00:09:03"));
+    assert!(ping(&t.ta, t.eb.ip));
+
+    let started = Instant::now();
+    let report =
+        t.a.apply(&t.net, std::slice::from_ref(&t.ea), &[])
+            .await
+            .unwrap();
+    let took = started.elapsed();
+    println!("apply removing a remote task took {took:?}");
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    assert_eq!(report.fdb_removed, 2);
+    assert_eq!(report.neighbours_removed, 1);
+    let fdb = fdb_show(&t.a, "net1");
+    assert!(!fdb.contains("dst 10.79.0.2"), "{fdb}");
+    assert!(neigh_show(&t.a, "net1").trim().is_empty());
+    assert!(!ping(&t.ta, t.eb.ip), "a still reaches b without entries");
+
+    let started = Instant::now();
+    let report =
+        t.a.apply(
+            &t.net,
+            std::slice::from_ref(&t.ea),
+            &[remote(&t.eb, t.u.ip("b"))],
+        )
+        .await
+        .unwrap();
+    println!("apply adding it back took {:?}", started.elapsed());
+    assert_eq!(report.fdb_added, 2);
+    assert!(ping(&t.ta, t.eb.ip), "a reaches b again");
+    let status = t.a.status("net1").await.unwrap().expect("status");
+    assert_eq!(status.bridge.as_deref(), Some("sbr-1004"));
+    assert_eq!(status.vxlan.as_deref(), Some("svx-1004"));
+    assert_eq!(status.fdb.len(), 2);
+    assert_eq!(status.neighbours.len(), 1);
+    assert_eq!(status.ports.len(), 1);
+}
+
+/// A local task that stops loses its interface at the next apply; its neighbour on
+/// the same node keeps working, and the detach is quick.
+#[tokio::test]
+async fn stopped_local_task_is_detached() {
+    let t = two_nodes(1500).await;
+    let tc = t.u.task("tc");
+    let ec = endpoint("task-c", &tc, [10, 0, 9, 4]);
+    let remote_b = [remote(&t.eb, t.u.ip("b"))];
+    let report =
+        t.a.apply(&t.net, &[t.ea.clone(), ec.clone()], &remote_b)
+            .await
+            .unwrap();
+    assert_eq!(report.attached, vec!["task-c"]);
+    t.b.apply(
+        &t.net,
+        std::slice::from_ref(&t.eb),
+        &[remote(&t.ea, t.u.ip("a")), remote(&ec, t.u.ip("a"))],
+    )
+    .await
+    .unwrap();
+    assert!(ping(&tc, t.ea.ip), "c -> a on one node");
+    assert!(ping(&tc, t.eb.ip), "c -> b across nodes");
+
+    let report =
+        t.a.apply(&t.net, std::slice::from_ref(&t.ea), &remote_b)
+            .await
+            .unwrap();
+    println!("apply detaching a local task took {:?}", report.elapsed);
+    assert_eq!(report.detached.len(), 1);
+    let links = in_ns_ok(&tc, &["ip", "-o", "link", "show"]);
+    assert!(!links.contains("eth0"), "{links}");
+    assert!(ping(&t.ta, t.eb.ip), "a -> b still");
+    let status = t.a.status("net1").await.unwrap().unwrap();
+    assert_eq!(status.ports.len(), 1);
+}
+
+/// Tasks on different networks of the same nodes cannot reach each other, neither
+/// across nodes nor on one node, even when the networks' subnets overlap.
+#[tokio::test]
+async fn networks_are_isolated() {
+    let u = Underlay::new(&["a", "b"], 1500);
+    let (a, b) = (u.node("a"), u.node("b"));
+    let nets = [
+        spec("red", 4100, "10.0.9.0/24"),
+        spec("blue", 4101, "10.0.10.0/24"),
+        // Same subnet as red: only the VNI keeps them apart.
+        spec("green", 4102, "10.0.9.0/24"),
+    ];
+    let addrs: [([u8; 4], [u8; 4]); 3] = [
+        ([10, 0, 9, 2], [10, 0, 9, 3]),
+        ([10, 0, 10, 2], [10, 0, 10, 3]),
+        ([10, 0, 9, 4], [10, 0, 9, 5]),
+    ];
+    let mut tasks = Vec::new();
+    for (net, (ip_a, ip_b)) in nets.iter().zip(addrs) {
+        let ta = u.task(&format!("{}-a", net.network_id));
+        let tb = u.task(&format!("{}-b", net.network_id));
+        let ea = endpoint(&format!("{}-a", net.network_id), &ta, ip_a);
+        let eb = endpoint(&format!("{}-b", net.network_id), &tb, ip_b);
+        a.apply(net, std::slice::from_ref(&ea), &[remote(&eb, u.ip("b"))])
+            .await
+            .unwrap();
+        b.apply(net, std::slice::from_ref(&eb), &[remote(&ea, u.ip("a"))])
+            .await
+            .unwrap();
+        tasks.push((ta, tb, ea, eb));
+    }
+    for (ta, _, _, eb) in &tasks {
+        assert!(ping(ta, eb.ip), "within a network");
+    }
+    let [(red_a, _, _, red_b), (_, _, blue_a, blue_b), (green_a, _, green_a_ep, green_b)] =
+        &tasks[..]
+    else {
+        unreachable!()
+    };
+    assert!(!ping(red_a, blue_b.ip), "red -> blue across nodes");
+    assert!(!ping(red_a, blue_a.ip), "red -> blue on one node");
+    assert!(
+        !ping(red_a, green_b.ip),
+        "red -> green (same subnet) across nodes"
+    );
+    assert!(
+        !ping(red_a, green_a_ep.ip),
+        "red -> green (same subnet) on one node"
+    );
+    assert!(!ping(green_a, red_b.ip), "green -> red across nodes");
+    let mut ids = a.networks().unwrap();
+    ids.sort();
+    assert_eq!(ids, vec!["blue", "green", "red"]);
+}
+
+/// When a network's last local task goes, so do its bridge, VXLAN device,
+/// namespace, the task's interface and the node's VXLAN socket.
+#[tokio::test]
+async fn last_local_endpoint_takes_the_devices_along() {
+    let t = two_nodes(1500).await;
+    let netns = t.a.network_netns("net1");
+    assert!(netns.exists());
+    let report =
+        t.a.apply(&t.net, &[], &[remote(&t.eb, t.u.ip("b"))])
+            .await
+            .unwrap();
+    println!("apply removing the network took {:?}", report.elapsed);
+    assert!(report.removed);
+    assert!(!netns.exists(), "network namespace file left");
+    assert!(t.a.status("net1").await.unwrap().is_none());
+    assert!(t.a.networks().unwrap().is_empty());
+    let links = in_ns_ok(&t.ta, &["ip", "-o", "link", "show"]);
+    assert!(!links.contains("eth0"), "task interface left: {links}");
+    let host_links = in_ns_ok(&t.u.host_netns("a"), &["ip", "-o", "link", "show"]);
+    assert!(
+        !host_links.contains("sbr-") && !host_links.contains("svx-"),
+        "{host_links}"
+    );
+    let sockets = in_ns_ok(&t.u.host_netns("a"), &["ss", "-Hun", "-l", "sport = :4789"]);
+    assert!(sockets.trim().is_empty(), "VXLAN socket left: {sockets}");
+    // Again: nothing to do. And remove() on b reports what it found.
+    let again = t.a.apply(&t.net, &[], &[]).await.unwrap();
+    assert!(!again.removed);
+    assert!(t.b.remove("net1").await.unwrap());
+    assert!(!t.b.remove("net1").await.unwrap());
+}
+
+/// RFC 7348 on the wire: a VXLAN device made by hand with iproute2 on a foreign
+/// host of the underlay, given only the VNI and FDB/neighbour entries, exchanges
+/// traffic with a task on a Shoal network both ways.
+#[tokio::test]
+async fn hand_made_vxlan_device_talks_to_a_task() {
+    let u = Underlay::new(&["a", "foreign"], 1500);
+    let net = spec("net1", 4100, "10.0.9.0/24");
+    let a = u.node("a");
+    let ta = u.task("ta");
+    let ea = endpoint("task-a", &ta, [10, 0, 9, 2]);
+    let foreign_ip = Ipv4Addr::new(10, 0, 9, 100);
+    let foreign_mac = mac_for_ip(foreign_ip);
+    let foreign_mac_s = format_mac(&foreign_mac);
+    let task_mac = format_mac(&ea.mac);
+    let f = format!("{}-foreign", u.tag);
+    let vtep = u.ip("foreign").to_string();
+    let node_a = u.ip("a").to_string();
+    ip(&[
+        "-n",
+        &f,
+        "link",
+        "add",
+        "vx0",
+        "address",
+        &foreign_mac_s,
+        "mtu",
+        "1450",
+        "type",
+        "vxlan",
+        "id",
+        "4100",
+        "dstport",
+        "4789",
+        "local",
+        &vtep,
+        "nolearning",
+    ]);
+    ip(&["-n", &f, "addr", "add", "10.0.9.100/24", "dev", "vx0"]);
+    ip(&["-n", &f, "link", "set", "vx0", "up"]);
+    let bridge = |args: &[&str]| {
+        let out = Command::new("bridge")
+            .args(["-n", &f])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "bridge {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    bridge(&[
+        "fdb",
+        "append",
+        "00:00:00:00:00:00",
+        "dev",
+        "vx0",
+        "dst",
+        &node_a,
+    ]);
+    bridge(&["fdb", "add", &task_mac, "dev", "vx0", "dst", &node_a]);
+    ip(&[
+        "-n",
+        &f,
+        "neigh",
+        "add",
+        "10.0.9.2",
+        "lladdr",
+        &task_mac,
+        "dev",
+        "vx0",
+        "nud",
+        "permanent",
+    ]);
+
+    let foreign = RemoteEndpoint {
+        ip: foreign_ip,
+        mac: foreign_mac,
+        node_addr: u.ip("foreign"),
+    };
+    a.apply(&net, std::slice::from_ref(&ea), &[foreign])
+        .await
+        .unwrap();
+    assert!(ping(&ta, foreign_ip), "task -> hand-made VXLAN host");
+    assert!(
+        ping(&u.host_netns("foreign"), ea.ip),
+        "hand-made VXLAN host -> task"
+    );
+}
+
+/// A task that moves from node b to node c (same IP and MAC) is reachable from
+/// node a as soon as the applies for the change return, well within a second.
+#[tokio::test]
+async fn moved_task_is_reachable_within_a_second() {
+    let u = Underlay::new(&["a", "b", "c"], 1500);
+    let net = spec("net1", 4100, "10.0.9.0/24");
+    let (a, b, c) = (u.node("a"), u.node("b"), u.node("c"));
+    let ta = u.task("ta");
+    let tx_b = u.task("x-on-b");
+    let ea = endpoint("task-a", &ta, [10, 0, 9, 2]);
+    let ex_b = endpoint("task-x", &tx_b, [10, 0, 9, 3]);
+    a.apply(&net, std::slice::from_ref(&ea), &[remote(&ex_b, u.ip("b"))])
+        .await
+        .unwrap();
+    b.apply(&net, std::slice::from_ref(&ex_b), &[remote(&ea, u.ip("a"))])
+        .await
+        .unwrap();
+    assert!(ping(&ta, ex_b.ip));
+
+    let tx_c = u.task("x-on-c");
+    let ex_c = endpoint("task-x", &tx_c, [10, 0, 9, 3]);
+    let started = Instant::now();
+    b.apply(&net, &[], &[remote(&ea, u.ip("a"))]).await.unwrap();
+    c.apply(&net, std::slice::from_ref(&ex_c), &[remote(&ea, u.ip("a"))])
+        .await
+        .unwrap();
+    a.apply(&net, std::slice::from_ref(&ea), &[remote(&ex_c, u.ip("c"))])
+        .await
+        .unwrap();
+    let applied = started.elapsed();
+    assert!(ping(&ta, ex_c.ip), "a -> x after its move");
+    println!(
+        "move: applies on three nodes took {applied:?}, reachable after {:?}",
+        started.elapsed()
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+/// How long apply takes for many remote endpoints (printed): first, unchanged,
+/// and with a tenth of them moved to other VTEPs.
+#[tokio::test]
+async fn apply_time_for_many_remote_endpoints() {
+    let u = Underlay::new(&["a"], 1500);
+    let a = u.node("a");
+    let ta = u.task("ta");
+    let net = spec("net1", 4100, "10.0.0.0/16");
+    let ea = endpoint("task-a", &ta, [10, 0, 0, 2]);
+    for count in [100usize, 1000] {
+        let remote_at = |shift: usize| -> Vec<RemoteEndpoint> {
+            (0..count)
+                .map(|i| {
+                    let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 1, 0)) + i as u32);
+                    // Ten VTEPs, each keeping nine in ten of its tasks when a tenth move.
+                    let moved = usize::from(i % 10 == 0) * shift;
+                    let vtep = (i / 10 + moved) % 10;
+                    RemoteEndpoint {
+                        ip,
+                        mac: mac_for_ip(ip),
+                        node_addr: Ipv4Addr::new(10, 79, 0, 100 + vtep as u8),
+                    }
+                })
+                .collect()
+        };
+        let first = a
+            .apply(&net, std::slice::from_ref(&ea), &remote_at(0))
+            .await
+            .unwrap();
+        let same = a
+            .apply(&net, std::slice::from_ref(&ea), &remote_at(0))
+            .await
+            .unwrap();
+        let moved = a
+            .apply(&net, std::slice::from_ref(&ea), &remote_at(1))
+            .await
+            .unwrap();
+        println!(
+            "{count} remote endpoints: first apply {:?} (+{} fdb, +{} neigh), unchanged {:?}, 10% moved {:?} (+{} -{} fdb)",
+            first.elapsed,
+            first.fdb_added,
+            first.neighbours_set,
+            same.elapsed,
+            moved.elapsed,
+            moved.fdb_added,
+            moved.fdb_removed
+        );
+        assert_eq!(same.fdb_added + same.fdb_removed, 0);
+        assert_eq!(moved.fdb_added, count / 10);
+        assert_eq!(moved.fdb_removed, count / 10);
+        if count == 100 {
+            assert!(first.elapsed < Duration::from_secs(1));
+        }
+        let status = a.status("net1").await.unwrap().unwrap();
+        assert_eq!(status.neighbours.len(), count);
+        assert_eq!(status.fdb.len(), count + 10);
+        assert!(a.remove("net1").await.unwrap());
+    }
+}
