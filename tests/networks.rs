@@ -122,3 +122,114 @@ fn networks_are_allocated_in_raft() {
     let err = s.fails("vm2", &["network", "inspect", "webapp_default"]);
     assert!(err.contains("No such network: webapp_default"), "{err}");
 }
+
+/// Two tasks on different nodes reach each other over their overlay; a task on another
+/// overlay cannot; after a drain moves a task, its peer reaches it at its new place; task
+/// MTU is the underlay's minus 50.
+#[test]
+fn tasks_talk_over_the_overlay() {
+    let s = Swarm::lab("ovl", 3);
+    s.form(&[("vm2", "worker"), ("vm3", "worker")]);
+    s.ok("vm1", &["network", "create", "front"]);
+    s.ok("vm1", &["network", "create", "back"]);
+    let web = |name: &str, net: &str, node: &str| {
+        s.ok(
+            "vm1",
+            &[
+                "service",
+                "create",
+                "-d",
+                "--name",
+                name,
+                "--network",
+                net,
+                "--constraint",
+                &format!("node.hostname == {node}"),
+                "demo",
+                "shoal-whoami",
+                "--listen",
+                "0.0.0.0:80",
+            ],
+        );
+    };
+    web("a", "front", "vm1");
+    web("b", "front", "vm3");
+    web("c", "back", "vm3");
+    let addr = |svc: &str| -> String {
+        wait_until(&format!("{svc} running with an address"), Duration::from_secs(30), || {
+            let id = s.ok("vm1", &["service", "ps", "-q", "-f", "desired-state=running", svc]);
+            let id = id.lines().next()?.to_string();
+            let out = s.ok("vm1", &["inspect", "--format", "{{.Status.State}} {{range .NetworksAttachments}}{{index .Addresses 0}}{{end}}", &id]);
+            let (state, cidr) = out.trim().split_once(' ')?;
+            (state == "running").then(|| cidr.split('/').next().unwrap_or("").to_string())
+        })
+        .unwrap()
+    };
+    let (a, b, c) = (addr("a"), addr("b"), addr("c"));
+    let curl = |from: &str, ip: &str| {
+        s.shoal(
+            "vm1",
+            &[
+                "exec",
+                from,
+                "curl",
+                "-s",
+                "-m",
+                "2",
+                &format!("http://{ip}/"),
+            ],
+        )
+    };
+    let reach = |from: &str, ip: &str, host_line: &str| {
+        wait_until(
+            &format!("{from} reaching {ip}"),
+            Duration::from_secs(10),
+            || {
+                String::from_utf8_lossy(&curl(from, ip).stdout)
+                    .contains(host_line)
+                    .then_some(())
+            },
+        )
+        .unwrap()
+    };
+    reach("a.1", &b, "Task: b.1");
+    reach("b.1", &a, "Task: a.1");
+    // Different overlays are isolated.
+    let out = curl("a.1", &c);
+    assert!(!out.status.success(), "a reached c across networks");
+    // MTU: lab underlay 1500.
+    let link = s.ok("vm1", &["exec", "a.1", "ip", "-o", "link", "show", "dev", "eth0"]);
+    assert!(link.contains(" mtu 1450 "), "{link}");
+    // Move b from vm3 to vm2: a reaches it at its new place.
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "update",
+            "-d",
+            "--constraint-rm",
+            "node.hostname == vm3",
+            "--constraint-add",
+            "node.hostname == vm2",
+            "b",
+        ],
+    );
+    let moved = wait_until("b on vm2", Duration::from_secs(30), || {
+        let nodes = s.ok(
+            "vm1",
+            &[
+                "service",
+                "ps",
+                "-f",
+                "desired-state=running",
+                "--format",
+                "{{.Node}} {{.CurrentState}}",
+                "b",
+            ],
+        );
+        nodes.starts_with("vm2 Running").then_some(())
+    });
+    moved.unwrap();
+    let b2 = addr("b");
+    reach("a.1", &b2, "Node: vm2");
+}

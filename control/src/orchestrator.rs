@@ -134,6 +134,81 @@ fn new_task(svc: &ServiceRecord, slot: u64, node_id: &str, now: DateTime<Utc>) -
         },
         desired_state: TaskState::Running,
         health: None,
+        networks: Vec::new(),
+    }
+}
+
+/// The networks a service's tasks attach to: its own (by ID), and ingress when it
+/// publishes ports in ingress mode.
+pub fn service_networks(state: &ClusterState, spec: &ServiceSpec) -> Vec<String> {
+    let mut nets: Vec<String> = spec
+        .task_template
+        .networks
+        .iter()
+        .filter(|a| state.networks.contains_key(&a.target))
+        .map(|a| a.target.clone())
+        .collect();
+    let publishes = spec.endpoint_spec.as_ref().is_some_and(|e| {
+        e.ports
+            .iter()
+            .any(|p| p.publish_mode == shoal_spec::PublishMode::Ingress)
+    });
+    if publishes {
+        if let Some(ingress) = state.networks.values().find(|n| n.ingress) {
+            nets.insert(0, ingress.id.clone());
+        }
+    }
+    nets
+}
+
+/// Give every new task in `changed` an address on each of its networks: the lowest free
+/// host address, skipping the gateway and the addresses of tasks still alive.
+fn allocate_addresses(state: &ClusterState, changed: &mut BTreeMap<String, TaskRecord>) {
+    use std::collections::HashSet;
+    use std::net::Ipv4Addr;
+    let alive = |t: &TaskRecord| !t.status.state.is_terminal() || active(t);
+    let mut used: HashMap<String, HashSet<Ipv4Addr>> = HashMap::new();
+    let all = state
+        .tasks
+        .values()
+        .filter(|t| !changed.contains_key(&t.id))
+        .chain(changed.values());
+    for t in all.filter(|t| alive(t)) {
+        for a in &t.networks {
+            if let Some(ip) = a.addr.split('/').next().and_then(|i| i.parse().ok()) {
+                used.entry(a.network_id.clone()).or_default().insert(ip);
+            }
+        }
+    }
+    for t in changed.values_mut() {
+        if !t.networks.is_empty() || !active(t) {
+            continue;
+        }
+        let Some(svc) = state.services.get(&t.service_id) else {
+            continue;
+        };
+        for net_id in service_networks(state, &svc.spec) {
+            let Some(net) = state.networks.get(&net_id) else {
+                continue;
+            };
+            let Ok(subnet) = crate::networks::Net::parse(&net.subnet) else {
+                continue;
+            };
+            let gateway: Option<Ipv4Addr> = net.gateway.parse().ok();
+            let taken = used.entry(net_id.clone()).or_default();
+            let first = subnet.addr + 2;
+            let last = subnet.addr + (subnet.size() as u32).saturating_sub(2);
+            let free = (first..=last)
+                .map(Ipv4Addr::from)
+                .find(|ip| Some(*ip) != gateway && !taken.contains(ip));
+            if let Some(ip) = free {
+                taken.insert(ip);
+                t.networks.push(crate::services::TaskAttachment {
+                    network_id: net_id.clone(),
+                    addr: format!("{ip}/{}", subnet.bits),
+                });
+            }
+        }
     }
 }
 
@@ -270,6 +345,7 @@ pub fn reconcile(
         reconcile_service(&mut plan, svc, &tasks, clock);
     }
 
+    allocate_addresses(state, &mut plan.changed);
     let mut cmds = Vec::new();
     if !plan.services.is_empty() {
         for s in std::mem::take(&mut plan.services) {

@@ -123,8 +123,8 @@ pub enum PeerResponse {
     Assignments {
         index: u64,
         tasks: Vec<crate::services::TaskRecord>,
-        /// Named volumes live under the data root; the service names scope nothing here.
-        node_hostname: String,
+        /// The networks those tasks attach to, with every live endpoint on them.
+        networks: Vec<NetView>,
     },
     Logs(Result<Vec<u8>, String>),
     Done,
@@ -133,6 +133,64 @@ pub enum PeerResponse {
         leader: Option<String>,
     },
     Error(String),
+}
+
+/// A network as an agent needs it to program its data plane.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct NetView {
+    pub network: crate::networks::NetworkRecord,
+    pub endpoints: Vec<NetEndpoint>,
+}
+
+/// One task's address on a network, and the node (VTEP) it lives on.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct NetEndpoint {
+    pub task_id: String,
+    pub node_id: String,
+    pub node_addr: String,
+    pub addr: String,
+}
+
+/// The networks `tasks` attach to, each with all the live endpoints in the cluster.
+pub fn net_views(
+    state: &crate::state::ClusterState,
+    tasks: &[crate::services::TaskRecord],
+) -> Vec<NetView> {
+    let mut ids: Vec<&str> = tasks
+        .iter()
+        .flat_map(|t| t.networks.iter().map(|a| a.network_id.as_str()))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids.into_iter()
+        .filter_map(|id| state.networks.get(id))
+        .map(|net| {
+            let endpoints = state
+                .tasks
+                .values()
+                .filter(|t| !t.status.state.is_terminal() && !t.node_id.is_empty())
+                .flat_map(|t| {
+                    t.networks
+                        .iter()
+                        .filter(|a| a.network_id == net.id)
+                        .map(move |a| (t, a))
+                })
+                .filter_map(|(t, a)| {
+                    let node = state.nodes.get(&t.node_id)?;
+                    Some(NetEndpoint {
+                        task_id: t.id.clone(),
+                        node_id: node.id.clone(),
+                        node_addr: node.addr.clone(),
+                        addr: a.addr.clone(),
+                    })
+                })
+                .collect();
+            NetView {
+                network: net.clone(),
+                endpoints,
+            }
+        })
+        .collect()
 }
 
 /// This node's current TLS material; swapped when its certificate is renewed.

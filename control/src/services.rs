@@ -91,6 +91,16 @@ pub struct TaskRecord {
     /// Health from the healthcheck, when one is defined ("starting", "healthy", "unhealthy").
     #[serde(default)]
     pub health: Option<String>,
+    /// The task's address on each network it attaches to, in attachment order.
+    #[serde(default)]
+    pub networks: Vec<TaskAttachment>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TaskAttachment {
+    pub network_id: String,
+    /// CIDR form, e.g. "10.0.1.5/24".
+    pub addr: String,
 }
 
 impl TaskRecord {
@@ -281,6 +291,14 @@ impl TaskRecord {
         st.insert("PortStatus".into(), json!({}));
         m.insert("Status".into(), Value::Object(st));
         m.insert("DesiredState".into(), json!(self.desired_state.as_str()));
+        if !self.networks.is_empty() {
+            let attachments: Vec<Value> = self
+                .networks
+                .iter()
+                .map(|a| json!({"Network": {"ID": a.network_id}, "Addresses": [a.addr]}))
+                .collect();
+            m.insert("NetworksAttachments".into(), Value::Array(attachments));
+        }
         if let Some(h) = &self.health {
             m.insert("Health".into(), json!(h));
         }

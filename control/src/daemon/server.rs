@@ -220,9 +220,9 @@ async fn handle(
             if *applied.borrow() <= since {
                 let _ = tokio::time::timeout(ASSIGNMENT_POLL, applied.changed()).await;
             }
-            let (index, tasks) = mgr.sm.read(|d| {
+            let (index, tasks, networks) = mgr.sm.read(|d| {
                 let index = d.last_applied.map(|l| l.index).unwrap_or(0);
-                let tasks = d
+                let tasks: Vec<_> = d
                     .state
                     .tasks
                     .values()
@@ -233,12 +233,13 @@ async fn handle(
                     })
                     .cloned()
                     .collect();
-                (index, tasks)
+                let networks = crate::peer::net_views(&d.state, &tasks);
+                (index, tasks, networks)
             });
             PeerResponse::Assignments {
                 index,
                 tasks,
-                node_hostname: String::new(),
+                networks,
             }
         }
         PeerRequest::ReportTasks(reports) => {

@@ -10,8 +10,12 @@ use chrono::Utc;
 use shoal_executor::{BindMount, Executor, TaskRun, TaskStatus};
 use shoal_spec::{TaskState, SECOND_NS};
 
+use shoal_dataplane::net::{
+    self as overlay, LocalEndpoint, NodeOverlay, OverlaySpec, RemoteEndpoint,
+};
+
 use super::{lock, Daemon};
-use crate::peer::{PeerClient, PeerRequest, PeerResponse};
+use crate::peer::{NetView, PeerClient, PeerRequest, PeerResponse};
 use crate::services::{TaskRecord, TaskReport, TaskStatusRec};
 
 const POLL: Duration = Duration::from_millis(200);
@@ -38,6 +42,7 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
         }
     };
     let mut local: HashMap<String, Local> = HashMap::new();
+    let mut net = NodeNet::new(&daemon);
     let mut since = 0u64;
     let mut client: Option<PeerClient> = None;
     loop {
@@ -56,9 +61,14 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
             .call(&PeerRequest::Assignments { since }, Duration::from_secs(5))
             .await
         {
-            Ok(PeerResponse::Assignments { index, tasks, .. }) => {
+            Ok(PeerResponse::Assignments {
+                index,
+                tasks,
+                networks,
+            }) => {
                 since = index;
                 apply_assignments(&daemon, &executor, &mut local, tasks).await;
+                net.program(&daemon, &local, &networks).await;
             }
             Ok(PeerResponse::NotLeader { leader }) => {
                 *lock(&daemon.leader_hint) = leader;
@@ -142,7 +152,14 @@ fn task_run(daemon: &Daemon, t: &TaskRecord) -> Result<TaskRun, String> {
         memory_bytes: nonzero(limits.memory_bytes),
         nano_cpus: nonzero(limits.nano_cpus),
         pids_limit: nonzero(limits.pids),
-        netns: None,
+        netns: if t.networks.is_empty() {
+            None
+        } else {
+            let path = task_netns_path(daemon, &t.id);
+            overlay::task_netns_create(&path)
+                .map_err(|e| format!("creating the task's network namespace: {e}"))?;
+            Some(path)
+        },
     })
 }
 
@@ -177,6 +194,189 @@ fn resolve_program(name: &str, env: &[String]) -> Option<String> {
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
         .map(|p| p.display().to_string())
+}
+
+/// Where a task's network namespace is bound, when it has networks (apart from the
+/// networks' own namespaces, which the overlay lists from its directory).
+fn task_netns_path(daemon: &Daemon, task_id: &str) -> PathBuf {
+    daemon.root.path("task-netns").join(task_id)
+}
+
+/// This node's overlay data plane, programmed from what the leader sends. The netlink work
+/// runs on its own thread (rtnetlink's futures are not `Send`), in the order it was asked.
+struct NodeNet {
+    jobs: Option<std::sync::mpsc::Sender<NetJob>>,
+}
+
+enum NetJob {
+    Apply {
+        name: String,
+        spec: OverlaySpec,
+        locals: Vec<LocalEndpoint>,
+        remotes: Vec<RemoteEndpoint>,
+    },
+    /// Remove every network not in this list.
+    Keep(Vec<String>),
+}
+
+impl NodeNet {
+    fn new(daemon: &Daemon) -> NodeNet {
+        let overlay = daemon.membership().and_then(|m| {
+            let ip: std::net::Ipv4Addr = m.addr.parse().ok()?;
+            let ifname = interface_of(ip)?;
+            let mut o = NodeOverlay::new(ip, &ifname);
+            o.netns_dir = daemon.root.path("netns");
+            Some(o)
+        });
+        let Some(o) = overlay else {
+            tracing::warn!(
+                "no underlay interface carries this node's address: overlay networks are off"
+            );
+            return NodeNet { jobs: None };
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<NetJob>();
+        let spawned = std::thread::Builder::new()
+            .name("shoal-overlay".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "overlay runtime");
+                        return;
+                    }
+                };
+                for job in rx {
+                    rt.block_on(run_net_job(&o, job));
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "overlay thread");
+            return NodeNet { jobs: None };
+        }
+        NodeNet { jobs: Some(tx) }
+    }
+
+    /// Make every network this node's tasks use match the cluster: local tasks attached,
+    /// remote tasks reachable through their nodes; networks no task here uses go away.
+    async fn program(
+        &mut self,
+        daemon: &Daemon,
+        local: &HashMap<String, Local>,
+        views: &[NetView],
+    ) {
+        let Some(jobs) = &self.jobs else { return };
+        let me = daemon.membership().map(|m| m.node_id).unwrap_or_default();
+        for view in views {
+            let n = &view.network;
+            let Some((addr, bits)) = n.subnet.split_once('/') else {
+                continue;
+            };
+            let (Ok(addr), Ok(bits), Ok(gateway)) = (addr.parse(), bits.parse(), n.gateway.parse())
+            else {
+                continue;
+            };
+            let Ok(subnet) = overlay::Ipv4Net::new(addr, bits) else {
+                continue;
+            };
+            let spec = OverlaySpec {
+                network_id: n.id.clone(),
+                vni: n.vni,
+                subnet,
+                gateway,
+                mtu: n.mtu,
+            };
+            let mut locals = Vec::new();
+            for (id, l) in local {
+                if l.stopping || l.reported.is_terminal() {
+                    continue;
+                }
+                for (i, a) in l.record.networks.iter().enumerate() {
+                    let Some(ip) = a.addr.split('/').next().and_then(|s| s.parse().ok()) else {
+                        continue;
+                    };
+                    if a.network_id == n.id {
+                        locals.push(LocalEndpoint {
+                            task_id: id.clone(),
+                            netns: task_netns_path(daemon, id),
+                            ip,
+                            mac: overlay::mac_for_ip(ip),
+                            ifname: format!("eth{i}"),
+                            default_route: i == 0,
+                        });
+                    }
+                }
+            }
+            let remotes: Vec<RemoteEndpoint> = view
+                .endpoints
+                .iter()
+                .filter(|e| e.node_id != me)
+                .filter_map(|e| {
+                    let ip = e.addr.split('/').next()?.parse().ok()?;
+                    Some(RemoteEndpoint {
+                        ip,
+                        mac: overlay::mac_for_ip(ip),
+                        node_addr: e.node_addr.parse().ok()?,
+                    })
+                })
+                .collect();
+            let _ = jobs.send(NetJob::Apply {
+                name: n.name.clone(),
+                spec,
+                locals,
+                remotes,
+            });
+        }
+        let _ = jobs.send(NetJob::Keep(
+            views.iter().map(|v| v.network.id.clone()).collect(),
+        ));
+    }
+}
+
+async fn run_net_job(o: &NodeOverlay, job: NetJob) {
+    match job {
+        NetJob::Apply {
+            name,
+            spec,
+            locals,
+            remotes,
+        } => match o.apply(&spec, &locals, &remotes).await {
+            Ok(report) => {
+                for f in &report.failed {
+                    tracing::warn!(network = %name, task = %f.task_id, error = %f.error, "attaching a task");
+                }
+            }
+            Err(e) => tracing::warn!(network = %name, error = %e, "programming the overlay"),
+        },
+        NetJob::Keep(keep) => {
+            if let Ok(present) = o.networks() {
+                for id in present.into_iter().filter(|id| !keep.contains(id)) {
+                    if let Err(e) = o.remove(&id).await {
+                        tracing::warn!(network = %id, error = %e, "removing the overlay");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The interface that carries `ip` in this namespace.
+fn interface_of(ip: std::net::Ipv4Addr) -> Option<String> {
+    let addrs = nix::ifaddrs::getifaddrs().ok()?;
+    for ifa in addrs {
+        if ifa
+            .address
+            .as_ref()
+            .and_then(|a| a.as_sockaddr_in())
+            .map(|s| s.ip())
+            == Some(ip)
+        {
+            return Some(ifa.interface_name);
+        }
+    }
+    None
 }
 
 fn grace(t: &TaskRecord) -> Duration {
@@ -302,8 +502,10 @@ async fn apply_assignments(
                     let g = grace(&l.record);
                     let tid = id.clone();
                     let d = daemon.clone();
+                    let netns = task_netns_path(daemon, &id);
                     tokio::spawn(async move {
                         let result = tokio::task::spawn_blocking(move || exec.stop(&tid, g)).await;
+                        let _ = overlay::task_netns_delete(&netns);
                         let code = match result {
                             Ok(Ok(TaskStatus::Exited { code })) => Some(code),
                             _ => None,
@@ -348,9 +550,11 @@ async fn apply_assignments(
         if let Some(l) = local.remove(&id) {
             let exec = executor.clone();
             let g = grace(&l.record);
+            let netns = task_netns_path(daemon, &id);
             tokio::task::spawn_blocking(move || {
                 let _ = exec.stop(&id, g);
                 let _ = exec.remove(&id);
+                let _ = overlay::task_netns_delete(&netns);
             });
         }
     }
