@@ -161,26 +161,101 @@ pub fn service_networks(state: &ClusterState, spec: &ServiceSpec) -> Vec<String>
     nets
 }
 
-/// Give every new task in `changed` an address on each of its networks: the lowest free
-/// host address, skipping the gateway and the addresses of tasks still alive.
-fn allocate_addresses(state: &ClusterState, changed: &mut BTreeMap<String, TaskRecord>) {
-    use std::collections::HashSet;
-    use std::net::Ipv4Addr;
+/// Addresses in use per network: live tasks' and services' VIPs.
+fn used_addresses(
+    state: &ClusterState,
+    changed: &BTreeMap<String, TaskRecord>,
+    services: &[ServiceRecord],
+) -> HashMap<String, std::collections::HashSet<std::net::Ipv4Addr>> {
     let alive = |t: &TaskRecord| !t.status.state.is_terminal() || active(t);
-    let mut used: HashMap<String, HashSet<Ipv4Addr>> = HashMap::new();
-    let all = state
+    let mut used: HashMap<String, std::collections::HashSet<std::net::Ipv4Addr>> = HashMap::new();
+    let mut mark = |a: &crate::services::TaskAttachment| {
+        if let Some(ip) = a.addr.split('/').next().and_then(|i| i.parse().ok()) {
+            used.entry(a.network_id.clone()).or_default().insert(ip);
+        }
+    };
+    let tasks = state
         .tasks
         .values()
         .filter(|t| !changed.contains_key(&t.id))
         .chain(changed.values());
-    for t in all.filter(|t| alive(t)) {
-        for a in &t.networks {
-            if let Some(ip) = a.addr.split('/').next().and_then(|i| i.parse().ok()) {
-                used.entry(a.network_id.clone()).or_default().insert(ip);
+    for t in tasks.filter(|t| alive(t)) {
+        t.networks.iter().for_each(&mut mark);
+    }
+    let svcs = state
+        .services
+        .values()
+        .filter(|s| !services.iter().any(|n| n.id == s.id))
+        .chain(services.iter());
+    for s in svcs {
+        s.vips.iter().for_each(&mut mark);
+    }
+    used
+}
+
+/// The lowest free host address of a network (skipping its gateway), marked used.
+fn next_address(
+    state: &ClusterState,
+    net_id: &str,
+    used: &mut HashMap<String, std::collections::HashSet<std::net::Ipv4Addr>>,
+) -> Option<crate::services::TaskAttachment> {
+    use std::net::Ipv4Addr;
+    let net = state.networks.get(net_id)?;
+    let subnet = crate::networks::Net::parse(&net.subnet).ok()?;
+    let gateway: Option<Ipv4Addr> = net.gateway.parse().ok();
+    let taken = used.entry(net_id.to_string()).or_default();
+    let first = subnet.addr + 2;
+    let last = subnet.addr + (subnet.size() as u32).saturating_sub(2);
+    let ip = (first..=last)
+        .map(Ipv4Addr::from)
+        .find(|ip| Some(*ip) != gateway && !taken.contains(ip))?;
+    taken.insert(ip);
+    Some(crate::services::TaskAttachment {
+        network_id: net_id.to_string(),
+        addr: format!("{ip}/{}", subnet.bits),
+    })
+}
+
+/// Give services their VIPs (endpoint mode vip) and every new task an address on each of
+/// its networks. What is in use is derived from live tasks and services: nothing needs
+/// freeing when they go.
+fn allocate_addresses(plan: &mut Plan) {
+    let state = plan.state;
+    let mut used = used_addresses(state, &plan.changed, &plan.services);
+    for svc in state.services.values() {
+        let vip_mode = svc
+            .spec
+            .endpoint_spec
+            .as_ref()
+            .is_none_or(|e| e.mode == shoal_spec::EndpointMode::Vip);
+        let nets = service_networks(state, &svc.spec);
+        let want: Vec<&String> = if vip_mode {
+            nets.iter().collect()
+        } else {
+            Vec::new()
+        };
+        let has: Vec<&String> = svc.vips.iter().map(|v| &v.network_id).collect();
+        if want == has {
+            continue;
+        }
+        let mut s = plan
+            .services
+            .iter()
+            .find(|p| p.id == svc.id)
+            .cloned()
+            .unwrap_or_else(|| svc.clone());
+        let mut vips = Vec::new();
+        for n in want {
+            match s.vips.iter().find(|v| &v.network_id == n) {
+                Some(v) => vips.push(v.clone()),
+                None => vips.extend(next_address(state, n, &mut used)),
             }
         }
+        s.vips = vips;
+        plan.services.retain(|p| p.id != s.id);
+        plan.services.push(s);
     }
-    for t in changed.values_mut() {
+    for t in plan.changed.values_mut() {
         if !t.networks.is_empty() || !active(t) {
             continue;
         }
@@ -188,26 +263,7 @@ fn allocate_addresses(state: &ClusterState, changed: &mut BTreeMap<String, TaskR
             continue;
         };
         for net_id in service_networks(state, &svc.spec) {
-            let Some(net) = state.networks.get(&net_id) else {
-                continue;
-            };
-            let Ok(subnet) = crate::networks::Net::parse(&net.subnet) else {
-                continue;
-            };
-            let gateway: Option<Ipv4Addr> = net.gateway.parse().ok();
-            let taken = used.entry(net_id.clone()).or_default();
-            let first = subnet.addr + 2;
-            let last = subnet.addr + (subnet.size() as u32).saturating_sub(2);
-            let free = (first..=last)
-                .map(Ipv4Addr::from)
-                .find(|ip| Some(*ip) != gateway && !taken.contains(ip));
-            if let Some(ip) = free {
-                taken.insert(ip);
-                t.networks.push(crate::services::TaskAttachment {
-                    network_id: net_id.clone(),
-                    addr: format!("{ip}/{}", subnet.bits),
-                });
-            }
+            t.networks.extend(next_address(state, &net_id, &mut used));
         }
     }
 }
@@ -345,11 +401,13 @@ pub fn reconcile(
         reconcile_service(&mut plan, svc, &tasks, clock);
     }
 
-    allocate_addresses(state, &mut plan.changed);
+    allocate_addresses(&mut plan);
     let mut cmds = Vec::new();
     if !plan.services.is_empty() {
         for s in std::mem::take(&mut plan.services) {
+            // The record was read at s.version; a user's update since then wins.
             cmds.push(Command::PutService {
+                expected_version: Some(s.version),
                 service: Box::new(s),
             });
         }
@@ -439,21 +497,7 @@ fn reconcile_service(
     }
     for list in groups.values_mut() {
         list.sort_by_key(|t| std::cmp::Reverse(t.created_at));
-        let finished: Vec<&&TaskRecord> = list
-            .iter()
-            .filter(|t| !active(t) && t.status.state.is_terminal())
-            .collect();
-        let keep = plan
-            .state
-            .cluster
-            .as_ref()
-            .map(|c| c.task_history)
-            .unwrap_or(5) as usize;
-        for t in finished.iter().skip(keep) {
-            plan.deletes.push(t.id.clone());
-        }
     }
-
     // Pending tasks get another chance at placement.
     for t in tasks {
         if active(t) && t.node_id.is_empty() {
@@ -468,7 +512,29 @@ fn reconcile_service(
         reconcile_replicated(plan, svc, tasks, &req, &groups);
     }
     rolling_update(plan, svc, tasks, &req, clock);
+    prune_history(plan, &groups);
     let _ = now;
+}
+
+/// Forget finished tasks beyond the history limit, per slot (global: per node), counting
+/// the tasks this round has just finished too, so the list never grows past the limit.
+fn prune_history(plan: &mut Plan, groups: &BTreeMap<(u64, &str), Vec<&TaskRecord>>) {
+    let keep = plan
+        .state
+        .cluster
+        .as_ref()
+        .map(|c| c.task_history)
+        .unwrap_or(5) as usize;
+    for list in groups.values() {
+        // Newest first; each as this round leaves it.
+        let finished: Vec<String> = list
+            .iter()
+            .map(|t| plan.task(&t.id))
+            .filter(|t| !active(t) && t.status.state.is_terminal())
+            .map(|t| t.id)
+            .collect();
+        plan.deletes.extend(finished.into_iter().skip(keep));
+    }
 }
 
 fn reconcile_replicated(
@@ -865,6 +931,7 @@ mod tests {
             previous_spec: None,
             spec_version: 1,
             update_status: None,
+            vips: Vec::new(),
         }
     }
 

@@ -57,6 +57,9 @@ pub struct ServiceRecord {
     pub spec_version: u64,
     #[serde(default)]
     pub update_status: Option<UpdateStatus>,
+    /// The service's virtual IP on each of its networks (endpoint mode vip).
+    #[serde(default)]
+    pub vips: Vec<TaskAttachment>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -234,6 +237,14 @@ impl ServiceRecord {
         );
         if !endpoint_spec.ports.is_empty() {
             endpoint.insert("Ports".into(), json!(endpoint_spec.ports));
+        }
+        if !self.vips.is_empty() {
+            let vips: Vec<Value> = self
+                .vips
+                .iter()
+                .map(|v| json!({"NetworkID": v.network_id, "Addr": v.addr}))
+                .collect();
+            endpoint.insert("VirtualIPs".into(), Value::Array(vips));
         }
         m.insert("Endpoint".into(), Value::Object(endpoint));
         if let Some(u) = &self.update_status {

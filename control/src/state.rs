@@ -57,9 +57,13 @@ pub enum Command {
         role: Role,
         secret: String,
     },
-    /// Create or replace a service (stamped with this entry's index as its version).
+    /// Create or replace a service (stamped with this entry's index as its version). With
+    /// `expected_version`, only if the stored service is still at that version: a decision
+    /// made from a read that has since changed is refused, not applied over the change.
     PutService {
         service: Box<ServiceRecord>,
+        #[serde(default)]
+        expected_version: Option<u64>,
     },
     /// `service rm`: the service goes; its tasks are told to shut down and are deleted by
     /// the orchestrator once they have stopped.
@@ -225,7 +229,18 @@ impl ClusterState {
                 node.updated_at = *at;
                 CommandResult::ok()
             }
-            Command::PutService { service } => {
+            Command::PutService {
+                service,
+                expected_version,
+            } => {
+                if let Some(v) = expected_version {
+                    let current = self.services.get(&service.id).map(|s| s.version);
+                    if current != Some(*v) {
+                        return CommandResult::err(
+                            "rpc error: code = Unknown desc = update out of sequence",
+                        );
+                    }
+                }
                 let mut service = (**service).clone();
                 service.version = index;
                 self.services.insert(service.id.clone(), service);

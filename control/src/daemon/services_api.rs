@@ -127,6 +127,7 @@ fn new_service(spec: ServiceSpec) -> ServiceRecord {
         previous_spec: None,
         spec_version: 1,
         update_status: None,
+        vips: Vec::new(),
     }
 }
 
@@ -172,6 +173,7 @@ impl Daemon {
                 let svc = new_service(spec);
                 let id = svc.id.clone();
                 mgr.propose(Command::PutService {
+                    expected_version: None,
                     service: Box::new(svc),
                 })
                 .await?;
@@ -202,6 +204,7 @@ impl Daemon {
                 }
                 let updated = updated_service(svc, spec, Utc::now());
                 mgr.propose(Command::PutService {
+                    expected_version: Some(svc.version),
                     service: Box::new(updated),
                 })
                 .await?;
@@ -231,6 +234,7 @@ impl Daemon {
                     message: "manually requested rollback".into(),
                 });
                 mgr.propose(Command::PutService {
+                    expected_version: Some(svc.version),
                     service: Box::new(s),
                 })
                 .await?;
@@ -488,6 +492,7 @@ impl Daemon {
                         let updated = updated_service(existing, spec, now);
                         scratch.services.insert(updated.id.clone(), updated.clone());
                         cmds.push(Command::PutService {
+                            expected_version: Some(existing.version),
                             service: Box::new(updated),
                         });
                     }
@@ -498,6 +503,7 @@ impl Daemon {
                     let svc = new_service(spec);
                     scratch.services.insert(svc.id.clone(), svc.clone());
                     cmds.push(Command::PutService {
+                        expected_version: None,
                         service: Box::new(svc),
                     });
                 }
