@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # Debian packages the build, the lab, the tests and the demo need.
-PACKAGES := iproute2 iputils-ping curl procps prometheus bc
+PACKAGES := iproute2 iputils-ping curl procps prometheus bc bind9-dnsutils
 
 .PHONY: all deps build test unit-test lab-test demo bench lint fmt clean
 

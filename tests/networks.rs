@@ -198,7 +198,10 @@ fn tasks_talk_over_the_overlay() {
     let out = curl("a.1", &c);
     assert!(!out.status.success(), "a reached c across networks");
     // MTU: lab underlay 1500.
-    let link = s.ok("vm1", &["exec", "a.1", "ip", "-o", "link", "show", "dev", "eth0"]);
+    let link = s.ok(
+        "vm1",
+        &["exec", "a.1", "ip", "-o", "link", "show", "dev", "eth0"],
+    );
     assert!(link.contains(" mtu 1450 "), "{link}");
     // Move b from vm3 to vm2: a reaches it at its new place.
     s.ok(
@@ -232,4 +235,158 @@ fn tasks_talk_over_the_overlay() {
     moved.unwrap();
     let b2 = addr("b");
     reach("a.1", &b2, "Node: vm2");
+}
+
+/// The embedded DNS at 127.0.0.11 in every task: service names answer the VIP (or, with
+/// dnsrr, the running tasks), `tasks.<service>` the running tasks, stack aliases too, and
+/// names of services on other networks are NXDOMAIN. Checked with dig inside a task.
+#[test]
+fn embedded_dns_answers_service_names() {
+    let s = Swarm::lab("dns", 2);
+    s.form(&[("vm2", "worker")]);
+    s.ok("vm1", &["network", "create", "app"]);
+    s.ok("vm1", &["network", "create", "other"]);
+    let create = |args: &[&str]| {
+        let mut argv = vec!["service", "create", "-d"];
+        argv.extend_from_slice(args);
+        s.ok("vm1", &argv);
+    };
+    create(&[
+        "--name",
+        "db",
+        "--replicas",
+        "2",
+        "--network",
+        "app",
+        "demo",
+        "shoal-whoami",
+        "--listen",
+        "0.0.0.0:80",
+    ]);
+    create(&[
+        "--name",
+        "rr",
+        "--endpoint-mode",
+        "dnsrr",
+        "--network",
+        "app",
+        "demo",
+        "shoal-whoami",
+        "--listen",
+        "0.0.0.0:80",
+    ]);
+    create(&[
+        "--name",
+        "far",
+        "--network",
+        "other",
+        "demo",
+        "sleep",
+        "600",
+    ]);
+    create(&[
+        "--name",
+        "client",
+        "--network",
+        "app",
+        "demo",
+        "sleep",
+        "600",
+    ]);
+    let dig = |name: &str| -> String {
+        let out = s.shoal(
+            "vm1",
+            &["exec", "client.1", "dig", "@127.0.0.11", name, "+short"],
+        );
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines.join(" ")
+    };
+    let vip = s.ok(
+        "vm1",
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{(index .Endpoint.VirtualIPs 0).Addr}}",
+            "db",
+        ],
+    );
+    let vip = vip.trim().split('/').next().unwrap().to_string();
+    wait_until("db resolves to its VIP", Duration::from_secs(20), || {
+        (dig("db") == vip).then_some(())
+    })
+    .unwrap();
+    wait_until(
+        "tasks.db resolves to both tasks",
+        Duration::from_secs(20),
+        || (dig("tasks.db").split(' ').count() == 2).then_some(()),
+    )
+    .unwrap();
+    assert!(!dig("tasks.db").contains(&vip));
+    // dnsrr: the name is the task itself, so a client reaches it by name.
+    let out = s.ok(
+        "vm1",
+        &["exec", "client.1", "curl", "-s", "-m", "2", "http://rr/"],
+    );
+    assert!(out.contains("Task: rr.1"), "{out}");
+    // A service on another network is not visible.
+    let status = s.ok(
+        "vm1",
+        &[
+            "exec",
+            "client.1",
+            "dig",
+            "@127.0.0.11",
+            "far",
+            "+noall",
+            "+comments",
+        ],
+    );
+    assert!(status.contains("status: NXDOMAIN"), "{status}");
+    let resolv = s.ok("vm1", &["exec", "client.1", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.starts_with("nameserver 127.0.0.11\n"), "{resolv}");
+    // A stack's services answer their short names (aliases) on the stack network.
+    let compose = format!("{}/examples/docker-compose.yml", env!("CARGO_MANIFEST_DIR"));
+    s.ok("vm1", &["node", "update", "--label-add", "os=linux", "vm2"]);
+    s.ok("vm1", &["stack", "deploy", "-c", &compose, "webapp"]);
+    wait_until("webapp_web running", Duration::from_secs(30), || {
+        let out = s.ok(
+            "vm1",
+            &[
+                "service",
+                "ps",
+                "-f",
+                "desired-state=running",
+                "--format",
+                "{{.CurrentState}}",
+                "webapp_web",
+            ],
+        );
+        out.starts_with("Running").then_some(())
+    })
+    .unwrap();
+    let db_ip = wait_until("the web task resolving db", Duration::from_secs(20), || {
+        let out = s.shoal(
+            "vm1",
+            &["exec", "webapp_web.1", "dig", "@127.0.0.11", "db", "+short"],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (!text.is_empty()).then_some(text)
+    })
+    .unwrap();
+    let db_vip = s.ok(
+        "vm1",
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{(index .Endpoint.VirtualIPs 0).Addr}}",
+            "webapp_db",
+        ],
+    );
+    assert_eq!(db_ip, db_vip.trim().split('/').next().unwrap());
 }

@@ -140,6 +140,18 @@ pub enum PeerResponse {
 pub struct NetView {
     pub network: crate::networks::NetworkRecord,
     pub endpoints: Vec<NetEndpoint>,
+    /// What the embedded DNS answers on this network.
+    #[serde(default)]
+    pub services: Vec<NetService>,
+}
+
+/// A service as names on one network: its name and aliases answer its VIP (or, with
+/// dnsrr, its running tasks); `tasks.<name>` answers its running tasks.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct NetService {
+    pub names: Vec<String>,
+    pub vip: Option<String>,
+    pub task_ips: Vec<String>,
 }
 
 /// One task's address on a network, and the node (VTEP) it lives on.
@@ -185,9 +197,45 @@ pub fn net_views(
                     })
                 })
                 .collect();
+            let services = if net.ingress {
+                Vec::new() // ingress carries the routing mesh, not service discovery
+            } else {
+                state
+                    .services
+                    .values()
+                    .filter_map(|s| {
+                        let attachment = s
+                            .spec
+                            .task_template
+                            .networks
+                            .iter()
+                            .find(|a| a.target == net.id)?;
+                        let mut names = vec![s.spec.name.clone()];
+                        names.extend(attachment.aliases.iter().cloned());
+                        let vip = s
+                            .vips
+                            .iter()
+                            .find(|v| v.network_id == net.id)
+                            .map(|v| v.addr.clone());
+                        let task_ips = state
+                            .tasks
+                            .values()
+                            .filter(|t| t.service_id == s.id && t.is_running())
+                            .filter_map(|t| t.networks.iter().find(|a| a.network_id == net.id))
+                            .map(|a| a.addr.clone())
+                            .collect();
+                        Some(NetService {
+                            names,
+                            vip,
+                            task_ips,
+                        })
+                    })
+                    .collect()
+            };
             NetView {
                 network: net.clone(),
                 endpoints,
+                services,
             }
         })
         .collect()

@@ -1,5 +1,6 @@
 //! Shoal's kernel side: network namespaces, links, and the namespace lab that runs a cluster on one machine.
 
+pub mod dns;
 pub mod lab;
 pub mod net;
 mod netns;

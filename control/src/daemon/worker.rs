@@ -10,6 +10,7 @@ use chrono::Utc;
 use shoal_executor::{BindMount, Executor, TaskRun, TaskStatus};
 use shoal_spec::{TaskState, SECOND_NS};
 
+use shoal_dataplane::dns;
 use shoal_dataplane::net::{
     self as overlay, LocalEndpoint, NodeOverlay, OverlaySpec, RemoteEndpoint,
 };
@@ -43,6 +44,7 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
     };
     let mut local: HashMap<String, Local> = HashMap::new();
     let mut net = NodeNet::new(&daemon);
+    let mut dns = TaskDns::new();
     let mut since = 0u64;
     let mut client: Option<PeerClient> = None;
     loop {
@@ -69,6 +71,7 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
                 since = index;
                 apply_assignments(&daemon, &executor, &mut local, tasks).await;
                 net.program(&daemon, &local, &networks).await;
+                dns.update(&daemon, &local, &networks).await;
             }
             Ok(PeerResponse::NotLeader { leader }) => {
                 *lock(&daemon.leader_hint) = leader;
@@ -130,6 +133,32 @@ fn task_run(daemon: &Daemon, t: &TaskRecord) -> Result<TaskRun, String> {
             read_only: m.read_only,
         });
     }
+    let hostname = if cs.hostname.is_empty() {
+        t.id[..12.min(t.id.len())].to_string()
+    } else {
+        cs.hostname.clone()
+    };
+    if !t.networks.is_empty() {
+        // A task on networks gets its own /etc/hosts and /etc/resolv.conf (the embedded
+        // DNS at 127.0.0.11), as a container does.
+        let dir = task_etc_dir(daemon, &t.id);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let ip = t.networks[0].addr.split('/').next().unwrap_or("");
+        let hosts = format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{hostname}\n"
+        );
+        let resolv = "nameserver 127.0.0.11\noptions ndots:0\n";
+        for (name, content) in [("hosts", hosts.as_str()), ("resolv.conf", resolv)] {
+            let path = dir.join(name);
+            std::fs::write(&path, content)
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            mounts.push(BindMount {
+                source: path,
+                target: PathBuf::from("/etc").join(name),
+                read_only: false,
+            });
+        }
+    }
     let limits = t
         .spec
         .resources
@@ -142,11 +171,7 @@ fn task_run(daemon: &Daemon, t: &TaskRecord) -> Result<TaskRun, String> {
         name: t.container_name(),
         argv,
         env,
-        hostname: if cs.hostname.is_empty() {
-            t.id[..12.min(t.id.len())].to_string()
-        } else {
-            cs.hostname.clone()
-        },
+        hostname,
         workdir: (!cs.dir.is_empty()).then(|| cs.dir.clone()),
         mounts,
         memory_bytes: nonzero(limits.memory_bytes),
@@ -200,6 +225,96 @@ fn resolve_program(name: &str, env: &[String]) -> Option<String> {
 /// networks' own namespaces, which the overlay lists from its directory).
 fn task_netns_path(daemon: &Daemon, task_id: &str) -> PathBuf {
     daemon.root.path("task-netns").join(task_id)
+}
+
+/// The embedded DNS: one resolver at 127.0.0.11 in each local task's network namespace,
+/// answering the names of the services on that task's networks.
+struct TaskDns {
+    resolvers: HashMap<String, (dns::Resolver, tokio::sync::watch::Sender<Arc<dns::DnsView>>)>,
+    upstreams: Vec<std::net::SocketAddr>,
+}
+
+impl TaskDns {
+    fn new() -> TaskDns {
+        TaskDns {
+            resolvers: HashMap::new(),
+            upstreams: dns::host_resolvers(),
+        }
+    }
+
+    async fn update(&mut self, daemon: &Daemon, local: &HashMap<String, Local>, views: &[NetView]) {
+        let wanted: Vec<(&String, &Local)> = local
+            .iter()
+            .filter(|(_, l)| {
+                !l.stopping && !l.reported.is_terminal() && !l.record.networks.is_empty()
+            })
+            .collect();
+        self.resolvers
+            .retain(|id, _| wanted.iter().any(|(w, _)| *w == id));
+        for (id, l) in wanted {
+            let view = Arc::new(task_view(l, views));
+            if let Some((_, tx)) = self.resolvers.get(id) {
+                if **tx.borrow() != *view {
+                    tx.send_replace(view);
+                }
+                continue;
+            }
+            let (tx, rx) = tokio::sync::watch::channel(view);
+            match dns::Resolver::start(&task_netns_path(daemon, id), rx, self.upstreams.clone())
+                .await
+            {
+                Ok(r) => {
+                    self.resolvers.insert(id.clone(), (r, tx));
+                }
+                Err(e) => {
+                    tracing::warn!(task = %id, error = %e, "starting the task's DNS resolver")
+                }
+            }
+        }
+    }
+}
+
+/// The names a task can resolve: the services on the networks it is on.
+fn task_view(l: &Local, views: &[NetView]) -> dns::DnsView {
+    let mut view = dns::DnsView::default();
+    let ip = |cidr: &str| cidr.split('/').next().and_then(|s| s.parse().ok());
+    for v in views.iter().filter(|v| {
+        l.record
+            .networks
+            .iter()
+            .any(|a| a.network_id == v.network.id)
+    }) {
+        for s in &v.services {
+            let tasks: Vec<std::net::Ipv4Addr> = s.task_ips.iter().filter_map(|a| ip(a)).collect();
+            for name in &s.names {
+                let name = name.to_ascii_lowercase();
+                match s.vip.as_deref().and_then(ip) {
+                    Some(vip) => {
+                        view.names.entry(name.clone()).or_default().push(vip);
+                    }
+                    None => {
+                        view.names
+                            .entry(name.clone())
+                            .or_default()
+                            .extend(tasks.iter().copied());
+                        view.shuffle.insert(name.clone());
+                    }
+                }
+                let t = format!("tasks.{name}");
+                view.names
+                    .entry(t.clone())
+                    .or_default()
+                    .extend(tasks.iter().copied());
+                view.shuffle.insert(t);
+            }
+        }
+    }
+    view
+}
+
+/// A task's own /etc files (hosts, resolv.conf).
+fn task_etc_dir(daemon: &Daemon, task_id: &str) -> PathBuf {
+    daemon.root.path("task-etc").join(task_id)
 }
 
 /// This node's overlay data plane, programmed from what the leader sends. The netlink work
@@ -551,10 +666,12 @@ async fn apply_assignments(
             let exec = executor.clone();
             let g = grace(&l.record);
             let netns = task_netns_path(daemon, &id);
+            let etc = task_etc_dir(daemon, &id);
             tokio::task::spawn_blocking(move || {
                 let _ = exec.stop(&id, g);
                 let _ = exec.remove(&id);
                 let _ = overlay::task_netns_delete(&netns);
+                let _ = std::fs::remove_dir_all(&etc);
             });
         }
     }

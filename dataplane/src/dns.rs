@@ -1,0 +1,142 @@
+//! The embedded DNS resolver each task gets at 127.0.0.11:53: service, alias and `tasks.` names from the cluster, the rest forwarded to the node's resolvers.
+//!
+//! Docker's behaviour, with one change: the TTL is short (default
+//! [`DEFAULT_TTL`], 5 s) where swarm's 600 s keeps clients on dead task IPs.
+//!
+//! - **What a task may resolve** is a [`DnsView`] built by the agent from cluster
+//!   state for that task's networks only, so a task never learns the names of
+//!   services it shares no network with. The view is swapped through a
+//!   `tokio::sync::watch` channel and the next query sees it.
+//! - **Local answers**: A records for a known name (in the view's order, or
+//!   shuffled per query for dnsrr services and `tasks.` names); NOERROR with no
+//!   answers for other types of a known name (so a client asking AAAA then A
+//!   does not give up); NXDOMAIN for an unknown single-label name, which can only
+//!   be a service that does not exist (or is not on a shared network).
+//! - **Forwarded**: unknown names with a dot go to the node's resolvers
+//!   ([`host_resolvers`]) from the namespace of the caller of
+//!   [`Resolver::start`] (the node daemon's), not from the task's: overlay
+//!   networks have no route out, and the node's resolvers are reachable from the
+//!   node. UDP queries are forwarded over UDP, TCP ones over TCP (a truncated UDP
+//!   answer makes the client retry over TCP, which must then reach the upstream
+//!   over TCP too). Each upstream in turn gets [`FORWARD_TIMEOUT`]; with none, or
+//!   all failing, the client gets SERVFAIL.
+//! - **Sockets** are created on a short-lived thread that entered the task's
+//!   namespace (setns is per thread) and handed to tokio, so no runtime thread
+//!   ever changes namespace.
+
+mod answer;
+mod server;
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::errno::Errno;
+
+pub use self::server::Resolver;
+
+/// Where every task's resolver listens, inside the task's network namespace.
+pub const RESOLVER_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 11), 53);
+
+/// TTL of local answers unless the view says otherwise.
+pub const DEFAULT_TTL: u32 = 5;
+
+/// How long one upstream resolver gets to answer a forwarded query.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Errors of starting a resolver; each carries the namespace it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error("opening network namespace {0}: {1}")]
+    OpenNetns(PathBuf, #[source] io::Error),
+    #[error("entering network namespace {0}: {1}")]
+    EnterNetns(PathBuf, #[source] Errno),
+    #[error("binding the resolver to {1} ({0}) in {2}: {3}")]
+    Bind(&'static str, SocketAddrV4, PathBuf, #[source] io::Error),
+    #[error("cannot start a thread to enter a namespace: {0}")]
+    Thread(#[source] io::Error),
+    #[error("the namespace thread for {0} died")]
+    ThreadDied(PathBuf),
+}
+
+/// What one task may resolve: built by the agent from cluster state for that task's networks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DnsView {
+    /// lowercase name -> addresses, already in the order to answer for vip-style names.
+    /// Keys include "<service>", "<stack-scoped service>", aliases, and "tasks.<service>".
+    pub names: HashMap<String, Vec<Ipv4Addr>>,
+    /// names whose answers are shuffled on each query (dnsrr services and tasks.* names)
+    pub shuffle: HashSet<String>,
+    pub ttl: u32,
+}
+
+impl Default for DnsView {
+    fn default() -> Self {
+        Self {
+            names: HashMap::new(),
+            shuffle: HashSet::new(),
+            ttl: DEFAULT_TTL,
+        }
+    }
+}
+
+/// Builds the answer for one query message. Returns Some(response bytes) when
+/// answered locally: A records for a known name; NOERROR with no answers for a
+/// known name with another query type (AAAA etc.); NXDOMAIN for an unknown
+/// single-label name; FORMERR/NOTIMP for queries that are not one standard
+/// question. Returns None when the query should be forwarded (unknown names with
+/// a dot, and the root) or cannot be answered at all (not a DNS query).
+///
+/// The response is not truncated to a UDP size; the [`Resolver`] does that.
+pub fn answer(view: &DnsView, query: &[u8]) -> Option<Vec<u8>> {
+    match answer::reply(view, query) {
+        answer::Reply::Local { response, .. } => answer::encode(&response, usize::MAX),
+        answer::Reply::Forward(_) | answer::Reply::Drop => None,
+    }
+}
+
+/// The /etc/resolv.conf content a task gets: "nameserver 127.0.0.11\noptions ndots:0\n",
+/// with a "search" line between them when `search` names domains.
+pub fn task_resolv_conf(search: &[String]) -> String {
+    let mut conf = format!("nameserver {}\n", RESOLVER_ADDR.ip());
+    if !search.is_empty() {
+        conf.push_str("search ");
+        conf.push_str(&search.join(" "));
+        conf.push('\n');
+    }
+    conf.push_str("options ndots:0\n");
+    conf
+}
+
+/// The node's resolvers from its /etc/resolv.conf, to forward to (see [`parse_resolv_conf`]).
+/// An unreadable file gives none, so forwarded queries get SERVFAIL.
+pub fn host_resolvers() -> Vec<SocketAddr> {
+    match std::fs::read_to_string("/etc/resolv.conf") {
+        Ok(text) => parse_resolv_conf(&text),
+        Err(e) => {
+            tracing::warn!(
+                "reading /etc/resolv.conf: {e}; names outside the cluster will not resolve"
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// The `nameserver` addresses of a resolv.conf, port 53, in order. Loopback
+/// ones (127.x, ::1: a local stub such as systemd-resolved) and unparsable ones
+/// (such as a link-local address with a zone) are skipped.
+pub fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.split(['#', ';']).next().unwrap_or_default();
+            let mut words = line.split_whitespace();
+            if words.next() != Some("nameserver") {
+                return None;
+            }
+            let ip: IpAddr = words.next()?.parse().ok()?;
+            (!ip.is_loopback() && !ip.is_unspecified()).then_some(SocketAddr::new(ip, 53))
+        })
+        .collect()
+}

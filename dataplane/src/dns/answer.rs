@@ -1,0 +1,169 @@
+//! Decides what to do with one query message: answer it from the view, forward it, or drop it.
+
+use hickory_proto::op::{Edns, Header, Message, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+use rand::seq::SliceRandom;
+
+use super::DnsView;
+
+/// The UDP payload size we advertise in EDNS replies (the DNS flag day value:
+/// no IP fragmentation on any usual path).
+const EDNS_PAYLOAD: u16 = 1232;
+
+/// A UDP reply without EDNS may be no larger than this (RFC 1035).
+const CLASSIC_UDP_LIMIT: usize = 512;
+
+/// What to do with one message from a client.
+pub(super) enum Reply {
+    /// Answered here. `udp_limit` is the most the client takes over UDP.
+    Local { response: Message, udp_limit: usize },
+    /// Not a name of the cluster: ask the upstream resolvers; if that fails, the
+    /// client gets SERVFAIL for this request (see [`servfail`]).
+    Forward(Message),
+    /// Not a DNS query (garbage, or a response): no reply at all.
+    Drop,
+}
+
+pub(super) fn reply(view: &DnsView, query: &[u8]) -> Reply {
+    let Ok(request) = Message::from_vec(query) else {
+        return formerr_for_header(query);
+    };
+    if request.metadata.message_type != MessageType::Query {
+        return Reply::Drop;
+    }
+    let udp_limit = usize::from(request.max_payload());
+    if request.metadata.op_code != OpCode::Query {
+        let response = response_to(&request, ResponseCode::NotImp);
+        return Reply::Local {
+            response,
+            udp_limit,
+        };
+    }
+    let [question] = request.queries.as_slice() else {
+        let response = response_to(&request, ResponseCode::FormErr);
+        return Reply::Local {
+            response,
+            udp_limit,
+        };
+    };
+    let name = question.name();
+    let key = lookup_key(name);
+    if let Some(addrs) = key.as_deref().and_then(|key| view.names.get(key)) {
+        let mut response = response_to(&request, ResponseCode::NoError);
+        response.metadata.authoritative = true;
+        let wants_a = matches!(question.query_type(), RecordType::A | RecordType::ANY)
+            && matches!(question.query_class(), DNSClass::IN | DNSClass::ANY);
+        if wants_a {
+            let mut addrs = addrs.clone();
+            if key.as_deref().is_some_and(|key| view.shuffle.contains(key)) {
+                addrs.shuffle(&mut rand::thread_rng());
+            }
+            for ip in addrs {
+                // The question's own spelling: resolvers that randomise case
+                // (0x20) check that it comes back unchanged.
+                response.add_answer(Record::from_rdata(name.clone(), view.ttl, RData::A(A(ip))));
+            }
+        }
+        return Reply::Local {
+            response,
+            udp_limit,
+        };
+    }
+    if name.iter().count() == 1 {
+        // No dot: a service name, and no such service is on the task's networks.
+        let mut response = response_to(&request, ResponseCode::NXDomain);
+        response.metadata.authoritative = true;
+        return Reply::Local {
+            response,
+            udp_limit,
+        };
+    }
+    Reply::Forward(request)
+}
+
+/// The reply for a forwarded request that no upstream answered.
+pub(super) fn servfail(request: &Message) -> Message {
+    response_to(request, ResponseCode::ServFail)
+}
+
+/// Encodes a response; one larger than `limit` loses its records and gets the
+/// TC flag, so the client asks again over TCP.
+pub(super) fn encode(response: &Message, limit: usize) -> Option<Vec<u8>> {
+    let bytes = response.to_vec().ok()?;
+    if bytes.len() <= limit {
+        return Some(bytes);
+    }
+    response.truncate().to_vec().ok()
+}
+
+/// Whether a message read back from an upstream is the response to `request_id`.
+pub(super) fn is_response_to(message: &[u8], request_id: u16) -> bool {
+    Header::read(&mut BinDecoder::new(message)).is_ok_and(|h| {
+        h.metadata.message_type == MessageType::Response && h.metadata.id == request_id
+    })
+}
+
+/// The id of a message, if it has a whole header.
+pub(super) fn message_id(message: &[u8]) -> Option<u16> {
+    Header::read(&mut BinDecoder::new(message))
+        .ok()
+        .map(|h| h.metadata.id)
+}
+
+/// The view's key for a name: its labels, lowercased, joined by dots. None for
+/// names no view can hold (a label with a dot or a byte that is not printable
+/// ASCII), which then are simply unknown.
+fn lookup_key(name: &Name) -> Option<String> {
+    let mut key = String::new();
+    for label in name.iter() {
+        if label.iter().any(|&b| b == b'.' || !b.is_ascii_graphic()) {
+            return None;
+        }
+        if !key.is_empty() {
+            key.push('.');
+        }
+        key.extend(label.iter().map(|&b| char::from(b.to_ascii_lowercase())));
+    }
+    Some(key)
+}
+
+/// A response echoing the request's id, flags that are copied (RD, CD) and
+/// question, with EDNS if the request had it.
+fn response_to(request: &Message, code: ResponseCode) -> Message {
+    let mut response = Message::response(request.metadata.id, request.metadata.op_code);
+    response.metadata = Metadata::response_from_request(&request.metadata);
+    // Recursion is available: unknown names are forwarded.
+    response.metadata.recursion_available = true;
+    response.metadata.response_code = code;
+    response.add_queries(request.queries.iter().cloned());
+    if request.edns.is_some() {
+        let mut edns = Edns::new();
+        edns.set_max_payload(EDNS_PAYLOAD);
+        response.set_edns(edns);
+    }
+    response
+}
+
+/// FORMERR for a message whose header parses as a query but whose body does
+/// not; anything else is dropped.
+fn formerr_for_header(message: &[u8]) -> Reply {
+    let Ok(header) = Header::read(&mut BinDecoder::new(message)) else {
+        return Reply::Drop;
+    };
+    if header.metadata.message_type != MessageType::Query {
+        return Reply::Drop;
+    }
+    let mut response = Message::error_msg(
+        header.metadata.id,
+        header.metadata.op_code,
+        ResponseCode::FormErr,
+    );
+    response.metadata.recursion_desired = header.metadata.recursion_desired;
+    response.metadata.recursion_available = true;
+    Reply::Local {
+        response,
+        udp_limit: CLASSIC_UDP_LIMIT,
+    }
+}
