@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # Debian packages the build, the lab, the tests and the demo need.
-PACKAGES := iproute2 iputils-ping curl procps prometheus bc bind9-dnsutils
+PACKAGES := iproute2 iputils-ping curl procps prometheus bc bind9-dnsutils iperf3
 
 .PHONY: all deps build test unit-test lab-test demo bench lint fmt clean
 
@@ -33,6 +33,7 @@ bench: build
 	./bench/raft.sh
 	./bench/scheduler.sh
 	./bench/scale.sh
+	./bench/overlay.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

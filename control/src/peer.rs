@@ -143,6 +143,13 @@ pub struct NetView {
     /// What the embedded DNS answers on this network.
     #[serde(default)]
     pub services: Vec<NetService>,
+    /// The swarm's VXLAN UDP port (`swarm init --data-path-port`).
+    #[serde(default = "default_vxlan_port")]
+    pub vxlan_port: u16,
+}
+
+fn default_vxlan_port() -> u16 {
+    4789
 }
 
 /// A service as names on one network: its name and aliases answer its VIP (or, with
@@ -236,6 +243,11 @@ pub fn net_views(
                 network: net.clone(),
                 endpoints,
                 services,
+                vxlan_port: state
+                    .cluster
+                    .as_ref()
+                    .map(|c| c.data_path_port)
+                    .unwrap_or(4789),
             }
         })
         .collect()

@@ -326,6 +326,7 @@ struct NodeNet {
 enum NetJob {
     Apply {
         name: String,
+        port: u16,
         spec: OverlaySpec,
         locals: Vec<LocalEndpoint>,
         remotes: Vec<RemoteEndpoint>,
@@ -363,7 +364,11 @@ impl NodeNet {
                         return;
                     }
                 };
+                let mut o = o;
                 for job in rx {
+                    if let NetJob::Apply { port, .. } = &job {
+                        o.vxlan_port = *port;
+                    }
                     rt.block_on(run_net_job(&o, job));
                 }
             });
@@ -439,6 +444,7 @@ impl NodeNet {
                 .collect();
             let _ = jobs.send(NetJob::Apply {
                 name: n.name.clone(),
+                port: view.vxlan_port,
                 spec,
                 locals,
                 remotes,
@@ -457,6 +463,7 @@ async fn run_net_job(o: &NodeOverlay, job: NetJob) {
             spec,
             locals,
             remotes,
+            ..
         } => match o.apply(&spec, &locals, &remotes).await {
             Ok(report) => {
                 for f in &report.failed {
