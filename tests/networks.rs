@@ -390,3 +390,62 @@ fn embedded_dns_answers_service_names() {
     );
     assert_eq!(db_ip, db_vip.trim().split('/').next().unwrap());
 }
+
+/// `swarm leave` stops the node's tasks and takes its overlay with it; the swarm moves the
+/// work elsewhere.
+#[test]
+fn leave_takes_tasks_and_overlay_along() {
+    let s = Swarm::lab("lvnet", 2);
+    s.form(&[("vm2", "worker")]);
+    s.ok("vm1", &["network", "create", "app"]);
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "w",
+            "--network",
+            "app",
+            "--constraint",
+            "node.role == worker",
+            "demo",
+            "sleep",
+            "600",
+        ],
+    );
+    let (id, pid) = wait_until("w running on vm2", Duration::from_secs(30), || {
+        let id = s.ok(
+            "vm1",
+            &["service", "ps", "-q", "-f", "desired-state=running", "w"],
+        );
+        let id = id.lines().next()?.to_string();
+        let out = s.ok(
+            "vm1",
+            &[
+                "inspect",
+                "--format",
+                "{{.Status.State}} {{.Status.ContainerStatus.PID}}",
+                &id,
+            ],
+        );
+        let (state, pid) = out.trim().split_once(' ')?;
+        (state == "running")
+            .then(|| (id.clone(), pid.parse::<i32>().ok()))?
+            .1
+            .map(|p| (id, p))
+    })
+    .unwrap();
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    s.ok("vm2", &["swarm", "leave"]);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "task {id} still runs after leave"
+    );
+    let left = std::fs::read_dir(s.lab.data_root("vm2").join("netns"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "overlay namespaces left behind");
+    s.wait_node("vm1", "vm2", "Down", "", Duration::from_secs(20));
+}

@@ -195,7 +195,11 @@ pub fn net_views(
                         .map(move |a| (t, a))
                 })
                 .filter_map(|(t, a)| {
-                    let node = state.nodes.get(&t.node_id)?;
+                    // A node that is down (or gone) takes its endpoints with it.
+                    let node = state
+                        .nodes
+                        .get(&t.node_id)
+                        .filter(|n| n.state != crate::types::NodeState::Down)?;
                     Some(NetEndpoint {
                         task_id: t.id.clone(),
                         node_id: node.id.clone(),

@@ -495,6 +495,7 @@ impl Daemon {
                 .await;
         }
         self.stop_swarm_tasks().await;
+        super::worker::teardown(self).await;
         self.tls.set(None);
         self.set_membership(None).map_err(ApiError::daemon)?;
         Ok(ApiReply::Left)

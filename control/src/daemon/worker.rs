@@ -802,3 +802,64 @@ async fn watch(
     }
     report(daemon, client, reports).await;
 }
+
+/// `swarm leave`: stop every task this node runs and remove its overlay networks, task
+/// namespaces and files, so nothing of the swarm is left behind.
+pub(crate) async fn teardown(daemon: &Daemon) {
+    let tasks_dir = daemon.root.path("tasks");
+    let netns_dir = daemon.root.path("task-netns");
+    let etc_dir = daemon.root.path("task-etc");
+    let overlay_dir = daemon.root.path("netns");
+    let underlay = daemon.membership().and_then(|m| {
+        let ip: std::net::Ipv4Addr = m.addr.parse().ok()?;
+        Some((ip, interface_of(ip)?))
+    });
+    let work = move || {
+        if let Ok(exec) = Executor::new(tasks_dir) {
+            let ids = exec.list();
+            std::thread::scope(|s| {
+                for id in &ids {
+                    let exec = &exec;
+                    s.spawn(move || {
+                        let _ = exec.stop(id, DEFAULT_GRACE);
+                        let _ = exec.remove(id);
+                    });
+                }
+            });
+        }
+        if let Ok(entries) = std::fs::read_dir(&netns_dir) {
+            for e in entries.flatten() {
+                let _ = overlay::task_netns_delete(&e.path());
+            }
+        }
+        let _ = std::fs::remove_dir_all(&netns_dir);
+        let _ = std::fs::remove_dir_all(&etc_dir);
+        if let Some((ip, ifname)) = underlay {
+            let mut o = NodeOverlay::new(ip, &ifname);
+            o.netns_dir = overlay_dir;
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(async {
+                    for id in o.networks().unwrap_or_default() {
+                        if let Err(e) = o.remove(&id).await {
+                            tracing::warn!(network = %id, error = %e, "removing the overlay");
+                        }
+                    }
+                });
+            }
+        }
+    };
+    // Its own thread: it blocks, and rtnetlink's futures are not Send.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("shoal-teardown".into())
+        .spawn(move || {
+            work();
+            let _ = tx.send(());
+        });
+    if spawned.is_ok() {
+        let _ = rx.await;
+    }
+}
