@@ -79,6 +79,12 @@ wait_for "db running" vm1 'webapp_db.1 .*vm1 +Running +Running' shoal stack ps w
 on vm1 shoal stack ps webapp
 on vm1 shoal service ls
 
+say "web (on vm2) reaches db (on vm1) by name over the stack's overlay network (VXLAN)"
+on vm1 shoal exec webapp_web.1 cat /etc/resolv.conf
+on vm1 shoal exec webapp_web.1 dig @127.0.0.11 +short db tasks.db
+wait_for "web reaching db" vm1 'Node: vm1' shoal exec webapp_web.1 curl -s -m 2 http://tasks.db:3306/
+on vm1 shoal exec webapp_web.1 sh -c 'curl -s http://tasks.db:3306/ | head -5'
+
 say "Move web from vm2 to vm1 by changing its constraints"
 on vm1 shoal service inspect --format '{{.Spec.TaskTemplate.Placement.Constraints}}' webapp_web
 on vm1 shoal service update -d --constraint-rm 'node.hostname == vm2' --with-registry-auth webapp_web
