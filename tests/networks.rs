@@ -327,6 +327,21 @@ fn embedded_dns_answers_service_names() {
     )
     .unwrap();
     assert!(!dig("tasks.db").contains(&vip));
+    // A short TTL (shoald --dns-ttl, default 5 s), not swarm's 600 s.
+    let answer = s.ok(
+        "vm1",
+        &[
+            "exec",
+            "client.1",
+            "dig",
+            "@127.0.0.11",
+            "db",
+            "+noall",
+            "+answer",
+        ],
+    );
+    let ttl: Vec<&str> = answer.split_whitespace().collect();
+    assert_eq!(ttl.get(1), Some(&"5"), "{answer}");
     // dnsrr: the name is the task itself, so a client reaches it by name.
     let out = s.ok(
         "vm1",

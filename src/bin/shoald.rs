@@ -41,6 +41,9 @@ struct Args {
     /// Take a Raft snapshot every this many log entries
     #[arg(long, default_value_t = 10_000)]
     raft_snapshot_interval: u64,
+    /// TTL (seconds) of the embedded DNS's answers to tasks
+    #[arg(long, default_value_t = 5)]
+    dns_ttl: u32,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,6 +77,7 @@ fn main() -> anyhow::Result<()> {
             election_max_ms: args.raft_election_timeout_ms * 2,
             snapshot_every: args.raft_snapshot_interval,
         },
+        dns_ttl: args.dns_ttl,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

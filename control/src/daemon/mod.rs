@@ -34,6 +34,8 @@ pub struct DaemonConfig {
     pub metrics_addr: Option<SocketAddr>,
     pub hostname: String,
     pub raft: RaftTiming,
+    /// TTL of the embedded DNS's answers, in seconds.
+    pub dns_ttl: u32,
 }
 
 #[derive(Debug, thiserror::Error)]

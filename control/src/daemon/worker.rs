@@ -252,7 +252,7 @@ impl TaskDns {
         self.resolvers
             .retain(|id, _| wanted.iter().any(|(w, _)| *w == id));
         for (id, l) in wanted {
-            let view = Arc::new(task_view(l, views));
+            let view = Arc::new(task_view(l, views, daemon.cfg.dns_ttl));
             if let Some((_, tx)) = self.resolvers.get(id) {
                 if **tx.borrow() != *view {
                     tx.send_replace(view);
@@ -275,8 +275,11 @@ impl TaskDns {
 }
 
 /// The names a task can resolve: the services on the networks it is on.
-fn task_view(l: &Local, views: &[NetView]) -> dns::DnsView {
-    let mut view = dns::DnsView::default();
+fn task_view(l: &Local, views: &[NetView], ttl: u32) -> dns::DnsView {
+    let mut view = dns::DnsView {
+        ttl,
+        ..Default::default()
+    };
     let ip = |cidr: &str| cidr.split('/').next().and_then(|s| s.parse().ok());
     for v in views.iter().filter(|v| {
         l.record
