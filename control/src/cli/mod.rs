@@ -271,3 +271,23 @@ impl Drop for RawMode {
         );
     }
 }
+
+/// docker's `rm A B ...`: each removed one's name is printed, each failure's error, and the
+/// exit status says whether any failed.
+pub(crate) async fn remove_each(
+    host: &str,
+    references: Vec<String>,
+    request: impl Fn(String) -> ApiRequest,
+) -> CliResult {
+    let mut failed = false;
+    for r in references {
+        match call(host, request(r.clone())).await {
+            Ok(_) => println!("{r}"),
+            Err(e) => {
+                eprintln!("{e}");
+                failed = true;
+            }
+        }
+    }
+    any_failed(failed)
+}

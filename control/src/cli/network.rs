@@ -162,24 +162,10 @@ pub async fn run(host: &str, cmd: NetworkCommand) -> CliResult {
             }
         }
         NetworkCommand::Rm { networks } => {
-            let mut failed = false;
-            for n in networks {
-                match call(
-                    host,
-                    ApiRequest::NetworkRemove {
-                        reference: n.clone(),
-                    },
-                )
-                .await
-                {
-                    Ok(_) => println!("{n}"),
-                    Err(e) => {
-                        eprintln!("{e}");
-                        failed = true;
-                    }
-                }
-            }
-            super::any_failed(failed)
+            super::remove_each(host, networks, |reference| ApiRequest::NetworkRemove {
+                reference,
+            })
+            .await
         }
     }
 }

@@ -310,25 +310,11 @@ pub async fn run(host: &str, cmd: NodeCommand) -> CliResult {
         NodeCommand::Promote { nodes } => set_roles(host, nodes, Role::Manager).await,
         NodeCommand::Demote { nodes } => set_roles(host, nodes, Role::Worker).await,
         NodeCommand::Rm { force, nodes } => {
-            let mut failed = false;
-            for n in nodes {
-                match call(
-                    host,
-                    ApiRequest::NodeRemove {
-                        reference: n.clone(),
-                        force,
-                    },
-                )
-                .await
-                {
-                    Ok(_) => println!("{n}"),
-                    Err(e) => {
-                        eprintln!("{e}");
-                        failed = true;
-                    }
-                }
-            }
-            super::any_failed(failed)
+            super::remove_each(host, nodes, |reference| ApiRequest::NodeRemove {
+                reference,
+                force,
+            })
+            .await
         }
     }
 }

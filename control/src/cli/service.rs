@@ -610,24 +610,10 @@ pub async fn run(host: &str, cmd: ServiceCommand) -> CliResult {
             service,
         } => rollback(host, &service, detach, quiet).await,
         ServiceCommand::Rm { services } => {
-            let mut failed = false;
-            for s in services {
-                match call(
-                    host,
-                    ApiRequest::ServiceRemove {
-                        reference: s.clone(),
-                    },
-                )
-                .await
-                {
-                    Ok(_) => println!("{s}"),
-                    Err(e) => {
-                        eprintln!("{e}");
-                        failed = true;
-                    }
-                }
-            }
-            super::any_failed(failed)
+            super::remove_each(host, services, |reference| ApiRequest::ServiceRemove {
+                reference,
+            })
+            .await
         }
         ServiceCommand::Logs {
             follow,

@@ -113,11 +113,7 @@ where
                 Err(e) => return Err(e),
             },
             status = child.wait(), if !output_open => {
-                let code = match status {
-                    Ok(s) => s.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)),
-                    Err(_) => 126,
-                };
-                return wire::send(conn, &ExecFrame::Exit(code)).await;
+                return wire::send(conn, &ExecFrame::Exit(exit_code(status))).await;
             }
         }
     }
@@ -202,13 +198,18 @@ where
                 Err(e) => return Err(e),
             },
             status = child.wait(), if !output_open => {
-                let code = match status {
-                    Ok(s) => s.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)),
-                    Err(_) => 126,
-                };
-                return wire::send(conn, &ExecFrame::Exit(code)).await;
+                return wire::send(conn, &ExecFrame::Exit(exit_code(status))).await;
             }
         }
+    }
+}
+
+/// The exit status as a shell reports it: the code, or 128 + the signal that killed it.
+fn exit_code(status: std::io::Result<std::process::ExitStatus>) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
+        Err(_) => 126,
     }
 }
 
