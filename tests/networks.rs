@@ -464,3 +464,77 @@ fn leave_takes_tasks_and_overlay_along() {
     assert_eq!(left, 0, "overlay namespaces left behind");
     s.wait_node("vm1", "vm2", "Down", "", Duration::from_secs(20));
 }
+
+/// On a jumbo-frame underlay (MTU 9000) tasks get 8950, and full-size packets cross nodes.
+#[test]
+fn jumbo_underlay_gives_tasks_underlay_minus_50() {
+    let s = Swarm::lab_with_mtu("jumbo", 2, 9000);
+    s.form(&[("vm2", "worker")]);
+    s.ok("vm1", &["network", "create", "big"]);
+    for (name, node) in [("p", "vm1"), ("q", "vm2")] {
+        s.ok(
+            "vm1",
+            &[
+                "service",
+                "create",
+                "-d",
+                "--name",
+                name,
+                "--network",
+                "big",
+                "--constraint",
+                &format!("node.hostname == {node}"),
+                "demo",
+                "sleep",
+                "600",
+            ],
+        );
+    }
+    let q_ip = wait_until("q running with an address", Duration::from_secs(30), || {
+        let id = s.ok(
+            "vm1",
+            &["service", "ps", "-q", "-f", "desired-state=running", "q"],
+        );
+        let out = s.ok(
+            "vm1",
+            &[
+                "inspect",
+                "--format",
+                "{{.Status.State}} {{range .NetworksAttachments}}{{index .Addresses 0}}{{end}}",
+                id.lines().next()?,
+            ],
+        );
+        let (state, cidr) = out.trim().split_once(' ')?;
+        (state == "running").then(|| cidr.split('/').next().unwrap_or("").to_string())
+    })
+    .unwrap();
+    wait_until("p running", Duration::from_secs(30), || {
+        s.shoal("vm1", &["exec", "p.1", "true"])
+            .status
+            .success()
+            .then_some(())
+    })
+    .unwrap();
+    let link = s.ok(
+        "vm1",
+        &["exec", "p.1", "ip", "-o", "link", "show", "dev", "eth0"],
+    );
+    assert!(link.contains(" mtu 8950 "), "{link}");
+    // 8950 - 28 bytes of IP and ICMP headers, with don't-fragment.
+    wait_until(
+        "a full-size ping across nodes",
+        Duration::from_secs(10),
+        || {
+            s.shoal(
+                "vm1",
+                &[
+                    "exec", "p.1", "ping", "-c1", "-W1", "-M", "do", "-s", "8922", &q_ip,
+                ],
+            )
+            .status
+            .success()
+            .then_some(())
+        },
+    )
+    .unwrap();
+}

@@ -26,8 +26,14 @@ pub struct Swarm {
 impl Swarm {
     /// A lab of `n` nodes, daemons started, no swarm yet.
     pub fn lab(prefix: &str, n: usize) -> Swarm {
+        Swarm::lab_with_mtu(prefix, n, 1500)
+    }
+
+    /// The same with the given underlay MTU.
+    pub fn lab_with_mtu(prefix: &str, n: usize, mtu: u32) -> Swarm {
         require_root();
-        let spec = LabSpec::new(&unique_lab_name(prefix), n);
+        let mut spec = LabSpec::new(&unique_lab_name(prefix), n);
+        spec.mtu = mtu;
         Swarm {
             lab: Lab::up(spec).expect("lab up"),
         }
