@@ -8,6 +8,33 @@ use std::time::Duration;
 
 use common::*;
 
+/// The first network address of `svc`'s running task, once it runs.
+fn running_addr(s: &Swarm, svc: &str) -> String {
+    wait_until(
+        &format!("{svc} running with an address"),
+        Duration::from_secs(30),
+        || {
+            let id = s.ok(
+                "vm1",
+                &["service", "ps", "-q", "-f", "desired-state=running", svc],
+            );
+            let id = id.lines().next()?.to_string();
+            let out = s.ok(
+                "vm1",
+                &[
+                    "inspect",
+                    "--format",
+                    "{{.Status.State}} {{range .NetworksAttachments}}{{index .Addresses 0}}{{end}}",
+                    &id,
+                ],
+            );
+            let (state, cidr) = out.trim().split_once(' ')?;
+            (state == "running").then(|| cidr.split('/').next().unwrap_or("").to_string())
+        },
+    )
+    .unwrap()
+}
+
 fn ipam(s: &Swarm, on: &str, net: &str) -> String {
     s.ok(
         on,
@@ -155,16 +182,7 @@ fn tasks_talk_over_the_overlay() {
     web("a", "front", "vm1");
     web("b", "front", "vm3");
     web("c", "back", "vm3");
-    let addr = |svc: &str| -> String {
-        wait_until(&format!("{svc} running with an address"), Duration::from_secs(30), || {
-            let id = s.ok("vm1", &["service", "ps", "-q", "-f", "desired-state=running", svc]);
-            let id = id.lines().next()?.to_string();
-            let out = s.ok("vm1", &["inspect", "--format", "{{.Status.State}} {{range .NetworksAttachments}}{{index .Addresses 0}}{{end}}", &id]);
-            let (state, cidr) = out.trim().split_once(' ')?;
-            (state == "running").then(|| cidr.split('/').next().unwrap_or("").to_string())
-        })
-        .unwrap()
-    };
+    let addr = |svc: &str| running_addr(&s, svc);
     let (a, b, c) = (addr("a"), addr("b"), addr("c"));
     let curl = |from: &str, ip: &str| {
         s.shoal(
@@ -490,24 +508,7 @@ fn jumbo_underlay_gives_tasks_underlay_minus_50() {
             ],
         );
     }
-    let q_ip = wait_until("q running with an address", Duration::from_secs(30), || {
-        let id = s.ok(
-            "vm1",
-            &["service", "ps", "-q", "-f", "desired-state=running", "q"],
-        );
-        let out = s.ok(
-            "vm1",
-            &[
-                "inspect",
-                "--format",
-                "{{.Status.State}} {{range .NetworksAttachments}}{{index .Addresses 0}}{{end}}",
-                id.lines().next()?,
-            ],
-        );
-        let (state, cidr) = out.trim().split_once(' ')?;
-        (state == "running").then(|| cidr.split('/').next().unwrap_or("").to_string())
-    })
-    .unwrap();
+    let q_ip = running_addr(&s, "q");
     wait_until("p running", Duration::from_secs(30), || {
         s.shoal("vm1", &["exec", "p.1", "true"])
             .status

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use shoal_spec::{ServiceSpec, TaskSpec, TaskState, UpdateConfig};
 
-use crate::types::go_time;
+use crate::types::{go_time, version_json};
 
 /// docker's UpdateStatus.State values.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,14 +136,6 @@ pub struct TaskReport {
     pub status: TaskStatusRec,
     #[serde(default)]
     pub health: Option<String>,
-}
-
-fn version_json(index: u64) -> Value {
-    if index == 0 {
-        json!({})
-    } else {
-        json!({ "Index": index })
-    }
 }
 
 fn update_config_json(c: Option<&UpdateConfig>) -> Value {

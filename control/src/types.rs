@@ -155,7 +155,8 @@ pub fn go_time(t: &DateTime<Utc>) -> String {
     }
 }
 
-fn version_json(index: u64) -> Value {
+/// docker's `Version`: `{"Index": N}`, or `{}` for 0.
+pub(crate) fn version_json(index: u64) -> Value {
     if index == 0 {
         json!({})
     } else {
