@@ -19,6 +19,7 @@ use crate::api::{ApiRequest, ApiResult};
 use crate::raft::{NodeId, TypeConfig};
 use crate::types::{NodeDescription, Role};
 use crate::wire::{self, Conn, WireError};
+use shoal_spec::TaskState;
 
 /// A node asking to be admitted, with the secret part of its token.
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -123,8 +124,12 @@ pub enum PeerResponse {
     Assignments {
         index: u64,
         tasks: Vec<crate::services::TaskRecord>,
-        /// The networks those tasks attach to, with every live endpoint on them.
+        /// The networks those tasks attach to, with every live endpoint on them
+        /// (and the ingress network on every node while the mesh has ports).
         networks: Vec<NetView>,
+        /// What the node's load balancer serves.
+        #[serde(default)]
+        lb: LbView,
     },
     Logs(Result<Vec<u8>, String>),
     Done,
@@ -170,15 +175,151 @@ pub struct NetEndpoint {
     pub addr: String,
 }
 
+/// Everything a node's load balancer needs: every service with a VIP or a
+/// published port, and its backends anywhere in the cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct LbView {
+    pub services: Vec<LbService>,
+    /// Every node that is not down: address for load-balancer MACs and probes.
+    pub nodes: Vec<LbNode>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct LbNode {
+    pub id: String,
+    pub addr: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct LbService {
+    pub id: String,
+    pub name: String,
+    /// Ports published in ingress mode (the routing mesh).
+    pub ports: Vec<LbPort>,
+    /// (network id, VIP without prefix length).
+    pub vips: Vec<(String, String)>,
+    pub backends: Vec<LbBackend>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct LbPort {
+    pub udp: bool,
+    pub published: u16,
+    pub target: u16,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct LbBackend {
+    pub task_id: String,
+    pub node_id: String,
+    /// (network id, address without prefix length).
+    pub addrs: Vec<(String, String)>,
+    /// Still running but on its way out (stop asked, or unhealthy): keeps its
+    /// flows, gets no new ones.
+    pub terminating: bool,
+}
+
+/// The load balancer's view of the cluster. A backend is a task that runs on a
+/// node that is not down; one asked to stop, or unhealthy, stays a backend,
+/// terminating, until it has stopped.
+pub fn lb_view(state: &crate::state::ClusterState) -> LbView {
+    use crate::types::NodeState;
+    let up = |node_id: &str| {
+        state
+            .nodes
+            .get(node_id)
+            .is_some_and(|n| n.state != NodeState::Down)
+    };
+    let mut by_service: std::collections::HashMap<&str, Vec<LbBackend>> =
+        std::collections::HashMap::new();
+    for t in state.tasks.values() {
+        if t.status.state != TaskState::Running || !up(&t.node_id) {
+            continue;
+        }
+        let healthy = t.health.as_deref().is_none_or(|h| h == "healthy");
+        let addrs = t
+            .networks
+            .iter()
+            .filter_map(|a| {
+                let ip = a.addr.split('/').next()?;
+                Some((a.network_id.clone(), ip.to_string()))
+            })
+            .collect();
+        by_service
+            .entry(t.service_id.as_str())
+            .or_default()
+            .push(LbBackend {
+                task_id: t.id.clone(),
+                node_id: t.node_id.clone(),
+                addrs,
+                terminating: t.desired_state != TaskState::Running || !healthy,
+            });
+    }
+    let mut services: Vec<LbService> = state
+        .services
+        .values()
+        .filter_map(|s| {
+            let ports: Vec<LbPort> = s
+                .spec
+                .endpoint_spec
+                .iter()
+                .flat_map(|e| e.ports.iter())
+                .filter(|p| p.publish_mode == shoal_spec::PublishMode::Ingress)
+                .filter_map(|p| {
+                    Some(LbPort {
+                        udp: p.protocol == shoal_spec::Protocol::Udp,
+                        published: p.published_port?,
+                        target: p.target_port,
+                    })
+                })
+                .collect();
+            let vips: Vec<(String, String)> = s
+                .vips
+                .iter()
+                .filter_map(|v| Some((v.network_id.clone(), v.addr.split('/').next()?.to_string())))
+                .collect();
+            if ports.is_empty() && vips.is_empty() {
+                return None;
+            }
+            let mut backends = by_service.remove(s.id.as_str()).unwrap_or_default();
+            backends.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+            Some(LbService {
+                id: s.id.clone(),
+                name: s.spec.name.clone(),
+                ports,
+                vips,
+                backends,
+            })
+        })
+        .collect();
+    services.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut nodes: Vec<LbNode> = state
+        .nodes
+        .values()
+        .filter(|n| n.state != NodeState::Down)
+        .map(|n| LbNode {
+            id: n.id.clone(),
+            addr: n.addr.clone(),
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    LbView { services, nodes }
+}
+
 /// The networks `tasks` attach to, each with all the live endpoints in the cluster.
 pub fn net_views(
     state: &crate::state::ClusterState,
     tasks: &[crate::services::TaskRecord],
 ) -> Vec<NetView> {
-    let mut ids: Vec<&str> = tasks
+    let ids: Vec<&str> = tasks
         .iter()
         .flat_map(|t| t.networks.iter().map(|a| a.network_id.as_str()))
         .collect();
+    net_views_of(state, ids)
+}
+
+/// The views of the networks `ids` (duplicates and unknown ids ignored).
+pub fn net_views_of(state: &crate::state::ClusterState, mut ids: Vec<&str>) -> Vec<NetView> {
     ids.sort();
     ids.dedup();
     ids.into_iter()

@@ -2,6 +2,7 @@
 
 pub mod dns;
 pub mod lab;
+pub mod lb;
 pub mod net;
 mod netns;
 mod nsenter;

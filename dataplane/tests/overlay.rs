@@ -100,6 +100,7 @@ impl Underlay {
             vxlan_port: VXLAN_PORT,
             host_netns: Some(self.host_netns(host)),
             netns_dir: self.dir.join(host),
+            port_hook: None,
         }
     }
 

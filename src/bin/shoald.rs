@@ -2,9 +2,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
-use shoal_control::daemon::{Daemon, DaemonConfig};
+use shoal_control::daemon::{Daemon, DaemonConfig, LbOptions};
 use shoal_control::raft::RaftTiming;
 
 #[derive(Parser, Debug)]
@@ -44,6 +45,21 @@ struct Args {
     /// TTL (seconds) of the embedded DNS's answers to tasks
     #[arg(long, default_value_t = 5)]
     dns_ttl: u32,
+    /// Maglev table size of the load balancer: a prime, the same on every node
+    #[arg(long, default_value_t = shoal_dataplane::lb::DEFAULT_MAGLEV_SIZE)]
+    lb_maglev_size: u32,
+    /// Idle timeout of a TCP flow in its handshake
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    lb_tcp_syn_timeout: Duration,
+    /// Idle timeout of an established TCP flow (IPVS's 900 s drops idle connections)
+    #[arg(long, default_value = "6h", value_parser = humantime::parse_duration)]
+    lb_tcp_established_timeout: Duration,
+    /// Idle timeout of a TCP flow after FIN or RST
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    lb_tcp_closing_timeout: Duration,
+    /// Idle timeout of a UDP flow
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    lb_udp_timeout: Duration,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -78,6 +94,15 @@ fn main() -> anyhow::Result<()> {
             snapshot_every: args.raft_snapshot_interval,
         },
         dns_ttl: args.dns_ttl,
+        lb: LbOptions {
+            maglev_size: args.lb_maglev_size,
+            timeouts: shoal_dataplane::lb::Timeouts {
+                tcp_syn: args.lb_tcp_syn_timeout,
+                tcp_established: args.lb_tcp_established_timeout,
+                tcp_closing: args.lb_tcp_closing_timeout,
+                udp: args.lb_udp_timeout,
+            },
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

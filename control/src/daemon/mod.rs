@@ -4,6 +4,7 @@
 mod agent;
 pub mod exec;
 pub mod files;
+mod lb;
 mod local;
 mod manager;
 mod networks_api;
@@ -36,6 +37,24 @@ pub struct DaemonConfig {
     pub raft: RaftTiming,
     /// TTL of the embedded DNS's answers, in seconds.
     pub dns_ttl: u32,
+    pub lb: LbOptions,
+}
+
+/// The load balancer's settings (the same on every node of a cluster).
+#[derive(Clone, Debug)]
+pub struct LbOptions {
+    /// Maglev table size, a prime.
+    pub maglev_size: u32,
+    pub timeouts: shoal_dataplane::lb::Timeouts,
+}
+
+impl Default for LbOptions {
+    fn default() -> Self {
+        LbOptions {
+            maglev_size: shoal_dataplane::lb::DEFAULT_MAGLEV_SIZE,
+            timeouts: shoal_dataplane::lb::Timeouts::default(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

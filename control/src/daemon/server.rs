@@ -220,7 +220,7 @@ async fn handle(
             if *applied.borrow() <= since {
                 let _ = tokio::time::timeout(ASSIGNMENT_POLL, applied.changed()).await;
             }
-            let (index, tasks, networks) = mgr.sm.read(|d| {
+            let (index, tasks, networks, lb) = mgr.sm.read(|d| {
                 let index = d.last_applied.map(|l| l.index).unwrap_or(0);
                 let tasks: Vec<_> = d
                     .state
@@ -233,13 +233,29 @@ async fn handle(
                     })
                     .cloned()
                     .collect();
-                let networks = crate::peer::net_views(&d.state, &tasks);
-                (index, tasks, networks)
+                let lb = crate::peer::lb_view(&d.state);
+                let mut ids: Vec<&str> = tasks
+                    .iter()
+                    .flat_map(|t| t.networks.iter().map(|a| a.network_id.as_str()))
+                    .collect();
+                // The routing mesh needs the ingress network on every node.
+                if lb.services.iter().any(|s| !s.ports.is_empty()) {
+                    ids.extend(
+                        d.state
+                            .networks
+                            .values()
+                            .filter(|n| n.ingress)
+                            .map(|n| n.id.as_str()),
+                    );
+                }
+                let networks = crate::peer::net_views_of(&d.state, ids);
+                (index, tasks, networks, lb)
             });
             PeerResponse::Assignments {
                 index,
                 tasks,
                 networks,
+                lb,
             }
         }
         PeerRequest::ReportTasks(reports) => {

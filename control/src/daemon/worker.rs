@@ -11,12 +11,13 @@ use shoal_executor::{BindMount, Executor, TaskRun, TaskStatus};
 use shoal_spec::{TaskState, SECOND_NS};
 
 use shoal_dataplane::dns;
+use shoal_dataplane::lb::{LoadBalancer, ServiceSpec};
 use shoal_dataplane::net::{
-    self as overlay, LocalEndpoint, NodeOverlay, OverlaySpec, RemoteEndpoint,
+    self as overlay, Extras, LocalEndpoint, NodeOverlay, OverlaySpec, PortHook, RemoteEndpoint,
 };
 
 use super::{lock, Daemon};
-use crate::peer::{NetView, PeerClient, PeerRequest, PeerResponse};
+use crate::peer::{LbView, NetView, PeerClient, PeerRequest, PeerResponse};
 use crate::services::{TaskRecord, TaskReport, TaskStatusRec};
 
 const POLL: Duration = Duration::from_millis(200);
@@ -67,10 +68,11 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
                 index,
                 tasks,
                 networks,
+                lb,
             }) => {
                 since = index;
                 apply_assignments(&daemon, &executor, &mut local, tasks).await;
-                net.program(&daemon, &local, &networks).await;
+                net.program(&daemon, &local, &networks, &lb).await;
                 dns.update(&daemon, &local, &networks).await;
             }
             Ok(PeerResponse::NotLeader { leader }) => {
@@ -333,9 +335,38 @@ enum NetJob {
         spec: OverlaySpec,
         locals: Vec<LocalEndpoint>,
         remotes: Vec<RemoteEndpoint>,
+        extras: Extras,
     },
     /// Remove every network not in this list.
     Keep(Vec<String>),
+    /// What the load balancer serves.
+    Lb(Vec<ServiceSpec>),
+}
+
+/// The node's load balancer, shared by the overlay thread and its port hook.
+type SharedLb = Arc<std::sync::Mutex<LoadBalancer>>;
+
+/// How often expired conntrack entries are swept.
+const LB_SWEEP: Duration = Duration::from_secs(2);
+
+fn load_lb(daemon: &Daemon, ifname: &str) -> Option<SharedLb> {
+    let settings = shoal_dataplane::lb::Settings {
+        pin_dir: shoal_dataplane::lb::pin_dir(&daemon.cfg.data_root),
+        maglev_size: daemon.cfg.lb.maglev_size,
+        seed: super::lb::MAGLEV_SEED,
+        timeouts: daemon.cfg.lb.timeouts,
+    };
+    let loaded = LoadBalancer::load(settings).and_then(|mut lb| {
+        lb.attach_node(ifname)?;
+        Ok(lb)
+    });
+    match loaded {
+        Ok(lb) => Some(Arc::new(std::sync::Mutex::new(lb))),
+        Err(e) => {
+            tracing::error!(error = %e, "load balancer unavailable: no routing mesh, no VIPs");
+            None
+        }
+    }
 }
 
 impl NodeNet {
@@ -347,12 +378,21 @@ impl NodeNet {
             o.netns_dir = daemon.root.path("netns");
             Some(o)
         });
-        let Some(o) = overlay else {
+        let Some(mut o) = overlay else {
             tracing::warn!(
                 "no underlay interface carries this node's address: overlay networks are off"
             );
             return NodeNet { jobs: None };
         };
+        let lb = load_lb(daemon, &o.underlay_ifname);
+        if let Some(lb) = &lb {
+            let lb = lb.clone();
+            o.port_hook = Some(PortHook(Arc::new(move |netns, port| {
+                lock(&lb)
+                    .attach_task_port(netns, port)
+                    .map_err(|e| e.to_string())
+            })));
+        }
         let (tx, rx) = std::sync::mpsc::channel::<NetJob>();
         let spawned = std::thread::Builder::new()
             .name("shoal-overlay".into())
@@ -368,11 +408,24 @@ impl NodeNet {
                     }
                 };
                 let mut o = o;
-                for job in rx {
+                let mut lb_port_ready = false;
+                loop {
+                    let job = match rx.recv_timeout(LB_SWEEP) {
+                        Ok(job) => job,
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                            if let Some(lb) = &lb {
+                                if let Err(e) = lock(lb).expire() {
+                                    tracing::warn!(error = %e, "expiring conntrack");
+                                }
+                            }
+                            continue;
+                        }
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    };
                     if let NetJob::Apply { port, .. } = &job {
                         o.vxlan_port = *port;
                     }
-                    rt.block_on(run_net_job(&o, job));
+                    rt.block_on(run_net_job(&o, lb.as_ref(), &mut lb_port_ready, job));
                 }
             });
         if let Err(e) = spawned {
@@ -389,9 +442,16 @@ impl NodeNet {
         daemon: &Daemon,
         local: &HashMap<String, Local>,
         views: &[NetView],
+        lb: &LbView,
     ) {
         let Some(jobs) = &self.jobs else { return };
-        let me = daemon.membership().map(|m| m.node_id).unwrap_or_default();
+        let membership = daemon.membership();
+        let me = membership
+            .as_ref()
+            .map(|m| m.node_id.clone())
+            .unwrap_or_default();
+        let my_addr: Option<std::net::Ipv4Addr> = membership.and_then(|m| m.addr.parse().ok());
+        let mesh = super::lb::mesh_active(lb);
         for view in views {
             let n = &view.network;
             let Some((addr, bits)) = n.subnet.split_once('/') else {
@@ -445,36 +505,70 @@ impl NodeNet {
                     })
                 })
                 .collect();
+            let extras = match my_addr {
+                Some(addr) if mesh && n.ingress => super::lb::ingress_extras(lb, addr),
+                _ => Extras::default(),
+            };
             let _ = jobs.send(NetJob::Apply {
                 name: n.name.clone(),
                 port: view.vxlan_port,
                 spec,
                 locals,
                 remotes,
+                extras,
             });
         }
         let _ = jobs.send(NetJob::Keep(
             views.iter().map(|v| v.network.id.clone()).collect(),
         ));
+        let _ = jobs.send(NetJob::Lb(super::lb::specs(lb, views, &HashSet::new())));
     }
 }
 
-async fn run_net_job(o: &NodeOverlay, job: NetJob) {
+async fn run_net_job(
+    o: &NodeOverlay,
+    lb: Option<&SharedLb>,
+    lb_port_ready: &mut bool,
+    job: NetJob,
+) {
     match job {
         NetJob::Apply {
             name,
             spec,
             locals,
             remotes,
+            extras,
             ..
-        } => match o.apply(&spec, &locals, &remotes).await {
+        } => match o.apply_with(&spec, &locals, &remotes, &extras).await {
             Ok(report) => {
                 for f in &report.failed {
                     tracing::warn!(network = %name, task = %f.task_id, error = %f.error, "attaching a task");
                 }
+                if let (Some(lb), Some(port)) = (lb, &extras.host_port) {
+                    if report.created || !*lb_port_ready {
+                        match lock(lb).attach_lb_port(&port.name, port.mac) {
+                            Ok(()) => *lb_port_ready = true,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "attaching the load-balancer port")
+                            }
+                        }
+                    }
+                }
             }
             Err(e) => tracing::warn!(network = %name, error = %e, "programming the overlay"),
         },
+        NetJob::Lb(specs) => {
+            if let Some(lb) = lb {
+                let mut lb = lock(lb);
+                if let Err(e) = lb.refresh_local_addrs() {
+                    tracing::warn!(error = %e, "reading the node's addresses");
+                }
+                match lb.apply(&specs) {
+                    Ok(stats) => tracing::debug!(?stats, "load balancer applied"),
+                    Err(e) => tracing::warn!(error = %e, "programming the load balancer"),
+                }
+            }
+        }
         NetJob::Keep(keep) => {
             if let Ok(present) = o.networks() {
                 for id in present.into_iter().filter(|id| !keep.contains(id)) {

@@ -36,6 +36,9 @@ pub(crate) struct KernelOps {
     pub mtu: u32,
     pub prefix: u8,
     pub gateway: Ipv4Addr,
+    /// The network's namespace (for the port hook).
+    pub netns: std::path::PathBuf,
+    pub port_hook: Option<super::PortHook>,
 }
 
 /// How to build a network's VXLAN device.
@@ -296,7 +299,68 @@ impl KernelOps {
 
 /// Whether `link` is one of our task ports on bridge `bridge`.
 pub(crate) fn is_port(link: &LinkMessage, bridge: u32) -> bool {
-    link_controller(link) == Some(bridge) && link_kind(link) == Some(&InfoKind::Veth)
+    link_controller(link) == Some(bridge)
+        && link_kind(link) == Some(&InfoKind::Veth)
+        && !link_name(link).is_some_and(|n| n.starts_with(HOST_PORT_PREFIX))
+}
+
+/// Bridge-side name prefix of a network's host port (see [`ensure_host_port`]):
+/// not a task's port, so task reconciliation leaves it alone.
+pub(crate) const HOST_PORT_PREFIX: &str = "shp";
+
+/// A veth from the host namespace into the network's bridge: `host_name` (with
+/// `mac`, up, no address) in the host namespace, `shp<vni hex>` on the bridge.
+/// The load balancer sends mesh traffic into the network through it and gets
+/// the replies back. Returns the host end's index.
+pub(crate) async fn ensure_host_port(
+    host: &Handle,
+    handle: &Handle,
+    netns: &Path,
+    bridge: u32,
+    mtu: u32,
+    port: &super::HostPort,
+    vni: u32,
+) -> Result<u32, NetError> {
+    let peer_name = format!("{HOST_PORT_PREFIX}{vni:x}");
+    if rtnl::link_by_name(handle, &peer_name).await?.is_none() {
+        if let Some(stale) = rtnl::link_by_name(host, &port.name).await? {
+            rtnl::del_link(host, stale.header.index, &port.name).await?;
+        }
+        let ns = File::open(netns).map_err(|e| NsError::Io(netns.to_path_buf(), e))?;
+        let peer = LinkUnspec::new_with_name(&peer_name)
+            .mtu(mtu)
+            .setns_by_fd(ns.as_raw_fd())
+            .build();
+        let message = LinkVeth::new(&port.name, &peer_name)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .mtu(mtu)
+            .address(port.mac.to_vec())
+            .up()
+            .build();
+        host.link()
+            .add(message)
+            .execute()
+            .await
+            .map_err(|e| NetlinkError::new(format!("creating host port {}", port.name), e))?;
+        let link = rtnl::link_by_name(handle, &peer_name)
+            .await?
+            .ok_or_else(|| NetError::NoSuchLink(peer_name.clone()))?;
+        let message = LinkUnspec::new_with_index(link.header.index)
+            .controller(bridge)
+            .link_group(NETWORK_GROUP)
+            .up()
+            .build();
+        handle
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(|e| NetlinkError::new(format!("enslaving {peer_name} to the bridge"), e))?;
+    }
+    let host_link = rtnl::link_by_name(host, &port.name)
+        .await?
+        .ok_or_else(|| NetError::NoSuchLink(port.name.clone()))?;
+    Ok(host_link.header.index)
 }
 
 impl NetlinkOps for KernelOps {
@@ -414,7 +478,10 @@ impl NetlinkOps for KernelOps {
     }
 
     async fn attach(&self, port: &str, ep: &LocalEndpoint) -> Result<(), NetError> {
-        let result = self.create_port(port, ep).await;
+        let mut result = self.create_port(port, ep).await;
+        if let (Ok(()), Some(hook)) = (&result, &self.port_hook) {
+            result = (hook.0)(&self.netns, port).map_err(NetError::Invalid);
+        }
         if result.is_err() {
             // Half-made ports would pass for attached on the next apply.
             let _ = self.delete_port(port).await;

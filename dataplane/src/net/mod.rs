@@ -125,6 +125,50 @@ pub struct RemoteEndpoint {
     pub node_addr: Ipv4Addr,
 }
 
+/// A port from the host namespace into a network's bridge (the load balancer's
+/// way into the ingress network); see [`NodeOverlay::apply_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    /// The host end's name (at most 15 characters).
+    pub name: String,
+    /// The host end's MAC: frames sent into the bridge come from it.
+    pub mac: [u8; 6],
+}
+
+/// More than the tasks: what [`NodeOverlay::apply_with`] also keeps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// Keep the network on this node even with no local task.
+    pub keep: bool,
+    /// MAC-only FDB entries to other VTEPs (other nodes' host ports).
+    pub fdb: Vec<FdbEntry>,
+    /// The host port to have on the bridge.
+    pub host_port: Option<HostPort>,
+}
+
+/// Called with (network namespace, port name) for every task port just created on
+/// a bridge, before the task is told it is attached (the load balancer attaches
+/// its programs there). An error fails the attach, which the next apply retries.
+#[derive(Clone)]
+#[allow(clippy::type_complexity)]
+pub struct PortHook(
+    pub std::sync::Arc<dyn Fn(&std::path::Path, &str) -> Result<(), String> + Send + Sync>,
+);
+
+impl fmt::Debug for PortHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PortHook")
+    }
+}
+
+impl PartialEq for PortHook {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for PortHook {}
+
 /// An IPv4 prefix such as 10.0.1.0/24.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Ipv4Net {

@@ -8,11 +8,13 @@ use netlink_packet_route::link::InfoKind;
 use rtnetlink::Handle;
 
 use super::fdb::{Desired, FdbEntry, Neighbour};
-use super::kernel::{ensure_bridge, ensure_vxlan, is_port, KernelOps, VxlanConfig, NETWORK_GROUP};
+use super::kernel::{
+    ensure_bridge, ensure_host_port, ensure_vxlan, is_port, KernelOps, VxlanConfig, NETWORK_GROUP,
+};
 use super::nsfs::{is_netns, netlink_handle, netns_create, netns_delete, NsError};
 use super::ops::{reconcile_local, reconcile_remote, NetlinkOps};
 use super::rtnl::{self, link_kind, link_mtu, link_name};
-use super::{stable_hash, LocalEndpoint, NetError, OverlaySpec, RemoteEndpoint};
+use super::{stable_hash, Extras, LocalEndpoint, NetError, OverlaySpec, PortHook, RemoteEndpoint};
 
 /// IANA's VXLAN port (RFC 7348).
 pub const VXLAN_PORT: u16 = 4789;
@@ -40,6 +42,8 @@ pub struct NodeOverlay {
     /// Directory of the networks' namespace files (`<dir>/<network id>`); must be
     /// this node's own (in the lab: one per node).
     pub netns_dir: PathBuf,
+    /// Called for every task port created (see [`PortHook`]).
+    pub port_hook: Option<PortHook>,
 }
 
 /// What an apply did.
@@ -64,6 +68,8 @@ pub struct ApplyReport {
     /// Remote endpoints ignored: on this node's own VTEP, or a MAC or IP claimed twice.
     pub skipped_remote: usize,
     pub elapsed: Duration,
+    /// The host end's index of the network's host port, when asked for one.
+    pub host_port_index: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +100,7 @@ impl NodeOverlay {
             vxlan_port: VXLAN_PORT,
             host_netns: None,
             netns_dir: PathBuf::from(DEFAULT_NETNS_DIR),
+            port_hook: None,
         }
     }
 
@@ -114,9 +121,22 @@ impl NodeOverlay {
         local: &[LocalEndpoint],
         remote: &[RemoteEndpoint],
     ) -> Result<ApplyReport, NetError> {
+        self.apply_with(net, local, remote, &Extras::default())
+            .await
+    }
+
+    /// [`apply`](Self::apply), also keeping `extras`: the network even without
+    /// local tasks, MAC-only FDB entries, and a host port on the bridge.
+    pub async fn apply_with(
+        &self,
+        net: &OverlaySpec,
+        local: &[LocalEndpoint],
+        remote: &[RemoteEndpoint],
+        extras: &Extras,
+    ) -> Result<ApplyReport, NetError> {
         let started = Instant::now();
         validate(net, local)?;
-        if local.is_empty() {
+        if local.is_empty() && !extras.keep {
             let removed = self.remove(&net.network_id).await?;
             return Ok(ApplyReport {
                 removed,
@@ -171,6 +191,10 @@ impl NodeOverlay {
         .await?;
         report.created |= bridge_created || vxlan_created;
         report.mtu = Some(mtu);
+        if let Some(port) = &extras.host_port {
+            report.host_port_index =
+                Some(ensure_host_port(&host, &handle, &path, bridge, mtu, port, net.vni).await?);
+        }
 
         let ops = KernelOps {
             handle,
@@ -179,8 +203,16 @@ impl NodeOverlay {
             mtu,
             prefix: net.subnet.prefix(),
             gateway: net.gateway,
+            netns: path.clone(),
+            port_hook: self.port_hook.clone(),
         };
-        let (desired, skipped) = Desired::from_remote(remote, self.underlay_ip);
+        let (mut desired, skipped) = Desired::from_remote(remote, self.underlay_ip);
+        desired.fdb.extend(
+            extras
+                .fdb
+                .iter()
+                .filter(|e| e.dst != self.underlay_ip && !e.is_flood()),
+        );
         let remote_changes = reconcile_remote(&ops, &desired).await?;
         report.skipped_remote = skipped;
         report.fdb_added = remote_changes.fdb_added;
@@ -282,6 +314,8 @@ impl NodeOverlay {
                 mtu: 0,
                 prefix: 0,
                 gateway: Ipv4Addr::UNSPECIFIED,
+                netns: status.netns.clone(),
+                port_hook: None,
             };
             status.fdb = ops.fdb().await?;
             status.neighbours = ops.neighbours().await?;

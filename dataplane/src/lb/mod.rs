@@ -1,0 +1,921 @@
+//! The eBPF load balancer's manager: loads the programs of `shoal-ebpf`, pins
+//! their maps, attaches them, and turns the services the agent computes from
+//! cluster state into map contents.
+//!
+//! Where the programs run (see the crate `shoal-ebpf` for what each does):
+//! - `lb_node_ingress` on tc ingress of the underlay interface and of `lo`;
+//! - `lb_node_reply` on tc ingress of the host end of the load-balancer port,
+//!   a veth from the host into the ingress network's bridge (made by the overlay,
+//!   [`crate::net::HostPort`]); its MAC is the node's load-balancer MAC
+//!   (`02:53` + the node's underlay address) and every other node has an FDB
+//!   entry sending that MAC to this node's VTEP, which is how replies of mesh
+//!   flows come back to the node that NATed them;
+//! - `lb_task_out` / `lb_task_in` on tc ingress / egress of every task port on an
+//!   overlay bridge (attached by the overlay's port hook as the port is made).
+//!
+//! Attachments are classic tc filters (clsact, fixed priority and handle), which
+//! stay in the kernel when shoald exits; maps are pinned under
+//! `/sys/fs/bpf/shoal/<ABI version>/<node key>/`. A restarted shoald reuses the
+//! maps (conntrack included) and replaces the filters in place, so established
+//! flows survive it. [`LoadBalancer::teardown`] detaches everything and removes
+//! the pins.
+//!
+//! Updates are ordered so that no packet sees a half-updated service: backends
+//! are written first, then a new Maglev table (a fresh inner map) is swapped in
+//! with one map update, then the service entry, and only then are backends that
+//! left deleted.
+
+pub mod maglev;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aya::maps::{Array, HashMap as BpfHashMap, HashOfMaps, MapData, PerCpuHashMap};
+use aya::programs::tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle};
+use aya::programs::{SchedClassifier, TcAttachType};
+use aya::{Ebpf, EbpfLoader};
+use shoal_ebpf as abi;
+
+/// Where bpffs is mounted.
+pub const BPFFS: &str = "/sys/fs/bpf";
+/// Default Maglev table size (a prime; about 100 slots per backend at 160 backends).
+pub const DEFAULT_MAGLEV_SIZE: u32 = abi::MAGLEV_DEFAULT;
+/// tc priority of Shoal's filters (one per hook).
+const TC_PRIORITY: u16 = 0x5348;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LbError {
+    #[error("loading the load balancer's eBPF programs: {0}")]
+    Load(String),
+    #[error("attaching {prog} to {ifname}: {error}")]
+    Attach {
+        prog: &'static str,
+        ifname: String,
+        error: String,
+    },
+    #[error("updating the load balancer's maps: {0}")]
+    Map(String),
+    #[error("invalid load balancer setting: {0}")]
+    Invalid(String),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+fn map_err(what: &str) -> impl Fn(aya::maps::MapError) -> LbError + '_ {
+    move |e| {
+        let mut text = format!("{what}: {e}");
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            text.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        LbError::Map(text)
+    }
+}
+
+/// BPF_F_INNER_MAP: inner maps of one outer map may differ in size (the table
+/// size is a setting); the template and every table must carry it.
+const BPF_F_INNER_MAP: u32 = 1 << 12;
+
+/// Idle timeouts of connection tracking, per protocol and state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tcp_syn: Duration,
+    pub tcp_established: Duration,
+    pub tcp_closing: Duration,
+    pub udp: Duration,
+}
+
+impl Default for Timeouts {
+    /// SYN 60 s, established 6 h (IPVS's 900 s drops idle connections:
+    /// moby#31208), closing 10 s, UDP 300 s.
+    fn default() -> Self {
+        Timeouts {
+            tcp_syn: Duration::from_secs(60),
+            tcp_established: Duration::from_secs(6 * 3600),
+            tcp_closing: Duration::from_secs(10),
+            udp: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Timeouts {
+    fn as_ns(&self) -> [u64; abi::CT_STATES] {
+        let mut t = [0u64; abi::CT_STATES];
+        t[abi::CT_SYN] = self.tcp_syn.as_nanos() as u64;
+        t[abi::CT_ESTABLISHED] = self.tcp_established.as_nanos() as u64;
+        t[abi::CT_CLOSING] = self.tcp_closing.as_nanos() as u64;
+        t[abi::CT_UDP] = self.udp.as_nanos() as u64;
+        t
+    }
+
+    fn for_state(&self, state: u8) -> Duration {
+        match state as usize {
+            abi::CT_SYN => self.tcp_syn,
+            abi::CT_ESTABLISHED => self.tcp_established,
+            abi::CT_CLOSING => self.tcp_closing,
+            _ => self.udp,
+        }
+    }
+}
+
+/// How a node's load balancer is set up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This node's pin directory (see [`pin_dir`]).
+    pub pin_dir: PathBuf,
+    /// Maglev table size, a prime; the same on every node.
+    pub maglev_size: u32,
+    /// Seed of the flow hash; the same on every node.
+    pub seed: u32,
+    pub timeouts: Timeouts,
+}
+
+/// The pin directory of the node whose data root is `data_root`: under
+/// bpffs, the ABI version, then a hash of the data root (several nodes of a lab
+/// share one kernel).
+pub fn pin_dir(data_root: &Path) -> PathBuf {
+    Path::new(BPFFS)
+        .join("shoal")
+        .join(abi::ABI_VERSION)
+        .join(node_key(data_root))
+}
+
+fn node_key(data_root: &Path) -> String {
+    let hash = crate::net::stable_hash(&[data_root.as_os_str().as_encoded_bytes()]);
+    format!("{hash:016x}")
+}
+
+/// Removes the pins of the node with this data root, of every ABI version.
+pub fn remove_pins(data_root: &Path) {
+    let key = node_key(data_root);
+    if let Ok(versions) = std::fs::read_dir(Path::new(BPFFS).join("shoal")) {
+        for version in versions.flatten() {
+            let dir = version.path().join(&key);
+            if dir.exists() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+    }
+}
+
+/// A node's load-balancer MAC: 02:53 and its underlay address.
+pub fn lb_mac(node_addr: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = node_addr.octets();
+    [abi::LB_MAC_PREFIX[0], abi::LB_MAC_PREFIX[1], a, b, c, d]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+        }
+    }
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+    }
+}
+
+/// Where clients reach a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Frontend {
+    /// A VIP on an overlay network: every port and protocol.
+    Vip(Ipv4Addr),
+    /// A port published in ingress mode, on every address of every node.
+    NodePort { proto: Proto, port: u16 },
+}
+
+impl Frontend {
+    fn key(&self) -> abi::SvcKey {
+        match *self {
+            Frontend::Vip(addr) => abi::SvcKey {
+                addr: u32::from_ne_bytes(addr.octets()),
+                port: 0,
+                proto: 0,
+                scope: abi::SCOPE_VIP,
+            },
+            Frontend::NodePort { proto, port } => abi::SvcKey {
+                addr: 0,
+                port: port.to_be(),
+                proto: proto.number(),
+                scope: abi::SCOPE_NODEPORT,
+            },
+        }
+    }
+}
+
+impl fmt::Display for Frontend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Frontend::Vip(addr) => write!(f, "vip {addr}"),
+            Frontend::NodePort { proto, port } => write!(f, "*:{port}/{proto}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BackendState {
+    /// Takes new flows.
+    Active,
+    /// Shutting down (update, drain, scale down) or unhealthy: keeps its flows, no new ones.
+    Terminating,
+    /// Its node does not answer: no new flows, and its flows go elsewhere.
+    Down,
+}
+
+impl BackendState {
+    fn code(self) -> u8 {
+        match self {
+            BackendState::Active => abi::BACKEND_ACTIVE,
+            BackendState::Terminating => abi::BACKEND_TERMINATING,
+            BackendState::Down => abi::BACKEND_DOWN,
+        }
+    }
+}
+
+impl fmt::Display for BackendState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendState::Active => "active",
+            BackendState::Terminating => "terminating",
+            BackendState::Down => "down",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendSpec {
+    /// Stable and the same on every node (the task id): Maglev hashes it.
+    pub name: String,
+    pub addr: Ipv4Addr,
+    /// Target port; 0 keeps the client's destination port (VIPs).
+    pub port: u16,
+    pub mac: [u8; 6],
+    pub state: BackendState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// For people: the service's name.
+    pub name: String,
+    pub frontend: Frontend,
+    pub backends: Vec<BackendSpec>,
+}
+
+/// What an apply changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplyStats {
+    pub services_added: usize,
+    pub services_removed: usize,
+    pub tables_built: usize,
+    pub backends_written: usize,
+    pub backends_removed: usize,
+    pub elapsed: Duration,
+}
+
+struct ServiceState {
+    id: u32,
+    name: String,
+    /// Backend name -> (id, what is in the map).
+    backends: BTreeMap<String, (u32, abi::Backend)>,
+    /// The active names the current table was built from (sorted).
+    table_names: Vec<String>,
+    /// Whether the service entry is in the map.
+    published: bool,
+}
+
+/// Counters and flows of one backend, for metrics and `shoal debug lb`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendReport {
+    pub name: String,
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    pub state: BackendState,
+    /// Slots of the Maglev table this backend owns.
+    pub maglev_slots: u32,
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+    pub active_flows: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceReport {
+    pub name: String,
+    pub frontend: Frontend,
+    pub maglev_size: u32,
+    pub drops: u64,
+    pub backends: Vec<BackendReport>,
+}
+
+/// A node's load balancer.
+pub struct LoadBalancer {
+    settings: Settings,
+    /// One loaded object per attach point, in `shoal_ebpf::PROGRAMS` order.
+    objects: Vec<Ebpf>,
+    services_map: BpfHashMap<MapData, abi::SvcKey, abi::Svc>,
+    backends_map: BpfHashMap<MapData, u32, abi::Backend>,
+    maglev_map: HashOfMaps<MapData, u32, Array<MapData, u32>>,
+    ct_map: BpfHashMap<MapData, abi::FlowKey, abi::Ct>,
+    rev_map: BpfHashMap<MapData, abi::FlowKey, abi::Rev>,
+    ret_map: BpfHashMap<MapData, abi::FlowKey, abi::Ret>,
+    local_addrs: BpfHashMap<MapData, u32, u32>,
+    config_map: Array<MapData, abi::Config>,
+    backend_stats: PerCpuHashMap<MapData, u32, abi::Counters>,
+    svc_stats: PerCpuHashMap<MapData, u32, abi::Counters>,
+    config: abi::Config,
+    services: HashMap<Frontend, ServiceState>,
+    next_svc_id: u32,
+    next_backend_id: u32,
+}
+
+const NODE_INGRESS: usize = 0;
+const NODE_REPLY: usize = 1;
+const TASK_OUT: usize = 2;
+const TASK_IN: usize = 3;
+
+fn mount_bpffs() -> Result<(), LbError> {
+    let mounts = std::fs::read_to_string("/proc/mounts")
+        .map_err(|e| LbError::Io("reading /proc/mounts".into(), e))?;
+    if mounts.lines().any(|l| {
+        l.split_whitespace().nth(1) == Some(BPFFS) && l.split_whitespace().nth(2) == Some("bpf")
+    }) {
+        return Ok(());
+    }
+    nix::mount::mount(
+        Some("bpf"),
+        BPFFS,
+        Some("bpf"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| LbError::Io(format!("mounting bpffs at {BPFFS}"), e.into()))
+}
+
+fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+    obj: &mut Ebpf,
+    name: &str,
+) -> Result<T, LbError> {
+    let map = obj
+        .take_map(name)
+        .ok_or_else(|| LbError::Load(format!("map {name} missing from the object")))?;
+    T::try_from(map).map_err(|e| LbError::Load(format!("map {name}: {e}")))
+}
+
+impl LoadBalancer {
+    /// Loads the programs (reusing this node's pinned maps, if any) and writes the
+    /// node's configuration. Attaches nothing yet.
+    pub fn load(settings: Settings) -> Result<Self, LbError> {
+        if !maglev::is_prime(settings.maglev_size) || settings.maglev_size < 3 {
+            return Err(LbError::Invalid(format!(
+                "Maglev table size {} is not a prime >= 3",
+                settings.maglev_size
+            )));
+        }
+        mount_bpffs()?;
+        std::fs::create_dir_all(&settings.pin_dir)
+            .map_err(|e| LbError::Io(format!("creating {}", settings.pin_dir.display()), e))?;
+        let mut objects = Vec::new();
+        for (name, bytes) in abi::PROGRAMS {
+            let mut obj = EbpfLoader::new()
+                .default_map_pin_directory(&settings.pin_dir)
+                .load(bytes)
+                .map_err(|e| LbError::Load(format!("{name}: {e}")))?;
+            let prog: &mut SchedClassifier = obj
+                .program_mut(name)
+                .ok_or_else(|| LbError::Load(format!("{name} missing from its object")))?
+                .try_into()
+                .map_err(|e| LbError::Load(format!("{name}: {e}")))?;
+            prog.load()
+                .map_err(|e| LbError::Load(format!("{name}: {e:?}")))?;
+            objects.push(obj);
+        }
+        let first = &mut objects[0];
+        let services_map = take(first, "lb_services")?;
+        let backends_map = take(first, "lb_backends")?;
+        let maglev_map = take(first, "lb_maglev")?;
+        let ct_map = take(first, "lb_ct")?;
+        let rev_map = take(first, "lb_rev")?;
+        let ret_map = take(first, "lb_ret")?;
+        let local_addrs = take(first, "lb_local_addrs")?;
+        let config_map: Array<MapData, abi::Config> = take(first, "lb_config")?;
+        let backend_stats = take(first, "lb_backend_stats")?;
+        let svc_stats = take(first, "lb_svc_stats")?;
+        let mut config = config_map
+            .get(&0, 0)
+            .map_err(map_err("reading lb_config"))?;
+        config.maglev_seed = settings.seed;
+        config.timeout_ns = settings.timeouts.as_ns();
+        let mut lb = LoadBalancer {
+            settings,
+            objects,
+            services_map,
+            backends_map,
+            maglev_map,
+            ct_map,
+            rev_map,
+            ret_map,
+            local_addrs,
+            config_map,
+            backend_stats,
+            svc_stats,
+            config,
+            services: HashMap::new(),
+            next_svc_id: 1,
+            next_backend_id: 1,
+        };
+        lb.write_config()?;
+        lb.adopt()?;
+        Ok(lb)
+    }
+
+    /// A restarted shoald finds its old services in the pinned maps: it forgets
+    /// them (the next apply writes them again under fresh ids) except that flows
+    /// keep their backends, because ids are only reused after the old ones are
+    /// gone from the maps.
+    fn adopt(&mut self) -> Result<(), LbError> {
+        let mut max_svc = 0;
+        for key in self.services_map.keys() {
+            let key = key.map_err(map_err("listing services"))?;
+            if let Ok(svc) = self.services_map.get(&key, 0) {
+                max_svc = max_svc.max(svc.id);
+            }
+        }
+        let mut max_backend = 0;
+        for id in self.backends_map.keys() {
+            max_backend = max_backend.max(id.map_err(map_err("listing backends"))?);
+        }
+        self.next_svc_id = max_svc + 1;
+        self.next_backend_id = max_backend + 1;
+        Ok(())
+    }
+
+    fn write_config(&mut self) -> Result<(), LbError> {
+        self.config_map
+            .set(0, self.config, 0)
+            .map_err(map_err("writing lb_config"))
+    }
+
+    /// Attaches the mesh entry to the underlay interface and `lo` of the
+    /// namespace the daemon runs in, and records the node's addresses.
+    pub fn attach_node(&mut self, underlay_ifname: &str) -> Result<(), LbError> {
+        self.attach(NODE_INGRESS, None, underlay_ifname, TcAttachType::Ingress)?;
+        self.attach(NODE_INGRESS, None, "lo", TcAttachType::Ingress)?;
+        self.config.underlay_ifindex = ifindex(underlay_ifname)?;
+        self.write_config()?;
+        self.refresh_local_addrs()
+    }
+
+    /// Attaches the reply path to the host end of the load-balancer port (made
+    /// by the overlay) and points the mesh at it.
+    pub fn attach_lb_port(&mut self, host_ifname: &str, mac: [u8; 6]) -> Result<(), LbError> {
+        self.attach(NODE_REPLY, None, host_ifname, TcAttachType::Ingress)?;
+        self.config.lb_ifindex = ifindex(host_ifname)?;
+        self.config.lb_mac = mac;
+        self.write_config()
+    }
+
+    /// Attaches the task programs to a task's port on a bridge, in the
+    /// network's namespace.
+    pub fn attach_task_port(&mut self, netns: &Path, port: &str) -> Result<(), LbError> {
+        self.attach(TASK_OUT, Some(netns), port, TcAttachType::Ingress)?;
+        self.attach(TASK_IN, Some(netns), port, TcAttachType::Egress)
+    }
+
+    fn attach(
+        &mut self,
+        which: usize,
+        netns: Option<&Path>,
+        ifname: &str,
+        direction: TcAttachType,
+    ) -> Result<(), LbError> {
+        let (name, _) = abi::PROGRAMS[which];
+        let prog: &mut SchedClassifier = self.objects[which]
+            .program_mut(name)
+            .expect("loaded in load()")
+            .try_into()
+            .expect("a classifier");
+        let fail = |error: String| LbError::Attach {
+            prog: name,
+            ifname: ifname.to_string(),
+            error,
+        };
+        in_netns(netns, || {
+            if let Err(e) = tc::qdisc_add_clsact(ifname) {
+                let exists = matches!(&e, tc::TcError::NetlinkError(n) if n.raw_os_error() == Some(nix::libc::EEXIST));
+                if !exists {
+                    return Err(format!("adding clsact: {e}"));
+                }
+            }
+            let options = NlOptions {
+                priority: TC_PRIORITY,
+                handle: TcHandle::new(0, 1),
+                ..NlOptions::default()
+            };
+            let id = match prog.attach_with_options(
+                ifname,
+                direction,
+                TcAttachOptions::Netlink(options),
+            ) {
+                Ok(id) => id,
+                Err(_) => {
+                    // Already attached (a restarted shoald): replace in place.
+                    let link = SchedClassifierLink::attached(
+                        ifname,
+                        direction,
+                        TC_PRIORITY,
+                        TcHandle::new(0, 1),
+                        None,
+                    )
+                    .map_err(|e| e.to_string())?;
+                    prog.attach_to_link(link).map_err(|e| format!("{e:?}"))?
+                }
+            };
+            // The filter stays when shoald exits: keep established flows balanced.
+            let link = prog.take_link(id).map_err(|e| e.to_string())?;
+            std::mem::forget(link);
+            Ok(())
+        })
+        .map_err(fail)
+    }
+
+    /// Records the IPv4 addresses of the daemon's namespace: published ports answer on each.
+    pub fn refresh_local_addrs(&mut self) -> Result<(), LbError> {
+        let addrs: Vec<u32> = nix::ifaddrs::getifaddrs()
+            .map_err(|e| LbError::Io("listing addresses".into(), e.into()))?
+            .filter_map(|a| a.address)
+            .filter_map(|a| a.as_sockaddr_in().map(|s| s.ip()))
+            .map(|ip| u32::from_ne_bytes(ip.octets()))
+            .collect();
+        let present: Vec<u32> = self.local_addrs.keys().filter_map(Result::ok).collect();
+        for addr in &addrs {
+            if !present.contains(addr) {
+                self.local_addrs
+                    .insert(addr, 1, 0)
+                    .map_err(map_err("adding a local address"))?;
+            }
+        }
+        for addr in present {
+            if !addrs.contains(&addr) {
+                let _ = self.local_addrs.remove(&addr);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the maps hold exactly `desired` (frontends must be distinct: a later
+    /// duplicate is ignored).
+    pub fn apply(&mut self, desired: &[ServiceSpec]) -> Result<ApplyStats, LbError> {
+        let started = Instant::now();
+        let mut stats = ApplyStats::default();
+        let mut wanted: BTreeMap<Frontend, &ServiceSpec> = BTreeMap::new();
+        for spec in desired {
+            wanted.entry(spec.frontend).or_insert(spec);
+        }
+        for (frontend, spec) in &wanted {
+            self.apply_service(*frontend, spec, &mut stats)?;
+        }
+        let gone: Vec<Frontend> = self
+            .services
+            .keys()
+            .filter(|f| !wanted.contains_key(f))
+            .copied()
+            .collect();
+        for frontend in gone {
+            self.remove_service(frontend, &mut stats)?;
+        }
+        stats.elapsed = started.elapsed();
+        Ok(stats)
+    }
+
+    fn apply_service(
+        &mut self,
+        frontend: Frontend,
+        spec: &ServiceSpec,
+        stats: &mut ApplyStats,
+    ) -> Result<(), LbError> {
+        if !self.services.contains_key(&frontend) {
+            let id = self.next_svc_id;
+            self.next_svc_id += 1;
+            self.services.insert(
+                frontend,
+                ServiceState {
+                    id,
+                    name: spec.name.clone(),
+                    backends: BTreeMap::new(),
+                    table_names: Vec::new(),
+                    published: false,
+                },
+            );
+            let _ = self.svc_stats.insert(id, zero_counters()?, 0);
+            stats.services_added += 1;
+        }
+        let state = self.services.get_mut(&frontend).expect("inserted above");
+        state.name = spec.name.clone();
+        // 1. Backends, new and changed.
+        let mut wanted: BTreeMap<&str, &BackendSpec> = BTreeMap::new();
+        for b in &spec.backends {
+            wanted.entry(b.name.as_str()).or_insert(b);
+        }
+        for (name, b) in &wanted {
+            let value = abi::Backend {
+                addr: u32::from_ne_bytes(b.addr.octets()),
+                port: b.port.to_be(),
+                mac: b.mac,
+                state: b.state.code(),
+                pad: [0; 3],
+            };
+            match state.backends.get(*name) {
+                Some((_, old)) if *old == value => {}
+                Some((id, _)) => {
+                    let id = *id;
+                    self.backends_map
+                        .insert(id, value, 0)
+                        .map_err(map_err("writing a backend"))?;
+                    state.backends.insert(name.to_string(), (id, value));
+                    stats.backends_written += 1;
+                }
+                None => {
+                    let id = self.next_backend_id;
+                    self.next_backend_id += 1;
+                    self.backends_map
+                        .insert(id, value, 0)
+                        .map_err(map_err("writing a backend"))?;
+                    let _ = self.backend_stats.insert(id, zero_counters()?, 0);
+                    state.backends.insert(name.to_string(), (id, value));
+                    stats.backends_written += 1;
+                }
+            }
+        }
+        // 2. The table of the active backends, swapped in whole.
+        let mut active: Vec<String> = wanted
+            .values()
+            .filter(|b| b.state == BackendState::Active)
+            .map(|b| b.name.clone())
+            .collect();
+        active.sort();
+        let size = self.settings.maglev_size;
+        if active != state.table_names || !state.published {
+            if !active.is_empty() {
+                let refs: Vec<&str> = active.iter().map(String::as_str).collect();
+                let table = maglev::table(&refs, size);
+                let ids: Vec<u32> = active.iter().map(|n| state.backends[n].0).collect();
+                let mut inner: Array<MapData, u32> = Array::create(size, BPF_F_INNER_MAP)
+                    .map_err(map_err("creating a Maglev table"))?;
+                for (slot, owner) in table.iter().enumerate() {
+                    inner
+                        .set(slot as u32, ids[*owner as usize], 0)
+                        .map_err(map_err("filling a Maglev table"))?;
+                }
+                self.maglev_map
+                    .insert(state.id, &inner, 0)
+                    .map_err(map_err("swapping in a Maglev table"))?;
+                stats.tables_built += 1;
+            }
+            state.table_names = active.clone();
+        }
+        // 3. The service entry.
+        let svc = abi::Svc {
+            id: state.id,
+            maglev_size: if active.is_empty() { 0 } else { size },
+            flags: 0,
+            pad: 0,
+        };
+        self.services_map
+            .insert(frontend.key(), svc, 0)
+            .map_err(map_err("writing a service"))?;
+        state.published = true;
+        // 4. Backends that left.
+        let gone: Vec<String> = state
+            .backends
+            .keys()
+            .filter(|n| !wanted.contains_key(n.as_str()))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some((id, _)) = state.backends.remove(&name) {
+                let _ = self.backends_map.remove(&id);
+                let _ = self.backend_stats.remove(&id);
+                stats.backends_removed += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_service(
+        &mut self,
+        frontend: Frontend,
+        stats: &mut ApplyStats,
+    ) -> Result<(), LbError> {
+        let Some(state) = self.services.remove(&frontend) else {
+            return Ok(());
+        };
+        let _ = self.services_map.remove(&frontend.key());
+        let _ = self.maglev_map.remove(&state.id);
+        let _ = self.svc_stats.remove(&state.id);
+        for (id, _) in state.backends.values() {
+            let _ = self.backends_map.remove(id);
+            let _ = self.backend_stats.remove(id);
+            stats.backends_removed += 1;
+        }
+        stats.services_removed += 1;
+        Ok(())
+    }
+
+    /// Deletes expired conntrack entries (and the reverse-NAT and return-path
+    /// entries of their flows); returns how many flows expired.
+    pub fn expire(&mut self) -> Result<usize, LbError> {
+        let now = monotonic_ns();
+        let timeouts = self.settings.timeouts;
+        let mut expired = Vec::new();
+        for item in self.ct_map.iter() {
+            let (key, ct) = item.map_err(map_err("reading conntrack"))?;
+            if now.saturating_sub(ct.last_seen) >= timeouts.for_state(ct.state).as_nanos() as u64 {
+                expired.push(key);
+            }
+        }
+        for key in &expired {
+            let _ = self.ct_map.remove(key);
+        }
+        // Reverse entries whose flow is gone: the flow's key is the reply's,
+        // turned around, with the frontend as destination.
+        let mut stale_rev = Vec::new();
+        for item in self.rev_map.iter() {
+            let (key, rev) = item.map_err(map_err("reading reverse NAT"))?;
+            let flow = abi::FlowKey {
+                saddr: key.daddr,
+                daddr: rev.addr,
+                sport: key.dport,
+                dport: rev.port,
+                proto: key.proto,
+                pad: [0; 3],
+            };
+            let live = match self.ct_map.get(&flow, 0) {
+                Ok(_) => true,
+                // A node port's conntrack key has the address the client
+                // reached, which is the frontend address too: same key.
+                Err(_) => false,
+            };
+            if !live && now.saturating_sub(rev.last_seen) > 2_000_000_000 {
+                stale_rev.push(key);
+            }
+        }
+        for key in &stale_rev {
+            let _ = self.rev_map.remove(key);
+        }
+        let max_idle = timeouts.tcp_established.max(timeouts.udp).as_nanos() as u64;
+        let mut stale_ret = Vec::new();
+        for item in self.ret_map.iter() {
+            let (key, ret) = item.map_err(map_err("reading return paths"))?;
+            if now.saturating_sub(ret.last_seen) >= max_idle {
+                stale_ret.push(key);
+            }
+        }
+        for key in &stale_ret {
+            let _ = self.ret_map.remove(key);
+        }
+        Ok(expired.len())
+    }
+
+    /// Services, backends, Maglev shares, counters and live flows.
+    pub fn report(&self) -> Vec<ServiceReport> {
+        let now = monotonic_ns();
+        let mut flows: HashMap<u32, u64> = HashMap::new();
+        for (_, ct) in self.ct_map.iter().flatten() {
+            if now.saturating_sub(ct.last_seen)
+                < self.settings.timeouts.for_state(ct.state).as_nanos() as u64
+            {
+                *flows.entry(ct.backend_id).or_default() += 1;
+            }
+        }
+        let sum = |values: Option<aya::maps::PerCpuValues<abi::Counters>>| {
+            let mut total = abi::Counters::default();
+            for c in values.iter().flat_map(|v| v.iter()) {
+                total.packets += c.packets;
+                total.bytes += c.bytes;
+                total.new_flows += c.new_flows;
+                total.drops += c.drops;
+            }
+            total
+        };
+        let mut out: Vec<ServiceReport> = self
+            .services
+            .iter()
+            .map(|(frontend, state)| {
+                let size = self.settings.maglev_size;
+                let refs: Vec<&str> = state.table_names.iter().map(String::as_str).collect();
+                let mut slots: HashMap<&str, u32> = HashMap::new();
+                for owner in maglev::table(&refs, size) {
+                    *slots.entry(refs[owner as usize]).or_default() += 1;
+                }
+                let backends = state
+                    .backends
+                    .iter()
+                    .map(|(name, (id, b))| {
+                        let c = sum(self.backend_stats.get(id, 0).ok());
+                        BackendReport {
+                            name: name.clone(),
+                            addr: Ipv4Addr::from(b.addr.to_ne_bytes()),
+                            port: u16::from_be(b.port),
+                            state: match b.state {
+                                abi::BACKEND_ACTIVE => BackendState::Active,
+                                abi::BACKEND_TERMINATING => BackendState::Terminating,
+                                _ => BackendState::Down,
+                            },
+                            maglev_slots: slots.get(name.as_str()).copied().unwrap_or(0),
+                            packets: c.packets,
+                            bytes: c.bytes,
+                            new_flows: c.new_flows,
+                            active_flows: flows.get(id).copied().unwrap_or(0),
+                        }
+                    })
+                    .collect();
+                ServiceReport {
+                    name: state.name.clone(),
+                    frontend: *frontend,
+                    maglev_size: if state.table_names.is_empty() {
+                        0
+                    } else {
+                        size
+                    },
+                    drops: sum(self.svc_stats.get(&state.id, 0).ok()).drops,
+                    backends,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.frontend.cmp(&b.frontend)));
+        out
+    }
+
+    /// Live conntrack entries (all services).
+    pub fn flow_count(&self) -> usize {
+        self.ct_map.keys().filter(Result::is_ok).count()
+    }
+
+    /// Detaches the node-level programs and removes the pins (task ports go
+    /// with their namespaces). The maps live on only while something holds them.
+    pub fn teardown(self, underlay_ifname: &str, lb_port: Option<&str>) {
+        for (ifname, which) in [(underlay_ifname, NODE_INGRESS), ("lo", NODE_INGRESS)]
+            .into_iter()
+            .chain(lb_port.map(|p| (p, NODE_REPLY)))
+        {
+            let _ = tc::qdisc_detach_program(ifname, TcAttachType::Ingress, abi::PROGRAMS[which].0);
+        }
+        let _ = std::fs::remove_dir_all(&self.settings.pin_dir);
+    }
+}
+
+/// Zeroed per-CPU counters, one per possible CPU.
+fn zero_counters() -> Result<aya::maps::PerCpuValues<abi::Counters>, LbError> {
+    let cpus = aya::util::nr_cpus().map_err(|(what, e)| LbError::Io(what.to_string(), e))?;
+    aya::maps::PerCpuValues::try_from(vec![abi::Counters::default(); cpus])
+        .map_err(|e| LbError::Map(format!("counters: {e}")))
+}
+
+fn monotonic_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .unwrap_or_else(|_| nix::sys::time::TimeSpec::new(0, 0));
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+}
+
+fn ifindex(name: &str) -> Result<u32, LbError> {
+    nix::net::if_::if_nametoindex(name)
+        .map_err(|e| LbError::Io(format!("finding interface {name}"), e.into()))
+}
+
+/// Runs `f` on a thread in the namespace at `netns` (None: here).
+fn in_netns<T: Send>(
+    netns: Option<&Path>,
+    f: impl FnOnce() -> Result<T, String> + Send,
+) -> Result<T, String> {
+    let Some(path) = netns else {
+        return f();
+    };
+    let ns = std::fs::File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("entering {}: {e}", path.display()))?;
+            f()
+        })
+        .join()
+        .map_err(|_| "namespace thread panicked".to_string())?
+    })
+}

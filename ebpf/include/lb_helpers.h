@@ -1,0 +1,264 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/*
+ * Parsing, NAT, flow hashing, Maglev choice and connection tracking, shared by
+ * the programs. Everything is __always_inline: each program is one function to
+ * the verifier.
+ *
+ * Malformed input is never an error here: a packet that is not IPv4 TCP/UDP, is
+ * a fragment, has a bad IHL or is shorter than its headers is "not ours" and
+ * goes on untouched to the kernel, which drops what is really broken.
+ */
+#ifndef SHOAL_LB_HELPERS_H
+#define SHOAL_LB_HELPERS_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/pkt_cls.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include "maps.h"
+
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1FFF
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+#define TCP_FLAG_ACK 0x10
+
+/* The MAC prefix of the nodes' load-balancer ports: 02:53 ("S") then the node's
+ * underlay address. A frame from such a MAC came through a node's mesh. */
+#define LB_MAC0 0x02
+#define LB_MAC1 0x53
+
+struct pkt {
+	struct lb_flow_key key;
+	__u32 l4off;
+	__u32 len;
+	__u8 tcp_flags;
+};
+
+/* Fills `p` from an Ethernet + IPv4 + TCP/UDP packet; non-zero: not ours. */
+static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip;
+	__u16 ports[2];
+
+	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return -1;
+	ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > end)
+		return -1;
+	if (ip->version != 4 || ip->ihl < 5)
+		return -1;
+	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+		return -1;
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+		return -1;
+	p->l4off = ETH_HLEN + ip->ihl * 4;
+	if (bpf_ntohs(ip->tot_len) < ip->ihl * 4)
+		return -1;
+	/* The whole L4 header must be there: the checksum is rewritten in it. */
+	if (skb->len < p->l4off + (ip->protocol == IPPROTO_TCP ? sizeof(struct tcphdr) : sizeof(struct udphdr)))
+		return -1;
+	p->key.saddr = ip->saddr;
+	p->key.daddr = ip->daddr;
+	p->key.proto = ip->protocol;
+	p->key.pad[0] = p->key.pad[1] = p->key.pad[2] = 0;
+	p->len = skb->len;
+	if (bpf_skb_load_bytes(skb, p->l4off, ports, sizeof(ports)))
+		return -1;
+	p->key.sport = ports[0];
+	p->key.dport = ports[1];
+	p->tcp_flags = 0;
+	if (ip->protocol == IPPROTO_TCP &&
+	    bpf_skb_load_bytes(skb, p->l4off + 13, &p->tcp_flags, 1))
+		return -1;
+	return 0;
+}
+
+static __always_inline struct lb_config *config(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&lb_config, &zero);
+}
+
+/* Rewrites the source (dst == 0) or destination (dst == 1) address and port,
+ * fixing the IP checksum and the L4 checksum (pseudo-header included). A UDP
+ * checksum of 0 (none) stays 0. */
+static __always_inline int nat(struct __sk_buff *skb, const struct pkt *p, int dst,
+			       __u32 new_addr, __u16 new_port)
+{
+	__u32 old_addr = dst ? p->key.daddr : p->key.saddr;
+	__u16 old_port = dst ? p->key.dport : p->key.sport;
+	__u32 addr_off = ETH_HLEN + (dst ? offsetof(struct iphdr, daddr) : offsetof(struct iphdr, saddr));
+	__u32 port_off = p->l4off + (dst ? 2 : 0);
+	__u32 csum_off = p->l4off + (p->key.proto == IPPROTO_TCP ? offsetof(struct tcphdr, check)
+								  : offsetof(struct udphdr, check));
+	__u64 mangled = p->key.proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+
+	if (new_addr != old_addr) {
+		if (bpf_l4_csum_replace(skb, csum_off, old_addr, new_addr,
+					BPF_F_PSEUDO_HDR | mangled | sizeof(new_addr)))
+			return -1;
+		if (bpf_l3_csum_replace(skb, ETH_HLEN + offsetof(struct iphdr, check), old_addr,
+					new_addr, sizeof(new_addr)))
+			return -1;
+		if (bpf_skb_store_bytes(skb, addr_off, &new_addr, sizeof(new_addr), 0))
+			return -1;
+	}
+	if (new_port != old_port) {
+		if (bpf_l4_csum_replace(skb, csum_off, old_port, new_port, mangled | sizeof(new_port)))
+			return -1;
+		if (bpf_skb_store_bytes(skb, port_off, &new_port, sizeof(new_port), 0))
+			return -1;
+	}
+	return 0;
+}
+
+static __always_inline int set_macs(struct __sk_buff *skb, const __u8 *dst, const __u8 *src)
+{
+	if (dst && bpf_skb_store_bytes(skb, 0, dst, ETH_ALEN, 0))
+		return -1;
+	if (src && bpf_skb_store_bytes(skb, ETH_ALEN, src, ETH_ALEN, 0))
+		return -1;
+	return 0;
+}
+
+/* murmur3's 32-bit mixing; mirrored by shoal_ebpf::flow_hash (tests). */
+static __always_inline __u32 mix(__u32 h, __u32 k)
+{
+	k *= 0xcc9e2d51;
+	k = (k << 15) | (k >> 17);
+	k *= 0x1b873593;
+	h ^= k;
+	h = (h << 13) | (h >> 19);
+	return h * 5 + 0xe6546b64;
+}
+
+/* The flow's hash: the same on every node for the same flow. Node ports leave
+ * the destination address out (it is whichever node the client reached), so a
+ * client's flow maps to the same backend through any node. */
+static __always_inline __u32 flow_hash(const struct lb_flow_key *k, int with_daddr, __u32 seed)
+{
+	__u32 h = seed;
+	h = mix(h, k->saddr);
+	h = mix(h, with_daddr ? k->daddr : 0);
+	h = mix(h, ((__u32)k->sport << 16) | k->dport);
+	h = mix(h, k->proto);
+	h ^= 16;
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
+static __always_inline __u8 ct_state(const struct pkt *p, __u8 old, int is_new)
+{
+	if (p->key.proto != IPPROTO_TCP)
+		return LB_CT_UDP;
+	if (p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
+		return LB_CT_CLOSING;
+	if (!is_new && old == LB_CT_CLOSING)
+		return LB_CT_CLOSING;
+	if ((p->tcp_flags & TCP_FLAG_SYN) && !(p->tcp_flags & TCP_FLAG_ACK))
+		return is_new ? LB_CT_SYN : old;
+	return LB_CT_ESTABLISHED;
+}
+
+static __always_inline void count(__u32 backend_id, const struct pkt *p, int is_new)
+{
+	struct lb_counters *c = bpf_map_lookup_elem(&lb_backend_stats, &backend_id);
+	if (c) {
+		c->packets++;
+		c->bytes += p->len;
+		c->new_flows += is_new;
+	}
+}
+
+static __always_inline void count_drop(__u32 svc_id)
+{
+	struct lb_counters *c = bpf_map_lookup_elem(&lb_svc_stats, &svc_id);
+	if (c)
+		c->drops++;
+}
+
+/* Refresh an entry's clock at most every this many ns (fewer writes to a shared line). */
+#define LB_CT_REFRESH_NS 1000000000ULL
+
+/*
+ * The backend of the flow `p` to `svc`: its conntrack entry's, while the entry
+ * is fresh and its backend still exists and is not down; else Maglev's choice
+ * among the active backends, recorded. *is_new says which. NULL: no backend
+ * (the packet is dropped and counted).
+ */
+static __always_inline struct lb_backend *select_backend(const struct pkt *p, const struct lb_svc *svc,
+							  const struct lb_config *cfg, int with_daddr,
+							  __u32 *backend_id, int *is_new)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct lb_ct *ct = bpf_map_lookup_elem(&lb_ct, &p->key);
+	struct lb_backend *be;
+	void *table;
+	__u32 *id, idx;
+
+	if (ct && ct->svc_id == svc->id && ct->state < LB_CT_STATES &&
+	    now - ct->last_seen < cfg->timeout_ns[ct->state & 3]) {
+		be = bpf_map_lookup_elem(&lb_backends, &ct->backend_id);
+		if (be && be->state != LB_BACKEND_DOWN) {
+			__u8 state = ct_state(p, ct->state, 0);
+			if (state != ct->state || now - ct->last_seen > LB_CT_REFRESH_NS) {
+				ct->state = state;
+				ct->last_seen = now;
+			}
+			*backend_id = ct->backend_id;
+			*is_new = 0;
+			return be;
+		}
+	}
+	if (svc->maglev_size == 0)
+		return NULL;
+	table = bpf_map_lookup_elem(&lb_maglev, &svc->id);
+	if (!table)
+		return NULL;
+	idx = flow_hash(&p->key, with_daddr, cfg->maglev_seed) % svc->maglev_size;
+	id = bpf_map_lookup_elem(table, &idx);
+	if (!id)
+		return NULL;
+	be = bpf_map_lookup_elem(&lb_backends, id);
+	if (!be || be->state != LB_BACKEND_ACTIVE)
+		return NULL;
+	struct lb_ct entry = {
+		.last_seen = now,
+		.backend_id = *id,
+		.svc_id = svc->id,
+		.state = ct_state(p, 0, 1),
+	};
+	bpf_map_update_elem(&lb_ct, &p->key, &entry, BPF_ANY);
+	*backend_id = *id;
+	*is_new = 1;
+	return be;
+}
+
+/* The reply tuple of `p` once its destination became (addr, port). */
+static __always_inline struct lb_flow_key reply_key(const struct pkt *p, __u32 addr, __u16 port)
+{
+	struct lb_flow_key k = {
+		.saddr = addr,
+		.daddr = p->key.saddr,
+		.sport = port,
+		.dport = p->key.sport,
+		.proto = p->key.proto,
+	};
+	return k;
+}
+
+#endif

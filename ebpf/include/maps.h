@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/*
+ * Every map of the load balancer, defined once. Each program object includes
+ * this file; all maps are pinned by name in shoald's pin directory, so the
+ * objects share them and they outlive a restart of shoald (established flows
+ * keep their conntrack entries).
+ */
+#ifndef SHOAL_MAPS_H
+#define SHOAL_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "shoal_lb.h"
+
+/* Frontends: VIPs and published ports. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_MAX_SERVICES);
+	__type(key, struct lb_svc_key);
+	__type(value, struct lb_svc);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_services SEC(".maps");
+
+/* Backends by id (ids are this node's own; tables name them by id). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct lb_backend);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_backends SEC(".maps");
+
+/* One Maglev table per service id: an array of backend ids. shoald fills a new
+ * inner map and swaps it in with one update, so no packet sees half a table. */
+struct lb_maglev_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_MAGLEV_DEFAULT);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, LB_MAX_SERVICES);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct lb_maglev_inner);
+} lb_maglev SEC(".maps");
+
+/* Connection tracking, forward (keyed by the original tuple). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LB_CT_ENTRIES);
+	__type(key, struct lb_flow_key);
+	__type(value, struct lb_ct);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_ct SEC(".maps");
+
+/* Reverse NAT (keyed by the reply's tuple). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LB_CT_ENTRIES);
+	__type(key, struct lb_flow_key);
+	__type(value, struct lb_rev);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_rev SEC(".maps");
+
+/* Return path of mesh flows at the backend's node (keyed by the reply's tuple). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LB_RET_ENTRIES);
+	__type(key, struct lb_flow_key);
+	__type(value, struct lb_ret);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_ret SEC(".maps");
+
+/* The node's own IPv4 addresses: published ports answer on each. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_MAX_LOCAL_ADDRS);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_local_addrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_config SEC(".maps");
+
+/* Counters per backend id, and per service id for flows no backend took. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, LB_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct lb_counters);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_backend_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, LB_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct lb_counters);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_svc_stats SEC(".maps");
+
+#endif

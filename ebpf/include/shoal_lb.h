@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/*
+ * The structs the load balancer's programs share with shoald, defined once.
+ * Every struct here is mirrored by a #[repr(C)] type in ebpf/src/lib.rs, and a
+ * test there checks both agree on every size and offset (ebpf/layout.c prints
+ * the C side at build time). Addresses and ports are in network byte order.
+ * Change anything here and the ABI version (a hash of this file, which names
+ * the pin directory) changes with it, so a new shoald never reads old maps.
+ */
+#ifndef SHOAL_LB_H
+#define SHOAL_LB_H
+
+#include <linux/types.h>
+
+/* Default Maglev table size (a prime); each service's table is an inner array. */
+#define LB_MAGLEV_DEFAULT 16381
+#define LB_MAX_SERVICES 65536
+#define LB_MAX_BACKENDS 262144
+#define LB_CT_ENTRIES 262144
+#define LB_RET_ENTRIES 262144
+#define LB_MAX_LOCAL_ADDRS 64
+
+/* What a frontend is. */
+enum lb_scope {
+	/* A service VIP on an overlay network, any port and protocol (key port 0, proto 0). */
+	LB_SCOPE_VIP = 1,
+	/* A port published in ingress mode: any local address of the node (key addr 0). */
+	LB_SCOPE_NODEPORT = 2,
+};
+
+struct lb_svc_key {
+	__u32 addr;  /* VIP, or 0 for node ports */
+	__u16 port;  /* published port, or 0 for a VIP */
+	__u8 proto;  /* IPPROTO_TCP/UDP, or 0 for a VIP */
+	__u8 scope;  /* enum lb_scope */
+};
+
+struct lb_svc {
+	__u32 id;          /* key of the Maglev table and of the counters */
+	__u32 maglev_size; /* entries in the table; 0: no backend can take new flows */
+	__u32 flags;       /* LB_SVC_F_* */
+	__u32 pad;
+};
+
+/* Rewrite the client's address to the node's own (for topologies where replies
+ * cannot come back through the ingress node). */
+#define LB_SVC_F_SNAT 1
+
+enum lb_backend_state {
+	/* Takes new flows. */
+	LB_BACKEND_ACTIVE = 0,
+	/* Shutting down: keeps its flows, gets no new ones. */
+	LB_BACKEND_TERMINATING = 1,
+	/* Its node stopped answering: its flows are picked again. */
+	LB_BACKEND_DOWN = 2,
+};
+
+struct lb_backend {
+	__u32 addr;    /* task address on the frontend's network */
+	__u16 port;    /* target port; 0 keeps the destination port (VIPs) */
+	__u8 mac[6];   /* the task's MAC on that network */
+	__u8 state;    /* enum lb_backend_state */
+	__u8 pad[3];
+};
+
+/* A flow as its first packet came in (before any rewrite). */
+struct lb_flow_key {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+enum lb_ct_state {
+	LB_CT_SYN = 0,         /* TCP opening */
+	LB_CT_ESTABLISHED = 1, /* TCP past the handshake */
+	LB_CT_CLOSING = 2,     /* TCP FIN or RST seen */
+	LB_CT_UDP = 3,         /* any UDP flow */
+	LB_CT_STATES = 4,
+};
+
+/* Forward connection tracking: which backend a flow went to. */
+struct lb_ct {
+	__u64 last_seen; /* bpf_ktime_get_ns() of the last packet */
+	__u32 backend_id;
+	__u32 svc_id;
+	__u8 state;      /* enum lb_ct_state */
+	__u8 pad[7];
+};
+
+/* Reverse NAT, keyed by the reply's tuple (saddr = backend, daddr = client):
+ * what the reply's source must become again. */
+struct lb_rev {
+	__u64 last_seen;
+	__u32 addr;  /* the frontend address the client used */
+	__u16 port;  /* and its port */
+	__u8 mac[6]; /* source MAC the client side expects (VIP flows) */
+};
+
+/* At a backend's node, for flows that came through another node's mesh: the
+ * ingress node's load-balancer MAC that replies go back to. Keyed by the
+ * reply's tuple (saddr = task, daddr = client). */
+struct lb_ret {
+	__u64 last_seen;
+	__u8 mac[6];
+	__u8 pad[2];
+};
+
+/* Per node, set by shoald (array of one). */
+struct lb_config {
+	__u32 maglev_seed;
+	__u32 lb_ifindex;       /* host end of the veth into the ingress network */
+	__u32 underlay_ifindex; /* where replies to outside clients leave */
+	__u8 lb_mac[6];         /* this node's load-balancer MAC */
+	__u8 pad[6];
+	/* Idle timeouts in ns, indexed by enum lb_ct_state. */
+	__u64 timeout_ns[LB_CT_STATES];
+};
+
+/* Counters per service (per CPU; summed by shoald). */
+struct lb_counters {
+	__u64 packets;
+	__u64 bytes;
+	__u64 new_flows;
+	__u64 drops;
+};
+
+#endif

@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: GPL-2.0-only OR Apache-2.0
+/*
+ * tc ingress of the node's underlay interface (and of lo, for the node's own
+ * clients): the routing mesh's entry. A TCP/UDP packet to a published port on
+ * one of the node's addresses is given a backend (conntrack, else Maglev),
+ * DNATed to it, addressed to its MAC from this node's load-balancer MAC, and
+ * redirected into the ingress network through the load-balancer port; the
+ * bridge there delivers it to the local task or over VXLAN to the backend's
+ * node. The client's source address is kept. Everything else passes untouched.
+ */
+#include "lb_helpers.h"
+
+SEC("classifier")
+int lb_node_ingress(struct __sk_buff *skb)
+{
+	struct lb_config *cfg;
+	struct lb_backend *be;
+	struct lb_svc *svc;
+	struct pkt p;
+	__u32 backend_id;
+	__u16 port;
+	int is_new;
+
+	if (parse(skb, &p))
+		return TC_ACT_OK;
+	if (!bpf_map_lookup_elem(&lb_local_addrs, &p.key.daddr))
+		return TC_ACT_OK;
+	struct lb_svc_key sk = {
+		.addr = 0,
+		.port = p.key.dport,
+		.proto = p.key.proto,
+		.scope = LB_SCOPE_NODEPORT,
+	};
+	svc = bpf_map_lookup_elem(&lb_services, &sk);
+	if (!svc)
+		return TC_ACT_OK;
+	cfg = config();
+	if (!cfg || !cfg->lb_ifindex)
+		return TC_ACT_OK;
+	be = select_backend(&p, svc, cfg, 0, &backend_id, &is_new);
+	if (!be) {
+		count_drop(svc->id);
+		return TC_ACT_SHOT;
+	}
+	port = be->port ? be->port : p.key.dport;
+	if (is_new) {
+		struct lb_flow_key rk = reply_key(&p, be->addr, port);
+		struct lb_rev rev = {
+			.last_seen = bpf_ktime_get_ns(),
+			.addr = p.key.daddr,
+			.port = p.key.dport,
+		};
+		bpf_map_update_elem(&lb_rev, &rk, &rev, BPF_ANY);
+	}
+	__u8 dmac[ETH_ALEN];
+	__builtin_memcpy(dmac, be->mac, ETH_ALEN);
+	__u32 addr = be->addr;
+	__u32 ifindex = cfg->lb_ifindex;
+	__u8 smac[ETH_ALEN];
+	__builtin_memcpy(smac, cfg->lb_mac, ETH_ALEN);
+	count(backend_id, &p, is_new);
+	if (nat(skb, &p, 1, addr, port) || set_macs(skb, dmac, smac))
+		return TC_ACT_SHOT;
+	return bpf_redirect(ifindex, 0);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
