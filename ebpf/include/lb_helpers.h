@@ -49,6 +49,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	struct ethhdr *eth = data;
 	struct iphdr *ip;
 	__u16 ports[2];
+	__u32 l4len;
 
 	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return -1;
@@ -62,10 +63,12 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return -1;
 	p->l4off = ETH_HLEN + ip->ihl * 4;
-	if (bpf_ntohs(ip->tot_len) < ip->ihl * 4)
+	l4len = ip->protocol == IPPROTO_TCP ? sizeof(struct tcphdr) : sizeof(struct udphdr);
+	/* The whole L4 header must be there, in the datagram as well as in the
+	 * frame (which may be padded): the checksum is rewritten in it. */
+	if (bpf_ntohs(ip->tot_len) < ip->ihl * 4 + l4len)
 		return -1;
-	/* The whole L4 header must be there: the checksum is rewritten in it. */
-	if (skb->len < p->l4off + (ip->protocol == IPPROTO_TCP ? sizeof(struct tcphdr) : sizeof(struct udphdr)))
+	if (skb->len < p->l4off + l4len)
 		return -1;
 	p->key.saddr = ip->saddr;
 	p->key.daddr = ip->daddr;
@@ -198,7 +201,10 @@ static __always_inline void count_drop(__u32 svc_id)
  * The backend of the flow `p` to `svc`: its conntrack entry's, while the entry
  * is fresh and its backend still exists and is not down; else Maglev's choice
  * among the active backends, recorded. *is_new says which. NULL: no backend
- * (the packet is dropped and counted).
+ * (the packet is dropped and counted). A SYN on the tuple of a closing flow
+ * (the client reused its port) opens a new connection: it is chosen afresh,
+ * so a terminating backend gets no new connection that way, and the new one
+ * is not tracked with the closing timeout.
  */
 static __always_inline struct lb_backend *select_backend(const struct pkt *p, const struct lb_svc *svc,
 							  const struct lb_config *cfg, int with_daddr,
@@ -210,6 +216,9 @@ static __always_inline struct lb_backend *select_backend(const struct pkt *p, co
 	void *table;
 	__u32 *id, idx;
 
+	if (ct && ct->state == LB_CT_CLOSING &&
+	    (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+		ct = NULL;
 	if (ct && ct->svc_id == svc->id && ct->state < LB_CT_STATES &&
 	    now - ct->last_seen < cfg->timeout_ns[ct->state & 3]) {
 		be = bpf_map_lookup_elem(&lb_backends, &ct->backend_id);
