@@ -161,6 +161,12 @@ impl Lab {
         })
     }
 
+    /// The command that runs `argv` in a node's (or the client's) namespace, for
+    /// a caller that talks to it while it runs.
+    pub fn command(&self, node_or_client: &str, argv: &[&str]) -> Result<std::process::Command> {
+        host_command(&self.state, node_or_client, argv)
+    }
+
     /// Power loss: kills the node's daemon and every process it or its namespace holds.
     pub fn stop(&self, node: &str) -> Result<()> {
         stop_node(&self.state, node)
@@ -436,6 +442,12 @@ fn teardown(name: &str) -> Result<()> {
         // The shared parent goes with the last lab; busy while other labs run.
         if let Some(parent) = cgroup.parent() {
             let _ = fs::remove_dir(parent);
+        }
+    }
+    // The nodes' load-balancer pins (bpffs is shared by every namespace).
+    if let Ok(entries) = fs::read_dir(&dir) {
+        for e in entries.flatten() {
+            crate::lb::remove_pins(&e.path().join("data"));
         }
     }
     match fs::remove_dir_all(&dir) {

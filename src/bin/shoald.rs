@@ -60,6 +60,10 @@ struct Args {
     /// Idle timeout of a UDP flow
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     lb_udp_timeout: Duration,
+    /// How long a task asked to stop stays up, already out of every node's load
+    /// balancer, before it gets SIGTERM (so no request reaches a dying process)
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    lb_drain_delay: Duration,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -102,6 +106,7 @@ fn main() -> anyhow::Result<()> {
                 tcp_closing: args.lb_tcp_closing_timeout,
                 udp: args.lb_udp_timeout,
             },
+            drain_delay: args.lb_drain_delay,
         },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

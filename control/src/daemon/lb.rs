@@ -100,3 +100,92 @@ pub(crate) fn specs(view: &LbView, nets: &[NetView], down: &HashSet<String>) -> 
     }
     out
 }
+
+/// UDP port of the data-plane liveness probes between nodes (docker's gossip port).
+pub(crate) const PROBE_PORT: u16 = 7946;
+/// How often each node is probed.
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+/// A node that has not answered for this long takes no new flows (and its flows
+/// move); it is back at its first answer. Rescheduling its tasks is the
+/// manager's business, after the much longer heartbeat grace.
+const PROBE_DOWN_AFTER: std::time::Duration = std::time::Duration::from_millis(400);
+const PROBE_MAGIC: &[u8; 8] = b"SHOALPRB";
+
+/// Liveness of the other nodes as the data plane sees it.
+#[derive(Default)]
+pub(crate) struct Liveness {
+    /// Node id -> address, from the last view.
+    pub nodes: Vec<(String, Ipv4Addr)>,
+    pub down: HashSet<String>,
+}
+
+/// Answers other nodes' probes and probes them; calls `changed` with the new
+/// set of unreachable nodes whenever it changes. Runs until aborted.
+pub(crate) async fn probe_loop(
+    my_addr: Ipv4Addr,
+    liveness: std::sync::Arc<std::sync::Mutex<Liveness>>,
+    changed: impl Fn(HashSet<String>) + Send + 'static,
+) {
+    use std::collections::HashMap;
+    use std::time::Instant;
+    let socket = match tokio::net::UdpSocket::bind((my_addr, PROBE_PORT)).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "data-plane probes unavailable: a dead node's backends stay in the load balancer until the manager marks it down");
+            return;
+        }
+    };
+    // A node is given PROBE_DOWN_AFTER from when it was first seen to answer.
+    let mut last_answer: HashMap<Ipv4Addr, Instant> = HashMap::new();
+    let mut tick = tokio::time::interval(PROBE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut buf = [0u8; 64];
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let nodes = super::lock(&liveness).nodes.clone();
+                let now = Instant::now();
+                for (_, a) in &nodes {
+                    last_answer.entry(*a).or_insert(now);
+                }
+                for (_, addr) in &nodes {
+                    if *addr != my_addr {
+                        let mut probe = [0u8; 9];
+                        probe[..8].copy_from_slice(PROBE_MAGIC);
+                        let _ = socket.send_to(&probe, (*addr, PROBE_PORT)).await;
+                    }
+                }
+                let down: HashSet<String> = nodes
+                    .iter()
+                    .filter(|(_, a)| *a != my_addr)
+                    .filter(|(_, a)| {
+                        last_answer
+                            .get(a)
+                            .is_some_and(|t| now.duration_since(*t) > PROBE_DOWN_AFTER)
+                    })
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                let mut l = super::lock(&liveness);
+                if l.down != down {
+                    tracing::info!(?down, "data-plane liveness changed");
+                    l.down = down.clone();
+                    drop(l);
+                    changed(down);
+                }
+            }
+            got = socket.recv_from(&mut buf) => {
+                let Ok((n, from)) = got else { continue };
+                if n != 9 || &buf[..8] != PROBE_MAGIC {
+                    continue; // not ours: ignore garbage
+                }
+                let std::net::SocketAddr::V4(from4) = from else { continue };
+                if buf[8] == 0 {
+                    buf[8] = 1;
+                    let _ = socket.send_to(&buf[..9], from).await;
+                } else {
+                    last_answer.insert(*from4.ip(), Instant::now());
+                }
+            }
+        }
+    }
+}

@@ -46,6 +46,9 @@ pub struct LbOptions {
     /// Maglev table size, a prime.
     pub maglev_size: u32,
     pub timeouts: shoal_dataplane::lb::Timeouts,
+    /// How long a backend asked to stop keeps running, out of every load
+    /// balancer, before it is signalled.
+    pub drain_delay: std::time::Duration,
 }
 
 impl Default for LbOptions {
@@ -53,6 +56,7 @@ impl Default for LbOptions {
         LbOptions {
             maglev_size: shoal_dataplane::lb::DEFAULT_MAGLEV_SIZE,
             timeouts: shoal_dataplane::lb::Timeouts::default(),
+            drain_delay: std::time::Duration::from_secs(1),
         }
     }
 }

@@ -326,6 +326,19 @@ fn task_etc_dir(daemon: &Daemon, task_id: &str) -> PathBuf {
 /// runs on its own thread (rtnetlink's futures are not `Send`), in the order it was asked.
 struct NodeNet {
     jobs: Option<std::sync::mpsc::Sender<NetJob>>,
+    /// The data plane's view of which nodes answer, and the last inputs of the
+    /// load balancer (so a liveness change can recompute it alone).
+    liveness: Arc<std::sync::Mutex<super::lb::Liveness>>,
+    lb_inputs: Arc<std::sync::Mutex<(LbView, Vec<NetView>)>>,
+    probes: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for NodeNet {
+    fn drop(&mut self) {
+        if let Some(p) = self.probes.take() {
+            p.abort();
+        }
+    }
 }
 
 enum NetJob {
@@ -378,12 +391,20 @@ impl NodeNet {
             o.netns_dir = daemon.root.path("netns");
             Some(o)
         });
+        let liveness = Arc::new(std::sync::Mutex::new(super::lb::Liveness::default()));
+        let lb_inputs = Arc::new(std::sync::Mutex::new((LbView::default(), Vec::new())));
         let Some(mut o) = overlay else {
             tracing::warn!(
                 "no underlay interface carries this node's address: overlay networks are off"
             );
-            return NodeNet { jobs: None };
+            return NodeNet {
+                jobs: None,
+                liveness,
+                lb_inputs,
+                probes: None,
+            };
         };
+        let o_addr = o.underlay_ip;
         let lb = load_lb(daemon, &o.underlay_ifname);
         if let Some(lb) = &lb {
             let lb = lb.clone();
@@ -430,9 +451,34 @@ impl NodeNet {
             });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "overlay thread");
-            return NodeNet { jobs: None };
+            return NodeNet {
+                jobs: None,
+                liveness,
+                lb_inputs,
+                probes: None,
+            };
         }
-        NodeNet { jobs: Some(tx) }
+        let probes = {
+            let jobs = std::sync::Mutex::new(tx.clone());
+            let inputs = lb_inputs.clone();
+            tokio::spawn(super::lb::probe_loop(
+                o_addr,
+                liveness.clone(),
+                move |down| {
+                    let specs = {
+                        let inputs = lock(&inputs);
+                        super::lb::specs(&inputs.0, &inputs.1, &down)
+                    };
+                    let _ = lock(&jobs).send(NetJob::Lb(specs));
+                },
+            ))
+        };
+        NodeNet {
+            jobs: Some(tx),
+            liveness,
+            lb_inputs,
+            probes: Some(probes),
+        }
     }
 
     /// Make every network this node's tasks use match the cluster: local tasks attached,
@@ -473,7 +519,9 @@ impl NodeNet {
             };
             let mut locals = Vec::new();
             for (id, l) in local {
-                if l.stopping || l.reported.is_terminal() {
+                // A stopping task keeps its port until it has stopped: its
+                // open connections live on until it exits.
+                if l.reported.is_terminal() {
                     continue;
                 }
                 for (i, a) in l.record.networks.iter().enumerate() {
@@ -521,7 +569,17 @@ impl NodeNet {
         let _ = jobs.send(NetJob::Keep(
             views.iter().map(|v| v.network.id.clone()).collect(),
         ));
-        let _ = jobs.send(NetJob::Lb(super::lb::specs(lb, views, &HashSet::new())));
+        let down = {
+            let mut l = lock(&self.liveness);
+            l.nodes = lb
+                .nodes
+                .iter()
+                .filter_map(|n| Some((n.id.clone(), n.addr.parse().ok()?)))
+                .collect();
+            l.down.clone()
+        };
+        *lock(&self.lb_inputs) = (lb.clone(), views.to_vec());
+        let _ = jobs.send(NetJob::Lb(super::lb::specs(lb, views, &down)));
     }
 }
 
@@ -722,7 +780,16 @@ async fn apply_assignments(
                     let tid = id.clone();
                     let d = daemon.clone();
                     let netns = task_netns_path(daemon, &id);
+                    // A load-balancer backend first leaves every node's
+                    // load balancer (they learn it now, as this node does), so
+                    // no new flow reaches a process about to exit.
+                    let drain = if l.record.networks.is_empty() {
+                        Duration::ZERO
+                    } else {
+                        daemon.cfg.lb.drain_delay
+                    };
                     tokio::spawn(async move {
+                        tokio::time::sleep(drain).await;
                         let result = tokio::task::spawn_blocking(move || exec.stop(&tid, g)).await;
                         let _ = overlay::task_netns_delete(&netns);
                         let code = match result {
@@ -907,6 +974,7 @@ pub(crate) async fn teardown(daemon: &Daemon) {
     let netns_dir = daemon.root.path("task-netns");
     let etc_dir = daemon.root.path("task-etc");
     let overlay_dir = daemon.root.path("netns");
+    let data_root = daemon.cfg.data_root.clone();
     let underlay = daemon.membership().and_then(|m| {
         let ip: std::net::Ipv4Addr = m.addr.parse().ok()?;
         Some((ip, interface_of(ip)?))
@@ -931,6 +999,10 @@ pub(crate) async fn teardown(daemon: &Daemon) {
         }
         let _ = std::fs::remove_dir_all(&netns_dir);
         let _ = std::fs::remove_dir_all(&etc_dir);
+        if let Some((_, ifname)) = &underlay {
+            shoal_dataplane::lb::detach_node(ifname, super::lb::LB_PORT);
+        }
+        shoal_dataplane::lb::remove_pins(&data_root);
         if let Some((ip, ifname)) = underlay {
             let mut o = NodeOverlay::new(ip, &ifname);
             o.netns_dir = overlay_dir;

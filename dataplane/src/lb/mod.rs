@@ -767,12 +767,9 @@ impl LoadBalancer {
                 proto: key.proto,
                 pad: [0; 3],
             };
-            let live = match self.ct_map.get(&flow, 0) {
-                Ok(_) => true,
-                // A node port's conntrack key has the address the client
-                // reached, which is the frontend address too: same key.
-                Err(_) => false,
-            };
+            // A node port's conntrack key has the address the client reached,
+            // which is the frontend address too: the same key.
+            let live = self.ct_map.get(&flow, 0).is_ok();
             if !live && now.saturating_sub(rev.last_seen) > 2_000_000_000 {
                 stale_rev.push(key);
             }
@@ -868,17 +865,17 @@ impl LoadBalancer {
     pub fn flow_count(&self) -> usize {
         self.ct_map.keys().filter(Result::is_ok).count()
     }
+}
 
-    /// Detaches the node-level programs and removes the pins (task ports go
-    /// with their namespaces). The maps live on only while something holds them.
-    pub fn teardown(self, underlay_ifname: &str, lb_port: Option<&str>) {
-        for (ifname, which) in [(underlay_ifname, NODE_INGRESS), ("lo", NODE_INGRESS)]
-            .into_iter()
-            .chain(lb_port.map(|p| (p, NODE_REPLY)))
-        {
-            let _ = tc::qdisc_detach_program(ifname, TcAttachType::Ingress, abi::PROGRAMS[which].0);
-        }
-        let _ = std::fs::remove_dir_all(&self.settings.pin_dir);
+/// Detaches the node-level programs from the daemon's namespace (`swarm leave`;
+/// task ports go with their namespaces). Pins go with [`remove_pins`].
+pub fn detach_node(underlay_ifname: &str, lb_port: &str) {
+    for (ifname, which) in [
+        (underlay_ifname, NODE_INGRESS),
+        ("lo", NODE_INGRESS),
+        (lb_port, NODE_REPLY),
+    ] {
+        let _ = tc::qdisc_detach_program(ifname, TcAttachType::Ingress, abi::PROGRAMS[which].0);
     }
 }
 
