@@ -24,7 +24,8 @@ wait_for() {
 }
 
 shoal lab down --name "$LAB" >/dev/null 2>&1 || true
-trap 'shoal lab down --name "$LAB" >/dev/null 2>&1 || true' EXIT
+TMP_LOOP=$(mktemp)
+trap 'shoal lab down --name "$LAB" >/dev/null 2>&1 || true; rm -f "$TMP_LOOP"' EXIT
 
 say "Three hosts (vm1, vm2, vm3) as network namespaces, each running shoald"
 shoal lab up --name "$LAB" --nodes 3
@@ -85,6 +86,12 @@ on vm1 shoal exec webapp_web.1 dig @127.0.0.11 +short db tasks.db
 wait_for "web reaching db" vm1 'Node: vm1' shoal exec webapp_web.1 curl -s -m 2 http://tasks.db:3306/
 on vm1 shoal exec webapp_web.1 sh -c 'curl -s http://tasks.db:3306/ | head -5'
 
+say "The routing mesh: port 8080 answers on every node (vm3 runs no task), and web sees the client's own address"
+for n in 11 12 13; do
+  wait_for "10.77.0.$n:8080" client 'Task: webapp_web.1' curl -s -m 2 "http://10.77.0.$n:8080/"
+  shoal lab exec --name "$LAB" client -- curl -s -m 2 "http://10.77.0.$n:8080/" | grep -E '^(Task|Node|Client):' | tr '\n' ' '; echo
+done
+
 say "Move web from vm2 to vm1 by changing its constraints"
 on vm1 shoal service inspect --format '{{.Spec.TaskTemplate.Placement.Constraints}}' webapp_web
 on vm1 shoal service update -d --constraint-rm 'node.hostname == vm2' --with-registry-auth webapp_web
@@ -97,9 +104,13 @@ say "Scale web to 2 replicas"
 on vm1 shoal service update --replicas 2 webapp_web
 on vm1 shoal service ls
 
-say "Rolling update 1.0 -> 2.0, one task at a time, 2s apart"
+say "Rolling update 1.0 -> 2.0, one task at a time, 2s apart, while a client loops through vm3's port 8080"
+( for i in $(seq 1 400); do shoal lab exec --name "$LAB" client -- curl -s -m 2 -o /dev/null -w '%{http_code}\n' http://10.77.0.13:8080/ || echo fail; done ) > "$TMP_LOOP" &
+LOOP=$!
 on vm1 shoal service update --image shoal/demo-web:2.0 --args "--listen 0.0.0.0:80 --version 2.0" --update-parallelism 1 --update-delay 2s --with-registry-auth webapp_web
 on vm1 shoal service ps webapp_web
+kill $LOOP 2>/dev/null || true; wait $LOOP 2>/dev/null || true
+echo "client requests during the update: $(grep -c '^200$' "$TMP_LOOP") answered, $(grep -vc '^200$' "$TMP_LOOP") failed"
 
 say "Drain vm2 for maintenance: its tasks move"
 on vm1 shoal node update --availability drain vm2
