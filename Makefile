@@ -1,8 +1,10 @@
 # Shoal: `make demo` runs the main job in a local lab; `make test` passes every test.
 SHELL := /bin/bash
 CARGO ?= cargo
-# Debian packages the build, the lab, the tests and the demo need.
-PACKAGES := iproute2 iputils-ping curl procps prometheus bc bind9-dnsutils iperf3
+# Debian packages the build (clang-19 and libbpf-dev for the eBPF programs), the lab,
+# the tests and the demo need.
+PACKAGES := iproute2 iputils-ping curl procps prometheus bc bind9-dnsutils iperf3 \
+            clang-19 libbpf-dev
 
 .PHONY: all deps build test unit-test lab-test demo bench lint fmt clean
 

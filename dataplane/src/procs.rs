@@ -43,7 +43,26 @@ fn parse_stat(pid: i32, stat: &str) -> Option<ProcInfo> {
 
 pub fn info(pid: i32) -> Option<ProcInfo> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(pid, &stat)
+    let mut p = parse_stat(pid, &stat)?;
+    // A zombie thread-group leader whose other threads are still exiting (say,
+    // one finishing a syscall in the kernel) still holds its files and locks:
+    // it is dead only when every thread is.
+    if p.dead && threads_alive(pid) {
+        p.dead = false;
+    }
+    Some(p)
+}
+
+fn threads_alive(pid: i32) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.filter_map(|t| t.ok()).any(|t| {
+        fs::read_to_string(t.path().join("stat"))
+            .ok()
+            .and_then(|stat| parse_stat(pid, &stat))
+            .is_some_and(|p| !p.dead)
+    })
 }
 
 /// All processes now, threads excluded.
