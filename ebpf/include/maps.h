@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
 /*
- * Every map of the load balancer, defined once. Each program object includes
+ * Every map of the load balancer, defined once. Hash maps that grow with the
+ * services are not preallocated (creating them must not stall shoald's start). Each program object includes
  * this file; all maps are pinned by name in shoald's pin directory, so the
  * objects share them and they outlive a restart of shoald (established flows
  * keep their conntrack entries).
@@ -18,6 +19,7 @@ struct {
 	__uint(max_entries, LB_MAX_SERVICES);
 	__type(key, struct lb_svc_key);
 	__type(value, struct lb_svc);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_services SEC(".maps");
 
@@ -27,6 +29,7 @@ struct {
 	__uint(max_entries, LB_MAX_BACKENDS);
 	__type(key, __u32);
 	__type(value, struct lb_backend);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_backends SEC(".maps");
 
@@ -98,6 +101,7 @@ struct {
 	__uint(max_entries, LB_MAX_BACKENDS);
 	__type(key, __u32);
 	__type(value, struct lb_counters);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_backend_stats SEC(".maps");
 
@@ -106,6 +110,7 @@ struct {
 	__uint(max_entries, LB_MAX_SERVICES);
 	__type(key, __u32);
 	__type(value, struct lb_counters);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_svc_stats SEC(".maps");
 

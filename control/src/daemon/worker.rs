@@ -405,7 +405,8 @@ impl NodeNet {
             };
         };
         let o_addr = o.underlay_ip;
-        let lb = load_lb(daemon, &o.underlay_ifname);
+        // Loading creates the maps (hundreds of ms on a busy host): not on a runtime worker.
+        let lb = tokio::task::block_in_place(|| load_lb(daemon, &o.underlay_ifname));
         if let Some(lb) = &lb {
             let lb = lb.clone();
             o.port_hook = Some(PortHook(Arc::new(move |netns, port| {
