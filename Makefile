@@ -2,9 +2,9 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # Debian packages the build (clang-19 and libbpf-dev for the eBPF programs), the lab,
-# the tests and the demo need.
+# the tests, the demo and the benchmarks (wrk, haproxy, nftables, nginx-light) need.
 PACKAGES := iproute2 iputils-ping curl procps prometheus bc bind9-dnsutils iperf3 \
-            clang-19 libbpf-dev
+            clang-19 libbpf-dev wrk haproxy nftables nginx-light
 
 .PHONY: all deps build test unit-test lab-test demo bench lint fmt clean
 
@@ -36,6 +36,7 @@ bench: build
 	./bench/scheduler.sh
 	./bench/scale.sh
 	./bench/overlay.sh
+	./bench/lb.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
