@@ -539,3 +539,345 @@ fn jumbo_underlay_gives_tasks_underlay_minus_50() {
     )
     .unwrap();
 }
+
+/// The running task of `svc` other than `not`: (id, node, address, running since as Unix
+/// seconds), once there is one.
+fn running_task(s: &Swarm, svc: &str, not: &str) -> Option<(String, String, String, f64)> {
+    let rows = s.ok(
+        "vm1",
+        &[
+            "service",
+            "ps",
+            "-f",
+            "desired-state=running",
+            "--format",
+            "{{.ID}} {{.Node}}",
+            svc,
+        ],
+    );
+    let (id, node) = rows
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .find(|(id, _)| *id != not)?;
+    let out = s.ok(
+        "vm1",
+        &[
+            "inspect",
+            "--format",
+            "{{.Status.State}} {{.Status.Timestamp}} {{range .NetworksAttachments}}{{index .Addresses 0}}{{end}}",
+            id,
+        ],
+    );
+    let f: Vec<&str> = out.split_whitespace().collect();
+    if f.len() != 3 || f[0] != "running" {
+        return None;
+    }
+    let since = unix_time(f[1]).unwrap_or_else(|| panic!("bad timestamp in {out:?}"));
+    let ip = f[2].split('/').next()?.to_string();
+    Some((id.to_string(), node.to_string(), ip, since))
+}
+
+/// Seconds since the Unix epoch of a UTC timestamp as shoal prints it, e.g.
+/// `2026-11-26T15:11:53.86315498Z`.
+fn unix_time(ts: &str) -> Option<f64> {
+    let ts = ts.strip_suffix('Z')?;
+    let (date, time) = ts.split_once('T')?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    if d.len() != 3 || t.len() != 3 {
+        return None;
+    }
+    // Days from 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2];
+    Some(secs as f64 + format!("0.{frac}").parse::<f64>().ok()?)
+}
+
+fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+}
+
+#[test]
+fn unix_time_parses_shoal_timestamps() {
+    assert_eq!(unix_time("1970-01-01T00:00:00Z"), Some(0.0));
+    assert_eq!(unix_time("2000-03-01T00:00:01.5Z"), Some(951_868_801.5));
+    assert_eq!(unix_time("2026-11-26T15:11:53Z"), Some(1_795_705_913.0));
+    assert_eq!(unix_time("2026-11-26 15:11:53"), None);
+}
+
+/// A command's stdout inside network `net_id`'s namespace on `node`, as that node's daemon
+/// made it: the namespace is a file under the node's data root (NodeOverlay::network_netns),
+/// bind-mounted in the daemon's own mount namespace, so that is entered first. Err when
+/// the namespace is not there or the command fails.
+fn in_network_ns(s: &Swarm, node: &str, net_id: &str, cmd: &[&str]) -> Result<String, String> {
+    let data = s.lab.data_root(node);
+    let pid_file = data.parent().expect("node dir").join("shoald.pid");
+    let pid =
+        std::fs::read_to_string(&pid_file).map_err(|e| format!("{}: {e}", pid_file.display()))?;
+    let netns = data.join("netns").join(net_id);
+    let out = std::process::Command::new("nsenter")
+        .args(["-t", pid.trim(), "-m", "--", "nsenter"])
+        .arg(format!("--net={}", netns.display()))
+        .arg("--")
+        .args(cmd)
+        .output()
+        .map_err(|e| format!("running nsenter: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?} in {} on {node}: {}",
+            netns.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `bridge fdb show` and `ip neigh show` lines in network `net_id`'s namespace on `node`.
+fn overlay_entries(s: &Swarm, node: &str, net_id: &str) -> Result<Vec<String>, String> {
+    let fdb = in_network_ns(s, node, net_id, &["bridge", "fdb", "show"])?;
+    let neigh = in_network_ns(s, node, net_id, &["ip", "neigh", "show"])?;
+    Ok(fdb
+        .lines()
+        .chain(neigh.lines())
+        .map(str::to_string)
+        .collect())
+}
+
+/// The MAC a task's address gets (Docker's scheme: 02:42 and the address bytes).
+fn task_mac(ip: &str) -> String {
+    let ip: std::net::Ipv4Addr = ip.parse().expect("task address");
+    let [a, b, c, d] = ip.octets();
+    format!("02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+}
+
+/// The entry lines that point at a task (its MAC or its address as a whole word) or at a
+/// node's VTEP (`dst <addr>`).
+fn entries_for<'a>(lines: &'a [String], mac: &str, ip: &str, vtep: &str) -> Vec<&'a String> {
+    let dst = format!("dst {vtep} ");
+    lines
+        .iter()
+        .filter(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words.contains(&mac) || words.first() == Some(&ip) || format!("{l} ").contains(&dst)
+        })
+        .collect()
+}
+
+/// After `node update --availability drain` moves a task, a task on a third node on the same
+/// overlay reaches it at its new place within a second of the new task running.
+#[test]
+fn drained_task_is_reachable_at_its_new_place_within_a_second() {
+    let s = Swarm::lab("drmv", 3);
+    s.form(&[("vm2", "worker"), ("vm3", "worker")]);
+    s.ok("vm1", &["network", "create", "app"]);
+    let create = |name: &str, constraint: &str| {
+        s.ok(
+            "vm1",
+            &[
+                "service",
+                "create",
+                "-d",
+                "--name",
+                name,
+                "--network",
+                "app",
+                "--constraint",
+                constraint,
+                "demo",
+                "shoal-whoami",
+                "--listen",
+                "0.0.0.0:80",
+            ],
+        );
+    };
+    create("peer", "node.hostname == vm1");
+    create("mover", "node.role == worker");
+    let (old_id, old_node, old_ip, _) =
+        wait_until("mover running", Duration::from_secs(30), || {
+            running_task(&s, "mover", "")
+        })
+        .unwrap();
+    let new_node = if old_node == "vm2" { "vm3" } else { "vm2" };
+    let answers = |ip: &str, node: &str| {
+        let out = s.shoal(
+            "vm1",
+            &[
+                "exec",
+                "peer.1",
+                "curl",
+                "-s",
+                "-m",
+                "1",
+                &format!("http://{ip}/"),
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).contains(&format!("Node: {node}\n"))
+    };
+    wait_until("peer reaching mover", Duration::from_secs(10), || {
+        answers(&old_ip, &old_node).then_some(())
+    })
+    .unwrap();
+
+    s.ok(
+        "vm1",
+        &["node", "update", "--availability", "drain", &old_node],
+    );
+    let (_, node, ip, running_since) =
+        wait_until("mover running again", Duration::from_secs(30), || {
+            running_task(&s, "mover", &old_id)
+        })
+        .unwrap();
+    assert_eq!(node, new_node, "the drained task went to the wrong node");
+    // Polled from the peer; the clock is the same as the agent's that stamped Running.
+    let reached_at = wait_until(
+        "peer reaching mover at its new place",
+        Duration::from_secs(10),
+        || answers(&ip, new_node).then(now_unix),
+    )
+    .unwrap();
+    let took = reached_at - running_since;
+    println!("drain: peer on vm1 reached mover on {new_node} ({ip}) {took:.3} s after it ran");
+    assert!(
+        took <= 1.0,
+        "peer reached the moved task {took:.3} s after it ran (> 1 s)"
+    );
+}
+
+/// After a node leaves the swarm, every other node's FDB and neighbour entries for its
+/// tasks and its VTEP are gone, and those of the nodes that stay are kept.
+#[test]
+fn leaving_node_takes_its_fdb_and_neighbour_entries_along() {
+    let s = Swarm::lab("lvfdb", 3);
+    s.form(&[("vm2", "worker"), ("vm3", "worker")]);
+    s.ok("vm1", &["network", "create", "app"]);
+    let net_id = s
+        .ok("vm1", &["network", "inspect", "--format", "{{.Id}}", "app"])
+        .trim()
+        .to_string();
+    for (name, node) in [("x", "vm1"), ("y", "vm2"), ("z", "vm3")] {
+        s.ok(
+            "vm1",
+            &[
+                "service",
+                "create",
+                "-d",
+                "--name",
+                name,
+                "--network",
+                "app",
+                "--constraint",
+                &format!("node.hostname == {node}"),
+                "demo",
+                "shoal-whoami",
+                "--listen",
+                "0.0.0.0:80",
+            ],
+        );
+    }
+    let ip = |svc: &str| running_addr(&s, svc);
+    let (x, y, z) = (ip("x"), ip("y"), ip("z"));
+    // Traffic between the tasks, so the bridges have learned their MACs too.
+    for (from, to) in [("x.1", &y), ("z.1", &y), ("x.1", &z)] {
+        wait_until(
+            &format!("{from} reaching {to}"),
+            Duration::from_secs(10),
+            || {
+                s.shoal(
+                    "vm1",
+                    &[
+                        "exec",
+                        from,
+                        "curl",
+                        "-s",
+                        "-m",
+                        "1",
+                        &format!("http://{to}/"),
+                    ],
+                )
+                .status
+                .success()
+                .then_some(())
+            },
+        )
+        .unwrap();
+    }
+    let (vm1, vm2, vm3) = (s.addr("vm1"), s.addr("vm2"), s.addr("vm3"));
+    // (node, the entries of the staying peer it must keep)
+    let stayers = [
+        ("vm1", (task_mac(&z), z.clone(), vm3)),
+        ("vm3", (task_mac(&x), x.clone(), vm1)),
+    ];
+    let leaver = (task_mac(&y), y.clone(), vm2);
+    for (node, _) in &stayers {
+        let lines = wait_until(
+            &format!("{node} programmed with vm2's task"),
+            Duration::from_secs(10),
+            || {
+                let lines = overlay_entries(&s, node, &net_id).ok()?;
+                // A unicast FDB entry, the VTEP's flood entry and the neighbour entry.
+                (entries_for(&lines, &leaver.0, &leaver.1, &leaver.2).len() >= 3).then_some(lines)
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e:#}: {:?}", overlay_entries(&s, node, &net_id)));
+        let before = entries_for(&lines, &leaver.0, &leaver.1, &leaver.2);
+        assert!(
+            before
+                .iter()
+                .any(|l| l.starts_with(&format!("{} ", leaver.1))),
+            "no neighbour entry for {} on {node}: {before:?}",
+            leaver.1
+        );
+    }
+
+    s.ok("vm2", &["swarm", "leave"]);
+    let left = std::time::Instant::now();
+    for (node, keep) in &stayers {
+        wait_until(
+            &format!("vm2's entries gone from {node}"),
+            Duration::from_secs(20),
+            || {
+                let lines = overlay_entries(&s, node, &net_id).ok()?;
+                entries_for(&lines, &leaver.0, &leaver.1, &leaver.2)
+                    .is_empty()
+                    .then_some(())
+            },
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e:#}: {:?}\n{}",
+                overlay_entries(&s, node, &net_id),
+                s.log_tail(node)
+            )
+        });
+        // The namespace was read, not missing: the staying peer's entries are all there.
+        let lines = overlay_entries(&s, node, &net_id).unwrap();
+        let kept = entries_for(&lines, &keep.0, &keep.1, &keep.2);
+        assert!(
+            kept.len() >= 3,
+            "{node} lost the entries of the peer that stays: {lines:#?}"
+        );
+    }
+    println!(
+        "leave: vm2's FDB and neighbour entries gone from vm1 and vm3 {:.3} s after `swarm leave` returned",
+        left.elapsed().as_secs_f64()
+    );
+}

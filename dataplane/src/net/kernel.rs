@@ -468,6 +468,58 @@ impl NetlinkOps for KernelOps {
         Ok(())
     }
 
+    async fn learned(&self) -> Result<Vec<[u8; 6]>, NetError> {
+        let entries = self.dump_neighbours(AddressFamily::Bridge).await?;
+        Ok(entries
+            .iter()
+            .filter(|n| {
+                // The bridge's dynamic entries (a bridge entry names its bridge in
+                // NDA_MASTER; the device's own entries are flagged self): not its
+                // own (permanent), not pinned (static), not put there by another
+                // controller (extern_learn).
+                n.attributes
+                    .iter()
+                    .any(|a| matches!(a, NeighbourAttribute::Controller(_)))
+                    && !n.header.flags.contains(NeighbourFlags::Own)
+                    && !n.header.flags.contains(NeighbourFlags::ExtLearned)
+                    && matches!(
+                        n.header.state,
+                        NeighbourState::Reachable | NeighbourState::Stale
+                    )
+            })
+            .filter_map(|n| {
+                n.attributes.iter().find_map(|attr| match attr {
+                    NeighbourAttribute::LinkLayerAddress(lla) => {
+                        <[u8; 6]>::try_from(lla.as_slice()).ok()
+                    }
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
+    async fn forget(&self, mac: [u8; 6]) -> Result<(), NetError> {
+        let mut message = NeighbourMessage::default();
+        message.header.family = AddressFamily::Bridge;
+        message.header.ifindex = self.vxlan;
+        message.header.flags = NeighbourFlags::Controller;
+        message.attributes = vec![NeighbourAttribute::LinkLayerAddress(mac.to_vec())];
+        rtnl::request(
+            &self.handle,
+            RouteNetlinkMessage::DelNeighbour(message),
+            0,
+            || {
+                format!(
+                    "forgetting learned {} on the VXLAN port",
+                    super::format_mac(&mac)
+                )
+            },
+        )
+        .await
+        .or_else(|e| if e.is_missing() { Ok(()) } else { Err(e) })?;
+        Ok(())
+    }
+
     async fn ports(&self) -> Result<Vec<String>, NetError> {
         Ok(rtnl::links(&self.handle)
             .await?

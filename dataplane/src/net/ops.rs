@@ -3,7 +3,7 @@
 //! The kernel implementation is `kernel::KernelOps`; the tests below run the same
 //! reconciliation against a recording fake, so the diff logic is checked without root.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures::{stream, StreamExt, TryStreamExt};
 
@@ -26,6 +26,11 @@ pub(crate) trait NetlinkOps {
     /// Adds, or replaces the MAC of, the entry for `neighbour.ip`.
     async fn set_neighbour(&self, neighbour: Neighbour) -> Result<(), NetError>;
     async fn del_neighbour(&self, neighbour: Neighbour) -> Result<(), NetError>;
+    /// MACs the bridge has learned (dynamic entries) behind the VXLAN port.
+    async fn learned(&self) -> Result<Vec<[u8; 6]>, NetError>;
+    /// Makes the bridge forget a MAC it learned behind the VXLAN port; one that is
+    /// not there (aged out meanwhile) is fine.
+    async fn forget(&self, mac: [u8; 6]) -> Result<(), NetError>;
     /// Names of the task ports on the bridge.
     async fn ports(&self) -> Result<Vec<String>, NetError>;
     /// Creates port `port` for `ep` and configures the task's side; on failure
@@ -43,21 +48,39 @@ pub(crate) struct RemoteChanges {
     pub fdb_removed: usize,
     pub neighbours_set: usize,
     pub neighbours_removed: usize,
+    /// MACs the bridge had learned behind the VXLAN port that no remote task has.
+    pub learned_forgotten: usize,
 }
 
 /// Makes the VXLAN device's FDB and neighbour entries exactly `desired`:
-/// stale entries go first, then missing ones are added.
+/// stale entries go first, then missing ones are added. The bridge keeps what it
+/// learned behind the VXLAN port only for the MACs of remote tasks: the entries of
+/// tasks that are gone (stopped, moved away, or on a node that left), and of
+/// anything else of a node that left (its gateway), are forgotten too, instead of
+/// lingering until they age out.
 pub(crate) async fn reconcile_remote<O: NetlinkOps>(
     ops: &O,
     desired: &Desired,
 ) -> Result<RemoteChanges, NetError> {
-    let (fdb, neighbours) = futures::try_join!(ops.fdb(), ops.neighbours())?;
+    let (fdb, neighbours, learned) =
+        futures::try_join!(ops.fdb(), ops.neighbours(), ops.learned())?;
     let plan = Plan::new(desired, &fdb, &neighbours);
-    if plan.is_empty() {
+    let remote_macs: BTreeSet<[u8; 6]> = desired
+        .fdb
+        .iter()
+        .filter(|e| !e.is_flood())
+        .map(|e| e.mac)
+        .collect();
+    let forget: BTreeSet<[u8; 6]> = learned
+        .into_iter()
+        .filter(|mac| !remote_macs.contains(mac))
+        .collect();
+    if plan.is_empty() && forget.is_empty() {
         return Ok(RemoteChanges::default());
     }
     run_all(plan.fdb_del.iter().map(|e| ops.del_fdb(*e))).await?;
     run_all(plan.neighbours_del.iter().map(|n| ops.del_neighbour(*n))).await?;
+    run_all(forget.iter().map(|mac| ops.forget(*mac))).await?;
     run_all(plan.fdb_add.iter().map(|e| ops.add_fdb(*e))).await?;
     run_all(plan.neighbours_set.iter().map(|n| ops.set_neighbour(*n))).await?;
     Ok(RemoteChanges {
@@ -65,6 +88,7 @@ pub(crate) async fn reconcile_remote<O: NetlinkOps>(
         fdb_removed: plan.fdb_del.len(),
         neighbours_set: plan.neighbours_set.len(),
         neighbours_removed: plan.neighbours_del.len(),
+        learned_forgotten: forget.len(),
     })
 }
 
@@ -172,6 +196,8 @@ mod tests {
     struct FakeState {
         fdb: BTreeSet<FdbEntry>,
         neighbours: BTreeMap<Ipv4Addr, [u8; 6]>,
+        /// MACs the bridge learned behind the VXLAN port.
+        learned: BTreeSet<[u8; 6]>,
         ports: BTreeSet<String>,
         /// Task ids whose attach fails.
         broken: BTreeSet<String>,
@@ -220,6 +246,16 @@ mod tests {
             let mut s = self.state.lock().unwrap();
             s.neighbours.remove(&n.ip);
             s.calls.push(format!("neigh del {n}"));
+            Ok(())
+        }
+        async fn learned(&self) -> Result<Vec<[u8; 6]>, NetError> {
+            Ok(self.state.lock().unwrap().learned.iter().copied().collect())
+        }
+        async fn forget(&self, mac: [u8; 6]) -> Result<(), NetError> {
+            let mut s = self.state.lock().unwrap();
+            s.learned.remove(&mac);
+            s.calls
+                .push(format!("forget {}", crate::net::format_mac(&mac)));
             Ok(())
         }
         async fn ports(&self) -> Result<Vec<String>, NetError> {
@@ -288,7 +324,8 @@ mod tests {
                 fdb_added: 4,
                 fdb_removed: 0,
                 neighbours_set: 2,
-                neighbours_removed: 0
+                neighbours_removed: 0,
+                learned_forgotten: 0,
             }
         );
         let s = ops.state.lock().unwrap();
@@ -330,6 +367,31 @@ mod tests {
         let changes = block_on(reconcile_remote(&ops, &want)).unwrap();
         assert_eq!(changes, RemoteChanges::default());
         assert!(ops.calls().is_empty());
+    }
+
+    /// What the bridge learned behind the VXLAN port is forgotten for every MAC that
+    /// is no longer a remote task's (a task or node that left, a gone node's gateway)
+    /// and kept for the others; nothing else is asked when there is nothing stale.
+    #[test]
+    fn learned_macs_of_gone_endpoints_are_forgotten() {
+        let ops = FakeOps::default();
+        let (b, c) = (remote(2, NODE_B), remote(3, NODE_C));
+        block_on(reconcile_remote(&ops, &desired(&[b, c]))).unwrap();
+        let gateway_c = [0x02, 0xaa, 0, 0, 0, 3];
+        ops.state.lock().unwrap().learned = BTreeSet::from([b.mac, c.mac, gateway_c]);
+        ops.calls();
+        // Node C leaves: its task's and its gateway's learned entries go, B's stays.
+        let changes = block_on(reconcile_remote(&ops, &desired(&[b]))).unwrap();
+        assert_eq!(changes.learned_forgotten, 2);
+        assert_eq!(ops.state.lock().unwrap().learned, BTreeSet::from([b.mac]));
+        let calls = ops.calls();
+        assert!(calls.contains(&format!("forget {}", crate::net::format_mac(&c.mac))));
+        // Learned later, without any other change: still forgotten on the next apply.
+        ops.state.lock().unwrap().learned.insert(gateway_c);
+        let changes = block_on(reconcile_remote(&ops, &desired(&[b]))).unwrap();
+        assert_eq!(changes.learned_forgotten, 1);
+        let changes = block_on(reconcile_remote(&ops, &desired(&[b]))).unwrap();
+        assert_eq!(changes, RemoteChanges::default());
     }
 
     /// A remote-less desired state empties the device.
