@@ -82,6 +82,22 @@ fn request_loop(s: &Swarm, url: &str, stop: &AtomicBool) -> Vec<(Instant, Option
     out
 }
 
+/// Runs `during` while a request loop (see [`request_loop`]) goes on, then
+/// stops the loop; returns what `during` returned and the samples.
+fn with_requests<T: Send>(
+    s: &Swarm,
+    url: &str,
+    during: impl FnOnce() -> T + Send,
+) -> (T, Vec<(Instant, Option<String>)>) {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let looper = scope.spawn(|| request_loop(s, url, &stop));
+        let value = during();
+        stop.store(true, Ordering::SeqCst);
+        (value, looper.join().unwrap())
+    })
+}
+
 fn failures(samples: &[(Instant, Option<String>)]) -> usize {
     samples.iter().filter(|(_, t)| t.is_none()).count()
 }
@@ -151,12 +167,8 @@ fn rolling_update_and_drain_lose_no_request() {
     })
     .unwrap();
 
-    let stop = AtomicBool::new(false);
-    let samples = std::thread::scope(|scope| {
-        let looper = scope.spawn(|| request_loop(&s, &url, &stop));
+    let (_, samples) = with_requests(&s, &url, || {
         s.ok("vm1", &["service", "update", "--env-add", "V=2", "web"]);
-        stop.store(true, Ordering::SeqCst);
-        looper.join().unwrap()
     });
     assert!(
         samples.len() > 20,
@@ -170,9 +182,7 @@ fn rolling_update_and_drain_lose_no_request() {
         samples.len()
     );
 
-    let stop = AtomicBool::new(false);
-    let samples = std::thread::scope(|scope| {
-        let looper = scope.spawn(|| request_loop(&s, &url, &stop));
+    let (_, samples) = with_requests(&s, &url, || {
         s.ok("vm1", &["node", "update", "--availability", "drain", "vm2"]);
         wait_until("web all on vm3", Duration::from_secs(30), || {
             let out = s.ok(
@@ -196,8 +206,6 @@ fn rolling_update_and_drain_lose_no_request() {
         while Instant::now() < until {
             std::thread::sleep(Duration::from_millis(50));
         }
-        stop.store(true, Ordering::SeqCst);
-        looper.join().unwrap()
     });
     assert!(
         samples.len() > 20,
@@ -228,9 +236,7 @@ fn dead_node_costs_under_a_second_of_failures() {
     })
     .unwrap();
 
-    let stop = AtomicBool::new(false);
-    let (samples, killed_at) = std::thread::scope(|scope| {
-        let looper = scope.spawn(|| request_loop(&s, &url, &stop));
+    let (killed_at, samples) = with_requests(&s, &url, || {
         // Let requests flow to both backends first.
         std::thread::sleep(Duration::from_millis(1500));
         let killed_at = Instant::now();
@@ -239,8 +245,7 @@ fn dead_node_costs_under_a_second_of_failures() {
         while killed_at.elapsed() < Duration::from_secs(4) {
             std::thread::sleep(Duration::from_millis(50));
         }
-        stop.store(true, Ordering::SeqCst);
-        (looper.join().unwrap(), killed_at)
+        killed_at
     });
     let after: Vec<_> = samples.iter().filter(|(t, _)| *t >= killed_at).collect();
     assert!(

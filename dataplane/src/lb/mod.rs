@@ -297,6 +297,8 @@ struct ServiceState {
     backends: BTreeMap<String, (u32, abi::Backend)>,
     /// The active names the current table was built from (sorted).
     table_names: Vec<String>,
+    /// Slots of the current table owned by each of them (for reports).
+    slots: HashMap<String, u32>,
     /// Whether the service entry is in the map.
     published: bool,
 }
@@ -621,6 +623,7 @@ impl LoadBalancer {
                     name: spec.name.clone(),
                     backends: BTreeMap::new(),
                     table_names: Vec::new(),
+                    slots: HashMap::new(),
                     published: false,
                 },
             );
@@ -673,6 +676,7 @@ impl LoadBalancer {
         active.sort();
         let size = self.settings.maglev_size;
         if active != state.table_names || !state.published {
+            state.slots.clear();
             if !active.is_empty() {
                 let refs: Vec<&str> = active.iter().map(String::as_str).collect();
                 let table = maglev::table(&refs, size);
@@ -680,6 +684,10 @@ impl LoadBalancer {
                 let mut inner: Array<MapData, u32> = Array::create(size, BPF_F_INNER_MAP)
                     .map_err(map_err("creating a Maglev table"))?;
                 for (slot, owner) in table.iter().enumerate() {
+                    *state
+                        .slots
+                        .entry(active[*owner as usize].clone())
+                        .or_default() += 1;
                     inner
                         .set(slot as u32, ids[*owner as usize], 0)
                         .map_err(map_err("filling a Maglev table"))?;
@@ -817,11 +825,6 @@ impl LoadBalancer {
             .iter()
             .map(|(frontend, state)| {
                 let size = self.settings.maglev_size;
-                let refs: Vec<&str> = state.table_names.iter().map(String::as_str).collect();
-                let mut slots: HashMap<&str, u32> = HashMap::new();
-                for owner in maglev::table(&refs, size) {
-                    *slots.entry(refs[owner as usize]).or_default() += 1;
-                }
                 let backends = state
                     .backends
                     .iter()
@@ -836,7 +839,7 @@ impl LoadBalancer {
                                 abi::BACKEND_TERMINATING => BackendState::Terminating,
                                 _ => BackendState::Down,
                             },
-                            maglev_slots: slots.get(name.as_str()).copied().unwrap_or(0),
+                            maglev_slots: state.slots.get(name).copied().unwrap_or(0),
                             packets: c.packets,
                             bytes: c.bytes,
                             new_flows: c.new_flows,
