@@ -149,6 +149,32 @@ fn mesh_answers_on_every_node_with_the_clients_address() {
     }
     // An unpublished port is not answered by the mesh.
     assert!(curl(&s, &format!("http://{}:8081/", s.addr("vm1"))).is_none());
+
+    // From a node itself, with and without the task: its loopback address, the
+    // name localhost and its own address. The backend sees the node's address
+    // (a loopback client is SNATed to it: a backend cannot answer 127.0.0.1).
+    for node in ["vm1", "vm2"] {
+        let me = s.addr(node);
+        for host in ["127.0.0.1", "localhost", me.as_str()] {
+            let url = format!("http://{host}:8080/");
+            let out = s
+                .lab
+                .exec(node, &["curl", "-sS", "-m", "2", &url])
+                .expect("curl");
+            let body = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{node}: {url}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(field(&body, "Node"), Some("vm2"), "{node}: {url}: {body}");
+            let client = field(&body, "Client").expect("client line");
+            assert!(
+                client.starts_with(&format!("{me}:")),
+                "{node}: {url}: backend saw {client}, not {me}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -197,10 +197,18 @@ static __always_inline void count_drop(__u32 svc_id)
 /* Refresh an entry's clock at most every this many ns (fewer writes to a shared line). */
 #define LB_CT_REFRESH_NS 1000000000ULL
 
+/* What select_backend found besides the backend. */
+struct choice {
+	__u32 backend_id;
+	int is_new;     /* no live conntrack entry: chosen now */
+	int refreshed;  /* an existing entry's clock was moved (about once a second) */
+	__u16 nat_port; /* the flow's SNAT source port, 0 if none */
+};
+
 /*
  * The backend of the flow `p` to `svc`: its conntrack entry's, while the entry
  * is fresh and its backend still exists and is not down; else Maglev's choice
- * among the active backends, recorded. *is_new says which. NULL: no backend
+ * among the active backends, recorded. c->is_new says which. NULL: no backend
  * (the packet is dropped and counted). A SYN on the tuple of a closing flow
  * (the client reused its port) opens a new connection: it is chosen afresh,
  * so a terminating backend gets no new connection that way, and the new one
@@ -208,7 +216,7 @@ static __always_inline void count_drop(__u32 svc_id)
  */
 static __always_inline struct lb_backend *select_backend(const struct pkt *p, const struct lb_svc *svc,
 							  const struct lb_config *cfg, int with_daddr,
-							  __u32 *backend_id, int *is_new)
+							  struct choice *c)
 {
 	__u64 now = bpf_ktime_get_ns();
 	struct lb_ct *ct = bpf_map_lookup_elem(&lb_ct, &p->key);
@@ -224,12 +232,15 @@ static __always_inline struct lb_backend *select_backend(const struct pkt *p, co
 		be = bpf_map_lookup_elem(&lb_backends, &ct->backend_id);
 		if (be && be->state != LB_BACKEND_DOWN) {
 			__u8 state = ct_state(p, ct->state, 0);
+			c->refreshed = 0;
 			if (state != ct->state || now - ct->last_seen > LB_CT_REFRESH_NS) {
 				ct->state = state;
 				ct->last_seen = now;
+				c->refreshed = 1;
 			}
-			*backend_id = ct->backend_id;
-			*is_new = 0;
+			c->backend_id = ct->backend_id;
+			c->nat_port = ct->nat_port;
+			c->is_new = 0;
 			return be;
 		}
 	}
@@ -252,9 +263,54 @@ static __always_inline struct lb_backend *select_backend(const struct pkt *p, co
 		.state = ct_state(p, 0, 1),
 	};
 	bpf_map_update_elem(&lb_ct, &p->key, &entry, BPF_ANY);
-	*backend_id = *id;
-	*is_new = 1;
+	c->backend_id = *id;
+	c->is_new = 1;
+	c->refreshed = 0;
+	c->nat_port = 0;
 	return be;
+}
+
+static __always_inline int is_loopback(__u32 addr)
+{
+	return (bpf_ntohl(addr) >> 24) == 127;
+}
+
+/* Tries for a free SNAT source port before giving up on a new flow. */
+#define LB_SNAT_TRIES 8
+
+/*
+ * The source port a new flow from `p` SNATed to (snat_addr, port) takes toward
+ * (baddr, bport): the client's own port when no other flow holds that reply
+ * tuple, else one derived from the flow's hash. Recorded in the flow's
+ * conntrack entry. 0: none free (the flow is dropped).
+ */
+static __always_inline __u16 snat_port(const struct pkt *p, __u32 snat_addr, __u32 baddr, __u16 bport,
+				       __u32 seed)
+{
+	struct lb_flow_key rk = {
+		.saddr = baddr,
+		.daddr = snat_addr,
+		.sport = bport,
+		.proto = p->key.proto,
+	};
+	__u32 h = flow_hash(&p->key, 1, seed);
+	__u16 port = 0;
+
+	for (int i = 0; i < LB_SNAT_TRIES; i++) {
+		__u16 candidate = i == 0 ? p->key.sport : bpf_htons(1024 + (h + i * 40503) % 64511);
+		rk.dport = candidate;
+		struct lb_rev *held = bpf_map_lookup_elem(&lb_rev, &rk);
+		if (!held || (held->client_addr == p->key.saddr && held->client_port == p->key.sport)) {
+			port = candidate;
+			break;
+		}
+	}
+	if (port) {
+		struct lb_ct *ct = bpf_map_lookup_elem(&lb_ct, &p->key);
+		if (ct)
+			ct->nat_port = port;
+	}
+	return port;
 }
 
 /* The reply tuple of `p` once its destination became (addr, port). */

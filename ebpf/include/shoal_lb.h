@@ -42,9 +42,12 @@ struct lb_svc {
 	__u32 pad;
 };
 
-/* Rewrite the client's address to the node's own (for topologies where replies
- * cannot come back through the ingress node). */
+/* Rewrite the client's address to the node's own (the backend sees the node,
+ * not the client). Always done for clients on the node's loopback addresses,
+ * which a backend cannot answer. */
 #define LB_SVC_F_SNAT 1
+/* lb_config.flags: SNAT every mesh flow entering this node. */
+#define LB_CFG_F_SNAT 1
 
 enum lb_backend_state {
 	/* Takes new flows. */
@@ -87,16 +90,22 @@ struct lb_ct {
 	__u32 backend_id;
 	__u32 svc_id;
 	__u8 state;      /* enum lb_ct_state */
-	__u8 pad[7];
+	__u8 pad;
+	__u16 nat_port;  /* source port after SNAT (0: not SNATed) */
+	__u8 pad2[4];
 };
 
-/* Reverse NAT, keyed by the reply's tuple (saddr = backend, daddr = client):
- * what the reply's source must become again. */
+/* Reverse NAT, keyed by the reply's tuple (saddr = backend, daddr = client,
+ * or the node's address for an SNATed flow): what the reply's source, and for
+ * an SNATed flow its destination, must become again. */
 struct lb_rev {
 	__u64 last_seen;
-	__u32 addr;  /* the frontend address the client used */
-	__u16 port;  /* and its port */
-	__u8 mac[6]; /* source MAC the client side expects (VIP flows) */
+	__u32 addr;        /* the frontend address the client used */
+	__u16 port;        /* and its port */
+	__u8 mac[6];       /* source MAC the client side expects (VIP flows) */
+	__u32 client_addr; /* SNATed flows: the client's own address; else 0 */
+	__u16 client_port; /* and its port */
+	__u16 pad;
 };
 
 /* At a backend's node, for flows that came through another node's mesh: the
@@ -113,8 +122,11 @@ struct lb_config {
 	__u32 maglev_seed;
 	__u32 lb_ifindex;       /* host end of the veth into the ingress network */
 	__u32 underlay_ifindex; /* where replies to outside clients leave */
+	__u32 snat_addr;        /* the node's address SNATed flows come from */
 	__u8 lb_mac[6];         /* this node's load-balancer MAC */
-	__u8 pad[6];
+	__u8 pad[2];
+	__u32 flags;            /* LB_CFG_F_* */
+	__u32 pad2;
 	/* Idle timeouts in ns, indexed by enum lb_ct_state. */
 	__u64 timeout_ns[LB_CT_STATES];
 };

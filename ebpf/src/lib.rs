@@ -45,6 +45,7 @@ pub const CT_ENTRIES: u32 = 262_144;
 pub const SCOPE_VIP: u8 = 1;
 pub const SCOPE_NODEPORT: u8 = 2;
 pub const SVC_F_SNAT: u32 = 1;
+pub const CFG_F_SNAT: u32 = 1;
 
 pub const BACKEND_ACTIVE: u8 = 0;
 pub const BACKEND_TERMINATING: u8 = 1;
@@ -90,11 +91,11 @@ pod! {
 }
 pod! {
     /// `struct lb_ct`.
-    pub struct Ct { pub last_seen: u64, pub backend_id: u32, pub svc_id: u32, pub state: u8, pub pad: [u8; 7], }
+    pub struct Ct { pub last_seen: u64, pub backend_id: u32, pub svc_id: u32, pub state: u8, pub pad: u8, pub nat_port: u16, pub pad2: [u8; 4], }
 }
 pod! {
     /// `struct lb_rev`.
-    pub struct Rev { pub last_seen: u64, pub addr: u32, pub port: u16, pub mac: [u8; 6], }
+    pub struct Rev { pub last_seen: u64, pub addr: u32, pub port: u16, pub mac: [u8; 6], pub client_addr: u32, pub client_port: u16, pub pad: u16, }
 }
 pod! {
     /// `struct lb_ret`.
@@ -106,8 +107,11 @@ pod! {
         pub maglev_seed: u32,
         pub lb_ifindex: u32,
         pub underlay_ifindex: u32,
+        pub snat_addr: u32,
         pub lb_mac: [u8; 6],
-        pub pad: [u8; 6],
+        pub pad: [u8; 2],
+        pub flags: u32,
+        pub pad2: u32,
         pub timeout_ns: [u64; CT_STATES],
     }
 }
@@ -186,8 +190,18 @@ mod tests {
             FlowKey,
             [saddr, daddr, sport, dport, proto]
         );
-        check!(c, "lb_ct", Ct, [last_seen, backend_id, svc_id, state]);
-        check!(c, "lb_rev", Rev, [last_seen, addr, port, mac]);
+        check!(
+            c,
+            "lb_ct",
+            Ct,
+            [last_seen, backend_id, svc_id, state, nat_port]
+        );
+        check!(
+            c,
+            "lb_rev",
+            Rev,
+            [last_seen, addr, port, mac, client_addr, client_port]
+        );
         check!(c, "lb_ret", Ret, [last_seen, mac]);
         check!(
             c,
@@ -197,7 +211,9 @@ mod tests {
                 maglev_seed,
                 lb_ifindex,
                 underlay_ifindex,
+                snat_addr,
                 lb_mac,
+                flags,
                 timeout_ns
             ]
         );

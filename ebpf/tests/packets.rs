@@ -25,8 +25,8 @@ use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader};
 use shoal_ebpf::{
     flow_hash, Backend, Config, Counters, Ct, FlowKey, Ret, Rev, Svc, SvcKey, BACKEND_ACTIVE,
-    BACKEND_DOWN, BACKEND_TERMINATING, CT_CLOSING, CT_ESTABLISHED, CT_STATES, CT_SYN, CT_UDP,
-    MAGLEV_DEFAULT, PROGRAMS, SCOPE_NODEPORT, SCOPE_VIP,
+    BACKEND_DOWN, BACKEND_TERMINATING, CFG_F_SNAT, CT_CLOSING, CT_ESTABLISHED, CT_STATES, CT_SYN,
+    CT_UDP, MAGLEV_DEFAULT, PROGRAMS, SCOPE_NODEPORT, SCOPE_VIP, SVC_F_SNAT,
 };
 
 // ---------------------------------------------------------------------------
@@ -309,8 +309,9 @@ impl Env {
             lb_ifindex: 1,
             underlay_ifindex: 1,
             lb_mac: LB_MAC,
-            pad: [0; 6],
             timeout_ns: [TIMEOUT_NS; CT_STATES],
+            snat_addr: ip(NODE),
+            ..Config::default()
         };
         f(&mut cfg);
         self.config.set(0, cfg, 0).expect("lb_config");
@@ -348,7 +349,7 @@ impl Env {
             backend_id,
             svc_id,
             state: u8::try_from(state).unwrap(),
-            pad: [0; 7],
+            ..Ct::default()
         };
         self.ct.insert(key, ct, 0).expect("lb_ct");
     }
@@ -967,6 +968,46 @@ fn reply_key(p: &Pkt, b: &Be) -> FlowKey {
     p.dnat(b).reply().key()
 }
 
+/// The loopback address, a local address of every node.
+const LOOPBACK: [u8; 4] = [127, 0, 0, 1];
+
+fn with_loopback(env: &mut Env) {
+    env.local_addrs
+        .insert(ip(LOOPBACK), 1, 0)
+        .expect("lb_local_addrs");
+}
+
+/// What node_ingress makes of `p` when it SNATs it to the node's address and `port`.
+fn snat_dnat(p: &Pkt, b: &Be, port: u16) -> Pkt {
+    mesh_dnat(p, b).from(NODE, port)
+}
+
+/// The source port node_ingress derives for an SNATed flow whose own port is
+/// taken: its `i`th try (see snat_port in lb_helpers.h).
+fn derived_snat_port(p: &Pkt, i: u32) -> u16 {
+    let h = flow_hash(&p.key(), true, SEED);
+    (1024 + h.wrapping_add(i * 40503) % 64511) as u16
+}
+
+/// Checks the conntrack and reverse entries of SNATed flow `p` on `port`.
+fn check_snat_flow(env: &Env, p: &Pkt, port: u16) {
+    let b = pick(SVC_TCP, &p.key());
+    let ct = env.ct(&p.key()).expect("an lb_ct entry for the flow");
+    assert_eq!(
+        (ct.backend_id, ct.nat_port),
+        (b.id, port.to_be()),
+        "lb_ct entry"
+    );
+    let rev = env
+        .rev(&snat_dnat(p, b, port).reply().key())
+        .expect("an lb_rev entry keyed by the SNATed reply");
+    assert_eq!(
+        (rev.addr, rev.port, rev.client_addr, rev.client_port),
+        (ip(p.daddr), p.dport.to_be(), ip(p.saddr), p.sport.to_be()),
+        "lb_rev: the frontend and the client to restore"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Cases.
 
@@ -1118,6 +1159,10 @@ fn node_ingress_cases() -> Vec<Case> {
         })
         .collect();
     let big = |p: &Pkt| pick_in(SVC_TCP, &p.key(), MAGLEV_DEFAULT);
+    let lo_syn = loopback_tcp(40000, SYN);
+    let lo_ack = loopback_tcp(40000, ACK);
+    let lo_b = pick(SVC_TCP, &lo_syn.key());
+    let lo_port = derived_snat_port(&lo_syn, 1);
 
     vec![
         Case {
@@ -1410,7 +1455,79 @@ fn node_ingress_cases() -> Vec<Case> {
             steps: vec![step(NI, &syn, TC_ACT_OK, None)],
             check: |env| assert_eq!(env.entries(), (0, 0, 0)),
         },
+        Case {
+            name: "node_ingress: a client on 127.0.0.1 is SNATed to the node's address, its port kept",
+            setup: with_loopback,
+            steps: vec![step(NI, &lo_syn, TC_ACT_REDIRECT, Some(&snat_dnat(&lo_syn, lo_b, 40000)))],
+            check: |env| check_snat_flow(env, &loopback_tcp(40000, SYN), 40000),
+        },
+        Case {
+            name: "node_ingress: an SNATed flow keeps its port for its next packets",
+            setup: with_loopback,
+            steps: vec![
+                step(NI, &lo_syn, TC_ACT_REDIRECT, Some(&snat_dnat(&lo_syn, lo_b, 40000))),
+                step(NI, &lo_ack, TC_ACT_REDIRECT, Some(&snat_dnat(&lo_ack, lo_b, 40000))),
+            ],
+            check: no_check,
+        },
+        Case {
+            name: "node_ingress: SNAT takes another port when the client's is held toward that backend",
+            setup: |env| {
+                with_loopback(env);
+                // A client on the node's address holds NODE:40000 -> backend.
+                let p = Pkt::tcp((NODE, 40000), (NODE, PORT_TCP), SYN);
+                let b = pick(SVC_TCP, &loopback_tcp(40000, SYN).key());
+                let r = Rev {
+                    last_seen: now_ns(),
+                    addr: ip(NODE),
+                    port: PORT_TCP.to_be(),
+                    ..Rev::default()
+                };
+                env.rev.insert(reply_key(&p, b), r, 0).expect("lb_rev");
+            },
+            steps: vec![step(NI, &lo_syn, TC_ACT_REDIRECT, Some(&snat_dnat(&lo_syn, lo_b, lo_port)))],
+            check: |env| {
+                let p = loopback_tcp(40000, SYN);
+                check_snat_flow(env, &p, derived_snat_port(&p, 1));
+            },
+        },
+        Case {
+            name: "node_ingress: in SNAT mode (node flag) an outside client is SNATed too",
+            setup: |env| env.set_config(|c| c.flags = CFG_F_SNAT),
+            steps: vec![step(NI, &syn, TC_ACT_REDIRECT, Some(&snat_dnat(&syn, b, 40000)))],
+            check: |env| check_snat_flow(env, &client_tcp(40000, SYN), 40000),
+        },
+        Case {
+            name: "node_ingress: a service with the SNAT flag SNATs its flows",
+            setup: |env| {
+                let mut svc = env.services.get(&svc_key(SVC_TCP), 0).expect("service");
+                svc.flags = SVC_F_SNAT;
+                env.services.insert(svc_key(SVC_TCP), svc, 0).expect("lb_services");
+            },
+            steps: vec![step(NI, &syn, TC_ACT_REDIRECT, Some(&snat_dnat(&syn, b, 40000)))],
+            check: |env| check_snat_flow(env, &client_tcp(40000, SYN), 40000),
+        },
+        Case {
+            name: "node_ingress: a lost lb_rev entry (LRU eviction) is written again by the flow's next packets",
+            setup: |env| {
+                let p = client_tcp(40000, ACK);
+                let b = pick(SVC_TCP, &p.key());
+                env.put_ct(p.key(), b.id, SVC_TCP, CT_ESTABLISHED, now_ns() - 2_000_000_000);
+            },
+            steps: vec![step(NI, &ack, TC_ACT_REDIRECT, Some(&mesh_dnat(&ack, b)))],
+            check: |env| {
+                let p = client_tcp(40000, ACK);
+                let rev = env
+                    .rev(&reply_key(&p, pick(SVC_TCP, &p.key())))
+                    .expect("lb_rev written again");
+                assert_eq!((rev.addr, rev.port), (ip(NODE), PORT_TCP.to_be()));
+            },
+        },
     ]
+}
+
+fn loopback_tcp(sport: u16, flags: u8) -> Pkt {
+    Pkt::tcp((LOOPBACK, sport), (LOOPBACK, PORT_TCP), flags).macs([0; 6], [0; 6])
 }
 
 /// A backend's reply to the client of `p`, as it leaves the ingress network.
@@ -1432,6 +1549,11 @@ fn node_reply_cases() -> Vec<Case> {
     let mut local_out = local.reply();
     local_out.dmac = [0; 6];
     local_out.smac = [0; 6];
+    let lo_syn = loopback_tcp(40000, SYN);
+    let lo_b = pick(SVC_TCP, &lo_syn.key());
+    let lo_reply = snat_dnat(&lo_syn, lo_b, 40000).reply();
+    // Back to the client on lo: from the frontend, to the client, MACs cleared.
+    let lo_back = lo_syn.reply();
 
     fn rev(env: &mut Env, p: &Pkt) {
         let b = pick(node_port_svc(p), &p.key());
@@ -1439,7 +1561,7 @@ fn node_reply_cases() -> Vec<Case> {
             last_seen: now_ns(),
             addr: ip(p.daddr),
             port: p.dport.to_be(),
-            mac: [0; 6],
+            ..Rev::default()
         };
         env.rev.insert(reply_key(p, b), r, 0).expect("lb_rev");
     }
@@ -1510,6 +1632,15 @@ fn node_reply_cases() -> Vec<Case> {
                 step(NR, &reply, TC_ACT_REDIRECT, Some(&reply.clone().from(NODE, PORT_TCP))),
                 step(NI, &udp, TC_ACT_REDIRECT, Some(&mesh_dnat(&udp, ub))),
                 step(NR, &ureply, TC_ACT_REDIRECT, Some(&ureply.clone().from(NODE, PORT_UDP))),
+            ],
+            check: no_check,
+        },
+        Case {
+            name: "node_reply: round trip of a client on 127.0.0.1: SNAT there, both addresses restored here",
+            setup: with_loopback,
+            steps: vec![
+                step(NI, &lo_syn, TC_ACT_REDIRECT, Some(&snat_dnat(&lo_syn, lo_b, 40000))),
+                step(NR, &lo_reply, TC_ACT_REDIRECT, Some(&lo_back)),
             ],
             check: no_check,
         },
@@ -1743,6 +1874,7 @@ fn task_in_cases() -> Vec<Case> {
             addr: ip(VIP),
             port: p.dport.to_be(),
             mac: VIP_MAC,
+            ..Rev::default()
         };
         env.rev.insert(reply_key(p, b), r, 0).expect("lb_rev");
     }

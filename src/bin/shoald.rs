@@ -64,6 +64,10 @@ struct Args {
     /// balancer, before it gets SIGTERM (so no request reaches a dying process)
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     lb_drain_delay: Duration,
+    /// SNAT mesh traffic entering this node to the node's address: backends see
+    /// the node instead of the client (clients on the node itself always are)
+    #[arg(long)]
+    lb_snat: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -107,6 +111,7 @@ fn main() -> anyhow::Result<()> {
                 udp: args.lb_udp_timeout,
             },
             drain_delay: args.lb_drain_delay,
+            snat: args.lb_snat,
         },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -49,6 +49,8 @@ pub struct LbOptions {
     /// How long a backend asked to stop keeps running, out of every load
     /// balancer, before it is signalled.
     pub drain_delay: std::time::Duration,
+    /// SNAT mesh flows entering this node (the backend sees the node's address).
+    pub snat: bool,
 }
 
 impl Default for LbOptions {
@@ -57,6 +59,7 @@ impl Default for LbOptions {
             maglev_size: shoal_dataplane::lb::DEFAULT_MAGLEV_SIZE,
             timeouts: shoal_dataplane::lb::Timeouts::default(),
             drain_delay: std::time::Duration::from_secs(1),
+            snat: false,
         }
     }
 }

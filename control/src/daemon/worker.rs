@@ -362,15 +362,16 @@ type SharedLb = Arc<std::sync::Mutex<LoadBalancer>>;
 /// How often expired conntrack entries are swept.
 const LB_SWEEP: Duration = Duration::from_secs(2);
 
-fn load_lb(daemon: &Daemon, ifname: &str) -> Option<SharedLb> {
+fn load_lb(daemon: &Daemon, ifname: &str, addr: std::net::Ipv4Addr) -> Option<SharedLb> {
     let settings = shoal_dataplane::lb::Settings {
         pin_dir: shoal_dataplane::lb::pin_dir(&daemon.cfg.data_root),
         maglev_size: daemon.cfg.lb.maglev_size,
         seed: super::lb::MAGLEV_SEED,
         timeouts: daemon.cfg.lb.timeouts,
+        snat: daemon.cfg.lb.snat,
     };
     let loaded = LoadBalancer::load(settings).and_then(|mut lb| {
-        lb.attach_node(ifname)?;
+        lb.attach_node(ifname, addr)?;
         Ok(lb)
     });
     match loaded {
@@ -406,7 +407,7 @@ impl NodeNet {
         };
         let o_addr = o.underlay_ip;
         // Loading creates the maps (hundreds of ms on a busy host): not on a runtime worker.
-        let lb = tokio::task::block_in_place(|| load_lb(daemon, &o.underlay_ifname));
+        let lb = tokio::task::block_in_place(|| load_lb(daemon, &o.underlay_ifname, o.underlay_ip));
         if let Some(lb) = &lb {
             let lb = lb.clone();
             o.port_hook = Some(PortHook(Arc::new(move |netns, port| {

@@ -133,6 +133,10 @@ pub struct Settings {
     /// Seed of the flow hash; the same on every node.
     pub seed: u32,
     pub timeouts: Timeouts,
+    /// SNAT every mesh flow entering this node to the node's address: the
+    /// backend sees the node, not the client. (Clients on a loopback address
+    /// are SNATed either way.)
+    pub snat: bool,
 }
 
 /// The pin directory of the node whose data root is `data_root`: under
@@ -425,6 +429,7 @@ impl LoadBalancer {
             .map_err(map_err("reading lb_config"))?;
         config.maglev_seed = settings.seed;
         config.timeout_ns = settings.timeouts.as_ns();
+        config.flags = if settings.snat { abi::CFG_F_SNAT } else { 0 };
         let mut lb = LoadBalancer {
             settings,
             objects,
@@ -476,11 +481,27 @@ impl LoadBalancer {
     }
 
     /// Attaches the mesh entry to the underlay interface and `lo` of the
-    /// namespace the daemon runs in, and records the node's addresses.
-    pub fn attach_node(&mut self, underlay_ifname: &str) -> Result<(), LbError> {
+    /// namespace the daemon runs in, and records the node's addresses;
+    /// `node_addr` is the one SNATed flows come from.
+    ///
+    /// Replies to the node's own clients are handed to `lo` as received
+    /// packets, which the kernel takes for spoofed (a local source address,
+    /// or 127.0.0.0/8, arriving without a route attached) unless `lo` accepts
+    /// them: `accept_local` and `route_localnet` are turned on for `lo` only.
+    /// Only the host itself sends on `lo`, so nothing from outside gains a way in.
+    pub fn attach_node(
+        &mut self,
+        underlay_ifname: &str,
+        node_addr: Ipv4Addr,
+    ) -> Result<(), LbError> {
         self.attach(NODE_INGRESS, None, underlay_ifname, TcAttachType::Ingress)?;
         self.attach(NODE_INGRESS, None, "lo", TcAttachType::Ingress)?;
+        for knob in ["accept_local", "route_localnet"] {
+            let path = format!("/proc/sys/net/ipv4/conf/lo/{knob}");
+            std::fs::write(&path, "1").map_err(|e| LbError::Io(format!("writing {path}"), e))?;
+        }
         self.config.underlay_ifindex = ifindex(underlay_ifname)?;
+        self.config.snat_addr = u32::from_ne_bytes(node_addr.octets());
         self.write_config()?;
         self.refresh_local_addrs()
     }
@@ -763,14 +784,16 @@ impl LoadBalancer {
             let _ = self.ct_map.remove(key);
         }
         // Reverse entries whose flow is gone: the flow's key is the reply's,
-        // turned around, with the frontend as destination.
+        // turned around, with the frontend as destination (and the client's
+        // own address and port for an SNATed flow).
         let mut stale_rev = Vec::new();
         for item in self.rev_map.iter() {
             let (key, rev) = item.map_err(map_err("reading reverse NAT"))?;
+            let snatted = rev.client_addr != 0;
             let flow = abi::FlowKey {
-                saddr: key.daddr,
+                saddr: if snatted { rev.client_addr } else { key.daddr },
                 daddr: rev.addr,
-                sport: key.dport,
+                sport: if snatted { rev.client_port } else { key.dport },
                 dport: rev.port,
                 proto: key.proto,
                 pad: [0; 3],

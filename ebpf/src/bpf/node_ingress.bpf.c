@@ -6,7 +6,9 @@
  * DNATed to it, addressed to its MAC from this node's load-balancer MAC, and
  * redirected into the ingress network through the load-balancer port; the
  * bridge there delivers it to the local task or over VXLAN to the backend's
- * node. The client's source address is kept. Everything else passes untouched.
+ * node. The client's source address is kept, except for clients on a loopback
+ * address and in SNAT mode, which come from the node's address (and a port
+ * free for that backend). Everything else passes untouched.
  */
 #include "lb_helpers.h"
 
@@ -16,10 +18,9 @@ int lb_node_ingress(struct __sk_buff *skb)
 	struct lb_config *cfg;
 	struct lb_backend *be;
 	struct lb_svc *svc;
+	struct choice c;
 	struct pkt p;
-	__u32 backend_id;
 	__u16 port;
-	int is_new;
 
 	if (parse(skb, &p))
 		return TC_ACT_OK;
@@ -37,19 +38,44 @@ int lb_node_ingress(struct __sk_buff *skb)
 	cfg = config();
 	if (!cfg || !cfg->lb_ifindex)
 		return TC_ACT_OK;
-	be = select_backend(&p, svc, cfg, 0, &backend_id, &is_new);
+	be = select_backend(&p, svc, cfg, 0, &c);
 	if (!be) {
 		count_drop(svc->id);
 		return TC_ACT_SHOT;
 	}
 	port = be->port ? be->port : p.key.dport;
-	if (is_new) {
+	/* A backend cannot answer a loopback address: such clients are always
+	 * SNATed to the node's address, others when the node or service says so. */
+	int snat = is_loopback(p.key.saddr) || (cfg->flags & LB_CFG_F_SNAT) ||
+		   (svc->flags & LB_SVC_F_SNAT);
+	__u32 snat_addr = cfg->snat_addr;
+	__u16 nat_port = c.nat_port;
+	if (snat && !snat_addr) {
+		count_drop(svc->id);
+		return TC_ACT_SHOT;
+	}
+	if (snat && !nat_port) {
+		nat_port = snat_port(&p, snat_addr, be->addr, port, cfg->maglev_seed);
+		if (!nat_port) {
+			count_drop(svc->id);
+			return TC_ACT_SHOT;
+		}
+	}
+	/* The reverse entry is written with the flow and rewritten about once a
+	 * second, so an LRU eviction of it only lasts that long. */
+	if (c.is_new || c.refreshed) {
 		struct lb_flow_key rk = reply_key(&p, be->addr, port);
 		struct lb_rev rev = {
 			.last_seen = bpf_ktime_get_ns(),
 			.addr = p.key.daddr,
 			.port = p.key.dport,
 		};
+		if (snat) {
+			rk.daddr = snat_addr;
+			rk.dport = nat_port;
+			rev.client_addr = p.key.saddr;
+			rev.client_port = p.key.sport;
+		}
 		bpf_map_update_elem(&lb_rev, &rk, &rev, BPF_ANY);
 	}
 	__u8 dmac[ETH_ALEN];
@@ -58,8 +84,12 @@ int lb_node_ingress(struct __sk_buff *skb)
 	__u32 ifindex = cfg->lb_ifindex;
 	__u8 smac[ETH_ALEN];
 	__builtin_memcpy(smac, cfg->lb_mac, ETH_ALEN);
-	count(backend_id, &p, is_new);
-	if (nat(skb, &p, 1, addr, port) || set_macs(skb, dmac, smac))
+	count(c.backend_id, &p, c.is_new);
+	if (nat(skb, &p, 1, addr, port))
+		return TC_ACT_SHOT;
+	if (snat && nat(skb, &p, 0, snat_addr, nat_port))
+		return TC_ACT_SHOT;
+	if (set_macs(skb, dmac, smac))
 		return TC_ACT_SHOT;
 	return bpf_redirect(ifindex, 0);
 }

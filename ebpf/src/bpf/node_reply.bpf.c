@@ -2,7 +2,8 @@
 /*
  * tc ingress of the host end of the load-balancer port: replies of mesh flows
  * coming back out of the ingress network. Their source becomes again the
- * node address and published port the client used, and they leave by the
+ * node address and published port the client used (and, for an SNATed flow,
+ * their destination the client's own address and port), and they leave by the
  * route to the client (the kernel resolves the next hop), or, for a client
  * on this node, through lo. Nothing else may cross from the ingress network
  * into the host: other IP packets are dropped.
@@ -31,10 +32,15 @@ int lb_node_reply(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	__u32 addr = rev->addr;
 	__u16 port = rev->port;
+	int snatted = rev->client_addr != 0;
+	__u32 client = snatted ? rev->client_addr : p.key.daddr;
+	__u16 client_port = snatted ? rev->client_port : p.key.dport;
 	__u32 out = cfg->underlay_ifindex;
 	if (nat(skb, &p, 0, addr, port))
 		return TC_ACT_SHOT;
-	if (bpf_map_lookup_elem(&lb_local_addrs, &p.key.daddr)) {
+	if (snatted && nat(skb, &p, 1, client, client_port))
+		return TC_ACT_SHOT;
+	if (bpf_map_lookup_elem(&lb_local_addrs, &client)) {
 		/* A client on this node: hand the reply to lo as if it came in there. */
 		__u8 zero[ETH_ALEN] = {};
 		if (set_macs(skb, zero, zero))

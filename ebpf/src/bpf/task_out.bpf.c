@@ -72,10 +72,9 @@ int lb_task_out(struct __sk_buff *skb)
 	struct lb_backend *be;
 	struct lb_svc *svc;
 	struct lb_ret *ret;
+	struct choice c;
 	struct pkt p;
-	__u32 backend_id;
 	__u16 port;
-	int is_new;
 
 	if (parse(skb, &p)) {
 		void *data = (void *)(long)skb->data;
@@ -100,13 +99,13 @@ int lb_task_out(struct __sk_buff *skb)
 	cfg = config();
 	if (!cfg)
 		return TC_ACT_OK;
-	be = select_backend(&p, svc, cfg, 1, &backend_id, &is_new);
+	be = select_backend(&p, svc, cfg, 1, &c);
 	if (!be) {
 		count_drop(svc->id);
 		return TC_ACT_SHOT;
 	}
 	port = be->port ? be->port : p.key.dport;
-	if (is_new) {
+	if (c.is_new || c.refreshed) {
 		struct lb_flow_key rk = reply_key(&p, be->addr, port);
 		struct lb_rev rev = {
 			.last_seen = bpf_ktime_get_ns(),
@@ -120,7 +119,7 @@ int lb_task_out(struct __sk_buff *skb)
 	__u8 dmac[ETH_ALEN];
 	__builtin_memcpy(dmac, be->mac, ETH_ALEN);
 	__u32 addr = be->addr;
-	count(backend_id, &p, is_new);
+	count(c.backend_id, &p, c.is_new);
 	if (nat(skb, &p, 1, addr, port) || set_macs(skb, dmac, NULL))
 		return TC_ACT_SHOT;
 	return TC_ACT_OK;
