@@ -34,11 +34,12 @@ struct {
 } lb_backends SEC(".maps");
 
 /* One Maglev table per service id: an array of backend ids. shoald fills a new
- * inner map and swaps it in with one update, so no packet sees half a table. */
+ * inner map and swaps it in with one update, so no packet sees half a table.
+ * Memory-mappable, so a table is written with one copy, not a syscall a slot. */
 struct lb_maglev_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, LB_MAGLEV_DEFAULT);
-	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, __u32);
 };

@@ -40,6 +40,8 @@ const TC_ACT_REDIRECT: u32 = 7;
 const BPF_PROG_TEST_RUN: libc::c_int = 10;
 /// Inner-map template flag: inner maps of any size fit (they must carry it too).
 const BPF_F_INNER_MAP: u32 = 1 << 12;
+/// The tables are memory-mappable (see maps.h); an inner map's flags must match.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
 
 /// The `test` member of `union bpf_attr`, up to `batch_size`.
 #[repr(C)]
@@ -329,8 +331,8 @@ impl Env {
 
     /// A Maglev table of `size` slots for service `id`, slot i holding `slot(i)`.
     fn table(&mut self, id: u32, size: u32, slot: impl Fn(u32) -> u32) {
-        let mut inner =
-            Array::<MapData, u32>::create(size, BPF_F_INNER_MAP).expect("create a Maglev table");
+        let mut inner = Array::<MapData, u32>::create(size, BPF_F_INNER_MAP | BPF_F_MMAPABLE)
+            .expect("create a Maglev table");
         for i in 0..size {
             inner.set(i, slot(i), 0).expect("fill the Maglev table");
         }

@@ -42,19 +42,25 @@ pub fn table(names: &[&str], size: u32) -> Vec<u32> {
             (offset, skip)
         })
         .collect();
-    let mut next = vec![0u64; n];
+    // Each backend walks its permutation offset, offset + skip, ... (mod m):
+    // `pos` is where it stands, advanced by one addition (skip < m), no division.
+    let mut pos: Vec<u64> = perms.iter().map(|&(offset, _)| offset).collect();
     let mut entry = vec![u32::MAX; size as usize];
     let mut filled = 0u64;
+    let advance = |p: &mut u64, skip: u64| {
+        *p += skip;
+        if *p >= m {
+            *p -= m;
+        }
+    };
     'fill: loop {
         for i in 0..n {
-            let (offset, skip) = perms[i];
-            let mut c = (offset + next[i] * skip) % m;
-            while entry[c as usize] != u32::MAX {
-                next[i] += 1;
-                c = (offset + next[i] * skip) % m;
+            let skip = perms[i].1;
+            while entry[pos[i] as usize] != u32::MAX {
+                advance(&mut pos[i], skip);
             }
-            entry[c as usize] = i as u32;
-            next[i] += 1;
+            entry[pos[i] as usize] = i as u32;
+            advance(&mut pos[i], skip);
             filled += 1;
             if filled == m {
                 break 'fill;
@@ -82,6 +88,51 @@ pub fn is_prime(n: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The paper's population, verbatim (slot = (offset + j * skip) mod M):
+    /// the table every node must agree on, whatever the implementation.
+    fn reference(names: &[&str], size: u32) -> Vec<u32> {
+        let mut names: Vec<&str> = names.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        let m = u64::from(size);
+        let perms: Vec<(u64, u64)> = names
+            .iter()
+            .map(|n| (hash(n, 0x5ad0_0001) % m, hash(n, 0x5ad0_0002) % (m - 1) + 1))
+            .collect();
+        let mut next = vec![0u64; names.len()];
+        let mut entry = vec![u32::MAX; size as usize];
+        let mut filled = 0;
+        while filled < m {
+            for (i, &(offset, skip)) in perms.iter().enumerate() {
+                let mut c = (offset + next[i] * skip) % m;
+                while entry[c as usize] != u32::MAX {
+                    next[i] += 1;
+                    c = (offset + next[i] * skip) % m;
+                }
+                entry[c as usize] = i as u32;
+                next[i] += 1;
+                filled += 1;
+                if filled == m {
+                    break;
+                }
+            }
+        }
+        entry
+    }
+
+    #[test]
+    fn same_table_as_the_papers_population() {
+        for (n, size) in [(1, 7), (3, 13), (10, 16381), (37, 65537), (100, 16381)] {
+            let owned: Vec<String> = (0..n).map(|i| format!("task{i}")).collect();
+            let names: Vec<&str> = owned.iter().map(String::as_str).collect();
+            assert_eq!(
+                table(&names, size),
+                reference(&names, size),
+                "{n} backends, M={size}"
+            );
+        }
+    }
 
     fn shares(t: &[u32], n: usize) -> Vec<usize> {
         let mut s = vec![0; n];
