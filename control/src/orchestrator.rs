@@ -8,10 +8,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
-use shoal_scheduler::{Availability, NodeInfo, Scheduler, ServiceReq};
+use shoal_scheduler::{Availability, HostPort, NodeInfo, Scheduler, ServiceReq};
 use shoal_spec::{
-    Constraint, FailureAction, RestartCondition, ServiceSpec, TaskSpec, TaskState, UpdateConfig,
-    UpdateOrder,
+    Constraint, FailureAction, PortConfig, RestartCondition, ServiceSpec, TaskSpec, TaskState,
+    UpdateConfig, UpdateOrder,
 };
 
 use crate::services::{ServiceRecord, TaskRecord, TaskStatusRec, UpdateState, UpdateStatus};
@@ -59,10 +59,25 @@ struct Req {
     max_replicas: u64,
     cpus: i64,
     memory: i64,
+    host_ports: Vec<HostPort>,
+}
+
+/// The scheduler's view of ports published in host mode.
+fn host_ports(ports: &[PortConfig]) -> Vec<HostPort> {
+    ports
+        .iter()
+        .filter_map(|p| {
+            Some(HostPort {
+                protocol: p.protocol,
+                port: p.published_port?,
+            })
+        })
+        .collect()
 }
 
 impl Req {
-    fn of(id: &str, spec: &TaskSpec) -> Req {
+    /// A task of service `id` made from `spec`, publishing `ports` in host mode.
+    fn of(id: &str, spec: &TaskSpec, ports: &[PortConfig]) -> Req {
         let placement = spec.placement.clone().unwrap_or_default();
         let reservations = spec
             .resources
@@ -88,7 +103,22 @@ impl Req {
             max_replicas: placement.max_replicas,
             cpus: reservations.nano_cpus,
             memory: reservations.memory_bytes,
+            host_ports: host_ports(ports),
         }
+    }
+
+    /// A task of this service as it stands.
+    fn of_service(svc: &ServiceRecord) -> Req {
+        Req::of(
+            &svc.id,
+            &svc.spec.task_template,
+            &svc.spec.host_mode_ports(),
+        )
+    }
+
+    /// An existing task, with what it was made with.
+    fn of_task(t: &TaskRecord) -> Req {
+        Req::of(&t.service_id, &t.spec, &t.host_ports)
     }
     fn as_req(&self) -> ServiceReq<'_> {
         ServiceReq {
@@ -98,6 +128,7 @@ impl Req {
             max_replicas: self.max_replicas,
             reservation_cpus: self.cpus,
             reservation_memory: self.memory,
+            host_ports: &self.host_ports,
         }
     }
 }
@@ -135,11 +166,19 @@ fn new_task(svc: &ServiceRecord, slot: u64, node_id: &str, now: DateTime<Utc>) -
         desired_state: TaskState::Running,
         health: None,
         networks: Vec::new(),
+        host_ports: svc.spec.host_mode_ports(),
     }
 }
 
-/// The networks a service's tasks attach to: its own (by ID), and ingress when it
-/// publishes ports in ingress mode.
+/// Whether a service's tasks attach to the ingress network: for the routing mesh, and
+/// for host-mode ports too, which the node's load balancer serves the same way (DNAT to
+/// the task's ingress address), only on the task's own node and only to its own tasks.
+pub fn needs_ingress(spec: &ServiceSpec) -> bool {
+    spec.publishes_ingress() || !spec.host_mode_ports().is_empty()
+}
+
+/// The networks a service's tasks attach to: its own (by ID), and ingress first when it
+/// publishes ports (see [`needs_ingress`]).
 pub fn service_networks(state: &ClusterState, spec: &ServiceSpec) -> Vec<String> {
     let mut nets: Vec<String> = spec
         .task_template
@@ -148,17 +187,29 @@ pub fn service_networks(state: &ClusterState, spec: &ServiceSpec) -> Vec<String>
         .filter(|a| state.networks.contains_key(&a.target))
         .map(|a| a.target.clone())
         .collect();
-    let publishes = spec.endpoint_spec.as_ref().is_some_and(|e| {
-        e.ports
-            .iter()
-            .any(|p| p.publish_mode == shoal_spec::PublishMode::Ingress)
-    });
-    if publishes {
-        if let Some(ingress) = state.networks.values().find(|n| n.ingress) {
-            nets.insert(0, ingress.id.clone());
+    if needs_ingress(spec) {
+        if let Some(ingress) = ingress_id(state) {
+            nets.insert(0, ingress.to_string());
         }
     }
     nets
+}
+
+fn ingress_id(state: &ClusterState) -> Option<&str> {
+    state
+        .networks
+        .values()
+        .find(|n| n.ingress)
+        .map(|n| n.id.as_str())
+}
+
+/// Whether a task still publishes what its service's spec asks: the same host-mode ports,
+/// and on the ingress network exactly when the service needs it. A task that does not must
+/// be replaced: its ports are held (and served) only by the tasks made with them.
+fn endpoint_current(state: &ClusterState, t: &TaskRecord, spec: &ServiceSpec) -> bool {
+    let on_ingress = ingress_id(state)
+        .is_none_or(|id| t.networks.iter().any(|a| a.network_id == id) == needs_ingress(spec));
+    on_ingress && t.host_ports == spec.host_mode_ports()
 }
 
 /// Addresses in use per network: live tasks' and services' VIPs.
@@ -229,8 +280,13 @@ fn allocate_addresses(plan: &mut Plan) {
             .as_ref()
             .is_none_or(|e| e.mode == shoal_spec::EndpointMode::Vip);
         let nets = service_networks(state, &svc.spec);
+        // The ingress VIP is the mesh's; a service publishing only in host mode has none,
+        // as in docker.
+        let ingress = ingress_id(state);
         let want: Vec<&String> = if vip_mode {
-            nets.iter().collect()
+            nets.iter()
+                .filter(|n| svc.spec.publishes_ingress() || Some(n.as_str()) != ingress)
+                .collect()
         } else {
             Vec::new()
         };
@@ -359,8 +415,14 @@ pub fn reconcile(
     let mut sched = Scheduler::new(nodes);
     for t in state.tasks.values() {
         if active(t) && !t.node_id.is_empty() && !t.status.state.is_terminal() {
-            let req = Req::of(&t.service_id, &t.spec);
-            sched.add_existing(&t.service_id, &t.node_id, req.cpus, req.memory);
+            let req = Req::of_task(t);
+            sched.add_existing(
+                &t.service_id,
+                &t.node_id,
+                req.cpus,
+                req.memory,
+                &req.host_ports,
+            );
         }
     }
     let mut plan = Plan {
@@ -483,7 +545,7 @@ fn reconcile_service(
     clock: &mut UpdateClock,
 ) {
     let now = plan.now;
-    let req = Req::of(&svc.id, &svc.spec.task_template);
+    let req = Req::of_service(svc);
 
     // Forget history beyond the limit, per slot (global: per node).
     let mut groups: BTreeMap<(u64, &str), Vec<&TaskRecord>> = BTreeMap::new();
@@ -641,7 +703,7 @@ fn reconcile_global(plan: &mut Plan, svc: &ServiceRecord, tasks: &[&TaskRecord],
         if !has && !finished_for_good {
             let n = new_task(svc, 0, &node, now);
             plan.sched
-                .add_existing(&svc.id, &node, req.cpus, req.memory);
+                .add_existing(&svc.id, &node, req.cpus, req.memory, &req.host_ports);
             plan.put(n);
         }
     }
@@ -674,6 +736,7 @@ fn rolling_update(
         .filter(|t| active(t) && t.spec_version < svc.spec_version)
     {
         if placement_only_change(&t.spec, &svc.spec.task_template)
+            && endpoint_current(plan.state, t, &svc.spec)
             && !t.node_id.is_empty()
             && plan.sched.fits(&req.as_req(), &t.node_id, true)
         {
@@ -814,9 +877,9 @@ fn rolling_update(
         if !start_first {
             plan.shutdown(&old.id, None);
             // The old task's resources are freed before the new one is placed.
-            let r = Req::of(&svc.id, &old.spec);
+            let r = Req::of_task(old);
             plan.sched
-                .remove_existing(&svc.id, &old.node_id, r.cpus, r.memory);
+                .remove_existing(&svc.id, &old.node_id, r.cpus, r.memory, &r.host_ports);
         } else {
             // start-first: the old task stops once the new one runs (below, next rounds).
             let mut o = plan.task(&old.id);
@@ -862,7 +925,11 @@ pub fn updated_service(
 ) -> ServiceRecord {
     let mut s = svc.clone();
     s.previous_spec = Some(svc.spec.clone());
-    let template_changed = spec.task_template != svc.spec.task_template;
+    // What a task publishes is part of it (swarmkit compares Task.Endpoint): a task made
+    // without a host-mode port, or without an ingress address, cannot serve one.
+    let template_changed = spec.task_template != svc.spec.task_template
+        || spec.host_mode_ports() != svc.spec.host_mode_ports()
+        || needs_ingress(&spec) != needs_ingress(&svc.spec);
     s.spec = spec;
     s.spec_version += 1;
     s.updated_at = now;
@@ -1068,5 +1135,174 @@ mod tests {
             s.services["svc1"].update_status.as_ref().unwrap().state,
             UpdateState::Completed
         );
+    }
+
+    fn with_ingress(mut s: ClusterState) -> ClusterState {
+        s.networks.insert(
+            "ingress-id".into(),
+            crate::networks::NetworkRecord {
+                id: "ingress-id".into(),
+                name: "ingress".into(),
+                driver: "overlay".into(),
+                labels: Default::default(),
+                created_at: Utc::now(),
+                vni: 4096,
+                subnet: "10.0.0.0/24".into(),
+                gateway: "10.0.0.1".into(),
+                attachable: false,
+                ingress: true,
+                internal: false,
+                mtu: None,
+            },
+        );
+        s
+    }
+
+    fn publishing(id: &str, name: &str, replicas: u64, ports: &[&str]) -> ServiceRecord {
+        let mut svc = service(replicas);
+        svc.id = id.into();
+        svc.spec.name = name.into();
+        svc.spec.endpoint_spec = Some(shoal_spec::EndpointSpec {
+            ports: ports
+                .iter()
+                .flat_map(|p| crate::cli::service_opts::port(p).unwrap())
+                .collect(),
+            ..Default::default()
+        });
+        svc
+    }
+
+    fn tasks_of<'a>(s: &'a ClusterState, svc: &str) -> Vec<&'a TaskRecord> {
+        let mut v: Vec<&TaskRecord> = s
+            .tasks
+            .values()
+            .filter(|t| t.service_id == svc && t.desired_state == TaskState::Running)
+            .collect();
+        v.sort_by_key(|t| t.slot);
+        v
+    }
+
+    fn hostnames(s: &ClusterState, tasks: &[&TaskRecord]) -> Vec<String> {
+        let mut v: Vec<String> = tasks
+            .iter()
+            .filter_map(|t| s.nodes.get(&t.node_id))
+            .map(|n| n.description.hostname.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A host-mode port is held per node: the service's tasks spread one per node, hold
+    /// the port they were made with, sit on the ingress network (the load balancer
+    /// reaches them there) while the service gets no ingress VIP; a task that finds every
+    /// allowed node's port taken stays pending with docker's explanation, and another
+    /// service asking the same port waits for it.
+    #[test]
+    fn host_mode_ports_are_a_node_resource() {
+        let mut s = with_ingress(cluster(&["vm1", "vm2", "vm3"]));
+        let mut web = publishing("svc1", "web", 3, &["mode=host,published=8081,target=80"]);
+        web.spec.task_template.placement = Some(shoal_spec::Placement {
+            constraints: vec!["node.hostname != vm1".into()],
+            ..Default::default()
+        });
+        s.services.insert("svc1".into(), web);
+        let mut clock = UpdateClock::default();
+        step(&mut s, &mut clock, Utc::now());
+        run_all(&mut s);
+        let tasks = tasks_of(&s, "svc1");
+        assert_eq!(tasks.len(), 3);
+        let placed: Vec<&TaskRecord> = tasks
+            .iter()
+            .copied()
+            .filter(|t| !t.node_id.is_empty())
+            .collect();
+        assert_eq!(hostnames(&s, &placed), ["vm2", "vm3"]);
+        for t in &placed {
+            assert_eq!(t.host_ports[0].published_port, Some(8081));
+            assert_eq!(t.networks[0].network_id, "ingress-id");
+            // `inspect TASK` and `service ps` show it as docker's agent reports it.
+            assert_eq!(
+                t.docker_json()["Status"]["PortStatus"],
+                serde_json::json!({"Ports": [{"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 8081, "PublishMode": "host"}]})
+            );
+        }
+        let pending = tasks.iter().find(|t| t.node_id.is_empty()).unwrap();
+        assert_eq!(
+            pending.docker_json()["Status"]["PortStatus"],
+            serde_json::json!({})
+        );
+        assert_eq!(
+            pending.status.err.as_deref(),
+            Some("no suitable node (host-mode port already in use on 2 nodes; scheduling constraints not satisfied on 1 node)")
+        );
+        assert!(s.services["svc1"].vips.is_empty(), "no ingress VIP");
+
+        // Another service on the same port and protocol: vm1 is the only free node.
+        let mut api = publishing("svc2", "api", 2, &["mode=host,published=8081,target=80"]);
+        api.spec.task_template.container_spec.image = "api:1".into();
+        s.services.insert("svc2".into(), api);
+        step(&mut s, &mut clock, Utc::now());
+        run_all(&mut s);
+        let api_tasks = tasks_of(&s, "svc2");
+        assert_eq!(hostnames(&s, &api_tasks), ["vm1"]);
+        assert_eq!(
+            api_tasks
+                .iter()
+                .find(|t| t.node_id.is_empty())
+                .and_then(|t| t.status.err.as_deref()),
+            Some("no suitable node (host-mode port already in use on 3 nodes)")
+        );
+        // Once web is scaled down to one task, its other node's port is free for api.
+        let mut web = s.services["svc1"].clone();
+        web.spec.mode = ServiceMode::replicated(1);
+        s.services.insert("svc1".into(), web);
+        step(&mut s, &mut clock, Utc::now());
+        run_all(&mut s);
+        step(&mut s, &mut clock, Utc::now());
+        run_all(&mut s);
+        assert_eq!(hostnames(&s, &tasks_of(&s, "svc2")).len(), 2);
+    }
+
+    /// Publishing a port in host mode on a running service replaces its tasks (a rolling
+    /// update): only tasks made with the port hold and serve it, on the ingress network.
+    #[test]
+    fn publish_add_host_port_replaces_tasks() {
+        let mut s = with_ingress(cluster(&["vm1", "vm2"]));
+        s.services
+            .insert("svc1".into(), publishing("svc1", "web", 2, &[]));
+        let mut clock = UpdateClock::default();
+        step(&mut s, &mut clock, Utc::now());
+        run_all(&mut s);
+        assert!(tasks_of(&s, "svc1").iter().all(|t| t.networks.is_empty()));
+
+        let svc = s.services["svc1"].clone();
+        let mut spec = svc.spec.clone();
+        spec.endpoint_spec = publishing("x", "x", 1, &["mode=host,published=8081,target=80"])
+            .spec
+            .endpoint_spec;
+        let updated = updated_service(&svc, spec, Utc::now());
+        assert_eq!(
+            updated.update_status.as_ref().map(|u| u.state),
+            Some(UpdateState::Updating)
+        );
+        s.services.insert("svc1".into(), updated);
+        for _ in 0..6 {
+            step(&mut s, &mut clock, Utc::now() + Duration::seconds(30));
+            run_all(&mut s);
+        }
+        let tasks = tasks_of(&s, "svc1");
+        assert_eq!(hostnames(&s, &tasks), ["vm1", "vm2"]);
+        for t in tasks {
+            assert_eq!(t.host_ports.len(), 1, "{t:?}");
+            assert_eq!(t.networks[0].network_id, "ingress-id");
+        }
+        // A change that leaves the endpoint as it was (scale) is no update.
+        let svc = s.services["svc1"].clone();
+        let mut spec = svc.spec.clone();
+        spec.mode = ServiceMode::replicated(2);
+        spec.labels.insert("k".into(), "v".into());
+        assert!(updated_service(&svc, spec, Utc::now())
+            .update_status
+            .is_none_or(|u| u.state == UpdateState::Completed));
     }
 }

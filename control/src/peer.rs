@@ -182,6 +182,9 @@ pub struct LbView {
     pub services: Vec<LbService>,
     /// Every node that is not down: address for load-balancer MACs and probes.
     pub nodes: Vec<LbNode>,
+    /// The node this view was made for: it serves host-mode ports of its own tasks only.
+    #[serde(default)]
+    pub node: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -217,12 +220,15 @@ pub struct LbBackend {
     /// Still running but on its way out (stop asked, or unhealthy): keeps its
     /// flows, gets no new ones.
     pub terminating: bool,
+    /// Ports the task publishes in host mode: its own node serves them, with it.
+    #[serde(default)]
+    pub host_ports: Vec<LbPort>,
 }
 
-/// The load balancer's view of the cluster. A backend is a task that runs on a
-/// node that is not down; one asked to stop, or unhealthy, stays a backend,
-/// terminating, until it has stopped.
-pub fn lb_view(state: &crate::state::ClusterState) -> LbView {
+/// The load balancer's view of the cluster, for node `node_id`. A backend is a
+/// task that runs on a node that is not down; one asked to stop, or unhealthy,
+/// stays a backend, terminating, until it has stopped.
+pub fn lb_view(state: &crate::state::ClusterState, node_id: &str) -> LbView {
     use crate::types::NodeState;
     let up = |node_id: &str| {
         state
@@ -253,6 +259,7 @@ pub fn lb_view(state: &crate::state::ClusterState) -> LbView {
                 node_id: t.node_id.clone(),
                 addrs,
                 terminating: t.desired_state != TaskState::Running || !healthy,
+                host_ports: t.host_ports.iter().filter_map(lb_port).collect(),
             });
     }
     let mut services: Vec<LbService> = state
@@ -265,23 +272,20 @@ pub fn lb_view(state: &crate::state::ClusterState) -> LbView {
                 .iter()
                 .flat_map(|e| e.ports.iter())
                 .filter(|p| p.publish_mode == shoal_spec::PublishMode::Ingress)
-                .filter_map(|p| {
-                    Some(LbPort {
-                        udp: p.protocol == shoal_spec::Protocol::Udp,
-                        published: p.published_port?,
-                        target: p.target_port,
-                    })
-                })
+                .filter_map(lb_port)
                 .collect();
             let vips: Vec<(String, String)> = s
                 .vips
                 .iter()
                 .filter_map(|v| Some((v.network_id.clone(), v.addr.split('/').next()?.to_string())))
                 .collect();
-            if ports.is_empty() && vips.is_empty() {
+            let mut backends = by_service.remove(s.id.as_str()).unwrap_or_default();
+            if ports.is_empty()
+                && vips.is_empty()
+                && backends.iter().all(|b| b.host_ports.is_empty())
+            {
                 return None;
             }
-            let mut backends = by_service.remove(s.id.as_str()).unwrap_or_default();
             backends.sort_by(|a, b| a.task_id.cmp(&b.task_id));
             Some(LbService {
                 id: s.id.clone(),
@@ -303,7 +307,25 @@ pub fn lb_view(state: &crate::state::ClusterState) -> LbView {
         })
         .collect();
     nodes.sort_by(|a, b| a.id.cmp(&b.id));
-    LbView { services, nodes }
+    LbView {
+        services,
+        nodes,
+        node: node_id.to_string(),
+    }
+}
+
+/// A published TCP or UDP port (the load balancer serves no other protocol).
+fn lb_port(p: &shoal_spec::PortConfig) -> Option<LbPort> {
+    let udp = match p.protocol {
+        shoal_spec::Protocol::Tcp => false,
+        shoal_spec::Protocol::Udp => true,
+        shoal_spec::Protocol::Sctp => return None,
+    };
+    Some(LbPort {
+        udp,
+        published: p.published_port?,
+        target: p.target_port,
+    })
 }
 
 /// The networks `tasks` attach to, each with all the live endpoints in the cluster.

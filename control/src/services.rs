@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use shoal_spec::{ServiceSpec, TaskSpec, TaskState, UpdateConfig};
+use shoal_spec::{PortConfig, ServiceSpec, TaskSpec, TaskState, UpdateConfig};
 
 use crate::types::{go_time, version_json};
 
@@ -97,6 +97,11 @@ pub struct TaskRecord {
     /// The task's address on each network it attaches to, in attachment order.
     #[serde(default)]
     pub networks: Vec<TaskAttachment>,
+    /// The ports it publishes in host mode, as its service's spec had them when it was
+    /// made (swarmkit's Task.Endpoint): held on its node by the scheduler, and served by
+    /// that node's load balancer while the task runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_ports: Vec<PortConfig>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -291,7 +296,12 @@ impl TaskRecord {
             }
             st.insert("ContainerStatus".into(), Value::Object(cs));
         }
-        st.insert("PortStatus".into(), json!({}));
+        // Host-mode ports are the running task's own, as docker's agent reports them.
+        if self.status.state == TaskState::Running && !self.host_ports.is_empty() {
+            st.insert("PortStatus".into(), json!({ "Ports": self.host_ports }));
+        } else {
+            st.insert("PortStatus".into(), json!({}));
+        }
         m.insert("Status".into(), Value::Object(st));
         m.insert("DesiredState".into(), json!(self.desired_state.as_str()));
         if !self.networks.is_empty() {

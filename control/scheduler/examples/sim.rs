@@ -55,6 +55,7 @@ impl Service {
             max_replicas: self.max_replicas,
             reservation_cpus: self.cpus,
             reservation_memory: self.memory,
+            host_ports: &[],
         }
     }
 }

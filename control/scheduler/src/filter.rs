@@ -5,19 +5,21 @@ use shoal_spec::NodeFacts;
 use crate::{Availability, NodeState, ServiceReq};
 
 /// The filters that can fail, in pipeline order. Platform is checked between Constraint and
-/// MaxReplicas but never fails: every node runs the one platform shoal builds images for.
+/// HostPort but never fails: every node runs the one platform shoal builds images for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Filter {
     Ready,
     Resource,
     Constraint,
+    HostPort,
     MaxReplicas,
 }
 
-const PIPELINE: [Filter; 4] = [
+const PIPELINE: [Filter; 5] = [
     Filter::Ready,
     Filter::Resource,
     Filter::Constraint,
+    Filter::HostPort,
     Filter::MaxReplicas,
 ];
 
@@ -33,6 +35,7 @@ impl Filter {
             Filter::Ready => format!("{nodes} not available for new tasks"),
             Filter::Resource => format!("insufficient resources on {nodes}"),
             Filter::Constraint => format!("scheduling constraints not satisfied on {nodes}"),
+            Filter::HostPort => format!("host-mode port already in use on {nodes}"),
             Filter::MaxReplicas => "max replicas per node limit exceed".to_string(),
         }
     }
@@ -75,6 +78,19 @@ pub(crate) fn first_failure(
         };
         if !req.constraints.iter().all(|c| c.matches(&facts)) {
             return Some(Filter::Constraint);
+        }
+    }
+    if !req.host_ports.is_empty() && !node.host_ports.is_empty() {
+        let taken = req.host_ports.iter().any(|p| {
+            node.host_ports.get(p).is_some_and(|holders| {
+                // The task being checked holds its own ports: one of its service's
+                // entries is its own.
+                let own = ignore_one_task && holders.iter().any(|s| s == req.service_id);
+                holders.len() > usize::from(own)
+            })
+        });
+        if taken {
+            return Some(Filter::HostPort);
         }
     }
     if req.max_replicas > 0 {

@@ -3,7 +3,8 @@
 //! The leader's orchestrator builds a [`Scheduler`] from the nodes, records the tasks that
 //! already run with [`Scheduler::add_existing`], and asks for nodes with
 //! [`Scheduler::place_many`]. Placement follows swarmkit (`manager/scheduler`): a node must
-//! pass the filters Ready, Resource, Constraint, Platform and MaxReplicas, in that order;
+//! pass the filters Ready, Resource, Constraint, Platform, HostPort and MaxReplicas, in that
+//! order (HostPort: a port published in host mode is held by one task per node);
 //! among the nodes that pass, placement preferences come first (the label-value group with
 //! the fewest tasks of the service, level by level), then the fewest tasks of the service on
 //! the node, then the fewest tasks in total, then the node ID.
@@ -12,7 +13,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
-use shoal_spec::{Constraint, Labels};
+use shoal_spec::{Constraint, Labels, Protocol};
 
 mod filter;
 mod spread;
@@ -80,6 +81,13 @@ pub struct NodeInfo {
     pub memory_bytes: i64,
 }
 
+/// A port published in host mode: on a node, one task at a time may hold it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
 /// One service's placement rules, as the scheduler needs them.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ServiceReq<'a> {
@@ -94,6 +102,8 @@ pub struct ServiceReq<'a> {
     /// `Resources.Reservations` of one task.
     pub reservation_cpus: i64,
     pub reservation_memory: i64,
+    /// Ports one task publishes in host mode (`PublishMode: host` with a published port).
+    pub host_ports: &'a [HostPort],
 }
 
 /// A node and what the tasks placed on it hold.
@@ -104,6 +114,33 @@ struct NodeState {
     tasks: u32,
     reserved_cpus: i64,
     reserved_memory: i64,
+    /// Host-mode ports in use, each with the services of the tasks holding it (one entry
+    /// per task). Empty on nodes without host-mode tasks, so it costs nothing otherwise.
+    host_ports: HashMap<HostPort, Vec<String>>,
+}
+
+impl NodeState {
+    fn hold(&mut self, service_id: &str, ports: &[HostPort]) {
+        for p in ports {
+            self.host_ports
+                .entry(*p)
+                .or_default()
+                .push(service_id.to_string());
+        }
+    }
+
+    fn release(&mut self, service_id: &str, ports: &[HostPort]) {
+        for p in ports {
+            if let Some(holders) = self.host_ports.get_mut(p) {
+                if let Some(i) = holders.iter().position(|s| s == service_id) {
+                    holders.swap_remove(i);
+                }
+                if holders.is_empty() {
+                    self.host_ports.remove(p);
+                }
+            }
+        }
+    }
 }
 
 /// The cluster as the scheduler sees it: nodes and the tasks placed on them.
@@ -139,6 +176,7 @@ impl Scheduler {
                     tasks: 0,
                     reserved_cpus: 0,
                     reserved_memory: 0,
+                    host_ports: HashMap::new(),
                 })
                 .collect(),
             by_id,
@@ -149,8 +187,16 @@ impl Scheduler {
     }
 
     /// Record an existing (non-terminal) task of `service_id` on `node_id`: it counts toward
-    /// spread, max replicas and the node's reservations. Tasks on unknown nodes are ignored.
-    pub fn add_existing(&mut self, service_id: &str, node_id: &str, cpus: i64, memory: i64) {
+    /// spread, max replicas and the node's reservations, and holds its host-mode ports there.
+    /// Tasks on unknown nodes are ignored.
+    pub fn add_existing(
+        &mut self,
+        service_id: &str,
+        node_id: &str,
+        cpus: i64,
+        memory: i64,
+        host_ports: &[HostPort],
+    ) {
         let Some(&i) = self.by_id.get(node_id) else {
             return;
         };
@@ -158,14 +204,22 @@ impl Scheduler {
         node.tasks += 1;
         node.reserved_cpus += cpus;
         node.reserved_memory += memory;
+        node.hold(service_id, host_ports);
         *service_counts(&mut self.services, service_id)
             .entry(i)
             .or_insert(0) += 1;
     }
 
     /// Forget a task recorded with [`Scheduler::add_existing`] (it is being stopped, e.g. by
-    /// a stop-first update): its node counts and reservations are released.
-    pub fn remove_existing(&mut self, service_id: &str, node_id: &str, cpus: i64, memory: i64) {
+    /// a stop-first update): its node counts, reservations and host-mode ports are released.
+    pub fn remove_existing(
+        &mut self,
+        service_id: &str,
+        node_id: &str,
+        cpus: i64,
+        memory: i64,
+        host_ports: &[HostPort],
+    ) {
         let Some(&i) = self.by_id.get(node_id) else {
             return;
         };
@@ -173,6 +227,7 @@ impl Scheduler {
         node.tasks = node.tasks.saturating_sub(1);
         node.reserved_cpus -= cpus;
         node.reserved_memory -= memory;
+        node.release(service_id, host_ports);
         if let Some(counts) = self.services.get_mut(service_id) {
             if let Some(c) = counts.get_mut(&i) {
                 *c = c.saturating_sub(1);
@@ -228,10 +283,12 @@ impl Scheduler {
             node.tasks += 1;
             node.reserved_cpus += req.reservation_cpus;
             node.reserved_memory += req.reservation_memory;
+            node.hold(req.service_id, req.host_ports);
             self.service_tasks[i] += 1;
             *counts.entry(key.node).or_insert(0) += 1;
             results.push(Ok(node.info.id.clone()));
-            // Ready and constraints cannot change within a call; resources and max replicas can.
+            // Ready and constraints cannot change within a call; resources, host ports and
+            // max replicas can.
             let again = filter::first_failure(node, req, self.service_tasks[i], false).is_none();
             tree.put_back(again.then_some(NodeKey {
                 service_tasks: key.service_tasks + 1,
@@ -248,7 +305,7 @@ impl Scheduler {
 
     /// Would this node accept a task of the service right now? Spread is not considered.
     /// With `ignore_count_of_one_task`, one task of the service already counted on the node
-    /// (the one being checked) is left out of its task count and reservations.
+    /// (the one being checked) is left out of its task count, reservations and host ports.
     /// Paused nodes fail the Ready filter like drained ones: a caller that keeps tasks on a
     /// paused node, as swarmkit does, checks availability first.
     pub fn fits(&self, req: &ServiceReq, node_id: &str, ignore_count_of_one_task: bool) -> bool {

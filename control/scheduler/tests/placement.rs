@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use shoal_scheduler::{Availability, NodeInfo, Scheduler, ServiceReq};
-use shoal_spec::Constraint;
+use shoal_scheduler::{Availability, HostPort, NodeInfo, Scheduler, ServiceReq};
+use shoal_spec::{Constraint, Protocol};
 
 const CPU: i64 = 1_000_000_000;
 const GIB: i64 = 1 << 30;
@@ -165,18 +165,18 @@ fn existing_tasks_are_respected() {
         ..Default::default()
     };
     let mut s = Scheduler::new(vms());
-    s.add_existing("web", "id-vm1", 0, 0);
-    s.add_existing("web", "id-vm1", 0, 0);
-    s.add_existing("web", "id-vm2", 0, 0);
+    s.add_existing("web", "id-vm1", 0, 0, &[]);
+    s.add_existing("web", "id-vm1", 0, 0, &[]);
+    s.add_existing("web", "id-vm2", 0, 0, &[]);
     assert_eq!(s.place(&req), Ok("id-vm3".to_string()));
     // vm2 and vm3 now have one each: the node ID breaks the tie.
     assert_eq!(s.place(&req), Ok("id-vm2".to_string()));
 
     // Other services' tasks break ties in the service's own count.
     let mut s = Scheduler::new(vms());
-    s.add_existing("db", "id-vm1", 0, 0);
-    s.add_existing("db", "id-vm2", 0, 0);
-    s.add_existing("cache", "id-vm2", 0, 0);
+    s.add_existing("db", "id-vm1", 0, 0, &[]);
+    s.add_existing("db", "id-vm2", 0, 0, &[]);
+    s.add_existing("cache", "id-vm2", 0, 0, &[]);
     assert_eq!(
         s.place_many(&req, 3),
         vec![
@@ -186,7 +186,7 @@ fn existing_tasks_are_respected() {
         ]
     );
     // A task on a node the scheduler does not know is ignored.
-    s.add_existing("web", "id-gone", 0, 0);
+    s.add_existing("web", "id-gone", 0, 0, &[]);
 }
 
 /// `--replicas-max-per-node 1` with four replicas on three nodes: one stays pending.
@@ -209,7 +209,7 @@ fn max_replicas_per_node() {
     );
 
     let mut s = Scheduler::new(vms());
-    s.add_existing("web", "id-vm1", 0, 0);
+    s.add_existing("web", "id-vm1", 0, 0, &[]);
     assert_eq!(
         tally(&s.place_many(&req, 2)),
         counts(&[("vm2", 1), ("vm3", 1)])
@@ -287,7 +287,7 @@ fn resources_limit_placement() {
         ..Default::default()
     };
     let mut s = Scheduler::new(vms());
-    s.add_existing("db", "id-vm1", CPU, 0);
+    s.add_existing("db", "id-vm1", CPU, 0, &[]);
     let results = s.place_many(&req, 6);
     assert_eq!(
         tally(&results[..5]),
@@ -305,8 +305,8 @@ fn fits_checks_filters_without_spread() {
     let mut nodes = vms();
     nodes[2].availability = Availability::Drain;
     let mut s = Scheduler::new(nodes);
-    s.add_existing("web", "id-vm1", CPU, 0);
-    s.add_existing("web", "id-vm1", CPU, 0);
+    s.add_existing("web", "id-vm1", CPU, 0, &[]);
+    s.add_existing("web", "id-vm1", CPU, 0, &[]);
     let on_vm2 = constraints(&["node.hostname == vm2"]);
     let req = ServiceReq {
         service_id: "web",
@@ -368,6 +368,7 @@ impl Service {
             max_replicas: self.max_replicas,
             reservation_cpus: self.cpus,
             reservation_memory: 0,
+            host_ports: &[],
         }
     }
 }
@@ -443,8 +444,8 @@ fn random_cluster(seed: u64) -> Cluster {
 
 fn run(cluster: &Cluster, one_by_one: bool) -> Vec<Result<String, String>> {
     let mut s = Scheduler::new(cluster.nodes.clone());
-    s.add_existing("svc0", &cluster.nodes[3].id, 0, 0);
-    s.add_existing("svc1", &cluster.nodes[5].id, CPU, 0);
+    s.add_existing("svc0", &cluster.nodes[3].id, 0, 0, &[]);
+    s.add_existing("svc1", &cluster.nodes[5].id, CPU, 0, &[]);
     let mut out = vec![];
     for svc in &cluster.services {
         let req = svc.req();
@@ -560,9 +561,107 @@ fn remove_existing_frees_the_place() {
         max_replicas: 1,
         ..Default::default()
     };
-    s.add_existing("svc", "id-vm1", 0, 0);
-    s.add_existing("svc", "id-vm2", 0, 0);
+    s.add_existing("svc", "id-vm1", 0, 0, &[]);
+    s.add_existing("svc", "id-vm2", 0, 0, &[]);
     assert!(s.place(&req).is_err());
-    s.remove_existing("svc", "id-vm2", 0, 0);
+    s.remove_existing("svc", "id-vm2", 0, 0, &[]);
     assert_eq!(s.place(&req).unwrap(), "id-vm2");
+}
+
+const WEB_8081: &[HostPort] = &[HostPort {
+    protocol: Protocol::Tcp,
+    port: 8081,
+}];
+
+/// A host-mode port is a node's: one task per node holds it, whatever the service, so a
+/// service publishing one in host mode runs at most one task per node, and a task that
+/// finds every node's port taken stays pending with docker's explanation.
+#[test]
+fn host_mode_port_is_held_once_per_node() {
+    let mut s = Scheduler::new(vms());
+    let web = ServiceReq {
+        service_id: "web",
+        host_ports: WEB_8081,
+        ..Default::default()
+    };
+    let placed = s.place_many(&web, 4);
+    assert_eq!(
+        tally(&placed[..3]),
+        counts(&[("vm1", 1), ("vm2", 1), ("vm3", 1)])
+    );
+    assert_eq!(
+        placed[3],
+        Err("no suitable node (host-mode port already in use on 3 nodes)".to_string())
+    );
+    // Another service asking the same port and protocol finds no node either.
+    let api = ServiceReq {
+        service_id: "api",
+        ..web
+    };
+    assert_eq!(
+        s.place(&api),
+        Err("no suitable node (host-mode port already in use on 3 nodes)".to_string())
+    );
+    // The same number over UDP is another port; a service without host ports is not held.
+    let udp = [HostPort {
+        protocol: Protocol::Udp,
+        port: 8081,
+    }];
+    let dns = ServiceReq {
+        service_id: "dns",
+        host_ports: &udp,
+        ..Default::default()
+    };
+    assert!(s.place(&dns).is_ok());
+    assert!(s
+        .place(&ServiceReq {
+            service_id: "plain",
+            ..Default::default()
+        })
+        .is_ok());
+}
+
+/// Failing filters are explained most failures first, the host port among them.
+#[test]
+fn host_port_explained_with_other_filters() {
+    let mut s = Scheduler::new(vms());
+    s.add_existing("other", "id-vm2", 0, 0, WEB_8081);
+    s.add_existing("other", "id-vm3", 0, 0, WEB_8081);
+    let not_vm1 = constraints(&["node.hostname != vm1"]);
+    let web = ServiceReq {
+        service_id: "web",
+        constraints: &not_vm1,
+        host_ports: WEB_8081,
+        ..Default::default()
+    };
+    assert_eq!(
+        s.place(&web),
+        Err("no suitable node (host-mode port already in use on 2 nodes; scheduling constraints not satisfied on 1 node)".to_string())
+    );
+    // Stopping one of the holders (a stop-first update, say) frees its node's port.
+    s.remove_existing("other", "id-vm3", 0, 0, WEB_8081);
+    assert_eq!(s.place(&web).unwrap(), "id-vm3");
+}
+
+/// A task still fits on the node whose port it holds itself, not on one where another
+/// service (or a second task of its own) holds it.
+#[test]
+fn fits_ignores_only_the_tasks_own_port() {
+    let mut s = Scheduler::new(vms());
+    s.add_existing("web", "id-vm1", 0, 0, WEB_8081);
+    s.add_existing("api", "id-vm2", 0, 0, WEB_8081);
+    s.add_existing("web", "id-vm3", 0, 0, WEB_8081);
+    s.add_existing("web", "id-vm3", 0, 0, WEB_8081);
+    let web = ServiceReq {
+        service_id: "web",
+        host_ports: WEB_8081,
+        ..Default::default()
+    };
+    assert!(s.fits(&web, "id-vm1", true));
+    assert!(!s.fits(&web, "id-vm1", false));
+    assert!(!s.fits(&web, "id-vm2", true), "api holds the port on vm2");
+    assert!(
+        !s.fits(&web, "id-vm3", true),
+        "two tasks of web share vm3's port"
+    );
 }

@@ -42,6 +42,26 @@ pub struct ServiceSpec {
     pub endpoint_spec: Option<EndpointSpec>,
 }
 
+impl ServiceSpec {
+    fn ports(&self) -> impl Iterator<Item = &PortConfig> {
+        self.endpoint_spec.iter().flat_map(|e| e.ports.iter())
+    }
+
+    /// Whether any port is published in ingress mode (the routing mesh).
+    pub fn publishes_ingress(&self) -> bool {
+        self.ports().any(|p| p.publish_mode == PublishMode::Ingress)
+    }
+
+    /// The ports published in host mode (with a published port): each of the service's
+    /// tasks holds them on its node.
+    pub fn host_mode_ports(&self) -> Vec<PortConfig> {
+        self.ports()
+            .filter(|p| p.publish_mode == PublishMode::Host && p.published_port.is_some())
+            .cloned()
+            .collect()
+    }
+}
+
 /// Exactly one of the modes is set.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "PascalCase")]

@@ -4,7 +4,7 @@ mod network;
 mod node;
 mod progress;
 mod service;
-mod service_opts;
+pub(crate) mod service_opts;
 mod stack;
 mod swarm;
 mod tasks;

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use shoal_spec::{
-    ContainerSpec, EndpointSpec, Mount, NetworkAttachmentConfig, Placement, ServiceMode,
-    ServiceSpec, TaskSpec,
+    ContainerSpec, EndpointSpec, Mount, NetworkAttachmentConfig, Placement, PortConfig,
+    ServiceMode, ServiceSpec, TaskSpec,
 };
 
 use super::service_opts::{self as opts, SpecFlags};
@@ -201,6 +201,15 @@ fn plain(e: String) -> ApiError {
     ApiError::plain(format!("invalid argument: {e}"))
 }
 
+/// pflag's message for a flag value its parser refused.
+fn bad_flag<'a>(flag: &'a str, value: &'a str) -> impl Fn(String) -> ApiError + 'a {
+    move |e| {
+        ApiError::plain(format!(
+            "invalid argument \"{value}\" for \"{flag}\" flag: {e}"
+        ))
+    }
+}
+
 fn build_spec(a: &CreateArgs) -> Result<ServiceSpec, ApiError> {
     let mode = match a.mode.as_str() {
         "replicated" => ServiceMode::replicated(1),
@@ -213,7 +222,7 @@ fn build_spec(a: &CreateArgs) -> Result<ServiceSpec, ApiError> {
     };
     let mut ports = Vec::new();
     for p in &a.publish {
-        ports.extend(opts::port(p).map_err(plain)?);
+        ports.extend(opts::port(p).map_err(bad_flag("-p, --publish", p))?);
     }
     let mut mounts: Vec<Mount> = Vec::new();
     for m in &a.mount {
@@ -339,16 +348,10 @@ fn apply_update(a: &UpdateArgs, spec: &mut ServiceSpec) -> Result<(), ApiError> 
     if !a.publish_add.is_empty() || !a.publish_rm.is_empty() {
         let e = spec.endpoint_spec.get_or_insert_with(EndpointSpec::default);
         for r in &a.publish_rm {
-            // docker accepts "8080", "8080:80" or "8080/udp" for removal.
-            let (num, proto) = r.split_once('/').unwrap_or((r.as_str(), "tcp"));
-            let published: Option<u16> = num.split(':').next().and_then(|p| p.parse().ok());
-            e.ports.retain(|p| {
-                !(p.published_port == published
-                    && format!("{:?}", p.protocol).eq_ignore_ascii_case(proto))
-            });
+            remove_ports(&mut e.ports, r).map_err(bad_flag("--publish-rm", r))?;
         }
         for p in &a.publish_add {
-            for np in opts::port(p).map_err(plain)? {
+            for np in opts::port(p).map_err(bad_flag("--publish-add", p))? {
                 e.ports.retain(|x| {
                     !(x.published_port == np.published_port && x.protocol == np.protocol)
                 });
@@ -360,6 +363,29 @@ fn apply_update(a: &UpdateArgs, spec: &mut ServiceSpec) -> Result<(), ApiError> 
     if a.force {
         spec.task_template.force_update += 1;
     }
+    Ok(())
+}
+
+/// `--publish-rm`: "8080", "8080:80" or "8080/udp" remove the port published as 8080, in
+/// either mode; docker's long syntax (`target=80[,protocol=udp][,mode=host]`) removes the
+/// ports with that target port, protocol and mode (ingress unless given), as docker does.
+fn remove_ports(ports: &mut Vec<PortConfig>, r: &str) -> Result<(), String> {
+    if r.contains('=') {
+        let named = opts::port(r)?;
+        ports.retain(|p| {
+            !named.iter().any(|n| {
+                p.target_port == n.target_port
+                    && p.protocol == n.protocol
+                    && p.publish_mode == n.publish_mode
+            })
+        });
+        return Ok(());
+    }
+    let (num, proto) = r.split_once('/').unwrap_or((r, "tcp"));
+    let published: Option<u16> = num.split(':').next().and_then(|p| p.parse().ok());
+    ports.retain(|p| {
+        !(p.published_port == published && format!("{:?}", p.protocol).eq_ignore_ascii_case(proto))
+    });
     Ok(())
 }
 
@@ -728,9 +754,84 @@ fn pretty_service(v: &Value) -> String {
                 .join(" ")
         ));
     }
-    let ports = ports_column(spec);
-    if !ports.is_empty() {
-        out.push_str(&format!("Ports:\n {ports}\n"));
+    // docker's pretty template: every port of the endpoint, either mode.
+    if let Some(ports) = v["Endpoint"]["Ports"].as_array().filter(|p| !p.is_empty()) {
+        out.push_str("Ports:\n");
+        for p in ports {
+            out.push_str(&format!(
+                " PublishedPort = {}\n  Protocol = {}\n  TargetPort = {}\n  PublishMode = {}\n",
+                p["PublishedPort"].as_u64().unwrap_or(0),
+                p["Protocol"].as_str().unwrap_or("tcp"),
+                p["TargetPort"].as_u64().unwrap_or(0),
+                p["PublishMode"].as_str().unwrap_or("ingress"),
+            ));
+        }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_spec::{Protocol, PublishMode};
+
+    use super::*;
+
+    fn ports(list: &[&str]) -> Vec<PortConfig> {
+        list.iter().flat_map(|p| opts::port(p).unwrap()).collect()
+    }
+
+    /// `--publish-rm` with docker's long syntax removes by target, protocol and mode;
+    /// the short syntax removes the port published under that number, in either mode.
+    #[test]
+    fn publish_rm_matches_modes() {
+        let all = ports(&[
+            "8080:80",
+            "mode=host,published=8081,target=80",
+            "mode=host,published=5353,target=53,protocol=udp",
+        ]);
+        let mut p = all.clone();
+        remove_ports(&mut p, "mode=host,target=80").unwrap();
+        assert_eq!(p, [all[0].clone(), all[2].clone()]);
+        let mut p = all.clone();
+        remove_ports(&mut p, "target=80").unwrap();
+        assert_eq!(p, [all[1].clone(), all[2].clone()], "ingress unless asked");
+        let mut p = all.clone();
+        remove_ports(&mut p, "mode=host,target=53").unwrap();
+        assert_eq!(p, all, "tcp unless asked");
+        let mut p = all.clone();
+        remove_ports(&mut p, "5353/udp").unwrap();
+        assert_eq!(p[..], all[..2]);
+        assert_eq!(
+            remove_ports(&mut p, "mode=foo,target=80").unwrap_err(),
+            "invalid publish mode value (foo): must be either 'ingress' or 'host'"
+        );
+    }
+
+    /// `service ls` shows ingress ports only (docker's formatter); `--pretty` shows all.
+    #[test]
+    fn host_ports_in_ls_and_pretty() {
+        let spec = ServiceSpec {
+            name: "web".into(),
+            endpoint_spec: Some(EndpointSpec {
+                ports: ports(&["8080:80", "mode=host,published=8081,target=80"]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let v = json!({
+            "ID": "x",
+            "Spec": serde_json::to_value(&spec).unwrap(),
+            "Endpoint": {"Ports": serde_json::to_value(&spec.endpoint_spec.as_ref().unwrap().ports).unwrap()},
+        });
+        assert_eq!(ports_column(&v["Spec"]), "*:8080->80/tcp");
+        let pretty = pretty_service(&v);
+        assert!(
+            pretty.ends_with(
+                "Ports:\n PublishedPort = 8080\n  Protocol = tcp\n  TargetPort = 80\n  PublishMode = ingress\n PublishedPort = 8081\n  Protocol = tcp\n  TargetPort = 80\n  PublishMode = host\n"
+            ),
+            "{pretty}"
+        );
+        assert_eq!(spec.host_mode_ports()[0].protocol, Protocol::Tcp);
+        assert_eq!(spec.host_mode_ports()[0].publish_mode, PublishMode::Host);
+    }
 }

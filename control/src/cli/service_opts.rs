@@ -69,7 +69,9 @@ pub fn port(s: &str) -> Result<Vec<PortConfig>, String> {
                 }
                 "protocol" => p.protocol = protocol(v)?,
                 "mode" => {
-                    p.publish_mode = match v {
+                    // docker lower-cases the whole field.
+                    let v = v.to_ascii_lowercase();
+                    p.publish_mode = match v.as_str() {
                         "ingress" => PublishMode::Ingress,
                         "host" => PublishMode::Host,
                         _ => {
@@ -526,6 +528,39 @@ mod tests {
         assert_eq!(l[0].publish_mode, PublishMode::Host);
         assert!(port("80:x").is_err());
         assert!(port("a:b:c:d").is_err());
+    }
+
+    /// `--publish mode=host,...` as docker parses it: any field order, protocol and mode
+    /// in any case, ingress unless asked; a bad mode is refused with docker's text.
+    #[test]
+    fn host_mode_ports_parse_like_docker() {
+        let p = port("mode=host,published=8081,target=80,protocol=udp").unwrap();
+        assert_eq!(
+            p,
+            [PortConfig {
+                name: String::new(),
+                protocol: Protocol::Udp,
+                target_port: 80,
+                published_port: Some(8081),
+                publish_mode: PublishMode::Host,
+            }]
+        );
+        assert_eq!(
+            port("target=80,published=8081,mode=HOST").unwrap()[0].publish_mode,
+            PublishMode::Host
+        );
+        assert_eq!(
+            port("target=80,published=8081").unwrap()[0].publish_mode,
+            PublishMode::Ingress
+        );
+        assert_eq!(
+            port("mode=foo,published=8081,target=80").unwrap_err(),
+            "invalid publish mode value (foo): must be either 'ingress' or 'host'"
+        );
+        assert_eq!(
+            port("mode=host,published=8081").unwrap_err(),
+            "missing mandatory field \"target\""
+        );
     }
 
     #[test]

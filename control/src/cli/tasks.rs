@@ -51,6 +51,26 @@ pub fn task_name(t: &Value) -> String {
     }
 }
 
+/// PORTS of a task table: its `Status.PortStatus` (host-mode ports of a running task),
+/// `*:8081->80/tcp`, joined with ",".
+fn ports(t: &Value) -> String {
+    let Some(ports) = t["Status"]["PortStatus"]["Ports"].as_array() else {
+        return String::new();
+    };
+    ports
+        .iter()
+        .map(|p| {
+            format!(
+                "*:{}->{}/{}",
+                p["PublishedPort"].as_u64().unwrap_or(0),
+                p["TargetPort"].as_u64().unwrap_or(0),
+                p["Protocol"].as_str().unwrap_or("tcp")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Rows for a task table: sorted by name (natural), newest first within a name, older
 /// ones prefixed ` \_ ` in table formats.
 pub fn rows(
@@ -94,7 +114,7 @@ pub fn rows(
             "DesiredState": shoal_format::pretty_print(s(t, &["DesiredState"])),
             "CurrentState": current_state(s(t, &["Status", "State"]), s(t, &["Status", "Timestamp"]), now),
             "Error": error,
-            "Ports": "",
+            "Ports": ports(t),
         }));
     }
     out
@@ -119,4 +139,20 @@ pub fn print(
         .map_err(|e| crate::api::ApiError::plain(e.to_string()))?;
     print!("{text}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PORTS of `service ps` come from the task's PortStatus, as docker prints them.
+    #[test]
+    fn ports_column_from_port_status() {
+        let t = json!({"Status": {"PortStatus": {"Ports": [
+            {"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 8081, "PublishMode": "host"},
+            {"Protocol": "udp", "TargetPort": 53, "PublishedPort": 5353, "PublishMode": "host"}
+        ]}}});
+        assert_eq!(ports(&t), "*:8081->80/tcp,*:5353->53/udp");
+        assert_eq!(ports(&json!({"Status": {"PortStatus": {}}})), "");
+    }
 }

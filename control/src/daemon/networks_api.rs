@@ -130,12 +130,7 @@ fn users(state: &ClusterState, net: &NetworkRecord) -> Vec<String> {
                 .networks
                 .iter()
                 .any(|a| a.target == net.name || a.target == net.id)
-                || (net.ingress
-                    && s.spec.endpoint_spec.as_ref().is_some_and(|e| {
-                        e.ports
-                            .iter()
-                            .any(|p| p.publish_mode == shoal_spec::PublishMode::Ingress)
-                    }))
+                || (net.ingress && crate::orchestrator::needs_ingress(&s.spec))
         })
         .map(|s| s.id.clone())
         .collect()

@@ -233,7 +233,7 @@ async fn handle(
                     })
                     .cloned()
                     .collect();
-                let lb = crate::peer::lb_view(&d.state);
+                let lb = crate::peer::lb_view(&d.state, &id);
                 let mut ids: Vec<&str> = tasks
                     .iter()
                     .flat_map(|t| t.networks.iter().map(|a| a.network_id.as_str()))

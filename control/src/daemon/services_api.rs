@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::Value;
-use shoal_spec::{Constraint, ServiceSpec, TaskState};
+use shoal_spec::{Constraint, Protocol, PublishMode, ServiceSpec, TaskState};
 
 use super::{Daemon, Manager};
 use crate::api::{ApiError, ApiReply, ApiRequest, ApiResult, StackDeploy};
@@ -54,6 +54,14 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
             if p.target_port == 0 {
                 return Err(invalid("invalid target port 0"));
             }
+            if p.publish_mode == PublishMode::Host && p.published_port.is_none() {
+                // docker lets the engine pick a free port per task; shoal does not (yet).
+                return Err(invalid(format!(
+                    "port {}/{} is published in host mode without a published port: give one (published=PORT)",
+                    p.target_port,
+                    protocol_name(p.protocol)
+                )));
+            }
             if let Some(pp) = p.published_port {
                 if !seen.insert((pp, p.protocol)) {
                     return Err(invalid(format!("duplicate published port {pp}")));
@@ -64,6 +72,17 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
     Ok(())
 }
 
+fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+        Protocol::Sctp => "sctp",
+    }
+}
+
+/// swarmkit's `checkPortConflicts`: an ingress port is every node's, so it conflicts with
+/// the same port and protocol published by any other service, in either mode; two services
+/// may publish one port in host mode (the scheduler keeps their tasks on different nodes).
 fn published_conflict(
     state: &ClusterState,
     spec: &ServiceSpec,
@@ -72,30 +91,43 @@ fn published_conflict(
     let Some(e) = &spec.endpoint_spec else {
         return Ok(());
     };
-    for p in e
-        .ports
-        .iter()
-        .filter(|p| p.publish_mode == shoal_spec::PublishMode::Ingress)
+    let wanted = |mode: PublishMode| {
+        e.ports
+            .iter()
+            .filter(move |p| p.publish_mode == mode)
+            .filter_map(|p| Some((p.published_port?, p.protocol)))
+            .collect::<Vec<_>>()
+    };
+    let (ingress, host) = (wanted(PublishMode::Ingress), wanted(PublishMode::Host));
+    if ingress.is_empty() && host.is_empty() {
+        return Ok(());
+    }
+    for other in state
+        .services
+        .values()
+        .filter(|s| Some(s.id.as_str()) != except)
     {
-        let Some(pp) = p.published_port else { continue };
-        for other in state
-            .services
-            .values()
-            .filter(|s| Some(s.id.as_str()) != except)
+        for op in other
+            .spec
+            .endpoint_spec
+            .iter()
+            .flat_map(|oe| oe.ports.iter())
         {
-            let clash = other.spec.endpoint_spec.as_ref().is_some_and(|oe| {
-                oe.ports.iter().any(|op| {
-                    op.published_port == Some(pp)
-                        && op.protocol == p.protocol
-                        && op.publish_mode == shoal_spec::PublishMode::Ingress
-                })
-            });
-            if clash {
-                return Err(invalid(format!(
-                    "port '{pp}' is already in use by service '{}' ({}) as an ingress port",
-                    other.spec.name, other.id
-                )));
-            }
+            let Some(pp) = op.published_port else {
+                continue;
+            };
+            let key = (pp, op.protocol);
+            let how = match op.publish_mode {
+                PublishMode::Host if ingress.contains(&key) => "a host-published port",
+                PublishMode::Ingress if ingress.contains(&key) || host.contains(&key) => {
+                    "an ingress port"
+                }
+                _ => continue,
+            };
+            return Err(invalid(format!(
+                "port '{pp}' is already in use by service '{}' ({}) as {how}",
+                other.spec.name, other.id
+            )));
         }
     }
     Ok(())
@@ -600,5 +632,94 @@ impl Daemon {
             }
         }
         Ok(ApiReply::Logs { text: out })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, ports: &[&str]) -> ServiceSpec {
+        let mut s = ServiceSpec {
+            name: name.into(),
+            ..Default::default()
+        };
+        s.task_template.container_spec.image = "demo".into();
+        s.endpoint_spec = Some(shoal_spec::EndpointSpec {
+            ports: ports
+                .iter()
+                .flat_map(|p| crate::cli::service_opts::port(p).unwrap())
+                .collect(),
+            ..Default::default()
+        });
+        s
+    }
+
+    fn state_with(specs: Vec<ServiceSpec>) -> ClusterState {
+        let mut st = ClusterState::default();
+        for s in specs {
+            let mut svc = new_service(s);
+            svc.id = format!("id-{}", svc.spec.name);
+            st.services.insert(svc.id.clone(), svc);
+        }
+        st
+    }
+
+    fn conflict(st: &ClusterState, s: &ServiceSpec) -> Option<String> {
+        published_conflict(st, s, None).err().map(|e| e.to_string())
+    }
+
+    /// swarmkit's rules: host-mode ports may repeat across services (the scheduler keeps
+    /// them apart), an ingress port is every node's and conflicts with either mode.
+    #[test]
+    fn host_and_ingress_ports_conflict_like_swarmkit() {
+        let host = "mode=host,published=8081,target=80";
+        let st = state_with(vec![spec("web", &[host])]);
+        assert_eq!(conflict(&st, &spec("api", &[host])), None);
+        assert_eq!(
+            conflict(
+                &st,
+                &spec("api", &["mode=host,published=8081,target=80,protocol=udp"])
+            ),
+            None
+        );
+        let e = conflict(&st, &spec("mesh", &["8081:80"])).unwrap();
+        assert!(
+            e.ends_with(
+                "port '8081' is already in use by service 'web' (id-web) as a host-published port"
+            ),
+            "{e}"
+        );
+        let st = state_with(vec![spec("mesh", &["8081:80"])]);
+        let e = conflict(&st, &spec("web", &[host])).unwrap();
+        assert!(
+            e.ends_with(
+                "port '8081' is already in use by service 'mesh' (id-mesh) as an ingress port"
+            ),
+            "{e}"
+        );
+        // A service does not conflict with itself on update.
+        let me = st.services["id-mesh"].spec.clone();
+        assert!(published_conflict(&st, &me, Some("id-mesh")).is_ok());
+    }
+
+    /// A host-mode port needs a published port; one port cannot be in both modes.
+    #[test]
+    fn validate_host_mode_ports() {
+        assert!(validate(&spec("web", &["mode=host,published=8081,target=80"])).is_ok());
+        let e = validate(&spec("web", &["mode=host,target=80"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("port 80/tcp is published in host mode without a published port"),
+            "{e}"
+        );
+        let e = validate(&spec(
+            "web",
+            &["8081:80", "mode=host,published=8081,target=81"],
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.ends_with("duplicate published port 8081"), "{e}");
     }
 }

@@ -311,7 +311,7 @@ pub(crate) const HOST_PORT_PREFIX: &str = "shp";
 /// A veth from the host namespace into the network's bridge: `host_name` (with
 /// `mac`, up, no address) in the host namespace, `shp<vni hex>` on the bridge.
 /// The load balancer sends mesh traffic into the network through it and gets
-/// the replies back. Returns the host end's index.
+/// the replies back. Returns the host end's index, and whether this call made it.
 pub(crate) async fn ensure_host_port(
     host: &Handle,
     handle: &Handle,
@@ -320,9 +320,10 @@ pub(crate) async fn ensure_host_port(
     mtu: u32,
     port: &super::HostPort,
     vni: u32,
-) -> Result<u32, NetError> {
+) -> Result<(u32, bool), NetError> {
     let peer_name = format!("{HOST_PORT_PREFIX}{vni:x}");
-    if rtnl::link_by_name(handle, &peer_name).await?.is_none() {
+    let missing = rtnl::link_by_name(handle, &peer_name).await?.is_none();
+    if missing {
         if let Some(stale) = rtnl::link_by_name(host, &port.name).await? {
             rtnl::del_link(host, stale.header.index, &port.name).await?;
         }
@@ -360,7 +361,7 @@ pub(crate) async fn ensure_host_port(
     let host_link = rtnl::link_by_name(host, &port.name)
         .await?
         .ok_or_else(|| NetError::NoSuchLink(port.name.clone()))?;
-    Ok(host_link.header.index)
+    Ok((host_link.header.index, missing))
 }
 
 impl NetlinkOps for KernelOps {

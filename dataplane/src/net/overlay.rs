@@ -49,7 +49,7 @@ pub struct NodeOverlay {
 /// What an apply did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ApplyReport {
-    /// The network's namespace, bridge or VXLAN device was created by this call.
+    /// The network's namespace, bridge, VXLAN device or host port was created by this call.
     pub created: bool,
     /// The network had no local endpoints left and was removed from the node.
     pub removed: bool,
@@ -192,8 +192,12 @@ impl NodeOverlay {
         report.created |= bridge_created || vxlan_created;
         report.mtu = Some(mtu);
         if let Some(port) = &extras.host_port {
-            report.host_port_index =
-                Some(ensure_host_port(&host, &handle, &path, bridge, mtu, port, net.vni).await?);
+            let (index, port_created) =
+                ensure_host_port(&host, &handle, &path, bridge, mtu, port, net.vni).await?;
+            report.host_port_index = Some(index);
+            // A host port added to a network that was already there is new too: whoever
+            // attaches programs to it must do so again.
+            report.created |= port_created;
         }
 
         let ops = KernelOps {

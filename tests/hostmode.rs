@@ -1,0 +1,516 @@
+//! Host-mode publishing in real labs: a port published with `mode=host` is
+//! answered only by the nodes that run a task of the service, each by its own
+//! task, with the client's address kept; other nodes refuse it. The port is a
+//! node's resource: a second service asking it waits, pending, for a free node;
+//! an ingress port of the same number is refused; bad input changes nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const CLIENT: &str = "client";
+const HOST_8081: &str = "mode=host,published=8081,target=80";
+
+/// A 3-node swarm (vm1 manager, vm2 and vm3 workers).
+fn swarm(prefix: &str) -> Swarm {
+    let s = Swarm::lab(prefix, 3);
+    s.form(&[("vm2", "worker"), ("vm3", "worker")]);
+    s
+}
+
+/// `service ps` rows of the tasks meant to run, as "NODE CURRENT-STATE".
+fn running_rows(s: &Swarm, svc: &str) -> Vec<String> {
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "ps",
+            "-f",
+            "desired-state=running",
+            "--format",
+            "{{.Node}} {{.CurrentState}}",
+            svc,
+        ],
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// Waits until `svc` runs exactly one task on each of `nodes`.
+fn wait_running_on(s: &Swarm, svc: &str, nodes: &[&str]) {
+    wait_until(
+        &format!("{svc} running on {nodes:?}"),
+        Duration::from_secs(40),
+        || {
+            let rows = running_rows(s, svc);
+            let mut on: Vec<&str> = rows
+                .iter()
+                .filter(|r| r.contains(" Running "))
+                .filter_map(|r| r.split(' ').next())
+                .collect();
+            on.sort();
+            (rows.len() == nodes.len() && on == nodes).then_some(())
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{}\n{}",
+            s.ok("vm1", &["service", "ps", "--no-trunc", svc]),
+            s.log_tail("vm1")
+        )
+    });
+}
+
+/// One HTTP request from the client namespace: the body, or curl's exit code.
+fn curl(s: &Swarm, url: &str) -> Result<String, i32> {
+    let out = s
+        .lab
+        .exec(CLIENT, &["curl", "-sS", "-m", "2", url])
+        .expect("curl");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(out.status.code().unwrap_or(-1))
+    }
+}
+
+/// curl's exit code for "connection refused" (7: failed to connect).
+const REFUSED: i32 = 7;
+
+/// One UDP datagram from the client namespace and the first reply, if any.
+fn udp(s: &Swarm, addr: &str, port: u16) -> Option<String> {
+    let script = format!(
+        "exec 3<>/dev/udp/{addr}/{port} && printf hello >&3 && timeout 2 dd bs=2048 count=1 <&3 2>/dev/null"
+    );
+    let out = s.lab.exec(CLIENT, &["bash", "-c", &script]).expect("bash");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.success() && !text.is_empty()).then_some(text)
+}
+
+fn field<'a>(body: &'a str, name: &str) -> Option<&'a str> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+}
+
+fn url(s: &Swarm, node: &str, port: u16) -> String {
+    format!("http://{}:{port}/", s.addr(node))
+}
+
+/// The answer of `node` on `port`, once it answers.
+fn wait_answer(s: &Swarm, node: &str, port: u16) -> String {
+    let u = url(s, node, port);
+    wait_until(&format!("{u} answers"), Duration::from_secs(20), || {
+        curl(s, &u).ok()
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tail(node)))
+}
+
+/// Waits until `node` refuses connections on `port`.
+fn wait_refused(s: &Swarm, node: &str, port: u16) {
+    let u = url(s, node, port);
+    wait_until(&format!("{u} refuses"), Duration::from_secs(15), || {
+        (curl(s, &u) == Err(REFUSED)).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", curl(s, &u), s.log_tail(node)));
+}
+
+fn create_web(s: &Swarm, name: &str, publish: &[&str], constraint: &str) {
+    let mut args = vec!["service", "create", "-d", "--name", name, "--replicas", "2"];
+    for p in publish {
+        args.extend_from_slice(&["--publish", p]);
+    }
+    args.extend_from_slice(&[
+        "--constraint",
+        constraint,
+        "demo",
+        "shoal-whoami",
+        "--listen",
+        "0.0.0.0:80",
+        "--udp",
+    ]);
+    s.ok("vm1", &args);
+}
+
+/// Two tasks publishing 8081 in host mode, on vm2 and vm3: each of those nodes
+/// answers from its own task (never the other's), the task sees the client's
+/// real address, over TCP and UDP; vm1, which runs no task, refuses. inspect,
+/// `service ls` and `service ps` show the ports as docker does.
+#[test]
+fn host_mode_port_answers_only_where_a_task_runs() {
+    let s = swarm("hmod");
+    create_web(
+        &s,
+        "web",
+        &[HOST_8081, "mode=host,published=8081,target=80,protocol=udp"],
+        "node.hostname != vm1",
+    );
+    wait_running_on(&s, "web", &["vm2", "vm3"]);
+
+    let ports = r#"[{"Protocol":"tcp","TargetPort":80,"PublishedPort":8081,"PublishMode":"host"},{"Protocol":"udp","TargetPort":80,"PublishedPort":8081,"PublishMode":"host"}]"#;
+    for path in [".Spec.EndpointSpec.Ports", ".Endpoint.Ports"] {
+        let out = s.ok(
+            "vm1",
+            &[
+                "service",
+                "inspect",
+                "--format",
+                &format!("{{{{json {path}}}}}"),
+                "web",
+            ],
+        );
+        assert_eq!(out.trim(), ports, "{path}");
+    }
+    // Host-mode ports are no part of the mesh: no ingress VIP, nothing in `service ls`.
+    let out = s.ok(
+        "vm1",
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{json .Endpoint.VirtualIPs}}",
+            "web",
+        ],
+    );
+    assert_eq!(out.trim(), "null");
+    let out = s.ok(
+        "vm1",
+        &["service", "ls", "--format", "{{.Name}}|{{.Ports}}"],
+    );
+    assert_eq!(out, "web|\n");
+    // `service ps` shows each running task's own ports.
+    let out = s.ok(
+        "vm1",
+        &[
+            "service",
+            "ps",
+            "-f",
+            "desired-state=running",
+            "--format",
+            "{{.Node}} {{.Ports}}",
+            "web",
+        ],
+    );
+    let mut rows: Vec<&str> = out.lines().collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            "vm2 *:8081->80/tcp,*:8081->80/udp",
+            "vm3 *:8081->80/tcp,*:8081->80/udp"
+        ]
+    );
+
+    let client = s.addr(CLIENT);
+    for node in ["vm2", "vm3"] {
+        let first = wait_answer(&s, node, 8081);
+        let host = field(&first, "Served by host")
+            .expect("host line")
+            .to_string();
+        // Every new connection lands on the node's own task (the mesh would spread them).
+        for _ in 0..10 {
+            let body = curl(&s, &url(&s, node, 8081)).unwrap_or_else(|code| {
+                panic!(
+                    "{node}:8081 failed (curl exit {code})\n{}",
+                    s.log_tail(node)
+                )
+            });
+            assert_eq!(field(&body, "Node"), Some(node), "{body}");
+            assert_eq!(
+                field(&body, "Served by host"),
+                Some(host.as_str()),
+                "{body}"
+            );
+            let seen = field(&body, "Client").expect("client line");
+            assert!(
+                seen.starts_with(&format!("{client}:")),
+                "the task saw {seen}, not the client {client}"
+            );
+        }
+        let reply = wait_until(
+            &format!("udp {node}:8081 answers"),
+            Duration::from_secs(10),
+            || udp(&s, &s.addr(node), 8081),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tail(node)));
+        assert_eq!(
+            field(&reply, "Served by host"),
+            Some(host.as_str()),
+            "{reply}"
+        );
+        assert!(
+            field(&reply, "Client").is_some_and(|c| c.starts_with(&format!("{client}:"))),
+            "{reply}"
+        );
+    }
+    // vm1 runs no task of web: it does not answer, over TCP or UDP.
+    assert_eq!(curl(&s, &url(&s, "vm1", 8081)), Err(REFUSED));
+    assert_eq!(udp(&s, &s.addr("vm1"), 8081), None);
+}
+
+/// The port is a node's: a second service asking it in host mode is left pending
+/// on the nodes where it is taken, with docker's explanation, and runs once the
+/// first is gone; the same port in ingress mode is refused at create and update;
+/// a bad mode is refused and changes nothing.
+#[test]
+fn host_mode_port_is_a_node_resource() {
+    let s = swarm("hmrs");
+    create_web(&s, "web", &[HOST_8081], "node.hostname != vm1");
+    wait_running_on(&s, "web", &["vm2", "vm3"]);
+
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "api",
+            "--publish",
+            HOST_8081,
+            "--constraint",
+            "node.hostname != vm1",
+            "demo",
+            "shoal-whoami",
+            "--listen",
+            "0.0.0.0:80",
+        ],
+    );
+    let why = "no suitable node (host-mode port already in use on 2 nodes; scheduling constraints not satisfied on 1 node)";
+    wait_until(
+        "api pending with the reason",
+        Duration::from_secs(15),
+        || {
+            let out = s.ok(
+                "vm1",
+                &[
+                    "service",
+                    "ps",
+                    "--no-trunc",
+                    "--format",
+                    "{{.CurrentState}}|{{.Error}}",
+                    "api",
+                ],
+            );
+            (out.starts_with("Pending ") && out.trim_end().ends_with(&format!("|{why}")))
+                .then_some(())
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{}",
+            s.ok("vm1", &["service", "ps", "--no-trunc", "api"])
+        )
+    });
+    let out = s.ok(
+        "vm1",
+        &["service", "ls", "--format", "{{.Name}} {{.Replicas}}"],
+    );
+    assert!(out.contains("api 0/1\n"), "{out}");
+
+    // Ingress mode wants the port on every node: refused while a host-mode service has it.
+    let err = s.fails(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "mesh",
+            "--publish",
+            "8081:80",
+            "demo",
+            "shoal-whoami",
+        ],
+    );
+    assert!(
+        err.contains("port '8081' is already in use by service 'web' (")
+            && err.contains(") as a host-published port"),
+        "{err}"
+    );
+    let out = s.ok("vm1", &["service", "ls", "--format", "{{.Name}}"]);
+    assert_eq!(out, "api\nweb\n", "nothing was created");
+
+    // Bad input is refused with docker's text and changes nothing.
+    let before = s.ok("vm1", &["service", "inspect", "web"]);
+    for args in [
+        &[
+            "service",
+            "update",
+            "--publish-add",
+            "mode=foo,published=8082,target=80",
+            "web",
+        ][..],
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "bad",
+            "--publish",
+            "mode=foo,published=8082,target=80",
+            "demo",
+            "shoal-whoami",
+        ][..],
+    ] {
+        let err = s.fails("vm1", args);
+        assert!(
+            err.contains("invalid publish mode value (foo): must be either 'ingress' or 'host'"),
+            "{args:?}: {err}"
+        );
+    }
+    let err = s.fails(
+        "vm1",
+        &[
+            "service",
+            "update",
+            "--publish-add",
+            "mode=host,target=80",
+            "web",
+        ],
+    );
+    assert!(
+        err.contains("published in host mode without a published port"),
+        "{err}"
+    );
+    assert_eq!(s.ok("vm1", &["service", "inspect", "web"]), before);
+    let out = s.ok("vm1", &["service", "ls", "--format", "{{.Name}}"]);
+    assert_eq!(out, "api\nweb\n");
+
+    // Without web, its nodes' port is free: api runs on one of them and answers there,
+    // and the node left without a task stops answering.
+    s.ok("vm1", &["service", "rm", "web"]);
+    wait_until("api running", Duration::from_secs(40), || {
+        let rows = running_rows(&s, "api");
+        rows.iter()
+            .find(|r| r.contains(" Running "))
+            .and_then(|r| r.split(' ').next().map(str::to_string))
+    })
+    .map(|node| {
+        let body = wait_answer(&s, &node, 8081);
+        assert_eq!(field(&body, "Task"), Some("api.1"), "{body}");
+        let other = if node == "vm2" { "vm3" } else { "vm2" };
+        wait_refused(&s, other, 8081);
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{}",
+            s.ok("vm1", &["service", "ps", "--no-trunc", "api"])
+        )
+    });
+    assert_eq!(curl(&s, &url(&s, "vm1", 8081)), Err(REFUSED));
+}
+
+/// A host-mode port added to a running service (a rolling update gives its tasks
+/// the port) is answered on the task's node; removed again, the node refuses it;
+/// added once more, it answers again. A compose file's long port syntax
+/// publishes in host mode too.
+#[test]
+fn publish_add_rm_and_compose_host_mode() {
+    let s = swarm("hmup");
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "web",
+            "--constraint",
+            "node.hostname == vm2",
+            "demo",
+            "shoal-whoami",
+            "--listen",
+            "0.0.0.0:80",
+        ],
+    );
+    wait_running_on(&s, "web", &["vm2"]);
+    assert_eq!(curl(&s, &url(&s, "vm2", 8084)), Err(REFUSED));
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "update",
+            "--publish-add",
+            "mode=host,published=8084,target=80",
+            "web",
+        ],
+    );
+    let body = wait_answer(&s, "vm2", 8084);
+    assert_eq!(field(&body, "Node"), Some("vm2"), "{body}");
+    assert_eq!(curl(&s, &url(&s, "vm3", 8084)), Err(REFUSED));
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "update",
+            "--publish-rm",
+            "mode=host,target=80",
+            "web",
+        ],
+    );
+    let out = s.ok(
+        "vm1",
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{json .Spec.EndpointSpec}}",
+            "web",
+        ],
+    );
+    assert_eq!(out.trim(), r#"{"Mode":"vip"}"#);
+    wait_refused(&s, "vm2", 8084);
+    // Published again, on a node whose ingress network came and went in between.
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "update",
+            "--publish-add",
+            "mode=host,published=8086,target=80",
+            "web",
+        ],
+    );
+    let body = wait_answer(&s, "vm2", 8086);
+    assert_eq!(field(&body, "Node"), Some("vm2"), "{body}");
+
+    let compose = std::env::temp_dir().join(format!("{}-hostmode.yml", s.lab.name()));
+    std::fs::write(
+        &compose,
+        "version: \"3.8\"\nservices:\n  whoami:\n    image: demo\n    command: [\"shoal-whoami\", \"--listen\", \"0.0.0.0:80\"]\n    ports:\n      - target: 80\n        published: 8085\n        protocol: tcp\n        mode: host\n    deploy:\n      placement:\n        constraints: [node.hostname == vm3]\n",
+    )
+    .unwrap();
+    let deployed = s.shoal(
+        "vm1",
+        &["stack", "deploy", "-c", compose.to_str().unwrap(), "hm"],
+    );
+    let _ = std::fs::remove_file(&compose);
+    assert!(
+        deployed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    wait_running_on(&s, "hm_whoami", &["vm3"]);
+    let out = s.ok(
+        "vm1",
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{json .Endpoint.Ports}}",
+            "hm_whoami",
+        ],
+    );
+    assert_eq!(
+        out.trim(),
+        r#"[{"Protocol":"tcp","TargetPort":80,"PublishedPort":8085,"PublishMode":"host"}]"#
+    );
+    let body = wait_answer(&s, "vm3", 8085);
+    assert_eq!(field(&body, "Task"), Some("hm_whoami.1"), "{body}");
+    for node in ["vm1", "vm2"] {
+        assert_eq!(curl(&s, &url(&s, node, 8085)), Err(REFUSED), "{node}");
+    }
+}
