@@ -310,7 +310,8 @@ fn host_mode_port_is_a_node_resource() {
     );
     assert!(out.contains("api 0/1\n"), "{out}");
 
-    // Ingress mode wants the port on every node: refused while a host-mode service has it.
+    // Ingress mode wants the port on every node: refused while a host-mode
+    // service has it (the first by name of those that have it: api).
     let err = s.fails(
         "vm1",
         &[
@@ -326,7 +327,7 @@ fn host_mode_port_is_a_node_resource() {
         ],
     );
     assert!(
-        err.contains("port '8081' is already in use by service 'web' (")
+        err.contains("port '8081' is already in use by service 'api' (")
             && err.contains(") as a host-published port"),
         "{err}"
     );

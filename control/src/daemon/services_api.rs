@@ -102,11 +102,14 @@ fn published_conflict(
     if ingress.is_empty() && host.is_empty() {
         return Ok(());
     }
-    for other in state
+    // By name, so the service an error names does not depend on random ids.
+    let mut others: Vec<_> = state
         .services
         .values()
         .filter(|s| Some(s.id.as_str()) != except)
-    {
+        .collect();
+    others.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    for other in others {
         for op in other
             .spec
             .endpoint_spec
