@@ -306,8 +306,8 @@ struct ServiceState {
     table_names: Vec<String>,
     /// Slots of the current table owned by each of them (for reports).
     slots: HashMap<String, u32>,
-    /// Whether the service entry is in the map.
-    published: bool,
+    /// The service entry in the map, once written.
+    entry: Option<abi::Svc>,
 }
 
 /// Counters and flows of one backend, for metrics and `shoal debug lb`.
@@ -716,7 +716,7 @@ impl LoadBalancer {
                     backends: BTreeMap::new(),
                     table_names: Vec::new(),
                     slots: HashMap::new(),
-                    published: false,
+                    entry: None,
                 },
             );
             let _ = self.svc_stats.insert(id, zero_counters()?, 0);
@@ -768,7 +768,7 @@ impl LoadBalancer {
         active.sort();
         let size = self.settings.maglev_size;
         let mut staged = None;
-        if active != state.table_names || !state.published {
+        if active != state.table_names || state.entry.is_none() {
             state.slots.clear();
             if !active.is_empty() {
                 let refs: Vec<&str> = active.iter().map(String::as_str).collect();
@@ -815,10 +815,13 @@ impl LoadBalancer {
             flags: 0,
             pad: 0,
         };
-        self.services_map
-            .insert(frontend.key(), svc, 0)
-            .map_err(map_err("writing a service"))?;
-        state.published = true;
+        // Written only when it changes: an apply repeats the whole desired state.
+        if state.entry != Some(svc) {
+            self.services_map
+                .insert(frontend.key(), svc, 0)
+                .map_err(map_err("writing a service"))?;
+            state.entry = Some(svc);
+        }
         // 4. Backends that left.
         let gone: Vec<String> = state
             .backends
