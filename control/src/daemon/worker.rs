@@ -431,23 +431,28 @@ impl NodeNet {
                 };
                 let mut o = o;
                 let mut lb_port_ready = false;
+                let mut swept = Instant::now();
                 loop {
-                    let job = match rx.recv_timeout(LB_SWEEP) {
-                        Ok(job) => job,
-                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                            if let Some(lb) = &lb {
-                                if let Err(e) = lock(lb).expire() {
-                                    tracing::warn!(error = %e, "expiring conntrack");
-                                }
+                    // On a clock, not when jobs pause: the agent sends jobs
+                    // at every assignment poll (twice a second).
+                    match rx.recv_timeout(LB_SWEEP.saturating_sub(swept.elapsed())) {
+                        Ok(job) => {
+                            if let NetJob::Apply { port, .. } = &job {
+                                o.vxlan_port = *port;
                             }
-                            continue;
+                            rt.block_on(run_net_job(&o, lb.as_ref(), &mut lb_port_ready, job));
                         }
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                         Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-                    };
-                    if let NetJob::Apply { port, .. } = &job {
-                        o.vxlan_port = *port;
                     }
-                    rt.block_on(run_net_job(&o, lb.as_ref(), &mut lb_port_ready, job));
+                    if swept.elapsed() >= LB_SWEEP {
+                        swept = Instant::now();
+                        if let Some(lb) = &lb {
+                            if let Err(e) = lock(lb).expire() {
+                                tracing::warn!(error = %e, "expiring conntrack");
+                            }
+                        }
+                    }
                 }
             });
         if let Err(e) = spawned {
