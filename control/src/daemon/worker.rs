@@ -408,6 +408,7 @@ impl NodeNet {
         // Loading creates the maps (hundreds of ms on a busy host): not on a runtime worker.
         let lb = tokio::task::block_in_place(|| load_lb(daemon, &o.underlay_ifname));
         if let Some(lb) = &lb {
+            daemon.lb_status.attach(lb.clone(), lb_inputs.clone());
             let lb = lb.clone();
             o.port_hook = Some(PortHook(Arc::new(move |netns, port| {
                 lock(&lb)
