@@ -29,10 +29,21 @@ struct Source {
     inputs: Arc<Mutex<(LbView, Vec<NetView>)>>,
 }
 
+/// Where the node's load balancer stands.
+#[derive(Clone, Default)]
+enum Stage {
+    /// Not loaded yet (the worker loads it as the node enters a swarm).
+    #[default]
+    Starting,
+    Running(Source),
+    /// Loading failed, or the node has no underlay interface (logged).
+    Unavailable,
+}
+
 /// The daemon's handle on its load balancer's report.
 #[derive(Default)]
 pub(crate) struct LbStatus {
-    source: Mutex<Option<Source>>,
+    stage: Mutex<Stage>,
     /// The last report and when it was read; an async lock, held while a
     /// report is read, so concurrent callers wait for that one.
     cache: tokio::sync::Mutex<Option<(Instant, Arc<LbReport>)>>,
@@ -45,12 +56,17 @@ impl LbStatus {
         lb: Arc<Mutex<LoadBalancer>>,
         inputs: Arc<Mutex<(LbView, Vec<NetView>)>>,
     ) {
-        *lock(&self.source) = Some(Source { lb, inputs });
+        *lock(&self.stage) = Stage::Running(Source { lb, inputs });
     }
 
-    /// The node left the swarm (or its worker stopped): nothing to report.
+    /// The worker could not load it (it logged why).
+    pub(crate) fn unavailable(&self) {
+        *lock(&self.stage) = Stage::Unavailable;
+    }
+
+    /// The node left the swarm (or its worker stopped): the next worker loads it again.
     pub(crate) fn detach(&self) {
-        *lock(&self.source) = None;
+        *lock(&self.stage) = Stage::Starting;
         if let Ok(mut cache) = self.cache.try_lock() {
             *cache = None;
         }
@@ -61,14 +77,23 @@ impl Daemon {
     /// This node's load balancer report, at most [`REPORT_TTL`] old.
     pub(crate) async fn lb_report(&self) -> Result<Arc<LbReport>, ApiError> {
         let mut cache = self.lb_status.cache.lock().await;
-        let source = lock(&self.lb_status.source).clone();
-        let Some(source) = source else {
-            *cache = None;
-            return Err(ApiError::daemon(if self.membership().is_none() {
-                msg::NOT_IN_SWARM.to_string()
-            } else {
-                "the load balancer is not running on this node (see shoald's log)".to_string()
-            }));
+        let stage = lock(&self.lb_status.stage).clone();
+        let usable = match (self.membership(), stage) {
+            (Some(_), Stage::Running(source)) => Ok(source),
+            (None, _) => Err(msg::NOT_IN_SWARM),
+            (Some(_), Stage::Starting) => {
+                Err("the load balancer of this node is starting; try again in a moment")
+            }
+            (Some(_), Stage::Unavailable) => {
+                Err("the load balancer is not running on this node (see shoald's log)")
+            }
+        };
+        let source = match usable {
+            Ok(source) => source,
+            Err(why) => {
+                *cache = None;
+                return Err(ApiError::daemon(why));
+            }
         };
         if let Some((at, report)) = cache.as_ref() {
             if at.elapsed() < REPORT_TTL {

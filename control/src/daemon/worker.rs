@@ -397,6 +397,7 @@ impl NodeNet {
             tracing::warn!(
                 "no underlay interface carries this node's address: overlay networks are off"
             );
+            daemon.lb_status.unavailable();
             return NodeNet {
                 jobs: None,
                 liveness,
@@ -407,6 +408,9 @@ impl NodeNet {
         let o_addr = o.underlay_ip;
         // Loading creates the maps (hundreds of ms on a busy host): not on a runtime worker.
         let lb = tokio::task::block_in_place(|| load_lb(daemon, &o.underlay_ifname));
+        if lb.is_none() {
+            daemon.lb_status.unavailable();
+        }
         if let Some(lb) = &lb {
             daemon.lb_status.attach(lb.clone(), lb_inputs.clone());
             let lb = lb.clone();
