@@ -2,7 +2,8 @@
 //! namespace through nodes with and without a task, the client's address seen
 //! by the backend, VIPs between services, and failover while requests flow:
 //! rolling update, drain, a node's power loss, a connection outliving its
-//! backend's removal.
+//! backend's removal; conntrack timeouts per protocol; what `shoal debug lb`
+//! and `/metrics` show of it all.
 
 mod common;
 
@@ -523,6 +524,487 @@ fn open_connection_outlives_its_backends_removal() {
     for _ in 0..3 {
         assert_eq!(ask(), first, "the open connection moved or broke");
     }
+    drop(stdin);
+    let _ = client.wait();
+}
+
+/// `shoal debug lb [NODE] --format json` on `on`, parsed.
+fn lb_report(s: &Swarm, on: &str, node: Option<&str>) -> serde_json::Value {
+    let mut args = vec!["debug", "lb", "--format", "json"];
+    args.extend(node);
+    let out = s.ok(on, &args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("debug lb printed {out:?}: {e}"))
+}
+
+/// The backends of the service behind `frontend` in a report.
+fn lb_backends(report: &serde_json::Value, frontend: &str) -> Vec<serde_json::Value> {
+    report["Services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["Frontend"] == frontend)
+        .flat_map(|s| s["Backends"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+fn num(v: &serde_json::Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
+
+/// `shoal debug lb` shows each node's services, backends with their state and
+/// Maglev share (the same table on every node), and the flows it balanced;
+/// a backend on its way out turns terminating with no share; `/metrics`
+/// carries the same per-backend series.
+#[test]
+fn debug_lb_and_metrics_show_backends_states_and_shares() {
+    let s = swarm("lbdbg");
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "echo",
+            "--replicas",
+            "2",
+            "--publish",
+            "9000:80",
+            "--stop-grace-period",
+            "60s",
+            "--constraint",
+            "node.hostname != vm1",
+            "demo",
+            "python3",
+            "-c",
+            LINGERING_SERVER,
+        ],
+    );
+    wait_running(&s, "echo", 2);
+    let vm1 = s.addr("vm1");
+    let one_shot = || {
+        let out = s
+            .lab
+            .exec(CLIENT, &["python3", "-c", ONE_SHOT, &vm1])
+            .unwrap();
+        let served = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (!served.is_empty()).then_some(served)
+    };
+    wait_until("the mesh answers on 9000", Duration::from_secs(15), || {
+        one_shot()
+    })
+    .unwrap();
+    // Connections until both tasks served some (bounded: 50).
+    let mut served = std::collections::BTreeSet::new();
+    let mut sent = 1;
+    while served.len() < 2 && sent < 50 {
+        served.insert(one_shot().expect("a connection through vm1"));
+        sent += 1;
+    }
+    assert_eq!(served.len(), 2, "{sent} connections all went to {served:?}");
+    const FRONTEND: &str = "*:9000/tcp";
+
+    // vm1 balanced those connections over both tasks, half of the table each.
+    let report = wait_until(
+        "vm1's report counts the connections",
+        Duration::from_secs(10),
+        || {
+            let r = lb_report(&s, "vm1", None);
+            let flows: u64 = lb_backends(&r, FRONTEND)
+                .iter()
+                .map(|b| num(b, "NewFlows"))
+                .sum();
+            (flows >= sent).then_some(r)
+        },
+    )
+    .unwrap();
+    assert_eq!(report["Hostname"], "vm1");
+    let backends = lb_backends(&report, FRONTEND);
+    assert_eq!(backends.len(), 2, "{report:#}");
+    let size = num(&report, "MaglevSize");
+    let mut tasks: Vec<&str> = backends
+        .iter()
+        .map(|b| b["Task"].as_str().unwrap())
+        .collect();
+    tasks.sort();
+    assert_eq!(tasks, ["echo.1", "echo.2"], "{report:#}");
+    let mut nodes: Vec<&str> = backends
+        .iter()
+        .map(|b| b["Node"].as_str().unwrap())
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, ["vm2", "vm3"], "{report:#}");
+    assert_eq!(
+        backends.iter().map(|b| num(b, "MaglevSlots")).sum::<u64>(),
+        size,
+        "{report:#}"
+    );
+    for b in &backends {
+        assert_eq!(b["State"], "active", "{b}");
+        let share = b["MaglevShare"].as_f64().unwrap();
+        assert!((0.49..=0.51).contains(&share), "uneven share {share}: {b}");
+        assert!(b["Addr"].as_str().unwrap().ends_with(":80"), "{b}");
+        assert!(num(b, "NewFlows") >= 1, "{b}");
+        assert!(num(b, "Packets") > num(b, "NewFlows"), "{b}");
+        assert!(num(b, "Bytes") > num(b, "Packets") * 40, "{b}");
+    }
+
+    // The same table on vm2 (asked from vm1), which balanced nothing.
+    let on_vm2 = lb_report(&s, "vm1", Some("vm2"));
+    assert_eq!(on_vm2["Hostname"], "vm2");
+    let slots = |r: &serde_json::Value| {
+        let mut v: Vec<(String, u64)> = lb_backends(r, FRONTEND)
+            .iter()
+            .map(|b| {
+                (
+                    b["TaskID"].as_str().unwrap().to_string(),
+                    num(b, "MaglevSlots"),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(slots(&on_vm2), slots(&report));
+    assert!(lb_backends(&on_vm2, FRONTEND)
+        .iter()
+        .all(|b| num(b, "NewFlows") == 0));
+    // A worker shows its own; other nodes go through a manager; unknown nodes are named.
+    assert_eq!(lb_report(&s, "vm3", None)["Hostname"], "vm3");
+    assert!(s
+        .fails("vm3", &["debug", "lb", "vm1"])
+        .contains(WORKER_REFUSED));
+    assert_eq!(
+        s.fails("vm1", &["debug", "lb", "nosuch"]).trim(),
+        "Error: No such node: nosuch"
+    );
+    // The table a person reads.
+    let table = s.ok("vm1", &["debug", "lb"]);
+    eprintln!("{table}");
+    assert!(table.starts_with("Node:        vm1 ("), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("SERVICE") && l.contains("ACTIVE FLOWS")),
+        "{table}"
+    );
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with("echo ") && l.contains(FRONTEND) && l.contains(" active "))
+        .collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(rows.iter().all(|r| r.contains("50.0%")), "{table}");
+
+    // /metrics on vm1: the same backends, shares and counters.
+    let url = format!("http://{vm1}:9323/metrics");
+    let metrics = || {
+        let out = s.lab.exec("vm1", &["curl", "-sf", &url]).unwrap();
+        assert!(out.status.success(), "curl {url}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = metrics();
+    let series = |text: &str, name: &str, task_id: &str, extra: &str| -> Option<f64> {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .filter(|l| l.contains(&format!("task_id=\"{task_id}\"")))
+            .filter(|l| l.contains(&format!("frontend=\"{FRONTEND}\"")))
+            .find(|l| l.contains(extra))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    for b in &backends {
+        let id = b["TaskID"].as_str().unwrap();
+        let task = format!("task=\"{}\"", b["Task"].as_str().unwrap());
+        assert_eq!(
+            series(&text, "shoal_lb_backend_maglev_slots", id, &task),
+            Some(num(b, "MaglevSlots") as f64),
+            "{text}"
+        );
+        assert_eq!(
+            series(&text, "shoal_lb_backend_state", id, "state=\"active\""),
+            Some(1.0),
+            "{text}"
+        );
+        assert!(
+            series(&text, "shoal_lb_backend_new_flows_total", id, "").unwrap_or(0.0) >= 1.0,
+            "{text}"
+        );
+        assert!(
+            series(&text, "shoal_lb_backend_packets_total", id, "").unwrap_or(0.0) >= 3.0,
+            "{text}"
+        );
+        assert!(
+            series(&text, "shoal_lb_backend_bytes_total", id, "").is_some(),
+            "{text}"
+        );
+        assert!(
+            series(&text, "shoal_lb_backend_active_flows", id, "").is_some(),
+            "{text}"
+        );
+    }
+    assert!(
+        text.contains("shoal_lb_service_drops_total{frontend=\"*:9000/tcp\",service=\"echo\"} 0"),
+        "{text}"
+    );
+    assert!(text.contains("shoal_lb_conntrack_entries{state=\"tcp_closing\"}"));
+    let check = s
+        .lab
+        .exec(
+            "vm1",
+            &[
+                "sh",
+                "-c",
+                &format!("curl -sf {url} | promtool check metrics"),
+            ],
+        )
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // Drain vm3: its task ignores SIGTERM for its 60 s grace, so it stays a
+    // backend, terminating, with no share; its replacement on vm2 takes half.
+    let on_vm3 = backends.iter().find(|b| b["Node"] == "vm3").unwrap()["TaskID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.ok("vm1", &["node", "update", "--availability", "drain", "vm3"]);
+    let report = wait_until(
+        "vm3's task terminating and a replacement active",
+        Duration::from_secs(30),
+        || {
+            let r = lb_report(&s, "vm1", None);
+            let b = lb_backends(&r, FRONTEND);
+            let terminating = b
+                .iter()
+                .any(|b| b["TaskID"] == on_vm3.as_str() && b["State"] == "terminating");
+            let active = b.iter().filter(|b| b["State"] == "active").count();
+            (terminating && active == 2).then_some(r)
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{:#}", lb_report(&s, "vm1", None)));
+    for b in lb_backends(&report, FRONTEND) {
+        if b["State"] == "terminating" {
+            assert_eq!(num(&b, "MaglevSlots"), 0, "{b}");
+            assert_eq!(b["Node"], "vm3", "{b}");
+        } else {
+            assert_eq!(b["Node"], "vm2", "{b}");
+            let share = b["MaglevShare"].as_f64().unwrap();
+            assert!((0.49..=0.51).contains(&share), "{b}");
+        }
+    }
+    let text = metrics();
+    assert_eq!(
+        series(
+            &text,
+            "shoal_lb_backend_state",
+            &on_vm3,
+            "state=\"terminating\""
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        series(&text, "shoal_lb_backend_maglev_slots", &on_vm3, ""),
+        Some(0.0),
+        "{text}"
+    );
+}
+
+/// Answers each TCP line and each UDP datagram on port 80 with the task's name.
+const TCP_UDP_SERVER: &str = r#"
+import os, socket, threading
+name = os.environ.get("SHOAL_TASK_NAME", "?").encode()
+def udp():
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("0.0.0.0", 80))
+    while True:
+        _, peer = u.recvfrom(2048)
+        u.sendto(name, peer)
+threading.Thread(target=udp, daemon=True).start()
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", 80)); srv.listen(64)
+def serve(c):
+    f = c.makefile("rwb")
+    for line in f:
+        f.write(name + b"\n"); f.flush()
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// One TCP connection and one UDP socket (one flow each) to HOST:PORT; for each
+/// stdin line `t` or `u`, one exchange on that flow; prints the answer (empty
+/// when there was none).
+const TCP_UDP_CLIENT: &str = r#"
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+t = socket.create_connection((host, port), timeout=10)
+tf = t.makefile("rwb")
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(1)
+u.connect((host, port))
+for cmd in sys.stdin:
+    try:
+        if cmd.strip() == "t":
+            tf.write(b"hi\n"); tf.flush()
+            print(tf.readline().decode().strip(), flush=True)
+        else:
+            u.send(b"hi")
+            print(u.recv(2048).decode().strip(), flush=True)
+    except Exception:
+        print("", flush=True)
+"#;
+
+/// (f) Conntrack timeouts are per protocol and state: with UDP flows expiring
+/// after 2 s idle and established TCP after an hour, an idle UDP flow leaves
+/// the node's connection tracking (and its next datagram is a new flow) while
+/// a TCP connection idle just as long stays tracked, on its backend, working.
+#[test]
+fn conntrack_timeouts_expire_short_flows_and_keep_long_ones() {
+    const UDP_TIMEOUT: Duration = Duration::from_secs(2);
+    let s = Swarm::lab_with_daemon_args(
+        "lbct",
+        3,
+        &[
+            "--lb-udp-timeout",
+            "2s",
+            "--lb-tcp-established-timeout",
+            "1h",
+        ],
+    );
+    s.form(&[("vm2", "worker"), ("vm3", "worker")]);
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "echo",
+            "--publish",
+            "9000:80",
+            "--publish",
+            "9000:80/udp",
+            "--constraint",
+            "node.hostname == vm2",
+            "demo",
+            "python3",
+            "-c",
+            TCP_UDP_SERVER,
+        ],
+    );
+    wait_running(&s, "echo", 1);
+    let vm1 = s.addr("vm1");
+    wait_until(
+        "vm1's load balancer has both frontends",
+        Duration::from_secs(15),
+        || {
+            let r = lb_report(&s, "vm1", None);
+            ["*:9000/tcp", "*:9000/udp"]
+                .iter()
+                .all(|f| lb_backends(&r, f).iter().any(|b| b["State"] == "active"))
+                .then_some(())
+        },
+    )
+    .unwrap();
+    let mut client = s
+        .lab
+        .command(CLIENT, &["python3", "-c", TCP_UDP_CLIENT, &vm1, "9000"])
+        .unwrap()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    let mut stdout = BufReader::new(client.stdout.take().unwrap());
+    let mut ask = |what: &str| {
+        stdin.write_all(format!("{what}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        line.trim().to_string()
+    };
+    // Both flows tracked on vm1 (kept fresh while we look).
+    let report = wait_until(
+        "one TCP and one UDP flow tracked on vm1",
+        Duration::from_secs(15),
+        || {
+            if ask("t") != "echo.1" || ask("u") != "echo.1" {
+                return None;
+            }
+            let r = lb_report(&s, "vm1", None);
+            let c = &r["Conntrack"];
+            (num(c, "Udp") == 1 && num(c, "TcpEstablished") == 1).then_some(r)
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tail("vm1")));
+    let idle_since = Instant::now();
+    let flows = |r: &serde_json::Value, frontend: &str| {
+        let b = lb_backends(r, frontend);
+        assert_eq!(b.len(), 1, "{r:#}");
+        (num(&b[0], "ActiveFlows"), num(&b[0], "NewFlows"))
+    };
+    assert_eq!(flows(&report, "*:9000/udp").0, 1, "{report:#}");
+    assert_eq!(flows(&report, "*:9000/tcp").0, 1, "{report:#}");
+    let tcp_new = flows(&report, "*:9000/tcp").1;
+    let udp_new = flows(&report, "*:9000/udp").1;
+
+    // Idle: the UDP flow expires and the sweep deletes it (timeout, plus up to
+    // 1 s of last-seen granularity, 2 s between sweeps, 1 s of report cache).
+    let report = wait_until(
+        "the idle UDP flow gone from vm1's conntrack",
+        Duration::from_secs(15),
+        || {
+            let r = lb_report(&s, "vm1", None);
+            let c = &r["Conntrack"];
+            (num(c, "Udp") == 0 && num(c, "Expired") == 0).then_some(r)
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{:#}\n{}",
+            lb_report(&s, "vm1", None)["Conntrack"],
+            s.log_tail("vm1")
+        )
+    });
+    assert!(
+        idle_since.elapsed() >= UDP_TIMEOUT,
+        "the UDP flow went after {:?}, before its timeout",
+        idle_since.elapsed()
+    );
+    assert_eq!(flows(&report, "*:9000/udp").0, 0, "{report:#}");
+    // Leave the TCP connection idle for twice the UDP timeout (bounded: 4 s).
+    while idle_since.elapsed() < 2 * UDP_TIMEOUT {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let report = lb_report(&s, "vm1", None);
+    assert_eq!(num(&report["Conntrack"], "TcpEstablished"), 1, "{report:#}");
+    assert_eq!(flows(&report, "*:9000/tcp"), (1, tcp_new), "{report:#}");
+
+    // The TCP connection works on its old flow; the UDP socket's next
+    // datagram is a new flow (chosen afresh, here the only task again).
+    assert_eq!(ask("t"), "echo.1", "the idle TCP connection broke");
+    assert_eq!(
+        ask("u"),
+        "echo.1",
+        "the UDP flow got no answer after expiring"
+    );
+    let report = wait_until(
+        "the UDP flow tracked again",
+        Duration::from_secs(10),
+        || {
+            let r = lb_report(&s, "vm1", None);
+            (num(&r["Conntrack"], "Udp") == 1).then_some(r)
+        },
+    )
+    .unwrap();
+    assert_eq!(flows(&report, "*:9000/udp"), (1, udp_new + 1), "{report:#}");
+    assert_eq!(flows(&report, "*:9000/tcp"), (1, tcp_new), "{report:#}");
     drop(stdin);
     let _ = client.wait();
 }

@@ -148,6 +148,14 @@ pub enum ApiRequest {
     NetworkRemove {
         reference: String,
     },
+    /// Where a node's daemon listens: by ID, ID prefix, hostname or `self`.
+    NodeLocation {
+        reference: String,
+    },
+    /// `shoal debug lb [NODE]`: the load balancer of this node, or of NODE.
+    LbReport {
+        node: Option<String>,
+    },
 }
 
 impl ApiRequest {
@@ -172,6 +180,7 @@ impl ApiRequest {
                 | ApiRequest::NetworkInspect { .. }
                 | ApiRequest::NetworkRemove { .. }
                 | ApiRequest::TaskLocation { .. }
+                | ApiRequest::NodeLocation { .. }
                 | ApiRequest::StackList
                 | ApiRequest::StackRemove { .. }
                 | ApiRequest::NodeList
@@ -212,6 +221,8 @@ impl ApiRequest {
             ApiRequest::NetworkList => "network_list",
             ApiRequest::NetworkInspect { .. } => "network_inspect",
             ApiRequest::NetworkRemove { .. } => "network_remove",
+            ApiRequest::NodeLocation { .. } => "node_location",
+            ApiRequest::LbReport { .. } => "lb_report",
         }
     }
 }
@@ -294,6 +305,87 @@ pub enum ApiReply {
     Networks {
         networks: Vec<Value>,
     },
+    NodeLocation {
+        node_id: String,
+        listen_addr: String,
+    },
+    LbReport(LbReport),
+}
+
+/// One node's load balancer, as `shoal debug lb` prints it (`--format json`
+/// prints this shape) and `/metrics` exports it. Counters are this node's:
+/// each node balances the flows that enter through it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct LbReport {
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    pub hostname: String,
+    /// Maglev table size (`shoald --lb-maglev-size`).
+    pub maglev_size: u32,
+    pub timeouts: LbTimeouts,
+    pub conntrack: LbConntrack,
+    pub services: Vec<LbServiceReport>,
+}
+
+/// Conntrack idle timeouts, in nanoseconds (docker's unit for durations).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct LbTimeouts {
+    pub tcp_syn: u64,
+    pub tcp_established: u64,
+    pub tcp_closing: u64,
+    pub udp: u64,
+}
+
+/// Entries of the node's conntrack map: live flows by state, and `Expired`
+/// ones (idle past their timeout, ignored, deleted by the next sweep).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct LbConntrack {
+    pub live: u64,
+    pub tcp_syn: u64,
+    pub tcp_established: u64,
+    pub tcp_closing: u64,
+    pub udp: u64,
+    pub expired: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct LbServiceReport {
+    pub name: String,
+    /// `10.0.0.5:*` (a VIP) or `*:8080/tcp` (a published port).
+    pub frontend: String,
+    /// 0 while the service has no active backend.
+    pub maglev_size: u32,
+    /// Packets dropped for want of a backend.
+    pub drops: u64,
+    pub backends: Vec<LbBackendReport>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct LbBackendReport {
+    /// The task's name (`web.1`), or its ID when this node does not know it.
+    pub task: String,
+    #[serde(rename = "TaskID")]
+    pub task_id: String,
+    /// The hostname of the task's node (its ID when unknown).
+    pub node: String,
+    /// `IP:port` (`IP:*` for a VIP's backends: the client's port is kept).
+    pub addr: String,
+    /// `active`, `terminating` (no new flows, keeps its own) or `down` (its node
+    /// does not answer: no new flows, and its flows move).
+    pub state: String,
+    pub maglev_slots: u32,
+    /// Fraction of the Maglev table (of new flows) this backend gets.
+    pub maglev_share: f64,
+    /// Toward the backend (client to backend); replies are not counted.
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+    pub active_flows: u64,
 }
 
 /// An error as the CLI prints it. `from_daemon` errors get docker's

@@ -99,6 +99,8 @@ pub enum PeerRequest {
         task_id: String,
         tail: Option<usize>,
     },
+    /// A manager asks a node for its load balancer's report (`shoal debug lb NODE`).
+    LbReport,
     /// A CLI request forwarded to the leader, with the node ID it was asked on.
     Api {
         request: ApiRequest,
@@ -132,6 +134,7 @@ pub enum PeerResponse {
         lb: LbView,
     },
     Logs(Result<Vec<u8>, String>),
+    LbReport(Result<crate::api::LbReport, String>),
     Done,
     /// Only the leader serves this; here is where it is (if known).
     NotLeader {
@@ -191,6 +194,9 @@ pub struct LbView {
 pub struct LbNode {
     pub id: String,
     pub addr: String,
+    /// For people (`shoal debug lb`, metrics labels).
+    #[serde(default)]
+    pub hostname: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -214,6 +220,9 @@ pub struct LbPort {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct LbBackend {
     pub task_id: String,
+    /// The task's name (`web.1`), for people.
+    #[serde(default)]
+    pub name: String,
     pub node_id: String,
     /// (network id, address without prefix length).
     pub addrs: Vec<(String, String)>,
@@ -256,6 +265,7 @@ pub fn lb_view(state: &crate::state::ClusterState, node_id: &str) -> LbView {
             .or_default()
             .push(LbBackend {
                 task_id: t.id.clone(),
+                name: t.name(),
                 node_id: t.node_id.clone(),
                 addrs,
                 terminating: t.desired_state != TaskState::Running || !healthy,
@@ -304,6 +314,7 @@ pub fn lb_view(state: &crate::state::ClusterState, node_id: &str) -> LbView {
         .map(|n| LbNode {
             id: n.id.clone(),
             addr: n.addr.clone(),
+            hostname: n.display_name().to_string(),
         })
         .collect();
     nodes.sort_by(|a, b| a.id.cmp(&b.id));

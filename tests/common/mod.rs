@@ -39,6 +39,16 @@ impl Swarm {
         }
     }
 
+    /// The same with extra shoald flags on every node (e.g. load-balancer timeouts).
+    pub fn lab_with_daemon_args(prefix: &str, n: usize, args: &[&str]) -> Swarm {
+        require_root();
+        let mut spec = LabSpec::new(&unique_lab_name(prefix), n);
+        spec.daemon_args = args.iter().map(|a| a.to_string()).collect();
+        Swarm {
+            lab: Lab::up(spec).expect("lab up"),
+        }
+    }
+
     pub fn addr(&self, node: &str) -> String {
         self.lab.node_addr(node).to_string()
     }

@@ -1,5 +1,6 @@
 //! The `shoal` command line: docker's verbs, flags, tables and messages.
 
+mod debug;
 mod network;
 mod node;
 mod progress;
@@ -39,6 +40,9 @@ pub enum Command {
         #[arg(required = true)]
         objects: Vec<String>,
     },
+    /// Look inside a node's data plane
+    #[command(subcommand)]
+    Debug(debug::DebugCommand),
     /// Execute a command in a running task (by task ID, ID prefix or SERVICE.SLOT)
     Exec {
         /// Keep STDIN open
@@ -81,6 +85,7 @@ pub async fn run(host: &str, cmd: Command) -> i32 {
         Command::Service(c) => service::run(host, c).await,
         Command::Network(c) => network::run(host, c).await,
         Command::Stack(c) => stack::run(host, c).await,
+        Command::Debug(c) => debug::run(host, c).await,
         Command::Inspect { format, objects } => inspect(host, objects, format).await,
         Command::Version => {
             println!("Shoal version {}", crate::VERSION);

@@ -262,6 +262,7 @@ mod tests {
     fn task(id: &str, node: &str, addr: &str, host: &[(u16, u16)]) -> LbBackend {
         LbBackend {
             task_id: id.into(),
+            name: String::new(),
             node_id: node.into(),
             addrs: vec![("ing".into(), addr.into())],
             terminating: false,

@@ -92,6 +92,7 @@ impl Daemon {
                 let _g = self.op_lock.lock().await;
                 self.leave(force).await
             }
+            ApiRequest::LbReport { node } => self.serve_lb_report(node).await,
             req => self.manager_request(req).await,
         }
     }
@@ -110,7 +111,7 @@ impl Daemon {
     }
 
     /// Serve on the leader: here if we lead, else forwarded over mTLS.
-    async fn manager_request(self: &Arc<Self>, req: ApiRequest) -> ApiResult {
+    pub(crate) async fn manager_request(self: &Arc<Self>, req: ApiRequest) -> ApiResult {
         let Some(m) = self.membership() else {
             return Err(ApiError::daemon(msg::NOT_IN_SWARM_MANAGER));
         };

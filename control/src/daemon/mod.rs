@@ -5,6 +5,7 @@ mod agent;
 pub mod exec;
 pub mod files;
 mod lb;
+mod lb_report;
 mod local;
 mod manager;
 mod networks_api;
@@ -94,6 +95,8 @@ pub struct Daemon {
     pub(crate) leader_pool: Mutex<Vec<PeerClient>>,
     pub(crate) dispatcher: Mutex<Dispatcher>,
     pub(crate) metrics: Metrics,
+    /// The node's load balancer, for `/metrics` and `shoal debug lb`.
+    pub(crate) lb_status: lb_report::LbStatus,
     /// Agent loop and swarm listener: running while the node is in a swarm.
     pub(crate) swarm_tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Serializes init, join, leave and role changes on this node.
@@ -139,6 +142,7 @@ impl Daemon {
             leader_pool: Mutex::new(Vec::new()),
             dispatcher: Mutex::new(Dispatcher::default()),
             metrics: Metrics::new(),
+            lb_status: lb_report::LbStatus::default(),
             swarm_tasks: Mutex::new(Vec::new()),
             op_lock: tokio::sync::Mutex::new(()),
             _lock: lock_file,
@@ -252,6 +256,7 @@ impl Daemon {
             t.abort();
             let _ = t.await;
         }
+        self.lb_status.detach();
         let mgr = lock(&self.manager).take();
         if let Some(mgr) = mgr {
             mgr.shutdown().await;

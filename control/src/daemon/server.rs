@@ -118,6 +118,19 @@ async fn handle(
         }
         return PeerResponse::Logs(read_log(daemon, task_id, *tail));
     }
+    if let PeerRequest::LbReport = &req {
+        // Any node serves its load balancer's report, to managers only.
+        if !identity.is_some_and(|i| i.role == Role::Manager) {
+            return PeerResponse::Error(msg::NOT_MANAGER_WORKER.into());
+        }
+        return PeerResponse::LbReport(
+            daemon
+                .lb_report()
+                .await
+                .map(|r| (*r).clone())
+                .map_err(|e| e.message),
+        );
+    }
     let Some(mgr) = daemon.manager() else {
         return PeerResponse::Error(msg::NOT_MANAGER_WORKER.into());
     };

@@ -440,6 +440,20 @@ impl Daemon {
                     listen_addr: node.listen_addr.clone(),
                 })
             }
+            ApiRequest::NodeLocation { reference } => {
+                let state = mgr.read_state().await?;
+                let node = state.resolve_node(&reference).map_err(|e| {
+                    if e.contains("ambiguous") {
+                        ApiError::daemon(e)
+                    } else {
+                        ApiError::plain(format!("Error: No such node: {reference}"))
+                    }
+                })?;
+                Ok(ApiReply::NodeLocation {
+                    node_id: node.id.clone(),
+                    listen_addr: node.listen_addr.clone(),
+                })
+            }
             ApiRequest::StackDeploy(d) => self.stack_deploy(mgr, d).await,
             ApiRequest::StackList => {
                 let state = mgr.read_state().await?;

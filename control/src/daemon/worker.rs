@@ -398,6 +398,7 @@ impl NodeNet {
             tracing::warn!(
                 "no underlay interface carries this node's address: overlay networks are off"
             );
+            daemon.lb_status.unavailable();
             return NodeNet {
                 jobs: None,
                 liveness,
@@ -408,7 +409,11 @@ impl NodeNet {
         let o_addr = o.underlay_ip;
         // Loading creates the maps (hundreds of ms on a busy host): not on a runtime worker.
         let lb = tokio::task::block_in_place(|| load_lb(daemon, &o.underlay_ifname, o.underlay_ip));
+        if lb.is_none() {
+            daemon.lb_status.unavailable();
+        }
         if let Some(lb) = &lb {
+            daemon.lb_status.attach(lb.clone(), lb_inputs.clone());
             let lb = lb.clone();
             o.port_hook = Some(PortHook(Arc::new(move |netns, port| {
                 lock(&lb)
@@ -432,23 +437,28 @@ impl NodeNet {
                 };
                 let mut o = o;
                 let mut lb_port_ready = false;
+                let mut swept = Instant::now();
                 loop {
-                    let job = match rx.recv_timeout(LB_SWEEP) {
-                        Ok(job) => job,
-                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                            if let Some(lb) = &lb {
-                                if let Err(e) = lock(lb).expire() {
-                                    tracing::warn!(error = %e, "expiring conntrack");
-                                }
+                    // On a clock, not when jobs pause: the agent sends jobs
+                    // at every assignment poll (twice a second).
+                    match rx.recv_timeout(LB_SWEEP.saturating_sub(swept.elapsed())) {
+                        Ok(job) => {
+                            if let NetJob::Apply { port, .. } = &job {
+                                o.vxlan_port = *port;
                             }
-                            continue;
+                            rt.block_on(run_net_job(&o, lb.as_ref(), &mut lb_port_ready, job));
                         }
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                         Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-                    };
-                    if let NetJob::Apply { port, .. } = &job {
-                        o.vxlan_port = *port;
                     }
-                    rt.block_on(run_net_job(&o, lb.as_ref(), &mut lb_port_ready, job));
+                    if swept.elapsed() >= LB_SWEEP {
+                        swept = Instant::now();
+                        if let Some(lb) = &lb {
+                            if let Err(e) = lock(lb).expire() {
+                                tracing::warn!(error = %e, "expiring conntrack");
+                            }
+                        }
+                    }
                 }
             });
         if let Err(e) = spawned {

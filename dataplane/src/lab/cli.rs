@@ -35,6 +35,10 @@ pub enum LabCommand {
         /// Build the network only; start no daemons
         #[arg(long)]
         no_daemons: bool,
+        /// An extra argument for every node's shoald, e.g.
+        /// --shoald-arg=--lb-udp-timeout=2s (repeat for more; kept for `lab start`)
+        #[arg(long = "shoald-arg", value_name = "ARG", allow_hyphen_values = true)]
+        shoald_args: Vec<String>,
     },
     /// List a lab's hosts and their daemons
     Ls {
@@ -86,6 +90,7 @@ pub fn run(cmd: LabCommand) -> Result<i32> {
             underlay,
             mtu,
             no_daemons,
+            shoald_args,
         } => {
             let mut spec = LabSpec::new(&name, nodes.unwrap_or(DEFAULT_NODES));
             if !node_names.is_empty() {
@@ -94,6 +99,7 @@ pub fn run(cmd: LabCommand) -> Result<i32> {
             spec.underlay = underlay;
             spec.mtu = mtu;
             spec.start_daemons = !no_daemons;
+            spec.daemon_args = shoald_args;
             let mut lab = Lab::up(spec)?;
             // The lab outlives this command.
             lab.torn_down = true;

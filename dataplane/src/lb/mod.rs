@@ -228,10 +228,12 @@ impl Frontend {
     }
 }
 
+/// `10.0.0.5:*` (a VIP: any port and protocol) or `*:8080/tcp` (a published
+/// port on every address): how `shoal debug lb` and `/metrics` name frontends.
 impl fmt::Display for Frontend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Frontend::Vip(addr) => write!(f, "vip {addr}"),
+            Frontend::Vip(addr) => write!(f, "{addr}:*"),
             Frontend::NodePort { proto, port } => write!(f, "*:{port}/{proto}"),
         }
     }
@@ -336,6 +338,31 @@ pub struct ServiceReport {
 
 /// A service id and its new Maglev table, filled, not yet in lb_maglev.
 type StagedTable = (u32, Array<MapData, u32>);
+
+/// The conntrack map's entries: live ones by state, and those idle past their
+/// timeout that the next sweep deletes (the programs already ignore them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConntrackReport {
+    pub tcp_syn: u64,
+    pub tcp_established: u64,
+    pub tcp_closing: u64,
+    pub udp: u64,
+    pub expired: u64,
+}
+
+impl ConntrackReport {
+    /// Live flows, all states.
+    pub fn live(&self) -> u64 {
+        self.tcp_syn + self.tcp_established + self.tcp_closing + self.udp
+    }
+}
+
+/// What [`LoadBalancer::report`] sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub services: Vec<ServiceReport>,
+    pub conntrack: ConntrackReport,
+}
 
 /// A node's load balancer.
 pub struct LoadBalancer {
@@ -908,15 +935,25 @@ impl LoadBalancer {
         Ok(expired.len())
     }
 
-    /// Services, backends, Maglev shares, counters and live flows.
-    pub fn report(&self) -> Vec<ServiceReport> {
+    /// Services, backends, Maglev shares, counters, live flows and conntrack
+    /// counts. One pass over the conntrack map: its cost grows with the flows.
+    pub fn report(&self) -> Report {
         let now = monotonic_ns();
         let mut flows: HashMap<u32, u64> = HashMap::new();
+        let mut conntrack = ConntrackReport::default();
         for (_, ct) in self.ct_map.iter().flatten() {
             if now.saturating_sub(ct.last_seen)
-                < self.settings.timeouts.for_state(ct.state).as_nanos() as u64
+                >= self.settings.timeouts.for_state(ct.state).as_nanos() as u64
             {
-                *flows.entry(ct.backend_id).or_default() += 1;
+                conntrack.expired += 1;
+                continue;
+            }
+            *flows.entry(ct.backend_id).or_default() += 1;
+            match ct.state as usize {
+                abi::CT_SYN => conntrack.tcp_syn += 1,
+                abi::CT_ESTABLISHED => conntrack.tcp_established += 1,
+                abi::CT_CLOSING => conntrack.tcp_closing += 1,
+                _ => conntrack.udp += 1,
             }
         }
         let sum = |values: Option<aya::maps::PerCpuValues<abi::Counters>>| {
@@ -970,7 +1007,10 @@ impl LoadBalancer {
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name).then(a.frontend.cmp(&b.frontend)));
-        out
+        Report {
+            services: out,
+            conntrack,
+        }
     }
 
     /// Live conntrack entries (all services).
