@@ -20,7 +20,7 @@ deps:
 	fi
 
 build: deps
-	$(CARGO) build --bins
+	$(CARGO) build --workspace --bins
 
 # Unit tests run in parallel; lab tests (real namespaces, real daemons) one at a time.
 test: build

@@ -377,6 +377,8 @@ pub struct LoadBalancer {
     ct_map: BpfHashMap<MapData, abi::FlowKey, abi::Ct>,
     rev_map: BpfHashMap<MapData, abi::FlowKey, abi::Rev>,
     ret_map: BpfHashMap<MapData, abi::FlowKey, abi::Ret>,
+    /// lb_ct, lb_rev and lb_ret again, for batch reads and deletes.
+    flow_fds: [MapData; 3],
     local_addrs: BpfHashMap<MapData, u32, u32>,
     config_map: Array<MapData, abi::Config>,
     backend_stats: PerCpuHashMap<MapData, u32, abi::Counters>,
@@ -457,6 +459,10 @@ impl LoadBalancer {
         let ct_map = take(first, "lb_ct")?;
         let rev_map = take(first, "lb_rev")?;
         let ret_map = take(first, "lb_ret")?;
+        let pinned = |name: &str| {
+            MapData::from_pin(settings.pin_dir.join(name)).map_err(map_err("opening a pinned map"))
+        };
+        let flow_fds = [pinned("lb_ct")?, pinned("lb_rev")?, pinned("lb_ret")?];
         let local_addrs = take(first, "lb_local_addrs")?;
         let config_map: Array<MapData, abi::Config> = take(first, "lb_config")?;
         let backend_stats = take(first, "lb_backend_stats")?;
@@ -477,6 +483,7 @@ impl LoadBalancer {
             ct_map,
             rev_map,
             ret_map,
+            flow_fds,
             local_addrs,
             config_map,
             backend_stats,
@@ -886,22 +893,22 @@ impl LoadBalancer {
     pub fn expire(&mut self) -> Result<usize, LbError> {
         let now = monotonic_ns();
         let timeouts = self.settings.timeouts;
+        let ct = all_flows(&self.flow_fds[CT], &self.ct_map)?;
+        let mut live = std::collections::HashSet::with_capacity(ct.len());
         let mut expired = Vec::new();
-        for item in self.ct_map.iter() {
-            let (key, ct) = item.map_err(map_err("reading conntrack"))?;
+        for (key, ct) in ct {
             if now.saturating_sub(ct.last_seen) >= timeouts.for_state(ct.state).as_nanos() as u64 {
                 expired.push(key);
+            } else {
+                live.insert(key);
             }
         }
-        for key in &expired {
-            let _ = self.ct_map.remove(key);
-        }
+        delete_flows(&self.flow_fds[CT], &mut self.ct_map, &expired);
         // Reverse entries whose flow is gone: the flow's key is the reply's,
         // turned around, with the frontend as destination (and the client's
         // own address and port for an SNATed flow).
         let mut stale_rev = Vec::new();
-        for item in self.rev_map.iter() {
-            let (key, rev) = item.map_err(map_err("reading reverse NAT"))?;
+        for (key, rev) in all_flows(&self.flow_fds[REV], &self.rev_map)? {
             let snatted = rev.client_addr != 0;
             let flow = abi::FlowKey {
                 saddr: if snatted { rev.client_addr } else { key.daddr },
@@ -913,25 +920,18 @@ impl LoadBalancer {
             };
             // A node port's conntrack key has the address the client reached,
             // which is the frontend address too: the same key.
-            let live = self.ct_map.get(&flow, 0).is_ok();
-            if !live && now.saturating_sub(rev.last_seen) > 2_000_000_000 {
+            if !live.contains(&flow) && now.saturating_sub(rev.last_seen) > 2_000_000_000 {
                 stale_rev.push(key);
             }
         }
-        for key in &stale_rev {
-            let _ = self.rev_map.remove(key);
-        }
+        delete_flows(&self.flow_fds[REV], &mut self.rev_map, &stale_rev);
         let max_idle = timeouts.tcp_established.max(timeouts.udp).as_nanos() as u64;
-        let mut stale_ret = Vec::new();
-        for item in self.ret_map.iter() {
-            let (key, ret) = item.map_err(map_err("reading return paths"))?;
-            if now.saturating_sub(ret.last_seen) >= max_idle {
-                stale_ret.push(key);
-            }
-        }
-        for key in &stale_ret {
-            let _ = self.ret_map.remove(key);
-        }
+        let stale_ret: Vec<abi::FlowKey> = all_flows(&self.flow_fds[RET], &self.ret_map)?
+            .into_iter()
+            .filter(|(_, ret)| now.saturating_sub(ret.last_seen) >= max_idle)
+            .map(|(key, _)| key)
+            .collect();
+        delete_flows(&self.flow_fds[RET], &mut self.ret_map, &stale_ret);
         Ok(expired.len())
     }
 
@@ -941,7 +941,8 @@ impl LoadBalancer {
         let now = monotonic_ns();
         let mut flows: HashMap<u32, u64> = HashMap::new();
         let mut conntrack = ConntrackReport::default();
-        for (_, ct) in self.ct_map.iter().flatten() {
+        let entries = all_flows(&self.flow_fds[CT], &self.ct_map).unwrap_or_default();
+        for (_, ct) in entries {
             if now.saturating_sub(ct.last_seen)
                 >= self.settings.timeouts.for_state(ct.state).as_nanos() as u64
             {
@@ -1038,6 +1039,12 @@ fn zero_counters() -> Result<aya::maps::PerCpuValues<abi::Counters>, LbError> {
         .map_err(|e| LbError::Map(format!("counters: {e}")))
 }
 
+/// Indexes of [`LoadBalancer::flow_fds`].
+const CT: usize = 0;
+const REV: usize = 1;
+const RET: usize = 2;
+
+const BPF_MAP_LOOKUP_BATCH: u32 = 24;
 const BPF_MAP_UPDATE_BATCH: u32 = 26;
 const BPF_MAP_DELETE_BATCH: u32 = 27;
 
@@ -1091,6 +1098,125 @@ fn batch(
             attr.count,
             keys.len()
         )));
+    }
+    Ok(())
+}
+
+fn bpf_batch(cmd: u32, attr: &mut BatchAttr) -> std::io::Result<()> {
+    // SAFETY: `attr` is the kernel's layout for the batch commands, its size
+    // passed along; the caller's pointers in it outlive the call and hold
+    // `count` keys and values of the map's sizes.
+    let rc = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_bpf,
+            cmd as nix::libc::c_long,
+            attr as *mut BatchAttr,
+            std::mem::size_of::<BatchAttr>(),
+        )
+    };
+    if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Every entry of a flow-keyed hash map, read with BPF_MAP_LOOKUP_BATCH (a
+/// syscall per 4096 entries, not two per entry); through `map`'s iterator
+/// where the kernel has no batches.
+fn all_flows<V: aya::Pod + Default>(
+    fd: &MapData,
+    map: &BpfHashMap<MapData, abi::FlowKey, V>,
+) -> Result<Vec<(abi::FlowKey, V)>, LbError> {
+    match batch_flows(fd) {
+        Ok(flows) => Ok(flows),
+        Err(Batch::Unsupported) => map
+            .iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_err("reading flows")),
+        Err(Batch::Failed(e)) => Err(LbError::Io("reading flows".into(), e)),
+    }
+}
+
+enum Batch {
+    /// The kernel has no batch operations for this map.
+    Unsupported,
+    Failed(std::io::Error),
+}
+
+fn batch_flows<V: aya::Pod + Default>(fd: &MapData) -> Result<Vec<(abi::FlowKey, V)>, Batch> {
+    use std::os::fd::AsRawFd;
+    const CHUNK: usize = 4096;
+    let mut out = Vec::new();
+    let mut keys = vec![abi::FlowKey::default(); CHUNK];
+    let mut values = vec![V::default(); CHUNK];
+    let mut token = 0u32;
+    let mut first = true;
+    loop {
+        let mut next = 0u32;
+        let mut attr = BatchAttr {
+            in_batch: if first {
+                0
+            } else {
+                &token as *const u32 as u64
+            },
+            out_batch: &mut next as *mut u32 as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: CHUNK as u32,
+            map_fd: fd.fd().as_fd().as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        let result = bpf_batch(BPF_MAP_LOOKUP_BATCH, &mut attr);
+        let n = (attr.count as usize).min(CHUNK);
+        out.extend(keys[..n].iter().copied().zip(values[..n].iter().copied()));
+        match result {
+            Ok(()) => {}
+            // The end of the map.
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => return Ok(out),
+            Err(_) if first => return Err(Batch::Unsupported),
+            Err(e) => return Err(Batch::Failed(e)),
+        }
+        token = next;
+        first = false;
+    }
+}
+
+/// Deletes these keys from a flow-keyed hash map with BPF_MAP_DELETE_BATCH; a
+/// key already gone (the programs or the LRU got there first) is skipped.
+fn delete_flows<V: aya::Pod>(
+    fd: &MapData,
+    map: &mut BpfHashMap<MapData, abi::FlowKey, V>,
+    keys: &[abi::FlowKey],
+) {
+    if let Err(rest) = batch_delete(fd, keys) {
+        for key in rest {
+            let _ = map.remove(key);
+        }
+    }
+}
+
+/// The batch part of [`delete_flows`]; Err: the keys it could not handle.
+fn batch_delete<'k>(fd: &MapData, keys: &'k [abi::FlowKey]) -> Result<(), &'k [abi::FlowKey]> {
+    use std::os::fd::AsRawFd;
+    let mut rest = keys;
+    while !rest.is_empty() {
+        let mut attr = BatchAttr {
+            keys: rest.as_ptr() as u64,
+            count: rest.len() as u32,
+            map_fd: fd.fd().as_fd().as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        let done = (attr.count as usize).min(rest.len());
+        match bpf_batch(BPF_MAP_DELETE_BATCH, &mut attr) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => {
+                // attr.count: deleted before the missing key, which is skipped.
+                let deleted = (attr.count as usize).min(done);
+                rest = &rest[(deleted + 1).min(rest.len())..];
+            }
+            Err(_) => return Err(rest),
+        }
     }
     Ok(())
 }
@@ -1191,5 +1317,74 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Batch reads see every entry across chunks; batch deletes remove exactly
+    /// the keys asked, skipping those already gone (needs root and bpffs).
+    #[test]
+    fn flows_are_read_and_deleted_in_batches() {
+        use aya::maps::IterableMap;
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test creates BPF maps: run it as root"
+        );
+        let key = |i: u32| abi::FlowKey {
+            saddr: i,
+            daddr: !i,
+            sport: i as u16,
+            dport: 80,
+            proto: 6,
+            pad: [0; 3],
+        };
+        let mut map: BpfHashMap<MapData, abi::FlowKey, abi::Ret> =
+            BpfHashMap::create(20_000, 0).expect("creating a hash map");
+        for i in 0..9_000 {
+            let value = abi::Ret {
+                last_seen: u64::from(i),
+                ..abi::Ret::default()
+            };
+            map.insert(key(i), value, 0).unwrap();
+        }
+        let pin = Path::new(BPFFS).join(format!("shoal-test-flows-{}", std::process::id()));
+        IterableMap::map(&map)
+            .pin(&pin)
+            .expect("pinning (is bpffs mounted?)");
+        let fd = MapData::from_pin(&pin);
+        let _ = std::fs::remove_file(&pin);
+        let fd = fd.expect("opening the pin");
+
+        // The batch paths themselves, not their fallbacks.
+        let mut seen: Vec<(abi::FlowKey, abi::Ret)> = match batch_flows(&fd) {
+            Ok(v) => v,
+            Err(_) => panic!("BPF_MAP_LOOKUP_BATCH failed"),
+        };
+        seen.sort_by_key(|(k, _)| k.saddr);
+        assert_eq!(seen.len(), 9_000);
+        for (i, (k, v)) in seen.iter().enumerate() {
+            assert_eq!((*k, v.last_seen), (key(i as u32), i as u64));
+        }
+
+        // Every third key of the first 6,000, with keys that were never there
+        // among them (also first and last).
+        let mut doomed: Vec<abi::FlowKey> = vec![key(50_000)];
+        for i in (0..6_000).step_by(3) {
+            doomed.push(key(i));
+            if i % 999 == 0 {
+                doomed.push(key(100_000 + i));
+            }
+        }
+        doomed.push(key(60_000));
+        assert!(
+            batch_delete(&fd, &doomed).is_ok(),
+            "BPF_MAP_DELETE_BATCH failed"
+        );
+        let left: std::collections::BTreeSet<u32> = all_flows(&fd, &map)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k.saddr)
+            .collect();
+        let want: std::collections::BTreeSet<u32> =
+            (0..9_000).filter(|i| *i >= 6_000 || i % 3 != 0).collect();
+        assert_eq!(left, want);
     }
 }
