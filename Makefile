@@ -37,6 +37,7 @@ bench: build
 	./bench/scale.sh
 	./bench/overlay.sh
 	./bench/lb.sh
+	./bench/lb-scale.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
