@@ -13,57 +13,6 @@ use common::*;
 const CLIENT: &str = "client";
 const HOST_8081: &str = "mode=host,published=8081,target=80";
 
-/// A 3-node swarm (vm1 manager, vm2 and vm3 workers).
-fn swarm(prefix: &str) -> Swarm {
-    let s = Swarm::lab(prefix, 3);
-    s.form(&[("vm2", "worker"), ("vm3", "worker")]);
-    s
-}
-
-/// `service ps` rows of the tasks meant to run, as "NODE CURRENT-STATE".
-fn running_rows(s: &Swarm, svc: &str) -> Vec<String> {
-    s.ok(
-        "vm1",
-        &[
-            "service",
-            "ps",
-            "-f",
-            "desired-state=running",
-            "--format",
-            "{{.Node}} {{.CurrentState}}",
-            svc,
-        ],
-    )
-    .lines()
-    .map(str::to_string)
-    .collect()
-}
-
-/// Waits until `svc` runs exactly one task on each of `nodes`.
-fn wait_running_on(s: &Swarm, svc: &str, nodes: &[&str]) {
-    wait_until(
-        &format!("{svc} running on {nodes:?}"),
-        Duration::from_secs(40),
-        || {
-            let rows = running_rows(s, svc);
-            let mut on: Vec<&str> = rows
-                .iter()
-                .filter(|r| r.contains(" Running "))
-                .filter_map(|r| r.split(' ').next())
-                .collect();
-            on.sort();
-            (rows.len() == nodes.len() && on == nodes).then_some(())
-        },
-    )
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e}\n{}\n{}",
-            s.ok("vm1", &["service", "ps", "--no-trunc", svc]),
-            s.log_tail("vm1")
-        )
-    });
-}
-
 /// One HTTP request from the client namespace: the body, or curl's exit code.
 fn curl(s: &Swarm, url: &str) -> Result<String, i32> {
     let out = s
@@ -88,11 +37,6 @@ fn udp(s: &Swarm, addr: &str, port: u16) -> Option<String> {
     let out = s.lab.exec(CLIENT, &["bash", "-c", &script]).expect("bash");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     (out.status.success() && !text.is_empty()).then_some(text)
-}
-
-fn field<'a>(body: &'a str, name: &str) -> Option<&'a str> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
 }
 
 fn url(s: &Swarm, node: &str, port: u16) -> String {
@@ -140,14 +84,14 @@ fn create_web(s: &Swarm, name: &str, publish: &[&str], constraint: &str) {
 /// `service ls` and `service ps` show the ports as docker does.
 #[test]
 fn host_mode_port_answers_only_where_a_task_runs() {
-    let s = swarm("hmod");
+    let s = Swarm::three("hmod");
     create_web(
         &s,
         "web",
         &[HOST_8081, "mode=host,published=8081,target=80,protocol=udp"],
         "node.hostname != vm1",
     );
-    wait_running_on(&s, "web", &["vm2", "vm3"]);
+    s.wait_running_on("web", &["vm2", "vm3"]);
 
     let ports = r#"[{"Protocol":"tcp","TargetPort":80,"PublishedPort":8081,"PublishMode":"host"},{"Protocol":"udp","TargetPort":80,"PublishedPort":8081,"PublishMode":"host"}]"#;
     for path in [".Spec.EndpointSpec.Ports", ".Endpoint.Ports"] {
@@ -256,9 +200,9 @@ fn host_mode_port_answers_only_where_a_task_runs() {
 /// a bad mode is refused and changes nothing.
 #[test]
 fn host_mode_port_is_a_node_resource() {
-    let s = swarm("hmrs");
+    let s = Swarm::three("hmrs");
     create_web(&s, "web", &[HOST_8081], "node.hostname != vm1");
-    wait_running_on(&s, "web", &["vm2", "vm3"]);
+    s.wait_running_on("web", &["vm2", "vm3"]);
 
     s.ok(
         "vm1",
@@ -384,7 +328,7 @@ fn host_mode_port_is_a_node_resource() {
     // and the node left without a task stops answering.
     s.ok("vm1", &["service", "rm", "web"]);
     wait_until("api running", Duration::from_secs(40), || {
-        let rows = running_rows(&s, "api");
+        let rows = s.running_rows("api");
         rows.iter()
             .find(|r| r.contains(" Running "))
             .and_then(|r| r.split(' ').next().map(str::to_string))
@@ -410,7 +354,7 @@ fn host_mode_port_is_a_node_resource() {
 /// publishes in host mode too.
 #[test]
 fn publish_add_rm_and_compose_host_mode() {
-    let s = swarm("hmup");
+    let s = Swarm::three("hmup");
     s.ok(
         "vm1",
         &[
@@ -427,7 +371,7 @@ fn publish_add_rm_and_compose_host_mode() {
             "0.0.0.0:80",
         ],
     );
-    wait_running_on(&s, "web", &["vm2"]);
+    s.wait_running_on("web", &["vm2"]);
     assert_eq!(curl(&s, &url(&s, "vm2", 8084)), Err(REFUSED));
     s.ok(
         "vm1",
@@ -494,7 +438,7 @@ fn publish_add_rm_and_compose_host_mode() {
         "{}",
         String::from_utf8_lossy(&deployed.stderr)
     );
-    wait_running_on(&s, "hm_whoami", &["vm3"]);
+    s.wait_running_on("hm_whoami", &["vm3"]);
     let out = s.ok(
         "vm1",
         &[

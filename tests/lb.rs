@@ -16,37 +16,6 @@ use common::*;
 
 const CLIENT: &str = "client";
 
-/// A 3-node swarm (vm1 manager, vm2 and vm3 workers).
-fn swarm(prefix: &str) -> Swarm {
-    let s = Swarm::lab(prefix, 3);
-    s.form(&[("vm2", "worker"), ("vm3", "worker")]);
-    s
-}
-
-/// Waits until `svc` has `n` running tasks.
-fn wait_running(s: &Swarm, svc: &str, n: usize) {
-    wait_until(
-        &format!("{n} running tasks of {svc}"),
-        Duration::from_secs(30),
-        || {
-            let out = s.ok(
-                "vm1",
-                &[
-                    "service",
-                    "ps",
-                    "-f",
-                    "desired-state=running",
-                    "--format",
-                    "{{.CurrentState}}",
-                    svc,
-                ],
-            );
-            (out.lines().filter(|l| l.starts_with("Running")).count() == n).then_some(())
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tail("vm1")));
-}
-
 /// One HTTP request from the client namespace; the body on success.
 fn curl(s: &Swarm, url: &str) -> Option<String> {
     let out = s
@@ -56,11 +25,6 @@ fn curl(s: &Swarm, url: &str) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn field<'a>(body: &'a str, name: &str) -> Option<&'a str> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
 }
 
 /// Requests `url` from the client, one new connection each, until `stop` is set
@@ -124,14 +88,14 @@ fn web(s: &Swarm, replicas: &str, publish: &str, extra: &[&str]) {
 
 #[test]
 fn mesh_answers_on_every_node_with_the_clients_address() {
-    let s = swarm("lbmesh");
+    let s = Swarm::three("lbmesh");
     web(
         &s,
         "1",
         "8080:80",
         &["--constraint", "node.hostname == vm2"],
     );
-    wait_running(&s, "web", 1);
+    s.wait_running("web", 1);
     // Every node answers, also vm1 and vm3 which run no task of the service.
     for node in ["vm1", "vm2", "vm3"] {
         let url = format!("http://{}:8080/", s.addr(node));
@@ -180,14 +144,14 @@ fn mesh_answers_on_every_node_with_the_clients_address() {
 
 #[test]
 fn rolling_update_and_drain_lose_no_request() {
-    let s = swarm("lbupd");
+    let s = Swarm::three("lbupd");
     web(
         &s,
         "2",
         "8080:80",
         &["--update-parallelism", "1", "--update-delay", "1s"],
     );
-    wait_running(&s, "web", 2);
+    s.wait_running("web", 2);
     let url = format!("http://{}:8080/", s.addr("vm1"));
     wait_until("the mesh answers", Duration::from_secs(10), || {
         curl(&s, &url)
@@ -249,14 +213,14 @@ fn rolling_update_and_drain_lose_no_request() {
 
 #[test]
 fn dead_node_costs_under_a_second_of_failures() {
-    let s = swarm("lbdead");
+    let s = Swarm::three("lbdead");
     web(
         &s,
         "2",
         "8080:80",
         &["--constraint", "node.hostname != vm1"],
     );
-    wait_running(&s, "web", 2);
+    s.wait_running("web", 2);
     let url = format!("http://{}:8080/", s.addr("vm1"));
     wait_until("the mesh answers", Duration::from_secs(10), || {
         curl(&s, &url)
@@ -318,7 +282,7 @@ fn dead_node_costs_under_a_second_of_failures() {
 
 #[test]
 fn vip_reaches_a_service_on_other_nodes() {
-    let s = swarm("lbvip");
+    let s = Swarm::three("lbvip");
     s.ok("vm1", &["network", "create", "front"]);
     s.ok(
         "vm1",
@@ -357,8 +321,8 @@ fn vip_reaches_a_service_on_other_nodes() {
             "600",
         ],
     );
-    wait_running(&s, "api", 2);
-    wait_running(&s, "cli", 1);
+    s.wait_running("api", 2);
+    s.wait_running("cli", 1);
     let vip = s.ok(
         "vm1",
         &[
@@ -435,7 +399,7 @@ for line in sys.stdin:
 
 #[test]
 fn open_connection_outlives_its_backends_removal() {
-    let s = swarm("lbkeep");
+    let s = Swarm::three("lbkeep");
     s.ok(
         "vm1",
         &[
@@ -458,7 +422,7 @@ fn open_connection_outlives_its_backends_removal() {
             LINGERING_SERVER,
         ],
     );
-    wait_running(&s, "echo", 2);
+    s.wait_running("echo", 2);
     let vm1 = s.addr("vm1");
     let one_shot = |s: &Swarm| {
         let out = s
@@ -559,7 +523,7 @@ fn num(v: &serde_json::Value, key: &str) -> u64 {
 /// carries the same per-backend series.
 #[test]
 fn debug_lb_and_metrics_show_backends_states_and_shares() {
-    let s = swarm("lbdbg");
+    let s = Swarm::three("lbdbg");
     s.ok(
         "vm1",
         &[
@@ -582,7 +546,7 @@ fn debug_lb_and_metrics_show_backends_states_and_shares() {
             LINGERING_SERVER,
         ],
     );
-    wait_running(&s, "echo", 2);
+    s.wait_running("echo", 2);
     let vm1 = s.addr("vm1");
     let one_shot = || {
         let out = s
@@ -898,7 +862,7 @@ fn conntrack_timeouts_expire_short_flows_and_keep_long_ones() {
             TCP_UDP_SERVER,
         ],
     );
-    wait_running(&s, "echo", 1);
+    s.wait_running("echo", 1);
     let vm1 = s.addr("vm1");
     wait_until(
         "vm1's load balancer has both frontends",

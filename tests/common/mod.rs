@@ -184,6 +184,70 @@ impl Swarm {
     }
 
     /// Form vm1 (init) + the given joins, e.g. [("vm2","manager"),("vm3","worker")].
+    /// A 3-node swarm: vm1 manager, vm2 and vm3 workers.
+    pub fn three(prefix: &str) -> Swarm {
+        let s = Swarm::lab(prefix, 3);
+        s.form(&[("vm2", "worker"), ("vm3", "worker")]);
+        s
+    }
+
+    /// `service ps` rows of the tasks of `svc` meant to run, as "NODE CURRENT-STATE".
+    pub fn running_rows(&self, svc: &str) -> Vec<String> {
+        self.ok(
+            "vm1",
+            &[
+                "service",
+                "ps",
+                "-f",
+                "desired-state=running",
+                "--format",
+                "{{.Node}} {{.CurrentState}}",
+                svc,
+            ],
+        )
+        .lines()
+        .map(str::to_string)
+        .collect()
+    }
+
+    /// Waits until `svc` has `n` running tasks.
+    pub fn wait_running(&self, svc: &str, n: usize) {
+        wait_until(
+            &format!("{n} running tasks of {svc}"),
+            Duration::from_secs(30),
+            || {
+                let rows = self.running_rows(svc);
+                (rows.iter().filter(|r| r.contains(" Running ")).count() == n).then_some(())
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.log_tail("vm1")));
+    }
+
+    /// Waits until `svc` runs exactly one task on each of `nodes` (sorted).
+    pub fn wait_running_on(&self, svc: &str, nodes: &[&str]) {
+        wait_until(
+            &format!("{svc} running on {nodes:?}"),
+            Duration::from_secs(40),
+            || {
+                let rows = self.running_rows(svc);
+                let mut on: Vec<&str> = rows
+                    .iter()
+                    .filter(|r| r.contains(" Running "))
+                    .filter_map(|r| r.split(' ').next())
+                    .collect();
+                on.sort();
+                (rows.len() == nodes.len() && on == nodes).then_some(())
+            },
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}\n{}\n{}",
+                self.ok("vm1", &["service", "ps", "--no-trunc", svc]),
+                self.log_tail("vm1")
+            )
+        });
+    }
+
     pub fn form(&self, joins: &[(&str, &str)]) {
         self.init("vm1");
         for (node, role) in joins {
@@ -198,4 +262,10 @@ impl Swarm {
             self.wait_node("vm1", node, "Ready", manager, Duration::from_secs(20));
         }
     }
+}
+
+/// The value of a `Name: value` line of a shoal-whoami answer.
+pub fn field<'a>(body: &'a str, name: &str) -> Option<&'a str> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
 }
