@@ -1165,6 +1165,13 @@ fn node_ingress_cases() -> Vec<Case> {
     let lo_ack = loopback_tcp(40000, ACK);
     let lo_b = pick(SVC_TCP, &lo_syn.key());
     let lo_port = derived_snat_port(&lo_syn, 1);
+    // A port from which a loopback client and one on the node's address reach
+    // the same backend.
+    let shared = shared_port();
+    let lo_shared = loopback_tcp(shared, SYN);
+    let node_syn = Pkt::tcp((NODE, shared), (NODE, PORT_TCP), SYN);
+    let shared_b = pick(SVC_TCP, &node_syn.key());
+    let node_port = derived_snat_port(&node_syn, 1);
 
     vec![
         Case {
@@ -1494,6 +1501,18 @@ fn node_ingress_cases() -> Vec<Case> {
             },
         },
         Case {
+            name: "node_ingress: a client on the node's address gets another port when a SNATed flow holds its own",
+            setup: with_loopback,
+            steps: vec![
+                step(NI, &lo_shared, TC_ACT_REDIRECT, Some(&snat_dnat(&lo_shared, shared_b, shared))),
+                step(NI, &node_syn, TC_ACT_REDIRECT, Some(&snat_dnat(&node_syn, shared_b, node_port))),
+            ],
+            check: |env| {
+                let p = Pkt::tcp((NODE, shared_port()), (NODE, PORT_TCP), SYN);
+                check_snat_flow(env, &p, derived_snat_port(&p, 1));
+            },
+        },
+        Case {
             name: "node_ingress: in SNAT mode (node flag) an outside client is SNATed too",
             setup: |env| env.set_config(|c| c.flags = CFG_F_SNAT),
             steps: vec![step(NI, &syn, TC_ACT_REDIRECT, Some(&snat_dnat(&syn, b, 40000)))],
@@ -1526,6 +1545,17 @@ fn node_ingress_cases() -> Vec<Case> {
             },
         },
     ]
+}
+
+/// The first client port from which 127.0.0.1 and the node's address pick the
+/// same backend of the TCP service.
+fn shared_port() -> u16 {
+    (40000..41000)
+        .find(|&p| {
+            pick(SVC_TCP, &loopback_tcp(p, SYN).key()).id
+                == pick(SVC_TCP, &Pkt::tcp((NODE, p), (NODE, PORT_TCP), SYN).key()).id
+        })
+        .expect("some port shares a backend")
 }
 
 fn loopback_tcp(sport: u16, flags: u8) -> Pkt {

@@ -45,10 +45,13 @@ int lb_node_ingress(struct __sk_buff *skb)
 	}
 	port = be->port ? be->port : p.key.dport;
 	/* A backend cannot answer a loopback address: such clients are always
-	 * SNATed to the node's address, others when the node or service says so. */
-	int snat = is_loopback(p.key.saddr) || (cfg->flags & LB_CFG_F_SNAT) ||
-		   (svc->flags & LB_SVC_F_SNAT);
+	 * SNATed to the node's address, others when the node or service says so.
+	 * A client on the node's address goes the same way (the address stays, the
+	 * port too unless a SNATed flow holds it), so the two never share a reply
+	 * tuple. */
 	__u32 snat_addr = cfg->snat_addr;
+	int snat = is_loopback(p.key.saddr) || p.key.saddr == snat_addr ||
+		   (cfg->flags & LB_CFG_F_SNAT) || (svc->flags & LB_SVC_F_SNAT);
 	__u16 nat_port = c.nat_port;
 	if (snat && !snat_addr) {
 		count_drop(svc->id);
