@@ -543,7 +543,10 @@ impl LoadBalancer {
         self.attach(NODE_INGRESS, None, "lo", TcAttachType::Ingress)?;
         for knob in ["accept_local", "route_localnet"] {
             let path = format!("/proc/sys/net/ipv4/conf/lo/{knob}");
-            std::fs::write(&path, "1").map_err(|e| LbError::Io(format!("writing {path}"), e))?;
+            // Without it only the node's own clients go unanswered: not fatal.
+            if let Err(e) = std::fs::write(&path, "1") {
+                tracing::warn!(path, error = %e, "published ports will not answer the node itself");
+            }
         }
         self.config.underlay_ifindex = ifindex(underlay_ifname)?;
         self.config.snat_addr = u32::from_ne_bytes(node_addr.octets());
