@@ -66,7 +66,7 @@ impl Swarm {
             out.status.success(),
             "shoal {args:?} on {node} failed: {}\n{}",
             String::from_utf8_lossy(&out.stderr),
-            self.log_tail(node)
+            self.log_tails()
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
@@ -80,6 +80,17 @@ impl Swarm {
             String::from_utf8_lossy(&out.stdout)
         );
         String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Every node's log tail: a failure on one node is often explained by another's log
+    /// (a join refused by the leader, say).
+    pub fn log_tails(&self) -> String {
+        self.lab
+            .nodes()
+            .iter()
+            .map(|n| self.log_tail(n))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     pub fn log_tail(&self, node: &str) -> String {

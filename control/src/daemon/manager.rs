@@ -24,6 +24,8 @@ use crate::types::{ManagerView, NodeState, Role};
 /// How long a write may wait for a quorum before the client is told there is none.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(4);
 const READ_TIMEOUT: Duration = Duration::from_secs(3);
+/// Pause between leadership confirmation rounds of one read.
+const READ_RETRY: Duration = Duration::from_millis(50);
 
 pub struct Manager {
     pub raft: Raft,
@@ -172,10 +174,24 @@ impl Manager {
     }
 
     /// A linearizable read of the state: the leader confirms it still leads first.
+    ///
+    /// One confirmation round gives each voter only a heartbeat interval to answer; a voter
+    /// busy for longer (a manager that has just joined is loading its eBPF programs) fails
+    /// the round without anything being wrong. Such a round is retried until READ_TIMEOUT;
+    /// losing leadership fails at once.
     pub async fn read_state(&self) -> Result<ClusterState, ApiError> {
-        match tokio::time::timeout(READ_TIMEOUT, self.raft.ensure_linearizable()).await {
-            Ok(Ok(_)) => Ok(self.sm.state()),
-            _ => Err(ApiError::daemon(msg::NO_LEADER)),
+        let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.raft.ensure_linearizable()).await {
+                Ok(Ok(_)) => return Ok(self.sm.state()),
+                Ok(Err(openraft::error::RaftError::APIError(
+                    openraft::error::CheckIsLeaderError::QuorumNotEnough(e),
+                ))) if tokio::time::Instant::now() + READ_RETRY < deadline => {
+                    tracing::debug!(error = %e, "leadership not confirmed, retrying the read");
+                    tokio::time::sleep(READ_RETRY).await;
+                }
+                _ => return Err(ApiError::daemon(msg::NO_LEADER)),
+            }
         }
     }
 }
