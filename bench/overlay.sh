@@ -22,6 +22,9 @@
 #   alike. Off by default: tasks do not run pinned, and pinning costs the overlay more
 #   than the underlay here (the sender's CPU runs the whole receive path in softirq up to
 #   the receiving socket, more of it on the overlay; pinned, it cannot move away).
+# - FASTPATH=0 runs the daemons with --no-overlay-fastpath: the overlay is then only the
+#   kernel's bridge and VXLAN device (what Shoal did before the eBPF fast path, and what
+#   Docker does), for comparison. The result file says which was measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build -q --bins -p shoal -p shoal-whoami
@@ -33,6 +36,9 @@ N=${N:-20}
 QUIET=${QUIET:-10}
 QUIET_WAIT=${QUIET_WAIT:-120}
 PIN=${PIN:-0}
+FASTPATH=${FASTPATH:-1}
+lab_args=()
+[ "$FASTPATH" = 1 ] || lab_args=(--shoald-arg=--no-overlay-fastpath)
 out="bench/results/overlay-$(date -u +%Y%m%dT%H%M%SZ).txt"
 trap 'shoal lab down --name "$LAB" >/dev/null 2>&1 || true' EXIT
 on() { local n=$1; shift; shoal lab exec --name "$LAB" "$n" -- "$@"; }
@@ -64,7 +70,7 @@ median() { sort -n | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else pr
 run_mtu() {
   local mtu=$1
   shoal lab down --name "$LAB" >/dev/null 2>&1 || true
-  shoal lab up --name "$LAB" --nodes 2 --mtu "$mtu" >/dev/null
+  shoal lab up --name "$LAB" --nodes 2 --mtu "$mtu" "${lab_args[@]}" >/dev/null
   on vm1 shoal swarm init --advertise-addr 10.77.0.11 --dispatcher-heartbeat 1s >/dev/null
   on vm2 shoal swarm join --token "$(on vm1 shoal swarm join-token -q worker)" 10.77.0.11:2377 >/dev/null
   on vm1 shoal network create perf >/dev/null
@@ -106,7 +112,7 @@ run_mtu() {
 propagation() {
   # Time from a task running on vm2 to a task on vm1 reaching it, N times.
   shoal lab down --name "$LAB" >/dev/null 2>&1 || true
-  shoal lab up --name "$LAB" --nodes 2 >/dev/null
+  shoal lab up --name "$LAB" --nodes 2 "${lab_args[@]}" >/dev/null
   on vm1 shoal swarm init --advertise-addr 10.77.0.11 --dispatcher-heartbeat 1s >/dev/null
   on vm2 shoal swarm join --token "$(on vm1 shoal swarm join-token -q worker)" 10.77.0.11:2377 >/dev/null
   on vm1 shoal network create prop >/dev/null
@@ -128,7 +134,8 @@ propagation() {
 
 {
 echo "# bench/overlay.sh  ($(date -u +%FT%TZ), $(nproc) cores, kernel $(uname -r), commit $(git describe --always --dirty))"
-echo "# command: SECS=$SECS REPS=$REPS N=$N QUIET=$QUIET QUIET_WAIT=$QUIET_WAIT PIN=$PIN bench/overlay.sh"
+echo "# command: SECS=$SECS REPS=$REPS N=$N QUIET=$QUIET QUIET_WAIT=$QUIET_WAIT PIN=$PIN FASTPATH=$FASTPATH bench/overlay.sh"
+echo "# overlay fast path (VXLAN in eBPF): $([ "$FASTPATH" = 1 ] && echo on || echo "off (--no-overlay-fastpath)")"
 echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 run_mtu 1500
 run_mtu 9000

@@ -326,6 +326,28 @@ pub struct LbReport {
     pub timeouts: LbTimeouts,
     pub conntrack: LbConntrack,
     pub services: Vec<LbServiceReport>,
+    /// The overlay's fast path on this node.
+    #[serde(default)]
+    pub overlay: LbOverlay,
+}
+
+/// The overlay's fast path (VXLAN in eBPF) on a node: packets it carried since
+/// its maps were made, and what it knows. Off with `shoald --no-overlay-fastpath`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct LbOverlay {
+    pub enabled: bool,
+    /// Frames of local tasks encapsulated to other nodes.
+    pub encapsulated: u64,
+    /// Mesh requests encapsulated here, at the entry node, to a backend's node.
+    pub mesh_encapsulated: u64,
+    /// Frames decapsulated here into local tasks.
+    pub decapsulated: u64,
+    /// Mesh replies decapsulated here and sent on to their clients.
+    pub mesh_replies: u64,
+    /// Overlay endpoints (local and remote tasks) and networks in its maps.
+    pub endpoints: u64,
+    pub networks: u64,
 }
 
 /// Conntrack idle timeouts, in nanoseconds (docker's unit for durations).

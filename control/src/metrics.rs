@@ -55,6 +55,8 @@ struct LbMetrics {
     drops: IntCounterVec,
     maglev_size: IntGaugeVec,
     conntrack: IntGaugeVec,
+    overlay_packets: IntCounterVec,
+    overlay_entries: IntGaugeVec,
 }
 
 impl LbMetrics {
@@ -143,6 +145,22 @@ impl LbMetrics {
                 &["state"],
             )
             .expect(ok),
+            overlay_packets: IntCounterVec::new(
+                opts(
+                    "shoal_overlay_fastpath_packets_total",
+                    "Packets the overlay's eBPF fast path carried on this node, by what it did: encapsulated (a local task's frame to another node), mesh_encapsulated (a mesh request to a backend's node), decapsulated (into a local task), mesh_reply (a mesh reply on to its client).",
+                ),
+                &["path"],
+            )
+            .expect(ok),
+            overlay_entries: IntGaugeVec::new(
+                opts(
+                    "shoal_overlay_fastpath_entries",
+                    "What the overlay's fast path knows: endpoints (tasks' addresses) and networks; absent when it is off.",
+                ),
+                &["kind"],
+            )
+            .expect(ok),
         }
     }
 
@@ -158,6 +176,8 @@ impl LbMetrics {
             Box::new(self.drops.clone()),
             Box::new(self.maglev_size.clone()),
             Box::new(self.conntrack.clone()),
+            Box::new(self.overlay_packets.clone()),
+            Box::new(self.overlay_entries.clone()),
         ]
     }
 
@@ -172,6 +192,8 @@ impl LbMetrics {
         self.drops.reset();
         self.maglev_size.reset();
         self.conntrack.reset();
+        self.overlay_packets.reset();
+        self.overlay_entries.reset();
     }
 
     fn fill(&self, report: &LbReport) {
@@ -185,6 +207,22 @@ impl LbMetrics {
             ("expired", c.expired),
         ] {
             self.conntrack.with_label_values(&[state]).set(gauge(n));
+        }
+        let o = &report.overlay;
+        if o.enabled {
+            for (path, n) in [
+                ("encapsulated", o.encapsulated),
+                ("mesh_encapsulated", o.mesh_encapsulated),
+                ("decapsulated", o.decapsulated),
+                ("mesh_reply", o.mesh_replies),
+            ] {
+                self.overlay_packets.with_label_values(&[path]).inc_by(n);
+            }
+            for (kind, n) in [("endpoints", o.endpoints), ("networks", o.networks)] {
+                self.overlay_entries
+                    .with_label_values(&[kind])
+                    .set(gauge(n));
+            }
         }
         for s in &report.services {
             let svc = [s.name.as_str(), s.frontend.as_str()];
@@ -406,7 +444,7 @@ pub async fn serve(daemon: Arc<Daemon>, addr: SocketAddr) -> std::io::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{LbBackendReport, LbConntrack, LbServiceReport, LbTimeouts};
+    use crate::api::{LbBackendReport, LbConntrack, LbOverlay, LbServiceReport, LbTimeouts};
 
     fn report(backends: Vec<LbBackendReport>) -> LbReport {
         LbReport {
@@ -434,6 +472,15 @@ mod tests {
                 drops: 9,
                 backends,
             }],
+            overlay: LbOverlay {
+                enabled: true,
+                encapsulated: 11,
+                mesh_encapsulated: 12,
+                decapsulated: 13,
+                mesh_replies: 14,
+                endpoints: 5,
+                networks: 2,
+            },
         }
     }
 
@@ -479,6 +526,9 @@ mod tests {
             "shoal_lb_service_maglev_size{frontend=\"*:8080/tcp\",service=\"web\"} 7".into(),
             "shoal_lb_conntrack_entries{state=\"tcp_established\"} 2".into(),
             "shoal_lb_conntrack_entries{state=\"expired\"} 5".into(),
+            "shoal_overlay_fastpath_packets_total{path=\"encapsulated\"} 11".into(),
+            "shoal_overlay_fastpath_packets_total{path=\"mesh_reply\"} 14".into(),
+            "shoal_overlay_fastpath_entries{kind=\"endpoints\"} 5".into(),
             "# TYPE shoal_lb_backend_packets_total counter".into(),
             "# TYPE shoal_lb_backend_active_flows gauge".into(),
         ] {
@@ -491,7 +541,13 @@ mod tests {
         assert!(!text.contains(r#"task="web.2""#), "web.2 left: {text}");
         assert!(text.contains(&format!("shoal_lb_backend_maglev_slots{{{l}}} 7")));
 
+        let mut off = report(vec![]);
+        off.overlay.enabled = false;
+        m.refresh_lb(Some(&off));
+        assert!(!m.encode().contains("shoal_overlay_"), "{}", m.encode());
+
         m.refresh_lb(None);
         assert!(!m.encode().contains("shoal_lb_"), "{}", m.encode());
+        assert!(!m.encode().contains("shoal_overlay_"), "{}", m.encode());
     }
 }

@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use shoal_dataplane::lb::{pin_dir, remove_pins, LoadBalancer, Settings, Timeouts};
 use shoal_dataplane::net::{
     format_mac, mac_for_ip, netns_delete, task_netns_create, task_netns_delete, underlay_mtu,
-    Ipv4Net, LocalEndpoint, NodeOverlay, OverlaySpec, RemoteEndpoint, VXLAN_PORT,
+    ApplyReport, Ipv4Net, LocalEndpoint, NodeOverlay, OverlaySpec, PortHook, RemoteEndpoint,
+    VXLAN_PORT,
 };
 
 /// Scratch space for namespace files of the tests (bind mounts, so on /run, not in a tempdir).
@@ -101,6 +103,7 @@ impl Underlay {
             host_netns: Some(self.host_netns(host)),
             netns_dir: self.dir.join(host),
             port_hook: None,
+            uplinks: true,
         }
     }
 
@@ -265,6 +268,51 @@ async fn two_nodes(mtu: u32) -> TwoNodes {
     assert!(report.created);
     assert_eq!(report.attached, vec!["task-a"]);
     assert!(report.failed.is_empty(), "{:?}", report.failed);
+    // The fast path's uplink: made once, its two ends where they belong, and
+    // the task's port named by its index in the network's namespace.
+    let uplink = report.uplink.clone().expect("an uplink");
+    assert!(report.uplink_created);
+    assert_eq!(
+        (uplink.node_name.as_str(), uplink.net_name.as_str()),
+        ("sup-1004", "sux-1004")
+    );
+    let host_links = in_ns_ok(
+        &u.host_netns("a"),
+        &["ip", "-o", "link", "show", "sup-1004"],
+    );
+    assert!(
+        host_links.starts_with(&format!("{}: sup-1004@", uplink.node_index)),
+        "{host_links}"
+    );
+    assert!(
+        host_links.contains(&format!("mtu {mtu} ")),
+        "uplink MTU: {host_links}"
+    );
+    let net_links = in_ns_ok(&a.network_netns("net1"), &["ip", "-o", "link", "show"]);
+    assert!(
+        net_links.contains(&format!("{}: sux-1004@", uplink.net_index)),
+        "{net_links}"
+    );
+    let up_line = net_links
+        .lines()
+        .find(|l| l.contains("sux-1004@"))
+        .unwrap_or_default();
+    assert!(
+        !up_line.contains(" master "),
+        "the uplink is on no bridge: {up_line}"
+    );
+    assert_eq!(report.ports.len(), 1);
+    assert_eq!(report.ports[0].ip, ea.ip);
+    assert!(
+        net_links.contains(&format!("{}: sv", report.ports[0].index)),
+        "{net_links}"
+    );
+    let again = a
+        .apply(&net, std::slice::from_ref(&ea), &[remote(&eb, u.ip("b"))])
+        .await
+        .unwrap();
+    assert_eq!(again.uplink, Some(uplink));
+    assert!(!again.uplink_created);
     let report = b
         .apply(&net, std::slice::from_ref(&eb), &[remote(&ea, u.ip("a"))])
         .await
@@ -525,6 +573,7 @@ async fn last_local_endpoint_takes_the_devices_along() {
         !host_links.contains("sbr-") && !host_links.contains("svx-"),
         "{host_links}"
     );
+    assert!(!host_links.contains("sup-"), "uplink left: {host_links}");
     let sockets = in_ns_ok(&t.u.host_netns("a"), &["ss", "-Hun", "-l", "sport = :4789"]);
     assert!(sockets.trim().is_empty(), "VXLAN socket left: {sockets}");
     // Again: nothing to do. And remove() on b reports what it found.
@@ -539,9 +588,118 @@ async fn last_local_endpoint_takes_the_devices_along() {
 /// traffic with a task on a Shoal network both ways.
 #[tokio::test]
 async fn hand_made_vxlan_device_talks_to_a_task() {
+    hand_made_vxlan(false).await;
+}
+
+/// The same with the load balancer's overlay fast path on node a (as shoald
+/// runs it): the foreign device's frames are decapsulated by eBPF on a's
+/// underlay straight into the task, and the task's frames to another address
+/// that a's fast path knows as a remote endpoint (here: the foreign host) are
+/// encapsulated by eBPF at its port; the kernel device on the other side
+/// understands both.
+#[tokio::test]
+async fn hand_made_vxlan_device_talks_to_a_task_through_the_fast_path() {
+    hand_made_vxlan(true).await;
+}
+
+/// The load balancer of host `host`, loaded and attached in its namespace (as
+/// shoald does in its own), its pins removed when dropped.
+struct HostLb {
+    lb: std::sync::Arc<Mutex<LoadBalancer>>,
+    ns: PathBuf,
+    data_root: PathBuf,
+}
+
+impl HostLb {
+    fn load(u: &Underlay, host: &str) -> HostLb {
+        let ns = u.host_netns(host);
+        let data_root = u.dir.join(format!("lb-{host}"));
+        let settings = Settings {
+            pin_dir: pin_dir(&data_root),
+            maglev_size: 251,
+            seed: 1,
+            timeouts: Timeouts::default(),
+            snat: false,
+            overlay: true,
+        };
+        let addr = u.ip(host);
+        let lb = Self::in_host(&ns, move || {
+            let mut lb = LoadBalancer::load(settings).expect("loading the load balancer");
+            lb.attach_node("eth0", addr).expect("attaching it");
+            lb
+        });
+        HostLb {
+            lb: std::sync::Arc::new(Mutex::new(lb)),
+            ns,
+            data_root,
+        }
+    }
+
+    /// Runs `f` on a thread inside the host's namespace.
+    fn in_host<T: Send>(ns: &Path, f: impl FnOnce() -> T + Send) -> T {
+        let file = std::fs::File::open(ns).expect("the host namespace");
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+                f()
+            })
+            .join()
+            .expect("host thread")
+        })
+    }
+
+    /// What the agent does after an apply of `net` on the host.
+    fn sync(
+        &self,
+        node: &NodeOverlay,
+        net: &OverlaySpec,
+        report: &ApplyReport,
+        remotes: &[RemoteEndpoint],
+    ) {
+        let uplink = report.uplink.clone().expect("an uplink");
+        let netns = node.network_netns(&net.network_id);
+        Self::in_host(&self.ns, || {
+            self.lb
+                .lock()
+                .unwrap()
+                .sync_overlay(
+                    &net.network_id,
+                    net.vni,
+                    &netns,
+                    &uplink,
+                    &report.ports,
+                    remotes,
+                    VXLAN_PORT,
+                )
+                .expect("syncing the fast path")
+        });
+    }
+
+    fn hook(&self) -> PortHook {
+        let lb = self.lb.clone();
+        PortHook(std::sync::Arc::new(move |netns, port| {
+            lb.lock()
+                .unwrap()
+                .attach_task_port(netns, port)
+                .map_err(|e| e.to_string())
+        }))
+    }
+}
+
+impl Drop for HostLb {
+    fn drop(&mut self) {
+        remove_pins(&self.data_root);
+    }
+}
+
+async fn hand_made_vxlan(fast_path: bool) {
     let u = Underlay::new(&["a", "foreign"], 1500);
     let net = spec("net1", 4100, "10.0.9.0/24");
-    let a = u.node("a");
+    let mut a = u.node("a");
+    let lb = fast_path.then(|| HostLb::load(&u, "a"));
+    if let Some(lb) = &lb {
+        a.port_hook = Some(lb.hook());
+    }
     let ta = u.task("ta");
     let ea = endpoint("task-a", &ta, [10, 0, 9, 2]);
     let foreign_ip = Ipv4Addr::new(10, 0, 9, 100);
@@ -614,14 +772,25 @@ async fn hand_made_vxlan_device_talks_to_a_task() {
         mac: foreign_mac,
         node_addr: u.ip("foreign"),
     };
-    a.apply(&net, std::slice::from_ref(&ea), &[foreign])
+    let report = a
+        .apply(&net, std::slice::from_ref(&ea), &[foreign])
         .await
         .unwrap();
+    if let Some(lb) = &lb {
+        lb.sync(&a, &net, &report, &[foreign]);
+    }
     assert!(ping(&ta, foreign_ip), "task -> hand-made VXLAN host");
     assert!(
         ping(&u.host_netns("foreign"), ea.ip),
         "hand-made VXLAN host -> task"
     );
+    if let Some(lb) = &lb {
+        // Both ways went through the fast path, not the kernel device of a.
+        let fast = lb.lb.lock().unwrap().fast_path_report();
+        println!("fast path: {fast:?}");
+        assert!(fast.tx >= 2 && fast.rx >= 2, "{fast:?}");
+        assert_eq!((fast.endpoints, fast.networks), (2, 1), "{fast:?}");
+    }
 }
 
 /// A task that moves from node b to node c (same IP and MAC) is reachable from

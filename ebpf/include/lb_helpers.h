@@ -326,4 +326,93 @@ static __always_inline struct lb_flow_key reply_key(const struct pkt *p, __u32 a
 	return k;
 }
 
+/*
+ * A reply of a mesh flow on its way back to the client (lb_node_reply, or a
+ * reply the overlay's fast path decapsulated): its source becomes again the
+ * node address and published port the client used (and, for an SNATed flow,
+ * its destination the client's own address and port), and it leaves by the
+ * route to the client (the kernel resolves the next hop), or, for a client on
+ * this node, through lo. A packet of no known flow is dropped.
+ */
+static __always_inline int lb_reply(struct __sk_buff *skb, const struct lb_config *cfg)
+{
+	struct lb_rev *rev;
+	struct pkt p;
+
+	if (parse(skb, &p))
+		return TC_ACT_SHOT;
+	rev = bpf_map_lookup_elem(&lb_rev, &p.key);
+	if (!rev)
+		return TC_ACT_SHOT;
+	__u32 addr = rev->addr;
+	__u16 port = rev->port;
+	int snatted = rev->client_addr != 0;
+	__u32 client = snatted ? rev->client_addr : p.key.daddr;
+	__u16 client_port = snatted ? rev->client_port : p.key.dport;
+	__u32 out = cfg->underlay_ifindex;
+	if (nat(skb, &p, 0, addr, port))
+		return TC_ACT_SHOT;
+	if (snatted && nat(skb, &p, 1, client, client_port))
+		return TC_ACT_SHOT;
+	if (bpf_map_lookup_elem(&lb_local_addrs, &client)) {
+		/* A client on this node: hand the reply to lo as if it came in there. */
+		__u8 zero[ETH_ALEN] = {};
+		if (set_macs(skb, zero, zero))
+			return TC_ACT_SHOT;
+		return bpf_redirect(1, BPF_F_INGRESS);
+	}
+	return bpf_redirect_neigh(out, NULL, 0, 0);
+}
+
+/*
+ * What a task receives, on its way in (lb_task_in on its bridge port, or the
+ * overlay's fast path before it hands the frame to the task):
+ * - a reply from a backend of a VIP flow this task opened gets its source
+ *   back: the VIP and the port the task connected to;
+ * - a packet of a mesh flow (from some node's load-balancer MAC) records that
+ *   MAC for the flow's replies (see lb_task_out).
+ * TC_ACT_OK, or TC_ACT_SHOT when a rewrite failed.
+ */
+static __always_inline int task_rx(struct __sk_buff *skb)
+{
+	struct lb_rev *rev;
+	struct pkt p;
+
+	if (parse(skb, &p))
+		return TC_ACT_OK;
+	rev = bpf_map_lookup_elem(&lb_rev, &p.key);
+	if (rev) {
+		__u32 addr = rev->addr;
+		__u16 port = rev->port;
+		__u8 mac[ETH_ALEN];
+		__builtin_memcpy(mac, rev->mac, ETH_ALEN);
+		if (nat(skb, &p, 0, addr, port) || set_macs(skb, NULL, mac))
+			return TC_ACT_SHOT;
+		return TC_ACT_OK;
+	}
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return TC_ACT_OK;
+	if (eth->h_source[0] != LB_MAC0 || eth->h_source[1] != LB_MAC1)
+		return TC_ACT_OK;
+	struct lb_flow_key rk = {
+		.saddr = p.key.daddr,
+		.daddr = p.key.saddr,
+		.sport = p.key.dport,
+		.dport = p.key.sport,
+		.proto = p.key.proto,
+	};
+	struct lb_ret *ret = bpf_map_lookup_elem(&lb_ret, &rk);
+	__u64 now = bpf_ktime_get_ns();
+	if (ret && __builtin_memcmp(ret->mac, eth->h_source, ETH_ALEN) == 0 &&
+	    now - ret->last_seen < LB_CT_REFRESH_NS)
+		return TC_ACT_OK;
+	struct lb_ret entry = { .last_seen = now };
+	__builtin_memcpy(entry.mac, eth->h_source, ETH_ALEN);
+	bpf_map_update_elem(&lb_ret, &rk, &entry, BPF_ANY);
+	return TC_ACT_OK;
+}
+
 #endif

@@ -115,4 +115,29 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_svc_stats SEC(".maps");
 
+/* The overlay fast path: endpoints by address, networks by VNI (overlay.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, OV_MAX_ENDPOINTS);
+	__type(key, __u32);
+	__type(value, struct ov_ep);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ov_eps SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, OV_MAX_NETWORKS);
+	__type(key, __u32);
+	__type(value, struct ov_net);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ov_nets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, OV_STATS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ov_stats SEC(".maps");
+
 #endif

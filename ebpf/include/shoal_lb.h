@@ -19,6 +19,8 @@
 #define LB_CT_ENTRIES 262144
 #define LB_RET_ENTRIES 262144
 #define LB_MAX_LOCAL_ADDRS 64
+#define OV_MAX_ENDPOINTS 65536
+#define OV_MAX_NETWORKS 4096
 
 /* What a frontend is. */
 enum lb_scope {
@@ -48,6 +50,8 @@ struct lb_svc {
 #define LB_SVC_F_SNAT 1
 /* lb_config.flags: SNAT every mesh flow entering this node. */
 #define LB_CFG_F_SNAT 1
+/* lb_config.flags: the overlay fast path is on (VXLAN in eBPF, see overlay.h). */
+#define LB_CFG_F_OVERLAY 2
 
 enum lb_backend_state {
 	/* Takes new flows. */
@@ -126,9 +130,38 @@ struct lb_config {
 	__u8 lb_mac[6];         /* this node's load-balancer MAC */
 	__u8 pad[2];
 	__u32 flags;            /* LB_CFG_F_* */
-	__u32 pad2;
+	__u32 vtep;             /* this node's VTEP (underlay) address */
 	/* Idle timeouts in ns, indexed by enum lb_ct_state. */
 	__u64 timeout_ns[LB_CT_STATES];
+	__u16 vxlan_port;       /* the swarm's VXLAN UDP port */
+	__u8 pad3[6];
+};
+
+/* An overlay endpoint (a task's address on an overlay network), keyed by its
+ * IPv4 address. Subnets of the swarm's networks never overlap, and shoald
+ * leaves out an address two networks claim, so the address alone names it. */
+struct ov_ep {
+	__u32 vtep;    /* on another node: that node's VTEP address; 0: on this node */
+	__u32 ifindex; /* on this node: its port's host end, in the network's namespace */
+	__u32 vni;
+	__u8 mac[6];
+	__u8 pad[2];
+};
+
+/* An overlay network on this node, keyed by VNI: its uplink, the veth pair
+ * between the node's namespace and the network's that the fast path uses. */
+struct ov_net {
+	__u32 up_net;  /* the uplink's end in the network's namespace */
+	__u32 up_node; /* its end in the node's namespace */
+};
+
+/* Fast-path counters (per CPU), indexed by enum ov_stat. */
+enum ov_stat {
+	OV_TX = 0,       /* frames a task sent, encapsulated here */
+	OV_TX_MESH = 1,  /* mesh requests encapsulated at the entry node */
+	OV_RX = 2,       /* frames decapsulated here into a task */
+	OV_RX_REPLY = 3, /* mesh replies decapsulated here, sent to the client */
+	OV_STATS = 4,
 };
 
 /* Counters per service (per CPU; summed by shoald). */

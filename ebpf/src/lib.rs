@@ -12,6 +12,11 @@
 //!   VIPs, and the return path of mesh flows to the node that did the NAT.
 //! - `task_in` (tc egress of a task's bridge port): reverse NAT of VIP flows;
 //!   records which node's mesh a flow came through.
+//! - `ov_up_node` / `ov_up_net` (tc ingress of the two ends of a network's
+//!   uplink): the overlay's fast path (`include/overlay.h`), VXLAN in eBPF:
+//!   `task_out` encapsulates frames to tasks on other nodes and `node_ingress`
+//!   decapsulates frames for local tasks; the uplink carries them between the
+//!   network's namespace and the node's.
 //!
 //! All maps are defined once (`include/maps.h`) and pinned by name, so the
 //! objects share them and they outlive shoald.
@@ -24,13 +29,19 @@ pub const NODE_REPLY: &[u8] =
 pub const TASK_OUT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/task_out.bpf.o"));
 pub const TASK_IN: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/task_in.bpf.o"));
+pub const OV_UP_NODE: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ov_up_node.bpf.o"));
+pub const OV_UP_NET: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ov_up_net.bpf.o"));
 
 /// (object, program name) for each attach point.
-pub const PROGRAMS: [(&str, &[u8]); 4] = [
+pub const PROGRAMS: [(&str, &[u8]); 6] = [
     ("lb_node_ingress", NODE_INGRESS),
     ("lb_node_reply", NODE_REPLY),
     ("lb_task_out", TASK_OUT),
     ("lb_task_in", TASK_IN),
+    ("ov_up_node", OV_UP_NODE),
+    ("ov_up_net", OV_UP_NET),
 ];
 
 /// A hash of the shared header and map definitions: pins live under a
@@ -46,6 +57,15 @@ pub const SCOPE_VIP: u8 = 1;
 pub const SCOPE_NODEPORT: u8 = 2;
 pub const SVC_F_SNAT: u32 = 1;
 pub const CFG_F_SNAT: u32 = 1;
+pub const CFG_F_OVERLAY: u32 = 2;
+pub const OV_MAX_ENDPOINTS: u32 = 65536;
+
+/// Indexes of `ov_stats` (`enum ov_stat`).
+pub const OV_TX: u32 = 0;
+pub const OV_TX_MESH: u32 = 1;
+pub const OV_RX: u32 = 2;
+pub const OV_RX_REPLY: u32 = 3;
+pub const OV_STATS: u32 = 4;
 
 pub const BACKEND_ACTIVE: u8 = 0;
 pub const BACKEND_TERMINATING: u8 = 1;
@@ -111,9 +131,19 @@ pod! {
         pub lb_mac: [u8; 6],
         pub pad: [u8; 2],
         pub flags: u32,
-        pub pad2: u32,
+        pub vtep: u32,
         pub timeout_ns: [u64; CT_STATES],
+        pub vxlan_port: u16,
+        pub pad3: [u8; 6],
     }
+}
+pod! {
+    /// `struct ov_ep`: an overlay endpoint. `vtep` 0: on this node.
+    pub struct OvEp { pub vtep: u32, pub ifindex: u32, pub vni: u32, pub mac: [u8; 6], pub pad: [u8; 2], }
+}
+pod! {
+    /// `struct ov_net`: a network's uplink ends.
+    pub struct OvNet { pub up_net: u32, pub up_node: u32, }
 }
 pod! {
     /// `struct lb_counters`.
@@ -214,9 +244,13 @@ mod tests {
                 snat_addr,
                 lb_mac,
                 flags,
-                timeout_ns
+                vtep,
+                timeout_ns,
+                vxlan_port
             ]
         );
+        check!(c, "ov_ep", OvEp, [vtep, ifindex, vni, mac]);
+        check!(c, "ov_net", OvNet, [up_net, up_node]);
         check!(
             c,
             "lb_counters",
@@ -225,7 +259,7 @@ mod tests {
         );
         // Every struct of the C layout is checked above.
         let structs: std::collections::BTreeSet<_> = c.keys().map(|(s, _)| s.clone()).collect();
-        assert_eq!(structs.len(), 9, "{structs:?}");
+        assert_eq!(structs.len(), 11, "{structs:?}");
     }
 
     #[test]

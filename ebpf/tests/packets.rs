@@ -1,4 +1,5 @@
-//! Packet tests of the load balancer's four tc programs, run by the kernel
+//! Packet tests of the load balancer's tc programs (and the overlay fast
+//! path's), run by the kernel
 //! through BPF_PROG_TEST_RUN: each case fills the maps, feeds a packet built
 //! here (Ethernet + IPv4 + TCP/UDP with correct checksums, or ARP, or something
 //! malformed), and checks the verdict, the output packet byte for byte (its IP
@@ -8,7 +9,7 @@
 //! Needs root (make test runs it as root) and bpffs at /sys/fs/bpf (mounted
 //! here if missing). Every case gets its own pin directory,
 //! /sys/fs/bpf/shoal-test-<pid>-<n>, removed when the case ends, even on panic.
-//! Loading the four objects in every case is also the test that the verifier
+//! Loading every object in every case is also the test that the verifier
 //! accepts each program.
 
 use std::fs;
@@ -20,13 +21,16 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
 
-use aya::maps::{Array, HashMap, HashOfMaps, Map, MapData, MapError, PerCpuHashMap, PerCpuValues};
+use aya::maps::{
+    Array, HashMap, HashOfMaps, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues,
+};
 use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader};
 use shoal_ebpf::{
-    flow_hash, Backend, Config, Counters, Ct, FlowKey, Ret, Rev, Svc, SvcKey, BACKEND_ACTIVE,
-    BACKEND_DOWN, BACKEND_TERMINATING, CFG_F_SNAT, CT_CLOSING, CT_ESTABLISHED, CT_STATES, CT_SYN,
-    CT_UDP, MAGLEV_DEFAULT, PROGRAMS, SCOPE_NODEPORT, SCOPE_VIP, SVC_F_SNAT,
+    flow_hash, Backend, Config, Counters, Ct, FlowKey, OvEp, OvNet, Ret, Rev, Svc, SvcKey,
+    BACKEND_ACTIVE, BACKEND_DOWN, BACKEND_TERMINATING, CFG_F_OVERLAY, CFG_F_SNAT, CT_CLOSING,
+    CT_ESTABLISHED, CT_STATES, CT_SYN, CT_UDP, MAGLEV_DEFAULT, OV_RX, OV_RX_REPLY, OV_STATS, OV_TX,
+    OV_TX_MESH, PROGRAMS, SCOPE_NODEPORT, SCOPE_VIP, SVC_F_SNAT,
 };
 
 // ---------------------------------------------------------------------------
@@ -66,8 +70,20 @@ struct TestRunAttr {
     pad: u32,
 }
 
-/// Runs the program once on a copy of `input`: (its return value, the packet it left).
-fn test_run(prog: BorrowedFd<'_>, input: &[u8]) -> io::Result<(u32, Vec<u8>)> {
+/// `struct __sk_buff` (192 bytes) and the offset of its `gso_size`, which
+/// test-run copies into the packet's skb.
+const SKB_CTX_LEN: usize = 192;
+const SKB_CTX_GSO_SIZE: usize = 176;
+const SKB_CTX_GSO_SEGS: usize = 164;
+
+/// Runs the program once on a copy of `input`, made a GSO packet of
+/// `gso_size` unless 0: (its return value, the packet it left).
+fn test_run_gso(prog: BorrowedFd<'_>, input: &[u8], gso_size: u32) -> io::Result<(u32, Vec<u8>)> {
+    let mut ctx = [0u8; SKB_CTX_LEN];
+    ctx[SKB_CTX_GSO_SIZE..SKB_CTX_GSO_SIZE + 4].copy_from_slice(&gso_size.to_ne_bytes());
+    if gso_size != 0 {
+        ctx[SKB_CTX_GSO_SEGS..SKB_CTX_GSO_SEGS + 4].copy_from_slice(&2u32.to_ne_bytes());
+    }
     let mut out = vec![0u8; input.len() + 512];
     let mut attr = TestRunAttr {
         prog_fd: u32::try_from(prog.as_raw_fd()).expect("program fd"),
@@ -76,6 +92,8 @@ fn test_run(prog: BorrowedFd<'_>, input: &[u8]) -> io::Result<(u32, Vec<u8>)> {
         data_in: input.as_ptr() as u64,
         data_out: out.as_mut_ptr() as u64,
         repeat: 1,
+        ctx_size_in: u32::try_from(ctx.len()).expect("ctx size"),
+        ctx_in: ctx.as_ptr() as u64,
         ..TestRunAttr::default()
     };
     // SAFETY: bpf(BPF_PROG_TEST_RUN) with a fully initialised attr of the size
@@ -172,13 +190,17 @@ enum Prog {
     NodeReply,
     TaskOut,
     TaskIn,
+    OvUpNode,
+    OvUpNet,
 }
 
-const ALL_PROGS: [Prog; 4] = [
+const ALL_PROGS: [Prog; 6] = [
     Prog::NodeIngress,
     Prog::NodeReply,
     Prog::TaskOut,
     Prog::TaskIn,
+    Prog::OvUpNode,
+    Prog::OvUpNet,
 ];
 
 impl Prog {
@@ -188,6 +210,8 @@ impl Prog {
             Prog::NodeReply => "lb_node_reply",
             Prog::TaskOut => "lb_task_out",
             Prog::TaskIn => "lb_task_in",
+            Prog::OvUpNode => "ov_up_node",
+            Prog::OvUpNet => "ov_up_net",
         }
     }
 }
@@ -217,6 +241,9 @@ struct Env {
     config: Array<MapData, Config>,
     backend_stats: PerCpuHashMap<MapData, u32, Counters>,
     svc_stats: PerCpuHashMap<MapData, u32, Counters>,
+    ov_eps: HashMap<MapData, u32, OvEp>,
+    ov_nets: HashMap<MapData, u32, OvNet>,
+    ov_stats: PerCpuArray<MapData, u64>,
     // Last: the pins go after every fd is closed.
     _pins: PinDir,
 }
@@ -285,12 +312,19 @@ impl Env {
             config: take(first, "lb_config"),
             backend_stats: take(first, "lb_backend_stats"),
             svc_stats: take(first, "lb_svc_stats"),
+            ov_eps: take(first, "ov_eps"),
+            ov_nets: take(first, "ov_nets"),
+            ov_stats: take(first, "ov_stats"),
             programs,
             _pins: pins,
         }
     }
 
     fn run(&self, prog: Prog, input: &[u8]) -> io::Result<(u32, Vec<u8>)> {
+        self.run_gso(prog, input, 0)
+    }
+
+    fn run_gso(&self, prog: Prog, input: &[u8], gso_size: u32) -> io::Result<(u32, Vec<u8>)> {
         let (_, ebpf) = self
             .programs
             .iter()
@@ -301,7 +335,7 @@ impl Env {
             .expect("program")
             .fd()
             .expect("loaded program fd");
-        test_run(fd.as_fd(), input)
+        test_run_gso(fd.as_fd(), input, gso_size)
     }
 
     /// The world's config, changed by `f`.
@@ -2029,14 +2063,31 @@ fn every_program_loads() {
 struct Bad {
     name: &'static str,
     input: Vec<u8>,
-    /// node_ingress, node_reply, task_out, task_in.
-    verdicts: [u32; 4],
+    /// node_ingress, node_reply, task_out, task_in, ov_up_node, ov_up_net.
+    verdicts: [u32; 6],
 }
 
 fn malformed() -> Vec<Bad> {
-    const PASS: [u32; 4] = [TC_ACT_OK; 4];
+    // The uplink's ends only ever get what the fast path sent there: the
+    // network's end drops what is not for one of its tasks, the node's end
+    // anything but IPv4 (and sends IPv4 on to the underlay).
+    const PASS: [u32; 6] = [
+        TC_ACT_OK,
+        TC_ACT_OK,
+        TC_ACT_OK,
+        TC_ACT_OK,
+        TC_ACT_SHOT,
+        TC_ACT_SHOT,
+    ];
     // node_reply lets nothing IPv4 it cannot parse into the host.
-    const IPV4: [u32; 4] = [TC_ACT_OK, TC_ACT_SHOT, TC_ACT_OK, TC_ACT_OK];
+    const IPV4: [u32; 6] = [
+        TC_ACT_OK,
+        TC_ACT_SHOT,
+        TC_ACT_OK,
+        TC_ACT_OK,
+        TC_ACT_REDIRECT,
+        TC_ACT_SHOT,
+    ];
     let tcp = client_tcp(40000, SYN);
     let udp = client_udp(40001);
     let vip = task_tcp(50000, SYN);
@@ -2173,7 +2224,7 @@ fn malformed_packets_pass_or_drop() {
     for bad in malformed() {
         let result = panic::catch_unwind(AssertUnwindSafe(|| {
             let mut env = Env::new();
-            world(&mut env);
+            overlay_world(&mut env);
             for (prog, verdict) in ALL_PROGS.into_iter().zip(bad.verdicts) {
                 let s = Step {
                     prog,
@@ -2194,6 +2245,9 @@ fn malformed_packets_pass_or_drop() {
             assert_eq!(env.entries(), (0, 0, 0), "malformed input recorded flows");
             for svc in [SVC_TCP, SVC_UDP, SVC_VIP] {
                 assert_counters(env.svc_counters(svc), 0, 0, 0, 0);
+            }
+            for stat in 0..OV_STATS {
+                assert_eq!(env.ov_stat(stat), 0, "the fast path took malformed input");
             }
         }));
         if let Err(e) = result {
@@ -2241,4 +2295,518 @@ fn the_checksum_helpers_are_right() {
         0x01, 0xc0, 0xa8, 0x00, 0xc7,
     ];
     assert_eq!(checksum(&h), 0xb861);
+}
+
+// ---------------------------------------------------------------------------
+// The overlay's fast path (overlay.h): VXLAN encapsulation in task_out and
+// node_ingress, decapsulation in node_ingress, and the uplink's two ends.
+
+/// The task network's VNI, another network's, and the ingress network's.
+const VNI: u32 = 4097;
+const OTHER_VNI: u32 = 4098;
+const INGRESS_VNI: u32 = 4096;
+const VXLAN_PORT: u16 = 4789;
+/// Another node (its VTEP is the address in OTHER_LB_MAC).
+const REMOTE_VTEP: [u8; 4] = [198, 51, 100, 2];
+/// A task of VNI on that node, and one of OTHER_VNI there.
+const PEER: [u8; 4] = [10, 0, 1, 7];
+const PEER_MAC: [u8; 6] = [0x02, 0x42, 10, 0, 1, 7];
+const STRANGER: [u8; 4] = [10, 0, 2, 7];
+/// Interface indexes the world's uplinks and task port have.
+const UP_NET: u32 = 21;
+const UP_NODE: u32 = 22;
+const TASK_PORT: u32 = 23;
+
+impl Env {
+    fn ov_stat(&self, which: u32) -> u64 {
+        self.ov_stats.get(&which, 0).expect("ov_stats").iter().sum()
+    }
+
+    fn endpoint(&mut self, addr: [u8; 4], vtep: Option<[u8; 4]>, vni: u32, mac: [u8; 6]) {
+        let ep = OvEp {
+            vtep: vtep.map_or(0, ip),
+            ifindex: if vtep.is_none() { TASK_PORT } else { 0 },
+            vni,
+            mac,
+            pad: [0; 2],
+        };
+        self.ov_eps.insert(ip(addr), ep, 0).expect("ov_eps");
+    }
+}
+
+/// The world, the fast path on: TASK is a local endpoint of VNI, PEER a
+/// remote one, STRANGER a remote one of another network; every network has an
+/// uplink here.
+fn overlay_world(env: &mut Env) {
+    world(env);
+    env.set_config(|c| {
+        c.flags |= CFG_F_OVERLAY;
+        c.vtep = ip(NODE);
+        c.vxlan_port = VXLAN_PORT;
+    });
+    env.endpoint(TASK, None, VNI, TASK_MAC);
+    env.endpoint(PEER, Some(REMOTE_VTEP), VNI, PEER_MAC);
+    env.endpoint(
+        STRANGER,
+        Some(REMOTE_VTEP),
+        OTHER_VNI,
+        [0x02, 0x42, 10, 0, 2, 7],
+    );
+    for vni in [VNI, OTHER_VNI, INGRESS_VNI] {
+        let net = OvNet {
+            up_net: UP_NET,
+            up_node: UP_NODE,
+        };
+        env.ov_nets.insert(vni, net, 0).expect("ov_nets");
+    }
+}
+
+/// `inner` in VXLAN from `src` to `dst`:`port`, as the kernel device (or
+/// another node's fast path) sends it.
+fn vxlan(src: [u8; 4], dst: [u8; 4], port: u16, vni: u32, inner: &[u8]) -> Vec<u8> {
+    let udp_len = 8 + 8 + inner.len();
+    let mut ip = vec![0x45, 0];
+    ip.extend(u16::try_from(20 + udp_len).unwrap().to_be_bytes());
+    ip.extend([0, 0, 0, 0, 64, UDP, 0, 0]);
+    ip.extend(src);
+    ip.extend(dst);
+    let c = checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut udp = 54321u16.to_be_bytes().to_vec();
+    udp.extend(port.to_be_bytes());
+    udp.extend(u16::try_from(udp_len).unwrap().to_be_bytes());
+    udp.extend([0, 0]);
+    udp.extend(0x0800_0000u32.to_be_bytes());
+    udp.extend((vni << 8).to_be_bytes());
+    [
+        &ethernet(NODE_MAC, ROUTER_MAC, ETH_P_IP)[..],
+        &ip,
+        &udp,
+        inner,
+    ]
+    .concat()
+}
+
+/// `out` is `inner` encapsulated by this node for `vtep` and `vni`: outer
+/// MACs left for the kernel to fill, IPv4 from this node's VTEP with a valid
+/// checksum, UDP from a port of the flow's hash to the swarm's port without a
+/// checksum, VXLAN with the I flag.
+fn assert_encap(out: &[u8], vtep: [u8; 4], vni: u32, inner: &[u8]) {
+    assert_eq!(out.len(), 50 + inner.len(), "50 bytes of headers added");
+    assert_eq!(&out[..12], &[0; 12], "outer MACs are left to the kernel");
+    assert_eq!(&out[12..14], &ETH_P_IP.to_be_bytes());
+    let ip = &out[14..34];
+    assert_eq!(ip[0], 0x45, "IPv4, no options");
+    assert_eq!(
+        usize::from(u16::from_be_bytes([ip[2], ip[3]])),
+        out.len() - 14,
+        "outer total length"
+    );
+    assert_eq!(
+        &ip[6..8],
+        &[0, 0],
+        "not a fragment, DF clear (as the kernel device)"
+    );
+    assert_eq!((ip[8], ip[9]), (64, UDP), "TTL and protocol");
+    assert_eq!(checksum(ip), 0, "outer IPv4 checksum");
+    assert_eq!((&ip[12..16], &ip[16..20]), (&NODE[..], &vtep[..]), "VTEPs");
+    let udp = &out[34..42];
+    let sport = u16::from_be_bytes([udp[0], udp[1]]);
+    assert!((32768..61000).contains(&sport), "source port {sport}");
+    assert_eq!(u16::from_be_bytes([udp[2], udp[3]]), VXLAN_PORT);
+    assert_eq!(
+        usize::from(u16::from_be_bytes([udp[4], udp[5]])),
+        out.len() - 34
+    );
+    assert_eq!(&udp[6..8], &[0, 0], "no UDP checksum");
+    assert_eq!(&out[42..46], &0x0800_0000u32.to_be_bytes(), "VXLAN flags");
+    assert_eq!(&out[46..50], &(vni << 8).to_be_bytes(), "VNI");
+    assert_eq!(describe(&out[50..]), describe(inner), "the inner frame");
+    assert_eq!(&out[50..], inner, "the inner frame, byte for byte");
+}
+
+fn run_ok(env: &Env, prog: Prog, input: &[u8]) -> (u32, Vec<u8>) {
+    env.run(prog, input)
+        .unwrap_or_else(|e| panic!("test run of {prog:?}: {e}"))
+}
+
+/// A named case of the overlay tables: what it does to a fresh overlay world.
+type OverlayCase = (&'static str, fn(&mut Env));
+
+/// Runs each case in a fresh overlay world; collects every failure.
+fn run_overlay_cases(cases: Vec<OverlayCase>) {
+    let mut failures = Vec::new();
+    let n = cases.len();
+    for (name, case) in cases {
+        let result = panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut env = Env::new();
+            overlay_world(&mut env);
+            case(&mut env);
+        }));
+        if let Err(e) = result {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                .unwrap_or_default();
+            failures.push(format!("[{name}] {msg}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {n} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// A task's TCP packet to PEER, as the task sends it (PEER's MAC from ARP).
+fn to_peer() -> Pkt {
+    Pkt::tcp((TASK, 50000), (PEER, 80), SYN).macs(PEER_MAC, TASK_MAC)
+}
+
+fn unchanged(env: &Env, prog: Prog, input: &[u8], verdict: u32) {
+    let (got, out) = run_ok(env, prog, input);
+    assert_eq!(got, verdict, "verdict");
+    assert_eq!(
+        describe(&out),
+        describe(input),
+        "the frame must be unchanged"
+    );
+    assert_eq!(out, input, "the frame must be unchanged");
+}
+
+#[test]
+fn overlay_encapsulation() {
+    run_overlay_cases(vec![
+        (
+            "task_out: TCP to a task on another node is encapsulated for its VTEP",
+            |env| {
+                let p = to_peer();
+                let (verdict, out) = run_ok(env, Prog::TaskOut, &p.bytes());
+                assert_eq!(verdict, TC_ACT_REDIRECT, "into the uplink");
+                assert_encap(&out, REMOTE_VTEP, VNI, &p.bytes());
+                assert_eq!(env.ov_stat(OV_TX), 1);
+            },
+        ),
+        (
+            "task_out: UDP without a checksum too, the inner MAC from the endpoint",
+            |env| {
+                let p = Pkt::udp((TASK, 5000), (PEER, 53))
+                    .no_csum()
+                    .macs(GATEWAY_MAC, TASK_MAC);
+                let (verdict, out) = run_ok(env, Prog::TaskOut, &p.bytes());
+                assert_eq!(verdict, TC_ACT_REDIRECT);
+                assert_encap(
+                    &out,
+                    REMOTE_VTEP,
+                    VNI,
+                    &p.clone().macs(PEER_MAC, TASK_MAC).bytes(),
+                );
+            },
+        ),
+        (
+            "task_out: a flow's packets keep one outer source port",
+            |env| {
+                let p = to_peer();
+                let (_, a) = run_ok(env, Prog::TaskOut, &p.bytes());
+                let (_, b) = run_ok(env, Prog::TaskOut, &p.bytes());
+                assert_eq!(&a[34..36], &b[34..36]);
+            },
+        ),
+        (
+            "task_out: a VIP's backend on another node: DNAT, then encapsulation",
+            |env| {
+                let syn = task_tcp(50000, SYN);
+                let b = pick(SVC_VIP, &syn.key());
+                env.endpoint(b.addr, Some(REMOTE_VTEP), VNI, b.mac);
+                let (verdict, out) = run_ok(env, Prog::TaskOut, &syn.bytes());
+                assert_eq!(verdict, TC_ACT_REDIRECT);
+                assert_encap(&out, REMOTE_VTEP, VNI, &vip_dnat(&syn, b).bytes());
+                assert!(
+                    env.ct(&syn.key()).is_some(),
+                    "the flow is tracked as before"
+                );
+            },
+        ),
+        (
+            "task_out: a mesh reply goes back to the VTEP in the entry node's MAC",
+            |env| {
+                let b = be(1);
+                env.endpoint(b.addr, None, INGRESS_VNI, b.mac);
+                let reply =
+                    Pkt::tcp((b.addr, 80), (CLIENT, 40000), SYN | ACK).macs(GATEWAY_MAC, b.mac);
+                let ret = Ret {
+                    last_seen: now_ns(),
+                    mac: OTHER_LB_MAC,
+                    pad: [0; 2],
+                };
+                env.ret.insert(reply.key(), ret, 0).expect("lb_ret");
+                let (verdict, out) = run_ok(env, Prog::TaskOut, &reply.bytes());
+                assert_eq!(verdict, TC_ACT_REDIRECT);
+                assert_encap(
+                    &out,
+                    REMOTE_VTEP,
+                    INGRESS_VNI,
+                    &reply.clone().macs(OTHER_LB_MAC, b.mac).bytes(),
+                );
+            },
+        ),
+        (
+            "task_out: a mesh reply to this node's own MAC stays on the bridge",
+            |env| {
+                let b = be(1);
+                env.endpoint(b.addr, None, INGRESS_VNI, b.mac);
+                let reply = Pkt::tcp((b.addr, 80), (CLIENT, 40000), ACK).macs(GATEWAY_MAC, b.mac);
+                let ret = Ret {
+                    last_seen: now_ns(),
+                    mac: LB_MAC,
+                    pad: [0; 2],
+                };
+                env.ret.insert(reply.key(), ret, 0).expect("lb_ret");
+                unchanged_but_macs(env, &reply, LB_MAC);
+            },
+        ),
+        (
+            "task_out: another network's task is not reached through the fast path",
+            |env| {
+                let p = to_peer().to(STRANGER, 80);
+                unchanged(env, Prog::TaskOut, &p.bytes(), TC_ACT_OK);
+            },
+        ),
+        (
+            "task_out: an address no endpoint has goes to the bridge",
+            |env| {
+                let p = to_peer().to([10, 0, 1, 99], 80);
+                unchanged(env, Prog::TaskOut, &p.bytes(), TC_ACT_OK);
+            },
+        ),
+        (
+            "task_out: a sender that is no local endpoint goes to the bridge",
+            |env| {
+                let p = to_peer().from([10, 0, 1, 8], 50000);
+                unchanged(env, Prog::TaskOut, &p.bytes(), TC_ACT_OK);
+            },
+        ),
+        ("task_out: a local destination goes to the bridge", |env| {
+            env.endpoint([10, 0, 1, 8], None, VNI, [0x02, 0x42, 10, 0, 1, 8]);
+            let p = to_peer().to([10, 0, 1, 8], 80);
+            unchanged(env, Prog::TaskOut, &p.bytes(), TC_ACT_OK);
+        }),
+        (
+            "task_out: a network without an uplink here goes to the bridge",
+            |env| {
+                env.ov_nets.remove(&VNI).expect("remove");
+                unchanged(env, Prog::TaskOut, &to_peer().bytes(), TC_ACT_OK);
+            },
+        ),
+        (
+            "task_out: nothing is encapsulated with the fast path off",
+            |env| {
+                env.set_config(|_| {});
+                unchanged(env, Prog::TaskOut, &to_peer().bytes(), TC_ACT_OK);
+                assert_eq!(env.ov_stat(OV_TX), 0);
+            },
+        ),
+        (
+            "node_ingress: a mesh request for a backend on another node goes straight there",
+            |env| {
+                let syn = client_tcp(40000, SYN);
+                let b = pick(SVC_TCP, &syn.key());
+                env.endpoint(b.addr, Some(REMOTE_VTEP), INGRESS_VNI, b.mac);
+                let (verdict, out) = run_ok(env, Prog::NodeIngress, &syn.bytes());
+                assert_eq!(verdict, TC_ACT_REDIRECT, "to the underlay");
+                assert_encap(&out, REMOTE_VTEP, INGRESS_VNI, &mesh_dnat(&syn, b).bytes());
+                check_new_mesh_flow(env, &syn, CT_SYN);
+                assert_eq!(env.ov_stat(OV_TX_MESH), 1);
+            },
+        ),
+        (
+            "node_ingress: a mesh request for a local backend takes the load-balancer port",
+            |env| {
+                let syn = client_tcp(40000, SYN);
+                let b = pick(SVC_TCP, &syn.key());
+                env.endpoint(b.addr, None, INGRESS_VNI, b.mac);
+                let (verdict, out) = run_ok(env, Prog::NodeIngress, &syn.bytes());
+                assert_eq!(verdict, TC_ACT_REDIRECT);
+                assert_eq!(out, mesh_dnat(&syn, b).bytes());
+                assert_eq!(env.ov_stat(OV_TX_MESH), 0);
+            },
+        ),
+    ]);
+}
+
+/// The frame unchanged but for its destination MAC, and left to the bridge.
+fn unchanged_but_macs(env: &Env, p: &Pkt, dmac: [u8; 6]) {
+    let (verdict, out) = run_ok(env, Prog::TaskOut, &p.bytes());
+    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(out, p.clone().macs(dmac, p.smac).bytes());
+}
+
+/// PEER's packet to TASK as it arrives from PEER's node.
+fn from_peer() -> Pkt {
+    to_peer().reply()
+}
+
+#[test]
+fn overlay_decapsulation() {
+    run_overlay_cases(vec![
+        (
+            "node_ingress: VXLAN for a local task is decapsulated into its network",
+            |env| {
+                let inner = from_peer().bytes();
+                let frame = vxlan(REMOTE_VTEP, NODE, VXLAN_PORT, VNI, &inner);
+                let (verdict, out) = run_ok(env, Prog::NodeIngress, &frame);
+                assert_eq!(verdict, TC_ACT_REDIRECT, "into the uplink");
+                assert_eq!(describe(&out), describe(&inner));
+                assert_eq!(out, inner, "the inner frame, byte for byte");
+                verify_checksums(&out).expect("inner checksums untouched");
+                assert_eq!(env.ov_stat(OV_RX), 1);
+            },
+        ),
+        (
+            "node_ingress: a GSO packet the kernel cannot shrink in place is left to it",
+            |env| {
+                // Test-run's GSO packets have no TCP GSO type, and the kernel only
+                // shrinks TCP GSO packets (the lab tests decapsulate real ones).
+                let inner = from_peer().bytes();
+                let frame = vxlan(REMOTE_VTEP, NODE, VXLAN_PORT, VNI, &inner);
+                let (verdict, out) = env.run_gso(Prog::NodeIngress, &frame, 1400).expect("run");
+                assert_eq!((verdict, out), (TC_ACT_OK, frame));
+                assert_eq!(env.ov_stat(OV_RX), 0);
+            },
+        ),
+        (
+            "node_ingress: a mesh reply is decapsulated and sent on as node_reply would",
+            |env| {
+                let syn = client_tcp(40000, SYN);
+                let b = pick(SVC_TCP, &syn.key());
+                let (verdict, _) = run_ok(env, Prog::NodeIngress, &syn.bytes());
+                assert_eq!(verdict, TC_ACT_REDIRECT, "the flow is set up");
+                let reply = mesh_dnat(&syn, b).reply();
+                let (want_verdict, want) = run_ok(env, Prog::NodeReply, &reply.bytes());
+                assert_eq!(want_verdict, TC_ACT_REDIRECT);
+                let frame = vxlan(REMOTE_VTEP, NODE, VXLAN_PORT, INGRESS_VNI, &reply.bytes());
+                let (verdict, out) = run_ok(env, Prog::NodeIngress, &frame);
+                assert_eq!(verdict, want_verdict);
+                assert_eq!(describe(&out), describe(&want));
+                assert_eq!(out, want);
+                assert_eq!(env.ov_stat(OV_RX_REPLY), 1);
+            },
+        ),
+        (
+            "node_ingress: a GRO'd mesh reply is left to the kernel's VXLAN device",
+            |env| {
+                let syn = client_tcp(40000, SYN);
+                let b = pick(SVC_TCP, &syn.key());
+                run_ok(env, Prog::NodeIngress, &syn.bytes());
+                let reply = mesh_dnat(&syn, b).reply();
+                let frame = vxlan(REMOTE_VTEP, NODE, VXLAN_PORT, INGRESS_VNI, &reply.bytes());
+                let (verdict, out) = env.run_gso(Prog::NodeIngress, &frame, 1400).expect("run");
+                assert_eq!((verdict, out), (TC_ACT_OK, frame));
+                assert_eq!(env.ov_stat(OV_RX_REPLY), 0);
+            },
+        ),
+        (
+            "node_ingress: VXLAN the fast path does not serve passes untouched",
+            |env| {
+                let inner = from_peer().bytes();
+                let ok = |env: &Env, what: &str, frame: Vec<u8>| {
+                    let (verdict, out) = run_ok(env, Prog::NodeIngress, &frame);
+                    assert_eq!(verdict, TC_ACT_OK, "{what}");
+                    assert_eq!(out, frame, "{what}: unchanged");
+                };
+                ok(
+                    env,
+                    "another port",
+                    vxlan(REMOTE_VTEP, NODE, 4790, VNI, &inner),
+                );
+                ok(
+                    env,
+                    "another VTEP",
+                    vxlan(REMOTE_VTEP, NODE2, VXLAN_PORT, VNI, &inner),
+                );
+                ok(
+                    env,
+                    "unknown VNI",
+                    vxlan(REMOTE_VTEP, NODE, VXLAN_PORT, 5000, &inner),
+                );
+                ok(
+                    env,
+                    "the task is on another network",
+                    vxlan(REMOTE_VTEP, NODE, VXLAN_PORT, OTHER_VNI, &inner),
+                );
+                let stranger = from_peer().to(STRANGER, 50000).bytes();
+                ok(
+                    env,
+                    "a remote address",
+                    vxlan(REMOTE_VTEP, NODE, VXLAN_PORT, VNI, &stranger),
+                );
+                let nobody = from_peer().to([10, 0, 1, 99], 50000).bytes();
+                ok(
+                    env,
+                    "no such endpoint",
+                    vxlan(REMOTE_VTEP, NODE, VXLAN_PORT, VNI, &nobody),
+                );
+                let request = arp(1, ([0xff; 6], PEER_MAC), PEER_MAC, PEER, [0; 6], TASK);
+                ok(
+                    env,
+                    "inner ARP",
+                    vxlan(REMOTE_VTEP, NODE, VXLAN_PORT, VNI, &request),
+                );
+                let mut flags = vxlan(REMOTE_VTEP, NODE, VXLAN_PORT, VNI, &inner);
+                flags[42] = 0;
+                ok(env, "no I flag", flags);
+                let full = vxlan(REMOTE_VTEP, NODE, VXLAN_PORT, VNI, &inner);
+                ok(
+                    env,
+                    "cut in the inner IP header",
+                    full[..14 + 50 + 10].to_vec(),
+                );
+                ok(
+                    env,
+                    "cut in the VXLAN header",
+                    full[..14 + 20 + 8 + 4].to_vec(),
+                );
+                ok(env, "padded", [&full[..], &[0; 8]].concat());
+                let mut frag = full.clone();
+                frag[20] = 0x20; // MF
+                ok(env, "outer fragment", frag);
+                env.set_config(|_| {});
+                ok(env, "fast path off", full);
+                for stat in 0..OV_STATS {
+                    assert_eq!(env.ov_stat(stat), 0);
+                }
+            },
+        ),
+        (
+            "ov_up_net: a frame for a local task goes into it; task_in's work is done",
+            |env| {
+                let p = from_peer();
+                unchanged(env, Prog::OvUpNet, &p.bytes(), TC_ACT_REDIRECT);
+                let mesh = client_tcp(40000, SYN)
+                    .to(TASK, 80)
+                    .macs(TASK_MAC, OTHER_LB_MAC);
+                unchanged(env, Prog::OvUpNet, &mesh.bytes(), TC_ACT_REDIRECT);
+                let ret = env.ret(&mesh.reply().key()).expect("lb_ret entry");
+                assert_eq!(ret.mac, OTHER_LB_MAC, "replies go back to the entry node");
+            },
+        ),
+        ("ov_up_net: anything else is dropped", |env| {
+            unchanged(env, Prog::OvUpNet, &to_peer().bytes(), TC_ACT_SHOT);
+            let nobody = from_peer().to([10, 0, 1, 99], 50000);
+            unchanged(env, Prog::OvUpNet, &nobody.bytes(), TC_ACT_SHOT);
+            let request = arp(1, ([0xff; 6], PEER_MAC), PEER_MAC, PEER, [0; 6], TASK);
+            unchanged(env, Prog::OvUpNet, &request, TC_ACT_SHOT);
+        }),
+        (
+            "ov_up_node: encapsulated frames go out; nothing else crosses",
+            |env| {
+                let frame = vxlan(NODE, REMOTE_VTEP, VXLAN_PORT, VNI, &to_peer().bytes());
+                unchanged(env, Prog::OvUpNode, &frame, TC_ACT_REDIRECT);
+                let request = arp(1, ([0xff; 6], PEER_MAC), PEER_MAC, PEER, [0; 6], TASK);
+                unchanged(env, Prog::OvUpNode, &request, TC_ACT_SHOT);
+            },
+        ),
+    ]);
 }

@@ -68,6 +68,11 @@ struct Args {
     /// the node instead of the client (clients on the node itself always are)
     #[arg(long)]
     lb_snat: bool,
+    /// Carry overlay traffic through the kernel's VXLAN device and bridge only,
+    /// without the eBPF fast path (which encapsulates and decapsulates VXLAN at
+    /// the task's port and the underlay, and leaves the rest to the kernel)
+    #[arg(long)]
+    no_overlay_fastpath: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -112,6 +117,7 @@ fn main() -> anyhow::Result<()> {
             },
             drain_delay: args.lb_drain_delay,
             snat: args.lb_snat,
+            overlay_fastpath: !args.no_overlay_fastpath,
         },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

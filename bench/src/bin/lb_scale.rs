@@ -147,6 +147,7 @@ fn main() -> Result<()> {
         seed: 0x5eed,
         timeouts: Timeouts::default(),
         snat: false,
+        overlay: false,
     };
     let result = run(&a, settings);
     shoal_dataplane::lb::detach_node(&a.underlay, &a.lb_port);

@@ -74,6 +74,17 @@ pub async fn run(host: &str, cmd: DebugCommand) -> CliResult {
     }
 }
 
+/// The overlay fast path's line of `debug lb`.
+fn overlay_line(o: &crate::api::LbOverlay) -> String {
+    if !o.enabled {
+        return "fast path off (the kernel VXLAN device carries everything)".to_string();
+    }
+    format!(
+        "fast path on, {} endpoints on {} networks; encapsulated {}, decapsulated {}, mesh requests {}, mesh replies {}",
+        o.endpoints, o.networks, o.encapsulated, o.decapsulated, o.mesh_encapsulated, o.mesh_replies
+    )
+}
+
 /// The node, conntrack and timeouts, then a table of services and one of
 /// backends (services in the report's order, tasks in natural order).
 fn render_table(r: &LbReport) -> String {
@@ -84,7 +95,8 @@ fn render_table(r: &LbReport) -> String {
         "Node:        {} ({})\n\
          Conntrack:   {} live flows (tcp syn {}, tcp established {}, tcp closing {}, udp {}), {} expired awaiting sweep\n\
          Timeouts:    tcp syn {}, tcp established {}, tcp closing {}, udp {}\n\
-         Maglev size: {}\n\n",
+         Maglev size: {}\n\
+         Overlay:     {}\n\n",
         r.hostname,
         r.node_id,
         c.live,
@@ -98,6 +110,7 @@ fn render_table(r: &LbReport) -> String {
         d(t.tcp_closing),
         d(t.udp),
         r.maglev_size,
+        overlay_line(&r.overlay),
     );
     let services: Vec<Value> = r
         .services
@@ -225,6 +238,15 @@ mod tests {
                 drops: 0,
                 backends: vec![backend("web.10", 8190), backend("web.9", 8191)],
             }],
+            overlay: crate::api::LbOverlay {
+                enabled: true,
+                encapsulated: 1,
+                mesh_encapsulated: 2,
+                decapsulated: 3,
+                mesh_replies: 4,
+                endpoints: 5,
+                networks: 6,
+            },
         };
         let text = render_table(&r);
         let lines: Vec<&str> = text.lines().collect();
@@ -237,17 +259,21 @@ mod tests {
             lines[2],
             "Timeouts:    tcp syn 1m, tcp established 6h, tcp closing 10s, udp 5m"
         );
-        assert_eq!(lines[5], "SERVICE   FRONTEND     MAGLEV SIZE   DROPS");
-        assert_eq!(lines[6], "web       *:8080/tcp   16381         0");
         assert_eq!(
-            lines[8],
+            lines[4],
+            "Overlay:     fast path on, 5 endpoints on 6 networks; encapsulated 1, decapsulated 3, mesh requests 2, mesh replies 4"
+        );
+        assert_eq!(lines[6], "SERVICE   FRONTEND     MAGLEV SIZE   DROPS");
+        assert_eq!(lines[7], "web       *:8080/tcp   16381         0");
+        assert_eq!(
+            lines[9],
             "SERVICE   FRONTEND     TASK      TASK ID        NODE      BACKEND       STATE     SLOTS     SHARE     PACKETS   BYTES     NEW FLOWS   ACTIVE FLOWS"
         );
         assert_eq!(
-            lines[9],
+            lines[10],
             "web       *:8080/tcp   web.9     web.9xxxxxxx   vm2       10.0.0.7:80   active    8191      50.0%     12        1.234kB   3           1",
             "natural task order"
         );
-        assert!(lines[10].contains("web.10"), "{text}");
+        assert!(lines[11].contains("web.10"), "{text}");
     }
 }

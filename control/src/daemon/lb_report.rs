@@ -10,8 +10,8 @@ use shoal_dataplane::lb::{BackendState, LoadBalancer, Report};
 
 use super::{lock, Daemon};
 use crate::api::{
-    msg, ApiError, ApiReply, ApiRequest, ApiResult, LbBackendReport, LbConntrack, LbReport,
-    LbServiceReport, LbTimeouts,
+    msg, ApiError, ApiReply, ApiRequest, ApiResult, LbBackendReport, LbConntrack, LbOverlay,
+    LbReport, LbServiceReport, LbTimeouts,
 };
 use crate::peer::{LbView, NetView, PeerClient, PeerRequest, PeerResponse};
 
@@ -107,7 +107,10 @@ impl Daemon {
         // Off the runtime: the conntrack walk is one syscall pair per entry.
         let read = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let raw = lock(&source.lb).report();
+            let (raw, fast) = {
+                let lb = lock(&source.lb);
+                (lb.report(), lb.fast_path_report())
+            };
             let took = started.elapsed();
             let view = lock(&source.inputs).0.clone();
             tracing::debug!(?took, flows = raw.conntrack.live(), "load balancer report");
@@ -123,6 +126,15 @@ impl Daemon {
                 },
                 conntrack: conntrack(&raw),
                 services: services_named(&raw, &view),
+                overlay: LbOverlay {
+                    enabled: fast.enabled,
+                    encapsulated: fast.tx,
+                    mesh_encapsulated: fast.tx_mesh,
+                    decapsulated: fast.rx,
+                    mesh_replies: fast.rx_reply,
+                    endpoints: fast.endpoints as u64,
+                    networks: fast.networks as u64,
+                },
             }
         })
         .await

@@ -52,6 +52,9 @@ pub struct LbOptions {
     pub drain_delay: std::time::Duration,
     /// SNAT mesh flows entering this node (the backend sees the node's address).
     pub snat: bool,
+    /// The overlay's fast path (VXLAN in eBPF); off: the kernel VXLAN device
+    /// carries everything.
+    pub overlay_fastpath: bool,
 }
 
 impl Default for LbOptions {
@@ -61,6 +64,7 @@ impl Default for LbOptions {
             timeouts: shoal_dataplane::lb::Timeouts::default(),
             drain_delay: std::time::Duration::from_secs(1),
             snat: false,
+            overlay_fastpath: true,
         }
     }
 }

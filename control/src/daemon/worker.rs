@@ -369,6 +369,7 @@ fn load_lb(daemon: &Daemon, ifname: &str, addr: std::net::Ipv4Addr) -> Option<Sh
         seed: super::lb::MAGLEV_SEED,
         timeouts: daemon.cfg.lb.timeouts,
         snat: daemon.cfg.lb.snat,
+        overlay: daemon.cfg.lb.overlay_fastpath,
     };
     let loaded = LoadBalancer::load(settings).and_then(|mut lb| {
         lb.attach_node(ifname, addr)?;
@@ -414,6 +415,7 @@ impl NodeNet {
         }
         if let Some(lb) = &lb {
             daemon.lb_status.attach(lb.clone(), lb_inputs.clone());
+            o.uplinks = lock(lb).overlay_enabled();
             let lb = lb.clone();
             o.port_hook = Some(PortHook(Arc::new(move |netns, port| {
                 lock(&lb)
@@ -614,6 +616,24 @@ async fn run_net_job(
                 for f in &report.failed {
                     tracing::warn!(network = %name, task = %f.task_id, error = %f.error, "attaching a task");
                 }
+                if let Some(lb) = lb {
+                    let mut lb = lock(lb);
+                    let synced = match &report.uplink {
+                        Some(uplink) => lb.sync_overlay(
+                            &spec.network_id,
+                            spec.vni,
+                            &o.network_netns(&spec.network_id),
+                            uplink,
+                            &report.ports,
+                            &remotes,
+                            o.vxlan_port,
+                        ),
+                        None => lb.remove_overlay(&spec.network_id),
+                    };
+                    if let Err(e) = synced {
+                        tracing::warn!(network = %name, error = %e, "programming the overlay fast path");
+                    }
+                }
                 if let (Some(lb), Some(port)) = (lb, &extras.host_port) {
                     if report.created || !*lb_port_ready {
                         match lock(lb).attach_lb_port(&port.name, port.mac) {
@@ -640,6 +660,11 @@ async fn run_net_job(
             }
         }
         NetJob::Keep(keep) => {
+            if let Some(lb) = lb {
+                if let Err(e) = lock(lb).retain_overlays(&keep) {
+                    tracing::warn!(error = %e, "programming the overlay fast path");
+                }
+            }
             if let Ok(present) = o.networks() {
                 for id in present.into_iter().filter(|id| !keep.contains(id)) {
                     if let Err(e) = o.remove(&id).await {

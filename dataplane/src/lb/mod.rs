@@ -26,6 +26,9 @@
 //! left deleted.
 
 pub mod maglev;
+mod overlay;
+
+pub use self::overlay::FastPathReport;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -140,6 +143,10 @@ pub struct Settings {
     /// backend sees the node, not the client. (Clients on a loopback address
     /// are SNATed either way.)
     pub snat: bool,
+    /// The overlay's fast path: VXLAN encapsulated and decapsulated by the
+    /// programs, past the bridge and the kernel VXLAN device (which stay as
+    /// the path for everything else).
+    pub overlay: bool,
 }
 
 /// The pin directory of the node whose data root is `data_root`: under
@@ -384,6 +391,7 @@ pub struct LoadBalancer {
     backend_stats: PerCpuHashMap<MapData, u32, abi::Counters>,
     svc_stats: PerCpuHashMap<MapData, u32, abi::Counters>,
     config: abi::Config,
+    fast: overlay::FastPath,
     services: HashMap<Frontend, ServiceState>,
     next_svc_id: u32,
     next_backend_id: u32,
@@ -393,6 +401,8 @@ const NODE_INGRESS: usize = 0;
 const NODE_REPLY: usize = 1;
 const TASK_OUT: usize = 2;
 const TASK_IN: usize = 3;
+const OV_UP_NODE: usize = 4;
+const OV_UP_NET: usize = 5;
 
 fn mount_bpffs() -> Result<(), LbError> {
     let mounts = std::fs::read_to_string("/proc/mounts")
@@ -467,12 +477,16 @@ impl LoadBalancer {
         let config_map: Array<MapData, abi::Config> = take(first, "lb_config")?;
         let backend_stats = take(first, "lb_backend_stats")?;
         let svc_stats = take(first, "lb_svc_stats")?;
+        let fast = overlay::FastPath::new(first)?;
         let mut config = config_map
             .get(&0, 0)
             .map_err(map_err("reading lb_config"))?;
         config.maglev_seed = settings.seed;
         config.timeout_ns = settings.timeouts.as_ns();
         config.flags = if settings.snat { abi::CFG_F_SNAT } else { 0 };
+        if settings.overlay {
+            config.flags |= abi::CFG_F_OVERLAY;
+        }
         let mut lb = LoadBalancer {
             settings,
             objects,
@@ -489,6 +503,7 @@ impl LoadBalancer {
             backend_stats,
             svc_stats,
             config,
+            fast,
             services: HashMap::new(),
             next_svc_id: 1,
             next_backend_id: 1,
@@ -550,6 +565,7 @@ impl LoadBalancer {
         }
         self.config.underlay_ifindex = ifindex(underlay_ifname)?;
         self.config.snat_addr = u32::from_ne_bytes(node_addr.octets());
+        self.config.vtep = self.config.snat_addr;
         self.write_config()?;
         self.refresh_local_addrs()
     }

@@ -364,6 +364,77 @@ pub(crate) async fn ensure_host_port(
     Ok((host_link.header.index, missing))
 }
 
+/// A network's uplink for the overlay's fast path: a veth pair, `sup-<vni hex>`
+/// in the host namespace and `sux-<vni hex>` in the network's, both up, no
+/// addresses, on no bridge: the load balancer's programs move frames through it
+/// with bpf_redirect_peer (see `ebpf/include/overlay.h`). It carries
+/// encapsulated frames, so its MTU is the network's plus the VXLAN overhead.
+/// Goes with the network's namespace. Returns it, and whether this call made it.
+pub(crate) async fn ensure_uplink(
+    host: &Handle,
+    handle: &Handle,
+    netns: &Path,
+    mtu: u32,
+    vni: u32,
+) -> Result<(super::Uplink, bool), NetError> {
+    let node_name = format!("{UPLINK_NODE_PREFIX}{vni:x}");
+    let net_name = format!("{UPLINK_NET_PREFIX}{vni:x}");
+    let mtu = mtu + super::VXLAN_OVERHEAD;
+    let missing = rtnl::link_by_name(handle, &net_name).await?.is_none();
+    if missing {
+        // A pair lives and dies whole: a host end without its peer is some
+        // other link that took the name.
+        if let Some(stale) = rtnl::link_by_name(host, &node_name).await? {
+            rtnl::del_link(host, stale.header.index, &node_name).await?;
+        }
+        let ns = File::open(netns).map_err(|e| NsError::Io(netns.to_path_buf(), e))?;
+        let peer = LinkUnspec::new_with_name(&net_name)
+            .mtu(mtu)
+            .setns_by_fd(ns.as_raw_fd())
+            .build();
+        let message = LinkVeth::new(&node_name, &net_name)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .mtu(mtu)
+            .up()
+            .build();
+        host.link()
+            .add(message)
+            .execute()
+            .await
+            .map_err(|e| NetlinkError::new(format!("creating uplink {node_name}"), e))?;
+        drop(ns);
+    }
+    let net = rtnl::link_by_name(handle, &net_name)
+        .await?
+        .ok_or_else(|| NetError::NoSuchLink(net_name.clone()))?;
+    if missing {
+        let message = LinkUnspec::new_with_index(net.header.index)
+            .link_group(NETWORK_GROUP)
+            .up()
+            .build();
+        handle
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(|e| NetlinkError::new(format!("setting {net_name} up"), e))?;
+    }
+    let node = rtnl::link_by_name(host, &node_name)
+        .await?
+        .ok_or_else(|| NetError::NoSuchLink(node_name.clone()))?;
+    let uplink = super::Uplink {
+        node_name,
+        node_index: node.header.index,
+        net_name,
+        net_index: net.header.index,
+    };
+    Ok((uplink, missing))
+}
+
+/// Names of a network's uplink ends (see [`ensure_uplink`]).
+pub(crate) const UPLINK_NODE_PREFIX: &str = "sup-";
+pub(crate) const UPLINK_NET_PREFIX: &str = "sux-";
+
 impl NetlinkOps for KernelOps {
     async fn fdb(&self) -> Result<Vec<FdbEntry>, NetError> {
         let entries = self.dump_neighbours(AddressFamily::Bridge).await?;

@@ -135,6 +135,28 @@ pub struct HostPort {
     pub mac: [u8; 6],
 }
 
+/// A network's uplink: a veth pair between the host namespace and the
+/// network's, on no bridge, through which the load balancer's overlay fast
+/// path moves VXLAN frames (encapsulated by eBPF at a task's port, decapsulated
+/// by eBPF on the underlay) without the bridge or the kernel VXLAN device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uplink {
+    /// The end in the host namespace, and its index there.
+    pub node_name: String,
+    pub node_index: u32,
+    /// The end in the network's namespace, and its index there.
+    pub net_name: String,
+    pub net_index: u32,
+}
+
+/// A local endpoint's port on the bridge, by index in the network's namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskPort {
+    pub ip: Ipv4Addr,
+    pub mac: [u8; 6],
+    pub index: u32,
+}
+
 /// More than the tasks: what [`NodeOverlay::apply_with`] also keeps.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Extras {

@@ -9,12 +9,17 @@ use rtnetlink::Handle;
 
 use super::fdb::{Desired, FdbEntry, Neighbour};
 use super::kernel::{
-    ensure_bridge, ensure_host_port, ensure_vxlan, is_port, KernelOps, VxlanConfig, NETWORK_GROUP,
+    ensure_bridge, ensure_host_port, ensure_uplink, ensure_vxlan, is_port, KernelOps, VxlanConfig,
+    NETWORK_GROUP,
 };
 use super::nsfs::{is_netns, netlink_handle, netns_create, netns_delete, NsError};
+use super::ops::port_name;
 use super::ops::{reconcile_local, reconcile_remote, NetlinkOps};
 use super::rtnl::{self, link_kind, link_mtu, link_name};
-use super::{stable_hash, Extras, LocalEndpoint, NetError, OverlaySpec, PortHook, RemoteEndpoint};
+use super::{
+    stable_hash, Extras, LocalEndpoint, NetError, OverlaySpec, PortHook, RemoteEndpoint, TaskPort,
+    Uplink,
+};
 
 /// IANA's VXLAN port (RFC 7348).
 pub const VXLAN_PORT: u16 = 4789;
@@ -44,6 +49,9 @@ pub struct NodeOverlay {
     pub netns_dir: PathBuf,
     /// Called for every task port created (see [`PortHook`]).
     pub port_hook: Option<PortHook>,
+    /// Give every network an uplink for the load balancer's overlay fast path
+    /// (see [`Uplink`]).
+    pub uplinks: bool,
 }
 
 /// What an apply did.
@@ -70,6 +78,12 @@ pub struct ApplyReport {
     pub elapsed: Duration,
     /// The host end's index of the network's host port, when asked for one.
     pub host_port_index: Option<u32>,
+    /// The network's uplink, when the overlay has uplinks.
+    pub uplink: Option<Uplink>,
+    /// The uplink was made by this call (programs must be attached to it).
+    pub uplink_created: bool,
+    /// Every local endpoint attached now, with its port's index.
+    pub ports: Vec<TaskPort>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +115,7 @@ impl NodeOverlay {
             host_netns: None,
             netns_dir: PathBuf::from(DEFAULT_NETNS_DIR),
             port_hook: None,
+            uplinks: false,
         }
     }
 
@@ -199,6 +214,11 @@ impl NodeOverlay {
             // attaches programs to it must do so again.
             report.created |= port_created;
         }
+        if self.uplinks {
+            let (uplink, created) = ensure_uplink(&host, &handle, &path, mtu, net.vni).await?;
+            report.uplink = Some(uplink);
+            report.uplink_created = created;
+        }
 
         let ops = KernelOps {
             handle,
@@ -234,6 +254,21 @@ impl NodeOverlay {
             .collect();
         for failure in &report.failed {
             tracing::warn!(network = %net.network_id, task = %failure.task_id, error = %failure.error, "attaching task failed");
+        }
+        if self.uplinks {
+            let links = rtnl::links(&ops.handle).await?;
+            report.ports = local
+                .iter()
+                .filter_map(|ep| {
+                    let name = port_name(ep);
+                    let link = links.iter().find(|l| link_name(l) == Some(name.as_str()))?;
+                    Some(TaskPort {
+                        ip: ep.ip,
+                        mac: ep.mac,
+                        index: link.header.index,
+                    })
+                })
+                .collect();
         }
         report.elapsed = started.elapsed();
         tracing::debug!(network = %net.network_id, ?report, "overlay applied");

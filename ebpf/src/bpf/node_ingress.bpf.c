@@ -9,8 +9,13 @@
  * node. The client's source address is kept, except for clients on a loopback
  * address and in SNAT mode, which come from the node's address (and a port
  * free for that backend). Everything else passes untouched.
+ *
+ * With the overlay's fast path (overlay.h) on, VXLAN frames for this node are
+ * looked at first (decapsulated straight to a local task, or a mesh reply sent
+ * on to its client), and a request for a backend on another node is
+ * encapsulated here and sent to that node, skipping the ingress network.
  */
-#include "lb_helpers.h"
+#include "overlay.h"
 
 SEC("classifier")
 int lb_node_ingress(struct __sk_buff *skb)
@@ -22,6 +27,12 @@ int lb_node_ingress(struct __sk_buff *skb)
 	struct pkt p;
 	__u16 port;
 
+	cfg = config();
+	if (cfg && skb->ifindex == cfg->underlay_ifindex) {
+		int verdict = ov_in(skb, cfg);
+		if (verdict >= 0)
+			return verdict;
+	}
 	if (parse(skb, &p))
 		return TC_ACT_OK;
 	if (!bpf_map_lookup_elem(&lb_local_addrs, &p.key.daddr))
@@ -35,7 +46,6 @@ int lb_node_ingress(struct __sk_buff *skb)
 	svc = bpf_map_lookup_elem(&lb_services, &sk);
 	if (!svc)
 		return TC_ACT_OK;
-	cfg = config();
 	if (!cfg || !cfg->lb_ifindex)
 		return TC_ACT_OK;
 	be = select_backend(&p, svc, cfg, 0, &c);
@@ -92,6 +102,17 @@ int lb_node_ingress(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	if (snat && nat(skb, &p, 0, snat_addr, nat_port))
 		return TC_ACT_SHOT;
+	/* A backend on another node, from the underlay: straight there over VXLAN,
+	 * as the ingress network's bridge would have sent it. */
+	struct ov_ep *ep = bpf_map_lookup_elem(&ov_eps, &addr);
+	if (ep && ep->vtep && skb->ifindex == cfg->underlay_ifindex && ov_enabled(cfg) &&
+	    bpf_map_lookup_elem(&ov_nets, &ep->vni) && skb->len <= 0xffff - OV_HDR_LEN) {
+		__u32 vtep = ep->vtep, vni = ep->vni;
+		if (ov_encap(skb, cfg, vtep, vni, dmac, smac))
+			return TC_ACT_SHOT;
+		ov_count(OV_TX_MESH);
+		return bpf_redirect_neigh(cfg->underlay_ifindex, NULL, 0, 0);
+	}
 	if (set_macs(skb, dmac, smac))
 		return TC_ACT_SHOT;
 	return bpf_redirect(ifindex, 0);

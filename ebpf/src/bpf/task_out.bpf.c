@@ -7,9 +7,11 @@
  *   that did the NAT and the client sees the address it connected to.
  * - A packet to a VIP gets a backend (conntrack, else Maglev) and is DNATed to
  *   it, any port; the bridge then delivers it locally or over VXLAN.
- * Everything else passes to the bridge untouched.
+ * Everything else passes to the bridge untouched. Then an IPv4 frame to a task
+ * on another node, or back to another node's mesh, is encapsulated here and
+ * skips the bridge (the overlay's fast path, overlay.h).
  */
-#include "lb_helpers.h"
+#include "overlay.h"
 
 /* From linux/if_arp.h, which drags in libc headers. */
 #define ARPHRD_ETHER 1
@@ -82,7 +84,7 @@ int lb_task_out(struct __sk_buff *skb)
 		struct ethhdr *eth = data;
 		if ((void *)(eth + 1) <= end && eth->h_proto == bpf_htons(ETH_P_ARP))
 			return answer_arp(skb);
-		return TC_ACT_OK;
+		return ov_out(skb);
 	}
 	ret = bpf_map_lookup_elem(&lb_ret, &p.key);
 	if (ret) {
@@ -90,12 +92,12 @@ int lb_task_out(struct __sk_buff *skb)
 		__builtin_memcpy(mac, ret->mac, ETH_ALEN);
 		if (set_macs(skb, mac, NULL))
 			return TC_ACT_SHOT;
-		return TC_ACT_OK;
+		return ov_out(skb);
 	}
 	struct lb_svc_key sk = { .addr = p.key.daddr, .scope = LB_SCOPE_VIP };
 	svc = bpf_map_lookup_elem(&lb_services, &sk);
 	if (!svc)
-		return TC_ACT_OK;
+		return ov_out(skb);
 	cfg = config();
 	if (!cfg)
 		return TC_ACT_OK;
@@ -122,7 +124,7 @@ int lb_task_out(struct __sk_buff *skb)
 	count(c.backend_id, &p, c.is_new);
 	if (nat(skb, &p, 1, addr, port) || set_macs(skb, dmac, NULL))
 		return TC_ACT_SHOT;
-	return TC_ACT_OK;
+	return ov_out(skb);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,355 @@
+//! The overlay's fast path, as the load balancer's maps see it: which overlay
+//! endpoints exist (local ones with their port, remote ones with their VTEP) and
+//! each network's uplink. The programs are in `ebpf/include/overlay.h`.
+//!
+//! The agent calls [`LoadBalancer::sync_overlay`] after every apply of a network
+//! with what that apply found, and [`LoadBalancer::retain_overlays`] with the
+//! networks the node keeps. Endpoints are keyed by address alone (the swarm's
+//! subnets never overlap); an address two entries claim differently is left out,
+//! so its frames take the kernel's path, which is always there. Every write is
+//! a change: nothing is rewritten that is already in the map.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use aya::programs::TcAttachType;
+use shoal_ebpf as abi;
+
+use super::{map_err, LbError, LoadBalancer, OV_UP_NET, OV_UP_NODE};
+use crate::net::{RemoteEndpoint, TaskPort, Uplink};
+
+/// One network's part of the fast path on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct NetState {
+    vni: u32,
+    /// The uplink the programs are attached to.
+    uplink: Uplink,
+    /// Its endpoints, as this network wants them in ov_eps.
+    endpoints: Vec<(u32, abi::OvEp)>,
+}
+
+/// The fast path's maps and what shoald wrote into them.
+pub(super) struct FastPath {
+    eps: aya::maps::HashMap<aya::maps::MapData, u32, abi::OvEp>,
+    nets: aya::maps::HashMap<aya::maps::MapData, u32, abi::OvNet>,
+    stats: aya::maps::PerCpuArray<aya::maps::MapData, u64>,
+    /// By network id.
+    networks: HashMap<String, NetState>,
+    /// What ov_eps holds (read back at load: a restarted shoald cleans up).
+    eps_written: HashMap<u32, abi::OvEp>,
+    nets_written: HashMap<u32, abi::OvNet>,
+}
+
+/// Packets the fast path handled on this node since its maps were made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FastPathReport {
+    /// Whether it is on.
+    pub enabled: bool,
+    /// Frames tasks sent, encapsulated here.
+    pub tx: u64,
+    /// Mesh requests encapsulated here, at the entry node.
+    pub tx_mesh: u64,
+    /// Frames decapsulated here into tasks.
+    pub rx: u64,
+    /// Mesh replies decapsulated here and sent on to their clients.
+    pub rx_reply: u64,
+    /// Endpoints and networks in the maps.
+    pub endpoints: usize,
+    pub networks: usize,
+}
+
+impl FastPath {
+    pub(super) fn new(obj: &mut aya::Ebpf) -> Result<Self, LbError> {
+        let eps: aya::maps::HashMap<_, u32, abi::OvEp> = super::take(obj, "ov_eps")?;
+        let nets: aya::maps::HashMap<_, u32, abi::OvNet> = super::take(obj, "ov_nets")?;
+        let stats = super::take(obj, "ov_stats")?;
+        let eps_written = eps.iter().filter_map(Result::ok).collect();
+        let nets_written = nets.iter().filter_map(Result::ok).collect();
+        Ok(FastPath {
+            eps,
+            nets,
+            stats,
+            networks: HashMap::new(),
+            eps_written,
+            nets_written,
+        })
+    }
+
+    /// Makes ov_eps and ov_nets hold what the networks want, writing only changes.
+    fn write(&mut self) -> Result<(), LbError> {
+        let (wanted, conflicts) = merge(self.networks.values().map(|n| n.endpoints.as_slice()));
+        if conflicts > 0 {
+            tracing::debug!(
+                conflicts,
+                "addresses claimed twice left to the kernel's overlay path"
+            );
+        }
+        for (addr, ep) in &wanted {
+            if self.eps_written.get(addr) != Some(ep) {
+                self.eps
+                    .insert(addr, ep, 0)
+                    .map_err(map_err("writing an overlay endpoint"))?;
+                self.eps_written.insert(*addr, *ep);
+            }
+        }
+        let gone: Vec<u32> = self
+            .eps_written
+            .keys()
+            .filter(|a| !wanted.contains_key(a))
+            .copied()
+            .collect();
+        for addr in gone {
+            let _ = self.eps.remove(&addr);
+            self.eps_written.remove(&addr);
+        }
+        let nets: HashMap<u32, abi::OvNet> = self
+            .networks
+            .values()
+            .map(|n| {
+                let net = abi::OvNet {
+                    up_net: n.uplink.net_index,
+                    up_node: n.uplink.node_index,
+                };
+                (n.vni, net)
+            })
+            .collect();
+        for (vni, net) in &nets {
+            if self.nets_written.get(vni) != Some(net) {
+                self.nets
+                    .insert(vni, net, 0)
+                    .map_err(map_err("writing an overlay network"))?;
+                self.nets_written.insert(*vni, *net);
+            }
+        }
+        let gone: Vec<u32> = self
+            .nets_written
+            .keys()
+            .filter(|v| !nets.contains_key(v))
+            .copied()
+            .collect();
+        for vni in gone {
+            let _ = self.nets.remove(&vni);
+            self.nets_written.remove(&vni);
+        }
+        Ok(())
+    }
+
+    fn stat(&self, which: u32) -> u64 {
+        self.stats
+            .get(&which, 0)
+            .map(|v| v.iter().sum())
+            .unwrap_or(0)
+    }
+}
+
+/// The union of every network's endpoints; an address claimed with two
+/// different entries is left out (returned: how many such addresses).
+fn merge<'a>(
+    networks: impl Iterator<Item = &'a [(u32, abi::OvEp)]>,
+) -> (BTreeMap<u32, abi::OvEp>, usize) {
+    let mut wanted: BTreeMap<u32, abi::OvEp> = BTreeMap::new();
+    let mut conflicted = std::collections::BTreeSet::new();
+    for endpoints in networks {
+        for (addr, ep) in endpoints {
+            match wanted.get(addr) {
+                Some(other) if other != ep => {
+                    conflicted.insert(*addr);
+                }
+                _ => {
+                    wanted.insert(*addr, *ep);
+                }
+            }
+        }
+    }
+    for addr in &conflicted {
+        wanted.remove(addr);
+    }
+    (wanted, conflicted.len())
+}
+
+/// A network's endpoints as ov_eps holds them: local ones by port, remote ones
+/// (not on `own_vtep`) by VTEP.
+fn endpoints(
+    vni: u32,
+    ports: &[TaskPort],
+    remotes: &[RemoteEndpoint],
+    own_vtep: Ipv4Addr,
+) -> Vec<(u32, abi::OvEp)> {
+    let key = |ip: Ipv4Addr| u32::from_ne_bytes(ip.octets());
+    let local = ports.iter().map(|p| {
+        let ep = abi::OvEp {
+            vtep: 0,
+            ifindex: p.index,
+            vni,
+            mac: p.mac,
+            pad: [0; 2],
+        };
+        (key(p.ip), ep)
+    });
+    let remote = remotes
+        .iter()
+        .filter(|r| r.node_addr != own_vtep && !r.node_addr.is_unspecified())
+        .map(|r| {
+            let ep = abi::OvEp {
+                vtep: key(r.node_addr),
+                ifindex: 0,
+                vni,
+                mac: r.mac,
+                pad: [0; 2],
+            };
+            (key(r.ip), ep)
+        });
+    // Within one network too, an address claimed twice is nobody's.
+    let (merged, _) = merge(std::iter::once(
+        local.chain(remote).collect::<Vec<_>>().as_slice(),
+    ));
+    merged.into_iter().collect()
+}
+
+impl LoadBalancer {
+    /// Whether the overlay fast path is on (`Settings::overlay`).
+    pub fn overlay_enabled(&self) -> bool {
+        self.settings.overlay
+    }
+
+    /// After an apply of network `network_id` (VNI `vni`, namespace `netns`):
+    /// attaches the uplink's programs if it is new (or was re-made), and makes
+    /// the maps hold the network's local endpoints (`ports`) and remote ones.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sync_overlay(
+        &mut self,
+        network_id: &str,
+        vni: u32,
+        netns: &Path,
+        uplink: &Uplink,
+        ports: &[TaskPort],
+        remotes: &[RemoteEndpoint],
+        vxlan_port: u16,
+    ) -> Result<(), LbError> {
+        if !self.settings.overlay {
+            return Ok(());
+        }
+        if self.config.vxlan_port != vxlan_port {
+            self.config.vxlan_port = vxlan_port;
+            self.write_config()?;
+        }
+        let attached = self
+            .fast
+            .networks
+            .get(network_id)
+            .is_some_and(|n| n.uplink == *uplink && n.vni == vni);
+        if !attached {
+            self.attach(OV_UP_NODE, None, &uplink.node_name, TcAttachType::Ingress)?;
+            self.attach(
+                OV_UP_NET,
+                Some(netns),
+                &uplink.net_name,
+                TcAttachType::Ingress,
+            )?;
+        }
+        let own = Ipv4Addr::from(self.config.vtep.to_ne_bytes());
+        let state = NetState {
+            vni,
+            uplink: uplink.clone(),
+            endpoints: endpoints(vni, ports, remotes, own),
+        };
+        if self.fast.networks.get(network_id) != Some(&state) {
+            self.fast.networks.insert(network_id.to_string(), state);
+            self.fast.write()?;
+        }
+        Ok(())
+    }
+
+    /// Forgets every network but `keep` (by id): their endpoints leave the maps.
+    pub fn retain_overlays(&mut self, keep: &[String]) -> Result<(), LbError> {
+        let before = self.fast.networks.len();
+        self.fast.networks.retain(|id, _| keep.contains(id));
+        if self.fast.networks.len() != before
+            || self.fast.nets_written.len() != self.fast.networks.len()
+        {
+            self.fast.write()?;
+        }
+        Ok(())
+    }
+
+    /// Forgets network `network_id` (it left this node).
+    pub fn remove_overlay(&mut self, network_id: &str) -> Result<(), LbError> {
+        if self.fast.networks.remove(network_id).is_some() {
+            self.fast.write()?;
+        }
+        Ok(())
+    }
+
+    /// The fast path's counters and sizes.
+    pub fn fast_path_report(&self) -> FastPathReport {
+        FastPathReport {
+            enabled: self.settings.overlay,
+            tx: self.fast.stat(abi::OV_TX),
+            tx_mesh: self.fast.stat(abi::OV_TX_MESH),
+            rx: self.fast.stat(abi::OV_RX),
+            rx_reply: self.fast.stat(abi::OV_RX_REPLY),
+            endpoints: self.fast.eps_written.len(),
+            networks: self.fast.nets_written.len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(vtep: u32, ifindex: u32, vni: u32) -> abi::OvEp {
+        abi::OvEp {
+            vtep,
+            ifindex,
+            vni,
+            mac: [2, 0x42, 0, 0, 0, 1],
+            pad: [0; 2],
+        }
+    }
+
+    #[test]
+    fn an_address_claimed_twice_is_left_out() {
+        let a = vec![(1, ep(0, 5, 10)), (2, ep(7, 0, 10))];
+        let b = vec![(2, ep(8, 0, 11)), (3, ep(8, 0, 11)), (1, ep(0, 5, 10))];
+        let (merged, conflicts) = merge([a.as_slice(), b.as_slice()].into_iter());
+        assert_eq!(conflicts, 1);
+        assert_eq!(merged.keys().copied().collect::<Vec<_>>(), vec![1, 3]);
+    }
+
+    #[test]
+    fn endpoints_skip_this_node_and_keep_ports() {
+        let own = Ipv4Addr::new(10, 77, 0, 1);
+        let ports = [TaskPort {
+            ip: Ipv4Addr::new(10, 0, 1, 2),
+            mac: [2, 0x42, 10, 0, 1, 2],
+            index: 9,
+        }];
+        let remotes = [
+            RemoteEndpoint {
+                ip: Ipv4Addr::new(10, 0, 1, 3),
+                mac: [2, 0x42, 10, 0, 1, 3],
+                node_addr: Ipv4Addr::new(10, 77, 0, 2),
+            },
+            // Claims to be on this node: the local port decides, not the view.
+            RemoteEndpoint {
+                ip: Ipv4Addr::new(10, 0, 1, 4),
+                mac: [2, 0x42, 10, 0, 1, 4],
+                node_addr: own,
+            },
+            // The same address as the local task, from a stale view: nobody's.
+            RemoteEndpoint {
+                ip: Ipv4Addr::new(10, 0, 1, 2),
+                mac: [2, 0x42, 10, 0, 1, 2],
+                node_addr: Ipv4Addr::new(10, 77, 0, 3),
+            },
+        ];
+        let got = endpoints(4097, &ports, &remotes, own);
+        let key = |ip: [u8; 4]| u32::from_ne_bytes(ip);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0, key([10, 0, 1, 3]));
+        assert_eq!(got[0].1.vtep, key([10, 77, 0, 2]));
+        assert_eq!(got[0].1.vni, 4097);
+    }
+}

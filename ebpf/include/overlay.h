@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/*
+ * The overlay's fast path: VXLAN (RFC 7348, the kernel VXLAN device's wire
+ * format) encapsulated and decapsulated in tc eBPF, so that frames between
+ * tasks on different nodes skip the bridge, the kernel VXLAN device and the
+ * host's UDP stack. Measured in bench/experiments/overlay-fastpath: the kernel
+ * VXLAN device is what costs; skipping only the bridge buys nothing.
+ *
+ * Each network on a node has an uplink, a veth pair between the node's
+ * namespace and the network's (struct ov_net); frames move through it with
+ * bpf_redirect_peer, which switches namespace without a backlog queue.
+ *
+ *   send (ov_out, at the end of lb_task_out on a task port): a frame from a
+ *     local endpoint to a remote endpoint of the same network (struct ov_ep),
+ *     or to another node's load-balancer MAC (a mesh reply), is encapsulated
+ *     in place (its GSO shape kept) and handed to the uplink; on the node's
+ *     side ov_up_node sends it out of the underlay, next hop resolved by the
+ *     kernel (bpf_redirect_neigh).
+ *   receive (ov_in, first in lb_node_ingress on the underlay): VXLAN to this
+ *     VTEP on the swarm's port, for a network this node has, to a local
+ *     endpoint of that network: decapsulated, through the uplink, and on the
+ *     network's side (ov_up_net) what task_in does on a bridge port, then
+ *     straight into the task's namespace. A mesh reply to this node's
+ *     load-balancer MAC is decapsulated and sent on to the client as
+ *     lb_node_reply does.
+ *   everything else (ARP and broadcasts, endpoints shoald has not written,
+ *     a reply GRO merged into a super-packet, whose stale tunnel GSO state
+ *     would break its segmentation when forwarded) takes the kernel's path:
+ *     bridge and VXLAN device, which stay configured as before.
+ *
+ * No packet is dropped here that the kernel path would deliver, except frames
+ * that cannot be encapsulated (no room: never at the overlay's MTU).
+ */
+#ifndef SHOAL_OVERLAY_H
+#define SHOAL_OVERLAY_H
+
+#include <linux/if_packet.h>
+#include "lb_helpers.h"
+
+#define OV_VXLAN_FLAGS 0x08000000 /* the I flag: a valid VNI follows */
+#define OV_HDR_LEN 50             /* outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14 */
+#define OV_IP_OFF ETH_HLEN        /* outer IPv4 header, after the outer Ethernet header */
+#define OV_INNER_OFF (ETH_HLEN + 36) /* the inner Ethernet header */
+/* Source ports of the outer UDP header, from the inner flow's hash (as the
+ * kernel's udp_flow_src_port picks them), so the underlay spreads flows. */
+#define OV_SPORT_MIN 32768
+#define OV_SPORT_RANGE (61000 - 32768)
+
+struct ov_vxlan {
+	__be32 flags;
+	__be32 vni; /* VNI << 8 */
+};
+
+struct ov_outer {
+	struct iphdr ip;
+	struct udphdr udp;
+	struct ov_vxlan vx;
+	struct ethhdr inner;
+} __attribute__((packed));
+
+static __always_inline void ov_count(__u32 which)
+{
+	__u64 *n = bpf_map_lookup_elem(&ov_stats, &which);
+	if (n)
+		*n += 1;
+}
+
+static __always_inline int ov_enabled(const struct lb_config *cfg)
+{
+	return cfg && (cfg->flags & LB_CFG_F_OVERLAY) && cfg->vtep && cfg->vxlan_port;
+}
+
+static __always_inline __u16 ov_csum_fold(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/*
+ * Encapsulates the Ethernet frame in skb in place for `vtep`/`vni`, the inner
+ * frame addressed from `smac` to `dmac`: outer Ethernet (MACs left zero for
+ * bpf_redirect_neigh to fill), IPv4 from this node's VTEP, UDP to the swarm's
+ * port with a zero checksum (as the kernel device sends by default), VXLAN.
+ * The skb keeps its GSO shape, marked as a UDP tunnel, so whoever transmits it
+ * segments it (or the NIC does). Non-zero: it could not be done.
+ */
+static __always_inline int ov_encap(struct __sk_buff *skb, const struct lb_config *cfg, __u32 vtep,
+				    __u32 vni, const __u8 *dmac, const __u8 *smac)
+{
+	__u32 inner_len = skb->len;
+	struct ov_outer h = {};
+	struct ethhdr outer = {};
+
+	__builtin_memcpy(h.inner.h_dest, dmac, ETH_ALEN);
+	__builtin_memcpy(h.inner.h_source, smac, ETH_ALEN);
+	h.inner.h_proto = bpf_htons(ETH_P_IP);
+	h.ip.version = 4;
+	h.ip.ihl = 5;
+	h.ip.ttl = 64;
+	h.ip.protocol = IPPROTO_UDP;
+	h.ip.saddr = cfg->vtep;
+	h.ip.daddr = vtep;
+	h.ip.tot_len = bpf_htons(inner_len + sizeof(struct iphdr) + sizeof(struct udphdr) +
+				 sizeof(struct ov_vxlan));
+	__u32 hash = bpf_get_hash_recalc(skb);
+	h.ip.id = bpf_htons((__u16)hash);
+	struct iphdr iph = h.ip; /* aligned, for the checksum helper */
+	h.ip.check = ov_csum_fold(bpf_csum_diff(0, 0, (__be32 *)&iph, sizeof(iph), 0));
+	h.udp.source = bpf_htons((__u16)(((__u64)hash * OV_SPORT_RANGE) >> 32) + OV_SPORT_MIN);
+	h.udp.dest = bpf_htons(cfg->vxlan_port);
+	h.udp.len = bpf_htons(inner_len + sizeof(struct udphdr) + sizeof(struct ov_vxlan));
+	h.vx.flags = bpf_htonl(OV_VXLAN_FLAGS);
+	h.vx.vni = bpf_htonl(vni << 8);
+
+	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 |
+		      BPF_F_ADJ_ROOM_ENCAP_L4_UDP | BPF_F_ADJ_ROOM_ENCAP_L2_ETH |
+		      BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN);
+	if (bpf_skb_adjust_room(skb, OV_HDR_LEN, BPF_ADJ_ROOM_MAC, flags))
+		return -1;
+	if (bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0))
+		return -1;
+	outer.h_proto = bpf_htons(ETH_P_IP);
+	if (bpf_skb_store_bytes(skb, 0, &outer, sizeof(outer), 0))
+		return -1;
+	return 0;
+}
+
+/*
+ * A task's frame at the end of lb_task_out: TC_ACT_OK (the bridge takes it) or
+ * the redirect of the encapsulated frame into the network's uplink.
+ */
+static __always_inline int ov_out(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct lb_config *cfg = config();
+	__u8 dmac[ETH_ALEN], smac[ETH_ALEN];
+	__u32 vtep, vni;
+
+	if (!ov_enabled(cfg) || (void *)(ip + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return TC_ACT_OK;
+	__u32 saddr = ip->saddr, daddr = ip->daddr;
+	struct ov_ep *src = bpf_map_lookup_elem(&ov_eps, &saddr);
+	if (!src || src->vtep)
+		return TC_ACT_OK;
+	vni = src->vni;
+	struct ov_net *net = bpf_map_lookup_elem(&ov_nets, &vni);
+	if (!net)
+		return TC_ACT_OK;
+	__builtin_memcpy(smac, eth->h_source, ETH_ALEN);
+	if (eth->h_dest[0] == LB_MAC0 && eth->h_dest[1] == LB_MAC1) {
+		/* A mesh reply: back to the node whose load-balancer MAC it is
+		 * (02:53 + its underlay address). */
+		__builtin_memcpy(&vtep, &eth->h_dest[2], 4);
+		__builtin_memcpy(dmac, eth->h_dest, ETH_ALEN);
+		if (vtep == cfg->vtep)
+			return TC_ACT_OK;
+	} else {
+		struct ov_ep *dst = bpf_map_lookup_elem(&ov_eps, &daddr);
+		/* Only within the sender's network: another network's tasks are
+		 * not reachable from this one, on any path. */
+		if (!dst || !dst->vtep || dst->vni != vni)
+			return TC_ACT_OK;
+		vtep = dst->vtep;
+		__builtin_memcpy(dmac, dst->mac, ETH_ALEN);
+	}
+	/* The outer IPv4 length must hold it (a GSO super-packet can come close);
+	 * what does not fit takes the kernel's path. */
+	if (skb->len > 0xffff - OV_HDR_LEN)
+		return TC_ACT_OK;
+	__u32 up = net->up_net;
+	if (ov_encap(skb, cfg, vtep, vni, dmac, smac))
+		return TC_ACT_SHOT;
+	ov_count(OV_TX);
+	return bpf_redirect_peer(up, 0);
+}
+
+/* What ov_in found in a VXLAN frame. */
+struct ov_frame {
+	__u32 vni;
+	__u32 inner_daddr;
+	__u8 inner_dmac[ETH_ALEN];
+};
+
+/* Is skb a VXLAN frame to this VTEP and port, carrying Ethernet + IPv4? 0: yes. */
+static __always_inline int ov_parse(struct __sk_buff *skb, const struct lb_config *cfg,
+				    struct ov_frame *f)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct udphdr *udp = (void *)(ip + 1);
+	struct ov_vxlan *vx = (void *)(udp + 1);
+	struct ethhdr *ieth = (void *)(vx + 1);
+	struct iphdr *iip = (void *)(ieth + 1);
+
+	if ((void *)(ip + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return -1;
+	if (ip->version != 4 || ip->ihl != 5 || ip->protocol != IPPROTO_UDP ||
+	    (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) || ip->daddr != cfg->vtep)
+		return -1;
+	if ((void *)(iip + 1) > end)
+		return -1;
+	if (udp->dest != bpf_htons(cfg->vxlan_port) || vx->flags != bpf_htonl(OV_VXLAN_FLAGS) ||
+	    ieth->h_proto != bpf_htons(ETH_P_IP))
+		return -1;
+	/* The datagram is the whole frame (a VXLAN frame is too long to need
+	 * Ethernet padding; anything else is left to the kernel). */
+	if (bpf_ntohs(ip->tot_len) + ETH_HLEN != skb->len)
+		return -1;
+	if (iip->version != 4 || iip->ihl < 5)
+		return -1;
+	f->vni = bpf_ntohl(vx->vni) >> 8;
+	f->inner_daddr = iip->daddr;
+	__builtin_memcpy(f->inner_dmac, ieth->h_dest, ETH_ALEN);
+	return 0;
+}
+
+/*
+ * Strips the outer headers: the inner Ethernet frame is what is left. -1: the
+ * frame is untouched (the kernel cannot shrink it in place: a GSO packet that
+ * is not TCP), -2: it was changed half-way (drop it).
+ */
+static __always_inline int ov_decap(struct __sk_buff *skb)
+{
+	struct ethhdr inner;
+
+	if (bpf_skb_load_bytes(skb, OV_INNER_OFF, &inner, sizeof(inner)))
+		return -1;
+	/* The checksum state is reset (CHECKSUM_UNNECESSARY from a NIC spoke for
+	 * the outer headers): the inner checksums are checked where they end. */
+	if (bpf_skb_adjust_room(skb, -OV_HDR_LEN, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO))
+		return -1;
+	if (bpf_skb_store_bytes(skb, 0, &inner, sizeof(inner), 0))
+		return -2;
+	bpf_skb_change_type(skb, PACKET_HOST);
+	return 0;
+}
+
+/*
+ * First thing on the underlay's ingress. -1: not the fast path's (the caller
+ * goes on, the kernel VXLAN device gets what it should); else the verdict.
+ */
+static __always_inline int ov_in(struct __sk_buff *skb, struct lb_config *cfg)
+{
+	struct ov_frame f;
+
+	if (!ov_enabled(cfg) || ov_parse(skb, cfg, &f))
+		return -1;
+	struct ov_net *net = bpf_map_lookup_elem(&ov_nets, &f.vni);
+	if (!net)
+		return -1;
+	if (__builtin_memcmp(f.inner_dmac, cfg->lb_mac, ETH_ALEN) == 0) {
+		/* A reply of a mesh flow this node NATed. A GRO super-packet keeps
+		 * its tunnel GSO state through bpf_skb_adjust_room and could not be
+		 * segmented right on its way out: the kernel's path takes it. */
+		if (skb->gso_size)
+			return -1;
+		int err = ov_decap(skb);
+		if (err)
+			return err == -1 ? -1 : TC_ACT_SHOT;
+		ov_count(OV_RX_REPLY);
+		return lb_reply(skb, cfg);
+	}
+	struct ov_ep *ep = bpf_map_lookup_elem(&ov_eps, &f.inner_daddr);
+	if (!ep || ep->vtep || ep->vni != f.vni)
+		return -1;
+	__u32 up = net->up_node;
+	int err = ov_decap(skb);
+	if (err)
+		return err == -1 ? -1 : TC_ACT_SHOT;
+	ov_count(OV_RX);
+	return bpf_redirect_peer(up, 0);
+}
+
+#endif
