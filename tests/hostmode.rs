@@ -3,6 +3,7 @@
 //! task, with the client's address kept; other nodes refuse it. The port is a
 //! node's resource: a second service asking it waits, pending, for a free node;
 //! an ingress port of the same number is refused; bad input changes nothing.
+//! Without a published port, each task gets its own port on its node.
 
 mod common;
 
@@ -312,14 +313,11 @@ fn host_mode_port_is_a_node_resource() {
             "service",
             "update",
             "--publish-add",
-            "mode=host,target=80",
+            "mode=host,published=x,target=80",
             "web",
         ],
     );
-    assert!(
-        err.contains("published in host mode without a published port"),
-        "{err}"
-    );
+    assert!(err.contains("invalid published port x"), "{err}");
     assert_eq!(s.ok("vm1", &["service", "inspect", "web"]), before);
     let out = s.ok("vm1", &["service", "ls", "--format", "{{.Name}}"]);
     assert_eq!(out, "api\nweb\n");
@@ -458,4 +456,197 @@ fn publish_add_rm_and_compose_host_mode() {
     for node in ["vm1", "vm2"] {
         assert_eq!(curl(&s, &url(&s, node, 8085)), Err(REFUSED), "{node}");
     }
+}
+
+/// `service ps` rows of the running tasks of `svc`: (task name, node, published port)
+/// from the PORTS column (`*:32768->80/tcp`), sorted.
+fn task_ports(s: &Swarm, svc: &str) -> Vec<(String, String, u16)> {
+    let out = s.ok(
+        "vm1",
+        &[
+            "service",
+            "ps",
+            "-f",
+            "desired-state=running",
+            "--format",
+            "{{.Name}} {{.Node}} {{.CurrentState}}|{{.Ports}}",
+            svc,
+        ],
+    );
+    let mut rows: Vec<(String, String, u16)> = out
+        .lines()
+        .filter_map(|l| {
+            let (head, ports) = l.split_once('|')?;
+            let mut words = head.split(' ');
+            let (name, node, state) = (words.next()?, words.next()?, words.next()?);
+            let port = ports.strip_prefix("*:")?.strip_suffix("->80/tcp")?;
+            let port: u16 = port.parse().ok()?;
+            (state == "Running").then(|| (name.to_string(), node.to_string(), port))
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Each node answers on each shown port with its own task of that port, and refuses a
+/// port none of its tasks was given.
+fn check_answers(s: &Swarm, shown: &[(String, String, u16)]) {
+    for node in ["vm1", "vm2", "vm3"] {
+        for (_, _, port) in shown {
+            let here = shown.iter().find(|(_, n, p)| n == node && p == port);
+            match here {
+                Some((task, _, _)) => {
+                    let body = wait_answer(s, node, *port);
+                    assert_eq!(field(&body, "Task"), Some(task.as_str()), "{body}");
+                    assert_eq!(field(&body, "Node"), Some(node), "{body}");
+                    let client = s.addr(CLIENT);
+                    assert!(
+                        field(&body, "Client")
+                            .is_some_and(|c| c.starts_with(&format!("{client}:"))),
+                        "{body}"
+                    );
+                }
+                None => assert_eq!(
+                    curl(s, &url(s, node, *port)),
+                    Err(REFUSED),
+                    "{node}:{port} has no task of that port"
+                ),
+            }
+        }
+    }
+}
+
+/// `--publish mode=host,target=80` (no published port): docker's engine gives each task a
+/// port of its node's ephemeral range. `service ps` shows each task's port, the task's
+/// PortStatus has it, the service's endpoint keeps none; the task's node answers on it
+/// with that task (the client's address kept), nodes without such a task refuse it. Two
+/// tasks on one node get two ports, each answered by its own task. A restart of the
+/// manager keeps every port as it was.
+#[test]
+fn unpublished_host_port_is_picked_per_task() {
+    let s = Swarm::three("hmdy");
+    create_web(&s, "web", &["mode=host,target=80"], "node.hostname != vm1");
+    s.wait_running_on("web", &["vm2", "vm3"]);
+
+    let out = s.ok(
+        "vm1",
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{json .Endpoint.Ports}}",
+            "web",
+        ],
+    );
+    assert_eq!(
+        out.trim(),
+        r#"[{"Protocol":"tcp","TargetPort":80,"PublishMode":"host"}]"#
+    );
+    let web = task_ports(&s, "web");
+    assert_eq!(web.len(), 2, "{web:?}");
+    for (_, _, port) in &web {
+        assert!(
+            (32768..=60999).contains(port),
+            "{web:?}: not the lab's ephemeral range"
+        );
+    }
+    // The task's own PortStatus says the same.
+    let ids = s.ok(
+        "vm1",
+        &[
+            "service",
+            "ps",
+            "-q",
+            "--no-trunc",
+            "-f",
+            "desired-state=running",
+            "web",
+        ],
+    );
+    for id in ids.lines() {
+        let status = s.ok(
+            "vm1",
+            &[
+                "inspect",
+                "--format",
+                "{{.NodeID}} {{json .Status.PortStatus}}",
+                id,
+            ],
+        );
+        let port = status
+            .split("\"PublishedPort\":")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("no published port: {status}"));
+        let want = format!(
+            r#"{{"Ports":[{{"Protocol":"tcp","TargetPort":80,"PublishedPort":{port},"PublishMode":"host"}}]}}"#
+        );
+        assert!(status.trim_end().ends_with(&want), "{status}");
+        assert!(
+            web.iter().any(|(_, _, p)| *p == port),
+            "{status} vs {web:?}"
+        );
+    }
+    check_answers(&s, &web);
+
+    // Two tasks on vm3, which already gives web's task a port: three different ports there.
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "pair",
+            "--replicas",
+            "2",
+            "--publish",
+            "mode=host,target=80",
+            "--constraint",
+            "node.hostname == vm3",
+            "demo",
+            "shoal-whoami",
+            "--listen",
+            "0.0.0.0:80",
+        ],
+    );
+    s.wait_running_on("pair", &["vm3", "vm3"]);
+    let pair = task_ports(&s, "pair");
+    let mut on_vm3: Vec<u16> = web
+        .iter()
+        .chain(&pair)
+        .filter(|(_, n, _)| n == "vm3")
+        .map(|(_, _, p)| *p)
+        .collect();
+    on_vm3.sort();
+    on_vm3.dedup();
+    assert_eq!(on_vm3.len(), 3, "web {web:?}, pair {pair:?}");
+    check_answers(&s, &pair);
+
+    // The choice is in the cluster state: the manager's restart changes no port.
+    let mut all: Vec<_> = web.iter().chain(&pair).cloned().collect();
+    all.sort();
+    s.lab.stop("vm1").unwrap();
+    s.lab.start("vm1").unwrap();
+    s.wait_leader("vm1", Duration::from_secs(30));
+    wait_until(
+        "the same ports after the restart",
+        Duration::from_secs(30),
+        || {
+            let mut now: Vec<_> = task_ports(&s, "web");
+            now.extend(task_ports(&s, "pair"));
+            now.sort();
+            (now == all).then_some(())
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {:?} {:?} before {all:?}\n{}",
+            task_ports(&s, "web"),
+            task_ports(&s, "pair"),
+            s.log_tail("vm1")
+        )
+    });
+    check_answers(&s, &all);
 }

@@ -4,6 +4,7 @@ pub mod api;
 pub mod cli;
 pub mod client;
 pub mod daemon;
+pub mod host_ports;
 pub mod ids;
 pub mod metrics;
 pub mod networks;

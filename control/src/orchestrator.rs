@@ -209,7 +209,7 @@ fn ingress_id(state: &ClusterState) -> Option<&str> {
 fn endpoint_current(state: &ClusterState, t: &TaskRecord, spec: &ServiceSpec) -> bool {
     let on_ingress = ingress_id(state)
         .is_none_or(|id| t.networks.iter().any(|a| a.network_id == id) == needs_ingress(spec));
-    on_ingress && t.host_ports == spec.host_mode_ports()
+    on_ingress && crate::host_ports::match_spec(&t.host_ports, &spec.host_mode_ports())
 }
 
 /// Addresses in use per network: live tasks' and services' VIPs.
@@ -320,6 +320,49 @@ fn allocate_addresses(plan: &mut Plan) {
         };
         for net_id in service_networks(state, &svc.spec) {
             t.networks.extend(next_address(state, &net_id, &mut used));
+        }
+    }
+}
+
+/// Give every task placed this round a port of its node's ephemeral range for each
+/// host-mode port its service leaves unpublished (see [`crate::host_ports`]), in the same
+/// Raft entry that assigns it, so its node never sees it without its ports. A task whose
+/// node has no port left is rejected with the reason (docker's engine fails it there), and
+/// its restart policy decides what follows.
+fn allocate_host_ports(plan: &mut Plan) {
+    let needs_port = |t: &TaskRecord| {
+        active(t)
+            && !t.node_id.is_empty()
+            && !t.status.state.is_terminal()
+            && t.host_ports.iter().any(|p| p.published_port.is_none())
+    };
+    if !plan.changed.values().any(needs_port) {
+        return;
+    }
+    let state = plan.state;
+    let live = state
+        .tasks
+        .values()
+        .filter(|t| !plan.changed.contains_key(&t.id))
+        .chain(plan.changed.values())
+        .filter(|t| !t.status.state.is_terminal() && !needs_port(t));
+    let data_path_port = state.cluster.as_ref().map_or(4789, |c| c.data_path_port);
+    let mut picker = crate::host_ports::PortPicker::new(
+        state.services.values().map(|s| &s.spec),
+        live,
+        data_path_port,
+    );
+    for t in plan.changed.values_mut().filter(|t| needs_port(t)) {
+        let range = state
+            .nodes
+            .get(&t.node_id)
+            .and_then(|n| n.description.ephemeral_ports)
+            .unwrap_or(crate::host_ports::DEFAULT_EPHEMERAL_PORTS);
+        if let Err(e) = picker.fill(&t.node_id, range, &mut t.host_ports) {
+            t.status.state = TaskState::Rejected;
+            t.status.message = "rejected".into();
+            t.status.err = Some(e.to_string());
+            t.status.timestamp = Some(plan.now);
         }
     }
 }
@@ -464,6 +507,7 @@ pub fn reconcile(
     }
 
     allocate_addresses(&mut plan);
+    allocate_host_ports(&mut plan);
     let mut cmds = Vec::new();
     if !plan.services.is_empty() {
         for s in std::mem::take(&mut plan.services) {
@@ -965,6 +1009,7 @@ mod tests {
                     nano_cpus: 2_000_000_000,
                     memory_bytes: 1 << 30,
                     engine_version: "0".into(),
+                    ephemeral_ports: None,
                 },
                 "10.0.0.1".into(),
                 "10.0.0.1:2377".into(),
@@ -1304,5 +1349,120 @@ mod tests {
         assert!(updated_service(&svc, spec, Utc::now())
             .update_status
             .is_none_or(|u| u.state == UpdateState::Completed));
+    }
+
+    fn picked(s: &ClusterState, svc: &str) -> Vec<(String, Option<u16>)> {
+        let mut v: Vec<(String, Option<u16>)> = tasks_of(s, svc)
+            .iter()
+            .map(|t| {
+                let node = s.nodes.get(&t.node_id);
+                let host = node.map_or(String::new(), |n| n.description.hostname.clone());
+                (host, t.host_ports[0].published_port)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A host-mode port without a published port: each task gets its own port of its
+    /// node's ephemeral range when it is placed (tasks on one node never share one, and
+    /// ingress or named host-mode ports are skipped); the choice is kept in the task, so
+    /// later rounds (a restarted or new leader) leave it alone; the task's PortStatus and
+    /// the service's endpoint show what docker shows.
+    #[test]
+    fn unpublished_host_port_is_picked_per_task_on_its_node() {
+        let mut s = with_ingress(cluster(&["vm1", "vm2"]));
+        for n in s.nodes.values_mut() {
+            n.description.ephemeral_ports = Some((40000, 40010));
+        }
+        s.services.insert(
+            "mesh".into(),
+            publishing(
+                "mesh",
+                "mesh",
+                0,
+                &["40000:80", "mode=host,published=40001,target=80"],
+            ),
+        );
+        s.services.insert(
+            "svc1".into(),
+            publishing("svc1", "web", 4, &["mode=host,target=80"]),
+        );
+        let mut clock = UpdateClock::default();
+        step(&mut s, &mut clock, Utc::now());
+        run_all(&mut s);
+        let vm = |h: &str, p: u16| (h.to_string(), Some(p));
+        assert_eq!(
+            picked(&s, "svc1"),
+            [
+                vm("vm1", 40002),
+                vm("vm1", 40003),
+                vm("vm2", 40002),
+                vm("vm2", 40003)
+            ]
+        );
+        let t = tasks_of(&s, "svc1")[0].clone();
+        let published = t.host_ports[0].published_port.unwrap();
+        assert_eq!(
+            t.docker_json()["Status"]["PortStatus"],
+            serde_json::json!({"Ports": [{"Protocol": "tcp", "TargetPort": 80, "PublishedPort": published, "PublishMode": "host"}]})
+        );
+        assert_eq!(t.networks[0].network_id, "ingress-id");
+        assert_eq!(
+            s.services["svc1"].docker_json()["Endpoint"]["Ports"],
+            serde_json::json!([{"Protocol": "tcp", "TargetPort": 80, "PublishMode": "host"}])
+        );
+
+        // Nothing changes in later rounds: the tasks are current and keep their ports.
+        let before = s.tasks.clone();
+        for _ in 0..3 {
+            assert_eq!(step(&mut s, &mut clock, Utc::now()), 0);
+        }
+        assert_eq!(s.tasks, before);
+
+        // A replacement takes a free port again; a node without a reported range uses
+        // Linux's default one.
+        let gone = t.id.clone();
+        s.tasks.get_mut(&gone).unwrap().status.state = TaskState::Failed;
+        s.tasks.get_mut(&gone).unwrap().status.timestamp = Some(Utc::now() - Duration::seconds(60));
+        for n in s.nodes.values_mut() {
+            n.description.ephemeral_ports = None;
+        }
+        step(&mut s, &mut clock, Utc::now());
+        run_all(&mut s);
+        let fresh = tasks_of(&s, "svc1")
+            .into_iter()
+            .find(|x| x.slot == t.slot && x.id != gone)
+            .unwrap()
+            .clone();
+        assert_eq!(fresh.host_ports[0].published_port, Some(32768));
+    }
+
+    /// A node whose range is used up takes no more such tasks: the task is rejected and
+    /// says why.
+    #[test]
+    fn unpublished_host_port_without_a_free_port_is_rejected() {
+        let mut s = with_ingress(cluster(&["vm1"]));
+        for n in s.nodes.values_mut() {
+            n.description.ephemeral_ports = Some((40000, 40001));
+        }
+        s.services.insert(
+            "svc1".into(),
+            publishing("svc1", "web", 3, &["mode=host,target=80"]),
+        );
+        let mut clock = UpdateClock::default();
+        step(&mut s, &mut clock, Utc::now());
+        run_all(&mut s);
+        let tasks = tasks_of(&s, "svc1");
+        let waiting: Vec<&&TaskRecord> = tasks
+            .iter()
+            .filter(|t| t.status.state == TaskState::Rejected)
+            .collect();
+        assert_eq!(waiting.len(), 1, "{tasks:?}");
+        assert_eq!(
+            waiting[0].status.err.as_deref(),
+            Some("no free host port for 80/tcp on node node0 (range 40000-40001 in use)")
+        );
+        assert_eq!(waiting[0].host_ports[0].published_port, None);
     }
 }

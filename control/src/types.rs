@@ -83,6 +83,11 @@ pub struct NodeDescription {
     pub nano_cpus: i64,
     pub memory_bytes: i64,
     pub engine_version: String,
+    /// The node's ephemeral port range (`net.ipv4.ip_local_port_range`), first and last:
+    /// where a host-mode port without a published port is picked for a task on this
+    /// node, as docker's engine does. Absent from nodes that did not report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral_ports: Option<(u16, u16)>,
 }
 
 impl NodeDescription {
@@ -98,8 +103,15 @@ impl NodeDescription {
             nano_cpus,
             memory_bytes: total_memory_bytes().unwrap_or(0),
             engine_version: crate::VERSION.to_string(),
+            ephemeral_ports: ephemeral_ports(),
         }
     }
+}
+
+/// This network namespace's ephemeral port range, if readable and sane.
+fn ephemeral_ports() -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    crate::host_ports::parse_port_range(&text)
 }
 
 fn total_memory_bytes() -> Option<i64> {

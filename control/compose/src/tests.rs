@@ -449,7 +449,7 @@ fn bad_port() {
 #[test]
 fn ports_short_and_long() {
     let stack = load_yaml(
-        "services:\n  web:\n    image: nginx\n    ports:\n      - 8080:80/udp\n      - \"9000-9001:90-91\"\n      - target: 443\n        published: 8443\n        mode: host\n      - 53\n",
+        "services:\n  web:\n    image: nginx\n    ports:\n      - 8080:80/udp\n      - \"9000-9001:90-91\"\n      - target: 443\n        published: 8443\n        mode: host\n      - 53\n      - target: 81\n        mode: host\n",
     )
     .unwrap();
     let ports: Vec<(u16, Option<u16>, Protocol, PublishMode)> = stack.services[0]
@@ -466,6 +466,7 @@ fn ports_short_and_long() {
         ports,
         [
             (53, None, Tcp, Ingress),
+            (81, None, Tcp, Host),
             (80, Some(8080), Udp, Ingress),
             (443, Some(8443), Tcp, Host),
             (90, Some(9000), Tcp, Ingress),

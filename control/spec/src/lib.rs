@@ -52,11 +52,12 @@ impl ServiceSpec {
         self.ports().any(|p| p.publish_mode == PublishMode::Ingress)
     }
 
-    /// The ports published in host mode (with a published port): each of the service's
-    /// tasks holds them on its node.
+    /// The ports published in host mode: each of the service's tasks holds them on its
+    /// node. One without a published port gets its own, picked for the task on its node
+    /// (docker's engine picks it from the node's ephemeral range).
     pub fn host_mode_ports(&self) -> Vec<PortConfig> {
         self.ports()
-            .filter(|p| p.publish_mode == PublishMode::Host && p.published_port.is_some())
+            .filter(|p| p.publish_mode == PublishMode::Host)
             .cloned()
             .collect()
     }

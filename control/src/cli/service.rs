@@ -351,12 +351,10 @@ fn apply_update(a: &UpdateArgs, spec: &mut ServiceSpec) -> Result<(), ApiError> 
             remove_ports(&mut e.ports, r).map_err(bad_flag("--publish-rm", r))?;
         }
         for p in &a.publish_add {
-            for np in opts::port(p).map_err(bad_flag("--publish-add", p))? {
-                e.ports.retain(|x| {
-                    !(x.published_port == np.published_port && x.protocol == np.protocol)
-                });
-                e.ports.push(np);
-            }
+            add_ports(
+                &mut e.ports,
+                opts::port(p).map_err(bad_flag("--publish-add", p))?,
+            );
         }
     }
     a.flags.apply(spec).map_err(plain)?;
@@ -364,6 +362,19 @@ fn apply_update(a: &UpdateArgs, spec: &mut ServiceSpec) -> Result<(), ApiError> 
         spec.task_template.force_update += 1;
     }
     Ok(())
+}
+
+/// `--publish-add`: a port replaces the one published under the same number and protocol.
+/// One without a published port (picked per task) replaces only the same port again, so
+/// several of them, by target, can sit side by side.
+fn add_ports(ports: &mut Vec<PortConfig>, added: Vec<PortConfig>) {
+    for np in added {
+        ports.retain(|x| match np.published_port {
+            Some(_) => !(x.published_port == np.published_port && x.protocol == np.protocol),
+            None => x != &np,
+        });
+        ports.push(np);
+    }
 }
 
 /// `--publish-rm`: "8080", "8080:80" or "8080/udp" remove the port published as 8080, in
@@ -804,6 +815,29 @@ mod tests {
         assert_eq!(
             remove_ports(&mut p, "mode=foo,target=80").unwrap_err(),
             "invalid publish mode value (foo): must be either 'ingress' or 'host'"
+        );
+    }
+
+    /// `--publish-add` of a port without a published port keeps the other such ports
+    /// (each task gets its own for each) and adds the same one only once.
+    #[test]
+    fn publish_add_keeps_other_unpublished_ports() {
+        let mut p = ports(&["mode=host,target=80", "8080:81"]);
+        add_ports(&mut p, ports(&["mode=host,target=443"]));
+        add_ports(&mut p, ports(&["mode=host,target=80"]));
+        assert_eq!(
+            p,
+            ports(&["8080:81", "mode=host,target=443", "mode=host,target=80"])
+        );
+        add_ports(&mut p, ports(&["mode=host,published=8080,target=82"]));
+        assert_eq!(
+            p,
+            ports(&[
+                "mode=host,target=443",
+                "mode=host,target=80",
+                "mode=host,published=8080,target=82"
+            ]),
+            "a published port replaces the one of its number"
         );
     }
 

@@ -62,10 +62,11 @@ pub fn port(s: &str) -> Result<Vec<PortConfig>, String> {
                     )
                 }
                 "published" => {
-                    p.published_port = Some(
-                        v.parse()
-                            .map_err(|_| format!("invalid published port {v}"))?,
-                    )
+                    // 0 is docker's "none": the port is picked for the service.
+                    let port: u16 = v
+                        .parse()
+                        .map_err(|_| format!("invalid published port {v}"))?;
+                    p.published_port = (port != 0).then_some(port);
                 }
                 "protocol" => p.protocol = protocol(v)?,
                 "mode" => {
@@ -560,6 +561,19 @@ mod tests {
         assert_eq!(
             port("mode=host,published=8081").unwrap_err(),
             "missing mandatory field \"target\""
+        );
+        // Without a published port (or with 0, docker's "none"), each task gets one.
+        for spec in ["mode=host,target=80", "mode=host,published=0,target=80"] {
+            let p = &port(spec).unwrap()[0];
+            assert_eq!(
+                (p.publish_mode, p.target_port, p.published_port),
+                (PublishMode::Host, 80, None),
+                "{spec}"
+            );
+        }
+        assert_eq!(
+            port("mode=host,published=65536,target=80").unwrap_err(),
+            "invalid published port 65536"
         );
     }
 

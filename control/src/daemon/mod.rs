@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::peer::{PeerClient, TlsHandle, TlsMaterial};
 use crate::raft::RaftTiming;
 use files::{DataRoot, Membership};
+pub(crate) use lb::PROBE_PORT;
 pub use manager::Manager;
 
 /// Where a daemon keeps its state and listens.

@@ -54,14 +54,6 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
             if p.target_port == 0 {
                 return Err(invalid("invalid target port 0"));
             }
-            if p.publish_mode == PublishMode::Host && p.published_port.is_none() {
-                // docker lets the engine pick a free port per task; shoal does not (yet).
-                return Err(invalid(format!(
-                    "port {}/{} is published in host mode without a published port: give one (published=PORT)",
-                    p.target_port,
-                    protocol_name(p.protocol)
-                )));
-            }
             if let Some(pp) = p.published_port {
                 if !seen.insert((pp, p.protocol)) {
                     return Err(invalid(format!("duplicate published port {pp}")));
@@ -70,14 +62,6 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
         }
     }
     Ok(())
-}
-
-fn protocol_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-        Protocol::Sctp => "sctp",
-    }
 }
 
 /// swarmkit's `checkPortConflicts`: an ingress port is every node's, so it conflicts with
@@ -131,6 +115,39 @@ fn published_conflict(
                 "port '{pp}' is already in use by service '{}' ({}) as {how}",
                 other.spec.name, other.id
             )));
+        }
+    }
+    // A port picked for a task's unpublished host-mode port is its node's too, while the
+    // task lives: the mesh would take it from the task. (Ports a service names are its
+    // spec's, checked above.)
+    let named = |service_id: &str, key: (u16, Protocol)| {
+        state.services.get(service_id).is_some_and(|s| {
+            s.spec
+                .endpoint_spec
+                .iter()
+                .flat_map(|e| e.ports.iter())
+                .any(|p| p.published_port == Some(key.0) && p.protocol == key.1)
+        })
+    };
+    let mut tasks: Vec<_> = state
+        .tasks
+        .values()
+        .filter(|t| !t.status.state.is_terminal() && !t.node_id.is_empty())
+        .collect();
+    tasks.sort_by_key(|t| t.name());
+    for t in tasks {
+        for tp in &t.host_ports {
+            let Some(pp) = tp.published_port else {
+                continue;
+            };
+            if ingress.contains(&(pp, tp.protocol)) && !named(&t.service_id, (pp, tp.protocol)) {
+                return Err(invalid(format!(
+                    "port '{pp}' is already in use by service '{}' ({}) as a host-published port of task {}",
+                    t.service_name,
+                    t.service_id,
+                    t.name()
+                )));
+            }
         }
     }
     Ok(())
@@ -720,17 +737,59 @@ mod tests {
         assert!(published_conflict(&st, &me, Some("id-mesh")).is_ok());
     }
 
-    /// A host-mode port needs a published port; one port cannot be in both modes.
+    /// A port picked for a live task is its node's: an ingress port of that number is
+    /// refused while the task lives, but the service that named a port may move it to
+    /// ingress mode.
+    #[test]
+    fn ingress_port_conflicts_with_a_picked_port() {
+        let mut st = state_with(vec![
+            spec("web", &["mode=host,target=80"]),
+            spec("fixed", &["mode=host,published=8081,target=80"]),
+        ]);
+        let now = Utc::now();
+        for (svc, port) in [("web", 32768), ("fixed", 8081)] {
+            let mut t: crate::services::TaskRecord = serde_json::from_value(serde_json::json!({
+                "id": format!("task-{svc}"), "version": 1, "created_at": now, "updated_at": now,
+                "service_id": format!("id-{svc}"), "service_name": svc, "slot": 1,
+                "node_id": "node1", "spec": {}, "spec_version": 1,
+                "status": {"timestamp": now, "state": "running", "message": "started"},
+                "desired_state": "running",
+            }))
+            .unwrap();
+            t.host_ports =
+                crate::cli::service_opts::port(&format!("mode=host,published={port},target=80"))
+                    .unwrap();
+            st.tasks.insert(t.id.clone(), t);
+        }
+        let e = conflict(&st, &spec("mesh", &["32768:80"])).unwrap();
+        assert!(
+            e.ends_with(
+                "port '32768' is already in use by service 'web' (id-web) as a host-published port of task web.1"
+            ),
+            "{e}"
+        );
+        assert_eq!(conflict(&st, &spec("mesh", &["32768:80/udp"])), None);
+        let moved = spec("fixed", &["8081:80"]);
+        assert!(published_conflict(&st, &moved, Some("id-fixed")).is_ok());
+        st.tasks.get_mut("task-web").unwrap().status.state = TaskState::Shutdown;
+        assert_eq!(conflict(&st, &spec("mesh", &["32768:80"])), None);
+    }
+
+    /// A host-mode port may leave its published port to the node, as in docker; one port
+    /// cannot be in both modes.
     #[test]
     fn validate_host_mode_ports() {
         assert!(validate(&spec("web", &["mode=host,published=8081,target=80"])).is_ok());
-        let e = validate(&spec("web", &["mode=host,target=80"]))
+        assert!(validate(&spec("web", &["mode=host,target=80"])).is_ok());
+        assert!(validate(&spec(
+            "web",
+            &["mode=host,target=80", "mode=host,target=81"]
+        ))
+        .is_ok());
+        let e = validate(&spec("web", &["mode=host,target=0"]))
             .unwrap_err()
             .to_string();
-        assert!(
-            e.contains("port 80/tcp is published in host mode without a published port"),
-            "{e}"
-        );
+        assert!(e.ends_with("invalid target port 0"), "{e}");
         let e = validate(&spec(
             "web",
             &["8081:80", "mode=host,published=8081,target=81"],
