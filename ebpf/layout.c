@@ -18,7 +18,7 @@ int main(void)
 	S(lb_ret); F(lb_ret, last_seen); F(lb_ret, mac);
 	S(lb_config); F(lb_config, maglev_seed); F(lb_config, lb_ifindex); F(lb_config, underlay_ifindex); F(lb_config, snat_addr); F(lb_config, lb_mac); F(lb_config, flags); F(lb_config, vtep); F(lb_config, timeout_ns); F(lb_config, vxlan_port);
 	S(ov_ep); F(ov_ep, vtep); F(ov_ep, ifindex); F(ov_ep, vni); F(ov_ep, mac);
-	S(ov_net); F(ov_net, up_net); F(ov_net, up_node);
+	S(ov_net); F(ov_net, up_net); F(ov_net, up_node); F(ov_net, flags);
 	S(lb_counters); F(lb_counters, packets); F(lb_counters, bytes); F(lb_counters, new_flows); F(lb_counters, drops);
 	return 0;
 }

@@ -665,6 +665,7 @@ impl HostLb {
                 .sync_overlay(
                     &net.network_id,
                     net.vni,
+                    false,
                     &netns,
                     &uplink,
                     &report.ports,

@@ -153,7 +153,10 @@ static __always_inline int ov_out(struct __sk_buff *skb)
 	__builtin_memcpy(smac, eth->h_source, ETH_ALEN);
 	if (eth->h_dest[0] == LB_MAC0 && eth->h_dest[1] == LB_MAC1) {
 		/* A mesh reply: back to the node whose load-balancer MAC it is
-		 * (02:53 + its underlay address). */
+		 * (02:53 + its underlay address). Only the ingress network carries
+		 * mesh flows; elsewhere such a frame is the bridge's to drop. */
+		if (!(net->flags & OV_NET_F_INGRESS))
+			return TC_ACT_OK;
 		__builtin_memcpy(&vtep, &eth->h_dest[2], 4);
 		__builtin_memcpy(dmac, eth->h_dest, ETH_ALEN);
 		if (vtep == cfg->vtep)
@@ -255,10 +258,12 @@ static __always_inline int ov_in(struct __sk_buff *skb, struct lb_config *cfg)
 	if (!net)
 		return -1;
 	if (__builtin_memcmp(f.inner_dmac, cfg->lb_mac, ETH_ALEN) == 0) {
-		/* A reply of a mesh flow this node NATed. A GRO super-packet keeps
+		/* A reply of a mesh flow this node NATed (only on the ingress
+		 * network: no other network reaches the load-balancer port, so
+		 * no other network's frames may either). A GRO super-packet keeps
 		 * its tunnel GSO state through bpf_skb_adjust_room and could not be
 		 * segmented right on its way out: the kernel's path takes it. */
-		if (skb->gso_size)
+		if (!(net->flags & OV_NET_F_INGRESS) || skb->gso_size)
 			return -1;
 		int err = ov_decap(skb);
 		if (err)

@@ -153,7 +153,12 @@ struct ov_ep {
 struct ov_net {
 	__u32 up_net;  /* the uplink's end in the network's namespace */
 	__u32 up_node; /* its end in the node's namespace */
+	__u32 flags;   /* OV_NET_F_* */
+	__u32 pad;
 };
+
+/* ov_net.flags: the ingress network, the only one mesh flows cross. */
+#define OV_NET_F_INGRESS 1
 
 /* Fast-path counters (per CPU), indexed by enum ov_stat. */
 enum ov_stat {

@@ -59,6 +59,8 @@ pub const SVC_F_SNAT: u32 = 1;
 pub const CFG_F_SNAT: u32 = 1;
 pub const CFG_F_OVERLAY: u32 = 2;
 pub const OV_MAX_ENDPOINTS: u32 = 65536;
+/// `ov_net.flags`: the ingress network.
+pub const OV_NET_F_INGRESS: u32 = 1;
 
 /// Indexes of `ov_stats` (`enum ov_stat`).
 pub const OV_TX: u32 = 0;
@@ -143,7 +145,7 @@ pod! {
 }
 pod! {
     /// `struct ov_net`: a network's uplink ends.
-    pub struct OvNet { pub up_net: u32, pub up_node: u32, }
+    pub struct OvNet { pub up_net: u32, pub up_node: u32, pub flags: u32, pub pad: u32, }
 }
 pod! {
     /// `struct lb_counters`.
@@ -250,7 +252,7 @@ mod tests {
             ]
         );
         check!(c, "ov_ep", OvEp, [vtep, ifindex, vni, mac]);
-        check!(c, "ov_net", OvNet, [up_net, up_node]);
+        check!(c, "ov_net", OvNet, [up_net, up_node, flags]);
         check!(
             c,
             "lb_counters",

@@ -29,8 +29,8 @@ use aya::{Ebpf, EbpfLoader};
 use shoal_ebpf::{
     flow_hash, Backend, Config, Counters, Ct, FlowKey, OvEp, OvNet, Ret, Rev, Svc, SvcKey,
     BACKEND_ACTIVE, BACKEND_DOWN, BACKEND_TERMINATING, CFG_F_OVERLAY, CFG_F_SNAT, CT_CLOSING,
-    CT_ESTABLISHED, CT_STATES, CT_SYN, CT_UDP, MAGLEV_DEFAULT, OV_RX, OV_RX_REPLY, OV_STATS, OV_TX,
-    OV_TX_MESH, PROGRAMS, SCOPE_NODEPORT, SCOPE_VIP, SVC_F_SNAT,
+    CT_ESTABLISHED, CT_STATES, CT_SYN, CT_UDP, MAGLEV_DEFAULT, OV_NET_F_INGRESS, OV_RX,
+    OV_RX_REPLY, OV_STATS, OV_TX, OV_TX_MESH, PROGRAMS, SCOPE_NODEPORT, SCOPE_VIP, SVC_F_SNAT,
 };
 
 // ---------------------------------------------------------------------------
@@ -2356,6 +2356,12 @@ fn overlay_world(env: &mut Env) {
         let net = OvNet {
             up_net: UP_NET,
             up_node: UP_NODE,
+            flags: if vni == INGRESS_VNI {
+                OV_NET_F_INGRESS
+            } else {
+                0
+            },
+            pad: 0,
         };
         env.ov_nets.insert(vni, net, 0).expect("ov_nets");
     }
@@ -2568,6 +2574,15 @@ fn overlay_encapsulation() {
             },
         ),
         (
+            "task_out: only the ingress network sends to load-balancer MACs",
+            |env| {
+                // A task of VNI addressing a frame to another node's load-balancer
+                // MAC: the bridge has no such port on this network (it drops it).
+                let p = to_peer().macs(OTHER_LB_MAC, TASK_MAC);
+                unchanged(env, Prog::TaskOut, &p.bytes(), TC_ACT_OK);
+            },
+        ),
+        (
             "task_out: another network's task is not reached through the fast path",
             |env| {
                 let p = to_peer().to(STRANGER, 80);
@@ -2692,6 +2707,19 @@ fn overlay_decapsulation() {
                 assert_eq!(describe(&out), describe(&want));
                 assert_eq!(out, want);
                 assert_eq!(env.ov_stat(OV_RX_REPLY), 1);
+            },
+        ),
+        (
+            "node_ingress: a frame to the load-balancer MAC on another network is not a reply",
+            |env| {
+                let syn = client_tcp(40000, SYN);
+                let b = pick(SVC_TCP, &syn.key());
+                run_ok(env, Prog::NodeIngress, &syn.bytes());
+                let reply = mesh_dnat(&syn, b).reply();
+                let frame = vxlan(REMOTE_VTEP, NODE, VXLAN_PORT, VNI, &reply.bytes());
+                let (verdict, out) = run_ok(env, Prog::NodeIngress, &frame);
+                assert_eq!((verdict, out), (TC_ACT_OK, frame));
+                assert_eq!(env.ov_stat(OV_RX_REPLY), 0);
             },
         ),
         (

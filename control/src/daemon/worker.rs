@@ -346,6 +346,8 @@ enum NetJob {
         name: String,
         port: u16,
         spec: OverlaySpec,
+        /// The ingress network (mesh flows cross it).
+        ingress: bool,
         locals: Vec<LocalEndpoint>,
         remotes: Vec<RemoteEndpoint>,
         extras: Extras,
@@ -575,6 +577,7 @@ impl NodeNet {
                 name: n.name.clone(),
                 port: view.vxlan_port,
                 spec,
+                ingress: n.ingress,
                 locals,
                 remotes,
                 extras,
@@ -607,6 +610,7 @@ async fn run_net_job(
         NetJob::Apply {
             name,
             spec,
+            ingress,
             locals,
             remotes,
             extras,
@@ -622,6 +626,7 @@ async fn run_net_job(
                         Some(uplink) => lb.sync_overlay(
                             &spec.network_id,
                             spec.vni,
+                            ingress,
                             &o.network_netns(&spec.network_id),
                             uplink,
                             &report.ports,

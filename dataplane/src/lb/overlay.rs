@@ -23,6 +23,8 @@ use crate::net::{RemoteEndpoint, TaskPort, Uplink};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct NetState {
     vni: u32,
+    /// The ingress network (mesh flows cross it).
+    ingress: bool,
     /// The uplink the programs are attached to.
     uplink: Uplink,
     /// Its endpoints, as this network wants them in ov_eps.
@@ -110,6 +112,8 @@ impl FastPath {
                 let net = abi::OvNet {
                     up_net: n.uplink.net_index,
                     up_node: n.uplink.node_index,
+                    flags: if n.ingress { abi::OV_NET_F_INGRESS } else { 0 },
+                    pad: 0,
                 };
                 (n.vni, net)
             })
@@ -213,7 +217,8 @@ impl LoadBalancer {
         self.settings.overlay
     }
 
-    /// After an apply of network `network_id` (VNI `vni`, namespace `netns`):
+    /// After an apply of network `network_id` (VNI `vni`, namespace `netns`;
+    /// `ingress`: the ingress network):
     /// attaches the uplink's programs if it is new (or was re-made), and makes
     /// the maps hold the network's local endpoints (`ports`) and remote ones.
     #[allow(clippy::too_many_arguments)]
@@ -221,6 +226,7 @@ impl LoadBalancer {
         &mut self,
         network_id: &str,
         vni: u32,
+        ingress: bool,
         netns: &Path,
         uplink: &Uplink,
         ports: &[TaskPort],
@@ -251,6 +257,7 @@ impl LoadBalancer {
         let own = Ipv4Addr::from(self.config.vtep.to_ne_bytes());
         let state = NetState {
             vni,
+            ingress,
             uplink: uplink.clone(),
             endpoints: endpoints(vni, ports, remotes, own),
         };
