@@ -615,8 +615,19 @@ fn debug_lb_and_metrics_show_backends_states_and_shares() {
         assert!(num(b, "Bytes") > num(b, "Packets") * 40, "{b}");
     }
 
+    // vm1 has no task: it sent every request straight to the task's node over
+    // the overlay's fast path, and every reply came back through it.
+    let overlay = &report["Overlay"];
+    assert_eq!(overlay["Enabled"], true, "{report:#}");
+    assert!(num(overlay, "MeshEncapsulated") >= 3 * sent, "{report:#}");
+    assert!(num(overlay, "MeshReplies") >= 2 * sent, "{report:#}");
+
     // The same table on vm2 (asked from vm1), which balanced nothing.
     let on_vm2 = lb_report(&s, "vm1", Some("vm2"));
+    let on_vm3 = lb_report(&s, "vm1", Some("vm3"));
+    let decapsulated =
+        num(&on_vm2["Overlay"], "Decapsulated") + num(&on_vm3["Overlay"], "Decapsulated");
+    assert!(decapsulated >= 3 * sent, "{on_vm2:#} {on_vm3:#}");
     assert_eq!(on_vm2["Hostname"], "vm2");
     let slots = |r: &serde_json::Value| {
         let mut v: Vec<(String, u64)> = lb_backends(r, FRONTEND)
@@ -712,6 +723,10 @@ fn debug_lb_and_metrics_show_backends_states_and_shares() {
         "{text}"
     );
     assert!(text.contains("shoal_lb_conntrack_entries{state=\"tcp_closing\"}"));
+    assert!(
+        text.contains("shoal_overlay_fastpath_packets_total{path=\"mesh_encapsulated\"}"),
+        "{text}"
+    );
     let check = s
         .lab
         .exec(

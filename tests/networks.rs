@@ -212,6 +212,24 @@ fn tasks_talk_over_the_overlay() {
     };
     reach("a.1", &b, "Task: b.1");
     reach("b.1", &a, "Task: a.1");
+    // Both ways through the overlay's eBPF fast path, not the kernel VXLAN device.
+    for node in ["vm1", "vm3"] {
+        let counted = s.ok(
+            "vm1",
+            &[
+                "debug",
+                "lb",
+                node,
+                "--format",
+                "{{.Overlay.Encapsulated}} {{.Overlay.Decapsulated}}",
+            ],
+        );
+        let n: Vec<u64> = counted
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        assert!(n.len() == 2 && n[0] > 0 && n[1] > 0, "{node}: {counted}");
+    }
     // Different overlays are isolated.
     let out = curl("a.1", &c);
     assert!(!out.status.success(), "a reached c across networks");

@@ -670,6 +670,7 @@ impl HostLb {
                     &uplink,
                     &report.ports,
                     remotes,
+                    &[],
                     VXLAN_PORT,
                 )
                 .expect("syncing the fast path")

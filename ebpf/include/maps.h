@@ -132,6 +132,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ov_nets SEC(".maps");
 
+/* The other nodes' VTEPs a mesh reply may go to (their load-balancer MACs
+ * name them): only those. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, OV_MAX_NODES);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ov_vteps SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, OV_STATS);

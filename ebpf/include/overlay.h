@@ -159,7 +159,8 @@ static __always_inline int ov_out(struct __sk_buff *skb)
 			return TC_ACT_OK;
 		__builtin_memcpy(&vtep, &eth->h_dest[2], 4);
 		__builtin_memcpy(dmac, eth->h_dest, ETH_ALEN);
-		if (vtep == cfg->vtep)
+		/* Only to another node of the swarm, as the bridge's FDB would. */
+		if (vtep == cfg->vtep || !bpf_map_lookup_elem(&ov_vteps, &vtep))
 			return TC_ACT_OK;
 	} else {
 		struct ov_ep *dst = bpf_map_lookup_elem(&ov_eps, &daddr);

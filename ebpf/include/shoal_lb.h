@@ -21,6 +21,7 @@
 #define LB_MAX_LOCAL_ADDRS 64
 #define OV_MAX_ENDPOINTS 65536
 #define OV_MAX_NETWORKS 4096
+#define OV_MAX_NODES 4096
 
 /* What a frontend is. */
 enum lb_scope {

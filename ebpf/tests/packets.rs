@@ -243,6 +243,7 @@ struct Env {
     svc_stats: PerCpuHashMap<MapData, u32, Counters>,
     ov_eps: HashMap<MapData, u32, OvEp>,
     ov_nets: HashMap<MapData, u32, OvNet>,
+    ov_vteps: HashMap<MapData, u32, u32>,
     ov_stats: PerCpuArray<MapData, u64>,
     // Last: the pins go after every fd is closed.
     _pins: PinDir,
@@ -314,6 +315,7 @@ impl Env {
             svc_stats: take(first, "lb_svc_stats"),
             ov_eps: take(first, "ov_eps"),
             ov_nets: take(first, "ov_nets"),
+            ov_vteps: take(first, "ov_vteps"),
             ov_stats: take(first, "ov_stats"),
             programs,
             _pins: pins,
@@ -2352,6 +2354,9 @@ fn overlay_world(env: &mut Env) {
         OTHER_VNI,
         [0x02, 0x42, 10, 0, 2, 7],
     );
+    env.ov_vteps
+        .insert(ip(REMOTE_VTEP), 1, 0)
+        .expect("ov_vteps");
     for vni in [VNI, OTHER_VNI, INGRESS_VNI] {
         let net = OvNet {
             up_net: UP_NET,
@@ -2571,6 +2576,23 @@ fn overlay_encapsulation() {
                 };
                 env.ret.insert(reply.key(), ret, 0).expect("lb_ret");
                 unchanged_but_macs(env, &reply, LB_MAC);
+            },
+        ),
+        (
+            "task_out: a load-balancer MAC of no node of the swarm stays on the bridge",
+            |env| {
+                let b = be(1);
+                env.endpoint(b.addr, None, INGRESS_VNI, b.mac);
+                let reply = Pkt::tcp((b.addr, 80), (CLIENT, 40000), ACK).macs(GATEWAY_MAC, b.mac);
+                let stranger_mac = [0x02, 0x53, 203, 0, 113, 9];
+                let ret = Ret {
+                    last_seen: now_ns(),
+                    mac: stranger_mac,
+                    pad: [0; 2],
+                };
+                env.ret.insert(reply.key(), ret, 0).expect("lb_ret");
+                unchanged_but_macs(env, &reply, stranger_mac);
+                assert_eq!(env.ov_stat(OV_TX), 0);
             },
         ),
         (

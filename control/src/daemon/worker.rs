@@ -631,6 +631,7 @@ async fn run_net_job(
                             uplink,
                             &report.ports,
                             &remotes,
+                            &extras.fdb.iter().map(|e| e.dst).collect::<Vec<_>>(),
                             o.vxlan_port,
                         ),
                         None => lb.remove_overlay(&spec.network_id),

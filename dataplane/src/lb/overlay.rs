@@ -29,18 +29,22 @@ pub(super) struct NetState {
     uplink: Uplink,
     /// Its endpoints, as this network wants them in ov_eps.
     endpoints: Vec<(u32, abi::OvEp)>,
+    /// Other nodes' VTEPs mesh replies may go to (the ingress network's).
+    peers: Vec<u32>,
 }
 
 /// The fast path's maps and what shoald wrote into them.
 pub(super) struct FastPath {
     eps: aya::maps::HashMap<aya::maps::MapData, u32, abi::OvEp>,
     nets: aya::maps::HashMap<aya::maps::MapData, u32, abi::OvNet>,
+    vteps: aya::maps::HashMap<aya::maps::MapData, u32, u32>,
     stats: aya::maps::PerCpuArray<aya::maps::MapData, u64>,
     /// By network id.
     networks: HashMap<String, NetState>,
     /// What ov_eps holds (read back at load: a restarted shoald cleans up).
     eps_written: HashMap<u32, abi::OvEp>,
     nets_written: HashMap<u32, abi::OvNet>,
+    vteps_written: std::collections::HashSet<u32>,
 }
 
 /// Packets the fast path handled on this node since its maps were made.
@@ -65,16 +69,20 @@ impl FastPath {
     pub(super) fn new(obj: &mut aya::Ebpf) -> Result<Self, LbError> {
         let eps: aya::maps::HashMap<_, u32, abi::OvEp> = super::take(obj, "ov_eps")?;
         let nets: aya::maps::HashMap<_, u32, abi::OvNet> = super::take(obj, "ov_nets")?;
+        let vteps: aya::maps::HashMap<_, u32, u32> = super::take(obj, "ov_vteps")?;
         let stats = super::take(obj, "ov_stats")?;
         let eps_written = eps.iter().filter_map(Result::ok).collect();
         let nets_written = nets.iter().filter_map(Result::ok).collect();
+        let vteps_written = vteps.keys().filter_map(Result::ok).collect();
         Ok(FastPath {
             eps,
             nets,
+            vteps,
             stats,
             networks: HashMap::new(),
             eps_written,
             nets_written,
+            vteps_written,
         })
     }
 
@@ -135,6 +143,22 @@ impl FastPath {
         for vni in gone {
             let _ = self.nets.remove(&vni);
             self.nets_written.remove(&vni);
+        }
+        let peers: std::collections::HashSet<u32> = self
+            .networks
+            .values()
+            .flat_map(|n| n.peers.iter().copied())
+            .collect();
+        for vtep in peers.difference(&self.vteps_written.clone()) {
+            self.vteps
+                .insert(vtep, 1, 0)
+                .map_err(map_err("writing an overlay peer"))?;
+            self.vteps_written.insert(*vtep);
+        }
+        let gone: Vec<u32> = self.vteps_written.difference(&peers).copied().collect();
+        for vtep in gone {
+            let _ = self.vteps.remove(&vtep);
+            self.vteps_written.remove(&vtep);
         }
         Ok(())
     }
@@ -218,7 +242,8 @@ impl LoadBalancer {
     }
 
     /// After an apply of network `network_id` (VNI `vni`, namespace `netns`;
-    /// `ingress`: the ingress network):
+    /// `ingress`: the ingress network, whose `peers` are the other nodes'
+    /// VTEPs mesh replies may go to):
     /// attaches the uplink's programs if it is new (or was re-made), and makes
     /// the maps hold the network's local endpoints (`ports`) and remote ones.
     #[allow(clippy::too_many_arguments)]
@@ -231,6 +256,7 @@ impl LoadBalancer {
         uplink: &Uplink,
         ports: &[TaskPort],
         remotes: &[RemoteEndpoint],
+        peers: &[Ipv4Addr],
         vxlan_port: u16,
     ) -> Result<(), LbError> {
         if !self.settings.overlay {
@@ -260,6 +286,11 @@ impl LoadBalancer {
             ingress,
             uplink: uplink.clone(),
             endpoints: endpoints(vni, ports, remotes, own),
+            peers: peers
+                .iter()
+                .filter(|p| **p != own)
+                .map(|p| u32::from_ne_bytes(p.octets()))
+                .collect(),
         };
         if self.fast.networks.get(network_id) != Some(&state) {
             self.fast.networks.insert(network_id.to_string(), state);
