@@ -39,7 +39,8 @@
 # client ports on TIME_WAIT, and ip_local_port_range set to a separate 12,000-port slice per path
 # before each run, so one path's TIME_WAIT leftovers never meet another path's SYNs; printed.
 # Env: SECS (5), REPS (3), CONNS (32), THREADS (2), BACKEND (whoami|nginx), BSECS (3; 0 skips
-# the backend check). Results go to bench/results/lb-<UTC timestamp>.txt.
+# the backend check), DSR (0; 1: the daemons run with --lb-dsr, direct server return).
+# Results go to bench/results/lb-<UTC timestamp>.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build -q --bins
@@ -53,6 +54,9 @@ CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
 BACKEND=${BACKEND:-whoami}
 BSECS=${BSECS:-3}
+DSR=${DSR:-0}
+lab_args=()
+[ "$DSR" = 1 ] && lab_args=(--shoald-arg=--lb-dsr)
 VM2=10.77.0.12
 VM3=10.77.0.13
 BPORT=8000       # the backend process on vm2 (direct, nftables and haproxy all end there)
@@ -199,10 +203,11 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || b + 0
 start=$SECONDS
 echo "# bench/lb.sh  ($(date -u +%FT%TZ), $(nproc) cores, kernel $(uname -r), load average at start: $(cut -d' ' -f1-3 /proc/loadavg))"
 echo "# source: $(git describe --always --dirty 2>/dev/null || echo "not a git checkout")"
-echo "# command: SECS=$SECS REPS=$REPS CONNS=$CONNS THREADS=$THREADS BACKEND=$BACKEND BSECS=$BSECS bench/lb.sh"
+echo "# command: SECS=$SECS REPS=$REPS CONNS=$CONNS THREADS=$THREADS BACKEND=$BACKEND BSECS=$BSECS DSR=$DSR bench/lb.sh"
+echo "# shoald: $([ "$DSR" = 1 ] && echo "--lb-dsr (direct server return: the backend's node answers the client)" || echo "defaults (replies back through the entry node)")"
 echo "# tools: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(nft --version)$(command -v nginx >/dev/null && echo ", $(nginx -v 2>&1 | cut -d' ' -f3)")"
 awk -v n="$(nproc)" '$1 > n { print "warning: load average " $1 " on " n " cores: other work shares the CPUs; expect noise, see the per-run numbers" }' /proc/loadavg
-shoal lab up --name "$LAB" --nodes 3 >/dev/null
+shoal lab up --name "$LAB" --nodes 3 "${lab_args[@]}" >/dev/null
 FWD0=$(on vm3 sysctl -n net.ipv4.ip_forward)
 # Client namespace only: reuse TIME_WAIT ports for new connections, and a wide port range.
 tw0=$(on client sysctl -n net.ipv4.tcp_tw_reuse); pr0=$(on client sysctl -n net.ipv4.ip_local_port_range | tr -s '\t ' ' ')

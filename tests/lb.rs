@@ -142,6 +142,77 @@ fn mesh_answers_on_every_node_with_the_clients_address() {
     }
 }
 
+/// With `shoald --lb-dsr`, a node without the task sends requests to the task's
+/// node and the replies go from there straight to the client (direct server
+/// return), from the address and port the client used: small answers, a 4 MiB
+/// one (GSO on the way out) and the client's own address at the backend; the
+/// entry node carries no reply. The node with the task answers as before.
+#[test]
+fn direct_server_return_answers_from_the_backends_node() {
+    let s = Swarm::lab_with_daemon_args("lbdsr", 3, &["--lb-dsr"]);
+    s.form(&[("vm2", "worker"), ("vm3", "worker")]);
+    web(
+        &s,
+        "1",
+        "8080:80",
+        &["--constraint", "node.hostname == vm2"],
+    );
+    s.wait_running("web", 1);
+    for node in ["vm1", "vm3", "vm2"] {
+        let url = format!("http://{}:8080/", s.addr(node));
+        let body = wait_until(&format!("{url} answers"), Duration::from_secs(10), || {
+            curl(&s, &url)
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
+        assert_eq!(field(&body, "Node"), Some("vm2"), "{body}");
+        let client = field(&body, "Client").expect("client line");
+        assert!(client.starts_with("10.77.0.2:"), "backend saw {client}");
+        // A large answer: segmented on its way out, every byte arrives.
+        let big = format!("{url}?size=4M");
+        let out = s
+            .lab
+            .exec(
+                CLIENT,
+                &[
+                    "curl",
+                    "-sS",
+                    "-m",
+                    "10",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code} %{size_download}",
+                    &big,
+                ],
+            )
+            .expect("curl");
+        let got = String::from_utf8_lossy(&out.stdout).to_string();
+        let size: u64 = got
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            got.starts_with("200 ") && size > 4 * 1024 * 1024,
+            "{big}: {got}"
+        );
+    }
+    // 50 more requests through vm1: all answered.
+    let url = format!("http://{}:8080/", s.addr("vm1"));
+    for i in 0..50 {
+        assert!(curl(&s, &url).is_some(), "request {i} through vm1 failed");
+    }
+    let vm1 = lb_report(&s, "vm1", None);
+    let vm2 = lb_report(&s, "vm1", Some("vm2"));
+    let (requests, replies) = (
+        num(&vm1["Overlay"], "MeshEncapsulated"),
+        num(&vm1["Overlay"], "MeshReplies"),
+    );
+    assert!(requests >= 3 * 52, "{vm1:#}");
+    assert_eq!(replies, 0, "replies came back through vm1: {vm1:#}");
+    assert!(num(&vm2["Overlay"], "DirectReplies") >= 2 * 52, "{vm2:#}");
+}
+
 #[test]
 fn rolling_update_and_drain_lose_no_request() {
     let s = Swarm::three("lbupd");

@@ -345,6 +345,9 @@ pub struct LbOverlay {
     pub decapsulated: u64,
     /// Mesh replies decapsulated here and sent on to their clients.
     pub mesh_replies: u64,
+    /// Mesh replies of local tasks sent straight to their clients (direct server return).
+    #[serde(default)]
+    pub direct_replies: u64,
     /// Overlay endpoints (local and remote tasks) and networks in its maps.
     pub endpoints: u64,
     pub networks: u64,

@@ -148,7 +148,7 @@ impl LbMetrics {
             overlay_packets: IntCounterVec::new(
                 opts(
                     "shoal_overlay_fastpath_packets_total",
-                    "Packets the overlay's eBPF fast path carried on this node, by what it did: encapsulated (a local task's frame to another node), mesh_encapsulated (a mesh request to a backend's node), decapsulated (into a local task), mesh_reply (a mesh reply on to its client).",
+                    "Packets the overlay's eBPF fast path carried on this node, by what it did: encapsulated (a local task's frame to another node), mesh_encapsulated (a mesh request to a backend's node), decapsulated (into a local task), mesh_reply (a mesh reply on to its client), direct_reply (a local task's mesh reply straight to its client: direct server return).",
                 ),
                 &["path"],
             )
@@ -215,6 +215,7 @@ impl LbMetrics {
                 ("mesh_encapsulated", o.mesh_encapsulated),
                 ("decapsulated", o.decapsulated),
                 ("mesh_reply", o.mesh_replies),
+                ("direct_reply", o.direct_replies),
             ] {
                 self.overlay_packets.with_label_values(&[path]).inc_by(n);
             }
@@ -478,6 +479,7 @@ mod tests {
                 mesh_encapsulated: 12,
                 decapsulated: 13,
                 mesh_replies: 14,
+                direct_replies: 15,
                 endpoints: 5,
                 networks: 2,
             },

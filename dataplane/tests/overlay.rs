@@ -621,6 +621,7 @@ impl HostLb {
             timeouts: Timeouts::default(),
             snat: false,
             overlay: true,
+            dsr: false,
         };
         let addr = u.ip(host);
         let lb = Self::in_host(&ns, move || {

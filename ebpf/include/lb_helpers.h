@@ -33,6 +33,9 @@
  * underlay address. A frame from such a MAC came through a node's mesh. */
 #define LB_MAC0 0x02
 #define LB_MAC1 0x53
+/* The same node's MAC as the source of a mesh request that may be answered
+ * directly (direct server return): 02:44 ("D") then the entry node's address. */
+#define LB_DSR_MAC1 0x44
 
 struct pkt {
 	struct lb_flow_key key;
@@ -395,7 +398,8 @@ static __always_inline int task_rx(struct __sk_buff *skb)
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > end)
 		return TC_ACT_OK;
-	if (eth->h_source[0] != LB_MAC0 || eth->h_source[1] != LB_MAC1)
+	if (eth->h_source[0] != LB_MAC0 ||
+	    (eth->h_source[1] != LB_MAC1 && eth->h_source[1] != LB_DSR_MAC1))
 		return TC_ACT_OK;
 	struct lb_flow_key rk = {
 		.saddr = p.key.daddr,
@@ -406,11 +410,25 @@ static __always_inline int task_rx(struct __sk_buff *skb)
 	};
 	struct lb_ret *ret = bpf_map_lookup_elem(&lb_ret, &rk);
 	__u64 now = bpf_ktime_get_ns();
-	if (ret && __builtin_memcmp(ret->mac, eth->h_source, ETH_ALEN) == 0 &&
+	/* The stored MAC is always the entry node's load-balancer MAC (where the
+	 * bridge and the kernel path send replies); whether it asked for direct
+	 * server return is dsr_port. */
+	if (ret && __builtin_memcmp(&ret->mac[2], &eth->h_source[2], 4) == 0 &&
 	    now - ret->last_seen < LB_CT_REFRESH_NS)
 		return TC_ACT_OK;
 	struct lb_ret entry = { .last_seen = now };
 	__builtin_memcpy(entry.mac, eth->h_source, ETH_ALEN);
+	entry.mac[1] = LB_MAC1;
+	if (eth->h_source[1] == LB_DSR_MAC1) {
+		struct lb_dsr_key dk = {
+			.addr = p.key.daddr,
+			.port = p.key.dport,
+			.proto = p.key.proto,
+		};
+		__u32 *published = bpf_map_lookup_elem(&lb_dsr, &dk);
+		if (published)
+			entry.dsr_port = (__u16)*published;
+	}
 	bpf_map_update_elem(&lb_ret, &rk, &entry, BPF_ANY);
 	return TC_ACT_OK;
 }

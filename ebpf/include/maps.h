@@ -79,6 +79,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_ret SEC(".maps");
 
+/* Direct server return: published port by backend (shoald leaves out a
+ * backend two published ports share). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_MAX_BACKENDS);
+	__type(key, struct lb_dsr_key);
+	__type(value, __u32); /* the published port, network order, in the low 16 bits */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_dsr SEC(".maps");
+
 /* The node's own IPv4 addresses: published ports answer on each. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -182,6 +182,41 @@ static __always_inline int ov_out(struct __sk_buff *skb)
 	return bpf_redirect_peer(up, 0);
 }
 
+/*
+ * A reply of a mesh flow whose entry node asked for direct server return
+ * (lb_ret.dsr_port): it leaves from this node, its source the address and
+ * port the client used (the entry node's address, in its MAC, and the
+ * published port), straight to the client instead of back through the entry
+ * node. -1: not here (the fast path is off, the task is not on the ingress
+ * network here, the entry node is no node of the swarm, or the client is this
+ * node): the caller sends it back through the entry node as usual.
+ */
+static __always_inline int ov_dsr(struct __sk_buff *skb, const struct pkt *p, const __u8 *lb_mac,
+				  __u16 port)
+{
+	struct lb_config *cfg = config();
+	__u32 saddr = p->key.saddr, client = p->key.daddr, addr, vni;
+
+	if (!ov_enabled(cfg))
+		return -1;
+	struct ov_ep *src = bpf_map_lookup_elem(&ov_eps, &saddr);
+	if (!src || src->vtep)
+		return -1;
+	vni = src->vni;
+	struct ov_net *net = bpf_map_lookup_elem(&ov_nets, &vni);
+	if (!net || !(net->flags & OV_NET_F_INGRESS))
+		return -1;
+	__builtin_memcpy(&addr, &lb_mac[2], 4);
+	if (addr == cfg->vtep || !bpf_map_lookup_elem(&ov_vteps, &addr) ||
+	    bpf_map_lookup_elem(&lb_local_addrs, &client))
+		return -1;
+	__u32 up = net->up_net;
+	if (nat(skb, p, 0, addr, port))
+		return TC_ACT_SHOT;
+	ov_count(OV_TX_DSR);
+	return bpf_redirect_peer(up, 0);
+}
+
 /* What ov_in found in a VXLAN frame. */
 struct ov_frame {
 	__u32 vni;

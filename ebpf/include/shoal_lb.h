@@ -53,6 +53,9 @@ struct lb_svc {
 #define LB_CFG_F_SNAT 1
 /* lb_config.flags: the overlay fast path is on (VXLAN in eBPF, see overlay.h). */
 #define LB_CFG_F_OVERLAY 2
+/* lb_config.flags: mesh flows entering here may be answered by the backend's
+ * node directly (direct server return), from this node's address. */
+#define LB_CFG_F_DSR 4
 
 enum lb_backend_state {
 	/* Takes new flows. */
@@ -119,7 +122,20 @@ struct lb_rev {
 struct lb_ret {
 	__u64 last_seen;
 	__u8 mac[6];
-	__u8 pad[2];
+	/* Direct server return: the port the client used (published, network
+	 * order), its address being the entry node's (in mac); replies leave
+	 * from here. 0: replies go back through the entry node. */
+	__u16 dsr_port;
+};
+
+/* A backend of a published port, as its node sees a mesh flow arrive (task
+ * address and target port, protocol): which published port the flow came to,
+ * when only one does (lb_dsr, for direct server return). */
+struct lb_dsr_key {
+	__u32 addr;
+	__u16 port;
+	__u8 proto;
+	__u8 pad;
 };
 
 /* Per node, set by shoald (array of one). */
@@ -167,7 +183,8 @@ enum ov_stat {
 	OV_TX_MESH = 1,  /* mesh requests encapsulated at the entry node */
 	OV_RX = 2,       /* frames decapsulated here into a task */
 	OV_RX_REPLY = 3, /* mesh replies decapsulated here, sent to the client */
-	OV_STATS = 4,
+	OV_TX_DSR = 4,   /* mesh replies sent from here straight to the client */
+	OV_STATS = 5,
 };
 
 /* Counters per service (per CPU; summed by shoald). */

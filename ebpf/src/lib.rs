@@ -58,6 +58,10 @@ pub const SCOPE_NODEPORT: u8 = 2;
 pub const SVC_F_SNAT: u32 = 1;
 pub const CFG_F_SNAT: u32 = 1;
 pub const CFG_F_OVERLAY: u32 = 2;
+pub const CFG_F_DSR: u32 = 4;
+/// Second byte of a mesh request's source MAC when its entry node allows direct
+/// server return (`LB_DSR_MAC1`).
+pub const LB_DSR_MAC1: u8 = 0x44;
 pub const OV_MAX_ENDPOINTS: u32 = 65536;
 /// `ov_net.flags`: the ingress network.
 pub const OV_NET_F_INGRESS: u32 = 1;
@@ -67,7 +71,8 @@ pub const OV_TX: u32 = 0;
 pub const OV_TX_MESH: u32 = 1;
 pub const OV_RX: u32 = 2;
 pub const OV_RX_REPLY: u32 = 3;
-pub const OV_STATS: u32 = 4;
+pub const OV_TX_DSR: u32 = 4;
+pub const OV_STATS: u32 = 5;
 
 pub const BACKEND_ACTIVE: u8 = 0;
 pub const BACKEND_TERMINATING: u8 = 1;
@@ -121,7 +126,12 @@ pod! {
 }
 pod! {
     /// `struct lb_ret`.
-    pub struct Ret { pub last_seen: u64, pub mac: [u8; 6], pub pad: [u8; 2], }
+    pub struct Ret { pub last_seen: u64, pub mac: [u8; 6], pub dsr_port: u16, }
+}
+pod! {
+    /// `struct lb_dsr_key`: a backend of a published port (address, target port
+    /// in network order, protocol).
+    pub struct DsrKey { pub addr: u32, pub port: u16, pub proto: u8, pub pad: u8, }
 }
 pod! {
     /// `struct lb_config`.
@@ -234,7 +244,8 @@ mod tests {
             Rev,
             [last_seen, addr, port, mac, client_addr, client_port]
         );
-        check!(c, "lb_ret", Ret, [last_seen, mac]);
+        check!(c, "lb_ret", Ret, [last_seen, mac, dsr_port]);
+        check!(c, "lb_dsr_key", DsrKey, [addr, port, proto]);
         check!(
             c,
             "lb_config",
@@ -261,7 +272,7 @@ mod tests {
         );
         // Every struct of the C layout is checked above.
         let structs: std::collections::BTreeSet<_> = c.keys().map(|(s, _)| s.clone()).collect();
-        assert_eq!(structs.len(), 11, "{structs:?}");
+        assert_eq!(structs.len(), 12, "{structs:?}");
     }
 
     #[test]

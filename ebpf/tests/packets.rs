@@ -27,10 +27,11 @@ use aya::maps::{
 use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader};
 use shoal_ebpf::{
-    flow_hash, Backend, Config, Counters, Ct, FlowKey, OvEp, OvNet, Ret, Rev, Svc, SvcKey,
-    BACKEND_ACTIVE, BACKEND_DOWN, BACKEND_TERMINATING, CFG_F_OVERLAY, CFG_F_SNAT, CT_CLOSING,
-    CT_ESTABLISHED, CT_STATES, CT_SYN, CT_UDP, MAGLEV_DEFAULT, OV_NET_F_INGRESS, OV_RX,
-    OV_RX_REPLY, OV_STATS, OV_TX, OV_TX_MESH, PROGRAMS, SCOPE_NODEPORT, SCOPE_VIP, SVC_F_SNAT,
+    flow_hash, Backend, Config, Counters, Ct, DsrKey, FlowKey, OvEp, OvNet, Ret, Rev, Svc, SvcKey,
+    BACKEND_ACTIVE, BACKEND_DOWN, BACKEND_TERMINATING, CFG_F_DSR, CFG_F_OVERLAY, CFG_F_SNAT,
+    CT_CLOSING, CT_ESTABLISHED, CT_STATES, CT_SYN, CT_UDP, MAGLEV_DEFAULT, OV_NET_F_INGRESS, OV_RX,
+    OV_RX_REPLY, OV_STATS, OV_TX, OV_TX_DSR, OV_TX_MESH, PROGRAMS, SCOPE_NODEPORT, SCOPE_VIP,
+    SVC_F_SNAT,
 };
 
 // ---------------------------------------------------------------------------
@@ -244,6 +245,7 @@ struct Env {
     ov_eps: HashMap<MapData, u32, OvEp>,
     ov_nets: HashMap<MapData, u32, OvNet>,
     ov_vteps: HashMap<MapData, u32, u32>,
+    dsr: HashMap<MapData, DsrKey, u32>,
     ov_stats: PerCpuArray<MapData, u64>,
     // Last: the pins go after every fd is closed.
     _pins: PinDir,
@@ -316,6 +318,7 @@ impl Env {
             ov_eps: take(first, "ov_eps"),
             ov_nets: take(first, "ov_nets"),
             ov_vteps: take(first, "ov_vteps"),
+            dsr: take(first, "lb_dsr"),
             ov_stats: take(first, "ov_stats"),
             programs,
             _pins: pins,
@@ -1894,7 +1897,7 @@ fn task_out_cases() -> Vec<Case> {
                 let r = Ret {
                     last_seen: now_ns(),
                     mac: OTHER_LB_MAC,
-                    pad: [0; 2],
+                    dsr_port: 0,
                 };
                 env.ret.insert(key, r, 0).expect("lb_ret");
             },
@@ -2550,7 +2553,7 @@ fn overlay_encapsulation() {
                 let ret = Ret {
                     last_seen: now_ns(),
                     mac: OTHER_LB_MAC,
-                    pad: [0; 2],
+                    dsr_port: 0,
                 };
                 env.ret.insert(reply.key(), ret, 0).expect("lb_ret");
                 let (verdict, out) = run_ok(env, Prog::TaskOut, &reply.bytes());
@@ -2572,7 +2575,7 @@ fn overlay_encapsulation() {
                 let ret = Ret {
                     last_seen: now_ns(),
                     mac: LB_MAC,
-                    pad: [0; 2],
+                    dsr_port: 0,
                 };
                 env.ret.insert(reply.key(), ret, 0).expect("lb_ret");
                 unchanged_but_macs(env, &reply, LB_MAC);
@@ -2588,7 +2591,7 @@ fn overlay_encapsulation() {
                 let ret = Ret {
                     last_seen: now_ns(),
                     mac: stranger_mac,
-                    pad: [0; 2],
+                    dsr_port: 0,
                 };
                 env.ret.insert(reply.key(), ret, 0).expect("lb_ret");
                 unchanged_but_macs(env, &reply, stranger_mac);
@@ -2858,5 +2861,133 @@ fn overlay_decapsulation() {
                 unchanged(env, Prog::OvUpNode, &request, TC_ACT_SHOT);
             },
         ),
+    ]);
+}
+
+// ---------------------------------------------------------------------------
+// Direct server return: the entry node marks a mesh request (source MAC 02:44
+// + its address) when it allows it; the backend's node records the published
+// port (lb_dsr) with the flow, and its replies leave from there with the
+// entry node's address and that port.
+
+/// The entry node's MAC on a request that may be answered directly.
+const DSR_MAC: [u8; 6] = [0x02, 0x44, 198, 51, 100, 1];
+const OTHER_DSR_MAC: [u8; 6] = [0x02, 0x44, 198, 51, 100, 2];
+
+fn dsr_world(env: &mut Env) {
+    overlay_world(env);
+    env.set_config(|c| {
+        c.flags |= CFG_F_OVERLAY | CFG_F_DSR;
+        c.vtep = ip(NODE);
+        c.vxlan_port = VXLAN_PORT;
+    });
+}
+
+/// be(1) on this node's ingress network, and lb_dsr saying it backs PORT_TCP.
+fn local_backend(env: &mut Env) -> &'static Be {
+    let b = be(1);
+    env.endpoint(b.addr, None, INGRESS_VNI, b.mac);
+    let key = DsrKey {
+        addr: ip(b.addr),
+        port: b.port.to_be(),
+        proto: TCP,
+        pad: 0,
+    };
+    env.dsr
+        .insert(key, u32::from(PORT_TCP.to_be()), 0)
+        .expect("lb_dsr");
+    b
+}
+
+#[test]
+fn direct_server_return() {
+    run_overlay_cases(vec![
+        ("node_ingress: a request to another node's backend asks for direct return", |env| {
+            dsr_world(env);
+            let syn = client_tcp(40000, SYN);
+            let b = pick(SVC_TCP, &syn.key());
+            env.endpoint(b.addr, Some(REMOTE_VTEP), INGRESS_VNI, b.mac);
+            let (verdict, out) = run_ok(env, Prog::NodeIngress, &syn.bytes());
+            assert_eq!(verdict, TC_ACT_REDIRECT);
+            let inner = mesh_dnat(&syn, b).macs(b.mac, DSR_MAC);
+            assert_encap(&out, REMOTE_VTEP, INGRESS_VNI, &inner.bytes());
+        }),
+        ("node_ingress: not for a client of another node address, nor without the flag", |env| {
+            dsr_world(env);
+            let syn = client_tcp(40000, SYN).to(NODE2, PORT_TCP);
+            let b = pick(SVC_TCP, &syn.key());
+            env.endpoint(b.addr, Some(REMOTE_VTEP), INGRESS_VNI, b.mac);
+            let (_, out) = run_ok(env, Prog::NodeIngress, &syn.bytes());
+            assert_encap(&out, REMOTE_VTEP, INGRESS_VNI, &mesh_dnat(&syn, b).bytes());
+            overlay_world(env);
+            let syn = client_tcp(40001, SYN);
+            let b = pick(SVC_TCP, &syn.key());
+            env.endpoint(b.addr, Some(REMOTE_VTEP), INGRESS_VNI, b.mac);
+            let (_, out) = run_ok(env, Prog::NodeIngress, &syn.bytes());
+            assert_encap(&out, REMOTE_VTEP, INGRESS_VNI, &mesh_dnat(&syn, b).bytes());
+        }),
+        ("ov_up_net: a marked request records the published port with the flow", |env| {
+            dsr_world(env);
+            let b = local_backend(env);
+            let syn = Pkt::tcp((CLIENT, 40000), (b.addr, 80), SYN).macs(b.mac, OTHER_DSR_MAC);
+            let mut p = syn.clone();
+            p.dmac = b.mac;
+            env.endpoint(b.addr, None, INGRESS_VNI, b.mac);
+            unchanged(env, Prog::OvUpNet, &p.bytes(), TC_ACT_REDIRECT);
+            let ret = env.ret(&syn.reply().key()).expect("lb_ret");
+            assert_eq!(ret.mac, OTHER_LB_MAC, "where the kernel path sends replies");
+            assert_eq!(u16::from_be(ret.dsr_port), PORT_TCP);
+        }),
+        ("ov_up_net: without an lb_dsr entry, replies go back through the entry node", |env| {
+            dsr_world(env);
+            let b = be(1);
+            env.endpoint(b.addr, None, INGRESS_VNI, b.mac);
+            let syn = Pkt::tcp((CLIENT, 40000), (b.addr, 80), SYN).macs(b.mac, OTHER_DSR_MAC);
+            unchanged(env, Prog::OvUpNet, &syn.bytes(), TC_ACT_REDIRECT);
+            let ret = env.ret(&syn.reply().key()).expect("lb_ret");
+            assert_eq!((ret.mac, ret.dsr_port), (OTHER_LB_MAC, 0));
+        }),
+        ("task_out: a reply leaves from here with the entry node's address and port", |env| {
+            dsr_world(env);
+            let b = local_backend(env);
+            let reply = Pkt::tcp((b.addr, 80), (CLIENT, 40000), SYN | ACK).macs(GATEWAY_MAC, b.mac);
+            let ret = Ret {
+                last_seen: now_ns(),
+                mac: OTHER_LB_MAC,
+                dsr_port: PORT_TCP.to_be(),
+            };
+            env.ret.insert(reply.key(), ret, 0).expect("lb_ret");
+            let (verdict, out) = run_ok(env, Prog::TaskOut, &reply.bytes());
+            assert_eq!(verdict, TC_ACT_REDIRECT, "into the uplink, to the underlay");
+            let want = reply.clone().from(REMOTE_VTEP, PORT_TCP);
+            assert_eq!(describe(&out), describe(&want.bytes()));
+            assert_eq!(out, want.bytes());
+            verify_checksums(&out).expect("checksums");
+            assert_eq!(env.ov_stat(OV_TX_DSR), 1);
+        }),
+        ("task_out: to a client on this node, or with the fast path off, back through the entry node", |env| {
+            dsr_world(env);
+            let b = local_backend(env);
+            let to_node = Pkt::tcp((b.addr, 80), (NODE2, 40000), ACK).macs(GATEWAY_MAC, b.mac);
+            let ret = Ret {
+                last_seen: now_ns(),
+                mac: OTHER_LB_MAC,
+                dsr_port: PORT_TCP.to_be(),
+            };
+            env.ret.insert(to_node.key(), ret, 0).expect("lb_ret");
+            let (verdict, out) = run_ok(env, Prog::TaskOut, &to_node.bytes());
+            assert_eq!(verdict, TC_ACT_REDIRECT);
+            assert_encap(
+                &out,
+                REMOTE_VTEP,
+                INGRESS_VNI,
+                &to_node.clone().macs(OTHER_LB_MAC, b.mac).bytes(),
+            );
+            let reply = Pkt::tcp((b.addr, 80), (CLIENT, 40000), ACK).macs(GATEWAY_MAC, b.mac);
+            env.ret.insert(reply.key(), ret, 0).expect("lb_ret");
+            env.set_config(|_| {});
+            unchanged_but_macs(env, &reply, OTHER_LB_MAC);
+            assert_eq!(env.ov_stat(OV_TX_DSR), 0);
+        }),
     ]);
 }

@@ -73,6 +73,12 @@ struct Args {
     /// the task's port and the underlay, and leaves the rest to the kernel)
     #[arg(long)]
     no_overlay_fastpath: bool,
+    /// Direct server return for mesh flows entering this node: the backend's node
+    /// answers the client itself, from this node's address and the published port,
+    /// instead of sending replies back through here (needs an underlay that lets a
+    /// node send with another node's address: one L2 segment, no source checks)
+    #[arg(long)]
+    lb_dsr: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -118,6 +124,7 @@ fn main() -> anyhow::Result<()> {
             drain_delay: args.lb_drain_delay,
             snat: args.lb_snat,
             overlay_fastpath: !args.no_overlay_fastpath,
+            dsr: args.lb_dsr,
         },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

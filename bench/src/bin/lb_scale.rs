@@ -148,6 +148,7 @@ fn main() -> Result<()> {
         timeouts: Timeouts::default(),
         snat: false,
         overlay: false,
+        dsr: false,
     };
     let result = run(&a, settings);
     shoal_dataplane::lb::detach_node(&a.underlay, &a.lb_port);

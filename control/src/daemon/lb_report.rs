@@ -132,6 +132,7 @@ impl Daemon {
                     mesh_encapsulated: fast.tx_mesh,
                     decapsulated: fast.rx,
                     mesh_replies: fast.rx_reply,
+                    direct_replies: fast.tx_dsr,
                     endpoints: fast.endpoints as u64,
                     networks: fast.networks as u64,
                 },

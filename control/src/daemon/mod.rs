@@ -56,6 +56,8 @@ pub struct LbOptions {
     /// The overlay's fast path (VXLAN in eBPF); off: the kernel VXLAN device
     /// carries everything.
     pub overlay_fastpath: bool,
+    /// Direct server return for mesh flows entering this node.
+    pub dsr: bool,
 }
 
 impl Default for LbOptions {
@@ -66,6 +68,7 @@ impl Default for LbOptions {
             drain_delay: std::time::Duration::from_secs(1),
             snat: false,
             overlay_fastpath: true,
+            dsr: false,
         }
     }
 }

@@ -372,6 +372,7 @@ fn load_lb(daemon: &Daemon, ifname: &str, addr: std::net::Ipv4Addr) -> Option<Sh
         timeouts: daemon.cfg.lb.timeouts,
         snat: daemon.cfg.lb.snat,
         overlay: daemon.cfg.lb.overlay_fastpath,
+        dsr: daemon.cfg.lb.dsr,
     };
     let loaded = LoadBalancer::load(settings).and_then(|mut lb| {
         lb.attach_node(ifname, addr)?;

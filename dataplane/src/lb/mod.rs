@@ -147,6 +147,9 @@ pub struct Settings {
     /// programs, past the bridge and the kernel VXLAN device (which stay as
     /// the path for everything else).
     pub overlay: bool,
+    /// Direct server return for mesh flows entering this node (needs the
+    /// overlay fast path on the backends' nodes; see `ebpf/include/overlay.h`).
+    pub dsr: bool,
 }
 
 /// The pin directory of the node whose data root is `data_root`: under
@@ -392,6 +395,9 @@ pub struct LoadBalancer {
     svc_stats: PerCpuHashMap<MapData, u32, abi::Counters>,
     config: abi::Config,
     fast: overlay::FastPath,
+    /// lb_dsr, and what it holds.
+    dsr_map: BpfHashMap<MapData, abi::DsrKey, u32>,
+    dsr_written: HashMap<abi::DsrKey, u32>,
     services: HashMap<Frontend, ServiceState>,
     next_svc_id: u32,
     next_backend_id: u32,
@@ -478,6 +484,8 @@ impl LoadBalancer {
         let backend_stats = take(first, "lb_backend_stats")?;
         let svc_stats = take(first, "lb_svc_stats")?;
         let fast = overlay::FastPath::new(first)?;
+        let dsr_map: BpfHashMap<MapData, abi::DsrKey, u32> = take(first, "lb_dsr")?;
+        let dsr_written = dsr_map.iter().filter_map(Result::ok).collect();
         let mut config = config_map
             .get(&0, 0)
             .map_err(map_err("reading lb_config"))?;
@@ -486,6 +494,9 @@ impl LoadBalancer {
         config.flags = if settings.snat { abi::CFG_F_SNAT } else { 0 };
         if settings.overlay {
             config.flags |= abi::CFG_F_OVERLAY;
+        }
+        if settings.dsr {
+            config.flags |= abi::CFG_F_DSR;
         }
         let mut lb = LoadBalancer {
             settings,
@@ -504,6 +515,8 @@ impl LoadBalancer {
             svc_stats,
             config,
             fast,
+            dsr_map,
+            dsr_written,
             services: HashMap::new(),
             next_svc_id: 1,
             next_backend_id: 1,
@@ -703,8 +716,38 @@ impl LoadBalancer {
             gone_ids.extend(self.remove_service(frontend, &mut stats));
         }
         self.drop_tables(&gone_ids);
+        self.write_dsr(wanted.values().copied())?;
         stats.elapsed = started.elapsed();
         Ok(stats)
+    }
+
+    /// Makes lb_dsr say, for every backend of a published port, which port
+    /// that is, unless two published ports share the backend (its node could
+    /// not tell which one a client used: no direct return for it).
+    fn write_dsr<'a>(
+        &mut self,
+        specs: impl Iterator<Item = &'a ServiceSpec>,
+    ) -> Result<(), LbError> {
+        let wanted = dsr_entries(specs);
+        for (key, port) in &wanted {
+            if self.dsr_written.get(key) != Some(port) {
+                self.dsr_map
+                    .insert(key, port, 0)
+                    .map_err(map_err("writing lb_dsr"))?;
+                self.dsr_written.insert(*key, *port);
+            }
+        }
+        let gone: Vec<abi::DsrKey> = self
+            .dsr_written
+            .keys()
+            .filter(|k| !wanted.contains_key(k))
+            .copied()
+            .collect();
+        for key in gone {
+            let _ = self.dsr_map.remove(&key);
+            self.dsr_written.remove(&key);
+        }
+        Ok(())
     }
 
     /// Puts the tables into lb_maglev under their service ids: one batch
@@ -1039,6 +1082,34 @@ impl LoadBalancer {
     }
 }
 
+/// lb_dsr's contents for `specs`: backend (address, target port, protocol) ->
+/// the published port (network order), leaving out backends two ports share.
+fn dsr_entries<'a>(specs: impl Iterator<Item = &'a ServiceSpec>) -> HashMap<abi::DsrKey, u32> {
+    let mut out: HashMap<abi::DsrKey, u32> = HashMap::new();
+    let mut shared = std::collections::HashSet::new();
+    for spec in specs {
+        let Frontend::NodePort { proto, port } = spec.frontend else {
+            continue;
+        };
+        for b in &spec.backends {
+            let key = abi::DsrKey {
+                addr: u32::from_ne_bytes(b.addr.octets()),
+                port: b.port.to_be(),
+                proto: proto.number(),
+                pad: 0,
+            };
+            let value = u32::from(port.to_be());
+            if *out.entry(key).or_insert(value) != value {
+                shared.insert(key);
+            }
+        }
+    }
+    for key in shared {
+        out.remove(&key);
+    }
+    out
+}
+
 /// Detaches the node-level programs from the daemon's namespace (`swarm leave`;
 /// task ports go with their namespaces). Pins go with [`remove_pins`].
 pub fn detach_node(underlay_ifname: &str, lb_port: &str) {
@@ -1312,6 +1383,59 @@ fn in_netns<T: Send>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dsr_entries_name_one_published_port_per_backend() {
+        let backend = |last: u8, port: u16| BackendSpec {
+            name: format!("t{last}"),
+            addr: Ipv4Addr::new(10, 0, 0, last),
+            port,
+            mac: [2, 0x42, 10, 0, 0, last],
+            state: BackendState::Active,
+        };
+        let spec = |frontend: Frontend, backends: Vec<BackendSpec>| ServiceSpec {
+            name: "s".into(),
+            frontend,
+            backends,
+        };
+        let tcp = |port| Frontend::NodePort {
+            proto: Proto::Tcp,
+            port,
+        };
+        let specs = [
+            spec(tcp(8080), vec![backend(5, 80), backend(6, 80)]),
+            // The same task behind a second published port: ambiguous.
+            spec(tcp(8081), vec![backend(6, 80)]),
+            // Another port of the same task: fine.
+            spec(tcp(8443), vec![backend(5, 443)]),
+            spec(
+                Frontend::NodePort {
+                    proto: Proto::Udp,
+                    port: 5353,
+                },
+                vec![backend(5, 80)],
+            ),
+            spec(
+                Frontend::Vip(Ipv4Addr::new(10, 0, 0, 2)),
+                vec![backend(7, 0)],
+            ),
+        ];
+        let got = dsr_entries(specs.iter());
+        let key = |last: u8, port: u16, proto: u8| abi::DsrKey {
+            addr: u32::from_ne_bytes([10, 0, 0, last]),
+            port: port.to_be(),
+            proto,
+            pad: 0,
+        };
+        let want: HashMap<abi::DsrKey, u32> = [
+            (key(5, 80, 6), u32::from(8080u16.to_be())),
+            (key(5, 443, 6), u32::from(8443u16.to_be())),
+            (key(5, 80, 17), u32::from(5353u16.to_be())),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(got, want);
+    }
 
     /// A table written through the mapping reads back slot for slot through
     /// the syscall path the programs' lookups agree with (needs root and BPF).

@@ -60,6 +60,8 @@ pub struct FastPathReport {
     pub rx: u64,
     /// Mesh replies decapsulated here and sent on to their clients.
     pub rx_reply: u64,
+    /// Mesh replies sent from here straight to their clients (direct server return).
+    pub tx_dsr: u64,
     /// Endpoints and networks in the maps.
     pub endpoints: usize,
     pub networks: usize,
@@ -327,6 +329,7 @@ impl LoadBalancer {
             tx_mesh: self.fast.stat(abi::OV_TX_MESH),
             rx: self.fast.stat(abi::OV_RX),
             rx_reply: self.fast.stat(abi::OV_RX_REPLY),
+            tx_dsr: self.fast.stat(abi::OV_TX_DSR),
             endpoints: self.fast.eps_written.len(),
             networks: self.fast.nets_written.len(),
         }

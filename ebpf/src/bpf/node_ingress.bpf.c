@@ -108,6 +108,12 @@ int lb_node_ingress(struct __sk_buff *skb)
 	if (ep && ep->vtep && skb->ifindex == cfg->underlay_ifindex && ov_enabled(cfg) &&
 	    bpf_map_lookup_elem(&ov_nets, &ep->vni) && skb->len <= 0xffff - OV_HDR_LEN) {
 		__u32 vtep = ep->vtep, vni = ep->vni;
+		/* Direct server return, when this node allows it: the reply may
+		 * come from the backend's node with this node's address. Not for a
+		 * flow SNATed here, nor one to another address of this node (the
+		 * backend's node knows the address from the MAC, not the flow). */
+		if ((cfg->flags & LB_CFG_F_DSR) && !snat && p.key.daddr == cfg->vtep)
+			smac[1] = LB_DSR_MAC1;
 		if (ov_encap(skb, cfg, vtep, vni, dmac, smac))
 			return TC_ACT_SHOT;
 		ov_count(OV_TX_MESH);

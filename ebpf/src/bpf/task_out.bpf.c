@@ -90,6 +90,12 @@ int lb_task_out(struct __sk_buff *skb)
 	if (ret) {
 		__u8 mac[ETH_ALEN];
 		__builtin_memcpy(mac, ret->mac, ETH_ALEN);
+		__u16 dsr_port = ret->dsr_port;
+		if (dsr_port) {
+			int verdict = ov_dsr(skb, &p, mac, dsr_port);
+			if (verdict >= 0)
+				return verdict;
+		}
 		if (set_macs(skb, mac, NULL))
 			return TC_ACT_SHOT;
 		return ov_out(skb);
