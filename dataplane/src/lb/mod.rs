@@ -395,9 +395,8 @@ pub struct LoadBalancer {
     svc_stats: PerCpuHashMap<MapData, u32, abi::Counters>,
     config: abi::Config,
     fast: overlay::FastPath,
-    /// lb_dsr, and what it holds.
-    dsr_map: BpfHashMap<MapData, abi::DsrKey, u32>,
-    dsr_written: HashMap<abi::DsrKey, u32>,
+    /// lb_dsr.
+    dsr: SyncedMap<abi::DsrKey, u32>,
     services: HashMap<Frontend, ServiceState>,
     next_svc_id: u32,
     next_backend_id: u32,
@@ -436,6 +435,54 @@ fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
         .take_map(name)
         .ok_or_else(|| LbError::Load(format!("map {name} missing from the object")))?;
     T::try_from(map).map_err(|e| LbError::Load(format!("map {name}: {e}")))
+}
+
+/// A hash map of the programs with what shoald last wrote into it (read back
+/// at load, so a restarted shoald also removes what is no longer wanted):
+/// [`SyncedMap::sync`] makes it hold what is wanted with only the writes that
+/// differ.
+struct SyncedMap<K, V> {
+    map: BpfHashMap<MapData, K, V>,
+    written: HashMap<K, V>,
+}
+
+impl<K, V> SyncedMap<K, V>
+where
+    K: aya::Pod + Eq + std::hash::Hash,
+    V: aya::Pod + PartialEq,
+{
+    fn take(obj: &mut Ebpf, name: &str) -> Result<Self, LbError> {
+        let map: BpfHashMap<MapData, K, V> = take(obj, name)?;
+        let written = map.iter().filter_map(Result::ok).collect();
+        Ok(SyncedMap { map, written })
+    }
+
+    /// `what`: how errors name an entry ("an overlay endpoint").
+    fn sync(&mut self, wanted: &HashMap<K, V>, what: &str) -> Result<(), LbError> {
+        for (key, value) in wanted {
+            if self.written.get(key) != Some(value) {
+                self.map
+                    .insert(key, value, 0)
+                    .map_err(map_err(&format!("writing {what}")))?;
+                self.written.insert(*key, *value);
+            }
+        }
+        let gone: Vec<K> = self
+            .written
+            .keys()
+            .filter(|k| !wanted.contains_key(k))
+            .copied()
+            .collect();
+        for key in gone {
+            let _ = self.map.remove(&key);
+            self.written.remove(&key);
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.written.len()
+    }
 }
 
 impl LoadBalancer {
@@ -484,8 +531,7 @@ impl LoadBalancer {
         let backend_stats = take(first, "lb_backend_stats")?;
         let svc_stats = take(first, "lb_svc_stats")?;
         let fast = overlay::FastPath::new(first)?;
-        let dsr_map: BpfHashMap<MapData, abi::DsrKey, u32> = take(first, "lb_dsr")?;
-        let dsr_written = dsr_map.iter().filter_map(Result::ok).collect();
+        let dsr = SyncedMap::take(first, "lb_dsr")?;
         let mut config = config_map
             .get(&0, 0)
             .map_err(map_err("reading lb_config"))?;
@@ -515,8 +561,7 @@ impl LoadBalancer {
             svc_stats,
             config,
             fast,
-            dsr_map,
-            dsr_written,
+            dsr,
             services: HashMap::new(),
             next_svc_id: 1,
             next_backend_id: 1,
@@ -728,26 +773,7 @@ impl LoadBalancer {
         &mut self,
         specs: impl Iterator<Item = &'a ServiceSpec>,
     ) -> Result<(), LbError> {
-        let wanted = dsr_entries(specs);
-        for (key, port) in &wanted {
-            if self.dsr_written.get(key) != Some(port) {
-                self.dsr_map
-                    .insert(key, port, 0)
-                    .map_err(map_err("writing lb_dsr"))?;
-                self.dsr_written.insert(*key, *port);
-            }
-        }
-        let gone: Vec<abi::DsrKey> = self
-            .dsr_written
-            .keys()
-            .filter(|k| !wanted.contains_key(k))
-            .copied()
-            .collect();
-        for key in gone {
-            let _ = self.dsr_map.remove(&key);
-            self.dsr_written.remove(&key);
-        }
-        Ok(())
+        self.dsr.sync(&dsr_entries(specs), "a direct-return entry")
     }
 
     /// Puts the tables into lb_maglev under their service ids: one batch

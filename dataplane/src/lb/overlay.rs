@@ -9,14 +9,14 @@
 //! so its frames take the kernel's path, which is always there. Every write is
 //! a change: nothing is rewritten that is already in the map.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
 use aya::programs::TcAttachType;
 use shoal_ebpf as abi;
 
-use super::{map_err, LbError, LoadBalancer, OV_UP_NET, OV_UP_NODE};
+use super::{LbError, LoadBalancer, SyncedMap, OV_UP_NET, OV_UP_NODE};
 use crate::net::{RemoteEndpoint, TaskPort, Uplink};
 
 /// One network's part of the fast path on this node.
@@ -33,18 +33,15 @@ pub(super) struct NetState {
     peers: Vec<u32>,
 }
 
-/// The fast path's maps and what shoald wrote into them.
+/// The fast path's maps.
 pub(super) struct FastPath {
-    eps: aya::maps::HashMap<aya::maps::MapData, u32, abi::OvEp>,
-    nets: aya::maps::HashMap<aya::maps::MapData, u32, abi::OvNet>,
-    vteps: aya::maps::HashMap<aya::maps::MapData, u32, u32>,
+    eps: SyncedMap<u32, abi::OvEp>,
+    nets: SyncedMap<u32, abi::OvNet>,
+    /// Other nodes' VTEPs (value 1).
+    vteps: SyncedMap<u32, u32>,
     stats: aya::maps::PerCpuArray<aya::maps::MapData, u64>,
     /// By network id.
     networks: HashMap<String, NetState>,
-    /// What ov_eps holds (read back at load: a restarted shoald cleans up).
-    eps_written: HashMap<u32, abi::OvEp>,
-    nets_written: HashMap<u32, abi::OvNet>,
-    vteps_written: std::collections::HashSet<u32>,
 }
 
 /// Packets the fast path handled on this node since its maps were made.
@@ -69,26 +66,16 @@ pub struct FastPathReport {
 
 impl FastPath {
     pub(super) fn new(obj: &mut aya::Ebpf) -> Result<Self, LbError> {
-        let eps: aya::maps::HashMap<_, u32, abi::OvEp> = super::take(obj, "ov_eps")?;
-        let nets: aya::maps::HashMap<_, u32, abi::OvNet> = super::take(obj, "ov_nets")?;
-        let vteps: aya::maps::HashMap<_, u32, u32> = super::take(obj, "ov_vteps")?;
-        let stats = super::take(obj, "ov_stats")?;
-        let eps_written = eps.iter().filter_map(Result::ok).collect();
-        let nets_written = nets.iter().filter_map(Result::ok).collect();
-        let vteps_written = vteps.keys().filter_map(Result::ok).collect();
         Ok(FastPath {
-            eps,
-            nets,
-            vteps,
-            stats,
+            eps: SyncedMap::take(obj, "ov_eps")?,
+            nets: SyncedMap::take(obj, "ov_nets")?,
+            vteps: SyncedMap::take(obj, "ov_vteps")?,
+            stats: super::take(obj, "ov_stats")?,
             networks: HashMap::new(),
-            eps_written,
-            nets_written,
-            vteps_written,
         })
     }
 
-    /// Makes ov_eps and ov_nets hold what the networks want, writing only changes.
+    /// Makes the maps hold what the networks want, writing only changes.
     fn write(&mut self) -> Result<(), LbError> {
         let (wanted, conflicts) = merge(self.networks.values().map(|n| n.endpoints.as_slice()));
         if conflicts > 0 {
@@ -97,24 +84,7 @@ impl FastPath {
                 "addresses claimed twice left to the kernel's overlay path"
             );
         }
-        for (addr, ep) in &wanted {
-            if self.eps_written.get(addr) != Some(ep) {
-                self.eps
-                    .insert(addr, ep, 0)
-                    .map_err(map_err("writing an overlay endpoint"))?;
-                self.eps_written.insert(*addr, *ep);
-            }
-        }
-        let gone: Vec<u32> = self
-            .eps_written
-            .keys()
-            .filter(|a| !wanted.contains_key(a))
-            .copied()
-            .collect();
-        for addr in gone {
-            let _ = self.eps.remove(&addr);
-            self.eps_written.remove(&addr);
-        }
+        self.eps.sync(&wanted, "an overlay endpoint")?;
         let nets: HashMap<u32, abi::OvNet> = self
             .networks
             .values()
@@ -128,41 +98,13 @@ impl FastPath {
                 (n.vni, net)
             })
             .collect();
-        for (vni, net) in &nets {
-            if self.nets_written.get(vni) != Some(net) {
-                self.nets
-                    .insert(vni, net, 0)
-                    .map_err(map_err("writing an overlay network"))?;
-                self.nets_written.insert(*vni, *net);
-            }
-        }
-        let gone: Vec<u32> = self
-            .nets_written
-            .keys()
-            .filter(|v| !nets.contains_key(v))
-            .copied()
-            .collect();
-        for vni in gone {
-            let _ = self.nets.remove(&vni);
-            self.nets_written.remove(&vni);
-        }
-        let peers: std::collections::HashSet<u32> = self
+        self.nets.sync(&nets, "an overlay network")?;
+        let peers: HashMap<u32, u32> = self
             .networks
             .values()
-            .flat_map(|n| n.peers.iter().copied())
+            .flat_map(|n| n.peers.iter().map(|p| (*p, 1)))
             .collect();
-        for vtep in peers.difference(&self.vteps_written.clone()) {
-            self.vteps
-                .insert(vtep, 1, 0)
-                .map_err(map_err("writing an overlay peer"))?;
-            self.vteps_written.insert(*vtep);
-        }
-        let gone: Vec<u32> = self.vteps_written.difference(&peers).copied().collect();
-        for vtep in gone {
-            let _ = self.vteps.remove(&vtep);
-            self.vteps_written.remove(&vtep);
-        }
-        Ok(())
+        self.vteps.sync(&peers, "an overlay peer")
     }
 
     fn stat(&self, which: u32) -> u64 {
@@ -177,8 +119,8 @@ impl FastPath {
 /// different entries is left out (returned: how many such addresses).
 fn merge<'a>(
     networks: impl Iterator<Item = &'a [(u32, abi::OvEp)]>,
-) -> (BTreeMap<u32, abi::OvEp>, usize) {
-    let mut wanted: BTreeMap<u32, abi::OvEp> = BTreeMap::new();
+) -> (HashMap<u32, abi::OvEp>, usize) {
+    let mut wanted: HashMap<u32, abi::OvEp> = HashMap::new();
     let mut conflicted = std::collections::BTreeSet::new();
     for endpoints in networks {
         for (addr, ep) in endpoints {
@@ -234,7 +176,9 @@ fn endpoints(
     let (merged, _) = merge(std::iter::once(
         local.chain(remote).collect::<Vec<_>>().as_slice(),
     ));
-    merged.into_iter().collect()
+    let mut merged: Vec<(u32, abi::OvEp)> = merged.into_iter().collect();
+    merged.sort_by_key(|(addr, _)| *addr);
+    merged
 }
 
 impl LoadBalancer {
@@ -305,9 +249,7 @@ impl LoadBalancer {
     pub fn retain_overlays(&mut self, keep: &[String]) -> Result<(), LbError> {
         let before = self.fast.networks.len();
         self.fast.networks.retain(|id, _| keep.contains(id));
-        if self.fast.networks.len() != before
-            || self.fast.nets_written.len() != self.fast.networks.len()
-        {
+        if self.fast.networks.len() != before || self.fast.nets.len() != self.fast.networks.len() {
             self.fast.write()?;
         }
         Ok(())
@@ -330,8 +272,8 @@ impl LoadBalancer {
             rx: self.fast.stat(abi::OV_RX),
             rx_reply: self.fast.stat(abi::OV_RX_REPLY),
             tx_dsr: self.fast.stat(abi::OV_TX_DSR),
-            endpoints: self.fast.eps_written.len(),
-            networks: self.fast.nets_written.len(),
+            endpoints: self.fast.eps.len(),
+            networks: self.fast.nets.len(),
         }
     }
 }
@@ -356,7 +298,9 @@ mod tests {
         let b = vec![(2, ep(8, 0, 11)), (3, ep(8, 0, 11)), (1, ep(0, 5, 10))];
         let (merged, conflicts) = merge([a.as_slice(), b.as_slice()].into_iter());
         assert_eq!(conflicts, 1);
-        assert_eq!(merged.keys().copied().collect::<Vec<_>>(), vec![1, 3]);
+        let mut keys: Vec<u32> = merged.keys().copied().collect();
+        keys.sort();
+        assert_eq!(keys, vec![1, 3]);
     }
 
     #[test]

@@ -321,47 +321,15 @@ pub(crate) async fn ensure_host_port(
     port: &super::HostPort,
     vni: u32,
 ) -> Result<(u32, bool), NetError> {
-    let peer_name = format!("{HOST_PORT_PREFIX}{vni:x}");
-    let missing = rtnl::link_by_name(handle, &peer_name).await?.is_none();
-    if missing {
-        if let Some(stale) = rtnl::link_by_name(host, &port.name).await? {
-            rtnl::del_link(host, stale.header.index, &port.name).await?;
-        }
-        let ns = File::open(netns).map_err(|e| NsError::Io(netns.to_path_buf(), e))?;
-        let peer = LinkUnspec::new_with_name(&peer_name)
-            .mtu(mtu)
-            .setns_by_fd(ns.as_raw_fd())
-            .build();
-        let message = LinkVeth::new(&port.name, &peer_name)
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-            .mtu(mtu)
-            .address(port.mac.to_vec())
-            .up()
-            .build();
-        host.link()
-            .add(message)
-            .execute()
-            .await
-            .map_err(|e| NetlinkError::new(format!("creating host port {}", port.name), e))?;
-        let link = rtnl::link_by_name(handle, &peer_name)
-            .await?
-            .ok_or_else(|| NetError::NoSuchLink(peer_name.clone()))?;
-        let message = LinkUnspec::new_with_index(link.header.index)
-            .controller(bridge)
-            .link_group(NETWORK_GROUP)
-            .up()
-            .build();
-        handle
-            .link()
-            .set(message)
-            .execute()
-            .await
-            .map_err(|e| NetlinkError::new(format!("enslaving {peer_name} to the bridge"), e))?;
-    }
-    let host_link = rtnl::link_by_name(host, &port.name)
-        .await?
-        .ok_or_else(|| NetError::NoSuchLink(port.name.clone()))?;
-    Ok((host_link.header.index, missing))
+    let pair = HostVeth {
+        host_name: &port.name,
+        net_name: &format!("{HOST_PORT_PREFIX}{vni:x}"),
+        mtu,
+        mac: Some(port.mac),
+        bridge: Some(bridge),
+    };
+    let (_, host_index, created) = pair.ensure(host, handle, netns).await?;
+    Ok((host_index, created))
 }
 
 /// A network's uplink for the overlay's fast path: a veth pair, `sup-<vni hex>`
@@ -379,56 +347,89 @@ pub(crate) async fn ensure_uplink(
 ) -> Result<(super::Uplink, bool), NetError> {
     let node_name = format!("{UPLINK_NODE_PREFIX}{vni:x}");
     let net_name = format!("{UPLINK_NET_PREFIX}{vni:x}");
-    let mtu = mtu + super::VXLAN_OVERHEAD;
-    let missing = rtnl::link_by_name(handle, &net_name).await?.is_none();
-    if missing {
-        // A pair lives and dies whole: a host end without its peer is some
-        // other link that took the name.
-        if let Some(stale) = rtnl::link_by_name(host, &node_name).await? {
-            rtnl::del_link(host, stale.header.index, &node_name).await?;
-        }
-        let ns = File::open(netns).map_err(|e| NsError::Io(netns.to_path_buf(), e))?;
-        let peer = LinkUnspec::new_with_name(&net_name)
-            .mtu(mtu)
-            .setns_by_fd(ns.as_raw_fd())
-            .build();
-        let message = LinkVeth::new(&node_name, &net_name)
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-            .mtu(mtu)
-            .up()
-            .build();
-        host.link()
-            .add(message)
-            .execute()
-            .await
-            .map_err(|e| NetlinkError::new(format!("creating uplink {node_name}"), e))?;
-        drop(ns);
-    }
-    let net = rtnl::link_by_name(handle, &net_name)
-        .await?
-        .ok_or_else(|| NetError::NoSuchLink(net_name.clone()))?;
-    if missing {
-        let message = LinkUnspec::new_with_index(net.header.index)
-            .link_group(NETWORK_GROUP)
-            .up()
-            .build();
-        handle
-            .link()
-            .set(message)
-            .execute()
-            .await
-            .map_err(|e| NetlinkError::new(format!("setting {net_name} up"), e))?;
-    }
-    let node = rtnl::link_by_name(host, &node_name)
-        .await?
-        .ok_or_else(|| NetError::NoSuchLink(node_name.clone()))?;
+    let pair = HostVeth {
+        host_name: &node_name,
+        net_name: &net_name,
+        mtu: mtu + super::VXLAN_OVERHEAD,
+        mac: None,
+        bridge: None,
+    };
+    let (net_index, node_index, created) = pair.ensure(host, handle, netns).await?;
     let uplink = super::Uplink {
         node_name,
-        node_index: node.header.index,
+        node_index,
         net_name,
-        net_index: net.header.index,
+        net_index,
     };
-    Ok((uplink, missing))
+    Ok((uplink, created))
+}
+
+/// A veth pair between the host namespace and a network's.
+struct HostVeth<'a> {
+    host_name: &'a str,
+    net_name: &'a str,
+    mtu: u32,
+    /// The host end's MAC (else the kernel's pick).
+    mac: Option<[u8; 6]>,
+    /// The bridge the network's end is a port of.
+    bridge: Option<u32>,
+}
+
+impl HostVeth<'_> {
+    /// Made when the network's end is missing (a host end left without it is
+    /// some other link that took the name: it goes first); the network's end
+    /// joins the network's link group, so it goes with the network. Returns the
+    /// network end's index, the host end's, and whether this call made them.
+    async fn ensure(
+        &self,
+        host: &Handle,
+        handle: &Handle,
+        netns: &Path,
+    ) -> Result<(u32, u32, bool), NetError> {
+        let (host_name, net_name) = (self.host_name, self.net_name);
+        let missing = rtnl::link_by_name(handle, net_name).await?.is_none();
+        if missing {
+            if let Some(stale) = rtnl::link_by_name(host, host_name).await? {
+                rtnl::del_link(host, stale.header.index, host_name).await?;
+            }
+            let ns = File::open(netns).map_err(|e| NsError::Io(netns.to_path_buf(), e))?;
+            let peer = LinkUnspec::new_with_name(net_name)
+                .mtu(self.mtu)
+                .setns_by_fd(ns.as_raw_fd())
+                .build();
+            let mut message = LinkVeth::new(host_name, net_name)
+                .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+                .mtu(self.mtu);
+            if let Some(mac) = self.mac {
+                message = message.address(mac.to_vec());
+            }
+            host.link()
+                .add(message.up().build())
+                .execute()
+                .await
+                .map_err(|e| NetlinkError::new(format!("creating veth {host_name}"), e))?;
+        }
+        let net = rtnl::link_by_name(handle, net_name)
+            .await?
+            .ok_or_else(|| NetError::NoSuchLink(net_name.to_string()))?;
+        if missing {
+            let mut message =
+                LinkUnspec::new_with_index(net.header.index).link_group(NETWORK_GROUP);
+            if let Some(bridge) = self.bridge {
+                message = message.controller(bridge);
+            }
+            handle
+                .link()
+                .set(message.up().build())
+                .execute()
+                .await
+                .map_err(|e| NetlinkError::new(format!("setting {net_name} up"), e))?;
+        }
+        let host_link = rtnl::link_by_name(host, host_name)
+            .await?
+            .ok_or_else(|| NetError::NoSuchLink(host_name.to_string()))?;
+        Ok((net.header.index, host_link.header.index, missing))
+    }
 }
 
 /// Names of a network's uplink ends (see [`ensure_uplink`]).
