@@ -1071,3 +1071,168 @@ fn conntrack_timeouts_expire_short_flows_and_keep_long_ones() {
     drop(stdin);
     let _ = client.wait();
 }
+
+/// What binding `0.0.0.0:<port>` without SO_REUSEADDR in `node`'s namespace gives,
+/// TCP then UDP: "tcp:free udp:EADDRINUSE", say (the socket is closed at once).
+fn bind_probe(s: &Swarm, node: &str, port: u16) -> String {
+    const PROBE: &str = r#"
+import errno, socket, sys
+port = int(sys.argv[1])
+out = []
+for name, ty in (("tcp", socket.SOCK_STREAM), ("udp", socket.SOCK_DGRAM)):
+    so = socket.socket(socket.AF_INET, ty)
+    try:
+        so.bind(("0.0.0.0", port))
+        out.append(name + ":free")
+    except OSError as e:
+        out.append(name + ":" + errno.errorcode.get(e.errno, str(e.errno)))
+    so.close()
+print(" ".join(out))
+"#;
+    let out = s
+        .lab
+        .exec(node, &["/usr/bin/python3", "-c", PROBE, &port.to_string()])
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Waits until the bind probe of `node:port` says `want`.
+fn wait_probe(s: &Swarm, node: &str, port: u16, want: &str) {
+    wait_until(
+        &format!("{node}:{port} binds as {want}"),
+        Duration::from_secs(20),
+        || (bind_probe(s, node, port) == want).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}: {}\n{}", bind_probe(s, node, port), s.log_tail(node)));
+}
+
+/// `ss -H <flags>` in `node`'s namespace: whether a socket on 0.0.0.0:<port> is listed.
+fn ss_lists(s: &Swarm, node: &str, flags: &str, port: u16) -> bool {
+    let out = s.lab.exec(node, &["ss", "-H", flags]).expect("ss");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.split_whitespace().nth(3) == Some(&format!("0.0.0.0:{port}")))
+}
+
+/// Every port the load balancer serves on a node is held there by a socket of
+/// shoald's, so the node's own connections never get it as their source port
+/// (their replies would be taken by the load balancer) and no program can bind
+/// it: an ingress port (TCP and UDP) on every node, host-mode ports (a fixed one,
+/// one picked for the task) only on the task's node. TCP is bound, never
+/// listening; the mesh answers as before, also the node's own clients. The
+/// ports are free again after `service rm`, and after `swarm leave`.
+#[test]
+fn served_ports_are_held_on_their_nodes() {
+    let s = Swarm::lab("lbhold", 2);
+    s.form(&[("vm2", "worker")]);
+    let whoami = ["demo", "shoal-whoami", "--listen", "0.0.0.0:80", "--udp"];
+    let mut args = vec![
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--publish",
+        "8080:80",
+        "--publish",
+        "published=8080,target=80,protocol=udp",
+        "--constraint",
+        "node.hostname == vm2",
+    ];
+    args.extend_from_slice(&whoami);
+    s.ok("vm1", &args);
+    let mut args = vec![
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "hm",
+        "--publish",
+        "mode=host,published=8081,target=80",
+        "--publish",
+        "mode=host,target=81",
+        "--constraint",
+        "node.hostname == vm2",
+    ];
+    args.extend_from_slice(&whoami);
+    s.ok("vm1", &args);
+    s.wait_running("web", 1);
+    s.wait_running("hm", 1);
+    // The port picked for hm's task on vm2.
+    let ports = s.ok(
+        "vm1",
+        &[
+            "service",
+            "ps",
+            "-f",
+            "desired-state=running",
+            "--format",
+            "{{.Ports}}",
+            "hm",
+        ],
+    );
+    let picked: u16 = ports
+        .trim()
+        .split(',')
+        .find_map(|p| p.strip_prefix("*:")?.strip_suffix("->81/tcp")?.parse().ok())
+        .unwrap_or_else(|| panic!("no picked port in {ports:?}"));
+
+    const HELD: &str = "tcp:EADDRINUSE udp:EADDRINUSE";
+    for node in ["vm1", "vm2"] {
+        wait_probe(&s, node, 8080, HELD);
+        // UDP shows in ss; TCP is bound without listening (this iproute2's ss
+        // lists no bound-only TCP socket: the bind probe shows it is there).
+        assert!(
+            ss_lists(&s, node, "-uan", 8080),
+            "{node}: no UDP socket on 8080"
+        );
+        assert!(
+            !ss_lists(&s, node, "-tln", 8080),
+            "{node}: 8080 is listening"
+        );
+        // The mesh answers as before, from outside and from the node itself.
+        let url = format!("http://{}:8080/", s.addr(node));
+        let body = wait_until(&format!("{url} answers"), Duration::from_secs(10), || {
+            curl(&s, &url)
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tail(node)));
+        assert_eq!(field(&body, "Node"), Some("vm2"), "{body}");
+        let out = s
+            .lab
+            .exec(node, &["curl", "-sS", "-m", "2", "http://127.0.0.1:8080/"])
+            .expect("curl");
+        assert!(
+            out.status.success(),
+            "{node}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Host-mode ports: held where the task runs, not elsewhere.
+    wait_probe(&s, "vm2", 8081, "tcp:EADDRINUSE udp:free");
+    wait_probe(&s, "vm2", picked, "tcp:EADDRINUSE udp:free");
+    assert!(!ss_lists(&s, "vm2", "-tln", 8081), "8081 is listening");
+    assert_eq!(bind_probe(&s, "vm1", 8081), "tcp:free udp:free");
+    assert!(
+        bind_probe(&s, "vm1", picked).starts_with("tcp:free "),
+        "vm1 holds vm2's picked port {picked}"
+    );
+
+    s.ok("vm1", &["service", "rm", "web"]);
+    for node in ["vm1", "vm2"] {
+        wait_probe(&s, node, 8080, "tcp:free udp:free");
+        assert!(
+            !ss_lists(&s, node, "-uan", 8080),
+            "{node}: UDP 8080 still bound"
+        );
+    }
+    // Leaving releases everything the node held.
+    assert_eq!(bind_probe(&s, "vm2", 8081), "tcp:EADDRINUSE udp:free");
+    s.ok("vm2", &["swarm", "leave"]);
+    wait_probe(&s, "vm2", 8081, "tcp:free udp:free");
+    assert!(bind_probe(&s, "vm2", picked).starts_with("tcp:free "));
+}

@@ -9,6 +9,7 @@ mod lb_report;
 mod local;
 mod manager;
 mod networks_api;
+mod port_hold;
 mod server;
 mod services_api;
 mod worker;

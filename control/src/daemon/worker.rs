@@ -331,6 +331,9 @@ struct NodeNet {
     liveness: Arc<std::sync::Mutex<super::lb::Liveness>>,
     lb_inputs: Arc<std::sync::Mutex<(LbView, Vec<NetView>)>>,
     probes: Option<tokio::task::JoinHandle<()>>,
+    /// The sockets that keep the ports the load balancer serves here from the
+    /// node's own connections.
+    ports: super::port_hold::PortHolder,
 }
 
 impl Drop for NodeNet {
@@ -338,6 +341,8 @@ impl Drop for NodeNet {
         if let Some(p) = self.probes.take() {
             p.abort();
         }
+        // The worker stops (`swarm leave`, the daemon's end): no port stays held.
+        self.ports.release_all();
     }
 }
 
@@ -408,6 +413,7 @@ impl NodeNet {
                 liveness,
                 lb_inputs,
                 probes: None,
+                ports: Default::default(),
             };
         };
         let o_addr = o.underlay_ip;
@@ -473,6 +479,7 @@ impl NodeNet {
                 liveness,
                 lb_inputs,
                 probes: None,
+                ports: Default::default(),
             };
         }
         let probes = {
@@ -495,6 +502,7 @@ impl NodeNet {
             liveness,
             lb_inputs,
             probes: Some(probes),
+            ports: Default::default(),
         }
     }
 
@@ -597,7 +605,11 @@ impl NodeNet {
             l.down.clone()
         };
         *lock(&self.lb_inputs) = (lb.clone(), views.to_vec());
-        let _ = jobs.send(NetJob::Lb(super::lb::specs(lb, views, &down)));
+        let specs = super::lb::specs(lb, views, &down);
+        // Which node ports are served depends on the view alone, never on
+        // liveness: the probes' recomputations need not hold anything.
+        self.ports.reconcile(&super::port_hold::wanted(&specs));
+        let _ = jobs.send(NetJob::Lb(specs));
     }
 }
 
