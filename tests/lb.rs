@@ -112,6 +112,10 @@ fn mesh_answers_on_every_node_with_the_clients_address() {
             "backend saw {client}, not the client 10.77.0.2"
         );
     }
+    // vm2 handed its own task the requests it took, and their replies came back,
+    // through the fast path's uplink rather than the bridge.
+    let vm2 = lb_report(&s, "vm1", Some("vm2"));
+    assert!(num(&vm2["Overlay"], "MeshLocal") >= 2, "{vm2:#}");
     // An unpublished port is not answered by the mesh.
     assert!(curl(&s, &format!("http://{}:8081/", s.addr("vm1"))).is_none());
 

@@ -348,6 +348,9 @@ pub struct LbOverlay {
     /// Mesh replies of local tasks sent straight to their clients (direct server return).
     #[serde(default)]
     pub direct_replies: u64,
+    /// Mesh packets between this node and its own tasks, past the bridge (both ways).
+    #[serde(default)]
+    pub mesh_local: u64,
     /// Overlay endpoints (local and remote tasks) and networks in its maps.
     pub endpoints: u64,
     pub networks: u64,

@@ -148,7 +148,7 @@ impl LbMetrics {
             overlay_packets: IntCounterVec::new(
                 opts(
                     "shoal_overlay_fastpath_packets_total",
-                    "Packets the overlay's eBPF fast path carried on this node, by what it did: encapsulated (a local task's frame to another node), mesh_encapsulated (a mesh request to a backend's node), decapsulated (into a local task), mesh_reply (a mesh reply on to its client), direct_reply (a local task's mesh reply straight to its client: direct server return).",
+                    "Packets the overlay's eBPF fast path carried on this node, by what it did: encapsulated (a local task's frame to another node), mesh_encapsulated (a mesh request to a backend's node), decapsulated (into a local task), mesh_reply (a mesh reply on to its client), direct_reply (a local task's mesh reply straight to its client: direct server return), mesh_local (a mesh packet between this node and its own task, either way).",
                 ),
                 &["path"],
             )
@@ -216,6 +216,7 @@ impl LbMetrics {
                 ("decapsulated", o.decapsulated),
                 ("mesh_reply", o.mesh_replies),
                 ("direct_reply", o.direct_replies),
+                ("mesh_local", o.mesh_local),
             ] {
                 self.overlay_packets.with_label_values(&[path]).inc_by(n);
             }
@@ -480,6 +481,7 @@ mod tests {
                 decapsulated: 13,
                 mesh_replies: 14,
                 direct_replies: 15,
+                mesh_local: 16,
                 endpoints: 5,
                 networks: 2,
             },

@@ -330,6 +330,45 @@ static __always_inline struct lb_flow_key reply_key(const struct pkt *p, __u32 a
 }
 
 /*
+ * The reverse NAT of the reply `p` of a mesh flow: its source becomes again the
+ * node address and published port the client used (and, for an SNATed flow,
+ * its destination the client's own address and port). 0, with the client's
+ * address in *client; 1: no such flow (nothing changed); -1: a rewrite failed.
+ */
+static __always_inline int lb_reply_nat(struct __sk_buff *skb, const struct pkt *p, __u32 *client)
+{
+	struct lb_rev *rev = bpf_map_lookup_elem(&lb_rev, &p->key);
+
+	if (!rev)
+		return 1;
+	__u32 addr = rev->addr;
+	__u16 port = rev->port;
+	int snatted = rev->client_addr != 0;
+	__u16 client_port = snatted ? rev->client_port : p->key.dport;
+	*client = snatted ? rev->client_addr : p->key.daddr;
+	if (nat(skb, p, 0, addr, port))
+		return -1;
+	if (snatted && nat(skb, p, 1, *client, client_port))
+		return -1;
+	return 0;
+}
+
+/* A reverse-NATed reply on to its client: to a client on this node through lo
+ * (as if it came in there), else by the route to the client (the kernel
+ * resolves the next hop). */
+static __always_inline int lb_reply_out(struct __sk_buff *skb, const struct lb_config *cfg,
+					__u32 client)
+{
+	if (bpf_map_lookup_elem(&lb_local_addrs, &client)) {
+		__u8 zero[ETH_ALEN] = {};
+		if (set_macs(skb, zero, zero))
+			return TC_ACT_SHOT;
+		return bpf_redirect(1, BPF_F_INGRESS);
+	}
+	return bpf_redirect_neigh(cfg->underlay_ifindex, NULL, 0, 0);
+}
+
+/*
  * A reply of a mesh flow on its way back to the client (lb_node_reply, or a
  * reply the overlay's fast path decapsulated): its source becomes again the
  * node address and published port the client used (and, for an SNATed flow,
@@ -339,32 +378,15 @@ static __always_inline struct lb_flow_key reply_key(const struct pkt *p, __u32 a
  */
 static __always_inline int lb_reply(struct __sk_buff *skb, const struct lb_config *cfg)
 {
-	struct lb_rev *rev;
 	struct pkt p;
+	__u32 client;
 
 	if (parse(skb, &p))
 		return TC_ACT_SHOT;
-	rev = bpf_map_lookup_elem(&lb_rev, &p.key);
-	if (!rev)
+	int nat_result = lb_reply_nat(skb, &p, &client);
+	if (nat_result)
 		return TC_ACT_SHOT;
-	__u32 addr = rev->addr;
-	__u16 port = rev->port;
-	int snatted = rev->client_addr != 0;
-	__u32 client = snatted ? rev->client_addr : p.key.daddr;
-	__u16 client_port = snatted ? rev->client_port : p.key.dport;
-	__u32 out = cfg->underlay_ifindex;
-	if (nat(skb, &p, 0, addr, port))
-		return TC_ACT_SHOT;
-	if (snatted && nat(skb, &p, 1, client, client_port))
-		return TC_ACT_SHOT;
-	if (bpf_map_lookup_elem(&lb_local_addrs, &client)) {
-		/* A client on this node: hand the reply to lo as if it came in there. */
-		__u8 zero[ETH_ALEN] = {};
-		if (set_macs(skb, zero, zero))
-			return TC_ACT_SHOT;
-		return bpf_redirect(1, BPF_F_INGRESS);
-	}
-	return bpf_redirect_neigh(out, NULL, 0, 0);
+	return lb_reply_out(skb, cfg, client);
 }
 
 /*

@@ -127,6 +127,28 @@ static __always_inline int ov_encap(struct __sk_buff *skb, const struct lb_confi
 }
 
 /*
+ * A reply of a mesh flow that entered at this node, from a local task: reverse
+ * NAT here and out through the uplink (ov_up_node sends it on to the client),
+ * not through the bridge and the load-balancer port. A flow this node does not
+ * know stays on the bridge (lb_node_reply drops it there).
+ */
+static __always_inline int ov_local_reply(struct __sk_buff *skb, __u32 up)
+{
+	struct pkt p;
+	__u32 client;
+
+	if (parse(skb, &p))
+		return TC_ACT_OK;
+	int nat_result = lb_reply_nat(skb, &p, &client);
+	if (nat_result > 0)
+		return TC_ACT_OK;
+	if (nat_result < 0)
+		return TC_ACT_SHOT;
+	ov_count(OV_LOCAL);
+	return bpf_redirect_peer(up, 0);
+}
+
+/*
  * A task's frame at the end of lb_task_out: TC_ACT_OK (the bridge takes it) or
  * the redirect of the encapsulated frame into the network's uplink.
  */
@@ -159,8 +181,10 @@ static __always_inline int ov_out(struct __sk_buff *skb)
 			return TC_ACT_OK;
 		__builtin_memcpy(&vtep, &eth->h_dest[2], 4);
 		__builtin_memcpy(dmac, eth->h_dest, ETH_ALEN);
+		if (vtep == cfg->vtep)
+			return ov_local_reply(skb, net->up_net);
 		/* Only to another node of the swarm, as the bridge's FDB would. */
-		if (vtep == cfg->vtep || !bpf_map_lookup_elem(&ov_vteps, &vtep))
+		if (!bpf_map_lookup_elem(&ov_vteps, &vtep))
 			return TC_ACT_OK;
 	} else {
 		struct ov_ep *dst = bpf_map_lookup_elem(&ov_eps, &daddr);

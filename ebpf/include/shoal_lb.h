@@ -184,7 +184,8 @@ enum ov_stat {
 	OV_RX = 2,       /* frames decapsulated here into a task */
 	OV_RX_REPLY = 3, /* mesh replies decapsulated here, sent to the client */
 	OV_TX_DSR = 4,   /* mesh replies sent from here straight to the client */
-	OV_STATS = 5,
+	OV_LOCAL = 5,    /* mesh packets between this node and a local task (both ways) */
+	OV_STATS = 6,
 };
 
 /* Counters per service (per CPU; summed by shoald). */

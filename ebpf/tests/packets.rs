@@ -29,9 +29,9 @@ use aya::{Ebpf, EbpfLoader};
 use shoal_ebpf::{
     flow_hash, Backend, Config, Counters, Ct, DsrKey, FlowKey, OvEp, OvNet, Ret, Rev, Svc, SvcKey,
     BACKEND_ACTIVE, BACKEND_DOWN, BACKEND_TERMINATING, CFG_F_DSR, CFG_F_OVERLAY, CFG_F_SNAT,
-    CT_CLOSING, CT_ESTABLISHED, CT_STATES, CT_SYN, CT_UDP, MAGLEV_DEFAULT, OV_NET_F_INGRESS, OV_RX,
-    OV_RX_REPLY, OV_STATS, OV_TX, OV_TX_DSR, OV_TX_MESH, PROGRAMS, SCOPE_NODEPORT, SCOPE_VIP,
-    SVC_F_SNAT,
+    CT_CLOSING, CT_ESTABLISHED, CT_STATES, CT_SYN, CT_UDP, MAGLEV_DEFAULT, OV_LOCAL,
+    OV_NET_F_INGRESS, OV_RX, OV_RX_REPLY, OV_STATS, OV_TX, OV_TX_DSR, OV_TX_MESH, PROGRAMS,
+    SCOPE_NODEPORT, SCOPE_VIP, SVC_F_SNAT,
 };
 
 // ---------------------------------------------------------------------------
@@ -2093,6 +2093,15 @@ fn malformed() -> Vec<Bad> {
         TC_ACT_REDIRECT,
         TC_ACT_SHOT,
     ];
+    // Without a whole IP header the node's end of the uplink has no destination.
+    const IPV4_SHORT: [u32; 6] = [
+        TC_ACT_OK,
+        TC_ACT_SHOT,
+        TC_ACT_OK,
+        TC_ACT_OK,
+        TC_ACT_SHOT,
+        TC_ACT_SHOT,
+    ];
     let tcp = client_tcp(40000, SYN);
     let udp = client_udp(40001);
     let vip = task_tcp(50000, SYN);
@@ -2116,17 +2125,17 @@ fn malformed() -> Vec<Bad> {
         Bad {
             name: "Ethernet header only (IPv4 ethertype)",
             input: t[..14].to_vec(),
-            verdicts: IPV4,
+            verdicts: IPV4_SHORT,
         },
         Bad {
             name: "Ethernet and 1 byte of IP",
             input: t[..15].to_vec(),
-            verdicts: IPV4,
+            verdicts: IPV4_SHORT,
         },
         Bad {
             name: "short IP header (12 of 20 bytes)",
             input: t[..26].to_vec(),
-            verdicts: IPV4,
+            verdicts: IPV4_SHORT,
         },
         Bad {
             name: "IHL 4",
@@ -2238,6 +2247,16 @@ fn malformed_packets_pass_or_drop() {
                     output: Out::Unchanged,
                 };
                 match env.run(prog, &s.input) {
+                    // The node's end of the uplink sends IPv4 on by its
+                    // destination (to lo, MACs cleared, for the node's own).
+                    Ok((got, out)) if prog == Prog::OvUpNode && got == TC_ACT_REDIRECT => {
+                        assert_eq!(got, verdict, "{prog:?}");
+                        assert_eq!(
+                            &out[12..],
+                            &s.input[12..],
+                            "{prog:?}: changed beyond the MACs"
+                        );
+                    }
                     Ok((got, out)) => assert_frame(0, &s, got, &out),
                     // Test-run refuses an IPv4 frame too short for an IP header
                     // (6.x kernels) before any program sees it; a kernel that
@@ -2567,7 +2586,7 @@ fn overlay_encapsulation() {
             },
         ),
         (
-            "task_out: a mesh reply to this node's own MAC stays on the bridge",
+            "task_out: a reply to this node's own MAC of a flow it does not know stays on the bridge",
             |env| {
                 let b = be(1);
                 env.endpoint(b.addr, None, INGRESS_VNI, b.mac);
@@ -2662,7 +2681,7 @@ fn overlay_encapsulation() {
             },
         ),
         (
-            "node_ingress: a mesh request for a local backend takes the load-balancer port",
+            "node_ingress: a mesh request for a local backend goes through the uplink",
             |env| {
                 let syn = client_tcp(40000, SYN);
                 let b = pick(SVC_TCP, &syn.key());
@@ -2670,7 +2689,54 @@ fn overlay_encapsulation() {
                 let (verdict, out) = run_ok(env, Prog::NodeIngress, &syn.bytes());
                 assert_eq!(verdict, TC_ACT_REDIRECT);
                 assert_eq!(out, mesh_dnat(&syn, b).bytes());
-                assert_eq!(env.ov_stat(OV_TX_MESH), 0);
+                assert_eq!((env.ov_stat(OV_TX_MESH), env.ov_stat(OV_LOCAL)), (0, 1));
+            },
+        ),
+        (
+            "node_ingress: without the fast path, a local backend takes the load-balancer port",
+            |env| {
+                env.set_config(|_| {});
+                let syn = client_tcp(40000, SYN);
+                let b = pick(SVC_TCP, &syn.key());
+                env.endpoint(b.addr, None, INGRESS_VNI, b.mac);
+                let (verdict, out) = run_ok(env, Prog::NodeIngress, &syn.bytes());
+                assert_eq!(verdict, TC_ACT_REDIRECT);
+                assert_eq!(out, mesh_dnat(&syn, b).bytes());
+                assert_eq!(env.ov_stat(OV_LOCAL), 0);
+            },
+        ),
+        (
+            "task_out: a local task's mesh reply is reverse-NATed here, as node_reply would",
+            |env| {
+                let syn = client_tcp(40000, SYN);
+                let b = pick(SVC_TCP, &syn.key());
+                env.endpoint(b.addr, None, INGRESS_VNI, b.mac);
+                run_ok(env, Prog::NodeIngress, &syn.bytes());
+                let reply = mesh_dnat(&syn, b).reply();
+                let ret = Ret {
+                    last_seen: now_ns(),
+                    mac: LB_MAC,
+                    dsr_port: 0,
+                };
+                env.ret.insert(reply.key(), ret, 0).expect("lb_ret");
+                let (want_verdict, want) = run_ok(env, Prog::NodeReply, &reply.bytes());
+                let sent = reply.clone().macs(GATEWAY_MAC, b.mac);
+                let (verdict, out) = run_ok(env, Prog::TaskOut, &sent.bytes());
+                assert_eq!((verdict, want_verdict), (TC_ACT_REDIRECT, TC_ACT_REDIRECT));
+                assert_eq!(describe(&out), describe(&want));
+                assert_eq!(out, want);
+                assert_eq!(env.ov_stat(OV_LOCAL), 2);
+            },
+        ),
+        (
+            "ov_up_node: a reply to this node's own address goes to lo, others by route",
+            |env| {
+                let to_node = Pkt::tcp((NODE, 8080), (NODE2, 40000), ACK).macs(LB_MAC, GATEWAY_MAC);
+                let (verdict, out) = run_ok(env, Prog::OvUpNode, &to_node.bytes());
+                assert_eq!(verdict, TC_ACT_REDIRECT);
+                assert_eq!(out, to_node.clone().macs([0; 6], [0; 6]).bytes());
+                let to_client = Pkt::tcp((NODE, 8080), (CLIENT, 40000), ACK);
+                unchanged(env, Prog::OvUpNode, &to_client.bytes(), TC_ACT_REDIRECT);
             },
         ),
     ]);

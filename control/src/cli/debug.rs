@@ -80,8 +80,8 @@ fn overlay_line(o: &crate::api::LbOverlay) -> String {
         return "fast path off (the kernel VXLAN device carries everything)".to_string();
     }
     format!(
-        "fast path on, {} endpoints on {} networks; encapsulated {}, decapsulated {}, mesh requests {}, mesh replies {}, direct replies {}",
-        o.endpoints, o.networks, o.encapsulated, o.decapsulated, o.mesh_encapsulated, o.mesh_replies, o.direct_replies
+        "fast path on, {} endpoints on {} networks; encapsulated {}, decapsulated {}, mesh requests {}, mesh replies {}, direct replies {}, local mesh {}",
+        o.endpoints, o.networks, o.encapsulated, o.decapsulated, o.mesh_encapsulated, o.mesh_replies, o.direct_replies, o.mesh_local
     )
 }
 
@@ -245,6 +245,7 @@ mod tests {
                 decapsulated: 3,
                 mesh_replies: 4,
                 direct_replies: 7,
+                mesh_local: 8,
                 endpoints: 5,
                 networks: 6,
             },
@@ -262,7 +263,7 @@ mod tests {
         );
         assert_eq!(
             lines[4],
-            "Overlay:     fast path on, 5 endpoints on 6 networks; encapsulated 1, decapsulated 3, mesh requests 2, mesh replies 4, direct replies 7"
+            "Overlay:     fast path on, 5 endpoints on 6 networks; encapsulated 1, decapsulated 3, mesh requests 2, mesh replies 4, direct replies 7, local mesh 8"
         );
         assert_eq!(lines[6], "SERVICE   FRONTEND     MAGLEV SIZE   DROPS");
         assert_eq!(lines[7], "web       *:8080/tcp   16381         0");

@@ -133,6 +133,7 @@ impl Daemon {
                     decapsulated: fast.rx,
                     mesh_replies: fast.rx_reply,
                     direct_replies: fast.tx_dsr,
+                    mesh_local: fast.local,
                     endpoints: fast.endpoints as u64,
                     networks: fast.networks as u64,
                 },

@@ -59,6 +59,8 @@ pub struct FastPathReport {
     pub rx_reply: u64,
     /// Mesh replies sent from here straight to their clients (direct server return).
     pub tx_dsr: u64,
+    /// Mesh packets between this node and its own tasks through the uplink (both ways).
+    pub local: u64,
     /// Endpoints and networks in the maps.
     pub endpoints: usize,
     pub networks: usize,
@@ -272,6 +274,7 @@ impl LoadBalancer {
             rx: self.fast.stat(abi::OV_RX),
             rx_reply: self.fast.stat(abi::OV_RX_REPLY),
             tx_dsr: self.fast.stat(abi::OV_TX_DSR),
+            local: self.fast.stat(abi::OV_LOCAL),
             endpoints: self.fast.eps.len(),
             networks: self.fast.nets.len(),
         }

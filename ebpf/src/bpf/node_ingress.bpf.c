@@ -105,8 +105,18 @@ int lb_node_ingress(struct __sk_buff *skb)
 	/* A backend on another node, from the underlay: straight there over VXLAN,
 	 * as the ingress network's bridge would have sent it. */
 	struct ov_ep *ep = bpf_map_lookup_elem(&ov_eps, &addr);
-	if (ep && ep->vtep && skb->ifindex == cfg->underlay_ifindex && ov_enabled(cfg) &&
-	    bpf_map_lookup_elem(&ov_nets, &ep->vni) && skb->len <= 0xffff - OV_HDR_LEN) {
+	struct ov_net *net = ep && ov_enabled(cfg) ? bpf_map_lookup_elem(&ov_nets, &ep->vni) : NULL;
+	if (net && !ep->vtep) {
+		/* A backend on this node: into its network through the uplink, where
+		 * ov_up_net hands it to the task, past the bridge. */
+		__u32 up = net->up_node;
+		if (set_macs(skb, dmac, smac))
+			return TC_ACT_SHOT;
+		ov_count(OV_LOCAL);
+		return bpf_redirect_peer(up, 0);
+	}
+	if (net && ep->vtep && skb->ifindex == cfg->underlay_ifindex &&
+	    skb->len <= 0xffff - OV_HDR_LEN) {
 		__u32 vtep = ep->vtep, vni = ep->vni;
 		/* Direct server return, when this node allows it: the reply may
 		 * come from the backend's node with this node's address. Not for a
