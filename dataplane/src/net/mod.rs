@@ -46,6 +46,18 @@
 //!   MAC is behind the VXLAN device" (which VTEP is decided by the static FDB), and
 //!   without it every frame to a remote task would also be copied to every local
 //!   port.
+//! - **An uplink per network** (`sup-<vni hex>` in the host namespace,
+//!   `sux-<vni hex>` in the network's, on no bridge, MTU = the network's + 50),
+//!   when the node runs the load balancer's overlay fast path
+//!   ([`NodeOverlay::uplinks`]): its programs encapsulate a task's frames for
+//!   other nodes at the task's port and move them through the uplink to the
+//!   underlay, and decapsulate frames for local tasks on the underlay and move
+//!   them through it into the task (`ebpf/include/overlay.h`). The bridge, the
+//!   VXLAN device and the FDB/neighbour entries stay exactly as described here:
+//!   they carry what the fast path leaves alone (ARP, broadcasts, peers that are
+//!   not Shoal tasks), and everything when it is off. An apply reports the
+//!   uplink and every local port's index ([`ApplyReport::uplink`],
+//!   [`ApplyReport::ports`]) for the load balancer's maps.
 //! - **Deletion is batched**: all of a network's links carry one link group, and
 //!   stale ports are moved to another, so each is deleted with one request; the
 //!   kernel waits an RCU grace period (tens of ms) per request, not per link.
