@@ -102,8 +102,7 @@ int lb_node_ingress(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	if (snat && nat(skb, &p, 0, snat_addr, nat_port))
 		return TC_ACT_SHOT;
-	/* A backend on another node, from the underlay: straight there over VXLAN,
-	 * as the ingress network's bridge would have sent it. */
+	/* With the overlay's fast path, past the ingress network's bridge. */
 	struct ov_ep *ep = bpf_map_lookup_elem(&ov_eps, &addr);
 	struct ov_net *net = ep && ov_enabled(cfg) ? bpf_map_lookup_elem(&ov_nets, &ep->vni) : NULL;
 	if (net && !ep->vtep) {
@@ -117,6 +116,8 @@ int lb_node_ingress(struct __sk_buff *skb)
 	}
 	if (net && ep->vtep && skb->ifindex == cfg->underlay_ifindex &&
 	    skb->len <= 0xffff - OV_HDR_LEN) {
+		/* A backend on another node, from the underlay: straight there
+		 * over VXLAN, as the ingress network's bridge would have sent it. */
 		__u32 vtep = ep->vtep, vni = ep->vni;
 		/* Direct server return, when this node allows it: the reply may
 		 * come from the backend's node with this node's address. Not for a
