@@ -2749,6 +2749,16 @@ fn unchanged_but_macs(env: &Env, p: &Pkt, dmac: [u8; 6]) {
     assert_eq!(out, p.clone().macs(dmac, p.smac).bytes());
 }
 
+/// A client's flow through this node's mesh, set up by node_ingress; the
+/// reply of its backend, as the backend sends it.
+fn established_mesh_reply(env: &Env) -> Pkt {
+    let syn = client_tcp(40000, SYN);
+    let b = pick(SVC_TCP, &syn.key());
+    let (verdict, _) = run_ok(env, Prog::NodeIngress, &syn.bytes());
+    assert_eq!(verdict, TC_ACT_REDIRECT, "the flow is set up");
+    mesh_dnat(&syn, b).reply()
+}
+
 /// PEER's packet to TASK as it arrives from PEER's node.
 fn from_peer() -> Pkt {
     to_peer().reply()
@@ -2785,11 +2795,7 @@ fn overlay_decapsulation() {
         (
             "node_ingress: a mesh reply is decapsulated and sent on as node_reply would",
             |env| {
-                let syn = client_tcp(40000, SYN);
-                let b = pick(SVC_TCP, &syn.key());
-                let (verdict, _) = run_ok(env, Prog::NodeIngress, &syn.bytes());
-                assert_eq!(verdict, TC_ACT_REDIRECT, "the flow is set up");
-                let reply = mesh_dnat(&syn, b).reply();
+                let reply = established_mesh_reply(env);
                 let (want_verdict, want) = run_ok(env, Prog::NodeReply, &reply.bytes());
                 assert_eq!(want_verdict, TC_ACT_REDIRECT);
                 let frame = vxlan(REMOTE_VTEP, NODE, VXLAN_PORT, INGRESS_VNI, &reply.bytes());
@@ -2803,10 +2809,7 @@ fn overlay_decapsulation() {
         (
             "node_ingress: a frame to the load-balancer MAC on another network is not a reply",
             |env| {
-                let syn = client_tcp(40000, SYN);
-                let b = pick(SVC_TCP, &syn.key());
-                run_ok(env, Prog::NodeIngress, &syn.bytes());
-                let reply = mesh_dnat(&syn, b).reply();
+                let reply = established_mesh_reply(env);
                 let frame = vxlan(REMOTE_VTEP, NODE, VXLAN_PORT, VNI, &reply.bytes());
                 let (verdict, out) = run_ok(env, Prog::NodeIngress, &frame);
                 assert_eq!((verdict, out), (TC_ACT_OK, frame));
@@ -2816,10 +2819,7 @@ fn overlay_decapsulation() {
         (
             "node_ingress: a GRO'd mesh reply is left to the kernel's VXLAN device",
             |env| {
-                let syn = client_tcp(40000, SYN);
-                let b = pick(SVC_TCP, &syn.key());
-                run_ok(env, Prog::NodeIngress, &syn.bytes());
-                let reply = mesh_dnat(&syn, b).reply();
+                let reply = established_mesh_reply(env);
                 let frame = vxlan(REMOTE_VTEP, NODE, VXLAN_PORT, INGRESS_VNI, &reply.bytes());
                 let (verdict, out) = env.run_gso(Prog::NodeIngress, &frame, 1400).expect("run");
                 assert_eq!((verdict, out), (TC_ACT_OK, frame));
