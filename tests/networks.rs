@@ -899,3 +899,133 @@ fn leaving_node_takes_its_fdb_and_neighbour_entries_along() {
         left.elapsed().as_secs_f64()
     );
 }
+
+/// A node without the overlay's fast path (`--no-overlay-fastpath`: bridge and
+/// kernel VXLAN device only) and nodes with it are one cluster: tasks on either
+/// kind reach each other by address and service name, and the routing mesh
+/// answers through each kind of node for a task on the other, with the client's
+/// address; the fast-path node carried its side of that traffic.
+#[test]
+fn nodes_with_and_without_the_fast_path_interoperate() {
+    let s = Swarm::lab_with_node_args("mixfp", 3, "vm3", &["--no-overlay-fastpath"]);
+    s.form(&[("vm2", "worker"), ("vm3", "worker")]);
+    s.ok("vm1", &["network", "create", "mixed"]);
+    for (name, node, port) in [("a", "vm1", "8081:80"), ("b", "vm3", "8082:80")] {
+        s.ok(
+            "vm1",
+            &[
+                "service",
+                "create",
+                "-d",
+                "--name",
+                name,
+                "--network",
+                "mixed",
+                "--publish",
+                port,
+                "--constraint",
+                &format!("node.hostname == {node}"),
+                "demo",
+                "shoal-whoami",
+                "--listen",
+                "0.0.0.0:80",
+            ],
+        );
+    }
+    s.wait_running_on("a", &["vm1"]);
+    s.wait_running_on("b", &["vm3"]);
+    // Each task's address on `mixed` (it is on ingress too).
+    let mixed = s.ok(
+        "vm1",
+        &["network", "inspect", "--format", "{{.Id}}", "mixed"],
+    );
+    let addr_on_mixed = |svc: &str| -> String {
+        let id = s.ok(
+            "vm1",
+            &["service", "ps", "-q", "-f", "desired-state=running", svc],
+        );
+        let out = s.ok(
+            "vm1",
+            &[
+                "inspect",
+                "--format",
+                "{{range .NetworksAttachments}}{{.Network.ID}}={{index .Addresses 0}} {{end}}",
+                id.lines().next().expect("a task"),
+            ],
+        );
+        out.split_whitespace()
+            .find_map(|a| a.strip_prefix(&format!("{}=", mixed.trim())))
+            .and_then(|cidr| cidr.split('/').next())
+            .unwrap_or_else(|| panic!("{svc} has no address on mixed: {out}"))
+            .to_string()
+    };
+    let (a_ip, b_ip) = (addr_on_mixed("a"), addr_on_mixed("b"));
+    let from = |task: &str, url: &str| -> Option<String> {
+        let out = s.shoal("vm1", &["exec", task, "curl", "-sS", "-m", "2", url]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    for (task, url, want) in [
+        ("a.1", format!("http://{b_ip}/"), "b.1"),
+        ("a.1", "http://b/".to_string(), "b.1"),
+        ("b.1", format!("http://{a_ip}/"), "a.1"),
+        ("b.1", "http://a/".to_string(), "a.1"),
+    ] {
+        let body = wait_until(&format!("{task} -> {url}"), Duration::from_secs(10), || {
+            from(task, &url)
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
+        assert_eq!(field(&body, "Task"), Some(want), "{body}");
+    }
+    // The mesh: through vm2 (fast path) to b on vm3 (kernel path), and through
+    // vm3 to a on vm1; the backend sees the client's own address.
+    for (node, port, want) in [
+        ("vm2", 8082, "b.1"),
+        ("vm3", 8081, "a.1"),
+        ("vm1", 8082, "b.1"),
+    ] {
+        let url = format!("http://{}:{port}/", s.addr(node));
+        let body = wait_until(&format!("{url} answers"), Duration::from_secs(10), || {
+            let out = s
+                .lab
+                .exec(
+                    shoal_dataplane::lab::CLIENT,
+                    &["curl", "-sS", "-m", "2", &url],
+                )
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
+        assert_eq!(field(&body, "Task"), Some(want), "{body}");
+        let client = field(&body, "Client").unwrap_or_default();
+        assert!(
+            client.starts_with("10.77.0.2:"),
+            "{url}: backend saw {client}"
+        );
+    }
+    let overlay = |node: &str| {
+        s.ok(
+            "vm1",
+            &[
+                "debug",
+                "lb",
+                node,
+                "--format",
+                "{{.Overlay.Enabled}} {{.Overlay.Encapsulated}} {{.Overlay.Decapsulated}}",
+            ],
+        )
+    };
+    assert!(overlay("vm3").starts_with("false "), "{}", overlay("vm3"));
+    let vm1: Vec<String> = overlay("vm1")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(vm1[0], "true");
+    assert!(
+        vm1[1].parse::<u64>().unwrap_or(0) > 0 && vm1[2].parse::<u64>().unwrap_or(0) > 0,
+        "vm1 talked to vm3 over its fast path: {vm1:?}"
+    );
+}

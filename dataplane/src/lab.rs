@@ -70,6 +70,9 @@ pub struct LabSpec {
     pub shoald: Option<PathBuf>,
     /// Extra arguments appended to every daemon's command line.
     pub daemon_args: Vec<String>,
+    /// More arguments for some nodes' daemons only (after `daemon_args`): a
+    /// cluster whose nodes differ.
+    pub node_args: std::collections::BTreeMap<String, Vec<String>>,
     /// False: build the network only, start no daemons.
     pub start_daemons: bool,
 }
@@ -84,6 +87,7 @@ impl LabSpec {
             mtu: DEFAULT_MTU,
             shoald: None,
             daemon_args: Vec::new(),
+            node_args: Default::default(),
             start_daemons: true,
         }
     }
@@ -303,6 +307,7 @@ fn build(spec: &LabSpec) -> Result<LabState> {
         client: host(CLIENT, CLIENT_HOST)?,
         shoald,
         daemon_args: spec.daemon_args.clone(),
+        node_args: spec.node_args.clone(),
     };
 
     claim(&state)?;

@@ -49,6 +49,19 @@ impl Swarm {
         }
     }
 
+    /// The same with extra shoald flags on one node only.
+    pub fn lab_with_node_args(prefix: &str, n: usize, node: &str, args: &[&str]) -> Swarm {
+        require_root();
+        let mut spec = LabSpec::new(&unique_lab_name(prefix), n);
+        spec.node_args.insert(
+            node.to_string(),
+            args.iter().map(|a| a.to_string()).collect(),
+        );
+        Swarm {
+            lab: Lab::up(spec).expect("lab up"),
+        }
+    }
+
     pub fn addr(&self, node: &str) -> String {
         self.lab.node_addr(node).to_string()
     }

@@ -188,6 +188,7 @@ fn spawn_daemon(state: &LabState, node: &str, shoald: &Path) -> Result<Child> {
         node.to_string(),
     ];
     args.extend(state.daemon_args.iter().cloned());
+    args.extend(state.node_args.get(node).into_iter().flatten().cloned());
 
     let log_path = dir.join("shoald.log");
     let mut log = OpenOptions::new()

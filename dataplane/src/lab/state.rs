@@ -31,6 +31,9 @@ pub(super) struct LabState {
     pub(super) client: Host,
     pub(super) shoald: Option<PathBuf>,
     pub(super) daemon_args: Vec<String>,
+    /// Per node, after `daemon_args` (absent in labs made before it existed).
+    #[serde(default)]
+    pub(super) node_args: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 pub(super) fn lab_dir(name: &str) -> PathBuf {
