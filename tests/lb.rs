@@ -204,6 +204,10 @@ fn direct_server_return_answers_from_the_backends_node() {
     // 50 more requests through vm1, all answered, every reply straight from
     // vm2. (Until vm2's load balancer knows the service, which can be a moment
     // after vm1's does, a flow takes the usual way back: counted from here.)
+    assert_eq!(
+        lb_report(&s, "vm1", None)["Overlay"]["DirectServerReturn"],
+        true
+    );
     let overlay = |node: &str, key: &str| num(&lb_report(&s, "vm1", Some(node))["Overlay"], key);
     let before = (
         overlay("vm1", "MeshEncapsulated"),
@@ -707,6 +711,7 @@ fn debug_lb_and_metrics_show_backends_states_and_shares() {
     // the overlay's fast path, and every reply came back through it.
     let overlay = &report["Overlay"];
     assert_eq!(overlay["Enabled"], true, "{report:#}");
+    assert_eq!(overlay["DirectServerReturn"], false, "{report:#}");
     assert!(num(overlay, "MeshEncapsulated") >= 3 * sent, "{report:#}");
     assert!(num(overlay, "MeshReplies") >= 2 * sent, "{report:#}");
 

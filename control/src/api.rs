@@ -337,6 +337,10 @@ pub struct LbReport {
 #[serde(rename_all = "PascalCase")]
 pub struct LbOverlay {
     pub enabled: bool,
+    /// Mesh flows entering this node may be answered by the backend's node
+    /// (`shoald --lb-dsr`).
+    #[serde(default)]
+    pub direct_server_return: bool,
     /// Frames of local tasks encapsulated to other nodes.
     pub encapsulated: u64,
     /// Mesh requests encapsulated here, at the entry node, to a backend's node.

@@ -476,6 +476,7 @@ mod tests {
             }],
             overlay: LbOverlay {
                 enabled: true,
+                direct_server_return: false,
                 encapsulated: 11,
                 mesh_encapsulated: 12,
                 decapsulated: 13,

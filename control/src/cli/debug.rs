@@ -80,8 +80,9 @@ fn overlay_line(o: &crate::api::LbOverlay) -> String {
         return "fast path off (the kernel VXLAN device carries everything)".to_string();
     }
     format!(
-        "fast path on, {} endpoints on {} networks; encapsulated {}, decapsulated {}, mesh requests {}, mesh replies {}, direct replies {}, local mesh {}",
-        o.endpoints, o.networks, o.encapsulated, o.decapsulated, o.mesh_encapsulated, o.mesh_replies, o.direct_replies, o.mesh_local
+        "fast path on, {} endpoints on {} networks; encapsulated {}, decapsulated {}, mesh requests {}, mesh replies {}, direct replies {}, local mesh {}; direct server return {}",
+        o.endpoints, o.networks, o.encapsulated, o.decapsulated, o.mesh_encapsulated, o.mesh_replies, o.direct_replies, o.mesh_local,
+        if o.direct_server_return { "on" } else { "off" }
     )
 }
 
@@ -240,6 +241,7 @@ mod tests {
             }],
             overlay: crate::api::LbOverlay {
                 enabled: true,
+                direct_server_return: false,
                 encapsulated: 1,
                 mesh_encapsulated: 2,
                 decapsulated: 3,
@@ -263,7 +265,7 @@ mod tests {
         );
         assert_eq!(
             lines[4],
-            "Overlay:     fast path on, 5 endpoints on 6 networks; encapsulated 1, decapsulated 3, mesh requests 2, mesh replies 4, direct replies 7, local mesh 8"
+            "Overlay:     fast path on, 5 endpoints on 6 networks; encapsulated 1, decapsulated 3, mesh requests 2, mesh replies 4, direct replies 7, local mesh 8; direct server return off"
         );
         assert_eq!(lines[6], "SERVICE   FRONTEND     MAGLEV SIZE   DROPS");
         assert_eq!(lines[7], "web       *:8080/tcp   16381         0");

@@ -128,6 +128,7 @@ impl Daemon {
                 services: services_named(&raw, &view),
                 overlay: LbOverlay {
                     enabled: fast.enabled,
+                    direct_server_return: lb_cfg.dsr,
                     encapsulated: fast.tx,
                     mesh_encapsulated: fast.tx_mesh,
                     decapsulated: fast.rx,
