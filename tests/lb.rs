@@ -585,6 +585,18 @@ fn open_connection_outlives_its_backends_removal() {
 }
 
 /// `shoal debug lb [NODE] --format json` on `on`, parsed.
+/// The same, None while the command fails (a node's load balancer answers
+/// "starting; try again" until its programs are loaded): for waiting loops.
+fn try_lb_report(s: &Swarm, on: &str, node: Option<&str>) -> Option<serde_json::Value> {
+    let mut args = vec!["debug", "lb", "--format", "json"];
+    args.extend(node);
+    let out = s.shoal(on, &args);
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
 fn lb_report(s: &Swarm, on: &str, node: Option<&str>) -> serde_json::Value {
     let mut args = vec!["debug", "lb", "--format", "json"];
     args.extend(node);
@@ -667,7 +679,7 @@ fn debug_lb_and_metrics_show_backends_states_and_shares() {
         "vm1's report counts the connections",
         Duration::from_secs(10),
         || {
-            let r = lb_report(&s, "vm1", None);
+            let r = try_lb_report(&s, "vm1", None)?;
             let flows: u64 = lb_backends(&r, FRONTEND)
                 .iter()
                 .map(|b| num(b, "NewFlows"))
@@ -849,7 +861,7 @@ fn debug_lb_and_metrics_show_backends_states_and_shares() {
         "vm3's task terminating and a replacement active",
         Duration::from_secs(30),
         || {
-            let r = lb_report(&s, "vm1", None);
+            let r = try_lb_report(&s, "vm1", None)?;
             let b = lb_backends(&r, FRONTEND);
             let terminating = b
                 .iter()
@@ -913,9 +925,19 @@ while True:
 /// stdin line `t` or `u`, one exchange on that flow; prints the answer (empty
 /// when there was none).
 const TCP_UDP_CLIENT: &str = r#"
-import socket, sys
+import socket, sys, time
 host, port = sys.argv[1], int(sys.argv[2])
-t = socket.create_connection((host, port), timeout=10)
+# A task is Running a moment before its server listens (and the node's mesh may
+# list a frontend before all of its path is up): refused until then, so retry.
+deadline = time.monotonic() + 10
+while True:
+    try:
+        t = socket.create_connection((host, port), timeout=10)
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.1)
 tf = t.makefile("rwb")
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 u.settimeout(1)
@@ -976,7 +998,7 @@ fn conntrack_timeouts_expire_short_flows_and_keep_long_ones() {
         "vm1's load balancer has both frontends",
         Duration::from_secs(15),
         || {
-            let r = lb_report(&s, "vm1", None);
+            let r = try_lb_report(&s, "vm1", None)?;
             ["*:9000/tcp", "*:9000/udp"]
                 .iter()
                 .all(|f| lb_backends(&r, f).iter().any(|b| b["State"] == "active"))
@@ -1009,7 +1031,7 @@ fn conntrack_timeouts_expire_short_flows_and_keep_long_ones() {
             if ask("t") != "echo.1" || ask("u") != "echo.1" {
                 return None;
             }
-            let r = lb_report(&s, "vm1", None);
+            let r = try_lb_report(&s, "vm1", None)?;
             let c = &r["Conntrack"];
             (num(c, "Udp") == 1 && num(c, "TcpEstablished") == 1).then_some(r)
         },
@@ -1032,7 +1054,7 @@ fn conntrack_timeouts_expire_short_flows_and_keep_long_ones() {
         "the idle UDP flow gone from vm1's conntrack",
         Duration::from_secs(15),
         || {
-            let r = lb_report(&s, "vm1", None);
+            let r = try_lb_report(&s, "vm1", None)?;
             let c = &r["Conntrack"];
             (num(c, "Udp") == 0 && num(c, "Expired") == 0).then_some(r)
         },
@@ -1070,7 +1092,7 @@ fn conntrack_timeouts_expire_short_flows_and_keep_long_ones() {
         "the UDP flow tracked again",
         Duration::from_secs(10),
         || {
-            let r = lb_report(&s, "vm1", None);
+            let r = try_lb_report(&s, "vm1", None)?;
             (num(&r["Conntrack"], "Udp") == 1).then_some(r)
         },
     )

@@ -204,7 +204,7 @@ static __always_inline void count_drop(__u32 svc_id)
 struct choice {
 	__u32 backend_id;
 	int is_new;     /* no live conntrack entry: chosen now */
-	int refreshed;  /* an existing entry's clock was moved (about once a second) */
+	int refreshed;  /* an existing entry's clock was moved on time (about once a second) */
 	__u16 nat_port; /* the flow's SNAT source port, 0 if none */
 };
 
@@ -235,11 +235,15 @@ static __always_inline struct lb_backend *select_backend(const struct pkt *p, co
 		be = bpf_map_lookup_elem(&lb_backends, &ct->backend_id);
 		if (be && be->state != LB_BACKEND_DOWN) {
 			__u8 state = ct_state(p, ct->state, 0);
-			c->refreshed = 0;
-			if (state != ct->state || now - ct->last_seen > LB_CT_REFRESH_NS) {
+			/* The clock moves at most once a second (fewer writes to a
+			 * shared line), and a state change moves it too; only the
+			 * former has the caller rewrite the flow's reverse entry
+			 * (against its eviction): a TCP handshake and close need
+			 * no map updates beyond the first packet's. */
+			c->refreshed = now - ct->last_seen > LB_CT_REFRESH_NS;
+			if (state != ct->state || c->refreshed) {
 				ct->state = state;
 				ct->last_seen = now;
-				c->refreshed = 1;
 			}
 			c->backend_id = ct->backend_id;
 			c->nat_port = ct->nat_port;
