@@ -126,6 +126,18 @@ static __always_inline int ov_encap(struct __sk_buff *skb, const struct lb_confi
 	return 0;
 }
 
+/* The network of a frame's sender, when the sender is a task on this node
+ * (its VNI in *vni); NULL otherwise. */
+static __always_inline struct ov_net *ov_sender_net(__u32 saddr, __u32 *vni)
+{
+	struct ov_ep *src = bpf_map_lookup_elem(&ov_eps, &saddr);
+
+	if (!src || src->vtep)
+		return NULL;
+	*vni = src->vni;
+	return bpf_map_lookup_elem(&ov_nets, vni);
+}
+
 /*
  * A reply of a mesh flow that entered at this node, from a local task: reverse
  * NAT here and out through the uplink (ov_up_node sends it on to the client),
@@ -164,12 +176,8 @@ static __always_inline int ov_out(struct __sk_buff *skb)
 
 	if (!ov_enabled(cfg) || (void *)(ip + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return TC_ACT_OK;
-	__u32 saddr = ip->saddr, daddr = ip->daddr;
-	struct ov_ep *src = bpf_map_lookup_elem(&ov_eps, &saddr);
-	if (!src || src->vtep)
-		return TC_ACT_OK;
-	vni = src->vni;
-	struct ov_net *net = bpf_map_lookup_elem(&ov_nets, &vni);
+	__u32 daddr = ip->daddr;
+	struct ov_net *net = ov_sender_net(ip->saddr, &vni);
 	if (!net)
 		return TC_ACT_OK;
 	__builtin_memcpy(smac, eth->h_source, ETH_ALEN);
@@ -219,15 +227,11 @@ static __always_inline int ov_dsr(struct __sk_buff *skb, const struct pkt *p, co
 				  __u16 port)
 {
 	struct lb_config *cfg = config();
-	__u32 saddr = p->key.saddr, client = p->key.daddr, addr, vni;
+	__u32 client = p->key.daddr, addr, vni;
 
 	if (!ov_enabled(cfg))
 		return -1;
-	struct ov_ep *src = bpf_map_lookup_elem(&ov_eps, &saddr);
-	if (!src || src->vtep)
-		return -1;
-	vni = src->vni;
-	struct ov_net *net = bpf_map_lookup_elem(&ov_nets, &vni);
+	struct ov_net *net = ov_sender_net(p->key.saddr, &vni);
 	if (!net || !(net->flags & OV_NET_F_INGRESS))
 		return -1;
 	__builtin_memcpy(&addr, &lb_mac[2], 4);
