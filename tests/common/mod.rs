@@ -31,32 +31,26 @@ impl Swarm {
 
     /// The same with the given underlay MTU.
     pub fn lab_with_mtu(prefix: &str, n: usize, mtu: u32) -> Swarm {
-        require_root();
-        let mut spec = LabSpec::new(&unique_lab_name(prefix), n);
-        spec.mtu = mtu;
-        Swarm {
-            lab: Lab::up(spec).expect("lab up"),
-        }
+        Swarm::lab_from(prefix, n, |spec| spec.mtu = mtu)
     }
 
     /// The same with extra shoald flags on every node (e.g. load-balancer timeouts).
     pub fn lab_with_daemon_args(prefix: &str, n: usize, args: &[&str]) -> Swarm {
-        require_root();
-        let mut spec = LabSpec::new(&unique_lab_name(prefix), n);
-        spec.daemon_args = args.iter().map(|a| a.to_string()).collect();
-        Swarm {
-            lab: Lab::up(spec).expect("lab up"),
-        }
+        Swarm::lab_from(prefix, n, |spec| spec.daemon_args = strings(args))
     }
 
     /// The same with extra shoald flags on one node only.
     pub fn lab_with_node_args(prefix: &str, n: usize, node: &str, args: &[&str]) -> Swarm {
+        Swarm::lab_from(prefix, n, |spec| {
+            spec.node_args.insert(node.to_string(), strings(args));
+        })
+    }
+
+    /// A lab of `n` nodes as `shape` changes the default spec.
+    fn lab_from(prefix: &str, n: usize, shape: impl FnOnce(&mut LabSpec)) -> Swarm {
         require_root();
         let mut spec = LabSpec::new(&unique_lab_name(prefix), n);
-        spec.node_args.insert(
-            node.to_string(),
-            args.iter().map(|a| a.to_string()).collect(),
-        );
+        shape(&mut spec);
         Swarm {
             lab: Lab::up(spec).expect("lab up"),
         }
@@ -286,6 +280,10 @@ impl Swarm {
             self.wait_node("vm1", node, "Ready", manager, Duration::from_secs(20));
         }
     }
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
 }
 
 /// The value of a `Name: value` line of a shoal-whoami answer.
