@@ -1,7 +1,8 @@
 //! The namespace lab: hosts as network namespaces on one machine, joined by a bridge in a switch namespace, each running its own shoald.
 //!
 //! Layout of a lab named LAB (default "shoal"):
-//! - netns `shoal-LAB-sw` with bridge `br0`; netns `shoal-LAB-<node>` and
+//! - netns `shoal-LAB-sw` with bridge `br0` (no netfilter on bridged frames, as on
+//!   a real switch); netns `shoal-LAB-<node>` and
 //!   `shoal-LAB-client`, each with `eth0`, a veth whose peer (named after the host)
 //!   sits in the switch; nothing is ever created in the root namespace.
 //! - state in `/var/lib/shoal-lab/LAB/`: `lab.json`, and per node `data/`,
@@ -373,6 +374,10 @@ fn claim(state: &LabState) -> Result<()> {
 fn build_network(state: &LabState) -> Result<()> {
     let sw = &state.switch_netns;
     netns::add(sw)?;
+    // A switch, not a firewall: bridged frames skip the IP hooks, as they would
+    // on a real switch (on, they cost every frame the lab forwards host CPU that
+    // the benchmarks would charge to whatever crosses the switch most often).
+    netns::bridge_netfilter_off(sw)?;
     netns::set_up(sw, "lo")?;
     netns::add_bridge(sw, BRIDGE, state.mtu)?;
     netns::set_up(sw, BRIDGE)?;

@@ -134,6 +134,29 @@ pub fn delete(name: &str) -> Result<(), NetnsError> {
     }
 }
 
+/// Turns off netfilter for bridged frames in a named namespace (see
+/// [`crate::net::bridge_netfilter_off`]), from a thread that enters it.
+pub fn bridge_netfilter_off(name: &str) -> Result<(), NetnsError> {
+    let path = path(name);
+    let ns = std::fs::File::open(&path).map_err(|e| NetnsError::Io(path.clone(), e))?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| NetnsError::Io(path.clone(), e.into()))?;
+                crate::net::bridge_netfilter_off();
+                Ok(())
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(NetnsError::Io(
+                    path.clone(),
+                    io::Error::other("namespace thread panicked"),
+                ))
+            })
+    })
+}
+
 pub fn set_up(netns: &str, link: &str) -> Result<(), NetnsError> {
     ip_in(netns, &["link", "set", "dev", link, "up"]).map(drop)
 }

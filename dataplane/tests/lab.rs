@@ -157,6 +157,11 @@ fn two_node_lab_lifecycle() {
     assert!(eth0.contains("mtu 9000"), "{eth0}");
     let bridge = sh(&format!("ip -n shoal-{name}-sw link show br0"));
     assert!(bridge.contains("mtu 9000"), "{bridge}");
+    // A switch, not a firewall: no netfilter hooks on the frames it forwards.
+    let brnf = sh(&format!(
+        "ip netns exec shoal-{name}-sw sysctl -n net.bridge.bridge-nf-call-iptables"
+    ));
+    assert_eq!(brnf.trim(), "0");
     let sys_mtu = ok_stdout(&lab, "vm1", &["cat", "/sys/class/net/eth0/mtu"]);
     assert_eq!(sys_mtu.trim(), "9000");
     // Unlike plain `ip netns exec`, cgroupfs stays visible under /sys.

@@ -371,6 +371,12 @@ async fn tasks_on_two_nodes_talk_with_underlay_mtu_minus_50() {
         ] {
             assert!(vxlan.contains(want), "{want:?} missing in {vxlan}");
         }
+        // The network's bridge filters nothing: no netfilter hooks on its frames.
+        for table in ["iptables", "ip6tables", "arptables"] {
+            let knob = format!("net.bridge.bridge-nf-call-{table}");
+            let value = in_ns_ok(&netns, &["sysctl", "-n", &knob]);
+            assert_eq!(value.trim(), "0", "{knob} in the network's namespace");
+        }
         let sockets = in_ns_ok(&t.u.host_netns("a"), &["ss", "-Hun", "-l", "sport = :4789"]);
         assert!(
             !sockets.trim().is_empty(),

@@ -78,7 +78,8 @@ use std::str::FromStr;
 
 pub use self::fdb::{FdbEntry, Neighbour};
 pub use self::nsfs::{
-    netlink_handle, netns_create, netns_delete, task_netns_create, task_netns_delete, NsError,
+    bridge_netfilter_off, netlink_handle, netns_create, netns_delete, task_netns_create,
+    task_netns_delete, NsError,
 };
 pub use self::overlay::{
     underlay_mtu, ApplyReport, AttachFailure, NetworkStatus, NodeOverlay, DEFAULT_NETNS_DIR,
