@@ -203,6 +203,82 @@ fn ping_size(from: &Path, to: Ipv4Addr, payload: u32) -> bool {
     .success()
 }
 
+/// Makes a VXLAN tunnel of the namespace's own (VNI 77, UDP 4790) from `local`
+/// to `remote` over its link `dev`, with `addr`/24 on it: what a task running
+/// its own overlay (Docker in Docker, kind) has.
+fn own_tunnel(netns: &Path, dev: &str, local: Ipv4Addr, remote: Ipv4Addr, addr: &str) {
+    let (local, remote) = (local.to_string(), remote.to_string());
+    in_ns_ok(
+        netns,
+        &[
+            "ip", "link", "add", "tun77", "mtu", "1300", "type", "vxlan", "id", "77", "dstport",
+            "4790", "local", &local, "remote", &remote, "dev", dev,
+        ],
+    );
+    in_ns_ok(
+        netns,
+        &["ip", "addr", "add", &format!("{addr}/24"), "dev", "tun77"],
+    );
+    in_ns_ok(netns, &["ip", "link", "set", "tun77", "up"]);
+}
+
+/// Sends 1 MB over one TCP connection from `client` to a one-shot server on
+/// `server_ip`:7777 in `server`, which answers with the byte count it got:
+/// that count (or the error). Bounded: the server waits 20 s at most, the
+/// client retries its connect for 5 s and gives a reply 15 s.
+fn tcp_megabyte(server: &Path, server_ip: &str, client: &Path) -> Result<String, String> {
+    const SERVER: &str = r#"
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 7777))
+s.listen(1)
+s.settimeout(20)
+c, _ = s.accept()
+c.settimeout(15)
+n = 0
+while True:
+    b = c.recv(65536)
+    if not b:
+        break
+    n += len(b)
+c.sendall(str(n).encode())
+c.close()
+"#;
+    const CLIENT: &str = r#"
+import socket, sys, time
+deadline = time.time() + 5
+while True:
+    try:
+        c = socket.create_connection((sys.argv[1], 7777), timeout=1)
+        break
+    except OSError:
+        if time.time() > deadline:
+            raise
+        time.sleep(0.1)
+c.settimeout(15)
+c.sendall(b"x" * 1000000)
+c.shutdown(socket.SHUT_WR)
+print(c.recv(100).decode())
+"#;
+    let mut srv = Command::new("nsenter")
+        .arg(format!("--net={}", server.display()))
+        .args(["python3", "-c", SERVER, server_ip])
+        .spawn()
+        .expect("starting the server");
+    let out = in_ns(
+        client,
+        &["timeout", "25", "python3", "-c", CLIENT, server_ip],
+    );
+    let _ = srv.kill();
+    let _ = srv.wait();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
 fn link_mtu(netns: &Path, link: &str) -> u32 {
     let out = in_ns_ok(netns, &["ip", "-o", "link", "show", link]);
     let after = out.split(" mtu ").nth(1).expect("mtu in ip link output");
@@ -800,6 +876,28 @@ async fn hand_made_vxlan(fast_path: bool) {
         assert!(fast.tx >= 2 && fast.rx >= 2, "{fast:?}");
         assert_eq!((fast.endpoints, fast.networks), (2, 1), "{fast:?}");
     }
+
+    // The task runs a tunnel of its own over the overlay: its TCP segments
+    // leave the task already encapsulated, with offloads, which the fast path
+    // cannot encapsulate again; they take the kernel's path, whole.
+    own_tunnel(&ta, "eth0", ea.ip, foreign_ip, "192.168.77.1");
+    own_tunnel(
+        &u.host_netns("foreign"),
+        "vx0",
+        foreign_ip,
+        ea.ip,
+        "192.168.77.2",
+    );
+    assert_eq!(
+        tcp_megabyte(&u.host_netns("foreign"), "192.168.77.2", &ta).as_deref(),
+        Ok("1000000"),
+        "a megabyte from the task through its own tunnel"
+    );
+    assert_eq!(
+        tcp_megabyte(&ta, "192.168.77.1", &u.host_netns("foreign")).as_deref(),
+        Ok("1000000"),
+        "a megabyte to the task through its own tunnel"
+    );
 }
 
 /// A task that moves from node b to node c (same IP and MAC) is reachable from

@@ -399,10 +399,12 @@ static __always_inline int lb_reply(struct __sk_buff *skb, const struct lb_confi
  * - a reply from a backend of a VIP flow this task opened gets its source
  *   back: the VIP and the port the task connected to;
  * - a packet of a mesh flow (from some node's load-balancer MAC) records that
- *   MAC for the flow's replies (see lb_task_out).
+ *   MAC for the flow's replies (see lb_task_out), and, with `dsr_ok` (the
+ *   fast path checked who marked it: ov_in), whether it asked for direct
+ *   server return.
  * TC_ACT_OK, or TC_ACT_SHOT when a rewrite failed.
  */
-static __always_inline int task_rx(struct __sk_buff *skb)
+static __always_inline int task_rx(struct __sk_buff *skb, int dsr_ok)
 {
 	struct lb_rev *rev;
 	struct pkt p;
@@ -445,7 +447,7 @@ static __always_inline int task_rx(struct __sk_buff *skb)
 	struct lb_ret entry = { .last_seen = now };
 	__builtin_memcpy(entry.mac, eth->h_source, ETH_ALEN);
 	entry.mac[1] = LB_MAC1;
-	if (eth->h_source[1] == LB_DSR_MAC1) {
+	if (dsr_ok && eth->h_source[1] == LB_DSR_MAC1) {
 		struct lb_dsr_key dk = {
 			.addr = p.key.daddr,
 			.port = p.key.dport,

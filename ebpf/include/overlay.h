@@ -28,8 +28,18 @@
  *     would break its segmentation when forwarded) takes the kernel's path:
  *     bridge and VXLAN device, which stay configured as before.
  *
- * No packet is dropped here that the kernel path would deliver, except frames
- * that cannot be encapsulated (no room: never at the overlay's MTU).
+ * No packet is dropped here that the kernel path would deliver: a frame the
+ * kernel will not let a program encapsulate (say, a task's own tunnel packet,
+ * already marked encapsulated) is left untouched to the kernel's path.
+ *
+ * A task speaks for itself only: a frame is sent as its source endpoint's
+ * network only from that endpoint's own port (a task forging another
+ * network's address would otherwise be encapsulated into that network), and
+ * frames from a load-balancer MAC are never a task's (the kernel path takes
+ * them, where the direct-return mark means nothing). The direct-return mark
+ * (02:44 + the entry node's address) counts only on a frame this node's fast
+ * path decapsulated from that very address (ov_in), handed to the task by
+ * ov_up_net; everywhere else it is an ordinary load-balancer MAC.
  */
 #ifndef SHOAL_OVERLAY_H
 #define SHOAL_OVERLAY_H
@@ -83,7 +93,9 @@ static __always_inline __u16 ov_csum_fold(__u32 sum)
  * bpf_redirect_neigh to fill), IPv4 from this node's VTEP, UDP to the swarm's
  * port with a zero checksum (as the kernel device sends by default), VXLAN.
  * The skb keeps its GSO shape, marked as a UDP tunnel, so whoever transmits it
- * segments it (or the NIC does). Non-zero: it could not be done.
+ * segments it (or the NIC does). -1: the kernel refused to make room (the
+ * frame is untouched: say, already a tunnel packet with offloads), -2: it
+ * failed half-way (the frame is broken: drop it).
  */
 static __always_inline int ov_encap(struct __sk_buff *skb, const struct lb_config *cfg, __u32 vtep,
 				    __u32 vni, const __u8 *dmac, const __u8 *smac)
@@ -119,20 +131,22 @@ static __always_inline int ov_encap(struct __sk_buff *skb, const struct lb_confi
 	if (bpf_skb_adjust_room(skb, OV_HDR_LEN, BPF_ADJ_ROOM_MAC, flags))
 		return -1;
 	if (bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0))
-		return -1;
+		return -2;
 	outer.h_proto = bpf_htons(ETH_P_IP);
 	if (bpf_skb_store_bytes(skb, 0, &outer, sizeof(outer), 0))
-		return -1;
+		return -2;
 	return 0;
 }
 
 /* The network of a frame's sender, when the sender is a task on this node
- * (its VNI in *vni); NULL otherwise. */
-static __always_inline struct ov_net *ov_sender_net(__u32 saddr, __u32 *vni)
+ * and the frame came in by that task's own port (its VNI in *vni); NULL
+ * otherwise. */
+static __always_inline struct ov_net *ov_sender_net(const struct __sk_buff *skb, __u32 saddr,
+						    __u32 *vni)
 {
 	struct ov_ep *src = bpf_map_lookup_elem(&ov_eps, &saddr);
 
-	if (!src || src->vtep)
+	if (!src || src->vtep || src->ifindex != skb->ifindex)
 		return NULL;
 	*vni = src->vni;
 	return bpf_map_lookup_elem(&ov_nets, vni);
@@ -177,7 +191,12 @@ static __always_inline int ov_out(struct __sk_buff *skb)
 	if (!ov_enabled(cfg) || (void *)(ip + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return TC_ACT_OK;
 	__u32 daddr = ip->daddr;
-	struct ov_net *net = ov_sender_net(ip->saddr, &vni);
+	/* A task never sends from a load-balancer MAC: the kernel path may
+	 * take such a frame, the fast path does not. */
+	if (eth->h_source[0] == LB_MAC0 &&
+	    (eth->h_source[1] == LB_MAC1 || eth->h_source[1] == LB_DSR_MAC1))
+		return TC_ACT_OK;
+	struct ov_net *net = ov_sender_net(skb, ip->saddr, &vni);
 	if (!net)
 		return TC_ACT_OK;
 	__builtin_memcpy(smac, eth->h_source, ETH_ALEN);
@@ -208,8 +227,9 @@ static __always_inline int ov_out(struct __sk_buff *skb)
 	if (skb->len > 0xffff - OV_HDR_LEN)
 		return TC_ACT_OK;
 	__u32 up = net->up_net;
-	if (ov_encap(skb, cfg, vtep, vni, dmac, smac))
-		return TC_ACT_SHOT;
+	int err = ov_encap(skb, cfg, vtep, vni, dmac, smac);
+	if (err)
+		return err == -1 ? TC_ACT_OK : TC_ACT_SHOT;
 	ov_count(OV_TX);
 	return bpf_redirect_peer(up, 0);
 }
@@ -231,7 +251,7 @@ static __always_inline int ov_dsr(struct __sk_buff *skb, const struct pkt *p, co
 
 	if (!ov_enabled(cfg))
 		return -1;
-	struct ov_net *net = ov_sender_net(p->key.saddr, &vni);
+	struct ov_net *net = ov_sender_net(skb, p->key.saddr, &vni);
 	if (!net || !(net->flags & OV_NET_F_INGRESS))
 		return -1;
 	__builtin_memcpy(&addr, &lb_mac[2], 4);
@@ -248,8 +268,10 @@ static __always_inline int ov_dsr(struct __sk_buff *skb, const struct pkt *p, co
 /* What ov_in found in a VXLAN frame. */
 struct ov_frame {
 	__u32 vni;
+	__u32 outer_saddr;
 	__u32 inner_daddr;
 	__u8 inner_dmac[ETH_ALEN];
+	__u8 inner_smac[ETH_ALEN];
 };
 
 /* Is skb a VXLAN frame to this VTEP and port, carrying Ethernet + IPv4? 0: yes. */
@@ -282,22 +304,28 @@ static __always_inline int ov_parse(struct __sk_buff *skb, const struct lb_confi
 	if (iip->version != 4 || iip->ihl < 5)
 		return -1;
 	f->vni = bpf_ntohl(vx->vni) >> 8;
+	f->outer_saddr = ip->saddr;
 	f->inner_daddr = iip->daddr;
 	__builtin_memcpy(f->inner_dmac, ieth->h_dest, ETH_ALEN);
+	__builtin_memcpy(f->inner_smac, ieth->h_source, ETH_ALEN);
 	return 0;
 }
 
 /*
- * Strips the outer headers: the inner Ethernet frame is what is left. -1: the
- * frame is untouched (the kernel cannot shrink it in place: a GSO packet that
- * is not TCP), -2: it was changed half-way (drop it).
+ * Strips the outer headers: the inner Ethernet frame is what is left (with
+ * `unmark`, a direct-return mark in its source MAC made a plain
+ * load-balancer MAC). -1: the frame is untouched (the kernel cannot shrink it
+ * in place: a GSO packet that is not TCP), -2: it was changed half-way (drop
+ * it).
  */
-static __always_inline int ov_decap(struct __sk_buff *skb)
+static __always_inline int ov_decap(struct __sk_buff *skb, int unmark)
 {
 	struct ethhdr inner;
 
 	if (bpf_skb_load_bytes(skb, OV_INNER_OFF, &inner, sizeof(inner)))
 		return -1;
+	if (unmark)
+		inner.h_source[1] = LB_MAC1;
 	/* The checksum state is reset (CHECKSUM_UNNECESSARY from a NIC spoke for
 	 * the outer headers): the inner checksums are checked where they end. */
 	if (bpf_skb_adjust_room(skb, -OV_HDR_LEN, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO))
@@ -329,7 +357,7 @@ static __always_inline int ov_in(struct __sk_buff *skb, struct lb_config *cfg)
 		 * segmented right on its way out: the kernel's path takes it. */
 		if (!(net->flags & OV_NET_F_INGRESS) || skb->gso_size)
 			return -1;
-		int err = ov_decap(skb);
+		int err = ov_decap(skb, 0);
 		if (err)
 			return err == -1 ? -1 : TC_ACT_SHOT;
 		ov_count(OV_RX_REPLY);
@@ -339,7 +367,13 @@ static __always_inline int ov_in(struct __sk_buff *skb, struct lb_config *cfg)
 	if (!ep || ep->vtep || ep->vni != f.vni)
 		return -1;
 	__u32 up = net->up_node;
-	int err = ov_decap(skb);
+	/* A direct-return mark holds only from the node whose address it
+	 * carries: the one that sent this datagram. */
+	__u32 marked_by;
+	__builtin_memcpy(&marked_by, &f.inner_smac[2], 4);
+	int unmark = f.inner_smac[0] == LB_MAC0 && f.inner_smac[1] == LB_DSR_MAC1 &&
+		     marked_by != f.outer_saddr;
+	int err = ov_decap(skb, unmark);
 	if (err)
 		return err == -1 ? -1 : TC_ACT_SHOT;
 	ov_count(OV_RX);

@@ -2336,10 +2336,14 @@ const REMOTE_VTEP: [u8; 4] = [198, 51, 100, 2];
 const PEER: [u8; 4] = [10, 0, 1, 7];
 const PEER_MAC: [u8; 6] = [0x02, 0x42, 10, 0, 1, 7];
 const STRANGER: [u8; 4] = [10, 0, 2, 7];
-/// Interface indexes the world's uplinks and task port have.
+/// Interface indexes the world's uplinks and task port have. The task port is
+/// the interface test-run's packets come in by (lo, 1): the fast path sends a
+/// task's frame only from that task's own port.
 const UP_NET: u32 = 21;
 const UP_NODE: u32 = 22;
-const TASK_PORT: u32 = 23;
+const TASK_PORT: u32 = 1;
+/// Another task port of this node (not the one test-run's packets come by).
+const OTHER_PORT: u32 = 23;
 
 impl Env {
     fn ov_stat(&self, which: u32) -> u64 {
@@ -2347,9 +2351,22 @@ impl Env {
     }
 
     fn endpoint(&mut self, addr: [u8; 4], vtep: Option<[u8; 4]>, vni: u32, mac: [u8; 6]) {
+        let port = if vtep.is_none() { TASK_PORT } else { 0 };
+        self.endpoint_on(addr, vtep, vni, mac, port);
+    }
+
+    /// An endpoint whose port (when local) is `port`.
+    fn endpoint_on(
+        &mut self,
+        addr: [u8; 4],
+        vtep: Option<[u8; 4]>,
+        vni: u32,
+        mac: [u8; 6],
+        port: u32,
+    ) {
         let ep = OvEp {
             vtep: vtep.map_or(0, ip),
-            ifindex: if vtep.is_none() { TASK_PORT } else { 0 },
+            ifindex: port,
             vni,
             mac,
             pad: [0; 2],
@@ -2512,6 +2529,33 @@ fn unchanged(env: &Env, prog: Prog, input: &[u8], verdict: u32) {
 #[test]
 fn overlay_encapsulation() {
     run_overlay_cases(vec![
+        (
+            "task_out: a task forging a local task of another network stays in its own",
+            |env| {
+                // 10.0.2.9: a task of OTHER_VNI on this node, behind another port.
+                let forged = [10, 0, 2, 9];
+                env.endpoint_on(forged, None, OTHER_VNI, [0x02, 0x42, 10, 0, 2, 9], OTHER_PORT);
+                let p = Pkt::tcp((forged, 50000), (STRANGER, 80), SYN)
+                    .macs([0x02, 0x42, 10, 0, 2, 7], TASK_MAC);
+                unchanged(env, Prog::TaskOut, &p.bytes(), TC_ACT_OK);
+                assert_eq!(env.ov_stat(OV_TX), 0);
+                // From that task's own port, the same frame is its network's.
+                env.endpoint_on(forged, None, OTHER_VNI, [0x02, 0x42, 10, 0, 2, 9], TASK_PORT);
+                let (verdict, out) = run_ok(env, Prog::TaskOut, &p.bytes());
+                assert_eq!(verdict, TC_ACT_REDIRECT);
+                assert_encap(&out, REMOTE_VTEP, OTHER_VNI, &p.bytes());
+            },
+        ),
+        (
+            "task_out: a frame from a load-balancer MAC is never a task's: the kernel's",
+            |env| {
+                for mac in [OTHER_LB_MAC, DSR_MAC, OTHER_DSR_MAC] {
+                    let p = to_peer().macs(PEER_MAC, mac);
+                    unchanged(env, Prog::TaskOut, &p.bytes(), TC_ACT_OK);
+                }
+                assert_eq!(env.ov_stat(OV_TX), 0);
+            },
+        ),
         (
             "task_out: TCP to a task on another node is encapsulated for its VTEP",
             |env| {
@@ -3003,6 +3047,31 @@ fn direct_server_return() {
             let ret = env.ret(&syn.reply().key()).expect("lb_ret");
             assert_eq!(ret.mac, OTHER_LB_MAC, "where the kernel path sends replies");
             assert_eq!(u16::from_be(ret.dsr_port), PORT_TCP);
+        }),
+        ("node_ingress: a mark from another node than the datagram's sender is taken off", |env| {
+            dsr_world(env);
+            let b = local_backend(env);
+            let third = [0x02, 0x44, 198, 51, 100, 3];
+            let syn = Pkt::tcp((CLIENT, 40000), (b.addr, 80), SYN).macs(b.mac, third);
+            let frame = vxlan(REMOTE_VTEP, NODE, VXLAN_PORT, INGRESS_VNI, &syn.bytes());
+            let (verdict, out) = run_ok(env, Prog::NodeIngress, &frame);
+            assert_eq!(verdict, TC_ACT_REDIRECT, "into the uplink");
+            let want = syn.clone().macs(b.mac, [0x02, 0x53, 198, 51, 100, 3]);
+            assert_eq!(describe(&out), describe(&want.bytes()));
+            assert_eq!(out, want.bytes());
+            // From the node the mark names, it stays.
+            let syn = syn.macs(b.mac, OTHER_DSR_MAC);
+            let frame = vxlan(REMOTE_VTEP, NODE, VXLAN_PORT, INGRESS_VNI, &syn.bytes());
+            let (_, out) = run_ok(env, Prog::NodeIngress, &frame);
+            assert_eq!(out, syn.bytes());
+        }),
+        ("task_in: on the kernel's path a marked request records no published port", |env| {
+            dsr_world(env);
+            let b = local_backend(env);
+            let syn = Pkt::tcp((CLIENT, 40000), (b.addr, 80), SYN).macs(b.mac, OTHER_DSR_MAC);
+            unchanged(env, Prog::TaskIn, &syn.bytes(), TC_ACT_OK);
+            let ret = env.ret(&syn.reply().key()).expect("lb_ret");
+            assert_eq!((ret.mac, ret.dsr_port), (OTHER_LB_MAC, 0));
         }),
         ("ov_up_net: without an lb_dsr entry, replies go back through the entry node", |env| {
             dsr_world(env);

@@ -125,10 +125,15 @@ int lb_node_ingress(struct __sk_buff *skb)
 		 * backend's node knows the address from the MAC, not the flow). */
 		if ((cfg->flags & LB_CFG_F_DSR) && !snat && p.key.daddr == cfg->vtep)
 			smac[1] = LB_DSR_MAC1;
-		if (ov_encap(skb, cfg, vtep, vni, dmac, smac))
+		int err = ov_encap(skb, cfg, vtep, vni, dmac, smac);
+		if (!err) {
+			ov_count(OV_TX_MESH);
+			return bpf_redirect_neigh(cfg->underlay_ifindex, NULL, 0, 0);
+		}
+		if (err != -1)
 			return TC_ACT_SHOT;
-		ov_count(OV_TX_MESH);
-		return bpf_redirect_neigh(cfg->underlay_ifindex, NULL, 0, 0);
+		/* Refused, untouched: the ingress network's bridge takes it. */
+		smac[1] = LB_MAC1;
 	}
 	if (set_macs(skb, dmac, smac))
 		return TC_ACT_SHOT;

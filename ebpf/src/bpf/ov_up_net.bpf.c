@@ -3,8 +3,9 @@
  * tc ingress of a network's uplink, network side: frames the overlay's fast
  * path decapsulated on the underlay, each for a task of this network on this
  * node. What lb_task_in does on the task's bridge port is done here (the frame
- * never crosses the bridge), then the frame goes straight into the task's
- * namespace (bpf_redirect_peer from its port). Nothing else: dropped.
+ * never crosses the bridge), a direct-return mark included (ov_in left it only
+ * on a frame from the node it names), then the frame goes straight into the
+ * task's namespace (bpf_redirect_peer from its port). Nothing else: dropped.
  */
 #include "overlay.h"
 
@@ -23,7 +24,7 @@ int ov_up_net(struct __sk_buff *skb)
 	if (!ep || ep->vtep)
 		return TC_ACT_SHOT;
 	__u32 port = ep->ifindex;
-	int verdict = task_rx(skb);
+	int verdict = task_rx(skb, 1);
 	if (verdict != TC_ACT_OK)
 		return verdict;
 	return bpf_redirect_peer(port, 0);
