@@ -294,6 +294,9 @@ static __always_inline int ov_parse(struct __sk_buff *skb, const struct lb_confi
 		return -1;
 	if ((void *)(iip + 1) > end)
 		return -1;
+	/* A damaged outer header is the kernel's to drop (ip_rcv does). */
+	if (ov_csum_fold(bpf_csum_diff(0, 0, (__be32 *)ip, sizeof(*ip), 0)) != 0)
+		return -1;
 	if (udp->dest != bpf_htons(cfg->vxlan_port) || vx->flags != bpf_htonl(OV_VXLAN_FLAGS) ||
 	    ieth->h_proto != bpf_htons(ETH_P_IP))
 		return -1;

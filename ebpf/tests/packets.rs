@@ -2825,6 +2825,16 @@ fn overlay_decapsulation() {
             },
         ),
         (
+            "node_ingress: VXLAN with a damaged outer IPv4 header is the kernel's to drop",
+            |env| {
+                let inner = from_peer().bytes();
+                let mut frame = vxlan(REMOTE_VTEP, NODE, VXLAN_PORT, VNI, &inner);
+                frame[14 + 8] ^= 0x01; // the TTL, under the header checksum
+                unchanged(env, Prog::NodeIngress, &frame, TC_ACT_OK);
+                assert_eq!(env.ov_stat(OV_RX), 0);
+            },
+        ),
+        (
             "node_ingress: a GSO packet the kernel cannot shrink in place is left to it",
             |env| {
                 // Test-run's GSO packets have no TCP GSO type, and the kernel only
