@@ -2,9 +2,10 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # Debian packages the build (clang-19 and libbpf-dev for the eBPF programs), the lab,
-# the tests, the demo and the benchmarks (wrk, haproxy, nftables, nginx-light) need.
+# the tests (python3 for their small TCP/UDP clients and servers), the demo and the
+# benchmarks (wrk, haproxy, nftables, nginx-light) need.
 PACKAGES := iproute2 iputils-ping curl procps prometheus bc bind9-dnsutils iperf3 \
-            clang-19 libbpf-dev wrk haproxy nftables nginx-light
+            python3 clang-19 libbpf-dev wrk haproxy nftables nginx-light
 
 .PHONY: all deps build test unit-test lab-test demo bench lint fmt clean
 
