@@ -2355,6 +2355,14 @@ impl Env {
         self.endpoint_on(addr, vtep, vni, mac, port);
     }
 
+    /// The backend Maglev gives `syn` among SVC_TCP's, made an endpoint of the
+    /// ingress network: on this node (`None`) or behind `vtep`.
+    fn mesh_backend(&mut self, syn: &Pkt, vtep: Option<[u8; 4]>) -> &'static Be {
+        let b = pick(SVC_TCP, &syn.key());
+        self.endpoint(b.addr, vtep, INGRESS_VNI, b.mac);
+        b
+    }
+
     /// An endpoint whose port (when local) is `port`.
     fn endpoint_on(
         &mut self,
@@ -2715,8 +2723,7 @@ fn overlay_encapsulation() {
             "node_ingress: a mesh request for a backend on another node goes straight there",
             |env| {
                 let syn = client_tcp(40000, SYN);
-                let b = pick(SVC_TCP, &syn.key());
-                env.endpoint(b.addr, Some(REMOTE_VTEP), INGRESS_VNI, b.mac);
+                let b = env.mesh_backend(&syn, Some(REMOTE_VTEP));
                 let (verdict, out) = run_ok(env, Prog::NodeIngress, &syn.bytes());
                 assert_eq!(verdict, TC_ACT_REDIRECT, "to the underlay");
                 assert_encap(&out, REMOTE_VTEP, INGRESS_VNI, &mesh_dnat(&syn, b).bytes());
@@ -2728,8 +2735,7 @@ fn overlay_encapsulation() {
             "node_ingress: a mesh request for a local backend goes through the uplink",
             |env| {
                 let syn = client_tcp(40000, SYN);
-                let b = pick(SVC_TCP, &syn.key());
-                env.endpoint(b.addr, None, INGRESS_VNI, b.mac);
+                let b = env.mesh_backend(&syn, None);
                 let (verdict, out) = run_ok(env, Prog::NodeIngress, &syn.bytes());
                 assert_eq!(verdict, TC_ACT_REDIRECT);
                 assert_eq!(out, mesh_dnat(&syn, b).bytes());
@@ -2741,8 +2747,7 @@ fn overlay_encapsulation() {
             |env| {
                 env.set_config(|_| {});
                 let syn = client_tcp(40000, SYN);
-                let b = pick(SVC_TCP, &syn.key());
-                env.endpoint(b.addr, None, INGRESS_VNI, b.mac);
+                let b = env.mesh_backend(&syn, None);
                 let (verdict, out) = run_ok(env, Prog::NodeIngress, &syn.bytes());
                 assert_eq!(verdict, TC_ACT_REDIRECT);
                 assert_eq!(out, mesh_dnat(&syn, b).bytes());
@@ -2753,8 +2758,7 @@ fn overlay_encapsulation() {
             "task_out: a local task's mesh reply is reverse-NATed here, as node_reply would",
             |env| {
                 let syn = client_tcp(40000, SYN);
-                let b = pick(SVC_TCP, &syn.key());
-                env.endpoint(b.addr, None, INGRESS_VNI, b.mac);
+                let b = env.mesh_backend(&syn, None);
                 run_ok(env, Prog::NodeIngress, &syn.bytes());
                 let reply = mesh_dnat(&syn, b).reply();
                 let ret = Ret {
@@ -3025,8 +3029,7 @@ fn direct_server_return() {
         ("node_ingress: a request to another node's backend asks for direct return", |env| {
             dsr_world(env);
             let syn = client_tcp(40000, SYN);
-            let b = pick(SVC_TCP, &syn.key());
-            env.endpoint(b.addr, Some(REMOTE_VTEP), INGRESS_VNI, b.mac);
+            let b = env.mesh_backend(&syn, Some(REMOTE_VTEP));
             let (verdict, out) = run_ok(env, Prog::NodeIngress, &syn.bytes());
             assert_eq!(verdict, TC_ACT_REDIRECT);
             let inner = mesh_dnat(&syn, b).macs(b.mac, DSR_MAC);
@@ -3035,14 +3038,12 @@ fn direct_server_return() {
         ("node_ingress: not for a client of another node address, nor without the flag", |env| {
             dsr_world(env);
             let syn = client_tcp(40000, SYN).to(NODE2, PORT_TCP);
-            let b = pick(SVC_TCP, &syn.key());
-            env.endpoint(b.addr, Some(REMOTE_VTEP), INGRESS_VNI, b.mac);
+            let b = env.mesh_backend(&syn, Some(REMOTE_VTEP));
             let (_, out) = run_ok(env, Prog::NodeIngress, &syn.bytes());
             assert_encap(&out, REMOTE_VTEP, INGRESS_VNI, &mesh_dnat(&syn, b).bytes());
             overlay_world(env);
             let syn = client_tcp(40001, SYN);
-            let b = pick(SVC_TCP, &syn.key());
-            env.endpoint(b.addr, Some(REMOTE_VTEP), INGRESS_VNI, b.mac);
+            let b = env.mesh_backend(&syn, Some(REMOTE_VTEP));
             let (_, out) = run_ok(env, Prog::NodeIngress, &syn.bytes());
             assert_encap(&out, REMOTE_VTEP, INGRESS_VNI, &mesh_dnat(&syn, b).bytes());
         }),
