@@ -126,18 +126,7 @@ fn host_mode_port_answers_only_where_a_task_runs() {
     );
     assert_eq!(out, "web|\n");
     // `service ps` shows each running task's own ports.
-    let out = s.ok(
-        "vm1",
-        &[
-            "service",
-            "ps",
-            "-f",
-            "desired-state=running",
-            "--format",
-            "{{.Node}} {{.Ports}}",
-            "web",
-        ],
-    );
+    let out = s.running_ps("web", "{{.Node}} {{.Ports}}");
     let mut rows: Vec<&str> = out.lines().collect();
     rows.sort();
     assert_eq!(
@@ -461,18 +450,7 @@ fn publish_add_rm_and_compose_host_mode() {
 /// `service ps` rows of the running tasks of `svc`: (task name, node, published port)
 /// from the PORTS column (`*:32768->80/tcp`), sorted.
 fn task_ports(s: &Swarm, svc: &str) -> Vec<(String, String, u16)> {
-    let out = s.ok(
-        "vm1",
-        &[
-            "service",
-            "ps",
-            "-f",
-            "desired-state=running",
-            "--format",
-            "{{.Name}} {{.Node}} {{.CurrentState}}|{{.Ports}}",
-            svc,
-        ],
-    );
+    let out = s.running_ps(svc, "{{.Name}} {{.Node}} {{.CurrentState}}|{{.Ports}}");
     let mut rows: Vec<(String, String, u16)> = out
         .lines()
         .filter_map(|l| {

@@ -268,18 +268,7 @@ fn rolling_update_and_drain_lose_no_request() {
     let (_, samples) = with_requests(&s, &url, || {
         s.ok("vm1", &["node", "update", "--availability", "drain", "vm2"]);
         wait_until("web all on vm3", Duration::from_secs(30), || {
-            let out = s.ok(
-                "vm1",
-                &[
-                    "service",
-                    "ps",
-                    "-f",
-                    "desired-state=running",
-                    "--format",
-                    "{{.Node}} {{.CurrentState}}",
-                    "web",
-                ],
-            );
+            let out = s.running_ps("web", "{{.Node}} {{.CurrentState}}");
             (out.lines().count() == 2 && out.lines().all(|l| l.starts_with("vm3 Running")))
                 .then_some(())
         })
@@ -1195,18 +1184,7 @@ fn served_ports_are_held_on_their_nodes() {
     s.wait_running("web", 1);
     s.wait_running("hm", 1);
     // The port picked for hm's task on vm2.
-    let ports = s.ok(
-        "vm1",
-        &[
-            "service",
-            "ps",
-            "-f",
-            "desired-state=running",
-            "--format",
-            "{{.Ports}}",
-            "hm",
-        ],
-    );
+    let ports = s.running_ps("hm", "{{.Ports}}");
     let picked: u16 = ports
         .trim()
         .split(',')

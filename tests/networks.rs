@@ -254,18 +254,7 @@ fn tasks_talk_over_the_overlay() {
         ],
     );
     let moved = wait_until("b on vm2", Duration::from_secs(30), || {
-        let nodes = s.ok(
-            "vm1",
-            &[
-                "service",
-                "ps",
-                "-f",
-                "desired-state=running",
-                "--format",
-                "{{.Node}} {{.CurrentState}}",
-                "b",
-            ],
-        );
+        let nodes = s.running_ps("b", "{{.Node}} {{.CurrentState}}");
         nodes.starts_with("vm2 Running").then_some(())
     });
     moved.unwrap();
@@ -405,18 +394,7 @@ fn embedded_dns_answers_service_names() {
     s.ok("vm1", &["node", "update", "--label-add", "os=linux", "vm2"]);
     s.ok("vm1", &["stack", "deploy", "-c", &compose, "webapp"]);
     wait_until("webapp_web running", Duration::from_secs(30), || {
-        let out = s.ok(
-            "vm1",
-            &[
-                "service",
-                "ps",
-                "-f",
-                "desired-state=running",
-                "--format",
-                "{{.CurrentState}}",
-                "webapp_web",
-            ],
-        );
+        let out = s.running_ps("webapp_web", "{{.CurrentState}}");
         out.starts_with("Running").then_some(())
     })
     .unwrap();
@@ -561,18 +539,7 @@ fn jumbo_underlay_gives_tasks_underlay_minus_50() {
 /// The running task of `svc` other than `not`: (id, node, address, running since as Unix
 /// seconds), once there is one.
 fn running_task(s: &Swarm, svc: &str, not: &str) -> Option<(String, String, String, f64)> {
-    let rows = s.ok(
-        "vm1",
-        &[
-            "service",
-            "ps",
-            "-f",
-            "desired-state=running",
-            "--format",
-            "{{.ID}} {{.Node}}",
-            svc,
-        ],
-    );
+    let rows = s.running_ps(svc, "{{.ID}} {{.Node}}");
     let (id, node) = rows
         .lines()
         .filter_map(|l| l.split_once(' '))

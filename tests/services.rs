@@ -249,18 +249,7 @@ fn tutorial_sequence() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let images = s.ok(
-        "vm1",
-        &[
-            "service",
-            "ps",
-            "-f",
-            "desired-state=running",
-            "--format",
-            "{{.Image}}",
-            "webapp_web",
-        ],
-    );
+    let images = s.running_ps("webapp_web", "{{.Image}}");
     assert_eq!(images.trim(), "shoal/demo-web:2.0\nshoal/demo-web:2.0");
     // History rows keep the old image.
     let table = s.ok("vm1", &["stack", "ps", "webapp"]);

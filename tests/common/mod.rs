@@ -209,8 +209,8 @@ impl Swarm {
         s
     }
 
-    /// `service ps` rows of the tasks of `svc` meant to run, as "NODE CURRENT-STATE".
-    pub fn running_rows(&self, svc: &str) -> Vec<String> {
+    /// `service ps` of the tasks of `svc` meant to run, a line each, in `format`.
+    pub fn running_ps(&self, svc: &str, format: &str) -> String {
         self.ok(
             "vm1",
             &[
@@ -219,13 +219,18 @@ impl Swarm {
                 "-f",
                 "desired-state=running",
                 "--format",
-                "{{.Node}} {{.CurrentState}}",
+                format,
                 svc,
             ],
         )
-        .lines()
-        .map(str::to_string)
-        .collect()
+    }
+
+    /// `service ps` rows of the tasks of `svc` meant to run, as "NODE CURRENT-STATE".
+    pub fn running_rows(&self, svc: &str) -> Vec<String> {
+        self.running_ps(svc, "{{.Node}} {{.CurrentState}}")
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     /// Waits until `svc` has `n` running tasks.
