@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
@@ -134,27 +135,35 @@ pub fn delete(name: &str) -> Result<(), NetnsError> {
     }
 }
 
+/// Runs `f` on a thread in the namespace at `netns` (None: here).
+pub(crate) fn in_netns<T: Send>(
+    netns: Option<&Path>,
+    f: impl FnOnce() -> Result<T, String> + Send,
+) -> Result<T, String> {
+    let Some(path) = netns else {
+        return f();
+    };
+    let ns = std::fs::File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("entering {}: {e}", path.display()))?;
+            f()
+        })
+        .join()
+        .map_err(|_| "namespace thread panicked".to_string())?
+    })
+}
+
 /// Turns off netfilter for bridged frames in a named namespace (see
-/// [`crate::net::bridge_netfilter_off`]), from a thread that enters it.
+/// [`crate::net::bridge_netfilter_off`]).
 pub fn bridge_netfilter_off(name: &str) -> Result<(), NetnsError> {
     let path = path(name);
-    let ns = std::fs::File::open(&path).map_err(|e| NetnsError::Io(path.clone(), e))?;
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| NetnsError::Io(path.clone(), e.into()))?;
-                crate::net::bridge_netfilter_off();
-                Ok(())
-            })
-            .join()
-            .unwrap_or_else(|_| {
-                Err(NetnsError::Io(
-                    path.clone(),
-                    io::Error::other("namespace thread panicked"),
-                ))
-            })
+    in_netns(Some(&path), || {
+        crate::net::bridge_netfilter_off();
+        Ok(())
     })
+    .map_err(|e| NetnsError::Io(path, io::Error::other(e)))
 }
 
 pub fn set_up(netns: &str, link: &str) -> Result<(), NetnsError> {

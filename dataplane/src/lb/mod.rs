@@ -43,6 +43,8 @@ use aya::programs::{SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
 use shoal_ebpf as abi;
 
+use crate::netns::in_netns;
+
 /// Where bpffs is mounted.
 pub const BPFFS: &str = "/sys/fs/bpf";
 /// Default Maglev table size (a prime; about 100 slots per backend at 160 backends).
@@ -1384,26 +1386,6 @@ fn monotonic_ns() -> u64 {
 fn ifindex(name: &str) -> Result<u32, LbError> {
     nix::net::if_::if_nametoindex(name)
         .map_err(|e| LbError::Io(format!("finding interface {name}"), e.into()))
-}
-
-/// Runs `f` on a thread in the namespace at `netns` (None: here).
-fn in_netns<T: Send>(
-    netns: Option<&Path>,
-    f: impl FnOnce() -> Result<T, String> + Send,
-) -> Result<T, String> {
-    let Some(path) = netns else {
-        return f();
-    };
-    let ns = std::fs::File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
-    std::thread::scope(|s| {
-        s.spawn(move || {
-            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(|e| format!("entering {}: {e}", path.display()))?;
-            f()
-        })
-        .join()
-        .map_err(|_| "namespace thread panicked".to_string())?
-    })
 }
 
 #[cfg(test)]
