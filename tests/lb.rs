@@ -16,17 +16,6 @@ use common::*;
 
 const CLIENT: &str = "client";
 
-/// One HTTP request from the client namespace; the body on success.
-fn curl(s: &Swarm, url: &str) -> Option<String> {
-    let out = s
-        .lab
-        .exec(CLIENT, &["curl", "-sS", "-m", "2", url])
-        .expect("curl");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// Requests `url` from the client, one new connection each, until `stop` is set
 /// (bounded: at most 3,000 requests or 120 s); returns (when it was sent, the
 /// node of the task that answered) per request, None for a failed one.
@@ -38,7 +27,7 @@ fn request_loop(s: &Swarm, url: &str, stop: &AtomicBool) -> Vec<(Instant, Option
         && started.elapsed() < Duration::from_secs(120)
     {
         let sent = Instant::now();
-        let body = curl(s, url);
+        let body = s.client_get(url);
         out.push((
             sent,
             body.and_then(|b| field(&b, "Node").map(str::to_string)),
@@ -99,10 +88,7 @@ fn mesh_answers_on_every_node_with_the_clients_address() {
     // Every node answers, also vm1 and vm3 which run no task of the service.
     for node in ["vm1", "vm2", "vm3"] {
         let url = format!("http://{}:8080/", s.addr(node));
-        let body = wait_until(&format!("{url} answers"), Duration::from_secs(10), || {
-            curl(&s, &url)
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tail(node)));
+        let body = s.client_get_until(&url);
         assert_eq!(field(&body, "Task"), Some("web.1"), "{body}");
         assert_eq!(field(&body, "Node"), Some("vm2"), "{body}");
         // The backend sees the client namespace's own address (moby#25526).
@@ -117,7 +103,9 @@ fn mesh_answers_on_every_node_with_the_clients_address() {
     let vm2 = lb_report(&s, "vm1", Some("vm2"));
     assert!(num(&vm2["Overlay"], "MeshLocal") >= 2, "{vm2:#}");
     // An unpublished port is not answered by the mesh.
-    assert!(curl(&s, &format!("http://{}:8081/", s.addr("vm1"))).is_none());
+    assert!(s
+        .client_get(&format!("http://{}:8081/", s.addr("vm1")))
+        .is_none());
 
     // From a node itself, with and without the task: its loopback address, the
     // name localhost and its own address. The backend sees the node's address
@@ -164,10 +152,7 @@ fn direct_server_return_answers_from_the_backends_node() {
     s.wait_running("web", 1);
     for node in ["vm1", "vm3", "vm2"] {
         let url = format!("http://{}:8080/", s.addr(node));
-        let body = wait_until(&format!("{url} answers"), Duration::from_secs(10), || {
-            curl(&s, &url)
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
+        let body = s.client_get_until(&url);
         assert_eq!(field(&body, "Node"), Some("vm2"), "{body}");
         let client = field(&body, "Client").expect("client line");
         assert!(client.starts_with("10.77.0.2:"), "backend saw {client}");
@@ -216,7 +201,10 @@ fn direct_server_return_answers_from_the_backends_node() {
     );
     let url = format!("http://{}:8080/", s.addr("vm1"));
     for i in 0..50 {
-        assert!(curl(&s, &url).is_some(), "request {i} through vm1 failed");
+        assert!(
+            s.client_get(&url).is_some(),
+            "request {i} through vm1 failed"
+        );
     }
     // The reports are up to a second old: wait for the requests to show.
     let after = wait_until("vm1 counts the requests", Duration::from_secs(5), || {
@@ -246,7 +234,7 @@ fn rolling_update_and_drain_lose_no_request() {
     s.wait_running("web", 2);
     let url = format!("http://{}:8080/", s.addr("vm1"));
     wait_until("the mesh answers", Duration::from_secs(10), || {
-        curl(&s, &url)
+        s.client_get(&url)
     })
     .unwrap();
 
@@ -304,7 +292,7 @@ fn dead_node_costs_under_a_second_of_failures() {
     s.wait_running("web", 2);
     let url = format!("http://{}:8080/", s.addr("vm1"));
     wait_until("the mesh answers", Duration::from_secs(10), || {
-        curl(&s, &url)
+        s.client_get(&url)
     })
     .unwrap();
 
@@ -1206,10 +1194,7 @@ fn served_ports_are_held_on_their_nodes() {
         );
         // The mesh answers as before, from outside and from the node itself.
         let url = format!("http://{}:8080/", s.addr(node));
-        let body = wait_until(&format!("{url} answers"), Duration::from_secs(10), || {
-            curl(&s, &url)
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tail(node)));
+        let body = s.client_get_until(&url);
         assert_eq!(field(&body, "Node"), Some("vm2"), "{body}");
         let out = s
             .lab

@@ -953,19 +953,7 @@ fn nodes_with_and_without_the_fast_path_interoperate() {
         ("vm1", 8082, "b.1"),
     ] {
         let url = format!("http://{}:{port}/", s.addr(node));
-        let body = wait_until(&format!("{url} answers"), Duration::from_secs(10), || {
-            let out = s
-                .lab
-                .exec(
-                    shoal_dataplane::lab::CLIENT,
-                    &["curl", "-sS", "-m", "2", &url],
-                )
-                .ok()?;
-            out.status
-                .success()
-                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
+        let body = s.client_get_until(&url);
         assert_eq!(field(&body, "Task"), Some(want), "{body}");
         let client = field(&body, "Client").unwrap_or_default();
         assert!(

@@ -209,6 +209,30 @@ impl Swarm {
         s
     }
 
+    /// One HTTP request from the lab's client namespace (curl, 2 s); the body
+    /// on success.
+    pub fn client_get(&self, url: &str) -> Option<String> {
+        let out = self
+            .lab
+            .exec(
+                shoal_dataplane::lab::CLIENT,
+                &["curl", "-sS", "-m", "2", url],
+            )
+            .expect("curl");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Asks `url` from the client namespace until it answers (10 s); the body.
+    /// Panics with every node's log tail when it does not.
+    pub fn client_get_until(&self, url: &str) -> String {
+        wait_until(&format!("{url} answers"), Duration::from_secs(10), || {
+            self.client_get(url)
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.log_tails()))
+    }
+
     /// `service ps` of the tasks of `svc` meant to run, a line each, in `format`.
     pub fn running_ps(&self, svc: &str, format: &str) -> String {
         self.ok(
