@@ -1230,3 +1230,162 @@ fn served_ports_are_held_on_their_nodes() {
     wait_probe(&s, "vm2", 8081, "tcp:free udp:free");
     assert!(bind_probe(&s, "vm2", picked).starts_with("tcp:free "));
 }
+
+/// A UDP server on port 80: each datagram "N ..." is answered with an N-byte
+/// datagram that starts with the task's name, the sender's address and the
+/// length of what it received.
+const BIG_UDP_SERVER: &str = r#"
+import os, socket
+name = os.environ.get("SHOAL_TASK_NAME", "?")
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("0.0.0.0", 80))
+while True:
+    data, peer = u.recvfrom(65535)
+    want = int(data.split(b" ", 1)[0])
+    head = "%s %s %d " % (name, peer[0], len(data))
+    u.sendto(head.encode().ljust(want, b"."), peer)
+"#;
+
+/// HOST PORT SIZE WANT: sends a SIZE-byte datagram asking for WANT bytes back
+/// (up to 10 tries, 1 s each); prints the answer's length, its first three
+/// words, and the addresses it came from and went to.
+const BIG_UDP_CLIENT: &str = r#"
+import socket, sys
+host, port, size, want = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+addr = socket.gethostbyname(host)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(1)
+req = ("%d " % want).encode().ljust(size, b"x")
+for _ in range(10):
+    u.sendto(req, (addr, port))
+    try:
+        data, peer = u.recvfrom(65535)
+    except socket.timeout:
+        continue
+    words = data.split(b" ")[:3]
+    print(len(data), *[w.decode() for w in words], "from=" + peer[0], "to=" + addr)
+    sys.exit(0)
+sys.exit("no answer from %s:%d" % (addr, port))
+"#;
+
+/// Datagrams larger than the MTU cross the load balancer in fragments, both
+/// ways: through the mesh via every node (the task's and the others, the
+/// client's address kept), and to a service's VIP from a task on another node.
+/// A request in fragments reaches the task through its own node from a client
+/// on the underlay's MTU, and through any node from a client whose MTU leaves
+/// room for the overlay's 50 bytes (through another node, a fragment of the
+/// full underlay MTU cannot be encapsulated: see the README).
+#[test]
+fn fragmented_udp_crosses_the_mesh_and_vips() {
+    let s = Swarm::three("lbfrag");
+    s.ok("vm1", &["network", "create", "front"]);
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "big",
+            "--network",
+            "front",
+            "--publish",
+            "9000:80/udp",
+            "--constraint",
+            "node.hostname == vm2",
+            "demo",
+            "python3",
+            "-c",
+            BIG_UDP_SERVER,
+        ],
+    );
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "cli",
+            "--network",
+            "front",
+            "--constraint",
+            "node.hostname == vm1",
+            "demo",
+            "sleep",
+            "600",
+        ],
+    );
+    s.wait_running("big", 1);
+    s.wait_running("cli", 1);
+    let client_addr = s.addr(CLIENT);
+    let ask = |via: &str, size: &str| -> String {
+        let host = s.addr(via);
+        wait_until(
+            &format!("a {size}-byte datagram through {via} answered"),
+            Duration::from_secs(15),
+            || {
+                let out = s
+                    .lab
+                    .exec(
+                        CLIENT,
+                        &["python3", "-c", BIG_UDP_CLIENT, &host, "9000", size, "6000"],
+                    )
+                    .unwrap();
+                out.status
+                    .success()
+                    .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()))
+    };
+    let expect = |answer: &str, via: &str, size: &str| {
+        let words: Vec<&str> = answer.split_whitespace().collect();
+        assert_eq!(words.len(), 6, "{answer}");
+        assert_eq!(words[0], "6000", "the whole answer arrived: {answer}");
+        assert!(words[1].starts_with("big.1"), "{answer}");
+        assert_eq!(
+            words[2], client_addr,
+            "the task saw the client's address: {answer}"
+        );
+        assert_eq!(words[3], size, "the task got the whole request: {answer}");
+        assert_eq!(words[4], format!("from={}", s.addr(via)), "{answer}");
+    };
+    // Answers in fragments through every node; a request in fragments
+    // (3,000 bytes from an MTU of 1,500) through the task's node.
+    for via in ["vm1", "vm2", "vm3"] {
+        expect(&ask(via, "1000"), via, "1000");
+    }
+    expect(&ask("vm2", "3000"), "vm2", "3000");
+    // A client behind a link of MTU 1,450 (a VPN, say): its fragments fit the
+    // overlay, through any node.
+    s.lab
+        .exec(CLIENT, &["ip", "link", "set", "eth0", "mtu", "1450"])
+        .unwrap();
+    for via in ["vm1", "vm3"] {
+        expect(&ask(via, "3000"), via, "3000");
+    }
+    // A VIP: from the task on vm1 to the service on vm2, fragments both ways.
+    let out = s.ok(
+        "vm1",
+        &[
+            "exec",
+            "cli.1",
+            "python3",
+            "-c",
+            BIG_UDP_CLIENT,
+            "big",
+            "80",
+            "3000",
+            "6000",
+        ],
+    );
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(words.len(), 6, "{out}");
+    assert_eq!((words[0], words[3]), ("6000", "3000"), "{out}");
+    assert_eq!(
+        words[4].trim_start_matches("from="),
+        words[5].trim_start_matches("to="),
+        "the answer came from the VIP: {out}"
+    );
+}

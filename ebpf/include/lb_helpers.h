@@ -4,9 +4,18 @@
  * the programs. Everything is __always_inline: each program is one function to
  * the verifier.
  *
- * Malformed input is never an error here: a packet that is not IPv4 TCP/UDP, is
- * a fragment, has a bad IHL or is shorter than its headers is "not ours" and
- * goes on untouched to the kernel, which drops what is really broken.
+ * Malformed input is never an error here: a packet that is not IPv4 TCP/UDP,
+ * has a bad IHL or is shorter than its headers is "not ours" and goes on
+ * untouched to the kernel, which drops what is really broken.
+ *
+ * Fragments: a datagram's first fragment is parsed (and NATed) as a whole
+ * datagram would be, and its ports are recorded (lb_frags, by addresses, IP id
+ * and protocol); each later fragment, which has no L4 header, takes the ports
+ * of its first and so the same flow, backend and path, with only its IP
+ * header rewritten (the L4 checksum, in the first fragment, covers the whole
+ * datagram and is fixed there). A later fragment that comes before its first
+ * is not ours: the kernel gets it (and the datagram is lost, as it is to any
+ * middlebox that tracks fragments without reassembling them).
  */
 #ifndef SHOAL_LB_HELPERS_H
 #define SHOAL_LB_HELPERS_H
@@ -37,11 +46,17 @@
  * directly (direct server return): 02:44 ("D") then the entry node's address. */
 #define LB_DSR_MAC1 0x44
 
+/* struct pkt.frag */
+#define PKT_WHOLE 0
+#define PKT_FRAG_FIRST 1 /* more fragments follow; this one has the L4 header */
+#define PKT_FRAG_LATER 2 /* no L4 header: ports from the first fragment */
+
 struct pkt {
 	struct lb_flow_key key;
 	__u32 l4off;
 	__u32 len;
 	__u8 tcp_flags;
+	__u8 frag; /* PKT_* */
 };
 
 /* Fills `p` from an Ethernet + IPv4 + TCP/UDP packet; non-zero: not ours. */
@@ -61,11 +76,35 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 		return -1;
 	if (ip->version != 4 || ip->ihl < 5)
 		return -1;
-	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
-		return -1;
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return -1;
 	p->l4off = ETH_HLEN + ip->ihl * 4;
+	p->frag = !(ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) ? PKT_WHOLE
+		  : (ip->frag_off & bpf_htons(IP_OFFSET))      ? PKT_FRAG_LATER
+								: PKT_FRAG_FIRST;
+	struct lb_frag_key fk = {
+		.saddr = ip->saddr,
+		.daddr = ip->daddr,
+		.id = ip->id,
+		.proto = ip->protocol,
+	};
+	if (p->frag == PKT_FRAG_LATER) {
+		/* Some payload after the header, in the datagram and the frame. */
+		if (bpf_ntohs(ip->tot_len) <= ip->ihl * 4 || skb->len <= p->l4off)
+			return -1;
+		struct lb_frag *first = bpf_map_lookup_elem(&lb_frags, &fk);
+		if (!first)
+			return -1;
+		p->key.saddr = fk.saddr;
+		p->key.daddr = fk.daddr;
+		p->key.proto = fk.proto;
+		p->key.pad[0] = p->key.pad[1] = p->key.pad[2] = 0;
+		p->key.sport = first->sport;
+		p->key.dport = first->dport;
+		p->len = skb->len;
+		p->tcp_flags = 0;
+		return 0;
+	}
 	l4len = ip->protocol == IPPROTO_TCP ? sizeof(struct tcphdr) : sizeof(struct udphdr);
 	/* The whole L4 header must be there, in the datagram as well as in the
 	 * frame (which may be padded): the checksum is rewritten in it. */
@@ -86,6 +125,10 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	if (ip->protocol == IPPROTO_TCP &&
 	    bpf_skb_load_bytes(skb, p->l4off + 13, &p->tcp_flags, 1))
 		return -1;
+	if (p->frag == PKT_FRAG_FIRST) {
+		struct lb_frag ports = { .sport = p->key.sport, .dport = p->key.dport };
+		bpf_map_update_elem(&lb_frags, &fk, &ports, BPF_ANY);
+	}
 	return 0;
 }
 
@@ -97,7 +140,8 @@ static __always_inline struct lb_config *config(void)
 
 /* Rewrites the source (dst == 0) or destination (dst == 1) address and port,
  * fixing the IP checksum and the L4 checksum (pseudo-header included). A UDP
- * checksum of 0 (none) stays 0. */
+ * checksum of 0 (none) stays 0. A later fragment has only its address
+ * rewritten (its ports and checksum are in the first fragment). */
 static __always_inline int nat(struct __sk_buff *skb, const struct pkt *p, int dst,
 			       __u32 new_addr, __u16 new_port)
 {
@@ -109,9 +153,11 @@ static __always_inline int nat(struct __sk_buff *skb, const struct pkt *p, int d
 								  : offsetof(struct udphdr, check));
 	__u64 mangled = p->key.proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 
+	int l4 = p->frag != PKT_FRAG_LATER;
+
 	if (new_addr != old_addr) {
-		if (bpf_l4_csum_replace(skb, csum_off, old_addr, new_addr,
-					BPF_F_PSEUDO_HDR | mangled | sizeof(new_addr)))
+		if (l4 && bpf_l4_csum_replace(skb, csum_off, old_addr, new_addr,
+					      BPF_F_PSEUDO_HDR | mangled | sizeof(new_addr)))
 			return -1;
 		if (bpf_l3_csum_replace(skb, ETH_HLEN + offsetof(struct iphdr, check), old_addr,
 					new_addr, sizeof(new_addr)))
@@ -119,7 +165,7 @@ static __always_inline int nat(struct __sk_buff *skb, const struct pkt *p, int d
 		if (bpf_skb_store_bytes(skb, addr_off, &new_addr, sizeof(new_addr), 0))
 			return -1;
 	}
-	if (new_port != old_port) {
+	if (l4 && new_port != old_port) {
 		if (bpf_l4_csum_replace(skb, csum_off, old_port, new_port, mangled | sizeof(new_port)))
 			return -1;
 		if (bpf_skb_store_bytes(skb, port_off, &new_port, sizeof(new_port), 0))
@@ -171,6 +217,9 @@ static __always_inline __u8 ct_state(const struct pkt *p, __u8 old, int is_new)
 {
 	if (p->key.proto != IPPROTO_TCP)
 		return LB_CT_UDP;
+	/* A later fragment has no flags: it says nothing of the state. */
+	if (p->frag == PKT_FRAG_LATER)
+		return is_new ? LB_CT_ESTABLISHED : old;
 	if (p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
 		return LB_CT_CLOSING;
 	if (!is_new && old == LB_CT_CLOSING)

@@ -79,6 +79,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_ret SEC(".maps");
 
+/* The ports of fragmented datagrams, from their first fragments (struct
+ * lb_frag_key); an old entry only ever names a datagram long gone. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LB_FRAG_ENTRIES);
+	__type(key, struct lb_frag_key);
+	__type(value, struct lb_frag);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_frags SEC(".maps");
+
 /* Direct server return: published port by backend (shoald leaves out a
  * backend two published ports share). */
 struct {

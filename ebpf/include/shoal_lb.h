@@ -19,6 +19,7 @@
 #define LB_CT_ENTRIES 262144
 #define LB_RET_ENTRIES 262144
 #define LB_MAX_LOCAL_ADDRS 64
+#define LB_FRAG_ENTRIES 16384
 #define OV_MAX_ENDPOINTS 65536
 #define OV_MAX_NETWORKS 4096
 #define OV_MAX_NODES 4096
@@ -82,6 +83,22 @@ struct lb_flow_key {
 	__u16 dport;
 	__u8 proto;
 	__u8 pad[3];
+};
+
+/* An IPv4 datagram in fragments, as one hook sees it (its addresses before
+ * any rewrite there): later fragments carry no ports, so they take their first
+ * fragment's (lb_frags; the kernel's IP id names the datagram). */
+struct lb_frag_key {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 id;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct lb_frag {
+	__u16 sport;
+	__u16 dport;
 };
 
 enum lb_ct_state {

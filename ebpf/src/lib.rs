@@ -130,6 +130,15 @@ pod! {
     pub struct Ret { pub last_seen: u64, pub mac: [u8; 6], pub dsr_port: u16, }
 }
 pod! {
+    /// `struct lb_frag_key`: a fragmented datagram (addresses network order,
+    /// the IP id as on the wire).
+    pub struct FragKey { pub saddr: u32, pub daddr: u32, pub id: u16, pub proto: u8, pub pad: u8, }
+}
+pod! {
+    /// `struct lb_frag`: its ports, network order.
+    pub struct Frag { pub sport: u16, pub dport: u16, }
+}
+pod! {
     /// `struct lb_dsr_key`: a backend of a published port (address, target port
     /// in network order, protocol).
     pub struct DsrKey { pub addr: u32, pub port: u16, pub proto: u8, pub pad: u8, }
@@ -246,6 +255,8 @@ mod tests {
             [last_seen, addr, port, mac, client_addr, client_port]
         );
         check!(c, "lb_ret", Ret, [last_seen, mac, dsr_port]);
+        check!(c, "lb_frag_key", FragKey, [saddr, daddr, id, proto]);
+        check!(c, "lb_frag", Frag, [sport, dport]);
         check!(c, "lb_dsr_key", DsrKey, [addr, port, proto]);
         check!(
             c,
@@ -273,7 +284,7 @@ mod tests {
         );
         // Every struct of the C layout is checked above.
         let structs: std::collections::BTreeSet<_> = c.keys().map(|(s, _)| s.clone()).collect();
-        assert_eq!(structs.len(), 12, "{structs:?}");
+        assert_eq!(structs.len(), 14, "{structs:?}");
     }
 
     #[test]

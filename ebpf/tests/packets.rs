@@ -662,6 +662,8 @@ struct Pkt {
     options: Vec<u8>,
     /// Flags and fragment offset, host order.
     frag_off: u16,
+    /// The IP id.
+    id: u16,
     /// UDP sent without a checksum (0).
     no_udp_csum: bool,
     payload: Vec<u8>,
@@ -680,6 +682,7 @@ impl Pkt {
             tcp_flags: 0,
             options: Vec::new(),
             frag_off: 0x4000, // DF
+            id: 0x1c46,
             no_udp_csum: false,
             // Odd length: the checksums' odd tail is exercised.
             payload: b"hello, shoal".iter().chain(b"!").copied().collect(),
@@ -800,22 +803,54 @@ impl Pkt {
     }
 
     fn bytes(&self) -> Vec<u8> {
+        self.frame(&self.l4(), self.frag_off)
+    }
+
+    /// The frame carrying `l4` (the datagram's L4 bytes, or a fragment's).
+    fn frame(&self, l4: &[u8], frag_off: u16) -> Vec<u8> {
         assert_eq!(self.options.len() % 4, 0);
-        let l4 = self.l4();
         let ihl = 5 + self.options.len() / 4;
         let mut ip = vec![0x40 | u8::try_from(ihl).unwrap(), 0];
         ip.extend(u16::try_from(ihl * 4 + l4.len()).unwrap().to_be_bytes());
-        ip.extend(0x1c46u16.to_be_bytes());
-        ip.extend(self.frag_off.to_be_bytes());
+        ip.extend(self.id.to_be_bytes());
+        ip.extend(frag_off.to_be_bytes());
         ip.extend([64, self.proto, 0, 0]);
         ip.extend(self.saddr);
         ip.extend(self.daddr);
         ip.extend(&self.options);
         let c = checksum(&ip);
         ip[10..12].copy_from_slice(&c.to_be_bytes());
-        [&ethernet(self.dmac, self.smac, ETH_P_IP)[..], &ip, &l4].concat()
+        [&ethernet(self.dmac, self.smac, ETH_P_IP)[..], &ip, l4].concat()
+    }
+
+    /// Fragment `i` of the datagram sent in two (DF clear), as a host
+    /// fragments it: 0, the L4 header and data up to FRAG_AT bytes, MF set;
+    /// 1, the rest, at offset FRAG_AT.
+    fn fragment(&self, i: usize) -> Vec<u8> {
+        let l4 = self.l4();
+        assert!(l4.len() > FRAG_AT, "a datagram too short to fragment");
+        if i == 0 {
+            self.frame(&l4[..FRAG_AT], 0x2000)
+        } else {
+            self.frame(&l4[FRAG_AT..], u16::try_from(FRAG_AT / 8).unwrap())
+        }
+    }
+
+    /// A payload long enough to send in fragments (odd, as the default's).
+    fn long(mut self) -> Self {
+        self.payload = (0..99u8).collect();
+        self
+    }
+
+    fn with_id(mut self, id: u16) -> Self {
+        self.id = id;
+        self
     }
 }
+
+/// Where Pkt::fragment splits a datagram's L4 bytes (a multiple of 8, past a
+/// TCP header).
+const FRAG_AT: usize = 24;
 
 fn ethernet(dmac: [u8; 6], smac: [u8; 6], ethertype: u16) -> Vec<u8> {
     [&dmac[..], &smac, &ethertype.to_be_bytes()].concat()
@@ -860,6 +895,11 @@ fn verify_checksums(f: &[u8]) -> Result<(), String> {
     }
     if checksum(&f[14..14 + ihl]) != 0 {
         return Err("IP header checksum is wrong".into());
+    }
+    // A fragment's L4 checksum is the whole datagram's: compared byte for
+    // byte with the expected fragment instead.
+    if u16::from_be_bytes([f[20], f[21]]) & 0x3fff != 0 {
+        return Ok(());
     }
     let (proto, saddr, daddr) = (
         f[23],
@@ -916,7 +956,16 @@ fn describe(f: &[u8]) -> String {
             u16::from_be_bytes([f[24], f[25]])
         );
         let l4 = 14 + ihl;
-        if f.len() >= l4 + 8 {
+        let frag = u16::from_be_bytes([f[20], f[21]]);
+        if frag & 0x3fff != 0 {
+            s += &format!(
+                "; id {:04x} fragment at {}{}",
+                u16::from_be_bytes([f[18], f[19]]),
+                (frag & 0x1fff) * 8,
+                if frag & 0x2000 != 0 { ", MF" } else { "" }
+            );
+        }
+        if f.len() >= l4 + 8 && frag & 0x1fff == 0 {
             let at = if f[23] == TCP { 16 } else { 6 };
             s += &format!(
                 "; ports {} -> {}",
@@ -1073,6 +1122,21 @@ fn step(prog: Prog, input: &Pkt, verdict: u32, output: Option<&Pkt>) -> Step {
         verdict,
         output: output.map_or(Out::Unchanged, |p| Out::Packet(p.bytes())),
     }
+}
+
+/// A step with fragment `i` of `input`; the output is that fragment of `output`.
+fn frag_step(prog: Prog, input: &Pkt, i: usize, verdict: u32, output: Option<&Pkt>) -> Step {
+    Step {
+        prog,
+        input: input.fragment(i),
+        verdict,
+        output: output.map_or(Out::Unchanged, |p| Out::Packet(p.fragment(i))),
+    }
+}
+
+/// Both fragments of `input` through `prog`, each as the same fragment of `output`.
+fn frag_steps(prog: Prog, input: &Pkt, verdict: u32, output: Option<&Pkt>) -> [Step; 2] {
+    [0, 1].map(|i| frag_step(prog, input, i, verdict, output))
 }
 
 struct Case {
@@ -2020,6 +2084,149 @@ fn task_in_cases() -> Vec<Case> {
     ]
 }
 
+/// Datagrams in fragments: each later fragment goes where its first went,
+/// with the same address rewrites (its IP checksum fixed, its payload
+/// untouched); the first's L4 checksum is fixed for the whole datagram.
+fn fragment_cases() -> Vec<Case> {
+    use Prog::{NodeIngress as NI, NodeReply as NR, TaskIn as TI, TaskOut as TO};
+    let udp = client_udp(40001).long();
+    let ub = pick(SVC_UDP, &udp.key());
+    let udp2 = udp.clone().with_id(0x2222);
+    let syn = client_tcp(40000, SYN).long();
+    let b = pick(SVC_TCP, &syn.key());
+    let lo = loopback_tcp(40000, SYN).long();
+    let lo_b = pick(SVC_TCP, &lo.key());
+    let ureply = mesh_reply(&udp, ub);
+    let vip = task_udp(50001).long();
+    let vb = pick(SVC_VIP, &vip.key());
+    let vback = vip_dnat(&vip, vb).reply().macs(TASK_MAC, vb.mac);
+    let mesh_in = Pkt::udp((CLIENT, 40000), (be(1).addr, 80)).macs(be(1).mac, OTHER_LB_MAC);
+    let mesh_back = mesh_in.reply().macs(GATEWAY_MAC, be(1).mac).long();
+    // The whole mesh path on one node, both ways in fragments.
+    let at_task = mesh_dnat(&udp, ub);
+    let task_reply = at_task.reply().macs(GATEWAY_MAC, ub.mac);
+    let to_lb = task_reply.clone().macs(LB_MAC, ub.mac);
+
+    fn udp_rev(env: &mut Env) {
+        let p = client_udp(40001);
+        let b = pick(SVC_UDP, &p.key());
+        let r = Rev {
+            last_seen: now_ns(),
+            addr: ip(p.daddr),
+            port: p.dport.to_be(),
+            ..Rev::default()
+        };
+        env.rev.insert(reply_key(&p, b), r, 0).expect("lb_rev");
+    }
+
+    let cat = |parts: Vec<Vec<Step>>| parts.into_iter().flatten().collect::<Vec<_>>();
+    vec![
+        Case {
+            name: "fragments: a UDP datagram to a published port, both fragments to Maglev's backend",
+            setup: nothing,
+            steps: frag_steps(NI, &udp, TC_ACT_REDIRECT, Some(&mesh_dnat(&udp, ub))).into(),
+            check: |env| {
+                let p = client_udp(40001).long();
+                let b = pick(SVC_UDP, &p.key());
+                let ct = env.ct(&p.key()).expect("the flow's lb_ct entry");
+                assert_eq!(ct.backend_id, b.id);
+                // Bytes: the two frames, one flow.
+                let bytes = (p.fragment(0).len() + p.fragment(1).len()) as u64;
+                assert_counters(env.backend_counters(b.id), 2, bytes, 1, 0);
+            },
+        },
+        Case {
+            name: "fragments: a later fragment before its first is the kernel's; after it, it follows",
+            setup: nothing,
+            steps: vec![
+                frag_step(NI, &udp, 1, TC_ACT_OK, None),
+                frag_step(NI, &udp, 0, TC_ACT_REDIRECT, Some(&mesh_dnat(&udp, ub))),
+                frag_step(NI, &udp, 1, TC_ACT_REDIRECT, Some(&mesh_dnat(&udp, ub))),
+            ],
+            check: no_check,
+        },
+        Case {
+            name: "fragments: another datagram's later fragment (another IP id) is not taken for it",
+            setup: nothing,
+            steps: vec![
+                frag_step(NI, &udp, 0, TC_ACT_REDIRECT, Some(&mesh_dnat(&udp, ub))),
+                frag_step(NI, &udp2, 1, TC_ACT_OK, None),
+                frag_step(NI, &udp2, 0, TC_ACT_REDIRECT, Some(&mesh_dnat(&udp2, ub))),
+                frag_step(NI, &udp2, 1, TC_ACT_REDIRECT, Some(&mesh_dnat(&udp2, ub))),
+            ],
+            check: |env| {
+                let p = client_udp(40001);
+                let b = pick(SVC_UDP, &p.key());
+                assert_eq!(env.backend_counters(b.id).new_flows, 1, "one flow");
+            },
+        },
+        Case {
+            name: "fragments: a TCP SYN in fragments (DF clear): both DNATed, the flow stays opening",
+            setup: nothing,
+            steps: frag_steps(NI, &syn, TC_ACT_REDIRECT, Some(&mesh_dnat(&syn, b))).into(),
+            check: |env| {
+                let ct = env.ct(&client_tcp(40000, SYN).key()).expect("lb_ct");
+                assert_eq!(usize::from(ct.state), CT_SYN, "a later fragment has no flags to go by");
+            },
+        },
+        Case {
+            name: "fragments: a client on 127.0.0.1 is SNATed in both fragments",
+            setup: with_loopback,
+            steps: frag_steps(NI, &lo, TC_ACT_REDIRECT, Some(&snat_dnat(&lo, lo_b, 40000))).into(),
+            check: no_check,
+        },
+        Case {
+            name: "fragments: a reply in fragments is reverse-NATed in both",
+            setup: udp_rev,
+            steps: frag_steps(NR, &ureply, TC_ACT_REDIRECT, Some(&ureply.clone().from(NODE, PORT_UDP)))
+                .into(),
+            check: no_check,
+        },
+        Case {
+            name: "fragments: a later reply fragment of no known datagram is dropped (node_reply)",
+            setup: udp_rev,
+            steps: vec![frag_step(NR, &ureply, 1, TC_ACT_SHOT, None)],
+            check: no_check,
+        },
+        Case {
+            name: "fragments: a datagram to a VIP, both fragments to its backend; the reply's back from the VIP",
+            setup: nothing,
+            steps: cat(vec![
+                frag_steps(TO, &vip, TC_ACT_OK, Some(&vip_dnat(&vip, vb))).into(),
+                frag_steps(TI, &vback, TC_ACT_OK, Some(&vback.clone().from(VIP, 53).macs(TASK_MAC, VIP_MAC)))
+                    .into(),
+            ]),
+            check: no_check,
+        },
+        Case {
+            name: "fragments: a mesh reply in fragments goes to the entry node's load-balancer MAC, both",
+            setup: nothing,
+            steps: cat(vec![
+                vec![step(TI, &mesh_in, TC_ACT_OK, None)],
+                frag_steps(TO, &mesh_back, TC_ACT_OK, Some(&mesh_back.clone().macs(OTHER_LB_MAC, be(1).mac)))
+                    .into(),
+            ]),
+            check: no_check,
+        },
+        Case {
+            name: "fragments: mesh round trip on one node, both ways in fragments",
+            setup: nothing,
+            steps: cat(vec![
+                frag_steps(NI, &udp, TC_ACT_REDIRECT, Some(&at_task)).into(),
+                frag_steps(TI, &at_task, TC_ACT_OK, None).into(),
+                frag_steps(TO, &task_reply, TC_ACT_OK, Some(&to_lb)).into(),
+                frag_steps(NR, &to_lb, TC_ACT_REDIRECT, Some(&to_lb.clone().from(NODE, PORT_UDP))).into(),
+            ]),
+            check: no_check,
+        },
+    ]
+}
+
+#[test]
+fn fragmented_datagrams() {
+    run_table(fragment_cases());
+}
+
 #[test]
 fn node_ingress_packets() {
     run_table(node_ingress_cases());
@@ -2106,12 +2313,10 @@ fn malformed() -> Vec<Bad> {
     let udp = client_udp(40001);
     let vip = task_tcp(50000, SYN);
     let t = tcp.bytes();
-    let mut frag_mf = tcp.clone();
-    frag_mf.frag_off = 0x2000;
+    let frag_mf = tcp.clone();
     let mut frag_off = udp.clone();
     frag_off.frag_off = 185;
-    let mut vip_frag = vip.clone();
-    vip_frag.frag_off = 0x2000;
+    let later_empty = udp.frame(&[], 185);
     let mut ipv6 = ethernet(NODE_MAC, ROUTER_MAC, ETH_P_IPV6);
     ipv6.extend([0x60, 0, 0, 0, 0, 20, TCP, 64]);
     ipv6.extend([0x20, 0x01, 0x0d, 0xb8].iter().chain(&[0; 12]));
@@ -2180,18 +2385,18 @@ fn malformed() -> Vec<Bad> {
             verdicts: IPV4,
         },
         Bad {
-            name: "first fragment (MF set), TCP to a published port",
-            input: frag_mf.bytes(),
+            name: "first fragment cut inside its TCP header (8 bytes of TCP)",
+            input: frag_mf.frame(&frag_mf.l4()[..8], 0x2000),
             verdicts: IPV4,
         },
         Bad {
-            name: "later fragment (offset 185), UDP to a published port",
+            name: "later fragment (offset 185) of no datagram seen, UDP to a published port",
             input: frag_off.bytes(),
             verdicts: IPV4,
         },
         Bad {
-            name: "first fragment (MF set) to a VIP",
-            input: vip_frag.bytes(),
+            name: "later fragment with no payload after its header",
+            input: later_empty,
             verdicts: IPV4,
         },
         Bad {
@@ -2732,6 +2937,19 @@ fn overlay_encapsulation() {
             },
         ),
         (
+            "node_ingress: a mesh request in fragments for another node's backend: both go there",
+            |env| {
+                let syn = client_tcp(40000, SYN).long();
+                let b = env.mesh_backend(&syn, Some(REMOTE_VTEP));
+                for i in 0..2 {
+                    let (verdict, out) = run_ok(env, Prog::NodeIngress, &syn.fragment(i));
+                    assert_eq!(verdict, TC_ACT_REDIRECT, "fragment {i} to the underlay");
+                    assert_encap(&out, REMOTE_VTEP, INGRESS_VNI, &mesh_dnat(&syn, b).fragment(i));
+                }
+                assert_eq!(env.ov_stat(OV_TX_MESH), 2);
+            },
+        ),
+        (
             "node_ingress: a mesh request for a local backend goes through the uplink",
             |env| {
                 let syn = client_tcp(40000, SYN);
@@ -2862,6 +3080,30 @@ fn overlay_decapsulation() {
                 assert_eq!(describe(&out), describe(&want));
                 assert_eq!(out, want);
                 assert_eq!(env.ov_stat(OV_RX_REPLY), 1);
+            },
+        ),
+        (
+            "node_ingress: a mesh reply in fragments is decapsulated and reverse-NATed, both",
+            |env| {
+                let udp = client_udp(40001).long();
+                let (verdict, _) = run_ok(env, Prog::NodeIngress, &udp.bytes());
+                assert_eq!(verdict, TC_ACT_REDIRECT, "the flow is set up");
+                let reply = mesh_reply(&udp, pick(SVC_UDP, &udp.key()));
+                let want = reply.clone().from(NODE, PORT_UDP);
+                for i in 0..2 {
+                    let frame = vxlan(
+                        REMOTE_VTEP,
+                        NODE,
+                        VXLAN_PORT,
+                        INGRESS_VNI,
+                        &reply.fragment(i),
+                    );
+                    let (verdict, out) = run_ok(env, Prog::NodeIngress, &frame);
+                    assert_eq!(verdict, TC_ACT_REDIRECT, "fragment {i} on to the client");
+                    assert_eq!(describe(&out), describe(&want.fragment(i)));
+                    assert_eq!(out, want.fragment(i));
+                }
+                assert_eq!(env.ov_stat(OV_RX_REPLY), 2);
             },
         ),
         (
@@ -3110,6 +3352,25 @@ fn direct_server_return() {
             assert_eq!(out, want.bytes());
             verify_checksums(&out).expect("checksums");
             assert_eq!(env.ov_stat(OV_TX_DSR), 1);
+        }),
+        ("task_out: a reply in fragments leaves from here, both with the entry node's address", |env| {
+            dsr_world(env);
+            let b = local_backend(env);
+            let reply = Pkt::tcp((b.addr, 80), (CLIENT, 40000), ACK).macs(GATEWAY_MAC, b.mac).long();
+            let ret = Ret {
+                last_seen: now_ns(),
+                mac: OTHER_LB_MAC,
+                dsr_port: PORT_TCP.to_be(),
+            };
+            env.ret.insert(reply.key(), ret, 0).expect("lb_ret");
+            let want = reply.clone().from(REMOTE_VTEP, PORT_TCP);
+            for i in 0..2 {
+                let (verdict, out) = run_ok(env, Prog::TaskOut, &reply.fragment(i));
+                assert_eq!(verdict, TC_ACT_REDIRECT, "fragment {i} into the uplink");
+                assert_eq!(describe(&out), describe(&want.fragment(i)));
+                assert_eq!(out, want.fragment(i));
+            }
+            assert_eq!(env.ov_stat(OV_TX_DSR), 2);
         }),
         ("task_out: to a client on this node, or with the fast path off, back through the entry node", |env| {
             dsr_world(env);
