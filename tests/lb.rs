@@ -349,6 +349,25 @@ fn dead_node_costs_under_a_second_of_failures() {
     );
 }
 
+/// `service create -d --name NAME --constraint node.hostname == NODE [FLAGS]
+/// demo ARGV...`: one task, on NODE.
+fn service_on(s: &Swarm, name: &str, node: &str, flags: &[&str], argv: &[&str]) {
+    let constraint = format!("node.hostname == {node}");
+    let mut args = vec![
+        "service",
+        "create",
+        "-d",
+        "--name",
+        name,
+        "--constraint",
+        &constraint,
+    ];
+    args.extend_from_slice(flags);
+    args.push("demo");
+    args.extend_from_slice(argv);
+    s.ok("vm1", &args);
+}
+
 #[test]
 fn vip_reaches_a_service_on_other_nodes() {
     let s = Swarm::three("lbvip");
@@ -373,23 +392,7 @@ fn vip_reaches_a_service_on_other_nodes() {
             "0.0.0.0:80",
         ],
     );
-    s.ok(
-        "vm1",
-        &[
-            "service",
-            "create",
-            "-d",
-            "--name",
-            "cli",
-            "--network",
-            "front",
-            "--constraint",
-            "node.hostname == vm1",
-            "demo",
-            "sleep",
-            "600",
-        ],
-    );
+    service_on(&s, "cli", "vm1", &["--network", "front"], &["sleep", "600"]);
     s.wait_running("api", 2);
     s.wait_running("cli", 1);
     let vip = s.ok(
@@ -1279,43 +1282,14 @@ sys.exit("no answer from %s:%d" % (addr, port))
 fn fragmented_udp_crosses_the_mesh_and_vips() {
     let s = Swarm::three("lbfrag");
     s.ok("vm1", &["network", "create", "front"]);
-    s.ok(
-        "vm1",
-        &[
-            "service",
-            "create",
-            "-d",
-            "--name",
-            "big",
-            "--network",
-            "front",
-            "--publish",
-            "9000:80/udp",
-            "--constraint",
-            "node.hostname == vm2",
-            "demo",
-            "python3",
-            "-c",
-            BIG_UDP_SERVER,
-        ],
+    service_on(
+        &s,
+        "big",
+        "vm2",
+        &["--network", "front", "--publish", "9000:80/udp"],
+        &["python3", "-c", BIG_UDP_SERVER],
     );
-    s.ok(
-        "vm1",
-        &[
-            "service",
-            "create",
-            "-d",
-            "--name",
-            "cli",
-            "--network",
-            "front",
-            "--constraint",
-            "node.hostname == vm1",
-            "demo",
-            "sleep",
-            "600",
-        ],
-    );
+    service_on(&s, "cli", "vm1", &["--network", "front"], &["sleep", "600"]);
     s.wait_running("big", 1);
     s.wait_running("cli", 1);
     let client_addr = s.addr(CLIENT);
