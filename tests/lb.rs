@@ -1274,10 +1274,11 @@ sys.exit("no answer from %s:%d" % (addr, port))
 /// Datagrams larger than the MTU cross the load balancer in fragments, both
 /// ways: through the mesh via every node (the task's and the others, the
 /// client's address kept), and to a service's VIP from a task on another node.
-/// A request in fragments reaches the task through its own node from a client
-/// on the underlay's MTU, and through any node from a client whose MTU leaves
-/// room for the overlay's 50 bytes (through another node, a fragment of the
-/// full underlay MTU cannot be encapsulated: see the README).
+/// The client's link has the underlay's MTU, so through a node without the
+/// task its fragments do not fit the overlay's 50 bytes: the entry node splits
+/// them; and a whole datagram of the full MTU (DF set) gets an ICMP
+/// "fragmentation needed" there, after which the client's stack sends it in
+/// fragments that fit.
 #[test]
 fn fragmented_udp_crosses_the_mesh_and_vips() {
     let s = Swarm::three("lbfrag");
@@ -1325,19 +1326,23 @@ fn fragmented_udp_crosses_the_mesh_and_vips() {
         assert_eq!(words[3], size, "the task got the whole request: {answer}");
         assert_eq!(words[4], format!("from={}", s.addr(via)), "{answer}");
     };
-    // Answers in fragments through every node; a request in fragments
-    // (3,000 bytes from an MTU of 1,500) through the task's node.
+    // Answers in fragments through every node; requests in fragments (3,000
+    // bytes from the client's MTU of 1,500) too, split where they enter a node
+    // without the task.
     for via in ["vm1", "vm2", "vm3"] {
         expect(&ask(via, "1000"), via, "1000");
-    }
-    expect(&ask("vm2", "3000"), "vm2", "3000");
-    // A client behind a link of MTU 1,450 (a VPN, say): its fragments fit the
-    // overlay, through any node.
-    s.lab
-        .exec(CLIENT, &["ip", "link", "set", "eth0", "mtu", "1450"])
-        .unwrap();
-    for via in ["vm1", "vm3"] {
         expect(&ask(via, "3000"), via, "3000");
+    }
+    // A whole datagram of 1,500 bytes (1,472 of UDP data, DF set: it fits the
+    // client's MTU): answered "fragmentation needed" by vm1 and vm3, then sent
+    // again in fragments.
+    for via in ["vm1", "vm3"] {
+        expect(&ask(via, "1472"), via, "1472");
+    }
+    for node in ["vm1", "vm3"] {
+        let overlay = &lb_report(&s, "vm1", Some(node))["Overlay"];
+        assert!(num(overlay, "Split") >= 2, "{node}: {overlay:#}");
+        assert!(num(overlay, "FragNeeded") >= 1, "{node}: {overlay:#}");
     }
     // A VIP: from the task on vm1 to the service on vm2, fragments both ways.
     let out = s.ok(

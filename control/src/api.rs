@@ -355,6 +355,14 @@ pub struct LbOverlay {
     /// Mesh packets between this node and its own tasks, past the bridge (both ways).
     #[serde(default)]
     pub mesh_local: u64,
+    /// Mesh requests too large for the underlay once encapsulated, answered
+    /// with an ICMP "fragmentation needed".
+    #[serde(default)]
+    pub frag_needed: u64,
+    /// Mesh request fragments too large for the underlay once encapsulated,
+    /// split in two that fit.
+    #[serde(default)]
+    pub split: u64,
     /// Overlay endpoints (local and remote tasks) and networks in its maps.
     pub endpoints: u64,
     pub networks: u64,

@@ -148,7 +148,7 @@ impl LbMetrics {
             overlay_packets: IntCounterVec::new(
                 opts(
                     "shoal_overlay_fastpath_packets_total",
-                    "Packets the overlay's eBPF fast path carried on this node, by what it did: encapsulated (a local task's frame to another node), mesh_encapsulated (a mesh request to a backend's node), decapsulated (into a local task), mesh_reply (a mesh reply on to its client), direct_reply (a local task's mesh reply straight to its client: direct server return), mesh_local (a mesh packet between this node and its own task, either way).",
+                    "Packets the overlay's eBPF fast path carried on this node, by what it did: encapsulated (a local task's frame to another node), mesh_encapsulated (a mesh request to a backend's node), decapsulated (into a local task), mesh_reply (a mesh reply on to its client), direct_reply (a local task's mesh reply straight to its client: direct server return), mesh_local (a mesh packet between this node and its own task, either way), frag_needed (a mesh request too large for the underlay once encapsulated, answered with an ICMP \"fragmentation needed\"), split (a mesh request fragment too large for it, sent as two).",
                 ),
                 &["path"],
             )
@@ -217,6 +217,8 @@ impl LbMetrics {
                 ("mesh_reply", o.mesh_replies),
                 ("direct_reply", o.direct_replies),
                 ("mesh_local", o.mesh_local),
+                ("frag_needed", o.frag_needed),
+                ("split", o.split),
             ] {
                 self.overlay_packets.with_label_values(&[path]).inc_by(n);
             }
@@ -483,6 +485,8 @@ mod tests {
                 mesh_replies: 14,
                 direct_replies: 15,
                 mesh_local: 16,
+                frag_needed: 17,
+                split: 18,
                 endpoints: 5,
                 networks: 2,
             },
@@ -533,6 +537,7 @@ mod tests {
             "shoal_lb_conntrack_entries{state=\"expired\"} 5".into(),
             "shoal_overlay_fastpath_packets_total{path=\"encapsulated\"} 11".into(),
             "shoal_overlay_fastpath_packets_total{path=\"mesh_reply\"} 14".into(),
+            "shoal_overlay_fastpath_packets_total{path=\"split\"} 18".into(),
             "shoal_overlay_fastpath_entries{kind=\"endpoints\"} 5".into(),
             "# TYPE shoal_lb_backend_packets_total counter".into(),
             "# TYPE shoal_lb_backend_active_flows gauge".into(),

@@ -163,6 +163,21 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ov_vteps SEC(".maps");
 
+/* Room for the head of a fragment the fast path splits (ov_split): more than
+ * a jumbo underlay's frame holds (a power of two: ov_split masks with it). */
+#define OV_SCRATCH_LEN 16384
+struct ov_scratch {
+	__u8 data[OV_SCRATCH_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ov_scratch);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ov_scratch SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, OV_STATS);

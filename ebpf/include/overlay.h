@@ -95,10 +95,14 @@ static __always_inline __u16 ov_csum_fold(__u32 sum)
  * The skb keeps its GSO shape, marked as a UDP tunnel, so whoever transmits it
  * segments it (or the NIC does). -1: the kernel refused to make room (the
  * frame is untouched: say, already a tunnel packet with offloads), -2: it
- * failed half-way (the frame is broken: drop it).
+ * failed half-way (the frame is broken: drop it). ov_encap_with takes the
+ * adjust_room flags: without the encapsulation ones the skb is not marked a
+ * tunnel packet and can still change length (bpf_skb_change_tail refuses a
+ * tunnel packet), for a whole, non-GSO packet only (ov_split).
  */
-static __always_inline int ov_encap(struct __sk_buff *skb, const struct lb_config *cfg, __u32 vtep,
-				    __u32 vni, const __u8 *dmac, const __u8 *smac)
+static __always_inline int ov_encap_with(struct __sk_buff *skb, const struct lb_config *cfg,
+					 __u32 vtep, __u32 vni, const __u8 *dmac, const __u8 *smac,
+					 __u64 flags)
 {
 	__u32 inner_len = skb->len;
 	struct ov_outer h = {};
@@ -125,9 +129,6 @@ static __always_inline int ov_encap(struct __sk_buff *skb, const struct lb_confi
 	h.vx.flags = bpf_htonl(OV_VXLAN_FLAGS);
 	h.vx.vni = bpf_htonl(vni << 8);
 
-	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 |
-		      BPF_F_ADJ_ROOM_ENCAP_L4_UDP | BPF_F_ADJ_ROOM_ENCAP_L2_ETH |
-		      BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN);
 	if (bpf_skb_adjust_room(skb, OV_HDR_LEN, BPF_ADJ_ROOM_MAC, flags))
 		return -1;
 	if (bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0))
@@ -135,6 +136,168 @@ static __always_inline int ov_encap(struct __sk_buff *skb, const struct lb_confi
 	outer.h_proto = bpf_htons(ETH_P_IP);
 	if (bpf_skb_store_bytes(skb, 0, &outer, sizeof(outer), 0))
 		return -2;
+	return 0;
+}
+
+static __always_inline int ov_encap(struct __sk_buff *skb, const struct lb_config *cfg, __u32 vtep,
+				    __u32 vni, const __u8 *dmac, const __u8 *smac)
+{
+	return ov_encap_with(skb, cfg, vtep, vni, dmac, smac,
+			     BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 |
+				     BPF_F_ADJ_ROOM_ENCAP_L4_UDP | BPF_F_ADJ_ROOM_ENCAP_L2_ETH |
+				     BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN));
+}
+
+/*
+ * A mesh request too large for the underlay once encapsulated (the entry node
+ * adds 50 bytes to what its client sent at the full MTU; the kernel's router
+ * would fragment or answer ICMP): the underlay's MTU if so, else 0. A GSO
+ * packet's segments are what count (their MSS follows the task's MTU).
+ */
+static __always_inline __u32 ov_too_big(struct __sk_buff *skb, const struct lb_config *cfg)
+{
+	__u32 mtu = 0;
+
+	if (bpf_check_mtu(skb, cfg->underlay_ifindex, &mtu, OV_HDR_LEN, 0) ==
+	    BPF_MTU_CHK_RET_FRAG_NEEDED)
+		return mtu;
+	return 0;
+}
+
+/* The IPv4 header checksum of `ip` (its check field zero). */
+static __always_inline __u16 ov_ip_csum(struct iphdr *ip)
+{
+	return ov_csum_fold(bpf_csum_diff(0, 0, (__be32 *)ip, sizeof(*ip), 0));
+}
+
+/*
+ * An ICMP "fragmentation needed" (RFC 792, RFC 1191: the next hop's MTU in it)
+ * for the request `p` in skb, not yet rewritten, to its client from the
+ * address the client sent to: made in place of the request, sent the way
+ * replies go. The client's stack lowers its path MTU to that node and sends
+ * smaller packets (fragments, for a datagram too large) from then on. Only for
+ * a whole datagram: a fragment is split instead (ov_split). Never larger than
+ * the request (no amplification).
+ */
+static __always_inline int ov_frag_needed(struct __sk_buff *skb, const struct lb_config *cfg,
+					  const struct pkt *p, __u32 mtu)
+{
+	struct {
+		__u8 type;
+		__u8 code;
+		__u16 check;
+		__u16 unused;
+		__u16 mtu;
+		__u8 quote[68]; /* the request's IP header and 8 bytes after it */
+	} m = {};
+	__u8 vihl;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &vihl, 1))
+		return TC_ACT_SHOT;
+	/* Bounded by construction, as the verifier wants it: 28 to 68. */
+	__u32 quote = (vihl & 0xf) * 4 + 8;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, m.quote, quote))
+		return TC_ACT_SHOT;
+	m.type = 3; /* destination unreachable */
+	m.code = 4; /* fragmentation needed */
+	m.mtu = bpf_htons(mtu);
+	/* The zeros past the quote add nothing to the sum. */
+	m.check = ov_csum_fold(bpf_csum_diff(0, 0, (__be32 *)&m, sizeof(m), 0));
+	struct iphdr ip = {
+		.version = 4,
+		.ihl = 5,
+		.tos = 0xc0, /* internetwork control, as the kernel's ICMP */
+		.tot_len = bpf_htons(sizeof(struct iphdr) + 8 + quote),
+		.ttl = 64,
+		.protocol = IPPROTO_ICMP,
+		.saddr = p->key.daddr,
+		.daddr = p->key.saddr,
+	};
+	ip.check = ov_ip_csum(&ip);
+	/* Ethernet and the quote, then room for the IP and ICMP headers between. */
+	if (bpf_skb_change_tail(skb, ETH_HLEN + quote, 0) ||
+	    bpf_skb_adjust_room(skb, sizeof(struct iphdr) + 8, BPF_ADJ_ROOM_MAC, 0))
+		return TC_ACT_SHOT;
+	if (bpf_skb_store_bytes(skb, ETH_HLEN, &ip, sizeof(ip), 0) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + sizeof(ip), &m, 8, 0))
+		return TC_ACT_SHOT;
+	__u8 zero[ETH_ALEN] = {};
+	if (set_macs(skb, zero, zero))
+		return TC_ACT_SHOT;
+	ov_count(OV_FRAG_NEEDED);
+	return lb_reply_out(skb, cfg, p->key.saddr);
+}
+
+/*
+ * A fragment of a mesh request too large to encapsulate for the underlay's
+ * `mtu` (the client fragmented a datagram at its own, full MTU), already
+ * rewritten for its backend: split in two fragments that fit, as a router on
+ * the way would. The second part is encapsulated and sent first, a clone
+ * handed to the uplink's node end (`up`, where ov_up_node sends it on by the
+ * route to `vtep`); then skb becomes the encapsulated first part, for the
+ * caller to send. 0, or -1: dropped (more than two parts' worth, IP options).
+ */
+static __always_inline int ov_split(struct __sk_buff *skb, const struct lb_config *cfg, __u32 mtu,
+				    __u32 up, __u32 vtep, __u32 vni, const __u8 *dmac,
+				    const __u8 *smac)
+{
+	struct iphdr h;
+	__u32 zero = 0;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &h, sizeof(h)) || h.ihl != 5)
+		return -1;
+	__u32 len = bpf_ntohs(h.tot_len);
+	__u16 frag = bpf_ntohs(h.frag_off);
+	/* The first part: as much as fits, a multiple of 8 (fragment offsets). */
+	if (mtu < OV_HDR_LEN + sizeof(h) + 8 || mtu - OV_HDR_LEN - sizeof(h) >= OV_SCRATCH_LEN)
+		return -1;
+	__u32 room = mtu - OV_HDR_LEN - sizeof(h);
+	/* A multiple of 8 below OV_SCRATCH_LEN, in a way the verifier sees. */
+	__u32 head = room & (OV_SCRATCH_LEN - 8);
+	if (head == 0 || len <= sizeof(h) + head || len - sizeof(h) - head > room)
+		return -1;
+	struct ov_scratch *scratch = bpf_map_lookup_elem(&ov_scratch, &zero);
+	if (!scratch || bpf_skb_load_bytes(skb, ETH_HLEN + sizeof(h), scratch->data, head))
+		return -1;
+	/* The second part: the datagram's bytes after `head`, at their offset,
+	 * with the original's more-fragments flag. */
+	if (bpf_skb_adjust_room(skb, -(__s32)head, BPF_ADJ_ROOM_NET, 0))
+		return -1;
+	struct iphdr h2 = h;
+	h2.tot_len = bpf_htons(len - head);
+	h2.frag_off = bpf_htons((frag & IP_MF) | ((frag & IP_OFFSET) + head / 8));
+	h2.check = 0;
+	h2.check = ov_ip_csum(&h2);
+	if (bpf_skb_store_bytes(skb, ETH_HLEN, &h2, sizeof(h2), 0))
+		return -1;
+	if (ov_encap_with(skb, cfg, vtep, vni, dmac, smac, 0))
+		return -1;
+	if (bpf_clone_redirect(skb, up, BPF_F_INGRESS))
+		return -1;
+	/* The first part in the same skb: the headers again, `head` bytes. */
+	__u32 inner_ip = ETH_HLEN + OV_HDR_LEN;
+	__u32 total = inner_ip + sizeof(h) + head;
+	if (bpf_skb_change_tail(skb, total, 0) ||
+	    bpf_skb_store_bytes(skb, inner_ip + sizeof(h), scratch->data, head, 0))
+		return -1;
+	struct iphdr h1 = h;
+	h1.tot_len = bpf_htons(sizeof(h) + head);
+	h1.frag_off = bpf_htons(IP_MF | (frag & IP_OFFSET));
+	h1.check = 0;
+	h1.check = ov_ip_csum(&h1);
+	struct iphdr outer;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &outer, sizeof(outer)))
+		return -1;
+	outer.tot_len = bpf_htons(total - ETH_HLEN);
+	outer.check = 0;
+	outer.check = ov_ip_csum(&outer);
+	__u16 udp_len = bpf_htons(total - ETH_HLEN - sizeof(outer));
+	if (bpf_skb_store_bytes(skb, inner_ip, &h1, sizeof(h1), 0) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN, &outer, sizeof(outer), 0) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + sizeof(outer) + offsetof(struct udphdr, len), &udp_len,
+				sizeof(udp_len), 0))
+		return -1;
+	ov_count(OV_SPLIT);
 	return 0;
 }
 

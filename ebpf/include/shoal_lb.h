@@ -202,7 +202,9 @@ enum ov_stat {
 	OV_RX_REPLY = 3, /* mesh replies decapsulated here, sent to the client */
 	OV_TX_DSR = 4,   /* mesh replies sent from here straight to the client */
 	OV_LOCAL = 5,    /* mesh packets between this node and a local task (both ways) */
-	OV_STATS = 6,
+	OV_FRAG_NEEDED = 6, /* mesh requests too large to encapsulate: ICMP "fragmentation needed" sent */
+	OV_SPLIT = 7,    /* mesh request fragments too large to encapsulate: split in two */
+	OV_STATS = 8,
 };
 
 /* Counters per service (per CPU; summed by shoald). */

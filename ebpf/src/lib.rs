@@ -73,7 +73,9 @@ pub const OV_RX: u32 = 2;
 pub const OV_RX_REPLY: u32 = 3;
 pub const OV_TX_DSR: u32 = 4;
 pub const OV_LOCAL: u32 = 5;
-pub const OV_STATS: u32 = 6;
+pub const OV_FRAG_NEEDED: u32 = 6;
+pub const OV_SPLIT: u32 = 7;
+pub const OV_STATS: u32 = 8;
 
 pub const BACKEND_ACTIVE: u8 = 0;
 pub const BACKEND_TERMINATING: u8 = 1;

@@ -29,9 +29,9 @@ use aya::{Ebpf, EbpfLoader};
 use shoal_ebpf::{
     flow_hash, Backend, Config, Counters, Ct, DsrKey, FlowKey, OvEp, OvNet, Ret, Rev, Svc, SvcKey,
     BACKEND_ACTIVE, BACKEND_DOWN, BACKEND_TERMINATING, CFG_F_DSR, CFG_F_OVERLAY, CFG_F_SNAT,
-    CT_CLOSING, CT_ESTABLISHED, CT_STATES, CT_SYN, CT_UDP, MAGLEV_DEFAULT, OV_LOCAL,
-    OV_NET_F_INGRESS, OV_RX, OV_RX_REPLY, OV_STATS, OV_TX, OV_TX_DSR, OV_TX_MESH, PROGRAMS,
-    SCOPE_NODEPORT, SCOPE_VIP, SVC_F_SNAT,
+    CT_CLOSING, CT_ESTABLISHED, CT_STATES, CT_SYN, CT_UDP, MAGLEV_DEFAULT, OV_FRAG_NEEDED,
+    OV_LOCAL, OV_NET_F_INGRESS, OV_RX, OV_RX_REPLY, OV_SPLIT, OV_STATS, OV_TX, OV_TX_DSR,
+    OV_TX_MESH, PROGRAMS, SCOPE_NODEPORT, SCOPE_VIP, SVC_F_SNAT,
 };
 
 // ---------------------------------------------------------------------------
@@ -76,11 +76,19 @@ struct TestRunAttr {
 const SKB_CTX_LEN: usize = 192;
 const SKB_CTX_GSO_SIZE: usize = 176;
 const SKB_CTX_GSO_SEGS: usize = 164;
+const SKB_CTX_IFINDEX: usize = 40;
 
 /// Runs the program once on a copy of `input`, made a GSO packet of
-/// `gso_size` unless 0: (its return value, the packet it left).
-fn test_run_gso(prog: BorrowedFd<'_>, input: &[u8], gso_size: u32) -> io::Result<(u32, Vec<u8>)> {
+/// `gso_size` unless 0, come in by interface `ifindex` (0: lo): (its return
+/// value, the packet it left).
+fn test_run_gso(
+    prog: BorrowedFd<'_>,
+    input: &[u8],
+    gso_size: u32,
+    ifindex: u32,
+) -> io::Result<(u32, Vec<u8>)> {
     let mut ctx = [0u8; SKB_CTX_LEN];
+    ctx[SKB_CTX_IFINDEX..SKB_CTX_IFINDEX + 4].copy_from_slice(&ifindex.to_ne_bytes());
     ctx[SKB_CTX_GSO_SIZE..SKB_CTX_GSO_SIZE + 4].copy_from_slice(&gso_size.to_ne_bytes());
     if gso_size != 0 {
         ctx[SKB_CTX_GSO_SEGS..SKB_CTX_GSO_SEGS + 4].copy_from_slice(&2u32.to_ne_bytes());
@@ -330,6 +338,17 @@ impl Env {
     }
 
     fn run_gso(&self, prog: Prog, input: &[u8], gso_size: u32) -> io::Result<(u32, Vec<u8>)> {
+        self.run_on(prog, input, gso_size, 0)
+    }
+
+    /// A test run of a packet that came in by interface `ifindex` (0: lo).
+    fn run_on(
+        &self,
+        prog: Prog,
+        input: &[u8],
+        gso_size: u32,
+        ifindex: u32,
+    ) -> io::Result<(u32, Vec<u8>)> {
         let (_, ebpf) = self
             .programs
             .iter()
@@ -340,7 +359,7 @@ impl Env {
             .expect("program")
             .fd()
             .expect("loaded program fd");
-        test_run_gso(fd.as_fd(), input, gso_size)
+        test_run_gso(fd.as_fd(), input, gso_size, ifindex)
     }
 
     /// The world's config, changed by `f`.
@@ -3397,4 +3416,251 @@ fn direct_server_return() {
             assert_eq!(env.ov_stat(OV_TX_DSR), 0);
         }),
     ]);
+}
+
+// ---------------------------------------------------------------------------
+// Mesh requests too large for the underlay once encapsulated: an ICMP
+// "fragmentation needed" for a whole datagram, a split in two for a fragment.
+// These need a real underlay device (its MTU) and a real uplink (the split's
+// clone goes there): veths in a network namespace of the test's own thread.
+
+/// The underlay's MTU in these tests, and what fits in VXLAN over it.
+const UNDERLAY_MTU: usize = 1500;
+const INNER_MTU: usize = UNDERLAY_MTU - 50;
+
+fn ip_cmd(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Moves the calling thread into a new network namespace (gone with the
+/// thread) holding an underlay `ul0` of UNDERLAY_MTU and the world's uplink
+/// end `up0` (index UP_NODE), veths (this kernel has no dummy devices), up;
+/// the underlay's index.
+fn private_underlay() -> u32 {
+    // SAFETY: unshare(CLONE_NEWNET) takes no pointers; it moves only the
+    // calling thread, which the caller made for this.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    assert_eq!(
+        rc,
+        0,
+        "unshare(CLONE_NEWNET): {}",
+        io::Error::last_os_error()
+    );
+    // No IPv6 chatter (router solicitations, MLD) on the links.
+    for conf in ["all", "default"] {
+        fs::write(format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6"), "1")
+            .expect("disable IPv6 in the test's namespace");
+    }
+    let mtu = UNDERLAY_MTU.to_string();
+    let up = UP_NODE.to_string();
+    ip_cmd(&[
+        "link", "add", "ul0", "mtu", &mtu, "type", "veth", "peer", "ul1",
+    ]);
+    ip_cmd(&[
+        "link", "add", "up0", "index", &up, "type", "veth", "peer", "up1",
+    ]);
+    for link in ["ul0", "ul1", "up0", "up1"] {
+        ip_cmd(&["link", "set", link, "up"]);
+    }
+    let name = std::ffi::CString::new("ul0").unwrap();
+    // SAFETY: a valid NUL-terminated name, read during the call only.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    assert_ne!(index, 0, "ul0: {}", io::Error::last_os_error());
+    index
+}
+
+/// A packet socket on interface `ifindex`: every frame that comes in there.
+struct Capture(std::os::fd::OwnedFd);
+
+impl Capture {
+    fn new(ifindex: u32) -> Self {
+        let all = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: socket() takes no pointers; the fd it returns is owned below.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                i32::from(all),
+            )
+        };
+        assert!(fd >= 0, "packet socket: {}", io::Error::last_os_error());
+        // SAFETY: fd is a fresh socket nothing else owns.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        // SAFETY: sockaddr_ll is plain old data: all zeros is a valid value.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = all;
+        sll.sll_ifindex = i32::try_from(ifindex).unwrap();
+        // SAFETY: a valid sockaddr_ll of the size passed, read during the call.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "bind the packet socket: {}",
+            io::Error::last_os_error()
+        );
+        Capture(fd)
+    }
+
+    /// The next IPv4 frame, waiting at most a second for each frame.
+    fn next(&self) -> Option<Vec<u8>> {
+        loop {
+            let f = self.next_frame()?;
+            if f.len() >= 14 && f[12..14] == ETH_P_IP.to_be_bytes() {
+                return Some(f);
+            }
+        }
+    }
+
+    fn next_frame(&self) -> Option<Vec<u8>> {
+        let mut pfd = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        if unsafe { libc::poll(&mut pfd, 1, 1000) } != 1 {
+            return None;
+        }
+        let mut buf = vec![0u8; 65536];
+        // SAFETY: buf is writable for its whole length during the call.
+        let n = unsafe {
+            libc::recv(
+                self.0.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        let n = usize::try_from(n).ok()?;
+        buf.truncate(n);
+        Some(buf)
+    }
+}
+
+/// The ICMP "fragmentation needed" node_ingress answers `request` with: from
+/// the node to the client, quoting the request's IP header and 8 bytes.
+fn frag_needed(request: &[u8], saddr: [u8; 4], daddr: [u8; 4], mtu: u16) -> Vec<u8> {
+    let quote = &request[14..14 + 28];
+    let mut icmp = vec![3, 4, 0, 0, 0, 0];
+    icmp.extend(mtu.to_be_bytes());
+    icmp.extend(quote);
+    let c = checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut ip = vec![0x45, 0xc0];
+    ip.extend(u16::try_from(20 + icmp.len()).unwrap().to_be_bytes());
+    ip.extend([0, 0, 0, 0, 64, ICMP, 0, 0]);
+    ip.extend(saddr);
+    ip.extend(daddr);
+    let c = checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    [&[0u8; 12][..], &ETH_P_IP.to_be_bytes(), &ip, &icmp].concat()
+}
+
+#[test]
+fn oversized_mesh_requests_are_answered_or_split() {
+    std::thread::spawn(|| {
+        let underlay = private_underlay();
+        let mut env = Env::new();
+        overlay_world(&mut env);
+        env.set_config(|c| {
+            c.flags |= CFG_F_OVERLAY;
+            c.vtep = ip(NODE);
+            c.vxlan_port = VXLAN_PORT;
+            c.underlay_ifindex = underlay;
+        });
+        let up = Capture::new(UP_NODE);
+        // A UDP datagram of `len` bytes (IP) from the client, its backend on
+        // another node; what the entry node makes of it.
+        let datagram = |len: usize| {
+            let mut p = client_udp(40001);
+            p.payload = (0..len - 28).map(|i| i as u8).collect();
+            p
+        };
+        let b = pick(SVC_UDP, &client_udp(40001).key());
+        env.endpoint(b.addr, Some(REMOTE_VTEP), INGRESS_VNI, b.mac);
+        let run = |env: &Env, frame: &[u8]| {
+            env.run_on(Prog::NodeIngress, frame, 0, underlay)
+                .unwrap_or_else(|e| panic!("test run: {e}"))
+        };
+
+        // What fits (the inner MTU exactly) is encapsulated as always.
+        let fits = datagram(INNER_MTU);
+        let (verdict, out) = run(&env, &fits.bytes());
+        assert_eq!(verdict, TC_ACT_REDIRECT);
+        assert_encap(&out, REMOTE_VTEP, INGRESS_VNI, &mesh_dnat(&fits, b).bytes());
+
+        // One byte more, a whole datagram: "fragmentation needed", the inner
+        // MTU in it, back to the client from the address it sent to.
+        for len in [INNER_MTU + 1, UNDERLAY_MTU] {
+            let big = datagram(len).bytes();
+            let (verdict, out) = run(&env, &big);
+            assert_eq!(verdict, TC_ACT_REDIRECT, "{len}: to the client");
+            let want = frag_needed(&big, NODE, CLIENT, INNER_MTU as u16);
+            assert_eq!(describe(&out), describe(&want), "{len}");
+            assert_eq!(out, want, "{len}");
+            assert!(out.len() < big.len(), "never larger than the request");
+        }
+        assert_eq!(env.ov_stat(OV_FRAG_NEEDED), 2);
+        assert!(up.next().is_none(), "nothing sent through the uplink");
+
+        // A datagram the client fragmented at the full MTU: each fragment
+        // that does not fit goes as two that do, the second (a clone, through
+        // the uplink) first; the last fragment fits as it is.
+        let long = datagram(20 + 4000);
+        let dnat = mesh_dnat(&long, b);
+        let (l4, l4d) = (long.l4(), dnat.l4());
+        let head = (INNER_MTU - 20) & !7;
+        let at = |bytes: usize| u16::try_from(bytes / 8).unwrap();
+        let pieces = [(0, 1480, true), (1480, 2960, true), (2960, 4000, false)];
+        for (from, to, more) in pieces {
+            let mf = if more { 0x2000 } else { 0 };
+            let (verdict, out) = run(&env, &long.frame(&l4[from..to], mf | at(from)));
+            assert_eq!(
+                verdict, TC_ACT_REDIRECT,
+                "fragment at {from}: to the underlay"
+            );
+            if to - from + 20 <= INNER_MTU {
+                assert_encap(
+                    &out,
+                    REMOTE_VTEP,
+                    INGRESS_VNI,
+                    &dnat.frame(&l4d[from..to], mf | at(from)),
+                );
+                continue;
+            }
+            let first = dnat.frame(&l4d[from..from + head], 0x2000 | at(from));
+            assert_encap(&out, REMOTE_VTEP, INGRESS_VNI, &first);
+            let second = up.next().expect("the second part through the uplink");
+            assert_encap(
+                &second,
+                REMOTE_VTEP,
+                INGRESS_VNI,
+                &dnat.frame(&l4d[from + head..to], mf | at(from + head)),
+            );
+        }
+        assert_eq!(env.ov_stat(OV_SPLIT), 2);
+        assert_eq!(env.ov_stat(OV_TX_MESH), 1 + 3);
+        assert!(up.next().is_none(), "one clone a split");
+
+        // More than two parts' worth (only a client with a larger MTU than
+        // the underlay's sends that): dropped, counted.
+        let (verdict, _) = run(&env, &long.frame(&l4[..2960], 0x2000));
+        assert_eq!(verdict, TC_ACT_SHOT);
+        assert_eq!(env.svc_counters(SVC_UDP).drops, 1);
+        assert!(up.next().is_none());
+    })
+    .join()
+    .unwrap_or_else(|e| panic::resume_unwind(e));
 }

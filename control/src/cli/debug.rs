@@ -80,8 +80,8 @@ fn overlay_line(o: &crate::api::LbOverlay) -> String {
         return "fast path off (the kernel VXLAN device carries everything)".to_string();
     }
     format!(
-        "fast path on, {} endpoints on {} networks; encapsulated {}, decapsulated {}, mesh requests {}, mesh replies {}, direct replies {}, local mesh {}; direct server return {}",
-        o.endpoints, o.networks, o.encapsulated, o.decapsulated, o.mesh_encapsulated, o.mesh_replies, o.direct_replies, o.mesh_local,
+        "fast path on, {} endpoints on {} networks; encapsulated {}, decapsulated {}, mesh requests {}, mesh replies {}, direct replies {}, local mesh {}, too large {} (ICMP) + {} (split); direct server return {}",
+        o.endpoints, o.networks, o.encapsulated, o.decapsulated, o.mesh_encapsulated, o.mesh_replies, o.direct_replies, o.mesh_local, o.frag_needed, o.split,
         if o.direct_server_return { "on" } else { "off" }
     )
 }
@@ -248,6 +248,8 @@ mod tests {
                 mesh_replies: 4,
                 direct_replies: 7,
                 mesh_local: 8,
+                frag_needed: 9,
+                split: 10,
                 endpoints: 5,
                 networks: 6,
             },
@@ -265,7 +267,7 @@ mod tests {
         );
         assert_eq!(
             lines[4],
-            "Overlay:     fast path on, 5 endpoints on 6 networks; encapsulated 1, decapsulated 3, mesh requests 2, mesh replies 4, direct replies 7, local mesh 8; direct server return off"
+            "Overlay:     fast path on, 5 endpoints on 6 networks; encapsulated 1, decapsulated 3, mesh requests 2, mesh replies 4, direct replies 7, local mesh 8, too large 9 (ICMP) + 10 (split); direct server return off"
         );
         assert_eq!(lines[6], "SERVICE   FRONTEND     MAGLEV SIZE   DROPS");
         assert_eq!(lines[7], "web       *:8080/tcp   16381         0");

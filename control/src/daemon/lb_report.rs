@@ -135,6 +135,8 @@ impl Daemon {
                     mesh_replies: fast.rx_reply,
                     direct_replies: fast.tx_dsr,
                     mesh_local: fast.local,
+                    frag_needed: fast.frag_needed,
+                    split: fast.split,
                     endpoints: fast.endpoints as u64,
                     networks: fast.networks as u64,
                 },

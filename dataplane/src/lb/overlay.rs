@@ -61,6 +61,10 @@ pub struct FastPathReport {
     pub tx_dsr: u64,
     /// Mesh packets between this node and its own tasks through the uplink (both ways).
     pub local: u64,
+    /// Mesh requests too large to encapsulate, answered "fragmentation needed".
+    pub frag_needed: u64,
+    /// Mesh request fragments too large to encapsulate, split in two.
+    pub split: u64,
     /// Endpoints and networks in the maps.
     pub endpoints: usize,
     pub networks: usize,
@@ -275,6 +279,8 @@ impl LoadBalancer {
             rx_reply: self.fast.stat(abi::OV_RX_REPLY),
             tx_dsr: self.fast.stat(abi::OV_TX_DSR),
             local: self.fast.stat(abi::OV_LOCAL),
+            frag_needed: self.fast.stat(abi::OV_FRAG_NEEDED),
+            split: self.fast.stat(abi::OV_SPLIT),
             endpoints: self.fast.eps.len(),
             networks: self.fast.nets.len(),
         }

@@ -13,7 +13,9 @@
  * With the overlay's fast path (overlay.h) on, VXLAN frames for this node are
  * looked at first (decapsulated straight to a local task, or a mesh reply sent
  * on to its client), and a request for a backend on another node is
- * encapsulated here and sent to that node, skipping the ingress network.
+ * encapsulated here and sent to that node, skipping the ingress network; one
+ * too large for the underlay once encapsulated is answered or split as a
+ * router would (ov_frag_needed, ov_split).
  */
 #include "overlay.h"
 
@@ -97,14 +99,28 @@ int lb_node_ingress(struct __sk_buff *skb)
 	__u32 ifindex = cfg->lb_ifindex;
 	__u8 smac[ETH_ALEN];
 	__builtin_memcpy(smac, cfg->lb_mac, ETH_ALEN);
+	/* With the overlay's fast path, past the ingress network's bridge. */
+	struct ov_ep *ep = bpf_map_lookup_elem(&ov_eps, &addr);
+	struct ov_net *net = ep && ov_enabled(cfg) ? bpf_map_lookup_elem(&ov_nets, &ep->vni) : NULL;
+	/* To a backend on another node, from the underlay: over VXLAN, which
+	 * must fit the underlay's MTU. A datagram that does not is answered
+	 * "fragmentation needed" (before any rewrite: the ICMP quotes what the
+	 * client sent); a fragment that does not is split below. */
+	__u32 vtep = 0, vni = 0, uplink = 0, too_big = 0;
+	if (net && ep->vtep && skb->ifindex == cfg->underlay_ifindex &&
+	    skb->len <= 0xffff - OV_HDR_LEN) {
+		vtep = ep->vtep;
+		vni = ep->vni;
+		uplink = net->up_node;
+		too_big = ov_too_big(skb, cfg);
+	}
 	count(c.backend_id, &p, c.is_new);
+	if (too_big && p.frag == PKT_WHOLE)
+		return ov_frag_needed(skb, cfg, &p, too_big - OV_HDR_LEN);
 	if (nat(skb, &p, 1, addr, port))
 		return TC_ACT_SHOT;
 	if (snat && nat(skb, &p, 0, snat_addr, nat_port))
 		return TC_ACT_SHOT;
-	/* With the overlay's fast path, past the ingress network's bridge. */
-	struct ov_ep *ep = bpf_map_lookup_elem(&ov_eps, &addr);
-	struct ov_net *net = ep && ov_enabled(cfg) ? bpf_map_lookup_elem(&ov_nets, &ep->vni) : NULL;
 	if (net && !ep->vtep) {
 		/* A backend on this node: into its network through the uplink, where
 		 * ov_up_net hands it to the task, past the bridge. */
@@ -114,17 +130,23 @@ int lb_node_ingress(struct __sk_buff *skb)
 		ov_count(OV_LOCAL);
 		return bpf_redirect_peer(up, 0);
 	}
-	if (net && ep->vtep && skb->ifindex == cfg->underlay_ifindex &&
-	    skb->len <= 0xffff - OV_HDR_LEN) {
-		/* A backend on another node, from the underlay: straight there
-		 * over VXLAN, as the ingress network's bridge would have sent it. */
-		__u32 vtep = ep->vtep, vni = ep->vni;
-		/* Direct server return, when this node allows it: the reply may
-		 * come from the backend's node with this node's address. Not for a
-		 * flow SNATed here, nor one to another address of this node (the
-		 * backend's node knows the address from the MAC, not the flow). */
+	if (vtep) {
+		/* Straight to the backend's node, as the ingress network's
+		 * bridge would have sent it. Direct server return, when this
+		 * node allows it: the reply may come from the backend's node with
+		 * this node's address. Not for a flow SNATed here, nor one to
+		 * another address of this node (the backend's node knows the
+		 * address from the MAC, not the flow). */
 		if ((cfg->flags & LB_CFG_F_DSR) && !snat && p.key.daddr == cfg->vtep)
 			smac[1] = LB_DSR_MAC1;
+		if (too_big) {
+			if (ov_split(skb, cfg, too_big, uplink, vtep, vni, dmac, smac)) {
+				count_drop(svc->id);
+				return TC_ACT_SHOT;
+			}
+			ov_count(OV_TX_MESH);
+			return bpf_redirect_neigh(cfg->underlay_ifindex, NULL, 0, 0);
+		}
 		int err = ov_encap(skb, cfg, vtep, vni, dmac, smac);
 		if (!err) {
 			ov_count(OV_TX_MESH);
