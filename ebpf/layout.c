@@ -16,8 +16,8 @@ int main(void)
 	S(lb_ct); F(lb_ct, last_seen); F(lb_ct, backend_id); F(lb_ct, svc_id); F(lb_ct, state); F(lb_ct, nat_port);
 	S(lb_rev); F(lb_rev, last_seen); F(lb_rev, addr); F(lb_rev, port); F(lb_rev, mac); F(lb_rev, client_addr); F(lb_rev, client_port);
 	S(lb_ret); F(lb_ret, last_seen); F(lb_ret, mac); F(lb_ret, dsr_port);
-	S(lb_frag_key); F(lb_frag_key, saddr); F(lb_frag_key, daddr); F(lb_frag_key, id); F(lb_frag_key, proto);
-	S(lb_frag); F(lb_frag, sport); F(lb_frag, dport);
+	S(lb_frag_key); F(lb_frag_key, saddr); F(lb_frag_key, daddr); F(lb_frag_key, ifindex); F(lb_frag_key, id); F(lb_frag_key, proto); F(lb_frag_key, hook);
+	S(lb_frag); F(lb_frag, seen); F(lb_frag, sport); F(lb_frag, dport);
 	S(lb_dsr_key); F(lb_dsr_key, addr); F(lb_dsr_key, port); F(lb_dsr_key, proto);
 	S(lb_config); F(lb_config, maglev_seed); F(lb_config, lb_ifindex); F(lb_config, underlay_ifindex); F(lb_config, snat_addr); F(lb_config, lb_mac); F(lb_config, flags); F(lb_config, vtep); F(lb_config, timeout_ns); F(lb_config, vxlan_port);
 	S(ov_ep); F(ov_ep, vtep); F(ov_ep, ifindex); F(ov_ep, vni); F(ov_ep, mac);

@@ -1249,14 +1249,17 @@ while True:
     u.sendto(head.encode().ljust(want, b"."), peer)
 "#;
 
-/// HOST PORT SIZE WANT: sends a SIZE-byte datagram asking for WANT bytes back
-/// (up to 10 tries, 1 s each); prints the answer's length, its first three
-/// words, and the addresses it came from and went to.
+/// HOST PORT SIZE WANT [nodf]: sends a SIZE-byte datagram asking for WANT
+/// bytes back (up to 10 tries, 1 s each); prints the answer's length, its first
+/// three words, and the addresses it came from and went to. With `nodf` the
+/// socket never sets DF and ignores path MTU updates (IP_PMTUDISC_DONT).
 const BIG_UDP_CLIENT: &str = r#"
 import socket, sys
 host, port, size, want = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 addr = socket.gethostbyname(host)
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+if sys.argv[5:] == ["nodf"]:
+    u.setsockopt(socket.IPPROTO_IP, 10, 0)  # IP_MTU_DISCOVER, IP_PMTUDISC_DONT
 u.settimeout(1)
 req = ("%d " % want).encode().ljust(size, b"x")
 for _ in range(10):
@@ -1276,9 +1279,9 @@ sys.exit("no answer from %s:%d" % (addr, port))
 /// client's address kept), and to a service's VIP from a task on another node.
 /// The client's link has the underlay's MTU, so through a node without the
 /// task its fragments do not fit the overlay's 50 bytes: the entry node splits
-/// them; and a whole datagram of the full MTU (DF set) gets an ICMP
-/// "fragmentation needed" there, after which the client's stack sends it in
-/// fragments that fit.
+/// them, and whole datagrams of the full MTU that may be fragmented; one that
+/// may not (DF) gets an ICMP "fragmentation needed" there, after which the
+/// client's stack sends it in fragments that fit.
 #[test]
 fn fragmented_udp_crosses_the_mesh_and_vips() {
     let s = Swarm::three("lbfrag");
@@ -1294,19 +1297,15 @@ fn fragmented_udp_crosses_the_mesh_and_vips() {
     s.wait_running("big", 1);
     s.wait_running("cli", 1);
     let client_addr = s.addr(CLIENT);
-    let ask = |via: &str, size: &str| -> String {
+    let ask_with = |via: &str, size: &str, flags: &[&str]| -> String {
         let host = s.addr(via);
         wait_until(
             &format!("a {size}-byte datagram through {via} answered"),
             Duration::from_secs(15),
             || {
-                let out = s
-                    .lab
-                    .exec(
-                        CLIENT,
-                        &["python3", "-c", BIG_UDP_CLIENT, &host, "9000", size, "6000"],
-                    )
-                    .unwrap();
+                let mut argv = vec!["python3", "-c", BIG_UDP_CLIENT, &host, "9000", size, "6000"];
+                argv.extend_from_slice(flags);
+                let out = s.lab.exec(CLIENT, &argv).unwrap();
                 out.status
                     .success()
                     .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -1314,6 +1313,7 @@ fn fragmented_udp_crosses_the_mesh_and_vips() {
         )
         .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()))
     };
+    let ask = |via: &str, size: &str| ask_with(via, size, &[]);
     let expect = |answer: &str, via: &str, size: &str| {
         let words: Vec<&str> = answer.split_whitespace().collect();
         assert_eq!(words.len(), 6, "{answer}");
@@ -1333,15 +1333,17 @@ fn fragmented_udp_crosses_the_mesh_and_vips() {
         expect(&ask(via, "1000"), via, "1000");
         expect(&ask(via, "3000"), via, "3000");
     }
-    // A whole datagram of 1,500 bytes (1,472 of UDP data, DF set: it fits the
-    // client's MTU): answered "fragmentation needed" by vm1 and vm3, then sent
-    // again in fragments.
+    // A whole datagram of 1,500 bytes (1,472 of UDP data: it fits the
+    // client's MTU): without DF, split by vm1 and vm3 (first: the answer
+    // below would teach the client's stack a smaller path MTU); with DF,
+    // answered "fragmentation needed", then sent again in fragments.
     for via in ["vm1", "vm3"] {
+        expect(&ask_with(via, "1472", &["nodf"]), via, "1472");
         expect(&ask(via, "1472"), via, "1472");
     }
     for node in ["vm1", "vm3"] {
         let overlay = &lb_report(&s, "vm1", Some(node))["Overlay"];
-        assert!(num(overlay, "Split") >= 2, "{node}: {overlay:#}");
+        assert!(num(overlay, "Split") >= 3, "{node}: {overlay:#}");
         assert!(num(overlay, "FragNeeded") >= 1, "{node}: {overlay:#}");
     }
     // A VIP: from the task on vm1 to the service on vm2, fragments both ways.

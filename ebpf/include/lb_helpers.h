@@ -13,9 +13,11 @@
  * and protocol); each later fragment, which has no L4 header, takes the ports
  * of its first and so the same flow, backend and path, with only its IP
  * header rewritten (the L4 checksum, in the first fragment, covers the whole
- * datagram and is fixed there). A later fragment that comes before its first
- * is not ours: the kernel gets it (and the datagram is lost, as it is to any
- * middlebox that tracks fragments without reassembling them).
+ * datagram and is fixed there). Each hook keeps its own records, per
+ * interface (LB_FRAG_HOOK_*), for LB_FRAG_TIMEOUT_NS. A later fragment that
+ * comes before its first is not ours: the kernel gets it (and the datagram is
+ * lost, as it is to any middlebox that tracks fragments without reassembling
+ * them).
  */
 #ifndef SHOAL_LB_HELPERS_H
 #define SHOAL_LB_HELPERS_H
@@ -31,6 +33,7 @@
 #include <bpf/bpf_helpers.h>
 #include "maps.h"
 
+#define IP_DF 0x4000
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1FFF
 #define TCP_FLAG_FIN 0x01
@@ -46,6 +49,16 @@
  * directly (direct server return): 02:44 ("D") then the entry node's address. */
 #define LB_DSR_MAC1 0x44
 
+/* Which program parsed a packet (struct lb_frag_key.hook). */
+#define LB_FRAG_HOOK_NODE_IN 1  /* lb_node_ingress, a packet as it came */
+#define LB_FRAG_HOOK_REPLY 2    /* lb_reply: a mesh reply on its way to the client */
+#define LB_FRAG_HOOK_TASK_OUT 3 /* lb_task_out: what a task sent */
+#define LB_FRAG_HOOK_TASK_IN 4  /* task_rx: what a task receives */
+/* A later fragment follows a first one seen at most this long ago (the
+ * fragments of one datagram come together; an older record is of another
+ * datagram that had the same IP id). */
+#define LB_FRAG_TIMEOUT_NS 5000000000ULL
+
 /* struct pkt.frag */
 #define PKT_WHOLE 0
 #define PKT_FRAG_FIRST 1 /* more fragments follow; this one has the L4 header */
@@ -57,10 +70,12 @@ struct pkt {
 	__u32 len;
 	__u8 tcp_flags;
 	__u8 frag; /* PKT_* */
+	__u8 df;   /* don't fragment */
 };
 
-/* Fills `p` from an Ethernet + IPv4 + TCP/UDP packet; non-zero: not ours. */
-static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
+/* Fills `p` from an Ethernet + IPv4 + TCP/UDP packet, at `hook`; non-zero:
+ * not ours. */
+static __always_inline int parse(struct __sk_buff *skb, struct pkt *p, __u8 hook)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
@@ -79,21 +94,24 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return -1;
 	p->l4off = ETH_HLEN + ip->ihl * 4;
+	p->df = !!(ip->frag_off & bpf_htons(IP_DF));
 	p->frag = !(ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) ? PKT_WHOLE
 		  : (ip->frag_off & bpf_htons(IP_OFFSET))      ? PKT_FRAG_LATER
 								: PKT_FRAG_FIRST;
 	struct lb_frag_key fk = {
 		.saddr = ip->saddr,
 		.daddr = ip->daddr,
+		.ifindex = skb->ifindex,
 		.id = ip->id,
 		.proto = ip->protocol,
+		.hook = hook,
 	};
 	if (p->frag == PKT_FRAG_LATER) {
 		/* Some payload after the header, in the datagram and the frame. */
 		if (bpf_ntohs(ip->tot_len) <= ip->ihl * 4 || skb->len <= p->l4off)
 			return -1;
 		struct lb_frag *first = bpf_map_lookup_elem(&lb_frags, &fk);
-		if (!first)
+		if (!first || bpf_ktime_get_ns() - first->seen > LB_FRAG_TIMEOUT_NS)
 			return -1;
 		p->key.saddr = fk.saddr;
 		p->key.daddr = fk.daddr;
@@ -126,7 +144,11 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	    bpf_skb_load_bytes(skb, p->l4off + 13, &p->tcp_flags, 1))
 		return -1;
 	if (p->frag == PKT_FRAG_FIRST) {
-		struct lb_frag ports = { .sport = p->key.sport, .dport = p->key.dport };
+		struct lb_frag ports = {
+			.seen = bpf_ktime_get_ns(),
+			.sport = p->key.sport,
+			.dport = p->key.dport,
+		};
 		bpf_map_update_elem(&lb_frags, &fk, &ports, BPF_ANY);
 	}
 	return 0;
@@ -434,7 +456,7 @@ static __always_inline int lb_reply(struct __sk_buff *skb, const struct lb_confi
 	struct pkt p;
 	__u32 client;
 
-	if (parse(skb, &p))
+	if (parse(skb, &p, LB_FRAG_HOOK_REPLY))
 		return TC_ACT_SHOT;
 	int nat_result = lb_reply_nat(skb, &p, &client);
 	if (nat_result)
@@ -458,7 +480,7 @@ static __always_inline int task_rx(struct __sk_buff *skb, int dsr_ok)
 	struct lb_rev *rev;
 	struct pkt p;
 
-	if (parse(skb, &p))
+	if (parse(skb, &p, LB_FRAG_HOOK_TASK_IN))
 		return TC_ACT_OK;
 	rev = bpf_map_lookup_elem(&lb_rev, &p.key);
 	if (rev) {

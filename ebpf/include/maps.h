@@ -163,9 +163,9 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ov_vteps SEC(".maps");
 
-/* Room for the head of a fragment the fast path splits (ov_split): more than
- * a jumbo underlay's frame holds (a power of two: ov_split masks with it). */
-#define OV_SCRATCH_LEN 16384
+/* Room for the first part of a request the fast path splits (ov_split: at
+ * most OV_SPLIT_MAX; a power of two, which ov_split masks with). */
+#define OV_SCRATCH_LEN 4096
 struct ov_scratch {
 	__u8 data[OV_SCRATCH_LEN];
 };

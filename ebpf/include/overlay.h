@@ -176,8 +176,8 @@ static __always_inline __u16 ov_ip_csum(struct iphdr *ip)
  * address the client sent to: made in place of the request, sent the way
  * replies go. The client's stack lowers its path MTU to that node and sends
  * smaller packets (fragments, for a datagram too large) from then on. Only for
- * a whole datagram: a fragment is split instead (ov_split). Never larger than
- * the request (no amplification).
+ * a whole datagram that must not be fragmented (DF): others are split
+ * (ov_split). Never larger than the request (no amplification).
  */
 static __always_inline int ov_frag_needed(struct __sk_buff *skb, const struct lb_config *cfg,
 					  const struct pkt *p, __u32 mtu)
@@ -190,8 +190,13 @@ static __always_inline int ov_frag_needed(struct __sk_buff *skb, const struct lb
 		__u16 mtu;
 		__u8 quote[68]; /* the request's IP header and 8 bytes after it */
 	} m = {};
+	__u32 to = bpf_ntohl(p->key.saddr);
 	__u8 vihl;
 
+	/* No ICMP error to an address that cannot have sent the request
+	 * (RFC 1812 4.3.2.7): none, multicast or broadcast, loopback. */
+	if (to == 0 || (to >> 28) == 0xe || to == 0xffffffff || (to >> 24) == 127)
+		return TC_ACT_SHOT;
 	if (bpf_skb_load_bytes(skb, ETH_HLEN, &vihl, 1))
 		return TC_ACT_SHOT;
 	/* Bounded by construction, as the verifier wants it: 28 to 68. */
@@ -228,18 +233,84 @@ static __always_inline int ov_frag_needed(struct __sk_buff *skb, const struct lb
 	return lb_reply_out(skb, cfg, p->key.saddr);
 }
 
+/* The most ov_split puts in its first part (a multiple of 8, <= 4095). */
+#define OV_SPLIT_MAX 4088
+
 /*
- * A fragment of a mesh request too large to encapsulate for the underlay's
- * `mtu` (the client fragmented a datagram at its own, full MTU), already
- * rewritten for its backend: split in two fragments that fit, as a router on
- * the way would. The second part is encapsulated and sent first, a clone
+ * Writes the whole UDP checksum of the (whole, not yet split) datagram in skb,
+ * whose IPv4 header is `h`, using `scratch`. A datagram from a sender on this
+ * host or a veth may still carry only its pseudo-header's sum there, the rest
+ * left to offload (CHECKSUM_PARTIAL, which a program cannot see): split in
+ * fragments it would never be completed. 0, or -1: too long for the scratch
+ * space. A datagram sent without a checksum (0) keeps none.
+ */
+static __always_inline int ov_udp_csum(struct __sk_buff *skb, const struct iphdr *h,
+				       struct ov_scratch *scratch)
+{
+	__u32 l4 = ETH_HLEN + sizeof(*h);
+	__u32 ulen = bpf_ntohs(h->tot_len) - sizeof(*h);
+	__u16 check;
+
+	if (bpf_skb_load_bytes(skb, l4 + offsetof(struct udphdr, check), &check, sizeof(check)))
+		return -1;
+	if (check == 0)
+		return 0;
+	if (ulen < sizeof(struct udphdr) || ulen > OV_SCRATCH_LEN - 4)
+		return -1;
+	if (bpf_skb_load_bytes(skb, l4, scratch->data, ulen))
+		return -1;
+	/* Zeros to a multiple of 4 (the helper sums 32-bit words), and in place
+	 * of the checksum itself. */
+	for (int i = 0; i < 3; i++)
+		scratch->data[(ulen + i) & (OV_SCRATCH_LEN - 1)] = 0;
+	scratch->data[6] = 0;
+	scratch->data[7] = 0;
+	__u32 words = (ulen + 3) & ~3U;
+	__s64 sum = 0;
+	for (int i = 0; i < OV_SCRATCH_LEN / 512; i++) {
+		__u32 off = i * 512;
+		if (off >= words)
+			break;
+		__u32 n = words - off < 512 ? words - off : 512;
+		sum = bpf_csum_diff(0, 0, (__be32 *)&scratch->data[off], n, sum);
+		if (sum < 0)
+			return -1;
+	}
+	struct {
+		__u32 saddr;
+		__u32 daddr;
+		__u8 zero;
+		__u8 proto;
+		__u16 len;
+	} pseudo = {
+		.saddr = h->saddr,
+		.daddr = h->daddr,
+		.proto = IPPROTO_UDP,
+		.len = bpf_htons(ulen),
+	};
+	sum = bpf_csum_diff(0, 0, (__be32 *)&pseudo, sizeof(pseudo), sum);
+	if (sum < 0)
+		return -1;
+	check = ov_csum_fold(sum);
+	if (check == 0)
+		check = 0xffff;
+	return bpf_skb_store_bytes(skb, l4 + offsetof(struct udphdr, check), &check, sizeof(check), 0)
+		       ? -1
+		       : 0;
+}
+
+/*
+ * A mesh request too large to encapsulate for the underlay's `mtu` (a
+ * fragment: the client fragmented a datagram at its own, full MTU; or a whole
+ * datagram that may be fragmented, DF clear), already rewritten for its
+ * backend: split in two fragments that fit, as a router on the way would. The second part is encapsulated and sent first, a clone
  * handed to the uplink's node end (`up`, where ov_up_node sends it on by the
  * route to `vtep`); then skb becomes the encapsulated first part, for the
  * caller to send. 0, or -1: dropped (more than two parts' worth, IP options).
  */
 static __always_inline int ov_split(struct __sk_buff *skb, const struct lb_config *cfg, __u32 mtu,
 				    __u32 up, __u32 vtep, __u32 vni, const __u8 *dmac,
-				    const __u8 *smac)
+				    const __u8 *smac, int whole_udp)
 {
 	struct iphdr h;
 	__u32 zero = 0;
@@ -248,16 +319,21 @@ static __always_inline int ov_split(struct __sk_buff *skb, const struct lb_confi
 		return -1;
 	__u32 len = bpf_ntohs(h.tot_len);
 	__u16 frag = bpf_ntohs(h.frag_off);
-	/* The first part: as much as fits, a multiple of 8 (fragment offsets). */
-	if (mtu < OV_HDR_LEN + sizeof(h) + 8 || mtu - OV_HDR_LEN - sizeof(h) >= OV_SCRATCH_LEN)
+	/* The first part: as much as fits, a multiple of 8 (fragment offsets),
+	 * and at most what bpf_skb_adjust_room moves at once (4095 bytes): on a
+	 * jumbo underlay the second part is then the larger, which fits too. */
+	if (mtu < OV_HDR_LEN + sizeof(h) + 8)
 		return -1;
 	__u32 room = mtu - OV_HDR_LEN - sizeof(h);
-	/* A multiple of 8 below OV_SCRATCH_LEN, in a way the verifier sees. */
-	__u32 head = room & (OV_SCRATCH_LEN - 8);
-	if (head == 0 || len <= sizeof(h) + head || len - sizeof(h) - head > room)
+	__u32 head = room < OV_SPLIT_MAX ? room & ~7U : OV_SPLIT_MAX;
+	/* In a way the verifier sees: a multiple of 8 below OV_SCRATCH_LEN. */
+	head &= OV_SCRATCH_LEN - 8;
+	if (head == 0 || len <= sizeof(h) + head || len - sizeof(h) - head > room ||
+	    (frag & IP_OFFSET) + head / 8 > IP_OFFSET)
 		return -1;
 	struct ov_scratch *scratch = bpf_map_lookup_elem(&ov_scratch, &zero);
-	if (!scratch || bpf_skb_load_bytes(skb, ETH_HLEN + sizeof(h), scratch->data, head))
+	if (!scratch || (whole_udp && ov_udp_csum(skb, &h, scratch)) ||
+	    bpf_skb_load_bytes(skb, ETH_HLEN + sizeof(h), scratch->data, head))
 		return -1;
 	/* The second part: the datagram's bytes after `head`, at their offset,
 	 * with the original's more-fragments flag. */
@@ -326,7 +402,7 @@ static __always_inline int ov_local_reply(struct __sk_buff *skb, __u32 up)
 	struct pkt p;
 	__u32 client;
 
-	if (parse(skb, &p))
+	if (parse(skb, &p, LB_FRAG_HOOK_TASK_OUT))
 		return TC_ACT_OK;
 	int nat_result = lb_reply_nat(skb, &p, &client);
 	if (nat_result > 0)

@@ -85,20 +85,26 @@ struct lb_flow_key {
 	__u8 pad[3];
 };
 
-/* An IPv4 datagram in fragments, as one hook sees it (its addresses before
- * any rewrite there): later fragments carry no ports, so they take their first
- * fragment's (lb_frags; the kernel's IP id names the datagram). */
+/* An IPv4 datagram in fragments, as one hook sees it on one interface (its
+ * addresses before any rewrite there): later fragments carry no ports, so they
+ * take their first fragment's (lb_frags; the sender's IP id names the
+ * datagram). The hook and interface keep what one program records from
+ * answering another: a task can only speak for its own port, a packet from
+ * the underlay only for the underlay's plain (not decapsulated) traffic. */
 struct lb_frag_key {
 	__u32 saddr;
 	__u32 daddr;
+	__u32 ifindex;
 	__u16 id;
 	__u8 proto;
-	__u8 pad;
+	__u8 hook; /* LB_FRAG_HOOK_* (lb_helpers.h) */
 };
 
 struct lb_frag {
+	__u64 seen; /* bpf_ktime_get_ns() of the first fragment */
 	__u16 sport;
 	__u16 dport;
+	__u32 pad;
 };
 
 enum lb_ct_state {

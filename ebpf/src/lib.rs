@@ -132,13 +132,13 @@ pod! {
     pub struct Ret { pub last_seen: u64, pub mac: [u8; 6], pub dsr_port: u16, }
 }
 pod! {
-    /// `struct lb_frag_key`: a fragmented datagram (addresses network order,
-    /// the IP id as on the wire).
-    pub struct FragKey { pub saddr: u32, pub daddr: u32, pub id: u16, pub proto: u8, pub pad: u8, }
+    /// `struct lb_frag_key`: a fragmented datagram at one hook and interface
+    /// (addresses network order, the IP id as on the wire).
+    pub struct FragKey { pub saddr: u32, pub daddr: u32, pub ifindex: u32, pub id: u16, pub proto: u8, pub hook: u8, }
 }
 pod! {
-    /// `struct lb_frag`: its ports, network order.
-    pub struct Frag { pub sport: u16, pub dport: u16, }
+    /// `struct lb_frag`: its ports, network order, and when its first fragment came.
+    pub struct Frag { pub seen: u64, pub sport: u16, pub dport: u16, pub pad: u32, }
 }
 pod! {
     /// `struct lb_dsr_key`: a backend of a published port (address, target port
@@ -257,8 +257,13 @@ mod tests {
             [last_seen, addr, port, mac, client_addr, client_port]
         );
         check!(c, "lb_ret", Ret, [last_seen, mac, dsr_port]);
-        check!(c, "lb_frag_key", FragKey, [saddr, daddr, id, proto]);
-        check!(c, "lb_frag", Frag, [sport, dport]);
+        check!(
+            c,
+            "lb_frag_key",
+            FragKey,
+            [saddr, daddr, ifindex, id, proto, hook]
+        );
+        check!(c, "lb_frag", Frag, [seen, sport, dport]);
         check!(c, "lb_dsr_key", DsrKey, [addr, port, proto]);
         check!(
             c,

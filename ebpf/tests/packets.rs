@@ -27,11 +27,11 @@ use aya::maps::{
 use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader};
 use shoal_ebpf::{
-    flow_hash, Backend, Config, Counters, Ct, DsrKey, FlowKey, OvEp, OvNet, Ret, Rev, Svc, SvcKey,
-    BACKEND_ACTIVE, BACKEND_DOWN, BACKEND_TERMINATING, CFG_F_DSR, CFG_F_OVERLAY, CFG_F_SNAT,
-    CT_CLOSING, CT_ESTABLISHED, CT_STATES, CT_SYN, CT_UDP, MAGLEV_DEFAULT, OV_FRAG_NEEDED,
-    OV_LOCAL, OV_NET_F_INGRESS, OV_RX, OV_RX_REPLY, OV_SPLIT, OV_STATS, OV_TX, OV_TX_DSR,
-    OV_TX_MESH, PROGRAMS, SCOPE_NODEPORT, SCOPE_VIP, SVC_F_SNAT,
+    flow_hash, Backend, Config, Counters, Ct, DsrKey, FlowKey, Frag, FragKey, OvEp, OvNet, Ret,
+    Rev, Svc, SvcKey, BACKEND_ACTIVE, BACKEND_DOWN, BACKEND_TERMINATING, CFG_F_DSR, CFG_F_OVERLAY,
+    CFG_F_SNAT, CT_CLOSING, CT_ESTABLISHED, CT_STATES, CT_SYN, CT_UDP, MAGLEV_DEFAULT,
+    OV_FRAG_NEEDED, OV_LOCAL, OV_NET_F_INGRESS, OV_RX, OV_RX_REPLY, OV_SPLIT, OV_STATS, OV_TX,
+    OV_TX_DSR, OV_TX_MESH, PROGRAMS, SCOPE_NODEPORT, SCOPE_VIP, SVC_F_SNAT,
 };
 
 // ---------------------------------------------------------------------------
@@ -255,6 +255,7 @@ struct Env {
     ov_vteps: HashMap<MapData, u32, u32>,
     dsr: HashMap<MapData, DsrKey, u32>,
     ov_stats: PerCpuArray<MapData, u64>,
+    frags: HashMap<MapData, FragKey, Frag>,
     // Last: the pins go after every fd is closed.
     _pins: PinDir,
 }
@@ -328,6 +329,7 @@ impl Env {
             ov_vteps: take(first, "ov_vteps"),
             dsr: take(first, "lb_dsr"),
             ov_stats: take(first, "ov_stats"),
+            frags: take(first, "lb_frags"),
             programs,
             _pins: pins,
         }
@@ -2138,8 +2140,52 @@ fn fragment_cases() -> Vec<Case> {
         env.rev.insert(reply_key(&p, b), r, 0).expect("lb_rev");
     }
 
+    /// node_ingress's record of client_udp(40001)'s first fragment, as if
+    /// made `age_s` seconds ago.
+    fn frag_record(env: &mut Env, age_s: u64) {
+        let p = client_udp(40001);
+        let key = FragKey {
+            saddr: ip(p.saddr),
+            daddr: ip(p.daddr),
+            ifindex: 1, // lo: where test-run's packets come in
+            id: p.id.to_be(),
+            proto: UDP,
+            hook: 1, // LB_FRAG_HOOK_NODE_IN
+        };
+        let frag = Frag {
+            seen: now_ns() - age_s * 1_000_000_000,
+            sport: p.sport.to_be(),
+            dport: p.dport.to_be(),
+            pad: 0,
+        };
+        env.frags.insert(key, frag, 0).expect("lb_frags");
+    }
+
     let cat = |parts: Vec<Vec<Step>>| parts.into_iter().flatten().collect::<Vec<_>>();
     vec![
+        Case {
+            name: "fragments: a first fragment recorded by another program does not serve node_ingress",
+            setup: nothing,
+            steps: vec![
+                frag_step(TO, &udp, 0, TC_ACT_OK, None),
+                frag_step(NI, &udp, 1, TC_ACT_OK, None),
+                frag_step(NI, &udp, 0, TC_ACT_REDIRECT, Some(&mesh_dnat(&udp, ub))),
+                frag_step(NI, &udp, 1, TC_ACT_REDIRECT, Some(&mesh_dnat(&udp, ub))),
+            ],
+            check: no_check,
+        },
+        Case {
+            name: "fragments: a record is what steers a later fragment",
+            setup: |env| frag_record(env, 0),
+            steps: vec![frag_step(NI, &udp, 1, TC_ACT_REDIRECT, Some(&mesh_dnat(&udp, ub)))],
+            check: no_check,
+        },
+        Case {
+            name: "fragments: a record older than LB_FRAG_TIMEOUT_NS is another datagram's",
+            setup: |env| frag_record(env, 6),
+            steps: vec![frag_step(NI, &udp, 1, TC_ACT_OK, None)],
+            check: no_check,
+        },
         Case {
             name: "fragments: a UDP datagram to a published port, both fragments to Maglev's backend",
             setup: nothing,
@@ -3582,7 +3628,7 @@ fn oversized_mesh_requests_are_answered_or_split() {
         });
         let up = Capture::new(UP_NODE);
         // A UDP datagram of `len` bytes (IP) from the client, its backend on
-        // another node; what the entry node makes of it.
+        // another node.
         let datagram = |len: usize| {
             let mut p = client_udp(40001);
             p.payload = (0..len - 28).map(|i| i as u8).collect();
@@ -3594,6 +3640,8 @@ fn oversized_mesh_requests_are_answered_or_split() {
             env.run_on(Prog::NodeIngress, frame, 0, underlay)
                 .unwrap_or_else(|e| panic!("test run: {e}"))
         };
+        let head = (INNER_MTU - 20) & !7;
+        let at = |bytes: usize| u16::try_from(bytes / 8).unwrap();
 
         // What fits (the inner MTU exactly) is encapsulated as always.
         let fits = datagram(INNER_MTU);
@@ -3601,8 +3649,9 @@ fn oversized_mesh_requests_are_answered_or_split() {
         assert_eq!(verdict, TC_ACT_REDIRECT);
         assert_encap(&out, REMOTE_VTEP, INGRESS_VNI, &mesh_dnat(&fits, b).bytes());
 
-        // One byte more, a whole datagram: "fragmentation needed", the inner
-        // MTU in it, back to the client from the address it sent to.
+        // One byte more, a whole datagram that must not be fragmented (DF):
+        // "fragmentation needed", the inner MTU in it, back to the client from
+        // the address it sent to.
         for len in [INNER_MTU + 1, UNDERLAY_MTU] {
             let big = datagram(len).bytes();
             let (verdict, out) = run(&env, &big);
@@ -3610,53 +3659,77 @@ fn oversized_mesh_requests_are_answered_or_split() {
             let want = frag_needed(&big, NODE, CLIENT, INNER_MTU as u16);
             assert_eq!(describe(&out), describe(&want), "{len}");
             assert_eq!(out, want, "{len}");
-            assert!(out.len() < big.len(), "never larger than the request");
         }
         assert_eq!(env.ov_stat(OV_FRAG_NEEDED), 2);
         assert!(up.next().is_none(), "nothing sent through the uplink");
 
-        // A datagram the client fragmented at the full MTU: each fragment
-        // that does not fit goes as two that do, the second (a clone, through
-        // the uplink) first; the last fragment fits as it is.
-        let long = datagram(20 + 4000);
-        let dnat = mesh_dnat(&long, b);
-        let (l4, l4d) = (long.l4(), dnat.l4());
-        let head = (INNER_MTU - 20) & !7;
-        let at = |bytes: usize| u16::try_from(bytes / 8).unwrap();
-        let pieces = [(0, 1480, true), (1480, 2960, true), (2960, 4000, false)];
-        for (from, to, more) in pieces {
-            let mf = if more { 0x2000 } else { 0 };
-            let (verdict, out) = run(&env, &long.frame(&l4[from..to], mf | at(from)));
-            assert_eq!(
-                verdict, TC_ACT_REDIRECT,
-                "fragment at {from}: to the underlay"
-            );
-            if to - from + 20 <= INNER_MTU {
-                assert_encap(
-                    &out,
-                    REMOTE_VTEP,
-                    INGRESS_VNI,
-                    &dnat.frame(&l4d[from..to], mf | at(from)),
-                );
-                continue;
+        // The same datagram with DF clear: two fragments, as a router makes;
+        // the second (a clone, through the uplink) goes first. Its checksum
+        // is only the pseudo-header's, as a sender on a veth leaves it to
+        // offload: made whole, or the fragments would never be completed.
+        let mut whole = datagram(UNDERLAY_MTU);
+        whole.frag_off = 0;
+        let mut input = whole.bytes();
+        let pseudo = pseudo_header(whole.saddr, whole.daddr, UDP, UNDERLAY_MTU - 20);
+        input[40..42].copy_from_slice(&(!checksum(&pseudo)).to_be_bytes());
+        let dnat = mesh_dnat(&whole, b).l4();
+        let (verdict, out) = run(&env, &input);
+        assert_eq!(verdict, TC_ACT_REDIRECT, "DF clear: to the underlay");
+        let want = mesh_dnat(&whole, b);
+        assert_encap(
+            &out,
+            REMOTE_VTEP,
+            INGRESS_VNI,
+            &want.frame(&dnat[..head], 0x2000),
+        );
+        let second = up.next().expect("the second part through the uplink");
+        assert_encap(
+            &second,
+            REMOTE_VTEP,
+            INGRESS_VNI,
+            &want.frame(&dnat[head..], at(head)),
+        );
+        assert_eq!(env.ov_stat(OV_SPLIT), 1);
+
+        // Datagrams the client fragmented at the full MTU: each fragment that
+        // does not fit goes as two that do, with the original's more-fragments
+        // flag on the second (the last fragment's is clear); one that fits (the
+        // second datagram's last) goes as it is.
+        let mut splits = 1;
+        for (id, l4_len) in [(0x3333, 3 * 1480), (0x4444, 2 * 1480 + 40)] {
+            let long = datagram(20 + l4_len).with_id(id);
+            let dnat = mesh_dnat(&long, b);
+            let (l4, l4d) = (long.l4(), dnat.l4());
+            for from in (0..l4_len).step_by(1480) {
+                let to = (from + 1480).min(l4_len);
+                let mf = if to < l4_len { 0x2000 } else { 0 };
+                let (verdict, out) = run(&env, &long.frame(&l4[from..to], mf | at(from)));
+                let ctx = format!("datagram {id:#x}, fragment at {from}");
+                assert_eq!(verdict, TC_ACT_REDIRECT, "{ctx}: to the underlay");
+                if to - from + 20 <= INNER_MTU {
+                    let want = dnat.frame(&l4d[from..to], mf | at(from));
+                    assert_encap(&out, REMOTE_VTEP, INGRESS_VNI, &want);
+                    continue;
+                }
+                let first = dnat.frame(&l4d[from..from + head], 0x2000 | at(from));
+                assert_encap(&out, REMOTE_VTEP, INGRESS_VNI, &first);
+                let second = up
+                    .next()
+                    .unwrap_or_else(|| panic!("{ctx}: the second part"));
+                let want = dnat.frame(&l4d[from + head..to], mf | at(from + head));
+                assert_encap(&second, REMOTE_VTEP, INGRESS_VNI, &want);
+                splits += 1;
             }
-            let first = dnat.frame(&l4d[from..from + head], 0x2000 | at(from));
-            assert_encap(&out, REMOTE_VTEP, INGRESS_VNI, &first);
-            let second = up.next().expect("the second part through the uplink");
-            assert_encap(
-                &second,
-                REMOTE_VTEP,
-                INGRESS_VNI,
-                &dnat.frame(&l4d[from + head..to], mf | at(from + head)),
-            );
         }
-        assert_eq!(env.ov_stat(OV_SPLIT), 2);
-        assert_eq!(env.ov_stat(OV_TX_MESH), 1 + 3);
+        assert_eq!(splits, 1 + 3 + 2);
+        assert_eq!(env.ov_stat(OV_SPLIT), splits);
+        assert_eq!(env.ov_stat(OV_TX_MESH), 2 + 3 + 3);
         assert!(up.next().is_none(), "one clone a split");
 
         // More than two parts' worth (only a client with a larger MTU than
         // the underlay's sends that): dropped, counted.
-        let (verdict, _) = run(&env, &long.frame(&l4[..2960], 0x2000));
+        let long = datagram(20 + 3 * 1480).with_id(0x5555);
+        let (verdict, _) = run(&env, &long.frame(&long.l4()[..2960], 0x2000));
         assert_eq!(verdict, TC_ACT_SHOT);
         assert_eq!(env.svc_counters(SVC_UDP).drops, 1);
         assert!(up.next().is_none());

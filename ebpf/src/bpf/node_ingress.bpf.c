@@ -35,7 +35,7 @@ int lb_node_ingress(struct __sk_buff *skb)
 		if (verdict >= 0)
 			return verdict;
 	}
-	if (parse(skb, &p))
+	if (parse(skb, &p, LB_FRAG_HOOK_NODE_IN))
 		return TC_ACT_OK;
 	if (!bpf_map_lookup_elem(&lb_local_addrs, &p.key.daddr))
 		return TC_ACT_OK;
@@ -103,9 +103,10 @@ int lb_node_ingress(struct __sk_buff *skb)
 	struct ov_ep *ep = bpf_map_lookup_elem(&ov_eps, &addr);
 	struct ov_net *net = ep && ov_enabled(cfg) ? bpf_map_lookup_elem(&ov_nets, &ep->vni) : NULL;
 	/* To a backend on another node, from the underlay: over VXLAN, which
-	 * must fit the underlay's MTU. A datagram that does not is answered
-	 * "fragmentation needed" (before any rewrite: the ICMP quotes what the
-	 * client sent); a fragment that does not is split below. */
+	 * must fit the underlay's MTU. A datagram that does not, and must not be
+	 * fragmented (DF), is answered "fragmentation needed" (before any
+	 * rewrite: the ICMP quotes what the client sent); anything else that does
+	 * not is split in two below. */
 	__u32 vtep = 0, vni = 0, uplink = 0, too_big = 0;
 	if (net && ep->vtep && skb->ifindex == cfg->underlay_ifindex &&
 	    skb->len <= 0xffff - OV_HDR_LEN) {
@@ -115,7 +116,9 @@ int lb_node_ingress(struct __sk_buff *skb)
 		too_big = ov_too_big(skb, cfg);
 	}
 	count(c.backend_id, &p, c.is_new);
-	if (too_big && p.frag == PKT_WHOLE)
+	/* A whole datagram is split only when UDP (its checksum then made
+	 * whole: ov_udp_csum); TCP without DF is rare, and gets the ICMP. */
+	if (too_big && p.frag == PKT_WHOLE && (p.df || p.key.proto != IPPROTO_UDP))
 		return ov_frag_needed(skb, cfg, &p, too_big - OV_HDR_LEN);
 	if (nat(skb, &p, 1, addr, port))
 		return TC_ACT_SHOT;
@@ -140,7 +143,8 @@ int lb_node_ingress(struct __sk_buff *skb)
 		if ((cfg->flags & LB_CFG_F_DSR) && !snat && p.key.daddr == cfg->vtep)
 			smac[1] = LB_DSR_MAC1;
 		if (too_big) {
-			if (ov_split(skb, cfg, too_big, uplink, vtep, vni, dmac, smac)) {
+			if (ov_split(skb, cfg, too_big, uplink, vtep, vni, dmac, smac,
+				     p.frag == PKT_WHOLE)) {
 				count_drop(svc->id);
 				return TC_ACT_SHOT;
 			}

@@ -78,7 +78,7 @@ int lb_task_out(struct __sk_buff *skb)
 	struct pkt p;
 	__u16 port;
 
-	if (parse(skb, &p)) {
+	if (parse(skb, &p, LB_FRAG_HOOK_TASK_OUT)) {
 		void *data = (void *)(long)skb->data;
 		void *end = (void *)(long)skb->data_end;
 		struct ethhdr *eth = data;
