@@ -101,7 +101,10 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p, __u8 hook
 	struct lb_frag_key fk = {
 		.saddr = ip->saddr,
 		.daddr = ip->daddr,
-		.ifindex = skb->ifindex,
+		/* The interface only where it isolates senders: a task speaks
+		 * for its own port; elsewhere one datagram's fragments may come
+		 * by two ways (the fast path and the kernel's). */
+		.ifindex = hook == LB_FRAG_HOOK_TASK_OUT ? skb->ifindex : 0,
 		.id = ip->id,
 		.proto = ip->protocol,
 		.hook = hook,
@@ -111,7 +114,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p, __u8 hook
 		if (bpf_ntohs(ip->tot_len) <= ip->ihl * 4 || skb->len <= p->l4off)
 			return -1;
 		struct lb_frag *first = bpf_map_lookup_elem(&lb_frags, &fk);
-		if (!first || bpf_ktime_get_ns() - first->seen > LB_FRAG_TIMEOUT_NS)
+		if (!first || (__s64)(bpf_ktime_get_ns() - first->seen) > (__s64)LB_FRAG_TIMEOUT_NS)
 			return -1;
 		p->key.saddr = fk.saddr;
 		p->key.daddr = fk.daddr;

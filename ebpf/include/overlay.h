@@ -194,8 +194,9 @@ static __always_inline int ov_frag_needed(struct __sk_buff *skb, const struct lb
 	__u8 vihl;
 
 	/* No ICMP error to an address that cannot have sent the request
-	 * (RFC 1812 4.3.2.7): none, multicast or broadcast, loopback. */
-	if (to == 0 || (to >> 28) == 0xe || to == 0xffffffff || (to >> 24) == 127)
+	 * (RFC 1812 4.3.2.7): "this network", loopback, multicast, reserved and
+	 * broadcast. */
+	if ((to >> 24) == 0 || (to >> 24) == 127 || (to >> 28) >= 0xe)
 		return TC_ACT_SHOT;
 	if (bpf_skb_load_bytes(skb, ETH_HLEN, &vihl, 1))
 		return TC_ACT_SHOT;
@@ -237,45 +238,29 @@ static __always_inline int ov_frag_needed(struct __sk_buff *skb, const struct lb
 #define OV_SPLIT_MAX 4088
 
 /*
- * Writes the whole UDP checksum of the (whole, not yet split) datagram in skb,
- * whose IPv4 header is `h`, using `scratch`. A datagram from a sender on this
- * host or a veth may still carry only its pseudo-header's sum there, the rest
- * left to offload (CHECKSUM_PARTIAL, which a program cannot see): split in
- * fragments it would never be completed. 0, or -1: too long for the scratch
- * space. A datagram sent without a checksum (0) keeps none.
+ * Makes the UDP checksum of the (whole, not yet split) datagram in skb, whose
+ * IPv4 header is `h`, a whole one, using `scratch`. A datagram from a sender on
+ * this host or a veth may carry only its pseudo-header's sum there, the rest
+ * left to offload (CHECKSUM_PARTIAL, which a program cannot see directly):
+ * split in fragments it would never be completed. Only such a field is
+ * replaced: a full checksum, right or wrong, is left for the receiver to
+ * check. 0, or -1: not a datagram this can do (too long for the scratch
+ * space, or a UDP length beyond the IP packet's). Without a checksum (0), none.
  */
 static __always_inline int ov_udp_csum(struct __sk_buff *skb, const struct iphdr *h,
 				       struct ov_scratch *scratch)
 {
 	__u32 l4 = ETH_HLEN + sizeof(*h);
-	__u32 ulen = bpf_ntohs(h->tot_len) - sizeof(*h);
-	__u16 check;
+	struct udphdr uh;
 
-	if (bpf_skb_load_bytes(skb, l4 + offsetof(struct udphdr, check), &check, sizeof(check)))
+	if (bpf_skb_load_bytes(skb, l4, &uh, sizeof(uh)))
 		return -1;
-	if (check == 0)
+	if (uh.check == 0)
 		return 0;
-	if (ulen < sizeof(struct udphdr) || ulen > OV_SCRATCH_LEN - 4)
+	__u32 ulen = bpf_ntohs(uh.len);
+	if (ulen < sizeof(uh) || ulen > bpf_ntohs(h->tot_len) - sizeof(*h) ||
+	    ulen > OV_SCRATCH_LEN - 4)
 		return -1;
-	if (bpf_skb_load_bytes(skb, l4, scratch->data, ulen))
-		return -1;
-	/* Zeros to a multiple of 4 (the helper sums 32-bit words), and in place
-	 * of the checksum itself. */
-	for (int i = 0; i < 3; i++)
-		scratch->data[(ulen + i) & (OV_SCRATCH_LEN - 1)] = 0;
-	scratch->data[6] = 0;
-	scratch->data[7] = 0;
-	__u32 words = (ulen + 3) & ~3U;
-	__s64 sum = 0;
-	for (int i = 0; i < OV_SCRATCH_LEN / 512; i++) {
-		__u32 off = i * 512;
-		if (off >= words)
-			break;
-		__u32 n = words - off < 512 ? words - off : 512;
-		sum = bpf_csum_diff(0, 0, (__be32 *)&scratch->data[off], n, sum);
-		if (sum < 0)
-			return -1;
-	}
 	struct {
 		__u32 saddr;
 		__u32 daddr;
@@ -286,12 +271,33 @@ static __always_inline int ov_udp_csum(struct __sk_buff *skb, const struct iphdr
 		.saddr = h->saddr,
 		.daddr = h->daddr,
 		.proto = IPPROTO_UDP,
-		.len = bpf_htons(ulen),
+		.len = uh.len,
 	};
-	sum = bpf_csum_diff(0, 0, (__be32 *)&pseudo, sizeof(pseudo), sum);
+	__s64 sum = bpf_csum_diff(0, 0, (__be32 *)&pseudo, sizeof(pseudo), 0);
 	if (sum < 0)
 		return -1;
-	check = ov_csum_fold(sum);
+	/* A partial field holds the folded pseudo-header sum, not inverted. */
+	if (uh.check != (__u16)~ov_csum_fold(sum))
+		return 0;
+	if (bpf_skb_load_bytes(skb, l4, scratch->data, ulen))
+		return -1;
+	/* Zeros to a multiple of 4 (the helper sums 32-bit words), and in place
+	 * of the checksum itself. */
+	for (int i = 0; i < 3; i++)
+		scratch->data[(ulen + i) & (OV_SCRATCH_LEN - 1)] = 0;
+	scratch->data[6] = 0;
+	scratch->data[7] = 0;
+	__u32 words = (ulen + 3) & ~3U;
+	for (int i = 0; i < OV_SCRATCH_LEN / 512; i++) {
+		__u32 off = i * 512;
+		if (off >= words)
+			break;
+		__u32 n = words - off < 512 ? words - off : 512;
+		sum = bpf_csum_diff(0, 0, (__be32 *)&scratch->data[off], n, sum);
+		if (sum < 0)
+			return -1;
+	}
+	__u16 check = ov_csum_fold(sum);
 	if (check == 0)
 		check = 0xffff;
 	return bpf_skb_store_bytes(skb, l4 + offsetof(struct udphdr, check), &check, sizeof(check), 0)
@@ -303,7 +309,8 @@ static __always_inline int ov_udp_csum(struct __sk_buff *skb, const struct iphdr
  * A mesh request too large to encapsulate for the underlay's `mtu` (a
  * fragment: the client fragmented a datagram at its own, full MTU; or a whole
  * datagram that may be fragmented, DF clear), already rewritten for its
- * backend: split in two fragments that fit, as a router on the way would. The second part is encapsulated and sent first, a clone
+ * backend: split in two fragments that fit, as a router on the way would.
+ * The second part is encapsulated and sent first, a clone
  * handed to the uplink's node end (`up`, where ov_up_node sends it on by the
  * route to `vtep`); then skb becomes the encapsulated first part, for the
  * caller to send. 0, or -1: dropped (more than two parts' worth, IP options).

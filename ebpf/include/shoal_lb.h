@@ -85,12 +85,13 @@ struct lb_flow_key {
 	__u8 pad[3];
 };
 
-/* An IPv4 datagram in fragments, as one hook sees it on one interface (its
- * addresses before any rewrite there): later fragments carry no ports, so they
- * take their first fragment's (lb_frags; the sender's IP id names the
- * datagram). The hook and interface keep what one program records from
- * answering another: a task can only speak for its own port, a packet from
- * the underlay only for the underlay's plain (not decapsulated) traffic. */
+/* An IPv4 datagram in fragments, as one hook sees it (its addresses before
+ * any rewrite there): later fragments carry no ports, so they take their first
+ * fragment's (lb_frags; the sender's IP id names the datagram). The hook keeps
+ * what one program records from answering another (a packet from the
+ * underlay speaks only for the underlay's plain traffic, not for decapsulated
+ * replies); for what tasks send, the interface too (a task speaks only for
+ * its own port; 0 elsewhere). */
 struct lb_frag_key {
 	__u32 saddr;
 	__u32 daddr;

@@ -2147,7 +2147,7 @@ fn fragment_cases() -> Vec<Case> {
         let key = FragKey {
             saddr: ip(p.saddr),
             daddr: ip(p.daddr),
-            ifindex: 1, // lo: where test-run's packets come in
+            ifindex: 0, // only what tasks send is keyed by interface
             id: p.id.to_be(),
             proto: UDP,
             hook: 1, // LB_FRAG_HOOK_NODE_IN
@@ -3595,6 +3595,24 @@ impl Capture {
     }
 }
 
+/// One's complement addition, for checksum arithmetic.
+fn oc_add(a: u16, b: u16) -> u16 {
+    let s = u32::from(a) + u32::from(b);
+    ((s & 0xffff) + (s >> 16)) as u16
+}
+
+/// The UDP checksum field of `p` that test-run's NAT (which updates a field as
+/// a full checksum: its skbs are never CHECKSUM_PARTIAL) turns into what a
+/// CHECKSUM_PARTIAL datagram has after the kernel's NAT: only the folded
+/// pseudo-header sum of `nat`, `p` rewritten. The field's update is linear:
+/// ~after = ~before + (~full(nat) - ~full(p)).
+fn partial_before_nat(p: &Pkt, nat: &Pkt) -> u16 {
+    let field = |q: &Pkt| u16::from_be_bytes([q.l4()[6], q.l4()[7]]);
+    let len = nat.l4().len();
+    let partial = !checksum(&pseudo_header(nat.saddr, nat.daddr, UDP, len));
+    !oc_add(oc_add(!partial, field(nat)), !field(p))
+}
+
 /// The ICMP "fragmentation needed" node_ingress answers `request` with: from
 /// the node to the client, quoting the request's IP header and 8 bytes.
 fn frag_needed(request: &[u8], saddr: [u8; 4], daddr: [u8; 4], mtu: u16) -> Vec<u8> {
@@ -3667,21 +3685,18 @@ fn oversized_mesh_requests_are_answered_or_split() {
         // the second (a clone, through the uplink) goes first. Its checksum
         // is only the pseudo-header's, as a sender on a veth leaves it to
         // offload: made whole, or the fragments would never be completed.
-        let mut whole = datagram(UNDERLAY_MTU);
+        // (An odd length: the sum's padding to whole 32-bit words is used.)
+        let mut whole = datagram(UNDERLAY_MTU - 1).with_id(0x2222);
         whole.frag_off = 0;
-        let mut input = whole.bytes();
-        let pseudo = pseudo_header(whole.saddr, whole.daddr, UDP, UNDERLAY_MTU - 20);
-        input[40..42].copy_from_slice(&(!checksum(&pseudo)).to_be_bytes());
         let dnat = mesh_dnat(&whole, b).l4();
+        let mut input = whole.bytes();
+        input[40..42]
+            .copy_from_slice(&partial_before_nat(&whole, &mesh_dnat(&whole, b)).to_be_bytes());
         let (verdict, out) = run(&env, &input);
         assert_eq!(verdict, TC_ACT_REDIRECT, "DF clear: to the underlay");
         let want = mesh_dnat(&whole, b);
-        assert_encap(
-            &out,
-            REMOTE_VTEP,
-            INGRESS_VNI,
-            &want.frame(&dnat[..head], 0x2000),
-        );
+        let first = want.frame(&dnat[..head], 0x2000);
+        assert_encap(&out, REMOTE_VTEP, INGRESS_VNI, &first);
         let second = up.next().expect("the second part through the uplink");
         assert_encap(
             &second,
@@ -3690,12 +3705,21 @@ fn oversized_mesh_requests_are_answered_or_split() {
             &want.frame(&dnat[head..], at(head)),
         );
         assert_eq!(env.ov_stat(OV_SPLIT), 1);
+        // A full checksum that is wrong stays wrong: the receiver must still
+        // see the damage (only a partial one is made whole).
+        let mut damaged = whole.bytes();
+        damaged[40] ^= 0x01;
+        let (_, out) = run(&env, &damaged);
+        let at_csum = 50 + 14 + 20 + 6;
+        assert_ne!(out[at_csum..at_csum + 2], first[40..42], "made right");
+        assert_eq!(out[at_csum + 2..], first[42..], "the rest as split");
+        up.next().expect("its second part");
 
         // Datagrams the client fragmented at the full MTU: each fragment that
         // does not fit goes as two that do, with the original's more-fragments
         // flag on the second (the last fragment's is clear); one that fits (the
         // second datagram's last) goes as it is.
-        let mut splits = 1;
+        let mut splits = 2;
         for (id, l4_len) in [(0x3333, 3 * 1480), (0x4444, 2 * 1480 + 40)] {
             let long = datagram(20 + l4_len).with_id(id);
             let dnat = mesh_dnat(&long, b);
@@ -3721,9 +3745,9 @@ fn oversized_mesh_requests_are_answered_or_split() {
                 splits += 1;
             }
         }
-        assert_eq!(splits, 1 + 3 + 2);
+        assert_eq!(splits, 2 + 3 + 2);
         assert_eq!(env.ov_stat(OV_SPLIT), splits);
-        assert_eq!(env.ov_stat(OV_TX_MESH), 2 + 3 + 3);
+        assert_eq!(env.ov_stat(OV_TX_MESH), 3 + 3 + 3);
         assert!(up.next().is_none(), "one clone a split");
 
         // More than two parts' worth (only a client with a larger MTU than

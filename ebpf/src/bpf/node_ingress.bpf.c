@@ -116,9 +116,11 @@ int lb_node_ingress(struct __sk_buff *skb)
 		too_big = ov_too_big(skb, cfg);
 	}
 	count(c.backend_id, &p, c.is_new);
-	/* A whole datagram is split only when UDP (its checksum then made
-	 * whole: ov_udp_csum); TCP without DF is rare, and gets the ICMP. */
-	if (too_big && p.frag == PKT_WHOLE && (p.df || p.key.proto != IPPROTO_UDP))
+	/* A whole datagram is split only when UDP and short enough for its
+	 * checksum to be made whole (ov_udp_csum: at most a 4 KiB datagram,
+	 * fragments of a jumbo one); TCP without DF is rare: both get the ICMP. */
+	if (too_big && p.frag == PKT_WHOLE &&
+	    (p.df || p.key.proto != IPPROTO_UDP || p.len - p.l4off > OV_SCRATCH_LEN - 4))
 		return ov_frag_needed(skb, cfg, &p, too_big - OV_HDR_LEN);
 	if (nat(skb, &p, 1, addr, port))
 		return TC_ACT_SHOT;
