@@ -80,7 +80,7 @@ struct {
 } lb_ret SEC(".maps");
 
 /* The ports of fragmented datagrams, from their first fragments (struct
- * lb_frag_key); an old entry only ever names a datagram long gone. */
+ * lb_frag_key); a record older than LB_FRAG_TIMEOUT_NS is not used. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, LB_FRAG_ENTRIES);
@@ -163,8 +163,9 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ov_vteps SEC(".maps");
 
-/* Room for the first part of a request the fast path splits (ov_split: at
- * most OV_SPLIT_MAX; a power of two, which ov_split masks with). */
+/* Scratch space of a request the fast path splits: its first part (ov_split:
+ * at most OV_SPLIT_MAX), or a whole datagram whose checksum is made whole
+ * first (ov_udp_csum). A power of two, which the two mask with. */
 #define OV_SCRATCH_LEN 4096
 struct ov_scratch {
 	__u8 data[OV_SCRATCH_LEN];
