@@ -66,10 +66,8 @@ MESH_PORT=8080   # Shoal's published port (task port 80)
 out="bench/results/lb-$(date -u +%Y%m%dT%H%M%SZ).txt"
 TMP=$(mktemp -d /tmp/shoal-lbbench.XXXXXX)
 trap 'shoal lab down --name "$LAB" >/dev/null 2>&1 || true; rm -rf "$TMP"' EXIT
-on() { local n=$1; shift; shoal lab exec --name "$LAB" "$n" -- "$@"; }
-# Start a long-running program in a lab namespace, its output to a file (never to our pipe).
-# `lab down` kills every process in the lab's namespaces.
-spawn() { local n=$1 log=$2; shift 2; on "$n" sh -c 'l=$1; shift; "$@" >"$l" 2>&1 </dev/null &' sh "$log" "$@"; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 case $BACKEND in
   whoami) BNAME="shoal-whoami (release)" ;;
   nginx) BNAME="nginx-light" ;;
@@ -119,11 +117,6 @@ wait_http() { # url: bounded wait until it answers 200 from the client namespace
     [ "$(on client curl -s -m 1 -o /dev/null -w '%{http_code}' "$1" || true)" = 200 ] && return 0
     sleep 0.1
   done; echo "no answer from $1" >&2; return 1; }
-wait_running() { # service name
-  for _ in $(seq 1 300); do
-    on vm1 shoal service ps -f desired-state=running --format '{{.CurrentState}}' "$1" 2>/dev/null | grep -q '^Running' && return 0
-    sleep 0.05
-  done; return 1; }
 
 # One wrk run from the client namespace -> "req/s p50_ms p99_ms errors" (bounded by timeout).
 parse_wrk() {

@@ -41,14 +41,9 @@ lab_args=()
 [ "$FASTPATH" = 1 ] || lab_args=(--shoald-arg=--no-overlay-fastpath)
 out="bench/results/overlay-$(date -u +%Y%m%dT%H%M%SZ).txt"
 trap 'shoal lab down --name "$LAB" >/dev/null 2>&1 || true' EXIT
-on() { local n=$1; shift; shoal lab exec --name "$LAB" "$n" -- "$@"; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 gbits() { python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.2f" % (d["end"]["sum_received"]["bits_per_second"]/1e9))'; }
-wait_running() { # service name
-  for _ in $(seq 1 400); do
-    on vm1 shoal service ps -f desired-state=running --format '{{.CurrentState}}' "$1" 2>/dev/null | grep -q '^Running' && return 0
-    sleep 0.05
-  done; echo "timed out waiting for $1" >&2; return 1; }
-task_id() { on vm1 shoal service ps -q -f desired-state=running "$1" | head -1; }
 task_ip() { on vm1 shoal inspect --format '{{range .NetworksAttachments}}{{index .Addresses 0}}{{end}}' "$(task_id "$1")" | cut -d/ -f1; }
 task_pid() { on vm1 shoal inspect --format '{{.Status.ContainerStatus.PID}}' "$(task_id "$1")"; }
 # Busy percentage of all CPUs over the next second.

@@ -33,17 +33,11 @@ lab_args=()
 out="bench/results/profile-$(date -u +%Y%m%dT%H%M%SZ).txt"
 TMP=$(mktemp -d /tmp/shoal-profile.XXXXXX)
 trap 'shoal lab down --name "$LAB" >/dev/null 2>&1 || true; rm -rf "$TMP"' EXIT
-on() { local n=$1; shift; shoal lab exec --name "$LAB" "$n" -- "$@"; }
-spawn() { local n=$1 log=$2; shift 2; on "$n" sh -c 'l=$1; shift; "$@" >"$l" 2>&1 </dev/null &' sh "$log" "$@"; }
-wait_running() { # service
-  for _ in $(seq 1 300); do
-    on vm1 shoal service ps -f desired-state=running --format '{{.CurrentState}}' "$1" 2>/dev/null | grep -q '^Running' && return 0
-    sleep 0.05
-  done; echo "timed out waiting for $1" >&2; return 1; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 wait_ok() { # command...: bounded retries until it succeeds
   for _ in $(seq 1 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
   echo "no success from: $*" >&2; return 1; }
-task_id() { on vm1 shoal service ps -q -f desired-state=running "$1" | head -1; }
 
 exec > >(tee "$out") 2>&1
 echo "# bench/profile.sh  ($(date -u +%FT%TZ), $(nproc) cores, kernel $(uname -r), load average at start: $(cut -d' ' -f1-3 /proc/loadavg))"
