@@ -87,6 +87,13 @@ static __always_inline __u16 ov_csum_fold(__u32 sum)
 	return (__u16)~sum;
 }
 
+/* The IPv4 header checksum of `ip` with its check field zero; 0 for a header
+ * with a right one (no options: the fast path makes and takes none). */
+static __always_inline __u16 ov_ip_csum(const struct iphdr *ip)
+{
+	return ov_csum_fold(bpf_csum_diff(0, 0, (__be32 *)ip, sizeof(*ip), 0));
+}
+
 /*
  * Encapsulates the Ethernet frame in skb in place for `vtep`/`vni`, the inner
  * frame addressed from `smac` to `dmac`: outer Ethernet (MACs left zero for
@@ -122,7 +129,7 @@ static __always_inline int ov_encap_with(struct __sk_buff *skb, const struct lb_
 	__u32 hash = bpf_get_hash_recalc(skb);
 	h.ip.id = bpf_htons((__u16)hash);
 	struct iphdr iph = h.ip; /* aligned, for the checksum helper */
-	h.ip.check = ov_csum_fold(bpf_csum_diff(0, 0, (__be32 *)&iph, sizeof(iph), 0));
+	h.ip.check = ov_ip_csum(&iph);
 	h.udp.source = bpf_htons((__u16)(((__u64)hash * OV_SPORT_RANGE) >> 32) + OV_SPORT_MIN);
 	h.udp.dest = bpf_htons(cfg->vxlan_port);
 	h.udp.len = bpf_htons(inner_len + sizeof(struct udphdr) + sizeof(struct ov_vxlan));
@@ -162,12 +169,6 @@ static __always_inline __u32 ov_too_big(struct __sk_buff *skb, const struct lb_c
 	    BPF_MTU_CHK_RET_FRAG_NEEDED)
 		return mtu;
 	return 0;
-}
-
-/* The IPv4 header checksum of `ip` (its check field zero). */
-static __always_inline __u16 ov_ip_csum(struct iphdr *ip)
-{
-	return ov_csum_fold(bpf_csum_diff(0, 0, (__be32 *)ip, sizeof(*ip), 0));
 }
 
 /*
@@ -541,7 +542,7 @@ static __always_inline int ov_parse(struct __sk_buff *skb, const struct lb_confi
 	if ((void *)(iip + 1) > end)
 		return -1;
 	/* A damaged outer header is the kernel's to drop (ip_rcv does). */
-	if (ov_csum_fold(bpf_csum_diff(0, 0, (__be32 *)ip, sizeof(*ip), 0)) != 0)
+	if (ov_ip_csum(ip) != 0)
 		return -1;
 	if (udp->dest != bpf_htons(cfg->vxlan_port) || vx->flags != bpf_htonl(OV_VXLAN_FLAGS) ||
 	    ieth->h_proto != bpf_htons(ETH_P_IP))
