@@ -98,7 +98,8 @@ static __always_inline __u16 ov_ip_csum(const struct iphdr *ip)
  * Encapsulates the Ethernet frame in skb in place for `vtep`/`vni`, the inner
  * frame addressed from `smac` to `dmac`: outer Ethernet (MACs left zero for
  * bpf_redirect_neigh to fill), IPv4 from this node's VTEP, UDP to the swarm's
- * port with a zero checksum (as the kernel device sends by default), VXLAN.
+ * port with a zero checksum (as RFC 7348 recommends and Shoal's VXLAN devices
+ * send), VXLAN.
  * The skb keeps its GSO shape, marked as a UDP tunnel, so whoever transmits it
  * segments it (or the NIC does). -1: the kernel refused to make room (the
  * frame is untouched: say, already a tunnel packet with offloads), -2: it
@@ -546,6 +547,12 @@ static __always_inline int ov_parse(struct __sk_buff *skb, const struct lb_confi
 		return -1;
 	if (udp->dest != bpf_htons(cfg->vxlan_port) || vx->flags != bpf_htonl(OV_VXLAN_FLAGS) ||
 	    ieth->h_proto != bpf_htons(ETH_P_IP))
+		return -1;
+	/* Shoal's nodes send no outer UDP checksum. One that another peer sent
+	 * (the kernel device's default) is taken only when already checked
+	 * (CHECKSUM_UNNECESSARY, a NIC's word); else the kernel checks it and
+	 * drops a damaged frame before its VXLAN device sees it. */
+	if (udp->check && bpf_csum_level(skb, BPF_CSUM_LEVEL_QUERY) < 0)
 		return -1;
 	/* The datagram is the whole frame (a VXLAN frame is too long to need
 	 * Ethernet padding; anything else is left to the kernel). */

@@ -2689,8 +2689,8 @@ fn overlay_world(env: &mut Env) {
     }
 }
 
-/// `inner` in VXLAN from `src` to `dst`:`port`, as the kernel device (or
-/// another node's fast path) sends it.
+/// `inner` in VXLAN from `src` to `dst`:`port`, as Shoal's VXLAN devices (or
+/// another node's fast path) send it: without an outer UDP checksum.
 fn vxlan(src: [u8; 4], dst: [u8; 4], port: u16, vni: u32, inner: &[u8]) -> Vec<u8> {
     let udp_len = 8 + 8 + inner.len();
     let mut ip = vec![0x45, 0];
@@ -3253,6 +3253,11 @@ fn overlay_decapsulation() {
                     full[..14 + 20 + 8 + 4].to_vec(),
                 );
                 ok(env, "padded", [&full[..], &[0; 8]].concat());
+                // A test-run skb's checksum is never marked checked: the
+                // kernel checks it (and its VXLAN device takes the frame).
+                let mut csum = full.clone();
+                csum[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&[0x12, 0x34]);
+                ok(env, "an outer UDP checksum nobody checked yet", csum);
                 let mut frag = full.clone();
                 frag[20] = 0x20; // MF
                 ok(env, "outer fragment", frag);

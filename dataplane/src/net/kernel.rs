@@ -106,11 +106,16 @@ pub(crate) async fn ensure_vxlan(
             let ns = File::open(netns).map_err(|e| NsError::Io(netns.to_path_buf(), e))?;
             // No learning (entries come from cluster state), proxy ARP from the
             // neighbour entries; TTL left at the kernel's default hop limit.
+            // No outer UDP checksum (the kernel's default is one), as RFC 7348
+            // recommends and as Docker's overlay and Shoal's fast path send:
+            // the inner frame carries its own checksums, and receivers'
+            // fast paths take such frames without checking anything.
             let message = LinkVxlan::new(name, config.vni)
                 .local(config.local)
                 .port(config.port)
                 .learning(false)
                 .proxy(true)
+                .udp_csum(false)
                 .mtu(config.mtu)
                 .link_group(NETWORK_GROUP)
                 .setns_by_fd(ns.as_raw_fd())
