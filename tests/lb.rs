@@ -1380,3 +1380,169 @@ fn fragmented_udp_crosses_the_mesh_and_vips() {
         "the answer came from the VIP: {out}"
     );
 }
+
+/// Sends the size asked for on each connection (a line with the byte count).
+const BULK_SERVER: &str = r#"
+import socket
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", 80))
+srv.listen(16)
+while True:
+    c, _ = srv.accept()
+    c.settimeout(10)
+    try:
+        c.sendall(b"x" * int(c.makefile().readline()))
+    except Exception:
+        pass
+    c.close()
+"#;
+
+/// HOST PORT SIZE: asks for SIZE bytes, prints how many came before the
+/// server closed; fails when 5 s pass without a byte.
+const BULK_CLIENT: &str = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+s.sendall(b"%s\n" % sys.argv[3].encode())
+n = 0
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    n += len(b)
+print(n)
+"#;
+
+/// A host behind the lab's client namespace, which routes for it over a link
+/// of MTU 1280 (a VPN, a tunnel): what a client far away has. Its namespace
+/// (and with it the link) goes when this is dropped.
+struct FarHost {
+    netns: String,
+}
+
+impl FarHost {
+    const ADDR: &'static str = "10.78.0.2";
+
+    fn new(s: &Swarm) -> FarHost {
+        let far = FarHost {
+            netns: format!("{}-far", unique_lab_name("pmtu")),
+        };
+        run_ok(&["ip", "netns", "add", &far.netns]);
+        let client = |argv: &[&str]| {
+            let out = s.lab.exec(CLIENT, argv).unwrap();
+            assert!(out.status.success(), "client: {argv:?}: {out:?}");
+        };
+        // The far end keeps MTU 1500: its SYN asks for 1460-byte segments.
+        client(&[
+            "ip", "link", "add", "far0", "mtu", "1280", "type", "veth", "peer", "name", "eth0",
+            "netns", &far.netns,
+        ]);
+        client(&["ip", "addr", "add", "10.78.0.1/24", "dev", "far0"]);
+        client(&["ip", "link", "set", "far0", "up"]);
+        client(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        for argv in [
+            &["ip", "link", "set", "lo", "up"][..],
+            &["ip", "addr", "add", "10.78.0.2/24", "dev", "eth0"],
+            &["ip", "link", "set", "eth0", "up"],
+            &["ip", "route", "add", "default", "via", "10.78.0.1"],
+        ] {
+            far.exec_ok(argv);
+        }
+        let via = s.addr(CLIENT);
+        for node in ["vm1", "vm2", "vm3"] {
+            let out = s
+                .lab
+                .exec(node, &["ip", "route", "add", "10.78.0.0/24", "via", &via])
+                .unwrap();
+            assert!(out.status.success(), "{node}: route: {out:?}");
+        }
+        far
+    }
+
+    fn exec(&self, argv: &[&str]) -> std::process::Output {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &self.netns])
+            .args(argv)
+            .output()
+            .unwrap()
+    }
+
+    fn exec_ok(&self, argv: &[&str]) -> String {
+        let out = self.exec(argv);
+        assert!(out.status.success(), "far host: {argv:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for FarHost {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
+    }
+}
+
+fn run_ok(argv: &[&str]) {
+    let out = std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{argv:?}: {out:?}");
+}
+
+/// Path MTU discovery works through the mesh: a client behind a link of MTU
+/// 1280 downloads from a task whose replies leave at the overlay's 1450. The
+/// router in front of that link answers the too-large replies with ICMP
+/// "fragmentation needed", sent to the node the client reached (the replies'
+/// source); the node hands it to the flow's backend, which sends smaller
+/// segments. Without that, the download stalls (a PMTU black hole). Through a
+/// node without the task (the error goes over VXLAN) and through the task's
+/// own node.
+#[test]
+fn path_mtu_discovery_works_through_the_mesh() {
+    let s = Swarm::three("lbpmtu");
+    service_on(
+        &s,
+        "bulk",
+        "vm2",
+        &["--publish", "9000:80"],
+        &["python3", "-c", BULK_SERVER],
+    );
+    s.wait_running("bulk", 1);
+    let far = FarHost::new(&s);
+    let task_route = || {
+        s.ok(
+            "vm1",
+            &["exec", "bulk.1", "ip", "route", "get", FarHost::ADDR],
+        )
+    };
+    for via in ["vm1", "vm2"] {
+        // The task forgets what an earlier round taught it.
+        s.ok("vm1", &["exec", "bulk.1", "ip", "route", "flush", "cache"]);
+        let route = task_route();
+        assert!(!route.contains("mtu"), "no path MTU known yet: {route}");
+        let host = s.addr(via);
+        let got = wait_until(
+            &format!("500,000 bytes from the far host through {via}"),
+            Duration::from_secs(30),
+            || {
+                let out = far.exec(&["python3", "-c", BULK_CLIENT, &host, "9000", "500000"]);
+                let n = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                if !out.status.success() {
+                    eprintln!(
+                        "through {via}: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                }
+                out.status.success().then_some(n)
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
+        assert_eq!(got, "500000", "the whole download through {via}");
+        let route = task_route();
+        assert!(
+            route.contains("mtu 1280"),
+            "the task learned the path's MTU through {via}: {route}"
+        );
+    }
+}

@@ -940,6 +940,16 @@ fn verify_checksums(f: &[u8]) -> Result<(), String> {
                 Ok(())
             }
         }
+        ICMP => {
+            if checksum(l4) != 0 {
+                return Err("ICMP checksum is wrong".into());
+            }
+            // An error's quote starts with the datagram's IPv4 header.
+            if matches!(l4[0], 3 | 11 | 12) && l4.len() >= 28 && checksum(&l4[8..28]) != 0 {
+                return Err("the quoted IPv4 header's checksum is wrong".into());
+            }
+            Ok(())
+        }
         p => Err(format!("protocol {p}")),
     }
 }
@@ -2297,6 +2307,193 @@ fn node_ingress_packets() {
     run_table(node_ingress_cases());
 }
 
+/// A router between the client and the nodes.
+const ROUTER: [u8; 4] = [203, 0, 113, 1];
+const DEST_UNREACH: u8 = 3;
+const FRAG_NEEDED: u8 = 4;
+const PORT_UNREACH: u8 = 3;
+const TIME_EXCEEDED: u8 = 11;
+/// "Fragmentation needed", next-hop MTU 1280 (RFC 1191).
+const MTU_1280: [u8; 4] = [0, 0, 0x05, 0x00];
+
+/// An ICMP message (`typ`, `code`, then `rest`) from `from` to `to`, carrying
+/// `quote` (for an error, the offending datagram from its IPv4 header on, cut
+/// where its sender cut it), as the node receives it from the router.
+fn icmp(from: [u8; 4], to: [u8; 4], (typ, code): (u8, u8), rest: [u8; 4], quote: &[u8]) -> Vec<u8> {
+    let mut msg = vec![typ, code, 0, 0];
+    msg.extend(rest);
+    msg.extend(quote);
+    let c = checksum(&msg);
+    msg[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut ip = vec![0x45, 0xc0];
+    ip.extend(u16::try_from(20 + msg.len()).unwrap().to_be_bytes());
+    ip.extend([0x0b, 0xad, 0, 0, 64, ICMP, 0, 0]);
+    ip.extend(from);
+    ip.extend(to);
+    let c = checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    [&ethernet(NODE_MAC, ROUTER_MAC, ETH_P_IP)[..], &ip, &msg].concat()
+}
+
+/// The first `n` bytes of `p`'s IPv4 datagram (all of it for usize::MAX).
+fn quote(p: &Pkt, n: usize) -> Vec<u8> {
+    let datagram = p.bytes()[14..].to_vec();
+    datagram[..n.min(datagram.len())].to_vec()
+}
+
+/// A step: the router's error about `seen` (a reply as the client got it),
+/// quoted to `n` bytes, into node_ingress; out comes the same error for the
+/// backend `b` (addressed to it, through the ingress network's bridge),
+/// quoting `sent` (the reply as the backend sent it) to as many bytes.
+fn icmp_step(kind: (u8, u8), rest: [u8; 4], seen: &Pkt, sent: &Pkt, b: &Be, n: usize) -> Step {
+    let mut out = icmp(ROUTER, b.addr, kind, rest, &quote(sent, n));
+    out[..12].copy_from_slice(&[b.mac, LB_MAC].concat());
+    Step {
+        prog: Prog::NodeIngress,
+        input: icmp(ROUTER, seen.saddr, kind, rest, &quote(seen, n)),
+        verdict: TC_ACT_REDIRECT,
+        output: Out::Packet(out),
+    }
+}
+
+/// A step: this ICMP message is the kernel's, untouched.
+fn icmp_passes(input: Vec<u8>) -> Step {
+    Step {
+        prog: Prog::NodeIngress,
+        input,
+        verdict: TC_ACT_OK,
+        output: Out::Unchanged,
+    }
+}
+
+fn icmp_error_cases() -> Vec<Case> {
+    use Prog::NodeIngress as NI;
+    let syn = client_tcp(40000, SYN);
+    let b = pick(SVC_TCP, &syn.key());
+    // The reply as the backend sent it, and as the client got it.
+    let sent = mesh_dnat(&syn, b).reply();
+    let seen = sent.clone().from(NODE, PORT_TCP);
+    let udp = client_udp(40001);
+    let ub = pick(SVC_UDP, &udp.key());
+    let usent = mesh_dnat(&udp, ub).reply();
+    let useen = usent.clone().from(NODE, PORT_UDP);
+    let bare = client_udp(40001).no_csum();
+    let bare_sent = mesh_dnat(&bare, ub).reply();
+    let bare_seen = bare_sent.clone().from(NODE, PORT_UDP);
+    let snat_sent = snat_dnat(&syn, b, 40000).reply();
+    let frag = (DEST_UNREACH, FRAG_NEEDED);
+    let all = usize::MAX;
+    let setup = step(NI, &syn, TC_ACT_REDIRECT, Some(&mesh_dnat(&syn, b)));
+    let usetup = step(NI, &udp, TC_ACT_REDIRECT, Some(&mesh_dnat(&udp, ub)));
+    let stranger = Pkt::tcp((NODE, PORT_TCP), (CLIENT, 40999), ACK);
+    let mut fragmented = icmp(ROUTER, NODE, frag, MTU_1280, &quote(&seen, all));
+    fragmented[20] = 0x20; // MF: a fragment of an ICMP error is the kernel's
+
+    vec![
+        Case {
+            name: "icmp: fragmentation needed about a mesh reply reaches its backend, the quote as the backend sent it",
+            setup: nothing,
+            steps: vec![setup, icmp_step(frag, MTU_1280, &seen, &sent, b, all)],
+            check: |env| {
+                let syn = client_tcp(40000, SYN);
+                let c = env.backend_counters(pick(SVC_TCP, &syn.key()).id);
+                assert_eq!((c.packets, c.new_flows), (2, 1), "the error counts as the backend's");
+            },
+        },
+        Case {
+            name: "icmp: a quote of 8 L4 bytes (RFC 792's least) gets its addresses and ports rewritten",
+            setup: nothing,
+            steps: vec![
+                step(NI, &syn, TC_ACT_REDIRECT, Some(&mesh_dnat(&syn, b))),
+                icmp_step(frag, MTU_1280, &seen, &sent, b, 28),
+            ],
+            check: no_check,
+        },
+        Case {
+            name: "icmp: a quote that ends after TCP's checksum has the checksum rewritten too",
+            setup: nothing,
+            steps: vec![
+                step(NI, &syn, TC_ACT_REDIRECT, Some(&mesh_dnat(&syn, b))),
+                icmp_step(frag, MTU_1280, &seen, &sent, b, 38),
+            ],
+            check: no_check,
+        },
+        Case {
+            name: "icmp: time exceeded is forwarded the same way",
+            setup: nothing,
+            steps: vec![
+                step(NI, &syn, TC_ACT_REDIRECT, Some(&mesh_dnat(&syn, b))),
+                icmp_step((TIME_EXCEEDED, 0), [0; 4], &seen, &sent, b, all),
+            ],
+            check: no_check,
+        },
+        Case {
+            name: "icmp: port unreachable from the client about a UDP reply reaches the backend, UDP checksum right",
+            setup: nothing,
+            steps: vec![
+                usetup,
+                icmp_step((DEST_UNREACH, PORT_UNREACH), [0; 4], &useen, &usent, ub, all),
+            ],
+            check: no_check,
+        },
+        Case {
+            name: "icmp: a quoted UDP reply without a checksum keeps none",
+            setup: nothing,
+            steps: vec![
+                step(NI, &bare, TC_ACT_REDIRECT, Some(&mesh_dnat(&bare, ub))),
+                icmp_step((DEST_UNREACH, PORT_UNREACH), [0; 4], &bare_seen, &bare_sent, ub, all),
+            ],
+            check: no_check,
+        },
+        Case {
+            name: "icmp: for a SNATed flow the quote goes back to the node's address and SNAT port",
+            setup: |env| env.set_config(|c| c.flags = CFG_F_SNAT),
+            steps: vec![
+                step(NI, &syn, TC_ACT_REDIRECT, Some(&snat_dnat(&syn, b, 40000))),
+                icmp_step(frag, MTU_1280, &seen, &snat_sent, b, all),
+            ],
+            check: no_check,
+        },
+        Case {
+            name: "icmp: messages that are not about a tracked mesh reply are the kernel's",
+            setup: nothing,
+            steps: vec![
+                step(NI, &syn, TC_ACT_REDIRECT, Some(&mesh_dnat(&syn, b))),
+                // No such flow.
+                icmp_passes(icmp(ROUTER, NODE, frag, MTU_1280, &quote(&stranger, all))),
+                // Not an error: an echo request carrying the same bytes.
+                icmp_passes(icmp(ROUTER, NODE, (8, 0), [0, 1, 0, 1], &quote(&seen, all))),
+                // The error went to another address than the quote's source.
+                icmp_passes(icmp(ROUTER, NODE2, frag, MTU_1280, &quote(&seen, all))),
+                // To an address that is not the node's.
+                icmp_passes(icmp(ROUTER, ELSEWHERE, frag, MTU_1280, &quote(&seen.clone().from(ELSEWHERE, PORT_TCP), all))),
+                // Cut inside the quoted ports.
+                icmp_passes(icmp(ROUTER, NODE, frag, MTU_1280, &quote(&seen, 22))),
+                icmp_passes(fragmented),
+                // A quote of the request direction (the client's own packet).
+                icmp_passes(icmp(ROUTER, NODE, frag, MTU_1280, &quote(&syn, all))),
+            ],
+            check: no_check,
+        },
+        Case {
+            name: "icmp: an error about an expired flow is the kernel's",
+            setup: |env| {
+                let syn = client_tcp(40000, SYN);
+                let b = pick(SVC_TCP, &syn.key());
+                env.set_config(|c| c.timeout_ns = [1_000_000_000; CT_STATES]);
+                env.put_ct(syn.key(), b.id, SVC_TCP, CT_ESTABLISHED, now_ns() - 2_000_000_000);
+            },
+            steps: vec![icmp_passes(icmp(ROUTER, NODE, frag, MTU_1280, &quote(&seen, all)))],
+            check: no_check,
+        },
+    ]
+}
+
+#[test]
+fn icmp_errors_about_mesh_replies() {
+    run_table(icmp_error_cases());
+}
+
 #[test]
 fn node_reply_packets() {
     run_table(node_reply_cases());
@@ -3023,6 +3220,54 @@ fn overlay_encapsulation() {
                 assert_eq!(verdict, TC_ACT_REDIRECT);
                 assert_eq!(out, mesh_dnat(&syn, b).bytes());
                 assert_eq!((env.ov_stat(OV_TX_MESH), env.ov_stat(OV_LOCAL)), (0, 1));
+            },
+        ),
+        (
+            "node_ingress: an ICMP error about a mesh reply goes to the backend's node over VXLAN",
+            |env| {
+                let syn = client_tcp(40000, SYN);
+                let b = env.mesh_backend(&syn, Some(REMOTE_VTEP));
+                let (verdict, _) = run_ok(env, Prog::NodeIngress, &syn.bytes());
+                assert_eq!(verdict, TC_ACT_REDIRECT, "the flow is set up");
+                let sent = mesh_dnat(&syn, b).reply();
+                let s = icmp_step(
+                    (DEST_UNREACH, FRAG_NEEDED),
+                    MTU_1280,
+                    &sent.clone().from(NODE, PORT_TCP),
+                    &sent,
+                    b,
+                    usize::MAX,
+                );
+                let (verdict, out) = run_ok(env, Prog::NodeIngress, &s.input);
+                assert_eq!(verdict, TC_ACT_REDIRECT, "to the underlay");
+                let Out::Packet(want) = s.output else {
+                    unreachable!()
+                };
+                assert_encap(&out, REMOTE_VTEP, INGRESS_VNI, &want);
+                verify_checksums(&out[50..]).expect("the error's checksums");
+            },
+        ),
+        (
+            "node_ingress: an ICMP error about a local backend's reply goes through the uplink",
+            |env| {
+                let syn = client_tcp(40000, SYN);
+                let b = env.mesh_backend(&syn, None);
+                run_ok(env, Prog::NodeIngress, &syn.bytes());
+                let sent = mesh_dnat(&syn, b).reply();
+                let s = icmp_step(
+                    (DEST_UNREACH, FRAG_NEEDED),
+                    MTU_1280,
+                    &sent.clone().from(NODE, PORT_TCP),
+                    &sent,
+                    b,
+                    usize::MAX,
+                );
+                let (verdict, out) = run_ok(env, Prog::NodeIngress, &s.input);
+                assert_eq!(verdict, TC_ACT_REDIRECT);
+                let Out::Packet(want) = s.output else {
+                    unreachable!()
+                };
+                assert_eq!(describe(&out), describe(&want));
             },
         ),
         (

@@ -16,8 +16,11 @@
  * encapsulated here and sent to that node, skipping the ingress network; one
  * too large for the underlay once encapsulated is answered or split as a
  * router would (ov_frag_needed, ov_split).
+ *
+ * An ICMP error about a mesh flow's reply (path MTU discovery) goes on to the
+ * flow's backend (lb_icmp.h).
  */
-#include "overlay.h"
+#include "lb_icmp.h"
 
 SEC("classifier")
 int lb_node_ingress(struct __sk_buff *skb)
@@ -36,7 +39,7 @@ int lb_node_ingress(struct __sk_buff *skb)
 			return verdict;
 	}
 	if (parse(skb, &p, LB_FRAG_HOOK_NODE_IN))
-		return TC_ACT_OK;
+		return lb_icmp_in(skb, cfg);
 	if (!bpf_map_lookup_elem(&lb_local_addrs, &p.key.daddr))
 		return TC_ACT_OK;
 	struct lb_svc_key sk = {
