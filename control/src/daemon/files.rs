@@ -73,14 +73,19 @@ impl DataRoot {
         write_atomic(&self.membership_file(), &bytes, 0o600)
     }
 
-    /// Forget the swarm: identity, keys, certificates and the Raft store.
+    /// Forget the swarm: the Raft store, keys, certificates and identity.
+    ///
+    /// node.json goes last: it is what says "this node is in a swarm", so a crash midway
+    /// leaves a node that still knows it is a member (and `swarm leave` finishes the job),
+    /// never a node outside any swarm with a stale Raft store that a later `swarm init`
+    /// or promotion would open.
     pub fn wipe_swarm(&self) -> std::io::Result<()> {
         for f in [
-            self.membership_file(),
+            self.raft_file(),
             self.key_file(),
             self.cert_file(),
             self.ca_file(),
-            self.raft_file(),
+            self.membership_file(),
         ] {
             match fs::remove_file(&f) {
                 Ok(()) => {}
@@ -115,4 +120,37 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> DataRoot {
+        let dir = std::env::temp_dir().join(format!("shoal-files-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        DataRoot(dir)
+    }
+
+    /// A wipe that stops midway (here: the Raft store cannot be removed) leaves node.json,
+    /// so the node still knows it is in a swarm and no stale Raft store outlives it.
+    #[test]
+    fn wipe_swarm_removes_node_json_last() {
+        let root = scratch("wipe");
+        fs::write(root.membership_file(), b"{}").unwrap();
+        fs::write(root.key_file(), b"key").unwrap();
+        // A non-empty directory where raft.redb belongs: remove_file fails on it.
+        fs::create_dir_all(root.raft_file().join("x")).unwrap();
+        assert!(root.wipe_swarm().is_err());
+        assert!(
+            root.membership_file().exists(),
+            "node.json was removed first"
+        );
+        fs::remove_dir_all(root.raft_file()).unwrap();
+        root.wipe_swarm().unwrap();
+        assert!(!root.membership_file().exists());
+        assert!(!root.key_file().exists());
+        fs::remove_dir_all(&root.0).unwrap();
+    }
 }
