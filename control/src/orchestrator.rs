@@ -140,7 +140,12 @@ fn active(t: &TaskRecord) -> bool {
 
 /// A new task of `svc`: pending placement, or already assigned when made for a given node
 /// (global services).
-fn new_task(svc: &ServiceRecord, slot: u64, node_id: &str, now: DateTime<Utc>) -> TaskRecord {
+pub(crate) fn new_task(
+    svc: &ServiceRecord,
+    slot: u64,
+    node_id: &str,
+    now: DateTime<Utc>,
+) -> TaskRecord {
     let (state, message) = if node_id.is_empty() {
         (TaskState::Pending, "pending task scheduling")
     } else {

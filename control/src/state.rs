@@ -349,6 +349,10 @@ impl ClusterState {
 
     /// Resolve a user's node reference: full ID, unique ID prefix, or hostname/name.
     pub fn resolve_node(&self, reference: &str) -> Result<&NodeRecord, String> {
+        // Every ID starts with "": an empty reference names nothing, not everything.
+        if reference.is_empty() {
+            return Err(format!("node {reference} not found"));
+        }
         if let Some(n) = self.nodes.get(reference) {
             return Ok(n);
         }
@@ -380,6 +384,9 @@ impl ClusterState {
 
     /// Resolve a service by full ID, name, or unique ID prefix.
     pub fn resolve_service(&self, reference: &str) -> Result<&ServiceRecord, String> {
+        if reference.is_empty() {
+            return Err(format!("service {reference} not found"));
+        }
         if let Some(s) = self.services.get(reference) {
             return Ok(s);
         }
@@ -402,6 +409,9 @@ impl ClusterState {
 
     /// Resolve a task by full ID or unique ID prefix.
     pub fn resolve_task(&self, reference: &str) -> Result<&TaskRecord, String> {
+        if reference.is_empty() {
+            return Err(format!("task {reference} not found"));
+        }
         if let Some(t) = self.tasks.get(reference) {
             return Ok(t);
         }
@@ -649,5 +659,44 @@ mod tests {
             "node ab is ambiguous (2 matches found)"
         );
         assert_eq!(s.resolve_node("vm9").unwrap_err(), "node vm9 not found");
+    }
+
+    /// An empty reference is a prefix of every ID but names nothing: with one node,
+    /// service and task, `node update ""`, `service rm ""` and `service scale =0` must not
+    /// pick them.
+    #[test]
+    fn empty_reference_is_not_found() {
+        let mut s = ClusterState::default();
+        s.apply(
+            &Command::Init {
+                cluster: cluster(),
+                node: node("abc111", "vm1", Role::Manager),
+            },
+            1,
+        );
+        let now = Utc::now();
+        s.services.insert(
+            "svc111".into(),
+            ServiceRecord {
+                id: "svc111".into(),
+                version: 1,
+                created_at: now,
+                updated_at: now,
+                spec: shoal_spec::ServiceSpec {
+                    name: "web".into(),
+                    ..Default::default()
+                },
+                previous_spec: None,
+                spec_version: 1,
+                update_status: None,
+                vips: Vec::new(),
+            },
+        );
+        let svc = s.services["svc111"].clone();
+        let task = crate::orchestrator::new_task(&svc, 1, "", now);
+        s.tasks.insert(task.id.clone(), task);
+        assert_eq!(s.resolve_node("").unwrap_err(), "node  not found");
+        assert_eq!(s.resolve_service("").unwrap_err(), "service  not found");
+        assert_eq!(s.resolve_task("").unwrap_err(), "task  not found");
     }
 }

@@ -17,6 +17,11 @@ pub fn resolve<'a>(
     state: &'a ClusterState,
     reference: &str,
 ) -> Result<&'a NetworkRecord, ApiError> {
+    // Every ID starts with "": an empty reference names nothing (`network rm ""` must not
+    // remove the only network, ingress).
+    if reference.is_empty() {
+        return Err(ApiError::daemon(format!("network {reference} not found")));
+    }
     if let Some(n) = state.networks.get(reference) {
         return Ok(n);
     }
@@ -184,5 +189,53 @@ impl Daemon {
                 other.kind()
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::ClusterInfo;
+
+    /// A fresh swarm's state: the cluster and its ingress network.
+    fn swarm() -> ClusterState {
+        let mut state = ClusterState {
+            cluster: Some(ClusterInfo {
+                id: "c".into(),
+                created_at: Utc::now(),
+                ca_cert_pem: String::new(),
+                ca_key_pem: String::new(),
+                worker_secret: "w".into(),
+                manager_secret: "m".into(),
+                heartbeat_ms: 5000,
+                task_history: 5,
+                addr_pool: crate::networks::DEFAULT_POOL.into(),
+                subnet_bits: crate::networks::DEFAULT_SUBNET_BITS,
+                data_path_port: 4789,
+            }),
+            ..Default::default()
+        };
+        let ingress = allocate(
+            &state,
+            &NetworkCreate {
+                name: "ingress".into(),
+                ..Default::default()
+            },
+            true,
+        )
+        .unwrap();
+        state.networks.insert(ingress.id.clone(), ingress);
+        state
+    }
+
+    /// `network rm ""` with only ingress: an empty reference must not match it by prefix.
+    #[test]
+    fn empty_reference_is_not_found() {
+        let state = swarm();
+        assert_eq!(resolve(&state, "ingress").unwrap().name, "ingress");
+        assert_eq!(
+            resolve(&state, "").unwrap_err().message,
+            "network  not found"
+        );
     }
 }
