@@ -158,6 +158,19 @@ pub struct ContainerSpec {
     pub healthcheck: Option<HealthConfig>,
 }
 
+impl ContainerSpec {
+    /// The command line a task runs: Command then Args, less a leading "" (docker's reset
+    /// of the image's entrypoint, compose's `entrypoint: [""]`). Its first word, if any, is
+    /// the program; it may be "" when the spec says so (`args: ["", "x"]`).
+    pub fn argv(&self) -> Vec<String> {
+        let mut argv: Vec<String> = self.command.iter().chain(&self.args).cloned().collect();
+        if argv.first().is_some_and(|a| a.is_empty()) {
+            argv.remove(0);
+        }
+        argv
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "PascalCase")]
 pub struct Mount {

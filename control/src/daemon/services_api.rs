@@ -37,8 +37,19 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
             spec.name
         )));
     }
-    if spec.task_template.container_spec.image.is_empty() {
+    let cs = &spec.task_template.container_spec;
+    if cs.image.is_empty() {
         return Err(invalid("ContainerSpec: image reference must be provided"));
+    }
+    // Docker would run the image's command; this executor has no image to fall back on,
+    // so a command given as only empty words (`service create busybox ""`, compose
+    // `command: [""]`) can never start.
+    if (!cs.command.is_empty() || !cs.args.is_empty())
+        && cs.argv().first().is_none_or(|p| p.is_empty())
+    {
+        return Err(invalid(
+            "ContainerSpec: no command specified: the program name is empty",
+        ));
     }
     if spec.mode.is_global() == spec.mode.replicated.is_some() {
         return Err(invalid(
@@ -797,5 +808,31 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.ends_with("duplicate published port 8081"), "{e}");
+    }
+
+    /// An empty command is refused when the service is created, not left to fail (or, as
+    /// it once did, panic) on the node.
+    #[test]
+    fn validate_refuses_an_empty_command() {
+        let with = |command: &[&str], args: &[&str]| {
+            let mut s = spec("web", &[]);
+            let cs = &mut s.task_template.container_spec;
+            cs.command = command.iter().map(|s| s.to_string()).collect();
+            cs.args = args.iter().map(|s| s.to_string()).collect();
+            validate(&s).map_err(|e| e.to_string())
+        };
+        for (command, args) in [
+            (&[][..], &[""][..]),
+            (&[""][..], &[][..]),
+            (&[""][..], &[""][..]),
+        ] {
+            let e = with(command, args).unwrap_err();
+            assert!(
+                e.ends_with("no command specified: the program name is empty"),
+                "{e}"
+            );
+        }
+        assert!(with(&[""], &["sleep", "1"]).is_ok());
+        assert!(with(&[], &["sleep", "1"]).is_ok());
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use shoal_executor::{BindMount, Executor, TaskRun, TaskStatus};
-use shoal_spec::{TaskState, SECOND_NS};
+use shoal_spec::{ContainerSpec, TaskState, SECOND_NS};
 
 use shoal_dataplane::dns;
 use shoal_dataplane::lb::{LoadBalancer, ServiceSpec};
@@ -93,18 +93,26 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
     }
 }
 
+/// The command line of a task, or the error it fails with (a spec stored before
+/// `validate` refused empty commands can still carry one: it must fail the task, not
+/// panic the worker loop, which would then panic again on every restart).
+fn task_argv(cs: &ContainerSpec) -> Result<Vec<String>, String> {
+    let argv = cs.argv();
+    match argv.first() {
+        None => Err(format!(
+            "no command specified: this executor runs host commands, so a service of image {} needs a command (compose: entrypoint/command)",
+            cs.image
+        )),
+        Some(program) if program.is_empty() => {
+            Err("no command specified: the program name is empty".into())
+        }
+        Some(_) => Ok(argv),
+    }
+}
+
 fn task_run(daemon: &Daemon, t: &TaskRecord) -> Result<TaskRun, String> {
     let cs = &t.spec.container_spec;
-    let mut argv: Vec<String> = cs.command.iter().chain(cs.args.iter()).cloned().collect();
-    if argv.is_empty() {
-        return Err(format!(
-            "no command to run for image {}: this executor runs host commands, so the service needs a command (compose: entrypoint/command)",
-            cs.image
-        ));
-    }
-    if argv[0].is_empty() {
-        argv.remove(0);
-    }
+    let mut argv = task_argv(cs)?;
     if let Some(found) = resolve_program(&argv[0], &cs.env) {
         argv[0] = found;
     }
@@ -1086,5 +1094,39 @@ pub(crate) async fn teardown(daemon: &Daemon) {
         });
     if spawned.is_ok() {
         let _ = rx.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(command: &[&str], args: &[&str]) -> ContainerSpec {
+        ContainerSpec {
+            image: "busybox".into(),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// `service create busybox ""` and compose `command: [""]` store argv `[""]`: the task
+    /// fails with a clear error instead of indexing an empty argv.
+    #[test]
+    fn empty_command_fails_the_task() {
+        for (command, args) in [
+            (&[][..], &[""][..]),
+            (&[""][..], &[][..]),
+            (&[""][..], &[""][..]),
+            (&[][..], &[][..]),
+        ] {
+            let err = task_argv(&spec(command, args)).unwrap_err();
+            assert!(err.starts_with("no command specified"), "{err}");
+        }
+        // compose `entrypoint: [""]` with a command: the reset entrypoint is dropped.
+        assert_eq!(
+            task_argv(&spec(&[""], &["sleep", "1"])).unwrap(),
+            ["sleep", "1"]
+        );
     }
 }
