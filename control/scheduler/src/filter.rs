@@ -57,12 +57,14 @@ pub(crate) fn first_failure(
     // swarmkit enables the resource filter only for tasks that reserve something.
     if req.reservation_cpus != 0 || req.reservation_memory != 0 {
         let (mut reserved_cpus, mut reserved_memory) = (node.reserved_cpus, node.reserved_memory);
+        // Saturating: a reservation stored before specs were validated may be huge or
+        // negative, and an overflow here would panic the leader's orchestrator.
         if ignore_one_task {
-            reserved_cpus -= req.reservation_cpus;
-            reserved_memory -= req.reservation_memory;
+            reserved_cpus = reserved_cpus.saturating_sub(req.reservation_cpus);
+            reserved_memory = reserved_memory.saturating_sub(req.reservation_memory);
         }
-        if req.reservation_cpus > info.nano_cpus - reserved_cpus
-            || req.reservation_memory > info.memory_bytes - reserved_memory
+        if req.reservation_cpus > info.nano_cpus.saturating_sub(reserved_cpus)
+            || req.reservation_memory > info.memory_bytes.saturating_sub(reserved_memory)
         {
             return Some(Filter::Resource);
         }

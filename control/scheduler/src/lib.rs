@@ -202,8 +202,8 @@ impl Scheduler {
         };
         let node = &mut self.nodes[i as usize];
         node.tasks += 1;
-        node.reserved_cpus += cpus;
-        node.reserved_memory += memory;
+        node.reserved_cpus = node.reserved_cpus.saturating_add(cpus);
+        node.reserved_memory = node.reserved_memory.saturating_add(memory);
         node.hold(service_id, host_ports);
         *service_counts(&mut self.services, service_id)
             .entry(i)
@@ -225,8 +225,8 @@ impl Scheduler {
         };
         let node = &mut self.nodes[i as usize];
         node.tasks = node.tasks.saturating_sub(1);
-        node.reserved_cpus -= cpus;
-        node.reserved_memory -= memory;
+        node.reserved_cpus = node.reserved_cpus.saturating_sub(cpus);
+        node.reserved_memory = node.reserved_memory.saturating_sub(memory);
         node.release(service_id, host_ports);
         if let Some(counts) = self.services.get_mut(service_id) {
             if let Some(c) = counts.get_mut(&i) {
@@ -281,8 +281,8 @@ impl Scheduler {
             let i = key.node as usize;
             let node = &mut self.nodes[i];
             node.tasks += 1;
-            node.reserved_cpus += req.reservation_cpus;
-            node.reserved_memory += req.reservation_memory;
+            node.reserved_cpus = node.reserved_cpus.saturating_add(req.reservation_cpus);
+            node.reserved_memory = node.reserved_memory.saturating_add(req.reservation_memory);
             node.hold(req.service_id, req.host_ports);
             self.service_tasks[i] += 1;
             *counts.entry(key.node).or_insert(0) += 1;

@@ -299,6 +299,33 @@ fn resources_limit_placement() {
     );
 }
 
+/// Reservations at the ends of i64 (a negative `--reserve-cpu` once saturated to one) are
+/// placed or refused, never an arithmetic overflow.
+#[test]
+fn extreme_reservations_do_not_overflow() {
+    for (cpus, memory) in [
+        (i64::MIN, i64::MIN),
+        (i64::MAX, i64::MAX),
+        (i64::MIN, i64::MAX),
+    ] {
+        let req = ServiceReq {
+            service_id: "web",
+            reservation_cpus: cpus,
+            reservation_memory: memory,
+            ..Default::default()
+        };
+        let mut s = Scheduler::new(vms());
+        s.add_existing("db", "id-vm1", i64::MIN, i64::MIN, &[]);
+        s.add_existing("db", "id-vm2", i64::MAX, i64::MAX, &[]);
+        let _ = s.place_many(&req, 6);
+        let _ = s.fits(&req, "id-vm1", true);
+        let _ = s.fits(&req, "id-vm2", true);
+        s.remove_existing("db", "id-vm1", i64::MAX, i64::MAX, &[]);
+        s.remove_existing("db", "id-vm2", i64::MIN, i64::MIN, &[]);
+        let _ = s.place_many(&req, 3);
+    }
+}
+
 /// "Does the task still fit where it runs" after a change.
 #[test]
 fn fits_checks_filters_without_spread() {

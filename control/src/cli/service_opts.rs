@@ -31,18 +31,34 @@ pub fn bytes(s: &str) -> Result<i64, String> {
         .trim()
         .parse()
         .map_err(|_| format!("invalid size: '{s}'"))?;
-    if n < 0.0 {
+    // f64 also parses "NaN" and "inf", and `as i64` would saturate what does not fit.
+    let total = n * mult as f64;
+    if !total.is_finite() || n < 0.0 || total >= i64::MAX as f64 {
         return Err(format!("invalid size: '{s}'"));
     }
-    Ok((n * mult as f64) as i64)
+    Ok(total as i64)
 }
 
-/// "0.5" CPUs to NanoCPUs.
+/// "0.5" CPUs to NanoCPUs. NaN, infinities (which docker's big.Rat does not parse either),
+/// negative counts and counts beyond an i64 of NanoCPUs are refused: `as i64` would
+/// saturate them into values the scheduler's arithmetic overflows on.
 pub fn nano_cpus(s: &str) -> Result<i64, String> {
-    let n: f64 = s
-        .parse()
-        .map_err(|_| format!("invalid argument {s:?}: failed to parse {s} as a rational number"))?;
-    Ok((n * 1e9) as i64)
+    let not_rational =
+        || format!("invalid argument {s:?}: failed to parse {s} as a rational number");
+    let n: f64 = s.parse().map_err(|_| not_rational())?;
+    if !n.is_finite() {
+        return Err(not_rational());
+    }
+    if n < 0.0 {
+        return Err(format!(
+            "invalid argument {s:?}: a CPU count cannot be negative"
+        ));
+    }
+    let nano = (n * 1e9).round();
+    if nano >= i64::MAX as f64 {
+        return Err(format!("invalid argument {s:?}: value is too large"));
+    }
+    Ok(nano as i64)
 }
 
 /// `-p 8080:80`, `-p 8080:80/udp`, `-p 80`, or `published=8080,target=80,protocol=udp,mode=host`.
@@ -584,5 +600,33 @@ mod tests {
         assert_eq!(duration_ns("1m30s").unwrap(), 90_000_000_000);
         assert_eq!(nano_cpus("0.5").unwrap(), 500_000_000);
         assert!(bytes("lots").is_err());
+    }
+
+    /// Values that once saturated `as i64` into reservations the scheduler overflowed on
+    /// (`--reserve-cpu=-1e10`) are refused with a clear error.
+    #[test]
+    fn cpu_and_memory_values_out_of_range_are_refused() {
+        assert_eq!(
+            nano_cpus("-1e10").unwrap_err(),
+            "invalid argument \"-1e10\": a CPU count cannot be negative"
+        );
+        assert_eq!(
+            nano_cpus("-0.5").unwrap_err(),
+            "invalid argument \"-0.5\": a CPU count cannot be negative"
+        );
+        for bad in ["NaN", "inf", "-inf", "infinity"] {
+            assert_eq!(
+                nano_cpus(bad).unwrap_err(),
+                format!("invalid argument {bad:?}: failed to parse {bad} as a rational number")
+            );
+        }
+        assert!(nano_cpus("1e10")
+            .unwrap_err()
+            .ends_with("value is too large"));
+        assert_eq!(nano_cpus("0").unwrap(), 0);
+        assert_eq!(nano_cpus("0.3").unwrap(), 300_000_000);
+        for bad in ["nan", "inf", "1e30", "10000000000000000000", "-1"] {
+            assert_eq!(bytes(bad).unwrap_err(), format!("invalid size: '{bad}'"));
+        }
     }
 }

@@ -51,6 +51,11 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
             "ContainerSpec: no command specified: the program name is empty",
         ));
     }
+    if let Some(r) = &spec.task_template.resources {
+        for limit in [&r.limits, &r.reservations].into_iter().flatten() {
+            check_resources(limit)?;
+        }
+    }
     if spec.mode.is_global() == spec.mode.replicated.is_some() {
         return Err(invalid(
             "exactly one of replicated or global mode must be set",
@@ -71,6 +76,33 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// swarmkit's `validateResources` (its messages), and no negative pids limit: the
+/// scheduler adds reservations up, so a negative one would be free capacity.
+fn check_resources(r: &shoal_spec::Limit) -> Result<(), ApiError> {
+    const MIN_NANO_CPUS: i64 = 1_000_000;
+    const MIN_MEMORY: i64 = 4 << 20;
+    if r.nano_cpus != 0 && r.nano_cpus < MIN_NANO_CPUS {
+        return Err(invalid(format!(
+            "invalid cpu value {}: Must be at least {}",
+            r.nano_cpus as f64 / 1e9,
+            MIN_NANO_CPUS as f64 / 1e9
+        )));
+    }
+    if r.memory_bytes != 0 && r.memory_bytes < MIN_MEMORY {
+        return Err(invalid(format!(
+            "invalid memory value {}: Must be at least 4MiB",
+            r.memory_bytes
+        )));
+    }
+    if r.pids < 0 {
+        return Err(invalid(format!(
+            "invalid pids value {}: Must be at least 0",
+            r.pids
+        )));
     }
     Ok(())
 }
@@ -808,6 +840,55 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.ends_with("duplicate published port 8081"), "{e}");
+    }
+
+    /// Reservations the scheduler would overflow on (`--reserve-cpu=-1e10` stored as a
+    /// large negative) are refused, with swarmkit's messages.
+    #[test]
+    fn validate_refuses_negative_and_tiny_resources() {
+        let with = |limit: shoal_spec::Limit| {
+            let mut s = spec("web", &[]);
+            s.task_template.resources = Some(shoal_spec::ResourceRequirements {
+                limits: None,
+                reservations: Some(limit),
+            });
+            validate(&s).map_err(|e| e.to_string())
+        };
+        let cpus = |nano_cpus| shoal_spec::Limit {
+            nano_cpus,
+            ..Default::default()
+        };
+        let memory = |memory_bytes| shoal_spec::Limit {
+            memory_bytes,
+            ..Default::default()
+        };
+        let e = with(cpus(-10_000_000_000_000_000)).unwrap_err();
+        assert!(
+            e.ends_with("invalid cpu value -10000000: Must be at least 0.001"),
+            "{e}"
+        );
+        let e = with(cpus(999_999)).unwrap_err();
+        assert!(
+            e.ends_with("invalid cpu value 0.000999999: Must be at least 0.001"),
+            "{e}"
+        );
+        let e = with(memory(-1)).unwrap_err();
+        assert!(
+            e.ends_with("invalid memory value -1: Must be at least 4MiB"),
+            "{e}"
+        );
+        let e = with(shoal_spec::Limit {
+            pids: -1,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            e.ends_with("invalid pids value -1: Must be at least 0"),
+            "{e}"
+        );
+        assert!(with(cpus(1_000_000)).is_ok());
+        assert!(with(memory(4 << 20)).is_ok());
+        assert!(with(shoal_spec::Limit::default()).is_ok());
     }
 
     /// An empty command is refused when the service is created, not left to fail (or, as
