@@ -82,13 +82,42 @@ impl Net {
         let bits = self.bits.min(other.bits);
         self.addr & Self::mask(bits) == other.addr & Self::mask(bits)
     }
-    /// The first usable address: docker's default gateway.
-    pub fn first_host(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.addr + 1)
+    /// The first usable address: docker's default gateway (None for a /31 or /32, which
+    /// have no host addresses to spare).
+    pub fn first_host(&self) -> Option<Ipv4Addr> {
+        if self.size() < 4 {
+            return None;
+        }
+        self.addr.checked_add(1).map(Ipv4Addr::from)
+    }
+    /// The addresses tasks and VIPs may take: all but the network address, the first host
+    /// (the default gateway) and the broadcast address. None when that leaves nothing.
+    pub fn task_range(&self) -> Option<std::ops::RangeInclusive<u32>> {
+        let first = u64::from(self.addr) + 2;
+        let last = (u64::from(self.addr) + self.size()).checked_sub(2)?;
+        if first > last {
+            return None;
+        }
+        Some(u32::try_from(first).ok()?..=u32::try_from(last).ok()?)
     }
     pub fn size(&self) -> u64 {
         1u64 << (32 - self.bits)
     }
+}
+
+/// The longest prefix a swarm network may have. A /30 leaves one address beside its
+/// gateway, which a service's VIP takes, so no task would get one; a /29 leaves five
+/// (a VIP and four tasks). `swarm init --default-addr-pool-mask-length` has the same cap.
+pub const MAX_SUBNET_BITS: u8 = 29;
+
+/// Refuse a subnet too small to hold a gateway, a service VIP and a task.
+pub fn check_subnet_size(subnet: &Net) -> Result<(), String> {
+    if subnet.bits > MAX_SUBNET_BITS {
+        return Err(format!(
+            "invalid subnet {subnet}: too small for a swarm network (a gateway, service VIPs and tasks need at least a /{MAX_SUBNET_BITS})"
+        ));
+    }
+    Ok(())
 }
 
 impl std::fmt::Display for Net {
@@ -237,5 +266,27 @@ mod tests {
         assert!(next_subnet(&s, "192.168.0.0/24", 24).is_err());
         assert!(Net::parse("10.0.0.0/33").is_err());
         assert!(Net::parse("nope").is_err());
+    }
+
+    /// The top of the address space and subnets with no room for hosts give None, not an
+    /// overflow (a record stored before sizes were checked must not panic the leader).
+    #[test]
+    fn host_addresses_do_not_overflow() {
+        let n = |s: &str| Net::parse(s).unwrap();
+        for tiny in ["255.255.255.254/31", "255.255.255.255/32", "10.0.0.0/31"] {
+            assert_eq!(n(tiny).first_host(), None, "{tiny}");
+            assert_eq!(n(tiny).task_range(), None, "{tiny}");
+            assert!(check_subnet_size(&n(tiny)).is_err(), "{tiny}");
+        }
+        assert_eq!(
+            n("10.0.0.0/30").task_range(),
+            Some(0x0a00_0002..=0x0a00_0002)
+        );
+        assert!(check_subnet_size(&n("10.0.0.0/30")).is_err());
+        let top = n("255.255.255.248/29");
+        assert!(check_subnet_size(&top).is_ok());
+        assert_eq!(top.first_host(), Some(Ipv4Addr::new(255, 255, 255, 249)));
+        assert_eq!(top.task_range(), Some(0xffff_fffa..=0xffff_fffe));
+        assert_eq!(n("0.0.0.0/0").task_range(), Some(2..=0xffff_fffe));
     }
 }

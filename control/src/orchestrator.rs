@@ -260,9 +260,8 @@ fn next_address(
     let subnet = crate::networks::Net::parse(&net.subnet).ok()?;
     let gateway: Option<Ipv4Addr> = net.gateway.parse().ok();
     let taken = used.entry(net_id.to_string()).or_default();
-    let first = subnet.addr + 2;
-    let last = subnet.addr + (subnet.size() as u32).saturating_sub(2);
-    let ip = (first..=last)
+    let ip = subnet
+        .task_range()?
         .map(Ipv4Addr::from)
         .find(|ip| Some(*ip) != gateway && !taken.contains(ip))?;
     taken.insert(ip);
@@ -1206,6 +1205,24 @@ mod tests {
             },
         );
         s
+    }
+
+    /// A network stored before subnet sizes were checked (a /31 at the top of the address
+    /// space) leaves tasks without an address on it, instead of overflowing and killing
+    /// the orchestrator on every leader.
+    #[test]
+    fn stored_tiny_subnet_does_not_panic() {
+        for tiny in ["255.255.255.254/31", "255.255.255.255/32", "10.0.0.0/31"] {
+            let mut s = with_ingress(cluster(&["vm1"]));
+            s.networks.get_mut("ingress-id").unwrap().subnet = tiny.into();
+            let svc = publishing("svc1", "web", 2, &["8080:80"]);
+            s.services.insert(svc.id.clone(), svc);
+            let mut clock = UpdateClock::default();
+            step(&mut s, &mut clock, Utc::now());
+            let tasks = tasks_of(&s, "svc1");
+            assert_eq!(tasks.len(), 2, "{tiny}");
+            assert!(tasks.iter().all(|t| t.networks.is_empty()), "{tiny}");
+        }
     }
 
     fn publishing(id: &str, name: &str, replicas: u64, ports: &[&str]) -> ServiceRecord {

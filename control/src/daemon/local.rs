@@ -171,7 +171,7 @@ impl Daemon {
         let subnet_bits = req
             .default_addr_pool_mask_length
             .unwrap_or(crate::networks::DEFAULT_SUBNET_BITS);
-        if subnet_bits < pool_net.bits || subnet_bits > 29 {
+        if subnet_bits < pool_net.bits || subnet_bits > crate::networks::MAX_SUBNET_BITS {
             return Err(ApiError::daemon(format!(
                 "invalid default address pool mask length {subnet_bits} for pool {pool}"
             )));

@@ -5,8 +5,12 @@ use chrono::Utc;
 
 use super::{Daemon, Manager};
 use crate::api::{ApiError, ApiReply, ApiRequest, ApiResult, NetworkCreate};
-use crate::networks::{check_subnet, next_subnet, next_vni, Net, NetworkRecord};
+use crate::networks::{check_subnet, check_subnet_size, next_subnet, next_vni, Net, NetworkRecord};
 use crate::state::{ClusterState, Command};
+
+fn invalid(msg: impl std::fmt::Display) -> ApiError {
+    ApiError::daemon(format!("rpc error: code = InvalidArgument desc = {msg}"))
+}
 
 fn precondition(msg: impl std::fmt::Display) -> ApiError {
     ApiError::daemon(format!("rpc error: code = FailedPrecondition desc = {msg}"))
@@ -78,6 +82,7 @@ pub fn allocate(
     let subnet = match &req.subnet {
         Some(s) => {
             let net = Net::parse(s).map_err(ApiError::daemon)?;
+            check_subnet_size(&net).map_err(invalid)?;
             check_subnet(state, &net).map_err(ApiError::daemon)?;
             net
         }
@@ -97,7 +102,9 @@ pub fn allocate(
             }
             ip
         }
-        None => subnet.first_host(),
+        None => subnet
+            .first_host()
+            .ok_or_else(|| invalid(format!("subnet {subnet} has no address for a gateway")))?,
     };
     let mtu = match req.options.get("com.docker.network.driver.mtu") {
         Some(m) => Some(
@@ -226,6 +233,36 @@ mod tests {
         .unwrap();
         state.networks.insert(ingress.id.clone(), ingress);
         state
+    }
+
+    /// `network create --subnet` (and stack deploy's ipam config) refuses subnets with no
+    /// room for a gateway, a VIP and tasks, instead of panicking in the request (/32 at
+    /// the top of the address space) or leaving tasks without an address.
+    #[test]
+    fn tiny_subnets_are_refused() {
+        let state = swarm();
+        let create = |subnet: &str| {
+            allocate(
+                &state,
+                &NetworkCreate {
+                    name: "n".into(),
+                    subnet: Some(subnet.into()),
+                    ..Default::default()
+                },
+                false,
+            )
+        };
+        for tiny in [
+            "255.255.255.255/32",
+            "255.255.255.254/31",
+            "192.168.9.0/31",
+            "192.168.9.0/30",
+        ] {
+            let e = create(tiny).unwrap_err().message;
+            assert!(e.contains("too small for a swarm network"), "{tiny}: {e}");
+        }
+        let top = create("255.255.255.248/29").unwrap();
+        assert_eq!(top.gateway, "255.255.255.249");
     }
 
     /// `network rm ""` with only ingress: an empty reference must not match it by prefix.
