@@ -8,6 +8,25 @@ use serde_json::Value;
 
 use crate::types::{Availability, Role};
 
+/// The dispatcher heartbeat periods `swarm init` accepts. Below 100ms agents would call
+/// the leader in a near-tight loop and the grace (three periods) would be shorter than a
+/// busy leader's pauses, so nodes would flap Down/Ready (0s gave a grace of 0); above a day
+/// a dead node would go unnoticed for days, and the millisecond arithmetic stays far from
+/// overflowing. (swarmkit refuses only negative periods.)
+pub const MIN_HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(100);
+pub const MAX_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// A dispatcher heartbeat period in milliseconds, if it is in range.
+pub fn check_heartbeat(period: std::time::Duration) -> Result<u64, String> {
+    if !(MIN_HEARTBEAT..=MAX_HEARTBEAT).contains(&period) {
+        return Err(format!(
+            "invalid dispatcher heartbeat period {}: it must be between 100ms and 24h",
+            humantime::format_duration(period)
+        ));
+    }
+    u64::try_from(period.as_millis()).map_err(|_| "dispatcher heartbeat period too long".into())
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct InitRequest {
     pub advertise_addr: Option<String>,
@@ -470,4 +489,34 @@ pub mod msg {
     pub const ALREADY_IN_SWARM: &str = "This node is already part of a swarm. Use \"shoal swarm leave\" to leave this swarm and join another one.";
     pub const NOT_IN_SWARM: &str = "This node is not part of a swarm";
     pub const NO_LEADER: &str = "rpc error: code = Unknown desc = The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online.";
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// 0s and 500us (a grace of 0: nodes flap, agents spin) and periods whose grace
+    /// overflows are refused; the default and the tests' 1s pass.
+    #[test]
+    fn heartbeat_period_range() {
+        assert_eq!(check_heartbeat(Duration::from_secs(5)), Ok(5000));
+        assert_eq!(check_heartbeat(Duration::from_secs(1)), Ok(1000));
+        assert_eq!(check_heartbeat(MIN_HEARTBEAT), Ok(100));
+        assert_eq!(check_heartbeat(MAX_HEARTBEAT), Ok(86_400_000));
+        for bad in [
+            Duration::ZERO,
+            Duration::from_micros(500),
+            Duration::from_secs(6_200_000_000_000_000),
+        ] {
+            assert!(check_heartbeat(bad)
+                .unwrap_err()
+                .starts_with("invalid dispatcher heartbeat period"));
+        }
+        assert_eq!(
+            check_heartbeat(Duration::from_micros(500)).unwrap_err(),
+            "invalid dispatcher heartbeat period 500us: it must be between 100ms and 24h"
+        );
+    }
 }

@@ -101,7 +101,11 @@ pub async fn run(host: &str, cmd: SwarmCommand) -> CliResult {
                 advertise_addr: a.advertise_addr,
                 listen_addr: a.listen_addr,
                 force_new_cluster: force,
-                dispatcher_heartbeat_ms: a.dispatcher_heartbeat.map(|d| d.as_millis() as u64),
+                dispatcher_heartbeat_ms: a
+                    .dispatcher_heartbeat
+                    .map(crate::api::check_heartbeat)
+                    .transpose()
+                    .map_err(ApiError::plain)?,
                 task_history_limit: a.task_history_limit,
                 default_addr_pool: a.default_addr_pool,
                 default_addr_pool_mask_length: a.default_addr_pool_mask_length,

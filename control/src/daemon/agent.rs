@@ -24,7 +24,7 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
             t
         });
         let Some(target) = target else {
-            tokio::time::sleep(Duration::from_millis(m.heartbeat_ms)).await;
+            tokio::time::sleep(heartbeat_period(&m)).await;
             continue;
         };
         if client.as_ref().map(|c| c.addr()) != Some(target.as_str()) {
@@ -36,7 +36,7 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
             addr: m.addr.clone(),
             listen_addr: m.listen_addr(),
         };
-        let period = Duration::from_millis(m.heartbeat_ms);
+        let period = heartbeat_period(&m);
         match c
             .call(
                 &PeerRequest::Heartbeat(hb),
@@ -91,6 +91,13 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
         }
         tokio::time::sleep(period).await;
     }
+}
+
+/// The agent's heartbeat period, clamped: a period stored before `swarm init` checked it
+/// may be 0, which would make this loop spin.
+fn heartbeat_period(m: &super::files::Membership) -> Duration {
+    Duration::from_millis(m.heartbeat_ms)
+        .clamp(crate::api::MIN_HEARTBEAT, crate::api::MAX_HEARTBEAT)
 }
 
 /// Become what the cluster says: get a certificate for the new role, then start or stop Raft.

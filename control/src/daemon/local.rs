@@ -162,7 +162,12 @@ impl Daemon {
         }
         let (addr, port) =
             self.resolve_addrs(req.advertise_addr.as_deref(), req.listen_addr.as_deref())?;
-        let heartbeat_ms = req.dispatcher_heartbeat_ms.unwrap_or(DEFAULT_HEARTBEAT_MS);
+        let heartbeat_ms = match req.dispatcher_heartbeat_ms {
+            Some(ms) => {
+                crate::api::check_heartbeat(Duration::from_millis(ms)).map_err(ApiError::daemon)?
+            }
+            None => DEFAULT_HEARTBEAT_MS,
+        };
         let pool = req
             .default_addr_pool
             .clone()

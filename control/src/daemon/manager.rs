@@ -246,6 +246,15 @@ fn self_election_max(raft: &Raft) -> u64 {
     raft.config().election_timeout_max
 }
 
+/// How long a node may go without a heartbeat before it is marked Down: three periods.
+/// Clamped and saturating: a cluster stored before `swarm init` checked the period may
+/// hold 0 (nodes would flap) or a period whose triple overflows.
+fn heartbeat_grace(heartbeat_ms: u64) -> Duration {
+    Duration::from_millis(heartbeat_ms)
+        .clamp(crate::api::MIN_HEARTBEAT, crate::api::MAX_HEARTBEAT)
+        .saturating_mul(3)
+}
+
 /// Leader: mark nodes Down when their heartbeats stop, and Ready when they come back
 /// (the latter happens in `heartbeat`).
 async fn liveness_loop(daemon: std::sync::Weak<Daemon>, mgr: Arc<Manager>) {
@@ -263,7 +272,7 @@ async fn liveness_loop(daemon: std::sync::Weak<Daemon>, mgr: Arc<Manager>) {
         let Some(cluster) = state.cluster.as_ref() else {
             continue;
         };
-        let grace = Duration::from_millis(cluster.heartbeat_ms * 3);
+        let grace = heartbeat_grace(cluster.heartbeat_ms);
         let now = Instant::now();
         let mut down = Vec::new();
         {
@@ -718,4 +727,24 @@ fn ca_pem(state: &ClusterState) -> String {
 /// Nodes by raft ID for a membership (used by the swarm init path).
 pub(crate) fn single_member(raft_id: u64, addr: String) -> BTreeMap<u64, BasicNode> {
     [(raft_id, BasicNode { addr })].into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stored period of 0 still gives a grace, and a huge one does not overflow.
+    #[test]
+    fn heartbeat_grace_is_bounded() {
+        assert_eq!(heartbeat_grace(5000), Duration::from_secs(15));
+        assert_eq!(heartbeat_grace(0), Duration::from_millis(300));
+        assert_eq!(
+            heartbeat_grace(6_200_000_000_000_000_000),
+            Duration::from_secs(3 * 24 * 3600)
+        );
+        assert_eq!(
+            heartbeat_grace(u64::MAX),
+            Duration::from_secs(3 * 24 * 3600)
+        );
+    }
 }
