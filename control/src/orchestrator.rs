@@ -20,6 +20,15 @@ use crate::types::{Availability as NodeAvailability, NodeRecord, NodeState};
 
 /// Status message of a task that ended and, by its restart policy, stays ended.
 const NOT_RESTARTED: &str = "finished: not restarted";
+/// The most replicas a service may ask for. Each task is a real process in its own
+/// namespaces, so no node runs anywhere near this many; the cap keeps a typo
+/// (`--replicas 1000000000`) from making the leader build a task record per slot (out of
+/// memory, on every new leader too), and keeps a node's Assignments reply, which may carry
+/// all of them, far below `wire::MAX_FRAME` (a test checks).
+pub const MAX_REPLICAS: u64 = 10_000;
+/// New tasks one reconcile round creates for empty slots; the rest come in the next
+/// rounds (one per Raft apply), so a scale-up's Raft entry stays small.
+const NEW_TASKS_PER_ROUND: usize = 1_000;
 const ASSIGNED: &str = "scheduler assigned task to node";
 
 /// Leader-local memory for rolling updates: when each service's last batch finished.
@@ -388,6 +397,8 @@ struct Plan<'a> {
     changed: BTreeMap<String, TaskRecord>,
     services: Vec<ServiceRecord>,
     deletes: Vec<String>,
+    /// Tasks created this round for empty slots (bounded by NEW_TASKS_PER_ROUND).
+    new_tasks: usize,
 }
 
 impl Plan<'_> {
@@ -479,6 +490,7 @@ pub fn reconcile(
         changed: BTreeMap::new(),
         services: Vec::new(),
         deletes: Vec::new(),
+        new_tasks: 0,
     };
 
     for id in retire_replaced(state) {
@@ -654,7 +666,8 @@ fn reconcile_replicated(
     req: &Req,
     groups: &BTreeMap<(u64, &str), Vec<&TaskRecord>>,
 ) {
-    let replicas = svc.spec.mode.replicas().unwrap_or(0);
+    // A service stored before `validate` capped replicas gets no more than the cap.
+    let replicas = svc.spec.mode.replicas().unwrap_or(0).min(MAX_REPLICAS);
     let now = plan.now;
     for slot in 1..=replicas {
         let slot_tasks: Vec<&TaskRecord> = groups.get(&(slot, "")).cloned().unwrap_or_default();
@@ -665,7 +678,8 @@ fn reconcile_replicated(
             let stopped_for_good = slot_tasks.first().is_some_and(|t| {
                 t.status.message == NOT_RESTARTED && t.spec_version == svc.spec_version
             });
-            if !stopped_for_good {
+            if !stopped_for_good && plan.new_tasks < NEW_TASKS_PER_ROUND {
+                plan.new_tasks += 1;
                 let t = new_task(svc, slot, "", now);
                 plan.schedule(t, req);
             }
@@ -1486,5 +1500,28 @@ mod tests {
             Some("no free host port for 80/tcp on node node0 (range 40000-40001 in use)")
         );
         assert_eq!(waiting[0].host_ports[0].published_port, None);
+    }
+
+    /// A huge replica count (stored before `validate` capped it) is created in bounded
+    /// rounds and never beyond the cap, and a node's Assignments reply carrying every task
+    /// stays far below the wire's frame limit.
+    #[test]
+    fn scale_up_is_batched_and_capped() {
+        let mut state = cluster(&["vm1", "vm2", "vm3"]);
+        let svc = service(MAX_REPLICAS + 5);
+        state.services.insert(svc.id.clone(), svc);
+        let mut clock = UpdateClock::default();
+        step(&mut state, &mut clock, Utc::now());
+        assert_eq!(state.tasks.len(), NEW_TASKS_PER_ROUND);
+        for _ in 0..MAX_REPLICAS as usize / NEW_TASKS_PER_ROUND + 2 {
+            step(&mut state, &mut clock, Utc::now());
+        }
+        assert_eq!(state.tasks.len() as u64, MAX_REPLICAS);
+        let all: Vec<&TaskRecord> = state.tasks.values().collect();
+        let bytes = serde_json::to_vec(&all).unwrap().len();
+        assert!(
+            bytes < crate::wire::MAX_FRAME / 8,
+            "{bytes} bytes for {MAX_REPLICAS} tasks"
+        );
     }
 }

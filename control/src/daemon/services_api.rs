@@ -10,7 +10,7 @@ use shoal_spec::{Constraint, Protocol, PublishMode, ServiceSpec, TaskState};
 
 use super::{Daemon, Manager};
 use crate::api::{ApiError, ApiReply, ApiRequest, ApiResult, StackDeploy};
-use crate::orchestrator::updated_service;
+use crate::orchestrator::{updated_service, MAX_REPLICAS};
 use crate::peer::{PeerClient, PeerRequest, PeerResponse};
 use crate::services::{ServiceRecord, UpdateState, UpdateStatus};
 use crate::state::{ClusterState, Command};
@@ -60,6 +60,11 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
         return Err(invalid(
             "exactly one of replicated or global mode must be set",
         ));
+    }
+    if let Some(n) = spec.mode.replicas().filter(|&n| n > MAX_REPLICAS) {
+        return Err(invalid(format!(
+            "invalid replicas value {n}: Must be at most {MAX_REPLICAS}"
+        )));
     }
     if let Some(p) = &spec.task_template.placement {
         Constraint::parse_all(&p.constraints).map_err(invalid)?;
@@ -889,6 +894,21 @@ mod tests {
         assert!(with(cpus(1_000_000)).is_ok());
         assert!(with(memory(4 << 20)).is_ok());
         assert!(with(shoal_spec::Limit::default()).is_ok());
+    }
+
+    /// `--replicas 1000000000` (create, scale, compose) is refused, not turned into a task
+    /// record per slot on the leader.
+    #[test]
+    fn validate_caps_replicas() {
+        let mut s = spec("web", &[]);
+        s.mode = shoal_spec::ServiceMode::replicated(MAX_REPLICAS);
+        assert!(validate(&s).is_ok());
+        s.mode = shoal_spec::ServiceMode::replicated(1_000_000_000);
+        let e = validate(&s).unwrap_err().to_string();
+        assert!(
+            e.ends_with("invalid replicas value 1000000000: Must be at most 10000"),
+            "{e}"
+        );
     }
 
     /// An empty command is refused when the service is created, not left to fail (or, as
