@@ -125,6 +125,13 @@ impl CommandResult {
     fn ok() -> Self {
         CommandResult::default()
     }
+    /// The first error of this command or, for a `Batch`, of any command in it (a batch
+    /// applies each command on its own, so its own `error` stays empty when one fails).
+    pub fn first_error(&self) -> Option<&str> {
+        self.error
+            .as_deref()
+            .or_else(|| self.batch.iter().find_map(CommandResult::first_error))
+    }
     fn err(msg: impl Into<String>) -> Self {
         CommandResult {
             error: Some(msg.into()),
@@ -615,6 +622,14 @@ mod tests {
         assert_eq!(r.batch[1].error.as_deref(), Some("node zzz not found"));
         assert!(r.batch[2].error.is_none());
         assert_eq!(s.nodes.len(), 2);
+        // What a proposer sees: the failed command's error, even inside nested batches.
+        assert_eq!(r.first_error(), Some("node zzz not found"));
+        let nested = CommandResult {
+            error: None,
+            batch: vec![CommandResult::ok(), r],
+        };
+        assert_eq!(nested.first_error(), Some("node zzz not found"));
+        assert_eq!(CommandResult::ok().first_error(), None);
     }
 
     #[test]

@@ -146,10 +146,7 @@ impl Manager {
             return Err(ApiError::daemon(msg::NO_LEADER));
         }
         match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
-            Ok(Ok(Ok(result))) => match result.error {
-                Some(e) => Err(ApiError::daemon(e)),
-                None => Ok(()),
-            },
+            Ok(Ok(Ok(result))) => outcome(&result),
             Ok(Ok(Err(e))) => {
                 tracing::warn!(error = %e, "write failed");
                 Err(ApiError::daemon(msg::NO_LEADER))
@@ -244,6 +241,15 @@ async fn batcher(raft: Raft, mut queue: mpsc::Receiver<Proposal>) {
 
 fn self_election_max(raft: &Raft) -> u64 {
     raft.config().election_timeout_max
+}
+
+/// What a proposer gets for an applied command. A refused command inside a Batch (a
+/// stack deploy's PutService, say) is the proposer's error too, not a silent success.
+fn outcome(result: &CommandResult) -> Result<(), ApiError> {
+    match result.first_error() {
+        Some(e) => Err(ApiError::daemon(e)),
+        None => Ok(()),
+    }
 }
 
 /// How long a node may go without a heartbeat before it is marked Down: three periods.
@@ -732,6 +738,21 @@ pub(crate) fn single_member(raft_id: u64, addr: String) -> BTreeMap<u64, BasicNo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stack deploy is one Batch: a PutService refused inside it fails the deploy.
+    #[test]
+    fn a_refused_command_in_a_batch_is_an_error() {
+        let mut state = crate::state::ClusterState::default();
+        let r = state.apply(
+            &Command::Batch(vec![Command::RemoveNode {
+                node_id: "zzz".into(),
+            }]),
+            1,
+        );
+        assert_eq!(outcome(&r).unwrap_err().message, "node zzz not found");
+        let ok = state.apply(&Command::Batch(Vec::new()), 2);
+        assert!(outcome(&ok).is_ok());
+    }
 
     /// A stored period of 0 still gives a grace, and a huge one does not overflow.
     #[test]
