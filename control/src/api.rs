@@ -27,6 +27,18 @@ pub fn check_heartbeat(period: std::time::Duration) -> Result<u64, String> {
     u64::try_from(period.as_millis()).map_err(|_| "dispatcher heartbeat period too long".into())
 }
 
+/// docker's `validateStackName`: a stack name may not be empty, or only whitespace and
+/// quotes (its services would be named `_web`, and its label would match nothing).
+pub fn check_stack_name(name: &str) -> Result<(), String> {
+    if name
+        .trim_matches(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+        .is_empty()
+    {
+        return Err(format!("invalid stack name: {name:?}"));
+    }
+    Ok(())
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct InitRequest {
     pub advertise_addr: Option<String>,
@@ -496,6 +508,16 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn stack_names_like_docker() {
+        assert_eq!(check_stack_name(""), Err("invalid stack name: \"\"".into()));
+        assert_eq!(
+            check_stack_name(" '\" "),
+            Err("invalid stack name: \" '\\\" \"".into())
+        );
+        assert_eq!(check_stack_name("webapp"), Ok(()));
+    }
 
     /// 0s and 500us (a grace of 0: nodes flap, agents spin) and periods whose grace
     /// overflows are refused; the default and the tests' 1s pass.

@@ -6,7 +6,7 @@ use clap::Subcommand;
 
 use super::service::{self, PsArgs};
 use super::{call, unexpected, CliResult};
-use crate::api::{ApiError, ApiReply, ApiRequest, StackDeploy};
+use crate::api::{check_stack_name, ApiError, ApiReply, ApiRequest, StackDeploy};
 
 #[derive(Subcommand, Debug)]
 pub enum StackCommand {
@@ -96,6 +96,7 @@ pub async fn run(host: &str, cmd: StackCommand) -> CliResult {
             name,
             ..
         } => {
+            check_stack_name(&name).map_err(ApiError::plain)?;
             let files = read_files(&compose_file)?;
             let env: BTreeMap<String, String> = std::env::vars().collect();
             let stack = shoal_compose::load(&name, &files, &env)
@@ -166,22 +167,27 @@ pub async fn run(host: &str, cmd: StackCommand) -> CliResult {
             quiet,
             format,
             name,
-        } => match call(
-            host,
-            ApiRequest::ServiceList {
-                references: vec![],
-                stack: Some(name.clone()),
-            },
-        )
-        .await?
-        {
-            ApiReply::Services { services } if services.is_empty() => {
-                eprintln!("Nothing found in stack: {name}");
-                Ok(())
+        } => {
+            check_stack_name(&name).map_err(ApiError::plain)?;
+            match call(
+                host,
+                ApiRequest::ServiceList {
+                    references: vec![],
+                    stack: Some(name.clone()),
+                },
+            )
+            .await?
+            {
+                ApiReply::Services { services } if services.is_empty() => {
+                    eprintln!("Nothing found in stack: {name}");
+                    Ok(())
+                }
+                ApiReply::Services { services } => {
+                    service::print_services(&services, quiet, format)
+                }
+                other => Err(unexpected(other)),
             }
-            ApiReply::Services { services } => service::print_services(&services, quiet, format),
-            other => Err(unexpected(other)),
-        },
+        }
         StackCommand::Ps {
             no_trunc,
             quiet,
@@ -189,6 +195,7 @@ pub async fn run(host: &str, cmd: StackCommand) -> CliResult {
             format,
             name,
         } => {
+            check_stack_name(&name).map_err(ApiError::plain)?;
             service::ps(
                 host,
                 PsArgs {
@@ -203,6 +210,9 @@ pub async fn run(host: &str, cmd: StackCommand) -> CliResult {
             .await
         }
         StackCommand::Rm { names } => {
+            for name in &names {
+                check_stack_name(name).map_err(ApiError::plain)?;
+            }
             for name in names {
                 match call(host, ApiRequest::StackRemove { name: name.clone() }).await? {
                     ApiReply::Lines { lines } if lines.is_empty() => {

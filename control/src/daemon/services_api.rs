@@ -564,6 +564,7 @@ impl Daemon {
     }
 
     async fn stack_deploy(&self, mgr: &Manager, d: StackDeploy) -> ApiResult {
+        crate::api::check_stack_name(&d.name).map_err(invalid)?;
         for spec in &d.services {
             validate(spec)?;
         }
