@@ -184,6 +184,18 @@ pub struct Mount {
     pub read_only: bool,
 }
 
+impl Mount {
+    /// docker's rule for local volume names, `[a-zA-Z0-9][a-zA-Z0-9_.-]+`: a plain name,
+    /// so a volume's directory (`<data root>/volumes/<name>`) stays under the data root
+    /// (`source=../../x` would not).
+    pub fn is_volume_name(name: &str) -> bool {
+        let mut chars = name.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && name.len() >= 2
+            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    }
+}
+
 /// Healthcheck: Test is ["CMD", args...], ["CMD-SHELL", "cmd"] or ["NONE"].
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "PascalCase")]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::Value;
-use shoal_spec::{Constraint, Protocol, PublishMode, ServiceSpec, TaskState};
+use shoal_spec::{Constraint, Mount, Protocol, PublishMode, ServiceSpec, TaskState};
 
 use super::{Daemon, Manager};
 use crate::api::{ApiError, ApiReply, ApiRequest, ApiResult, StackDeploy};
@@ -51,6 +51,11 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
             "ContainerSpec: no command specified: the program name is empty",
         ));
     }
+    for m in &cs.mounts {
+        if m.kind == "volume" && !m.source.is_empty() && !Mount::is_volume_name(&m.source) {
+            return Err(invalid(volume_name_error(&m.source)));
+        }
+    }
     if let Some(r) = &spec.task_template.resources {
         for limit in [&r.limits, &r.reservations].into_iter().flatten() {
             check_resources(limit)?;
@@ -83,6 +88,13 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// moby's error for a volume name that is not a plain name.
+pub(crate) fn volume_name_error(name: &str) -> String {
+    format!(
+        "invalid mount config for type \"volume\": {name:?} includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
+    )
 }
 
 /// swarmkit's `validateResources` (its messages), and no negative pids limit: the
@@ -895,6 +907,35 @@ mod tests {
         assert!(with(cpus(1_000_000)).is_ok());
         assert!(with(memory(4 << 20)).is_ok());
         assert!(with(shoal_spec::Limit::default()).is_ok());
+    }
+
+    /// A volume's source is a plain name: `source=../../x` would put the volume outside
+    /// the data root's volumes directory.
+    #[test]
+    fn validate_refuses_volume_names_that_are_paths() {
+        let with = |kind: &str, source: &str| {
+            let mut s = spec("web", &[]);
+            s.task_template.container_spec.mounts = vec![Mount {
+                kind: kind.into(),
+                source: source.into(),
+                target: "/y".into(),
+                read_only: false,
+            }];
+            validate(&s).map_err(|e| e.to_string())
+        };
+        for bad in ["../../x", "a/b", "/abs", ".hidden", "x", "-x", "a b"] {
+            let e = with("volume", bad).unwrap_err();
+            assert!(
+                e.contains(&format!(
+                    "{bad:?} includes invalid characters for a local volume name"
+                )),
+                "{e}"
+            );
+        }
+        for good in ["data", "webapp_data", "v1.2-x", ""] {
+            assert!(with("volume", good).is_ok(), "{good}");
+        }
+        assert!(with("bind", "/srv/data").is_ok());
     }
 
     /// `--replicas 1000000000` (create, scale, compose) is refused, not turned into a task

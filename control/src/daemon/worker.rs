@@ -127,8 +127,11 @@ fn task_run(daemon: &Daemon, t: &TaskRecord) -> Result<TaskRun, String> {
             "volume" => {
                 let name = if m.source.is_empty() {
                     t.id.clone()
-                } else {
+                } else if shoal_spec::Mount::is_volume_name(&m.source) {
                     m.source.clone()
+                } else {
+                    // A spec stored before `validate` checked names: never a path.
+                    return Err(super::services_api::volume_name_error(&m.source));
                 };
                 let dir = daemon.root.path("volumes").join(&name).join("_data");
                 std::fs::create_dir_all(&dir)
