@@ -80,23 +80,28 @@ fn read_log(daemon: &Daemon, task_id: &str, tail: Option<usize>) -> Result<Vec<u
     let path = daemon.root.path("tasks").join(task_id).join("log");
     let bytes = std::fs::read(&path).map_err(|e| format!("task {task_id}: log: {e}"))?;
     Ok(match tail {
-        Some(n) => {
-            let text = bytes.as_slice();
-            let mut cut = text.len();
-            let mut lines = 0;
-            while cut > 0 {
-                if text[cut - 1] == b'\n' && cut != text.len() {
-                    lines += 1;
-                    if lines == n {
-                        break;
-                    }
-                }
-                cut -= 1;
-            }
-            text[cut..].to_vec()
-        }
+        Some(n) => last_lines(&bytes, n).to_vec(),
         None => bytes,
     })
+}
+
+/// The last `n` lines of a log (`--tail n`); none for 0, as docker.
+fn last_lines(text: &[u8], n: usize) -> &[u8] {
+    if n == 0 {
+        return &[];
+    }
+    let mut cut = text.len();
+    let mut lines = 0;
+    while cut > 0 {
+        if text[cut - 1] == b'\n' && cut != text.len() {
+            lines += 1;
+            if lines == n {
+                break;
+            }
+        }
+        cut -= 1;
+    }
+    &text[cut..]
 }
 
 fn not_leader(daemon: &Daemon) -> PeerResponse {
@@ -313,4 +318,21 @@ async fn handle(
 fn accepts_raft_from(mgr: &super::Manager, sender: Option<u64>) -> bool {
     let voters = mgr.voters();
     voters.is_empty() || sender.is_some_and(|s| mgr.knows_member(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `service logs --tail N`: the last N lines; `--tail 0` none at all.
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        let log = b"one\ntwo\nthree\n";
+        assert_eq!(last_lines(log, 0), b"");
+        assert_eq!(last_lines(log, 1), b"three\n");
+        assert_eq!(last_lines(log, 2), b"two\nthree\n");
+        assert_eq!(last_lines(log, 9), log);
+        assert_eq!(last_lines(b"a\nb", 1), b"b");
+        assert_eq!(last_lines(b"", 3), b"");
+    }
 }
