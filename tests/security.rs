@@ -50,8 +50,10 @@ fn worker_certificate_cannot_call_manager_apis() {
     let s = Swarm::lab("sec", 2);
     s.form(&[("vm2", "worker")]);
     let data = s.lab.data_root("vm2");
-    let read = |f: &str| std::fs::read_to_string(data.join(f)).unwrap();
-    let (ca, cert, key) = (read("ca.pem"), read("node-cert.pem"), read("node-key.pem"));
+    let ca = std::fs::read_to_string(data.join("ca.pem")).unwrap();
+    let (key, cert) = shoal_control::daemon::files::DataRoot(data.clone())
+        .load_identity()
+        .unwrap();
     let worker = shoal_ca::identity_of_pem(&cert).unwrap();
     assert_eq!(worker.role, shoal_ca::Role::Worker);
     let config = shoal_ca::tls::client_config(&ca, &cert, &key).unwrap();

@@ -42,11 +42,58 @@ impl DataRoot {
     pub fn membership_file(&self) -> PathBuf {
         self.path("node.json")
     }
+    /// The node's key and certificate, as one file so that they change together.
+    pub fn identity_file(&self) -> PathBuf {
+        self.path("node-identity.pem")
+    }
+    /// The key alone: the layout before node-identity.pem, still read if it is all there is.
     pub fn key_file(&self) -> PathBuf {
         self.path("node-key.pem")
     }
+    /// The certificate alone (the old layout, as `key_file`).
     pub fn cert_file(&self) -> PathBuf {
         self.path("node-cert.pem")
+    }
+
+    /// Store a key and its certificate in one atomic write: a crash leaves the old pair or
+    /// the new one, never a key with another key's certificate (which shoald would refuse
+    /// to start with). The old layout's two files are removed once the pair is in place.
+    pub fn save_identity(&self, key_pem: &str, cert_pem: &str) -> std::io::Result<()> {
+        let mut pem = key_pem.trim_end().to_string();
+        pem.push('\n');
+        pem.push_str(cert_pem);
+        write_atomic(&self.identity_file(), pem.as_bytes(), 0o600)?;
+        for old in [self.key_file(), self.cert_file()] {
+            match fs::remove_file(&old) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The node's (key, certificate): from node-identity.pem, or the old layout's two files.
+    pub fn load_identity(&self) -> std::io::Result<(String, String)> {
+        match fs::read_to_string(self.identity_file()) {
+            Ok(pem) => split_identity(&pem).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{}: expected a private key followed by a certificate",
+                        self.identity_file().display()
+                    ),
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let read = |p: PathBuf| {
+                    fs::read_to_string(&p)
+                        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+                };
+                Ok((read(self.key_file())?, read(self.cert_file())?))
+            }
+            Err(e) => Err(e),
+        }
     }
     pub fn ca_file(&self) -> PathBuf {
         self.path("ca.pem")
@@ -82,6 +129,7 @@ impl DataRoot {
     pub fn wipe_swarm(&self) -> std::io::Result<()> {
         for f in [
             self.raft_file(),
+            self.identity_file(),
             self.key_file(),
             self.cert_file(),
             self.ca_file(),
@@ -95,6 +143,16 @@ impl DataRoot {
         }
         sync_dir(&self.0)
     }
+}
+
+/// node-identity.pem's two parts: everything before the first certificate is the key.
+fn split_identity(pem: &str) -> Option<(String, String)> {
+    let at = pem.find("-----BEGIN CERTIFICATE-----")?;
+    let (key, cert) = pem.split_at(at);
+    if !key.contains("PRIVATE KEY-----") {
+        return None;
+    }
+    Some((key.to_string(), cert.to_string()))
 }
 
 /// Write a file so that a crash leaves either the old or the new content, never a mix.
@@ -131,6 +189,33 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         DataRoot(dir)
+    }
+
+    /// Key and certificate are replaced as one file; the old layout (two files) is still
+    /// read, and goes away at the next save.
+    #[test]
+    fn identity_is_saved_as_a_pair_and_old_layout_is_read() {
+        let root = scratch("identity");
+        let key = "-----BEGIN PRIVATE KEY-----\nAAA\n-----END PRIVATE KEY-----\n";
+        let cert = "-----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----\n";
+        fs::write(root.key_file(), key).unwrap();
+        fs::write(root.cert_file(), cert).unwrap();
+        assert_eq!(
+            root.load_identity().unwrap(),
+            (key.to_string(), cert.to_string())
+        );
+        let key2 = key.replace("AAA", "CCC");
+        let cert2 = cert.replace("BBB", "DDD");
+        root.save_identity(&key2, &cert2).unwrap();
+        assert!(!root.key_file().exists() && !root.cert_file().exists());
+        assert_eq!(root.load_identity().unwrap(), (key2, cert2));
+        // A crash before the old files were removed: the pair still wins.
+        fs::write(root.key_file(), key).unwrap();
+        fs::write(root.cert_file(), cert).unwrap();
+        assert!(root.load_identity().unwrap().0.contains("CCC"));
+        fs::write(root.identity_file(), cert).unwrap();
+        assert!(root.load_identity().is_err());
+        fs::remove_dir_all(&root.0).unwrap();
     }
 
     /// A wipe that stops midway (here: the Raft store cannot be removed) leaves node.json,

@@ -215,8 +215,7 @@ impl Daemon {
         let read =
             |p: PathBuf| std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()));
         let ca = read(self.root.ca_file())?;
-        let cert = read(self.root.cert_file())?;
-        let key = read(self.root.key_file())?;
+        let (key, cert) = self.root.load_identity().map_err(|e| e.to_string())?;
         let server = shoal_ca::tls::server_config(&ca, &cert, &key).map_err(|e| e.to_string())?;
         let client = shoal_ca::tls::client_config(&ca, &cert, &key).map_err(|e| e.to_string())?;
         self.tls.set(Some(TlsMaterial { client, server }));
@@ -230,15 +229,14 @@ impl Daemon {
         cert_pem: &str,
         ca_pem: Option<&str>,
     ) -> Result<(), String> {
-        let w = |p: PathBuf, s: &str| {
-            files::write_atomic(&p, s.as_bytes(), 0o600)
-                .map_err(|e| format!("{}: {e}", p.display()))
-        };
         if let Some(ca) = ca_pem {
-            w(self.root.ca_file(), ca)?;
+            let p = self.root.ca_file();
+            files::write_atomic(&p, ca.as_bytes(), 0o600)
+                .map_err(|e| format!("{}: {e}", p.display()))?;
         }
-        w(self.root.key_file(), key_pem)?;
-        w(self.root.cert_file(), cert_pem)?;
+        self.root
+            .save_identity(key_pem, cert_pem)
+            .map_err(|e| format!("{}: {e}", self.root.identity_file().display()))?;
         self.load_tls()
     }
 
