@@ -1546,3 +1546,74 @@ fn path_mtu_discovery_works_through_the_mesh() {
         );
     }
 }
+
+/// A published port answers on every address of every node, as Docker's
+/// routing mesh does, not only on the swarm's: vm3 gets a second interface
+/// after its daemon started (a public network beside the private underlay,
+/// shared with the client). Through it the mesh answers within seconds from
+/// the backend on vm2, which sees the client's address on that network, and
+/// the replies leave by that interface (the client has no route to vm3's
+/// underlay address from there). The second interface goes with the lab.
+#[test]
+fn published_ports_answer_on_every_interface() {
+    let s = Swarm::three("lbifs");
+    web(
+        &s,
+        "1",
+        "8080:80",
+        &["--constraint", "node.hostname == vm2"],
+    );
+    s.wait_running("web", 1);
+    let vm3 = s.lab.netns_name("vm3");
+    for argv in [
+        &[
+            "ip", "link", "add", "pub0", "type", "veth", "peer", "name", "eth1", "netns", &vm3,
+        ][..],
+        &["ip", "addr", "add", "10.79.0.2/24", "dev", "pub0"],
+        &["ip", "link", "set", "pub0", "up"],
+        // Strict reverse-path filtering: a reply from 10.79.0.13 that came in
+        // by eth0 (the underlay) is dropped.
+        &["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1"],
+    ] {
+        let out = s.lab.exec(CLIENT, argv).unwrap();
+        assert!(out.status.success(), "client: {argv:?}: {out:?}");
+    }
+    for argv in [
+        &["ip", "addr", "add", "10.79.0.13/24", "dev", "eth1"][..],
+        &["ip", "link", "set", "eth1", "up"],
+    ] {
+        let out = s.lab.exec("vm3", argv).unwrap();
+        assert!(out.status.success(), "vm3: {argv:?}: {out:?}");
+    }
+    let body = wait_until(
+        "the mesh answering on vm3's second interface",
+        Duration::from_secs(10),
+        || {
+            let out = s
+                .lab
+                .exec(
+                    CLIENT,
+                    &[
+                        "curl",
+                        "-sS",
+                        "-m",
+                        "2",
+                        "--interface",
+                        "pub0",
+                        "http://10.79.0.13:8080/",
+                    ],
+                )
+                .unwrap();
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
+    assert_eq!(field(&body, "Node"), Some("vm2"), "{body}");
+    let client = field(&body, "Client").unwrap_or_default();
+    assert!(
+        client.starts_with("10.79.0.2:"),
+        "the backend saw the client's address on that network: {body}"
+    );
+}

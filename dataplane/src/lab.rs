@@ -131,6 +131,11 @@ impl Lab {
             .address
     }
 
+    /// The name (under /run/netns) of a node's or the client's network namespace.
+    pub fn netns_name(&self, node_or_client: &str) -> String {
+        format!("{}{node_or_client}", netns_prefix(&self.state.name))
+    }
+
     pub fn socket(&self, node: &str) -> PathBuf {
         self.node_dir(node).join("shoal.sock")
     }

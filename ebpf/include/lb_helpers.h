@@ -431,9 +431,15 @@ static __always_inline int lb_reply_nat(struct __sk_buff *skb, const struct pkt 
 	return 0;
 }
 
+/* lo's index in every network namespace. */
+#define LB_LOOPBACK_IFINDEX 1
+
 /* A reverse-NATed reply on to its client: to a client on this node through lo
- * (as if it came in there), else by the route to the client (the kernel
- * resolves the next hop). */
+ * (as if it came in there), else out of the interface that carries the
+ * reply's source address (the node address the client reached: on a host
+ * with a public interface beside the swarm's, replies leave by the one their
+ * requests came in by), by the route to the client there (the kernel
+ * resolves the next hop); from any other source, out of the underlay. */
 static __always_inline int lb_reply_out(struct __sk_buff *skb, const struct lb_config *cfg,
 					__u32 client)
 {
@@ -441,9 +447,15 @@ static __always_inline int lb_reply_out(struct __sk_buff *skb, const struct lb_c
 		__u8 zero[ETH_ALEN] = {};
 		if (set_macs(skb, zero, zero))
 			return TC_ACT_SHOT;
-		return bpf_redirect(1, BPF_F_INGRESS);
+		return bpf_redirect(LB_LOOPBACK_IFINDEX, BPF_F_INGRESS);
 	}
-	return bpf_redirect_neigh(cfg->underlay_ifindex, NULL, 0, 0);
+	__u32 saddr, ifindex = cfg->underlay_ifindex;
+	if (!bpf_skb_load_bytes(skb, ETH_HLEN + offsetof(struct iphdr, saddr), &saddr, sizeof(saddr))) {
+		__u32 *via = bpf_map_lookup_elem(&lb_local_addrs, &saddr);
+		if (via && *via != LB_LOOPBACK_IFINDEX)
+			ifindex = *via;
+	}
+	return bpf_redirect_neigh(ifindex, NULL, 0, 0);
 }
 
 /*

@@ -171,7 +171,7 @@ static __always_inline int lb_icmp_in(struct __sk_buff *skb, struct lb_config *c
 			return TC_ACT_SHOT;
 		return bpf_redirect_peer(up, 0);
 	}
-	if (net && skb->ifindex == cfg->underlay_ifindex) {
+	if (net) {
 		__u32 vtep = ep->vtep, vni = ep->vni;
 		if (ov_too_big(skb, cfg))
 			return TC_ACT_SHOT;

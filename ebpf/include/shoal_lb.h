@@ -166,7 +166,7 @@ struct lb_dsr_key {
 struct lb_config {
 	__u32 maglev_seed;
 	__u32 lb_ifindex;       /* host end of the veth into the ingress network */
-	__u32 underlay_ifindex; /* where replies to outside clients leave */
+	__u32 underlay_ifindex; /* where VXLAN leaves (and replies from no other interface's address) */
 	__u32 snat_addr;        /* the node's address SNATed flows come from */
 	__u8 lb_mac[6];         /* this node's load-balancer MAC */
 	__u8 pad[2];

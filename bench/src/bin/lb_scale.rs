@@ -151,7 +151,7 @@ fn main() -> Result<()> {
         dsr: false,
     };
     let result = run(&a, settings);
-    shoal_dataplane::lb::detach_node(&a.underlay, &a.lb_port);
+    shoal_dataplane::lb::detach_node(&a.lb_port);
     let _ = std::fs::remove_dir_all(&a.pin_dir);
     result
 }

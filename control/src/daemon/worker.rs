@@ -476,8 +476,13 @@ impl NodeNet {
                     if swept.elapsed() >= LB_SWEEP {
                         swept = Instant::now();
                         if let Some(lb) = &lb {
-                            if let Err(e) = lock(lb).expire() {
+                            let mut lb = lock(lb);
+                            if let Err(e) = lb.expire() {
                                 tracing::warn!(error = %e, "expiring conntrack");
+                            }
+                            // Addresses and interfaces that came or went.
+                            if let Err(e) = lb.refresh_local_addrs() {
+                                tracing::warn!(error = %e, "reading the node's addresses");
                             }
                         }
                     }
@@ -1066,9 +1071,7 @@ pub(crate) async fn teardown(daemon: &Daemon) {
         }
         let _ = std::fs::remove_dir_all(&netns_dir);
         let _ = std::fs::remove_dir_all(&etc_dir);
-        if let Some((_, ifname)) = &underlay {
-            shoal_dataplane::lb::detach_node(ifname, super::lb::LB_PORT);
-        }
+        shoal_dataplane::lb::detach_node(super::lb::LB_PORT);
         shoal_dataplane::lb::remove_pins(&data_root);
         if let Some((ip, ifname)) = underlay {
             let mut o = NodeOverlay::new(ip, &ifname);

@@ -30,7 +30,7 @@ mod overlay;
 
 pub use self::overlay::FastPathReport;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
@@ -402,6 +402,8 @@ pub struct LoadBalancer {
     services: HashMap<Frontend, ServiceState>,
     next_svc_id: u32,
     next_backend_id: u32,
+    /// The host's interfaces (name, index) the mesh's entry is attached to.
+    node_ifaces: BTreeSet<(String, u32)>,
 }
 
 const NODE_INGRESS: usize = 0;
@@ -567,6 +569,7 @@ impl LoadBalancer {
             services: HashMap::new(),
             next_svc_id: 1,
             next_backend_id: 1,
+            node_ifaces: BTreeSet::new(),
         };
         lb.write_config()?;
         lb.adopt()?;
@@ -601,8 +604,9 @@ impl LoadBalancer {
     }
 
     /// Attaches the mesh entry to the underlay interface and `lo` of the
-    /// namespace the daemon runs in, and records the node's addresses;
-    /// `node_addr` is the one SNATed flows come from.
+    /// namespace the daemon runs in, and to every other interface with an
+    /// address there (see [`LoadBalancer::refresh_local_addrs`]), and records
+    /// the node's addresses; `node_addr` is the one SNATed flows come from.
     ///
     /// Replies to the node's own clients are handed to `lo` as received
     /// packets, which the kernel takes for spoofed (a local source address,
@@ -624,6 +628,8 @@ impl LoadBalancer {
             }
         }
         self.config.underlay_ifindex = ifindex(underlay_ifname)?;
+        self.node_ifaces
+            .insert((underlay_ifname.to_string(), self.config.underlay_ifindex));
         self.config.snat_addr = u32::from_ne_bytes(node_addr.octets());
         self.config.vtep = self.config.snat_addr;
         self.write_config()?;
@@ -703,25 +709,64 @@ impl LoadBalancer {
         .map_err(fail)
     }
 
-    /// Records the IPv4 addresses of the daemon's namespace: published ports answer on each.
+    /// Records the IPv4 addresses of the daemon's namespace, each with the
+    /// interface that carries it (lb_local_addrs): published ports answer on
+    /// every one, and a mesh reply leaves by the interface of the address its
+    /// client reached. Every interface with an address gets the mesh's entry,
+    /// so a published port answers on all of the host's addresses, as
+    /// Docker's routing mesh does (a public interface beside the swarm's
+    /// private one, say); Shoal's own devices, which carry none, are left
+    /// alone. Run on every apply and every conntrack sweep: an address or
+    /// interface that appears later is served within seconds.
     pub fn refresh_local_addrs(&mut self) -> Result<(), LbError> {
-        let addrs: Vec<u32> = nix::ifaddrs::getifaddrs()
-            .map_err(|e| LbError::Io("listing addresses".into(), e.into()))?
-            .filter_map(|a| a.address)
-            .filter_map(|a| a.as_sockaddr_in().map(|s| s.ip()))
-            .map(|ip| u32::from_ne_bytes(ip.octets()))
-            .collect();
-        let present: Vec<u32> = self.local_addrs.keys().filter_map(Result::ok).collect();
-        for addr in &addrs {
-            if !present.contains(addr) {
+        let mut addrs: BTreeMap<u32, u32> = BTreeMap::new();
+        let mut ifaces = BTreeSet::new();
+        let listed = nix::ifaddrs::getifaddrs()
+            .map_err(|e| LbError::Io("listing addresses".into(), e.into()))?;
+        for a in listed {
+            let Some(ip) = a
+                .address
+                .as_ref()
+                .and_then(|s| s.as_sockaddr_in())
+                .map(|s| s.ip())
+            else {
+                continue;
+            };
+            // An interface gone since the listing is skipped: the next run
+            // sees the world as it is then.
+            let Ok(index) = ifindex(&a.interface_name) else {
+                continue;
+            };
+            addrs.insert(u32::from_ne_bytes(ip.octets()), index);
+            if index != LOOPBACK_IFINDEX {
+                ifaces.insert((a.interface_name, index));
+            }
+        }
+        for (addr, index) in &addrs {
+            if self.local_addrs.get(addr, 0).ok() != Some(*index) {
                 self.local_addrs
-                    .insert(addr, 1, 0)
+                    .insert(addr, index, 0)
                     .map_err(map_err("adding a local address"))?;
             }
         }
+        let present: Vec<u32> = self.local_addrs.keys().filter_map(Result::ok).collect();
         for addr in present {
-            if !addrs.contains(&addr) {
+            if !addrs.contains_key(&addr) {
                 let _ = self.local_addrs.remove(&addr);
+            }
+        }
+        // Interfaces gone (or renumbered) took their filters with them.
+        self.node_ifaces.retain(|iface| ifaces.contains(iface));
+        for iface in ifaces {
+            if self.node_ifaces.contains(&iface) {
+                continue;
+            }
+            match self.attach(NODE_INGRESS, None, &iface.0, TcAttachType::Ingress) {
+                Ok(()) => {
+                    tracing::info!(interface = %iface.0, "published ports answer on this interface");
+                    self.node_ifaces.insert(iface);
+                }
+                Err(e) => tracing::warn!(error = %e, "published ports will not answer there"),
             }
         }
         Ok(())
@@ -1139,15 +1184,22 @@ fn dsr_entries<'a>(specs: impl Iterator<Item = &'a ServiceSpec>) -> HashMap<abi:
 }
 
 /// Detaches the node-level programs from the daemon's namespace (`swarm leave`;
-/// task ports go with their namespaces). Pins go with [`remove_pins`].
-pub fn detach_node(underlay_ifname: &str, lb_port: &str) {
-    for (ifname, which) in [
-        (underlay_ifname, NODE_INGRESS),
-        ("lo", NODE_INGRESS),
-        (lb_port, NODE_REPLY),
-    ] {
-        let _ = tc::qdisc_detach_program(ifname, TcAttachType::Ingress, abi::PROGRAMS[which].0);
+/// task ports go with their namespaces): the mesh's entry from every
+/// interface (it may be on any that had an address), the reply path from the
+/// load-balancer port. Pins go with [`remove_pins`].
+pub fn detach_node(lb_port: &str) {
+    let ifnames: Vec<String> = nix::net::if_::if_nameindex()
+        .map(|list| {
+            list.iter()
+                .map(|i| i.name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    for ifname in &ifnames {
+        let _ =
+            tc::qdisc_detach_program(ifname, TcAttachType::Ingress, abi::PROGRAMS[NODE_INGRESS].0);
     }
+    let _ = tc::qdisc_detach_program(lb_port, TcAttachType::Ingress, abi::PROGRAMS[NODE_REPLY].0);
 }
 
 /// Zeroed per-CPU counters, one per possible CPU.
@@ -1382,6 +1434,9 @@ fn monotonic_ns() -> u64 {
         .unwrap_or_else(|_| nix::sys::time::TimeSpec::new(0, 0));
     t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
 }
+
+/// `lo`'s index in every network namespace.
+const LOOPBACK_IFINDEX: u32 = 1;
 
 fn ifindex(name: &str) -> Result<u32, LbError> {
     nix::net::if_::if_nametoindex(name)

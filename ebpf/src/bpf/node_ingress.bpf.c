@@ -105,14 +105,14 @@ int lb_node_ingress(struct __sk_buff *skb)
 	/* With the overlay's fast path, past the ingress network's bridge. */
 	struct ov_ep *ep = bpf_map_lookup_elem(&ov_eps, &addr);
 	struct ov_net *net = ep && ov_enabled(cfg) ? bpf_map_lookup_elem(&ov_nets, &ep->vni) : NULL;
-	/* To a backend on another node, from the underlay: over VXLAN, which
-	 * must fit the underlay's MTU. A datagram that does not, and must not be
+	/* To a backend on another node, whichever interface the request came
+	 * in by (the underlay, another address of the host, lo): over VXLAN,
+	 * which must fit the underlay's MTU. A datagram that does not, and must not be
 	 * fragmented (DF), is answered "fragmentation needed" (before any
 	 * rewrite: the ICMP quotes what the client sent); anything else that does
 	 * not is split in two below. */
 	__u32 vtep = 0, vni = 0, uplink = 0, too_big = 0;
-	if (net && ep->vtep && skb->ifindex == cfg->underlay_ifindex &&
-	    skb->len <= 0xffff - OV_HDR_LEN) {
+	if (net && ep->vtep && skb->len <= 0xffff - OV_HDR_LEN) {
 		vtep = ep->vtep;
 		vni = ep->vni;
 		uplink = net->up_node;
