@@ -398,6 +398,71 @@ fn force_new_cluster_recovers() {
     s.ok("vm1", &["node", "rm", "vm2"]);
 }
 
+/// A `--force-new-cluster` that fails loses nothing: a bad address is refused before
+/// anything is stopped or moved, and a failure after that (the swarm port taken) puts back
+/// the old Raft store and node.json, and the manager runs on as before, also after a restart.
+#[test]
+fn failed_force_new_cluster_loses_nothing() {
+    let s = Swarm::lab("forcefail", 1);
+    s.init("vm1");
+    s.ok("vm1", &["node", "update", "--label-add", "keep=me", "vm1"]);
+    let e = s.fails(
+        "vm1",
+        &[
+            "swarm",
+            "init",
+            "--force-new-cluster",
+            "--advertise-addr",
+            "nosuchif0",
+        ],
+    );
+    assert!(e.contains("advertise address must be"), "{e}");
+    s.ok("vm1", &["node", "update", "--label-add", "a=1", "vm1"]);
+
+    // The metrics listener holds port 9323: the new swarm listener cannot bind it.
+    let taken = format!("{}:9323", s.addr("vm1"));
+    let e = s.fails(
+        "vm1",
+        &[
+            "swarm",
+            "init",
+            "--force-new-cluster",
+            "--advertise-addr",
+            &taken,
+        ],
+    );
+    assert!(e.contains("--force-new-cluster failed"), "{e}");
+    assert!(
+        !e.contains("restoring the previous state also failed"),
+        "{e}"
+    );
+    wait_until("the old manager writes again", T, || {
+        let out = s.shoal("vm1", &["node", "update", "--label-add", "b=1", "vm1"]);
+        out.status.success().then_some(())
+    })
+    .unwrap();
+    let data = s.lab.data_root("vm1");
+    assert!(data.join("raft.redb").exists());
+    assert!(!data.join("raft.redb.before-force-new-cluster").exists());
+
+    s.lab.stop("vm1").unwrap();
+    s.lab.start("vm1").unwrap();
+    wait_until("writes after a restart", T, || {
+        let out = s.shoal("vm1", &["node", "update", "--label-add", "c=1", "vm1"]);
+        out.status.success().then_some(())
+    })
+    .unwrap();
+    let labels = s.labels("vm1", "vm1").unwrap();
+    for l in [
+        "\"keep\":\"me\"",
+        "\"a\":\"1\"",
+        "\"b\":\"1\"",
+        "\"c\":\"1\"",
+    ] {
+        assert!(labels.contains(l), "{l} in {labels}");
+    }
+}
+
 /// A worker leaving shows Down on the managers; a manager is warned before leaving.
 #[test]
 fn leave_marks_node_down() {

@@ -288,8 +288,12 @@ impl Daemon {
 
     /// Recover a swarm that lost quorum: this manager alone forms a new Raft group with the
     /// state it has, keeping the CA, tokens, nodes and everything else.
+    ///
+    /// Everything that can be checked (the addresses) is checked before anything is
+    /// stopped or moved; a failure after that puts back the old Raft store and node.json
+    /// and restarts the old manager, so a failed attempt loses nothing.
     async fn force_new_cluster(self: &Arc<Self>, req: InitRequest) -> ApiResult {
-        let Some(mut m) = self.membership() else {
+        let Some(old_membership) = self.membership() else {
             return Err(ApiError::daemon(
                 "rpc error: code = Unknown desc = --force-new-cluster requires a node that was a swarm manager",
             ));
@@ -298,16 +302,13 @@ impl Daemon {
             return Err(ApiError::daemon(msg::NOT_MANAGER_WORKER));
         };
         let state = old.sm.state();
+        drop(old);
         if state.cluster.is_none() {
             return Err(ApiError::daemon(
                 "this manager has no swarm state to recover",
             ));
         }
-        self.stop_swarm_tasks().await;
-        let old_raft = self.root.raft_file();
-        let backup = old_raft.with_extension("redb.before-force-new-cluster");
-        std::fs::rename(&old_raft, &backup)
-            .map_err(|e| ApiError::daemon(format!("moving the old raft store aside: {e}")))?;
+        let mut m = old_membership.clone();
         if let Some(a) = req.advertise_addr.as_deref() {
             let (addr, port) = self.resolve_addrs(Some(a), req.listen_addr.as_deref())?;
             m.addr = addr;
@@ -316,6 +317,16 @@ impl Daemon {
         let raft_id = crate::ids::new_raft_id();
         m.raft_id = raft_id;
         m.managers = vec![m.listen_addr()];
+
+        self.stop_swarm_tasks().await;
+        let old_raft = self.root.raft_file();
+        let backup = old_raft.with_extension("redb.before-force-new-cluster");
+        if let Err(e) = std::fs::rename(&old_raft, &backup) {
+            let e = format!("moving the old raft store aside: {e}");
+            return Err(self
+                .restore_after_failed_force(&old_membership, None, e)
+                .await);
+        }
         let result = async {
             self.set_membership(Some(m.clone()))?;
             let mgr = Manager::open(self, raft_id).await?;
@@ -355,13 +366,69 @@ impl Daemon {
                     manager_addr: m.listen_addr(),
                 })
             }
-            Err(e) => {
-                // Put the old store back so nothing is lost.
-                self.stop_swarm_tasks().await;
-                let _ = std::fs::rename(&backup, &old_raft);
-                Err(ApiError::daemon(format!("--force-new-cluster failed: {e}")))
+            Err(e) => Err(self
+                .restore_after_failed_force(&old_membership, Some(&backup), e)
+                .await),
+        }
+    }
+
+    /// Undo a failed `--force-new-cluster`: the old Raft store (moved to `backup`) and the
+    /// old node.json back in place, and the old manager running again, as before.
+    async fn restore_after_failed_force(
+        self: &Arc<Self>,
+        old: &Membership,
+        backup: Option<&std::path::Path>,
+        error: String,
+    ) -> ApiError {
+        self.stop_swarm_tasks().await;
+        let mut problems = Vec::new();
+        if let Some(backup) = backup {
+            // Over the new, half-made store.
+            if let Err(e) = std::fs::rename(backup, self.root.raft_file()) {
+                problems.push(format!(
+                    "putting back the old raft store (it is in {}): {e}",
+                    backup.display()
+                ));
             }
         }
+        if let Err(e) = self.set_membership(Some(old.clone())) {
+            problems.push(e);
+        }
+        if problems.is_empty() {
+            // The stopped manager's loops were aborted, not awaited: the store they hold
+            // may take a moment to close.
+            let mut reopened = Manager::open(self, old.raft_id).await;
+            for _ in 0..20 {
+                if reopened.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                reopened = Manager::open(self, old.raft_id).await;
+            }
+            match reopened {
+                Ok(mgr) => {
+                    *lock(&self.manager) = Some(mgr);
+                    if let Some(hint) = old.managers.first() {
+                        *lock(&self.leader_hint) = Some(hint.clone());
+                    }
+                    if let Err(e) = self.start_swarm_tasks().await {
+                        problems.push(e);
+                    }
+                }
+                Err(e) => problems.push(format!("reopening the old raft store: {e}")),
+            }
+        }
+        for p in &problems {
+            tracing::error!(problem = %p, "restoring after a failed --force-new-cluster");
+        }
+        let mut msg = format!("--force-new-cluster failed: {error}");
+        if !problems.is_empty() {
+            msg.push_str(&format!(
+                "; restoring the previous state also failed ({}): restart shoald",
+                problems.join("; ")
+            ));
+        }
+        ApiError::daemon(msg)
     }
 
     async fn join(self: &Arc<Self>, req: JoinRequest) -> ApiResult {
