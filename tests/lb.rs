@@ -1617,3 +1617,59 @@ fn published_ports_answer_on_every_interface() {
         "the backend saw the client's address on that network: {body}"
     );
 }
+
+/// HOST PORT: a connected UDP socket sends up to 3 datagrams (2 s each) and
+/// prints "answered", "refused" (an ICMP port unreachable came back) or
+/// "timeout".
+const UDP_PROBE: &str = r#"
+import socket, sys
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(2)
+u.connect((sys.argv[1], int(sys.argv[2])))
+for _ in range(3):
+    u.send(b"hello")
+    try:
+        u.recv(100)
+        print("answered")
+        sys.exit(0)
+    except ConnectionRefusedError:
+        print("refused")
+        sys.exit(0)
+    except socket.timeout:
+        continue
+print("timeout")
+"#;
+
+/// An ICMP error a backend sends about a request comes back to the client
+/// from the address it reached: a UDP port published by a task that does not
+/// listen on it is refused at once through every node (as IPVS's mesh does),
+/// instead of leaving the client to time out.
+#[test]
+fn a_backends_port_unreachable_reaches_the_client() {
+    let s = Swarm::three("lbunreach");
+    service_on(
+        &s,
+        "deaf",
+        "vm2",
+        &["--publish", "9100:80/udp"],
+        &["sleep", "600"],
+    );
+    s.wait_running("deaf", 1);
+    for via in ["vm1", "vm2", "vm3"] {
+        let host = s.addr(via);
+        let said = wait_until(
+            &format!("a refusal through {via}"),
+            Duration::from_secs(20),
+            || {
+                let out = s
+                    .lab
+                    .exec(CLIENT, &["python3", "-c", UDP_PROBE, &host, "9100"])
+                    .unwrap();
+                let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                (said != "timeout").then_some(said)
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
+        assert_eq!(said, "refused", "through {via}");
+    }
+}

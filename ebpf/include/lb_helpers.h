@@ -157,6 +157,21 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p, __u8 hook
 	return 0;
 }
 
+/* The one's complement of a checksum's 32-bit partial sum, folded. */
+static __always_inline __u16 csum_fold(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/* The IPv4 header checksum of `ip` (no options) with its check field zero; 0
+ * for a header with a right one. */
+static __always_inline __u16 ip_csum(const struct iphdr *ip)
+{
+	return csum_fold(bpf_csum_diff(0, 0, (__be32 *)ip, sizeof(*ip), 0));
+}
+
 static __always_inline struct lb_config *config(void)
 {
 	__u32 zero = 0;
@@ -458,6 +473,144 @@ static __always_inline int lb_reply_out(struct __sk_buff *skb, const struct lb_c
 	return bpf_redirect_neigh(ifindex, NULL, 0, 0);
 }
 
+/* The ICMP errors that quote a datagram (linux/icmp.h would pull in libc). */
+#define ICMP_DEST_UNREACH 3
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
+
+/* An ICMP error as far as it is looked at: its IPv4 header, its own header,
+ * and the quoted datagram's IPv4 header and first 8 bytes of L4 (all RFC 792
+ * guarantees). No IP options either side. */
+struct icmp_err {
+	struct iphdr ip;
+	__u8 type;
+	__u8 code;
+	__u16 check;
+	__u32 rest;      /* unused, or the next hop's MTU, or a pointer */
+	struct iphdr in; /* the quoted datagram's header */
+	__u16 sport;     /* its ports */
+	__u16 dport;
+	__u16 l4w2;      /* UDP: length; TCP: sequence number, high half */
+	__u16 l4w3;      /* UDP: checksum; TCP: sequence number, low half */
+};
+
+#define ICMP_ERR_L4 (ETH_HLEN + 2 * sizeof(struct iphdr) + 8) /* the quoted L4 header */
+
+/* Loads the ICMP error in skb (destination unreachable, time exceeded,
+ * parameter problem) that quotes a TCP or UDP datagram's header and ports,
+ * with no IP options and not from a later fragment. 0: it is one. */
+static __always_inline int icmp_err_load(struct __sk_buff *skb, struct icmp_err *e)
+{
+	if (skb->protocol != bpf_htons(ETH_P_IP) ||
+	    bpf_skb_load_bytes(skb, ETH_HLEN, e, sizeof(*e)))
+		return -1;
+	if (e->ip.version != 4 || e->ip.ihl != 5 || e->ip.protocol != IPPROTO_ICMP ||
+	    (e->ip.frag_off & bpf_htons(IP_MF | IP_OFFSET)))
+		return -1;
+	__u32 tot = bpf_ntohs(e->ip.tot_len);
+	if (tot < sizeof(*e) || ETH_HLEN + tot > skb->len)
+		return -1;
+	if (e->type != ICMP_DEST_UNREACH && e->type != ICMP_TIME_EXCEEDED &&
+	    e->type != ICMP_PARAMETERPROB)
+		return -1;
+	if (e->in.version != 4 || e->in.ihl != 5 ||
+	    (e->in.protocol != IPPROTO_TCP && e->in.protocol != IPPROTO_UDP) ||
+	    (e->in.frag_off & bpf_htons(IP_OFFSET)))
+		return -1;
+	return 0;
+}
+
+/*
+ * Writes the ICMP error `e` into skb, which holds `old`: its addresses and the
+ * quote's addresses and ports as the caller set them in `e`, every checksum
+ * made right (the quote's IPv4 header; its L4 checksum, which covers the
+ * addresses and ports, when it is in the quote, as netfilter's NAT does; the
+ * ICMP checksum over the quote; the IPv4 header). 0: done; 1: nothing
+ * changed (the quote could not be read); -1: changed half-way (drop it).
+ */
+static __always_inline int icmp_err_rewrite(struct __sk_buff *skb, const struct icmp_err *old,
+					    struct icmp_err *e)
+{
+	__u32 tot = bpf_ntohs(old->ip.tot_len);
+	e->in.check = 0;
+	e->in.check = ip_csum(&e->in);
+	__u32 was[3] = { old->in.saddr, old->in.daddr, ((__u32)old->sport << 16) | old->dport };
+	__u32 now[3] = { e->in.saddr, e->in.daddr, ((__u32)e->sport << 16) | e->dport };
+	/* TCP's checksum, when quoted (beyond the 8 bytes); a word for
+	 * bpf_csum_diff, its second half zero. */
+	union {
+		__u32 word;
+		__u16 half[2];
+	} tcp_was = {}, tcp_now = {};
+	int tcp_check = 0;
+	if (e->in.protocol == IPPROTO_UDP) {
+		/* RFC 1624: HC' = ~(~HC + ~m + m'); a UDP checksum 0 means none. */
+		if (e->l4w3) {
+			__u16 c = csum_fold(
+				bpf_csum_diff(was, sizeof(was), now, sizeof(now), (__u16)~e->l4w3));
+			e->l4w3 = c ? c : 0xffff;
+		}
+	} else if (ETH_HLEN + tot >= ICMP_ERR_L4 + 18) {
+		if (bpf_skb_load_bytes(skb, ICMP_ERR_L4 + 16, &tcp_was.half[0], 2))
+			return 1;
+		tcp_now = tcp_was;
+		tcp_now.half[0] = csum_fold(
+			bpf_csum_diff(was, sizeof(was), now, sizeof(now), (__u16)~tcp_was.half[0]));
+		tcp_check = 1;
+	}
+	/* The ICMP checksum covers the whole quote. */
+	__s64 sum = bpf_csum_diff((__u32 *)&old->in, 28, (__u32 *)&e->in, 28, (__u16)~e->check);
+	if (tcp_check)
+		sum = bpf_csum_diff(&tcp_was.word, 4, &tcp_now.word, 4, (__u32)sum);
+	e->check = csum_fold((__u32)sum);
+	e->ip.check = 0;
+	e->ip.check = ip_csum(&e->ip);
+	if (bpf_skb_store_bytes(skb, ETH_HLEN, e, sizeof(*e), 0))
+		return -1;
+	if (tcp_check && bpf_skb_store_bytes(skb, ICMP_ERR_L4 + 16, &tcp_now.half[0], 2, 0))
+		return -1;
+	return 0;
+}
+
+/*
+ * An ICMP error a backend sent about a mesh flow's request (a UDP port it does
+ * not listen on, say), on its way back through the entry node (lb_reply): from
+ * the node address the client reached, quoting the request as the client sent
+ * it (to that address and the published port; for a SNATed flow, addressed to
+ * the client and quoting its own address and port). A quote of no known flow
+ * is dropped, as any reply of no known flow is.
+ */
+static __always_inline int lb_icmp_reply(struct __sk_buff *skb, const struct lb_config *cfg)
+{
+	struct icmp_err e, old;
+
+	if (icmp_err_load(skb, &e) || e.in.daddr != e.ip.saddr)
+		return TC_ACT_SHOT;
+	/* The flow's reply tuple: the quote is its request, as the backend got it. */
+	struct lb_flow_key rk = {
+		.saddr = e.in.daddr,
+		.daddr = e.in.saddr,
+		.sport = e.dport,
+		.dport = e.sport,
+		.proto = e.in.protocol,
+	};
+	struct lb_rev *rev = bpf_map_lookup_elem(&lb_rev, &rk);
+	if (!rev)
+		return TC_ACT_SHOT;
+	old = e;
+	e.ip.saddr = rev->addr;
+	e.in.daddr = rev->addr;
+	e.dport = rev->port;
+	if (rev->client_addr) {
+		e.ip.daddr = rev->client_addr;
+		e.in.saddr = rev->client_addr;
+		e.sport = rev->client_port;
+	}
+	if (icmp_err_rewrite(skb, &old, &e))
+		return TC_ACT_SHOT;
+	return lb_reply_out(skb, cfg, e.ip.daddr);
+}
+
 /*
  * A reply of a mesh flow on its way back to the client (lb_node_reply, or a
  * reply the overlay's fast path decapsulated): its source becomes again the
@@ -472,7 +625,7 @@ static __always_inline int lb_reply(struct __sk_buff *skb, const struct lb_confi
 	__u32 client;
 
 	if (parse(skb, &p, LB_FRAG_HOOK_REPLY))
-		return TC_ACT_SHOT;
+		return lb_icmp_reply(skb, cfg);
 	int nat_result = lb_reply_nat(skb, &p, &client);
 	if (nat_result)
 		return TC_ACT_SHOT;

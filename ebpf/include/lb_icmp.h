@@ -19,41 +19,17 @@
  * router's address stays the source. Anything else (another ICMP message, a
  * quote of no tracked flow, IP options, a quote of another address than the
  * one the error went to) is the kernel's.
+ *
+ * The other way, an ICMP error a backend's host sends about a request (port
+ * unreachable for a UDP port nothing listens on: the client learns at once
+ * instead of waiting) goes back through the entry node as the flow's
+ * replies do (lb_icmp_out here, at the task's port), where lb_icmp_reply
+ * (lb_helpers.h) makes it come from the address the client reached.
  */
 #ifndef SHOAL_LB_ICMP_H
 #define SHOAL_LB_ICMP_H
 
 #include "overlay.h"
-
-/* The ICMP errors that quote a datagram (linux/icmp.h would pull in libc). */
-#define ICMP_DEST_UNREACH 3
-#define ICMP_TIME_EXCEEDED 11
-#define ICMP_PARAMETERPROB 12
-
-/* An ICMP error as far as it is looked at: its IPv4 header, its own header,
- * and the quoted datagram's IPv4 header and first 8 bytes of L4 (all RFC 792
- * guarantees). No IP options either side. */
-struct icmp_err {
-	struct iphdr ip;
-	__u8 type;
-	__u8 code;
-	__u16 check;
-	__u32 rest;     /* unused, or the next hop's MTU, or a pointer */
-	struct iphdr in; /* the quoted reply's header */
-	__u16 sport;    /* its ports */
-	__u16 dport;
-	__u16 l4w2;     /* UDP: length; TCP: sequence number, high half */
-	__u16 l4w3;     /* UDP: checksum; TCP: sequence number, low half */
-};
-
-#define ICMP_ERR_L4 (ETH_HLEN + 2 * sizeof(struct iphdr) + 8) /* the quoted L4 header */
-
-/* A checksum `check` after the changes whose bpf_csum_diff is `seeded` by
- * (__u16)~check (RFC 1624: HC' = ~(~HC + ~m + m')). */
-static __always_inline __u16 icmp_csum_update(__s64 seeded)
-{
-	return ov_csum_fold((__u32)seeded);
-}
 
 /*
  * The ICMP error in skb, if it is about a mesh flow's reply, to that flow's
@@ -63,22 +39,7 @@ static __always_inline int lb_icmp_in(struct __sk_buff *skb, struct lb_config *c
 {
 	struct icmp_err e, old;
 
-	if (!cfg || !cfg->lb_ifindex || skb->protocol != bpf_htons(ETH_P_IP))
-		return TC_ACT_OK;
-	if (bpf_skb_load_bytes(skb, ETH_HLEN, &e, sizeof(e)))
-		return TC_ACT_OK;
-	if (e.ip.version != 4 || e.ip.ihl != 5 || e.ip.protocol != IPPROTO_ICMP ||
-	    (e.ip.frag_off & bpf_htons(IP_MF | IP_OFFSET)))
-		return TC_ACT_OK;
-	__u32 tot = bpf_ntohs(e.ip.tot_len);
-	if (tot < sizeof(e) || ETH_HLEN + tot > skb->len)
-		return TC_ACT_OK;
-	if (e.type != ICMP_DEST_UNREACH && e.type != ICMP_TIME_EXCEEDED &&
-	    e.type != ICMP_PARAMETERPROB)
-		return TC_ACT_OK;
-	if (e.in.version != 4 || e.in.ihl != 5 ||
-	    (e.in.protocol != IPPROTO_TCP && e.in.protocol != IPPROTO_UDP) ||
-	    (e.in.frag_off & bpf_htons(IP_OFFSET)) || e.in.saddr != e.ip.daddr)
+	if (!cfg || !cfg->lb_ifindex || icmp_err_load(skb, &e) || e.in.saddr != e.ip.daddr)
 		return TC_ACT_OK;
 	if (!bpf_map_lookup_elem(&lb_local_addrs, &e.ip.daddr))
 		return TC_ACT_OK;
@@ -106,53 +67,19 @@ static __always_inline int lb_icmp_in(struct __sk_buff *skb, struct lb_config *c
 	if (!be || (nat_port && !cfg->snat_addr))
 		return TC_ACT_OK;
 
-	/* The quote as the backend sent it. */
+	/* To the backend, from the router still, the quote as the backend sent
+	 * the reply. */
 	old = e;
+	e.ip.daddr = be->addr;
 	e.in.saddr = be->addr;
 	e.sport = be->port ? be->port : e.sport;
 	if (nat_port) {
 		e.in.daddr = cfg->snat_addr;
 		e.dport = nat_port;
 	}
-	e.in.check = 0;
-	e.in.check = ov_ip_csum(&e.in);
-	/* The quoted L4 checksum covers the addresses (pseudo-header) and ports. */
-	__u32 was[3] = { old.in.saddr, old.in.daddr, ((__u32)old.sport << 16) | old.dport };
-	__u32 now[3] = { e.in.saddr, e.in.daddr, ((__u32)e.sport << 16) | e.dport };
-	/* TCP's checksum, when quoted (beyond the 8 bytes); a word for
-	 * bpf_csum_diff, its second half zero. */
-	union {
-		__u32 word;
-		__u16 half[2];
-	} tcp_was = {}, tcp_now = {};
-	int tcp_check = 0;
-	if (e.in.protocol == IPPROTO_UDP) {
-		if (e.l4w3) {
-			__u16 c = icmp_csum_update(
-				bpf_csum_diff(was, sizeof(was), now, sizeof(now), (__u16)~e.l4w3));
-			e.l4w3 = c ? c : 0xffff;
-		}
-	} else if (ETH_HLEN + tot >= ICMP_ERR_L4 + 18) {
-		if (bpf_skb_load_bytes(skb, ICMP_ERR_L4 + 16, &tcp_was.half[0], 2))
-			return TC_ACT_OK;
-		tcp_now = tcp_was;
-		tcp_now.half[0] = icmp_csum_update(
-			bpf_csum_diff(was, sizeof(was), now, sizeof(now), (__u16)~tcp_was.half[0]));
-		tcp_check = 1;
-	}
-	/* The ICMP checksum covers the whole quote. */
-	__s64 sum = bpf_csum_diff((__u32 *)&old.in, 28, (__u32 *)&e.in, 28, (__u16)~e.check);
-	if (tcp_check)
-		sum = bpf_csum_diff(&tcp_was.word, 4, &tcp_now.word, 4, (__u32)sum);
-	e.check = icmp_csum_update(sum);
-	/* To the backend, from the router still. */
-	e.ip.daddr = e.in.saddr;
-	e.ip.check = 0;
-	e.ip.check = ov_ip_csum(&e.ip);
-	if (bpf_skb_store_bytes(skb, ETH_HLEN, &e, sizeof(e), 0))
-		return TC_ACT_SHOT;
-	if (tcp_check && bpf_skb_store_bytes(skb, ICMP_ERR_L4 + 16, &tcp_now.half[0], 2, 0))
-		return TC_ACT_SHOT;
+	int err = icmp_err_rewrite(skb, &old, &e);
+	if (err)
+		return err > 0 ? TC_ACT_OK : TC_ACT_SHOT;
 	struct pkt counted = { .len = skb->len };
 	count(backend_id, &counted, 0);
 
@@ -184,6 +111,34 @@ static __always_inline int lb_icmp_in(struct __sk_buff *skb, struct lb_config *c
 	if (set_macs(skb, dmac, smac))
 		return TC_ACT_SHOT;
 	return bpf_redirect(cfg->lb_ifindex, 0);
+}
+
+/*
+ * What a task sends: an ICMP error about a request of a mesh flow (the task's
+ * host answers "port unreachable" to a UDP request, say) is addressed to the
+ * flow's entry node's load-balancer MAC, as the flow's replies are
+ * (lb_task_out), so it goes back through that node (lb_icmp_reply) to the
+ * client. Anything else is left as it is.
+ */
+static __always_inline void lb_icmp_out(struct __sk_buff *skb)
+{
+	struct icmp_err e;
+
+	if (icmp_err_load(skb, &e) || e.in.daddr != e.ip.saddr)
+		return;
+	struct lb_flow_key rk = {
+		.saddr = e.in.daddr,
+		.daddr = e.in.saddr,
+		.sport = e.dport,
+		.dport = e.sport,
+		.proto = e.in.protocol,
+	};
+	struct lb_ret *ret = bpf_map_lookup_elem(&lb_ret, &rk);
+	if (!ret)
+		return;
+	__u8 mac[ETH_ALEN];
+	__builtin_memcpy(mac, ret->mac, ETH_ALEN);
+	set_macs(skb, mac, NULL);
 }
 
 #endif

@@ -80,20 +80,6 @@ static __always_inline int ov_enabled(const struct lb_config *cfg)
 	return cfg && (cfg->flags & LB_CFG_F_OVERLAY) && cfg->vtep && cfg->vxlan_port;
 }
 
-static __always_inline __u16 ov_csum_fold(__u32 sum)
-{
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return (__u16)~sum;
-}
-
-/* The IPv4 header checksum of `ip` with its check field zero; 0 for a header
- * with a right one (no options: the fast path makes and takes none). */
-static __always_inline __u16 ov_ip_csum(const struct iphdr *ip)
-{
-	return ov_csum_fold(bpf_csum_diff(0, 0, (__be32 *)ip, sizeof(*ip), 0));
-}
-
 /*
  * Encapsulates the Ethernet frame in skb in place for `vtep`/`vni`, the inner
  * frame addressed from `smac` to `dmac`: outer Ethernet (MACs left zero for
@@ -130,7 +116,7 @@ static __always_inline int ov_encap_with(struct __sk_buff *skb, const struct lb_
 	__u32 hash = bpf_get_hash_recalc(skb);
 	h.ip.id = bpf_htons((__u16)hash);
 	struct iphdr iph = h.ip; /* aligned, for the checksum helper */
-	h.ip.check = ov_ip_csum(&iph);
+	h.ip.check = ip_csum(&iph);
 	h.udp.source = bpf_htons((__u16)(((__u64)hash * OV_SPORT_RANGE) >> 32) + OV_SPORT_MIN);
 	h.udp.dest = bpf_htons(cfg->vxlan_port);
 	h.udp.len = bpf_htons(inner_len + sizeof(struct udphdr) + sizeof(struct ov_vxlan));
@@ -210,7 +196,7 @@ static __always_inline int ov_frag_needed(struct __sk_buff *skb, const struct lb
 	m.code = 4; /* fragmentation needed */
 	m.mtu = bpf_htons(mtu);
 	/* The zeros past the quote add nothing to the sum. */
-	m.check = ov_csum_fold(bpf_csum_diff(0, 0, (__be32 *)&m, sizeof(m), 0));
+	m.check = csum_fold(bpf_csum_diff(0, 0, (__be32 *)&m, sizeof(m), 0));
 	struct iphdr ip = {
 		.version = 4,
 		.ihl = 5,
@@ -221,7 +207,7 @@ static __always_inline int ov_frag_needed(struct __sk_buff *skb, const struct lb
 		.saddr = p->key.daddr,
 		.daddr = p->key.saddr,
 	};
-	ip.check = ov_ip_csum(&ip);
+	ip.check = ip_csum(&ip);
 	/* Ethernet and the quote, then room for the IP and ICMP headers between. */
 	if (bpf_skb_change_tail(skb, ETH_HLEN + quote, 0) ||
 	    bpf_skb_adjust_room(skb, sizeof(struct iphdr) + 8, BPF_ADJ_ROOM_MAC, 0))
@@ -279,7 +265,7 @@ static __always_inline int ov_udp_csum(struct __sk_buff *skb, const struct iphdr
 	if (sum < 0)
 		return -1;
 	/* A partial field holds the folded pseudo-header sum, not inverted. */
-	if (uh.check != (__u16)~ov_csum_fold(sum))
+	if (uh.check != (__u16)~csum_fold(sum))
 		return 0;
 	if (bpf_skb_load_bytes(skb, l4, scratch->data, ulen))
 		return -1;
@@ -299,7 +285,7 @@ static __always_inline int ov_udp_csum(struct __sk_buff *skb, const struct iphdr
 		if (sum < 0)
 			return -1;
 	}
-	__u16 check = ov_csum_fold(sum);
+	__u16 check = csum_fold(sum);
 	if (check == 0)
 		check = 0xffff;
 	return bpf_skb_store_bytes(skb, l4 + offsetof(struct udphdr, check), &check, sizeof(check), 0)
@@ -352,7 +338,7 @@ static __always_inline int ov_split(struct __sk_buff *skb, const struct lb_confi
 	h2.tot_len = bpf_htons(len - head);
 	h2.frag_off = bpf_htons((frag & IP_MF) | ((frag & IP_OFFSET) + head / 8));
 	h2.check = 0;
-	h2.check = ov_ip_csum(&h2);
+	h2.check = ip_csum(&h2);
 	if (bpf_skb_store_bytes(skb, ETH_HLEN, &h2, sizeof(h2), 0))
 		return -1;
 	if (ov_encap_with(skb, cfg, vtep, vni, dmac, smac, 0))
@@ -369,13 +355,13 @@ static __always_inline int ov_split(struct __sk_buff *skb, const struct lb_confi
 	h1.tot_len = bpf_htons(sizeof(h) + head);
 	h1.frag_off = bpf_htons(IP_MF | (frag & IP_OFFSET));
 	h1.check = 0;
-	h1.check = ov_ip_csum(&h1);
+	h1.check = ip_csum(&h1);
 	struct iphdr outer;
 	if (bpf_skb_load_bytes(skb, ETH_HLEN, &outer, sizeof(outer)))
 		return -1;
 	outer.tot_len = bpf_htons(total - ETH_HLEN);
 	outer.check = 0;
-	outer.check = ov_ip_csum(&outer);
+	outer.check = ip_csum(&outer);
 	__u16 udp_len = bpf_htons(total - ETH_HLEN - sizeof(outer));
 	if (bpf_skb_store_bytes(skb, inner_ip, &h1, sizeof(h1), 0) ||
 	    bpf_skb_store_bytes(skb, ETH_HLEN, &outer, sizeof(outer), 0) ||
@@ -543,7 +529,7 @@ static __always_inline int ov_parse(struct __sk_buff *skb, const struct lb_confi
 	if ((void *)(iip + 1) > end)
 		return -1;
 	/* A damaged outer header is the kernel's to drop (ip_rcv does). */
-	if (ov_ip_csum(ip) != 0)
+	if (ip_csum(ip) != 0)
 		return -1;
 	if (udp->dest != bpf_htons(cfg->vxlan_port) || vx->flags != bpf_htonl(OV_VXLAN_FLAGS) ||
 	    ieth->h_proto != bpf_htons(ETH_P_IP))

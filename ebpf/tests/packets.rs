@@ -2366,6 +2366,53 @@ fn icmp_passes(input: Vec<u8>) -> Step {
     }
 }
 
+/// The ICMP "port unreachable" backend `b`'s host sends about `got` (a
+/// request as the backend got it), to the request's source, on its way out
+/// of the task's port toward `dmac`.
+fn backend_error(got: &Pkt, b: &Be, dmac: [u8; 6]) -> Vec<u8> {
+    let mut f = icmp(
+        b.addr,
+        got.saddr,
+        (DEST_UNREACH, PORT_UNREACH),
+        [0; 4],
+        &quote(got, usize::MAX),
+    );
+    f[..12].copy_from_slice(&[dmac, b.mac].concat());
+    f
+}
+
+/// A client's `request` through node_ingress (DNATed as `got`, to backend
+/// `b`), into the task's port (lb_ret records the entry node), then the
+/// backend's ICMP error about it: task_out sends it to the entry node's
+/// load-balancer MAC, and node_reply there makes it come from the address
+/// the client reached, quoting the request as the client sent it.
+fn backend_error_steps(request: &Pkt, got: &Pkt, b: &Be) -> Vec<Step> {
+    let mut back = icmp(
+        request.daddr,
+        request.saddr,
+        (DEST_UNREACH, PORT_UNREACH),
+        [0; 4],
+        &quote(request, usize::MAX),
+    );
+    back[..12].copy_from_slice(&[LB_MAC, b.mac].concat());
+    vec![
+        step(Prog::NodeIngress, request, TC_ACT_REDIRECT, Some(got)),
+        step(Prog::TaskIn, got, TC_ACT_OK, None),
+        Step {
+            prog: Prog::TaskOut,
+            input: backend_error(got, b, GATEWAY_MAC),
+            verdict: TC_ACT_OK,
+            output: Out::Packet(backend_error(got, b, LB_MAC)),
+        },
+        Step {
+            prog: Prog::NodeReply,
+            input: backend_error(got, b, LB_MAC),
+            verdict: TC_ACT_REDIRECT,
+            output: Out::Packet(back),
+        },
+    ]
+}
+
 fn icmp_error_cases() -> Vec<Case> {
     use Prog::NodeIngress as NI;
     let syn = client_tcp(40000, SYN);
@@ -2472,6 +2519,39 @@ fn icmp_error_cases() -> Vec<Case> {
                 icmp_passes(fragmented),
                 // A quote of the request direction (the client's own packet).
                 icmp_passes(icmp(ROUTER, NODE, frag, MTU_1280, &quote(&syn, all))),
+            ],
+            check: no_check,
+        },
+        Case {
+            name: "icmp: port unreachable from a backend goes back through the entry node, from the address the client reached",
+            setup: nothing,
+            steps: backend_error_steps(&udp, &mesh_dnat(&udp, ub), ub),
+            check: no_check,
+        },
+        Case {
+            name: "icmp: for a SNATed flow the backend's error goes back to the client's own address and port",
+            setup: |env| env.set_config(|c| c.flags = CFG_F_SNAT),
+            steps: backend_error_steps(&udp, &snat_dnat(&udp, ub, 40001), ub),
+            check: no_check,
+        },
+        Case {
+            name: "icmp: a backend's error about no known flow goes nowhere",
+            setup: nothing,
+            steps: vec![
+                // No lb_ret entry at the task's port: left as it is.
+                Step {
+                    prog: Prog::TaskOut,
+                    input: backend_error(&mesh_dnat(&udp, ub), ub, GATEWAY_MAC),
+                    verdict: TC_ACT_OK,
+                    output: Out::Unchanged,
+                },
+                // No lb_rev entry at the entry node: dropped, as replies are.
+                Step {
+                    prog: Prog::NodeReply,
+                    input: backend_error(&mesh_dnat(&udp, ub), ub, LB_MAC),
+                    verdict: TC_ACT_SHOT,
+                    output: Out::Unchanged,
+                },
             ],
             check: no_check,
         },

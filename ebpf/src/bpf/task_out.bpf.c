@@ -7,11 +7,12 @@
  *   that did the NAT and the client sees the address it connected to.
  * - A packet to a VIP gets a backend (conntrack, else Maglev) and is DNATed to
  *   it, any port; the bridge then delivers it locally or over VXLAN.
+ * - An ICMP error about a mesh flow's request goes back as its replies do.
  * Everything else passes to the bridge untouched. Then an IPv4 frame to a task
  * on another node, or back to another node's mesh, is encapsulated here and
  * skips the bridge (the overlay's fast path, overlay.h).
  */
-#include "overlay.h"
+#include "lb_icmp.h"
 
 /* From linux/if_arp.h, which drags in libc headers. */
 #define ARPHRD_ETHER 1
@@ -84,6 +85,7 @@ int lb_task_out(struct __sk_buff *skb)
 		struct ethhdr *eth = data;
 		if ((void *)(eth + 1) <= end && eth->h_proto == bpf_htons(ETH_P_ARP))
 			return answer_arp(skb);
+		lb_icmp_out(skb);
 		return ov_out(skb);
 	}
 	ret = bpf_map_lookup_elem(&lb_ret, &p.key);
