@@ -1643,18 +1643,32 @@ print("timeout")
 /// An ICMP error a backend sends about a request comes back to the client
 /// from the address it reached: a UDP port published by a task that does not
 /// listen on it is refused at once through every node (as IPVS's mesh does),
-/// instead of leaving the client to time out.
+/// instead of leaving the client to time out; and to a task on another node
+/// that sent to the service's VIP, from the VIP.
 #[test]
 fn a_backends_port_unreachable_reaches_the_client() {
     let s = Swarm::three("lbunreach");
+    s.ok("vm1", &["network", "create", "front"]);
     service_on(
         &s,
         "deaf",
         "vm2",
-        &["--publish", "9100:80/udp"],
+        &["--network", "front", "--publish", "9100:80/udp"],
         &["sleep", "600"],
     );
+    service_on(&s, "cli", "vm1", &["--network", "front"], &["sleep", "600"]);
     s.wait_running("deaf", 1);
+    s.wait_running("cli", 1);
+    let said = wait_until("a refusal from the VIP", Duration::from_secs(20), || {
+        let out = s.shoal(
+            "vm1",
+            &["exec", "cli.1", "python3", "-c", UDP_PROBE, "deaf", "80"],
+        );
+        let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (said != "timeout").then_some(said)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
+    assert_eq!(said, "refused", "to the VIP");
     for via in ["vm1", "vm2", "vm3"] {
         let host = s.addr(via);
         let said = wait_until(

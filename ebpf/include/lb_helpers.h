@@ -633,8 +633,46 @@ static __always_inline int lb_reply(struct __sk_buff *skb, const struct lb_confi
 }
 
 /*
+ * An ICMP error a VIP flow's backend sent about the task's request (port
+ * unreachable for a UDP port nothing listens on, say), on its way into the
+ * task: it comes from the VIP, quoting the request as the task sent it (to
+ * the VIP and port), as the flow's replies do, so the task's socket, which
+ * talks to the VIP, hears it. TC_ACT_OK (changed or not), or TC_ACT_SHOT
+ * when a rewrite failed half-way.
+ */
+static __always_inline int lb_icmp_vip(struct __sk_buff *skb)
+{
+	struct icmp_err e, old;
+
+	if (icmp_err_load(skb, &e) || e.in.daddr != e.ip.saddr)
+		return TC_ACT_OK;
+	struct lb_flow_key rk = {
+		.saddr = e.in.daddr,
+		.daddr = e.in.saddr,
+		.sport = e.dport,
+		.dport = e.sport,
+		.proto = e.in.protocol,
+	};
+	struct lb_rev *rev = bpf_map_lookup_elem(&lb_rev, &rk);
+	/* Only a VIP flow's entry (a mesh flow's has no VIP MAC). */
+	if (!rev || rev->client_addr || rev->mac[0] != 0x02 || rev->mac[1] != 0x42)
+		return TC_ACT_OK;
+	__u8 mac[ETH_ALEN];
+	__builtin_memcpy(mac, rev->mac, ETH_ALEN);
+	old = e;
+	e.ip.saddr = rev->addr;
+	e.in.daddr = rev->addr;
+	e.dport = rev->port;
+	int err = icmp_err_rewrite(skb, &old, &e);
+	if (err)
+		return err > 0 ? TC_ACT_OK : TC_ACT_SHOT;
+	return set_macs(skb, NULL, mac) ? TC_ACT_SHOT : TC_ACT_OK;
+}
+
+/*
  * What a task receives, on its way in (lb_task_in on its bridge port, or the
  * overlay's fast path before it hands the frame to the task):
+ * - an ICMP error about a VIP flow's request gets the VIP back (lb_icmp_vip);
  * - a reply from a backend of a VIP flow this task opened gets its source
  *   back: the VIP and the port the task connected to;
  * - a packet of a mesh flow (from some node's load-balancer MAC) records that
@@ -649,7 +687,7 @@ static __always_inline int task_rx(struct __sk_buff *skb, int dsr_ok)
 	struct pkt p;
 
 	if (parse(skb, &p, LB_FRAG_HOOK_TASK_IN))
-		return TC_ACT_OK;
+		return lb_icmp_vip(skb);
 	rev = bpf_map_lookup_elem(&lb_rev, &p.key);
 	if (rev) {
 		__u32 addr = rev->addr;

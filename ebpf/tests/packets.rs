@@ -2053,6 +2053,26 @@ fn task_in_cases() -> Vec<Case> {
             check: no_check,
         },
         Case {
+            name: "task_in: a VIP backend's ICMP error about the task's request comes from the VIP, quoting it as sent",
+            setup: |env| vip_rev(env, &task_udp(50001)),
+            steps: vec![Step {
+                prog: TI,
+                input: {
+                    let got = vip_dnat(&udp, ub);
+                    let mut f = icmp(ub.addr, TASK, (DEST_UNREACH, PORT_UNREACH), [0; 4], &quote(&got, usize::MAX));
+                    f[..12].copy_from_slice(&[TASK_MAC, ub.mac].concat());
+                    f
+                },
+                verdict: TC_ACT_OK,
+                output: Out::Packet({
+                    let mut f = icmp(VIP, TASK, (DEST_UNREACH, PORT_UNREACH), [0; 4], &quote(&udp, usize::MAX));
+                    f[..12].copy_from_slice(&[TASK_MAC, VIP_MAC].concat());
+                    f
+                }),
+            }],
+            check: no_check,
+        },
+        Case {
             name: "task_in: a VIP backend's UDP reply without a checksum keeps checksum 0",
             setup: |env| vip_rev(env, &task_udp(50001)),
             steps: vec![step(
