@@ -14,7 +14,7 @@ int main(void)
 	S(lb_backend); F(lb_backend, addr); F(lb_backend, port); F(lb_backend, mac); F(lb_backend, state);
 	S(lb_flow_key); F(lb_flow_key, saddr); F(lb_flow_key, daddr); F(lb_flow_key, sport); F(lb_flow_key, dport); F(lb_flow_key, proto);
 	S(lb_ct); F(lb_ct, last_seen); F(lb_ct, backend_id); F(lb_ct, svc_id); F(lb_ct, state); F(lb_ct, nat_port);
-	S(lb_rev); F(lb_rev, last_seen); F(lb_rev, addr); F(lb_rev, port); F(lb_rev, mac); F(lb_rev, client_addr); F(lb_rev, client_port);
+	S(lb_rev); F(lb_rev, last_seen); F(lb_rev, addr); F(lb_rev, port); F(lb_rev, mac); F(lb_rev, client_addr); F(lb_rev, client_port); F(lb_rev, ifindex);
 	S(lb_ret); F(lb_ret, last_seen); F(lb_ret, mac); F(lb_ret, dsr_port);
 	S(lb_frag_key); F(lb_frag_key, saddr); F(lb_frag_key, daddr); F(lb_frag_key, ifindex); F(lb_frag_key, id); F(lb_frag_key, proto); F(lb_frag_key, hook);
 	S(lb_frag); F(lb_frag, seen); F(lb_frag, sport); F(lb_frag, dport);

@@ -1616,6 +1616,37 @@ fn published_ports_answer_on_every_interface() {
         client.starts_with("10.79.0.2:"),
         "the backend saw the client's address on that network: {body}"
     );
+
+    // An address on an interface the client does not reach it by (a service
+    // address on an inner link, routed to vm3 over the underlay): the
+    // replies leave by the underlay, which the requests came in by, not by
+    // the interface that carries the address.
+    for argv in [
+        &[
+            "ip", "link", "add", "inner0", "type", "veth", "peer", "name", "inner1",
+        ][..],
+        &["ip", "addr", "add", "10.80.0.13/32", "dev", "inner0"],
+        &["ip", "link", "set", "inner0", "up"],
+        &["ip", "link", "set", "inner1", "up"],
+    ] {
+        let out = s.lab.exec("vm3", argv).unwrap();
+        assert!(out.status.success(), "vm3: {argv:?}: {out:?}");
+    }
+    let out = s
+        .lab
+        .exec(
+            CLIENT,
+            &["ip", "route", "add", "10.80.0.13/32", "via", &s.addr("vm3")],
+        )
+        .unwrap();
+    assert!(out.status.success(), "client: route: {out:?}");
+    let body = wait_until(
+        "the mesh answering on vm3's inner address",
+        Duration::from_secs(10),
+        || s.client_get("http://10.80.0.13:8080/"),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
+    assert_eq!(field(&body, "Node"), Some("vm2"), "{body}");
 }
 
 /// HOST PORT: a connected UDP socket sends up to 3 datagrams (2 s each) and

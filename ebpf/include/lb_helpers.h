@@ -428,12 +428,14 @@ static __always_inline struct lb_flow_key reply_key(const struct pkt *p, __u32 a
  * its destination the client's own address and port). 0, with the client's
  * address in *client; 1: no such flow (nothing changed); -1: a rewrite failed.
  */
-static __always_inline int lb_reply_nat(struct __sk_buff *skb, const struct pkt *p, __u32 *client)
+static __always_inline int lb_reply_nat(struct __sk_buff *skb, const struct pkt *p, __u32 *client,
+					__u32 *ifindex)
 {
 	struct lb_rev *rev = bpf_map_lookup_elem(&lb_rev, &p->key);
 
 	if (!rev)
 		return 1;
+	*ifindex = rev->ifindex;
 	__u32 addr = rev->addr;
 	__u16 port = rev->port;
 	int snatted = rev->client_addr != 0;
@@ -450,13 +452,12 @@ static __always_inline int lb_reply_nat(struct __sk_buff *skb, const struct pkt 
 #define LB_LOOPBACK_IFINDEX 1
 
 /* A reverse-NATed reply on to its client: to a client on this node through lo
- * (as if it came in there), else out of the interface that carries the
- * reply's source address (the node address the client reached: on a host
- * with a public interface beside the swarm's, replies leave by the one their
- * requests came in by), by the route to the client there (the kernel
- * resolves the next hop); from any other source, out of the underlay. */
+ * (as if it came in there), else out of `ifindex`, the interface the client's
+ * requests came in by (on a host with a public interface beside the swarm's,
+ * replies leave by the one their client used; 0: the underlay), by the route
+ * to the client there (the kernel resolves the next hop). */
 static __always_inline int lb_reply_out(struct __sk_buff *skb, const struct lb_config *cfg,
-					__u32 client)
+					__u32 client, __u32 ifindex)
 {
 	if (bpf_map_lookup_elem(&lb_local_addrs, &client)) {
 		__u8 zero[ETH_ALEN] = {};
@@ -464,12 +465,8 @@ static __always_inline int lb_reply_out(struct __sk_buff *skb, const struct lb_c
 			return TC_ACT_SHOT;
 		return bpf_redirect(LB_LOOPBACK_IFINDEX, BPF_F_INGRESS);
 	}
-	__u32 saddr, ifindex = cfg->underlay_ifindex;
-	if (!bpf_skb_load_bytes(skb, ETH_HLEN + offsetof(struct iphdr, saddr), &saddr, sizeof(saddr))) {
-		__u32 *via = bpf_map_lookup_elem(&lb_local_addrs, &saddr);
-		if (via && *via != LB_LOOPBACK_IFINDEX)
-			ifindex = *via;
-	}
+	if (!ifindex || ifindex == LB_LOOPBACK_IFINDEX)
+		ifindex = cfg->underlay_ifindex;
 	return bpf_redirect_neigh(ifindex, NULL, 0, 0);
 }
 
@@ -597,6 +594,7 @@ static __always_inline int lb_icmp_reply(struct __sk_buff *skb, const struct lb_
 	struct lb_rev *rev = bpf_map_lookup_elem(&lb_rev, &rk);
 	if (!rev)
 		return TC_ACT_SHOT;
+	__u32 ifindex = rev->ifindex;
 	old = e;
 	e.ip.saddr = rev->addr;
 	e.in.daddr = rev->addr;
@@ -608,7 +606,7 @@ static __always_inline int lb_icmp_reply(struct __sk_buff *skb, const struct lb_
 	}
 	if (icmp_err_rewrite(skb, &old, &e))
 		return TC_ACT_SHOT;
-	return lb_reply_out(skb, cfg, e.ip.daddr);
+	return lb_reply_out(skb, cfg, e.ip.daddr, ifindex);
 }
 
 /*
@@ -622,14 +620,14 @@ static __always_inline int lb_icmp_reply(struct __sk_buff *skb, const struct lb_
 static __always_inline int lb_reply(struct __sk_buff *skb, const struct lb_config *cfg)
 {
 	struct pkt p;
-	__u32 client;
+	__u32 client, ifindex;
 
 	if (parse(skb, &p, LB_FRAG_HOOK_REPLY))
 		return lb_icmp_reply(skb, cfg);
-	int nat_result = lb_reply_nat(skb, &p, &client);
+	int nat_result = lb_reply_nat(skb, &p, &client, &ifindex);
 	if (nat_result)
 		return TC_ACT_SHOT;
-	return lb_reply_out(skb, cfg, client);
+	return lb_reply_out(skb, cfg, client, ifindex);
 }
 
 /*

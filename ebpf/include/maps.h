@@ -100,9 +100,7 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_dsr SEC(".maps");
 
-/* The node's own IPv4 addresses: published ports answer on each. The value is
- * the index of the interface that carries the address (mesh replies from it
- * leave by that interface; 1 is lo). */
+/* The node's own IPv4 addresses: published ports answer on each. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, LB_MAX_LOCAL_ADDRS);

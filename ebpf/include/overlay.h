@@ -219,7 +219,7 @@ static __always_inline int ov_frag_needed(struct __sk_buff *skb, const struct lb
 	if (set_macs(skb, zero, zero))
 		return TC_ACT_SHOT;
 	ov_count(OV_FRAG_NEEDED);
-	return lb_reply_out(skb, cfg, p->key.saddr);
+	return lb_reply_out(skb, cfg, p->key.saddr, skb->ifindex);
 }
 
 /* The most ov_split puts in its first part (a multiple of 8, <= 4095). */
@@ -387,23 +387,14 @@ static __always_inline struct ov_net *ov_sender_net(const struct __sk_buff *skb,
 }
 
 /*
- * A reply of a mesh flow that entered at this node, from a local task: reverse
- * NAT here and out through the uplink (ov_up_node sends it on to the client),
- * not through the bridge and the load-balancer port. A flow this node does not
- * know stays on the bridge (lb_node_reply drops it there).
+ * A reply of a mesh flow that entered at this node, from a local task (or an
+ * ICMP error about one of its requests): out through the uplink, not through
+ * the bridge and the load-balancer port; ov_up_node reverse-NATs it there as
+ * lb_node_reply would, and sends it on by the interface its client used (a
+ * flow this node does not know is dropped there).
  */
 static __always_inline int ov_local_reply(struct __sk_buff *skb, __u32 up)
 {
-	struct pkt p;
-	__u32 client;
-
-	if (parse(skb, &p, LB_FRAG_HOOK_TASK_OUT))
-		return TC_ACT_OK;
-	int nat_result = lb_reply_nat(skb, &p, &client);
-	if (nat_result > 0)
-		return TC_ACT_OK;
-	if (nat_result < 0)
-		return TC_ACT_SHOT;
 	ov_count(OV_LOCAL);
 	return bpf_redirect_peer(up, 0);
 }

@@ -138,6 +138,8 @@ struct lb_rev {
 	__u32 client_addr; /* SNATed flows: the client's own address; else 0 */
 	__u16 client_port; /* and its port */
 	__u16 pad;
+	__u32 ifindex;     /* mesh flows: the interface the client's requests came
+			    * in by, where replies leave (0: the underlay) */
 };
 
 /* At a backend's node, for flows that came through another node's mesh: the

@@ -125,7 +125,7 @@ pod! {
 }
 pod! {
     /// `struct lb_rev`.
-    pub struct Rev { pub last_seen: u64, pub addr: u32, pub port: u16, pub mac: [u8; 6], pub client_addr: u32, pub client_port: u16, pub pad: u16, }
+    pub struct Rev { pub last_seen: u64, pub addr: u32, pub port: u16, pub mac: [u8; 6], pub client_addr: u32, pub client_port: u16, pub pad: u16, pub ifindex: u32, }
 }
 pod! {
     /// `struct lb_ret`.

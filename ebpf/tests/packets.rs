@@ -3205,7 +3205,7 @@ fn overlay_encapsulation() {
             },
         ),
         (
-            "task_out: a reply to this node's own MAC of a flow it does not know stays on the bridge",
+            "task_out: a reply to this node's own MAC of a flow it does not know is dropped past the uplink",
             |env| {
                 let b = be(1);
                 env.endpoint(b.addr, None, INGRESS_VNI, b.mac);
@@ -3216,7 +3216,10 @@ fn overlay_encapsulation() {
                     dsr_port: 0,
                 };
                 env.ret.insert(reply.key(), ret, 0).expect("lb_ret");
-                unchanged_but_macs(env, &reply, LB_MAC);
+                let (verdict, out) = run_ok(env, Prog::TaskOut, &reply.bytes());
+                assert_eq!(verdict, TC_ACT_REDIRECT, "into the uplink");
+                assert_eq!(out, reply.clone().macs(LB_MAC, b.mac).bytes());
+                unchanged(env, Prog::OvUpNode, &out, TC_ACT_SHOT);
             },
         ),
         (
@@ -3383,7 +3386,7 @@ fn overlay_encapsulation() {
             },
         ),
         (
-            "task_out: a local task's mesh reply is reverse-NATed here, as node_reply would",
+            "task_out: a local task's mesh reply takes the uplink, where ov_up_node reverse-NATs it as node_reply would",
             |env| {
                 let syn = client_tcp(40000, SYN);
                 let b = env.mesh_backend(&syn, None);
@@ -3398,16 +3401,38 @@ fn overlay_encapsulation() {
                 let (want_verdict, want) = run_ok(env, Prog::NodeReply, &reply.bytes());
                 let sent = reply.clone().macs(GATEWAY_MAC, b.mac);
                 let (verdict, out) = run_ok(env, Prog::TaskOut, &sent.bytes());
+                assert_eq!(verdict, TC_ACT_REDIRECT, "into the uplink");
+                assert_eq!(out, reply.bytes(), "to the load-balancer MAC, not NATed yet");
+                let (verdict, out) = run_ok(env, Prog::OvUpNode, &out);
                 assert_eq!((verdict, want_verdict), (TC_ACT_REDIRECT, TC_ACT_REDIRECT));
                 assert_eq!(describe(&out), describe(&want));
                 assert_eq!(out, want);
-                assert_eq!(env.ov_stat(OV_LOCAL), 2);
+                assert_eq!(env.ov_stat(OV_LOCAL), 2, "the request and the reply");
+                // A reply of no flow this node knows is dropped there.
+                let stranger = reply.clone().to(CLIENT, 40999);
+                unchanged(env, Prog::OvUpNode, &stranger.bytes(), TC_ACT_SHOT);
+            },
+        ),
+        (
+            "ov_up_node: an encapsulated frame (zero outer MACs) goes out before the load-balancer port exists",
+            |env| {
+                env.set_config(|c| {
+                    c.lb_mac = [0; 6];
+                    c.lb_ifindex = 0;
+                    c.flags = CFG_F_OVERLAY;
+                    c.vtep = ip(NODE);
+                    c.vxlan_port = VXLAN_PORT;
+                });
+                let inner = from_peer().bytes();
+                let mut frame = vxlan(NODE, REMOTE_VTEP, VXLAN_PORT, VNI, &inner);
+                frame[..12].copy_from_slice(&[0; 12]);
+                unchanged(env, Prog::OvUpNode, &frame, TC_ACT_REDIRECT);
             },
         ),
         (
             "ov_up_node: a reply to this node's own address goes to lo, others by route",
             |env| {
-                let to_node = Pkt::tcp((NODE, 8080), (NODE2, 40000), ACK).macs(LB_MAC, GATEWAY_MAC);
+                let to_node = Pkt::tcp((NODE, 8080), (NODE2, 40000), ACK).macs(GATEWAY_MAC, GATEWAY_MAC);
                 let (verdict, out) = run_ok(env, Prog::OvUpNode, &to_node.bytes());
                 assert_eq!(verdict, TC_ACT_REDIRECT);
                 assert_eq!(out, to_node.clone().macs([0; 6], [0; 6]).bytes());

@@ -722,7 +722,9 @@ fn interface_of(ip: std::net::Ipv4Addr) -> Option<String> {
             .map(|s| s.ip())
             == Some(ip)
         {
-            return Some(ifa.interface_name);
+            // An address with a label (eth0:1) is named by it: the device is eth0.
+            let device = ifa.interface_name.split(':').next().unwrap_or_default();
+            return Some(device.to_string());
         }
     }
     None

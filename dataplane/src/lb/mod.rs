@@ -618,6 +618,16 @@ impl LoadBalancer {
         underlay_ifname: &str,
         node_addr: Ipv4Addr,
     ) -> Result<(), LbError> {
+        let kind = link_type(underlay_ifname);
+        if kind != Some(ARPHRD_ETHER) {
+            return Err(LbError::Io(
+                format!("attaching to {underlay_ifname}"),
+                std::io::Error::other(format!(
+                    "the underlay interface is not Ethernet (link type {kind:?}): the load \
+                     balancer's programs read Ethernet frames"
+                )),
+            ));
+        }
         self.attach(NODE_INGRESS, None, underlay_ifname, TcAttachType::Ingress)?;
         self.attach(NODE_INGRESS, None, "lo", TcAttachType::Ingress)?;
         for knob in ["accept_local", "route_localnet"] {
@@ -709,21 +719,37 @@ impl LoadBalancer {
         .map_err(fail)
     }
 
-    /// Records the IPv4 addresses of the daemon's namespace, each with the
-    /// interface that carries it (lb_local_addrs): published ports answer on
-    /// every one, and a mesh reply leaves by the interface of the address its
-    /// client reached. Every interface with an address gets the mesh's entry,
-    /// so a published port answers on all of the host's addresses, as
-    /// Docker's routing mesh does (a public interface beside the swarm's
-    /// private one, say); Shoal's own devices, which carry none, are left
-    /// alone. Run on every apply and every conntrack sweep: an address or
-    /// interface that appears later is served within seconds.
+    /// Records the IPv4 addresses of the daemon's namespace (lb_local_addrs):
+    /// published ports answer on every one. Every Ethernet interface with an
+    /// address gets the mesh's entry, so a published port answers on all of
+    /// the host's addresses, as Docker's routing mesh does (a public interface
+    /// beside the swarm's private one, say), and a flow's replies leave by
+    /// the interface its requests came in by (lb_rev). Shoal's own devices,
+    /// which carry no address, are left alone. Run on every apply and every
+    /// conntrack sweep: an address or interface that appears later is served
+    /// within seconds. A map or an attachment that fails is logged and the
+    /// rest still done (the next run tries again).
     pub fn refresh_local_addrs(&mut self) -> Result<(), LbError> {
-        let mut addrs: BTreeMap<u32, u32> = BTreeMap::new();
+        let listed: Vec<_> = nix::ifaddrs::getifaddrs()
+            .map_err(|e| LbError::Io("listing addresses".into(), e.into()))?
+            .collect();
+        // The programs read an Ethernet header first: interfaces without one
+        // (WireGuard, tun: their packets start at the IP header) are not
+        // served, never misread. getifaddrs names an address by its label
+        // (eth0:1), a link by its device (eth0).
+        let ethernet: BTreeSet<&str> = listed
+            .iter()
+            .filter(|a| {
+                a.address
+                    .as_ref()
+                    .and_then(|s| s.as_link_addr())
+                    .is_some_and(|l| l.hatype() == ARPHRD_ETHER)
+            })
+            .map(|a| a.interface_name.as_str())
+            .collect();
+        let mut addrs = BTreeSet::new();
         let mut ifaces = BTreeSet::new();
-        let listed = nix::ifaddrs::getifaddrs()
-            .map_err(|e| LbError::Io("listing addresses".into(), e.into()))?;
-        for a in listed {
+        for a in &listed {
             let Some(ip) = a
                 .address
                 .as_ref()
@@ -732,27 +758,29 @@ impl LoadBalancer {
             else {
                 continue;
             };
+            addrs.insert(u32::from_ne_bytes(ip.octets()));
+            let device = a.interface_name.split(':').next().unwrap_or_default();
             // An interface gone since the listing is skipped: the next run
             // sees the world as it is then.
-            let Ok(index) = ifindex(&a.interface_name) else {
-                continue;
-            };
-            addrs.insert(u32::from_ne_bytes(ip.octets()), index);
-            if index != LOOPBACK_IFINDEX {
-                ifaces.insert((a.interface_name, index));
+            if let Ok(index) = ifindex(device) {
+                if index != LOOPBACK_IFINDEX && ethernet.contains(device) {
+                    ifaces.insert((device.to_string(), index));
+                }
             }
         }
-        for (addr, index) in &addrs {
-            if self.local_addrs.get(addr, 0).ok() != Some(*index) {
-                self.local_addrs
-                    .insert(addr, index, 0)
-                    .map_err(map_err("adding a local address"))?;
-            }
-        }
+        // Stale addresses first: the map has room for LB_MAX_LOCAL_ADDRS.
         let present: Vec<u32> = self.local_addrs.keys().filter_map(Result::ok).collect();
-        for addr in present {
-            if !addrs.contains_key(&addr) {
-                let _ = self.local_addrs.remove(&addr);
+        for addr in &present {
+            if !addrs.contains(addr) {
+                let _ = self.local_addrs.remove(addr);
+            }
+        }
+        for addr in &addrs {
+            if !present.contains(addr) {
+                if let Err(e) = self.local_addrs.insert(addr, 1, 0) {
+                    let addr = Ipv4Addr::from(addr.to_ne_bytes());
+                    tracing::warn!(%addr, error = %e, "published ports will not answer on this address");
+                }
             }
         }
         // Interfaces gone (or renumbered) took their filters with them.
@@ -764,10 +792,11 @@ impl LoadBalancer {
             match self.attach(NODE_INGRESS, None, &iface.0, TcAttachType::Ingress) {
                 Ok(()) => {
                     tracing::info!(interface = %iface.0, "published ports answer on this interface");
-                    self.node_ifaces.insert(iface);
                 }
                 Err(e) => tracing::warn!(error = %e, "published ports will not answer there"),
             }
+            // Tried once per interface: a failure is not retried every sweep.
+            self.node_ifaces.insert(iface);
         }
         Ok(())
     }
@@ -1188,13 +1217,16 @@ fn dsr_entries<'a>(specs: impl Iterator<Item = &'a ServiceSpec>) -> HashMap<abi:
 /// interface (it may be on any that had an address), the reply path from the
 /// load-balancer port. Pins go with [`remove_pins`].
 pub fn detach_node(lb_port: &str) {
-    let ifnames: Vec<String> = nix::net::if_::if_nameindex()
-        .map(|list| {
-            list.iter()
-                .map(|i| i.name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+    let ifnames: Vec<String> = match nix::net::if_::if_nameindex() {
+        Ok(list) => list
+            .iter()
+            .map(|i| i.name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "listing interfaces: the mesh's entry stays on them");
+            vec!["lo".to_string()]
+        }
+    };
     for ifname in &ifnames {
         let _ =
             tc::qdisc_detach_program(ifname, TcAttachType::Ingress, abi::PROGRAMS[NODE_INGRESS].0);
@@ -1437,6 +1469,17 @@ fn monotonic_ns() -> u64 {
 
 /// `lo`'s index in every network namespace.
 const LOOPBACK_IFINDEX: u32 = 1;
+/// An Ethernet interface's link type (linux/if_arp.h).
+const ARPHRD_ETHER: u16 = 1;
+
+/// The link type (ARPHRD_*) of interface `name`, if it exists.
+fn link_type(name: &str) -> Option<u16> {
+    nix::ifaddrs::getifaddrs().ok()?.find_map(|a| {
+        (a.interface_name == name)
+            .then(|| a.address.as_ref()?.as_link_addr().map(|l| l.hatype()))
+            .flatten()
+    })
+}
 
 fn ifindex(name: &str) -> Result<u32, LbError> {
     nix::net::if_::if_nametoindex(name)

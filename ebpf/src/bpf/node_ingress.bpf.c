@@ -87,6 +87,7 @@ int lb_node_ingress(struct __sk_buff *skb)
 			.last_seen = bpf_ktime_get_ns(),
 			.addr = p.key.daddr,
 			.port = p.key.dport,
+			.ifindex = skb->ifindex,
 		};
 		if (snat) {
 			rk.daddr = snat_addr;
@@ -144,8 +145,11 @@ int lb_node_ingress(struct __sk_buff *skb)
 		 * node allows it: the reply may come from the backend's node with
 		 * this node's address. Not for a flow SNATed here, nor one to
 		 * another address of this node (the backend's node knows the
-		 * address from the MAC, not the flow). */
-		if ((cfg->flags & LB_CFG_F_DSR) && !snat && p.key.daddr == cfg->vtep)
+		 * address from the MAC, not the flow), nor one that came in by
+		 * another interface than the underlay (the backend's node answers
+		 * by its own underlay). */
+		if ((cfg->flags & LB_CFG_F_DSR) && !snat && p.key.daddr == cfg->vtep &&
+		    skb->ifindex == cfg->underlay_ifindex)
 			smac[1] = LB_DSR_MAC1;
 		if (too_big) {
 			if (ov_split(skb, cfg, too_big, uplink, vtep, vni, dmac, smac,

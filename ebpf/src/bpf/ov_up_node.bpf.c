@@ -2,11 +2,12 @@
 /*
  * tc ingress of a network's uplink, node side: what the overlay's fast path
  * hands from the network's namespace to this end (bpf_redirect_peer):
- * encapsulated frames for other nodes, and replies of mesh flows already
- * reverse-NATed (or, with direct server return, given the entry node's
- * address) for their clients. Each goes on by its destination: lo for this
- * node's own addresses, else the route to it (the kernel resolves the next
- * hop). Nothing but IPv4 crosses: the rest is dropped.
+ * encapsulated frames for other nodes and, with direct server return, replies
+ * given the entry node's address, which go on by their destination (the
+ * underlay's route to it; the kernel resolves the next hop); and replies of
+ * mesh flows that entered at this node, from its own tasks, still addressed
+ * to its load-balancer MAC: reverse-NATed here and sent on to their clients
+ * (lb_reply). Nothing but IPv4 crosses: the rest is dropped.
  */
 #include "overlay.h"
 
@@ -21,7 +22,12 @@ int ov_up_node(struct __sk_buff *skb)
 
 	if (!cfg || (void *)(ip + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return TC_ACT_SHOT;
-	return lb_reply_out(skb, cfg, ip->daddr);
+	/* (Encapsulated frames have zero outer MACs, as has lb_mac until the
+	 * load-balancer port exists: the MAC must be one.) */
+	if (eth->h_dest[0] == LB_MAC0 && eth->h_dest[1] == LB_MAC1 &&
+	    __builtin_memcmp(eth->h_dest, cfg->lb_mac, ETH_ALEN) == 0)
+		return lb_reply(skb, cfg);
+	return lb_reply_out(skb, cfg, ip->daddr, 0);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
