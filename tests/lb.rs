@@ -368,6 +368,22 @@ fn service_on(s: &Swarm, name: &str, node: &str, flags: &[&str], argv: &[&str]) 
     s.ok("vm1", &args);
 }
 
+/// On network `front`: service `name` (`argv`) on vm2, publishing `publish`,
+/// and `cli`, idle on vm1; both running.
+fn published_with_a_client(s: &Swarm, name: &str, publish: &str, argv: &[&str]) {
+    s.ok("vm1", &["network", "create", "front"]);
+    service_on(
+        s,
+        name,
+        "vm2",
+        &["--network", "front", "--publish", publish],
+        argv,
+    );
+    service_on(s, "cli", "vm1", &["--network", "front"], &["sleep", "600"]);
+    s.wait_running(name, 1);
+    s.wait_running("cli", 1);
+}
+
 #[test]
 fn vip_reaches_a_service_on_other_nodes() {
     let s = Swarm::three("lbvip");
@@ -1286,17 +1302,7 @@ sys.exit("no answer from %s:%d" % (addr, port))
 #[test]
 fn fragmented_udp_crosses_the_mesh_and_vips() {
     let s = Swarm::three("lbfrag");
-    s.ok("vm1", &["network", "create", "front"]);
-    service_on(
-        &s,
-        "big",
-        "vm2",
-        &["--network", "front", "--publish", "9000:80/udp"],
-        &["python3", "-c", BIG_UDP_SERVER],
-    );
-    service_on(&s, "cli", "vm1", &["--network", "front"], &["sleep", "600"]);
-    s.wait_running("big", 1);
-    s.wait_running("cli", 1);
+    published_with_a_client(&s, "big", "9000:80/udp", &["python3", "-c", BIG_UDP_SERVER]);
     let client_addr = s.addr(CLIENT);
     let ask_with = |via: &str, size: &str, flags: &[&str]| -> String {
         let host = s.addr(via);
@@ -1679,17 +1685,7 @@ print("timeout")
 #[test]
 fn a_backends_port_unreachable_reaches_the_client() {
     let s = Swarm::three("lbunreach");
-    s.ok("vm1", &["network", "create", "front"]);
-    service_on(
-        &s,
-        "deaf",
-        "vm2",
-        &["--network", "front", "--publish", "9100:80/udp"],
-        &["sleep", "600"],
-    );
-    service_on(&s, "cli", "vm1", &["--network", "front"], &["sleep", "600"]);
-    s.wait_running("deaf", 1);
-    s.wait_running("cli", 1);
+    published_with_a_client(&s, "deaf", "9100:80/udp", &["sleep", "600"]);
     let said = wait_until("a refusal from the VIP", Duration::from_secs(20), || {
         let out = s.shoal(
             "vm1",

@@ -517,6 +517,20 @@ static __always_inline int icmp_err_load(struct __sk_buff *skb, struct icmp_err 
 	return 0;
 }
 
+/* The quoted datagram's tuple with its ends swapped: the reply tuple of a
+ * quoted request, the request tuple of a quoted reply. */
+static __always_inline struct lb_flow_key icmp_err_swapped(const struct icmp_err *e)
+{
+	struct lb_flow_key k = {
+		.saddr = e->in.daddr,
+		.daddr = e->in.saddr,
+		.sport = e->dport,
+		.dport = e->sport,
+		.proto = e->in.protocol,
+	};
+	return k;
+}
+
 /*
  * Writes the ICMP error `e` into skb, which holds `old`: its addresses and the
  * quote's addresses and ports as the caller set them in `e`, every checksum
@@ -584,13 +598,7 @@ static __always_inline int lb_icmp_reply(struct __sk_buff *skb, const struct lb_
 	if (icmp_err_load(skb, &e) || e.in.daddr != e.ip.saddr)
 		return TC_ACT_SHOT;
 	/* The flow's reply tuple: the quote is its request, as the backend got it. */
-	struct lb_flow_key rk = {
-		.saddr = e.in.daddr,
-		.daddr = e.in.saddr,
-		.sport = e.dport,
-		.dport = e.sport,
-		.proto = e.in.protocol,
-	};
+	struct lb_flow_key rk = icmp_err_swapped(&e);
 	struct lb_rev *rev = bpf_map_lookup_elem(&lb_rev, &rk);
 	if (!rev)
 		return TC_ACT_SHOT;
@@ -644,13 +652,7 @@ static __always_inline int lb_icmp_vip(struct __sk_buff *skb)
 
 	if (icmp_err_load(skb, &e) || e.in.daddr != e.ip.saddr)
 		return TC_ACT_OK;
-	struct lb_flow_key rk = {
-		.saddr = e.in.daddr,
-		.daddr = e.in.saddr,
-		.sport = e.dport,
-		.dport = e.sport,
-		.proto = e.in.protocol,
-	};
+	struct lb_flow_key rk = icmp_err_swapped(&e);
 	struct lb_rev *rev = bpf_map_lookup_elem(&lb_rev, &rk);
 	/* Only a VIP flow's entry (a mesh flow's has no VIP MAC). */
 	if (!rev || rev->client_addr || rev->mac[0] != 0x02 || rev->mac[1] != 0x42)

@@ -44,13 +44,7 @@ static __always_inline int lb_icmp_in(struct __sk_buff *skb, struct lb_config *c
 	if (!bpf_map_lookup_elem(&lb_local_addrs, &e.ip.daddr))
 		return TC_ACT_OK;
 	/* The flow as its requests came in: the quote is its reply. */
-	struct lb_flow_key key = {
-		.saddr = e.in.daddr,
-		.daddr = e.in.saddr,
-		.sport = e.dport,
-		.dport = e.sport,
-		.proto = e.in.protocol,
-	};
+	struct lb_flow_key key = icmp_err_swapped(&e);
 	struct lb_svc_key sk = {
 		.port = e.sport,
 		.proto = e.in.protocol,
@@ -126,13 +120,7 @@ static __always_inline void lb_icmp_out(struct __sk_buff *skb)
 
 	if (icmp_err_load(skb, &e) || e.in.daddr != e.ip.saddr)
 		return;
-	struct lb_flow_key rk = {
-		.saddr = e.in.daddr,
-		.daddr = e.in.saddr,
-		.sport = e.dport,
-		.dport = e.sport,
-		.proto = e.in.protocol,
-	};
+	struct lb_flow_key rk = icmp_err_swapped(&e);
 	struct lb_ret *ret = bpf_map_lookup_elem(&lb_ret, &rk);
 	if (!ret)
 		return;
