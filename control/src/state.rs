@@ -91,8 +91,12 @@ pub enum Command {
         network_id: String,
     },
     /// Several independent commands proposed together (one log entry, one fsync); each
-    /// succeeds or fails on its own, in order.
+    /// succeeds or fails on its own, in order. The proposal batcher relies on this: it
+    /// puts unrelated clients' writes in one entry, and one refusal must not fail the rest.
     Batch(Vec<Command>),
+    /// Commands that take effect together or not at all (a stack deploy): each is checked
+    /// against the state the previous ones leave, and if one is refused none is applied.
+    Atomic(Vec<Command>),
     /// `swarm init --force-new-cluster`: the surviving manager's state, restored into a new
     /// single-member Raft group in which this node has a fresh Raft ID.
     ForceNewCluster {
@@ -101,6 +105,35 @@ pub enum Command {
         raft_id: u64,
         at: DateTime<Utc>,
     },
+}
+
+impl Command {
+    /// What this command does, naming its object, for the error of a refused command.
+    fn describe(&self) -> String {
+        match self {
+            Command::Init { .. } => "initialize the cluster".into(),
+            Command::AddNode { node } => format!("add node {}", node.id),
+            Command::PatchNodeSpec { node_id, .. }
+            | Command::SetNodeStatus { node_id, .. }
+            | Command::SetNodeDescription { node_id, .. } => format!("update node {node_id}"),
+            Command::RemoveNode { node_id } => format!("remove node {node_id}"),
+            Command::RotateToken { .. } => "rotate the join token".into(),
+            Command::PutService {
+                service,
+                expected_version: Some(_),
+            } => format!("update service {}", service.spec.name),
+            Command::PutService { service, .. } => {
+                format!("create service {}", service.spec.name)
+            }
+            Command::RemoveService { service_id, .. } => format!("remove service {service_id}"),
+            Command::PutTasks { .. } | Command::ReportTasks { .. } => "update tasks".into(),
+            Command::DeleteTasks { .. } => "delete tasks".into(),
+            Command::PutNetwork { network } => format!("create network {}", network.name),
+            Command::RemoveNetwork { network_id } => format!("remove network {network_id}"),
+            Command::Batch(_) | Command::Atomic(_) => "apply a batch".into(),
+            Command::ForceNewCluster { .. } => "force a new cluster".into(),
+        }
+    }
 }
 
 /// A change to a node's spec; absent parts stay as they are.
@@ -317,6 +350,24 @@ impl ClusterState {
                 error: None,
                 batch: cmds.iter().map(|c| self.apply(c, index)).collect(),
             },
+            Command::Atomic(cmds) => {
+                // Applied to a copy that replaces the state only if every command succeeds:
+                // the same on every manager, since it depends only on the state and the log.
+                let mut next = self.clone();
+                let mut results = Vec::with_capacity(cmds.len());
+                for c in cmds {
+                    let r = next.apply(c, index);
+                    if let Some(e) = r.first_error() {
+                        return CommandResult::err(format!("failed to {}: {e}", c.describe()));
+                    }
+                    results.push(r);
+                }
+                *self = next;
+                CommandResult {
+                    error: None,
+                    batch: results,
+                }
+            }
             Command::RemoveNode { node_id } => match self.nodes.remove(node_id) {
                 Some(_) => CommandResult::ok(),
                 None => CommandResult::err(format!("node {node_id} not found")),
@@ -521,6 +572,41 @@ mod tests {
         }
     }
 
+    fn service(id: &str, name: &str) -> ServiceRecord {
+        let now = Utc::now();
+        ServiceRecord {
+            id: id.into(),
+            version: 0,
+            created_at: now,
+            updated_at: now,
+            spec: shoal_spec::ServiceSpec {
+                name: name.into(),
+                ..Default::default()
+            },
+            previous_spec: None,
+            spec_version: 1,
+            update_status: None,
+            vips: Vec::new(),
+        }
+    }
+
+    fn network(id: &str, name: &str) -> NetworkRecord {
+        NetworkRecord {
+            id: id.into(),
+            name: name.into(),
+            driver: "overlay".into(),
+            labels: BTreeMap::new(),
+            created_at: Utc::now(),
+            vni: 4097,
+            subnet: "10.0.1.0/24".into(),
+            gateway: "10.0.1.1".into(),
+            attachable: false,
+            ingress: false,
+            internal: false,
+            mtu: None,
+        }
+    }
+
     /// Applying the same log to two state machines gives the same state (determinism).
     #[test]
     fn same_log_same_state() {
@@ -632,6 +718,74 @@ mod tests {
         assert_eq!(CommandResult::ok().first_error(), None);
     }
 
+    /// A stack deploy is all or nothing: when its second command is refused (a service the
+    /// orchestrator updated since the deploy read it), the network before it is not
+    /// created either, and the error names the refused command; when every command is
+    /// accepted, all take effect, each checked against the state the previous ones leave.
+    #[test]
+    fn atomic_applies_all_or_nothing() {
+        let mut s = ClusterState::default();
+        s.apply(
+            &Command::Init {
+                cluster: cluster(),
+                node: node("aaa111", "vm1", Role::Manager),
+            },
+            1,
+        );
+        let put = |svc: ServiceRecord, expected_version| Command::PutService {
+            service: Box::new(svc),
+            expected_version,
+        };
+        assert!(s
+            .apply(&put(service("svc1", "st_web"), None), 2)
+            .error
+            .is_none());
+        // The deploy read version 2; the orchestrator then wrote version 3.
+        assert!(s
+            .apply(&put(service("svc1", "st_web"), Some(2)), 3)
+            .error
+            .is_none());
+        let before = s.clone();
+
+        let deploy = Command::Atomic(vec![
+            Command::PutNetwork {
+                network: network("net1", "st_default"),
+            },
+            put(service("svc1", "st_web"), Some(2)),
+            put(service("svc2", "st_db"), None),
+        ]);
+        let r = s.apply(&deploy, 4);
+        assert_eq!(s, before);
+        assert_eq!(
+            r.first_error(),
+            Some(
+                "failed to update service st_web: rpc error: code = Unknown desc = update out of sequence"
+            )
+        );
+
+        let deploy = Command::Atomic(vec![
+            Command::PutNetwork {
+                network: network("net1", "st_default"),
+            },
+            put(service("svc1", "st_web"), Some(3)),
+            put(service("svc2", "st_db"), None),
+            // Only possible once the first command has taken effect.
+            Command::RemoveNetwork {
+                network_id: "net1".into(),
+            },
+            Command::PutNetwork {
+                network: network("net1", "st_default"),
+            },
+        ]);
+        let r = s.apply(&deploy, 5);
+        assert_eq!(r.first_error(), None);
+        assert_eq!(r.batch.len(), 5);
+        assert_eq!(s.networks["net1"].name, "st_default");
+        assert_eq!(s.services["svc1"].version, 5);
+        assert_eq!(s.services["svc2"].version, 5);
+        assert_eq!(s.nodes, before.nodes);
+    }
+
     #[test]
     fn second_init_and_unknown_node_are_errors() {
         let mut s = ClusterState::default();
@@ -690,23 +844,7 @@ mod tests {
             1,
         );
         let now = Utc::now();
-        s.services.insert(
-            "svc111".into(),
-            ServiceRecord {
-                id: "svc111".into(),
-                version: 1,
-                created_at: now,
-                updated_at: now,
-                spec: shoal_spec::ServiceSpec {
-                    name: "web".into(),
-                    ..Default::default()
-                },
-                previous_spec: None,
-                spec_version: 1,
-                update_status: None,
-                vips: Vec::new(),
-            },
-        );
+        s.services.insert("svc111".into(), service("svc111", "web"));
         let svc = s.services["svc111"].clone();
         let task = crate::orchestrator::new_task(&svc, 1, "", now);
         s.tasks.insert(task.id.clone(), task);

@@ -254,7 +254,7 @@ impl Daemon {
                 listen_addr.clone(),
                 now,
             );
-            mgr.propose(Command::Batch(vec![
+            mgr.propose(Command::Atomic(vec![
                 Command::Init {
                     cluster: cluster.clone(),
                     node,

@@ -739,17 +739,21 @@ pub(crate) fn single_member(raft_id: u64, addr: String) -> BTreeMap<u64, BasicNo
 mod tests {
     use super::*;
 
-    /// A stack deploy is one Batch: a PutService refused inside it fails the deploy.
+    /// A command refused inside a Batch (as the batcher makes) or an Atomic (a stack
+    /// deploy) is its proposer's error, also when the Atomic is inside a Batch.
     #[test]
     fn a_refused_command_in_a_batch_is_an_error() {
         let mut state = crate::state::ClusterState::default();
-        let r = state.apply(
-            &Command::Batch(vec![Command::RemoveNode {
-                node_id: "zzz".into(),
-            }]),
-            1,
-        );
+        let rm = || Command::RemoveNode {
+            node_id: "zzz".into(),
+        };
+        let r = state.apply(&Command::Batch(vec![rm()]), 1);
         assert_eq!(outcome(&r).unwrap_err().message, "node zzz not found");
+        let r = state.apply(&Command::Batch(vec![Command::Atomic(vec![rm()])]), 1);
+        assert_eq!(
+            outcome(&r).unwrap_err().message,
+            "failed to remove node zzz: node zzz not found"
+        );
         let ok = state.apply(&Command::Batch(Vec::new()), 2);
         assert!(outcome(&ok).is_ok());
     }

@@ -649,8 +649,9 @@ impl Daemon {
             }
         }
         if !cmds.is_empty() {
-            // Whole or not at all: one log entry.
-            mgr.propose(Command::Batch(cmds)).await?;
+            // Whole or not at all: if the state changed since it was read (a service
+            // updated meanwhile), nothing of the deploy is applied and the error says which.
+            mgr.propose(Command::Atomic(cmds)).await?;
         }
         Ok(ApiReply::Lines { lines })
     }
