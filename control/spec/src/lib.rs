@@ -159,15 +159,16 @@ pub struct ContainerSpec {
 }
 
 impl ContainerSpec {
-    /// The command line a task runs: Command then Args, less a leading "" (docker's reset
-    /// of the image's entrypoint, compose's `entrypoint: [""]`). Its first word, if any, is
-    /// the program; it may be "" when the spec says so (`args: ["", "x"]`).
+    /// The command line a task runs: Command then Args, less a Command of just ""
+    /// (docker's reset of the image's entrypoint, compose's `entrypoint: [""]`). Its first
+    /// word, if any, is the program; it may be "" when the spec says so: Args of
+    /// `service create busybox "" sleep 1` are kept as given, as docker runs them.
     pub fn argv(&self) -> Vec<String> {
-        let mut argv: Vec<String> = self.command.iter().chain(&self.args).cloned().collect();
-        if argv.first().is_some_and(|a| a.is_empty()) {
-            argv.remove(0);
-        }
-        argv
+        let command: &[String] = match self.command.as_slice() {
+            [reset] if reset.is_empty() => &[],
+            command => command,
+        };
+        command.iter().chain(&self.args).cloned().collect()
     }
 }
 

@@ -43,7 +43,8 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
     }
     // Docker would run the image's command; this executor has no image to fall back on,
     // so a command given as only empty words (`service create busybox ""`, compose
-    // `command: [""]`) can never start.
+    // `command: [""]`) can never start, nor can one whose program is "" (`busybox "" sleep
+    // 1`: docker fails to exec "").
     if (!cs.command.is_empty() || !cs.args.is_empty())
         && cs.argv().first().is_none_or(|p| p.is_empty())
     {
@@ -969,6 +970,10 @@ mod tests {
             (&[][..], &[""][..]),
             (&[""][..], &[][..]),
             (&[""][..], &[""][..]),
+            // `service create busybox "" sleep 1`: the user's "" is the program, as in
+            // docker (which would fail to exec it), not dropped to run `sleep 1`.
+            (&[][..], &["", "sleep", "1"][..]),
+            (&["", "sleep"][..], &["1"][..]),
         ] {
             let e = with(command, args).unwrap_err();
             assert!(

@@ -1136,5 +1136,15 @@ mod tests {
             task_argv(&spec(&[""], &["sleep", "1"])).unwrap(),
             ["sleep", "1"]
         );
+        // `service create busybox "" sleep 1` (a spec stored before validate saw it): docker
+        // would exec "", so the task fails rather than running `sleep 1`.
+        for (command, args) in [
+            (&[][..], &["", "sleep", "1"][..]),
+            (&[""][..], &["", "sleep", "1"][..]),
+            (&["", "sleep"][..], &["1"][..]),
+        ] {
+            let err = task_argv(&spec(command, args)).unwrap_err();
+            assert!(err.ends_with("the program name is empty"), "{err}");
+        }
     }
 }
