@@ -153,6 +153,65 @@ fn networks_are_allocated_in_raft() {
 /// Two tasks on different nodes reach each other over their overlay; a task on another
 /// overlay cannot; after a drain moves a task, its peer reaches it at its new place; task
 /// MTU is the underlay's minus 50.
+/// Creates in flight at once, on two managers, each allocating from the state it
+/// read: every one succeeds, and no two networks share a VNI or a subnet (the Raft
+/// state machine refuses a taken one, and the create picks again), nor a name
+/// (the second create of a name is refused).
+#[test]
+fn concurrent_network_creates_never_share_an_allocation() {
+    let s = Swarm::lab("netrace", 2);
+    s.form(&[("vm2", "manager")]);
+    let names: Vec<String> = (0..6).map(|i| format!("race{i}")).collect();
+    let outs: Vec<std::process::Output> = std::thread::scope(|scope| {
+        let handles: Vec<_> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let on = if i % 2 == 0 { "vm1" } else { "vm2" };
+                let s = &s;
+                scope.spawn(move || s.shoal(on, &["network", "create", name]))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (name, out) in names.iter().zip(&outs) {
+        assert!(
+            out.status.success(),
+            "network create {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut subnets = std::collections::BTreeSet::new();
+    let mut vnis = std::collections::BTreeSet::new();
+    for name in names.iter().map(String::as_str).chain(["ingress"]) {
+        let got = ipam(&s, "vm1", name);
+        let (subnet, vni) = got.split_once(' ').expect("subnet and VNI");
+        assert!(
+            subnets.insert(subnet.to_string()),
+            "{name}: subnet {subnet} twice"
+        );
+        assert!(vnis.insert(vni.to_string()), "{name}: VNI {vni} twice");
+    }
+    // The same name at once from both managers: one create wins.
+    let outs: Vec<std::process::Output> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ["vm1", "vm2"]
+            .into_iter()
+            .map(|on| {
+                let s = &s;
+                scope.spawn(move || s.shoal(on, &["network", "create", "twin"]))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let won = outs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(won, 1, "exactly one create of `twin`: {outs:?}");
+    let lost = outs.iter().find(|o| !o.status.success()).unwrap();
+    assert!(
+        String::from_utf8_lossy(&lost.stderr).contains("network with name twin already exists"),
+        "{lost:?}"
+    );
+}
+
 #[test]
 fn tasks_talk_over_the_overlay() {
     let s = Swarm::lab("ovl", 3);

@@ -174,6 +174,35 @@ pub fn check_subnet(state: &ClusterState, subnet: &Net) -> Result<(), String> {
     Ok(())
 }
 
+/// The message of a VNI or subnet that another network took between a create's
+/// read of the state and its write (the create may pick again).
+pub const ALLOCATION_TAKEN: &str = "rpc error: code = Aborted desc = network allocation changed";
+
+/// Whether `net` may be stored beside the networks of `state` (other than
+/// itself): its name, VNI and subnet are its own. Checked when the Raft entry
+/// applies, not only when the request was read: two creates in flight at once
+/// each allocated from the state they saw.
+pub fn conflicts(state: &ClusterState, net: &NetworkRecord) -> Result<(), String> {
+    let others = || state.networks.values().filter(|n| n.id != net.id);
+    if others().any(|n| n.name == net.name) {
+        return Err(format!(
+            "rpc error: code = AlreadyExists desc = network with name {} already exists",
+            net.name
+        ));
+    }
+    let subnet = Net::parse(&net.subnet).ok();
+    let overlaps = |n: &NetworkRecord| {
+        Net::parse(&n.subnet)
+            .ok()
+            .zip(subnet)
+            .is_some_and(|(a, b)| a.overlaps(&b))
+    };
+    if others().any(|n| n.vni == net.vni || overlaps(n)) {
+        return Err(ALLOCATION_TAKEN.to_string());
+    }
+    Ok(())
+}
+
 impl NetworkRecord {
     pub fn scope_label(&self) -> &str {
         "swarm"

@@ -281,6 +281,17 @@ impl ClusterState {
                         );
                     }
                 }
+                // Names are checked here too, not only when the request was read:
+                // two creates of one name in flight at once must not both succeed.
+                if self
+                    .services
+                    .values()
+                    .any(|s| s.id != service.id && s.spec.name == service.spec.name)
+                {
+                    return CommandResult::err(
+                        "rpc error: code = AlreadyExists desc = name conflicts with an existing object",
+                    );
+                }
                 let mut service = (**service).clone();
                 service.version = index;
                 self.services.insert(service.id.clone(), service);
@@ -339,6 +350,9 @@ impl ClusterState {
                 CommandResult::ok()
             }
             Command::PutNetwork { network } => {
+                if let Err(e) = crate::networks::conflicts(self, network) {
+                    return CommandResult::err(e);
+                }
                 self.networks.insert(network.id.clone(), network.clone());
                 CommandResult::ok()
             }
@@ -540,6 +554,7 @@ pub fn new_node_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::networks::ALLOCATION_TAKEN;
 
     fn node(id: &str, host: &str, role: Role) -> NodeRecord {
         new_node_record(
@@ -605,6 +620,57 @@ mod tests {
             internal: false,
             mtu: None,
         }
+    }
+
+    /// Two creates in flight at once were each checked against the state they read: the
+    /// state machine refuses the second of the same service name, and a network whose
+    /// name, VNI or subnet another one took, leaving the state as the first left it.
+    #[test]
+    fn concurrent_creates_cannot_both_take_a_name_or_an_allocation() {
+        let mut s = ClusterState::default();
+        let put = |svc: ServiceRecord| Command::PutService {
+            service: Box::new(svc),
+            expected_version: None,
+        };
+        assert_eq!(s.apply(&put(service("svc1", "web")), 1).error, None);
+        let before = s.clone();
+        assert_eq!(
+            s.apply(&put(service("svc2", "web")), 2).error.as_deref(),
+            Some("rpc error: code = AlreadyExists desc = name conflicts with an existing object")
+        );
+        assert_eq!(s, before);
+        // The same service written again (an update) is no conflict with itself.
+        assert_eq!(s.apply(&put(service("svc1", "web")), 3).error, None);
+
+        let mut s = ClusterState::default();
+        let put = |n: NetworkRecord| Command::PutNetwork { network: n };
+        assert_eq!(s.apply(&put(network("net1", "front")), 1).error, None);
+        let before = s.clone();
+        let other = |f: fn(&mut NetworkRecord)| {
+            let mut n = network("net2", "back");
+            n.vni = 4098;
+            n.subnet = "10.0.2.0/24".into();
+            n.gateway = "10.0.2.1".into();
+            f(&mut n);
+            n
+        };
+        for (what, n, want) in [
+            (
+                "the same name",
+                other(|n| n.name = "front".into()),
+                "rpc error: code = AlreadyExists desc = network with name front already exists",
+            ),
+            ("the same VNI", other(|n| n.vni = 4097), ALLOCATION_TAKEN),
+            (
+                "an overlapping subnet",
+                other(|n| n.subnet = "10.0.0.0/16".into()),
+                ALLOCATION_TAKEN,
+            ),
+        ] {
+            assert_eq!(s.apply(&put(n), 2).error.as_deref(), Some(want), "{what}");
+            assert_eq!(s, before, "{what}: nothing stored");
+        }
+        assert_eq!(s.apply(&put(other(|_| {})), 3).error, None, "its own");
     }
 
     /// Applying the same log to two state machines gives the same state (determinism).

@@ -5,7 +5,9 @@ use chrono::Utc;
 
 use super::{Daemon, Manager};
 use crate::api::{ApiError, ApiReply, ApiRequest, ApiResult, NetworkCreate};
-use crate::networks::{check_subnet, check_subnet_size, next_subnet, next_vni, Net, NetworkRecord};
+use crate::networks::{
+    check_subnet, check_subnet_size, next_subnet, next_vni, Net, NetworkRecord, ALLOCATION_TAKEN,
+};
 use crate::state::{ClusterState, Command};
 
 fn invalid(msg: impl std::fmt::Display) -> ApiError {
@@ -131,6 +133,10 @@ pub fn allocate(
     })
 }
 
+/// How many times a network create picks its VNI and subnet again when creates
+/// in flight at once took them first.
+const ALLOCATION_TRIES: usize = 16;
+
 /// Services that attach to a network (by name or ID), or publish ports (for ingress).
 fn users(state: &ClusterState, net: &NetworkRecord) -> Vec<String> {
     state
@@ -152,11 +158,23 @@ impl Daemon {
     pub(crate) async fn serve_network_api(&self, mgr: &Manager, req: ApiRequest) -> ApiResult {
         match req {
             ApiRequest::NetworkCreate(c) => {
-                let state = mgr.sm.state();
-                let net = allocate(&state, &c, false)?;
-                let id = net.id.clone();
-                mgr.propose(Command::PutNetwork { network: net }).await?;
-                Ok(ApiReply::ServiceCreated { id })
+                // Another create may take the VNI or subnet picked here before
+                // this one applies (the state machine refuses the second): pick
+                // again from the state as the leader has it now (a follower's
+                // own copy may not have the winner yet), while creates race.
+                let mut state = mgr.sm.state();
+                for _ in 0..ALLOCATION_TRIES {
+                    let net = allocate(&state, &c, false)?;
+                    let id = net.id.clone();
+                    match mgr.propose(Command::PutNetwork { network: net }).await {
+                        Ok(()) => return Ok(ApiReply::ServiceCreated { id }),
+                        Err(e) if e.message.contains(ALLOCATION_TAKEN) => {
+                            state = mgr.read_state().await?;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(ApiError::daemon(ALLOCATION_TAKEN))
             }
             ApiRequest::NetworkList => {
                 let state = mgr.read_state().await?;
