@@ -183,6 +183,13 @@ pub const ALLOCATION_TAKEN: &str = "rpc error: code = Aborted desc = network all
 /// applies, not only when the request was read: two creates in flight at once
 /// each allocated from the state they saw.
 pub fn conflicts(state: &ClusterState, net: &NetworkRecord) -> Result<(), String> {
+    // A network written again as it was allocated is no conflict (nor held up
+    // by an old one).
+    if let Some(old) = state.networks.get(&net.id) {
+        if (&old.name, old.vni, &old.subnet) == (&net.name, net.vni, &net.subnet) {
+            return Ok(());
+        }
+    }
     let others = || state.networks.values().filter(|n| n.id != net.id);
     if others().any(|n| n.name == net.name) {
         return Err(format!(

@@ -283,10 +283,15 @@ impl ClusterState {
                 }
                 // Names are checked here too, not only when the request was read:
                 // two creates of one name in flight at once must not both succeed.
-                if self
-                    .services
-                    .values()
-                    .any(|s| s.id != service.id && s.spec.name == service.spec.name)
+                // (Only a new or renamed service: a write that keeps its name, as the
+                // orchestrator's do, is never held up by another.)
+                let renamed = self.services.get(&service.id).map(|s| &s.spec.name)
+                    != Some(&service.spec.name);
+                if renamed
+                    && self
+                        .services
+                        .values()
+                        .any(|s| s.id != service.id && s.spec.name == service.spec.name)
                 {
                     return CommandResult::err(
                         "rpc error: code = AlreadyExists desc = name conflicts with an existing object",
@@ -641,6 +646,10 @@ mod tests {
         assert_eq!(s, before);
         // The same service written again (an update) is no conflict with itself.
         assert_eq!(s.apply(&put(service("svc1", "web")), 3).error, None);
+        // Two of one name from before this check (an old race) do not hold up each
+        // other's writes that keep the name (the orchestrator's).
+        s.services.insert("svc2".into(), service("svc2", "web"));
+        assert_eq!(s.apply(&put(service("svc2", "web")), 4).error, None);
 
         let mut s = ClusterState::default();
         let put = |n: NetworkRecord| Command::PutNetwork { network: n };
