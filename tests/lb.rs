@@ -1434,18 +1434,18 @@ impl FarHost {
             netns: format!("{}-far", unique_lab_name("pmtu")),
         };
         run_ok(&["ip", "netns", "add", &far.netns]);
-        let client = |argv: &[&str]| {
-            let out = s.lab.exec(CLIENT, argv).unwrap();
-            assert!(out.status.success(), "client: {argv:?}: {out:?}");
-        };
         // The far end keeps MTU 1500: its SYN asks for 1460-byte segments.
-        client(&[
-            "ip", "link", "add", "far0", "mtu", "1280", "type", "veth", "peer", "name", "eth0",
-            "netns", &far.netns,
-        ]);
-        client(&["ip", "addr", "add", "10.78.0.1/24", "dev", "far0"]);
-        client(&["ip", "link", "set", "far0", "up"]);
-        client(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        for argv in [
+            &[
+                "ip", "link", "add", "far0", "mtu", "1280", "type", "veth", "peer", "name", "eth0",
+                "netns", &far.netns,
+            ][..],
+            &["ip", "addr", "add", "10.78.0.1/24", "dev", "far0"],
+            &["ip", "link", "set", "far0", "up"],
+            &["sysctl", "-qw", "net.ipv4.ip_forward=1"],
+        ] {
+            s.host_ok(CLIENT, argv);
+        }
         for argv in [
             &["ip", "link", "set", "lo", "up"][..],
             &["ip", "addr", "add", "10.78.0.2/24", "dev", "eth0"],
@@ -1456,11 +1456,7 @@ impl FarHost {
         }
         let via = s.addr(CLIENT);
         for node in ["vm1", "vm2", "vm3"] {
-            let out = s
-                .lab
-                .exec(node, &["ip", "route", "add", "10.78.0.0/24", "via", &via])
-                .unwrap();
-            assert!(out.status.success(), "{node}: route: {out:?}");
+            s.host_ok(node, &["ip", "route", "add", "10.78.0.0/24", "via", &via]);
         }
         far
     }
@@ -1581,15 +1577,13 @@ fn published_ports_answer_on_every_interface() {
         // by eth0 (the underlay) is dropped.
         &["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1"],
     ] {
-        let out = s.lab.exec(CLIENT, argv).unwrap();
-        assert!(out.status.success(), "client: {argv:?}: {out:?}");
+        s.host_ok(CLIENT, argv);
     }
     for argv in [
         &["ip", "addr", "add", "10.79.0.13/24", "dev", "eth1"][..],
         &["ip", "link", "set", "eth1", "up"],
     ] {
-        let out = s.lab.exec("vm3", argv).unwrap();
-        assert!(out.status.success(), "vm3: {argv:?}: {out:?}");
+        s.host_ok("vm3", argv);
     }
     let body = wait_until(
         "the mesh answering on vm3's second interface",
@@ -1635,17 +1629,12 @@ fn published_ports_answer_on_every_interface() {
         &["ip", "link", "set", "inner0", "up"],
         &["ip", "link", "set", "inner1", "up"],
     ] {
-        let out = s.lab.exec("vm3", argv).unwrap();
-        assert!(out.status.success(), "vm3: {argv:?}: {out:?}");
+        s.host_ok("vm3", argv);
     }
-    let out = s
-        .lab
-        .exec(
-            CLIENT,
-            &["ip", "route", "add", "10.80.0.13/32", "via", &s.addr("vm3")],
-        )
-        .unwrap();
-    assert!(out.status.success(), "client: route: {out:?}");
+    s.host_ok(
+        CLIENT,
+        &["ip", "route", "add", "10.80.0.13/32", "via", &s.addr("vm3")],
+    );
     let body = wait_until(
         "the mesh answering on vm3's inner address",
         Duration::from_secs(10),

@@ -557,7 +557,7 @@ pub fn new_node_record(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::networks::ALLOCATION_TAKEN;
 
@@ -576,7 +576,8 @@ mod tests {
         )
     }
 
-    fn cluster() -> ClusterInfo {
+    /// A cluster as `swarm init` with its defaults makes it (no CA: not needed here).
+    pub(crate) fn cluster() -> ClusterInfo {
         ClusterInfo {
             id: "c".into(),
             created_at: Utc::now(),
@@ -586,8 +587,8 @@ mod tests {
             manager_secret: "m".into(),
             heartbeat_ms: 5000,
             task_history: 5,
-            addr_pool: "10.0.0.0/8".into(),
-            subnet_bits: 24,
+            addr_pool: crate::networks::DEFAULT_POOL.into(),
+            subnet_bits: crate::networks::DEFAULT_SUBNET_BITS,
             data_path_port: 4789,
         }
     }

@@ -2450,8 +2450,8 @@ fn icmp_error_cases() -> Vec<Case> {
     let snat_sent = snat_dnat(&syn, b, 40000).reply();
     let frag = (DEST_UNREACH, FRAG_NEEDED);
     let all = usize::MAX;
-    let setup = step(NI, &syn, TC_ACT_REDIRECT, Some(&mesh_dnat(&syn, b)));
-    let usetup = step(NI, &udp, TC_ACT_REDIRECT, Some(&mesh_dnat(&udp, ub)));
+    // The flow set up: the client's first packet through node_ingress.
+    let flow = || step(NI, &syn, TC_ACT_REDIRECT, Some(&mesh_dnat(&syn, b)));
     let stranger = Pkt::tcp((NODE, PORT_TCP), (CLIENT, 40999), ACK);
     let mut fragmented = icmp(ROUTER, NODE, frag, MTU_1280, &quote(&seen, all));
     fragmented[20] = 0x20; // MF: a fragment of an ICMP error is the kernel's
@@ -2460,7 +2460,7 @@ fn icmp_error_cases() -> Vec<Case> {
         Case {
             name: "icmp: fragmentation needed about a mesh reply reaches its backend, the quote as the backend sent it",
             setup: nothing,
-            steps: vec![setup, icmp_step(frag, MTU_1280, &seen, &sent, b, all)],
+            steps: vec![flow(), icmp_step(frag, MTU_1280, &seen, &sent, b, all)],
             check: |env| {
                 let syn = client_tcp(40000, SYN);
                 let c = env.backend_counters(pick(SVC_TCP, &syn.key()).id);
@@ -2471,7 +2471,7 @@ fn icmp_error_cases() -> Vec<Case> {
             name: "icmp: a quote of 8 L4 bytes (RFC 792's least) gets its addresses and ports rewritten",
             setup: nothing,
             steps: vec![
-                step(NI, &syn, TC_ACT_REDIRECT, Some(&mesh_dnat(&syn, b))),
+                flow(),
                 icmp_step(frag, MTU_1280, &seen, &sent, b, 28),
             ],
             check: no_check,
@@ -2480,7 +2480,7 @@ fn icmp_error_cases() -> Vec<Case> {
             name: "icmp: a quote that ends after TCP's checksum has the checksum rewritten too",
             setup: nothing,
             steps: vec![
-                step(NI, &syn, TC_ACT_REDIRECT, Some(&mesh_dnat(&syn, b))),
+                flow(),
                 icmp_step(frag, MTU_1280, &seen, &sent, b, 38),
             ],
             check: no_check,
@@ -2489,7 +2489,7 @@ fn icmp_error_cases() -> Vec<Case> {
             name: "icmp: time exceeded is forwarded the same way",
             setup: nothing,
             steps: vec![
-                step(NI, &syn, TC_ACT_REDIRECT, Some(&mesh_dnat(&syn, b))),
+                flow(),
                 icmp_step((TIME_EXCEEDED, 0), [0; 4], &seen, &sent, b, all),
             ],
             check: no_check,
@@ -2498,7 +2498,7 @@ fn icmp_error_cases() -> Vec<Case> {
             name: "icmp: port unreachable from the client about a UDP reply reaches the backend, UDP checksum right",
             setup: nothing,
             steps: vec![
-                usetup,
+                step(NI, &udp, TC_ACT_REDIRECT, Some(&mesh_dnat(&udp, ub))),
                 icmp_step((DEST_UNREACH, PORT_UNREACH), [0; 4], &useen, &usent, ub, all),
             ],
             check: no_check,
@@ -2525,7 +2525,7 @@ fn icmp_error_cases() -> Vec<Case> {
             name: "icmp: messages that are not about a tracked mesh reply are the kernel's",
             setup: nothing,
             steps: vec![
-                step(NI, &syn, TC_ACT_REDIRECT, Some(&mesh_dnat(&syn, b))),
+                flow(),
                 // No such flow.
                 icmp_passes(icmp(ROUTER, NODE, frag, MTU_1280, &quote(&stranger, all))),
                 // Not an error: an echo request carrying the same bytes.

@@ -211,6 +211,13 @@ impl Swarm {
 
     /// One HTTP request from the lab's client namespace (curl, 2 s); the body
     /// on success.
+    /// Runs `argv` in a node's (or the client's) namespace; panics with its output
+    /// when it fails (setting up a lab's links, addresses and routes).
+    pub fn host_ok(&self, host: &str, argv: &[&str]) {
+        let out = self.lab.exec(host, argv).expect("exec");
+        assert!(out.status.success(), "{host}: {argv:?}: {out:?}");
+    }
+
     pub fn client_get(&self, url: &str) -> Option<String> {
         let out = self
             .lab

@@ -220,24 +220,11 @@ impl Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::ClusterInfo;
 
     /// A fresh swarm's state: the cluster and its ingress network.
     fn swarm() -> ClusterState {
         let mut state = ClusterState {
-            cluster: Some(ClusterInfo {
-                id: "c".into(),
-                created_at: Utc::now(),
-                ca_cert_pem: String::new(),
-                ca_key_pem: String::new(),
-                worker_secret: "w".into(),
-                manager_secret: "m".into(),
-                heartbeat_ms: 5000,
-                task_history: 5,
-                addr_pool: crate::networks::DEFAULT_POOL.into(),
-                subnet_bits: crate::networks::DEFAULT_SUBNET_BITS,
-                data_path_port: 4789,
-            }),
+            cluster: Some(crate::state::tests::cluster()),
             ..Default::default()
         };
         let ingress = allocate(
