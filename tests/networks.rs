@@ -210,6 +210,53 @@ fn concurrent_network_creates_never_share_an_allocation() {
         String::from_utf8_lossy(&lost.stderr).contains("network with name twin already exists"),
         "{lost:?}"
     );
+    // One published port asked for by four services at once, from both managers:
+    // one service gets it, the others are refused and not created.
+    let outs: Vec<std::process::Output> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let s = &s;
+                let on = if i % 2 == 0 { "vm1" } else { "vm2" };
+                scope.spawn(move || {
+                    let name = format!("pub{i}");
+                    s.shoal(
+                        on,
+                        &[
+                            "service",
+                            "create",
+                            "-d",
+                            "--name",
+                            &name,
+                            "--publish",
+                            "8090:80",
+                            "demo",
+                            "sleep",
+                            "600",
+                        ],
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let won = outs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(won, 1, "exactly one service publishes 8090: {outs:?}");
+    for lost in outs.iter().filter(|o| !o.status.success()) {
+        let err = String::from_utf8_lossy(&lost.stderr);
+        assert!(
+            err.contains("port '8090' is already in use by service 'pub"),
+            "{err}"
+        );
+    }
+    let listed = s.ok(
+        "vm1",
+        &["service", "ls", "--format", "{{.Name}} {{.Ports}}"],
+    );
+    assert_eq!(
+        listed.lines().filter(|l| l.contains("8090")).count(),
+        1,
+        "{listed}"
+    );
 }
 
 #[test]

@@ -4,9 +4,103 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use shoal_spec::{PortConfig, ServiceSpec, TaskSpec, TaskState, UpdateConfig};
+use shoal_spec::{
+    PortConfig, Protocol, PublishMode, ServiceSpec, TaskSpec, TaskState, UpdateConfig,
+};
 
+use crate::state::ClusterState;
 use crate::types::{go_time, version_json};
+
+/// swarmkit's `checkPortConflicts`: an ingress port is every node's, so it conflicts with
+/// the same port and protocol published by any other service, in either mode; two services
+/// may publish one port in host mode (the scheduler keeps their tasks on different nodes).
+/// The error is the API's message. Checked when a request is read and again when its Raft
+/// entry applies ([`ClusterState::apply`]), where two creates in flight meet.
+pub fn published_conflict(
+    state: &ClusterState,
+    spec: &ServiceSpec,
+    except: Option<&str>,
+) -> Result<(), String> {
+    let Some(e) = &spec.endpoint_spec else {
+        return Ok(());
+    };
+    let wanted = |mode: PublishMode| {
+        e.ports
+            .iter()
+            .filter(move |p| p.publish_mode == mode)
+            .filter_map(|p| Some((p.published_port?, p.protocol)))
+            .collect::<Vec<_>>()
+    };
+    let (ingress, host) = (wanted(PublishMode::Ingress), wanted(PublishMode::Host));
+    if ingress.is_empty() && host.is_empty() {
+        return Ok(());
+    }
+    // By name, so the service an error names does not depend on random ids.
+    let mut others: Vec<_> = state
+        .services
+        .values()
+        .filter(|s| Some(s.id.as_str()) != except)
+        .collect();
+    others.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    for other in others {
+        for op in other
+            .spec
+            .endpoint_spec
+            .iter()
+            .flat_map(|oe| oe.ports.iter())
+        {
+            let Some(pp) = op.published_port else {
+                continue;
+            };
+            let key = (pp, op.protocol);
+            let how = match op.publish_mode {
+                PublishMode::Host if ingress.contains(&key) => "a host-published port",
+                PublishMode::Ingress if ingress.contains(&key) || host.contains(&key) => {
+                    "an ingress port"
+                }
+                _ => continue,
+            };
+            return Err(format!(
+                "rpc error: code = InvalidArgument desc = port '{pp}' is already in use by service '{}' ({}) as {how}",
+                other.spec.name, other.id
+            ));
+        }
+    }
+    // A port picked for a task's unpublished host-mode port is its node's too, while the
+    // task lives: the mesh would take it from the task. (Ports a service names are its
+    // spec's, checked above.)
+    let named = |service_id: &str, key: (u16, Protocol)| {
+        state.services.get(service_id).is_some_and(|s| {
+            s.spec
+                .endpoint_spec
+                .iter()
+                .flat_map(|e| e.ports.iter())
+                .any(|p| p.published_port == Some(key.0) && p.protocol == key.1)
+        })
+    };
+    let mut tasks: Vec<_> = state
+        .tasks
+        .values()
+        .filter(|t| !t.status.state.is_terminal() && !t.node_id.is_empty())
+        .collect();
+    tasks.sort_by_key(|t| t.name());
+    for t in tasks {
+        for tp in &t.host_ports {
+            let Some(pp) = tp.published_port else {
+                continue;
+            };
+            if ingress.contains(&(pp, tp.protocol)) && !named(&t.service_id, (pp, tp.protocol)) {
+                return Err(format!(
+                "rpc error: code = InvalidArgument desc = port '{pp}' is already in use by service '{}' ({}) as a host-published port of task {}",
+                    t.service_name,
+                    t.service_id,
+                    t.name()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// docker's UpdateStatus.State values.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

@@ -188,6 +188,18 @@ pub struct ClusterState {
 
 pub use crate::networks::NetworkRecord;
 
+/// A service's published ports: what the port conflict check depends on. (In the spec's
+/// order: a reordering is checked again, which is harmless.)
+fn published_ports(
+    spec: &shoal_spec::ServiceSpec,
+) -> Vec<(u16, shoal_spec::Protocol, shoal_spec::PublishMode)> {
+    spec.endpoint_spec
+        .iter()
+        .flat_map(|e| e.ports.iter())
+        .filter_map(|p| Some((p.published_port?, p.protocol, p.publish_mode)))
+        .collect()
+}
+
 impl ClusterState {
     /// Apply one committed command at log index `index`.
     pub fn apply(&mut self, cmd: &Command, index: u64) -> CommandResult {
@@ -296,6 +308,21 @@ impl ClusterState {
                     return CommandResult::err(
                         "rpc error: code = AlreadyExists desc = name conflicts with an existing object",
                     );
+                }
+                // Published ports likewise: two creates (or updates) in flight at once
+                // must not both take one ingress port. Only new or changed ports are
+                // checked, so the orchestrator's writes are never held up.
+                let ports_changed = self
+                    .services
+                    .get(&service.id)
+                    .map(|s| published_ports(&s.spec))
+                    != Some(published_ports(&service.spec));
+                if ports_changed {
+                    if let Err(e) =
+                        crate::services::published_conflict(self, &service.spec, Some(&service.id))
+                    {
+                        return CommandResult::err(e);
+                    }
                 }
                 let mut service = (**service).clone();
                 service.version = index;
@@ -681,6 +708,58 @@ pub(crate) mod tests {
             assert_eq!(s, before, "{what}: nothing stored");
         }
         assert_eq!(s.apply(&put(other(|_| {})), 3).error, None, "its own");
+    }
+
+    /// Two services created at once, each checked against a state without the other,
+    /// cannot both publish one ingress port: the later Raft entry is refused. Writes that
+    /// keep a service's ports are never held up, even by a duplicate an old race left.
+    #[test]
+    fn concurrent_creates_cannot_both_publish_a_port() {
+        let publishing = |id: &str, name: &str, port: &str| {
+            let mut svc = service(id, name);
+            svc.spec.endpoint_spec = Some(shoal_spec::EndpointSpec {
+                ports: crate::cli::service_opts::port(port).unwrap(),
+                ..Default::default()
+            });
+            svc
+        };
+        let put = |svc: ServiceRecord| Command::PutService {
+            service: Box::new(svc),
+            expected_version: None,
+        };
+        let mut s = ClusterState::default();
+        assert_eq!(
+            s.apply(&put(publishing("svc1", "web", "8080:80")), 1).error,
+            None
+        );
+        let before = s.clone();
+        assert_eq!(
+            s.apply(&put(publishing("svc2", "api", "8080:81")), 2).error.as_deref(),
+            Some("rpc error: code = InvalidArgument desc = port '8080' is already in use by service 'web' (svc1) as an ingress port")
+        );
+        assert_eq!(s, before, "nothing stored");
+        // Another protocol, or an update of the same service, is no conflict.
+        assert_eq!(
+            s.apply(&put(publishing("svc2", "api", "8080:81/udp")), 3)
+                .error,
+            None
+        );
+        assert_eq!(
+            s.apply(&put(publishing("svc1", "web", "8080:82")), 4).error,
+            None
+        );
+        // An update that takes another's port is refused too.
+        assert!(s
+            .apply(&put(publishing("svc1", "web", "8080:82/udp")), 5)
+            .error
+            .is_some());
+        // Two left by an old race: the orchestrator's writes keeping them go through.
+        s.services
+            .insert("svc3".into(), publishing("svc3", "dup", "8080:80"));
+        assert_eq!(
+            s.apply(&put(publishing("svc3", "dup", "8080:80")), 6).error,
+            None
+        );
     }
 
     /// Applying the same log to two state machines gives the same state (determinism).
