@@ -25,6 +25,7 @@ pub struct NetnsEntry {
     carried: Vec<(CString, CString)>,
     cgroup_procs: Option<File>,
     new_session: bool,
+    no_inherited_fds: bool,
 }
 
 impl NetnsEntry {
@@ -52,6 +53,7 @@ impl NetnsEntry {
             carried,
             cgroup_procs: None,
             new_session: false,
+            no_inherited_fds: false,
         })
     }
 
@@ -67,9 +69,17 @@ impl NetnsEntry {
         self
     }
 
+    /// Also keeps every descriptor the caller inherited from its own parent (one not
+    /// marked close-on-exec: say, the lock `flock` holds while it runs the caller) out
+    /// of the child. For a daemon: it outlives the caller and would hold them for good.
+    pub fn without_inherited_fds(mut self) -> Self {
+        self.no_inherited_fds = true;
+        self
+    }
+
     /// Installs the entry into `cmd`, to run between fork and exec.
     pub fn apply(self, cmd: &mut Command) {
-        // SAFETY: the closure only makes raw system calls (setsid, write, setns,
+        // SAFETY: the closure only makes raw system calls (close_range, setsid, write, setns,
         // unshare, mount, umount2) on data prepared before fork; it allocates
         // nothing and takes no locks, so it is safe between fork and exec.
         unsafe {
@@ -78,6 +88,22 @@ impl NetnsEntry {
     }
 
     fn enter(&self) -> io::Result<()> {
+        if self.no_inherited_fds {
+            // Marked close-on-exec, not closed: the pipe that reports a failed exec
+            // to the parent must stay open until the exec.
+            // SAFETY: a system call on no memory of ours.
+            let rc = unsafe {
+                nix::libc::syscall(
+                    nix::libc::SYS_close_range,
+                    3u32,
+                    u32::MAX,
+                    nix::libc::CLOSE_RANGE_CLOEXEC,
+                )
+            };
+            if rc < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
         if self.new_session {
             nix::unistd::setsid()?;
         }

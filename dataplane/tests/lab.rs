@@ -133,9 +133,30 @@ fn two_node_lab_lifecycle() {
     spec.mtu = 9000;
     spec.shoald = Some(standin_daemon(tmp.path()));
     let name = spec.name.clone();
+    // A descriptor the caller inherited, as `flock LOCK shoal lab up` passes its lock:
+    // the daemons must not keep it (they outlive the caller; a later `flock LOCK shoal
+    // lab down` would wait on them for good).
+    let inherited_path = tmp.path().join("inherited-lock");
+    let inherited = std::fs::File::create(&inherited_path).unwrap();
+    nix::fcntl::fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&inherited),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .unwrap();
     let lab = Lab::up(spec).unwrap();
+    drop(inherited);
 
     assert_eq!(lab.nodes(), ["vm1", "vm2"]);
+    let node_dir = lab.socket("vm1").parent().unwrap().to_path_buf();
+    let daemon = read_pid(&node_dir.join("shoald.pid"));
+    let held: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{daemon}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .collect();
+    assert!(
+        !held.contains(&inherited_path),
+        "the daemon holds its starter's descriptor: {held:?}"
+    );
     assert_eq!(lab.node_addr("vm1"), Ipv4Addr::new(10, 77, 0, 11));
     assert_eq!(lab.node_addr("vm2"), Ipv4Addr::new(10, 77, 0, 12));
     assert_eq!(lab.node_addr("client"), Ipv4Addr::new(10, 77, 0, 2));
@@ -187,8 +208,6 @@ fn two_node_lab_lifecycle() {
     ok_stdout(&lab, "client", &["ping", "-c1", "-W1", "10.77.0.12"]);
 
     // Stop: the daemon and what it started are gone; the other node keeps running.
-    let node_dir = lab.socket("vm1").parent().unwrap().to_path_buf();
-    let daemon = read_pid(&node_dir.join("shoald.pid"));
     let child = read_pid(&lab.data_root("vm1").join("child.pid"));
     let escaped = wait_until("the escaped child", Duration::from_secs(5), || {
         let pid = std::fs::read_to_string(lab.data_root("vm1").join("escaped.pid")).ok()?;

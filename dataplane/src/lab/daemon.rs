@@ -215,7 +215,8 @@ fn spawn_daemon(state: &LabState, node: &str, shoald: &Path) -> Result<Child> {
         .stderr(log);
     let mut entry = NetnsEntry::prepare(&netns::path(&host.netns), &state.scratch())
         .with_context(|| format!("preparing to enter {}", host.netns))?
-        .new_session();
+        .new_session()
+        .without_inherited_fds();
     if let Some(cgroup) = lab_cgroup(&state.name).map(|c| c.join(node)) {
         entry = entry.cgroup(open_cgroup_procs(&cgroup)?);
     }
