@@ -6,6 +6,11 @@
 # load from wrk in the client namespace. The paths:
 #   direct     client -> the backend process in vm2's namespace on 10.77.0.12:8000. No load
 #              balancer: the physical reference.
+#   direct-ns  client -> the same program in a network namespace of its own on vm2 (10.78.0.2,
+#              behind a veth, routed by vm2; the client routes 10.78.0.0/30 via vm2): no load
+#              balancer, but one veth away as a task is (a container's own hop, which Docker's
+#              tasks have too). Made by this script, forwarding on in vm2 only around its runs;
+#              the targets stay against `direct`. DIRECT_NS=0 leaves it out.
 #   nftables   client -> 10.77.0.13:9080 on vm3 (a node holding no backend) -> nftables DNAT to
 #              10.77.0.12:8000 and masquerade (SNAT to vm3's address, so replies come back
 #              through vm3): the shape of kube-proxy's nftables mode (mark in prerouting, DNAT,
@@ -39,7 +44,8 @@
 # client ports on TIME_WAIT, and ip_local_port_range set to a separate 12,000-port slice per path
 # before each run, so one path's TIME_WAIT leftovers never meet another path's SYNs; printed.
 # Env: SECS (5), REPS (3), CONNS (32), THREADS (2), BACKEND (whoami|nginx), BSECS (3; 0 skips
-# the backend check), DSR (0; 1: the daemons run with --lb-dsr, direct server return).
+# the backend check), DSR (0; 1: the daemons run with --lb-dsr, direct server return),
+# DIRECT_NS (1).
 # Results go to bench/results/lb-<UTC timestamp>.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,6 +61,7 @@ THREADS=${THREADS:-2}
 BACKEND=${BACKEND:-whoami}
 BSECS=${BSECS:-3}
 DSR=${DSR:-0}
+DIRECT_NS=${DIRECT_NS:-1}
 lab_args=()
 [ "$DSR" = 1 ] && lab_args=(--shoald-arg=--lb-dsr)
 VM2=10.77.0.12
@@ -65,7 +72,10 @@ HAP_PORT=9081
 MESH_PORT=8080   # Shoal's published port (task port 80)
 out="bench/results/lb-$(date -u +%Y%m%dT%H%M%SZ).txt"
 TMP=$(mktemp -d /tmp/shoal-lbbench.XXXXXX)
-trap 'shoal lab down --name "$LAB" >/dev/null 2>&1 || true; rm -rf "$TMP"' EXIT
+CT_NS=lbbench$$-ct  # the direct-ns backend's namespace (not the lab's: removed here)
+CT_ADDR=10.78.0.2
+ct_down() { ip netns pids "$CT_NS" 2>/dev/null | xargs -r kill -9 2>/dev/null; ip netns del "$CT_NS" 2>/dev/null || true; }
+trap 'ct_down; shoal lab down --name "$LAB" >/dev/null 2>&1 || true; rm -rf "$TMP"' EXIT
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 case $BACKEND in
@@ -142,8 +152,9 @@ tcp_ctr() { on client awk '/^(Tcp|TcpExt):/ { if (!($1 in h)) { h[$1] = 1; for (
 # Each path opens connections from its own slice of client ports, so TIME_WAIT state one path
 # leaves on a backend never meets another path's SYNs (see the mixed-entry line for that case).
 # nftables' slice stays below 32768: vm3's own outgoing ports (haproxy -> backend) start there.
-declare -A PORTS=([direct]="1024 12999" [nftables]="13000 24999" [haproxy]="25000 36999"
-                  [shoal-vm3]="37000 48999" [shoal-vm2]="49000 60999" [mixed]="61000 65535")
+declare -A PORTS=([direct]="1024 10999" [direct-ns]="11000 20999" [nftables]="21000 30999"
+                  [haproxy]="31000 40999" [shoal-vm3]="41000 50999" [shoal-vm2]="51000 60999"
+                  [mixed]="61000 65535")
 min() { echo $(($1 < $2 ? $1 : $2)); }
 ports() { on client sysctl -qw net.ipv4.ip_local_port_range="${PORTS[$1]}"; }
 
@@ -163,6 +174,24 @@ EOF
 FWD0=0
 nft_on() { on vm3 sysctl -qw net.ipv4.ip_forward=1; on vm3 nft -f "$TMP/nft.conf"; }
 nft_off() { on vm3 nft delete table ip shoal_lbbench; on vm3 sysctl -qw net.ipv4.ip_forward="$FWD0"; }
+FWD2=0
+fwd2_on() { on vm2 sysctl -qw net.ipv4.ip_forward=1; }
+fwd2_off() { on vm2 sysctl -qw net.ipv4.ip_forward="$FWD2"; }
+# The direct-ns backend's namespace: a veth to vm2 (10.78.0.1/30 there), its default route via
+# vm2, and the client's route to it via vm2's underlay address.
+ct_up() {
+  ip netns add "$CT_NS"
+  on vm2 ip link add ctv0 type veth peer name eth0 netns "$CT_NS"
+  on vm2 ip addr add 10.78.0.1/30 dev ctv0
+  on vm2 ip link set ctv0 up
+  ip -n "$CT_NS" addr add "$CT_ADDR/30" dev eth0
+  ip -n "$CT_NS" link set lo up
+  ip -n "$CT_NS" link set eth0 up
+  ip -n "$CT_NS" route add default via 10.78.0.1
+  on client ip route add 10.78.0.0/30 via "$VM2"
+  local argv; mapfile -t argv < <(backend_argv "$BACKEND" "$CT_ADDR" "$BPORT" direct-ns)
+  ip netns exec "$CT_NS" sh -c 'l=$1; shift; "$@" >"$l" 2>&1 </dev/null &' sh "$TMP/direct-ns.log" "${argv[@]}"
+}
 ct_stats() { # conntrack counters of vm3's namespace, summed over CPUs
   on vm3 cat /proc/net/stat/nf_conntrack 2>/dev/null | python3 -c '
 import sys
@@ -202,11 +231,12 @@ echo "# tools: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(haproxy -v | head -
 awk -v n="$(nproc)" '$1 > n { print "warning: load average " $1 " on " n " cores: other work shares the CPUs; expect noise, see the per-run numbers" }' /proc/loadavg
 shoal lab up --name "$LAB" --nodes 3 "${lab_args[@]}" >/dev/null
 FWD0=$(on vm3 sysctl -n net.ipv4.ip_forward)
+FWD2=$(on vm2 sysctl -n net.ipv4.ip_forward)
 # Client namespace only: reuse TIME_WAIT ports for new connections, and a wide port range.
 tw0=$(on client sysctl -n net.ipv4.tcp_tw_reuse); pr0=$(on client sysctl -n net.ipv4.ip_local_port_range | tr -s '\t ' ' ')
 on client sysctl -qw net.ipv4.tcp_tw_reuse=1; ports direct
 echo "client namespace (set here, client namespace only): net.ipv4.tcp_tw_reuse $tw0 -> $(on client sysctl -n net.ipv4.tcp_tw_reuse);" \
-     "ip_local_port_range $pr0 -> one slice per path: $(for k in direct nftables haproxy shoal-vm3 shoal-vm2 mixed; do printf '%s %s, ' "$k" "${PORTS[$k]// /-}"; done | sed 's/, $//')"
+     "ip_local_port_range $pr0 -> one slice per path: $(for k in direct direct-ns nftables haproxy shoal-vm3 shoal-vm2 mixed; do printf '%s %s, ' "$k" "${PORTS[$k]// /-}"; done | sed 's/, $//')"
 
 # The backend on vm2's underlay address, and haproxy on vm3.
 start_backend "$BACKEND" vm2 "$VM2" "$BPORT" backend
@@ -214,6 +244,7 @@ spawn vm3 "$TMP/haproxy.log" haproxy -db -f "$TMP/haproxy.cfg"
 wait_http "http://$VM2:$BPORT/"
 wait_http "http://$VM3:$HAP_PORT/"
 nft_on; wait_http "http://$VM3:$NFT_PORT/"; nft_off
+if [ "$DIRECT_NS" = 1 ]; then ct_up; fwd2_on; wait_http "http://$CT_ADDR:$BPORT/"; fwd2_off; fi
 
 # Backend choice on record: both candidates direct, one short keep-alive and one close run each.
 if [ "$BSECS" -gt 0 ]; then
@@ -236,7 +267,9 @@ fi
 # on vm2. The mesh rows are measured only if the published port answers within a few seconds
 # (bounded curl from the client); until the eBPF LB lands it does not.
 paths=(direct nftables haproxy)
-declare -A URL=([direct]="http://$VM2:$BPORT/" [nftables]="http://$VM3:$NFT_PORT/" [haproxy]="http://$VM3:$HAP_PORT/"
+[ "$DIRECT_NS" = 1 ] && paths=(direct direct-ns nftables haproxy)
+npre=${#paths[@]}
+declare -A URL=([direct]="http://$VM2:$BPORT/" [direct-ns]="http://$CT_ADDR:$BPORT/" [nftables]="http://$VM3:$NFT_PORT/" [haproxy]="http://$VM3:$HAP_PORT/"
                 [shoal-vm3]="http://$VM3:$MESH_PORT/" [shoal-vm2]="http://$VM2:$MESH_PORT/")
 mesh_reason=""
 swarm_up() {
@@ -261,7 +294,7 @@ else
     done
     if [ -n "$ok" ]; then paths+=("$p"); else echo "$p: not available (published port ${URL[$p]} did not answer)"; fi
   done
-  [ "${#paths[@]}" -eq 3 ] && mesh_reason="published port did not answer"
+  [ "${#paths[@]}" -eq "$npre" ] && mesh_reason="published port did not answer"
 fi
 [ -n "$mesh_reason" ] && echo "shoal mesh: not available ($mesh_reason)"
 # ---------------------------------------------------------------------------------------
@@ -275,11 +308,13 @@ for r in $(seq 1 "$REPS"); do
     for i in $(seq 0 $((n - 1))); do
       p=${paths[$(((i + r) % n))]}
       [ "$p" = nftables ] && nft_on
+      [ "$p" = direct-ns ] && fwd2_on
       ports "$p"; read -r s0 r0 < <(tcp_ctr)
       read -r rps p50 p99 err < <(wrk_once "${URL[$p]}" "$mode" "$SECS")
       read -r s1 r1 < <(tcp_ctr)
       SYN[$p,$mode]=$((${SYN[$p,$mode]:-0} + s1 - s0)); RST[$p,$mode]=$((${RST[$p,$mode]:-0} + $(min $((r1 - r0)) $((s1 - s0)))))
       [ "$p" = nftables ] && nft_off
+      [ "$p" = direct-ns ] && fwd2_off
       RPS[$p,$mode]+=" $rps"; P50[$p,$mode]+=" $p50"; P99[$p,$mode]+=" $p99"; ERR[$p,$mode]=$((${ERR[$p,$mode]:-0} + err))
     done
   done
@@ -300,7 +335,7 @@ if [ -n "${RPS[shoal-vm3,close]:-}" ] && [ -n "${RPS[shoal-vm2,close]:-}" ]; the
 fi
 
 declare -A M   # medians: M[path,mode,metric]
-for p in direct nftables haproxy shoal-vm3 shoal-vm2; do
+for p in direct direct-ns nftables haproxy shoal-vm3 shoal-vm2; do
   for mode in ka close; do
     if [ -n "${RPS[$p,$mode]:-}" ]; then
       M[$p,$mode,rps]=$(printf '%.0f' "$(printf '%s\n' ${RPS[$p,$mode]} | median)")
@@ -313,14 +348,15 @@ for p in direct nftables haproxy shoal-vm3 shoal-vm2; do
 done
 
 label() { case $1 in
-  direct) echo "direct (vm2, no LB)" ;; nftables) echo "nftables DNAT+masq (vm3)" ;;
+  direct) echo "direct (vm2, no LB)" ;; direct-ns) echo "direct, own netns on vm2" ;; nftables) echo "nftables DNAT+masq (vm3)" ;;
   haproxy) echo "haproxy (vm3)" ;; shoal-vm3) echo "shoal mesh via vm3 (no task)" ;;
   shoal-vm2) echo "shoal mesh via vm2 (task)" ;; esac; }
 table() { # mode title
   echo
   echo "$2 — median of $REPS x ${SECS}s, wrk -c $CONNS -t $THREADS; xD = / direct, xN = / nftables (latency: > 1 is slower)"
   printf '%-30s %10s %5s %5s  %8s %5s %5s  %8s %5s %5s  %6s %7s %9s\n' path "req/s" xD xN "p50 ms" xD xN "p99 ms" xD xN errors syn-rtx reuse-rst
-  for p in direct nftables haproxy shoal-vm3 shoal-vm2; do
+  for p in direct direct-ns nftables haproxy shoal-vm3 shoal-vm2; do
+    [ "$p" = direct-ns ] && [ "$DIRECT_NS" != 1 ] && continue
     local row; row=$(printf '%-30s' "$(label $p)")
     for k in rps p50 p99; do
       local v=${M[$p,$1,$k]}
@@ -342,6 +378,8 @@ if [ -n "${RPS[shoal-vm3,ka]:-}" ]; then
   v=shoal-vm3
   echo "targets (issue 5) for the mesh via vm3: keep-alive >= 0.95x direct: $(ratio "${M[$v,ka,rps]}" "${M[direct,ka,rps]}")," \
        ">= 2x haproxy: $(ratio "${M[$v,ka,rps]}" "${M[haproxy,ka,rps]}"), new connections >= 0.9x direct: $(ratio "${M[$v,close,rps]}" "${M[direct,close,rps]}") with no stalls: ${SYN[$v,close]} SYN retransmissions, ${RST[$v,close]} of them after a stale ACK"
+  [ "$DIRECT_NS" = 1 ] && echo "against the backend in its own netns (one veth away, as a task): mesh via vm3 keep-alive $(ratio "${M[$v,ka,rps]}" "${M[direct-ns,ka,rps]}")," \
+       "new connections $(ratio "${M[$v,close,rps]}" "${M[direct-ns,close,rps]}"); via vm2 $(ratio "${M[shoal-vm2,ka,rps]}" "${M[direct-ns,ka,rps]}") / $(ratio "${M[shoal-vm2,close,rps]}" "${M[direct-ns,close,rps]}")"
 fi
 echo "elapsed $((SECONDS - start)) s; load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$out"
