@@ -25,6 +25,7 @@ use crate::cgroup::{Limits, TaskCgroups};
 pub use crate::error::ExecError;
 pub use crate::shim::maybe_run_shim;
 use crate::state::{Pids, TaskDir, CGROUPS, LOG, PIDS, SPEC};
+pub use crate::sys::raise_nofile_limit;
 
 /// Interval of every bounded wait on a task or shim.
 const POLL: Duration = Duration::from_millis(10);

@@ -344,6 +344,11 @@ pub(crate) fn exec_command(dir: &TaskDir, argv: &[String]) -> Command {
         .arg("--")
         .args(argv)
         .env_clear();
+    // SAFETY: the hook runs in the forked child before exec and only calls
+    // getrlimit/setrlimit (async-signal-safe), allocating nothing.
+    unsafe {
+        cmd.pre_exec(sys::restore_nofile_limit);
+    }
     cmd
 }
 

@@ -40,7 +40,7 @@ pub(crate) fn spawn_with_report_fd(cmd: &mut Command, report: RawFd) -> io::Resu
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }
-            Ok(())
+            restore_nofile_limit()
         });
     }
     cmd.spawn()
@@ -196,4 +196,101 @@ pub(crate) fn reset_signals() {
         let _ = unsafe { signal::signal(sig, SigHandler::SigDfl) };
     }
     let _ = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+/// The soft RLIMIT_NOFILE this process started with, if [`raise_nofile_limit`] raised it.
+static ORIGINAL_NOFILE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
+
+/// Raises this process's soft open-file limit to its hard limit (a daemon serving many
+/// connections, as Go's runtime and systemd services do), remembering the original soft
+/// limit for the processes it starts (see [`restore_nofile_limit`]). Returns (old, new).
+pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only the struct we pass it.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let old = lim.rlim_cur;
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads only the struct we pass it.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        ORIGINAL_NOFILE.store(old, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok((old, lim.rlim_max))
+}
+
+/// In a forked child before exec: give tasks the soft open-file limit the daemon started
+/// with, not the daemon's raised one (some programs loop over every possible fd).
+/// Async-signal-safe: an atomic load and setrlimit.
+pub(crate) fn restore_nofile_limit() -> io::Result<()> {
+    let soft = ORIGINAL_NOFILE.load(std::sync::atomic::Ordering::Relaxed);
+    if soft == u64::MAX {
+        return Ok(());
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit touch only the struct we pass them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        lim.rlim_cur = soft.min(lim.rlim_max);
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nofile() -> (u64, u64) {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes only the struct we pass it.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        (lim.rlim_cur, lim.rlim_max)
+    }
+
+    /// The daemon's soft open-file limit goes up to the hard one; a process it starts
+    /// gets the soft limit the daemon started with.
+    #[test]
+    fn nofile_raised_here_and_restored_in_children() {
+        let (_, hard) = nofile();
+        let start = 256.min(hard);
+        let lowered = libc::rlimit {
+            rlim_cur: start,
+            rlim_max: hard,
+        };
+        // SAFETY: setrlimit reads only the struct we pass it (lowering is always allowed).
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lowered) }, 0);
+        assert_eq!(raise_nofile_limit().unwrap(), (start, hard));
+        assert_eq!(nofile(), (hard, hard));
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "ulimit -n"]);
+        // SAFETY: the hook only calls getrlimit/setrlimit in the child.
+        unsafe {
+            cmd.pre_exec(restore_nofile_limit);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            start.to_string()
+        );
+    }
 }
