@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use shoal_control::daemon::{Daemon, DaemonConfig, LbOptions};
+use shoal_control::daemon::{Daemon, DaemonConfig, LbOptions, SwarmPortLimits};
 use shoal_control::raft::RaftTiming;
 
 #[derive(Parser, Debug)]
@@ -79,6 +79,21 @@ struct Args {
     /// node send with another node's address: one L2 segment, no source checks)
     #[arg(long)]
     lb_dsr: bool,
+    /// Time a peer has on the swarm port to finish its TLS handshake (and, without a
+    /// certificate, to send its join request)
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    swarm_handshake_timeout: Duration,
+    /// A swarm-port connection that sends no request for this long is closed (peers
+    /// reconnect on their next request; running `shoal exec` sessions are not affected)
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    swarm_idle_timeout: Duration,
+    /// Most connections the swarm port holds at once (further ones are closed at once);
+    /// at most half the open-file limit
+    #[arg(long, default_value_t = 4096)]
+    swarm_max_connections: usize,
+    /// Most swarm-port connections from one IP address at once
+    #[arg(long, default_value_t = 256)]
+    swarm_max_connections_per_ip: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -94,6 +109,22 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Every swarm-port connection, task log and netlink socket is a file: the default soft
+    // limit (1024) is far too low for a daemon. Tasks get the original limit back.
+    let nofile = match shoal_executor::raise_nofile_limit() {
+        Ok((old, new)) => {
+            tracing::info!(old, new, "open-file limit raised");
+            new
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "raising the open-file limit");
+            1024
+        }
+    };
+    let max_connections = args
+        .swarm_max_connections
+        .min(usize::try_from(nofile / 2).unwrap_or(usize::MAX))
+        .max(1);
     let socket = shoal_control::client::socket_path(&args.host)
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let hostname = match args.hostname {
@@ -125,6 +156,12 @@ fn main() -> anyhow::Result<()> {
             snat: args.lb_snat,
             overlay_fastpath: !args.no_overlay_fastpath,
             dsr: args.lb_dsr,
+        },
+        swarm_port: SwarmPortLimits {
+            handshake_timeout: args.swarm_handshake_timeout,
+            idle_timeout: args.swarm_idle_timeout,
+            max_connections,
+            max_connections_per_ip: args.swarm_max_connections_per_ip.max(1),
         },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

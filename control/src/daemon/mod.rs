@@ -41,6 +41,30 @@ pub struct DaemonConfig {
     /// TTL of the embedded DNS's answers, in seconds.
     pub dns_ttl: u32,
     pub lb: LbOptions,
+    pub swarm_port: SwarmPortLimits,
+}
+
+/// How the swarm port (2377) protects itself from peers that hold connections.
+#[derive(Clone, Debug)]
+pub struct SwarmPortLimits {
+    /// For the TLS handshake, and for a peer without a certificate to send its request.
+    pub handshake_timeout: std::time::Duration,
+    /// Between requests of an authenticated peer (clients reconnect on their next call).
+    pub idle_timeout: std::time::Duration,
+    /// Connections held at once, overall and from one IP; more are closed at once.
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for SwarmPortLimits {
+    fn default() -> Self {
+        SwarmPortLimits {
+            handshake_timeout: std::time::Duration::from_secs(5),
+            idle_timeout: std::time::Duration::from_secs(120),
+            max_connections: 4096,
+            max_connections_per_ip: 256,
+        }
+    }
 }
 
 /// The load balancer's settings (the same on every node of a cluster).

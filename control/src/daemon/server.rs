@@ -1,50 +1,197 @@
 //! The swarm port: accepts mTLS connections and answers peer requests.
+//!
+//! Its defences against peers that hold connections or memory (see `SwarmPortLimits`):
+//! a cap on connections overall and per source IP (over it: closed at once), a deadline
+//! for the TLS handshake, a small frame limit and a single request for a peer without a
+//! certificate of this swarm (only a Join is legitimate there), and an idle timeout
+//! between an authenticated peer's requests. Clients (`PeerClient`) reopen a connection
+//! the server closed, so Raft, heartbeats and forwarded calls are unaffected; an exec
+//! session, once started, is not subject to the idle timeout.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use shoal_ca::NodeIdentity;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use super::Daemon;
+use super::{Daemon, SwarmPortLimits};
 use crate::api::{msg, ApiError};
 use crate::peer::{PeerRequest, PeerResponse};
 use crate::types::Role;
 use crate::wire;
 
+/// Counts the swarm port's open connections, overall and per source IP.
+pub(crate) struct ConnLimiter {
+    max: usize,
+    max_per_ip: usize,
+    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// One admitted connection; its slot is freed when dropped.
+pub(crate) struct ConnSlot {
+    limiter: Arc<ConnLimiter>,
+    ip: IpAddr,
+}
+
+#[derive(Debug, PartialEq)]
+pub(crate) enum Refused {
+    Total(usize),
+    PerIp(usize),
+}
+
+impl ConnLimiter {
+    pub(crate) fn new(max: usize, max_per_ip: usize) -> Arc<Self> {
+        Arc::new(ConnLimiter {
+            max,
+            max_per_ip,
+            open: Mutex::new((0, HashMap::new())),
+        })
+    }
+
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnSlot, Refused> {
+        let mut open = super::lock(&self.open);
+        if open.0 >= self.max {
+            return Err(Refused::Total(self.max));
+        }
+        let from_ip = open.1.entry(ip).or_insert(0);
+        if *from_ip >= self.max_per_ip {
+            return Err(Refused::PerIp(self.max_per_ip));
+        }
+        *from_ip += 1;
+        open.0 += 1;
+        Ok(ConnSlot {
+            limiter: self.clone(),
+            ip,
+        })
+    }
+
+    #[cfg(test)]
+    fn open(&self) -> usize {
+        super::lock(&self.open).0
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let mut open = super::lock(&self.limiter.open);
+        open.0 = open.0.saturating_sub(1);
+        if let Some(n) = open.1.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.1.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A warning at most every 10 s, with how many were left out: a flood of refused
+/// connections or failing accepts must not flood the log too.
+struct RateLimitedWarn {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimitedWarn {
+    fn new() -> Self {
+        RateLimitedWarn {
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// Some(count left out since the last warning) if this one should be logged.
+    fn hit(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|l| now.duration_since(l) < Duration::from_secs(10))
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
 pub(crate) async fn serve(daemon: Arc<Daemon>, listener: TcpListener) {
+    let limits = daemon.cfg.swarm_port.clone();
+    let limiter = ConnLimiter::new(limits.max_connections, limits.max_connections_per_ip);
+    let mut accept_warn = RateLimitedWarn::new();
+    let mut refuse_warn = RateLimitedWarn::new();
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                tracing::warn!(error = %e, "accepting on the swarm port");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                if let Some(suppressed) = accept_warn.hit() {
+                    tracing::warn!(error = %e, suppressed, "accepting on the swarm port");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let slot = match limiter.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                // Closed at once: a peer over the cap holds nothing here.
+                drop(tcp);
+                if let Some(suppressed) = refuse_warn.hit() {
+                    tracing::warn!(%peer, ?why, suppressed, "swarm port: connection refused, too many connections");
+                }
                 continue;
             }
         };
         let daemon = daemon.clone();
+        let limits = limits.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_conn(daemon, tcp, peer.ip().to_string()).await {
+            if let Err(e) = serve_conn(daemon, tcp, peer.ip().to_string(), &limits).await {
                 tracing::debug!(%peer, error = %e, "peer connection ended");
             }
+            drop(slot);
         });
     }
 }
 
-async fn serve_conn(daemon: Arc<Daemon>, tcp: TcpStream, peer_ip: String) -> Result<(), String> {
+async fn serve_conn(
+    daemon: Arc<Daemon>,
+    tcp: TcpStream,
+    peer_ip: String,
+    limits: &SwarmPortLimits,
+) -> Result<(), String> {
     let _ = tcp.set_nodelay(true);
     let tls = daemon.tls.get().ok_or("no certificate")?;
-    let stream = TlsAcceptor::from(tls.server)
-        .accept(tcp)
-        .await
-        .map_err(|e| format!("tls: {e}"))?;
+    let stream = tokio::time::timeout(
+        limits.handshake_timeout,
+        TlsAcceptor::from(tls.server).accept(tcp),
+    )
+    .await
+    .map_err(|_| "tls: handshake timed out".to_string())?
+    .map_err(|e| format!("tls: {e}"))?;
     let identity = shoal_ca::tls::peer_identity(stream.get_ref().1);
-    let mut conn = wire::framed(stream);
+    let cluster_id = daemon
+        .membership()
+        .map(|m| m.cluster_id)
+        .unwrap_or_default();
+    // Only a peer with a certificate of this swarm may send large frames (Raft snapshots,
+    // forwarded API calls); without one, the only message is a Join, on its own connection.
+    let authenticated = identity
+        .as_ref()
+        .is_some_and(|i| !cluster_id.is_empty() && i.cluster_id == cluster_id);
+    let (max_frame, idle) = if authenticated {
+        (wire::MAX_FRAME, limits.idle_timeout)
+    } else {
+        (wire::MAX_UNAUTHENTICATED_FRAME, limits.handshake_timeout)
+    };
+    let mut conn = wire::framed_with_limit(stream, max_frame);
     loop {
-        let req: PeerRequest = match wire::recv(&mut conn).await {
-            Ok(r) => r,
-            Err(wire::WireError::Closed) => return Ok(()),
-            Err(e) => return Err(e.to_string()),
+        let req: PeerRequest = match tokio::time::timeout(idle, wire::recv(&mut conn)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(wire::WireError::Closed)) => return Ok(()),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("idle: closed".into()),
         };
         if let PeerRequest::Exec {
             task_id,
@@ -59,14 +206,24 @@ async fn serve_conn(daemon: Arc<Daemon>, tcp: TcpStream, peer_ip: String) -> Res
                     .await
                     .map_err(|e| e.to_string());
             }
+            // An exec session may sit idle as long as its user does: no idle timeout.
             return super::exec::run_in_task(&daemon, &mut conn, &task_id, &argv, interactive, tty)
                 .await
                 .map_err(|e| e.to_string());
         }
         let resp = handle(&daemon, req, identity.as_ref(), &peer_ip).await;
-        wire::send(&mut conn, &resp)
-            .await
-            .map_err(|e| e.to_string())?;
+        match tokio::time::timeout(
+            idle.max(limits.handshake_timeout),
+            wire::send(&mut conn, &resp),
+        )
+        .await
+        {
+            Ok(r) => r.map_err(|e| e.to_string())?,
+            Err(_) => return Err("sending a reply timed out".into()),
+        }
+        if !authenticated {
+            return Ok(());
+        }
     }
 }
 
@@ -334,5 +491,41 @@ mod tests {
         assert_eq!(last_lines(log, 9), log);
         assert_eq!(last_lines(b"a\nb", 1), b"b");
         assert_eq!(last_lines(b"", 3), b"");
+    }
+
+    /// Over the overall or the per-IP cap a connection is refused; a closed one frees its
+    /// slot.
+    #[test]
+    fn connection_caps_overall_and_per_ip() {
+        let limiter = ConnLimiter::new(3, 2);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let a1 = limiter.admit(a).unwrap();
+        let _a2 = limiter.admit(a).unwrap();
+        assert_eq!(limiter.admit(a).err(), Some(Refused::PerIp(2)));
+        let _b1 = limiter.admit(b).unwrap();
+        assert_eq!(limiter.admit(b).err(), Some(Refused::Total(3)));
+        drop(a1);
+        assert_eq!(limiter.open(), 2);
+        let _b2 = limiter.admit(b).unwrap();
+        assert_eq!(limiter.admit(a).err(), Some(Refused::Total(3)));
+    }
+
+    /// The largest message a peer without a certificate legitimately sends, a Join, fits
+    /// the small unauthenticated frame limit with room to spare.
+    #[test]
+    fn a_join_fits_the_unauthenticated_limit() {
+        let (_key, csr_pem) = shoal_ca::new_node_key().unwrap();
+        let mut description = crate::types::NodeDescription::of_this_host(&"h".repeat(255));
+        description.engine_version = "v".repeat(64);
+        let join = PeerRequest::Join(crate::peer::JoinSwarm {
+            token: format!("SWMTKN-1-{}-{}", "a".repeat(64), "b".repeat(32)),
+            csr_pem,
+            description,
+            advertise_addr: Some("[2001:db8::1234:5678:9abc:def0]".into()),
+            listen_port: 2377,
+        });
+        let bytes = serde_json::to_vec(&join).unwrap().len();
+        assert!(bytes * 8 < wire::MAX_UNAUTHENTICATED_FRAME, "{bytes}");
     }
 }

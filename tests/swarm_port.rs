@@ -1,0 +1,221 @@
+//! The swarm port's defences, over real sockets in a lab: connections over the per-IP cap
+//! are closed at once, silent ones after the handshake timeout, idle authenticated ones
+//! after the idle timeout (while the cluster keeps working), and a huge frame from a
+//! peer without a certificate is refused without the daemon's memory growing.
+
+mod common;
+
+use std::fs::File;
+use std::io::Read;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+use shoal_control::peer::{self, PeerResponse};
+use shoal_control::wire;
+use shoal_dataplane::lab::CLIENT;
+
+/// Run `f` on a thread that has entered the network namespace of a lab node (or client).
+fn in_ns<T: Send + 'static>(lab: &Lab, host: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{}", lab.netns_name(host));
+    std::thread::spawn(move || {
+        let ns = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+    .join()
+    .expect("thread in namespace")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Whether the server closed `conn`: a read ends (EOF or reset) within `within`.
+fn closed_within(conn: &mut TcpStream, within: Duration) -> bool {
+    conn.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 64];
+    match conn.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+/// Whether `conn` is still open right now (nothing to read, no EOF).
+fn still_open(conn: &TcpStream) -> bool {
+    conn.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 1];
+    let open = matches!(conn.peek(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    conn.set_nonblocking(false).unwrap();
+    open
+}
+
+fn daemon_pid(s: &Swarm, node: &str) -> i32 {
+    let path = s.lab.log_path(node).with_file_name("shoald.pid");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn idle_and_excess_connections_are_closed_while_the_cluster_works() {
+    const PER_IP: usize = 16;
+    let s = Swarm::lab_with_daemon_args(
+        "port",
+        2,
+        &[
+            "--swarm-idle-timeout",
+            "2s",
+            "--swarm-handshake-timeout",
+            "4s",
+            "--swarm-max-connections-per-ip",
+            "16",
+        ],
+    );
+    s.form(&[("vm2", "manager")]);
+    // vm2 forwards `node ls` to the leader on a pooled connection.
+    assert_eq!(s.nodes("vm2").expect("node ls on vm2").len(), 2);
+    let leader = format!("{}:2377", s.addr("vm1"));
+
+    // From one address: the cap's worth of connections that say nothing, then one more.
+    let (extra_closed_at_once, first_open_then, all_closed_later) =
+        in_ns(&s.lab, CLIENT, move || {
+            let mut held: Vec<TcpStream> = (0..PER_IP)
+                .map(|_| TcpStream::connect(&leader).expect("connect"))
+                .collect();
+            let mut extra = TcpStream::connect(&leader).expect("connect");
+            let extra_closed = closed_within(&mut extra, Duration::from_secs(3));
+            // The extra one went because of the cap, not the handshake timeout: the
+            // first is still open.
+            let first_open = still_open(&held[0]);
+            let all_closed = held
+                .iter_mut()
+                .all(|c| closed_within(c, Duration::from_secs(10)));
+            (extra_closed, first_open, all_closed)
+        });
+    assert!(
+        extra_closed_at_once,
+        "a connection over the per-IP cap was not closed"
+    );
+    assert!(
+        first_open_then,
+        "connections under the cap were closed early"
+    );
+    assert!(
+        all_closed_later,
+        "connections that never finished the TLS handshake were not closed"
+    );
+
+    // An authenticated peer that sends nothing is closed after the idle timeout.
+    let data = s.lab.data_root("vm2");
+    let ca = std::fs::read_to_string(data.join("ca.pem")).unwrap();
+    let (key, cert) = shoal_control::daemon::files::DataRoot(data)
+        .load_identity()
+        .unwrap();
+    let config = shoal_ca::tls::client_config(&ca, &cert, &key).unwrap();
+    let leader = format!("{}:2377", s.addr("vm1"));
+    let (idle_closed, after) = in_ns(&s.lab, "vm2", move || {
+        runtime().block_on(async move {
+            let mut conn = peer::connect(&leader, config).await.expect("mTLS connect");
+            let started = Instant::now();
+            let r = tokio::time::timeout(
+                Duration::from_secs(15),
+                wire::recv::<_, PeerResponse>(&mut conn),
+            )
+            .await;
+            (matches!(r, Ok(Err(_))), started.elapsed())
+        })
+    });
+    assert!(idle_closed, "an idle authenticated connection stayed open");
+    assert!(
+        after >= Duration::from_secs(1),
+        "closed after {after:?}, before the idle timeout"
+    );
+
+    // vm2's pooled connection to the leader was idle as long: it reconnects.
+    assert_eq!(s.nodes("vm2").expect("node ls on vm2").len(), 2);
+    s.wait_node("vm1", "vm2", "Ready", "Reachable", Duration::from_secs(10));
+    s.wait_node("vm2", "vm1", "Ready", "Leader", Duration::from_secs(10));
+    let log = std::fs::read_to_string(s.lab.log_path("vm1")).unwrap();
+    assert!(
+        !log.contains("Too many open files"),
+        "{}",
+        s.log_tail("vm1")
+    );
+}
+
+#[test]
+fn a_huge_unauthenticated_frame_is_refused_without_memory() {
+    let s = Swarm::lab("frame", 1);
+    s.init("vm1");
+    let token = s.token("vm1", "worker");
+    let digest = shoal_ca::JoinToken::parse(&token).unwrap().ca_digest;
+    let leader = format!("{}:2377", s.addr("vm1"));
+    let pid = daemon_pid(&s, "vm1");
+    let before = rss_kib(pid);
+
+    // Three joiners (no client certificate) announce a 64 MiB - 1 frame and send 40 MB.
+    let refused = in_ns(&s.lab, CLIENT, move || {
+        runtime().block_on(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let config = shoal_ca::tls::join_client_config(&digest).unwrap();
+            let mut conns = Vec::new();
+            for _ in 0..3 {
+                conns.push(peer::connect(&leader, config.clone()).await.expect("TLS"));
+            }
+            let mut refused = 0;
+            let chunk = vec![b'['; 1 << 20];
+            for conn in &mut conns {
+                let tls = conn.get_mut();
+                let mut sent = tls
+                    .write_all(&((64u32 << 20) - 1).to_be_bytes())
+                    .await
+                    .is_ok();
+                for _ in 0..40 {
+                    if !sent {
+                        break;
+                    }
+                    sent = matches!(
+                        tokio::time::timeout(Duration::from_secs(5), tls.write_all(&chunk)).await,
+                        Ok(Ok(()))
+                    );
+                }
+                let mut buf = [0u8; 16];
+                let closed = matches!(
+                    tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf)).await,
+                    Ok(Ok(0)) | Ok(Err(_))
+                );
+                if !sent || closed {
+                    refused += 1;
+                }
+            }
+            refused
+        })
+    });
+    let after = rss_kib(pid);
+    assert!(
+        after < before + 16 * 1024,
+        "shoald's RSS grew from {before} KiB to {after} KiB"
+    );
+    assert_eq!(refused, 3, "a huge unauthenticated frame was taken in");
+    // The node still works, and a real join (which fits the small limit) too.
+    assert_eq!(s.nodes("vm1").unwrap().len(), 1);
+}
