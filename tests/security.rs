@@ -6,6 +6,7 @@ mod common;
 
 use std::fs::File;
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::*;
 use shoal_control::api::ApiRequest;
@@ -116,4 +117,114 @@ fn worker_certificate_cannot_call_manager_apis() {
     );
     // The cluster is unaffected.
     assert_eq!(s.nodes("vm1").unwrap().len(), 2);
+}
+
+/// A demoted manager keeps its manager certificate until it expires; what it may do is
+/// decided by the cluster: the leader refuses its manager API calls, and nodes refuse its
+/// exec and log requests, worker nodes included. Promoting it again works.
+#[test]
+fn a_demoted_managers_certificate_is_refused() {
+    let s = Swarm::lab("demo", 3);
+    s.form(&[("vm2", "manager"), ("vm3", "worker")]);
+    let read = |node: &str| {
+        let data = s.lab.data_root(node);
+        let ca = std::fs::read_to_string(data.join("ca.pem")).unwrap();
+        let (key, cert) = shoal_control::daemon::files::DataRoot(data)
+            .load_identity()
+            .unwrap();
+        (shoal_ca::identity_of_pem(&cert).unwrap(), ca, cert, key)
+    };
+    let (old, ca, cert, key) = read("vm2");
+    assert_eq!(old.role, shoal_ca::Role::Manager);
+    let old_config = shoal_ca::tls::client_config(&ca, &cert, &key).unwrap();
+    let (leader_id, ca1, cert1, key1) = read("vm1");
+    let leader_config = shoal_ca::tls::client_config(&ca1, &cert1, &key1).unwrap();
+    let vm3_id = s
+        .ok("vm1", &["node", "inspect", "--format", "{{.ID}}", "vm3"])
+        .trim()
+        .to_string();
+    let leader = format!("{}:2377", s.addr("vm1"));
+    let vm3 = format!("{}:2377", s.addr("vm3"));
+
+    s.ok("vm1", &["node", "demote", "vm2"]);
+    s.wait_node("vm1", "vm2", "Ready", "", Duration::from_secs(20));
+
+    let join_token = || PeerRequest::Api {
+        request: ApiRequest::JoinToken {
+            role: shoal_control::types::Role::Manager,
+            rotate: false,
+        },
+        asked_on: old.node_id.clone(),
+    };
+    match call(
+        &s.lab,
+        "vm2",
+        leader.clone(),
+        old_config.clone(),
+        join_token(),
+    )
+    .unwrap()
+    {
+        PeerResponse::Api(Err(e)) => assert_eq!(e.message, WORKER_REFUSED),
+        other => panic!("a demoted manager's certificate got {other:?}"),
+    }
+    // A worker node (no cluster state of its own) refuses it too; the leader's
+    // certificate is still served there.
+    let logs = || PeerRequest::TaskLogs {
+        task_id: "nosuchtask".into(),
+        tail: None,
+    };
+    let on_vm3 = |config: Arc<rustls::ClientConfig>| {
+        let vm3 = vm3.clone();
+        let vm3_id = vm3_id.clone();
+        in_node(&s.lab, "vm2", move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut conn = peer::connect_named(&vm3, &vm3_id, config).await.unwrap();
+                wire::call::<_, _, PeerResponse>(&mut conn, &logs())
+                    .await
+                    .unwrap()
+            })
+        })
+    };
+    match on_vm3(old_config.clone()) {
+        PeerResponse::Error(e) => assert_eq!(e, WORKER_REFUSED),
+        other => panic!("a worker served a demoted manager: {other:?}"),
+    }
+    match on_vm3(leader_config) {
+        PeerResponse::Logs(Err(e)) => assert!(e.contains("nosuchtask"), "{e}"),
+        other => panic!("the leader's log request got {other:?}\n{}", s.log_tails()),
+    }
+    match call(&s.lab, "vm2", leader.clone(), old_config, logs()).unwrap() {
+        PeerResponse::Error(e) => assert_eq!(e, WORKER_REFUSED),
+        other => panic!("the leader served a demoted manager's log request: {other:?}"),
+    }
+    assert_eq!(leader_id.role, shoal_ca::Role::Manager);
+
+    // vm2's own CLI is refused too (by the leader, or by vm2 once it took the demotion).
+    let err = s.fails("vm2", &["node", "ls"]);
+    assert!(err.contains(WORKER_REFUSED), "{err}");
+    // Once vm2 itself has taken the demotion, promote it again: it gets a new
+    // certificate, joins Raft and serves manager APIs.
+    let vm2_root = shoal_control::daemon::files::DataRoot(s.lab.data_root("vm2"));
+    wait_until("vm2 took its demotion", Duration::from_secs(20), || {
+        let m = vm2_root.load_membership().ok()??;
+        (m.role == shoal_control::types::Role::Worker).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
+    s.ok("vm1", &["node", "promote", "vm2"]);
+    wait_until("vm2 reachable again", Duration::from_secs(30), || {
+        let rows = s.nodes("vm1")?;
+        rows.iter()
+            .any(|r| r.0 == "vm2" && r.1 == "Ready" && r.3 == "Reachable")
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:?}\n{}", s.nodes("vm1"), s.log_tails()));
+    wait_until("vm2 answers node ls", Duration::from_secs(20), || {
+        (s.nodes("vm2")?.len() == 3).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
 }

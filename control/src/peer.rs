@@ -132,6 +132,10 @@ pub enum PeerResponse {
         /// What the node's load balancer serves.
         #[serde(default)]
         lb: LbView,
+        /// Node IDs of the cluster's managers: whose manager certificates this node
+        /// honours (a demoted manager still holds one).
+        #[serde(default)]
+        managers: Vec<String>,
     },
     Logs(Result<Vec<u8>, String>),
     LbReport(Result<crate::api::LbReport, String>),

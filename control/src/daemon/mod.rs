@@ -126,6 +126,11 @@ pub struct Daemon {
     pub(crate) leader_hint: Mutex<Option<String>>,
     /// Idle connections to the leader for forwarded API calls (one per call in flight).
     pub(crate) leader_pool: Mutex<Vec<PeerClient>>,
+    /// The cluster's manager node IDs as the leader last sent them with this node's
+    /// assignments (None before the first): whose manager certificates count here when
+    /// this node has no cluster state of its own (see `is_cluster_manager`).
+    pub(crate) known_managers:
+        tokio::sync::watch::Sender<Option<std::collections::HashSet<String>>>,
     pub(crate) dispatcher: Mutex<Dispatcher>,
     pub(crate) metrics: Metrics,
     /// The node's load balancer, for `/metrics` and `shoal debug lb`.
@@ -173,6 +178,7 @@ impl Daemon {
             manager: Mutex::new(None),
             leader_hint: Mutex::new(None),
             leader_pool: Mutex::new(Vec::new()),
+            known_managers: tokio::sync::watch::channel(None).0,
             dispatcher: Mutex::new(Dispatcher::default()),
             metrics: Metrics::new(),
             lb_status: lb_report::LbStatus::default(),
@@ -217,6 +223,34 @@ impl Daemon {
 
     pub(crate) fn manager(&self) -> Option<Arc<Manager>> {
         lock(&self.manager).clone()
+    }
+
+    /// Whether node `node_id` is a manager of the cluster now: in this node's replicated
+    /// state if it is a manager that knows the node (the leader's is the cluster's, a
+    /// follower's trails it by moments), else in the managers the leader sends with this
+    /// node's assignments (a worker, or a manager whose Raft is still catching up). When
+    /// that list does not have the node (or has not come yet: a node that just started
+    /// or joined), the next one is awaited: the worker loop brings one at least every
+    /// half second while the leader is reachable. Unknown is no.
+    pub(crate) async fn is_cluster_manager(&self, node_id: &str) -> bool {
+        if let Some(mgr) = self.manager() {
+            let role = mgr
+                .sm
+                .read(|d| d.state.nodes.get(node_id).map(|n| n.is_manager()));
+            if let Some(is) = role {
+                return is;
+            }
+        }
+        let mut known = self.known_managers.subscribe();
+        let listed = |k: &Option<std::collections::HashSet<String>>| {
+            k.as_ref().is_some_and(|m| m.contains(node_id))
+        };
+        if listed(&known.borrow_and_update()) {
+            return true;
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), known.changed()).await;
+        let is = listed(&known.borrow());
+        is
     }
 
     pub(crate) fn set_membership(&self, m: Option<Membership>) -> Result<(), String> {
@@ -293,6 +327,7 @@ impl Daemon {
             mgr.shutdown().await;
         }
         lock(&self.leader_pool).clear();
+        self.known_managers.send_replace(None);
         *lock(&self.leader_hint) = None;
     }
 }

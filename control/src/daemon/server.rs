@@ -200,8 +200,8 @@ async fn serve_conn(
             tty,
         } = req
         {
-            if !identity.as_ref().is_some_and(|i| i.role == Role::Manager) {
-                let refusal = super::exec::ExecFrame::Error(msg::NOT_MANAGER_WORKER.into());
+            if let Err(e) = check_manager(&daemon, identity.as_ref()).await {
+                let refusal = super::exec::ExecFrame::Error(e);
                 return wire::send(&mut conn, &refusal)
                     .await
                     .map_err(|e| e.to_string());
@@ -225,6 +225,23 @@ async fn serve_conn(
             return Ok(());
         }
     }
+}
+
+/// Whether the peer may use a manager's rights here: its certificate says manager *and*
+/// the cluster, as this node knows it, still has its node as a manager. A manager that was
+/// demoted (or removed) keeps its certificate until it expires; the role is what counts.
+async fn check_manager(daemon: &Daemon, identity: Option<&NodeIdentity>) -> Result<(), String> {
+    let Some(id) = identity.filter(|i| i.role == Role::Manager) else {
+        return Err(msg::NOT_MANAGER_WORKER.into());
+    };
+    if daemon.is_cluster_manager(&id.node_id).await {
+        return Ok(());
+    }
+    tracing::warn!(
+        node = %id.node_id,
+        "refused a manager certificate: the node is not a manager of the swarm (demoted or removed)"
+    );
+    Err(msg::NOT_MANAGER_WORKER.into())
 }
 
 /// How long an agent's assignment poll waits for a change.
@@ -275,15 +292,15 @@ async fn handle(
 ) -> PeerResponse {
     if let PeerRequest::TaskLogs { task_id, tail } = &req {
         // Any node serves its tasks' logs, to managers only.
-        if !identity.is_some_and(|i| i.role == Role::Manager) {
-            return PeerResponse::Error(msg::NOT_MANAGER_WORKER.into());
+        if let Err(e) = check_manager(daemon, identity).await {
+            return PeerResponse::Error(e);
         }
         return PeerResponse::Logs(read_log(daemon, task_id, *tail));
     }
     if let PeerRequest::LbReport = &req {
         // Any node serves its load balancer's report, to managers only.
-        if !identity.is_some_and(|i| i.role == Role::Manager) {
-            return PeerResponse::Error(msg::NOT_MANAGER_WORKER.into());
+        if let Err(e) = check_manager(daemon, identity).await {
+            return PeerResponse::Error(e);
         }
         return PeerResponse::LbReport(
             daemon
@@ -330,11 +347,19 @@ async fn handle(
             PeerResponse::Vote(mgr.raft.vote(rpc).await)
         }
         PeerRequest::InstallSnapshot(rpc) if is_manager_peer => {
+            if !accepts_raft_from(&mgr, rpc.vote.leader_id().voted_for()) {
+                return PeerResponse::Error("not a member of this raft group".into());
+            }
             PeerResponse::InstallSnapshot(mgr.raft.install_snapshot(rpc).await)
         }
         PeerRequest::Api { request, asked_on } if is_manager_peer => {
             if !mgr.is_leader() {
                 return not_leader(daemon);
+            }
+            // Served on the leader, whose state is the cluster's: a demoted manager's
+            // certificate still says manager, its node no longer is.
+            if let Err(e) = check_manager(daemon, identity).await {
+                return PeerResponse::Api(Err(ApiError::daemon(e)));
             }
             PeerResponse::Api(daemon.serve_manager_api(&mgr, request, &asked_on).await)
         }
@@ -395,7 +420,7 @@ async fn handle(
             if *applied.borrow() <= since {
                 let _ = tokio::time::timeout(ASSIGNMENT_POLL, applied.changed()).await;
             }
-            let (index, tasks, networks, lb) = mgr.sm.read(|d| {
+            let (index, tasks, networks, lb, managers) = mgr.sm.read(|d| {
                 let index = d.last_applied.map(|l| l.index).unwrap_or(0);
                 let tasks: Vec<_> = d
                     .state
@@ -424,13 +449,15 @@ async fn handle(
                     );
                 }
                 let networks = crate::peer::net_views_of(&d.state, ids);
-                (index, tasks, networks, lb)
+                let managers = d.state.managers().map(|n| n.id.clone()).collect();
+                (index, tasks, networks, lb, managers)
             });
             PeerResponse::Assignments {
                 index,
                 tasks,
                 networks,
                 lb,
+                managers,
             }
         }
         PeerRequest::ReportTasks(reports) => {

@@ -69,8 +69,12 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
                 tasks,
                 networks,
                 lb,
+                managers,
             }) => {
                 since = index;
+                daemon
+                    .known_managers
+                    .send_replace(Some(managers.into_iter().collect()));
                 apply_assignments(&daemon, &executor, &mut local, tasks).await;
                 net.program(&daemon, &local, &networks, &lb).await;
                 dns.update(&daemon, &local, &networks).await;
