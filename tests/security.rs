@@ -173,6 +173,8 @@ fn a_demoted_managers_certificate_is_refused() {
     let logs = || PeerRequest::TaskLogs {
         task_id: "nosuchtask".into(),
         tail: None,
+        from: None,
+        max: None,
     };
     let on_vm3 = |config: Arc<rustls::ClientConfig>| {
         let vm3 = vm3.clone();
@@ -195,7 +197,7 @@ fn a_demoted_managers_certificate_is_refused() {
         other => panic!("a worker served a demoted manager: {other:?}"),
     }
     match on_vm3(leader_config) {
-        PeerResponse::Logs(Err(e)) => assert!(e.contains("nosuchtask"), "{e}"),
+        PeerResponse::LogChunk(Err(e)) => assert!(e.contains("nosuchtask"), "{e}"),
         other => panic!("the leader's log request got {other:?}\n{}", s.log_tails()),
     }
     match call(&s.lab, "vm2", leader.clone(), old_config, logs()).unwrap() {

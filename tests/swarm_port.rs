@@ -1,7 +1,8 @@
 //! The swarm port's defences, over real sockets in a lab: connections over the per-IP cap
 //! are closed at once, silent ones after the handshake timeout, idle authenticated ones
-//! after the idle timeout (while the cluster keeps working), and a huge frame from a
-//! peer without a certificate is refused without the daemon's memory growing.
+//! after the idle timeout (while the cluster keeps working), a huge frame from a peer
+//! without a certificate is refused without the daemon's memory growing, and a large
+//! task log comes through `service logs` whole.
 
 mod common;
 
@@ -218,4 +219,60 @@ fn a_huge_unauthenticated_frame_is_refused_without_memory() {
     assert_eq!(refused, 3, "a huge unauthenticated frame was taken in");
     // The node still works, and a real join (which fits the small limit) too.
     assert_eq!(s.nodes("vm1").unwrap().len(), 1);
+}
+
+#[test]
+fn service_logs_of_a_large_log() {
+    let s = Swarm::lab("logs", 2);
+    s.form(&[("vm2", "worker")]);
+    // 200,000 lines of 100 bytes (20 MB) on the worker, then the task waits.
+    let pad = "x".repeat(92);
+    let script = format!("seq -w 1 200000 | sed 's/$/ {pad}/'; echo done; sleep 3600");
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "chatty",
+            "--constraint",
+            "node.role == worker",
+            "busybox",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    s.wait_running("chatty", 1);
+    wait_until("the task wrote its log", Duration::from_secs(60), || {
+        let out = s.ok("vm1", &["service", "logs", "--tail", "1", "chatty"]);
+        out.trim_end().ends_with("| done").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
+
+    let out = s.shoal("vm1", &["service", "logs", "chatty"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 200_001, "{}", s.log_tail("vm1"));
+    for (i, l) in lines[..200_000].iter().enumerate() {
+        let (prefix, body) = l.split_once("    | ").expect("prefixed line");
+        assert!(prefix.starts_with("chatty.1."), "{l}");
+        assert_eq!(body, format!("{:06} {pad}", i + 1), "line {i}");
+    }
+    let tail = s.ok("vm1", &["service", "logs", "--tail", "3", "chatty"]);
+    let tail: Vec<&str> = tail
+        .lines()
+        .map(|l| l.split_once("    | ").unwrap().1)
+        .collect();
+    assert_eq!(tail.len(), 3);
+    assert!(
+        tail[0].starts_with("199999 ") && tail[2] == "done",
+        "{tail:?}"
+    );
 }

@@ -151,9 +151,13 @@ pub enum ApiRequest {
     Inspect {
         references: Vec<String>,
     },
+    /// A page of logs: from `cursor` (where the previous page ended), or from the start
+    /// (the last `tail` lines) of each task not in it.
     Logs {
         reference: String,
         tail: Option<usize>,
+        #[serde(default)]
+        cursor: Option<LogCursor>,
     },
     StackDeploy(StackDeploy),
     /// Run a command in a running task (the connection then carries exec frames).
@@ -258,6 +262,16 @@ impl ApiRequest {
     }
 }
 
+/// How much of each task's log a `service logs` reader has had: task ID -> byte offset.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct LogCursor {
+    pub offsets: std::collections::BTreeMap<String, u64>,
+}
+
+/// About how many bytes one page of `service logs` carries (each reply and each frame
+/// stays far below the frame limit, however large the log).
+pub const LOG_PAGE: usize = 1 << 20;
+
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Info {
     pub node_id: Option<String>,
@@ -317,8 +331,15 @@ pub enum ApiReply {
     Objects {
         objects: Vec<Result<Value, String>>,
     },
+    /// A page of logs (at most about `LOG_PAGE` bytes); `more`: ask again with `cursor`
+    /// for the rest. Follow polls with the last cursor.
     Logs {
+        #[serde(with = "crate::wire::base64_bytes")]
         text: Vec<u8>,
+        #[serde(default)]
+        cursor: LogCursor,
+        #[serde(default)]
+        more: bool,
     },
     /// What stack deploy / rm did, in docker's words, one line each.
     Lines {

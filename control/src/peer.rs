@@ -97,7 +97,14 @@ pub enum PeerRequest {
     /// A manager asks the node running a task for its log.
     TaskLogs {
         task_id: String,
+        /// Without `from`: start at the last `tail` lines (all without it).
         tail: Option<usize>,
+        /// Start at this byte of the log (where the previous chunk ended).
+        #[serde(default)]
+        from: Option<u64>,
+        /// At most this many bytes (the node caps it too).
+        #[serde(default)]
+        max: Option<u64>,
     },
     /// A manager asks a node for its load balancer's report (`shoal debug lb NODE`).
     LbReport,
@@ -137,7 +144,7 @@ pub enum PeerResponse {
         #[serde(default)]
         managers: Vec<String>,
     },
-    Logs(Result<Vec<u8>, String>),
+    LogChunk(Result<LogChunk, String>),
     LbReport(Result<crate::api::LbReport, String>),
     Done,
     /// Only the leader serves this; here is where it is (if known).
@@ -145,6 +152,17 @@ pub enum PeerResponse {
         leader: Option<String>,
     },
     Error(String),
+}
+
+/// A piece of a task's log (see `PeerRequest::TaskLogs`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct LogChunk {
+    #[serde(with = "crate::wire::base64_bytes")]
+    pub data: Vec<u8>,
+    /// The offset of `data` in the log.
+    pub start: u64,
+    /// The log's size when it was read.
+    pub size: u64,
 }
 
 /// A network as an agent needs it to program its data plane.

@@ -137,6 +137,24 @@ where
     recv(conn).await
 }
 
+/// Bytes as base64 in JSON (serde's default for `Vec<u8>` is an array of numbers, three
+/// to four times larger): `#[serde(with = "crate::wire::base64_bytes")]`.
+pub mod base64_bytes {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +196,16 @@ mod tests {
         buf.extend_from_slice(b"abc");
         assert!(big.decode(&mut buf).unwrap().is_none());
         assert!(buf.capacity() < 1024, "reserved {}", buf.capacity());
+    }
+
+    #[test]
+    fn base64_bytes_are_compact() {
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Blob(#[serde(with = "base64_bytes")] Vec<u8>);
+        let data: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+        let json = serde_json::to_vec(&Blob(data.clone())).unwrap();
+        assert!(json.len() < data.len() * 4 / 3 + 8, "{}", json.len());
+        let back: Blob = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back.0, data);
     }
 }

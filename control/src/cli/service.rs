@@ -664,41 +664,39 @@ pub async fn run(host: &str, cmd: ServiceCommand) -> CliResult {
                         .map_err(|_| ApiError::plain(format!("invalid tail value {n}")))?,
                 ),
             };
-            let mut seen = 0usize;
+            // Page by page (each reply about 1 MiB, however large the logs); with
+            // --follow, then poll for what is new from where the last page ended.
+            let mut cursor = None;
+            let mut tail = tail;
             loop {
-                let text = match call(
+                let (text, next, more) = match call(
                     host,
                     ApiRequest::Logs {
                         reference: service.clone(),
-                        tail: if follow { None } else { tail },
+                        tail,
+                        cursor: cursor.take(),
                     },
                 )
                 .await?
                 {
-                    ApiReply::Logs { text } => text,
+                    ApiReply::Logs { text, cursor, more } => (text, cursor, more),
                     other => return Err(unexpected(other)),
                 };
                 use std::io::Write;
                 let mut out = std::io::stdout();
-                if !follow {
-                    let _ = out.write_all(&text);
+                if out.write_all(&text).and_then(|()| out.flush()).is_err() {
+                    // The reader went away (`| head`): done.
                     return Ok(());
                 }
-                // Follow: print what is new since the last poll.
-                let start = if seen == 0 {
-                    match tail {
-                        Some(n) => {
-                            let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
-                            text.len() - lines.iter().rev().take(n).map(|l| l.len()).sum::<usize>()
-                        }
-                        None => 0,
-                    }
-                } else {
-                    seen.min(text.len())
-                };
-                let _ = out.write_all(&text[start..]);
-                let _ = out.flush();
-                seen = text.len();
+                cursor = Some(next);
+                if more {
+                    continue;
+                }
+                if !follow {
+                    return Ok(());
+                }
+                // Tasks that start later are shown from their first line.
+                tail = None;
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
         }

@@ -19,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::{Daemon, SwarmPortLimits};
 use crate::api::{msg, ApiError};
-use crate::peer::{PeerRequest, PeerResponse};
+use crate::peer::{LogChunk, PeerRequest, PeerResponse};
 use crate::types::Role;
 use crate::wire;
 
@@ -247,35 +247,85 @@ async fn check_manager(daemon: &Daemon, identity: Option<&NodeIdentity>) -> Resu
 /// How long an agent's assignment poll waits for a change.
 const ASSIGNMENT_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
-fn read_log(daemon: &Daemon, task_id: &str, tail: Option<usize>) -> Result<Vec<u8>, String> {
+/// Most bytes of a task's log a `TaskLogs` reply carries (base64 makes it 4/3 larger).
+pub(crate) const LOG_CHUNK: usize = 256 << 10;
+
+/// A piece of a task's log: from byte `from`, or (without it) from the start of its last
+/// `tail` lines, or the start; at most `max` bytes, ending at a line's end when there is
+/// more (unless one line is longer than `max`). Reads only what it returns (and, for
+/// `tail`, the end of the file backwards), never the whole log.
+pub(crate) fn read_log_chunk(
+    root: &super::files::DataRoot,
+    task_id: &str,
+    from: Option<u64>,
+    tail: Option<usize>,
+    max: usize,
+) -> Result<LogChunk, String> {
+    use std::io::{Read, Seek, SeekFrom};
     if task_id.is_empty() || !task_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(format!("task {task_id} not found"));
     }
-    let path = daemon.root.path("tasks").join(task_id).join("log");
-    let bytes = std::fs::read(&path).map_err(|e| format!("task {task_id}: log: {e}"))?;
-    Ok(match tail {
-        Some(n) => last_lines(&bytes, n).to_vec(),
-        None => bytes,
-    })
-}
-
-/// The last `n` lines of a log (`--tail n`); none for 0, as docker.
-fn last_lines(text: &[u8], n: usize) -> &[u8] {
-    if n == 0 {
-        return &[];
-    }
-    let mut cut = text.len();
-    let mut lines = 0;
-    while cut > 0 {
-        if text[cut - 1] == b'\n' && cut != text.len() {
-            lines += 1;
-            if lines == n {
-                break;
+    let path = root.path("tasks").join(task_id).join("log");
+    let io = |e: std::io::Error| format!("task {task_id}: log: {e}");
+    let mut file = std::fs::File::open(&path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    let start = match (from, tail) {
+        // A log shorter than the offset was replaced: start over.
+        (Some(o), _) => {
+            if o > size {
+                0
+            } else {
+                o
             }
         }
-        cut -= 1;
+        (None, Some(n)) => tail_start(&mut file, size, n).map_err(io)?,
+        (None, None) => 0,
+    };
+    let len = usize::try_from(size - start).unwrap_or(usize::MAX).min(max);
+    let mut data = vec![0u8; len];
+    file.seek(SeekFrom::Start(start)).map_err(io)?;
+    file.read_exact(&mut data).map_err(io)?;
+    if start + (len as u64) < size {
+        if let Some(nl) = data.iter().rposition(|b| *b == b'\n') {
+            data.truncate(nl + 1);
+        }
     }
-    &text[cut..]
+    Ok(LogChunk { data, start, size })
+}
+
+/// Where the last `n` lines of a log of `size` bytes begin (`--tail n`; none for 0, as
+/// docker), reading backwards in blocks.
+fn tail_start<R: std::io::Read + std::io::Seek>(
+    r: &mut R,
+    size: u64,
+    n: usize,
+) -> std::io::Result<u64> {
+    use std::io::SeekFrom;
+    if n == 0 {
+        return Ok(size);
+    }
+    const BLOCK: u64 = 64 << 10;
+    let mut buf = vec![0u8; BLOCK as usize];
+    let mut end = size;
+    let mut lines = 0;
+    while end > 0 {
+        let begin = end.saturating_sub(BLOCK);
+        let block = &mut buf[..(end - begin) as usize];
+        r.seek(SeekFrom::Start(begin))?;
+        r.read_exact(block)?;
+        for i in (0..block.len()).rev() {
+            let at = begin + i as u64;
+            // A newline ends a line; the log's own final newline starts none.
+            if block[i] == b'\n' && at + 1 != size {
+                lines += 1;
+                if lines == n {
+                    return Ok(at + 1);
+                }
+            }
+        }
+        end = begin;
+    }
+    Ok(0)
 }
 
 fn not_leader(daemon: &Daemon) -> PeerResponse {
@@ -290,12 +340,19 @@ async fn handle(
     identity: Option<&NodeIdentity>,
     peer_ip: &str,
 ) -> PeerResponse {
-    if let PeerRequest::TaskLogs { task_id, tail } = &req {
+    if let PeerRequest::TaskLogs {
+        task_id,
+        tail,
+        from,
+        max,
+    } = &req
+    {
         // Any node serves its tasks' logs, to managers only.
         if let Err(e) = check_manager(daemon, identity).await {
             return PeerResponse::Error(e);
         }
-        return PeerResponse::Logs(read_log(daemon, task_id, *tail));
+        let max = max.map_or(LOG_CHUNK, |m| (m as usize).clamp(1, LOG_CHUNK));
+        return PeerResponse::LogChunk(read_log_chunk(&daemon.root, task_id, *from, *tail, max));
     }
     if let PeerRequest::LbReport = &req {
         // Any node serves its load balancer's report, to managers only.
@@ -507,8 +564,14 @@ fn accepts_raft_from(mgr: &super::Manager, sender: Option<u64>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Cursor;
 
-    /// `service logs --tail N`: the last N lines; `--tail 0` none at all.
+    /// The reference for `--tail N`: the last N lines; `--tail 0` none at all.
+    fn last_lines(text: &[u8], n: usize) -> &[u8] {
+        let start = tail_start(&mut Cursor::new(text), text.len() as u64, n).unwrap();
+        &text[start as usize..]
+    }
+
     #[test]
     fn tail_keeps_the_last_lines() {
         let log = b"one\ntwo\nthree\n";
@@ -518,6 +581,61 @@ mod tests {
         assert_eq!(last_lines(log, 9), log);
         assert_eq!(last_lines(b"a\nb", 1), b"b");
         assert_eq!(last_lines(b"", 3), b"");
+    }
+
+    /// Across the 64 KiB blocks it reads backwards in, the tail is the same as counting
+    /// lines in memory.
+    #[test]
+    fn tail_across_blocks_matches_counting_lines() {
+        let text: Vec<u8> = (0..30_000)
+            .flat_map(|i| format!("line {i} {}\n", "x".repeat(i % 17)).into_bytes())
+            .collect();
+        assert!(text.len() > 3 * (64 << 10));
+        for n in [1, 2, 999, 5_000, 29_999, 30_000, 40_000] {
+            let want: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
+            let want: Vec<u8> = want[want.len().saturating_sub(n)..].concat();
+            assert_eq!(last_lines(&text, n), &want[..], "tail {n}");
+        }
+    }
+
+    fn root_with_log(log: &[u8]) -> (tempfile::TempDir, super::super::files::DataRoot) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = super::super::files::DataRoot(dir.path().to_path_buf());
+        let task = root.path("tasks").join("t1");
+        std::fs::create_dir_all(&task).unwrap();
+        std::fs::write(task.join("log"), log).unwrap();
+        (dir, root)
+    }
+
+    /// A log larger than one chunk comes whole in pieces that end at line ends; with
+    /// `tail`, the first piece starts at the last lines.
+    #[test]
+    fn log_chunks_cover_the_log_in_whole_lines() {
+        let log: Vec<u8> = (0..100)
+            .flat_map(|i| format!("{i:03} abcdefgh\n").into_bytes())
+            .collect();
+        let (_dir, root) = root_with_log(&log);
+        let mut got = Vec::new();
+        let mut from = None;
+        loop {
+            let c = read_log_chunk(&root, "t1", from, None, 50).unwrap();
+            assert_eq!(c.start, from.unwrap_or(0));
+            assert_eq!(c.size, log.len() as u64);
+            assert!(c.data.ends_with(b"\n") && c.data.len() <= 50, "{c:?}");
+            got.extend_from_slice(&c.data);
+            from = Some(c.start + c.data.len() as u64);
+            if from == Some(c.size) {
+                break;
+            }
+        }
+        assert_eq!(got, log);
+        let c = read_log_chunk(&root, "t1", None, Some(2), 1 << 20).unwrap();
+        assert_eq!(c.data, b"098 abcdefgh\n099 abcdefgh\n");
+        // A line longer than the chunk still makes progress.
+        let (_dir, root) = root_with_log(&[b'x'; 200]);
+        let c = read_log_chunk(&root, "t1", None, None, 64).unwrap();
+        assert_eq!(c.data.len(), 64);
+        assert!(read_log_chunk(&root, "../t1", None, None, 64).is_err());
     }
 
     /// Over the overall or the per-IP cap a connection is refused; a closed one frees its

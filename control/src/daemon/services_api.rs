@@ -9,7 +9,7 @@ use serde_json::Value;
 use shoal_spec::{Constraint, Mount, ServiceSpec, TaskState};
 
 use super::{Daemon, Manager};
-use crate::api::{ApiError, ApiReply, ApiRequest, ApiResult, StackDeploy};
+use crate::api::{ApiError, ApiReply, ApiRequest, ApiResult, LogCursor, StackDeploy, LOG_PAGE};
 use crate::orchestrator::{updated_service, MAX_REPLICAS};
 use crate::peer::{PeerClient, PeerRequest, PeerResponse};
 use crate::services::{ServiceRecord, UpdateState, UpdateStatus};
@@ -406,7 +406,11 @@ impl Daemon {
                     .collect();
                 Ok(ApiReply::Objects { objects })
             }
-            ApiRequest::Logs { reference, tail } => self.gather_logs(mgr, &reference, tail).await,
+            ApiRequest::Logs {
+                reference,
+                tail,
+                cursor,
+            } => self.gather_logs(mgr, &reference, tail, cursor).await,
             ApiRequest::TaskLocation { reference } => {
                 let state = mgr.read_state().await?;
                 let task = state
@@ -577,7 +581,16 @@ impl Daemon {
         Ok(ApiReply::Lines { lines })
     }
 
-    async fn gather_logs(&self, mgr: &Manager, reference: &str, tail: Option<usize>) -> ApiResult {
+    /// One page of logs of a service's (or one task's) tasks, task after task: each
+    /// task's log from where `cursor` says the reader is (or its last `tail` lines), in
+    /// chunks from the task's node, until about `LOG_PAGE` bytes are out.
+    async fn gather_logs(
+        &self,
+        mgr: &Manager,
+        reference: &str,
+        tail: Option<usize>,
+        cursor: Option<LogCursor>,
+    ) -> ApiResult {
         let state = mgr.read_state().await?;
         let tasks: Vec<_> = match state.resolve_service(reference) {
             Ok(s) => {
@@ -602,31 +615,12 @@ impl Daemon {
             },
         };
         let me = self.membership().map(|m| m.node_id).unwrap_or_default();
+        let mut cursor = cursor.unwrap_or_default();
         let mut out = Vec::new();
-        for t in tasks {
+        let mut more = false;
+        'tasks: for t in tasks {
             let Some(node) = state.nodes.get(&t.node_id) else {
                 continue;
-            };
-            let bytes = if node.id == me {
-                std::fs::read(self.root.path("tasks").join(&t.id).join("log"))
-                    .map_err(|e| e.to_string())
-            } else {
-                let mut c =
-                    PeerClient::to_node(node.listen_addr.clone(), &node.id, self.tls.clone());
-                match c
-                    .call(
-                        &PeerRequest::TaskLogs {
-                            task_id: t.id.clone(),
-                            tail,
-                        },
-                        Duration::from_secs(5),
-                    )
-                    .await
-                {
-                    Ok(PeerResponse::Logs(r)) => r,
-                    Ok(other) => Err(format!("{other:?}")),
-                    Err(e) => Err(e.to_string()),
-                }
             };
             let prefix = format!(
                 "{}.{}@{}    | ",
@@ -634,21 +628,67 @@ impl Daemon {
                 &t.id[..12.min(t.id.len())],
                 node.display_name()
             );
-            match bytes {
-                Ok(b) => {
-                    let text = String::from_utf8_lossy(&b);
-                    let lines: Vec<&str> = text.lines().collect();
-                    let from = tail.map(|n| lines.len().saturating_sub(n)).unwrap_or(0);
-                    for l in &lines[from..] {
-                        out.extend_from_slice(prefix.as_bytes());
-                        out.extend_from_slice(l.as_bytes());
+            let mut client = (node.id != me)
+                .then(|| PeerClient::to_node(node.listen_addr.clone(), &node.id, self.tls.clone()));
+            loop {
+                if out.len() >= LOG_PAGE {
+                    more = true;
+                    break 'tasks;
+                }
+                let from = cursor.offsets.get(&t.id).copied();
+                let tail = if from.is_none() { tail } else { None };
+                let chunk = match client.as_mut() {
+                    None => super::server::read_log_chunk(
+                        &self.root,
+                        &t.id,
+                        from,
+                        tail,
+                        super::server::LOG_CHUNK,
+                    ),
+                    Some(c) => match c
+                        .call(
+                            &PeerRequest::TaskLogs {
+                                task_id: t.id.clone(),
+                                tail,
+                                from,
+                                max: Some(super::server::LOG_CHUNK as u64),
+                            },
+                            Duration::from_secs(5),
+                        )
+                        .await
+                    {
+                        Ok(PeerResponse::LogChunk(r)) => r,
+                        Ok(PeerResponse::Error(e)) => Err(e),
+                        Ok(other) => Err(format!("{other:?}")),
+                        Err(e) => Err(e.to_string()),
+                    },
+                };
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::debug!(task = %t.id, error = %e, "logs");
+                        continue 'tasks;
+                    }
+                };
+                let end = chunk.start + chunk.data.len() as u64;
+                for line in chunk.data.split_inclusive(|b| *b == b'\n') {
+                    out.extend_from_slice(prefix.as_bytes());
+                    out.extend_from_slice(line);
+                    if !line.ends_with(b"\n") {
                         out.push(b'\n');
                     }
                 }
-                Err(e) => tracing::debug!(task = %t.id, error = %e, "logs"),
+                cursor.offsets.insert(t.id.clone(), end);
+                if end >= chunk.size || chunk.data.is_empty() {
+                    continue 'tasks;
+                }
             }
         }
-        Ok(ApiReply::Logs { text: out })
+        Ok(ApiReply::Logs {
+            text: out,
+            cursor,
+            more,
+        })
     }
 }
 
