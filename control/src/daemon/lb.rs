@@ -152,6 +152,19 @@ const PROBE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 /// manager's business, after the much longer heartbeat grace.
 const PROBE_DOWN_AFTER: std::time::Duration = std::time::Duration::from_millis(400);
 const PROBE_MAGIC: &[u8; 8] = b"SHOALPRB";
+/// A probe: magic, [`KIND_PROBE`], an 8-byte random nonce. The answer is the
+/// same with [`KIND_ANSWER`], echoing the nonce.
+const PROBE_LEN: usize = 17;
+const KIND_PROBE: u8 = 2;
+const KIND_ANSWER: u8 = 3;
+/// The nonce-less probe of earlier versions (magic, 0); answered with (magic, 1)
+/// so such a peer still sees this node alive. Its answers never count here.
+const OLD_PROBE_LEN: usize = 9;
+const OLD_KIND_PROBE: u8 = 0;
+const OLD_KIND_ANSWER: u8 = 1;
+/// Probes in flight per node at most (older ones are forgotten, and their
+/// answers no longer count).
+const MAX_IN_FLIGHT: usize = 8;
 
 /// Liveness of the other nodes as the data plane sees it.
 #[derive(Default)]
@@ -161,6 +174,145 @@ pub(crate) struct Liveness {
     pub down: HashSet<String>,
 }
 
+/// What one probed node has shown of itself.
+struct Peer {
+    /// When the last probe it answered was sent (when it was first listed,
+    /// until it answers one): a node is given [`PROBE_DOWN_AFTER`] from there.
+    alive_at: std::time::Instant,
+    /// (nonce, sent at) of the probes it has not answered yet, oldest first.
+    in_flight: std::collections::VecDeque<(u64, std::time::Instant)>,
+}
+
+/// The probing logic without the socket: which probes to send, what an
+/// incoming datagram means, and which nodes are down.
+///
+/// An answer counts only if it comes from a listed node's address and
+/// [`PROBE_PORT`] and echoes the nonce of a probe sent to that node that is
+/// neither answered already nor older than [`PROBE_DOWN_AFTER`]. So a forged
+/// answer must guess a fresh 64-bit nonce, and nothing but listed nodes is
+/// ever remembered.
+pub(crate) struct Prober {
+    my_addr: Ipv4Addr,
+    nodes: Vec<(String, Ipv4Addr)>,
+    peers: std::collections::HashMap<Ipv4Addr, Peer>,
+}
+
+impl Prober {
+    pub(crate) fn new(my_addr: Ipv4Addr) -> Prober {
+        Prober {
+            my_addr,
+            nodes: Vec::new(),
+            peers: Default::default(),
+        }
+    }
+
+    /// Takes the current node list: nodes no longer listed are forgotten, new
+    /// ones are given [`PROBE_DOWN_AFTER`] from `now` to answer.
+    pub(crate) fn set_nodes(&mut self, nodes: &[(String, Ipv4Addr)], now: std::time::Instant) {
+        if self.nodes == nodes {
+            return;
+        }
+        self.nodes = nodes.to_vec();
+        let my_addr = self.my_addr;
+        let listed: HashSet<Ipv4Addr> = nodes
+            .iter()
+            .map(|(_, a)| *a)
+            .filter(|a| *a != my_addr)
+            .collect();
+        self.peers.retain(|a, _| listed.contains(a));
+        for a in listed {
+            self.peers.entry(a).or_insert_with(|| Peer {
+                alive_at: now,
+                in_flight: Default::default(),
+            });
+        }
+    }
+
+    /// One round: a probe with a fresh nonce for every other listed node.
+    pub(crate) fn probes(
+        &mut self,
+        now: std::time::Instant,
+        mut nonce: impl FnMut() -> u64,
+    ) -> Vec<(std::net::SocketAddrV4, [u8; PROBE_LEN])> {
+        let mut out = Vec::with_capacity(self.peers.len());
+        for (addr, peer) in &mut self.peers {
+            while peer.in_flight.len() >= MAX_IN_FLIGHT
+                || peer
+                    .in_flight
+                    .front()
+                    .is_some_and(|(_, sent)| now.duration_since(*sent) > PROBE_DOWN_AFTER)
+            {
+                peer.in_flight.pop_front();
+            }
+            let n = nonce();
+            peer.in_flight.push_back((n, now));
+            out.push((
+                std::net::SocketAddrV4::new(*addr, PROBE_PORT),
+                probe_message(KIND_PROBE, n),
+            ));
+        }
+        out
+    }
+
+    /// What a datagram from `from` means: a probe gets its answer (returned, to
+    /// send back to `from`); an answer to one of our probes in flight marks its
+    /// node alive as of when that probe was sent; anything else is ignored.
+    pub(crate) fn receive(&mut self, from: std::net::SocketAddr, msg: &[u8]) -> Option<Vec<u8>> {
+        if msg.len() < OLD_PROBE_LEN || &msg[..8] != PROBE_MAGIC {
+            return None;
+        }
+        match (msg.len(), msg[8]) {
+            (PROBE_LEN, KIND_PROBE) => Some(vec_with_kind(msg, KIND_ANSWER)),
+            (OLD_PROBE_LEN, OLD_KIND_PROBE) => Some(vec_with_kind(msg, OLD_KIND_ANSWER)),
+            (PROBE_LEN, KIND_ANSWER) => {
+                let std::net::SocketAddr::V4(from) = from else {
+                    return None;
+                };
+                if from.port() != PROBE_PORT {
+                    return None;
+                }
+                let nonce = u64::from_be_bytes(msg[9..PROBE_LEN].try_into().ok()?);
+                let peer = self.peers.get_mut(from.ip())?;
+                let i = peer.in_flight.iter().position(|(n, _)| *n == nonce)?;
+                let sent = peer.in_flight[i].1;
+                // This probe and every older one are settled: none counts again.
+                peer.in_flight.drain(..=i);
+                peer.alive_at = peer.alive_at.max(sent);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// The listed nodes (other than this one) that answered no probe sent in
+    /// the last [`PROBE_DOWN_AFTER`].
+    pub(crate) fn down(&self, now: std::time::Instant) -> HashSet<String> {
+        self.nodes
+            .iter()
+            .filter(|(_, a)| {
+                self.peers
+                    .get(a)
+                    .is_some_and(|p| now.duration_since(p.alive_at) > PROBE_DOWN_AFTER)
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
+
+fn probe_message(kind: u8, nonce: u64) -> [u8; PROBE_LEN] {
+    let mut m = [0u8; PROBE_LEN];
+    m[..8].copy_from_slice(PROBE_MAGIC);
+    m[8] = kind;
+    m[9..].copy_from_slice(&nonce.to_be_bytes());
+    m
+}
+
+fn vec_with_kind(msg: &[u8], kind: u8) -> Vec<u8> {
+    let mut v = msg.to_vec();
+    v[8] = kind;
+    v
+}
+
 /// Answers other nodes' probes and probes them; calls `changed` with the new
 /// set of unreachable nodes whenever it changes. Runs until aborted.
 pub(crate) async fn probe_loop(
@@ -168,7 +320,6 @@ pub(crate) async fn probe_loop(
     liveness: std::sync::Arc<std::sync::Mutex<Liveness>>,
     changed: impl Fn(HashSet<String>) + Send + 'static,
 ) {
-    use std::collections::HashMap;
     use std::time::Instant;
     let socket = match tokio::net::UdpSocket::bind((my_addr, PROBE_PORT)).await {
         Ok(s) => s,
@@ -177,8 +328,7 @@ pub(crate) async fn probe_loop(
             return;
         }
     };
-    // A node is given PROBE_DOWN_AFTER from when it was first seen to answer.
-    let mut last_answer: HashMap<Ipv4Addr, Instant> = HashMap::new();
+    let mut prober = Prober::new(my_addr);
     let mut tick = tokio::time::interval(PROBE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = [0u8; 64];
@@ -187,26 +337,11 @@ pub(crate) async fn probe_loop(
             _ = tick.tick() => {
                 let nodes = super::lock(&liveness).nodes.clone();
                 let now = Instant::now();
-                for (_, a) in &nodes {
-                    last_answer.entry(*a).or_insert(now);
+                prober.set_nodes(&nodes, now);
+                for (to, probe) in prober.probes(now, rand::random) {
+                    let _ = socket.send_to(&probe, to).await;
                 }
-                for (_, addr) in &nodes {
-                    if *addr != my_addr {
-                        let mut probe = [0u8; 9];
-                        probe[..8].copy_from_slice(PROBE_MAGIC);
-                        let _ = socket.send_to(&probe, (*addr, PROBE_PORT)).await;
-                    }
-                }
-                let down: HashSet<String> = nodes
-                    .iter()
-                    .filter(|(_, a)| *a != my_addr)
-                    .filter(|(_, a)| {
-                        last_answer
-                            .get(a)
-                            .is_some_and(|t| now.duration_since(*t) > PROBE_DOWN_AFTER)
-                    })
-                    .map(|(id, _)| id.clone())
-                    .collect();
+                let down = prober.down(now);
                 let mut l = super::lock(&liveness);
                 if l.down != down {
                     tracing::info!(?down, "data-plane liveness changed");
@@ -217,15 +352,8 @@ pub(crate) async fn probe_loop(
             }
             got = socket.recv_from(&mut buf) => {
                 let Ok((n, from)) = got else { continue };
-                if n != 9 || &buf[..8] != PROBE_MAGIC {
-                    continue; // not ours: ignore garbage
-                }
-                let std::net::SocketAddr::V4(from4) = from else { continue };
-                if buf[8] == 0 {
-                    buf[8] = 1;
-                    let _ = socket.send_to(&buf[..9], from).await;
-                } else {
-                    last_answer.insert(*from4.ip(), Instant::now());
+                if let Some(answer) = prober.receive(from, &buf[..n]) {
+                    let _ = socket.send_to(&answer, from).await;
                 }
             }
         }
@@ -380,5 +508,200 @@ mod tests {
         let out = specs(&view("n2", services), &nets, &none);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].name, "mesh");
+    }
+
+    mod probes {
+        use super::super::*;
+        use std::net::{SocketAddr, SocketAddrV4};
+        use std::time::{Duration, Instant};
+
+        const ME: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 11);
+        const VM2: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 12);
+        const VM3: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 13);
+
+        fn nodes(list: &[(&str, Ipv4Addr)]) -> Vec<(String, Ipv4Addr)> {
+            list.iter().map(|(id, a)| (id.to_string(), *a)).collect()
+        }
+
+        fn three() -> Vec<(String, Ipv4Addr)> {
+            nodes(&[("n1", ME), ("n2", VM2), ("n3", VM3)])
+        }
+
+        fn from(a: Ipv4Addr) -> SocketAddr {
+            SocketAddr::V4(SocketAddrV4::new(a, PROBE_PORT))
+        }
+
+        /// The answer a live node sends to the probe we sent it.
+        fn answer_of(probes: &[(SocketAddrV4, [u8; PROBE_LEN])], to: Ipv4Addr) -> Vec<u8> {
+            let (_, probe) = probes.iter().find(|(a, _)| *a.ip() == to).unwrap();
+            Prober::new(to).receive(from(ME), probe).unwrap()
+        }
+
+        fn ids(down: HashSet<String>) -> Vec<String> {
+            let mut v: Vec<String> = down.into_iter().collect();
+            v.sort();
+            v
+        }
+
+        /// `n` probe rounds, 100 ms apart, the first at `start`, with
+        /// `answering` nodes answering; returns the time of the last round
+        /// (when the probe loop computes which nodes are down).
+        fn rounds(p: &mut Prober, start: Instant, n: u32, answering: &[Ipv4Addr]) -> Instant {
+            let mut nonce = 0u64;
+            let mut t = start;
+            for i in 0..n {
+                t = start + PROBE_EVERY * i;
+                let probes = p.probes(t, || {
+                    nonce += 1;
+                    nonce.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                });
+                for a in answering {
+                    let ans = answer_of(&probes, *a);
+                    assert_eq!(p.receive(from(*a), &ans), None);
+                }
+            }
+            t
+        }
+
+        /// A node that stops answering is down at the fifth round it misses
+        /// (PROBE_DOWN_AFTER after its last answered probe), and up again at
+        /// its first answer.
+        #[test]
+        fn silent_node_goes_down_and_comes_back_at_its_first_answer() {
+            let t0 = Instant::now();
+            let mut p = Prober::new(ME);
+            p.set_nodes(&three(), t0);
+            let t = rounds(&mut p, t0, 5, &[VM2, VM3]);
+            assert!(p.down(t).is_empty());
+            // vm2 goes silent: still up for 4 rounds, down at the fifth.
+            let t = rounds(&mut p, t + PROBE_EVERY, 4, &[VM3]);
+            assert!(p.down(t).is_empty());
+            let t = rounds(&mut p, t + PROBE_EVERY, 1, &[VM3]);
+            assert_eq!(ids(p.down(t)), ["n2"]);
+            // One answered round brings it back.
+            let t = rounds(&mut p, t + PROBE_EVERY, 1, &[VM2, VM3]);
+            assert!(p.down(t).is_empty());
+        }
+
+        /// The lab's attack: vm2 silent, forged answers "from" vm2 (any nonce
+        /// but the one sent, the old nonce-less format, another port) keep it down.
+        #[test]
+        fn forged_answers_do_not_keep_a_silent_node_up() {
+            let t0 = Instant::now();
+            let mut p = Prober::new(ME);
+            p.set_nodes(&three(), t0);
+            let mut t = t0;
+            let mut next = 1000u64;
+            for _ in 0..10 {
+                let probes = p.probes(t, || {
+                    next += 1;
+                    next
+                });
+                // The old nonce-less answer the review forged.
+                let mut old = PROBE_MAGIC.to_vec();
+                old.push(OLD_KIND_ANSWER);
+                assert_eq!(p.receive(from(VM2), &old), None);
+                // Guessed nonces.
+                for n in [0u64, u64::MAX] {
+                    let forged = probe_message(KIND_ANSWER, n);
+                    assert_eq!(p.receive(from(VM2), &forged), None);
+                }
+                // The right nonce from the right address but another port.
+                let right = answer_of(&probes, VM2);
+                let other_port = SocketAddr::V4(SocketAddrV4::new(VM2, 40000));
+                assert_eq!(p.receive(other_port, &right), None);
+                // vm2's real answer delivered to vm3's slot.
+                assert_eq!(p.receive(from(VM3), &right), None);
+                t += PROBE_EVERY;
+            }
+            assert_eq!(ids(p.down(t)), ["n2", "n3"]);
+        }
+
+        /// An answer counts once: replaying it later does not revive a node.
+        #[test]
+        fn a_replayed_answer_counts_once() {
+            let t0 = Instant::now();
+            let mut p = Prober::new(ME);
+            p.set_nodes(&nodes(&[("n1", ME), ("n2", VM2)]), t0);
+            let probes = p.probes(t0, || 7);
+            let ans = answer_of(&probes, VM2);
+            assert_eq!(p.receive(from(VM2), &ans), None);
+            // vm2 then goes silent; its old answer is replayed every round.
+            let mut t = t0 + PROBE_EVERY;
+            for _ in 0..6 {
+                p.probes(t, || 8);
+                p.receive(from(VM2), &ans);
+                t += PROBE_EVERY;
+            }
+            assert_eq!(ids(p.down(t)), ["n2"]);
+        }
+
+        /// A probe answered late (within PROBE_DOWN_AFTER) still counts, as of
+        /// when it was sent; one older than that does not.
+        #[test]
+        fn late_answers_count_as_of_their_probe() {
+            let t0 = Instant::now();
+            let mut p = Prober::new(ME);
+            p.set_nodes(&nodes(&[("n1", ME), ("n2", VM2)]), t0);
+            let first = p.probes(t0, || 1);
+            let ans = answer_of(&first, VM2);
+            let mut t = t0;
+            for i in 2..=6 {
+                t += PROBE_EVERY;
+                p.probes(t, || i);
+            }
+            // 500 ms after it was sent, the first probe is forgotten.
+            assert_eq!(ids(p.down(t)), ["n2"]);
+            assert_eq!(p.receive(from(VM2), &ans), None);
+            assert_eq!(ids(p.down(t)), ["n2"]);
+            // An answer to the probe sent 100 ms ago brings it back.
+            let recent = probe_message(KIND_ANSWER, 5);
+            p.receive(from(VM2), &recent);
+            assert!(p.down(t).is_empty());
+        }
+
+        /// Datagrams from addresses that are not listed nodes leave no trace,
+        /// and a node that leaves the list is forgotten.
+        #[test]
+        fn only_listed_nodes_are_remembered() {
+            let t0 = Instant::now();
+            let mut p = Prober::new(ME);
+            p.set_nodes(&three(), t0);
+            for i in 0..1000u32 {
+                let spoofed = Ipv4Addr::from(0x0a00_0000 + i);
+                let forged = probe_message(KIND_ANSWER, u64::from(i));
+                assert_eq!(p.receive(from(spoofed), &forged), None);
+            }
+            assert_eq!(p.peers.len(), 2);
+            p.set_nodes(&nodes(&[("n1", ME), ("n3", VM3)]), t0);
+            assert_eq!(p.peers.keys().copied().collect::<Vec<_>>(), [VM3]);
+            assert!(p.probes(t0, || 1).iter().all(|(a, _)| *a.ip() == VM3));
+            // Itself it never probes nor counts down.
+            assert!(p.down(t0 + Duration::from_secs(10)).contains("n3"));
+            assert!(!p.down(t0 + Duration::from_secs(10)).contains("n1"));
+        }
+
+        /// Probes are answered (an older peer's nonce-less probe too, so it
+        /// sees this node alive); garbage and short datagrams are not.
+        #[test]
+        fn probes_are_answered_and_garbage_ignored() {
+            let mut p = Prober::new(ME);
+            let probe = probe_message(KIND_PROBE, 42);
+            assert_eq!(
+                p.receive(from(VM2), &probe),
+                Some(probe_message(KIND_ANSWER, 42).to_vec())
+            );
+            let mut old = PROBE_MAGIC.to_vec();
+            old.push(OLD_KIND_PROBE);
+            let mut old_answer = PROBE_MAGIC.to_vec();
+            old_answer.push(OLD_KIND_ANSWER);
+            assert_eq!(p.receive(from(VM2), &old), Some(old_answer));
+            for junk in [&b""[..], b"SHOALPRB", b"SHOALPRX\x02aaaaaaaa", &[0xff; 64]] {
+                assert_eq!(p.receive(from(VM2), junk), None);
+            }
+            let mut long = probe.to_vec();
+            long.push(0);
+            assert_eq!(p.receive(from(VM2), &long), None);
+        }
     }
 }
