@@ -85,8 +85,8 @@ impl Default for DnsView {
 /// Builds the answer for one query message. Returns Some(response bytes) when
 /// answered locally: A records for a known name; NOERROR with no answers for a
 /// known name with another query type (AAAA etc.); NXDOMAIN for an unknown
-/// single-label name; FORMERR/NOTIMP for queries that are not one standard
-/// question. Returns None when the query should be forwarded (unknown names with
+/// single-label name; FORMERR/NOTIMP, as a header alone, for queries that are
+/// not one standard question. Returns None when the query should be forwarded (unknown names with
 /// a dot, and the root) or cannot be answered at all (not a DNS query).
 ///
 /// The response is not truncated to a UDP size; the [`Resolver`] does that.

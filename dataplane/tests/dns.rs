@@ -297,6 +297,60 @@ fn malformed_input_never_panics() {
     }
 }
 
+/// A query of `count` questions ("a." A IN each), id 0x4242, RD set, with an
+/// EDNS OPT record if `edns`: raw bytes, as a client may send them.
+fn many_questions(count: u16, edns: bool) -> Vec<u8> {
+    let mut q = vec![0x42, 0x42, 0x01, 0x00];
+    q.extend_from_slice(&count.to_be_bytes());
+    q.extend_from_slice(&[0, 0, 0, 0, 0, u8::from(edns)]);
+    for _ in 0..count {
+        q.extend_from_slice(&[1, b'a', 0, 0, 1, 0, 1]);
+    }
+    if edns {
+        q.extend_from_slice(&[0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 0]);
+    }
+    q
+}
+
+/// The 12-byte FORMERR header-only reply to `many_questions`' id.
+fn assert_header_only_formerr(reply: &[u8], what: &str) {
+    assert_eq!(reply.len(), 12, "{what}");
+    let message = Message::from_vec(reply).unwrap();
+    assert_eq!(message.metadata.id, 0x4242, "{what}");
+    assert_eq!(message.metadata.message_type, MessageType::Response);
+    assert_eq!(
+        message.metadata.response_code,
+        ResponseCode::FormErr,
+        "{what}"
+    );
+    assert!(message.metadata.recursion_desired, "{what}");
+    assert!(!message.metadata.truncation, "{what}");
+    assert!(
+        message.queries.is_empty() && message.edns.is_none(),
+        "{what}"
+    );
+}
+
+/// A query without exactly one question gets FORMERR as the header alone, as
+/// CoreDNS answers it: nothing of the query is echoed, whatever its size.
+#[test]
+fn not_one_question_is_a_header_only_formerr() {
+    let view = sample_view();
+    for count in [0u16, 2, 100, 8000] {
+        for edns in [false, true] {
+            let reply = answer(&view, &many_questions(count, edns))
+                .unwrap_or_else(|| panic!("no reply to {count} questions"));
+            assert_header_only_formerr(&reply, &format!("{count} questions, edns {edns}"));
+        }
+    }
+    // Another opcode is NOTIMP, also the header alone.
+    let mut update = many_questions(100, false);
+    update[2] = 0x28; // opcode UPDATE (5), RD clear
+    let reply = Message::from_vec(&answer(&view, &update).unwrap()).unwrap();
+    assert_eq!(reply.metadata.response_code, ResponseCode::NotImp);
+    assert!(reply.queries.is_empty());
+}
+
 #[test]
 fn task_resolv_conf_points_at_the_resolver() {
     assert_eq!(
@@ -510,6 +564,45 @@ async fn big_answers_truncate_over_udp_and_complete_over_tcp() {
         "expected a truncated reply:\n{udp_only}"
     );
     assert_eq!(sorted(dig_short(&task, &["tasks.big"]).await), ips);
+}
+
+/// Over the wire: 100 questions over UDP and 8000 over TCP (a 56 KB query)
+/// each get the 12-byte FORMERR header.
+#[test]
+fn many_questions_get_a_header_only_formerr_over_udp_and_tcp() {
+    let task = TestNetns::new("task");
+    task.run(|| async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (_view_tx, view_rx) = watch::channel(Arc::new(web_view()));
+        let _resolver = Resolver::start(&task.path, view_rx, vec![]).await.unwrap();
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        udp.connect("127.0.0.11:53").await.unwrap();
+        udp.send(&many_questions(100, false)).await.unwrap();
+        let mut buf = vec![0; 65535];
+        let len = tokio::time::timeout(Duration::from_secs(3), udp.recv(&mut buf))
+            .await
+            .expect("a UDP reply within 3 s")
+            .unwrap();
+        assert_header_only_formerr(&buf[..len], "100 questions over UDP");
+
+        let mut tcp = tokio::net::TcpStream::connect("127.0.0.11:53")
+            .await
+            .unwrap();
+        let query = many_questions(8000, false);
+        let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&query);
+        tcp.write_all(&framed).await.unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(3), async {
+            let len = tcp.read_u16().await?;
+            let mut reply = vec![0; usize::from(len)];
+            tcp.read_exact(&mut reply).await?;
+            std::io::Result::Ok(reply)
+        })
+        .await
+        .expect("a TCP reply within 3 s")
+        .expect("a framed reply");
+        assert_header_only_formerr(&reply, "8000 questions over TCP");
+    });
 }
 
 /// Dropping the resolver closes its sockets (queries then fail); shutdown

@@ -35,16 +35,16 @@ pub(super) fn reply(view: &DnsView, query: &[u8]) -> Reply {
     }
     let udp_limit = usize::from(request.max_payload());
     if request.metadata.op_code != OpCode::Query {
-        let response = response_to(&request, ResponseCode::NotImp);
         return Reply::Local {
-            response,
+            response: header_only(&request.metadata, ResponseCode::NotImp),
             udp_limit,
         };
     }
     let [question] = request.queries.as_slice() else {
-        let response = response_to(&request, ResponseCode::FormErr);
+        // As CoreDNS (miekg/dns) does: the header alone, no question, no EDNS,
+        // so the reply never grows with what the query carried.
         return Reply::Local {
-            response,
+            response: header_only(&request.metadata, ResponseCode::FormErr),
             udp_limit,
         };
     };
@@ -88,14 +88,22 @@ pub(super) fn servfail(request: &Message) -> Message {
     response_to(request, ResponseCode::ServFail)
 }
 
-/// Encodes a response; one larger than `limit` loses its records and gets the
-/// TC flag, so the client asks again over TCP.
+/// Encodes a response; one larger than `limit` (or too large to encode at all)
+/// loses its records and gets the TC flag, so the client asks again over TCP.
+/// If even that does not fit, the header alone goes, with TC: never more than
+/// `limit` (at least 512) bytes.
 pub(super) fn encode(response: &Message, limit: usize) -> Option<Vec<u8>> {
-    let bytes = response.to_vec().ok()?;
-    if bytes.len() <= limit {
+    let fits = |bytes: &Vec<u8>| bytes.len() <= limit;
+    if let Some(bytes) = response.to_vec().ok().filter(fits) {
         return Some(bytes);
     }
-    response.truncate().to_vec().ok()
+    if let Some(bytes) = response.truncate().to_vec().ok().filter(fits) {
+        return Some(bytes);
+    }
+    let mut header = Message::response(response.metadata.id, response.metadata.op_code);
+    header.metadata = response.metadata;
+    header.metadata.truncation = true;
+    header.to_vec().ok()
 }
 
 /// Whether a message read back from an upstream is the response to `request_id`.
@@ -146,6 +154,16 @@ fn response_to(request: &Message, code: ResponseCode) -> Message {
     response
 }
 
+/// A response that is a header only (no question, no records, no EDNS): the
+/// request's id, opcode and RD, with `code`.
+fn header_only(request: &Metadata, code: ResponseCode) -> Message {
+    let mut response = Message::response(request.id, request.op_code);
+    response.metadata = Metadata::response_from_request(request);
+    response.metadata.recursion_available = true;
+    response.metadata.response_code = code;
+    response
+}
+
 /// FORMERR for a message whose header parses as a query but whose body does
 /// not; anything else is dropped.
 fn formerr_for_header(message: &[u8]) -> Reply {
@@ -165,5 +183,41 @@ fn formerr_for_header(message: &[u8]) -> Reply {
     Reply::Local {
         response,
         udp_limit: CLASSIC_UDP_LIMIT,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::Query;
+
+    /// However many records and questions a response carries, what goes over
+    /// UDP fits the limit: records go first (TC), then everything but the header.
+    #[test]
+    fn truncated_replies_never_exceed_the_limit() {
+        let mut response = Message::response(7, OpCode::Query);
+        response.metadata.response_code = ResponseCode::FormErr;
+        for i in 0..100 {
+            let name = Name::from_ascii(format!("name-{i}.example")).unwrap();
+            response.add_query(Query::query(name, RecordType::A));
+        }
+        let name = Name::from_ascii("web").unwrap();
+        for i in 0..200u8 {
+            let a = RData::A(A(std::net::Ipv4Addr::new(10, 0, 0, i)));
+            response.add_answer(Record::from_rdata(name.clone(), 5, a));
+        }
+        for limit in [CLASSIC_UDP_LIMIT, usize::from(EDNS_PAYLOAD)] {
+            let bytes = encode(&response, limit).expect("a reply");
+            assert!(bytes.len() <= limit, "{} bytes over {limit}", bytes.len());
+            let back = Message::from_vec(&bytes).unwrap();
+            assert!(back.metadata.truncation);
+            assert_eq!(back.metadata.id, 7);
+            assert_eq!(back.metadata.response_code, ResponseCode::FormErr);
+        }
+        // What fits is sent whole.
+        let mut small = Message::response(8, OpCode::Query);
+        small.add_query(Query::query(name, RecordType::A));
+        let bytes = encode(&small, CLASSIC_UDP_LIMIT).unwrap();
+        assert!(!Message::from_vec(&bytes).unwrap().metadata.truncation);
     }
 }
