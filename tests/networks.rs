@@ -493,6 +493,46 @@ fn embedded_dns_answers_service_names() {
         ],
     );
     assert!(status.contains("status: NXDOMAIN"), "{status}");
+    // Reverse lookups are answered here, as docker does: a task's address gives
+    // `<service>.<slot>.<task id>.<network>.`, the VIP `<service>.<network>.`,
+    // another address of the network NXDOMAIN (none reaches the node's resolvers).
+    let dig_x = |addr: &str, out: &str| -> String {
+        s.ok(
+            "vm1",
+            &["exec", "client.1", "dig", "@127.0.0.11", "-x", addr, out],
+        )
+        .trim()
+        .to_string()
+    };
+    let ids = s.ok(
+        "vm1",
+        &["service", "ps", "-q", "-f", "desired-state=running", "db"],
+    );
+    assert_eq!(ids.lines().count(), 2, "{ids}");
+    for id in ids.lines() {
+        let out = s.ok(
+            "vm1",
+            &[
+                "inspect",
+                "--format",
+                "{{.Slot}} {{range .NetworksAttachments}}{{index .Addresses 0}}{{end}}",
+                id,
+            ],
+        );
+        let (slot, cidr) = out.trim().split_once(' ').unwrap();
+        let addr = cidr.split('/').next().unwrap();
+        let want = format!("db.{slot}.{id}.app.");
+        wait_until(
+            &format!("dig -x {addr} gives {want}"),
+            Duration::from_secs(20),
+            || (dig_x(addr, "+short") == want).then_some(()),
+        )
+        .unwrap();
+    }
+    assert_eq!(dig_x(&vip, "+short"), "db.app.");
+    let unused = format!("{}.250", vip.rsplit_once('.').unwrap().0);
+    let status = dig_x(&unused, "+comments");
+    assert!(status.contains("status: NXDOMAIN"), "{status}");
     let resolv = s.ok("vm1", &["exec", "client.1", "cat", "/etc/resolv.conf"]);
     assert!(resolv.starts_with("nameserver 127.0.0.11\n"), "{resolv}");
     // A stack's services answer their short names (aliases) on the stack network.

@@ -12,6 +12,11 @@
 //!   answers for other types of a known name (so a client asking AAAA then A
 //!   does not give up); NXDOMAIN for an unknown single-label name, which can only
 //!   be a service that does not exist (or is not on a shared network).
+//! - **Reverse lookups** (`in-addr.arpa`) of addresses on the task's networks
+//!   are answered here, as docker does: a task's address gives its container
+//!   name and network (`web.1.<task id>.app.`), a VIP its service's name and
+//!   network (which docker leaves to the node's resolvers); another address in
+//!   those networks' subnets is NXDOMAIN. Only other addresses are forwarded.
 //! - **Forwarded**: unknown names with a dot go to the node's resolvers
 //!   ([`host_resolvers`]) from the namespace of the caller of
 //!   [`Resolver::start`] (the node daemon's), not from the task's: overlay
@@ -69,6 +74,14 @@ pub struct DnsView {
     pub names: HashMap<String, Vec<Ipv4Addr>>,
     /// names whose answers are shuffled on each query (dnsrr services and tasks.* names)
     pub shuffle: HashSet<String>,
+    /// Reverse names: address -> the name a PTR query for it answers, without
+    /// the final dot (docker's `<task container name>.<network>`, such as
+    /// `web.1.<task id>.app`; `<service>.<network>` for a VIP).
+    pub ptr: HashMap<Ipv4Addr, String>,
+    /// The subnets of the task's networks: a PTR query for another address in
+    /// one of them is NXDOMAIN here, never forwarded (it would leak internal
+    /// addresses to the node's resolvers, which cannot know them anyway).
+    pub subnets: Vec<(Ipv4Addr, u8)>,
     pub ttl: u32,
 }
 
@@ -77,13 +90,16 @@ impl Default for DnsView {
         Self {
             names: HashMap::new(),
             shuffle: HashSet::new(),
+            ptr: HashMap::new(),
+            subnets: Vec::new(),
             ttl: DEFAULT_TTL,
         }
     }
 }
 
 /// Builds the answer for one query message. Returns Some(response bytes) when
-/// answered locally: A records for a known name; NOERROR with no answers for a
+/// answered locally: A records for a known name; PTR records for a known
+/// address, NXDOMAIN for another one in the view's subnets; NOERROR with no answers for a
 /// known name with another query type (AAAA etc.); NXDOMAIN for an unknown
 /// single-label name; FORMERR/NOTIMP, as a header alone, for queries that are
 /// not one standard question. Returns None when the query should be forwarded (unknown names with

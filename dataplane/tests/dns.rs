@@ -297,6 +297,96 @@ fn malformed_input_never_panics() {
     }
 }
 
+/// A view with reverse names: two tasks and a VIP on 10.0.1.0/24.
+fn ptr_view() -> DnsView {
+    let mut view = sample_view();
+    view.ptr
+        .insert(ip("10.0.1.6"), "web.1.f2ghk0o3oqlg8ztxfa2yxl5u3.app".into());
+    view.ptr
+        .insert(ip("10.0.1.7"), "web.2.t1u5bd9s0q5hwvmjntlugs2w7.app".into());
+    view.ptr.insert(ip("10.0.1.5"), "web.app".into());
+    view.subnets.push((ip("10.0.1.0"), 24));
+    view
+}
+
+fn ptr_targets(message: &Message) -> Vec<String> {
+    message
+        .answers
+        .iter()
+        .map(|r| match &r.data {
+            RData::PTR(p) => p.0.to_ascii(),
+            other => panic!("not a PTR record: {other:?}"),
+        })
+        .collect()
+}
+
+/// `dig -x` of a task's address gets its container name on the network
+/// (docker's `<service>.<slot>.<task id>.<network>.`), of a VIP the service's
+/// name; another address in the task's subnets is NXDOMAIN; the rest is
+/// forwarded.
+#[test]
+fn reverse_lookups_of_cluster_addresses_are_answered_here() {
+    let view = ptr_view();
+    let reply = ask(&view, "6.1.0.10.in-addr.arpa", RecordType::PTR);
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert!(reply.metadata.authoritative);
+    assert_eq!(
+        ptr_targets(&reply),
+        ["web.1.f2ghk0o3oqlg8ztxfa2yxl5u3.app."]
+    );
+    assert_eq!(reply.answers[0].ttl, 7);
+    assert_eq!(reply.answers[0].name.to_ascii(), "6.1.0.10.in-addr.arpa.");
+    // Any case, the question's spelling kept.
+    let reply = ask(&view, "7.1.0.10.IN-ADDR.Arpa.", RecordType::PTR);
+    assert_eq!(
+        ptr_targets(&reply),
+        ["web.2.t1u5bd9s0q5hwvmjntlugs2w7.app."]
+    );
+    assert_eq!(reply.answers[0].name.to_ascii(), "7.1.0.10.IN-ADDR.Arpa.");
+    assert_eq!(
+        ptr_targets(&ask(&view, "5.1.0.10.in-addr.arpa", RecordType::PTR)),
+        ["web.app."]
+    );
+    // Another type of a known address: NOERROR, nothing.
+    let reply = ask(&view, "6.1.0.10.in-addr.arpa", RecordType::A);
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert!(reply.answers.is_empty());
+    // Unknown addresses in the subnet, the network's own and its broadcast.
+    for name in [
+        "99.1.0.10.in-addr.arpa",
+        "0.1.0.10.in-addr.arpa",
+        "255.1.0.10.in-addr.arpa",
+    ] {
+        let reply = ask(&view, name, RecordType::PTR);
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::NXDomain,
+            "{name}"
+        );
+        assert!(reply.answers.is_empty(), "{name}");
+    }
+    // Outside the subnets, and names that are not addresses: forwarded.
+    for name in [
+        "6.2.0.10.in-addr.arpa",
+        "8.8.8.8.in-addr.arpa",
+        "1.0.10.in-addr.arpa",
+        "x.1.0.10.in-addr.arpa",
+        "256.1.0.10.in-addr.arpa",
+        "6.1.0.10.in-addr.arpa.example",
+    ] {
+        assert!(
+            answer(&view, &query(name, RecordType::PTR)).is_none(),
+            "{name}"
+        );
+    }
+    // A view without reverse names forwards them all, as before.
+    assert!(answer(
+        &sample_view(),
+        &query("6.1.0.10.in-addr.arpa", RecordType::PTR)
+    )
+    .is_none());
+}
+
 /// A query of `count` questions ("a." A IN each), id 0x4242, RD set, with an
 /// EDNS OPT record if `edns`: raw bytes, as a client may send them.
 fn many_questions(count: u16, edns: bool) -> Vec<u8> {
@@ -540,6 +630,40 @@ async fn resolver_answers_dig_in_task_namespace() {
     assert_eq!(status_of(&dig(&task, &["tasks.web"]).await), "SERVFAIL");
 
     drop(resolver);
+}
+
+/// `dig -x` in a task: a task's address gives its name, over UDP and TCP; an
+/// unknown address of the network NXDOMAIN; one outside it is forwarded
+/// (SERVFAIL here, with no upstream).
+#[tokio::test]
+async fn dig_x_answers_task_addresses() {
+    let task = TestNetns::new("task");
+    let (_view_tx, view_rx) = watch::channel(Arc::new(ptr_view()));
+    let _resolver = Resolver::start(&task.path, view_rx, vec![]).await.unwrap();
+    for tcp in [false, true] {
+        let mut args = vec!["-x", "10.0.1.6", "+short"];
+        if tcp {
+            args.push("+tcp");
+        }
+        let out = dig(&task, &args).await;
+        assert_eq!(
+            out.trim(),
+            "web.1.f2ghk0o3oqlg8ztxfa2yxl5u3.app.",
+            "{args:?}"
+        );
+    }
+    assert_eq!(
+        dig(&task, &["-x", "10.0.1.5", "+short"]).await.trim(),
+        "web.app."
+    );
+    assert_eq!(
+        status_of(&dig(&task, &["-x", "10.0.1.99"]).await),
+        "NXDOMAIN"
+    );
+    assert_eq!(
+        status_of(&dig(&task, &["-x", "192.0.2.1"]).await),
+        "SERVFAIL"
+    );
 }
 
 /// An answer too big for the client's UDP size is truncated (TC), and dig's

@@ -77,7 +77,7 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
                     .send_replace(Some(managers.into_iter().collect()));
                 apply_assignments(&daemon, &executor, &mut local, tasks).await;
                 net.program(&daemon, &local, &networks, &lb).await;
-                dns.update(&daemon, &local, &networks).await;
+                dns.update(&daemon, &local, &networks, &lb).await;
             }
             Ok(PeerResponse::NotLeader { leader }) => {
                 *lock(&daemon.leader_hint) = leader;
@@ -259,7 +259,14 @@ impl TaskDns {
         }
     }
 
-    async fn update(&mut self, daemon: &Daemon, local: &HashMap<String, Local>, views: &[NetView]) {
+    async fn update(
+        &mut self,
+        daemon: &Daemon,
+        local: &HashMap<String, Local>,
+        views: &[NetView],
+        lb: &LbView,
+    ) {
+        let names = TaskNames::new(local, lb);
         let wanted: Vec<(&String, &Local)> = local
             .iter()
             .filter(|(_, l)| {
@@ -269,7 +276,7 @@ impl TaskDns {
         self.resolvers
             .retain(|id, _| wanted.iter().any(|(w, _)| *w == id));
         for (id, l) in wanted {
-            let view = Arc::new(task_view(l, views, daemon.cfg.dns_ttl));
+            let view = Arc::new(task_view(l, views, &names, daemon.cfg.dns_ttl));
             if let Some((_, tx)) = self.resolvers.get(id) {
                 if **tx.borrow() != *view {
                     tx.send_replace(view);
@@ -291,8 +298,32 @@ impl TaskDns {
     }
 }
 
-/// The names a task can resolve: the services on the networks it is on.
-fn task_view(l: &Local, views: &[NetView], ttl: u32) -> dns::DnsView {
+/// Task id -> container name (`<service>.<slot>.<task id>`), for reverse
+/// lookups: the node's own tasks from their records, the others from the load
+/// balancer's view (which has every running task of a service with a VIP or a
+/// published port; a remote task of a dnsrr service without one is not there,
+/// so its address is NXDOMAIN).
+struct TaskNames(HashMap<String, String>);
+
+impl TaskNames {
+    fn new(local: &HashMap<String, Local>, lb: &LbView) -> TaskNames {
+        let mut names: HashMap<String, String> = lb
+            .services
+            .iter()
+            .flat_map(|s| &s.backends)
+            .filter(|b| !b.name.is_empty())
+            .map(|b| (b.task_id.clone(), format!("{}.{}", b.name, b.task_id)))
+            .collect();
+        for (id, l) in local {
+            names.insert(id.clone(), l.record.container_name());
+        }
+        TaskNames(names)
+    }
+}
+
+/// The names a task can resolve: the services on the networks it is on, and
+/// the addresses on those networks (see [`dns::DnsView::ptr`]).
+fn task_view(l: &Local, views: &[NetView], names: &TaskNames, ttl: u32) -> dns::DnsView {
     let mut view = dns::DnsView {
         ttl,
         ..Default::default()
@@ -304,6 +335,26 @@ fn task_view(l: &Local, views: &[NetView], ttl: u32) -> dns::DnsView {
             .iter()
             .any(|a| a.network_id == v.network.id)
     }) {
+        if let Some((net, len)) = v.network.subnet.split_once('/') {
+            if let (Ok(net), Ok(len)) = (net.parse(), len.parse()) {
+                view.subnets.push((net, len));
+            }
+        }
+        // The ingress network carries the routing mesh, not service discovery:
+        // its addresses are NXDOMAIN, never named.
+        if !v.network.ingress {
+            let network = &v.network.name;
+            for e in &v.endpoints {
+                if let (Some(addr), Some(name)) = (ip(&e.addr), names.0.get(&e.task_id)) {
+                    view.ptr.insert(addr, format!("{name}.{network}"));
+                }
+            }
+            for s in &v.services {
+                if let (Some(vip), Some(name)) = (s.vip.as_deref().and_then(ip), s.names.first()) {
+                    view.ptr.entry(vip).or_insert(format!("{name}.{network}"));
+                }
+            }
+        }
         for s in &v.services {
             let tasks: Vec<std::net::Ipv4Addr> = s.task_ips.iter().filter_map(|a| ip(a)).collect();
             for name in &s.names {
@@ -1112,6 +1163,143 @@ pub(crate) async fn teardown(daemon: &Daemon) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn net(id: &str, name: &str, subnet: &str, ingress: bool) -> crate::networks::NetworkRecord {
+        crate::networks::NetworkRecord {
+            id: id.into(),
+            name: name.into(),
+            driver: "overlay".into(),
+            labels: Default::default(),
+            created_at: Utc::now(),
+            vni: 4097,
+            subnet: subnet.into(),
+            gateway: String::new(),
+            attachable: false,
+            ingress,
+            internal: false,
+            mtu: None,
+        }
+    }
+
+    fn endpoint(task: &str, addr: &str) -> crate::peer::NetEndpoint {
+        crate::peer::NetEndpoint {
+            task_id: task.into(),
+            node_id: "n2".into(),
+            node_addr: "10.77.0.12".into(),
+            addr: addr.into(),
+        }
+    }
+
+    /// A task's view names, for reverse lookups, every task on its networks
+    /// (`<service>.<slot>.<task id>.<network>`: its own node's from their
+    /// records, the others' from the load balancer's view) and every VIP
+    /// (`<service>.<network>`), and holds its networks' subnets; the ingress
+    /// network names nothing.
+    #[test]
+    fn task_view_names_addresses_on_the_tasks_networks() {
+        use crate::peer::{LbBackend, LbService, NetService};
+        use crate::services::TaskAttachment;
+        let now = Utc::now();
+        let record = TaskRecord {
+            id: "tclient".into(),
+            version: 0,
+            created_at: now,
+            updated_at: now,
+            service_id: "sc".into(),
+            service_name: "client".into(),
+            slot: 1,
+            node_id: "n1".into(),
+            spec: Default::default(),
+            spec_version: 0,
+            status: Default::default(),
+            desired_state: TaskState::Running,
+            health: None,
+            networks: vec![
+                TaskAttachment {
+                    network_id: "app".into(),
+                    addr: "10.0.1.3/24".into(),
+                },
+                TaskAttachment {
+                    network_id: "ing".into(),
+                    addr: "10.0.0.7/24".into(),
+                },
+            ],
+            host_ports: Vec::new(),
+        };
+        let l = Local {
+            record,
+            reported: TaskState::Running,
+            health: None,
+            failing_streak: 0,
+            last_probe: None,
+            started: Instant::now(),
+            stopping: false,
+        };
+        let views = vec![
+            NetView {
+                network: net("app", "app", "10.0.1.0/24", false),
+                endpoints: vec![
+                    endpoint("tclient", "10.0.1.3/24"),
+                    endpoint("tweb", "10.0.1.4/24"),
+                    endpoint("tstarting", "10.0.1.9/24"),
+                ],
+                services: vec![NetService {
+                    names: vec!["web".into(), "frontend".into()],
+                    vip: Some("10.0.1.2/24".into()),
+                    task_ips: vec!["10.0.1.4/24".into()],
+                }],
+                vxlan_port: 4789,
+            },
+            NetView {
+                network: net("ing", "ingress", "10.0.0.0/24", true),
+                endpoints: vec![endpoint("tweb", "10.0.0.5/24")],
+                services: Vec::new(),
+                vxlan_port: 4789,
+            },
+            NetView {
+                network: net("other", "other", "10.0.2.0/24", false),
+                endpoints: vec![endpoint("tfar", "10.0.2.4/24")],
+                services: Vec::new(),
+                vxlan_port: 4789,
+            },
+        ];
+        let lb = LbView {
+            services: vec![LbService {
+                id: "sw".into(),
+                name: "web".into(),
+                ports: Vec::new(),
+                vips: Vec::new(),
+                backends: vec![LbBackend {
+                    task_id: "tweb".into(),
+                    name: "web.2".into(),
+                    node_id: "n2".into(),
+                    addrs: Vec::new(),
+                    terminating: false,
+                    host_ports: Vec::new(),
+                }],
+            }],
+            nodes: Vec::new(),
+            node: "n1".into(),
+        };
+        let local = HashMap::from([("tclient".to_string(), l)]);
+        let names = TaskNames::new(&local, &lb);
+        let view = task_view(&local["tclient"], &views, &names, 5);
+        let ip = |s: &str| s.parse::<std::net::Ipv4Addr>().unwrap();
+        let mut ptr: Vec<(std::net::Ipv4Addr, &str)> =
+            view.ptr.iter().map(|(a, n)| (*a, n.as_str())).collect();
+        ptr.sort();
+        assert_eq!(
+            ptr,
+            [
+                (ip("10.0.1.2"), "web.app"),
+                (ip("10.0.1.3"), "client.1.tclient.app"),
+                (ip("10.0.1.4"), "web.2.tweb.app"),
+            ]
+        );
+        let mut subnets = view.subnets.clone();
+        subnets.sort();
+        assert_eq!(subnets, [(ip("10.0.0.0"), 24), (ip("10.0.1.0"), 24)]);
+    }
 
     fn spec(command: &[&str], args: &[&str]) -> ContainerSpec {
         ContainerSpec {

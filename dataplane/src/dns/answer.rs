@@ -1,7 +1,11 @@
 //! Decides what to do with one query message: answer it from the view, forward it, or drop it.
 
-use hickory_proto::op::{Edns, Header, Message, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::A;
+use std::net::Ipv4Addr;
+
+use hickory_proto::op::{
+    Edns, Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
+};
+use hickory_proto::rr::rdata::{A, PTR};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use rand::seq::SliceRandom;
@@ -49,6 +53,9 @@ pub(super) fn reply(view: &DnsView, query: &[u8]) -> Reply {
         };
     };
     let name = question.name();
+    if let Some(reply) = reverse(view, &request, question, udp_limit) {
+        return reply;
+    }
     let key = lookup_key(name);
     if let Some(addrs) = key.as_deref().and_then(|key| view.names.get(key)) {
         let mut response = response_to(&request, ResponseCode::NoError);
@@ -81,6 +88,68 @@ pub(super) fn reply(view: &DnsView, query: &[u8]) -> Reply {
         };
     }
     Reply::Forward(request)
+}
+
+/// The local reply to a reverse (`in-addr.arpa`) question for an address of
+/// the view: its PTR record (NOERROR without records for other types), or
+/// NXDOMAIN for an address without a name in one of the view's subnets. None
+/// for any other name, or an address outside the subnets (forwarded).
+fn reverse(view: &DnsView, request: &Message, question: &Query, udp_limit: usize) -> Option<Reply> {
+    let addr = reverse_addr(question.name())?;
+    let target = view.ptr.get(&addr);
+    let in_subnet = view
+        .subnets
+        .iter()
+        .any(|&(net, len)| len <= 32 && mask(addr, len) == mask(net, len));
+    let code = match target {
+        Some(_) => ResponseCode::NoError,
+        None if in_subnet => ResponseCode::NXDomain,
+        None => return None,
+    };
+    let mut response = response_to(request, code);
+    response.metadata.authoritative = true;
+    let wants_ptr = matches!(question.query_type(), RecordType::PTR | RecordType::ANY)
+        && matches!(question.query_class(), DNSClass::IN | DNSClass::ANY);
+    if let (Some(target), true) = (target, wants_ptr) {
+        if let Ok(mut ptr) = Name::from_ascii(target) {
+            ptr.set_fqdn(true);
+            response.add_answer(Record::from_rdata(
+                question.name().clone(),
+                view.ttl,
+                RData::PTR(PTR(ptr)),
+            ));
+        }
+    }
+    Some(Reply::Local {
+        response,
+        udp_limit,
+    })
+}
+
+/// The address of a reverse name `d.c.b.a.in-addr.arpa` (any case), if it is one.
+fn reverse_addr(name: &Name) -> Option<Ipv4Addr> {
+    let labels: Vec<&[u8]> = name.iter().collect();
+    let [d, c, b, a, in_addr, arpa] = labels.as_slice() else {
+        return None;
+    };
+    if !in_addr.eq_ignore_ascii_case(b"in-addr") || !arpa.eq_ignore_ascii_case(b"arpa") {
+        return None;
+    }
+    let octet = |label: &[u8]| -> Option<u8> {
+        if label.is_empty() || label.len() > 3 || !label.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(label).ok()?.parse().ok()
+    };
+    Some(Ipv4Addr::new(octet(a)?, octet(b)?, octet(c)?, octet(d)?))
+}
+
+fn mask(addr: Ipv4Addr, len: u8) -> u32 {
+    let bits = u32::from(addr);
+    match len {
+        0 => 0,
+        len => bits & (u32::MAX << (32 - u32::from(len.min(32)))),
+    }
 }
 
 /// The reply for a forwarded request that no upstream answered.
@@ -189,7 +258,6 @@ fn formerr_for_header(message: &[u8]) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hickory_proto::op::Query;
 
     /// However many records and questions a response carries, what goes over
     /// UDP fits the limit: records go first (TC), then everything but the header.
