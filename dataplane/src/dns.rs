@@ -18,7 +18,8 @@
 //!   network (which docker leaves to the node's resolvers); another address in
 //!   those networks' subnets is NXDOMAIN. Only other addresses are forwarded.
 //! - **Forwarded**: unknown names with a dot go to the node's resolvers
-//!   ([`host_resolvers`]) from the namespace of the caller of
+//!   (the nameservers of /etc/resolv.conf, read again when it changes: see
+//!   [`Upstreams`]) from the namespace of the caller of
 //!   [`Resolver::start`] (the node daemon's), not from the task's: overlay
 //!   networks have no route out, and the node's resolvers are reachable from the
 //!   node. UDP queries are forwarded over UDP, TCP ones over TCP (a truncated UDP
@@ -35,8 +36,9 @@ mod server;
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
@@ -126,17 +128,98 @@ pub fn task_resolv_conf(search: &[String]) -> String {
     conf
 }
 
+/// The node's resolv.conf.
+pub const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
+
 /// The node's resolvers from its /etc/resolv.conf, to forward to (see [`parse_resolv_conf`]).
 /// An unreadable file gives none, so forwarded queries get SERVFAIL.
 pub fn host_resolvers() -> Vec<SocketAddr> {
-    match std::fs::read_to_string("/etc/resolv.conf") {
+    read_resolvers(Path::new(HOST_RESOLV_CONF))
+}
+
+fn read_resolvers(path: &Path) -> Vec<SocketAddr> {
+    match std::fs::read_to_string(path) {
         Ok(text) => parse_resolv_conf(&text),
         Err(e) => {
             tracing::warn!(
-                "reading /etc/resolv.conf: {e}; names outside the cluster will not resolve"
+                "reading {}: {e}; names outside the cluster will not resolve",
+                path.display()
             );
             Vec::new()
         }
+    }
+}
+
+/// A resolv.conf read again at most this long after it was last read, even
+/// if it looks unchanged (a rewrite within one clock tick keeps its mtime).
+const RESOLV_CONF_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// Where forwarded queries go: a fixed list, or the nameservers of a
+/// resolv.conf file, read again as soon as it changes (its inode, size or
+/// mtime, checked at each forward: one stat) and at least every
+/// [`RESOLV_CONF_MAX_AGE`]. Clones share one cache.
+#[derive(Clone)]
+pub struct Upstreams(Arc<UpstreamSource>);
+
+enum UpstreamSource {
+    Fixed(Arc<[SocketAddr]>),
+    File {
+        path: PathBuf,
+        cache: Mutex<Option<ReadResolvConf>>,
+    },
+}
+
+struct ReadResolvConf {
+    stamp: Option<FileStamp>,
+    read_at: Instant,
+    servers: Arc<[SocketAddr]>,
+}
+
+/// What tells a changed file: device, inode, size, mtime.
+#[derive(PartialEq)]
+struct FileStamp(u64, u64, u64, i64, i64);
+
+impl Upstreams {
+    /// The nameservers of the resolv.conf at `path` (see [`parse_resolv_conf`]).
+    pub fn resolv_conf(path: impl Into<PathBuf>) -> Upstreams {
+        Upstreams(Arc::new(UpstreamSource::File {
+            path: path.into(),
+            cache: Mutex::new(None),
+        }))
+    }
+
+    /// The upstreams to ask now.
+    pub fn current(&self) -> Arc<[SocketAddr]> {
+        let (path, cache) = match &*self.0 {
+            UpstreamSource::Fixed(servers) => return servers.clone(),
+            UpstreamSource::File { path, cache } => (path, cache),
+        };
+        let stamp = std::fs::metadata(path).ok().map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            FileStamp(m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec())
+        });
+        let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = cache.as_ref() {
+            if c.stamp == stamp && c.read_at.elapsed() < RESOLV_CONF_MAX_AGE {
+                return c.servers.clone();
+            }
+        }
+        let servers: Arc<[SocketAddr]> = read_resolvers(path).into();
+        if cache.as_ref().is_some_and(|c| c.servers != servers) {
+            tracing::info!(path = %path.display(), ?servers, "upstream resolvers changed");
+        }
+        *cache = Some(ReadResolvConf {
+            stamp,
+            read_at: Instant::now(),
+            servers: servers.clone(),
+        });
+        servers
+    }
+}
+
+impl From<Vec<SocketAddr>> for Upstreams {
+    fn from(servers: Vec<SocketAddr>) -> Upstreams {
+        Upstreams(Arc::new(UpstreamSource::Fixed(servers.into())))
     }
 }
 

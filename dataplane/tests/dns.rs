@@ -17,7 +17,8 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use shoal_dataplane::dns::{
-    answer, parse_resolv_conf, task_resolv_conf, DnsError, DnsView, Resolver, DEFAULT_TTL,
+    answer, parse_resolv_conf, task_resolv_conf, DnsError, DnsView, Resolver, Upstreams,
+    DEFAULT_TTL,
 };
 use shoal_dataplane::net::{task_netns_create, task_netns_delete};
 use tokio::sync::watch;
@@ -768,7 +769,12 @@ async fn drop_stops_the_resolver() {
 /// on one port, answering any A question with 192.0.2.1 (TTL 60). Lives as long
 /// as the runtime.
 async fn fake_upstream() -> SocketAddr {
-    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    fake_upstream_at("127.0.0.1:0".parse().unwrap()).await
+}
+
+/// [`fake_upstream`] bound to `addr`.
+async fn fake_upstream_at(addr: SocketAddr) -> SocketAddr {
+    let udp = tokio::net::UdpSocket::bind(addr).await.unwrap();
     let addr = udp.local_addr().unwrap();
     let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
     fn respond(query: &[u8]) -> Vec<u8> {
@@ -883,4 +889,67 @@ fn unknown_names_are_forwarded_from_the_node_namespace() {
         );
         drop(silent);
     });
+}
+
+/// The node's resolv.conf is followed: a rewritten file (new nameserver) is
+/// in force for the next forwarded query, without restarting anything.
+#[test]
+fn forwarding_follows_resolv_conf_changes() {
+    let node = TestNetns::new("node");
+    let task = TestNetns::new("task");
+    // resolv.conf skips loopback nameservers: the fake upstream gets a
+    // non-loopback address (TEST-NET-1) on the node namespace's lo, port 53.
+    let added = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &node.name,
+            "ip",
+            "addr",
+            "add",
+            "192.0.2.53/32",
+            "dev",
+            "lo",
+        ])
+        .status()
+        .expect("running ip");
+    assert!(added.success(), "adding 192.0.2.53 to lo");
+    let dir = std::env::temp_dir().join(format!("shoal-dns-resolv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("resolv.conf");
+    // Replaced the way resolvconf and NetworkManager do: a new file renamed over it.
+    let write = |text: &str| {
+        let tmp = dir.join("resolv.conf.new");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &conf).unwrap();
+    };
+    // Nothing listens there: refused at once, SERVFAIL.
+    write("nameserver 192.0.2.54\n");
+    node.run(|| async {
+        fake_upstream_at("192.0.2.53:53".parse().unwrap()).await;
+        let (_view_tx, view_rx) = watch::channel(Arc::new(web_view()));
+        let _resolver = Resolver::start(&task.path, view_rx, Upstreams::resolv_conf(&conf))
+            .await
+            .unwrap();
+        assert_eq!(
+            status_of(&dig(&task, &["www.example.com"]).await),
+            "SERVFAIL"
+        );
+        write("# moved\nnameserver 192.0.2.53\n");
+        assert_eq!(
+            dig_short(&task, &["www.example.com"]).await,
+            vec![ip("192.0.2.1")]
+        );
+        assert_eq!(
+            dig_short(&task, &["+tcp", "www.example.com"]).await,
+            vec![ip("192.0.2.1")]
+        );
+        // Rewritten in place (same inode), too.
+        std::fs::write(&conf, "nameserver 192.0.2.54\n").unwrap();
+        assert_eq!(
+            status_of(&dig(&task, &["www.example.com"]).await),
+            "SERVFAIL"
+        );
+    });
+    let _ = std::fs::remove_dir_all(&dir);
 }

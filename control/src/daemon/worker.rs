@@ -248,14 +248,14 @@ fn task_netns_path(daemon: &Daemon, task_id: &str) -> PathBuf {
 /// answering the names of the services on that task's networks.
 struct TaskDns {
     resolvers: HashMap<String, (dns::Resolver, tokio::sync::watch::Sender<Arc<dns::DnsView>>)>,
-    upstreams: Vec<std::net::SocketAddr>,
+    upstreams: dns::Upstreams,
 }
 
 impl TaskDns {
     fn new() -> TaskDns {
         TaskDns {
             resolvers: HashMap::new(),
-            upstreams: dns::host_resolvers(),
+            upstreams: dns::Upstreams::resolv_conf(dns::HOST_RESOLV_CONF),
         }
     }
 

@@ -15,7 +15,7 @@ use tokio::time::timeout;
 use tracing::debug;
 
 use super::answer::{self, Reply};
-use super::{DnsError, DnsView, FORWARD_TIMEOUT, RESOLVER_ADDR};
+use super::{DnsError, DnsView, Upstreams, FORWARD_TIMEOUT, RESOLVER_ADDR};
 
 /// Forwarded UDP queries waiting for an upstream at once; more are dropped (the
 /// client retries), so a flood cannot pile up tasks and sockets.
@@ -41,17 +41,18 @@ impl Resolver {
     /// Binds [`RESOLVER_ADDR`] over UDP and TCP in the namespace at `netns` (a
     /// bind-mounted netns file with `lo` up, so 127.0.0.11 is local) and serves
     /// queries from `view` as it is at each query. Unknown names with a dot are
-    /// forwarded to `upstreams` from the caller's namespace. Needs a tokio runtime.
+    /// forwarded to `upstreams` (as they are at each query) from the caller's
+    /// namespace. Needs a tokio runtime.
     pub async fn start(
         netns: &Path,
         view: watch::Receiver<Arc<DnsView>>,
-        upstreams: Vec<SocketAddr>,
+        upstreams: impl Into<Upstreams>,
     ) -> Result<Resolver, DnsError> {
         let (udp, tcp) = bind_in_netns(netns).await?;
         let bind_error = |proto, e| DnsError::Bind(proto, RESOLVER_ADDR, netns.to_path_buf(), e);
         let udp = UdpSocket::from_std(udp).map_err(|e| bind_error("udp", e))?;
         let tcp = TcpListener::from_std(tcp).map_err(|e| bind_error("tcp", e))?;
-        let upstreams: Arc<[SocketAddr]> = upstreams.into();
+        let upstreams: Upstreams = upstreams.into();
         let tasks = vec![
             tokio::spawn(serve_udp(Arc::new(udp), view.clone(), upstreams.clone())),
             tokio::spawn(serve_tcp(tcp, view, upstreams)),
@@ -113,7 +114,7 @@ async fn bind_in_netns(
 async fn serve_udp(
     socket: Arc<UdpSocket>,
     view: watch::Receiver<Arc<DnsView>>,
-    upstreams: Arc<[SocketAddr]>,
+    upstreams: Upstreams,
 ) {
     let mut buf = vec![0; MAX_MESSAGE];
     // Dropped with this task on abort, which aborts the forwards in flight.
@@ -149,7 +150,7 @@ async fn serve_udp(
                 let (socket, upstreams) = (socket.clone(), upstreams.clone());
                 forwards.spawn(async move {
                     let _slot = slot;
-                    let reply = match forward(&upstreams, &query, Transport::Udp).await {
+                    let reply = match forward(&upstreams.current(), &query, Transport::Udp).await {
                         Some(reply) => Some(reply),
                         None => answer::encode(&answer::servfail(&request), MAX_MESSAGE),
                     };
@@ -168,7 +169,7 @@ async fn serve_udp(
 async fn serve_tcp(
     listener: TcpListener,
     view: watch::Receiver<Arc<DnsView>>,
-    upstreams: Arc<[SocketAddr]>,
+    upstreams: Upstreams,
 ) {
     // Dropped with this task on abort, which closes the connections.
     let mut clients = JoinSet::new();
@@ -196,7 +197,7 @@ async fn serve_tcp(
 async fn serve_tcp_client(
     mut stream: TcpStream,
     view: watch::Receiver<Arc<DnsView>>,
-    upstreams: Arc<[SocketAddr]>,
+    upstreams: Upstreams,
 ) {
     loop {
         let Some(query) = timeout(TCP_IDLE_TIMEOUT, read_framed(&mut stream))
@@ -209,10 +210,12 @@ async fn serve_tcp_client(
         let current = view.borrow().clone();
         let reply = match answer::reply(&current, &query) {
             Reply::Local { response, .. } => answer::encode(&response, MAX_MESSAGE),
-            Reply::Forward(request) => match forward(&upstreams, &query, Transport::Tcp).await {
-                Some(reply) => Some(reply),
-                None => answer::encode(&answer::servfail(&request), MAX_MESSAGE),
-            },
+            Reply::Forward(request) => {
+                match forward(&upstreams.current(), &query, Transport::Tcp).await {
+                    Some(reply) => Some(reply),
+                    None => answer::encode(&answer::servfail(&request), MAX_MESSAGE),
+                }
+            }
             Reply::Drop => return,
         };
         let Some(reply) = reply else { return };
