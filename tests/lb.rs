@@ -1703,3 +1703,118 @@ fn a_backends_port_unreachable_reaches_the_client() {
         assert_eq!(said, "refused", "through {via}");
     }
 }
+
+/// Sends forged liveness answers from `argv[1]` to `argv[2]`:7946 for
+/// `argv[3]` seconds (raw IPv4, so no address of the namespace changes): the
+/// nonce-less answer of earlier versions and answers with random nonces, one
+/// of each every 10 ms. Prints how many it sent.
+const FORGE_ANSWERS: &str = r#"
+import os, socket, struct, sys, time
+src, dst, secs = sys.argv[1], sys.argv[2], float(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+def packet(payload):
+    udp = struct.pack("!HHHH", 7946, 7946, 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    return ip + udp
+sent, end = 0, time.time() + secs
+while time.time() < end and sent < 1000:
+    s.sendto(packet(b"SHOALPRB\x01"), (dst, 0))
+    s.sendto(packet(b"SHOALPRB\x03" + os.urandom(8)), (dst, 0))
+    sent += 2
+    time.sleep(0.01)
+print(sent)
+"#;
+
+/// The review's attack: vm2 stops answering probes, and another host forges
+/// answers with vm2's address. vm1 keeps vm2's backend down (no new flows)
+/// the whole time; when vm2 answers again it is back within a second or so.
+#[test]
+fn forged_probe_answers_do_not_revive_a_silent_node() {
+    const FRONTEND: &str = "*:8080/tcp";
+    let s = Swarm::three("lbforge");
+    web(&s, "2", "8080:80", &["--replicas-max-per-node", "1"]);
+    s.wait_running("web", 2);
+    let vm2_state = |s: &Swarm| -> Option<String> {
+        let r = try_lb_report(s, "vm1", None)?;
+        let b = lb_backends(&r, FRONTEND);
+        let on_vm2 = b.iter().find(|b| b["Node"] == "vm2")?;
+        Some(on_vm2["State"].as_str()?.to_string())
+    };
+    wait_until(
+        "vm2's backend active on vm1",
+        Duration::from_secs(20),
+        || (vm2_state(&s)? == "active").then_some(()),
+    )
+    .unwrap();
+
+    // vm2 drops every probe: vm1 marks it down.
+    for argv in [
+        &["nft", "add", "table", "inet", "forgetest"][..],
+        &[
+            "nft",
+            "add",
+            "chain",
+            "inet",
+            "forgetest",
+            "in",
+            "{ type filter hook input priority 0 ; }",
+        ],
+        &[
+            "nft",
+            "add",
+            "rule",
+            "inet",
+            "forgetest",
+            "in",
+            "udp",
+            "dport",
+            "7946",
+            "drop",
+        ],
+    ] {
+        s.host_ok("vm2", argv);
+    }
+    wait_until("vm2's backend down on vm1", Duration::from_secs(5), || {
+        (vm2_state(&s)? == "down").then_some(())
+    })
+    .unwrap();
+
+    // The client forges answers "from" vm2 for 3 s; vm1 never takes vm2 back.
+    let vm1 = s.addr("vm1");
+    let vm2 = s.addr("vm2");
+    let mut forger = s
+        .lab
+        .command(CLIENT, &["python3", "-c", FORGE_ANSWERS, &vm2, &vm1, "3"])
+        .unwrap()
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting the forger");
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    while forger.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(10) {
+        seen.extend(vm2_state(&s));
+    }
+    let out = forger.wait_with_output().unwrap();
+    let sent: u32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(sent > 100, "the forger sent {sent} datagrams");
+    assert!(!seen.is_empty(), "no report from vm1 while forging");
+    let up = seen.iter().filter(|st| *st != "down").count();
+    assert_eq!(
+        up,
+        0,
+        "vm2 came back on forged answers in {up} of {} reports",
+        seen.len()
+    );
+    // vm2 answers again: back in vm1's load balancer.
+    s.host_ok("vm2", &["nft", "delete", "table", "inet", "forgetest"]);
+    let unblocked = Instant::now();
+    wait_until("vm2's backend active again", Duration::from_secs(5), || {
+        (vm2_state(&s)? == "active").then_some(())
+    })
+    .unwrap();
+    eprintln!("vm2 back after {:?}", unblocked.elapsed());
+}
