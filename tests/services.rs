@@ -375,6 +375,70 @@ fn failed_update_rolls_back_or_pauses() {
     }
     wait_running_on(&s, "rb", &["vm1"]);
     wait_running_on(&s, "pz", &["vm1"]);
+
+    // docker's progress without a terminal: no bars; `overall progress` repeats each poll.
+    // `--force` makes every task outdated, so it starts at 0 (the old task runs).
+    let forced = s.ok("vm1", &["service", "update", "--force", "rb"]);
+    assert!(
+        forced.starts_with("rb\noverall progress: 0 out of 1 tasks\n1/1:  \n"),
+        "{forced}"
+    );
+    assert!(
+        forced.contains(
+            "\noverall progress: 1 out of 1 tasks\nverify: Waiting 6 seconds to verify that tasks are stable...\n"
+        ),
+        "{forced}"
+    );
+    assert!(
+        forced.ends_with("\nverify: Service rb converged\n"),
+        "{forced}"
+    );
+    assert!(!forced.contains('['), "a bar without a terminal: {forced}");
+    let back = s.ok("vm1", &["service", "rollback", "rb"]);
+    assert!(
+        back.starts_with(
+            "rb\nrollback: manually requested rollback\noverall progress: rolling back update: 0 out of 1 tasks\n1/1:  \n"
+        ),
+        "{back}"
+    );
+    assert!(back.ends_with("\nverify: Service rb converged\n"), "{back}");
+    wait_until("the rollback to complete", T, || {
+        let st = s.ok(
+            "vm1",
+            &[
+                "service",
+                "inspect",
+                "--format",
+                "{{.UpdateStatus.State}}",
+                "rb",
+            ],
+        );
+        (st.trim() == "rollback_completed").then_some(())
+    })
+    .unwrap();
+
+    // `service scale`: every service is scaled first, bad ones reported (prefixed with
+    // their name) at the end, after the progress of the good ones.
+    let out = s.shoal("vm1", &["service", "scale", "nosuch=2", "rb=1", "pz=x"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("rb scaled to 1\noverall progress: 0 out of 1 tasks\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("\nverify: Service rb converged\n"),
+        "{stdout}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "nosuch: Error response from daemon: service nosuch not found\n\
+         pz: invalid replicas value x: strconv.ParseUint: parsing \"x\": invalid syntax\n"
+    );
+    assert_eq!(
+        s.fails("vm1", &["service", "update", "--replicas", "2", "nosuch"]),
+        "Error response from daemon: service nosuch not found\n"
+    );
     let out = s.shoal(
         "vm1",
         &[
@@ -389,10 +453,20 @@ fn failed_update_rolls_back_or_pauses() {
             "rb",
         ],
     );
-    assert!(!out.status.success());
+    // docker reports the automatic rollback and waits for it, then exits 0.
     let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
     assert!(
-        stdout.contains("rollback: update rolled back due to failure or early termination of task"),
+        stdout
+            .contains("\nrollback: update rolled back due to failure or early termination of task"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\noverall progress: rolling back update: 1 out of 1 tasks\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\nverify: Service rb converged\n"),
         "{stdout}"
     );
     let args = s.ok(

@@ -146,6 +146,10 @@ pub enum ApiRequest {
         services: Vec<String>,
         nodes: Vec<String>,
         stack: Option<String>,
+        /// Only tasks made from their service's current spec (docker's `_up-to-date`
+        /// filter, which its convergence progress uses).
+        #[serde(default)]
+        up_to_date: bool,
     },
     /// Any object by ID or name: node, service or task.
     Inspect {

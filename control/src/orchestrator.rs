@@ -226,6 +226,13 @@ fn endpoint_current(state: &ClusterState, t: &TaskRecord, spec: &ServiceSpec) ->
     on_ingress && crate::host_ports::match_spec(&t.host_ports, &spec.host_mode_ports())
 }
 
+/// swarmkit's `!IsTaskDirty`: a task made from its service's current spec version, or
+/// one whose spec and published ports are what the service asks now.
+pub(crate) fn task_up_to_date(state: &ClusterState, t: &TaskRecord, svc: &ServiceRecord) -> bool {
+    t.spec_version == svc.spec_version
+        || (t.spec == svc.spec.task_template && endpoint_current(state, t, &svc.spec))
+}
+
 /// Addresses in use per network: live tasks' and services' VIPs.
 fn used_addresses(
     state: &ClusterState,
@@ -1002,6 +1009,15 @@ pub fn updated_service(
             completed_at: None,
             message: "update in progress".into(),
         });
+    } else if !s
+        .update_status
+        .as_ref()
+        .is_some_and(|u| u.state.in_progress())
+    {
+        // swarmkit resets a finished update's status on every spec change, so a later
+        // `service scale` is not taken for a completed update (docker's progress would
+        // stop at once); one in progress goes on.
+        s.update_status = None;
     }
     s
 }
@@ -1098,6 +1114,37 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    /// docker's progress counts only up-to-date tasks: after `--force` none are; after a
+    /// scale (no template change) all still are, and a finished update's status is reset.
+    #[test]
+    fn force_makes_tasks_outdated_scale_does_not() {
+        let mut s = cluster(&["vm1"]);
+        let mut svc = service(2);
+        svc.update_status = Some(UpdateStatus {
+            state: UpdateState::Completed,
+            started_at: Utc::now(),
+            completed_at: Some(Utc::now()),
+            message: "update completed".into(),
+        });
+        s.services.insert("svc1".into(), svc.clone());
+        let mut clock = UpdateClock::default();
+        step(&mut s, &mut clock, Utc::now());
+        let tasks: Vec<TaskRecord> = s.tasks.values().cloned().collect();
+        assert_eq!(tasks.len(), 2);
+        let mut spec = svc.spec.clone();
+        spec.mode = ServiceMode::replicated(3);
+        let scaled = updated_service(&svc, spec.clone(), Utc::now());
+        assert!(scaled.update_status.is_none());
+        assert!(tasks.iter().all(|t| task_up_to_date(&s, t, &scaled)));
+        spec.task_template.force_update += 1;
+        let forced = updated_service(&scaled, spec, Utc::now());
+        assert_eq!(
+            forced.update_status.as_ref().unwrap().state,
+            UpdateState::Updating
+        );
+        assert!(tasks.iter().all(|t| !task_up_to_date(&s, t, &forced)));
     }
 
     /// Replicas are created and spread over the nodes; a second round changes nothing.

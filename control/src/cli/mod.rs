@@ -252,6 +252,24 @@ fn terminal_size() -> crate::daemon::exec::Tty {
     }
 }
 
+/// The width of the terminal on stdout, or 200 when it cannot be read (as docker's
+/// jsonmessage assumes).
+pub(crate) fn terminal_width() -> u16 {
+    let mut ws = nix::libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize into the struct we own.
+    let ok = unsafe { nix::libc::ioctl(1, nix::libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok {
+        ws.ws_col
+    } else {
+        200
+    }
+}
+
 /// Puts stdin (a terminal) in raw mode until dropped.
 struct RawMode(nix::sys::termios::Termios);
 

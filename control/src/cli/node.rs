@@ -293,6 +293,7 @@ pub async fn run(host: &str, cmd: NodeCommand) -> CliResult {
                     services: vec![],
                     nodes: resolved,
                     stack: None,
+                    up_to_date: false,
                 },
             )
             .await?

@@ -488,6 +488,7 @@ pub async fn ps(host: &str, a: PsArgs, stack: Option<String>) -> CliResult {
             services,
             nodes: vec![],
             stack: stack_q,
+            up_to_date: false,
         },
     )
     .await?
@@ -527,8 +528,8 @@ pub async fn run(host: &str, cmd: ServiceCommand) -> CliResult {
                 other => return Err(unexpected(other)),
             };
             println!("{id}");
-            if !a.detach && !a.quiet {
-                progress::wait(host, &id, false).await?;
+            if !a.detach {
+                progress::wait(host, &id, a.quiet).await?;
             }
             Ok(())
         }
@@ -592,55 +593,12 @@ pub async fn run(host: &str, cmd: ServiceCommand) -> CliResult {
             )
             .await?;
             println!("{}", a.service);
-            if !a.detach && !a.quiet {
-                progress::wait(host, &id, false).await?;
+            if !a.detach {
+                progress::wait(host, &a.service, a.quiet).await?;
             }
             Ok(())
         }
-        ServiceCommand::Scale { detach, scales } => {
-            let mut failed = false;
-            for s in &scales {
-                let Some((name, n)) = s.split_once('=') else {
-                    return Err(ApiError::plain(format!("invalid scale specifier '{s}'.\nSee 'shoal service scale --help'.\n\nUsage:  shoal service scale SERVICE=REPLICAS [SERVICE=REPLICAS...]\n\nScale one or multiple replicated services")));
-                };
-                let n: u64 = n.parse().map_err(|_| {
-                    ApiError::plain(format!("invalid replicas value {n}: invalid syntax"))
-                })?;
-                let result = async {
-                    let (id, version, mut spec) = current(host, name).await?;
-                    if spec.mode.is_global() {
-                        return Err(ApiError::plain(
-                            "scale can only be used with replicated or replicated-job mode",
-                        ));
-                    }
-                    spec.mode = ServiceMode::replicated(n);
-                    call(
-                        host,
-                        ApiRequest::ServiceUpdate {
-                            reference: id.clone(),
-                            version,
-                            spec,
-                        },
-                    )
-                    .await?;
-                    Ok::<String, ApiError>(id)
-                }
-                .await;
-                match result {
-                    Ok(id) => {
-                        println!("{name} scaled to {n}");
-                        if !detach {
-                            progress::wait(host, &id, false).await?;
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!("{e}");
-                        failed = true;
-                    }
-                }
-            }
-            super::any_failed(failed)
-        }
+        ServiceCommand::Scale { detach, scales } => scale(host, &scales, detach).await,
         ServiceCommand::Rollback {
             detach,
             quiet,
@@ -713,11 +671,91 @@ async fn rollback(host: &str, service: &str, detach: bool, quiet: bool) -> CliRe
     )
     .await?;
     println!("{service}");
-    if !detach && !quiet {
-        let (id, _, _) = current(host, service).await?;
-        progress::wait(host, &id, true).await?;
+    if !detach {
+        progress::wait(host, service, quiet).await?;
     }
     Ok(())
+}
+
+/// Go's `strconv.ParseUint(s, 10, 64)`, with its error text.
+fn parse_uint(s: &str) -> Result<u64, String> {
+    s.parse::<u64>().map_err(|e| {
+        let why = match e.kind() {
+            std::num::IntErrorKind::PosOverflow => "value out of range",
+            _ => "invalid syntax",
+        };
+        format!("strconv.ParseUint: parsing {}: {why}", go_quote(s))
+    })
+}
+
+/// Go's `%q` of a string, for the ASCII that service names and numbers are made of.
+fn go_quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// docker's `service scale`: every specifier is checked first; then each service is
+/// scaled (a bad one is reported and skipped), and only then, unless detached, the
+/// progress of each scaled one is shown. The errors are printed together at the end.
+async fn scale(host: &str, scales: &[String], detach: bool) -> CliResult {
+    for s in scales {
+        if !s
+            .split_once('=')
+            .is_some_and(|(k, v)| !k.is_empty() && !v.is_empty())
+        {
+            return Err(ApiError::plain(format!("invalid scale specifier '{s}'.\nSee 'shoal service scale --help'.\n\nUsage:  shoal service scale SERVICE=REPLICAS [SERVICE=REPLICAS...]\n\nScale one or multiple replicated services")));
+        }
+    }
+    let mut errors: Vec<String> = Vec::new();
+    let mut scaled: Vec<&str> = Vec::new();
+    for s in scales {
+        let (name, n) = s.split_once('=').unwrap_or_default();
+        let n = match parse_uint(n) {
+            Ok(n) => n,
+            Err(e) => {
+                errors.push(format!("{name}: invalid replicas value {n}: {e}"));
+                continue;
+            }
+        };
+        let result = async {
+            let (id, version, mut spec) = current(host, name).await?;
+            if spec.mode.is_global() {
+                return Err(ApiError::plain(
+                    "scale can only be used with replicated or replicated-job mode",
+                ));
+            }
+            spec.mode = ServiceMode::replicated(n);
+            call(
+                host,
+                ApiRequest::ServiceUpdate {
+                    reference: id,
+                    version,
+                    spec,
+                },
+            )
+            .await?;
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                println!("{name} scaled to {n}");
+                scaled.push(name);
+            }
+            Err(e) => errors.push(format!("{name}: {e}")),
+        }
+    }
+    if !detach {
+        for name in scaled {
+            if let Err(e) = progress::wait(host, name, false).await {
+                errors.push(format!("{name}: {e}"));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::plain(errors.join("\n")))
+    }
 }
 
 fn pretty_service(v: &Value) -> String {

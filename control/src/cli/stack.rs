@@ -25,6 +25,9 @@ pub enum StackCommand {
         /// Exit immediately instead of waiting for the stack services to converge
         #[arg(short, long, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
         detach: Option<bool>,
+        /// Suppress progress output
+        #[arg(short, long)]
+        quiet: bool,
         name: String,
     },
     /// List stacks
@@ -93,6 +96,7 @@ pub async fn run(host: &str, cmd: StackCommand) -> CliResult {
             compose_file,
             prune,
             detach,
+            quiet,
             name,
             ..
         } => {
@@ -137,12 +141,32 @@ pub async fn run(host: &str, cmd: StackCommand) -> CliResult {
                 }
                 other => return Err(unexpected(other)),
             }
-            if detach == Some(false) {
-                for spec in &stack.services {
-                    super::progress::wait(host, &spec.name, false).await?;
+            if detach != Some(false) {
+                return Ok(());
+            }
+            // docker waits on each service by ID, in the order it deployed them.
+            let mut errors = Vec::new();
+            for spec in &stack.services {
+                let id = match call(
+                    host,
+                    ApiRequest::ServiceGetSpec {
+                        reference: spec.name.clone(),
+                    },
+                )
+                .await?
+                {
+                    ApiReply::ServiceSpec { id, .. } => id,
+                    other => return Err(unexpected(other)),
+                };
+                if let Err(e) = super::progress::wait(host, &id, quiet).await {
+                    errors.push(format!("{id}: {e}"));
                 }
             }
-            Ok(())
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(ApiError::plain(errors.join("\n")))
+            }
         }
         StackCommand::Ls { format } => {
             let stacks = match call(host, ApiRequest::StackList).await? {

@@ -232,7 +232,13 @@ impl Daemon {
                     return Err(invalid("renaming services is not supported"));
                 }
                 published_conflict(&state, &spec, Some(&svc.id))?;
-                if spec == svc.spec {
+                // An unchanged spec changes nothing, except that (as in swarmkit) any
+                // update clears a finished update's status.
+                let finished = svc
+                    .update_status
+                    .as_ref()
+                    .is_some_and(|u| !u.state.in_progress());
+                if spec == svc.spec && !finished {
                     return Ok(ApiReply::Done);
                 }
                 let updated = updated_service(svc, spec, Utc::now());
@@ -318,7 +324,7 @@ impl Daemon {
                 let state = mgr.read_state().await?;
                 let s = state
                     .resolve_service(&reference)
-                    .map_err(|_| ApiError::plain(format!("no such service: {reference}")))?;
+                    .map_err(ApiError::daemon)?;
                 Ok(ApiReply::ServiceSpec {
                     id: s.id.clone(),
                     version: s.version,
@@ -329,6 +335,7 @@ impl Daemon {
                 services,
                 nodes,
                 stack,
+                up_to_date,
             } => {
                 let state = mgr.read_state().await?;
                 let mut service_ids = Vec::new();
@@ -359,6 +366,13 @@ impl Daemon {
                             || service_ids.contains(&t.service_id)
                     })
                     .filter(|t| node_ids.is_empty() || node_ids.contains(&t.node_id))
+                    .filter(|t| {
+                        !up_to_date
+                            || state
+                                .services
+                                .get(&t.service_id)
+                                .is_some_and(|s| crate::orchestrator::task_up_to_date(&state, t, s))
+                    })
                     .map(|t| {
                         let mut v = t.docker_json();
                         v["ServiceName"] = Value::String(t.service_name.clone());
