@@ -641,28 +641,58 @@ fn reconcile_service(
         reconcile_replicated(plan, svc, tasks, &req, &groups);
     }
     rolling_update(plan, svc, tasks, &req, clock);
-    prune_history(plan, &groups);
+    prune_history(plan, svc, &groups);
     let _ = now;
 }
 
-/// Forget finished tasks beyond the history limit, per slot (global: per node), counting
-/// the tasks this round has just finished too, so the list never grows past the limit.
-fn prune_history(plan: &mut Plan, groups: &BTreeMap<(u64, &str), Vec<&TaskRecord>>) {
-    let keep = plan
+/// swarmkit's task reaper: a slot (global: a node) keeps at most the history limit of tasks
+/// *in all*, the live one included (so 5 means the running task and 4 finished ones), or
+/// max_attempts + 1 when the restart policy sets max_attempts. The oldest finished go
+/// first; tasks this round creates count too, so the list never grows past the limit.
+fn prune_history(
+    plan: &mut Plan,
+    svc: &ServiceRecord,
+    groups: &BTreeMap<(u64, &str), Vec<&TaskRecord>>,
+) {
+    let mut keep = plan
         .state
         .cluster
         .as_ref()
         .map(|c| c.task_history)
         .unwrap_or(5) as usize;
-    for list in groups.values() {
-        // Newest first; each as this round leaves it.
+    if let Some(m) = svc
+        .spec
+        .task_template
+        .restart_policy
+        .as_ref()
+        .and_then(|r| r.max_attempts)
+        .filter(|&m| m > 0)
+    {
+        keep = m as usize + 1;
+    }
+    let mut fresh: BTreeMap<(u64, String), usize> = BTreeMap::new();
+    for t in plan.changed.values() {
+        if t.service_id == svc.id && !plan.state.tasks.contains_key(&t.id) {
+            let key = if t.slot == 0 {
+                (0, t.node_id.clone())
+            } else {
+                (t.slot, String::new())
+            };
+            *fresh.entry(key).or_default() += 1;
+        }
+    }
+    for (&(slot, node), list) in groups {
+        let total = list.len() + fresh.get(&(slot, node.to_string())).copied().unwrap_or(0);
+        let excess = total.saturating_sub(keep);
+        // `list` is newest first; each task as this round leaves it.
         let finished: Vec<String> = list
             .iter()
+            .rev()
             .map(|t| plan.task(&t.id))
             .filter(|t| !active(t) && t.status.state.is_terminal())
             .map(|t| t.id)
             .collect();
-        plan.deletes.extend(finished.into_iter().skip(keep));
+        plan.deletes.extend(finished.into_iter().take(excess));
     }
 }
 
@@ -1145,6 +1175,35 @@ mod tests {
             UpdateState::Updating
         );
         assert!(tasks.iter().all(|t| !task_up_to_date(&s, t, &forced)));
+    }
+
+    /// A slot keeps at most 5 tasks in all (the running one and 4 finished), the oldest
+    /// finished going first, as swarmkit's task reaper keeps them.
+    #[test]
+    fn history_counts_the_running_task() {
+        let mut s = cluster(&["vm1"]);
+        let svc = service(1);
+        s.services.insert("svc1".into(), svc.clone());
+        let base = Utc::now() - Duration::seconds(600);
+        let mut ids = Vec::new();
+        for i in 0..7 {
+            let mut t = new_task(&svc, 1, "node0", base + Duration::seconds(i));
+            if i < 6 {
+                t.desired_state = TaskState::Shutdown;
+                t.status.state = TaskState::Shutdown;
+            } else {
+                t.status.state = TaskState::Running;
+            }
+            ids.push(t.id.clone());
+            s.tasks.insert(t.id.clone(), t);
+        }
+        let mut clock = UpdateClock::default();
+        step(&mut s, &mut clock, Utc::now());
+        let mut left: Vec<&String> = s.tasks.keys().collect();
+        left.sort();
+        let mut want: Vec<&String> = ids[2..].iter().collect();
+        want.sort();
+        assert_eq!(left, want);
     }
 
     /// Replicas are created and spread over the nodes; a second round changes nothing.
