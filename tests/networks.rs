@@ -145,7 +145,11 @@ fn networks_are_allocated_in_raft() {
     s.ok("vm2", &["network", "rm", "auto"]);
     s.ok("vm2", &["network", "create", "again"]);
     assert_eq!(ipam(&s, "vm3", "again"), "10.0.1.0/24 4098");
-    s.ok("vm2", &["stack", "rm", "webapp"]);
+    // docker removes a stack's services sorted by name, then its networks.
+    assert_eq!(
+        s.ok("vm2", &["stack", "rm", "webapp"]),
+        "Removing service webapp_db\nRemoving service webapp_web\nRemoving network webapp_default\n"
+    );
     let err = s.fails("vm2", &["network", "inspect", "webapp_default"]);
     assert!(err.contains("No such network: webapp_default"), "{err}");
 }

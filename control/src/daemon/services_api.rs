@@ -192,6 +192,37 @@ fn in_stack<'a>(
         .filter(move |s| s.spec.labels.get(STACK_LABEL).map(String::as_str) == Some(stack))
 }
 
+/// What `stack rm` prints and does: the stack's services sorted by name (docker's
+/// `sortServiceByName`), then its networks.
+fn stack_removal(
+    state: &ClusterState,
+    name: &str,
+    at: chrono::DateTime<Utc>,
+) -> (Vec<String>, Vec<Command>) {
+    let mut lines = Vec::new();
+    let mut cmds = Vec::new();
+    let mut services: Vec<&ServiceRecord> = in_stack(state, name).collect();
+    services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    for s in services {
+        lines.push(format!("Removing service {}", s.spec.name));
+        cmds.push(Command::RemoveService {
+            service_id: s.id.clone(),
+            at,
+        });
+    }
+    for n in state
+        .networks
+        .values()
+        .filter(|n| n.labels.get(STACK_LABEL).map(String::as_str) == Some(name))
+    {
+        lines.push(format!("Removing network {}", n.name));
+        cmds.push(Command::RemoveNetwork {
+            network_id: n.id.clone(),
+        });
+    }
+    (lines, cmds)
+}
+
 impl Daemon {
     pub(crate) async fn serve_service_api(&self, mgr: &Manager, req: ApiRequest) -> ApiResult {
         match req {
@@ -485,26 +516,7 @@ impl Daemon {
             }
             ApiRequest::StackRemove { name } => {
                 let state = mgr.sm.state();
-                let mut lines = Vec::new();
-                let mut cmds = Vec::new();
-                let at = Utc::now();
-                for s in in_stack(&state, &name) {
-                    lines.push(format!("Removing service {}", s.spec.name));
-                    cmds.push(Command::RemoveService {
-                        service_id: s.id.clone(),
-                        at,
-                    });
-                }
-                for n in state
-                    .networks
-                    .values()
-                    .filter(|n| n.labels.get(STACK_LABEL) == Some(&name))
-                {
-                    lines.push(format!("Removing network {}", n.name));
-                    cmds.push(Command::RemoveNetwork {
-                        network_id: n.id.clone(),
-                    });
-                }
+                let (lines, cmds) = stack_removal(&state, &name, Utc::now());
                 if !cmds.is_empty() {
                     mgr.propose(Command::Batch(cmds)).await?;
                 }
@@ -738,6 +750,23 @@ mod tests {
 
     fn conflict(st: &ClusterState, s: &ServiceSpec) -> Option<String> {
         published_conflict(st, s, None).err().map(|e| e.to_string())
+    }
+
+    /// `stack rm` removes and prints the services by name, whatever their IDs.
+    #[test]
+    fn stack_rm_goes_by_name() {
+        let mut st = state_with(vec![spec("webapp_web", &[]), spec("webapp_db", &[])]);
+        for (id, svc) in [("a1", "webapp_web"), ("z9", "webapp_db")] {
+            let mut s = st.services.remove(&format!("id-{svc}")).unwrap();
+            s.id = id.into();
+            s.spec.labels.insert(STACK_LABEL.into(), "webapp".into());
+            st.services.insert(id.into(), s);
+        }
+        let (lines, _) = stack_removal(&st, "webapp", Utc::now());
+        assert_eq!(
+            lines,
+            ["Removing service webapp_db", "Removing service webapp_web"]
+        );
     }
 
     /// swarmkit's rules: host-mode ports may repeat across services (the scheduler keeps
