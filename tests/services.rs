@@ -582,6 +582,20 @@ fn global_mode_follows_nodes() {
 #[test]
 fn compose_files_checked_whole() {
     let s = Swarm::lab("comp", 1);
+    // Outside a swarm, docker's client-side check, after loading the file; a missing
+    // file says what Go says.
+    let example = format!("{}/examples/docker-compose.yml", env!("CARGO_MANIFEST_DIR"));
+    let err = s.fails("vm1", &["stack", "deploy", "-c", &example, "webapp"]);
+    assert!(
+        err.ends_with(
+            "\nthis node is not a swarm manager. Use \"shoal swarm init\" or \"shoal swarm join\" to connect this node to swarm and try again\n"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        s.fails("vm1", &["stack", "deploy", "-c", "nosuch.yml", "webapp"]),
+        "open nosuch.yml: no such file or directory\n"
+    );
     s.init("vm1");
     let dir = s.lab.data_root("vm1").parent().unwrap().join("compose");
     std::fs::create_dir_all(&dir).unwrap();

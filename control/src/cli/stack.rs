@@ -7,6 +7,7 @@ use clap::Subcommand;
 use super::service::{self, PsArgs};
 use super::{call, unexpected, CliResult};
 use crate::api::{check_stack_name, ApiError, ApiReply, ApiRequest, StackDeploy};
+use crate::types::Role;
 
 #[derive(Subcommand, Debug)]
 pub enum StackCommand {
@@ -73,9 +74,8 @@ fn read_files(paths: &[String]) -> Result<Vec<(String, String)>, ApiError> {
                 .map_err(|e| ApiError::plain(format!("reading stdin: {e}")))?;
             s
         } else {
-            std::fs::read_to_string(p).map_err(|e| {
-                ApiError::plain(format!("open {p}: {}", e.to_string().to_lowercase()))
-            })?
+            std::fs::read_to_string(p)
+                .map_err(|e| ApiError::plain(format!("open {p}: {}", go_io_error(&e))))?
         };
         // Relative paths (bind mounts, env_file) resolve against the file's directory.
         let shown = if p == "-" {
@@ -88,6 +88,28 @@ fn read_files(paths: &[String]) -> Result<Vec<(String, String)>, ApiError> {
         files.push((shown, text));
     }
     Ok(files)
+}
+
+/// An I/O error as Go prints it: the system's text in lower case, without Rust's
+/// ` (os error N)`.
+fn go_io_error(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match (e.raw_os_error(), text.rfind(" (os error ")) {
+        (Some(_), Some(i)) => &text[..i],
+        _ => &text,
+    };
+    text.to_lowercase()
+}
+
+/// docker's `checkDaemonIsSwarmManager`, on the client before anything is created.
+async fn check_manager(host: &str) -> CliResult {
+    match call(host, ApiRequest::Info).await? {
+        ApiReply::Info(i) if i.role == Some(Role::Manager) => Ok(()),
+        ApiReply::Info(_) => Err(ApiError::plain(
+            "this node is not a swarm manager. Use \"shoal swarm init\" or \"shoal swarm join\" to connect this node to swarm and try again",
+        )),
+        other => Err(unexpected(other)),
+    }
 }
 
 pub async fn run(host: &str, cmd: StackCommand) -> CliResult {
@@ -111,6 +133,7 @@ pub async fn run(host: &str, cmd: StackCommand) -> CliResult {
             if detach.is_none() {
                 eprintln!("Since --detach=false was not specified, tasks will be created in the background.\nIn a future release, --detach=false will become the default.");
             }
+            check_manager(host).await?;
             let req = StackDeploy {
                 name: name.clone(),
                 services: stack.services.clone(),
@@ -252,5 +275,17 @@ pub async fn run(host: &str, cmd: StackCommand) -> CliResult {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Go's text for a failed open: the system's message, without Rust's `(os error N)`.
+    #[test]
+    fn io_errors_read_as_go_prints_them() {
+        let e = std::io::Error::from_raw_os_error(2);
+        assert_eq!(super::go_io_error(&e), "no such file or directory");
+        let e = std::io::Error::from_raw_os_error(13);
+        assert_eq!(super::go_io_error(&e), "permission denied");
     }
 }
