@@ -152,6 +152,28 @@ fn bad_tokens_are_refused() {
         "{err}"
     );
 
+    // docker's messages for an unknown role and for objects that are not there: what was
+    // found (`[]`) on stdout, one error per missing reference on stderr, exit 1.
+    for (args, out_want, err_want) in [
+        (&["swarm", "join-token", "foo"][..], "", "unknown role foo\n"),
+        (
+            &["node", "inspect", "nosuch", "other"][..],
+            "[]\n",
+            "Error response from daemon: node nosuch not found\nError response from daemon: node other not found\n",
+        ),
+        (
+            &["network", "inspect", "nosuch"][..],
+            "[]\n",
+            "Error response from daemon: network nosuch not found\n",
+        ),
+        (&["inspect", "nosuch"][..], "[]\n", "error: no such object: nosuch\n"),
+    ] {
+        let out = s.shoal("vm1", args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), out_want, "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), err_want, "{args:?}");
+    }
+
     // Rotation: the old token stops working for new joins, joined nodes are undisturbed.
     let rotated = s.ok("vm1", &["swarm", "join-token", "--rotate", "worker"]);
     assert!(

@@ -151,7 +151,10 @@ fn networks_are_allocated_in_raft() {
         "Removing service webapp_db\nRemoving service webapp_web\nRemoving network webapp_default\n"
     );
     let err = s.fails("vm2", &["network", "inspect", "webapp_default"]);
-    assert!(err.contains("No such network: webapp_default"), "{err}");
+    assert_eq!(
+        err,
+        "Error response from daemon: network webapp_default not found\n"
+    );
 }
 
 /// Two tasks on different nodes reach each other over their overlay; a task on another

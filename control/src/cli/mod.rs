@@ -133,10 +133,7 @@ async fn inspect(host: &str, references: Vec<String>, format: Option<String>) ->
     let text = shoal_format::render_inspect(&values, format.as_deref())
         .map_err(|e| ApiError::plain(e.to_string()))?;
     print!("{text}");
-    match missing {
-        Some(r) => Err(ApiError::plain(format!("Error: No such object: {r}"))),
-        None => Ok(()),
-    }
+    missing_error(&missing, |r, _| format!("error: no such object: {r}"))
 }
 
 /// `shoal exec`: the exit code is the command's.
@@ -204,22 +201,34 @@ async fn exec(
     }
 }
 
-/// Split per-reference lookups into what was found and the first reference that wasn't.
+/// Split per-reference lookups into what was found and, for each reference that wasn't,
+/// its error message.
 pub(crate) fn split_found(
     references: &[String],
     results: Vec<Result<serde_json::Value, String>>,
-) -> (Vec<serde_json::Value>, Option<String>) {
+) -> (Vec<serde_json::Value>, Vec<(String, String)>) {
     let mut found = Vec::new();
-    let mut missing = None;
+    let mut missing = Vec::new();
     for (r, result) in references.iter().zip(results) {
         match result {
             Ok(v) => found.push(v),
-            Err(_) => {
-                missing.get_or_insert_with(|| r.clone());
-            }
+            Err(e) => missing.push((r.clone(), e)),
         }
     }
     (found, missing)
+}
+
+/// docker's inspect: the error of every reference not found, one per line (errors.Join),
+/// after what was found is printed.
+pub(crate) fn missing_error(
+    missing: &[(String, String)],
+    message: impl Fn(&str, &str) -> String,
+) -> CliResult {
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = missing.iter().map(|(r, e)| message(r, e)).collect();
+    Err(ApiError::plain(lines.join("\n")))
 }
 
 /// Exit status of a command that went through several arguments, printing errors as it
@@ -313,4 +322,29 @@ pub(crate) async fn remove_each(
         }
     }
     any_failed(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every reference not found gets its own line, after what was found.
+    #[test]
+    fn missing_references_each_get_a_line() {
+        let refs = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        let results = vec![
+            Err("node a not found".to_string()),
+            Ok(serde_json::json!({"ID": "b"})),
+            Err("node c not found".to_string()),
+        ];
+        let (found, missing) = split_found(&refs, results);
+        assert_eq!(found.len(), 1);
+        let e =
+            missing_error(&missing, |_, e| format!("Error response from daemon: {e}")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Error response from daemon: node a not found\nError response from daemon: node c not found"
+        );
+        assert!(missing_error(&[], |r, _| r.to_string()).is_ok());
+    }
 }

@@ -156,10 +156,7 @@ pub async fn run(host: &str, cmd: NetworkCommand) -> CliResult {
             let text = shoal_format::render_inspect(&values, format.as_deref())
                 .map_err(|e| ApiError::plain(e.to_string()))?;
             print!("{text}");
-            match missing {
-                Some(r) => Err(ApiError::plain(format!("Error: No such network: {r}"))),
-                None => Ok(()),
-            }
+            super::missing_error(&missing, |_, e| format!("Error response from daemon: {e}"))
         }
         NetworkCommand::Rm { networks } => {
             super::remove_each(host, networks, |reference| ApiRequest::NetworkRemove {

@@ -230,10 +230,7 @@ pub async fn run(host: &str, cmd: NodeCommand) -> CliResult {
             } else {
                 print(shoal_format::render_inspect(&values, format.as_deref()))?;
             }
-            match missing {
-                Some(r) => Err(ApiError::plain(format!("Error: No such node: {r}"))),
-                None => Ok(()),
-            }
+            super::missing_error(&missing, |_, e| format!("Error response from daemon: {e}"))
         }
         NodeCommand::Update(a) => {
             let mut label_add = Vec::new();

@@ -572,10 +572,7 @@ pub async fn run(host: &str, cmd: ServiceCommand) -> CliResult {
                     .map_err(|e| ApiError::plain(e.to_string()))?;
                 print!("{text}");
             }
-            match missing {
-                Some(r) => Err(ApiError::plain(format!("no such service: {r}"))),
-                None => Ok(()),
-            }
+            super::missing_error(&missing, |r, _| format!("no such service: {r}"))
         }
         ServiceCommand::Update(a) => {
             if a.rollback {

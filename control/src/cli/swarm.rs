@@ -74,9 +74,8 @@ pub struct JoinTokenArgs {
     /// Rotate join token
     #[arg(long)]
     rotate: bool,
-    /// worker|manager
-    #[arg(value_parser = parse_role)]
-    role: Role,
+    /// worker|manager (checked when the command runs: docker says `unknown role X`, exit 1)
+    role: String,
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -144,10 +143,11 @@ pub async fn run(host: &str, cmd: SwarmCommand) -> CliResult {
             }
         }
         SwarmCommand::JoinToken(a) => {
+            let role = parse_role(&a.role).map_err(ApiError::plain)?;
             match call(
                 host,
                 ApiRequest::JoinToken {
-                    role: a.role,
+                    role,
                     rotate: a.rotate,
                 },
             )
@@ -163,9 +163,9 @@ pub async fn run(host: &str, cmd: SwarmCommand) -> CliResult {
                         return Ok(());
                     }
                     if rotated {
-                        println!("Successfully rotated {} join token.\n", a.role);
+                        println!("Successfully rotated {role} join token.\n");
                     }
-                    println!("{}", join_command(a.role, &token, &manager_addr));
+                    println!("{}", join_command(role, &token, &manager_addr));
                     Ok(())
                 }
                 other => Err(unexpected(other)),
