@@ -137,6 +137,17 @@ fn networks_are_allocated_in_raft() {
         "{out}"
     );
     assert_eq!(ipam(&s, "vm1", "webapp_default"), "10.0.2.0/24 4099");
+    // docker's other network ls placeholders.
+    let ls = s.ok(
+        "vm1",
+        &[
+            "network",
+            "ls",
+            "--format",
+            r#"{{.Name}} {{.IPv4}} {{.IPv6}} {{.Label "com.docker.stack.namespace"}}"#,
+        ],
+    );
+    assert!(ls.contains("\nwebapp_default true false webapp\n"), "{ls}");
 
     // Allocations survive a leader change, and a freed VNI/subnet is reused.
     s.lab.stop("vm1").unwrap();

@@ -231,6 +231,19 @@ pub(crate) fn missing_error(
     Err(ApiError::plain(lines.join("\n")))
 }
 
+/// Go's `time.Time.String()` of an RFC 3339 time (UTC, as the daemon sends them):
+/// `2026-11-27 06:32:29.654321 +0000 UTC`, the fraction without trailing zeros.
+pub(crate) fn go_time_string(rfc3339: &str) -> String {
+    let Ok(t) = chrono::DateTime::parse_from_rfc3339(rfc3339) else {
+        return rfc3339.to_string();
+    };
+    let t = t.with_timezone(&chrono::Utc);
+    let frac = format!("{:09}", t.timestamp_subsec_nanos());
+    let frac = frac.trim_end_matches('0');
+    let dot = if frac.is_empty() { "" } else { "." };
+    format!("{}{dot}{frac} +0000 UTC", t.format("%Y-%m-%d %H:%M:%S"))
+}
+
 /// Exit status of a command that went through several arguments, printing errors as it
 /// went (docker's `node rm a b`, `service rm a b`): 1 if any failed.
 pub(crate) fn any_failed(failed: bool) -> CliResult {
@@ -346,5 +359,17 @@ mod tests {
             "Error response from daemon: node a not found\nError response from daemon: node c not found"
         );
         assert!(missing_error(&[], |r, _| r.to_string()).is_ok());
+    }
+
+    #[test]
+    fn times_print_as_go_prints_them() {
+        assert_eq!(
+            go_time_string("2026-11-27T06:32:29.6543Z"),
+            "2026-11-27 06:32:29.6543 +0000 UTC"
+        );
+        assert_eq!(
+            go_time_string("2026-11-27T06:32:29Z"),
+            "2026-11-27 06:32:29 +0000 UTC"
+        );
     }
 }

@@ -40,6 +40,9 @@ pub enum NetworkCommand {
     Ls {
         #[arg(short, long)]
         quiet: bool,
+        /// Do not truncate the output
+        #[arg(long)]
+        no_trunc: bool,
         #[arg(long)]
         format: Option<String>,
     },
@@ -67,13 +70,28 @@ fn pairs(list: &[String]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn row(n: &Value) -> Value {
+/// docker's networkContext: the placeholders of `network ls --format` (`.Label "k"` is
+/// the one-argument method `"Label()"`).
+fn row(n: &Value, no_trunc: bool) -> Value {
+    let id = n["Id"].as_str().unwrap_or("");
+    let labels = n["Labels"].as_object().cloned().unwrap_or_default();
+    let mut joined: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .collect();
+    joined.sort();
+    let flag = |k: &str| n[k].as_bool().unwrap_or(false).to_string();
     json!({
-        "ID": shoal_format::truncate_id(n["Id"].as_str().unwrap_or("")),
+        "ID": if no_trunc { id.to_string() } else { shoal_format::truncate_id(id) },
         "Name": n["Name"],
         "Driver": n["Driver"],
         "Scope": n["Scope"],
-        "Internal": n["Internal"].as_bool().unwrap_or(false).to_string(),
+        "IPv4": flag("EnableIPv4"),
+        "IPv6": flag("EnableIPv6"),
+        "Internal": flag("Internal"),
+        "Labels": joined.join(","),
+        "Label()": labels,
+        "CreatedAt": super::go_time_string(n["Created"].as_str().unwrap_or("")),
     })
 }
 
@@ -107,12 +125,16 @@ pub async fn run(host: &str, cmd: NetworkCommand) -> CliResult {
                 other => Err(unexpected(other)),
             }
         }
-        NetworkCommand::Ls { quiet, format } => {
+        NetworkCommand::Ls {
+            quiet,
+            no_trunc,
+            format,
+        } => {
             let networks = match call(host, ApiRequest::NetworkList).await? {
                 ApiReply::Networks { networks } => networks,
                 other => return Err(unexpected(other)),
             };
-            let mut rows: Vec<Value> = networks.iter().map(row).collect();
+            let mut rows: Vec<Value> = networks.iter().map(|n| row(n, no_trunc)).collect();
             rows.sort_by(|a, b| {
                 super::node::natural_cmp(
                     a["Name"].as_str().unwrap_or(""),
@@ -132,7 +154,11 @@ pub async fn run(host: &str, cmd: NetworkCommand) -> CliResult {
                     ("Name", "NAME"),
                     ("Driver", "DRIVER"),
                     ("Scope", "SCOPE"),
+                    ("IPv4", "IPV4"),
+                    ("IPv6", "IPV6"),
                     ("Internal", "INTERNAL"),
+                    ("Labels", "LABELS"),
+                    ("CreatedAt", "CREATED AT"),
                 ],
                 &rows,
             )
@@ -164,5 +190,33 @@ pub async fn run(host: &str, cmd: NetworkCommand) -> CliResult {
             })
             .await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ls(format: &str) -> String {
+        let n = json!({
+            "Name": "webapp_default", "Id": "k9wp2m4n6q8rabcdefghijklm",
+            "Created": "2026-11-27T06:32:29.65Z", "Scope": "swarm", "Driver": "overlay",
+            "EnableIPv4": true, "EnableIPv6": false, "Internal": false,
+            "Labels": {"com.docker.stack.namespace": "webapp", "a": "b"},
+        });
+        shoal_format::render_list(Some(format), "", &[], &[row(&n, false)]).unwrap()
+    }
+
+    /// docker's network ls placeholders, `.Label "k"` included, and its json keys.
+    #[test]
+    fn ls_placeholders_are_docker_s() {
+        assert_eq!(
+            ls(r#"{{.IPv4}} {{.IPv6}} {{.Internal}} {{.Label "com.docker.stack.namespace"}} {{.Label "x"}}|{{.Labels}}|{{.CreatedAt}}"#),
+            "true false false webapp |a=b,com.docker.stack.namespace=webapp|2026-11-27 06:32:29.65 +0000 UTC\n"
+        );
+        assert_eq!(
+            ls("json"),
+            r#"{"CreatedAt":"2026-11-27 06:32:29.65 +0000 UTC","Driver":"overlay","ID":"k9wp2m4n6q8r","IPv4":"true","IPv6":"false","Internal":"false","Labels":"a=b,com.docker.stack.namespace=webapp","Name":"webapp_default","Scope":"swarm"}"#.to_string() + "\n"
+        );
     }
 }

@@ -339,7 +339,10 @@ impl<'a> Exec<'a, '_> {
         let first = &cmd.args[0];
         match first {
             Arg::Field { idents, .. } => {
-                return self.eval_field_node(dot, first, idents, &cmd.args, &fin)
+                if let Some(v) = self.row_method(dot, idents, &cmd.args, &fin)? {
+                    return Ok(v);
+                }
+                return self.eval_field_node(dot, first, idents, &cmd.args, &fin);
             }
             Arg::Chain { node, fields, .. } => {
                 return self.eval_chain_node(dot, first, node, fields, &cmd.args, &fin)
@@ -392,6 +395,36 @@ impl<'a> Exec<'a, '_> {
             return Err(self.error(format!("{text} overflows int")));
         }
         Ok(Val::Invalid)
+    }
+
+    /// A docker list row's one-argument method, such as network ls's `.Label "k"`: the row
+    /// holds it as `"Label()"`, a map from argument to result ("" when absent).
+    fn row_method(
+        &mut self,
+        dot: &Val,
+        idents: &[String],
+        args: &'a [Arg],
+        fin: &Option<Val>,
+    ) -> R<Option<Val>> {
+        let (Val::Row(m), [name]) = (dot, idents) else {
+            return Ok(None);
+        };
+        let Some(JsonValue::Object(results)) = m.get(&format!("{name}()")) else {
+            return Ok(None);
+        };
+        let nargs = args.len().saturating_sub(1) + usize::from(fin.is_some());
+        if nargs != 1 {
+            return Err(self.error(format!(
+                "wrong number of args for {name}: want 1 got {nargs}"
+            )));
+        }
+        let arg = match fin {
+            Some(v) => v.clone(),
+            None => self.eval_arg(dot, Param::Str, &args[1])?,
+        };
+        let key = arg.as_str().unwrap_or_default();
+        let result = results.get(key).and_then(JsonValue::as_str).unwrap_or("");
+        Ok(Some(Val::string(result)))
     }
 
     fn eval_field_node(

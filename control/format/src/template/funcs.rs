@@ -427,8 +427,14 @@ fn json_text(v: &Val) -> String {
 
 /// `json.Marshal` of a docker list row.
 fn row_json(m: &Map<String, JsonValue>) -> String {
+    // Methods that take an argument (`"Label()"`) are not marshalled, as in docker.
+    let fields: Map<String, JsonValue> = m
+        .iter()
+        .filter(|(k, _)| !k.ends_with("()"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     gojson::compact(
-        &JsonValue::Object(m.clone()),
+        &JsonValue::Object(fields),
         Style {
             html: true,
             sort_keys: true,
