@@ -174,6 +174,22 @@ fn bad_tokens_are_refused() {
         assert_eq!(String::from_utf8_lossy(&out.stderr), err_want, "{args:?}");
     }
 
+    // TLSInfo names the CA: base64 DER of its subject and SubjectPublicKeyInfo.
+    let tls = s.ok(
+        "vm1",
+        &[
+            "node",
+            "inspect",
+            "--format",
+            "{{.Description.TLSInfo.CertIssuerSubject}} {{.Description.TLSInfo.CertIssuerPublicKey}}",
+            "self",
+        ],
+    );
+    assert!(
+        tls.starts_with("MBMxETAPBgNVBAMMCHN3YXJtLWNh MFkw"),
+        "{tls}"
+    );
+
     // Rotation: the old token stops working for new joins, joined nodes are undisturbed.
     let rotated = s.ok("vm1", &["swarm", "join-token", "--rotate", "worker"]);
     assert!(

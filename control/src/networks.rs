@@ -216,6 +216,49 @@ impl NetworkRecord {
     }
 
     /// `network inspect` JSON.
+    /// The network as swarm objects embed it (a task's `NetworksAttachments[].Network`):
+    /// moby's swarm.Network, keys in its order.
+    pub fn swarm_json(&self) -> Value {
+        let created = go_time(&self.created_at);
+        let mut spec = serde_json::Map::new();
+        spec.insert("Name".into(), json!(self.name));
+        spec.insert("Labels".into(), json!(self.labels));
+        spec.insert("DriverConfiguration".into(), json!({"Name": self.driver}));
+        if self.internal {
+            spec.insert("Internal".into(), json!(true));
+        }
+        if self.attachable {
+            spec.insert("Attachable".into(), json!(true));
+        }
+        if self.ingress {
+            spec.insert("Ingress".into(), json!(true));
+        }
+        spec.insert("IPAMOptions".into(), json!({"Driver": {"Name": "default"}}));
+        spec.insert("Scope".into(), json!("swarm"));
+        let mut config = serde_json::Map::new();
+        config.insert("Subnet".into(), json!(self.subnet));
+        if !self.gateway.is_empty() {
+            config.insert("Gateway".into(), json!(self.gateway));
+        }
+        json!({
+            "ID": self.id,
+            "Version": {},
+            "CreatedAt": created,
+            "UpdatedAt": created,
+            "Spec": spec,
+            "DriverState": {
+                "Name": self.driver,
+                "Options": {
+                    "com.docker.network.driver.overlay.vxlanid_list": self.vni.to_string(),
+                },
+            },
+            "IPAMOptions": {
+                "Driver": {"Name": "default"},
+                "Configs": [config],
+            },
+        })
+    }
+
     pub fn docker_json(&self) -> Value {
         let mut options = serde_json::Map::new();
         options.insert(
@@ -269,6 +312,46 @@ mod tests {
             internal: false,
             mtu: None,
         }
+    }
+
+    /// A task's attachment shows its network as moby's swarm.Network.
+    #[test]
+    fn attachment_network_is_in_full() {
+        let mut n = net("webapp_default", 4097, "10.0.1.0/24");
+        n.gateway = "10.0.1.1".into();
+        let v = n.swarm_json();
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "ID",
+                "Version",
+                "CreatedAt",
+                "UpdatedAt",
+                "Spec",
+                "DriverState",
+                "IPAMOptions"
+            ]
+        );
+        let spec: Vec<&String> = v["Spec"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            spec,
+            [
+                "Name",
+                "Labels",
+                "DriverConfiguration",
+                "IPAMOptions",
+                "Scope"
+            ]
+        );
+        assert_eq!(
+            v["DriverState"],
+            json!({"Name": "overlay", "Options": {"com.docker.network.driver.overlay.vxlanid_list": "4097"}})
+        );
+        assert_eq!(
+            v["IPAMOptions"],
+            json!({"Driver": {"Name": "default"}, "Configs": [{"Subnet": "10.0.1.0/24", "Gateway": "10.0.1.1"}]})
+        );
     }
 
     /// Allocation skips what is used, and reuses what was freed.

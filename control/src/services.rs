@@ -252,9 +252,78 @@ fn update_config_json(c: Option<&UpdateConfig>) -> Value {
     Value::Object(m)
 }
 
+/// moby's TaskSpec field order.
+const TASK_TEMPLATE_KEYS: &[&str] = &[
+    "ContainerSpec",
+    "PluginSpec",
+    "NetworkAttachmentSpec",
+    "Resources",
+    "RestartPolicy",
+    "Placement",
+    "Networks",
+    "LogDriver",
+    "ForceUpdate",
+    "Runtime",
+];
+
+/// moby's ContainerSpec field order.
+const CONTAINER_SPEC_KEYS: &[&str] = &[
+    "Image",
+    "Labels",
+    "Command",
+    "Args",
+    "Hostname",
+    "Env",
+    "Dir",
+    "User",
+    "Groups",
+    "Privileges",
+    "Init",
+    "StopSignal",
+    "TTY",
+    "OpenStdin",
+    "ReadOnly",
+    "Mounts",
+    "StopGracePeriod",
+    "Healthcheck",
+    "Hosts",
+    "DNSConfig",
+    "Secrets",
+    "Configs",
+    "Isolation",
+    "Sysctls",
+    "CapabilityAdd",
+    "CapabilityDrop",
+    "Ulimits",
+    "OomScoreAdj",
+];
+
+/// A stored task template as the daemon shows it, in moby's key order. The docker CLI
+/// always sends `Init` and a `DNSConfig`, stack deploy neither (unless set), so a
+/// template from `service create` shows `"Init": false` and `"DNSConfig": {}`; the daemon
+/// converts every isolation to `"default"`.
+pub fn task_template_json(tt: &shoal_spec::TaskSpec) -> Value {
+    let mut v = serde_json::to_value(tt).unwrap_or_else(|_| json!({}));
+    let from_stack = tt
+        .container_spec
+        .labels
+        .contains_key(shoal_compose::LABEL_NAMESPACE);
+    if let Some(cs) = v.get_mut("ContainerSpec").and_then(Value::as_object_mut) {
+        if !from_stack {
+            cs.entry("Init").or_insert(json!(false));
+            cs.entry("DNSConfig").or_insert(json!({}));
+        }
+        cs.entry("Isolation").or_insert(json!("default"));
+    }
+    let cs = v["ContainerSpec"].take();
+    v["ContainerSpec"] = reorder(cs, CONTAINER_SPEC_KEYS);
+    reorder(v, TASK_TEMPLATE_KEYS)
+}
+
 /// The spec as `service inspect` shows it: swarmkit's defaults filled in.
 pub fn spec_with_defaults(spec: &ServiceSpec) -> Value {
     let mut v = serde_json::to_value(spec).unwrap_or_else(|_| json!({}));
+    v["TaskTemplate"] = task_template_json(&spec.task_template);
     let tt = &mut v["TaskTemplate"];
     if tt["ContainerSpec"].get("StopGracePeriod").is_none() {
         tt["ContainerSpec"]["StopGracePeriod"] = json!(10_000_000_000i64);
@@ -277,6 +346,10 @@ pub fn spec_with_defaults(spec: &ServiceSpec) -> Value {
     }
     tt["ForceUpdate"] = json!(spec.task_template.force_update);
     tt["Runtime"] = json!("container");
+    let cs = tt["ContainerSpec"].take();
+    tt["ContainerSpec"] = reorder(cs, CONTAINER_SPEC_KEYS);
+    let reordered = reorder(tt.take(), TASK_TEMPLATE_KEYS);
+    v["TaskTemplate"] = reordered;
     v["UpdateConfig"] = update_config_json(spec.update_config.as_ref());
     v["RollbackConfig"] = update_config_json(spec.rollback_config.as_ref());
     if v.get("EndpointSpec").is_none() {
@@ -353,7 +426,27 @@ impl ServiceRecord {
 }
 
 impl TaskRecord {
-    /// `inspect TASK` JSON.
+    /// `inspect TASK` JSON with each attachment's network in full, as docker shows it.
+    pub fn docker_json_in(
+        &self,
+        networks: &std::collections::BTreeMap<String, crate::networks::NetworkRecord>,
+    ) -> Value {
+        let mut v = self.docker_json();
+        if let Some(list) = v
+            .get_mut("NetworksAttachments")
+            .and_then(Value::as_array_mut)
+        {
+            for a in list {
+                let id = a["Network"]["ID"].as_str().unwrap_or("").to_string();
+                if let Some(n) = networks.get(&id) {
+                    a["Network"] = n.swarm_json();
+                }
+            }
+        }
+        v
+    }
+
+    /// `inspect TASK` JSON (attachments name only their network's ID).
     pub fn docker_json(&self) -> Value {
         let mut m = Map::new();
         m.insert("ID".into(), json!(self.id));
@@ -361,10 +454,7 @@ impl TaskRecord {
         m.insert("CreatedAt".into(), json!(go_time(&self.created_at)));
         m.insert("UpdatedAt".into(), json!(go_time(&self.updated_at)));
         m.insert("Labels".into(), json!({}));
-        m.insert(
-            "Spec".into(),
-            serde_json::to_value(&self.spec).unwrap_or(json!({})),
-        );
+        m.insert("Spec".into(), task_template_json(&self.spec));
         m.insert("ServiceID".into(), json!(self.service_id));
         if self.slot != 0 {
             m.insert("Slot".into(), json!(self.slot));
@@ -411,5 +501,67 @@ impl TaskRecord {
         }
         m.insert("Volumes".into(), Value::Null);
         Value::Object(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(v: &Value) -> Vec<&str> {
+        v.as_object().unwrap().keys().map(String::as_str).collect()
+    }
+
+    /// `service inspect`: TaskTemplate and ContainerSpec keys in moby's order; a CLI-made
+    /// service shows Init and DNSConfig as the docker CLI sends them, a stack's does not.
+    #[test]
+    fn inspect_keys_follow_moby_order() {
+        let mut spec = ServiceSpec {
+            name: "web".into(),
+            ..Default::default()
+        };
+        spec.task_template.container_spec.image = "nginx:alpine".into();
+        spec.task_template.container_spec.args = vec!["sleep".into(), "1".into()];
+        spec.task_template.placement = Some(shoal_spec::Placement {
+            constraints: vec!["node.role==manager".into()],
+            ..Default::default()
+        });
+        let v = spec_with_defaults(&spec);
+        let tt = &v["TaskTemplate"];
+        assert_eq!(
+            keys(tt),
+            [
+                "ContainerSpec",
+                "Resources",
+                "RestartPolicy",
+                "Placement",
+                "ForceUpdate",
+                "Runtime"
+            ]
+        );
+        assert_eq!(
+            keys(&tt["ContainerSpec"]),
+            [
+                "Image",
+                "Args",
+                "Init",
+                "StopGracePeriod",
+                "DNSConfig",
+                "Isolation"
+            ]
+        );
+        assert_eq!(tt["ContainerSpec"]["Init"], json!(false));
+        assert_eq!(tt["ContainerSpec"]["DNSConfig"], json!({}));
+        assert_eq!(tt["ContainerSpec"]["Isolation"], json!("default"));
+
+        spec.task_template
+            .container_spec
+            .labels
+            .insert(shoal_compose::LABEL_NAMESPACE.into(), "webapp".into());
+        let v = spec_with_defaults(&spec);
+        assert_eq!(
+            keys(&v["TaskTemplate"]["ContainerSpec"]),
+            ["Image", "Labels", "Args", "StopGracePeriod", "Isolation"]
+        );
     }
 }

@@ -245,7 +245,7 @@ impl NodeRecord {
                         {"Type": "Volume", "Name": "local"},
                     ],
                 },
-                "TLSInfo": { "TrustRoot": ca_pem },
+                "TLSInfo": tls_info(ca_pem),
             }),
         );
         node.insert("Status".into(), Value::Object(status));
@@ -260,6 +260,29 @@ impl NodeRecord {
         }
         Value::Object(node)
     }
+}
+
+/// A node's TLSInfo: the CA certificate, and (base64, as Go marshals []byte) the DER of
+/// its subject and of its SubjectPublicKeyInfo, as docker reports the issuer.
+pub fn tls_info(ca_pem: &str) -> Value {
+    use base64::Engine;
+    let mut m = Map::new();
+    m.insert("TrustRoot".into(), json!(ca_pem));
+    let der = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes())
+        .ok()
+        .map(|(_, pem)| pem.contents);
+    if let Some(der) = der {
+        if let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) {
+            let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+            let tbs = &cert.tbs_certificate;
+            m.insert("CertIssuerSubject".into(), json!(b64(tbs.subject.as_raw())));
+            m.insert(
+                "CertIssuerPublicKey".into(),
+                json!(b64(tbs.subject_pki.raw)),
+            );
+        }
+    }
+    Value::Object(m)
 }
 
 /// Swarm-wide settings and secrets, made at `swarm init`.
@@ -314,6 +337,36 @@ impl ClusterInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// TLSInfo names the CA's subject and public key as DER in base64, as docker does:
+    /// the subject is the SEQUENCE of the CN "swarm-ca" RDN, the key a P-256 SPKI.
+    #[test]
+    fn tls_info_names_the_issuer() {
+        use base64::Engine;
+        let ca = shoal_ca::ClusterCa::generate().unwrap();
+        let info = tls_info(ca.cert_pem());
+        let keys: Vec<&String> = info.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["TrustRoot", "CertIssuerSubject", "CertIssuerPublicKey"]
+        );
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let subject = b64
+            .decode(info["CertIssuerSubject"].as_str().unwrap())
+            .unwrap();
+        // SEQUENCE { SET { SEQUENCE { OID 2.5.4.3, UTF8String "swarm-ca" } } }
+        let mut want = vec![
+            0x30, 0x13, 0x31, 0x11, 0x30, 0x0f, 0x06, 0x03, 0x55, 0x04, 0x03,
+        ];
+        want.extend([0x0c, 0x08]);
+        want.extend(b"swarm-ca");
+        assert_eq!(subject, want);
+        let spki = b64
+            .decode(info["CertIssuerPublicKey"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(spki.len(), 91, "a P-256 SubjectPublicKeyInfo");
+        assert_eq!(&spki[..2], &[0x30, 0x59]);
+    }
 
     #[test]
     fn go_time_trims_trailing_zeros() {

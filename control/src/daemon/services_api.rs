@@ -405,7 +405,7 @@ impl Daemon {
                                 .is_some_and(|s| crate::orchestrator::task_up_to_date(&state, t, s))
                     })
                     .map(|t| {
-                        let mut v = t.docker_json();
+                        let mut v = t.docker_json_in(&state.networks);
                         v["ServiceName"] = Value::String(t.service_name.clone());
                         v
                     })
@@ -441,7 +441,7 @@ impl Daemon {
                             return Ok(s.docker_json());
                         }
                         if let Ok(t) = state.resolve_task(r) {
-                            return Ok(t.docker_json());
+                            return Ok(t.docker_json_in(&state.networks));
                         }
                         if let Ok(n) = state.resolve_node(r) {
                             return Ok(n.docker_json(&view, &ca));
