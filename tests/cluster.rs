@@ -632,7 +632,9 @@ fn init_detects_the_advertise_address() {
     assert_eq!(ids.trim().len(), 25, "{ids}");
     let pretty = s.ok("vm1", &["node", "inspect", "--pretty", "self"]);
     assert!(
-        pretty.contains("Hostname:\t\tvm1") && pretty.contains(" Leader:\t\tYes"),
+        pretty.contains("\nHostname:              \tvm1\n")
+            && pretty.contains("\n Leader:\t\tYes\n")
+            && pretty.contains("\nTLS Info:\n TrustRoot:\n-----BEGIN CERTIFICATE-----\n"),
         "{pretty}"
     );
 }

@@ -391,6 +391,15 @@ fn failed_update_rolls_back_or_pauses() {
         "{\"Image\":\"busybox\",\"Args\":[\"sleep\",\"600\"],\"Init\":false,\"StopGracePeriod\":10000000000,\"DNSConfig\":{},\"Isolation\":\"default\"}\n"
     );
 
+    let pretty = s.ok("vm1", &["service", "inspect", "--pretty", "pz"]);
+    assert!(
+        pretty.contains(
+            "\nPlacement:\nUpdateConfig:\n Parallelism:\t1\n On failure:\tpause\n Monitoring Period: 5s\n"
+        ) && pretty.contains("\nContainerSpec:\n Image:\t\tbusybox\n Args:\t\tsleep 600 \n Init:\t\tfalse\n")
+            && pretty.ends_with("\nResources:\nEndpoint Mode:\tvip\n\n"),
+        "{pretty}"
+    );
+
     // docker's progress without a terminal: no bars; `overall progress` repeats each poll.
     // `--force` makes every task outdated, so it starts at 0 (the old task runs).
     let forced = s.ok("vm1", &["service", "update", "--force", "rb"]);

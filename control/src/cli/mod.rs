@@ -244,6 +244,74 @@ pub(crate) fn go_time_string(rfc3339: &str) -> String {
     format!("{}{dot}{frac} +0000 UTC", t.format("%Y-%m-%d %H:%M:%S"))
 }
 
+/// Go's `time.Duration.String()` of nanoseconds: `5s`, `1m30s`, `1h0m0s`, `100ms`,
+/// `1.5µs`, `0s`.
+pub(crate) fn go_duration(ns: i64) -> String {
+    if ns == 0 {
+        return "0s".into();
+    }
+    let neg = if ns < 0 { "-" } else { "" };
+    let u = ns.unsigned_abs();
+    let frac = |v: u64, unit: u64, digits: usize| -> String {
+        let whole = v / unit;
+        let rest = v % unit;
+        if rest == 0 {
+            whole.to_string()
+        } else {
+            let f = format!("{rest:0digits$}");
+            format!("{whole}.{}", f.trim_end_matches('0'))
+        }
+    };
+    if u < 1_000 {
+        return format!("{neg}{u}ns");
+    }
+    if u < 1_000_000 {
+        return format!("{neg}{}µs", frac(u, 1_000, 3));
+    }
+    if u < 1_000_000_000 {
+        return format!("{neg}{}ms", frac(u, 1_000_000, 6));
+    }
+    let secs = u / 1_000_000_000;
+    let s = frac(u % 60_000_000_000, 1_000_000_000, 9);
+    let (h, m) = (secs / 3600, (secs / 60) % 60);
+    if h > 0 {
+        format!("{neg}{h}h{m}m{s}s")
+    } else if m > 0 {
+        format!("{neg}{m}m{s}s")
+    } else {
+        format!("{neg}{s}s")
+    }
+}
+
+/// go-units' `BytesSize`: binary units, `%.4g` (`23.59GiB`, `512MiB`, `1.5KiB`).
+pub(crate) fn bytes_size(bytes: f64) -> String {
+    const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+    let (mut size, mut i) = (bytes, 0);
+    while size >= 1024.0 && i < UNITS.len() - 1 {
+        size /= 1024.0;
+        i += 1;
+    }
+    format!("{}{}", go_g4(size), UNITS[i])
+}
+
+/// Go's `%.4g` for the values `bytes_size` gives (under 10000): four significant digits,
+/// trailing zeros dropped.
+fn go_g4(x: f64) -> String {
+    if x == 0.0 {
+        return "0".into();
+    }
+    let exp = x.abs().log10().floor() as i32;
+    let decimals = (3 - exp).max(0) as usize;
+    let s = format!("{x:.decimals$}");
+    // Rounding may carry into a fifth digit (9999.5 -> 10000): Go switches to %e there.
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    s
+}
+
 /// Exit status of a command that went through several arguments, printing errors as it
 /// went (docker's `node rm a b`, `service rm a b`): 1 if any failed.
 pub(crate) fn any_failed(failed: bool) -> CliResult {
@@ -359,6 +427,20 @@ mod tests {
             "Error response from daemon: node a not found\nError response from daemon: node c not found"
         );
         assert!(missing_error(&[], |r, _| r.to_string()).is_ok());
+    }
+
+    #[test]
+    fn durations_and_sizes_print_as_go_prints_them() {
+        assert_eq!(go_duration(5_000_000_000), "5s");
+        assert_eq!(go_duration(90_000_000_000), "1m30s");
+        assert_eq!(go_duration(3_600_000_000_000), "1h0m0s");
+        assert_eq!(go_duration(1_500_000_000), "1.5s");
+        assert_eq!(go_duration(100_000_000), "100ms");
+        assert_eq!(go_duration(0), "0s");
+        assert_eq!(bytes_size(25_331_986_432.0), "23.59GiB");
+        assert_eq!(bytes_size(536_870_912.0), "512MiB");
+        assert_eq!(bytes_size(1536.0), "1.5KiB");
+        assert_eq!(bytes_size(100.0), "100B");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `shoal node ...`: ls, inspect, update, promote, demote, rm.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
@@ -356,75 +357,151 @@ async fn set_roles(host: &str, nodes: Vec<String>, role: Role) -> CliResult {
 }
 
 fn pretty_node(v: &Value) -> String {
-    let mut out = String::new();
-    let mut line = |k: &str, val: &str| out.push_str(&format!("{k}{val}\n"));
-    line("ID:\t\t\t", s(v, &["ID"]));
-    if let Some(name) = v["Spec"]["Name"].as_str() {
-        line("Name:\t\t\t", name);
+    // docker's nodeInspectPrettyTemplate: labels are column-aligned with spaces then one
+    // tab, values tab-separated; `Joined at` is PrettyPrint of Go's time (so `utc`).
+    let mut out = format!("ID:\t\t\t{}", s(v, &["ID"]));
+    let name = s(v, &["Spec", "Name"]);
+    if !name.is_empty() {
+        out.push_str(&format!("\nName:\t\t\t{name}"));
     }
+    let kv = |m: &serde_json::Map<String, Value>, out: &mut String| {
+        let sorted: BTreeMap<&String, &Value> = m.iter().collect();
+        for (k, val) in sorted {
+            let val = val.as_str().unwrap_or("");
+            out.push_str(&format!("\n - {k}"));
+            if !val.is_empty() {
+                out.push_str(&format!("={val}"));
+            }
+        }
+    };
     if let Some(labels) = v["Spec"]["Labels"].as_object().filter(|l| !l.is_empty()) {
-        line("Labels:", "");
-        for (k, val) in labels {
-            line(" - ", &format!("{k}={}", val.as_str().unwrap_or("")));
+        out.push_str("\nLabels:");
+        kv(labels, &mut out);
+    }
+    out.push_str(&format!(
+        "\nHostname:              \t{}",
+        s(v, &["Description", "Hostname"])
+    ));
+    let joined = super::go_time_string(s(v, &["CreatedAt"]));
+    out.push_str(&format!(
+        "\nJoined at:             \t{}",
+        shoal_format::pretty_print(&joined)
+    ));
+    out.push_str(&format!(
+        "\nStatus:\n State:\t\t\t{}",
+        shoal_format::pretty_print(s(v, &["Status", "State"]))
+    ));
+    let message = s(v, &["Status", "Message"]);
+    if !message.is_empty() {
+        out.push_str(&format!(
+            "\n Message:              \t{}",
+            shoal_format::pretty_print(message)
+        ));
+    }
+    out.push_str(&format!(
+        "\n Availability:         \t{}",
+        shoal_format::pretty_print(s(v, &["Spec", "Availability"]))
+    ));
+    let addr = s(v, &["Status", "Addr"]);
+    if !addr.is_empty() {
+        out.push_str(&format!("\n Address:\t\t{addr}"));
+    }
+    if v.get("ManagerStatus").is_some() {
+        let leader = v["ManagerStatus"]["Leader"].as_bool() == Some(true);
+        out.push_str(&format!(
+            "\nManager Status:\n Address:\t\t{}\n Raft Status:\t\t{}\n Leader:\t\t{}",
+            s(v, &["ManagerStatus", "Addr"]),
+            shoal_format::pretty_print(s(v, &["ManagerStatus", "Reachability"])),
+            if leader { "Yes" } else { "No" }
+        ));
+    }
+    let d = &v["Description"];
+    out.push_str(&format!(
+        "\nPlatform:\n Operating System:\t{}\n Architecture:\t\t{}",
+        s(d, &["Platform", "OS"]),
+        s(d, &["Platform", "Architecture"])
+    ));
+    let cpus = d["Resources"]["NanoCPUs"].as_i64().unwrap_or(0) / 1_000_000_000;
+    let mem = d["Resources"]["MemoryBytes"].as_i64().unwrap_or(0);
+    let mem = if mem == 0 {
+        String::new()
+    } else {
+        super::bytes_size(mem as f64)
+    };
+    out.push_str(&format!(
+        "\nResources:\n CPUs:\t\t\t{cpus}\n Memory:\t\t{mem}"
+    ));
+    // Plugin names by type, types in order.
+    let mut plugins: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in d["Engine"]["Plugins"].as_array().into_iter().flatten() {
+        plugins
+            .entry(s(p, &["Type"]).to_string())
+            .or_default()
+            .push(s(p, &["Name"]).to_string());
+    }
+    if !plugins.is_empty() {
+        out.push_str("\nPlugins:");
+        for (kind, names) in &plugins {
+            out.push_str(&format!("\n {kind}:"));
+            if !names.is_empty() {
+                out.push_str(&format!("\t\t{}", names.join(", ")));
+            }
         }
     }
-    line("Hostname:\t\t", s(v, &["Description", "Hostname"]));
-    line("Joined at:\t\t", s(v, &["CreatedAt"]));
-    line("Status:", "");
-    line(
-        " State:\t\t\t",
-        &shoal_format::pretty_print(s(v, &["Status", "State"])),
-    );
-    line(
-        " Availability:\t\t",
-        &shoal_format::pretty_print(s(v, &["Spec", "Availability"])),
-    );
-    line(" Address:\t\t", s(v, &["Status", "Addr"]));
-    if v.get("ManagerStatus").is_some() {
-        line("Manager Status:", "");
-        line(" Address:\t\t", s(v, &["ManagerStatus", "Addr"]));
-        line(
-            " Raft Status:\t\t",
-            &shoal_format::pretty_print(s(v, &["ManagerStatus", "Reachability"])),
-        );
-        let leader = v["ManagerStatus"]["Leader"].as_bool() == Some(true);
-        line(" Leader:\t\t", if leader { "Yes" } else { "No" });
+    out.push_str(&format!(
+        "\nEngine Version:\t\t{}",
+        s(d, &["Engine", "EngineVersion"])
+    ));
+    if let Some(labels) = d["Engine"]["Labels"].as_object().filter(|l| !l.is_empty()) {
+        out.push_str("\nEngine Labels:");
+        kv(labels, &mut out);
     }
-    line("Platform:", "");
-    line(
-        " Operating System:\t",
-        s(v, &["Description", "Platform", "OS"]),
+    let tls = &d["TLSInfo"];
+    let (root, subject, key) = (
+        s(tls, &["TrustRoot"]),
+        s(tls, &["CertIssuerSubject"]),
+        s(tls, &["CertIssuerPublicKey"]),
     );
-    line(
-        " Architecture:\t\t",
-        s(v, &["Description", "Platform", "Architecture"]),
-    );
-    line("Resources:", "");
-    let cpus = v["Description"]["Resources"]["NanoCPUs"]
-        .as_i64()
-        .unwrap_or(0)
-        / 1_000_000_000;
-    line(" CPUs:\t\t\t", &cpus.to_string());
-    let mem = v["Description"]["Resources"]["MemoryBytes"]
-        .as_i64()
-        .unwrap_or(0) as f64;
-    line(
-        " Memory:\t\t",
-        format!("{:.4}GiB", mem / (1u64 << 30) as f64).trim_end_matches('0'),
-    );
-    line("Plugins:", "");
-    line(" Network:\t\t", "overlay");
-    line(" Volume:\t\t", "local");
-    line(
-        "Engine Version:\t\t",
-        s(v, &["Description", "Engine", "EngineVersion"]),
-    );
+    if !(root.is_empty() && subject.is_empty() && key.is_empty()) {
+        out.push_str(&format!(
+            "\nTLS Info:\n TrustRoot:\n{root}\n Issuer Subject:\t{subject}\n Issuer Public Key:\t{key}"
+        ));
+    }
+    out.push('\n');
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// docker's node pretty layout, line for line.
+    #[test]
+    fn pretty_node_is_docker_s_layout() {
+        let node = json!({"ID": "rb1bpfv8r8atppvsv7tcopkjp", "CreatedAt": "2026-11-27T06:32:29.65Z",
+            "Spec": {"Labels": {"os": "linux", "b": ""}, "Role": "manager", "Availability": "active"},
+            "Description": {"Hostname": "vm1", "Platform": {"Architecture": "x86_64", "OS": "linux"},
+                "Resources": {"NanoCPUs": 2000000000i64, "MemoryBytes": 25331986432i64},
+                "Engine": {"EngineVersion": "0.1.0", "Plugins": [{"Type": "Network", "Name": "overlay"}, {"Type": "Volume", "Name": "local"}]},
+                "TLSInfo": {"TrustRoot": "-----BEGIN CERTIFICATE-----\nX\n-----END CERTIFICATE-----\n", "CertIssuerSubject": "MBM=", "CertIssuerPublicKey": "MFk="}},
+            "Status": {"State": "ready", "Addr": "10.77.0.11"},
+            "ManagerStatus": {"Leader": true, "Reachability": "reachable", "Addr": "10.77.0.11:2377"}});
+        assert_eq!(
+            pretty_node(&node),
+            "ID:\t\t\trb1bpfv8r8atppvsv7tcopkjp\n\
+             Labels:\n - b\n - os=linux\n\
+             Hostname:              \tvm1\n\
+             Joined at:             \t2026-11-27 06:32:29.65 +0000 utc\n\
+             Status:\n State:\t\t\tReady\n Availability:         \tActive\n Address:\t\t10.77.0.11\n\
+             Manager Status:\n Address:\t\t10.77.0.11:2377\n Raft Status:\t\tReachable\n Leader:\t\tYes\n\
+             Platform:\n Operating System:\tlinux\n Architecture:\t\tx86_64\n\
+             Resources:\n CPUs:\t\t\t2\n Memory:\t\t23.59GiB\n\
+             Plugins:\n Network:\t\toverlay\n Volume:\t\tlocal\n\
+             Engine Version:\t\t0.1.0\n\
+             TLS Info:\n TrustRoot:\n-----BEGIN CERTIFICATE-----\nX\n-----END CERTIFICATE-----\n\n \
+             Issuer Subject:\tMBM=\n Issuer Public Key:\tMFk=\n"
+        );
+    }
 
     #[test]
     fn natural_order_puts_vm2_before_vm10() {

@@ -564,8 +564,19 @@ pub async fn run(host: &str, cmd: ServiceCommand) -> CliResult {
             };
             let (values, missing) = super::split_found(&services, objects);
             if pretty {
+                let networks: BTreeMap<String, String> =
+                    match call(host, ApiRequest::NetworkList).await? {
+                        ApiReply::Networks { networks } => networks
+                            .iter()
+                            .map(|n| {
+                                let f = |k: &str| n[k].as_str().unwrap_or("").to_string();
+                                (f("Id"), f("Name"))
+                            })
+                            .collect(),
+                        other => return Err(unexpected(other)),
+                    };
                 for v in &values {
-                    print!("{}", pretty_service(v));
+                    print!("{}", pretty_service(v, &networks));
                 }
             } else {
                 let text = shoal_format::render_inspect(&values, format.as_deref())
@@ -755,62 +766,236 @@ async fn scale(host: &str, scales: &[String], detach: bool) -> CliResult {
     }
 }
 
-fn pretty_service(v: &Value) -> String {
+/// docker's serviceInspectPrettyTemplate (rebuilt in Rust): a blank line, the blocks, and
+/// a blank line after; `networks` maps network IDs to names.
+fn pretty_service(v: &Value, networks: &BTreeMap<String, String>) -> String {
+    let str_of = |x: &Value| x.as_str().unwrap_or("").to_string();
     let spec = &v["Spec"];
-    let cs = &spec["TaskTemplate"]["ContainerSpec"];
-    let mut out = String::new();
-    out.push_str(&format!(
-        "\nID:\t\t{}\nName:\t\t{}\n",
-        v["ID"].as_str().unwrap_or(""),
-        spec["Name"].as_str().unwrap_or("")
-    ));
+    let tt = &spec["TaskTemplate"];
+    let cs = &tt["ContainerSpec"];
+    let mut out = format!(
+        "\nID:\t\t{}\nName:\t\t{}",
+        str_of(&v["ID"]),
+        str_of(&spec["Name"])
+    );
     if let Some(labels) = spec["Labels"].as_object().filter(|l| !l.is_empty()) {
-        out.push_str("Labels:\n");
-        for (k, val) in labels {
-            out.push_str(&format!(" {k}={}\n", val.as_str().unwrap_or("")));
+        out.push_str("\nLabels:");
+        let sorted: BTreeMap<&String, &Value> = labels.iter().collect();
+        for (k, val) in sorted {
+            out.push_str(&format!("\n {k}"));
+            let val = str_of(val);
+            if !val.is_empty() {
+                out.push_str(&format!("={val}"));
+            }
         }
     }
-    if let Some(r) = spec["Mode"]["Replicated"]["Replicas"].as_u64() {
-        out.push_str(&format!("Service Mode:\tReplicated\n Replicas:\t{r}\n"));
-    } else {
-        out.push_str("Service Mode:\tGlobal\n");
+    out.push_str("\nService Mode:");
+    if spec["Mode"].get("Global").is_some() {
+        out.push_str("\tGlobal");
+    } else if let Some(r) = spec["Mode"].get("Replicated") {
+        out.push_str("\tReplicated");
+        if let Some(n) = r["Replicas"].as_u64() {
+            out.push_str(&format!("\n Replicas:\t{n}"));
+        }
     }
-    if let Some(c) = spec["TaskTemplate"]["Placement"]["Constraints"].as_array() {
-        out.push_str("Placement:\n Constraints:\t[");
-        out.push_str(
-            &c.iter()
-                .filter_map(|x| x.as_str())
-                .collect::<Vec<_>>()
-                .join(" "),
-        );
-        out.push_str("]\n");
-    }
-    out.push_str(&format!(
-        "ContainerSpec:\n Image:\t\t{}\n",
-        cs["Image"].as_str().unwrap_or("")
-    ));
-    if let Some(args) = cs["Args"].as_array() {
+    let us = &v["UpdateStatus"];
+    if !str_of(&us["State"]).is_empty() {
+        let ago = |t: &Value| {
+            chrono::DateTime::parse_from_rfc3339(t.as_str().unwrap_or(""))
+                .ok()
+                .map(|t| {
+                    let d = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                        .to_std()
+                        .unwrap_or_default();
+                    format!("{} ago", shoal_format::human_duration(d))
+                })
+        };
         out.push_str(&format!(
-            " Args:\t\t{}\n",
-            args.iter()
-                .filter_map(|x| x.as_str())
-                .collect::<Vec<_>>()
-                .join(" ")
+            "\nUpdateStatus:\n State:\t\t{}",
+            str_of(&us["State"])
         ));
+        if let Some(a) = ago(&us["StartedAt"]) {
+            out.push_str(&format!("\n Started:\t{a}"));
+        }
+        if str_of(&us["State"]) == "completed" {
+            if let Some(a) = ago(&us["CompletedAt"]) {
+                out.push_str(&format!("\n Completed:\t{a}"));
+            }
+        }
+        out.push_str(&format!("\n Message:\t{}", str_of(&us["Message"])));
     }
-    // docker's pretty template: every port of the endpoint, either mode.
-    if let Some(ports) = v["Endpoint"]["Ports"].as_array().filter(|p| !p.is_empty()) {
-        out.push_str("Ports:\n");
-        for p in ports {
+    out.push_str("\nPlacement:");
+    let p = &tt["Placement"];
+    let strings = |x: &Value| -> Vec<String> {
+        x.as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| s.as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let constraints = strings(&p["Constraints"]);
+    if !constraints.is_empty() {
+        out.push_str(&format!("\n Constraints:\t[{}]", constraints.join(" ")));
+    }
+    let prefs: Vec<String> = p["Preferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x["Spread"]["SpreadDescriptor"].as_str())
+        .map(|d| format!("spread={d}"))
+        .collect();
+    if !prefs.is_empty() {
+        out.push_str(&format!("\n Preferences:   [{}]", prefs.join(" ")));
+    }
+    if let Some(m) = p["MaxReplicas"].as_u64().filter(|&m| m > 0) {
+        out.push_str(&format!("\n Max Replicas Per Node:   {m}"));
+    }
+    for (key, title, order) in [
+        ("UpdateConfig", "UpdateConfig", "Update order:      "),
+        ("RollbackConfig", "RollbackConfig", "Rollback order:    "),
+    ] {
+        let c = &spec[key];
+        if c.is_null() {
+            continue;
+        }
+        out.push_str(&format!(
+            "\n{title}:\n Parallelism:\t{}",
+            c["Parallelism"].as_u64().unwrap_or(0)
+        ));
+        let delay = c["Delay"].as_i64().unwrap_or(0);
+        if delay > 0 {
+            out.push_str(&format!("\n Delay:\t\t{}", super::go_duration(delay)));
+        }
+        out.push_str(&format!("\n On failure:\t{}", str_of(&c["FailureAction"])));
+        let monitor = c["Monitor"].as_i64().unwrap_or(0);
+        if monitor > 0 {
             out.push_str(&format!(
-                " PublishedPort = {}\n  Protocol = {}\n  TargetPort = {}\n  PublishMode = {}\n",
-                p["PublishedPort"].as_u64().unwrap_or(0),
-                p["Protocol"].as_str().unwrap_or("tcp"),
-                p["TargetPort"].as_u64().unwrap_or(0),
-                p["PublishMode"].as_str().unwrap_or("ingress"),
+                "\n Monitoring Period: {}",
+                super::go_duration(monitor)
             ));
         }
+        let ratio = c["MaxFailureRatio"].as_f64().unwrap_or(0.0) as f32;
+        out.push_str(&format!("\n Max failure ratio: {ratio}"));
+        out.push_str(&format!("\n {order}{}", str_of(&c["Order"])));
     }
+    out.push_str(&format!(
+        "\nContainerSpec:\n Image:\t\t{}",
+        str_of(&cs["Image"])
+    ));
+    let args = strings(&cs["Args"]);
+    if !args.is_empty() {
+        out.push_str("\n Args:\t\t");
+        for a in &args {
+            out.push_str(&format!("{a} "));
+        }
+    }
+    let env = strings(&cs["Env"]);
+    if !env.is_empty() {
+        out.push_str("\n Env:\t\t");
+        for e in &env {
+            out.push_str(&format!("{e} "));
+        }
+    }
+    if !str_of(&cs["Dir"]).is_empty() {
+        out.push_str(&format!("\n Dir:\t\t{}", str_of(&cs["Dir"])));
+    }
+    if let Some(init) = cs["Init"].as_bool() {
+        out.push_str(&format!("\n Init:\t\t{init}"));
+    }
+    if !str_of(&cs["User"]).is_empty() {
+        out.push_str(&format!("\n User: {}", str_of(&cs["User"])));
+    }
+    let mounts = cs["Mounts"].as_array().cloned().unwrap_or_default();
+    if !mounts.is_empty() {
+        out.push_str("\nMounts:");
+    }
+    for m in &mounts {
+        out.push_str(&format!(
+            "\n Target:\t{}\n  Source:\t{}\n  ReadOnly:\t{}\n  Type:\t\t{}",
+            str_of(&m["Target"]),
+            str_of(&m["Source"]),
+            m["ReadOnly"].as_bool().unwrap_or(false),
+            str_of(&m["Type"])
+        ));
+    }
+    let res = &tt["Resources"];
+    if !res.is_null() {
+        out.push_str("\nResources:");
+        for (key, title) in [("Reservations", "Reservations"), ("Limits", "Limits")] {
+            let r = &res[key];
+            let cpus = r["NanoCPUs"].as_i64().unwrap_or(0);
+            let mem = r["MemoryBytes"].as_i64().unwrap_or(0);
+            let pids = r["Pids"].as_i64().unwrap_or(0);
+            let shown = cpus > 0 || mem > 0 || (key == "Limits" && pids > 0);
+            if r.is_null() || !shown {
+                continue;
+            }
+            out.push_str(&format!("\n {title}:"));
+            if cpus > 0 {
+                out.push_str(&format!("\n  CPU:\t\t{}", cpus as f64 / 1e9));
+            }
+            if mem > 0 {
+                out.push_str(&format!("\n  Memory:\t{}", super::bytes_size(mem as f64)));
+            }
+        }
+    }
+    let pids = res["Limits"]["Pids"].as_i64().unwrap_or(0);
+    if pids > 0 {
+        out.push_str(&format!("\n  PIDs:\t\t{pids}"));
+    }
+    let nets: Vec<String> = tt["Networks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            let id = str_of(&n["Target"]);
+            networks.get(&id).cloned().unwrap_or(id)
+        })
+        .collect();
+    if !nets.is_empty() {
+        out.push_str("\nNetworks:");
+        for n in &nets {
+            out.push_str(&format!(" {n}"));
+        }
+        out.push(' ');
+    }
+    out.push_str(&format!(
+        "\nEndpoint Mode:\t{}",
+        str_of(&spec["EndpointSpec"]["Mode"])
+    ));
+    if let Some(ports) = v["Endpoint"]["Ports"].as_array().filter(|p| !p.is_empty()) {
+        out.push_str("\nPorts:");
+        for p in ports {
+            out.push_str(&format!(
+                "\n PublishedPort = {}\n  Protocol = {}\n  TargetPort = {}\n  PublishMode = {}",
+                p["PublishedPort"].as_u64().unwrap_or(0),
+                str_of(&p["Protocol"]),
+                p["TargetPort"].as_u64().unwrap_or(0),
+                str_of(&p["PublishMode"]),
+            ));
+        }
+        out.push(' ');
+    }
+    let hc = &cs["Healthcheck"];
+    if !hc.is_null() {
+        let d = |k: &str| super::go_duration(hc[k].as_i64().unwrap_or(0));
+        out.push_str(&format!(
+            "\n Healthcheck:\n  Interval = {}\n  Retries = {}\n  StartPeriod =\t{}\n  Timeout =\t{}",
+            d("Interval"),
+            hc["Retries"].as_i64().unwrap_or(0),
+            d("StartPeriod"),
+            d("Timeout")
+        ));
+        let tests = strings(&hc["Test"]);
+        if !tests.is_empty() {
+            out.push_str("\n  Tests:");
+            for t in &tests {
+                out.push_str(&format!("\n\t Test = {t}"));
+            }
+            out.push(' ');
+        }
+    }
+    out.push_str("\n\n");
     out
 }
 
@@ -891,14 +1076,53 @@ mod tests {
             "Endpoint": {"Ports": serde_json::to_value(&spec.endpoint_spec.as_ref().unwrap().ports).unwrap()},
         });
         assert_eq!(ports_column(&v["Spec"]), "*:8080->80/tcp");
-        let pretty = pretty_service(&v);
+        let pretty = pretty_service(&v, &BTreeMap::new());
         assert!(
             pretty.ends_with(
-                "Ports:\n PublishedPort = 8080\n  Protocol = tcp\n  TargetPort = 80\n  PublishMode = ingress\n PublishedPort = 8081\n  Protocol = tcp\n  TargetPort = 80\n  PublishMode = host\n"
+                "Ports:\n PublishedPort = 8080\n  Protocol = tcp\n  TargetPort = 80\n  PublishMode = ingress\n PublishedPort = 8081\n  Protocol = tcp\n  TargetPort = 80\n  PublishMode = host \n\n"
             ),
             "{pretty}"
         );
         assert_eq!(spec.host_mode_ports()[0].protocol, Protocol::Tcp);
         assert_eq!(spec.host_mode_ports()[0].publish_mode, PublishMode::Host);
+    }
+
+    /// `service inspect --pretty` of a `service create`d service, as docker prints it:
+    /// the update and rollback configs, resources, networks by name, the endpoint mode,
+    /// Args with docker's trailing space, and a Placement line even without constraints.
+    #[test]
+    fn pretty_service_is_docker_s_layout() {
+        let mut spec = ServiceSpec {
+            name: "web".into(),
+            mode: ServiceMode::replicated(2),
+            ..Default::default()
+        };
+        spec.task_template.container_spec.image = "busybox".into();
+        spec.task_template.container_spec.args = vec!["sleep".into(), "600".into()];
+        spec.task_template.container_spec.mounts = vec![shoal_spec::Mount {
+            kind: "volume".into(),
+            source: "data".into(),
+            target: "/data".into(),
+            read_only: false,
+        }];
+        spec.task_template.networks = vec![shoal_spec::NetworkAttachmentConfig {
+            target: "netid".into(),
+            ..Default::default()
+        }];
+        let v = json!({"ID": "9i8vhxqhl820v28ozalp1n0a6", "Spec": crate::services::spec_with_defaults(&spec), "Endpoint": {}});
+        let names = BTreeMap::from([("netid".to_string(), "webapp_default".to_string())]);
+        assert_eq!(
+            pretty_service(&v, &names),
+            "\nID:\t\t9i8vhxqhl820v28ozalp1n0a6\nName:\t\tweb\n\
+             Service Mode:\tReplicated\n Replicas:\t2\n\
+             Placement:\n\
+             UpdateConfig:\n Parallelism:\t1\n On failure:\tpause\n Monitoring Period: 5s\n Max failure ratio: 0\n Update order:      stop-first\n\
+             RollbackConfig:\n Parallelism:\t1\n On failure:\tpause\n Monitoring Period: 5s\n Max failure ratio: 0\n Rollback order:    stop-first\n\
+             ContainerSpec:\n Image:\t\tbusybox\n Args:\t\tsleep 600 \n Init:\t\tfalse\n\
+             Mounts:\n Target:\t/data\n  Source:\tdata\n  ReadOnly:\tfalse\n  Type:\t\tvolume\n\
+             Resources:\n\
+             Networks: webapp_default \n\
+             Endpoint Mode:\tvip\n\n"
+        );
     }
 }
