@@ -111,23 +111,32 @@ impl Default for Timeouts {
     }
 }
 
-impl Timeouts {
-    fn as_ns(&self) -> [u64; abi::CT_STATES] {
-        let mut t = [0u64; abi::CT_STATES];
-        t[abi::CT_SYN] = self.tcp_syn.as_nanos() as u64;
-        t[abi::CT_ESTABLISHED] = self.tcp_established.as_nanos() as u64;
-        t[abi::CT_CLOSING] = self.tcp_closing.as_nanos() as u64;
-        t[abi::CT_UDP] = self.udp.as_nanos() as u64;
-        t
-    }
+/// How often at most the programs move a flow's clock (`LB_CT_REFRESH_NS` in
+/// lb_helpers.h): between moves its last_seen can be this much older than its
+/// last packet.
+const CT_CLOCK_STEP: Duration = Duration::from_secs(1);
 
-    fn for_state(&self, state: u8) -> Duration {
-        match state as usize {
+impl Timeouts {
+    /// The age of last_seen at which a flow in this state is expired: its timeout,
+    /// plus the clock's step, so no flow goes before it has been idle for its
+    /// timeout (it goes within one second after).
+    fn expiry(&self, state: u8) -> u64 {
+        let timeout = match state as usize {
             abi::CT_SYN => self.tcp_syn,
             abi::CT_ESTABLISHED => self.tcp_established,
             abi::CT_CLOSING => self.tcp_closing,
             _ => self.udp,
+        };
+        u64::try_from((timeout + CT_CLOCK_STEP).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// [`Self::expiry`] of every state, for the programs.
+    fn as_ns(&self) -> [u64; abi::CT_STATES] {
+        let mut t = [0u64; abi::CT_STATES];
+        for (state, v) in t.iter_mut().enumerate() {
+            *v = self.expiry(state as u8);
         }
+        t
     }
 }
 
@@ -1061,7 +1070,7 @@ impl LoadBalancer {
         let mut live = std::collections::HashSet::with_capacity(ct.len());
         let mut expired = Vec::new();
         for (key, ct) in ct {
-            if now.saturating_sub(ct.last_seen) >= timeouts.for_state(ct.state).as_nanos() as u64 {
+            if now.saturating_sub(ct.last_seen) >= timeouts.expiry(ct.state) {
                 expired.push(key);
             } else {
                 live.insert(key);
@@ -1089,7 +1098,9 @@ impl LoadBalancer {
             }
         }
         delete_flows(&self.flow_fds[REV], &mut self.rev_map, &stale_rev);
-        let max_idle = timeouts.tcp_established.max(timeouts.udp).as_nanos() as u64;
+        let max_idle = timeouts
+            .expiry(abi::CT_ESTABLISHED as u8)
+            .max(timeouts.expiry(abi::CT_UDP as u8));
         let stale_ret: Vec<abi::FlowKey> = all_flows(&self.flow_fds[RET], &self.ret_map)?
             .into_iter()
             .filter(|(_, ret)| now.saturating_sub(ret.last_seen) >= max_idle)
@@ -1107,9 +1118,7 @@ impl LoadBalancer {
         let mut conntrack = ConntrackReport::default();
         let entries = all_flows(&self.flow_fds[CT], &self.ct_map).unwrap_or_default();
         for (_, ct) in entries {
-            if now.saturating_sub(ct.last_seen)
-                >= self.settings.timeouts.for_state(ct.state).as_nanos() as u64
-            {
+            if now.saturating_sub(ct.last_seen) >= self.settings.timeouts.expiry(ct.state) {
                 conntrack.expired += 1;
                 continue;
             }
@@ -1489,6 +1498,31 @@ fn ifindex(name: &str) -> Result<u32, LbError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A flow's last_seen moves at most once a second, so it can be up to a second
+    /// older than its last packet: the expiry age allows for that, and a flow idle
+    /// for less than its timeout is never expired (nor kept a second past it).
+    #[test]
+    fn flows_expire_only_after_their_whole_timeout_idle() {
+        let t = Timeouts {
+            tcp_syn: Duration::from_secs(60),
+            tcp_established: Duration::from_secs(3600),
+            tcp_closing: Duration::from_secs(10),
+            udp: Duration::from_secs(2),
+        };
+        let s = 1_000_000_000u64;
+        assert_eq!(
+            t.as_ns(),
+            [61 * s, 3601 * s, 11 * s, 3 * s],
+            "by state: syn, established, closing, udp"
+        );
+        // Last packet at 10 s; its clock last moved at 9 s (a packet each 0.1 s
+        // until then). At 11.9 s (1.9 s idle) it stays; at 13 s it is gone.
+        let (last_packet, last_seen) = (10 * s, 9 * s);
+        let udp = abi::CT_UDP as u8;
+        assert!(last_packet + 19 * s / 10 - last_seen < t.expiry(udp));
+        assert!(last_packet + 3 * s - last_seen >= t.expiry(udp));
+    }
 
     #[test]
     fn dsr_entries_name_one_published_port_per_backend() {
