@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::fs::File;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,18 +12,6 @@ use shoal_control::api::ApiRequest;
 use shoal_control::peer::{self, PeerRequest, PeerResponse};
 use shoal_control::wire;
 
-/// Run `f` on a thread that has entered the lab node's network namespace.
-fn in_node<T: Send + 'static>(lab: &Lab, node: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/shoal-{}-{node}", lab.name());
-    std::thread::spawn(move || {
-        let ns = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        f()
-    })
-    .join()
-    .expect("thread in namespace")
-}
-
 fn call(
     lab: &Lab,
     node: &str,
@@ -32,7 +19,7 @@ fn call(
     config: Arc<rustls::ClientConfig>,
     req: PeerRequest,
 ) -> Result<PeerResponse, String> {
-    in_node(lab, node, move || {
+    in_ns(lab, node, move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -179,7 +166,7 @@ fn a_demoted_managers_certificate_is_refused() {
     let on_vm3 = |config: Arc<rustls::ClientConfig>| {
         let vm3 = vm3.clone();
         let vm3_id = vm3_id.clone();
-        in_node(&s.lab, "vm2", move || {
+        in_ns(&s.lab, "vm2", move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::fs::File;
 use std::io::Read;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -15,18 +14,6 @@ use common::*;
 use shoal_control::peer::{self, PeerResponse};
 use shoal_control::wire;
 use shoal_dataplane::lab::CLIENT;
-
-/// Run `f` on a thread that has entered the network namespace of a lab node (or client).
-fn in_ns<T: Send + 'static>(lab: &Lab, host: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{}", lab.netns_name(host));
-    std::thread::spawn(move || {
-        let ns = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        f()
-    })
-    .join()
-    .expect("thread in namespace")
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -11,6 +11,23 @@ pub const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
 pub const NO_LEADER: &str = "The swarm does not have a leader";
 pub const WORKER_REFUSED: &str = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
 
+/// Runs `f` on a thread that has entered the network namespace of a lab host (a node or
+/// the client), and returns what it returns.
+pub fn in_ns<T: Send + 'static>(
+    lab: &Lab,
+    host: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let path = format!("/run/netns/{}", lab.netns_name(host));
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+    .join()
+    .expect("thread in namespace")
+}
+
 /// Fail loudly, never skip: these tests need root for namespaces.
 pub fn require_root() {
     assert!(

@@ -322,8 +322,8 @@ pub(crate) fn any_failed(failed: bool) -> CliResult {
     }
 }
 
-/// The controlling terminal's size, or 24x80.
-fn terminal_size() -> crate::daemon::exec::Tty {
+/// The size of the terminal on stdout, if it is one.
+fn stdout_winsize() -> Option<nix::libc::winsize> {
     let mut ws = nix::libc::winsize {
         ws_row: 0,
         ws_col: 0,
@@ -332,32 +332,24 @@ fn terminal_size() -> crate::daemon::exec::Tty {
     };
     // SAFETY: TIOCGWINSZ writes one winsize into the struct we own.
     let ok = unsafe { nix::libc::ioctl(1, nix::libc::TIOCGWINSZ, &mut ws) } == 0;
-    if ok && ws.ws_row > 0 && ws.ws_col > 0 {
-        crate::daemon::exec::Tty {
+    ok.then_some(ws)
+}
+
+/// The controlling terminal's size, or 24x80.
+fn terminal_size() -> crate::daemon::exec::Tty {
+    match stdout_winsize() {
+        Some(ws) if ws.ws_row > 0 && ws.ws_col > 0 => crate::daemon::exec::Tty {
             rows: ws.ws_row,
             cols: ws.ws_col,
-        }
-    } else {
-        crate::daemon::exec::Tty { rows: 24, cols: 80 }
+        },
+        _ => crate::daemon::exec::Tty { rows: 24, cols: 80 },
     }
 }
 
 /// The width of the terminal on stdout, or 200 when it cannot be read (as docker's
 /// jsonmessage assumes).
 pub(crate) fn terminal_width() -> u16 {
-    let mut ws = nix::libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes one winsize into the struct we own.
-    let ok = unsafe { nix::libc::ioctl(1, nix::libc::TIOCGWINSZ, &mut ws) } == 0;
-    if ok {
-        ws.ws_col
-    } else {
-        200
-    }
+    stdout_winsize().map_or(200, |ws| ws.ws_col)
 }
 
 /// Puts stdin (a terminal) in raw mode until dropped.
