@@ -225,7 +225,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || b + 0
 start=$SECONDS
 echo "# bench/lb.sh  ($(date -u +%FT%TZ), $(nproc) cores, kernel $(uname -r), load average at start: $(cut -d' ' -f1-3 /proc/loadavg))"
 echo "# source: $(git describe --always --dirty 2>/dev/null || echo "not a git checkout")"
-echo "# command: SECS=$SECS REPS=$REPS CONNS=$CONNS THREADS=$THREADS BACKEND=$BACKEND BSECS=$BSECS DSR=$DSR bench/lb.sh"
+echo "# command: SECS=$SECS REPS=$REPS CONNS=$CONNS THREADS=$THREADS BACKEND=$BACKEND BSECS=$BSECS DSR=$DSR DIRECT_NS=$DIRECT_NS bench/lb.sh"
 echo "# shoald: $([ "$DSR" = 1 ] && echo "--lb-dsr (direct server return: the backend's node answers the client)" || echo "defaults (replies back through the entry node)")"
 echo "# tools: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(nft --version)$(command -v nginx >/dev/null && echo ", $(nginx -v 2>&1 | cut -d' ' -f3)")"
 awk -v n="$(nproc)" '$1 > n { print "warning: load average " $1 " on " n " cores: other work shares the CPUs; expect noise, see the per-run numbers" }' /proc/loadavg
