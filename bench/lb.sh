@@ -74,7 +74,7 @@ out="bench/results/lb-$(date -u +%Y%m%dT%H%M%SZ).txt"
 TMP=$(mktemp -d /tmp/shoal-lbbench.XXXXXX)
 CT_NS=lbbench$$-ct  # the direct-ns backend's namespace (not the lab's: removed here)
 CT_ADDR=10.78.0.2
-ct_down() { ip netns pids "$CT_NS" 2>/dev/null | xargs -r kill -9 2>/dev/null; ip netns del "$CT_NS" 2>/dev/null || true; }
+ct_down() { { ip netns pids "$CT_NS" 2>/dev/null | xargs -r kill -9; } 2>/dev/null || true; ip netns del "$CT_NS" 2>/dev/null || true; }
 trap 'ct_down; shoal lab down --name "$LAB" >/dev/null 2>&1 || true; rm -rf "$TMP"' EXIT
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
