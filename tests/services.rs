@@ -75,6 +75,20 @@ fn tutorial_swarm() -> Swarm {
     s
 }
 
+/// The service's `UpdateStatus.State` (`completed`, `paused`, `rollback_completed`...).
+fn update_state(s: &Swarm, service: &str) -> String {
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{.UpdateStatus.State}}",
+            service,
+        ],
+    )
+}
+
 /// The tutorial, as it reads, with `shoal` for `docker`: where each task runs after each step.
 #[test]
 fn tutorial_sequence() {
@@ -123,16 +137,7 @@ fn tutorial_sequence() {
     );
     // The placement-only update completes without replacing the task.
     wait_until("the update to complete", T, || {
-        let st = s.ok(
-            "vm1",
-            &[
-                "service",
-                "inspect",
-                "--format",
-                "{{.UpdateStatus.State}}",
-                "webapp_web",
-            ],
-        );
+        let st = update_state(&s, "webapp_web");
         (st.trim() == "completed").then_some(())
     })
     .unwrap();
@@ -230,16 +235,7 @@ fn tutorial_sequence() {
             !running.is_empty(),
             "no web task running during the rolling update"
         );
-        let status = s.ok(
-            "vm1",
-            &[
-                "service",
-                "inspect",
-                "--format",
-                "{{.UpdateStatus.State}}",
-                "webapp_web",
-            ],
-        );
+        let status = update_state(&s, "webapp_web");
         if status.trim() == "completed" {
             break;
         }
@@ -427,16 +423,7 @@ fn failed_update_rolls_back_or_pauses() {
     );
     assert!(back.ends_with("\nverify: Service rb converged\n"), "{back}");
     wait_until("the rollback to complete", T, || {
-        let st = s.ok(
-            "vm1",
-            &[
-                "service",
-                "inspect",
-                "--format",
-                "{{.UpdateStatus.State}}",
-                "rb",
-            ],
-        );
+        let st = update_state(&s, "rb");
         (st.trim() == "rollback_completed").then_some(())
     })
     .unwrap();
@@ -521,16 +508,7 @@ fn failed_update_rolls_back_or_pauses() {
         ),
         "{err}"
     );
-    let state = s.ok(
-        "vm1",
-        &[
-            "service",
-            "inspect",
-            "--format",
-            "{{.UpdateStatus.State}}",
-            "pz",
-        ],
-    );
+    let state = update_state(&s, "pz");
     assert_eq!(state.trim(), "paused");
 }
 
