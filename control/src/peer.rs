@@ -198,6 +198,12 @@ pub struct NetEndpoint {
     pub node_id: String,
     pub node_addr: String,
     pub addr: String,
+    /// The task's name (`web.1`, or `<service>.<node id>` for a global task):
+    /// with the task id, what a reverse lookup of `addr` answers on every node,
+    /// whatever the service's endpoint mode and ports. Empty from a leader that
+    /// predates it.
+    #[serde(default)]
+    pub name: String,
 }
 
 /// Everything a node's load balancer needs: every service with a VIP or a
@@ -401,6 +407,7 @@ pub fn net_views_of(state: &crate::state::ClusterState, mut ids: Vec<&str>) -> V
                         node_id: node.id.clone(),
                         node_addr: node.addr.clone(),
                         addr: a.addr.clone(),
+                        name: t.name(),
                     })
                 })
                 .collect();
@@ -585,5 +592,40 @@ impl PeerClient {
             }
         }
         Err(WireError::Closed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Endpoints travel between nodes of different versions: one from a leader
+    /// that predates names reads as nameless (the agent then names the task
+    /// as before), and an older agent reads a named one as it always did.
+    #[test]
+    fn endpoint_names_are_optional_on_the_wire() {
+        let old =
+            r#"{"task_id":"t1","node_id":"n2","node_addr":"10.77.0.12","addr":"10.0.1.5/24"}"#;
+        let e: NetEndpoint = serde_json::from_str(old).unwrap();
+        assert_eq!(e.name, "");
+        assert_eq!(e.addr, "10.0.1.5/24");
+
+        /// NetEndpoint as an agent that predates names declares it.
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct OldNetEndpoint {
+            task_id: String,
+            node_id: String,
+            node_addr: String,
+            addr: String,
+        }
+        let new = NetEndpoint {
+            name: "rr.2".into(),
+            ..e
+        };
+        let json = serde_json::to_string(&new).unwrap();
+        assert!(json.contains(r#""name":"rr.2""#), "{json}");
+        let seen: OldNetEndpoint = serde_json::from_str(&json).unwrap();
+        assert_eq!(seen.task_id, "t1");
     }
 }

@@ -266,7 +266,7 @@ impl TaskDns {
         views: &[NetView],
         lb: &LbView,
     ) {
-        let names = TaskNames::new(local, lb);
+        let names = TaskNames::new(local, views, lb);
         let wanted: Vec<(&String, &Local)> = local
             .iter()
             .filter(|(_, l)| {
@@ -299,20 +299,28 @@ impl TaskDns {
 }
 
 /// Task id -> container name (`<service>.<slot>.<task id>`), for reverse
-/// lookups: the node's own tasks from their records, the others from the load
-/// balancer's view (which has every running task of a service with a VIP or a
-/// published port; a remote task of a dnsrr service without one is not there,
-/// so its address is NXDOMAIN).
+/// lookups: the node's own tasks from their records, the others from their
+/// endpoints (which every live task on the node's networks has, whatever its
+/// service's endpoint mode and ports). A leader that predates endpoint names
+/// sends none: then the load balancer's view names the remote tasks it has
+/// (running tasks of services with a VIP or a published port).
 struct TaskNames(HashMap<String, String>);
 
 impl TaskNames {
-    fn new(local: &HashMap<String, Local>, lb: &LbView) -> TaskNames {
-        let mut names: HashMap<String, String> = lb
+    fn new(local: &HashMap<String, Local>, views: &[NetView], lb: &LbView) -> TaskNames {
+        let backends = lb
             .services
             .iter()
             .flat_map(|s| &s.backends)
-            .filter(|b| !b.name.is_empty())
-            .map(|b| (b.task_id.clone(), format!("{}.{}", b.name, b.task_id)))
+            .map(|b| (&b.task_id, &b.name));
+        let endpoints = views
+            .iter()
+            .flat_map(|v| &v.endpoints)
+            .map(|e| (&e.task_id, &e.name));
+        let mut names: HashMap<String, String> = backends
+            .chain(endpoints)
+            .filter(|(_, name)| !name.is_empty())
+            .map(|(id, name)| (id.clone(), format!("{name}.{id}")))
             .collect();
         for (id, l) in local {
             names.insert(id.clone(), l.record.container_name());
@@ -1181,18 +1189,21 @@ mod tests {
         }
     }
 
-    fn endpoint(task: &str, addr: &str) -> crate::peer::NetEndpoint {
+    fn endpoint(task: &str, name: &str, addr: &str) -> crate::peer::NetEndpoint {
         crate::peer::NetEndpoint {
             task_id: task.into(),
             node_id: "n2".into(),
             node_addr: "10.77.0.12".into(),
             addr: addr.into(),
+            name: name.into(),
         }
     }
 
     /// A task's view names, for reverse lookups, every task on its networks
     /// (`<service>.<slot>.<task id>.<network>`: its own node's from their
-    /// records, the others' from the load balancer's view) and every VIP
+    /// records, the others' from their endpoints, also tasks of a dnsrr service
+    /// without published ports, which the load balancer's view lacks; from that
+    /// view when an older leader sent endpoints without names) and every VIP
     /// (`<service>.<network>`), and holds its networks' subnets; the ingress
     /// network names nothing.
     #[test]
@@ -1239,9 +1250,13 @@ mod tests {
             NetView {
                 network: net("app", "app", "10.0.1.0/24", false),
                 endpoints: vec![
-                    endpoint("tclient", "10.0.1.3/24"),
-                    endpoint("tweb", "10.0.1.4/24"),
-                    endpoint("tstarting", "10.0.1.9/24"),
+                    endpoint("tclient", "client.1", "10.0.1.3/24"),
+                    // As a leader that predates endpoint names sends them.
+                    endpoint("tweb", "", "10.0.1.4/24"),
+                    endpoint("tstarting", "", "10.0.1.9/24"),
+                    // A remote task of a dnsrr service, a global task.
+                    endpoint("trr", "rr.2", "10.0.1.5/24"),
+                    endpoint("tagent", "agent.n3", "10.0.1.6/24"),
                 ],
                 services: vec![NetService {
                     names: vec!["web".into(), "frontend".into()],
@@ -1252,13 +1267,13 @@ mod tests {
             },
             NetView {
                 network: net("ing", "ingress", "10.0.0.0/24", true),
-                endpoints: vec![endpoint("tweb", "10.0.0.5/24")],
+                endpoints: vec![endpoint("tweb", "web.2", "10.0.0.5/24")],
                 services: Vec::new(),
                 vxlan_port: 4789,
             },
             NetView {
                 network: net("other", "other", "10.0.2.0/24", false),
-                endpoints: vec![endpoint("tfar", "10.0.2.4/24")],
+                endpoints: vec![endpoint("tfar", "far.1", "10.0.2.4/24")],
                 services: Vec::new(),
                 vxlan_port: 4789,
             },
@@ -1282,7 +1297,7 @@ mod tests {
             node: "n1".into(),
         };
         let local = HashMap::from([("tclient".to_string(), l)]);
-        let names = TaskNames::new(&local, &lb);
+        let names = TaskNames::new(&local, &views, &lb);
         let view = task_view(&local["tclient"], &views, &names, 5);
         let ip = |s: &str| s.parse::<std::net::Ipv4Addr>().unwrap();
         let mut ptr: Vec<(std::net::Ipv4Addr, &str)> =
@@ -1294,6 +1309,8 @@ mod tests {
                 (ip("10.0.1.2"), "web.app"),
                 (ip("10.0.1.3"), "client.1.tclient.app"),
                 (ip("10.0.1.4"), "web.2.tweb.app"),
+                (ip("10.0.1.5"), "rr.2.trr.app"),
+                (ip("10.0.1.6"), "agent.n3.tagent.app"),
             ]
         );
         let mut subnets = view.subnets.clone();
