@@ -388,7 +388,9 @@ fn tasks_talk_over_the_overlay() {
 
 /// The embedded DNS at 127.0.0.11 in every task: service names answer the VIP (or, with
 /// dnsrr, the running tasks), `tasks.<service>` the running tasks, stack aliases too, and
-/// names of services on other networks are NXDOMAIN. Checked with dig inside a task.
+/// names of services on other networks are NXDOMAIN; reverse lookups name every task on
+/// the asker's networks, on either node, whatever its endpoint mode. Checked with dig
+/// inside a task.
 #[test]
 fn embedded_dns_answers_service_names() {
     let s = Swarm::lab("dns", 2);
@@ -412,9 +414,13 @@ fn embedded_dns_answers_service_names() {
         "--listen",
         "0.0.0.0:80",
     ]);
+    // Two replicas, one on each node: one is on another node than the client,
+    // which no load balancer state names (no VIP, no published port).
     create(&[
         "--name",
         "rr",
+        "--replicas",
+        "2",
         "--endpoint-mode",
         "dnsrr",
         "--network",
@@ -476,6 +482,7 @@ fn embedded_dns_answers_service_names() {
     )
     .unwrap();
     assert!(!dig("tasks.db").contains(&vip));
+    s.wait_running_on("rr", &["vm1", "vm2"]);
     // A short TTL (shoald --dns-ttl, default 5 s), not swarm's 600 s.
     let answer = s.ok(
         "vm1",
@@ -496,7 +503,7 @@ fn embedded_dns_answers_service_names() {
         "vm1",
         &["exec", "client.1", "curl", "-s", "-m", "2", "http://rr/"],
     );
-    assert!(out.contains("Task: rr.1"), "{out}");
+    assert!(out.contains("Task: rr."), "{out}");
     // A service on another network is not visible.
     let status = s.ok(
         "vm1",
@@ -522,30 +529,51 @@ fn embedded_dns_answers_service_names() {
         .trim()
         .to_string()
     };
-    let ids = s.ok(
-        "vm1",
-        &["service", "ps", "-q", "-f", "desired-state=running", "db"],
-    );
-    assert_eq!(ids.lines().count(), 2, "{ids}");
-    for id in ids.lines() {
-        let out = s.ok(
+    for svc in ["db", "rr"] {
+        let ids = s.ok(
             "vm1",
-            &[
-                "inspect",
-                "--format",
-                "{{.Slot}} {{range .NetworksAttachments}}{{index .Addresses 0}}{{end}}",
-                id,
-            ],
+            &["service", "ps", "-q", "-f", "desired-state=running", svc],
         );
-        let (slot, cidr) = out.trim().split_once(' ').unwrap();
-        let addr = cidr.split('/').next().unwrap();
-        let want = format!("db.{slot}.{id}.app.");
-        wait_until(
-            &format!("dig -x {addr} gives {want}"),
-            Duration::from_secs(20),
-            || (dig_x(addr, "+short") == want).then_some(()),
-        )
-        .unwrap();
+        assert_eq!(ids.lines().count(), 2, "{ids}");
+        let mut addrs = Vec::new();
+        for id in ids.lines() {
+            let out = s.ok(
+                "vm1",
+                &[
+                    "inspect",
+                    "--format",
+                    "{{.Slot}} {{range .NetworksAttachments}}{{index .Addresses 0}}{{end}}",
+                    id,
+                ],
+            );
+            let (slot, cidr) = out.trim().split_once(' ').unwrap();
+            let addr = cidr.split('/').next().unwrap().to_string();
+            let want = format!("{svc}.{slot}.{id}.app.");
+            wait_until(
+                &format!("dig -x {addr} gives {want}"),
+                Duration::from_secs(20),
+                || (dig_x(&addr, "+short") == want).then_some(()),
+            )
+            .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
+            addrs.push(addr);
+        }
+        addrs.sort();
+        // Forward lookups are unchanged: tasks.<service> (and a dnsrr name) give the
+        // running tasks.
+        let tasks = addrs.join(" ");
+        let names = if svc == "rr" {
+            vec!["tasks.rr", "rr"]
+        } else {
+            vec!["tasks.db"]
+        };
+        for name in names {
+            wait_until(
+                &format!("{name} gives {tasks}"),
+                Duration::from_secs(20),
+                || (dig(name) == tasks).then_some(()),
+            )
+            .unwrap();
+        }
     }
     assert_eq!(dig_x(&vip, "+short"), "db.app.");
     let unused = format!("{}.250", vip.rsplit_once('.').unwrap().0);
