@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::Value;
-use shoal_spec::{Constraint, Mount, ServiceSpec, TaskState};
+use shoal_spec::{Constraint, EndpointMode, Mount, PublishMode, ServiceSpec, TaskState};
 
 use super::{Daemon, Manager};
 use crate::api::{ApiError, ApiReply, ApiRequest, ApiResult, LogCursor, StackDeploy, LOG_PAGE};
@@ -81,9 +81,16 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
             if p.target_port == 0 {
                 return Err(invalid("invalid target port 0"));
             }
+            // swarmkit's validateEndpointSpec: the routing mesh balances behind the
+            // service's VIP, which a dnsrr service has none of; host mode is fine.
+            if e.mode == EndpointMode::Dnsrr && p.publish_mode == PublishMode::Ingress {
+                return Err(invalid(
+                    "EndpointSpec: port published with ingress mode can't be used with dnsrr mode",
+                ));
+            }
             if let Some(pp) = p.published_port {
                 if !seen.insert((pp, p.protocol)) {
-                    return Err(invalid(format!("duplicate published port {pp}")));
+                    return Err(invalid("EndpointSpec: duplicate published ports provided"));
                 }
             }
         }
@@ -862,7 +869,31 @@ mod tests {
         ))
         .unwrap_err()
         .to_string();
-        assert!(e.ends_with("duplicate published port 8081"), "{e}");
+        assert!(
+            e.ends_with("EndpointSpec: duplicate published ports provided"),
+            "{e}"
+        );
+    }
+
+    /// A dnsrr service has no VIP for the routing mesh to balance behind: swarmkit
+    /// refuses it ingress ports, not host ones.
+    #[test]
+    fn validate_refuses_ingress_ports_on_dnsrr() {
+        let dnsrr = |ports: &[&str]| {
+            let mut s = spec("rr", ports);
+            s.endpoint_spec.get_or_insert_with(Default::default).mode = EndpointMode::Dnsrr;
+            s
+        };
+        let e = validate(&dnsrr(&["8081:80"])).unwrap_err().to_string();
+        assert!(
+            e.ends_with(
+                "EndpointSpec: port published with ingress mode can't be used with dnsrr mode"
+            ),
+            "{e}"
+        );
+        assert!(validate(&dnsrr(&["mode=host,published=8081,target=80"])).is_ok());
+        assert!(validate(&dnsrr(&[])).is_ok());
+        assert!(validate(&spec("web", &["8081:80"])).is_ok());
     }
 
     /// Reservations the scheduler would overflow on (`--reserve-cpu=-1e10` stored as a
