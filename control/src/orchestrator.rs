@@ -1,6 +1,8 @@
 //! The leader's orchestrators, as one pure reconciliation step: from the cluster state,
 //! decide which tasks to create, place, stop and forget (replicated and global services,
-//! restart policy, drain and node loss, rolling updates with rollback).
+//! restart policy, drain and node loss, rolling updates with rollback, and swarmkit's task
+//! reaper: history beyond the limit, and tasks whose desired state is `remove` once they
+//! have stopped).
 //!
 //! `reconcile` returns Raft commands; the leader proposes them. Timing memory that need not
 //! survive a leader change (when an update batch finished) is kept in `UpdateClock`.
@@ -423,7 +425,8 @@ impl Plan<'_> {
 
     fn shutdown(&mut self, id: &str, message: Option<&str>) {
         let mut t = self.task(id);
-        if t.desired_state == TaskState::Shutdown {
+        // Never back: a task to be removed stays so.
+        if t.desired_state >= TaskState::Shutdown {
             return;
         }
         t.desired_state = TaskState::Shutdown;
@@ -433,6 +436,28 @@ impl Plan<'_> {
             }
         }
         self.put(t);
+    }
+
+    /// swarmkit's `TaskStateRemove`: the task's slot is gone (scale down) or its service
+    /// is (`service rm`). Its node stops it as it stops any task (leaving the load balancer
+    /// first, then the stop grace), and [`reap_removed`] forgets it once it has stopped, so
+    /// it leaves `service ps` instead of lingering as history. A desired state never goes
+    /// back (`shutdown` < `remove`, so a task already told to shut down gets it too).
+    fn remove(&mut self, id: &str) {
+        let mut t = self.task(id);
+        if t.desired_state >= TaskState::Remove {
+            return;
+        }
+        t.desired_state = TaskState::Remove;
+        self.put(t);
+    }
+
+    /// Delete a task (and drop what this round changed in it).
+    fn forget(&mut self, id: &str) {
+        self.changed.remove(id);
+        if self.state.tasks.contains_key(id) {
+            self.deletes.push(id.to_string());
+        }
     }
 
     /// A task that ended stays ended (its restart policy says so).
@@ -509,18 +534,12 @@ pub fn reconcile(
         by_service.entry(t.service_id.as_str()).or_default().push(t);
     }
 
-    // Tasks of removed services: stop them, then forget them once they have stopped.
+    // Tasks of removed services: every one is to be removed (swarmkit's
+    // SetServiceTasksRemove; `RemoveService` already marked those meant to run), and
+    // [`reap_removed`] forgets each once it has stopped.
     for t in state.tasks.values() {
         if !state.services.contains_key(&t.service_id) {
-            let gone_node = state
-                .nodes
-                .get(&t.node_id)
-                .is_none_or(|n| n.state == NodeState::Down);
-            if t.status.state.is_terminal() || t.node_id.is_empty() || gone_node {
-                plan.deletes.push(t.id.clone());
-            } else if t.desired_state < TaskState::Shutdown {
-                plan.shutdown(&t.id, None);
-            }
+            plan.remove(&t.id);
         }
     }
 
@@ -529,6 +548,7 @@ pub fn reconcile(
         reconcile_service(&mut plan, svc, &tasks, clock);
     }
 
+    reap_removed(&mut plan);
     allocate_addresses(&mut plan);
     allocate_host_ports(&mut plan);
     let mut cmds = Vec::new();
@@ -552,6 +572,40 @@ pub fn reconcile(
         cmds.push(Command::DeleteTasks { ids: plan.deletes });
     }
     cmds
+}
+
+/// A task that runs nowhere any more: it ended, was never placed, or its node is gone or
+/// down (nothing will report it stopping; were the node to come back, it stops a task its
+/// leader no longer lists).
+fn stopped(state: &ClusterState, t: &TaskRecord) -> bool {
+    t.status.state.is_terminal()
+        || t.status.state < TaskState::Assigned
+        || t.node_id.is_empty()
+        || state
+            .nodes
+            .get(&t.node_id)
+            .is_none_or(|n| n.state == NodeState::Down)
+}
+
+/// swarmkit's task reaper for tasks whose desired state is `remove`: delete each once it
+/// has stopped (swarmkit: observed state below assigned or at least complete), so a
+/// scaled-down slot or a removed service leaves `service ps` and `node ps` as it leaves
+/// docker's. Until then it is listed with DESIRED STATE `Remove`, and stays in the load
+/// balancer as a terminating backend: no new flows, its open ones kept while it stops.
+fn reap_removed(plan: &mut Plan) {
+    let ids: std::collections::BTreeSet<String> = plan
+        .state
+        .tasks
+        .keys()
+        .chain(plan.changed.keys())
+        .cloned()
+        .collect();
+    for id in ids {
+        let t = plan.task(&id);
+        if t.desired_state == TaskState::Remove && stopped(plan.state, &t) {
+            plan.forget(&id);
+        }
+    }
 }
 
 /// Node is gone, down or drained: its tasks must move.
@@ -627,9 +681,12 @@ fn reconcile_service(
     for list in groups.values_mut() {
         list.sort_by_key(|t| std::cmp::Reverse(t.created_at));
     }
-    // Pending tasks get another chance at placement.
+    // Pending tasks get another chance at placement (not those of slots a scale-down
+    // removes this round: they are forgotten instead).
+    let replicas = svc.spec.mode.replicas().unwrap_or(0).min(MAX_REPLICAS);
     for t in tasks {
-        if active(t) && t.node_id.is_empty() {
+        let removed_slot = !svc.spec.mode.is_global() && t.slot > replicas;
+        if active(t) && t.node_id.is_empty() && !removed_slot {
             let t = plan.task(&t.id);
             plan.schedule(t, &req);
         }
@@ -740,10 +797,25 @@ fn reconcile_replicated(
             }
         }
     }
-    // Scale down: slots above the replica count stop.
+    // Scale down: the tasks of slots above the replica count are to be removed (swarmkit
+    // sets TaskStateRemove, not shutdown: the slot goes, its task is not replaced).
     for t in tasks {
         if t.slot > replicas && active(t) {
-            plan.shutdown(&t.id, None);
+            plan.remove(&t.id);
+        }
+    }
+    // A removed slot's history goes with it once nothing in it is still stopping (swarmkit
+    // deletes the tasks of slots left with no task to run, its "dead slots", when it next
+    // reconciles the service), so `service ps` lists only the slots the service has.
+    for (&(slot, _), list) in groups.range((replicas + 1, "")..) {
+        let finished = list.iter().all(|t| {
+            let t = plan.task(&t.id);
+            !active(&t) && stopped(plan.state, &t)
+        });
+        if slot > replicas && finished {
+            for t in list {
+                plan.forget(&t.id);
+            }
         }
     }
 }
@@ -1129,10 +1201,216 @@ mod tests {
                 t.status.state = TaskState::Running;
                 t.status.timestamp = Some(Utc::now() - Duration::seconds(60));
             }
-            if t.desired_state == TaskState::Shutdown && !t.status.state.is_terminal() {
+            // Told to shut down or to be removed: the node stops it.
+            if t.desired_state > TaskState::Running && !t.status.state.is_terminal() {
                 t.status.state = TaskState::Shutdown;
             }
         }
+    }
+
+    /// The tasks of `svc` as `service ps` lists them: (slot, desired, observed), sorted.
+    fn ps(state: &ClusterState, svc: &str) -> Vec<(u64, TaskState, TaskState)> {
+        let mut v: Vec<(u64, TaskState, TaskState)> = state
+            .tasks
+            .values()
+            .filter(|t| t.service_id == svc)
+            .map(|t| (t.slot, t.desired_state, t.status.state))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A finished task of `svc` in `slot` (history), made `age` seconds ago.
+    fn history(state: &mut ClusterState, svc: &ServiceRecord, slot: u64, node: &str, age: i64) {
+        let mut t = new_task(svc, slot, node, Utc::now() - Duration::seconds(age));
+        t.desired_state = TaskState::Shutdown;
+        t.status.state = TaskState::Shutdown;
+        state.tasks.insert(t.id.clone(), t);
+    }
+
+    /// Scale down as swarmkit does it: the tasks of the slots that go get desired state
+    /// `remove` (not `shutdown`) and stay listed while their node stops them; once they
+    /// have stopped, they and their slots' history are deleted, so `service ps` lists only
+    /// the slots the service has. The slot that stays keeps its history.
+    #[test]
+    fn scale_down_removes_the_slots_tasks_once_stopped() {
+        use TaskState::{Remove, Running, Shutdown};
+        let mut s = cluster(&["vm1", "vm2"]);
+        let svc = service(3);
+        s.services.insert("svc1".into(), svc.clone());
+        let mut clock = UpdateClock::default();
+        step(&mut s, &mut clock, Utc::now());
+        run_all(&mut s);
+        history(&mut s, &svc, 1, "node0", 600);
+        history(&mut s, &svc, 3, "node1", 600);
+
+        let mut scaled = svc.clone();
+        scaled.spec.mode = ServiceMode::replicated(1);
+        s.services.insert("svc1".into(), scaled);
+        step(&mut s, &mut clock, Utc::now());
+        assert_eq!(
+            ps(&s, "svc1"),
+            [
+                (1, Running, Running),
+                (1, Shutdown, Shutdown),
+                (2, Remove, Running),
+                (3, Shutdown, Shutdown),
+                (3, Remove, Running),
+            ],
+            "stopping: listed with desired state remove, history kept meanwhile"
+        );
+        assert_eq!(
+            step(&mut s, &mut clock, Utc::now()),
+            0,
+            "nothing to do until they stop"
+        );
+
+        run_all(&mut s);
+        step(&mut s, &mut clock, Utc::now());
+        assert_eq!(
+            ps(&s, "svc1"),
+            [(1, Running, Running), (1, Shutdown, Shutdown)],
+            "stopped: the removed slots are gone, the slot kept has its history"
+        );
+        assert_eq!(step(&mut s, &mut clock, Utc::now()), 0, "and it settles");
+    }
+
+    /// A removed slot's task that was never placed (pending) is forgotten at once, without
+    /// being placed first; a removed task on a node that is down is too (no node will
+    /// report it stopping; were it to come back, it stops a task it is no longer given).
+    #[test]
+    fn removed_tasks_that_run_nowhere_go_at_once() {
+        let mut s = cluster(&["vm1", "vm2"]);
+        let svc = service(1);
+        s.services.insert("svc1".into(), svc.clone());
+        let now = Utc::now();
+        for (slot, node) in [(1, "node0"), (2, "node1"), (3, "")] {
+            let mut t = new_task(&svc, slot, node, now);
+            if !node.is_empty() {
+                t.status.state = TaskState::Running;
+            }
+            s.tasks.insert(t.id.clone(), t);
+        }
+        s.nodes.get_mut("node1").unwrap().state = NodeState::Down;
+        let mut clock = UpdateClock::default();
+        step(&mut s, &mut clock, now);
+        assert_eq!(
+            ps(&s, "svc1"),
+            [(1, TaskState::Running, TaskState::Running)]
+        );
+    }
+
+    /// `service rm`: every task of the service is to be removed (swarmkit's
+    /// SetServiceTasksRemove, also one still stopping from an update), those that ended go at
+    /// once, the others once their node has stopped them.
+    #[test]
+    fn removed_service_tasks_go_once_stopped() {
+        use TaskState::{Remove, Running, Shutdown};
+        let mut s = cluster(&["vm1"]);
+        let svc = service(2);
+        s.services.insert("svc1".into(), svc.clone());
+        let mut clock = UpdateClock::default();
+        step(&mut s, &mut clock, Utc::now());
+        run_all(&mut s);
+        history(&mut s, &svc, 1, "node0", 600);
+        let mut stopping = new_task(&svc, 2, "node0", Utc::now() - Duration::seconds(300));
+        stopping.desired_state = Shutdown;
+        stopping.status.state = Running;
+        s.tasks.insert(stopping.id.clone(), stopping);
+        s.apply(
+            &Command::RemoveService {
+                service_id: "svc1".into(),
+                at: Utc::now(),
+            },
+            50,
+        );
+        step(&mut s, &mut clock, Utc::now());
+        assert_eq!(
+            ps(&s, "svc1"),
+            [
+                (1, Remove, Running),
+                (2, Remove, Running),
+                (2, Remove, Running)
+            ]
+        );
+        run_all(&mut s);
+        step(&mut s, &mut clock, Utc::now());
+        assert_eq!(ps(&s, "svc1"), []);
+    }
+
+    /// Scaled back up before the removed tasks stopped: the slots get new tasks at once,
+    /// and the old ones still go once stopped.
+    #[test]
+    fn scale_up_while_removed_tasks_stop() {
+        use TaskState::{Assigned, Remove, Running};
+        let mut s = cluster(&["vm1", "vm2"]);
+        let svc = service(2);
+        s.services.insert("svc1".into(), svc.clone());
+        let mut clock = UpdateClock::default();
+        step(&mut s, &mut clock, Utc::now());
+        run_all(&mut s);
+        let mut one = svc.clone();
+        one.spec.mode = ServiceMode::replicated(1);
+        s.services.insert("svc1".into(), one);
+        step(&mut s, &mut clock, Utc::now());
+        assert_eq!(
+            ps(&s, "svc1"),
+            [(1, Running, Running), (2, Remove, Running)]
+        );
+        s.services.insert("svc1".into(), svc.clone());
+        step(&mut s, &mut clock, Utc::now());
+        assert_eq!(
+            ps(&s, "svc1"),
+            [
+                (1, Running, Running),
+                (2, Running, Assigned),
+                (2, Remove, Running)
+            ]
+        );
+        run_all(&mut s);
+        step(&mut s, &mut clock, Utc::now());
+        assert_eq!(
+            ps(&s, "svc1"),
+            [(1, Running, Running), (2, Running, Running)]
+        );
+    }
+
+    /// Graceful removal: a scaled-down task still running stays in every node's load
+    /// balancer as a terminating backend (its flows kept, no new ones) until it has
+    /// stopped, and then leaves it.
+    #[test]
+    fn removed_task_is_a_terminating_backend_until_stopped() {
+        let mut s = with_ingress(cluster(&["vm1"]));
+        let svc = publishing("svc1", "web", 2, &["8080:80"]);
+        s.services.insert(svc.id.clone(), svc.clone());
+        let mut clock = UpdateClock::default();
+        step(&mut s, &mut clock, Utc::now());
+        run_all(&mut s);
+        let backends = |s: &ClusterState| -> Vec<(String, bool)> {
+            let view = crate::peer::lb_view(s, "node0");
+            view.services[0]
+                .backends
+                .iter()
+                .map(|b| (b.name.clone(), b.terminating))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        };
+        assert_eq!(
+            backends(&s),
+            [("web.1".to_string(), false), ("web.2".to_string(), false)]
+        );
+        let mut one = svc.clone();
+        one.spec.mode = ServiceMode::replicated(1);
+        s.services.insert("svc1".into(), one);
+        step(&mut s, &mut clock, Utc::now());
+        assert_eq!(
+            backends(&s),
+            [("web.1".to_string(), false), ("web.2".to_string(), true)]
+        );
+        run_all(&mut s);
+        step(&mut s, &mut clock, Utc::now());
+        assert_eq!(backends(&s), [("web.1".to_string(), false)]);
     }
 
     fn running_nodes(state: &ClusterState) -> Vec<String> {
