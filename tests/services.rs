@@ -1,6 +1,7 @@
 //! Services and stacks in real labs: the tutorial's sequence, rolling updates, drain,
 //! node loss, restart policy, failure actions, pending tasks, global mode, bad compose
-//! files, and daemon restarts that keep tasks running. One lab per test, run serially.
+//! files, daemon restarts that keep tasks running, task history and scale-down. One lab
+//! per test, run serially.
 
 mod common;
 
@@ -870,4 +871,92 @@ fn task_history_is_bounded() {
         },
     )
     .unwrap();
+}
+
+/// `service scale web=1` from 3, as docker shows it: the tasks of the slots that go are
+/// listed with DESIRED STATE `Remove` while they stop, then not at all, nor their slots'
+/// history (swarmkit removes those slots' tasks rather than shutting them down); the slot
+/// that stays keeps its history.
+#[test]
+fn scale_down_removes_the_slots_tasks() {
+    let s = Swarm::lab("scaledn", 1);
+    s.init("vm1");
+    // The shell and its sleep ignore SIGTERM, so a task takes its whole stop grace to stop.
+    let argv = [
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--replicas",
+        "3",
+        "--stop-grace-period",
+        "1s",
+        "busybox",
+        "sh",
+        "-c",
+        "trap '' TERM; sleep 600",
+    ];
+    s.ok("vm1", &argv);
+    s.wait_running("web", 3);
+    // A history row in every slot: all tasks replaced at once by ones that take 10 s to stop.
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "update",
+            "-d",
+            "--stop-grace-period",
+            "10s",
+            "--update-parallelism",
+            "0",
+            "web",
+        ],
+    );
+    wait_until("the update to complete", T, || {
+        (update_state(&s, "web").trim() == "completed").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", s.ok("vm1", &["service", "ps", "web"])));
+    let row = |name: &str, desired: &str, current: &str| {
+        (
+            name.to_string(),
+            "vm1".to_string(),
+            desired.to_string(),
+            current.to_string(),
+        )
+    };
+    let ps = || tasks(&s, "vm1", &["service", "ps", "web"]);
+    let mut want = Vec::new();
+    for slot in ["web.1", "web.2", "web.3"] {
+        want.push(row(slot, "Running", "Running"));
+        want.push(row(slot, "Shutdown", "Shutdown"));
+    }
+    assert_eq!(ps(), want);
+
+    s.ok("vm1", &["service", "scale", "-d", "web=1"]);
+    // While they stop (the grace is 10 s): desired state Remove, still running.
+    let mut stopping = want.clone();
+    for i in [2, 4] {
+        stopping[i].2 = "Remove".into();
+    }
+    wait_until("the removed slots' tasks listed as Remove", T, || {
+        (ps() == stopping).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", s.ok("vm1", &["service", "ps", "web"])));
+    let table = s.ok("vm1", &["service", "ps", "web"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(" web.3 ") && l.contains(" Remove ")),
+        "{table}"
+    );
+    // Once stopped they are gone, with their slots' history; slot 1 keeps its own.
+    wait_until("the removed slots gone", T, || {
+        (ps() == want[..2]).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", s.ok("vm1", &["service", "ps", "web"])));
+    assert_eq!(
+        s.ok("vm1", &["service", "ls", "--format", "{{.Replicas}}"]),
+        "1/1\n"
+    );
 }
