@@ -57,6 +57,8 @@ pub struct Heartbeat {
 pub struct HeartbeatReply {
     /// The role the cluster wants this node to have (promote/demote reach the node this way).
     pub role: Role,
+    /// The node's Raft ID; a manager promoted again gets a fresh one, and must rejoin Raft
+    /// under it.
     pub raft_id: u64,
     pub managers: Vec<String>,
     pub leader: String,

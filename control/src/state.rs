@@ -32,6 +32,12 @@ pub enum Command {
     PatchNodeSpec {
         node_id: String,
         patch: NodeSpecPatch,
+        /// The Raft ID the node takes if this patch makes it a manager: a manager enters
+        /// Raft under a fresh ID each time, never one Raft may have removed (a node demoted
+        /// and promoted again before it noticed still runs Raft under its old ID, which the
+        /// leader no longer replicates to).
+        #[serde(default)]
+        promoted_raft_id: Option<u64>,
         at: DateTime<Utc>,
     },
     /// The dispatcher saw a node come or go.
@@ -223,7 +229,12 @@ impl ClusterState {
                 self.nodes.insert(node.id.clone(), node);
                 CommandResult::ok()
             }
-            Command::PatchNodeSpec { node_id, patch, at } => {
+            Command::PatchNodeSpec {
+                node_id,
+                patch,
+                promoted_raft_id,
+                at,
+            } => {
                 let Some(node) = self.nodes.get_mut(node_id) else {
                     return CommandResult::err(format!("node {node_id} not found"));
                 };
@@ -243,6 +254,10 @@ impl ClusterState {
                 }
                 if let Some(r) = patch.role {
                     spec.role = r;
+                }
+                let promoted = !node.is_manager() && spec.role == Role::Manager;
+                if let (true, Some(raft_id)) = (promoted, promoted_raft_id) {
+                    node.raft_id = *raft_id;
                 }
                 node.spec = spec;
                 node.version = index;
@@ -781,6 +796,7 @@ pub(crate) mod tests {
                     availability: Some(Availability::Drain),
                     ..Default::default()
                 },
+                promoted_raft_id: None,
                 at,
             },
         ];
@@ -815,6 +831,7 @@ pub(crate) mod tests {
                 label_add: vec![(k.into(), "1".into())],
                 ..Default::default()
             },
+            promoted_raft_id: None,
             at: Utc::now(),
         };
         assert!(s.apply(&patch("a"), 2).error.is_none());
@@ -828,6 +845,7 @@ pub(crate) mod tests {
                 label_rm: vec!["nope".into()],
                 ..Default::default()
             },
+            promoted_raft_id: None,
             at: Utc::now(),
         };
         let r = s.apply(&bad, 4);
@@ -836,6 +854,44 @@ pub(crate) mod tests {
             Some("key nope doesn't exist in node's labels")
         );
         assert_eq!(s, before);
+    }
+
+    /// A promotion gives the node the fresh Raft ID proposed with it; a patch of a node
+    /// that is already a manager (a second promote, labels) or a demotion keeps its ID.
+    #[test]
+    fn only_a_promotion_changes_the_raft_id() {
+        let mut s = ClusterState::default();
+        s.apply(
+            &Command::Init {
+                cluster: cluster(),
+                node: node("aaa111", "vm1", Role::Manager),
+            },
+            1,
+        );
+        s.apply(
+            &Command::AddNode {
+                node: node("bbb222", "vm2", Role::Worker),
+            },
+            2,
+        );
+        let role = |r: Role, raft_id: u64| Command::PatchNodeSpec {
+            node_id: "bbb222".into(),
+            patch: NodeSpecPatch {
+                role: Some(r),
+                ..Default::default()
+            },
+            promoted_raft_id: Some(raft_id),
+            at: Utc::now(),
+        };
+        assert_eq!(s.nodes["bbb222"].raft_id, 7);
+        assert!(s.apply(&role(Role::Manager, 8), 3).error.is_none());
+        assert_eq!(s.nodes["bbb222"].raft_id, 8);
+        assert!(s.apply(&role(Role::Manager, 9), 4).error.is_none());
+        assert_eq!(s.nodes["bbb222"].raft_id, 8, "already a manager");
+        assert!(s.apply(&role(Role::Worker, 10), 5).error.is_none());
+        assert_eq!(s.nodes["bbb222"].raft_id, 8, "demoted");
+        assert!(s.apply(&role(Role::Manager, 11), 6).error.is_none());
+        assert_eq!(s.nodes["bbb222"].raft_id, 11, "promoted again");
     }
 
     /// A batch applies each command on its own: one failing does not undo the others.

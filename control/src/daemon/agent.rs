@@ -54,9 +54,12 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
                         tracing::warn!(error = %e, "saving membership");
                     }
                 }
-                if reply.role != m.role {
+                // A manager promoted again has a fresh Raft ID: its Raft still runs under the
+                // old one, which the leader may have removed without this node learning it.
+                let repromoted = reply.role == Role::Manager && reply.raft_id != m.raft_id;
+                if reply.role != m.role || repromoted {
                     let _guard = daemon.op_lock.lock().await;
-                    if let Err(e) = change_role(&daemon, reply.role, c).await {
+                    if let Err(e) = change_role(&daemon, reply.role, reply.raft_id, c).await {
                         tracing::warn!(error = %e, role = %reply.role, "changing role");
                     }
                 } else if let Some(mgr) = daemon
@@ -101,9 +104,11 @@ fn heartbeat_period(m: &super::files::Membership) -> Duration {
 }
 
 /// Become what the cluster says: get a certificate for the new role, then start or stop Raft.
+/// A manager runs Raft as `raft_id`, the ID the cluster gave it with its latest promotion.
 async fn change_role(
     daemon: &Arc<Daemon>,
     role: Role,
+    raft_id: u64,
     leader: &mut PeerClient,
 ) -> Result<(), String> {
     let (key_pem, csr_pem) = shoal_ca::new_node_key().map_err(|e| e.to_string())?;
@@ -122,10 +127,25 @@ async fn change_role(
     daemon.install_cert(&key_pem, &cert_pem, None)?;
     let mut m = daemon.membership().ok_or("not in a swarm")?;
     m.role = role;
+    if role == Role::Manager {
+        // Raft under an earlier ID stops, its store goes, before the new ID is saved: a
+        // restart in between finds the old ID and is told the new one again.
+        let stale = lock(&daemon.manager).take_if(|mgr| mgr.raft_id != raft_id);
+        if let Some(old) = stale {
+            tracing::info!(
+                old = old.raft_id,
+                new = raft_id,
+                "promoted again: leaving the old raft id"
+            );
+            old.shutdown().await;
+            let _ = std::fs::remove_file(daemon.root.raft_file());
+        }
+        m.raft_id = raft_id;
+    }
     daemon.set_membership(Some(m.clone()))?;
     match role {
         Role::Manager => {
-            tracing::info!("promoted: starting raft");
+            tracing::info!(raft_id, "promoted: starting raft");
             if daemon.manager().is_none() {
                 let _ = std::fs::remove_file(daemon.root.raft_file());
                 let mgr = Manager::open(daemon, m.raft_id).await?;

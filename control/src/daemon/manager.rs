@@ -115,6 +115,18 @@ impl Manager {
         m.membership_config.membership().learner_ids().collect()
     }
 
+    /// Members (voters or learners) other than `raft_id` reached at `addr`.
+    pub fn members_at(&self, addr: &str, raft_id: u64) -> BTreeSet<u64> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, n)| **id != raft_id && n.addr == addr)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Is `raft_id` part of this member's configuration (voter or learner)?
     pub fn knows_member(&self, raft_id: u64) -> bool {
         let m = self.raft.metrics();
@@ -464,6 +476,22 @@ impl Daemon {
         if mgr.voters().contains(&node.raft_id) {
             return Ok(());
         }
+        // Any other member at the node's address (its own earlier Raft ID: it was demoted,
+        // then promoted under a fresh one) leaves first. Raft reaches members by address, so
+        // the one Raft the node runs would answer for both IDs, holding two votes.
+        let old_ids = mgr.members_at(&node.listen_addr, node.raft_id);
+        if !old_ids.is_empty() {
+            tracing::info!(node = %node_id, ?old_ids, "removing older raft ids at the node's address");
+            let voters = mgr.voters();
+            let (old_voters, old_learners): (BTreeSet<u64>, BTreeSet<u64>) =
+                old_ids.into_iter().partition(|id| voters.contains(id));
+            if !old_voters.is_empty() {
+                remove_members(mgr, ChangeMembers::RemoveVoters(old_voters)).await?;
+            }
+            if !old_learners.is_empty() {
+                remove_members(mgr, ChangeMembers::RemoveNodes(old_learners)).await?;
+            }
+        }
         let add = mgr.raft.add_learner(
             node.raft_id,
             BasicNode {
@@ -691,9 +719,27 @@ impl Daemon {
                 availability: update.availability,
                 role: update.role,
             },
+            promoted_raft_id: (update.role == Some(Role::Manager)).then(crate::ids::new_raft_id),
             at: Utc::now(),
         })
         .await
+    }
+}
+
+/// Commit a membership change that removes members, within the time of a write.
+async fn remove_members(
+    mgr: &Manager,
+    change: ChangeMembers<u64, BasicNode>,
+) -> Result<(), ApiError> {
+    match tokio::time::timeout(
+        Duration::from_secs(10),
+        mgr.raft.change_membership(change, false),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(ApiError::daemon(format!("removing raft members: {e}"))),
+        Err(_) => Err(ApiError::daemon(msg::NO_LEADER)),
     }
 }
 
