@@ -638,3 +638,187 @@ fn init_detects_the_advertise_address() {
         "{pretty}"
     );
 }
+
+/// Every listed manager's `node ls` rows of managers, as (hostname, "STATUS MANAGER-STATUS"),
+/// once all of them answer and agree.
+fn agreed_managers(s: &Swarm, managers: &[&str]) -> Option<BTreeSet<(String, String)>> {
+    let mut agreed = None;
+    for m in managers {
+        let rows: BTreeSet<(String, String)> = s
+            .nodes(m)?
+            .into_iter()
+            .filter(|r| !r.3.is_empty())
+            .map(|r| (r.0, format!("{} {}", r.1, r.3)))
+            .collect();
+        match &agreed {
+            None => agreed = Some(rows),
+            Some(a) if *a == rows => {}
+            Some(_) => return None,
+        }
+    }
+    agreed
+}
+
+/// `shoal_raft_voters` on a manager's `/metrics`.
+fn raft_voters(s: &Swarm, node: &str) -> Option<u64> {
+    let url = format!("http://{}:9323/metrics", s.addr(node));
+    let out = s.lab.exec(node, &["curl", "-sf", &url]).ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("shoal_raft_voters ")?.trim().parse().ok())
+}
+
+/// Waits until `managers` all list exactly themselves as the managers, all Ready, one the
+/// Leader and the others Reachable, and each counts them all as Raft voters.
+fn wait_managers_converge(s: &Swarm, managers: &[&str], what: &str) {
+    wait_until(&format!("{what}: {managers:?} agree"), T, || {
+        let rows = agreed_managers(s, managers)?;
+        let hosts: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        let leaders = rows.iter().filter(|r| r.1 == "Ready Leader").count();
+        let reachable = rows.iter().filter(|r| r.1 == "Ready Reachable").count();
+        (hosts == managers && leaders == 1 && reachable == managers.len() - 1).then_some(())
+    })
+    .unwrap_or_else(|e| {
+        let views: Vec<_> = managers.iter().map(|m| (m, s.nodes(m))).collect();
+        panic!("{e:#}\n{views:?}\n{}", s.log_tails())
+    });
+    wait_until(&format!("{what}: raft voters"), T, || {
+        managers
+            .iter()
+            .all(|m| raft_voters(s, m) == Some(managers.len() as u64))
+            .then_some(())
+    })
+    .unwrap_or_else(|e| {
+        let voters: Vec<_> = managers.iter().map(|m| (m, raft_voters(s, m))).collect();
+        panic!("{e:#}\n{voters:?}\n{}", s.log_tails())
+    });
+}
+
+/// vm1 initialized with docker's default 5 s heartbeat (a node learns its new role only
+/// with its next heartbeat), vm2 and vm3 joined as managers.
+fn three_managers_slow_heartbeat(prefix: &str) -> Swarm {
+    let s = Swarm::lab(prefix, 3);
+    let addr = s.addr("vm1");
+    s.ok(
+        "vm1",
+        &[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            &addr,
+            "--dispatcher-heartbeat",
+            "5s",
+        ],
+    );
+    for n in ["vm2", "vm3"] {
+        s.join(n, "vm1", "manager");
+    }
+    wait_managers_converge(&s, &["vm1", "vm2", "vm3"], "formed");
+    s
+}
+
+/// A manager demoted and promoted again before it noticed the demotion (its next
+/// heartbeat had not come, or it was down meanwhile) becomes a full manager again: Ready
+/// and Reachable on every manager, a Raft voter everywhere, and one that counts for quorum.
+#[test]
+fn demote_then_promote_before_the_node_noticed() {
+    let s = three_managers_slow_heartbeat("repro");
+    let all = ["vm1", "vm2", "vm3"];
+
+    // Promoted once Raft has removed it, between two of its heartbeats.
+    s.ok("vm1", &["node", "demote", "vm2"]);
+    wait_until("vm2 out of the raft voters", T, || {
+        (raft_voters(&s, "vm1") == Some(2)).then_some(())
+    })
+    .unwrap();
+    s.ok("vm1", &["node", "promote", "vm2"]);
+    wait_managers_converge(&s, &all, "promoted after raft removed it");
+
+    // Demoted and promoted while it is down.
+    s.lab.stop("vm2").unwrap();
+    s.ok("vm1", &["node", "demote", "vm2"]);
+    wait_until("vm2 out of the raft voters", T, || {
+        (raft_voters(&s, "vm1") == Some(2)).then_some(())
+    })
+    .unwrap();
+    s.ok("vm1", &["node", "promote", "vm2"]);
+    s.lab.start("vm2").unwrap();
+    wait_managers_converge(&s, &all, "promoted while down");
+
+    // Promoted right after the demotion, before Raft may have removed it.
+    s.ok("vm1", &["node", "demote", "vm2"]);
+    s.ok("vm1", &["node", "promote", "vm2"]);
+    wait_managers_converge(&s, &all, "promoted at once");
+
+    // The leader itself, demoted and promoted again from another manager.
+    let leader = s.wait_leader("vm2", T);
+    let other = all.iter().find(|m| **m != leader).unwrap();
+    s.ok(other, &["node", "demote", &leader]);
+    wait_until("the old leader promoted again", T, || {
+        s.shoal(other, &["node", "promote", &leader])
+            .status
+            .success()
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", s.log_tails()));
+    wait_managers_converge(&s, &all, "the leader promoted again");
+
+    // vm2 counts: with another manager gone, vm2 and the third are a quorum and take writes.
+    let leader = s.wait_leader("vm2", T);
+    let gone = if leader == "vm2" {
+        "vm1"
+    } else {
+        leader.as_str()
+    };
+    s.lab.stop(gone).unwrap();
+    wait_until("a write without one manager", T, || {
+        s.shoal("vm2", &["node", "update", "--label-add", "after=1", "vm2"])
+            .status
+            .success()
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", s.log_tails()));
+}
+
+/// A worker promoted and demoted again quickly, before it takes up the manager role or
+/// just as Raft counts it, ends a worker: Ready with no manager status on every manager,
+/// refused manager commands, and out of Raft (the managers count only each other as voters).
+#[test]
+fn promote_then_demote_quickly_ends_a_worker() {
+    let s = Swarm::lab("mirror", 3);
+    s.form(&[("vm2", "manager"), ("vm3", "worker")]);
+    let managers = ["vm1", "vm2"];
+    for round in 0..4 {
+        s.ok("vm1", &["node", "promote", "vm3"]);
+        if round % 2 == 1 {
+            wait_until(&format!("round {round}: vm3 a raft voter"), T, || {
+                (raft_voters(&s, "vm1") == Some(3)).then_some(())
+            })
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", s.log_tails()));
+        }
+        s.ok("vm1", &["node", "demote", "vm3"]);
+        wait_managers_converge(&s, &managers, &format!("round {round}"));
+        wait_until(&format!("round {round}: vm3 a Ready worker"), T, || {
+            managers
+                .iter()
+                .all(|m| {
+                    s.nodes(m).is_some_and(|rows| {
+                        rows.iter()
+                            .any(|r| r.0 == "vm3" && r.1 == "Ready" && r.3.is_empty())
+                    })
+                })
+                .then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", s.log_tails()));
+        wait_until(
+            &format!("round {round}: vm3 refusing manager commands"),
+            T,
+            || {
+                let err =
+                    String::from_utf8_lossy(&s.shoal("vm3", &["node", "ls"]).stderr).to_string();
+                err.contains(WORKER_REFUSED).then_some(())
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", s.log_tails()));
+    }
+}
