@@ -725,7 +725,8 @@ fn prune_history(
         .and_then(|r| r.max_attempts)
         .filter(|&m| m > 0)
     {
-        keep = m as usize + 1;
+        // Any u64 is a valid max_attempts (docker takes one): saturate, never overflow.
+        keep = usize::try_from(m).unwrap_or(usize::MAX).saturating_add(1);
     }
     let mut fresh: BTreeMap<(u64, String), usize> = BTreeMap::new();
     for t in plan.changed.values() {
@@ -1482,6 +1483,38 @@ mod tests {
         let mut want: Vec<&String> = ids[2..].iter().collect();
         want.sort();
         assert_eq!(left, want);
+    }
+
+    /// Any u64 is a valid max_attempts (`--restart-max-attempts 18446744073709551615`, or
+    /// compose's `max_attempts`): the history it keeps saturates instead of overflowing,
+    /// which panicked the leader's orchestrator for good.
+    #[test]
+    fn huge_max_attempts_keeps_history_without_overflow() {
+        let mut s = cluster(&["vm1"]);
+        let mut svc = service(1);
+        svc.spec.task_template.restart_policy = Some(RestartPolicy {
+            max_attempts: Some(u64::MAX),
+            ..Default::default()
+        });
+        s.services.insert("svc1".into(), svc.clone());
+        for age in 1..=8 {
+            history(&mut s, &svc, 1, "node0", 600 + age);
+        }
+        let mut clock = UpdateClock::default();
+        step(&mut s, &mut clock, Utc::now());
+        let finished = s
+            .tasks
+            .values()
+            .filter(|t| t.status.state == TaskState::Shutdown)
+            .count();
+        assert_eq!(finished, 8, "max_attempts + 1 keeps all of them");
+        assert_eq!(
+            s.tasks
+                .values()
+                .filter(|t| t.desired_state == TaskState::Running)
+                .count(),
+            1
+        );
     }
 
     /// Replicas are created and spread over the nodes; a second round changes nothing.
