@@ -71,10 +71,32 @@ impl Manager {
             membership_lock: tokio::sync::Mutex::new(()),
             loops: std::sync::Mutex::new(Vec::new()),
         });
-        let l1 = tokio::spawn(liveness_loop(Arc::downgrade(daemon), mgr.clone()));
-        let l2 = tokio::spawn(reconcile_loop(Arc::downgrade(daemon), mgr.clone()));
-        let l3 = tokio::spawn(batcher(mgr.raft.clone(), queue));
-        let l4 = tokio::spawn(orchestrate_loop(Arc::downgrade(daemon), mgr.clone()));
+        // The leader's loops read the store each round, so one that panics (a bug) is
+        // started again rather than leave a manager that answers while nothing schedules.
+        let restart = super::supervise::OnPanic::Restart;
+        let (d, m) = (Arc::downgrade(daemon), mgr.clone());
+        let l1 = super::supervise::spawn("liveness", restart, move || {
+            liveness_loop(d.clone(), m.clone())
+        });
+        let (d, m) = (Arc::downgrade(daemon), mgr.clone());
+        let l2 = super::supervise::spawn("raft membership", restart, move || {
+            reconcile_loop(d.clone(), m.clone())
+        });
+        // The batcher owns the proposal queue: it cannot start again without it.
+        let mut queue = Some(queue);
+        let raft = mgr.raft.clone();
+        let l3 = super::supervise::spawn("proposals", super::supervise::OnPanic::Exit, move || {
+            let (raft, q) = (raft.clone(), queue.take());
+            async move {
+                if let Some(q) = q {
+                    batcher(raft, q).await
+                }
+            }
+        });
+        let (d, m) = (Arc::downgrade(daemon), mgr.clone());
+        let l4 = super::supervise::spawn("orchestrators", restart, move || {
+            orchestrate_loop(d.clone(), m.clone())
+        });
         lock(&mgr.loops).extend([l1, l2, l3, l4]);
         Ok(mgr)
     }

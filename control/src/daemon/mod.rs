@@ -12,6 +12,7 @@ mod networks_api;
 mod port_hold;
 mod server;
 mod services_api;
+mod supervise;
 mod worker;
 
 use std::collections::HashMap;
@@ -305,9 +306,27 @@ impl Daemon {
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .map_err(|e| format!("listening on {bind}: {e}"))?;
-        let server = tokio::spawn(server::serve(self.clone(), listener));
-        let agent = tokio::spawn(agent::run(self.clone()));
-        let worker = tokio::spawn(worker::run(self.clone()));
+        // The listener is taken by the first run: a panic of the server exits rather
+        // than serve without it.
+        let mut listener = Some(listener);
+        let d = self.clone();
+        let server = supervise::spawn("swarm port", supervise::OnPanic::Exit, move || {
+            let d = d.clone();
+            let l = listener.take();
+            async move {
+                if let Some(l) = l {
+                    server::serve(d, l).await
+                }
+            }
+        });
+        let d = self.clone();
+        let agent = supervise::spawn("agent", supervise::OnPanic::Exit, move || {
+            agent::run(d.clone())
+        });
+        let d = self.clone();
+        let worker = supervise::spawn("worker", supervise::OnPanic::Exit, move || {
+            worker::run(d.clone())
+        });
         let mut tasks = lock(&self.swarm_tasks);
         tasks.push(server);
         tasks.push(agent);
