@@ -33,14 +33,15 @@ struct Args {
     /// Log level (error, warn, info, debug, trace)
     #[arg(long, default_value = "info")]
     log_level: String,
-    /// Raft heartbeat interval in milliseconds
-    #[arg(long, default_value_t = 250)]
+    /// Raft heartbeat interval in milliseconds (1 to 60000)
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     raft_heartbeat_ms: u64,
-    /// Raft election timeout (minimum) in milliseconds; the maximum is twice this
-    #[arg(long, default_value_t = 1000)]
+    /// Raft election timeout (minimum) in milliseconds, more than the heartbeat interval
+    /// (at most 600000); the maximum is twice this
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(2..=600_000))]
     raft_election_timeout_ms: u64,
     /// Take a Raft snapshot every this many log entries
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     raft_snapshot_interval: u64,
     /// TTL (seconds) of the embedded DNS's answers to tasks
     #[arg(long, default_value_t = 5)]
@@ -49,20 +50,20 @@ struct Args {
     #[arg(long, default_value_t = shoal_dataplane::lb::DEFAULT_MAGLEV_SIZE)]
     lb_maglev_size: u32,
     /// Idle timeout of a TCP flow in its handshake
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = flow_timeout)]
     lb_tcp_syn_timeout: Duration,
     /// Idle timeout of an established TCP flow (IPVS's 900 s drops idle connections)
-    #[arg(long, default_value = "6h", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "6h", value_parser = flow_timeout)]
     lb_tcp_established_timeout: Duration,
     /// Idle timeout of a TCP flow after FIN or RST
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = flow_timeout)]
     lb_tcp_closing_timeout: Duration,
     /// Idle timeout of a UDP flow
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = flow_timeout)]
     lb_udp_timeout: Duration,
     /// How long a task asked to stop stays up, already out of every node's load
     /// balancer, before it gets SIGTERM (so no request reaches a dying process)
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = drain_delay)]
     lb_drain_delay: Duration,
     /// SNAT mesh traffic entering this node to the node's address: backends see
     /// the node instead of the client (clients on the node itself always are)
@@ -81,11 +82,11 @@ struct Args {
     lb_dsr: bool,
     /// Time a peer has on the swarm port to finish its TLS handshake (and, without a
     /// certificate, to send its join request)
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = swarm_timeout)]
     swarm_handshake_timeout: Duration,
     /// A swarm-port connection that sends no request for this long is closed (peers
     /// reconnect on their next request; running `shoal exec` sessions are not affected)
-    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "2m", value_parser = swarm_timeout)]
     swarm_idle_timeout: Duration,
     /// Most connections the swarm port holds at once (further ones are closed at once);
     /// at most half the open-file limit
@@ -94,6 +95,47 @@ struct Args {
     /// Most swarm-port connections from one IP address at once
     #[arg(long, default_value_t = 256)]
     swarm_max_connections_per_ip: usize,
+}
+
+/// A duration flag between `min` and `max` (`range` says them), in humantime's syntax
+/// (`90s`, `6h`, `1day`).
+fn bounded_duration(
+    v: &str,
+    min: Duration,
+    max: Duration,
+    range: &str,
+) -> Result<Duration, String> {
+    let d = humantime::parse_duration(v).map_err(|e| e.to_string())?;
+    if d < min || d > max {
+        return Err(format!("must be between {range}"));
+    }
+    Ok(d)
+}
+
+/// A load-balancer flow's idle timeout: 1 s (the flows' clock moves once a second) to
+/// 365 days.
+fn flow_timeout(v: &str) -> Result<Duration, String> {
+    bounded_duration(
+        v,
+        Duration::from_secs(1),
+        Duration::from_secs(365 * 86_400),
+        "1s and 365days",
+    )
+}
+
+/// The drain delay before SIGTERM: at most an hour.
+fn drain_delay(v: &str) -> Result<Duration, String> {
+    bounded_duration(v, Duration::ZERO, Duration::from_secs(3600), "0s and 1h")
+}
+
+/// The swarm port's handshake and idle timeouts: 100 ms to a day.
+fn swarm_timeout(v: &str) -> Result<Duration, String> {
+    bounded_duration(
+        v,
+        Duration::from_millis(100),
+        Duration::from_secs(86_400),
+        "100ms and 1day",
+    )
 }
 
 fn main() -> anyhow::Result<()> {
@@ -164,6 +206,12 @@ fn main() -> anyhow::Result<()> {
             max_connections_per_ip: args.swarm_max_connections_per_ip.max(1),
         },
     };
+    // openraft's own rules (an election timeout longer than the heartbeat), said at start
+    // rather than at the first `swarm init` or join.
+    if let Err(e) = cfg.raft.config().validate() {
+        eprintln!("shoald: --raft-heartbeat-ms / --raft-election-timeout-ms: {e}");
+        std::process::exit(2);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

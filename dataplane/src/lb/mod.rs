@@ -127,7 +127,7 @@ impl Timeouts {
             abi::CT_CLOSING => self.tcp_closing,
             _ => self.udp,
         };
-        u64::try_from((timeout + CT_CLOCK_STEP).as_nanos()).unwrap_or(u64::MAX)
+        u64::try_from(timeout.saturating_add(CT_CLOCK_STEP).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// [`Self::expiry`] of every state, for the programs.
@@ -1522,6 +1522,22 @@ mod tests {
         let udp = abi::CT_UDP as u8;
         assert!(last_packet + 19 * s / 10 - last_seen < t.expiry(udp));
         assert!(last_packet + 3 * s - last_seen >= t.expiry(udp));
+    }
+
+    /// A timeout too long for the programs' nanosecond clock means "never": it
+    /// saturates, where adding the clock's step overflowed and panicked the node's load
+    /// balancer at load (`--lb-tcp-established-timeout=18446744073709551615s`).
+    #[test]
+    fn huge_timeouts_saturate() {
+        let t = Timeouts {
+            tcp_established: Duration::MAX,
+            udp: Duration::from_secs(u64::MAX / 1_000_000_000 + 1),
+            ..Timeouts::default()
+        };
+        let ns = t.as_ns();
+        assert_eq!(ns[abi::CT_ESTABLISHED], u64::MAX);
+        assert_eq!(ns[abi::CT_UDP], u64::MAX);
+        assert_eq!(ns[abi::CT_SYN], 61_000_000_000);
     }
 
     #[test]
