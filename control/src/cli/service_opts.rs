@@ -226,7 +226,7 @@ pub struct UpdateFlags {
     #[arg(long)]
     pub update_monitor: Option<String>,
     /// Failure rate to tolerate during an update
-    #[arg(long)]
+    #[arg(long, value_parser = finite_ratio)]
     pub update_max_failure_ratio: Option<f32>,
     /// Update order ("start-first", "stop-first")
     #[arg(long)]
@@ -244,7 +244,7 @@ pub struct UpdateFlags {
     #[arg(long)]
     pub rollback_monitor: Option<String>,
     /// Failure rate to tolerate during a rollback
-    #[arg(long)]
+    #[arg(long, value_parser = finite_ratio)]
     pub rollback_max_failure_ratio: Option<f32>,
     /// Rollback order ("start-first", "stop-first")
     #[arg(long)]
@@ -528,9 +528,30 @@ pub fn spread(s: &str) -> Result<PlacementPreference, String> {
     }
 }
 
+/// A failure ratio must be a number JSON can carry (docker's client fails to encode NaN
+/// and infinities); its range (0 to 1) is the daemon's to check, as swarmkit's is.
+fn finite_ratio(v: &str) -> Result<f32, String> {
+    let r: f32 = v.parse().map_err(|e| format!("{e}"))?;
+    if !r.is_finite() {
+        return Err("not a finite number".into());
+    }
+    Ok(r)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// NaN and infinities cannot travel as JSON: refused when parsed, not sent as null.
+    #[test]
+    fn failure_ratios_are_finite() {
+        for bad in ["NaN", "inf", "-inf"] {
+            assert_eq!(finite_ratio(bad).unwrap_err(), "not a finite number");
+        }
+        assert!(finite_ratio("x").is_err());
+        assert_eq!(finite_ratio("0.25").unwrap(), 0.25);
+        assert_eq!(finite_ratio("2").unwrap(), 2.0, "the range is the daemon's");
+    }
 
     #[test]
     fn ports_parse_like_docker() {

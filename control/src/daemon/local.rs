@@ -52,6 +52,16 @@ async fn serve_client(daemon: Arc<Daemon>, stream: UnixStream) {
     loop {
         let req: ApiRequest = match wire::recv(&mut conn).await {
             Ok(r) => r,
+            // A request this daemon cannot read (a client of another version, a value
+            // JSON cannot carry) gets an answer saying so, not a closed connection.
+            Err(wire::WireError::Decode(e)) => {
+                tracing::warn!(error = %e, "unreadable request on the API socket");
+                let reply: ApiResult = Err(ApiError::daemon(format!("invalid request: {e}")));
+                if wire::send(&mut conn, &reply).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             Err(_) => return,
         };
         if let ApiRequest::Exec {

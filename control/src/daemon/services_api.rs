@@ -75,6 +75,23 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
     if let Some(p) = &spec.task_template.placement {
         Constraint::parse_all(&p.constraints).map_err(invalid)?;
     }
+    // swarmkit's validateUpdate, for update_config and rollback_config alike.
+    for u in [&spec.update_config, &spec.rollback_config]
+        .into_iter()
+        .flatten()
+    {
+        if u.delay < 0 {
+            return Err(invalid("TaskSpec: update-delay cannot be negative"));
+        }
+        if u.monitor < 0 {
+            return Err(invalid("TaskSpec: update-monitor cannot be negative"));
+        }
+        if !(0.0..=1.0).contains(&u.max_failure_ratio) {
+            return Err(invalid(
+                "TaskSpec: update-maxfailureratio cannot be less than 0 or bigger than 1",
+            ));
+        }
+    }
     if let Some(e) = &spec.endpoint_spec {
         let mut seen = std::collections::HashSet::new();
         for p in &e.ports {
@@ -873,6 +890,34 @@ mod tests {
             e.ends_with("EndpointSpec: duplicate published ports provided"),
             "{e}"
         );
+    }
+
+    /// swarmkit's update config bounds, for updates and rollbacks: a ratio outside 0..=1
+    /// (`--update-max-failure-ratio 2`) or a negative delay or monitor is refused.
+    #[test]
+    fn validate_refuses_update_configs_out_of_bounds() {
+        let with = |f: &dyn Fn(&mut shoal_spec::UpdateConfig), rollback: bool| {
+            let mut s = spec("web", &[]);
+            let mut u = shoal_spec::UpdateConfig::default();
+            f(&mut u);
+            if rollback {
+                s.rollback_config = Some(u);
+            } else {
+                s.update_config = Some(u);
+            }
+            validate(&s).map_err(|e| e.to_string())
+        };
+        for rollback in [false, true] {
+            let e = with(&|u| u.max_failure_ratio = 2.0, rollback).unwrap_err();
+            assert!(e.ends_with("update-maxfailureratio cannot be less than 0 or bigger than 1"));
+            assert!(with(&|u| u.max_failure_ratio = -0.5, rollback).is_err());
+            assert!(with(&|u| u.max_failure_ratio = f32::NAN, rollback).is_err());
+            assert!(with(&|u| u.max_failure_ratio = 1.0, rollback).is_ok());
+            let e = with(&|u| u.delay = -1, rollback).unwrap_err();
+            assert!(e.ends_with("TaskSpec: update-delay cannot be negative"));
+            let e = with(&|u| u.monitor = -1, rollback).unwrap_err();
+            assert!(e.ends_with("TaskSpec: update-monitor cannot be negative"));
+        }
     }
 
     /// A dnsrr service has no VIP for the routing mesh to balance behind: swarmkit
