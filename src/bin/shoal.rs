@@ -23,7 +23,33 @@ enum Top {
     Lab(shoal_dataplane::lab::LabCommand),
 }
 
+/// Output to a pipe whose reader has gone (`shoal service logs -f | head`) ends the
+/// command as it ends docker's (Go dies of SIGPIPE writing to stdout or stderr), not with
+/// a panic's message and status 101. SIGPIPE stays ignored otherwise, so a write to a
+/// closed socket is an error the command reports.
+fn die_quietly_on_broken_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
+            use nix::sys::signal::{raise, signal, SigHandler, Signal};
+            // SAFETY: restoring the default action of a signal; no handler runs.
+            unsafe {
+                let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
+            }
+            let _ = raise(Signal::SIGPIPE);
+        }
+        default(info);
+    }));
+}
+
 fn main() {
+    die_quietly_on_broken_stdout();
     let cli = Cli::parse();
     let code = match cli.command {
         Top::Lab(cmd) => match shoal_dataplane::lab::run(cmd) {
