@@ -102,6 +102,13 @@ pub fn allocate(
                     "invalid pool request: gateway {g} is not in subnet {subnet}"
                 )));
             }
+            // libnetwork's IPAM keeps a subnet's network and broadcast addresses reserved.
+            let last = u64::from(subnet.addr) + subnet.size() - 1;
+            if u32::from(ip) == subnet.addr || u64::from(u32::from(ip)) == last {
+                return Err(ApiError::daemon(format!(
+                    "failed to allocate gateway ({g}): Address already in use"
+                )));
+            }
             ip
         }
         None => subnet
@@ -268,6 +275,37 @@ mod tests {
         }
         let top = create("255.255.255.248/29").unwrap();
         assert_eq!(top.gateway, "255.255.255.249");
+    }
+
+    /// A gateway on the subnet's network or broadcast address is refused, as libnetwork's
+    /// IPAM keeps those reserved; any other address in the subnet is taken.
+    #[test]
+    fn gateway_is_a_host_address() {
+        let state = swarm();
+        let create = |gateway: &str| {
+            allocate(
+                &state,
+                &NetworkCreate {
+                    name: "n".into(),
+                    subnet: Some("10.9.0.0/24".into()),
+                    gateway: Some(gateway.into()),
+                    ..Default::default()
+                },
+                false,
+            )
+        };
+        for bad in ["10.9.0.0", "10.9.0.255"] {
+            let e = create(bad).unwrap_err().message;
+            assert_eq!(
+                e,
+                format!("failed to allocate gateway ({bad}): Address already in use")
+            );
+        }
+        assert_eq!(create("10.9.0.254").unwrap().gateway, "10.9.0.254");
+        assert!(create("10.9.1.1")
+            .unwrap_err()
+            .message
+            .contains("is not in subnet"));
     }
 
     /// `network rm ""` with only ingress: an empty reference must not match it by prefix.
