@@ -612,6 +612,133 @@ fn embedded_dns_answers_service_names() {
     assert_eq!(db_ip, db_vip.trim().split('/').next().unwrap());
 }
 
+/// A task asked to stop leaves the embedded DNS at once, as docker disables a task's
+/// service binding before it stops the container: right after a scale-down, while the
+/// removed task still runs through its stop grace period, `tasks.<svc>`, the dnsrr name
+/// and a reverse lookup of its address no longer give it, from a task on its own node
+/// and from one on the other node.
+#[test]
+fn a_stopping_task_leaves_dns_at_once() {
+    let s = Swarm::lab("dnsstop", 2);
+    s.form(&[("vm2", "worker")]);
+    s.ok("vm1", &["network", "create", "app"]);
+    let create = |args: &[&str]| {
+        let mut argv = vec!["service", "create", "-d"];
+        argv.extend_from_slice(args);
+        s.ok("vm1", &argv);
+    };
+    // The shell and its sleep ignore SIGTERM: a removed task runs its whole grace (60 s).
+    create(&[
+        "--name",
+        "slow",
+        "--replicas",
+        "2",
+        "--endpoint-mode",
+        "dnsrr",
+        "--network",
+        "app",
+        "--stop-grace-period",
+        "60s",
+        "demo",
+        "sh",
+        "-c",
+        "trap '' TERM; sleep 600",
+    ]);
+    for (name, node) in [("c1", "vm1"), ("c2", "vm2")] {
+        create(&[
+            "--name",
+            name,
+            "--network",
+            "app",
+            "--constraint",
+            &format!("node.hostname=={node}"),
+            "demo",
+            "sleep",
+            "600",
+        ]);
+    }
+    s.wait_running_on("slow", &["vm1", "vm2"]);
+    s.wait_running_on("c1", &["vm1"]);
+    s.wait_running_on("c2", &["vm2"]);
+    let dig = |client: &str, args: &[&str]| -> String {
+        let mut argv = vec!["exec", client, "dig", "@127.0.0.11"];
+        argv.extend_from_slice(args);
+        let out = s.shoal("vm1", &argv);
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines.join(" ")
+    };
+    // slot -> (task id, address)
+    let mut slots = std::collections::BTreeMap::new();
+    let ids = s.ok(
+        "vm1",
+        &["service", "ps", "-q", "-f", "desired-state=running", "slow"],
+    );
+    for id in ids.lines() {
+        let out = s.ok(
+            "vm1",
+            &[
+                "inspect",
+                "--format",
+                "{{.Slot}} {{range .NetworksAttachments}}{{index .Addresses 0}}{{end}}",
+                id,
+            ],
+        );
+        let (slot, cidr) = out.trim().split_once(' ').unwrap();
+        let addr = cidr.split('/').next().unwrap().to_string();
+        slots.insert(slot.to_string(), (id.to_string(), addr));
+    }
+    let (gone_id, gone) = slots["2"].clone();
+    let (_, kept) = slots["1"].clone();
+    let both = {
+        let mut v = [kept.clone(), gone.clone()];
+        v.sort();
+        v.join(" ")
+    };
+    for client in ["c1.1", "c2.1"] {
+        wait_until(
+            &format!("tasks.slow gives both tasks in {client}"),
+            Duration::from_secs(20),
+            || (dig(client, &["tasks.slow", "+short"]) == both).then_some(()),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
+        let want = format!("slow.2.{gone_id}.app.");
+        assert_eq!(dig(client, &["-x", &gone, "+short"]), want);
+    }
+
+    s.ok("vm1", &["service", "scale", "-d", "slow=1"]);
+    for client in ["c1.1", "c2.1"] {
+        wait_until(
+            &format!("tasks.slow without the removed task in {client}"),
+            Duration::from_millis(1500),
+            || (dig(client, &["tasks.slow", "+short"]) == kept).then_some(()),
+        )
+        .unwrap_or_else(|e| panic!("{e}: {}", dig(client, &["tasks.slow", "+short"])));
+        assert_eq!(dig(client, &["slow", "+short"]), kept);
+        let status = dig(client, &["-x", &gone, "+comments"]);
+        assert!(status.contains("status: NXDOMAIN"), "{status}");
+    }
+    // All the while the removed task runs, and is reachable (its endpoint stays).
+    let state = s.ok(
+        "vm1",
+        &[
+            "inspect",
+            "--format",
+            "{{.DesiredState}} {{.Status.State}}",
+            &gone_id,
+        ],
+    );
+    assert_eq!(state.trim(), "remove running");
+    let ping = s.shoal(
+        "vm1",
+        &["exec", "c1.1", "ping", "-c", "1", "-W", "2", &gone],
+    );
+    assert!(ping.status.success(), "{ping:?}");
+}
+
 /// `swarm leave` stops the node's tasks and takes its overlay with it; the swarm moves the
 /// work elsewhere.
 #[test]

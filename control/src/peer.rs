@@ -185,7 +185,8 @@ fn default_vxlan_port() -> u16 {
 }
 
 /// A service as names on one network: its name and aliases answer its VIP (or, with
-/// dnsrr, its running tasks); `tasks.<name>` answers its running tasks.
+/// dnsrr, its running tasks); `tasks.<name>` answers its running tasks, none of them
+/// asked to stop.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct NetService {
     pub names: Vec<String>,
@@ -206,6 +207,12 @@ pub struct NetEndpoint {
     /// predates it.
     #[serde(default)]
     pub name: String,
+    /// The task was asked to stop and has not stopped yet: its data path stays
+    /// (its open connections keep working) but DNS no longer names it, as
+    /// docker disables a task's service binding before stopping it. False from
+    /// a leader that predates it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub leaving: bool,
 }
 
 /// Everything a node's load balancer needs: every service with a VIP or a
@@ -410,6 +417,7 @@ pub fn net_views_of(state: &crate::state::ClusterState, mut ids: Vec<&str>) -> V
                         node_addr: node.addr.clone(),
                         addr: a.addr.clone(),
                         name: t.name(),
+                        leaving: t.is_leaving(),
                     })
                 })
                 .collect();
@@ -436,7 +444,7 @@ pub fn net_views_of(state: &crate::state::ClusterState, mut ids: Vec<&str>) -> V
                         let task_ips = state
                             .tasks
                             .values()
-                            .filter(|t| t.service_id == s.id && t.is_running())
+                            .filter(|t| t.service_id == s.id && t.in_dns())
                             .filter_map(|t| t.networks.iter().find(|a| a.network_id == net.id))
                             .map(|a| a.addr.clone())
                             .collect();
@@ -629,5 +637,126 @@ mod tests {
         assert!(json.contains(r#""name":"rr.2""#), "{json}");
         let seen: OldNetEndpoint = serde_json::from_str(&json).unwrap();
         assert_eq!(seen.task_id, "t1");
+        // Nor does it see a leaving flag, which an older leader never sends.
+        assert!(!json.contains("leaving"), "{json}");
+        assert!(!e.leaving);
+    }
+
+    /// A task asked to stop leaves DNS at once (docker disables its service
+    /// binding before stopping it): `tasks.<svc>` and a dnsrr name no longer
+    /// answer it and its endpoint is marked leaving (no reverse lookup), while
+    /// the endpoint itself stays until the task has stopped, so its open
+    /// connections keep their overlay path.
+    #[test]
+    fn a_task_asked_to_stop_leaves_dns_but_keeps_its_endpoint() {
+        use crate::services::{ServiceRecord, TaskAttachment};
+        use crate::types::{NodeDescription, Role};
+        use shoal_spec::{NetworkAttachmentConfig, ServiceSpec, TaskSpec};
+        let now = chrono::Utc::now();
+        let mut state = crate::state::ClusterState::default();
+        let node = crate::state::new_node_record(
+            "n1".into(),
+            1,
+            Role::Manager,
+            NodeDescription {
+                hostname: "vm1".into(),
+                os: "linux".into(),
+                architecture: "x86_64".into(),
+                nano_cpus: 1_000_000_000,
+                memory_bytes: 1 << 30,
+                engine_version: "0".into(),
+                ephemeral_ports: None,
+            },
+            "10.77.0.11".into(),
+            "10.77.0.11:2377".into(),
+            now,
+        );
+        state.nodes.insert(node.id.clone(), node);
+        state.networks.insert(
+            "app".into(),
+            crate::networks::NetworkRecord {
+                id: "app".into(),
+                name: "app".into(),
+                driver: "overlay".into(),
+                labels: Default::default(),
+                created_at: now,
+                vni: 4097,
+                subnet: "10.0.1.0/24".into(),
+                gateway: "10.0.1.1".into(),
+                attachable: false,
+                ingress: false,
+                internal: false,
+                mtu: None,
+            },
+        );
+        let svc = ServiceRecord {
+            id: "s1".into(),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            spec: ServiceSpec {
+                name: "rr".into(),
+                task_template: TaskSpec {
+                    networks: vec![NetworkAttachmentConfig {
+                        target: "app".into(),
+                        aliases: Vec::new(),
+                    }],
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            previous_spec: None,
+            spec_version: 1,
+            update_status: None,
+            vips: Vec::new(), // dnsrr: the name answers the tasks
+        };
+        let task = |slot: u64, addr: &str, current: TaskState, desired: TaskState| {
+            let mut t = crate::orchestrator::new_task(&svc, slot, "n1", now);
+            t.id = format!("t{slot}");
+            t.status.state = current;
+            t.desired_state = desired;
+            t.networks = vec![TaskAttachment {
+                network_id: "app".into(),
+                addr: addr.into(),
+            }];
+            t
+        };
+        for t in [
+            task(1, "10.0.1.3/24", TaskState::Running, TaskState::Running),
+            // Scaled down: still running through its stop grace period.
+            task(2, "10.0.1.4/24", TaskState::Running, TaskState::Remove),
+            // Updated away: still running through its stop grace period.
+            task(3, "10.0.1.5/24", TaskState::Running, TaskState::Shutdown),
+            // Stopped: gone from the data path too.
+            task(4, "10.0.1.6/24", TaskState::Shutdown, TaskState::Shutdown),
+        ] {
+            state.tasks.insert(t.id.clone(), t);
+        }
+        state.services.insert(svc.id.clone(), svc);
+
+        let views = net_views_of(&state, vec!["app"]);
+        assert_eq!(views.len(), 1);
+        assert_eq!(
+            views[0].services,
+            [NetService {
+                names: vec!["rr".into()],
+                vip: None,
+                task_ips: vec!["10.0.1.3/24".into()],
+            }]
+        );
+        let mut endpoints: Vec<(&str, bool)> = views[0]
+            .endpoints
+            .iter()
+            .map(|e| (e.addr.as_str(), e.leaving))
+            .collect();
+        endpoints.sort();
+        assert_eq!(
+            endpoints,
+            [
+                ("10.0.1.3/24", false),
+                ("10.0.1.4/24", true),
+                ("10.0.1.5/24", true),
+            ]
+        );
     }
 }

@@ -226,6 +226,20 @@ impl TaskRecord {
         self.status.state == TaskState::Running
             && self.health.as_deref().is_none_or(|h| h == "healthy")
     }
+
+    /// Asked to stop (desired state past running) but not stopped yet. Docker
+    /// disables such a task's service binding before it stops the container, so
+    /// the embedded DNS no longer names it (`tasks.<svc>`, a dnsrr name, its
+    /// reverse lookup), while its endpoint stays so its open connections work.
+    pub fn is_leaving(&self) -> bool {
+        self.desired_state > TaskState::Running && !self.status.state.is_terminal()
+    }
+
+    /// What the embedded DNS answers for its service: running (and healthy) and
+    /// not leaving.
+    pub fn in_dns(&self) -> bool {
+        self.is_running() && !self.is_leaving()
+    }
 }
 
 /// A task state report from an agent (state only ever moves forward).

@@ -352,7 +352,9 @@ fn task_view(l: &Local, views: &[NetView], names: &TaskNames, ttl: u32) -> dns::
         // its addresses are NXDOMAIN, never named.
         if !v.network.ingress {
             let network = &v.network.name;
-            for e in &v.endpoints {
+            // A task asked to stop is no longer named (docker disables its service
+            // binding first), though its endpoint stays until it has stopped.
+            for e in v.endpoints.iter().filter(|e| !e.leaving) {
                 if let (Some(addr), Some(name)) = (ip(&e.addr), names.0.get(&e.task_id)) {
                     view.ptr.insert(addr, format!("{name}.{network}"));
                 }
@@ -1196,6 +1198,7 @@ mod tests {
             node_addr: "10.77.0.12".into(),
             addr: addr.into(),
             name: name.into(),
+            leaving: false,
         }
     }
 
@@ -1205,7 +1208,7 @@ mod tests {
     /// without published ports, which the load balancer's view lacks; from that
     /// view when an older leader sent endpoints without names) and every VIP
     /// (`<service>.<network>`), and holds its networks' subnets; the ingress
-    /// network names nothing.
+    /// network names nothing, nor does a task asked to stop.
     #[test]
     fn task_view_names_addresses_on_the_tasks_networks() {
         use crate::peer::{LbBackend, LbService, NetService};
@@ -1257,6 +1260,11 @@ mod tests {
                     // A remote task of a dnsrr service, a global task.
                     endpoint("trr", "rr.2", "10.0.1.5/24"),
                     endpoint("tagent", "agent.n3", "10.0.1.6/24"),
+                    // Asked to stop, still running: no longer named.
+                    crate::peer::NetEndpoint {
+                        leaving: true,
+                        ..endpoint("told", "web.3", "10.0.1.7/24")
+                    },
                 ],
                 services: vec![NetService {
                     names: vec!["web".into(), "frontend".into()],
