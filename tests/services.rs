@@ -198,17 +198,24 @@ fn tutorial_sequence() {
         &["service", "update", "-d", "--replicas", "2", "webapp_web"],
     );
     wait_running_on(&s, "webapp_web", &["vm1", "vm2"]);
-    let ls = s.ok(
-        "vm1",
-        &[
-            "service",
-            "ls",
-            "--format",
-            "{{.Name}} {{.Replicas}} {{.Ports}}",
-        ],
-    );
-    assert!(ls.contains("webapp_web 2/2 *:8080->80/tcp"), "{ls}");
-    assert!(ls.contains("webapp_db 1/1 "), "{ls}");
+    // REPLICAS counts every running task, as swarmkit does, also one still stopping
+    // after the constraint moved it: 2/2 once that one has stopped.
+    let ls = || {
+        s.ok(
+            "vm1",
+            &[
+                "service",
+                "ls",
+                "--format",
+                "{{.Name}} {{.Replicas}} {{.Ports}}",
+            ],
+        )
+    };
+    wait_until("webapp_web 2/2 in service ls", T, || {
+        ls().contains("webapp_web 2/2 *:8080->80/tcp").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", ls()));
+    assert!(ls().contains("webapp_db 1/1 "), "{}", ls());
 
     // Rolling update 1.0 -> 2.0, parallelism 1, with a delay: at every moment a task runs.
     s.ok(
@@ -576,11 +583,17 @@ fn global_mode_follows_nodes() {
     wait_running_on(&s, "agent", &["vm1", "vm2", "vm3"]);
     s.ok("vm1", &["node", "update", "--availability", "drain", "vm2"]);
     wait_running_on(&s, "agent", &["vm1", "vm3"]);
-    let ls = s.ok(
-        "vm1",
-        &["service", "ls", "--format", "{{.Mode}} {{.Replicas}}"],
-    );
-    assert_eq!(ls.trim(), "global 2/2");
+    // The drained node's task counts as running until it has stopped (swarmkit's count).
+    let ls = || {
+        s.ok(
+            "vm1",
+            &["service", "ls", "--format", "{{.Mode}} {{.Replicas}}"],
+        )
+    };
+    wait_until("global 2/2 in service ls", T, || {
+        (ls().trim() == "global 2/2").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", ls()));
 }
 
 /// Bad compose files are rejected with nothing deployed; the seed file loads with the warning.
@@ -949,6 +962,11 @@ fn scale_down_removes_the_slots_tasks() {
             .lines()
             .any(|l| l.contains(" web.3 ") && l.contains(" Remove ")),
         "{table}"
+    );
+    // REPLICAS counts them while they run, as docker does: 3/1.
+    assert_eq!(
+        s.ok("vm1", &["service", "ls", "--format", "{{.Replicas}}"]),
+        "3/1\n"
     );
     // Once stopped they are gone, with their slots' history; slot 1 keeps its own.
     wait_until("the removed slots gone", T, || {

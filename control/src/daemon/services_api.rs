@@ -188,21 +188,25 @@ fn new_service(spec: ServiceSpec) -> ServiceRecord {
     }
 }
 
-/// (running, desired) as `service ls` counts them.
+/// (running, desired) as `service ls` and `stack services` show them in REPLICAS,
+/// counted as swarmkit's ListServiceStatuses does: running is every task of the
+/// service whose current state is running (with a healthcheck, once healthy: docker
+/// reports such a task running only then), whatever its desired state, so a task
+/// that was asked to stop counts until it has stopped (`service scale web=1` from 3
+/// shows `3/1` until two have stopped); desired is the replica count, or for a
+/// global service the number of its tasks whose desired state is running.
 fn counts(state: &ClusterState, svc: &ServiceRecord) -> (u64, u64) {
-    let tasks = state
-        .tasks
-        .values()
-        .filter(|t| t.service_id == svc.id && t.desired_state <= TaskState::Running);
     let mut running = 0;
-    let mut active = 0;
-    for t in tasks {
-        active += 1;
+    let mut meant_to_run = 0;
+    for t in state.tasks.values().filter(|t| t.service_id == svc.id) {
         if t.is_running() {
             running += 1;
         }
+        if t.desired_state == TaskState::Running {
+            meant_to_run += 1;
+        }
     }
-    let desired = svc.spec.mode.replicas().unwrap_or(active);
+    let desired = svc.spec.mode.replicas().unwrap_or(meant_to_run);
     (running, desired)
 }
 
@@ -770,6 +774,50 @@ mod tests {
             st.services.insert(svc.id.clone(), svc);
         }
         st
+    }
+
+    /// REPLICAS counts as swarmkit does: every running task, also one asked to
+    /// stop that has not stopped yet, against the replica count (or, global, the
+    /// tasks meant to run); a task running but not yet healthy does not count.
+    #[test]
+    fn replicas_count_running_tasks_whatever_their_desired_state() {
+        let mut st = state_with(vec![spec("web", &[]), spec("agent", &[])]);
+        st.services.get_mut("id-web").unwrap().spec.mode = shoal_spec::ServiceMode::replicated(1);
+        st.services.get_mut("id-agent").unwrap().spec.mode = shoal_spec::ServiceMode::global();
+        let now = Utc::now();
+        let mut add = |svc: &str, slot: u64, current: TaskState, desired: TaskState| {
+            let mut t = crate::orchestrator::new_task(&st.services[svc], slot, "n1", now);
+            t.status.state = current;
+            t.desired_state = desired;
+            st.tasks.insert(t.id.clone(), t);
+        };
+        // `service scale web=1` from 3: slots 2 and 3 stop through their grace.
+        add("id-web", 1, TaskState::Running, TaskState::Running);
+        add("id-web", 2, TaskState::Running, TaskState::Remove);
+        add("id-web", 3, TaskState::Running, TaskState::Remove);
+        // History: a task of slot 1 replaced by an update, stopped.
+        add("id-web", 1, TaskState::Shutdown, TaskState::Shutdown);
+        // Global: one running, one starting, one drained off its node still stopping.
+        add("id-agent", 0, TaskState::Running, TaskState::Running);
+        add("id-agent", 0, TaskState::Starting, TaskState::Running);
+        add("id-agent", 0, TaskState::Running, TaskState::Shutdown);
+        assert_eq!(counts(&st, &st.services["id-web"]), (3, 1));
+        assert_eq!(counts(&st, &st.services["id-agent"]), (2, 2));
+
+        // Once they have stopped: 1/1.
+        for t in st.tasks.values_mut() {
+            if t.desired_state > TaskState::Running {
+                t.status.state = TaskState::Shutdown;
+            }
+        }
+        assert_eq!(counts(&st, &st.services["id-web"]), (1, 1));
+        assert_eq!(counts(&st, &st.services["id-agent"]), (1, 2));
+
+        // Running but not yet healthy is not counted.
+        for t in st.tasks.values_mut() {
+            t.health = Some("starting".into());
+        }
+        assert_eq!(counts(&st, &st.services["id-web"]), (0, 1));
     }
 
     fn conflict(st: &ClusterState, s: &ServiceSpec) -> Option<String> {
