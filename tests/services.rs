@@ -968,6 +968,33 @@ fn scale_down_removes_the_slots_tasks() {
         s.ok("vm1", &["service", "ls", "--format", "{{.Replicas}}"]),
         "3/1\n"
     );
+    // `-f` as docker's: values of one key are alternatives, different keys all apply,
+    // and what the daemon does not know is refused.
+    let names = |filters: &[&str]| -> Vec<String> {
+        let mut argv = vec!["service", "ps"];
+        for f in filters {
+            argv.extend_from_slice(&["-f", f]);
+        }
+        argv.push("web");
+        tasks(&s, "vm1", &argv).into_iter().map(|t| t.0).collect()
+    };
+    assert_eq!(names(&["desired-state=remove"]), ["web.2", "web.3"]);
+    assert_eq!(
+        names(&["desired-state=running", "desired-state=Remove"]),
+        ["web.1", "web.2", "web.3"]
+    );
+    assert_eq!(names(&["desired-state=remove", "name=web.3"]), ["web.3"]);
+    assert_eq!(names(&["node=vm1", "desired-state=running"]), ["web.1"]);
+    let err = s.fails("vm1", &["service", "ps", "-f", "desired-state=x", "web"]);
+    assert_eq!(
+        err.trim_end(),
+        "Error response from daemon: Invalid desired-state filter: 'x'"
+    );
+    let err = s.fails("vm1", &["service", "ps", "-f", "x=1", "web"]);
+    assert_eq!(
+        err.trim_end(),
+        "Error response from daemon: invalid filter 'x'"
+    );
     // Once stopped they are gone, with their slots' history; slot 1 keeps its own.
     wait_until("the removed slots gone", T, || {
         (ps() == want[..2]).then_some(())

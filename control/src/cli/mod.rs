@@ -8,6 +8,7 @@ mod service;
 pub(crate) mod service_opts;
 mod stack;
 mod swarm;
+mod task_filter;
 mod tasks;
 
 use clap::Subcommand;

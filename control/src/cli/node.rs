@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
+use super::task_filter::TaskFilter;
 use super::{call, unexpected, CliResult};
 use crate::api::{ApiError, ApiReply, ApiRequest, NodeUpdate};
 use crate::types::{Availability, Role};
@@ -51,6 +52,7 @@ pub enum NodeCommand {
         no_trunc: bool,
         #[arg(short, long)]
         quiet: bool,
+        /// Filter output based on conditions provided
         #[arg(short, long)]
         filter: Vec<String>,
         #[arg(long)]
@@ -265,25 +267,10 @@ pub async fn run(host: &str, cmd: NodeCommand) -> CliResult {
             } else {
                 nodes
             };
+            let filter = TaskFilter::parse(&filter)?;
             let mut resolved = Vec::new();
             for n in &nodes {
-                match call(
-                    host,
-                    ApiRequest::NodeInspect {
-                        references: vec![n.clone()],
-                    },
-                )
-                .await?
-                {
-                    ApiReply::Inspected { mut nodes } => {
-                        let v = nodes
-                            .pop()
-                            .unwrap_or(Err(format!("node {n} not found")))
-                            .map_err(ApiError::daemon)?;
-                        resolved.push(s(&v, &["ID"]).to_string());
-                    }
-                    other => return Err(unexpected(other)),
-                }
+                resolved.push(node_id(host, n).await?);
             }
             let (mut list, names) = match call(
                 host,
@@ -291,7 +278,7 @@ pub async fn run(host: &str, cmd: NodeCommand) -> CliResult {
                     services: vec![],
                     nodes: resolved,
                     stack: None,
-                    up_to_date: false,
+                    up_to_date: filter.has("_up-to-date"),
                 },
             )
             .await?
@@ -299,11 +286,7 @@ pub async fn run(host: &str, cmd: NodeCommand) -> CliResult {
                 ApiReply::Tasks { tasks, node_names } => (tasks, node_names),
                 other => return Err(unexpected(other)),
             };
-            for f in &filter {
-                if let Some(v) = f.strip_prefix("desired-state=") {
-                    list.retain(|t| t["DesiredState"].as_str() == Some(v));
-                }
-            }
+            super::service::filter_tasks(host, &filter, &mut list).await?;
             super::tasks::print(&list, &names, no_trunc, quiet, format)
         }
         NodeCommand::Promote { nodes } => set_roles(host, nodes, Role::Manager).await,
@@ -315,6 +298,28 @@ pub async fn run(host: &str, cmd: NodeCommand) -> CliResult {
             })
             .await
         }
+    }
+}
+
+/// The ID of the node `reference` names (`self`, an ID, a hostname or an ID prefix),
+/// or the daemon's error.
+pub async fn node_id(host: &str, reference: &str) -> Result<String, ApiError> {
+    match call(
+        host,
+        ApiRequest::NodeInspect {
+            references: vec![reference.to_string()],
+        },
+    )
+    .await?
+    {
+        ApiReply::Inspected { mut nodes } => {
+            let v = nodes
+                .pop()
+                .unwrap_or(Err(format!("node {reference} not found")))
+                .map_err(ApiError::daemon)?;
+            Ok(s(&v, &["ID"]).to_string())
+        }
+        other => Err(unexpected(other)),
     }
 }
 

@@ -1,6 +1,6 @@
 //! `shoal service ...`: create, ls, ps, inspect, update, scale, rollback, rm, logs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
@@ -10,6 +10,7 @@ use shoal_spec::{
 };
 
 use super::service_opts::{self as opts, SpecFlags};
+use super::task_filter::TaskFilter;
 use super::{call, progress, tasks, unexpected, CliResult};
 use crate::api::{ApiError, ApiReply, ApiRequest};
 
@@ -77,7 +78,7 @@ pub struct PsArgs {
     pub no_trunc: bool,
     #[arg(short, long)]
     pub quiet: bool,
-    /// Filter output (desired-state=running|shutdown|accepted, node=NODE, name=NAME)
+    /// Filter output based on conditions provided
     #[arg(short, long)]
     pub filter: Vec<String>,
     #[arg(long)]
@@ -478,6 +479,7 @@ pub fn print_services(
 }
 
 pub async fn ps(host: &str, a: PsArgs, stack: Option<String>) -> CliResult {
+    let filter = TaskFilter::parse(&a.filter)?;
     let (services, stack_q) = match &stack {
         Some(s) => (Vec::new(), Some(s.clone())),
         None => (a.services.clone(), None),
@@ -488,7 +490,7 @@ pub async fn ps(host: &str, a: PsArgs, stack: Option<String>) -> CliResult {
             services,
             nodes: vec![],
             stack: stack_q,
-            up_to_date: false,
+            up_to_date: filter.has("_up-to-date"),
         },
     )
     .await?
@@ -496,27 +498,71 @@ pub async fn ps(host: &str, a: PsArgs, stack: Option<String>) -> CliResult {
         ApiReply::Tasks { tasks, node_names } => (tasks, node_names),
         other => return Err(unexpected(other)),
     };
-    for f in &a.filter {
-        let (k, v) = f.split_once('=').ok_or_else(|| {
-            ApiError::plain(format!("bad format of filter (expected name=value): {f}"))
-        })?;
-        match k {
-            "desired-state" => list.retain(|t| t["DesiredState"].as_str() == Some(v)),
-            "node" => list.retain(|t| {
-                names
-                    .get(t["NodeID"].as_str().unwrap_or(""))
-                    .map(String::as_str)
-                    == Some(v)
-                    || t["NodeID"].as_str() == Some(v)
-            }),
-            "name" => list.retain(|t| tasks::task_name(t).starts_with(v)),
-            "id" => list.retain(|t| t["ID"].as_str().is_some_and(|id| id.starts_with(v))),
-            _ => return Err(ApiError::plain(format!("invalid filter '{k}'"))),
-        }
+    filter_tasks(host, &filter, &mut list).await?;
+    if let Some(name) = stack.as_deref().filter(|_| list.is_empty()) {
+        return Err(ApiError::plain(format!("nothing found in stack: {name}")));
     }
     // `service ps -q` prints full IDs; `stack ps -q` 12 characters.
     let no_trunc = a.no_trunc || (a.quiet && stack.is_none());
     tasks::print(&list, &names, no_trunc, a.quiet, a.format)
+}
+
+/// Keep the tasks `filter` matches, after the daemon's checks of it in docker's order:
+/// its keys, the nodes and services it names (by ID, name or ID prefix, or `self`),
+/// then its desired states.
+pub async fn filter_tasks(host: &str, filter: &TaskFilter, list: &mut Vec<Value>) -> CliResult {
+    filter.check_keys()?;
+    let mut nodes = BTreeSet::new();
+    for n in filter.values("node") {
+        nodes.insert(super::node::node_id(host, n).await?);
+    }
+    let mut services = BTreeSet::new();
+    for r in filter.values("service") {
+        let reply = call(
+            host,
+            ApiRequest::ServiceInspect {
+                references: vec![r.to_string()],
+            },
+        )
+        .await?;
+        let ApiReply::Objects { mut objects } = reply else {
+            return Err(unexpected(reply));
+        };
+        let svc = objects
+            .pop()
+            .unwrap_or_else(|| Err(format!("service {r} not found")))
+            .map_err(ApiError::daemon)?;
+        services.insert(svc["ID"].as_str().unwrap_or_default().to_string());
+    }
+    let mut labels = BTreeMap::new();
+    if filter.has("label") {
+        let reply = call(
+            host,
+            ApiRequest::ServiceList {
+                references: vec![],
+                stack: None,
+            },
+        )
+        .await?;
+        let ApiReply::Services { services } = reply else {
+            return Err(unexpected(reply));
+        };
+        for (svc, _, _) in services {
+            let id = svc["ID"].as_str().unwrap_or_default().to_string();
+            labels.insert(id, key_values_of(&svc["Spec"]["Labels"]));
+        }
+    }
+    filter.check_desired_states()?;
+    list.retain(|t| filter.matches(t, &nodes, &services, &labels));
+    Ok(())
+}
+
+fn key_values_of(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect()
 }
 
 pub async fn run(host: &str, cmd: ServiceCommand) -> CliResult {

@@ -51,6 +51,7 @@ pub enum StackCommand {
         no_trunc: bool,
         #[arg(short, long)]
         quiet: bool,
+        /// Filter output based on conditions provided
         #[arg(short, long)]
         filter: Vec<String>,
         #[arg(long)]
