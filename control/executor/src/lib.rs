@@ -24,7 +24,7 @@ pub use crate::cgroup::CgroupError;
 use crate::cgroup::{Limits, TaskCgroups};
 pub use crate::error::ExecError;
 pub use crate::shim::maybe_run_shim;
-use crate::state::{Pids, TaskDir, CGROUPS, LOG, PIDS, SPEC};
+use crate::state::{Pids, TaskDir, CGROUPS, EXIT, LOG, PIDS, SPEC};
 pub use crate::sys::raise_nofile_limit;
 
 /// Interval of every bounded wait on a task or shim.
@@ -241,6 +241,43 @@ impl Executor {
         if !dir.exists() {
             return Ok(());
         }
+        self.release(task_id, &dir)?;
+        fs::remove_dir_all(dir.path())
+            .map_err(ExecError::io(format!("removing {}", dir.path().display())))?;
+        info!(task = task_id, "task removed");
+        Ok(())
+    }
+
+    /// Keeps of a finished task only what `docker service logs` still shows of it: its
+    /// log (and its exit code, for [`Executor::status`]). As [`Executor::remove`], it
+    /// kills the task if it still runs, waits for its shim and removes its cgroups; the
+    /// other state files go. Retiring an unknown or already retired task is not an error.
+    pub fn retire(&self, task_id: &str) -> Result<(), ExecError> {
+        let dir = self.dir(task_id)?;
+        if !dir.exists() {
+            return Ok(());
+        }
+        self.release(task_id, &dir)?;
+        let entries = fs::read_dir(dir.path())
+            .map_err(ExecError::io(format!("reading {}", dir.path().display())))?;
+        for entry in entries.flatten() {
+            if matches!(entry.file_name().to_str(), Some(LOG | EXIT)) {
+                continue;
+            }
+            let path = entry.path();
+            let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            removed.map_err(ExecError::io(format!("removing {}", path.display())))?;
+        }
+        Ok(())
+    }
+
+    /// Ends whatever of a task still runs or holds kernel state: the task (killed at
+    /// once), its shim, its cgroups.
+    fn release(&self, task_id: &str, dir: &TaskDir) -> Result<(), ExecError> {
         if let TaskStatus::Running { .. } = self.status(task_id) {
             self.stop(task_id, Duration::ZERO)?;
         }
@@ -262,22 +299,18 @@ impl Executor {
             cgroups.kill();
             cgroups.remove(CLEANUP_WAIT)?;
         }
-        fs::remove_dir_all(dir.path())
-            .map_err(ExecError::io(format!("removing {}", dir.path().display())))?;
-        info!(task = task_id, "task removed");
         Ok(())
     }
 
-    /// Tasks recorded in the state dir, sorted: those to re-adopt after a restart.
+    /// Every task directory in the state dir, sorted: running tasks (those to re-adopt
+    /// after a restart), finished ones kept for their logs, and any left half-made.
     pub fn list(&self) -> Vec<String> {
         let Ok(entries) = fs::read_dir(&self.state_dir) else {
             return Vec::new();
         };
         let mut ids: Vec<String> = entries
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|id| {
-                validate_task_id(id).is_ok() && self.state_dir.join(id).join(SPEC).is_file()
-            })
+            .filter(|id| validate_task_id(id).is_ok() && self.state_dir.join(id).is_dir())
             .collect();
         ids.sort();
         ids

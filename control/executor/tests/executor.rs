@@ -73,6 +73,10 @@ const TESTS: &[(&str, Test)] = &[
         "remove_kills_the_task_and_deletes_its_cgroups_and_state",
         remove_kills_the_task_and_deletes_its_cgroups_and_state,
     ),
+    (
+        "retire_keeps_only_the_log_and_exit_code",
+        retire_keeps_only_the_log_and_exit_code,
+    ),
 ];
 
 fn main() -> ExitCode {
@@ -833,4 +837,61 @@ fn remove_kills_the_task_and_deletes_its_cgroups_and_state() {
     assert!(f.executor.list().is_empty());
     assert_eq!(f.executor.status(&run.task_id), TaskStatus::Missing);
     f.executor.remove(&run.task_id).unwrap();
+}
+
+/// retire() keeps of a task only its log and exit code (what `service logs` shows of a
+/// finished task): a task that still runs is killed, its cgroups go (and the
+/// executor's emptied parents), its other state files too; the task stays listed, so a
+/// restarted daemon finds it, until remove() deletes it. Retiring twice is harmless.
+fn retire_keeps_only_the_log_and_exit_code() {
+    let f = Fixture::new("retire");
+    let ended = f.task("ended", "echo first run; exit 3");
+    f.start(&ended);
+    assert_eq!(
+        f.wait_exited(&ended.task_id),
+        TaskStatus::Exited { code: 3 }
+    );
+    let running = f.task("running", "echo ready; sleep 30 & sleep 30");
+    let pid = f.start(&running);
+    f.wait_log(&running.task_id, "ready");
+    let dirs: Vec<PathBuf> = cgroup_dirs(pid)
+        .into_iter()
+        .map(|(_, dir)| dir)
+        .filter(|d| d.ends_with(&running.task_id))
+        .collect();
+    assert!(!dirs.is_empty(), "the task has no cgroup of its own");
+
+    for run in [&ended, &running] {
+        f.executor.retire(&run.task_id).unwrap();
+        f.executor.retire(&run.task_id).unwrap();
+    }
+    assert!(!alive(pid));
+    for dir in &dirs {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+        assert!(
+            !dir.parent().unwrap().exists(),
+            "the executor's cgroup {} left behind",
+            dir.parent().unwrap().display()
+        );
+    }
+    for (run, log) in [(&ended, "first run\n"), (&running, "ready\n")] {
+        let mut files: Vec<String> = fs::read_dir(f.state_dir().join(&run.task_id))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        files.sort();
+        assert_eq!(files, ["exit", "log"], "{}", run.task_id);
+        assert_eq!(f.log(&run.task_id), log);
+    }
+    assert_eq!(
+        f.executor.status(&ended.task_id),
+        TaskStatus::Exited { code: 3 }
+    );
+    let mut both = vec![ended.task_id.clone(), running.task_id.clone()];
+    both.sort();
+    assert_eq!(Executor::new(f.state_dir()).unwrap().list(), both);
+
+    f.executor.remove(&ended.task_id).unwrap();
+    assert!(!f.state_dir().join(&ended.task_id).exists());
+    assert_eq!(f.executor.list(), std::slice::from_ref(&running.task_id));
 }
