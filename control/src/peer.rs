@@ -145,6 +145,11 @@ pub enum PeerResponse {
         /// honours (a demoted manager still holds one).
         #[serde(default)]
         managers: Vec<String>,
+        /// IDs of this node's finished tasks that the cluster still lists (task history):
+        /// the node keeps their logs, and deletes what it holds of any task in neither
+        /// list. None from a leader that predates it: the node keeps nothing finished.
+        #[serde(default)]
+        finished: Option<Vec<String>>,
     },
     LogChunk(Result<LogChunk, String>),
     LbReport(Result<crate::api::LbReport, String>),
@@ -269,6 +274,25 @@ pub struct LbBackend {
     /// Ports the task publishes in host mode: its own node serves them, with it.
     #[serde(default)]
     pub host_ports: Vec<LbPort>,
+}
+
+/// A node's share of the cluster's tasks: those it must run or stop (whole records), and
+/// the IDs of its finished ones (told to stop, and stopped) that the cluster still lists,
+/// whose logs the node keeps until the task reaper deletes them.
+pub fn node_tasks(
+    state: &crate::state::ClusterState,
+    node_id: &str,
+) -> (Vec<crate::services::TaskRecord>, Vec<String>) {
+    let mut tasks = Vec::new();
+    let mut finished = Vec::new();
+    for t in state.tasks.values().filter(|t| t.node_id == node_id) {
+        if t.desired_state <= TaskState::Running || !t.status.state.is_terminal() {
+            tasks.push(t.clone());
+        } else {
+            finished.push(t.id.clone());
+        }
+    }
+    (tasks, finished)
 }
 
 /// The load balancer's view of the cluster, for node `node_id`. A backend is a
@@ -608,6 +632,101 @@ impl PeerClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn task(
+        id: &str,
+        node: &str,
+        desired: TaskState,
+        state: TaskState,
+    ) -> crate::services::TaskRecord {
+        let now = chrono::Utc::now();
+        crate::services::TaskRecord {
+            id: id.into(),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            service_id: "s1".into(),
+            service_name: "web".into(),
+            slot: 1,
+            node_id: node.into(),
+            spec: Default::default(),
+            spec_version: 1,
+            status: crate::services::TaskStatusRec {
+                state,
+                ..Default::default()
+            },
+            desired_state: desired,
+            health: None,
+            networks: Vec::new(),
+            host_ports: Vec::new(),
+        }
+    }
+
+    /// A node is sent, whole, the tasks it runs or must stop (a task told to stop that
+    /// has not stopped yet, a failed one still meant to run until it is replaced), and
+    /// only the IDs of its finished ones (told to stop, and stopped), whose logs it keeps;
+    /// nothing of other nodes' tasks.
+    #[test]
+    fn a_node_is_sent_its_tasks_and_its_finished_task_ids() {
+        use TaskState::{Complete, Failed, Remove, Running, Shutdown};
+        let mut state = crate::state::ClusterState::default();
+        for t in [
+            task("run", "n1", Running, Running),
+            task("stopping", "n1", Shutdown, Running),
+            task("removing", "n1", Remove, Running),
+            task("crashed", "n1", Running, Failed),
+            task("failed", "n1", Shutdown, Failed),
+            task("complete", "n1", Shutdown, Complete),
+            task("stopped", "n1", Remove, Shutdown),
+            task("elsewhere", "n2", Shutdown, Failed),
+        ] {
+            state.tasks.insert(t.id.clone(), t);
+        }
+        let (tasks, finished) = node_tasks(&state, "n1");
+        let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["crashed", "removing", "run", "stopping"]);
+        assert_eq!(finished, ["complete", "failed", "stopped"]);
+    }
+
+    /// The finished task IDs are new on the wire: a reply from a leader that predates
+    /// them reads as None (the node then keeps nothing finished, as before), and an
+    /// older agent reads a reply that has them as it always did.
+    #[test]
+    fn finished_task_ids_are_optional_on_the_wire() {
+        let old = r#"{"Assignments":{"index":7,"tasks":[],"networks":[]}}"#;
+        match serde_json::from_str::<PeerResponse>(old).unwrap() {
+            PeerResponse::Assignments {
+                index, finished, ..
+            } => {
+                assert_eq!(index, 7);
+                assert_eq!(finished, None);
+            }
+            other => panic!("{other:?}"),
+        }
+
+        /// The reply as an agent that predates finished task IDs declares it.
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        enum OldPeerResponse {
+            Assignments {
+                index: u64,
+                tasks: Vec<crate::services::TaskRecord>,
+                networks: Vec<NetView>,
+            },
+        }
+        let new = PeerResponse::Assignments {
+            index: 8,
+            tasks: Vec::new(),
+            networks: Vec::new(),
+            lb: LbView::default(),
+            managers: Vec::new(),
+            finished: Some(vec!["t1".into()]),
+        };
+        let json = serde_json::to_string(&new).unwrap();
+        assert!(json.contains(r#""finished":["t1"]"#), "{json}");
+        let OldPeerResponse::Assignments { index, .. } = serde_json::from_str(&json).unwrap();
+        assert_eq!(index, 8);
+    }
 
     /// Endpoints travel between nodes of different versions: one from a leader
     /// that predates names reads as nameless (the agent then names the task

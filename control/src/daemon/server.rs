@@ -477,19 +477,9 @@ async fn handle(
             if *applied.borrow() <= since {
                 let _ = tokio::time::timeout(ASSIGNMENT_POLL, applied.changed()).await;
             }
-            let (index, tasks, networks, lb, managers) = mgr.sm.read(|d| {
+            let (index, tasks, finished, networks, lb, managers) = mgr.sm.read(|d| {
                 let index = d.last_applied.map(|l| l.index).unwrap_or(0);
-                let tasks: Vec<_> = d
-                    .state
-                    .tasks
-                    .values()
-                    .filter(|t| t.node_id == id)
-                    .filter(|t| {
-                        t.desired_state <= shoal_spec::TaskState::Running
-                            || !t.status.state.is_terminal()
-                    })
-                    .cloned()
-                    .collect();
+                let (tasks, finished) = crate::peer::node_tasks(&d.state, &id);
                 let lb = crate::peer::lb_view(&d.state, &id);
                 let mut ids: Vec<&str> = tasks
                     .iter()
@@ -507,7 +497,7 @@ async fn handle(
                 }
                 let networks = crate::peer::net_views_of(&d.state, ids);
                 let managers = d.state.managers().map(|n| n.id.clone()).collect();
-                (index, tasks, networks, lb, managers)
+                (index, tasks, finished, networks, lb, managers)
             });
             PeerResponse::Assignments {
                 index,
@@ -515,6 +505,7 @@ async fn handle(
                 networks,
                 lb,
                 managers,
+                finished: Some(finished),
             }
         }
         PeerRequest::ReportTasks(reports) => {

@@ -44,6 +44,7 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
         }
     };
     let mut local: HashMap<String, Local> = HashMap::new();
+    let mut held = Held::default();
     let mut net = NodeNet::new(&daemon);
     let mut dns = TaskDns::new();
     let mut since = 0u64;
@@ -70,12 +71,17 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
                 networks,
                 lb,
                 managers,
+                finished,
             }) => {
                 since = index;
                 daemon
                     .known_managers
                     .send_replace(Some(managers.into_iter().collect()));
+                let assigned: HashSet<String> = tasks.iter().map(|t| t.id.clone()).collect();
                 apply_assignments(&daemon, &executor, &mut local, tasks).await;
+                let finished: HashSet<String> = finished.unwrap_or_default().into_iter().collect();
+                held.clean(&daemon, &executor, &mut local, &assigned, &finished)
+                    .await;
                 net.program(&daemon, &local, &networks, &lb).await;
                 dns.update(&daemon, &local, &networks, &lb).await;
             }
@@ -838,7 +844,6 @@ async fn apply_assignments(
     tasks: Vec<TaskRecord>,
 ) {
     let mut reports = Vec::new();
-    let assigned: HashSet<String> = tasks.iter().map(|t| t.id.clone()).collect();
     for t in tasks {
         let id = t.id.clone();
         let want_run = t.desired_state <= TaskState::Running;
@@ -965,28 +970,139 @@ async fn apply_assignments(
             }
         }
     }
-    // Tasks the leader no longer lists (deleted): make sure they are stopped and forgotten.
-    let gone: Vec<String> = local
-        .keys()
-        .filter(|id| !assigned.contains(*id))
-        .cloned()
-        .collect();
-    for id in gone {
-        if let Some(l) = local.remove(&id) {
+    let mut c = None;
+    report(daemon, &mut c, reports).await;
+}
+
+/// What this node holds of tasks beyond those it runs: the finished tasks whose logs it
+/// keeps (everything else of them is gone), and the cleanups under way.
+#[derive(Default)]
+struct Held {
+    /// Finished tasks the cluster still lists, retired to their logs.
+    kept: HashSet<String>,
+    /// Task directories found on disk at start (a previous run of the daemon left them)
+    /// that the agent has not taken over, retired or removed yet; None before the look.
+    found: Option<HashSet<String>>,
+    /// The last cleanup started for each task: the next waits for it.
+    jobs: HashMap<String, tokio::task::JoinHandle<()>>,
+}
+
+/// What becomes of the tasks a node holds (runs, keeps logs of, or finds on disk) once
+/// the leader's lists of its tasks are in.
+#[derive(Debug, Default, PartialEq)]
+struct Cleanup {
+    /// Finished, still listed by the cluster, not yet retired: keep only their logs.
+    retire: Vec<String>,
+    /// Listed nowhere (reaped by the history limit, a scale-down, `service rm`, or while
+    /// the node was away): everything of them goes, logs included.
+    remove: Vec<String>,
+}
+
+/// Sorts the tasks a node holds by what the leader lists: a task still assigned is the
+/// agent's to run or stop; a finished one keeps its log; any other is gone.
+fn cleanup<'a>(
+    held: impl IntoIterator<Item = &'a String>,
+    assigned: &HashSet<String>,
+    finished: &HashSet<String>,
+    kept: &HashSet<String>,
+) -> Cleanup {
+    let held: std::collections::BTreeSet<&String> = held.into_iter().collect();
+    let mut plan = Cleanup::default();
+    for id in held {
+        if assigned.contains(id) {
+            continue;
+        }
+        if finished.contains(id) {
+            if !kept.contains(id) {
+                plan.retire.push(id.clone());
+            }
+        } else {
+            plan.remove.push(id.clone());
+        }
+    }
+    plan
+}
+
+impl Held {
+    /// Retire the tasks that finished (the agent forgets them; their processes, cgroups,
+    /// network namespaces and files go, their logs stay), and delete everything of the
+    /// tasks the cluster no longer lists. The same goes for the task directories a
+    /// previous run of the daemon left (tasks that ended, or were deleted, meanwhile).
+    async fn clean(
+        &mut self,
+        daemon: &Daemon,
+        executor: &Arc<Executor>,
+        local: &mut HashMap<String, Local>,
+        assigned: &HashSet<String>,
+        finished: &HashSet<String>,
+    ) {
+        if self.found.is_none() {
             let exec = executor.clone();
-            let g = grace(&l.record);
+            let on_disk = tokio::task::spawn_blocking(move || exec.list())
+                .await
+                .unwrap_or_default();
+            self.found = Some(on_disk.into_iter().collect());
+        }
+        let found = self.found.get_or_insert_default();
+        // Those the agent runs again are its own now.
+        found.retain(|id| !local.contains_key(id));
+        let held: Vec<String> = local
+            .keys()
+            .chain(&self.kept)
+            .chain(&*found)
+            .cloned()
+            .collect();
+        let plan = cleanup(&held, assigned, finished, &self.kept);
+        for id in plan.retire.iter().chain(&plan.remove) {
+            found.remove(id);
+        }
+        for (id, keep_log) in plan
+            .retire
+            .into_iter()
+            .map(|id| (id, true))
+            .chain(plan.remove.into_iter().map(|id| (id, false)))
+        {
+            let g = local
+                .remove(&id)
+                .map_or(DEFAULT_GRACE, |l| grace(&l.record));
+            if keep_log {
+                self.kept.insert(id.clone());
+            } else {
+                self.kept.remove(&id);
+            }
+            let exec = executor.clone();
             let netns = task_netns_path(daemon, &id);
             let etc = task_etc_dir(daemon, &id);
-            tokio::task::spawn_blocking(move || {
-                let _ = exec.stop(&id, g);
-                let _ = exec.remove(&id);
+            let task = id.clone();
+            self.run(id, move || {
+                let _ = exec.stop(&task, g);
+                let done = if keep_log {
+                    exec.retire(&task)
+                } else {
+                    exec.remove(&task)
+                };
+                if let Err(e) = done {
+                    tracing::warn!(task = %task, error = %e, "cleaning up a task");
+                }
                 let _ = overlay::task_netns_delete(&netns);
                 let _ = std::fs::remove_dir_all(&etc);
             });
         }
     }
-    let mut c = None;
-    report(daemon, &mut c, reports).await;
+
+    /// Runs a task's cleanup off the runtime, after the one already under way for it
+    /// (a retire, then the removal once the task is reaped).
+    fn run(&mut self, id: String, work: impl FnOnce() + Send + 'static) {
+        self.jobs.retain(|_, job| !job.is_finished());
+        let previous = self.jobs.remove(&id);
+        let job = tokio::spawn(async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            let _ = tokio::task::spawn_blocking(work).await;
+        });
+        self.jobs.insert(id, job);
+    }
 }
 
 fn exited(code: i32) -> (TaskState, TaskStatusRec) {
@@ -1324,6 +1440,56 @@ mod tests {
         let mut subnets = view.subnets.clone();
         subnets.sort();
         assert_eq!(subnets, [(ip("10.0.0.0"), 24), (ip("10.0.1.0"), 24)]);
+    }
+
+    fn ids(list: &[&str]) -> HashSet<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// What a node holds of a task is sorted by the leader's lists: an assigned task is
+    /// left to the agent; a finished one the cluster still lists is retired to its log
+    /// (once); any other (reaped by the history limit, a scale-down or `service rm`,
+    /// also while the node was down, or found on disk from before a restart) goes whole,
+    /// a retired log too.
+    #[test]
+    fn held_tasks_are_kept_retired_or_removed_as_the_leader_lists_them() {
+        let held: Vec<String> = [
+            "running",
+            "just-failed",
+            "retired",
+            "reaped",
+            "on-disk-finished",
+            "on-disk-gone",
+            "retired",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let assigned = ids(&["running", "new"]);
+        let finished = ids(&["just-failed", "retired", "on-disk-finished", "elsewhere"]);
+        let kept = ids(&["retired", "reaped"]);
+        assert_eq!(
+            cleanup(&held, &assigned, &finished, &kept),
+            Cleanup {
+                retire: vec!["just-failed".into(), "on-disk-finished".into()],
+                remove: vec!["on-disk-gone".into(), "reaped".into()],
+            }
+        );
+        // A leader that sends no finished task IDs (one that predates them): nothing
+        // finished is kept, as before.
+        assert_eq!(
+            cleanup(&held, &assigned, &HashSet::new(), &kept),
+            Cleanup {
+                retire: Vec::new(),
+                remove: vec![
+                    "just-failed".into(),
+                    "on-disk-finished".into(),
+                    "on-disk-gone".into(),
+                    "reaped".into(),
+                    "retired".into(),
+                ],
+            }
+        );
     }
 
     fn spec(command: &[&str], args: &[&str]) -> ContainerSpec {
