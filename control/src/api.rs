@@ -270,6 +270,11 @@ impl ApiRequest {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct LogCursor {
     pub offsets: std::collections::BTreeMap<String, u64>,
+    /// Tasks read to the end of their log after they had ended: nothing more will come,
+    /// so `--follow` asks their nodes no more. (A CLI that predates it drops it: those
+    /// tasks are then asked again, for nothing new.)
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub done: std::collections::BTreeSet<String>,
 }
 
 /// About how many bytes one page of `service logs` carries (each reply and each frame
@@ -533,6 +538,23 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// The cursor's ended tasks are new on the wire: a cursor from a CLI that predates
+    /// them reads as none ended (those tasks are asked again, for nothing new).
+    #[test]
+    fn log_cursor_done_is_optional_on_the_wire() {
+        let old: LogCursor = serde_json::from_str(r#"{"offsets":{"t1":12}}"#).unwrap();
+        assert_eq!(old.offsets.get("t1"), Some(&12));
+        assert!(old.done.is_empty());
+        let mut c = old.clone();
+        c.done.insert("t1".into());
+        let back: LogCursor = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(
+            serde_json::to_string(&old).unwrap(),
+            r#"{"offsets":{"t1":12}}"#
+        );
+    }
 
     #[test]
     fn stack_names_like_docker() {

@@ -635,9 +635,11 @@ impl Daemon {
         Ok(ApiReply::Lines { lines })
     }
 
-    /// One page of logs of a service's (or one task's) tasks, task after task: each
-    /// task's log from where `cursor` says the reader is (or its last `tail` lines), in
-    /// chunks from the task's node, until about `LOG_PAGE` bytes are out.
+    /// One page of logs of a service's (or one task's) tasks, task after task, oldest
+    /// first, those that ended included (as long as the cluster lists them, their nodes
+    /// keep their logs): each task's log from where `cursor` says the reader is (or its
+    /// last `tail` lines), in chunks from the task's node, until about `LOG_PAGE` bytes
+    /// are out.
     async fn gather_logs(
         &self,
         mgr: &Manager,
@@ -651,12 +653,10 @@ impl Daemon {
                 let mut t: Vec<_> = state
                     .tasks
                     .values()
-                    .filter(|t| {
-                        t.service_id == s.id && !t.node_id.is_empty() && t.status.pid.is_some()
-                    })
+                    .filter(|t| t.service_id == s.id && may_have_log(t))
                     .cloned()
                     .collect();
-                t.sort_by_key(|t| t.created_at);
+                t.sort_by_key(|t| (t.created_at, t.id.clone()));
                 t
             }
             Err(_) => match state.resolve_task(reference) {
@@ -670,12 +670,26 @@ impl Daemon {
         };
         let me = self.membership().map(|m| m.node_id).unwrap_or_default();
         let mut cursor = cursor.unwrap_or_default();
+        // Tasks reaped since the last page are no longer read: the cursor forgets them.
+        let listed: std::collections::HashSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+        cursor.offsets.retain(|id, _| listed.contains(id.as_str()));
+        cursor.done.retain(|id| listed.contains(id.as_str()));
         let mut out = Vec::new();
         let mut more = false;
         'tasks: for t in tasks {
-            let Some(node) = state.nodes.get(&t.node_id) else {
+            if cursor.done.contains(&t.id) {
+                continue;
+            }
+            // A node that is down would only make the reader wait for nothing.
+            let Some(node) = state
+                .nodes
+                .get(&t.node_id)
+                .filter(|n| n.state != crate::types::NodeState::Down)
+            else {
                 continue;
             };
+            // Its log cannot grow any more once the task has ended (read as of `state`).
+            let ended = t.status.state.is_terminal();
             let prefix = format!(
                 "{}.{}@{}    | ",
                 t.name(),
@@ -734,6 +748,9 @@ impl Daemon {
                 }
                 cursor.offsets.insert(t.id.clone(), end);
                 if end >= chunk.size || chunk.data.is_empty() {
+                    if ended && end >= chunk.size {
+                        cursor.done.insert(t.id.clone());
+                    }
                     continue 'tasks;
                 }
             }
@@ -746,9 +763,43 @@ impl Daemon {
     }
 }
 
+/// Whether a task's node may hold a log of it: the task was placed and started (it runs,
+/// or ended, most likely after running), as opposed to one still on its way or refused
+/// before it started, which has none.
+fn may_have_log(t: &crate::services::TaskRecord) -> bool {
+    !t.node_id.is_empty()
+        && (t.status.pid.is_some()
+            || (t.status.state >= TaskState::Running && t.status.state != TaskState::Rejected))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `service logs` reads the tasks that ran, the ended ones too (failed, complete,
+    /// shut down), not those not yet started or refused before starting.
+    #[test]
+    fn logs_are_read_of_tasks_that_ran() {
+        use TaskState::*;
+        let svc = new_service(spec("web", &[]));
+        let task = |node: &str, state: TaskState, pid: Option<i32>| {
+            let mut t = crate::orchestrator::new_task(&svc, 1, node, Utc::now());
+            t.status.state = state;
+            t.status.pid = pid;
+            t
+        };
+        for (t, want) in [
+            (task("", Pending, None), false),
+            (task("n1", Assigned, None), false),
+            (task("n1", Running, Some(42)), true),
+            (task("n1", Failed, None), true),
+            (task("n1", Complete, None), true),
+            (task("n1", Shutdown, None), true),
+            (task("n1", Rejected, None), false),
+        ] {
+            assert_eq!(may_have_log(&t), want, "{:?}", t.status);
+        }
+    }
 
     fn spec(name: &str, ports: &[&str]) -> ServiceSpec {
         let mut s = ServiceSpec {
