@@ -1005,3 +1005,236 @@ fn scale_down_removes_the_slots_tasks() {
         "1/1\n"
     );
 }
+
+/// `service logs` as docker shows a crash loop: the lines of every task the service still
+/// lists, the failed ones too, oldest first, each with its own task prefix
+/// (`crash.1.<id>@vm2    | `), from `service logs <task>` of a failed task too, with
+/// `--tail` per task and with `-f`. A finished task's log stays on its node while the
+/// task is listed (also over a power loss of the node), and goes with it: once the history
+/// limit reaps a task, its directory is gone from the node's data root and its lines from
+/// `service logs`; tasks reaped while their node is down go when it is back.
+#[test]
+fn service_logs_show_finished_tasks_until_reaped() {
+    let s = Swarm::lab("oldlogs", 2);
+    s.ok(
+        "vm1",
+        &[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            &s.addr("vm1"),
+            "--dispatcher-heartbeat",
+            "1s",
+            "--task-history-limit",
+            "3",
+        ],
+    );
+    s.join("vm2", "vm1", "worker");
+    s.wait_node("vm1", "vm2", "Ready", "", T);
+    // Attempts 1 and 2 fail at once, 3 fails once the gate file exists, 4 completes (and,
+    // restart condition on-failure, is not restarted): the slot ends with three finished
+    // tasks, the first one reaped.
+    let dir = std::env::temp_dir().join(format!("shoal-oldlogs-{}", s.lab.name()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (count, gate) = (dir.join("count"), dir.join("gate"));
+    let script = format!(
+        "n=$(( $(cat {c} 2>/dev/null || echo 0) + 1 )); echo $n > {c}; \
+         echo \"attempt $n of $SHOAL_TASK_ID\"; \
+         if [ $n = 3 ]; then while [ ! -e {g} ]; do sleep 0.1; done; fi; \
+         echo \"bye $n\"; [ $n -ge 4 ] || exit 3",
+        c = count.display(),
+        g = gate.display()
+    );
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "crash",
+            "--constraint",
+            "node.hostname == vm2",
+            "--restart-condition",
+            "on-failure",
+            "--restart-delay",
+            "100ms",
+            "busybox",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    // (prefix, text) of each line `service logs` prints.
+    let logs = |args: &[&str]| -> Vec<(String, String)> {
+        let mut argv = vec!["service", "logs"];
+        argv.extend_from_slice(args);
+        s.ok("vm1", &argv)
+            .lines()
+            .map(|l| {
+                let (prefix, text) = l.split_once("    | ").unwrap_or_else(|| panic!("{l}"));
+                (prefix.to_string(), text.to_string())
+            })
+            .collect()
+    };
+    // The task IDs of the attempts, from what they print.
+    let attempts = |lines: &[(String, String)]| -> Vec<(u32, String)> {
+        lines
+            .iter()
+            .filter_map(|(_, text)| {
+                let (n, id) = text.strip_prefix("attempt ")?.split_once(" of ")?;
+                Some((n.parse().ok()?, id.to_string()))
+            })
+            .collect()
+    };
+    let expect = |ids: &[(u32, String)]| -> Vec<(String, String)> {
+        ids.iter()
+            .flat_map(|(n, id)| {
+                let prefix = format!("crash.1.{}@vm2", &id[..12]);
+                [
+                    (prefix.clone(), format!("attempt {n} of {id}")),
+                    (prefix, format!("bye {n}")),
+                ]
+            })
+            .collect()
+    };
+    let ps = || s.ok("vm1", &["service", "ps", "--no-trunc", "crash"]);
+    // Which of these tasks have a directory in vm2's data root.
+    let on_vm2 = |ids: &[String]| -> Vec<String> {
+        let tasks = s.lab.data_root("vm2").join("tasks");
+        ids.iter()
+            .filter(|id| tasks.join(id).exists())
+            .cloned()
+            .collect()
+    };
+
+    // Two failed tasks and the third waiting at the gate: all three tasks' lines.
+    let lines = wait_until("the third attempt's line", T, || {
+        let lines = logs(&["crash"]);
+        lines
+            .iter()
+            .any(|(_, t)| t.starts_with("attempt 3 "))
+            .then_some(lines)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", ps(), s.log_tails()));
+    let first = attempts(&lines);
+    assert_eq!(
+        first.iter().map(|a| a.0).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "{lines:?}"
+    );
+    let mut want = expect(&first);
+    want.pop(); // attempt 3 has not said bye yet
+    assert_eq!(lines, want);
+    let table = s.ok("vm1", &["service", "ps", "crash"]);
+    let failed = table
+        .lines()
+        .filter(|l| l.contains(" Failed ") && l.contains("\"task: non-zero exit (3)\""))
+        .count();
+    assert_eq!(failed, 2, "{table}");
+    // A failed task's own log.
+    assert_eq!(logs(&[&first[0].1]), want[..2]);
+
+    std::fs::write(&gate, "open").unwrap();
+    // The fourth attempt completes; the first task is reaped (three per slot), with its log.
+    let lines = wait_until("the first task reaped, its directory gone", T, || {
+        let lines = logs(&["crash"]);
+        let ids = attempts(&lines);
+        let done = ids.iter().map(|a| a.0).collect::<Vec<_>>() == [2, 3, 4]
+            && lines.last().is_some_and(|l| l.1 == "bye 4")
+            && on_vm2(&[first[0].1.clone()]).is_empty();
+        done.then_some(lines)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", ps(), s.log_tails()));
+    let kept = attempts(&lines);
+    assert_eq!(kept[..2], first[1..]);
+    assert_eq!(lines, expect(&kept));
+    let kept_ids: Vec<String> = kept.iter().map(|a| a.1.clone()).collect();
+    assert_eq!(on_vm2(&kept_ids), kept_ids);
+    let err = s.fails("vm1", &["service", "logs", &first[0].1]);
+    assert!(
+        err.contains(&format!("no such task or service: {}", first[0].1)),
+        "{err}"
+    );
+    // --tail counts per task.
+    let tails: Vec<String> = logs(&["--tail", "1", "crash"])
+        .into_iter()
+        .map(|l| l.1)
+        .collect();
+    assert_eq!(tails, ["bye 2", "bye 3", "bye 4"]);
+    // -f prints the finished tasks' lines, then waits for more.
+    let mut follow = s
+        .lab
+        .command(
+            "vm1",
+            &[SHOAL, "service", "logs", "-f", "--tail", "1", "crash"],
+        )
+        .unwrap()
+        .stdout(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    let followed: Vec<String> = (0..3)
+        .map_while(|_| rx.recv_timeout(T).ok())
+        .map(|l| l.split_once("    | ").map(|p| p.1.to_string()).unwrap_or(l))
+        .collect();
+    let still_following = follow.try_wait().unwrap().is_none();
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert_eq!(followed, ["bye 2", "bye 3", "bye 4"]);
+    assert!(still_following, "service logs -f ended");
+
+    // Power loss of vm2: the finished tasks' logs are still there when it is back, and
+    // has taken new work (so it has seen what the cluster lists).
+    s.lab.stop("vm2").unwrap();
+    s.lab.start("vm2").unwrap();
+    s.wait_node("vm1", "vm2", "Ready", "", T);
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "later",
+            "--constraint",
+            "node.hostname == vm2",
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    );
+    s.wait_running("later", 1);
+    assert_eq!(logs(&["crash"]), expect(&kept));
+    assert_eq!(on_vm2(&kept_ids), kept_ids);
+
+    // Reaped while vm2 is down (`service rm`): the directories go when it is back.
+    s.lab.stop("vm2").unwrap();
+    s.wait_node("vm1", "vm2", "Down", "", T);
+    s.ok("vm1", &["service", "rm", "crash"]);
+    wait_until("crash's tasks forgotten", T, || {
+        s.ok("vm1", &["node", "ps", "--format", "{{.Name}}", "vm2"])
+            .lines()
+            .all(|name| !name.contains("crash."))
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", s.ok("vm1", &["node", "ps", "vm2"])));
+    assert_eq!(on_vm2(&kept_ids), kept_ids);
+    s.lab.start("vm2").unwrap();
+    wait_until("vm2's task directories removed", T, || {
+        on_vm2(&kept_ids).is_empty().then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:?}\n{}", on_vm2(&kept_ids), s.log_tail("vm2")));
+    let _ = std::fs::remove_dir_all(&dir);
+}
