@@ -1195,11 +1195,8 @@ fn service_logs_show_finished_tasks_until_reaped() {
     assert_eq!(followed, ["bye 2", "bye 3", "bye 4"]);
     assert!(still_following, "service logs -f ended");
 
-    // Power loss of vm2: the finished tasks' logs are still there when it is back, and
-    // has taken new work (so it has seen what the cluster lists).
-    s.lab.stop("vm2").unwrap();
-    s.lab.start("vm2").unwrap();
-    s.wait_node("vm1", "vm2", "Ready", "", T);
+    // Power loss of vm2: once it is back (and has replaced the task the power loss
+    // killed, whose log shows too), the finished tasks' logs are still there.
     s.ok(
         "vm1",
         &[
@@ -1211,11 +1208,27 @@ fn service_logs_show_finished_tasks_until_reaped() {
             "--constraint",
             "node.hostname == vm2",
             "busybox",
-            "sleep",
-            "600",
+            "sh",
+            "-c",
+            "echo up; exec sleep 600",
         ],
     );
     s.wait_running("later", 1);
+    s.lab.stop("vm2").unwrap();
+    s.lab.start("vm2").unwrap();
+    s.wait_node("vm1", "vm2", "Ready", "", T);
+    wait_until("later's task replaced after the power loss", T, || {
+        let lines = logs(&["later"]);
+        let prefixes: std::collections::BTreeSet<&String> = lines.iter().map(|l| &l.0).collect();
+        (lines.len() == 2 && prefixes.len() == 2 && lines.iter().all(|l| l.1 == "up")).then_some(())
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{}\n{}",
+            s.ok("vm1", &["service", "ps", "later"]),
+            s.log_tail("vm2")
+        )
+    });
     assert_eq!(logs(&["crash"]), expect(&kept));
     assert_eq!(on_vm2(&kept_ids), kept_ids);
 

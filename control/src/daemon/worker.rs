@@ -852,9 +852,12 @@ async fn apply_assignments(
             // Adopt a task that survived a daemon restart, or start it.
             let exec = executor.clone();
             let probe_id = id.clone();
-            let existing = tokio::task::spawn_blocking(move || exec.status(&probe_id))
-                .await
-                .unwrap_or(TaskStatus::Missing);
+            let (existing, ran) = tokio::task::spawn_blocking(move || {
+                let ran = exec.log_path(&probe_id).exists();
+                (exec.status(&probe_id), ran)
+            })
+            .await
+            .unwrap_or((TaskStatus::Missing, false));
             let (state, rec) = match existing {
                 TaskStatus::Running { pid } => {
                     let mut s = status(TaskState::Running, "started");
@@ -862,6 +865,10 @@ async fn apply_assignments(
                     (TaskState::Running, s)
                 }
                 TaskStatus::Exited { code } => exited(code),
+                // It ran, and its processes died with no exit code recorded (a power
+                // loss): it failed, as when it vanishes while watched. Starting it again
+                // would find its directory taken, and hide the log it wrote.
+                TaskStatus::Missing if ran => vanished(),
                 TaskStatus::Missing => match task_run(daemon, &t) {
                     Err(e) => {
                         let mut s = status(TaskState::Rejected, "preparing");
@@ -1118,6 +1125,13 @@ fn exited(code: i32) -> (TaskState, TaskStatusRec) {
     }
 }
 
+/// A task whose processes are gone with no exit code recorded.
+fn vanished() -> (TaskState, TaskStatusRec) {
+    let mut s = status(TaskState::Failed, "started");
+    s.err = Some("task process is gone".into());
+    (TaskState::Failed, s)
+}
+
 /// Notice tasks that exited on their own, and run healthchecks.
 async fn watch(
     daemon: &Arc<Daemon>,
@@ -1208,9 +1222,8 @@ async fn watch(
                 });
             }
             TaskStatus::Missing => {
-                let mut s = status(TaskState::Failed, "started");
-                s.err = Some("task process is gone".into());
-                l.reported = TaskState::Failed;
+                let (state, s) = vanished();
+                l.reported = state;
                 reports.push(TaskReport {
                     task_id: id.clone(),
                     status: s,
