@@ -125,6 +125,9 @@ pub struct Daemon {
     pub(crate) tls: TlsHandle,
     pub(crate) manager: Mutex<Option<Arc<Manager>>>,
     pub(crate) leader_hint: Mutex<Option<String>>,
+    /// Task state reports the leader has not taken yet (no leader known, or the call
+    /// failed): sent again with the next ones, the latest per task.
+    pub(crate) unsent_reports: Mutex<Vec<crate::services::TaskReport>>,
     /// Idle connections to the leader for forwarded API calls (one per call in flight).
     pub(crate) leader_pool: Mutex<Vec<PeerClient>>,
     /// The cluster's manager node IDs as the leader last sent them with this node's
@@ -178,6 +181,7 @@ impl Daemon {
             tls: TlsHandle::default(),
             manager: Mutex::new(None),
             leader_hint: Mutex::new(None),
+            unsent_reports: Mutex::new(Vec::new()),
             leader_pool: Mutex::new(Vec::new()),
             known_managers: tokio::sync::watch::channel(None).0,
             dispatcher: Mutex::new(Dispatcher::default()),

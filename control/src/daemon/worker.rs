@@ -819,22 +819,46 @@ fn status(state: TaskState, message: &str) -> TaskStatusRec {
 }
 
 async fn report(daemon: &Daemon, client: &mut Option<PeerClient>, reports: Vec<TaskReport>) {
+    // A report the leader never got would leave the task's state stale in the cluster
+    // (a task that died still Running, its backend kept): what could not be sent goes
+    // again with the next reports, or at the next poll.
+    let reports = pending_reports(std::mem::take(&mut *lock(&daemon.unsent_reports)), reports);
     if reports.is_empty() {
         return;
     }
     let leader = lock(&daemon.leader_hint).clone();
-    let Some(leader) = leader else { return };
+    let Some(leader) = leader else {
+        *lock(&daemon.unsent_reports) = reports;
+        return;
+    };
     if client.as_ref().map(|c| c.addr()) != Some(leader.as_str()) {
         *client = Some(PeerClient::new(leader, daemon.tls.clone()));
     }
-    if let Some(c) = client.as_mut() {
-        if let Err(e) = c
-            .call(&PeerRequest::ReportTasks(reports), Duration::from_secs(5))
-            .await
-        {
-            tracing::warn!(error = %e, "reporting task states");
-        }
+    let Some(c) = client.as_mut() else { return };
+    let sent = c
+        .call(
+            &PeerRequest::ReportTasks(reports.clone()),
+            Duration::from_secs(5),
+        )
+        .await;
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, reports = reports.len(), "reporting task states; will send them again");
+        *client = None;
+        let mut unsent = lock(&daemon.unsent_reports);
+        let newer = std::mem::take(&mut *unsent);
+        *unsent = pending_reports(reports, newer);
     }
+}
+
+/// `older` then `newer` reports, keeping only the last report of each task (a task's
+/// states only move forward, and the last report is the node's latest word on it).
+fn pending_reports(older: Vec<TaskReport>, newer: Vec<TaskReport>) -> Vec<TaskReport> {
+    let mut out: Vec<TaskReport> = Vec::with_capacity(older.len() + newer.len());
+    for r in older.into_iter().chain(newer) {
+        out.retain(|o| o.task_id != r.task_id);
+        out.push(r);
+    }
+    out
 }
 
 async fn apply_assignments(
@@ -1338,6 +1362,32 @@ mod tests {
     /// view when an older leader sent endpoints without names) and every VIP
     /// (`<service>.<network>`), and holds its networks' subnets; the ingress
     /// network names nothing, nor does a task asked to stop.
+    /// Reports that could not be sent go again with the next ones, and only a task's
+    /// latest report is kept.
+    #[test]
+    fn unsent_reports_keep_each_tasks_latest() {
+        let r = |id: &str, state: TaskState| TaskReport {
+            task_id: id.into(),
+            status: status(state, "x"),
+            health: None,
+        };
+        let older = vec![r("a", TaskState::Running), r("b", TaskState::Running)];
+        let newer = vec![r("a", TaskState::Failed), r("c", TaskState::Starting)];
+        let got: Vec<(String, TaskState)> = pending_reports(older, newer)
+            .into_iter()
+            .map(|r| (r.task_id, r.status.state))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("b".to_string(), TaskState::Running),
+                ("a".to_string(), TaskState::Failed),
+                ("c".to_string(), TaskState::Starting)
+            ]
+        );
+        assert!(pending_reports(Vec::new(), Vec::new()).is_empty());
+    }
+
     #[test]
     fn task_view_names_addresses_on_the_tasks_networks() {
         use crate::peer::{LbBackend, LbService, NetService};
