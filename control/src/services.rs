@@ -35,6 +35,14 @@ pub fn published_conflict(
     if ingress.is_empty() && host.is_empty() {
         return Ok(());
     }
+    for &(pp, protocol) in ingress.iter().chain(&host) {
+        if let Some(what) = swarm_port_use(state, pp, protocol) {
+            return Err(format!(
+                "rpc error: code = InvalidArgument desc = port '{pp}/{}' is reserved for the swarm itself: it is {what}; choose another published port",
+                protocol_name(protocol)
+            ));
+        }
+    }
     // By name, so the service an error names does not depend on random ids.
     let mut others: Vec<_> = state
         .services
@@ -98,6 +106,124 @@ pub fn published_conflict(
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// Most ports (entries of `EndpointSpec.Ports`, each port and protocol of a range one)
+/// a service publishes. Docker has none, but every published port costs every node a
+/// load-balancer frontend, a Maglev table (64 KiB at the default size) and a bound socket:
+/// `-p 1-65535:1-65535` would take gigabytes of kernel memory and the daemon's file
+/// descriptors on every node.
+pub const MAX_PUBLISHED_PORTS: usize = 1000;
+
+fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+        Protocol::Sctp => "sctp",
+    }
+}
+
+/// What of the swarm's own uses `port`/`protocol` on the nodes, if anything: a node's
+/// swarm port (Raft, the dispatcher and joins: TCP, each node's own from its record), the
+/// data path port (VXLAN, UDP) or the load balancer's probe port (UDP). The load balancer
+/// answers a published port before the node's sockets see it, so publishing one of these
+/// would take the swarm's own traffic.
+pub fn swarm_port_use(state: &ClusterState, port: u16, protocol: Protocol) -> Option<String> {
+    match protocol {
+        Protocol::Tcp => {
+            let mut nodes: Vec<&str> = state
+                .nodes
+                .values()
+                .filter(|n| {
+                    n.listen_addr
+                        .rsplit_once(':')
+                        .and_then(|(_, p)| p.parse::<u16>().ok())
+                        == Some(port)
+                })
+                .map(|n| n.description.hostname.as_str())
+                .collect();
+            nodes.sort_unstable();
+            match nodes.as_slice() {
+                [] => None,
+                [_, _, ..] if nodes.len() == state.nodes.len() => {
+                    Some("the swarm port of every node (Raft, the dispatcher and joins)".into())
+                }
+                [one] => Some(format!(
+                    "the swarm port of node {one} (Raft, the dispatcher and joins)"
+                )),
+                [first, rest @ ..] => Some(format!(
+                    "the swarm port of nodes {first} and {} more (Raft, the dispatcher and joins)",
+                    rest.len()
+                )),
+            }
+        }
+        Protocol::Udp => {
+            let data_path = state.cluster.as_ref().map_or(4789, |c| c.data_path_port);
+            if port == data_path {
+                Some("the swarm's data path port (VXLAN, `swarm init --data-path-port`)".into())
+            } else if port == crate::daemon::PROBE_PORT {
+                Some(
+                    "the swarm's probe port (the load balancer's liveness probes between nodes)"
+                        .into(),
+                )
+            } else {
+                None
+            }
+        }
+        Protocol::Sctp => None,
+    }
+}
+
+/// What a service asks of every node's load balancer, at most: its frontends (each
+/// published port and protocol, and a VIP per network, the ingress network's if it
+/// publishes there) and their backends (one per frontend and task; a global service's
+/// tasks counted as one per node).
+fn lb_footprint(spec: &ServiceSpec, nodes: u64) -> (u64, u64) {
+    let ports = spec
+        .endpoint_spec
+        .as_ref()
+        .map_or(&[][..], |e| &e.ports[..]);
+    let ingress = ports.iter().any(|p| p.publish_mode == PublishMode::Ingress);
+    let frontends =
+        ports.len() as u64 + spec.task_template.networks.len() as u64 + u64::from(ingress);
+    let tasks = spec.mode.replicas().unwrap_or(nodes);
+    (frontends, frontends.saturating_mul(tasks))
+}
+
+/// The load balancer's maps are of fixed size (`ebpf/include/shoal_lb.h`): a service that
+/// would not fit beside the others is refused here, rather than programmed in part on
+/// every node. `except` is the service `spec` replaces.
+pub fn lb_capacity(
+    state: &ClusterState,
+    spec: &ServiceSpec,
+    except: Option<&str>,
+) -> Result<(), String> {
+    let nodes = state.nodes.len().max(1) as u64;
+    let (mut frontends, mut backends) = lb_footprint(spec, nodes);
+    for other in state
+        .services
+        .values()
+        .filter(|s| Some(s.id.as_str()) != except)
+    {
+        let (f, b) = lb_footprint(&other.spec, nodes);
+        frontends += f;
+        backends = backends.saturating_add(b);
+    }
+    let max_frontends = u64::from(shoal_dataplane::lb::MAX_FRONTENDS);
+    let max_backends = u64::from(shoal_dataplane::lb::MAX_BACKENDS);
+    if frontends > max_frontends {
+        return Err(format!(
+            "rpc error: code = ResourceExhausted desc = the load balancer has room for {max_frontends} published ports and VIPs on each node; with service {} the cluster would need {frontends}: publish fewer ports",
+            spec.name
+        ));
+    }
+    if backends > max_backends {
+        return Err(format!(
+            "rpc error: code = ResourceExhausted desc = the load balancer has room for {max_backends} backends (tasks times their published ports and VIPs) on each node; with service {} the cluster would need {backends}: publish fewer ports or run fewer replicas",
+            spec.name
+        ));
     }
     Ok(())
 }

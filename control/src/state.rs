@@ -777,6 +777,67 @@ pub(crate) mod tests {
         );
     }
 
+    /// A published port that is one of the swarm's own (a node's swarm port, the data
+    /// path port, the probe port) is refused when the entry applies too, so no path
+    /// (an older manager's request check, a race) stores one; the same ports of the other
+    /// protocol are fine.
+    #[test]
+    fn the_swarms_own_ports_cannot_be_published() {
+        let publishing = |id: &str, port: &str| {
+            let mut svc = service(id, id);
+            svc.spec.endpoint_spec = Some(shoal_spec::EndpointSpec {
+                ports: crate::cli::service_opts::port(port).unwrap(),
+                ..Default::default()
+            });
+            Command::PutService {
+                service: Box::new(svc),
+                expected_version: None,
+            }
+        };
+        let mut s = ClusterState::default();
+        let mut c = cluster();
+        c.data_path_port = 5789;
+        assert_eq!(
+            s.apply(
+                &Command::Init {
+                    cluster: c,
+                    node: node("aaa111", "vm1", Role::Manager),
+                },
+                1
+            )
+            .error,
+            None
+        );
+        let mut other = node("bbb222", "vm2", Role::Worker);
+        other.listen_addr = "10.0.0.2:3377".into();
+        assert_eq!(s.apply(&Command::AddNode { node: other }, 2).error, None);
+        let before = s.clone();
+        for (port, error) in [
+            ("2377:80", "port '2377/tcp' is reserved for the swarm itself: it is the swarm port of node vm1 (Raft, the dispatcher and joins); choose another published port"),
+            ("mode=host,published=3377,target=80", "port '3377/tcp' is reserved for the swarm itself: it is the swarm port of node vm2 (Raft, the dispatcher and joins); choose another published port"),
+            ("5789:80/udp", "port '5789/udp' is reserved for the swarm itself: it is the swarm's data path port (VXLAN, `swarm init --data-path-port`); choose another published port"),
+            ("7946:80/udp", "port '7946/udp' is reserved for the swarm itself: it is the swarm's probe port (the load balancer's liveness probes between nodes); choose another published port"),
+        ] {
+            assert_eq!(
+                s.apply(&publishing("svc", port), 3).error,
+                Some(format!("rpc error: code = InvalidArgument desc = {error}")),
+                "{port}"
+            );
+            assert_eq!(s, before, "nothing stored for {port}");
+        }
+        for (i, port) in ["2377:80/udp", "4789:80/udp", "5789:80", "7946:80"]
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(
+                s.apply(&publishing(&format!("ok{i}"), port), 4 + i as u64)
+                    .error,
+                None,
+                "{port}"
+            );
+        }
+    }
+
     /// Applying the same log to two state machines gives the same state (determinism).
     #[test]
     fn same_log_same_state() {

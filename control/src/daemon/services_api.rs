@@ -12,7 +12,7 @@ use super::{Daemon, Manager};
 use crate::api::{ApiError, ApiReply, ApiRequest, ApiResult, LogCursor, StackDeploy, LOG_PAGE};
 use crate::orchestrator::{updated_service, MAX_REPLICAS};
 use crate::peer::{PeerClient, PeerRequest, PeerResponse};
-use crate::services::{ServiceRecord, UpdateState, UpdateStatus};
+use crate::services::{ServiceRecord, UpdateState, UpdateStatus, MAX_PUBLISHED_PORTS};
 use crate::state::{ClusterState, Command};
 
 pub const STACK_LABEL: &str = "com.docker.stack.namespace";
@@ -93,6 +93,12 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
         }
     }
     if let Some(e) = &spec.endpoint_spec {
+        if e.ports.len() > MAX_PUBLISHED_PORTS {
+            return Err(invalid(format!(
+                "EndpointSpec: too many published ports ({}): a service publishes at most {MAX_PUBLISHED_PORTS} (each port and protocol of a range counts)",
+                e.ports.len()
+            )));
+        }
         let mut seen = std::collections::HashSet::new();
         for p in &e.ports {
             if p.target_port == 0 {
@@ -149,13 +155,15 @@ fn check_resources(r: &shoal_spec::Limit) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// [`crate::services::published_conflict`], as the API's error.
+/// [`crate::services::published_conflict`] and [`crate::services::lb_capacity`], as
+/// the API's error.
 fn published_conflict(
     state: &ClusterState,
     spec: &ServiceSpec,
     except: Option<&str>,
 ) -> Result<(), ApiError> {
-    crate::services::published_conflict(state, spec, except).map_err(ApiError::daemon)
+    crate::services::published_conflict(state, spec, except).map_err(ApiError::daemon)?;
+    crate::services::lb_capacity(state, spec, except).map_err(ApiError::daemon)
 }
 
 /// Network attachments name existing networks; they are stored by ID, as docker does.
@@ -873,6 +881,109 @@ mod tests {
 
     fn conflict(st: &ClusterState, s: &ServiceSpec) -> Option<String> {
         published_conflict(st, s, None).err().map(|e| e.to_string())
+    }
+
+    /// A service publishes at most MAX_PUBLISHED_PORTS ports (a range counts each).
+    #[test]
+    fn validate_caps_published_ports() {
+        assert!(validate(&spec("web", &["1-1000:1-1000"])).is_ok());
+        let e = validate(&spec("web", &["1-1001:1-1001"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with("EndpointSpec: too many published ports (1001): a service publishes at most 1000 (each port and protocol of a range counts)"),
+            "{e}"
+        );
+        let e = validate(&spec("all", &["1-65535:1-65535"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("too many published ports (65535)"), "{e}");
+    }
+
+    /// The swarm's own ports are refused at the API too (create, update and stack
+    /// deploy all go through this check).
+    #[test]
+    fn the_swarm_port_cannot_be_published() {
+        let mut st = state_with(vec![]);
+        let mut n = crate::state::new_node_record(
+            "n1".into(),
+            1,
+            crate::types::Role::Manager,
+            crate::types::NodeDescription {
+                hostname: "vm1".into(),
+                ..Default::default()
+            },
+            "10.77.0.11".into(),
+            "10.77.0.11:2377".into(),
+            Utc::now(),
+        );
+        st.nodes.insert(n.id.clone(), n.clone());
+        let e = conflict(&st, &spec("hij", &["2377:80"])).unwrap();
+        assert!(e.ends_with("port '2377/tcp' is reserved for the swarm itself: it is the swarm port of node vm1 (Raft, the dispatcher and joins); choose another published port"), "{e}");
+        n.id = "n2".into();
+        n.description.hostname = "vm2".into();
+        st.nodes.insert(n.id.clone(), n.clone());
+        let e = conflict(&st, &spec("hij", &["mode=host,published=2377,target=80"])).unwrap();
+        assert!(
+            e.contains("it is the swarm port of every node (Raft"),
+            "{e}"
+        );
+        n.id = "n3".into();
+        n.description.hostname = "vm3".into();
+        n.listen_addr = "10.77.0.13:3377".into();
+        st.nodes.insert(n.id.clone(), n);
+        let e = conflict(&st, &spec("hij", &["2377:80"])).unwrap();
+        assert!(
+            e.contains("it is the swarm port of nodes vm1 and 1 more (Raft"),
+            "{e}"
+        );
+        assert!(conflict(&st, &spec("hij", &["4789:80/udp"]))
+            .unwrap()
+            .contains("data path port"));
+        assert!(conflict(&st, &spec("hij", &["7946:80/udp"]))
+            .unwrap()
+            .contains("probe port"));
+        assert_eq!(conflict(&st, &spec("hij", &["2378:80", "4789:80"])), None);
+    }
+
+    /// A service that would overflow the load balancer's maps beside the others is
+    /// refused with a clear error, not programmed in part.
+    #[test]
+    fn services_beyond_the_load_balancers_maps_are_refused() {
+        let many = |name: &str, first: u32| {
+            let last = (first + 999).min(65535);
+            let range = format!("{first}-{last}:{first}-{last}");
+            let mut s = spec(name, &[]);
+            s.endpoint_spec.as_mut().unwrap().ports =
+                crate::cli::service_opts::port(&range).unwrap();
+            s
+        };
+        // 65 services of 1000 ports fit beside each other (with their VIPs) ...
+        let specs: Vec<ServiceSpec> = (0..65)
+            .map(|i| many(&format!("s{i}"), 1 + i * 1000))
+            .collect();
+        let st = state_with(specs);
+        // ... a 66th does not.
+        let mut extra = many("extra", 65001);
+        assert_eq!(extra.endpoint_spec.as_ref().unwrap().ports.len(), 535);
+        let e = published_conflict(&st, &extra, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "the load balancer has room for 65536 published ports and VIPs on each node"
+            ),
+            "{e}"
+        );
+        extra.endpoint_spec.as_mut().unwrap().ports.truncate(400);
+        assert!(published_conflict(&st, &extra, None).is_ok());
+        // Backends: ports times replicas.
+        let mut wide = many("wide", 1);
+        wide.mode = shoal_spec::ServiceMode::replicated(300);
+        let e = published_conflict(&state_with(vec![]), &wide, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("room for 262144 backends"), "{e}");
     }
 
     /// `stack rm` removes and prints the services by name, whatever their IDs.

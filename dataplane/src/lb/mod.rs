@@ -49,6 +49,12 @@ use crate::netns::in_netns;
 pub const BPFFS: &str = "/sys/fs/bpf";
 /// Default Maglev table size (a prime; about 100 slots per backend at 160 backends).
 pub const DEFAULT_MAGLEV_SIZE: u32 = abi::MAGLEV_DEFAULT;
+/// Most frontends (published ports and protocols, VIPs) a node's load balancer holds.
+pub const MAX_FRONTENDS: u32 = abi::MAX_SERVICES;
+/// Most backends (one per frontend and task) a node's load balancer holds.
+pub const MAX_BACKENDS: u32 = abi::MAX_BACKENDS;
+/// Most new Maglev tables (each a file descriptor until swapped in) staged at once.
+const TABLES_PER_BATCH: usize = 256;
 /// tc priority of Shoal's filters (one per hook).
 const TC_PRIORITY: u16 = 0x5348;
 
@@ -820,13 +826,20 @@ impl LoadBalancer {
             wanted.entry(spec.frontend).or_insert(spec);
         }
         // Backends and new tables of every service, then the tables swapped in
-        // with one batch (each change to a map of maps waits for an RCU grace
-        // period: ~10 ms, once per batch instead of once per service), then the
-        // service entries, then what left.
+        // with one batch per TABLES_PER_BATCH (each change to a map of maps waits
+        // for an RCU grace period: ~10 ms, once per batch instead of once per
+        // service), then the service entries, then what left. A staged table is
+        // a file descriptor until it is swapped in: batches keep a large range of
+        // published ports from running the daemon out of descriptors.
         let mut tables = Vec::new();
         for (frontend, spec) in &wanted {
             if let Some(table) = self.stage_service(*frontend, spec, &mut stats)? {
                 tables.push(table);
+            }
+            if tables.len() >= TABLES_PER_BATCH {
+                self.swap_tables(&tables)?;
+                stats.tables_built += tables.len();
+                tables.clear();
             }
         }
         self.swap_tables(&tables)?;
