@@ -1825,3 +1825,163 @@ fn forged_probe_answers_do_not_revive_a_silent_node() {
     .unwrap();
     eprintln!("vm2 back after {:?}", unblocked.elapsed());
 }
+
+/// `node ls` on `node` within 20 s (a daemon out of descriptors never answers).
+fn node_ls_answers(s: &Swarm, node: &str) -> Option<String> {
+    let out = s
+        .lab
+        .exec(node, &["timeout", "20", SHOAL, "node", "ls"])
+        .expect("exec shoal");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The swarm's own ports cannot be published: `-p 2377:80` would let the load
+/// balancer take the swarm port on every node and cut them all off for good, the
+/// data path and probe ports likewise. Refused with a message saying why; the
+/// nodes stay Ready while a service publishing an ordinary port runs on both.
+#[test]
+fn the_swarms_own_ports_cannot_be_published() {
+    let s = Swarm::lab("lbown", 2);
+    s.form(&[("vm2", "worker")]);
+    for (publish, port) in [
+        ("2377:80", "2377/tcp"),
+        ("published=4789,target=80,protocol=udp", "4789/udp"),
+        (
+            "mode=host,published=7946,target=80,protocol=udp",
+            "7946/udp",
+        ),
+    ] {
+        let err = s.fails(
+            "vm1",
+            &[
+                "service", "create", "-d", "--name", "hij", "-p", publish, "busybox", "sleep",
+                "1000",
+            ],
+        );
+        assert!(
+            err.contains(&format!("port '{port}' is reserved for the swarm itself")),
+            "{err}"
+        );
+    }
+    assert!(
+        err_of_2377(&s).contains("it is the swarm port of every node (Raft, the dispatcher and joins); choose another published port"),
+        "the message says whose port it is"
+    );
+    assert_eq!(s.ok("vm1", &["service", "ls", "-q"]).trim(), "");
+    // An ordinary port still works, on both nodes, and every node stays Ready.
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "web",
+            "--mode",
+            "global",
+            "-p",
+            "8080:80",
+            "demo",
+            "shoal-whoami",
+            "--listen",
+            "0.0.0.0:80",
+        ],
+    );
+    s.wait_running("web", 2);
+    for node in ["vm1", "vm2"] {
+        s.client_get_until(&format!("http://{}:8080/", s.addr(node)));
+    }
+    let rows = s.nodes("vm1").expect("node ls answers");
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.1 == "Ready"), "{rows:?}");
+}
+
+fn err_of_2377(s: &Swarm) -> String {
+    s.fails(
+        "vm1",
+        &[
+            "service", "create", "-d", "--name", "hij", "-p", "2377:80", "busybox", "sleep", "1000",
+        ],
+    )
+}
+
+/// A large range of published ports cannot take the daemons down: a service publishes
+/// at most 1000 ports (`-p 1-65535:1-65535` is refused), and the ports a node holds
+/// against its own connections are at most a quarter of its open-file limit (here
+/// lowered to 1024 on every daemon, so 1000 ports are well beyond it): the rest are
+/// served without a socket, and every daemon keeps answering.
+#[test]
+fn a_large_range_of_published_ports_leaves_the_daemons_answering() {
+    let s = Swarm::lab_with_daemon_args("lbrange", 2, &["--lb-maglev-size", "251"]);
+    for node in ["vm1", "vm2"] {
+        let path = s.lab.log_path(node).with_file_name("shoald.pid");
+        let pid = std::fs::read_to_string(&path).unwrap();
+        let status = std::process::Command::new("prlimit")
+            .args(["--pid", pid.trim(), "--nofile=1024:1024"])
+            .status()
+            .expect("prlimit");
+        assert!(status.success());
+    }
+    s.form(&[("vm2", "worker")]);
+    let err = s.fails(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "all",
+            "-p",
+            "1-65535:1-65535",
+            "busybox",
+            "sleep",
+            "1000",
+        ],
+    );
+    assert!(
+        err.contains("too many published ports (65535): a service publishes at most 1000"),
+        "{err}"
+    );
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "wide",
+            "--replicas",
+            "2",
+            "-p",
+            "20000-20999:20000-20999",
+            "demo",
+            "shoal-whoami",
+            "--listen",
+            "0.0.0.0:20500",
+        ],
+    );
+    s.wait_running("wide", 2);
+    // Every node serves the range (the last port too) and still answers.
+    for node in ["vm1", "vm2"] {
+        wait_until(
+            &format!("{node} holds what fits and says so"),
+            Duration::from_secs(60),
+            || {
+                std::fs::read_to_string(s.lab.log_path(node))
+                    .unwrap_or_default()
+                    .contains("more are served by the load balancer without being held")
+                    .then_some(())
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
+        s.client_get_until(&format!("http://{}:20500/", s.addr(node)));
+        let rows = node_ls_answers(&s, "vm1").expect("node ls answers");
+        assert!(rows.contains("vm2"), "{rows}");
+    }
+    let rows = s.nodes("vm1").expect("node ls answers");
+    assert!(rows.iter().all(|r| r.1 == "Ready"), "{rows:?}");
+    s.ok("vm1", &["service", "rm", "wide"]);
+    assert!(node_ls_answers(&s, "vm1").is_some());
+}

@@ -136,6 +136,63 @@ pub(crate) fn specs(view: &LbView, nets: &[NetView], down: &HashSet<String>) -> 
     out
 }
 
+/// Keeps the node's own ports out of its load balancer: its swarm port (TCP), the
+/// data path port (VXLAN, UDP) and the probe port (UDP). The managers refuse to publish
+/// them, but a cluster's state may still hold one (written by an older leader, or a node
+/// that joined with another swarm port than the others): served, the load balancer would
+/// take the swarm's own traffic before the node's sockets see it, and cut the node off
+/// from the very managers that could tell it the service is gone. Logs each port once
+/// while it stays published.
+#[derive(Debug, Default)]
+pub(crate) struct OwnPorts {
+    warned: std::collections::BTreeSet<(bool, u16)>,
+}
+
+impl OwnPorts {
+    /// `view` without node ports (ingress, or host mode of local tasks) that are one of
+    /// `own`, each `(udp, port)`.
+    pub(crate) fn filter(&mut self, view: &LbView, own: &[(bool, u16)]) -> LbView {
+        let is_own = |p: &LbPort| own.contains(&(p.udp, p.published));
+        let mut found = std::collections::BTreeSet::new();
+        let mut out = view.clone();
+        for s in &mut out.services {
+            let mut note = |p: &LbPort| {
+                let key = (p.udp, p.published);
+                found.insert(key);
+                if !self.warned.contains(&key) {
+                    tracing::warn!(
+                        service = %s.name,
+                        port = p.published,
+                        proto = if p.udp { "udp" } else { "tcp" },
+                        "service {} publishes port {}/{}, one of this node's own swarm ports: not served here, so the node stays in the swarm (remove the port from the service)",
+                        s.name,
+                        p.published,
+                        if p.udp { "udp" } else { "tcp" }
+                    );
+                }
+            };
+            s.ports.retain(|p| {
+                let mine = is_own(p);
+                if mine {
+                    note(p);
+                }
+                !mine
+            });
+            for b in &mut s.backends {
+                b.host_ports.retain(|p| {
+                    let mine = is_own(p);
+                    if mine {
+                        note(p);
+                    }
+                    !mine
+                });
+            }
+        }
+        self.warned = found;
+        out
+    }
+}
+
 fn node_port(p: &LbPort) -> Frontend {
     Frontend::NodePort {
         proto: if p.udp { Proto::Udp } else { Proto::Tcp },
@@ -427,6 +484,55 @@ mod tests {
         proto: Proto::Tcp,
         port: 8081,
     };
+
+    /// The node's own ports (swarm port TCP, VXLAN and probe UDP) are never served,
+    /// whatever the view says (an older leader's state): ingress or host mode; the
+    /// other protocol of those ports is.
+    #[test]
+    fn own_ports_are_never_served() {
+        let port = |udp, published| LbPort {
+            udp,
+            published,
+            target: 80,
+        };
+        let v = view(
+            "n1",
+            vec![service(
+                "hij",
+                &[
+                    port(false, 2377),
+                    port(true, 4789),
+                    port(true, 2377),
+                    port(false, 8080),
+                ],
+                vec![task("t1", "n1", "10.0.0.5", &[(2377, 80)])],
+            )],
+        );
+        let mut own = OwnPorts::default();
+        let own_ports = [(false, 2377), (true, 4789), (true, 7946)];
+        let f = own.filter(&v, &own_ports);
+        let frontends: Vec<Frontend> = specs(&f, &[ingress()], &HashSet::new())
+            .iter()
+            .map(|s| s.frontend)
+            .collect();
+        assert_eq!(
+            frontends,
+            [
+                Frontend::NodePort {
+                    proto: Proto::Udp,
+                    port: 2377
+                },
+                Frontend::NodePort {
+                    proto: Proto::Tcp,
+                    port: 8080
+                },
+            ]
+        );
+        assert_eq!(own.warned.len(), 2, "each noted once");
+        // Gone from the view: forgotten, so a later one is logged again.
+        own.filter(&view("n1", Vec::new()), &own_ports);
+        assert!(own.warned.is_empty());
+    }
 
     /// A host-mode port is served only by a node that runs a task publishing it, and
     /// only to that node's tasks; other nodes do not serve it at all.

@@ -25,6 +25,12 @@
 //! connection of the node's in TIME_WAIT still has it) is logged once and left to
 //! the load balancer, which serves it all the same; it is tried again quietly every
 //! [`RETRY_EVERY`], so a port that frees up is held from then on.
+//!
+//! Each held port is a file descriptor of the daemon's, which needs its descriptors
+//! for the API, the swarm port, tasks and the load balancer: at most a quarter of the
+//! open-file limit ([`budget`]) is spent on holding ports. Ports beyond it (a service
+//! publishing a large range) are logged once and served without holding, as a port
+//! something else uses is.
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -63,8 +69,17 @@ fn proto_name(p: Proto) -> &'static str {
 enum State {
     /// The socket is only kept, never used: closing it releases the port.
     Held { _socket: OwnedFd },
-    /// Could not be bound; tried again after [`RETRY_EVERY`] from `at`.
+    /// Could not be bound, or beyond the budget; tried again after [`RETRY_EVERY`]
+    /// from `at`.
     Failed { at: Instant },
+}
+
+/// How many ports may be held: a quarter of the daemon's open-file limit (its soft
+/// one, which shoald raises to the hard one at start), read anew at every change.
+pub(crate) fn budget() -> usize {
+    use nix::sys::resource::{getrlimit, Resource};
+    let soft = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
+    usize::try_from(soft / 4).unwrap_or(usize::MAX)
 }
 
 struct Slot {
@@ -78,6 +93,10 @@ pub(crate) struct PortHolder {
     retry_every: Duration,
     /// bind() attempts so far (tests check that an unchanged set costs none).
     attempts: u64,
+    /// Most ports held at once; None: [`budget`], read at each change.
+    budget: Option<usize>,
+    /// The budget ran out and this was logged (again once all fit).
+    over_budget: bool,
 }
 
 impl Default for PortHolder {
@@ -92,6 +111,17 @@ impl PortHolder {
             slots: BTreeMap::new(),
             retry_every,
             attempts: 0,
+            budget: None,
+            over_budget: false,
+        }
+    }
+
+    /// A holder that holds at most `budget` ports (tests).
+    #[cfg(test)]
+    fn with_budget(retry_every: Duration, budget: usize) -> PortHolder {
+        PortHolder {
+            budget: Some(budget),
+            ..PortHolder::new(retry_every)
         }
     }
 
@@ -114,11 +144,24 @@ impl PortHolder {
             }
             keep
         });
+        let budget = self.budget.unwrap_or_else(budget);
+        let mut held = self
+            .slots
+            .values()
+            .filter(|s| matches!(s.state, State::Held { .. }))
+            .count();
+        let mut skipped = 0usize;
         for (&(proto, port), service) in wanted {
+            let fits = held < budget;
             match self.slots.get_mut(&(proto, port)) {
                 Some(slot) => {
                     slot.service.clone_from(service);
                     if !due(slot) {
+                        continue;
+                    }
+                    if !fits {
+                        slot.state = State::Failed { at: now };
+                        skipped += 1;
                         continue;
                     }
                     self.attempts += 1;
@@ -126,14 +169,26 @@ impl PortHolder {
                         Ok(fd) => {
                             tracing::info!(port, proto = proto_name(proto), service = %service, "published port now held: the node's own connections no longer pick it");
                             slot.state = State::Held { _socket: fd };
+                            held += 1;
                         }
                         Err(_) => slot.state = State::Failed { at: now },
                     }
+                }
+                None if !fits => {
+                    skipped += 1;
+                    self.slots.insert(
+                        (proto, port),
+                        Slot {
+                            service: service.clone(),
+                            state: State::Failed { at: now },
+                        },
+                    );
                 }
                 None => {
                     self.attempts += 1;
                     let state = match hold(proto, port) {
                         Ok(fd) => {
+                            held += 1;
                             tracing::debug!(port, proto = proto_name(proto), service = %service, "holding a published port");
                             State::Held { _socket: fd }
                         }
@@ -158,6 +213,18 @@ impl PortHolder {
                     );
                 }
             }
+        }
+        if skipped > 0 && !self.over_budget {
+            tracing::warn!(
+                held,
+                budget,
+                "holding {held} published ports, a quarter of the open-file limit: {skipped} more are served by the load balancer without being held (a connection of this node's own that picks one of them as its source port would have its replies taken by the load balancer)"
+            );
+        }
+        if skipped > 0 {
+            self.over_budget = true;
+        } else if wanted.len() <= budget {
+            self.over_budget = false;
         }
     }
 
@@ -309,6 +376,37 @@ mod tests {
         h.reconcile(&wanted);
         assert_eq!(h.held(), [(Proto::Udp, port)]);
         assert!(h.failed().is_empty());
+    }
+
+    /// Beyond the budget, ports are served without being held (no socket, no
+    /// descriptor), and held once there is room again.
+    #[test]
+    fn holds_no_more_than_the_budget() {
+        let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+        let mut ports = ports;
+        ports.sort_unstable();
+        ports.dedup();
+        let mut h = PortHolder::with_budget(Duration::from_millis(100), 2);
+        let all: Vec<(Proto, u16, &str)> = ports.iter().map(|&p| (Proto::Udp, p, "big")).collect();
+        h.reconcile(&want(&all));
+        assert_eq!(h.held().len(), 2);
+        assert_eq!(h.failed().len(), ports.len() - 2);
+        assert!(h.over_budget);
+        // Two leave: the others are held at their retry.
+        h.reconcile(&want(&all[2..]));
+        std::thread::sleep(Duration::from_millis(150));
+        h.reconcile(&want(&all[2..]));
+        assert_eq!(h.held().len(), ports.len() - 2);
+        assert!(h.failed().is_empty());
+        assert!(!h.over_budget);
+    }
+
+    /// The budget is a quarter of the open-file limit.
+    #[test]
+    fn the_budget_is_a_quarter_of_the_open_file_limit() {
+        let (soft, _) =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+        assert_eq!(budget() as u64, soft / 4);
     }
 
     /// The kernel fact this module rests on: connect()'s autobind never picks a

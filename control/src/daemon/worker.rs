@@ -416,6 +416,8 @@ struct NodeNet {
     /// The sockets that keep the ports the load balancer serves here from the
     /// node's own connections.
     ports: super::port_hold::PortHolder,
+    /// Keeps the node's own ports out of the load balancer.
+    own_ports: super::lb::OwnPorts,
 }
 
 impl Drop for NodeNet {
@@ -496,6 +498,7 @@ impl NodeNet {
                 lb_inputs,
                 probes: None,
                 ports: Default::default(),
+                own_ports: Default::default(),
             };
         };
         let o_addr = o.underlay_ip;
@@ -567,6 +570,7 @@ impl NodeNet {
                 lb_inputs,
                 probes: None,
                 ports: Default::default(),
+                own_ports: Default::default(),
             };
         }
         let probes = {
@@ -590,6 +594,7 @@ impl NodeNet {
             lb_inputs,
             probes: Some(probes),
             ports: Default::default(),
+            own_ports: Default::default(),
         }
     }
 
@@ -608,7 +613,14 @@ impl NodeNet {
             .as_ref()
             .map(|m| m.node_id.clone())
             .unwrap_or_default();
-        let my_addr: Option<std::net::Ipv4Addr> = membership.and_then(|m| m.addr.parse().ok());
+        let my_addr: Option<std::net::Ipv4Addr> =
+            membership.as_ref().and_then(|m| m.addr.parse().ok());
+        let mut own = vec![
+            (true, views.first().map_or(4789, |v| v.vxlan_port)),
+            (true, super::PROBE_PORT),
+        ];
+        own.extend(membership.as_ref().map(|m| (false, m.listen_port)));
+        let lb = &self.own_ports.filter(lb, &own);
         let mesh = super::lb::mesh_active(lb);
         for view in views {
             let n = &view.network;
