@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{lock, Daemon, Manager};
 use crate::peer::{Heartbeat, PeerClient, PeerRequest, PeerResponse};
+use crate::raft::store;
 use crate::types::{NodeDescription, Role};
 
 pub(crate) async fn run(daemon: Arc<Daemon>) {
@@ -128,8 +129,10 @@ async fn change_role(
     let mut m = daemon.membership().ok_or("not in a swarm")?;
     m.role = role;
     if role == Role::Manager {
-        // Raft under an earlier ID stops, its store goes, before the new ID is saved: a
-        // restart in between finds the old ID and is told the new one again.
+        // Raft under an earlier ID stops; a new store for the new ID replaces its store
+        // (atomically) before the new ID is saved. A restart in between finds the new store,
+        // made for the new ID, and takes that ID (`Daemon::open_store_at_start`); a worker
+        // finds a store it does not need, removed at start, and is told its role again.
         let stale = lock(&daemon.manager).take_if(|mgr| mgr.raft_id != raft_id);
         if let Some(old) = stale {
             tracing::info!(
@@ -138,7 +141,11 @@ async fn change_role(
                 "promoted again: leaving the old raft id"
             );
             old.shutdown().await;
-            let _ = std::fs::remove_file(daemon.root.raft_file());
+        }
+        if daemon.manager().is_none() {
+            let path = daemon.root.raft_file();
+            store::create(&path, raft_id)
+                .map_err(|e| format!("creating {}: {e}", path.display()))?;
         }
         m.raft_id = raft_id;
     }
@@ -147,7 +154,6 @@ async fn change_role(
         Role::Manager => {
             tracing::info!(raft_id, "promoted: starting raft");
             if daemon.manager().is_none() {
-                let _ = std::fs::remove_file(daemon.root.raft_file());
                 let mgr = Manager::open(daemon, m.raft_id).await?;
                 *lock(&daemon.manager) = Some(mgr);
             }

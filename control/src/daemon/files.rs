@@ -101,6 +101,16 @@ impl DataRoot {
     pub fn raft_file(&self) -> PathBuf {
         self.path("raft.redb")
     }
+    /// Where a new Raft store is built before it is renamed to `raft_file` (see
+    /// `store::create`); one found at start is what a crash left.
+    pub fn raft_creating_file(&self) -> PathBuf {
+        crate::raft::store::creating_path(&self.raft_file())
+    }
+    /// The previous Raft store while `swarm init --force-new-cluster` builds the new one.
+    pub fn force_backup_file(&self) -> PathBuf {
+        self.raft_file()
+            .with_extension("redb.before-force-new-cluster")
+    }
     pub fn lock_file(&self) -> PathBuf {
         self.path("shoald.lock")
     }
@@ -124,17 +134,11 @@ impl DataRoot {
     ///
     /// node.json goes last: it is what says "this node is in a swarm", so a crash midway
     /// leaves a node that still knows it is a member (and `swarm leave` finishes the job),
-    /// never a node outside any swarm with a stale Raft store that a later `swarm init`
-    /// or promotion would open.
+    /// never a node outside any swarm with a stale Raft store. (Start-up finishes the job
+    /// too: files of a swarm without node.json are what an interrupted wipe, `swarm init` or
+    /// `swarm join` left, see `has_swarm_files`.)
     pub fn wipe_swarm(&self) -> std::io::Result<()> {
-        for f in [
-            self.raft_file(),
-            self.identity_file(),
-            self.key_file(),
-            self.cert_file(),
-            self.ca_file(),
-            self.membership_file(),
-        ] {
+        for f in self.swarm_files() {
             match fs::remove_file(&f) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -142,6 +146,25 @@ impl DataRoot {
             }
         }
         sync_dir(&self.0)
+    }
+
+    /// Whether any file of a swarm is here (with or without node.json).
+    pub fn has_swarm_files(&self) -> bool {
+        self.swarm_files().iter().any(|f| f.exists())
+    }
+
+    /// Everything `wipe_swarm` removes, node.json last.
+    fn swarm_files(&self) -> [PathBuf; 8] {
+        [
+            self.raft_creating_file(),
+            self.force_backup_file(),
+            self.raft_file(),
+            self.identity_file(),
+            self.key_file(),
+            self.cert_file(),
+            self.ca_file(),
+            self.membership_file(),
+        ]
     }
 }
 

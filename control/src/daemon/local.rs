@@ -14,6 +14,7 @@ use super::manager::single_member;
 use super::{lock, Daemon, Manager};
 use crate::api::{msg, ApiError, ApiReply, ApiRequest, ApiResult, Info, InitRequest, JoinRequest};
 use crate::peer::{self, PeerClient, PeerRequest, PeerResponse};
+use crate::raft::store;
 use crate::state::{new_node_record, Command};
 use crate::types::{ClusterInfo, NodeDescription, Role};
 use crate::wire;
@@ -88,6 +89,16 @@ async fn serve_client(daemon: Arc<Daemon>, stream: UnixStream) {
 
 impl Daemon {
     pub async fn handle_api(self: &Arc<Self>, req: ApiRequest) -> ApiResult {
+        if let Some(problem) = self.store_problem() {
+            return match req {
+                ApiRequest::Info => Ok(ApiReply::Info(self.info())),
+                ApiRequest::SwarmLeave { force: true } => {
+                    let _g = self.op_lock.lock().await;
+                    self.leave_without_store().await
+                }
+                _ => Err(ApiError::daemon(problem)),
+            };
+        }
         match req {
             ApiRequest::Info => Ok(ApiReply::Info(self.info())),
             ApiRequest::SwarmInit(r) => {
@@ -122,6 +133,9 @@ impl Daemon {
 
     /// Serve on the leader: here if we lead, else forwarded over mTLS.
     pub(crate) async fn manager_request(self: &Arc<Self>, req: ApiRequest) -> ApiResult {
+        if let Some(problem) = self.store_problem() {
+            return Err(ApiError::daemon(problem));
+        }
         let Some(m) = self.membership() else {
             return Err(ApiError::daemon(msg::NOT_IN_SWARM_MANAGER));
         };
@@ -217,9 +231,14 @@ impl Daemon {
             heartbeat_ms,
         };
         let listen_addr = membership.listen_addr();
+        // node.json is written last, once the swarm exists in the Raft store: a crash before
+        // leaves a node outside any swarm (start-up removes the other files), never one that
+        // says it is a manager without a usable store.
         let result = async {
             self.install_cert(&key_pem, &cert_pem, Some(ca.cert_pem()))?;
-            self.set_membership(Some(membership.clone()))?;
+            let path = self.root.raft_file();
+            store::create(&path, raft_id)
+                .map_err(|e| format!("creating {}: {e}", path.display()))?;
             let mgr = Manager::open(self, raft_id).await?;
             *lock(&self.manager) = Some(mgr.clone());
             mgr.raft
@@ -273,6 +292,7 @@ impl Daemon {
             ]))
             .await
             .map_err(|e| e.message)?;
+            self.set_membership(Some(membership.clone()))?;
             self.start_swarm_tasks().await?;
             Ok::<ClusterInfo, String>(cluster)
         }
@@ -329,16 +349,30 @@ impl Daemon {
         m.managers = vec![m.listen_addr()];
 
         self.stop_swarm_tasks().await;
+        // The new store is made whole before the old one moves aside, and node.json changes
+        // only once the new cluster holds the state: start-up puts the old store back if a
+        // crash comes before that (see `Daemon::open_store_at_start`).
         let old_raft = self.root.raft_file();
-        let backup = old_raft.with_extension("redb.before-force-new-cluster");
+        let backup = self.root.force_backup_file();
+        let fresh = match store::prepare(&old_raft, raft_id) {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                let e = format!("creating a new raft store: {e}");
+                return Err(self
+                    .restore_after_failed_force(&old_membership, None, e)
+                    .await);
+            }
+        };
         if let Err(e) = std::fs::rename(&old_raft, &backup) {
+            let _ = std::fs::remove_file(&fresh);
             let e = format!("moving the old raft store aside: {e}");
             return Err(self
                 .restore_after_failed_force(&old_membership, None, e)
                 .await);
         }
         let result = async {
-            self.set_membership(Some(m.clone()))?;
+            store::install(&fresh, &old_raft)
+                .map_err(|e| format!("installing the new raft store: {e}"))?;
             let mgr = Manager::open(self, raft_id).await?;
             *lock(&self.manager) = Some(mgr.clone());
             mgr.raft
@@ -354,6 +388,7 @@ impl Daemon {
             })
             .await
             .map_err(|e| e.message)?;
+            self.set_membership(Some(m.clone()))?;
             self.start_swarm_tasks().await
         }
         .await;
@@ -513,6 +548,13 @@ impl Daemon {
         };
         let result = async {
             self.install_cert(&key_pem, &a.cert_pem, Some(&a.ca_pem))?;
+            // The store before node.json: a manager's node.json always has its store (a
+            // crash in between leaves files without node.json, which start-up removes).
+            if a.role == Role::Manager {
+                let path = self.root.raft_file();
+                store::create(&path, a.raft_id)
+                    .map_err(|e| format!("creating {}: {e}", path.display()))?;
+            }
             self.set_membership(Some(membership.clone()))?;
             *lock(&self.leader_hint) = Some(remote.clone());
             if a.role == Role::Manager {
@@ -582,6 +624,27 @@ impl Daemon {
         self.tls.set(None);
         self.set_membership(None).map_err(ApiError::daemon)?;
         Ok(ApiReply::Left)
+    }
+
+    /// `swarm leave --force` on a manager whose Raft store is unusable (see
+    /// `Daemon::open_store_at_start`): the file is kept aside, not deleted, and the node
+    /// leaves as any other.
+    async fn leave_without_store(self: &Arc<Self>) -> ApiResult {
+        let path = self.root.raft_file();
+        if path.exists() {
+            let aside = path.with_extension(format!("redb.unusable-{}", Utc::now().timestamp()));
+            std::fs::rename(&path, &aside).map_err(|e| {
+                ApiError::daemon(format!(
+                    "moving {} aside to {}: {e}",
+                    path.display(),
+                    aside.display()
+                ))
+            })?;
+            tracing::warn!(kept = %aside.display(), "leaving the swarm without a usable raft store");
+        }
+        let left = self.leave(true).await?;
+        *lock(&self.store_problem) = None;
+        Ok(left)
     }
 
     fn resolve_listen_port(&self, listen: Option<&str>) -> Result<u16, ApiError> {

@@ -39,12 +39,21 @@ pub struct Manager {
 }
 
 impl Manager {
-    /// Open this node's Raft store and start its Raft member (and the leader loops, which
-    /// idle unless this member leads).
+    /// Open this node's existing Raft store (see `store::create` for a new one) and start
+    /// its Raft member (and the leader loops, which idle unless this member leads).
     pub async fn open(daemon: &Arc<Daemon>, raft_id: u64) -> Result<Arc<Manager>, String> {
         let path = daemon.root.raft_file();
-        let (log, sm) =
-            store::open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+        let opened = store::open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+        Manager::start(daemon, raft_id, opened).await
+    }
+
+    /// Start Raft member `raft_id` on a store already opened.
+    pub async fn start(
+        daemon: &Arc<Daemon>,
+        raft_id: u64,
+        opened: store::Opened,
+    ) -> Result<Arc<Manager>, String> {
+        let store::Opened { log, sm, .. } = opened;
         let config = daemon
             .cfg
             .raft

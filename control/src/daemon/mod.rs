@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
 use crate::peer::{PeerClient, TlsHandle, TlsMaterial};
-use crate::raft::RaftTiming;
+use crate::raft::{store, RaftTiming};
 use files::{DataRoot, Membership};
 pub(crate) use lb::PROBE_PORT;
 pub use manager::Manager;
@@ -141,6 +141,9 @@ pub struct Daemon {
     pub(crate) lb_status: lb_report::LbStatus,
     /// Agent loop and swarm listener: running while the node is in a swarm.
     pub(crate) swarm_tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Why this manager's Raft store cannot be used (found at start): until `swarm leave
+    /// --force`, the node serves nothing of the swarm and every command says this.
+    pub(crate) store_problem: Mutex<Option<String>>,
     /// Serializes init, join, leave and role changes on this node.
     pub(crate) op_lock: tokio::sync::Mutex<()>,
     /// Held for the daemon's lifetime: one daemon per data root.
@@ -174,6 +177,7 @@ impl Daemon {
         let membership = root
             .load_membership()
             .map_err(|e| DaemonError::Io("reading node.json".into(), e))?;
+        finish_interrupted_changes(&root, membership.as_ref())?;
         let daemon = Arc::new(Daemon {
             cfg: cfg.clone(),
             root,
@@ -188,11 +192,12 @@ impl Daemon {
             metrics: Metrics::new(),
             lb_status: lb_report::LbStatus::default(),
             swarm_tasks: Mutex::new(Vec::new()),
+            store_problem: Mutex::new(None),
             op_lock: tokio::sync::Mutex::new(()),
             _lock: lock_file,
         });
 
-        if let Some(m) = membership {
+        if let Some(mut m) = membership {
             tracing::info!(node = %m.node_id, role = %m.role, "restoring swarm membership");
             daemon
                 .load_tls()
@@ -200,16 +205,29 @@ impl Daemon {
             if let Some(hint) = m.managers.first() {
                 *lock(&daemon.leader_hint) = Some(hint.clone());
             }
+            let mut usable = true;
             if m.role == crate::types::Role::Manager {
-                let mgr = Manager::open(&daemon, m.raft_id)
+                match open_store_at_start(&daemon.root, &mut m)? {
+                    Ok(opened) => {
+                        *lock(&daemon.membership) = Some(m.clone());
+                        let mgr = Manager::start(&daemon, m.raft_id, opened)
+                            .await
+                            .map_err(DaemonError::Setup)?;
+                        *lock(&daemon.manager) = Some(mgr);
+                    }
+                    Err(problem) => {
+                        tracing::error!("{problem}");
+                        *lock(&daemon.store_problem) = Some(problem);
+                        usable = false;
+                    }
+                }
+            }
+            if usable {
+                daemon
+                    .start_swarm_tasks()
                     .await
                     .map_err(DaemonError::Setup)?;
-                *lock(&daemon.manager) = Some(mgr);
             }
-            daemon
-                .start_swarm_tasks()
-                .await
-                .map_err(DaemonError::Setup)?;
         }
         local::serve_socket(daemon.clone())
             .await
@@ -220,6 +238,10 @@ impl Daemon {
                 .map_err(|e| DaemonError::Io(format!("metrics listener {addr}"), e))?;
         }
         Ok(daemon)
+    }
+
+    pub(crate) fn store_problem(&self) -> Option<String> {
+        lock(&self.store_problem).clone()
     }
 
     pub(crate) fn membership(&self) -> Option<Membership> {
@@ -352,5 +374,313 @@ impl Daemon {
         lock(&self.leader_pool).clear();
         self.known_managers.send_replace(None);
         *lock(&self.leader_hint) = None;
+    }
+}
+
+/// Undo or finish what a crash interrupted, as the files show it: a store creation cut
+/// short (never in use), files of a swarm without node.json (an interrupted `swarm init`,
+/// `join` or `leave`: node.json is written last and removed last), a Raft store on a
+/// worker (an interrupted promotion or demotion; the cluster tells it its role again).
+fn finish_interrupted_changes(root: &DataRoot, m: Option<&Membership>) -> Result<(), DaemonError> {
+    let io = |what: &str, e| DaemonError::Io(what.to_string(), e);
+    match m {
+        None => {
+            if root.has_swarm_files() {
+                tracing::warn!(
+                    "files of a swarm without node.json (an interrupted swarm init, join \
+                     or leave): removing them, this node is not in a swarm"
+                );
+                root.wipe_swarm()
+                    .map_err(|e| io("removing the files of an unfinished swarm", e))?;
+            }
+        }
+        Some(m) => {
+            let raft = root.raft_file();
+            if store::remove_leftovers(&raft)
+                .map_err(|e| io("removing an unfinished raft store", e))?
+            {
+                tracing::warn!("removed a raft store whose creation was interrupted");
+            }
+            if m.role == crate::types::Role::Worker && raft.exists() {
+                tracing::warn!(
+                    "a raft store on a worker (an interrupted promotion or demotion): removing it"
+                );
+                std::fs::remove_file(&raft)
+                    .map_err(|e| io(&format!("removing {}", raft.display()), e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// This manager's Raft store as a crash left it. An interrupted `--force-new-cluster`
+/// is undone (its new store has nothing yet) or finished (it has); a store created for
+/// a newer Raft ID than node.json names (a promotion interrupted between the two
+/// writes) is that node's, and node.json follows it. A store that cannot be used is an
+/// `Ok(Err(problem))`, with the way out; errors worth retrying (a store another process
+/// holds, an I/O error) stop the start.
+fn open_store_at_start(
+    root: &DataRoot,
+    m: &mut Membership,
+) -> Result<Result<store::Opened, String>, DaemonError> {
+    let path = root.raft_file();
+    let backup = root.force_backup_file();
+    let mut opened = store::open(&path);
+    if backup.exists() {
+        let interrupted = match &opened {
+            Err(store::OpenError::Missing) => true,
+            Ok(o) => o.pristine,
+            Err(_) => false,
+        };
+        if interrupted {
+            tracing::warn!(
+                "an interrupted swarm init --force-new-cluster: putting back the previous raft store"
+            );
+            drop(opened);
+            store::install(&backup, &path)
+                .map_err(|e| DaemonError::Io(format!("moving {} back", backup.display()), e))?;
+            opened = store::open(&path);
+        } else if opened.is_ok() {
+            tracing::info!(
+                "a finished swarm init --force-new-cluster: removing the previous raft store"
+            );
+            std::fs::remove_file(&backup)
+                .map_err(|e| DaemonError::Io(format!("removing {}", backup.display()), e))?;
+        }
+    }
+    let opened = match opened {
+        Ok(o) => o,
+        Err(e) if e.is_unusable() => return Ok(Err(unusable_store_message(&path, &e, m))),
+        Err(e) => {
+            return Err(DaemonError::Setup(format!(
+                "opening {}: {e}",
+                path.display()
+            )))
+        }
+    };
+    if let Some(owner) = opened.owner.filter(|o| *o != m.raft_id) {
+        tracing::warn!(
+            node_json = m.raft_id,
+            store = owner,
+            "the raft store was made for a newer raft id (an interrupted promotion): taking it"
+        );
+        m.raft_id = owner;
+        root.save_membership(m)
+            .map_err(|e| DaemonError::Io("saving node.json".into(), e))?;
+    }
+    Ok(Ok(opened))
+}
+
+/// What a manager whose Raft store cannot be used is told, at start and on every command.
+fn unusable_store_message(path: &std::path::Path, e: &store::OpenError, m: &Membership) -> String {
+    format!(
+        "this node is a manager of swarm {cluster} (node.json) but its Raft store {path} \
+         cannot be used: {e}. This node's copy of the swarm's state is lost; it serves no \
+         swarm command until you choose: `shoal swarm leave --force` makes it a node outside \
+         any swarm (the file is kept as {path}.unusable-<time>), then `shoal swarm join` it \
+         again (and `shoal node rm` its old entry on another manager), or `shoal swarm init` a \
+         new swarm; or, with a good copy of the store, stop shoald, put the copy at {path} and \
+         start shoald again",
+        cluster = m.cluster_id,
+        path = path.display(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Role;
+
+    fn membership(role: Role, raft_id: u64) -> Membership {
+        Membership {
+            node_id: "n1".into(),
+            raft_id,
+            cluster_id: "c1".into(),
+            role,
+            addr: "127.0.0.1".into(),
+            listen_port: 0,
+            managers: Vec::new(),
+            heartbeat_ms: 5000,
+        }
+    }
+
+    fn root() -> (tempfile::TempDir, DataRoot) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = DataRoot(dir.path().to_path_buf());
+        (dir, root)
+    }
+
+    /// A crash during `swarm init` or `join` (node.json is written last) leaves files of a
+    /// swarm without node.json, a complete store or a temporary one among them: start-up
+    /// removes them all, and the node is simply not in a swarm.
+    #[test]
+    fn files_of_an_unfinished_init_are_removed_at_start() {
+        let (_dir, root) = root();
+        store::create(&root.raft_file(), 1).unwrap();
+        std::fs::write(root.raft_creating_file(), vec![0u8; 4096]).unwrap();
+        std::fs::write(root.ca_file(), b"ca").unwrap();
+        std::fs::write(root.identity_file(), b"id").unwrap();
+        finish_interrupted_changes(&root, None).unwrap();
+        assert!(!root.has_swarm_files());
+    }
+
+    /// A promotion (or demotion) cut short leaves a worker with a store it does not use; a
+    /// store creation cut short leaves a temporary file. Both go; a manager's store stays.
+    #[test]
+    fn leftover_stores_of_workers_and_creations_are_removed_at_start() {
+        let (_dir, root) = root();
+        store::create(&root.raft_file(), 1).unwrap();
+        std::fs::write(root.raft_creating_file(), b"").unwrap();
+        finish_interrupted_changes(&root, Some(&membership(Role::Manager, 1))).unwrap();
+        assert!(root.raft_file().exists());
+        assert!(!root.raft_creating_file().exists());
+        finish_interrupted_changes(&root, Some(&membership(Role::Worker, 1))).unwrap();
+        assert!(!root.raft_file().exists());
+    }
+
+    /// A manager whose store is missing, empty, zero-filled or cut short does not start on a
+    /// fresh store: it gets a message naming the file and the way out, and the file is left
+    /// as it was.
+    #[test]
+    fn a_manager_with_an_unusable_store_gets_the_way_out() {
+        let (_dir, root) = root();
+        let path = root.raft_file();
+        store::create(&path, 1).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        let cases: [(&str, Option<Vec<u8>>); 4] = [
+            ("missing", None),
+            ("empty", Some(Vec::new())),
+            ("all zeros", Some(vec![0u8; good.len()])),
+            ("cut short", Some(good[..good.len() / 2].to_vec())),
+        ];
+        for (what, content) in cases {
+            let _ = std::fs::remove_file(&path);
+            if let Some(c) = &content {
+                std::fs::write(&path, c).unwrap();
+            }
+            let mut m = membership(Role::Manager, 1);
+            let problem = match open_store_at_start(&root, &mut m) {
+                Ok(Err(problem)) => problem,
+                Ok(Ok(_)) => panic!("{what}: a manager started on it"),
+                Err(e) => panic!("{what}: start failed: {e}"),
+            };
+            assert!(problem.contains(&path.display().to_string()), "{problem}");
+            assert!(problem.contains("swarm leave --force"), "{problem}");
+            assert!(problem.contains(what), "{what}: {problem}");
+            match content {
+                Some(c) => assert_eq!(std::fs::read(&path).unwrap(), c, "{what}: file changed"),
+                None => assert!(!path.exists(), "{what}: a store was created"),
+            }
+        }
+    }
+
+    /// A promotion cut short between the new store and node.json: the store, made for the
+    /// new Raft ID, wins, and node.json is brought up to date.
+    #[test]
+    fn a_store_made_for_a_newer_raft_id_is_taken_with_its_id() {
+        let (_dir, root) = root();
+        store::create(&root.raft_file(), 22).unwrap();
+        let mut m = membership(Role::Manager, 11);
+        root.save_membership(&m).unwrap();
+        let opened = open_store_at_start(&root, &mut m).unwrap().unwrap();
+        assert_eq!(opened.owner, Some(22));
+        assert_eq!(m.raft_id, 22);
+        assert_eq!(root.load_membership().unwrap().unwrap().raft_id, 22);
+    }
+
+    /// `--force-new-cluster` cut short: before its new store holds anything, the old store
+    /// comes back; once it does, the old one goes.
+    #[test]
+    fn an_interrupted_force_new_cluster_is_undone_or_finished() {
+        let (_dir, root) = root();
+        let (path, backup) = (root.raft_file(), root.force_backup_file());
+        let mut m = membership(Role::Manager, 1);
+        // The old store moved aside, the new one not yet in place.
+        store::create(&backup, 1).unwrap();
+        let opened = open_store_at_start(&root, &mut m).unwrap().unwrap();
+        assert_eq!(opened.owner, Some(1));
+        assert!(!backup.exists());
+        drop(opened);
+        // The new one in place, still empty.
+        std::fs::rename(&path, &backup).unwrap();
+        store::create(&path, 2).unwrap();
+        let opened = open_store_at_start(&root, &mut m).unwrap().unwrap();
+        assert_eq!((opened.owner, m.raft_id), (Some(1), 1));
+        assert!(!backup.exists());
+        drop(opened);
+        // The new cluster formed (its store has a vote): the old store goes.
+        std::fs::copy(&path, &backup).unwrap();
+        store::create(&path, 2).unwrap();
+        {
+            let mut opened = store::open(&path).unwrap();
+            futures::executor::block_on(openraft::storage::RaftLogStorage::save_vote(
+                &mut opened.log,
+                &openraft::Vote::new(1, 2),
+            ))
+            .unwrap();
+        }
+        let opened = open_store_at_start(&root, &mut m).unwrap().unwrap();
+        assert_eq!((opened.owner, m.raft_id), (Some(2), 2));
+        assert!(!backup.exists());
+    }
+
+    /// A manager whose store is unusable still starts (as root) and answers every command
+    /// with the way out, rather than exiting at each start with no command able to help.
+    #[test]
+    fn a_manager_with_a_zeroed_store_starts_and_says_why() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(zeroed_store_start());
+    }
+
+    async fn zeroed_store_start() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "shoald needs root; run the tests as root"
+        );
+        let (dir, root) = root();
+        let ca = shoal_ca::ClusterCa::generate().unwrap();
+        let (key, csr) = shoal_ca::new_node_key().unwrap();
+        let cert = ca.sign_csr(&csr, "n1", Role::Manager, "c1").unwrap();
+        root.save_identity(&key, &cert).unwrap();
+        std::fs::write(root.ca_file(), ca.cert_pem()).unwrap();
+        root.save_membership(&membership(Role::Manager, 1)).unwrap();
+        std::fs::write(root.raft_file(), vec![0u8; 1_589_248]).unwrap();
+        let cfg = DaemonConfig {
+            data_root: root.0.clone(),
+            socket: dir.path().join("shoal.sock"),
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            metrics_addr: None,
+            hostname: "test".into(),
+            raft: RaftTiming::default(),
+            dns_ttl: 5,
+            lb: LbOptions::default(),
+            swarm_port: SwarmPortLimits::default(),
+        };
+        let daemon = Daemon::start(cfg).await.expect("start");
+        for req in [
+            crate::api::ApiRequest::NodeList,
+            crate::api::ApiRequest::SwarmLeave { force: false },
+            crate::api::ApiRequest::SwarmInit(crate::api::InitRequest {
+                advertise_addr: None,
+                listen_addr: None,
+                force_new_cluster: true,
+                dispatcher_heartbeat_ms: None,
+                task_history_limit: None,
+                default_addr_pool: None,
+                default_addr_pool_mask_length: None,
+                data_path_port: None,
+            }),
+        ] {
+            let e = daemon.handle_api(req).await.expect_err("served");
+            assert!(e.message.contains("swarm leave --force"), "{}", e.message);
+        }
+        assert!(daemon
+            .handle_api(crate::api::ApiRequest::Info)
+            .await
+            .is_ok());
+        assert_eq!(
+            std::fs::metadata(root.raft_file()).unwrap().len(),
+            1_589_248
+        );
     }
 }

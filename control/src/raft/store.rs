@@ -9,7 +9,7 @@
 use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::RangeBounds;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
@@ -34,6 +34,8 @@ const KEY_COMMITTED: &str = "committed";
 const KEY_PURGED: &str = "last_purged";
 const KEY_SM: &str = "state_machine";
 const KEY_SNAPSHOT: &str = "snapshot";
+/// The Raft ID the store was created for: start-up trusts it over node.json (see `create`).
+const KEY_OWNER: &str = "owner_raft_id";
 
 const CACHE_BYTES: usize = 8 << 20;
 
@@ -66,22 +68,259 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
     io(StorageIOError::write)(e)
 }
 
-/// Open (or create) the store at `path`; returns the log store and the state machine.
-pub fn open(path: &Path) -> Result<(LogStore, StateMachineStore), redb::Error> {
-    // A small page cache: the hot data (recent log, one state record) is tiny, and redb's
-    // default (1 GiB, filled lazily) would show up as resident memory on every manager.
+/// Why an existing store cannot be used. Every variant but `Redb` (which covers a store
+/// another process holds, among others) means the file itself is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("the file is missing")]
+    Missing,
+    #[error("the file is empty (0 bytes)")]
+    Empty,
+    #[error("the file is all zeros (a store whose creation was cut short)")]
+    Zeroed,
+    #[error("the file is not a redb database (no redb header)")]
+    NotRedb,
+    #[error("the file's redb header is damaged ({0})")]
+    BadHeader(&'static str),
+    #[error("the file is cut short: {len} bytes where its header says {expected}")]
+    Truncated { len: u64, expected: u64 },
+    #[error("reading it: {0}")]
+    Io(#[source] std::io::Error),
+    #[error("redb cannot open it: {0}")]
+    Redb(#[from] redb::Error),
+    #[error("redb failed while opening it: {0}")]
+    Panicked(String),
+}
+
+impl OpenError {
+    /// The file is there but unusable (or gone): retrying will not help.
+    pub fn is_unusable(&self) -> bool {
+        !matches!(
+            self,
+            OpenError::Io(_) | OpenError::Redb(redb::Error::DatabaseAlreadyOpen)
+        )
+    }
+}
+
+/// An opened store: the log, the state machine, and what start-up needs to know of it.
+pub struct Opened {
+    pub log: LogStore,
+    pub sm: StateMachineStore,
+    /// The Raft ID the store was created for (stores made before this was recorded: None).
+    pub owner: Option<NodeId>,
+    /// Nothing was ever written to it past its creation: no vote, log, state or snapshot.
+    pub pristine: bool,
+}
+
+/// Where a store is built before it is renamed into place.
+pub fn creating_path(path: &Path) -> PathBuf {
+    path.with_extension("redb.creating")
+}
+
+/// Create a new, empty store for Raft member `owner` at `path`, replacing whatever is
+/// there, atomically: it is built and committed (fsync'd) under a temporary name, then
+/// renamed into place and the directory fsync'd. A crash leaves the old file (or none) at
+/// `path`, never a half-made store (redb sizes a new file before it writes its header, so
+/// a store created in place and cut short is a file of zeros).
+pub fn create(path: &Path, owner: NodeId) -> Result<(), redb::Error> {
+    let tmp = prepare(path, owner)?;
+    install(&tmp, path).map_err(redb::Error::Io)
+}
+
+/// The first half of `create`: the new store, complete and durable, at `creating_path`.
+pub fn prepare(path: &Path, owner: NodeId) -> Result<PathBuf, redb::Error> {
+    let tmp = creating_path(path);
+    remove_if_present(&tmp).map_err(redb::Error::Io)?;
     let db = redb::Builder::new()
         .set_cache_size(CACHE_BYTES)
-        .create(path)?;
+        .create(&tmp)?;
+    let owner =
+        serde_json::to_vec(&owner).map_err(|e| redb::Error::Io(std::io::Error::other(e)))?;
     let txn = db.begin_write()?;
     {
         txn.open_table(LOG)?;
-        txn.open_table(META)?;
+        let mut meta = txn.open_table(META)?;
+        meta.insert(KEY_OWNER, owner.as_slice())?;
     }
     txn.commit()?;
+    drop(db);
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(redb::Error::Io)?;
+    Ok(tmp)
+}
+
+/// The second half of `create`: rename the prepared store into place, durably.
+pub fn install(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    std::fs::rename(tmp, path)?;
+    match path.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+/// Remove a store creation that a crash interrupted (it never was in use).
+pub fn remove_leftovers(path: &Path) -> std::io::Result<bool> {
+    let tmp = creating_path(path);
+    let found = tmp.exists();
+    remove_if_present(&tmp)?;
+    Ok(found)
+}
+
+fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Open the existing store at `path`; never creates one. A missing, empty, zeroed,
+/// truncated or otherwise unreadable file is an error, not a panic and not a fresh store.
+pub fn open(path: &Path) -> Result<Opened, OpenError> {
+    check_file(path)?;
+    // The checks above cover what we have met; redb asserts on other damage it finds while
+    // opening, and a panic must not take the daemon down.
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        redb::Builder::new()
+            // A small page cache: the hot data (recent log, one state record) is tiny, and
+            // redb's default (1 GiB, filled lazily) would show up as resident memory on
+            // every manager.
+            .set_cache_size(CACHE_BYTES)
+            .open(path)
+    }));
+    let db = match opened {
+        Ok(db) => db.map_err(redb::Error::from)?,
+        Err(panic) => return Err(OpenError::Panicked(panic_text(&panic))),
+    };
+    let txn = db.begin_write().map_err(redb::Error::from)?;
+    {
+        txn.open_table(LOG).map_err(redb::Error::from)?;
+        txn.open_table(META).map_err(redb::Error::from)?;
+    }
+    txn.commit().map_err(redb::Error::from)?;
     let db = Arc::new(db);
+    let corrupted =
+        |e: StorageError<NodeId>| OpenError::Redb(redb::Error::Corrupted(e.to_string()));
+    let owner: Option<NodeId> = get_meta(&db, KEY_OWNER).map_err(corrupted)?;
+    let pristine = is_pristine(&db).map_err(corrupted)?;
     let sm = StateMachineStore::load(db.clone())?;
-    Ok((LogStore { db }, sm))
+    Ok(Opened {
+        log: LogStore { db },
+        sm,
+        owner,
+        pristine,
+    })
+}
+
+fn is_pristine(db: &Database) -> StoreResult<bool> {
+    let txn = db.begin_read().map_err(read_err)?;
+    let log = txn.open_table(LOG).map_err(read_err)?;
+    if log.first().map_err(read_err)?.is_some() {
+        return Ok(false);
+    }
+    let meta = txn.open_table(META).map_err(read_err)?;
+    for key in [KEY_VOTE, KEY_COMMITTED, KEY_PURGED, KEY_SM, KEY_SNAPSHOT] {
+        if meta.get(key).map_err(read_err)?.is_some() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic".into()
+    }
+}
+
+/// redb 2's file header (its `page_store/header.rs`): a magic number, then the page size
+/// and the region layout, from which the file's length follows. redb asserts (panics) when
+/// the file is shorter than that, so it is checked here first.
+mod header {
+    pub const MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+    /// The header with both commit slots.
+    pub const LEN: usize = 320;
+    pub const PAGE_SIZE: usize = 12;
+    pub const REGION_HEADER_PAGES: usize = 16;
+    pub const REGION_MAX_DATA_PAGES: usize = 20;
+    pub const FULL_REGIONS: usize = 24;
+    pub const TRAILING_REGION_DATA_PAGES: usize = 28;
+    /// The page size redb uses (and we do not change).
+    pub const EXPECTED_PAGE_SIZE: u32 = 4096;
+
+    pub fn u32_at(bytes: &[u8], at: usize) -> u32 {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&bytes[at..at + 4]);
+        u32::from_le_bytes(b)
+    }
+}
+
+/// Check that `path` holds a whole redb database, as far as its header tells.
+fn check_file(path: &Path) -> Result<(), OpenError> {
+    use std::io::Read;
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(OpenError::Missing),
+        Err(e) => return Err(OpenError::Io(e)),
+    };
+    let len = file.metadata().map_err(OpenError::Io)?.len();
+    if len == 0 {
+        return Err(OpenError::Empty);
+    }
+    let mut head = Vec::with_capacity(header::LEN);
+    (&mut file)
+        .take(header::LEN as u64)
+        .read_to_end(&mut head)
+        .map_err(OpenError::Io)?;
+    if head.iter().all(|b| *b == 0) {
+        // Only the start is read: a file of zeros whose end was written is not a store either.
+        return Err(OpenError::Zeroed);
+    }
+    if head.len() < header::MAGIC.len() || head[..header::MAGIC.len()] != header::MAGIC {
+        return Err(OpenError::NotRedb);
+    }
+    if head.len() < header::LEN {
+        return Err(OpenError::Truncated {
+            len,
+            expected: header::LEN as u64,
+        });
+    }
+    let page_size = header::u32_at(&head, header::PAGE_SIZE);
+    if page_size != header::EXPECTED_PAGE_SIZE {
+        return Err(OpenError::BadHeader("unexpected page size"));
+    }
+    let region_header_pages = u64::from(header::u32_at(&head, header::REGION_HEADER_PAGES));
+    let region_data_pages = u64::from(header::u32_at(&head, header::REGION_MAX_DATA_PAGES));
+    let full_regions = u64::from(header::u32_at(&head, header::FULL_REGIONS));
+    let trailing_pages = u64::from(header::u32_at(&head, header::TRAILING_REGION_DATA_PAGES));
+    if region_data_pages == 0 || (full_regions == 0 && trailing_pages == 0) {
+        return Err(OpenError::BadHeader("no regions"));
+    }
+    // The first page holds the header; then the full regions, then a partial one.
+    let page = u64::from(page_size);
+    let expected = (|| {
+        let full = region_header_pages
+            .checked_add(region_data_pages)?
+            .checked_mul(page)?
+            .checked_mul(full_regions)?;
+        let trailing = if trailing_pages > 0 {
+            region_header_pages
+                .checked_add(trailing_pages)?
+                .checked_mul(page)?
+        } else {
+            0
+        };
+        page.checked_add(full)?.checked_add(trailing)
+    })()
+    .ok_or(OpenError::BadHeader("impossible layout"))?;
+    if len < expected {
+        return Err(OpenError::Truncated { len, expected });
+    }
+    Ok(())
 }
 
 fn get_meta<T: for<'de> Deserialize<'de>>(db: &Database, key: &str) -> StoreResult<Option<T>> {
@@ -398,5 +637,113 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn created(dir: &tempfile::TempDir) -> PathBuf {
+        let path = dir.path().join("raft.redb");
+        create(&path, 7).expect("create");
+        path
+    }
+
+    fn open_err(path: &Path) -> OpenError {
+        match std::panic::catch_unwind(|| open(path)) {
+            Ok(Ok(_)) => panic!("{} opened", path.display()),
+            Ok(Err(e)) => e,
+            Err(_) => panic!("opening {} panicked", path.display()),
+        }
+    }
+
+    /// A new store opens, says whom it was made for and that nothing was written to it;
+    /// the header check agrees with redb about its length (a redb upgrade that changes the
+    /// header fails here, not in the field).
+    #[test]
+    fn a_created_store_opens_with_its_owner_and_passes_the_header_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = created(&dir);
+        assert!(!creating_path(&path).exists(), "temporary file left");
+        check_file(&path).expect("header check");
+        let opened = open(&path).expect("open");
+        assert_eq!(opened.owner, Some(7));
+        assert!(opened.pristine);
+        put_meta(&opened.log.db, KEY_VOTE, &Vote::new(1, 7), Sync::Durable).unwrap();
+        drop(opened);
+        let opened = open(&path).expect("reopen");
+        assert!(!opened.pristine, "a store with a vote is not pristine");
+    }
+
+    /// Opening never creates: a missing or empty file is refused and stays as it was.
+    #[test]
+    fn open_refuses_a_missing_or_empty_store_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.redb");
+        assert!(matches!(open_err(&path), OpenError::Missing));
+        assert!(!path.exists(), "open created the store");
+        std::fs::write(&path, b"").unwrap();
+        assert!(matches!(open_err(&path), OpenError::Empty));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+    }
+
+    /// What a kill -9 during redb's own in-place creation left (the file sized, nothing
+    /// written): refused as such, not "invalid data".
+    #[test]
+    fn open_refuses_a_zero_filled_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft.redb");
+        std::fs::write(&path, vec![0u8; 1_589_248]).unwrap();
+        let e = open_err(&path);
+        assert!(matches!(e, OpenError::Zeroed), "{e}");
+        assert!(e.is_unusable());
+    }
+
+    /// A store cut short anywhere is an error (redb asserts on it), and one that is not
+    /// redb's at all too.
+    #[test]
+    fn open_refuses_a_truncated_or_foreign_store_without_panicking() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = created(&dir);
+        let good = std::fs::read(&path).unwrap();
+        for len in [good.len() / 2, good.len() - 1, 4096, 400, 100, 5] {
+            std::fs::write(&path, &good[..len]).unwrap();
+            let e = open_err(&path);
+            assert!(
+                matches!(e, OpenError::Truncated { .. } | OpenError::NotRedb),
+                "cut to {len}: {e}"
+            );
+            assert!(e.is_unusable());
+        }
+        std::fs::write(&path, b"{\"not\": \"a store\"}").unwrap();
+        assert!(matches!(open_err(&path), OpenError::NotRedb));
+    }
+
+    /// A creation interrupted before its rename leaves the store that was there (or none)
+    /// and a temporary file, which `remove_leftovers` removes; creating again replaces both.
+    #[test]
+    fn an_interrupted_creation_leaves_the_old_store_and_a_removable_leftover() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = created(&dir);
+        // Cut short as redb leaves it: sized, all zeros.
+        std::fs::write(creating_path(&path), vec![0u8; 1 << 20]).unwrap();
+        assert_eq!(open(&path).expect("the old store").owner, Some(7));
+        assert!(remove_leftovers(&path).unwrap());
+        assert!(!creating_path(&path).exists());
+        assert!(!remove_leftovers(&path).unwrap());
+
+        // Prepared but not renamed: the old store is still the one in place.
+        let tmp = prepare(&path, 8).unwrap();
+        assert_eq!(open(&path).unwrap().owner, Some(7));
+        install(&tmp, &path).unwrap();
+        assert_eq!(open(&path).unwrap().owner, Some(8));
+
+        // Over an unusable file, and with a leftover beside it.
+        std::fs::write(&path, vec![0u8; 4096]).unwrap();
+        std::fs::write(creating_path(&path), b"junk").unwrap();
+        create(&path, 9).unwrap();
+        assert_eq!(open(&path).unwrap().owner, Some(9));
+        assert!(!creating_path(&path).exists());
     }
 }
