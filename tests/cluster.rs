@@ -822,3 +822,82 @@ fn promote_then_demote_quickly_ends_a_worker() {
         .unwrap_or_else(|e| panic!("{e:#}\n{}", s.log_tails()));
     }
 }
+
+/// A node that loses power at any moment of `swarm init` starts again and is usable: either
+/// outside any swarm (`swarm init` works) or the manager it was becoming (`node ls` works),
+/// never a daemon that refuses to start ("raft.redb: invalid data" on a zero-filled store)
+/// or a manager without state that has no leader for ever. The kill comes as each step of
+/// the init shows on disk (certificates, the store, node.json), and after a few delays; the
+/// outcome is checked whichever step it actually hit.
+#[test]
+fn killed_during_swarm_init_starts_again_usable() {
+    use std::process::Stdio;
+
+    let s = Swarm::lab("kinit", 1);
+    let addr = s.addr("vm1");
+    let root = s.lab.data_root("vm1");
+    let init = ["swarm", "init", "--advertise-addr", addr.as_str()];
+    let init_argv = [&[SHOAL][..], &init[..]].concat();
+    let on_disk = |name: &'static str| {
+        let path = root.join(name);
+        move || path.exists()
+    };
+    type Moment = (&'static str, Box<dyn Fn() -> bool>);
+    let mut moments: Vec<Moment> = vec![
+        ("certificates written", Box::new(on_disk("ca.pem"))),
+        ("store being made", Box::new(on_disk("raft.redb.creating"))),
+        ("store in place", Box::new(on_disk("raft.redb"))),
+        ("node.json written", Box::new(on_disk("node.json"))),
+    ];
+    for ms in [0u64, 20, 50, 100] {
+        let since = Instant::now();
+        moments.push((
+            "a delay",
+            Box::new(move || since.elapsed() >= Duration::from_millis(ms)),
+        ));
+    }
+    for (round, (moment, reached)) in moments.iter().enumerate() {
+        let mut cli = s
+            .lab
+            .command("vm1", &init_argv)
+            .unwrap()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Poll tightly: the steps are milliseconds apart. An init that finished first is a
+        // round like any other.
+        let deadline = Instant::now() + T;
+        while !reached() && cli.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        s.lab.stop("vm1").unwrap();
+        let _ = cli.wait();
+        s.lab
+            .start("vm1")
+            .unwrap_or_else(|e| panic!("round {round} ({moment}): vm1 does not start: {e:#}"));
+        // Usable: the manager it became, or a node outside any swarm that can make one.
+        let outcome = wait_until("vm1 usable after the kill", T, || {
+            if s.shoal("vm1", &["node", "ls"]).status.success() {
+                return Some("manager");
+            }
+            s.shoal("vm1", &init)
+                .status
+                .success()
+                .then_some("initialized again")
+        })
+        .unwrap_or_else(|e| {
+            panic!(
+                "round {round} ({moment}): {e}; node ls: {}; init: {}\n{}",
+                String::from_utf8_lossy(&s.shoal("vm1", &["node", "ls"]).stderr),
+                String::from_utf8_lossy(&s.shoal("vm1", &init).stderr),
+                s.log_tail("vm1")
+            )
+        });
+        eprintln!("round {round}, killed at {moment}: {outcome}");
+        let rows = s.nodes("vm1").expect("node ls");
+        assert_eq!(rows.len(), 1, "round {round}: {rows:?}");
+        assert_eq!(rows[0].3, "Leader", "round {round}: {rows:?}");
+        s.ok("vm1", &["swarm", "leave", "--force"]);
+    }
+}
