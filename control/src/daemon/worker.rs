@@ -853,13 +853,25 @@ async fn report(daemon: &Daemon, client: &mut Option<PeerClient>, reports: Vec<T
             Duration::from_secs(5),
         )
         .await;
-    if let Err(e) = sent {
-        tracing::warn!(error = %e, reports = reports.len(), "reporting task states; will send them again");
-        *client = None;
-        let mut unsent = lock(&daemon.unsent_reports);
-        let newer = std::mem::take(&mut *unsent);
-        *unsent = pending_reports(reports, newer);
-    }
+    // Only Done means the leader took them: a node that is no longer the leader, or a
+    // leader without quorum, did not.
+    let why = match sent {
+        Ok(PeerResponse::Done) => return,
+        Ok(PeerResponse::NotLeader { leader }) => {
+            *lock(&daemon.leader_hint) = leader;
+            "not the leader".to_string()
+        }
+        Ok(PeerResponse::Error(e)) => e,
+        Ok(other) => format!("unexpected reply {other:?}"),
+        Err(e) => {
+            *client = None;
+            e.to_string()
+        }
+    };
+    tracing::warn!(error = %why, reports = reports.len(), "reporting task states; will send them again");
+    let mut unsent = lock(&daemon.unsent_reports);
+    let newer = std::mem::take(&mut *unsent);
+    *unsent = pending_reports(reports, newer);
 }
 
 /// `older` then `newer` reports, keeping only the last report of each task (a task's
