@@ -386,6 +386,30 @@ fn tasks_talk_over_the_overlay() {
     reach("a.1", &b2, "Node: vm2");
 }
 
+/// The running tasks of `svc`, by slot: (task id, address on its first network).
+fn running_slots(s: &Swarm, svc: &str) -> std::collections::BTreeMap<String, (String, String)> {
+    let ids = s.ok(
+        "vm1",
+        &["service", "ps", "-q", "-f", "desired-state=running", svc],
+    );
+    let mut slots = std::collections::BTreeMap::new();
+    for id in ids.lines() {
+        let out = s.ok(
+            "vm1",
+            &[
+                "inspect",
+                "--format",
+                "{{.Slot}} {{range .NetworksAttachments}}{{index .Addresses 0}}{{end}}",
+                id,
+            ],
+        );
+        let (slot, cidr) = out.trim().split_once(' ').unwrap();
+        let addr = cidr.split('/').next().unwrap().to_string();
+        slots.insert(slot.to_string(), (id.to_string(), addr));
+    }
+    slots
+}
+
 /// The embedded DNS at 127.0.0.11 in every task: service names answer the VIP (or, with
 /// dnsrr, the running tasks), `tasks.<service>` the running tasks, stack aliases too, and
 /// names of services on other networks are NXDOMAIN; reverse lookups name every task on
@@ -530,24 +554,10 @@ fn embedded_dns_answers_service_names() {
         .to_string()
     };
     for svc in ["db", "rr"] {
-        let ids = s.ok(
-            "vm1",
-            &["service", "ps", "-q", "-f", "desired-state=running", svc],
-        );
-        assert_eq!(ids.lines().count(), 2, "{ids}");
+        let running = running_slots(&s, svc);
+        assert_eq!(running.len(), 2, "{running:?}");
         let mut addrs = Vec::new();
-        for id in ids.lines() {
-            let out = s.ok(
-                "vm1",
-                &[
-                    "inspect",
-                    "--format",
-                    "{{.Slot}} {{range .NetworksAttachments}}{{index .Addresses 0}}{{end}}",
-                    id,
-                ],
-            );
-            let (slot, cidr) = out.trim().split_once(' ').unwrap();
-            let addr = cidr.split('/').next().unwrap().to_string();
+        for (slot, (id, addr)) in running {
             let want = format!("{svc}.{slot}.{id}.app.");
             wait_until(
                 &format!("dig -x {addr} gives {want}"),
@@ -671,26 +681,7 @@ fn a_stopping_task_leaves_dns_at_once() {
         lines.sort();
         lines.join(" ")
     };
-    // slot -> (task id, address)
-    let mut slots = std::collections::BTreeMap::new();
-    let ids = s.ok(
-        "vm1",
-        &["service", "ps", "-q", "-f", "desired-state=running", "slow"],
-    );
-    for id in ids.lines() {
-        let out = s.ok(
-            "vm1",
-            &[
-                "inspect",
-                "--format",
-                "{{.Slot}} {{range .NetworksAttachments}}{{index .Addresses 0}}{{end}}",
-                id,
-            ],
-        );
-        let (slot, cidr) = out.trim().split_once(' ').unwrap();
-        let addr = cidr.split('/').next().unwrap().to_string();
-        slots.insert(slot.to_string(), (id.to_string(), addr));
-    }
+    let slots = running_slots(&s, "slow");
     let (gone_id, gone) = slots["2"].clone();
     let (_, kept) = slots["1"].clone();
     let both = {
