@@ -45,6 +45,7 @@
 # before each run, so one path's TIME_WAIT leftovers never meet another path's SYNs; printed.
 # Env: SECS (5), REPS (3), CONNS (32), THREADS (2), BACKEND (whoami|nginx), BSECS (3; 0 skips
 # the backend check), DSR (0; 1: the daemons run with --lb-dsr, direct server return),
+# SNAT (0; 1: the daemons run with --lb-snat, the backend sees the entry node's address),
 # DIRECT_NS (1).
 # Results go to bench/results/lb-<UTC timestamp>.txt.
 set -euo pipefail
@@ -61,9 +62,11 @@ THREADS=${THREADS:-2}
 BACKEND=${BACKEND:-whoami}
 BSECS=${BSECS:-3}
 DSR=${DSR:-0}
+SNAT=${SNAT:-0}
 DIRECT_NS=${DIRECT_NS:-1}
 lab_args=()
-[ "$DSR" = 1 ] && lab_args=(--shoald-arg=--lb-dsr)
+[ "$DSR" = 1 ] && lab_args+=(--shoald-arg=--lb-dsr)
+[ "$SNAT" = 1 ] && lab_args+=(--shoald-arg=--lb-snat)
 VM2=10.77.0.12
 VM3=10.77.0.13
 BPORT=8000       # the backend process on vm2 (direct, nftables and haproxy all end there)
@@ -225,8 +228,12 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || b + 0
 start=$SECONDS
 echo "# bench/lb.sh  ($(date -u +%FT%TZ), $(nproc) cores, kernel $(uname -r), load average at start: $(cut -d' ' -f1-3 /proc/loadavg))"
 echo "# source: $(git describe --always --dirty 2>/dev/null || echo "not a git checkout")"
-echo "# command: SECS=$SECS REPS=$REPS CONNS=$CONNS THREADS=$THREADS BACKEND=$BACKEND BSECS=$BSECS DSR=$DSR DIRECT_NS=$DIRECT_NS bench/lb.sh"
-echo "# shoald: $([ "$DSR" = 1 ] && echo "--lb-dsr (direct server return: the backend's node answers the client)" || echo "defaults (replies back through the entry node)")"
+echo "# command: SECS=$SECS REPS=$REPS CONNS=$CONNS THREADS=$THREADS BACKEND=$BACKEND BSECS=$BSECS DSR=$DSR SNAT=$SNAT DIRECT_NS=$DIRECT_NS bench/lb.sh"
+shoald_mode="defaults (replies back through the entry node)"
+[ "$DSR" = 1 ] && shoald_mode="--lb-dsr (direct server return: the backend's node answers the client)"
+[ "$SNAT" = 1 ] && shoald_mode="--lb-snat (the backend sees the entry node's address)"
+[ "$DSR$SNAT" = 11 ] && shoald_mode="--lb-dsr --lb-snat"
+echo "# shoald: $shoald_mode"
 echo "# tools: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(nft --version)$(command -v nginx >/dev/null && echo ", $(nginx -v 2>&1 | cut -d' ' -f3)")"
 awk -v n="$(nproc)" '$1 > n { print "warning: load average " $1 " on " n " cores: other work shares the CPUs; expect noise, see the per-run numbers" }' /proc/loadavg
 shoal lab up --name "$LAB" --nodes 3 "${lab_args[@]}" >/dev/null
