@@ -707,7 +707,7 @@ fn join_connect_error(remote: &str, err: &str) -> String {
 async fn wait_leader(mgr: &Manager, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if mgr.is_leader() {
+        if mgr.in_charge() {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

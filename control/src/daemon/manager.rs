@@ -123,6 +123,22 @@ impl Manager {
         m.state == ServerState::Leader && m.current_leader == Some(self.raft_id)
     }
 
+    /// The leader, with its state machine caught up: it has applied an entry of its own
+    /// term (the blank entry every new leader commits first), so every entry committed
+    /// before it was elected is in the state it reads. Until then a new leader's state can
+    /// miss the last entries of the old one (a follower applies only what it has heard is
+    /// committed): a node told its assignments from that state would stop a task just
+    /// created, and the orchestrator would place one twice. Direct reads of the state
+    /// machine on the leader (assignments, reports, heartbeats, the leader's loops) wait for
+    /// this; API reads confirm leadership with `read_state` instead.
+    pub fn in_charge(&self) -> bool {
+        if !self.is_leader() {
+            return false;
+        }
+        let term = self.raft.metrics().borrow().current_term;
+        caught_up(self.sm.read(|d| d.last_applied), term)
+    }
+
     /// `IP:port` of the current leader, if one is known.
     pub fn leader_addr(&self) -> Option<String> {
         let m = self.raft.metrics();
@@ -238,6 +254,11 @@ impl Manager {
 
 type Proposal = (Command, oneshot::Sender<Result<CommandResult, String>>);
 
+/// Has a leader of `term` applied an entry of its own term yet?
+fn caught_up(last_applied: Option<crate::raft::LogId>, term: u64) -> bool {
+    last_applied.is_some_and(|l| l.leader_id.term >= term)
+}
+
 /// Most commands in one log entry.
 const MAX_BATCH: usize = 256;
 
@@ -312,7 +333,7 @@ async fn liveness_loop(daemon: std::sync::Weak<Daemon>, mgr: Arc<Manager>) {
         let Some(daemon) = daemon.upgrade() else {
             return;
         };
-        if !mgr.is_leader() {
+        if !mgr.in_charge() {
             lock(&daemon.dispatcher).leader_term = None;
             continue;
         }
@@ -362,7 +383,7 @@ async fn orchestrate_loop(daemon: std::sync::Weak<Daemon>, mgr: Arc<Manager>) {
         if daemon.upgrade().is_none() {
             return;
         }
-        if !mgr.is_leader() || !mgr.has_quorum() {
+        if !mgr.in_charge() || !mgr.has_quorum() {
             continue;
         }
         let state = mgr.sm.state();
@@ -385,7 +406,7 @@ async fn reconcile_loop(daemon: std::sync::Weak<Daemon>, mgr: Arc<Manager>) {
         if daemon.upgrade().is_none() {
             return;
         }
-        if !mgr.is_leader() || !mgr.has_quorum() {
+        if !mgr.in_charge() || !mgr.has_quorum() {
             continue;
         }
         let _membership = mgr.membership_lock.lock().await;
@@ -848,5 +869,18 @@ mod tests {
             heartbeat_grace(u64::MAX),
             Duration::from_secs(3 * 24 * 3600)
         );
+    }
+
+    /// A leader is in charge only once it has applied an entry of its own term: entries
+    /// of earlier terms it applied say nothing about what the old leader committed last.
+    #[test]
+    fn a_new_leader_is_in_charge_after_applying_its_own_entry() {
+        let id = |term: u64, node: u64, index: u64| {
+            openraft::LogId::new(openraft::CommittedLeaderId::new(term, node), index)
+        };
+        assert!(!caught_up(None, 1));
+        assert!(!caught_up(Some(id(4, 1, 120)), 5));
+        assert!(caught_up(Some(id(5, 2, 121)), 5));
+        assert!(caught_up(Some(id(5, 2, 125)), 5));
     }
 }

@@ -383,7 +383,7 @@ async fn handle(
     let is_manager_peer = identity.is_some_and(|i| i.role == Role::Manager);
     match req {
         PeerRequest::Join(j) => {
-            if !mgr.is_leader() {
+            if !mgr.in_charge() {
                 return not_leader(daemon);
             }
             match daemon.admit(&mgr, j, peer_ip.to_string()).await {
@@ -421,7 +421,7 @@ async fn handle(
             PeerResponse::Api(daemon.serve_manager_api(&mgr, request, &asked_on).await)
         }
         PeerRequest::RaftJoin if is_manager_peer => {
-            if !mgr.is_leader() {
+            if !mgr.in_charge() {
                 return not_leader(daemon);
             }
             let id = identity.map(|i| i.node_id.clone()).unwrap_or_default();
@@ -431,7 +431,7 @@ async fn handle(
             }
         }
         PeerRequest::Heartbeat(hb) => {
-            if !mgr.is_leader() {
+            if !mgr.in_charge() {
                 return not_leader(daemon);
             }
             let id = identity.map(|i| i.node_id.clone()).unwrap_or_default();
@@ -441,7 +441,7 @@ async fn handle(
             }
         }
         PeerRequest::RenewCert { csr_pem } => {
-            if !mgr.is_leader() {
+            if !mgr.in_charge() {
                 return not_leader(daemon);
             }
             let id = identity.map(|i| i.node_id.clone()).unwrap_or_default();
@@ -451,7 +451,7 @@ async fn handle(
             }
         }
         PeerRequest::Leave => {
-            if !mgr.is_leader() {
+            if !mgr.in_charge() {
                 return not_leader(daemon);
             }
             let id = identity.map(|i| i.node_id.clone()).unwrap_or_default();
@@ -469,7 +469,7 @@ async fn handle(
             }
         }
         PeerRequest::Assignments { since } => {
-            if !mgr.is_leader() {
+            if !mgr.in_charge() {
                 return not_leader(daemon);
             }
             let id = identity.map(|i| i.node_id.clone()).unwrap_or_default();
@@ -509,7 +509,7 @@ async fn handle(
             }
         }
         PeerRequest::ReportTasks(reports) => {
-            if !mgr.is_leader() {
+            if !mgr.in_charge() {
                 return not_leader(daemon);
             }
             let id = identity.map(|i| i.node_id.clone()).unwrap_or_default();

@@ -21,6 +21,8 @@ use crate::peer::{LbView, NetView, PeerClient, PeerRequest, PeerResponse};
 use crate::services::{TaskRecord, TaskReport, TaskStatusRec};
 
 const POLL: Duration = Duration::from_millis(200);
+/// How soon to ask again a leader that is still applying its predecessor's entries.
+const LEADER_CATCH_UP_RETRY: Duration = Duration::from_millis(20);
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
 /// What the agent knows of a task it runs.
@@ -85,8 +87,13 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
                 net.program(&daemon, &local, &networks, &lb).await;
                 dns.update(&daemon, &local, &networks, &lb).await;
             }
-            Ok(PeerResponse::NotLeader { leader }) => {
-                *lock(&daemon.leader_hint) = leader;
+            Ok(PeerResponse::NotLeader { leader: hint }) => {
+                // A leader still applying its predecessor's last entries names itself:
+                // ask again shortly rather than at once.
+                if hint.as_deref() == Some(leader.as_str()) {
+                    tokio::time::sleep(LEADER_CATCH_UP_RETRY).await;
+                }
+                *lock(&daemon.leader_hint) = hint;
                 since = 0;
             }
             Ok(other) => {
