@@ -13,14 +13,10 @@ use std::collections::{HashMap, HashSet};
 
 use shoal_spec::{PortConfig, Protocol, PublishMode, ServiceSpec};
 
-use crate::services::TaskRecord;
+use crate::services::{node_swarm_ports, TaskRecord};
 
 /// Linux's default `net.ipv4.ip_local_port_range`: for nodes that did not report theirs.
 pub const DEFAULT_EPHEMERAL_PORTS: (u16, u16) = (32768, 60999);
-
-/// UDP ports every node's daemon listens on itself (the load balancer's liveness probes):
-/// never handed to a task.
-const DAEMON_UDP_PORTS: &[u16] = &[crate::daemon::PROBE_PORT];
 
 /// `ip_local_port_range`'s text (`32768\t60999\n`) as (first, last).
 pub fn parse_port_range(text: &str) -> Option<(u16, u16)> {
@@ -44,24 +40,36 @@ pub struct NoFreePort {
 /// What is taken where, and the picks made so far.
 #[derive(Debug, Default)]
 pub struct PortPicker {
-    /// Host ports held on each node, by protocol: the live tasks' host-mode ports.
+    /// Host ports held on each node, by protocol: the live tasks' host-mode ports and
+    /// the node's own swarm port.
     held: HashMap<(String, Protocol), HashSet<u16>>,
     /// Ports no pick may take on any node.
     reserved: HashSet<(u16, Protocol)>,
 }
 
 impl PortPicker {
-    /// A picker for a cluster of `services`, whose live (not yet ended) tasks are `live`;
-    /// `data_path_port` is the VXLAN UDP port every node listens on.
+    /// A picker for a cluster of `services`, whose live (not yet ended) tasks are `live`,
+    /// whose `nodes` are each (node id, its swarm port if known), and whose data path
+    /// port is `data_path_port`.
     pub fn new<'a>(
         services: impl IntoIterator<Item = &'a ServiceSpec>,
         live: impl IntoIterator<Item = &'a TaskRecord>,
+        nodes: impl IntoIterator<Item = (&'a str, Option<u16>)>,
         data_path_port: u16,
     ) -> Self {
         let mut picker = PortPicker::default();
-        picker.reserved.insert((data_path_port, Protocol::Udp));
-        for &p in DAEMON_UDP_PORTS {
-            picker.reserved.insert((p, Protocol::Udp));
+        // Those of every node (whatever node a pick is for), then each node's own.
+        for (p, protocol, _) in node_swarm_ports(None, data_path_port) {
+            picker.reserved.insert((p, protocol));
+        }
+        for (node, listen) in nodes {
+            for (p, protocol, _) in node_swarm_ports(listen, data_path_port) {
+                picker
+                    .held
+                    .entry((node.to_string(), protocol))
+                    .or_default()
+                    .insert(p);
+            }
         }
         for spec in services {
             let ports = spec.endpoint_spec.iter().flat_map(|e| e.ports.iter());
@@ -240,7 +248,7 @@ mod tests {
     /// Two tasks on one node never share a port; tasks on different nodes may.
     #[test]
     fn tasks_on_one_node_get_different_ports() {
-        let mut p = PortPicker::new([], [], 4789);
+        let mut p = PortPicker::new([], [], [], 4789);
         let mut a = vec![dynamic(80)];
         let mut b = vec![dynamic(80)];
         let mut c = vec![dynamic(80)];
@@ -272,7 +280,7 @@ mod tests {
             task("n1", vec![host(80, Some(32770), Protocol::Tcp)]),
             task("n2", vec![host(80, Some(32771), Protocol::Tcp)]),
         ];
-        let mut p = PortPicker::new(&services, &live, 4789);
+        let mut p = PortPicker::new(&services, &live, [], 4789);
         let mut a = vec![dynamic(80)];
         p.fill("n1", RANGE, &mut a).unwrap();
         assert_eq!(published(&a), [Some(32771)]);
@@ -287,10 +295,31 @@ mod tests {
         assert_eq!(published(&d), [Some(40000)]);
     }
 
+    /// A node's own swarm port (TCP, each node's) and the data path and probe ports
+    /// (UDP, every node's) are never picked, however its range lies.
+    #[test]
+    fn skips_the_swarms_own_ports() {
+        let mut p = PortPicker::new([], [], [("n1", Some(32768)), ("n2", None)], 5789);
+        let mut a = vec![dynamic(80)];
+        p.fill("n1", RANGE, &mut a).unwrap();
+        assert_eq!(published(&a), [Some(32769)], "n1's swarm port");
+        let mut b = vec![dynamic(80)];
+        p.fill("n2", RANGE, &mut b).unwrap();
+        assert_eq!(published(&b), [Some(32768)], "n1's port is free on n2");
+        let mut c = vec![host(53, None, Protocol::Udp)];
+        p.fill("n1", (32768, 32768), &mut c).unwrap();
+        assert_eq!(published(&c), [Some(32768)], "TCP only");
+        for (node, range) in [("n1", (5789, 5790)), ("n3", (7946, 7947))] {
+            let mut d = vec![host(53, None, Protocol::Udp)];
+            p.fill(node, range, &mut d).unwrap();
+            assert_eq!(published(&d), [Some(range.1)], "{node}");
+        }
+    }
+
     /// A given port is kept; when the range is used up, nothing changes and the error says so.
     #[test]
     fn all_or_nothing_when_the_range_is_used_up() {
-        let mut p = PortPicker::new([], [], 4789);
+        let mut p = PortPicker::new([], [], [], 4789);
         let mut fixed = vec![host(80, Some(8081), Protocol::Tcp)];
         p.fill("n1", RANGE, &mut fixed).unwrap();
         assert_eq!(published(&fixed), [Some(8081)]);

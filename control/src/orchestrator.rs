@@ -368,11 +368,14 @@ fn allocate_host_ports(plan: &mut Plan) {
         .filter(|t| !plan.changed.contains_key(&t.id))
         .chain(plan.changed.values())
         .filter(|t| !t.status.state.is_terminal() && !needs_port(t));
-    let data_path_port = state.cluster.as_ref().map_or(4789, |c| c.data_path_port);
     let mut picker = crate::host_ports::PortPicker::new(
         state.services.values().map(|s| &s.spec),
         live,
-        data_path_port,
+        state
+            .nodes
+            .values()
+            .map(|n| (n.id.as_str(), n.listen_port())),
+        crate::services::data_path_port(state),
     );
     for t in plan.changed.values_mut().filter(|t| needs_port(t)) {
         let range = state
@@ -1889,6 +1892,49 @@ mod tests {
             .unwrap()
             .clone();
         assert_eq!(fresh.host_ports[0].published_port, Some(32768));
+    }
+
+    /// A node's own swarm port (TCP) is never picked for a task on it, even inside its
+    /// ephemeral range (`swarm join --listen-addr :40000`): the node's load balancer would
+    /// not serve it. Other nodes may use that port, and the node may use it for UDP.
+    #[test]
+    fn unpublished_host_port_skips_the_nodes_swarm_port() {
+        let mut s = with_ingress(cluster(&["vm1", "vm2"]));
+        for n in s.nodes.values_mut() {
+            n.description.ephemeral_ports = Some((40000, 40010));
+            if n.description.hostname == "vm1" {
+                n.listen_addr = "10.0.0.1:40000".into();
+            }
+        }
+        s.services.insert(
+            "svc1".into(),
+            publishing(
+                "svc1",
+                "web",
+                2,
+                &["mode=host,target=80", "mode=host,target=53,protocol=udp"],
+            ),
+        );
+        let mut clock = UpdateClock::default();
+        step(&mut s, &mut clock, Utc::now());
+        run_all(&mut s);
+        let mut ports: Vec<(String, Vec<Option<u16>>)> = tasks_of(&s, "svc1")
+            .into_iter()
+            .map(|t| {
+                (
+                    s.nodes[&t.node_id].description.hostname.clone(),
+                    t.host_ports.iter().map(|p| p.published_port).collect(),
+                )
+            })
+            .collect();
+        ports.sort();
+        assert_eq!(
+            ports,
+            [
+                ("vm1".to_string(), vec![Some(40001), Some(40000)]),
+                ("vm2".to_string(), vec![Some(40000), Some(40000)]),
+            ]
+        );
     }
 
     /// A node whose range is used up takes no more such tasks: the task is rejected and

@@ -186,7 +186,7 @@ pub struct NetView {
 }
 
 fn default_vxlan_port() -> u16 {
-    4789
+    crate::services::DEFAULT_DATA_PATH_PORT
 }
 
 /// A service as names on one network: its name and aliases answer its VIP (or, with
@@ -230,6 +230,10 @@ pub struct LbView {
     /// The node this view was made for: it serves host-mode ports of its own tasks only.
     #[serde(default)]
     pub node: String,
+    /// The swarm's data path port, one of the node's own ports its load balancer never
+    /// serves. `None` from a leader that predates it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_path_port: Option<u16>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -383,6 +387,7 @@ pub fn lb_view(state: &crate::state::ClusterState, node_id: &str) -> LbView {
         services,
         nodes,
         node: node_id.to_string(),
+        data_path_port: Some(crate::services::data_path_port(state)),
     }
 }
 
@@ -484,11 +489,7 @@ pub fn net_views_of(state: &crate::state::ClusterState, mut ids: Vec<&str>) -> V
                 network: net.clone(),
                 endpoints,
                 services,
-                vxlan_port: state
-                    .cluster
-                    .as_ref()
-                    .map(|c| c.data_path_port)
-                    .unwrap_or(4789),
+                vxlan_port: crate::services::data_path_port(state),
             }
         })
         .collect()

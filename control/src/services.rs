@@ -125,54 +125,89 @@ fn protocol_name(p: Protocol) -> &'static str {
     }
 }
 
-/// What of the swarm's own uses `port`/`protocol` on the nodes, if anything: a node's
-/// swarm port (Raft, the dispatcher and joins: TCP, each node's own from its record), the
-/// data path port (VXLAN, UDP) or the load balancer's probe port (UDP). The load balancer
-/// answers a published port before the node's sockets see it, so publishing one of these
-/// would take the swarm's own traffic.
+/// The VXLAN port of a swarm that was not given one (`swarm init --data-path-port`).
+pub const DEFAULT_DATA_PATH_PORT: u16 = 4789;
+
+/// The swarm's data path port.
+pub fn data_path_port(state: &ClusterState) -> u16 {
+    state
+        .cluster
+        .as_ref()
+        .map_or(DEFAULT_DATA_PATH_PORT, |c| c.data_path_port)
+}
+
+/// One of the swarm's own uses of a port on a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SwarmPort {
+    /// The node's swarm port (TCP): Raft, the dispatcher and joins. Each node's own.
+    Listen,
+    /// The data path port (UDP): VXLAN. The same on every node.
+    DataPath,
+    /// The load balancer's liveness probes between nodes (UDP). The same on every node.
+    Probe,
+}
+
+/// The swarm's own ports on a node whose swarm port is `listen_port` (`None`: not known,
+/// so only the ports every node shares), in a swarm whose data path port is
+/// `data_path_port`: each port, its protocol and its use. The one list of them: the
+/// managers refuse to publish these ([`swarm_port_use`]), never pick one for a task's
+/// host port ([`crate::host_ports::PortPicker`]), and a node's load balancer never
+/// serves one (the worker's filter).
+pub fn node_swarm_ports(
+    listen_port: Option<u16>,
+    data_path_port: u16,
+) -> Vec<(u16, Protocol, SwarmPort)> {
+    let mut ports = vec![
+        (data_path_port, Protocol::Udp, SwarmPort::DataPath),
+        (crate::daemon::PROBE_PORT, Protocol::Udp, SwarmPort::Probe),
+    ];
+    ports.extend(listen_port.map(|p| (p, Protocol::Tcp, SwarmPort::Listen)));
+    ports
+}
+
+/// What of the swarm's own ([`node_swarm_ports`]) uses `port`/`protocol` on the nodes, if
+/// anything: a node's swarm port (each node's own, from its record), the data path port
+/// or the load balancer's probe port. The load balancer answers a published port before
+/// the node's sockets see it, so publishing one of these would take the swarm's own
+/// traffic.
 pub fn swarm_port_use(state: &ClusterState, port: u16, protocol: Protocol) -> Option<String> {
-    match protocol {
-        Protocol::Tcp => {
-            let mut nodes: Vec<&str> = state
-                .nodes
-                .values()
-                .filter(|n| {
-                    n.listen_addr
-                        .rsplit_once(':')
-                        .and_then(|(_, p)| p.parse::<u16>().ok())
-                        == Some(port)
-                })
-                .map(|n| n.description.hostname.as_str())
-                .collect();
-            nodes.sort_unstable();
-            match nodes.as_slice() {
-                [] => None,
-                [_, _, ..] if nodes.len() == state.nodes.len() => {
-                    Some("the swarm port of every node (Raft, the dispatcher and joins)".into())
-                }
-                [one] => Some(format!(
-                    "the swarm port of node {one} (Raft, the dispatcher and joins)"
-                )),
-                [first, rest @ ..] => Some(format!(
-                    "the swarm port of nodes {first} and {} more (Raft, the dispatcher and joins)",
-                    rest.len()
-                )),
-            }
+    let dp = data_path_port(state);
+    let use_on = |listen: Option<u16>| {
+        node_swarm_ports(listen, dp)
+            .into_iter()
+            .find(|&(p, proto, _)| p == port && proto == protocol)
+            .map(|(_, _, what)| what)
+    };
+    match use_on(None) {
+        Some(SwarmPort::DataPath) => {
+            return Some("the swarm's data path port (VXLAN, `swarm init --data-path-port`)".into())
         }
-        Protocol::Udp => {
-            let data_path = state.cluster.as_ref().map_or(4789, |c| c.data_path_port);
-            if port == data_path {
-                Some("the swarm's data path port (VXLAN, `swarm init --data-path-port`)".into())
-            } else if port == crate::daemon::PROBE_PORT {
-                Some(
-                    "the swarm's probe port (the load balancer's liveness probes between nodes)"
-                        .into(),
-                )
-            } else {
-                None
-            }
+        Some(SwarmPort::Probe) => {
+            return Some(
+                "the swarm's probe port (the load balancer's liveness probes between nodes)".into(),
+            )
         }
-        Protocol::Sctp => None,
+        Some(SwarmPort::Listen) | None => {}
+    }
+    let mut nodes: Vec<&str> = state
+        .nodes
+        .values()
+        .filter(|n| use_on(n.listen_port()) == Some(SwarmPort::Listen))
+        .map(|n| n.description.hostname.as_str())
+        .collect();
+    nodes.sort_unstable();
+    match nodes.as_slice() {
+        [] => None,
+        [_, _, ..] if nodes.len() == state.nodes.len() => {
+            Some("the swarm port of every node (Raft, the dispatcher and joins)".into())
+        }
+        [one] => Some(format!(
+            "the swarm port of node {one} (Raft, the dispatcher and joins)"
+        )),
+        [first, rest @ ..] => Some(format!(
+            "the swarm port of nodes {first} and {} more (Raft, the dispatcher and joins)",
+            rest.len()
+        )),
     }
 }
 

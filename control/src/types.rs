@@ -181,6 +181,11 @@ impl NodeRecord {
         self.spec.role == Role::Manager
     }
 
+    /// The port of its swarm listener (from `listen_addr`), if it has a readable one.
+    pub fn listen_port(&self) -> Option<u16> {
+        self.listen_addr.rsplit_once(':')?.1.parse().ok()
+    }
+
     /// The name shown in tables: Spec.Name, else hostname.
     pub fn display_name(&self) -> &str {
         self.spec

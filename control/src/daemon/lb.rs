@@ -477,6 +477,7 @@ mod tests {
             services,
             nodes: Vec::new(),
             node: node.into(),
+            data_path_port: None,
         }
     }
 

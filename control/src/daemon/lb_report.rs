@@ -341,6 +341,7 @@ mod tests {
                 hostname: "vm2".into(),
             }],
             node: "n2".into(),
+            data_path_port: None,
         };
         let c = conntrack(&raw);
         assert_eq!((c.live, c.udp, c.expired), (6, 3, 4));

@@ -411,6 +411,20 @@ fn task_etc_dir(daemon: &Daemon, task_id: &str) -> PathBuf {
     daemon.root.path("task-etc").join(task_id)
 }
 
+/// This node's own swarm ports ([`crate::services::node_swarm_ports`]) as its load
+/// balancer's filter takes them, each `(udp, port)`: the data path port as the leader
+/// sends it (with the load balancer's view, else with a network's).
+fn own_ports(lb: &LbView, views: &[NetView], listen_port: Option<u16>) -> Vec<(bool, u16)> {
+    let data_path = lb
+        .data_path_port
+        .or_else(|| views.first().map(|v| v.vxlan_port))
+        .unwrap_or(crate::services::DEFAULT_DATA_PATH_PORT);
+    crate::services::node_swarm_ports(listen_port, data_path)
+        .into_iter()
+        .map(|(port, protocol, _)| (protocol == shoal_spec::Protocol::Udp, port))
+        .collect()
+}
+
 /// This node's overlay data plane, programmed from what the leader sends. The netlink work
 /// runs on its own thread (rtnetlink's futures are not `Send`), in the order it was asked.
 struct NodeNet {
@@ -622,11 +636,7 @@ impl NodeNet {
             .unwrap_or_default();
         let my_addr: Option<std::net::Ipv4Addr> =
             membership.as_ref().and_then(|m| m.addr.parse().ok());
-        let mut own = vec![
-            (true, views.first().map_or(4789, |v| v.vxlan_port)),
-            (true, super::PROBE_PORT),
-        ];
-        own.extend(membership.as_ref().map(|m| (false, m.listen_port)));
+        let own = own_ports(lb, views, membership.as_ref().map(|m| m.listen_port));
         let lb = &self.own_ports.filter(lb, &own);
         let mesh = super::lb::mesh_active(lb);
         for view in views {
@@ -1513,6 +1523,7 @@ mod tests {
             }],
             nodes: Vec::new(),
             node: "n1".into(),
+            data_path_port: None,
         };
         let local = HashMap::from([("tclient".to_string(), l)]);
         let names = TaskNames::new(&local, &views, &lb);
@@ -1534,6 +1545,23 @@ mod tests {
         let mut subnets = view.subnets.clone();
         subnets.sort();
         assert_eq!(subnets, [(ip("10.0.0.0"), 24), (ip("10.0.1.0"), 24)]);
+    }
+
+    /// The node's own ports for its load balancer's filter: the data path port the
+    /// leader sends with the load balancer's view even when the node has no network,
+    /// else a network's, else the default; the probe port; its own swarm port.
+    #[test]
+    fn own_ports_follow_the_swarms_data_path_port() {
+        let mut lb = LbView {
+            data_path_port: Some(5789),
+            ..Default::default()
+        };
+        assert_eq!(
+            own_ports(&lb, &[], Some(3377)),
+            [(true, 5789), (true, 7946), (false, 3377)]
+        );
+        lb.data_path_port = None;
+        assert_eq!(own_ports(&lb, &[], None), [(true, 4789), (true, 7946)]);
     }
 
     fn ids(list: &[&str]) -> HashSet<String> {
