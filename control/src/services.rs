@@ -117,6 +117,17 @@ pub fn published_conflict(
 /// descriptors on every node.
 pub const MAX_PUBLISHED_PORTS: usize = 1000;
 
+/// The API's error for a service that publishes more than [`MAX_PUBLISHED_PORTS`], if it
+/// does. Checked when a request is read and again when its Raft entry applies.
+pub fn too_many_published_ports(spec: &ServiceSpec) -> Option<String> {
+    let n = spec.endpoint_spec.as_ref().map_or(0, |e| e.ports.len());
+    (n > MAX_PUBLISHED_PORTS).then(|| {
+        format!(
+            "rpc error: code = InvalidArgument desc = EndpointSpec: too many published ports ({n}): a service publishes at most {MAX_PUBLISHED_PORTS} (each port and protocol of a range counts)"
+        )
+    })
+}
+
 fn protocol_name(p: Protocol) -> &'static str {
     match p {
         Protocol::Tcp => "tcp",
@@ -229,14 +240,25 @@ fn lb_footprint(spec: &ServiceSpec, nodes: u64) -> (u64, u64) {
 
 /// The load balancer's maps are of fixed size (`ebpf/include/shoal_lb.h`): a service that
 /// would not fit beside the others is refused here, rather than programmed in part on
-/// every node. `except` is the service `spec` replaces.
+/// every node. `except` is the service `spec` replaces. A spec that asks no more of the
+/// maps than the one it replaces is never refused, so a cluster already past them (an
+/// older leader's write, a global service on more nodes) can still be changed and shrunk.
+/// Checked when a request is read and again when its Raft entry applies
+/// ([`ClusterState::apply`]), where two requests in flight meet.
 pub fn lb_capacity(
     state: &ClusterState,
     spec: &ServiceSpec,
     except: Option<&str>,
 ) -> Result<(), String> {
     let nodes = state.nodes.len().max(1) as u64;
-    let (mut frontends, mut backends) = lb_footprint(spec, nodes);
+    let (new_frontends, new_backends) = lb_footprint(spec, nodes);
+    let (old_frontends, old_backends) = except
+        .and_then(|id| state.services.get(id))
+        .map_or((0, 0), |s| lb_footprint(&s.spec, nodes));
+    if new_frontends <= old_frontends && new_backends <= old_backends {
+        return Ok(());
+    }
+    let (mut frontends, mut backends) = (new_frontends, new_backends);
     for other in state
         .services
         .values()
@@ -248,13 +270,13 @@ pub fn lb_capacity(
     }
     let max_frontends = u64::from(shoal_dataplane::lb::MAX_FRONTENDS);
     let max_backends = u64::from(shoal_dataplane::lb::MAX_BACKENDS);
-    if frontends > max_frontends {
+    if frontends > max_frontends && new_frontends > old_frontends {
         return Err(format!(
             "rpc error: code = ResourceExhausted desc = the load balancer has room for {max_frontends} published ports and VIPs on each node; with service {} the cluster would need {frontends}: publish fewer ports",
             spec.name
         ));
     }
-    if backends > max_backends {
+    if backends > max_backends && new_backends > old_backends {
         return Err(format!(
             "rpc error: code = ResourceExhausted desc = the load balancer has room for {max_backends} backends (tasks times their published ports and VIPs) on each node; with service {} the cluster would need {backends}: publish fewer ports or run fewer replicas",
             spec.name

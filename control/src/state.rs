@@ -339,6 +339,23 @@ impl ClusterState {
                         return CommandResult::err(e);
                     }
                 }
+                // And the limits on what a service publishes, for the same reasons: the
+                // cap on its ports when they change, the load balancer's room when it
+                // asks for more of it (see `lb_capacity`).
+                let endpoint_changed = self
+                    .services
+                    .get(&service.id)
+                    .map(|s| s.spec.endpoint_spec.as_ref().map(|e| &e.ports))
+                    != Some(service.spec.endpoint_spec.as_ref().map(|e| &e.ports));
+                if endpoint_changed {
+                    if let Some(e) = crate::services::too_many_published_ports(&service.spec) {
+                        return CommandResult::err(e);
+                    }
+                }
+                if let Err(e) = crate::services::lb_capacity(self, &service.spec, Some(&service.id))
+                {
+                    return CommandResult::err(e);
+                }
                 let mut service = (**service).clone();
                 service.version = index;
                 self.services.insert(service.id.clone(), service);
@@ -836,6 +853,75 @@ pub(crate) mod tests {
                 "{port}"
             );
         }
+    }
+
+    /// The cap on a service's published ports and the load balancer's room hold when the
+    /// entry applies too, so an older leader's request check or two requests in flight
+    /// cannot store what either would refuse. Writes that keep a service's ports, or ask
+    /// no more of the load balancer, go through even when an old race left the cluster
+    /// past a limit, so it can be mended.
+    #[test]
+    fn publishing_limits_hold_when_the_entry_applies() {
+        let ranged = |id: &str, first: u32, count: u32, replicas: u64| {
+            let mut svc = service(id, id);
+            svc.spec.mode = shoal_spec::ServiceMode::replicated(replicas);
+            let last = first + count - 1;
+            svc.spec.endpoint_spec = Some(shoal_spec::EndpointSpec {
+                ports: crate::cli::service_opts::port(&format!("{first}-{last}:{first}-{last}"))
+                    .unwrap(),
+                ..Default::default()
+            });
+            svc
+        };
+        let put = |svc: ServiceRecord| Command::PutService {
+            service: Box::new(svc),
+            expected_version: None,
+        };
+        let mut s = ClusterState::default();
+        assert_eq!(
+            s.apply(&put(ranged("big", 1, 1001, 1)), 1).error.as_deref(),
+            Some("rpc error: code = InvalidArgument desc = EndpointSpec: too many published ports (1001): a service publishes at most 1000 (each port and protocol of a range counts)")
+        );
+        assert_eq!(s, ClusterState::default(), "nothing stored");
+        // Two services checked each against a state without the other: 1001 frontends
+        // (its ports and the ingress VIP) times 200 tasks each, 400400 backends together.
+        assert_eq!(s.apply(&put(ranged("a", 1, 1000, 200)), 2).error, None);
+        let before = s.clone();
+        let e = s
+            .apply(&put(ranged("b", 1001, 1000, 200)), 3)
+            .error
+            .unwrap();
+        assert_eq!(
+            e,
+            "rpc error: code = ResourceExhausted desc = the load balancer has room for 262144 backends (tasks times their published ports and VIPs) on each node; with service b the cluster would need 400400: publish fewer ports or run fewer replicas"
+        );
+        assert_eq!(s, before, "nothing stored");
+
+        // Left by an old race: past both limits.
+        s.services.insert("b".into(), ranged("b", 1001, 1000, 200));
+        s.services
+            .insert("big".into(), ranged("big", 3001, 1001, 1));
+        // The same ports and tasks (the orchestrator's writes), or fewer: through.
+        for (i, svc) in [
+            ranged("big", 3001, 1001, 1),
+            ranged("b", 1001, 1000, 200),
+            ranged("b", 1001, 1000, 100),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let name = svc.spec.name.clone();
+            assert_eq!(s.apply(&put(svc), 4 + i as u64).error, None, "{name}");
+        }
+        // More of the load balancer, or other ports still too many: refused.
+        let e = s.apply(&put(ranged("a", 1, 1000, 300)), 7).error.unwrap();
+        assert!(e.contains("room for 262144 backends"), "{e}");
+        let e = s
+            .apply(&put(ranged("big", 3002, 1001, 1)), 8)
+            .error
+            .unwrap();
+        assert!(e.contains("too many published ports (1001)"), "{e}");
+        assert_eq!(s.apply(&put(ranged("big", 3002, 1000, 1)), 9).error, None);
     }
 
     /// Applying the same log to two state machines gives the same state (determinism).

@@ -12,7 +12,7 @@ use super::{Daemon, Manager};
 use crate::api::{ApiError, ApiReply, ApiRequest, ApiResult, LogCursor, StackDeploy, LOG_PAGE};
 use crate::orchestrator::{updated_service, MAX_REPLICAS};
 use crate::peer::{PeerClient, PeerRequest, PeerResponse};
-use crate::services::{ServiceRecord, UpdateState, UpdateStatus, MAX_PUBLISHED_PORTS};
+use crate::services::{ServiceRecord, UpdateState, UpdateStatus};
 use crate::state::{ClusterState, Command};
 
 pub const STACK_LABEL: &str = "com.docker.stack.namespace";
@@ -93,11 +93,8 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
         }
     }
     if let Some(e) = &spec.endpoint_spec {
-        if e.ports.len() > MAX_PUBLISHED_PORTS {
-            return Err(invalid(format!(
-                "EndpointSpec: too many published ports ({}): a service publishes at most {MAX_PUBLISHED_PORTS} (each port and protocol of a range counts)",
-                e.ports.len()
-            )));
+        if let Some(e) = crate::services::too_many_published_ports(spec) {
+            return Err(ApiError::daemon(e));
         }
         let mut seen = std::collections::HashSet::new();
         for p in &e.ports {
