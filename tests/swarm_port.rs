@@ -2,7 +2,8 @@
 //! are closed at once, silent ones after the handshake timeout, idle authenticated ones
 //! after the idle timeout (while the cluster keeps working), a huge frame from a peer
 //! without a certificate is refused without the daemon's memory growing, and a large
-//! task log comes through `service logs` whole.
+//! task log comes through `service logs` whole; a node cannot join on a port a service
+//! publishes.
 
 mod common;
 
@@ -261,5 +262,99 @@ fn service_logs_of_a_large_log() {
     assert!(
         tail[0].starts_with("199999 ") && tail[2] == "done",
         "{tail:?}"
+    );
+}
+
+/// A node cannot join with a swarm port (`--listen-addr`) that a service publishes: the
+/// load balancer would serve the service there, taking the node's own swarm traffic.
+/// The joiner is told which port and which service, in one line, and is left outside
+/// the swarm, free to join on another port; the service is untouched. A manager cannot
+/// move onto such a port either (`swarm init --force-new-cluster --listen-addr`).
+#[test]
+fn a_node_cannot_join_on_a_published_port() {
+    let s = Swarm::lab("joinport", 2);
+    s.init("vm1");
+    s.ok(
+        "vm1",
+        &[
+            "service", "create", "-d", "--name", "web", "-p", "8080:80", "busybox", "sleep", "1000",
+        ],
+    );
+    let id = s.ok("vm1", &["service", "inspect", "--format", "{{.ID}}", "web"]);
+    let token = s.token("vm1", "worker");
+    let remote = format!("{}:2377", s.addr("vm1"));
+    let err = s.fails(
+        "vm2",
+        &[
+            "swarm",
+            "join",
+            "--token",
+            &token,
+            "--listen-addr",
+            "0.0.0.0:8080",
+            &remote,
+        ],
+    );
+    assert!(
+        err.contains(&format!(
+            "port '8080/tcp' is already in use by service 'web' ({}) as an ingress port, so it cannot be a node's swarm port; choose another --listen-addr port",
+            id.trim()
+        )),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // Nothing half-joined: vm2 is outside any swarm, the swarm has one node.
+    let err = s.fails("vm2", &["swarm", "leave"]);
+    assert!(err.contains("This node is not part of a swarm"), "{err}");
+    assert_eq!(s.nodes("vm1").expect("node ls").len(), 1);
+    // Another port is fine; the service still publishes its port.
+    let out = s.ok(
+        "vm2",
+        &[
+            "swarm",
+            "join",
+            "--token",
+            &token,
+            "--listen-addr",
+            "0.0.0.0:3377",
+            &remote,
+        ],
+    );
+    assert!(out.contains("joined a swarm as a worker"), "{out}");
+    s.wait_node("vm1", "vm2", "Ready", "", Duration::from_secs(20));
+    let ports = s.ok(
+        "vm1",
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{range .Endpoint.Ports}}{{.PublishedPort}}{{end}}",
+            "web",
+        ],
+    );
+    assert_eq!(ports.trim(), "8080");
+
+    // Nor can a manager move onto it when it forms a new cluster; it stays as it was.
+    let err = s.fails(
+        "vm1",
+        &[
+            "swarm",
+            "init",
+            "--force-new-cluster",
+            "--advertise-addr",
+            &s.addr("vm1"),
+            "--listen-addr",
+            "0.0.0.0:8080",
+        ],
+    );
+    assert!(
+        err.contains("port '8080/tcp' is already in use by service 'web'"),
+        "{err}"
+    );
+    let rows = s.nodes("vm1").expect("node ls answers");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(
+        rows.iter().any(|r| r.0 == "vm1" && r.3 == "Leader"),
+        "{rows:?}"
     );
 }

@@ -222,6 +222,35 @@ pub fn swarm_port_use(state: &ClusterState, port: u16, protocol: Protocol) -> Op
     }
 }
 
+/// The error for a node whose swarm port (TCP) would be `listen_port`, if a service
+/// publishes that port (in either mode, as [`published_conflict`] refuses to publish a
+/// node's swarm port): the load balancer would take the swarm's own traffic on that node,
+/// or the service would lose the port there. Checked when the leader admits a node
+/// (`swarm join --listen-addr`) and again when its Raft entry applies, and before a
+/// manager takes another swarm port (`swarm init --force-new-cluster --listen-addr`).
+pub fn listen_port_conflict(state: &ClusterState, listen_port: u16) -> Result<(), String> {
+    // By name, so the service an error names does not depend on random ids.
+    let mut services: Vec<_> = state.services.values().collect();
+    services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    for svc in services {
+        let ports = svc.spec.endpoint_spec.iter().flat_map(|e| e.ports.iter());
+        for p in ports {
+            if p.published_port != Some(listen_port) || p.protocol != Protocol::Tcp {
+                continue;
+            }
+            let how = match p.publish_mode {
+                PublishMode::Ingress => "an ingress port",
+                PublishMode::Host => "a host-published port",
+            };
+            return Err(format!(
+                "rpc error: code = InvalidArgument desc = port '{listen_port}/tcp' is already in use by service '{}' ({}) as {how}, so it cannot be a node's swarm port; choose another --listen-addr port",
+                svc.spec.name, svc.id
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// What a service asks of every node's load balancer, at most: its frontends (each
 /// published port and protocol, and a VIP per network, the ingress network's if it
 /// publishes there) and their backends (one per frontend and task; a global service's

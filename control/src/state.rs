@@ -224,6 +224,13 @@ impl ClusterState {
                 if self.nodes.contains_key(&node.id) {
                     return CommandResult::err(format!("node {} already exists", node.id));
                 }
+                // Checked when the leader admitted the node, and here: of a join and a
+                // service create in flight at once, the later entry is refused.
+                if let Some(port) = node.listen_port() {
+                    if let Err(e) = crate::services::listen_port_conflict(self, port) {
+                        return CommandResult::err(e);
+                    }
+                }
                 let mut node = node.clone();
                 node.version = index;
                 self.nodes.insert(node.id.clone(), node);
@@ -853,6 +860,54 @@ pub(crate) mod tests {
                 "{port}"
             );
         }
+    }
+
+    /// A node whose swarm port a service publishes (in either mode) is refused when its
+    /// entry applies, as when the leader admits it: a service that took the port while
+    /// the join was in flight wins. Other protocols and ports are fine.
+    #[test]
+    fn a_node_cannot_join_on_a_published_port() {
+        let publishing = |id: &str, name: &str, port: &str| {
+            let mut svc = service(id, name);
+            svc.spec.endpoint_spec = Some(shoal_spec::EndpointSpec {
+                ports: crate::cli::service_opts::port(port).unwrap(),
+                ..Default::default()
+            });
+            Command::PutService {
+                service: Box::new(svc),
+                expected_version: None,
+            }
+        };
+        let mut s = ClusterState::default();
+        for (i, cmd) in [
+            publishing("svc1", "web", "8080:80"),
+            publishing("svc2", "dns", "3377:53/udp"),
+            publishing("svc3", "api", "mode=host,published=4377,target=80"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert_eq!(s.apply(cmd, 1 + i as u64).error, None);
+        }
+        let before = s.clone();
+        let joining = |port: u16| {
+            let mut n = node("bbb222", "vm2", Role::Worker);
+            n.listen_addr = format!("10.0.0.2:{port}");
+            Command::AddNode { node: n }
+        };
+        for (port, error) in [
+            (8080, "port '8080/tcp' is already in use by service 'web' (svc1) as an ingress port, so it cannot be a node's swarm port; choose another --listen-addr port"),
+            (4377, "port '4377/tcp' is already in use by service 'api' (svc3) as a host-published port, so it cannot be a node's swarm port; choose another --listen-addr port"),
+        ] {
+            assert_eq!(
+                s.apply(&joining(port), 4).error,
+                Some(format!("rpc error: code = InvalidArgument desc = {error}")),
+                "{port}"
+            );
+            assert_eq!(s, before, "nothing stored for {port}");
+        }
+        assert_eq!(s.apply(&joining(3377), 5).error, None);
+        assert!(s.nodes.contains_key("bbb222"));
     }
 
     /// The cap on a service's published ports and the load balancer's room hold when the

@@ -344,6 +344,10 @@ impl Daemon {
             m.addr = addr;
             m.listen_port = port;
         }
+        if m.listen_port != old_membership.listen_port {
+            crate::services::listen_port_conflict(&state, m.listen_port)
+                .map_err(ApiError::daemon)?;
+        }
         let raft_id = crate::ids::new_raft_id();
         m.raft_id = raft_id;
         m.managers = vec![m.listen_addr()];

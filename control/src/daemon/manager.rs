@@ -477,6 +477,7 @@ impl Daemon {
         } else {
             return Err(join_token_error());
         };
+        crate::services::listen_port_conflict(&state, req.listen_port).map_err(ApiError::daemon)?;
         let node_id = crate::ids::new_id();
         let raft_id = crate::ids::new_raft_id();
         let addr = req.advertise_addr.clone().unwrap_or(peer_ip);
