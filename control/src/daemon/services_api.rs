@@ -256,6 +256,93 @@ fn stack_removal(
     (lines, cmds)
 }
 
+/// What `stack deploy` prints and does, in docker's order (deployCompose): with
+/// `--prune`, the stack's services the files no longer declare are removed first; then
+/// the missing networks are created (an external one must exist), then each service is
+/// created, or updated when its spec changed. As docker's stack deploy has no `--force`,
+/// an existing service keeps its ForceUpdate counter, so a redeploy of an unchanged file
+/// restarts nothing, also after a `service update --force`.
+fn plan_stack_deploy(
+    state: &ClusterState,
+    d: StackDeploy,
+    now: chrono::DateTime<Utc>,
+) -> Result<(Vec<String>, Vec<Command>), ApiError> {
+    crate::api::check_stack_name(&d.name).map_err(invalid)?;
+    for spec in &d.services {
+        validate(spec)?;
+    }
+    let mut lines = Vec::new();
+    let mut cmds = Vec::new();
+    let mut scratch = state.clone();
+    if d.prune {
+        let deployed: Vec<&str> = d.services.iter().map(|s| s.name.as_str()).collect();
+        let mut gone: Vec<&ServiceRecord> = in_stack(state, &d.name)
+            .filter(|s| !deployed.contains(&s.spec.name.as_str()))
+            .collect();
+        gone.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        for s in gone {
+            lines.push(format!("Removing service {}", s.spec.name));
+            cmds.push(Command::RemoveService {
+                service_id: s.id.clone(),
+                at: now,
+            });
+            scratch.services.remove(&s.id);
+        }
+    }
+    for (net, external) in &d.networks {
+        let exists = state.networks.values().any(|n| n.name == net.name);
+        if *external {
+            if !exists {
+                return Err(ApiError::plain(format!(
+                    "network \"{}\" is declared as external, but could not be found. You need to create a swarm-scoped network before the stack is deployed",
+                    net.name
+                )));
+            }
+            continue;
+        }
+        if !exists {
+            lines.push(format!("Creating network {}", net.name));
+            let mut req = net.clone();
+            req.labels.insert(STACK_LABEL.to_string(), d.name.clone());
+            let record = super::networks_api::allocate(&scratch, &req, false)?;
+            scratch.networks.insert(record.id.clone(), record.clone());
+            cmds.push(Command::PutNetwork { network: record });
+        }
+    }
+    for mut spec in d.services {
+        resolve_attachments(&scratch, &mut spec)?;
+        match state.services.values().find(|s| s.spec.name == spec.name) {
+            Some(existing) => {
+                lines.push(format!(
+                    "Updating service {} (id: {})",
+                    spec.name, existing.id
+                ));
+                spec.task_template.force_update = existing.spec.task_template.force_update;
+                if existing.spec != spec {
+                    published_conflict(&scratch, &spec, Some(&existing.id))?;
+                    let updated = updated_service(existing, spec, now);
+                    scratch.services.insert(updated.id.clone(), updated.clone());
+                    cmds.push(Command::PutService {
+                        expected_version: Some(existing.version),
+                        service: Box::new(updated),
+                    });
+                }
+            }
+            None => {
+                published_conflict(&scratch, &spec, None)?;
+                lines.push(format!("Creating service {}", spec.name));
+                let svc = new_service(spec);
+                scratch.services.insert(svc.id.clone(), svc.clone());
+                cmds.push(Command::PutService {
+                    expected_version: None,
+                    service: Box::new(svc),
+                });
+            }
+        }
+    }
+    Ok((lines, cmds))
+}
+
 impl Daemon {
     pub(crate) async fn serve_service_api(&self, mgr: &Manager, req: ApiRequest) -> ApiResult {
         match req {
@@ -560,78 +647,8 @@ impl Daemon {
     }
 
     async fn stack_deploy(&self, mgr: &Manager, d: StackDeploy) -> ApiResult {
-        crate::api::check_stack_name(&d.name).map_err(invalid)?;
-        for spec in &d.services {
-            validate(spec)?;
-        }
         let state = mgr.sm.state();
-        let mut lines = Vec::new();
-        let mut cmds = Vec::new();
-        let now = Utc::now();
-        let mut scratch = state.clone();
-        for (net, external) in &d.networks {
-            let exists = state.networks.values().any(|n| n.name == net.name);
-            if *external {
-                if !exists {
-                    return Err(ApiError::plain(format!(
-                        "network \"{}\" is declared as external, but could not be found. You need to create a swarm-scoped network before the stack is deployed",
-                        net.name
-                    )));
-                }
-                continue;
-            }
-            if !exists {
-                lines.push(format!("Creating network {}", net.name));
-                let mut req = net.clone();
-                req.labels.insert(STACK_LABEL.to_string(), d.name.clone());
-                let record = super::networks_api::allocate(&scratch, &req, false)?;
-                scratch.networks.insert(record.id.clone(), record.clone());
-                cmds.push(Command::PutNetwork { network: record });
-            }
-        }
-        let deployed: Vec<String> = d.services.iter().map(|s| s.name.clone()).collect();
-        for mut spec in d.services {
-            resolve_attachments(&scratch, &mut spec)?;
-            match state.services.values().find(|s| s.spec.name == spec.name) {
-                Some(existing) => {
-                    lines.push(format!(
-                        "Updating service {} (id: {})",
-                        spec.name, existing.id
-                    ));
-                    if existing.spec != spec {
-                        published_conflict(&scratch, &spec, Some(&existing.id))?;
-                        let updated = updated_service(existing, spec, now);
-                        scratch.services.insert(updated.id.clone(), updated.clone());
-                        cmds.push(Command::PutService {
-                            expected_version: Some(existing.version),
-                            service: Box::new(updated),
-                        });
-                    }
-                }
-                None => {
-                    published_conflict(&scratch, &spec, None)?;
-                    lines.push(format!("Creating service {}", spec.name));
-                    let svc = new_service(spec);
-                    scratch.services.insert(svc.id.clone(), svc.clone());
-                    cmds.push(Command::PutService {
-                        expected_version: None,
-                        service: Box::new(svc),
-                    });
-                }
-            }
-        }
-        if d.prune {
-            // Services of this stack that the files no longer declare.
-            for s in in_stack(&state, &d.name) {
-                if !deployed.contains(&s.spec.name) {
-                    lines.push(format!("Removing service {}", s.spec.name));
-                    cmds.push(Command::RemoveService {
-                        service_id: s.id.clone(),
-                        at: now,
-                    });
-                }
-            }
-        }
+        let (lines, cmds) = plan_stack_deploy(&state, d, Utc::now())?;
         if !cmds.is_empty() {
             // Whole or not at all: if the state changed since it was read (a service
             // updated meanwhile), nothing of the deploy is applied and the error says which.
@@ -981,6 +998,78 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("room for 262144 backends"), "{e}");
+    }
+
+    fn stack_of(name: &str, services: Vec<ServiceSpec>, prune: bool) -> StackDeploy {
+        StackDeploy {
+            name: name.into(),
+            services: services
+                .into_iter()
+                .map(|mut s| {
+                    s.labels.insert(STACK_LABEL.into(), name.into());
+                    s
+                })
+                .collect(),
+            networks: Vec::new(),
+            prune,
+        }
+    }
+
+    /// A redeploy of an unchanged file changes nothing, also for a service that was
+    /// `service update --force`d since: docker's stack deploy keeps ForceUpdate, as a
+    /// changed counter would restart every task.
+    #[test]
+    fn stack_redeploy_keeps_force_update() {
+        let deploy = || stack_of("webapp", vec![spec("webapp_web", &["8080:80"])], false);
+        let (_, cmds) = plan_stack_deploy(&ClusterState::default(), deploy(), Utc::now()).unwrap();
+        let mut st = ClusterState::default();
+        for c in cmds {
+            if let Command::PutService { service, .. } = c {
+                st.services.insert(service.id.clone(), *service);
+            }
+        }
+        let svc = st.services.values_mut().next().unwrap();
+        svc.spec.task_template.force_update = 2;
+        let id = svc.id.clone();
+        let (lines, cmds) = plan_stack_deploy(&st, deploy(), Utc::now()).unwrap();
+        assert_eq!(lines, [format!("Updating service webapp_web (id: {id})")]);
+        assert!(cmds.is_empty(), "{cmds:?}");
+
+        // A real change is applied, still with the service's own ForceUpdate.
+        let mut changed = deploy();
+        changed.services[0].task_template.container_spec.image = "demo:2".into();
+        let (_, cmds) = plan_stack_deploy(&st, changed, Utc::now()).unwrap();
+        match cmds.as_slice() {
+            [Command::PutService { service, .. }] => {
+                assert_eq!(service.spec.task_template.force_update, 2);
+                assert_eq!(service.spec.task_template.container_spec.image, "demo:2");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// `--prune` removes first (as docker's deployCompose), so the lines say so first,
+    /// and a port the pruned service published is free for the services deployed after.
+    #[test]
+    fn stack_prune_comes_first_and_frees_ports() {
+        let mut st = state_with(vec![spec("webapp_old", &["8080:80"]), spec("other_x", &[])]);
+        for s in st.services.values_mut() {
+            let stack = s.spec.name.split('_').next().unwrap().to_string();
+            s.spec.labels.insert(STACK_LABEL.into(), stack);
+        }
+        let d = stack_of("webapp", vec![spec("webapp_new", &["8080:80"])], true);
+        let (lines, cmds) = plan_stack_deploy(&st, d, Utc::now()).unwrap();
+        assert_eq!(
+            lines,
+            ["Removing service webapp_old", "Creating service webapp_new"]
+        );
+        assert!(
+            matches!(&cmds[0], Command::RemoveService { service_id, .. } if service_id == "id-webapp_old")
+        );
+        assert_eq!(cmds.len(), 2);
+        // Without --prune the old service stays, and holds its port.
+        let d = stack_of("webapp", vec![spec("webapp_new", &["8080:80"])], false);
+        assert!(plan_stack_deploy(&st, d, Utc::now()).is_err());
     }
 
     /// `stack rm` removes and prints the services by name, whatever their IDs.
