@@ -7,6 +7,7 @@ mod program;
 mod shim;
 mod state;
 mod sys;
+mod user;
 
 use std::fs::{self, OpenOptions};
 use std::os::fd::AsFd;
@@ -57,6 +58,11 @@ pub struct TaskRun {
     pub pids_limit: Option<i64>,
     /// Join this network namespace (e.g. /run/netns/x) instead of creating an empty one.
     pub netns: Option<PathBuf>,
+    /// `user`, `uid`, `user:group` or `uid:gid`, looked up in the host's passwd and
+    /// group files; the task (and every command exec'd into it) runs as that user, with
+    /// `HOME` from its passwd entry unless `env` sets one. Empty means root.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
 }
 
 /// A bind mount into the task's mount namespace; the target is created if missing.

@@ -21,7 +21,7 @@ use nix::unistd::{chdir, execve, getpid, pipe2, setsid, ForkResult, Pid};
 
 use crate::cgroup::{self, TaskCgroups};
 use crate::state::{Pids, ProcessIdentity, TaskDir, CGROUPS, PIDS, SPEC};
-use crate::{namespaces, program, sys, ExecError, TaskRun};
+use crate::{namespaces, program, sys, user, ExecError, TaskRun};
 
 /// argv[1] of a shim: `<exe> SHIM_ARG <task dir>`.
 const SHIM_ARG: &str = "__shoal-executor-shim__";
@@ -300,7 +300,13 @@ fn task_init(spec: &TaskRun, cgroups: &TaskCgroups) -> Result<Infallible, ExecFa
     std::fs::create_dir_all(workdir)
         .map_err(|e| format!("creating working directory {}: {e}", workdir.display()))?;
     chdir(workdir).map_err(|e| format!("entering working directory {}: {e}", workdir.display()))?;
-    exec(&spec.argv, &program::task_env(&spec.env), workdir)
+    let mut env = program::task_env(&spec.env);
+    if !spec.user.is_empty() {
+        let user = user::resolve(&spec.user)?;
+        env = user::with_home(env, &user);
+        user::become_user(&user)?;
+    }
+    exec(&spec.argv, &env, workdir)
 }
 
 /// execve with `argv[0]` looked up in `env`'s PATH; returns only on failure.
@@ -378,8 +384,16 @@ fn exec_in_task(args: Vec<OsString>) -> Result<i32, String> {
     let spec: TaskRun = dir.read_json(SPEC).map_err(|e| e.to_string())?;
     let pids: Pids = dir.read_json(PIDS).map_err(|e| e.to_string())?;
     let cgroups: TaskCgroups = dir.read_json(CGROUPS).map_err(|e| e.to_string())?;
-    // Variables the caller set on the Command add to, or replace, the task's.
-    let env = program::merge_env(&program::task_env(&spec.env), std::env::vars_os());
+    // As the task's own user, with its HOME; variables the caller set on the Command
+    // add to, or replace, the task's.
+    let user = (!spec.user.is_empty())
+        .then(|| user::resolve(&spec.user))
+        .transpose()?;
+    let mut env = program::task_env(&spec.env);
+    if let Some(user) = &user {
+        env = user::with_home(env, user);
+    }
+    let env = program::merge_env(&env, std::env::vars_os());
     let single = sys::SingleThreaded::check().map_err(|e| e.to_string())?;
     let namespaces = namespaces::open_of(pids.task.pid)?;
     // Checked after opening: the namespaces cannot belong to a process reusing the pid.
@@ -398,6 +412,12 @@ fn exec_in_task(args: Vec<OsString>) -> Result<i32, String> {
             } else {
                 Path::new("/")
             };
+            if let Some(user) = &user {
+                if let Err(e) = user::become_user(user) {
+                    eprintln!("shoal-exec: {e}");
+                    sys::exit_now(EXIT_SETUP_FAILED);
+                }
+            }
             let Err(failure) = exec(&argv, &env, cwd);
             eprintln!("shoal-exec: {}", failure.message);
             sys::exit_now(failure.code);

@@ -77,6 +77,7 @@ const TESTS: &[(&str, Test)] = &[
         "retire_keeps_only_the_log_and_exit_code",
         retire_keeps_only_the_log_and_exit_code,
     ),
+    ("tasks_run_as_their_user", tasks_run_as_their_user),
 ];
 
 fn main() -> ExitCode {
@@ -739,6 +740,60 @@ fn exec_command_runs_inside_the_task() {
     assert_eq!(
         err.to_string(),
         format!("task {} is not running", run.task_id)
+    );
+}
+
+/// A task with a user runs as that user (uid, primary group, no root groups, its HOME),
+/// and so does every command exec'd into it (probes, `shoal exec`); numbers nobody
+/// defined are taken as given; an unknown name fails the start with runc's message.
+fn tasks_run_as_their_user() {
+    let f = Fixture::new("user");
+    let mut run = f.task(
+        "named",
+        "echo $(id -u) $(id -g) $(id -G) $HOME; echo ready; sleep 30",
+    );
+    run.user = "nobody".into();
+    f.start(&run);
+    let log = f.wait_log(&run.task_id, "ready");
+    assert_eq!(log, "65534 65534 65534 /nonexistent\nready\n");
+    let exec = f
+        .executor
+        .exec_command(&run.task_id, &sh("echo $(id -u) $(id -g) $HOME"))
+        .unwrap()
+        .output()
+        .unwrap();
+    assert!(exec.status.success(), "{exec:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&exec.stdout),
+        "65534 65534 /nonexistent\n"
+    );
+    // A probe runs as the user too: root could write here, nobody cannot.
+    assert!(!f
+        .executor
+        .health_probe(
+            &run.task_id,
+            &strings(&["CMD-SHELL", "touch /root/.shoal-probe-test"]),
+            WAIT
+        )
+        .unwrap());
+    assert!(!Path::new("/root/.shoal-probe-test").exists());
+
+    let mut numeric = f.task("numeric", "echo $(id -u):$(id -g) $HOME");
+    numeric.user = "1234:5678".into();
+    numeric.env = strings(&["HOME=/given"]);
+    f.start(&numeric);
+    assert_eq!(
+        f.wait_exited(&numeric.task_id),
+        TaskStatus::Exited { code: 0 }
+    );
+    assert_eq!(f.log(&numeric.task_id), "1234:5678 /given\n");
+
+    let mut unknown = f.task("unknown", "true");
+    unknown.user = "no-such-user-xyz".into();
+    let err = f.executor.start(&unknown).unwrap_err().to_string();
+    assert!(
+        err.ends_with("unable to find user no-such-user-xyz: no matching entries in passwd file"),
+        "{err}"
     );
 }
 

@@ -203,6 +203,7 @@ fn task_run(daemon: &Daemon, t: &TaskRecord) -> Result<TaskRun, String> {
         env,
         hostname,
         workdir: (!cs.dir.is_empty()).then(|| cs.dir.clone()),
+        user: cs.user.clone(),
         mounts,
         memory_bytes: nonzero(limits.memory_bytes),
         nano_cpus: nonzero(limits.nano_cpus),
