@@ -656,6 +656,83 @@ fn compose_files_checked_whole() {
     assert!(ls.contains("seed     2") || ls.contains("seed "), "{ls}");
 }
 
+/// A stack's `user:` and `stop_signal:` reach its tasks; a redeploy of the same file
+/// restarts nothing, also after `service update --force`; `--prune` removes first.
+#[test]
+fn stack_deploy_applies_user_stop_signal_and_only_changes() {
+    let s = Swarm::lab("stku", 1);
+    s.init("vm1");
+    let dir = s.lab.data_root("vm1").parent().unwrap().join("compose");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("stack.yml");
+    let web = "  web:\n    image: demo:1\n    user: nobody\n    stop_signal: SIGINT\n    stop_grace_period: 5m\n    command: [\"sh\", \"-c\", \"trap 'echo got-int; exit 0' INT; echo ready; while true; do sleep 1; done\"]\n";
+    let other = "  other:\n    image: demo:1\n    command: sleep 600\n";
+    std::fs::write(&file, format!("services:\n{web}{other}")).unwrap();
+    let file = file.to_str().unwrap();
+    s.ok("vm1", &["stack", "deploy", "-c", file, "st"]);
+    s.wait_running("st_web", 1);
+    s.wait_running("st_other", 1);
+    assert_eq!(s.ok("vm1", &["exec", "st_web.1", "id", "-u"]), "65534\n");
+
+    // A forced update, then the same file again: nothing changes, nothing restarts.
+    s.ok("vm1", &["service", "update", "-d", "--force", "st_other"]);
+    let running_task = || {
+        s.running_ps("st_other", "{{.ID}} {{.CurrentState}}")
+            .lines()
+            .find(|l| l.contains(" Running "))
+            .map(|l| l.split(' ').next().unwrap().to_string())
+    };
+    let inspect = |svc: &str| {
+        s.ok(
+            "vm1",
+            &[
+                "service",
+                "inspect",
+                "--format",
+                "{{.Version.Index}} {{.Spec.TaskTemplate.ForceUpdate}}",
+                svc,
+            ],
+        )
+    };
+    wait_until("the forced task running", T, || {
+        let rows = s.ok("vm1", &["service", "ps", "-q", "st_other"]);
+        (rows.lines().count() == 2).then(running_task).flatten()
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", s.ok("vm1", &["service", "ps", "st_other"])));
+    let (task, before) = (running_task(), inspect("st_other"));
+    assert!(before.ends_with(" 1\n"), "{before}");
+    let out = s.ok("vm1", &["stack", "deploy", "-c", file, "st"]);
+    assert!(out.contains("Updating service st_other (id: "), "{out}");
+    assert_eq!(inspect("st_other"), before);
+    assert_eq!(running_task(), task);
+    assert_eq!(
+        s.ok("vm1", &["service", "ps", "-q", "st_other"])
+            .lines()
+            .count(),
+        2
+    );
+
+    // The stop signal: an update stops the old task with SIGINT, well within its grace.
+    s.ok(
+        "vm1",
+        &["service", "update", "-d", "--image", "demo:2", "st_web"],
+    );
+    wait_until("the old task's got-int", T, || {
+        s.ok("vm1", &["service", "logs", "st_web"])
+            .contains("got-int")
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", s.ok("vm1", &["service", "ps", "st_web"])));
+
+    // --prune removes the service the file no longer declares, first.
+    std::fs::write(file, format!("services:\n{web}")).unwrap();
+    let out = s.ok("vm1", &["stack", "deploy", "--prune", "-c", file, "st"]);
+    assert!(
+        out.starts_with("Removing service st_other\nUpdating service st_web (id: "),
+        "{out}"
+    );
+}
+
 /// Restarting shoald (kill -9 of the daemon alone) keeps tasks running and reports them.
 #[test]
 fn daemon_restart_keeps_tasks() {

@@ -191,6 +191,7 @@ fn service(
         user: svc.user.clone().unwrap_or_default(),
         mounts: mounts(ns, svc, config)?,
         stop_grace_period: svc.stop_grace_period,
+        stop_signal: svc.stop_signal.clone().unwrap_or_default(),
         healthcheck: healthcheck(svc)?,
     };
 

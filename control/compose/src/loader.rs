@@ -179,6 +179,7 @@ fn load_service(
             "networks" => svc.networks = load_service_networks(v)?,
             "healthcheck" => svc.healthcheck = Some(load_healthcheck(v)?),
             "stop_grace_period" => svc.stop_grace_period = Some(duration(v)?),
+            "stop_signal" => svc.stop_signal = Some(v.string()?),
             "restart" => svc.restart = Some((v.string()?, origin(v))),
             "secrets" => svc.secrets = load_object_refs(v)?,
             "configs" => svc.configs = load_object_refs(v)?,
@@ -752,7 +753,7 @@ fn load_object(
 fn check_ignored(key: &str, v: Node<'_>) -> Result<(), ComposeError> {
     match key {
         "cgroupns_mode" | "cgroup_parent" | "container_name" | "domainname" | "ipc"
-        | "isolation" | "mac_address" | "network_mode" | "stop_signal" | "userns_mode" => {
+        | "isolation" | "mac_address" | "network_mode" | "userns_mode" => {
             v.str()?;
         }
         "init" | "privileged" | "read_only" | "stdin_open" | "tty" => {

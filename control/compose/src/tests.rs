@@ -631,6 +631,44 @@ fn healthcheck_forms() {
     );
 }
 
+/// `stop_signal` reaches the spec (docker's ContainerSpec.StopSignal) with `user` and
+/// `working_dir`, and a later file overrides it.
+#[test]
+fn stop_signal_user_and_working_dir_reach_the_spec() {
+    let base = "services:\n  a:\n    image: x\n    user: nobody\n    working_dir: /srv\n    stop_signal: SIGINT\n    stop_grace_period: 1m30s\n  b:\n    image: x\n";
+    let stack = load_yaml(base).unwrap();
+    let cs = &service(&stack, "app_a").task_template.container_spec;
+    assert_eq!(
+        (cs.stop_signal.as_str(), cs.user.as_str(), cs.dir.as_str()),
+        ("SIGINT", "nobody", "/srv")
+    );
+    assert_eq!(cs.stop_grace_period, Some(90_000_000_000));
+    assert_eq!(
+        service(&stack, "app_b")
+            .task_template
+            .container_spec
+            .stop_signal,
+        ""
+    );
+    let files = [
+        ("docker-compose.yml".to_string(), base.to_string()),
+        (
+            "override.yml".to_string(),
+            "services:\n  a:\n    stop_signal: SIGUSR1\n".to_string(),
+        ),
+    ];
+    let stack = crate::load("app", &files, &no_env()).unwrap();
+    let cs = &service(&stack, "app_a").task_template.container_spec;
+    assert_eq!(
+        (cs.stop_signal.as_str(), cs.user.as_str()),
+        ("SIGUSR1", "nobody")
+    );
+    assert_eq!(
+        error("services:\n  a:\n    image: x\n    stop_signal: 2\n"),
+        "docker-compose.yml: services.a.stop_signal must be a string"
+    );
+}
+
 #[test]
 fn interpolation_with_defaults() {
     let yaml = "services:

@@ -28,6 +28,8 @@ pub enum ExecError {
     NetnsMissing(PathBuf),
     #[error("invalid healthcheck test {0:?}: want [\"CMD\", args..] or [\"CMD-SHELL\", command]")]
     InvalidHealthcheck(Vec<String>),
+    #[error("{0}")]
+    InvalidSignal(String),
     #[error("task {0} already exists")]
     TaskExists(String),
     #[error("no such task: {0}")]

@@ -63,6 +63,10 @@ pub struct TaskRun {
     /// `HOME` from its passwd entry unless `env` sets one. Empty means root.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub user: String,
+    /// What [`Executor::stop`] sends first (docker's `StopSignal`: `SIGINT`, `INT`, `2`);
+    /// empty is SIGTERM. Checked by [`parse_signal`] before the task starts.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stop_signal: String,
 }
 
 /// A bind mount into the task's mount namespace; the target is created if missing.
@@ -191,9 +195,10 @@ impl Executor {
             .map_or(TaskStatus::Missing, |code| TaskStatus::Exited { code })
     }
 
-    /// SIGTERM to the task's init; after `grace`, SIGKILL to everything in its cgroup.
-    /// As in Docker, an init that installed no TERM handler ignores the SIGTERM (it is
-    /// pid 1 of its namespace) and is killed after the grace, exit code 137.
+    /// The task's stop signal (SIGTERM unless its spec names another) to the task's
+    /// init; after `grace`, SIGKILL to everything in its cgroup. As in Docker, an init
+    /// that installed no handler for it ignores the signal (it is pid 1 of its
+    /// namespace) and is killed after the grace, exit code 137.
     pub fn stop(&self, task_id: &str, grace: Duration) -> Result<TaskStatus, ExecError> {
         let dir = self.existing_dir(task_id)?;
         let status = self.status(task_id);
@@ -201,9 +206,14 @@ impl Executor {
             return Ok(status);
         }
         let pids: Pids = dir.read_json(PIDS)?;
+        let stop_signal = dir
+            .read_json::<TaskRun>(SPEC)
+            .ok()
+            .and_then(|run| parse_signal(&run.stop_signal).ok())
+            .unwrap_or(Signal::SIGTERM);
         let init = pids.task.pidfd();
         if let Some(fd) = &init {
-            let _ = sys::pidfd_send_signal(fd.as_fd(), Signal::SIGTERM);
+            let _ = sys::pidfd_send_signal(fd.as_fd(), stop_signal);
         }
         let status = self.wait_exited(task_id, grace);
         if !matches!(status, TaskStatus::Running { .. }) {
@@ -430,9 +440,24 @@ fn validate(run: &TaskRun) -> Result<(), ExecError> {
             return Err(ExecError::NetnsMissing(netns.clone()));
         }
     }
+    if !run.stop_signal.is_empty() {
+        parse_signal(&run.stop_signal).map_err(ExecError::InvalidSignal)?;
+    }
     let env = program::task_env(&run.env);
     program::resolve(argv0, &env, workdir, |p| program::host_view(p, &run.mounts))?;
     Ok(())
+}
+
+/// A stop signal as moby's signal.ParseSignal reads it: a number, or a name with or
+/// without `SIG`, in any case (`SIGINT`, `int`, `2`). Errors read as docker's.
+pub fn parse_signal(raw: &str) -> Result<Signal, String> {
+    let invalid = || format!("invalid signal: {raw}");
+    if let Ok(n) = raw.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| invalid());
+    }
+    let upper = raw.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    format!("SIG{name}").parse().map_err(|_| invalid())
 }
 
 /// Task ids name directories and cgroups: no separators, no dot-files.
@@ -471,6 +496,21 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stop_signals_parse_as_moby_reads_them() {
+        for raw in ["SIGINT", "INT", "int", "sigint", "2"] {
+            assert_eq!(parse_signal(raw), Ok(Signal::SIGINT), "{raw}");
+        }
+        assert_eq!(parse_signal("SIGUSR1"), Ok(Signal::SIGUSR1));
+        for raw in ["", "SIGFOO", "0", "-1", "99", "SIG"] {
+            assert_eq!(
+                parse_signal(raw),
+                Err(format!("invalid signal: {raw}")),
+                "{raw}"
+            );
+        }
+    }
 
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()

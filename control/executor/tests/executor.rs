@@ -78,6 +78,10 @@ const TESTS: &[(&str, Test)] = &[
         retire_keeps_only_the_log_and_exit_code,
     ),
     ("tasks_run_as_their_user", tasks_run_as_their_user),
+    (
+        "stop_sends_the_tasks_stop_signal",
+        stop_sends_the_tasks_stop_signal,
+    ),
 ];
 
 fn main() -> ExitCode {
@@ -618,6 +622,36 @@ fn stop_kills_a_task_that_ignores_term_after_the_grace() {
         f.executor.stop(&run.task_id, grace).unwrap(),
         TaskStatus::Exited { code: 137 }
     );
+}
+
+/// A task with a stop signal gets that signal, not SIGTERM, when it is stopped; a bad
+/// one is refused before anything starts.
+fn stop_sends_the_tasks_stop_signal() {
+    let f = Fixture::new("stopsignal");
+    let mut run = f.task(
+        "t",
+        "trap 'echo got-int; exit 3' INT; trap 'echo got-term; exit 4' TERM; echo ready; sleep 30 & wait",
+    );
+    run.stop_signal = "SIGINT".into();
+    f.start(&run);
+    f.wait_log(&run.task_id, "ready");
+    let started = Instant::now();
+    let status = f
+        .executor
+        .stop(&run.task_id, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(status, TaskStatus::Exited { code: 3 });
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(f.log(&run.task_id), "ready\ngot-int\n");
+
+    let mut bad = f.task("bad", "true");
+    bad.stop_signal = "SIGFOO".into();
+    let err = f.executor.start(&bad).unwrap_err().to_string();
+    assert_eq!(err, "invalid signal: SIGFOO");
 }
 
 /// A task's own exit code is recorded, and a new executor on the same state dir

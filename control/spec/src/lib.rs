@@ -150,6 +150,9 @@ pub struct ContainerSpec {
     pub dir: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub user: String,
+    /// The signal that asks the task to stop (`SIGINT`, `INT`, `2`); empty is SIGTERM.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stop_signal: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<Mount>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

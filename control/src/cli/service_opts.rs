@@ -337,6 +337,9 @@ pub struct SpecFlags {
     /// Time to wait before force killing a container (ns|us|ms|s|m|h)
     #[arg(long)]
     pub stop_grace_period: Option<String>,
+    /// Signal to stop the container
+    #[arg(long)]
+    pub stop_signal: Option<String>,
     /// Restart when condition is met ("none", "on-failure", "any")
     #[arg(long)]
     pub restart_condition: Option<String>,
@@ -418,6 +421,9 @@ impl SpecFlags {
         }
         if let Some(g) = &self.stop_grace_period {
             cs.stop_grace_period = Some(duration_ns(g)?);
+        }
+        if let Some(s) = &self.stop_signal {
+            cs.stop_signal = s.clone();
         }
         if self.restart_condition.is_some()
             || self.restart_delay.is_some()

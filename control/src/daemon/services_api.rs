@@ -52,6 +52,12 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
             "ContainerSpec: no command specified: the program name is empty",
         ));
     }
+    // docker's engine refuses a bad stop signal when it creates the container; refused
+    // here, before any task exists, it cannot leave tasks failing on every node.
+    if !cs.stop_signal.is_empty() {
+        shoal_executor::parse_signal(&cs.stop_signal)
+            .map_err(|e| invalid(format!("ContainerSpec: {e}")))?;
+    }
     for m in &cs.mounts {
         if m.kind == "volume" && !m.source.is_empty() && !Mount::is_volume_name(&m.source) {
             return Err(invalid(volume_name_error(&m.source)));
@@ -895,6 +901,19 @@ mod tests {
 
     fn conflict(st: &ClusterState, s: &ServiceSpec) -> Option<String> {
         published_conflict(st, s, None).err().map(|e| e.to_string())
+    }
+
+    /// A stop signal the executor could not send is refused before any task exists.
+    #[test]
+    fn validate_checks_the_stop_signal() {
+        let mut s = spec("web", &[]);
+        s.task_template.container_spec.stop_signal = "SIGINT".into();
+        assert!(validate(&s).is_ok());
+        s.task_template.container_spec.stop_signal = "SIGFOO".into();
+        assert_eq!(
+            validate(&s).unwrap_err().to_string(),
+            "Error response from daemon: rpc error: code = InvalidArgument desc = ContainerSpec: invalid signal: SIGFOO"
+        );
     }
 
     /// A service publishes at most MAX_PUBLISHED_PORTS ports (a range counts each).
