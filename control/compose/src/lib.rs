@@ -122,6 +122,31 @@ const DEPRECATED: &[(&str, &str)] = &[
     ("expose", "Exposing ports is unnecessary - services on the same network can access each other's containers on any port."),
 ];
 
+/// Service keys docker applies and Shoal does not act on yet. When one is set (to anything
+/// but null, false, 0 or empty), `load` names it in a warning, in docker's wording for the
+/// keys it ignores itself, rather than drop it in silence.
+const NOT_APPLIED: &[&str] = &[
+    "cap_add",
+    "cap_drop",
+    "configs",
+    "credential_spec",
+    "dns",
+    "dns_search",
+    "extra_hosts",
+    "init",
+    "logging",
+    "oom_score_adj",
+    "read_only",
+    "secrets",
+    "stdin_open",
+    "sysctls",
+    "tty",
+    "ulimits",
+];
+
+/// The one network driver option Shoal's overlay acts on.
+const NETWORK_MTU_OPTION: &str = "com.docker.network.driver.mtu";
+
 const DEFAULT_VERSION: &str = "3.13";
 
 /// Load one or more compose files (later files override earlier ones key by key, as `docker
@@ -141,6 +166,7 @@ pub fn load(
     let mut version: Option<String> = None;
     let mut unsupported = BTreeSet::new();
     let mut deprecated = BTreeMap::new();
+    let mut not_applied = BTreeSet::new();
     let mut warnings = Vec::new();
     let mut models = Vec::with_capacity(files.len());
     for (file, text) in files {
@@ -159,6 +185,12 @@ pub fn load(
         for (_, svc) in services.into_iter().flatten() {
             let Some(svc) = svc.as_object() else { continue };
             unsupported.extend(UNSUPPORTED.iter().filter(|k| svc.contains_key(**k)));
+            not_applied.extend(
+                NOT_APPLIED
+                    .iter()
+                    .filter(|k| svc.get(**k).is_some_and(is_set))
+                    .map(|k| k.to_string()),
+            );
             deprecated.extend(
                 DEPRECATED
                     .iter()
@@ -166,6 +198,7 @@ pub fn load(
                     .copied(),
             );
         }
+        not_applied.extend(not_applied_declarations(&root));
         check_forbidden(file, &root)?;
         interpolate::interpolate_file(file, &mut root, env)?;
         if !supported_version(version) {
@@ -196,7 +229,63 @@ pub fn load(
             property_list(deprecated.into_iter())
         ));
     }
+    if !not_applied.is_empty() {
+        let list: Vec<String> = not_applied.into_iter().collect();
+        warnings.push(format!(
+            "Ignoring options not supported by shoal yet: {}",
+            list.join(", ")
+        ));
+    }
     convert::convert(stack, merge::merge(models), warnings)
+}
+
+/// A value that asks for something: not null, false, 0, "" or empty.
+fn is_set(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// Top-level declarations Shoal would drop: named volumes are local directories (a volume
+/// driver or its options, an NFS mount say, would not be used), and the overlay acts on no
+/// network driver option but the MTU (`encrypted` would not encrypt).
+fn not_applied_declarations(root: &Map<String, Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    let section = |key: &str| {
+        root.get(key)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+    };
+    for (name, vol) in section("volumes") {
+        let Some(vol) = vol.as_object() else { continue };
+        if vol.get("external").is_some_and(is_set) {
+            continue;
+        }
+        if vol
+            .get("driver")
+            .is_some_and(|d| is_set(d) && d.as_str() != Some("local"))
+        {
+            out.push(format!("volumes.{name}.driver"));
+        }
+        if vol.get("driver_opts").is_some_and(is_set) {
+            out.push(format!("volumes.{name}.driver_opts"));
+        }
+    }
+    for (name, net) in section("networks") {
+        let opts = net.get("driver_opts").and_then(Value::as_object);
+        for opt in opts.into_iter().flatten().map(|(k, _)| k) {
+            if opt != NETWORK_MTU_OPTION {
+                out.push(format!("networks.{name}.driver_opts.{opt}"));
+            }
+        }
+    }
+    out
 }
 
 /// The directory docker resolves relative paths against: the first file's, made absolute

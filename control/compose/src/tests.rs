@@ -233,6 +233,7 @@ fn docker_full_example_loads() {
             "config config2: config.external.name is deprecated in favor of config.name",
             "Ignoring unsupported options: build, cgroup_parent, devices, domainname, external_links, ipc, links, mac_address, network_mode, pid, privileged, restart, security_opt",
             "Ignoring deprecated options:\n\ncontainer_name: Setting the container name is not supported.\n\nexpose: Exposing ports is unnecessary - services on the same network can access each other's containers on any port.",
+            "Ignoring options not supported by shoal yet: cap_add, cap_drop, configs, dns, dns_search, extra_hosts, logging, networks.other-network.driver_opts.baz, networks.other-network.driver_opts.foo, read_only, secrets, stdin_open, sysctls, tty, ulimits, volumes.another-volume.driver, volumes.another-volume.driver_opts, volumes.cluster-volume.driver, volumes.other-volume.driver, volumes.other-volume.driver_opts",
         ]
     );
     let foo = service(&stack, "full_foo");
@@ -432,6 +433,27 @@ fn warned_keys_are_ignored() {
             "Ignoring deprecated options:\n\ncontainer_name: Setting the container name is not supported.\n\nexpose: Exposing ports is unnecessary - services on the same network can access each other's containers on any port.",
         ]
     );
+}
+
+/// Keys docker applies and Shoal does not yet are named, not dropped in silence; unset or
+/// false ones, the overlay's MTU option and a local volume are not.
+#[test]
+fn keys_shoal_does_not_apply_are_named() {
+    let stack = load_yaml(
+        "services:\n  web:\n    image: nginx\n    build: .\n    cap_add: [NET_ADMIN]\n    read_only: false\n    tty: true\n    dns: []\n    secrets: [s]\n    volumes: [v:/data, w:/w]\n    networks: [n]\nnetworks:\n  n:\n    driver_opts:\n      encrypted: \"true\"\n      com.docker.network.driver.mtu: 1400\nvolumes:\n  v:\n    driver: local\n    driver_opts: {type: nfs, o: addr=10.0.0.1, device: \":/export\"}\n  w:\n    driver: local\nsecrets:\n  s:\n    file: ./s.txt\n",
+    )
+    .unwrap();
+    assert_eq!(
+        stack.warnings,
+        [
+            "Ignoring unsupported options: build",
+            "Ignoring options not supported by shoal yet: cap_add, networks.n.driver_opts.encrypted, secrets, tty, volumes.v.driver_opts",
+        ]
+    );
+    let quiet =
+        load_yaml("services:\n  web:\n    image: nginx\n    init: false\n    oom_score_adj: 0\n")
+            .unwrap();
+    assert!(quiet.warnings.is_empty(), "{:?}", quiet.warnings);
 }
 
 #[test]
