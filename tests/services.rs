@@ -656,7 +656,7 @@ fn compose_files_checked_whole() {
     assert!(ls.contains("seed     2") || ls.contains("seed "), "{ls}");
 }
 
-/// A stack's `user:` and `stop_signal:` reach its tasks; a redeploy of the same file
+/// A stack's `user:`, `init:` and `stop_signal:` reach its tasks; a redeploy of the same file
 /// restarts nothing, also after `service update --force`; `--prune` removes first.
 #[test]
 fn stack_deploy_applies_user_stop_signal_and_only_changes() {
@@ -666,13 +666,31 @@ fn stack_deploy_applies_user_stop_signal_and_only_changes() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("stack.yml");
     let web = "  web:\n    image: demo:1\n    user: nobody\n    stop_signal: SIGINT\n    stop_grace_period: 5m\n    command: [\"sh\", \"-c\", \"trap 'echo got-int; exit 0' INT; echo ready; while true; do sleep 1; done\"]\n";
-    let other = "  other:\n    image: demo:1\n    command: sleep 600\n";
+    let other = "  other:\n    image: demo:1\n    init: true\n    command: sleep 600\n";
     std::fs::write(&file, format!("services:\n{web}{other}")).unwrap();
     let file = file.to_str().unwrap();
     s.ok("vm1", &["stack", "deploy", "-c", file, "st"]);
     s.wait_running("st_web", 1);
     s.wait_running("st_other", 1);
     assert_eq!(s.ok("vm1", &["exec", "st_web.1", "id", "-u"]), "65534\n");
+    // With init: true, pid 1 of the task is its init, not the command.
+    let pid1 = s.ok("vm1", &["exec", "st_other.1", "cat", "/proc/1/cmdline"]);
+    assert!(!pid1.starts_with("sleep"), "{pid1:?}");
+    let pid2 = s.ok("vm1", &["exec", "st_other.1", "cat", "/proc/2/cmdline"]);
+    assert!(pid2.ends_with("sleep\u{0}600\u{0}"), "{pid1:?} {pid2:?}");
+    assert_eq!(
+        s.ok(
+            "vm1",
+            &[
+                "service",
+                "inspect",
+                "--format",
+                "{{.Spec.TaskTemplate.ContainerSpec.Init}}",
+                "st_other"
+            ]
+        ),
+        "true\n"
+    );
 
     // A forced update, then the same file again: nothing changes, nothing restarts.
     s.ok("vm1", &["service", "update", "-d", "--force", "st_other"]);

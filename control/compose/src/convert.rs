@@ -192,6 +192,7 @@ fn service(
         mounts: mounts(ns, svc, config)?,
         stop_grace_period: svc.stop_grace_period,
         stop_signal: svc.stop_signal.clone().unwrap_or_default(),
+        init: svc.init,
         healthcheck: healthcheck(svc)?,
     };
 

@@ -133,7 +133,6 @@ const NOT_APPLIED: &[&str] = &[
     "dns",
     "dns_search",
     "extra_hosts",
-    "init",
     "logging",
     "oom_score_adj",
     "read_only",

@@ -180,6 +180,7 @@ fn load_service(
             "healthcheck" => svc.healthcheck = Some(load_healthcheck(v)?),
             "stop_grace_period" => svc.stop_grace_period = Some(duration(v)?),
             "stop_signal" => svc.stop_signal = Some(v.string()?),
+            "init" => svc.init = Some(v.bool()?),
             "restart" => svc.restart = Some((v.string()?, origin(v))),
             "secrets" => svc.secrets = load_object_refs(v)?,
             "configs" => svc.configs = load_object_refs(v)?,
@@ -756,7 +757,7 @@ fn check_ignored(key: &str, v: Node<'_>) -> Result<(), ComposeError> {
         | "isolation" | "mac_address" | "network_mode" | "userns_mode" => {
             v.str()?;
         }
-        "init" | "privileged" | "read_only" | "stdin_open" | "tty" => {
+        "privileged" | "read_only" | "stdin_open" | "tty" => {
             v.bool()?;
         }
         "oom_score_adj" => {

@@ -61,6 +61,7 @@ fn merge_service(dst: &mut ServiceConfig, src: ServiceConfig) {
     }
     set(&mut dst.stop_grace_period, src.stop_grace_period);
     set(&mut dst.stop_signal, src.stop_signal);
+    set(&mut dst.init, src.init);
     set(&mut dst.restart, src.restart);
     dst.secrets = merge_refs(std::mem::take(&mut dst.secrets), src.secrets);
     dst.configs = merge_refs(std::mem::take(&mut dst.configs), src.configs);

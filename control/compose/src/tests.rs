@@ -653,11 +653,11 @@ fn healthcheck_forms() {
     );
 }
 
-/// `stop_signal` reaches the spec (docker's ContainerSpec.StopSignal) with `user` and
-/// `working_dir`, and a later file overrides it.
+/// `stop_signal` and `init` reach the spec (docker's ContainerSpec.StopSignal and Init,
+/// the latter only when set) with `user` and `working_dir`; a later file overrides them.
 #[test]
-fn stop_signal_user_and_working_dir_reach_the_spec() {
-    let base = "services:\n  a:\n    image: x\n    user: nobody\n    working_dir: /srv\n    stop_signal: SIGINT\n    stop_grace_period: 1m30s\n  b:\n    image: x\n";
+fn stop_signal_init_user_and_working_dir_reach_the_spec() {
+    let base = "services:\n  a:\n    image: x\n    user: nobody\n    working_dir: /srv\n    stop_signal: SIGINT\n    init: true\n    stop_grace_period: 1m30s\n  b:\n    image: x\n";
     let stack = load_yaml(base).unwrap();
     let cs = &service(&stack, "app_a").task_template.container_spec;
     assert_eq!(
@@ -665,25 +665,21 @@ fn stop_signal_user_and_working_dir_reach_the_spec() {
         ("SIGINT", "nobody", "/srv")
     );
     assert_eq!(cs.stop_grace_period, Some(90_000_000_000));
-    assert_eq!(
-        service(&stack, "app_b")
-            .task_template
-            .container_spec
-            .stop_signal,
-        ""
-    );
+    assert_eq!(cs.init, Some(true));
+    let b = &service(&stack, "app_b").task_template.container_spec;
+    assert_eq!((b.stop_signal.as_str(), b.init), ("", None));
     let files = [
         ("docker-compose.yml".to_string(), base.to_string()),
         (
             "override.yml".to_string(),
-            "services:\n  a:\n    stop_signal: SIGUSR1\n".to_string(),
+            "services:\n  a:\n    stop_signal: SIGUSR1\n    init: false\n".to_string(),
         ),
     ];
     let stack = crate::load("app", &files, &no_env()).unwrap();
     let cs = &service(&stack, "app_a").task_template.container_spec;
     assert_eq!(
-        (cs.stop_signal.as_str(), cs.user.as_str()),
-        ("SIGUSR1", "nobody")
+        (cs.stop_signal.as_str(), cs.user.as_str(), cs.init),
+        ("SIGUSR1", "nobody", Some(false))
     );
     assert_eq!(
         error("services:\n  a:\n    image: x\n    stop_signal: 2\n"),

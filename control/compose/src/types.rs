@@ -43,6 +43,7 @@ pub(crate) struct ServiceConfig {
     pub healthcheck: Option<Healthcheck>,
     pub stop_grace_period: Option<i64>,
     pub stop_signal: Option<String>,
+    pub init: Option<bool>,
     /// The top-level `restart:` (used only without `deploy.restart_policy`).
     pub restart: Option<(String, Origin)>,
     pub secrets: Vec<ObjectRef>,

@@ -67,6 +67,11 @@ pub struct TaskRun {
     /// empty is SIGTERM. Checked by [`parse_signal`] before the task starts.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stop_signal: String,
+    /// Docker's `--init`: pid 1 of the task is a small init that forwards every signal
+    /// to the command, reaps orphans, and exits as the command does (128+signal if a
+    /// signal ended it), so a command that never expected to be pid 1 still stops.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
 }
 
 /// A bind mount into the task's mount namespace; the target is created if missing.

@@ -15,8 +15,8 @@ use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::prctl;
-use nix::sys::signal::Signal;
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{chdir, execve, getpid, pipe2, setsid, ForkResult, Pid};
 
 use crate::cgroup::{self, TaskCgroups};
@@ -209,8 +209,11 @@ fn supervise(
     {
         ForkResult::Child => {
             drop(sync_read);
-            let Err(failure) = task_init(&spec, &cgroups);
-            let _ = File::from(sync_write).write_all(failure.message.as_bytes());
+            let mut sync_write = Some(sync_write);
+            let Err(failure) = task_init(&spec, &cgroups, single, &mut sync_write);
+            if let Some(sync_write) = sync_write {
+                let _ = File::from(sync_write).write_all(failure.message.as_bytes());
+            }
             sys::exit_now(EXIT_SETUP_FAILED);
         }
         ForkResult::Parent { child } => child,
@@ -289,9 +292,15 @@ impl From<String> for ExecFailure {
 }
 
 /// The task's init, pid 1 of its new pid namespace: sets up the rest and execs the
-/// command. Returns only on failure. Runs in a child forked from a single-threaded
-/// process, so ordinary code (allocation included) is fine here.
-fn task_init(spec: &TaskRun, cgroups: &TaskCgroups) -> Result<Infallible, ExecFailure> {
+/// command (with `spec.init`, forks it and stays as its init). Returns only on failure.
+/// Runs in a child forked from a single-threaded process, so ordinary code (allocation
+/// included) is fine here. `sync` is the pipe the shim waits on: closed on exec.
+fn task_init(
+    spec: &TaskRun,
+    cgroups: &TaskCgroups,
+    single: &sys::SingleThreaded,
+    sync: &mut Option<OwnedFd>,
+) -> Result<Infallible, ExecFailure> {
     setsid().map_err(|e| format!("setsid: {e}"))?;
     cgroups.join().map_err(|e| e.to_string())?;
     namespaces::create(spec)?;
@@ -306,7 +315,69 @@ fn task_init(spec: &TaskRun, cgroups: &TaskCgroups) -> Result<Infallible, ExecFa
         env = user::with_home(env, &user);
         user::become_user(&user)?;
     }
+    if spec.init {
+        return run_init(&spec.argv, &env, workdir, single, sync);
+    }
     exec(&spec.argv, &env, workdir)
+}
+
+/// docker's `--init` (tini): forks the command, reports its exec to the shim, then stays
+/// pid 1: every signal it gets goes on to the command, orphans are reaped, and it exits
+/// as the command does (128+signal if a signal ended it). Returns only if the command
+/// could not be exec'd.
+fn run_init(
+    argv: &[String],
+    env: &[String],
+    cwd: &Path,
+    single: &sys::SingleThreaded,
+    sync: &mut Option<OwnedFd>,
+) -> Result<Infallible, ExecFailure> {
+    // Blocked before the fork, so no signal is lost before the loop waits for it; the
+    // command's exec clears the mask again.
+    let all = SigSet::all();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None)
+        .map_err(|e| format!("blocking signals: {e}"))?;
+    let (exec_read, exec_write) =
+        pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("creating a pipe: {e}"))?;
+    let command = match single
+        .fork()
+        .map_err(|e| format!("forking the command: {e}"))?
+    {
+        ForkResult::Child => {
+            drop(exec_read);
+            drop(sync.take());
+            let Err(failure) = exec(argv, env, cwd);
+            let _ = File::from(exec_write).write_all(failure.message.as_bytes());
+            sys::exit_now(failure.code);
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(exec_write);
+    let mut failure = String::new();
+    let _ = File::from(exec_read).read_to_string(&mut failure);
+    if !failure.is_empty() {
+        return Err(failure.into());
+    }
+    // The command runs: the shim may record the task as started.
+    drop(sync.take());
+    loop {
+        match all.wait() {
+            Ok(Signal::SIGCHLD) => loop {
+                match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(pid, code)) if pid == command => sys::exit_now(code),
+                    Ok(WaitStatus::Signaled(pid, signal, _)) if pid == command => {
+                        sys::exit_now(128 + signal as i32)
+                    }
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            },
+            Ok(signal) => {
+                let _ = nix::sys::signal::kill(command, signal);
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// execve with `argv[0]` looked up in `env`'s PATH; returns only on failure.

@@ -82,6 +82,10 @@ const TESTS: &[(&str, Test)] = &[
         "stop_sends_the_tasks_stop_signal",
         stop_sends_the_tasks_stop_signal,
     ),
+    (
+        "an_init_forwards_signals_and_exits_as_the_command",
+        an_init_forwards_signals_and_exits_as_the_command,
+    ),
 ];
 
 fn main() -> ExitCode {
@@ -652,6 +656,52 @@ fn stop_sends_the_tasks_stop_signal() {
     bad.stop_signal = "SIGFOO".into();
     let err = f.executor.start(&bad).unwrap_err().to_string();
     assert_eq!(err, "invalid signal: SIGFOO");
+}
+
+/// With `init`, the command is not pid 1: a shell that installed no TERM handler (which
+/// as pid 1 would ignore SIGTERM until killed) gets the forwarded SIGTERM and ends at
+/// once; the task exits as its command does; an orphan left behind is reaped; a missing
+/// program still fails the start.
+fn an_init_forwards_signals_and_exits_as_the_command() {
+    let f = Fixture::new("init");
+    let mut run = f.task("t", "sh -c 'sleep 0.2' & echo $$; echo ready; sleep 30");
+    run.init = true;
+    let pid = f.start(&run);
+    let log = f.wait_log(&run.task_id, "ready");
+    assert_eq!(log, "2\nready\n");
+    let started = Instant::now();
+    let status = f
+        .executor
+        .stop(&run.task_id, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(status, TaskStatus::Exited { code: 143 });
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(!alive(pid));
+
+    // The init reaps what its command leaves behind: no zombie under it.
+    let mut orphans = f.task("orphans", "sh -c 'sleep 0.1 &' ; echo ready; sleep 30");
+    orphans.init = true;
+    let init = f.start(&orphans);
+    f.wait_log(&orphans.task_id, "ready");
+    wait_until("the orphan reaped", || {
+        let children =
+            fs::read_to_string(format!("/proc/{init}/task/{init}/children")).unwrap_or_default();
+        children.split_whitespace().count() == 1
+    });
+
+    let mut code = f.task("code", "exit 7");
+    code.init = true;
+    f.start(&code);
+    assert_eq!(f.wait_exited(&code.task_id), TaskStatus::Exited { code: 7 });
+
+    let mut missing = f.task("missing", "true");
+    missing.argv = strings(&["no-such-program-xyz"]);
+    missing.init = true;
+    assert!(f.executor.start(&missing).is_err());
 }
 
 /// A task's own exit code is recorded, and a new executor on the same state dir

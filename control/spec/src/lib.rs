@@ -150,6 +150,10 @@ pub struct ContainerSpec {
     pub dir: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub user: String,
+    /// Run an init as the task's pid 1 that forwards signals to the command and reaps
+    /// orphans (docker's `--init`, compose's `init:`); unset means no.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
     /// The signal that asks the task to stop (`SIGINT`, `INT`, `2`); empty is SIGTERM.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stop_signal: String,

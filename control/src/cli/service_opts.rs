@@ -340,6 +340,9 @@ pub struct SpecFlags {
     /// Signal to stop the container
     #[arg(long)]
     pub stop_signal: Option<String>,
+    /// Use an init inside each service container to forward signals and reap processes
+    #[arg(long)]
+    pub init: bool,
     /// Restart when condition is met ("none", "on-failure", "any")
     #[arg(long)]
     pub restart_condition: Option<String>,
@@ -424,6 +427,9 @@ impl SpecFlags {
         }
         if let Some(s) = &self.stop_signal {
             cs.stop_signal = s.clone();
+        }
+        if self.init {
+            cs.init = Some(true);
         }
         if self.restart_condition.is_some()
             || self.restart_delay.is_some()

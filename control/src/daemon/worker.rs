@@ -205,6 +205,7 @@ fn task_run(daemon: &Daemon, t: &TaskRecord) -> Result<TaskRun, String> {
         workdir: (!cs.dir.is_empty()).then(|| cs.dir.clone()),
         user: cs.user.clone(),
         stop_signal: cs.stop_signal.clone(),
+        init: cs.init == Some(true),
         mounts,
         memory_bytes: nonzero(limits.memory_bytes),
         nano_cpus: nonzero(limits.nano_cpus),
