@@ -350,9 +350,12 @@ pub enum ApiReply {
         #[serde(default)]
         more: bool,
     },
-    /// What stack deploy / rm did, in docker's words, one line each.
+    /// What stack deploy / rm did, in docker's words, one line each; `errors` are what
+    /// failed on the way (stderr lines), after which the command exits 1.
     Lines {
         lines: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        errors: Vec<String>,
     },
     Stacks {
         stacks: Vec<(String, usize)>,

@@ -158,7 +158,7 @@ pub async fn run(host: &str, cmd: StackCommand) -> CliResult {
                 prune,
             };
             match call(host, ApiRequest::StackDeploy(req)).await? {
-                ApiReply::Lines { lines } => {
+                ApiReply::Lines { lines, .. } => {
                     for l in lines {
                         println!("{l}");
                     }
@@ -261,20 +261,34 @@ pub async fn run(host: &str, cmd: StackCommand) -> CliResult {
             for name in &names {
                 check_stack_name(name).map_err(ApiError::plain)?;
             }
+            // docker goes on with the next stack when one fails in part, then says which.
+            let mut failed = Vec::new();
             for name in names {
                 match call(host, ApiRequest::StackRemove { name: name.clone() }).await? {
-                    ApiReply::Lines { lines } if lines.is_empty() => {
+                    ApiReply::Lines { lines, .. } if lines.is_empty() => {
                         eprintln!("Nothing found in stack: {name}")
                     }
-                    ApiReply::Lines { lines } => {
+                    ApiReply::Lines { lines, errors } => {
                         for l in lines {
                             println!("{l}");
+                        }
+                        for e in &errors {
+                            eprintln!("{e}");
+                        }
+                        if !errors.is_empty() {
+                            failed.push(format!(
+                                "failed to remove some resources from stack: {name}"
+                            ));
                         }
                     }
                     other => return Err(unexpected(other)),
                 }
             }
-            Ok(())
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(ApiError::plain(failed.join("\n")))
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ fn invalid(msg: impl std::fmt::Display) -> ApiError {
     ApiError::daemon(format!("rpc error: code = InvalidArgument desc = {msg}"))
 }
 
-fn precondition(msg: impl std::fmt::Display) -> ApiError {
+pub(crate) fn precondition(msg: impl std::fmt::Display) -> ApiError {
     ApiError::daemon(format!("rpc error: code = FailedPrecondition desc = {msg}"))
 }
 
@@ -145,7 +145,7 @@ pub fn allocate(
 const ALLOCATION_TRIES: usize = 16;
 
 /// Services that attach to a network (by name or ID), or publish ports (for ingress).
-fn users(state: &ClusterState, net: &NetworkRecord) -> Vec<String> {
+pub(crate) fn users(state: &ClusterState, net: &NetworkRecord) -> Vec<String> {
     state
         .services
         .values()

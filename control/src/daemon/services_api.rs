@@ -232,22 +232,27 @@ fn in_stack<'a>(
 }
 
 /// What `stack rm` prints and does: the stack's services sorted by name (docker's
-/// `sortServiceByName`), then its networks.
+/// `sortServiceByName`), then its networks. A network that a service outside the stack
+/// still uses (it named the network external, or was created with `--network`) stays,
+/// as `network rm` would refuse it; the third list holds docker's error for each.
 fn stack_removal(
     state: &ClusterState,
     name: &str,
     at: chrono::DateTime<Utc>,
-) -> (Vec<String>, Vec<Command>) {
+) -> (Vec<String>, Vec<Command>, Vec<String>) {
     let mut lines = Vec::new();
     let mut cmds = Vec::new();
+    let mut errors = Vec::new();
     let mut services: Vec<&ServiceRecord> = in_stack(state, name).collect();
     services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    let mut after = state.clone();
     for s in services {
         lines.push(format!("Removing service {}", s.spec.name));
         cmds.push(Command::RemoveService {
             service_id: s.id.clone(),
             at,
         });
+        after.services.remove(&s.id);
     }
     for n in state
         .networks
@@ -255,11 +260,19 @@ fn stack_removal(
         .filter(|n| n.labels.get(STACK_LABEL).map(String::as_str) == Some(name))
     {
         lines.push(format!("Removing network {}", n.name));
+        if let Some(user) = super::networks_api::users(&after, n).first() {
+            let refused = super::networks_api::precondition(format!(
+                "network {} is in use by service {user}",
+                n.id
+            ));
+            errors.push(format!("Failed to remove network {}: {refused}", n.id));
+            continue;
+        }
         cmds.push(Command::RemoveNetwork {
             network_id: n.id.clone(),
         });
     }
-    (lines, cmds)
+    (lines, cmds, errors)
 }
 
 /// What `stack deploy` prints and does, in docker's order (deployCompose): with
@@ -642,11 +655,11 @@ impl Daemon {
             }
             ApiRequest::StackRemove { name } => {
                 let state = mgr.sm.state();
-                let (lines, cmds) = stack_removal(&state, &name, Utc::now());
+                let (lines, cmds, errors) = stack_removal(&state, &name, Utc::now());
                 if !cmds.is_empty() {
                     mgr.propose(Command::Batch(cmds)).await?;
                 }
-                Ok(ApiReply::Lines { lines })
+                Ok(ApiReply::Lines { lines, errors })
             }
             other => self.serve_network_api(mgr, other).await,
         }
@@ -660,7 +673,10 @@ impl Daemon {
             // updated meanwhile), nothing of the deploy is applied and the error says which.
             mgr.propose(Command::Atomic(cmds)).await?;
         }
-        Ok(ApiReply::Lines { lines })
+        Ok(ApiReply::Lines {
+            lines,
+            errors: Vec::new(),
+        })
     }
 
     /// One page of logs of a service's (or one task's) tasks, task after task, oldest
@@ -1091,6 +1107,58 @@ mod tests {
         assert!(plan_stack_deploy(&st, d, Utc::now()).is_err());
     }
 
+    /// `stack rm` keeps a stack network that a service outside the stack still uses, as
+    /// `network rm` would (the service would lose its network), and says so as docker
+    /// does; the stack's own services do not hold it.
+    #[test]
+    fn stack_rm_keeps_a_network_others_use() {
+        let mut st = state_with(vec![spec("webapp_web", &[]), spec("other", &[])]);
+        st.cluster = Some(crate::state::tests::cluster());
+        let req = crate::api::NetworkCreate {
+            name: "webapp_default".into(),
+            labels: [(STACK_LABEL.to_string(), "webapp".to_string())].into(),
+            ..Default::default()
+        };
+        let net = super::super::networks_api::allocate(&st, &req, false).unwrap();
+        st.networks.insert(net.id.clone(), net.clone());
+        for s in st.services.values_mut() {
+            s.spec.task_template.networks = vec![shoal_spec::NetworkAttachmentConfig {
+                target: net.id.clone(),
+                aliases: vec![],
+            }];
+        }
+        let web = st.services.get_mut("id-webapp_web").unwrap();
+        web.spec.labels.insert(STACK_LABEL.into(), "webapp".into());
+
+        let (lines, cmds, errors) = stack_removal(&st, "webapp", Utc::now());
+        assert_eq!(
+            lines,
+            [
+                "Removing service webapp_web",
+                "Removing network webapp_default"
+            ]
+        );
+        assert!(
+            matches!(cmds.as_slice(), [Command::RemoveService { .. }]),
+            "{cmds:?}"
+        );
+        assert_eq!(
+            errors,
+            [format!(
+                "Failed to remove network {0}: Error response from daemon: rpc error: code = FailedPrecondition desc = network {0} is in use by service id-other",
+                net.id
+            )]
+        );
+
+        // Once no one else uses it, it goes with the stack.
+        st.services.remove("id-other");
+        let (_, cmds, errors) = stack_removal(&st, "webapp", Utc::now());
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(
+            matches!(cmds.as_slice(), [Command::RemoveService { .. }, Command::RemoveNetwork { network_id }] if *network_id == net.id)
+        );
+    }
+
     /// `stack rm` removes and prints the services by name, whatever their IDs.
     #[test]
     fn stack_rm_goes_by_name() {
@@ -1101,7 +1169,7 @@ mod tests {
             s.spec.labels.insert(STACK_LABEL.into(), "webapp".into());
             st.services.insert(id.into(), s);
         }
-        let (lines, _) = stack_removal(&st, "webapp", Utc::now());
+        let (lines, _, _) = stack_removal(&st, "webapp", Utc::now());
         assert_eq!(
             lines,
             ["Removing service webapp_db", "Removing service webapp_web"]
