@@ -749,6 +749,43 @@ fn stack_deploy_applies_user_stop_signal_and_only_changes() {
         out.starts_with("Removing service st_other\nUpdating service st_web (id: "),
         "{out}"
     );
+
+    // stack rm keeps a network a service outside the stack still uses, and says so.
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "outsider",
+            "--network",
+            "st_default",
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    );
+    let out = s.shoal("vm1", &["stack", "rm", "st"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert_eq!(
+        stdout,
+        "Removing service st_web\nRemoving network st_default\n"
+    );
+    assert!(
+        stderr.contains("is in use by service ")
+            && stderr.ends_with("\nfailed to remove some resources from stack: st\n"),
+        "{stderr}"
+    );
+    assert_eq!(
+        s.ok("vm1", &["service", "ls", "--format", "{{.Name}}"]),
+        "outsider\n"
+    );
+    s.ok("vm1", &["network", "inspect", "st_default"]);
 }
 
 /// Restarting shoald (kill -9 of the daemon alone) keeps tasks running and reports them.
