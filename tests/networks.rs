@@ -413,7 +413,9 @@ fn running_slots(s: &Swarm, svc: &str) -> std::collections::BTreeMap<String, (St
 /// The embedded DNS at 127.0.0.11 in every task: service names answer the VIP (or, with
 /// dnsrr, the running tasks), `tasks.<service>` the running tasks, stack aliases too, and
 /// names of services on other networks are NXDOMAIN; reverse lookups name every task on
-/// the asker's networks, on either node, whatever its endpoint mode. Checked with dig
+/// the asker's networks, on either node, whatever its endpoint mode, and those names
+/// (without or with the network), short task IDs and hostnames resolve back, as docker
+/// resolves a task's container; tasks on other networks are NXDOMAIN. Checked with dig
 /// inside a task.
 #[test]
 fn embedded_dns_answers_service_names() {
@@ -447,12 +449,25 @@ fn embedded_dns_answers_service_names() {
         "2",
         "--endpoint-mode",
         "dnsrr",
+        "--hostname",
+        "rrhost",
         "--network",
         "app",
         "demo",
         "shoal-whoami",
         "--listen",
         "0.0.0.0:80",
+    ]);
+    create(&[
+        "--name",
+        "g",
+        "--mode",
+        "global",
+        "--network",
+        "app",
+        "demo",
+        "sleep",
+        "600",
     ]);
     create(&[
         "--name",
@@ -589,6 +604,64 @@ fn embedded_dns_answers_service_names() {
     let unused = format!("{}.250", vip.rsplit_once('.').unwrap().0);
     let status = dig_x(&unused, "+comments");
     assert!(status.contains("status: NXDOMAIN"), "{status}");
+    // Forward lookups of task names, as docker answers them for a task's container:
+    // the name a reverse lookup gives, without or with its network, the short ID, and
+    // the hostname (which both rr tasks have).
+    let mut rr_addrs = Vec::new();
+    for svc in ["db", "rr"] {
+        for (slot, (id, addr)) in running_slots(&s, svc) {
+            let name = format!("{svc}.{slot}.{id}");
+            for n in [name.clone(), format!("{name}.app."), id[..12].to_string()] {
+                assert_eq!(dig(&n), addr, "{n}");
+            }
+            if svc == "rr" {
+                rr_addrs.push(addr);
+            }
+        }
+    }
+    rr_addrs.sort();
+    assert_eq!(dig("rrhost"), rr_addrs.join(" "));
+    // A global task is `<service>.<node id>.<task id>`, both ways.
+    s.wait_running_on("g", &["vm1", "vm2"]);
+    let ids = s.ok(
+        "vm1",
+        &["service", "ps", "-q", "-f", "desired-state=running", "g"],
+    );
+    for id in ids.lines() {
+        let out = s.ok(
+            "vm1",
+            &[
+                "inspect",
+                "--format",
+                "{{.NodeID}} {{range .NetworksAttachments}}{{index .Addresses 0}}{{end}}",
+                id,
+            ],
+        );
+        let (node, cidr) = out.trim().split_once(' ').unwrap();
+        let addr = cidr.split('/').next().unwrap();
+        let name = format!("g.{node}.{id}");
+        wait_until(
+            &format!("{name} gives {addr}"),
+            Duration::from_secs(20),
+            || (dig(&name) == addr).then_some(()),
+        )
+        .unwrap_or_else(|e| panic!("{e}: {}", dig(&name)));
+        assert_eq!(dig_x(addr, "+short"), format!("{name}.app."));
+    }
+    // A task on a network the asker is not on has no name here: NXDOMAIN (answered
+    // here, as such a name means nothing to the node's resolvers).
+    let (far_id, _) = running_slots(&s, "far")["1"].clone();
+    for name in [
+        format!("far.1.{far_id}"),
+        format!("far.1.{far_id}.app"),
+        far_id[..12].to_string(),
+    ] {
+        let status = s.ok(
+            "vm1",
+            &["exec", "client.1", "dig", "@127.0.0.11", &name, "+comments"],
+        );
+        assert!(status.contains("status: NXDOMAIN"), "{name}: {status}");
+    }
     let resolv = s.ok("vm1", &["exec", "client.1", "cat", "/etc/resolv.conf"]);
     assert!(resolv.starts_with("nameserver 127.0.0.11\n"), "{resolv}");
     // A stack's services answer their short names (aliases) on the stack network.
@@ -598,15 +671,6 @@ fn embedded_dns_answers_service_names() {
     wait_until("webapp_web running", Duration::from_secs(30), || {
         let out = s.running_ps("webapp_web", "{{.CurrentState}}");
         out.starts_with("Running").then_some(())
-    })
-    .unwrap();
-    let db_ip = wait_until("the web task resolving db", Duration::from_secs(20), || {
-        let out = s.shoal(
-            "vm1",
-            &["exec", "webapp_web.1", "dig", "@127.0.0.11", "db", "+short"],
-        );
-        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        (!text.is_empty()).then_some(text)
     })
     .unwrap();
     let db_vip = s.ok(
@@ -619,13 +683,36 @@ fn embedded_dns_answers_service_names() {
             "webapp_db",
         ],
     );
-    assert_eq!(db_ip, db_vip.trim().split('/').next().unwrap());
+    let db_vip = db_vip.trim().split('/').next().unwrap().to_string();
+    // The db task's hostname is `db` too (the compose file's `hostname: db`), and a
+    // hostname is one of a task's names, as docker's: `db` gives the VIP and the task.
+    let (_, db_task) = running_slots(&s, "webapp_db")["1"].clone();
+    let mut want = [db_vip, db_task];
+    want.sort();
+    let want = want.join(" ");
+    wait_until(
+        &format!("the web task resolving db to {want}"),
+        Duration::from_secs(20),
+        || {
+            let out = s.shoal(
+                "vm1",
+                &["exec", "webapp_web.1", "dig", "@127.0.0.11", "db", "+short"],
+            );
+            let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect();
+            lines.sort();
+            (lines.join(" ") == want).then_some(())
+        },
+    )
+    .unwrap();
 }
 
 /// A task asked to stop leaves the embedded DNS at once, as docker disables a task's
 /// service binding before it stops the container: right after a scale-down, while the
-/// removed task still runs through its stop grace period, `tasks.<svc>`, the dnsrr name
-/// and a reverse lookup of its address no longer give it, from a task on its own node
+/// removed task still runs through its stop grace period, `tasks.<svc>`, the dnsrr name,
+/// its container name and a reverse lookup of its address no longer give it, from a task on its own node
 /// and from one on the other node.
 #[test]
 fn a_stopping_task_leaves_dns_at_once() {
@@ -698,6 +785,7 @@ fn a_stopping_task_leaves_dns_at_once() {
         .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
         let want = format!("slow.2.{gone_id}.app.");
         assert_eq!(dig(client, &["-x", &gone, "+short"]), want);
+        assert_eq!(dig(client, &[&format!("slow.2.{gone_id}"), "+short"]), gone);
     }
 
     s.ok("vm1", &["service", "scale", "-d", "slow=1"]);
@@ -710,6 +798,9 @@ fn a_stopping_task_leaves_dns_at_once() {
         .unwrap_or_else(|e| panic!("{e}: {}", dig(client, &["tasks.slow", "+short"])));
         assert_eq!(dig(client, &["slow", "+short"]), kept);
         let status = dig(client, &["-x", &gone, "+comments"]);
+        assert!(status.contains("status: NXDOMAIN"), "{status}");
+        // Nor does its container name answer any more.
+        let status = dig(client, &[&format!("slow.2.{gone_id}.app"), "+comments"]);
         assert!(status.contains("status: NXDOMAIN"), "{status}");
     }
     // All the while the removed task runs, and is reachable (its endpoint stays).

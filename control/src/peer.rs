@@ -218,6 +218,24 @@ pub struct NetEndpoint {
     /// a leader that predates it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub leaving: bool,
+    /// Not running yet, or not healthy: DNS does not name it yet, as docker
+    /// activates a task's service binding (its names) only once it runs and
+    /// passes its healthcheck. False from a leader that predates it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_running: bool,
+    /// The task's hostname (its spec's, or the short task ID), which the
+    /// embedded DNS also answers with `addr`. Empty from a leader that
+    /// predates it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hostname: String,
+}
+
+impl NetEndpoint {
+    /// Whether the embedded DNS names the task: running (and healthy), not
+    /// asked to stop (see [`crate::services::TaskRecord::in_dns`]).
+    pub fn in_dns(&self) -> bool {
+        !self.leaving && !self.not_running
+    }
 }
 
 /// Everything a node's load balancer needs: every service with a VIP or a
@@ -447,6 +465,8 @@ pub fn net_views_of(state: &crate::state::ClusterState, mut ids: Vec<&str>) -> V
                         addr: a.addr.clone(),
                         name: t.name(),
                         leaving: t.is_leaving(),
+                        not_running: !t.is_running(),
+                        hostname: t.hostname(),
                     })
                 })
                 .collect();
@@ -751,20 +771,25 @@ mod tests {
         }
         let new = NetEndpoint {
             name: "rr.2".into(),
-            ..e
+            ..e.clone()
         };
         let json = serde_json::to_string(&new).unwrap();
         assert!(json.contains(r#""name":"rr.2""#), "{json}");
         let seen: OldNetEndpoint = serde_json::from_str(&json).unwrap();
         assert_eq!(seen.task_id, "t1");
-        // Nor does it see a leaving flag, which an older leader never sends.
+        // Nor does it see a leaving or not-running flag or a hostname, which an
+        // older leader never sends: its endpoints stay named, by name and short ID.
         assert!(!json.contains("leaving"), "{json}");
-        assert!(!e.leaving);
+        assert!(!json.contains("not_running"), "{json}");
+        assert!(!json.contains("hostname"), "{json}");
+        assert!(!e.leaving && !e.not_running && e.hostname.is_empty());
+        assert!(e.in_dns());
     }
 
     /// A task asked to stop leaves DNS at once (docker disables its service
     /// binding before stopping it): `tasks.<svc>` and a dnsrr name no longer
-    /// answer it and its endpoint is marked leaving (no reverse lookup), while
+    /// answer it and its endpoint is marked leaving (no name, no reverse lookup,
+    /// as for one not running yet), while
     /// the endpoint itself stays until the task has stopped, so its open
     /// connections keep their overlay path.
     #[test]
@@ -849,6 +874,8 @@ mod tests {
             task(3, "10.0.1.5/24", TaskState::Running, TaskState::Shutdown),
             // Stopped: gone from the data path too.
             task(4, "10.0.1.6/24", TaskState::Shutdown, TaskState::Shutdown),
+            // Starting: on the data path, not named yet.
+            task(5, "10.0.1.7/24", TaskState::Starting, TaskState::Running),
         ] {
             state.tasks.insert(t.id.clone(), t);
         }
@@ -864,18 +891,28 @@ mod tests {
                 task_ips: vec!["10.0.1.3/24".into()],
             }]
         );
-        let mut endpoints: Vec<(&str, bool)> = views[0]
+        let mut endpoints: Vec<(&str, bool, bool, bool, &str)> = views[0]
             .endpoints
             .iter()
-            .map(|e| (e.addr.as_str(), e.leaving))
+            .map(|e| {
+                let named = e.in_dns();
+                (
+                    e.addr.as_str(),
+                    e.leaving,
+                    e.not_running,
+                    named,
+                    e.hostname.as_str(),
+                )
+            })
             .collect();
         endpoints.sort();
         assert_eq!(
             endpoints,
             [
-                ("10.0.1.3/24", false),
-                ("10.0.1.4/24", true),
-                ("10.0.1.5/24", true),
+                ("10.0.1.3/24", false, false, true, "t1"),
+                ("10.0.1.4/24", true, false, false, "t2"),
+                ("10.0.1.5/24", true, false, false, "t3"),
+                ("10.0.1.7/24", false, true, false, "t5"),
             ]
         );
     }

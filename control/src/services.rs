@@ -432,6 +432,24 @@ impl TaskRecord {
         format!("{}.{}", self.name(), self.id)
     }
 
+    /// The task's hostname: its spec's, else the first 12 characters of its ID
+    /// (docker's default, the short container ID). Also one of the names the
+    /// embedded DNS answers with its address.
+    pub fn hostname(&self) -> String {
+        let spec = &self.spec.container_spec.hostname;
+        if spec.is_empty() {
+            self.short_id().to_string()
+        } else {
+            spec.clone()
+        }
+    }
+
+    /// The first 12 characters of the task's ID: what stands for docker's short
+    /// container ID (a task runs one process, named by its task ID).
+    pub fn short_id(&self) -> &str {
+        self.id.get(..12).unwrap_or(&self.id)
+    }
+
     /// Counts as running for REPLICAS and convergence: running and, with a
     /// healthcheck, healthy.
     pub fn is_running(&self) -> bool {

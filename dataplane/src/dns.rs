@@ -12,6 +12,17 @@
 //!   answers for other types of a known name (so a client asking AAAA then A
 //!   does not give up); NXDOMAIN for an unknown single-label name, which can only
 //!   be a service that does not exist (or is not on a shared network).
+//! - **Task names**: as docker names a swarm task's container on each of its
+//!   networks while its service binding is active (running, healthy, not asked
+//!   to stop), a task answers to its container name (`web.1.<task id>`, or
+//!   `<service>.<node id>.<task id>` for a global task), its short ID and its
+//!   hostname, for tasks that share a network with the asker only. A name of
+//!   that container-name shape that the view does not hold is NXDOMAIN here,
+//!   never forwarded: no other resolver can know it.
+//! - **`<name>.<network>`**: any of those names followed by the name of one
+//!   of the task's networks answers that name on that network alone, as
+//!   docker's resolver tries `a.b.c` whole, then `a.b` on network `c`, then `a`
+//!   on network `b.c` (so the name a reverse lookup gives resolves back).
 //! - **Reverse lookups** (`in-addr.arpa`) of addresses on the task's networks
 //!   are answered here, as docker does: a task's address gives its container
 //!   name and network (`web.1.<task id>.app.`), a VIP its service's name and
@@ -72,8 +83,15 @@ pub enum DnsError {
 #[derive(Clone, Debug, PartialEq)]
 pub struct DnsView {
     /// lowercase name -> addresses, already in the order to answer for vip-style names.
-    /// Keys include "<service>", "<stack-scoped service>", aliases, and "tasks.<service>".
+    /// Keys include "<service>", "<stack-scoped service>", aliases, "tasks.<service>",
+    /// and the names of the tasks on the task's networks: container name
+    /// (`web.1.<task id>`), short task ID and hostname.
     pub names: HashMap<String, Vec<Ipv4Addr>>,
+    /// The same names network by network, by the network's name as it is
+    /// spelled: `<name>.<network>` answers `<name>`'s addresses on that network
+    /// alone, as docker's resolver does (so the name a reverse lookup gives
+    /// resolves back). Every network of the task has an entry.
+    pub networks: HashMap<String, HashMap<String, Vec<Ipv4Addr>>>,
     /// names whose answers are shuffled on each query (dnsrr services and tasks.* names)
     pub shuffle: HashSet<String>,
     /// Reverse names: address -> the name a PTR query for it answers, without
@@ -91,6 +109,7 @@ impl Default for DnsView {
     fn default() -> Self {
         Self {
             names: HashMap::new(),
+            networks: HashMap::new(),
             shuffle: HashSet::new(),
             ptr: HashMap::new(),
             subnets: Vec::new(),

@@ -157,6 +157,143 @@ fn unknown_multi_label_is_forwarded() {
     }
 }
 
+/// Two networks, as a task on both sees them: `web` (VIP) and a task of it on
+/// `app`, `web` (another VIP), `tasks.web` and a task of another service on
+/// `my.net` (a network name with a dot).
+fn network_view() -> DnsView {
+    let mut view = DnsView::default();
+    let app: [(&str, &[&str]); 5] = [
+        ("web", &["10.0.1.2"]),
+        ("tasks.web", &["10.0.1.4"]),
+        ("web.1.qw3jzl5x0nbq8eh2k4c9m7tpa", &["10.0.1.4"]),
+        ("qw3jzl5x0nbq", &["10.0.1.4"]),
+        ("webhost", &["10.0.1.4"]),
+    ];
+    let other: [(&str, &[&str]); 4] = [
+        ("web", &["10.0.2.2"]),
+        ("tasks.web", &["10.0.2.5"]),
+        ("db.3.x8k2m4n6p8q0r2s4t6v8w0y2z", &["10.0.2.9"]),
+        (
+            "db.rgmxsgqhbjmqdbbjh58n5fbh9.r2d2c3po4bb8k2so5x1y9z0wq",
+            &["10.0.2.7"],
+        ),
+    ];
+    for (network, names) in [("app", &app[..]), ("my.net", &other[..])] {
+        let on = view.networks.entry(network.into()).or_default();
+        for (name, addrs) in names {
+            let addrs: Vec<Ipv4Addr> = addrs.iter().map(|a| ip(a)).collect();
+            on.insert(name.to_string(), addrs.clone());
+            view.names
+                .entry(name.to_string())
+                .or_default()
+                .extend(addrs);
+        }
+    }
+    view.networks.insert("ingress".into(), Default::default());
+    view.shuffle.insert("tasks.web".into());
+    view
+}
+
+fn sorted_a(view: &DnsView, name: &str) -> Vec<Ipv4Addr> {
+    let mut addrs = a_records(&ask(view, name, RecordType::A));
+    addrs.sort();
+    addrs
+}
+
+/// Task names (container name, short ID, hostname) answer like service names,
+/// on every network of the task; `<name>.<network>` (what a reverse lookup
+/// gives) answers the name on that network alone, as docker's resolver does:
+/// the whole name first, then shorter names on longer network names; a name
+/// in any case, a network name as spelled.
+#[test]
+fn names_with_a_network_answer_on_that_network() {
+    let view = network_view();
+    let task = "web.1.qw3jzl5x0nbq8eh2k4c9m7tpa";
+    for name in [
+        task,
+        "Web.1.QW3jzl5x0nbq8eh2k4c9m7tpa",
+        &format!("{task}.app"),
+        &format!("{task}.app."),
+        "qw3jzl5x0nbq",
+        "qw3jzl5x0nbq.app",
+        "webhost",
+        "WEBHOST.app",
+    ] {
+        assert_eq!(sorted_a(&view, name), [ip("10.0.1.4")], "{name}");
+        let reply = ask(&view, name, RecordType::A);
+        assert!(reply.metadata.authoritative, "{name}");
+        assert_eq!(
+            reply.answers[0].name.to_ascii(),
+            name.trim_end_matches('.').to_string() + "."
+        );
+    }
+    // Services too: the name alone gives both networks' VIPs, with a network
+    // that network's.
+    assert_eq!(sorted_a(&view, "web"), [ip("10.0.1.2"), ip("10.0.2.2")]);
+    assert_eq!(sorted_a(&view, "web.app"), [ip("10.0.1.2")]);
+    assert_eq!(sorted_a(&view, "web.my.net"), [ip("10.0.2.2")]);
+    assert_eq!(sorted_a(&view, "tasks.web.my.net"), [ip("10.0.2.5")]);
+    assert_eq!(
+        sorted_a(&view, "db.3.x8k2m4n6p8q0r2s4t6v8w0y2z.my.net"),
+        [ip("10.0.2.9")]
+    );
+    // A global task: `<service>.<node id>.<task id>`.
+    let global = "db.rgmxsgqhbjmqdbbjh58n5fbh9.r2d2c3po4bb8k2so5x1y9z0wq";
+    assert_eq!(sorted_a(&view, global), [ip("10.0.2.7")]);
+    assert_eq!(
+        sorted_a(&view, &format!("{global}.my.net")),
+        [ip("10.0.2.7")]
+    );
+    // Other types of a known name: NOERROR, no records.
+    let reply = ask(&view, &format!("{task}.app"), RecordType::AAAA);
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert!(reply.answers.is_empty());
+}
+
+/// A task name the view does not hold is NXDOMAIN, answered here: a task on a
+/// network the asker is not on (or not named any more), with or without one
+/// of the asker's networks after it; a name on the wrong network too. Other
+/// unknown names with a dot are still forwarded, names with a network the
+/// asker is not on, or spelled in another case, as well.
+#[test]
+fn unknown_task_names_are_nxdomain_others_forwarded() {
+    let view = network_view();
+    for name in [
+        "far.1.r2d2c3po4bb8k2so5x1y9z0wq",
+        "far.12.R2D2C3PO4BB8K2SO5X1Y9Z0WQ.",
+        "far.rgmxsgqhbjmqdbbjh58n5fbh9.r2d2c3po4bb8k2so5x1y9z0wq",
+        "far.1.r2d2c3po4bb8k2so5x1y9z0wq.app",
+        "far.1.r2d2c3po4bb8k2so5x1y9z0wq.ingress",
+        "db.3.x8k2m4n6p8q0r2s4t6v8w0y2z.app",
+        "web.1.qw3jzl5x0nbq8eh2k4c9m7tpa.my.net",
+    ] {
+        let reply = ask(&view, name, RecordType::A);
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::NXDomain,
+            "{name}"
+        );
+        assert!(reply.metadata.authoritative, "{name}");
+        assert!(reply.answers.is_empty(), "{name}");
+    }
+    for name in [
+        "far.1.r2d2c3po4bb8k2so5x1y9z0wq.other",
+        "web.1.qw3jzl5x0nbq8eh2k4c9m7tpa.APP",
+        "web.APP",
+        "webhost.my",
+        "qw3jzl5x0nbq.example.com",
+        "far.1.short.app",
+        "far.x.r2d2c3po4bb8k2so5x1y9z0wq",
+        "a.far.1.r2d2c3po4bb8k2so5x1y9z0wq",
+        "web.example.com",
+    ] {
+        assert!(
+            answer(&view, &query(name, RecordType::A)).is_none(),
+            "{name}"
+        );
+    }
+}
+
 /// Other record types of a known name: NOERROR with no answers, so a client
 /// asking AAAA and A in parallel still uses the A answer.
 #[test]

@@ -163,11 +163,7 @@ fn task_run(daemon: &Daemon, t: &TaskRecord) -> Result<TaskRun, String> {
             read_only: m.read_only,
         });
     }
-    let hostname = if cs.hostname.is_empty() {
-        t.id[..12.min(t.id.len())].to_string()
-    } else {
-        cs.hostname.clone()
-    };
+    let hostname = t.hostname();
     if !t.networks.is_empty() {
         // A task on networks gets its own /etc/hosts and /etc/resolv.conf (the embedded
         // DNS at 127.0.0.11), as a container does.
@@ -314,13 +310,14 @@ impl TaskDns {
     }
 }
 
-/// Task id -> container name (`<service>.<slot>.<task id>`), for reverse
-/// lookups: the node's own tasks from their records, the others from their
-/// endpoints (which every live task on the node's networks has, whatever its
-/// service's endpoint mode and ports). A leader that predates endpoint names
-/// sends none: then the load balancer's view names the remote tasks it has
-/// (running tasks of services with a VIP or a published port).
-struct TaskNames(HashMap<String, String>);
+/// Task id -> container name (`<service>.<slot>.<task id>`) and hostname, for
+/// the names the embedded DNS gives tasks: the node's own tasks from their
+/// records, the others from their endpoints (which every live task on the
+/// node's networks has, whatever its service's endpoint mode and ports). A
+/// leader that predates endpoint names sends none: then the load balancer's
+/// view names the remote tasks it has (running tasks of services with a VIP or
+/// a published port), without their hostnames.
+struct TaskNames(HashMap<String, (String, String)>);
 
 impl TaskNames {
     fn new(local: &HashMap<String, Local>, views: &[NetView], lb: &LbView) -> TaskNames {
@@ -328,25 +325,46 @@ impl TaskNames {
             .services
             .iter()
             .flat_map(|s| &s.backends)
-            .map(|b| (&b.task_id, &b.name));
+            .map(|b| (&b.task_id, &b.name, ""));
         let endpoints = views
             .iter()
             .flat_map(|v| &v.endpoints)
-            .map(|e| (&e.task_id, &e.name));
-        let mut names: HashMap<String, String> = backends
-            .chain(endpoints)
-            .filter(|(_, name)| !name.is_empty())
-            .map(|(id, name)| (id.clone(), format!("{name}.{id}")))
-            .collect();
+            .map(|e| (&e.task_id, &e.name, e.hostname.as_str()));
+        let mut names: HashMap<String, (String, String)> = HashMap::new();
+        for (id, name, hostname) in backends.chain(endpoints) {
+            if !name.is_empty() {
+                let entry = names.entry(id.clone()).or_default();
+                entry.0 = format!("{name}.{id}");
+                if !hostname.is_empty() {
+                    entry.1 = hostname.to_string();
+                }
+            }
+        }
         for (id, l) in local {
-            names.insert(id.clone(), l.record.container_name());
+            names.insert(id.clone(), (l.record.container_name(), l.record.hostname()));
         }
         TaskNames(names)
     }
 }
 
-/// The names a task can resolve: the services on the networks it is on, and
-/// the addresses on those networks (see [`dns::DnsView::ptr`]).
+/// Adds `addr` to what `name` answers, once.
+fn add_name(
+    names: &mut HashMap<String, Vec<std::net::Ipv4Addr>>,
+    name: &str,
+    addr: std::net::Ipv4Addr,
+) {
+    let addrs = names.entry(name.to_ascii_lowercase()).or_default();
+    if !addrs.contains(&addr) {
+        addrs.push(addr);
+    }
+}
+
+/// The names a task can resolve: the services on the networks it is on, the
+/// tasks on those networks, and the addresses on those networks (see
+/// [`dns::DnsView::ptr`]). A task is named as docker names a swarm task's
+/// container while its service binding is active (running, healthy, not asked
+/// to stop): by its container name, which a reverse lookup of its address
+/// gives (with the network), by its short ID and by its hostname.
 fn task_view(l: &Local, views: &[NetView], names: &TaskNames, ttl: u32) -> dns::DnsView {
     let mut view = dns::DnsView {
         ttl,
@@ -364,15 +382,26 @@ fn task_view(l: &Local, views: &[NetView], names: &TaskNames, ttl: u32) -> dns::
                 view.subnets.push((net, len));
             }
         }
+        let network = &v.network.name;
+        let mut on_network = HashMap::new();
         // The ingress network carries the routing mesh, not service discovery:
         // its addresses are NXDOMAIN, never named.
         if !v.network.ingress {
-            let network = &v.network.name;
-            // A task asked to stop is no longer named (docker disables its service
-            // binding first), though its endpoint stays until it has stopped.
-            for e in v.endpoints.iter().filter(|e| !e.leaving) {
-                if let (Some(addr), Some(name)) = (ip(&e.addr), names.0.get(&e.task_id)) {
-                    view.ptr.insert(addr, format!("{name}.{network}"));
+            // A task is named once it runs (and is healthy), and no longer once
+            // it is asked to stop (docker disables its service binding first),
+            // though its endpoint stays until it has stopped.
+            for e in v.endpoints.iter().filter(|e| e.in_dns()) {
+                let (Some(addr), Some((name, hostname))) = (ip(&e.addr), names.0.get(&e.task_id))
+                else {
+                    continue;
+                };
+                view.ptr.insert(addr, format!("{name}.{network}"));
+                let short_id = e.task_id.get(..12).unwrap_or(&e.task_id);
+                for n in [name.as_str(), short_id, hostname.as_str()] {
+                    if !n.is_empty() {
+                        add_name(&mut view.names, n, addr);
+                        add_name(&mut on_network, n, addr);
+                    }
                 }
             }
             for s in &v.services {
@@ -385,26 +414,34 @@ fn task_view(l: &Local, views: &[NetView], names: &TaskNames, ttl: u32) -> dns::
             let tasks: Vec<std::net::Ipv4Addr> = s.task_ips.iter().filter_map(|a| ip(a)).collect();
             for name in &s.names {
                 let name = name.to_ascii_lowercase();
+                let t = format!("tasks.{name}");
                 match s.vip.as_deref().and_then(ip) {
                     Some(vip) => {
                         view.names.entry(name.clone()).or_default().push(vip);
+                        add_name(&mut on_network, &name, vip);
                     }
                     None => {
                         view.names
                             .entry(name.clone())
                             .or_default()
                             .extend(tasks.iter().copied());
+                        for &task in &tasks {
+                            add_name(&mut on_network, &name, task);
+                        }
                         view.shuffle.insert(name.clone());
                     }
                 }
-                let t = format!("tasks.{name}");
                 view.names
                     .entry(t.clone())
                     .or_default()
                     .extend(tasks.iter().copied());
+                for &task in &tasks {
+                    add_name(&mut on_network, &t, task);
+                }
                 view.shuffle.insert(t);
             }
         }
+        view.networks.insert(network.clone(), on_network);
     }
     view
 }
@@ -1396,6 +1433,8 @@ mod tests {
             addr: addr.into(),
             name: name.into(),
             leaving: false,
+            not_running: false,
+            hostname: String::new(),
         }
     }
 
@@ -1488,6 +1527,20 @@ mod tests {
                         leaving: true,
                         ..endpoint("told", "web.3", "10.0.1.7/24")
                     },
+                    // Not running yet (or unhealthy): not named yet.
+                    crate::peer::NetEndpoint {
+                        not_running: true,
+                        ..endpoint("tnew", "web.5", "10.0.1.8/24")
+                    },
+                    // Two tasks with one hostname: the name gives both.
+                    crate::peer::NetEndpoint {
+                        hostname: "RRhost".into(),
+                        ..endpoint("r2d2c3po4bb8k2so5x1y9z0wq", "rr.3", "10.0.1.10/24")
+                    },
+                    crate::peer::NetEndpoint {
+                        hostname: "rrhost".into(),
+                        ..endpoint("r2d2c3po4bb8k2so5x1y9z0wr", "rr.4", "10.0.1.11/24")
+                    },
                 ],
                 services: vec![NetService {
                     names: vec!["web".into(), "frontend".into()],
@@ -1543,8 +1596,56 @@ mod tests {
                 (ip("10.0.1.4"), "web.2.tweb.app"),
                 (ip("10.0.1.5"), "rr.2.trr.app"),
                 (ip("10.0.1.6"), "agent.n3.tagent.app"),
+                (ip("10.0.1.10"), "rr.3.r2d2c3po4bb8k2so5x1y9z0wq.app"),
+                (ip("10.0.1.11"), "rr.4.r2d2c3po4bb8k2so5x1y9z0wr.app"),
             ]
         );
+        // Forward names: what a reverse lookup gives (without the network, or
+        // with it, network by network), the short ID and the hostname, for
+        // the tasks named there and no other.
+        let names = |view: &HashMap<String, Vec<std::net::Ipv4Addr>>| {
+            let mut names: Vec<(String, Vec<std::net::Ipv4Addr>)> = view
+                .iter()
+                .filter(|(n, _)| {
+                    !n.starts_with("tasks.") && !["web", "frontend"].contains(&n.as_str())
+                })
+                .map(|(n, a)| (n.clone(), a.clone()))
+                .collect();
+            names.sort();
+            names
+        };
+        let tasks = [
+            ("agent.n3.tagent", "10.0.1.6"),
+            ("client.1.tclient", "10.0.1.3"),
+            ("r2d2c3po4bb8", "10.0.1.10"),
+            ("r2d2c3po4bb8", "10.0.1.11"),
+            ("rr.2.trr", "10.0.1.5"),
+            ("rr.3.r2d2c3po4bb8k2so5x1y9z0wq", "10.0.1.10"),
+            ("rr.4.r2d2c3po4bb8k2so5x1y9z0wr", "10.0.1.11"),
+            ("rrhost", "10.0.1.10"),
+            ("rrhost", "10.0.1.11"),
+            // The short IDs of the tasks with short test IDs, and the local
+            // task's hostname (its short ID).
+            ("tagent", "10.0.1.6"),
+            ("tclient", "10.0.1.3"),
+            ("trr", "10.0.1.5"),
+            ("tweb", "10.0.1.4"),
+            ("web.2.tweb", "10.0.1.4"),
+        ];
+        let mut want: Vec<(String, Vec<std::net::Ipv4Addr>)> = Vec::new();
+        for (name, addr) in tasks {
+            match want.last_mut() {
+                Some((n, addrs)) if n == name => addrs.push(ip(addr)),
+                _ => want.push((name.to_string(), vec![ip(addr)])),
+            }
+        }
+        assert_eq!(names(&view.names), want);
+        assert_eq!(names(&view.networks["app"]), want);
+        assert_eq!(view.networks["app"]["web"], [ip("10.0.1.2")]);
+        assert_eq!(view.networks["app"]["tasks.web"], [ip("10.0.1.4")]);
+        assert!(view.networks["ingress"].is_empty());
+        assert!(!view.networks.contains_key("other"));
+        assert!(view.shuffle.contains("tasks.web") && !view.shuffle.contains("rrhost"));
         let mut subnets = view.subnets.clone();
         subnets.sort();
         assert_eq!(subnets, [(ip("10.0.0.0"), 24), (ip("10.0.1.0"), 24)]);

@@ -56,15 +56,16 @@ pub(super) fn reply(view: &DnsView, query: &[u8]) -> Reply {
     if let Some(reply) = reverse(view, &request, question, udp_limit) {
         return reply;
     }
-    let key = lookup_key(name);
-    if let Some(addrs) = key.as_deref().and_then(|key| view.names.get(key)) {
+    let labels = name_labels(name);
+    let found = labels.as_deref().and_then(|labels| find(view, labels));
+    if let Some((key, addrs)) = found {
         let mut response = response_to(&request, ResponseCode::NoError);
         response.metadata.authoritative = true;
         let wants_a = matches!(question.query_type(), RecordType::A | RecordType::ANY)
             && matches!(question.query_class(), DNSClass::IN | DNSClass::ANY);
         if wants_a {
             let mut addrs = addrs.clone();
-            if key.as_deref().is_some_and(|key| view.shuffle.contains(key)) {
+            if view.shuffle.contains(&key) {
                 addrs.shuffle(&mut rand::thread_rng());
             }
             for ip in addrs {
@@ -78,8 +79,13 @@ pub(super) fn reply(view: &DnsView, query: &[u8]) -> Reply {
             udp_limit,
         };
     }
-    if name.iter().count() == 1 {
-        // No dot: a service name, and no such service is on the task's networks.
+    let task_name = labels
+        .as_deref()
+        .is_some_and(|labels| is_task_name(view, labels));
+    if name.iter().count() == 1 || task_name {
+        // No dot: a service name, and no such service is on the task's networks;
+        // or a task's container name, and no such task is on them: the node's
+        // resolvers cannot know it either.
         let mut response = response_to(&request, ResponseCode::NXDomain);
         response.metadata.authoritative = true;
         return Reply::Local {
@@ -189,21 +195,54 @@ pub(super) fn message_id(message: &[u8]) -> Option<u16> {
         .map(|h| h.metadata.id)
 }
 
-/// The view's key for a name: its labels, lowercased, joined by dots. None for
-/// names no view can hold (a label with a dot or a byte that is not printable
-/// ASCII), which then are simply unknown.
-fn lookup_key(name: &Name) -> Option<String> {
-    let mut key = String::new();
-    for label in name.iter() {
-        if label.iter().any(|&b| b == b'.' || !b.is_ascii_graphic()) {
-            return None;
-        }
-        if !key.is_empty() {
-            key.push('.');
-        }
-        key.extend(label.iter().map(|&b| char::from(b.to_ascii_lowercase())));
+/// The labels of a name as asked. None for names no view can hold (a label
+/// with a dot or a byte that is not printable ASCII), which then are simply
+/// unknown.
+fn name_labels(name: &Name) -> Option<Vec<&str>> {
+    name.iter()
+        .map(|label| {
+            if label.iter().any(|&b| b == b'.' || !b.is_ascii_graphic()) {
+                return None;
+            }
+            std::str::from_utf8(label).ok()
+        })
+        .collect()
+}
+
+/// The addresses a name answers, and the view's key they were found under
+/// (which says whether they are shuffled), as docker's resolver looks names
+/// up: the whole name on all the task's networks; else, for `a.b.c`, `a.b` on
+/// the network named `c`, then `a` on the network named `b.c`. Names match
+/// in any case, network names as they are spelled (docker compares them
+/// exactly).
+fn find<'v>(view: &'v DnsView, labels: &[&str]) -> Option<(String, &'v Vec<Ipv4Addr>)> {
+    let key = |labels: &[&str]| labels.join(".").to_ascii_lowercase();
+    let whole = key(labels);
+    if let Some(addrs) = view.names.get(&whole) {
+        return Some((whole, addrs));
     }
-    Some(key)
+    (1..labels.len()).rev().find_map(|split| {
+        let names = view.networks.get(&labels[split..].join("."))?;
+        let name = key(&labels[..split]);
+        let addrs = names.get(&name)?;
+        Some((name, addrs))
+    })
+}
+
+/// Whether a name can only be a task's container name,
+/// `<service>.<slot or node id>.<task id>` (IDs are 25 base36 characters, a
+/// service name is one label), alone or followed by the name of one of the
+/// task's networks. No other resolver can know such a name, so one the view
+/// does not hold is NXDOMAIN here, never forwarded.
+fn is_task_name(view: &DnsView, labels: &[&str]) -> bool {
+    let is_id = |l: &str| l.len() == 25 && l.bytes().all(|b| b.is_ascii_alphanumeric());
+    let is_slot = |l: &str| (1..=20).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_digit());
+    let [_, slot, id, network @ ..] = labels else {
+        return false;
+    };
+    (is_slot(slot) || is_id(slot))
+        && is_id(id)
+        && (network.is_empty() || view.networks.contains_key(&network.join(".")))
 }
 
 /// A response echoing the request's id, flags that are copied (RD, CD) and
