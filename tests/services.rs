@@ -1383,3 +1383,52 @@ fn service_logs_show_finished_tasks_until_reaped() {
     .unwrap_or_else(|e| panic!("{e}\n{:?}\n{}", on_vm2(&kept_ids), s.log_tail("vm2")));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `node ps NODE -f node=X` and `service ps SVC -f service=Y` list the tasks of either, as
+/// docker's CLI adds the positional arguments to the filter's `node` and `service` values;
+/// other keys still apply, and without such a filter the arguments alone count.
+#[test]
+fn task_lists_take_the_arguments_or_the_filter_values() {
+    let s = Swarm::lab("psor", 2);
+    s.form(&[("vm2", "worker")]);
+    for (name, node) in [("a", "vm1"), ("b", "vm2")] {
+        s.ok(
+            "vm1",
+            &[
+                "service",
+                "create",
+                "-d",
+                "--name",
+                name,
+                "--constraint",
+                &format!("node.hostname=={node}"),
+                "demo",
+                "sleep",
+                "600",
+            ],
+        );
+        s.wait_running_on(name, &[node]);
+    }
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut names: Vec<String> = tasks(&s, "vm1", args).into_iter().map(|t| t.0).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&["service", "ps", "a"]), ["a.1"]);
+    assert_eq!(
+        names(&["service", "ps", "a", "-f", "service=b"]),
+        ["a.1", "b.1"]
+    );
+    assert_eq!(
+        names(&["service", "ps", "a", "-f", "service=b", "-f", "node=vm2"]),
+        ["b.1"]
+    );
+    assert_eq!(names(&["node", "ps", "vm1"]), ["a.1"]);
+    assert_eq!(names(&["node", "ps", "-f", "node=vm2"]), ["a.1", "b.1"]);
+    assert_eq!(
+        names(&["node", "ps", "vm1", "-f", "node=vm2", "-f", "name=b"]),
+        ["b.1"]
+    );
+    let err = s.fails("vm1", &["service", "ps", "nope", "-f", "service=a"]);
+    assert_eq!(err.trim_end(), "no such service: nope");
+}

@@ -272,11 +272,11 @@ pub async fn run(host: &str, cmd: NodeCommand) -> CliResult {
             for n in &nodes {
                 resolved.push(node_id(host, n).await?);
             }
-            let (mut list, names) = match call(
+            let (all, names) = match call(
                 host,
                 ApiRequest::TaskList {
                     services: vec![],
-                    nodes: resolved,
+                    nodes: vec![],
                     stack: None,
                     up_to_date: filter.has("_up-to-date"),
                 },
@@ -286,7 +286,8 @@ pub async fn run(host: &str, cmd: NodeCommand) -> CliResult {
                 ApiReply::Tasks { tasks, node_names } => (tasks, node_names),
                 other => return Err(unexpected(other)),
             };
-            super::service::filter_tasks(host, &filter, &mut list).await?;
+            let base = super::service::resolve_filter(host, &filter).await?;
+            let list = node_ps_tasks(&all, &filter, &base, &resolved);
             super::tasks::print(&list, &names, no_trunc, quiet, format)
         }
         NodeCommand::Promote { nodes } => set_roles(host, nodes, Role::Manager).await,
@@ -299,6 +300,26 @@ pub async fn run(host: &str, cmd: NodeCommand) -> CliResult {
             .await
         }
     }
+}
+
+/// What `node ps` lists, as docker's CLI asks for it: for each node named, the
+/// tasks the filter matches with that node added to its `node` values (so with
+/// `-f node=...` the tasks of either), one list after the other.
+fn node_ps_tasks(
+    all: &[serde_json::Value],
+    filter: &TaskFilter,
+    base: &super::service::ResolvedFilter,
+    nodes: &[String],
+) -> Vec<serde_json::Value> {
+    let mut list = Vec::new();
+    for id in nodes {
+        let mut filter = filter.clone();
+        filter.add("node", id);
+        let mut resolved = base.clone();
+        resolved.nodes.insert(id.clone());
+        list.extend(all.iter().filter(|t| resolved.matches(&filter, t)).cloned());
+    }
+    list
 }
 
 /// The ID of the node `reference` names (`self`, an ID, a hostname or an ID prefix),
@@ -479,6 +500,48 @@ fn pretty_node(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `node ps NODE -f node=X` lists the tasks of NODE or X, as docker's CLI
+    /// adds NODE to the filter's `node` values; other keys still all apply; with
+    /// two nodes named, each gets its own list (X's tasks in both).
+    #[test]
+    fn node_ps_adds_the_named_node_to_the_node_filter() {
+        let task = |id: &str, node: &str, desired: &str| {
+            json!({"ID": id, "ServiceID": "s1", "ServiceName": "web", "Slot": 1,
+                   "NodeID": node, "DesiredState": desired})
+        };
+        let all = [
+            task("a", "n1", "running"),
+            task("b", "n2", "running"),
+            task("c", "n3", "running"),
+            task("d", "n2", "shutdown"),
+        ];
+        let ids = |args: &[&str], filter_nodes: &[&str], named: &[&str]| -> Vec<String> {
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            let filter = TaskFilter::parse(&args).unwrap();
+            let base = super::super::service::ResolvedFilter {
+                nodes: filter_nodes.iter().map(|n| n.to_string()).collect(),
+                ..Default::default()
+            };
+            let named: Vec<String> = named.iter().map(|n| n.to_string()).collect();
+            node_ps_tasks(&all, &filter, &base, &named)
+                .iter()
+                .map(|t| t["ID"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(ids(&[], &[], &["n1"]), ["a"]);
+        assert_eq!(ids(&["node=vm2"], &["n2"], &["n1"]), ["a", "b", "d"]);
+        assert_eq!(
+            ids(&["node=vm2", "desired-state=running"], &["n2"], &["n1"]),
+            ["a", "b"]
+        );
+        assert_eq!(ids(&["node=vm2"], &["n2"], &["n2"]), ["b", "d"]);
+        assert_eq!(
+            ids(&["node=vm3"], &["n3"], &["n1", "n2"]),
+            ["a", "c", "b", "c", "d"]
+        );
+        assert_eq!(ids(&[], &[], &["n1", "n2"]), ["a", "b", "d"]);
+    }
 
     /// docker's node pretty layout, line for line.
     #[test]

@@ -479,17 +479,23 @@ pub fn print_services(
 }
 
 pub async fn ps(host: &str, a: PsArgs, stack: Option<String>) -> CliResult {
-    let filter = TaskFilter::parse(&a.filter)?;
-    let (services, stack_q) = match &stack {
-        Some(s) => (Vec::new(), Some(s.clone())),
-        None => (a.services.clone(), None),
-    };
+    let mut filter = TaskFilter::parse(&a.filter)?;
+    if stack.is_none() {
+        // As docker's CLI does, the services named are added to the filter's
+        // `service` values: with `-f service=...` the list is the tasks of either.
+        for r in &a.services {
+            let id = lookup_service(host, r)
+                .await?
+                .map_err(|_| ApiError::plain(format!("no such service: {r}")))?;
+            filter.add("service", &id);
+        }
+    }
     let (mut list, names) = match call(
         host,
         ApiRequest::TaskList {
-            services,
+            services: vec![],
             nodes: vec![],
-            stack: stack_q,
+            stack: stack.clone(),
             up_to_date: filter.has("_up-to-date"),
         },
     )
@@ -507,10 +513,58 @@ pub async fn ps(host: &str, a: PsArgs, stack: Option<String>) -> CliResult {
     tasks::print(&list, &names, no_trunc, a.quiet, a.format)
 }
 
-/// Keep the tasks `filter` matches, after the daemon's checks of it in docker's order:
-/// its keys, the nodes and services it names (by ID, name or ID prefix, or `self`),
-/// then its desired states.
+/// The ID of the service `reference` names (its ID, name or ID prefix), or the
+/// daemon's error.
+async fn service_id(host: &str, reference: &str) -> Result<String, ApiError> {
+    lookup_service(host, reference)
+        .await?
+        .map_err(ApiError::daemon)
+}
+
+/// The ID of the service `reference` names, or why the daemon found none.
+async fn lookup_service(host: &str, reference: &str) -> Result<Result<String, String>, ApiError> {
+    let reply = call(
+        host,
+        ApiRequest::ServiceInspect {
+            references: vec![reference.to_string()],
+        },
+    )
+    .await?;
+    let ApiReply::Objects { mut objects } = reply else {
+        return Err(unexpected(reply));
+    };
+    Ok(objects
+        .pop()
+        .unwrap_or_else(|| Err(format!("service {reference} not found")))
+        .map(|svc| svc["ID"].as_str().unwrap_or_default().to_string()))
+}
+
+/// A task filter with what its values name looked up: the IDs of the nodes and
+/// services it names, the labels of every service (with `label`).
+#[derive(Clone, Debug, Default)]
+pub struct ResolvedFilter {
+    pub nodes: BTreeSet<String>,
+    pub services: BTreeSet<String>,
+    pub labels: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl ResolvedFilter {
+    pub fn matches(&self, filter: &TaskFilter, t: &Value) -> bool {
+        filter.matches(t, &self.nodes, &self.services, &self.labels)
+    }
+}
+
+/// Keep the tasks `filter` matches, after the daemon's checks of it (see [`resolve_filter`]).
 pub async fn filter_tasks(host: &str, filter: &TaskFilter, list: &mut Vec<Value>) -> CliResult {
+    let resolved = resolve_filter(host, filter).await?;
+    list.retain(|t| resolved.matches(filter, t));
+    Ok(())
+}
+
+/// The daemon's checks of a task filter, in docker's order: its keys, the nodes
+/// and services it names (by ID, name or ID prefix, or `self`), then its desired
+/// states; and what its values name.
+pub async fn resolve_filter(host: &str, filter: &TaskFilter) -> Result<ResolvedFilter, ApiError> {
     filter.check_keys()?;
     let mut nodes = BTreeSet::new();
     for n in filter.values("node") {
@@ -518,21 +572,7 @@ pub async fn filter_tasks(host: &str, filter: &TaskFilter, list: &mut Vec<Value>
     }
     let mut services = BTreeSet::new();
     for r in filter.values("service") {
-        let reply = call(
-            host,
-            ApiRequest::ServiceInspect {
-                references: vec![r.to_string()],
-            },
-        )
-        .await?;
-        let ApiReply::Objects { mut objects } = reply else {
-            return Err(unexpected(reply));
-        };
-        let svc = objects
-            .pop()
-            .unwrap_or_else(|| Err(format!("service {r} not found")))
-            .map_err(ApiError::daemon)?;
-        services.insert(svc["ID"].as_str().unwrap_or_default().to_string());
+        services.insert(service_id(host, r).await?);
     }
     let mut labels = BTreeMap::new();
     if filter.has("label") {
@@ -553,8 +593,11 @@ pub async fn filter_tasks(host: &str, filter: &TaskFilter, list: &mut Vec<Value>
         }
     }
     filter.check_desired_states()?;
-    list.retain(|t| filter.matches(t, &nodes, &services, &labels));
-    Ok(())
+    Ok(ResolvedFilter {
+        nodes,
+        services,
+        labels,
+    })
 }
 
 fn key_values_of(v: &Value) -> BTreeMap<String, String> {

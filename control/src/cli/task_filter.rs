@@ -71,6 +71,16 @@ impl TaskFilter {
         Ok(TaskFilter { fields })
     }
 
+    /// Adds a value to a key, as docker's CLI adds the positional arguments of
+    /// `node ps` and `service ps` (resolved to IDs) to the `node` and `service`
+    /// keys: the tasks of either the arguments or the `-f` values.
+    pub fn add(&mut self, key: &str, value: &str) {
+        self.fields
+            .entry(key.to_string())
+            .or_default()
+            .insert(value.to_string());
+    }
+
     /// The daemon's first check: every key is one it knows.
     pub fn check_keys(&self) -> Result<(), ApiError> {
         match self.fields.keys().find(|k| !ACCEPTED.contains(&k.as_str())) {
@@ -256,5 +266,44 @@ mod tests {
         assert!(ids(&["label=tier=back"], &no).is_empty());
         assert!(ids(&["label=tier", "label=os"], &no).is_empty());
         assert!(ids(&["runtime=plugin"], &no).is_empty());
+    }
+
+    /// `service ps X -f service=Y` lists the tasks of X or Y: docker's CLI adds
+    /// the services named to the filter's `service` values; without `-f
+    /// service`, the named service alone.
+    #[test]
+    fn added_values_are_alternatives_to_the_given_ones() {
+        let task = |id: &str, service: &str, desired: &str| {
+            json!({"ID": id, "ServiceID": service, "ServiceName": service, "Slot": 1,
+                   "NodeID": "n1", "DesiredState": desired})
+        };
+        let tasks = [
+            task("a", "sx", "running"),
+            task("b", "sy", "running"),
+            task("c", "sz", "running"),
+            task("d", "sy", "shutdown"),
+        ];
+        let no = BTreeSet::new();
+        let ids = |args: &[&str], given: &[&str], named: &str| -> Vec<&str> {
+            let mut f = checked(args).unwrap();
+            f.add("service", named);
+            let services: BTreeSet<String> = given
+                .iter()
+                .map(|s| s.to_string())
+                .chain([named.to_string()])
+                .collect();
+            tasks
+                .iter()
+                .filter(|t| f.matches(t, &no, &services, &BTreeMap::new()))
+                .map(|t| t["ID"].as_str().unwrap())
+                .collect()
+        };
+        assert_eq!(ids(&[], &[], "sx"), ["a"]);
+        assert_eq!(ids(&["service=y"], &["sy"], "sx"), ["a", "b", "d"]);
+        assert_eq!(
+            ids(&["service=y", "desired-state=running"], &["sy"], "sx"),
+            ["a", "b"]
+        );
+        assert_eq!(ids(&["service=y"], &["sy"], "sy"), ["b", "d"]);
     }
 }
