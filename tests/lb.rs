@@ -1985,3 +1985,52 @@ fn a_large_range_of_published_ports_leaves_the_daemons_answering() {
     s.ok("vm1", &["service", "rm", "wide"]);
     assert!(node_ls_answers(&s, "vm1").is_some());
 }
+
+/// `-p 80` (no published port) publishes the service on a port of swarmkit's dynamic
+/// range, which the mesh serves on every node; `service inspect` shows it under
+/// Endpoint.Ports (the spec keeps what was given), `service ls` lists it, and an update
+/// keeps it.
+#[test]
+fn a_port_published_without_a_number_gets_one_of_the_dynamic_range() {
+    let s = Swarm::lab("lbdyn", 2);
+    s.form(&[("vm2", "worker")]);
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "web",
+            "-p",
+            "80",
+            "demo",
+            "shoal-whoami",
+            "--listen",
+            "0.0.0.0:80",
+        ],
+    );
+    s.wait_running("web", 1);
+    let published = |s: &Swarm| {
+        let out = s.ok("vm1", &["service", "inspect", "web"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
+        let svc = &v[0];
+        assert_eq!(
+            svc["Spec"]["EndpointSpec"]["Ports"][0].get("PublishedPort"),
+            None,
+            "the spec as given: {svc}"
+        );
+        svc["Endpoint"]["Ports"][0]["PublishedPort"].as_u64()
+    };
+    assert_eq!(published(&s), Some(30000));
+    let ls = s.ok("vm1", &["service", "ls"]);
+    assert!(ls.contains("*:30000->80/tcp"), "{ls}");
+    for node in ["vm1", "vm2"] {
+        s.client_get_until(&format!("http://{}:30000/", s.addr(node)));
+    }
+    s.ok(
+        "vm1",
+        &["service", "update", "-d", "--env-add", "X=1", "web"],
+    );
+    assert_eq!(published(&s), Some(30000), "an update keeps the port");
+}

@@ -1184,6 +1184,7 @@ mod tests {
             spec_version: 1,
             update_status: None,
             vips: Vec::new(),
+            dynamic_ports: Vec::new(),
         }
     }
 

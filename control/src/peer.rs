@@ -854,6 +854,7 @@ mod tests {
             spec_version: 1,
             update_status: None,
             vips: Vec::new(), // dnsrr: the name answers the tasks
+            dynamic_ports: Vec::new(),
         };
         let task = |slot: u64, addr: &str, current: TaskState, desired: TaskState| {
             let mut t = crate::orchestrator::new_task(&svc, slot, "n1", now);

@@ -110,6 +110,97 @@ pub fn published_conflict(
     Ok(())
 }
 
+/// swarmkit's range for ingress ports published without a number (`-p 80`, compose's
+/// `- "80"`): its port allocator's dynamic range.
+pub const DYNAMIC_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
+
+/// Give every ingress port of `spec` published without a number one of [`DYNAMIC_PORTS`],
+/// as swarmkit's port allocator does: the port the service already publishes for the same
+/// name, target and protocol (`existing`, so an update or a stack redeploy keeps it), else
+/// the lowest one of that protocol that no other service publishes, no live task holds and
+/// the swarm does not use itself. Returns the ports that are the allocator's (assigned
+/// now, or earlier and kept), which `service inspect` shows only under `Endpoint.Ports`,
+/// as docker does; the spec stored keeps them filled in, so every reader of published
+/// ports (the mesh, conflict checks, `service ls`) sees them.
+pub fn assign_dynamic_ports(
+    state: &ClusterState,
+    spec: &mut ServiceSpec,
+    existing: Option<&ServiceRecord>,
+) -> Result<Vec<(u16, Protocol)>, String> {
+    let Some(e) = spec.endpoint_spec.as_mut() else {
+        return Ok(Vec::new());
+    };
+    let own_id = existing.map(|s| s.id.as_str());
+    let mut used: std::collections::HashSet<(u16, Protocol)> = state
+        .services
+        .values()
+        .filter(|s| Some(s.id.as_str()) != own_id)
+        .flat_map(|s| s.spec.endpoint_spec.iter().flat_map(|e| e.ports.iter()))
+        .chain(
+            state
+                .tasks
+                .values()
+                .filter(|t| !t.status.state.is_terminal())
+                .flat_map(|t| t.host_ports.iter()),
+        )
+        .filter_map(|p| Some((p.published_port?, p.protocol)))
+        .collect();
+    used.extend(
+        e.ports
+            .iter()
+            .filter_map(|p| Some((p.published_port?, p.protocol))),
+    );
+    let same = |a: &PortConfig, b: &PortConfig| {
+        a.name == b.name && a.target_port == b.target_port && a.protocol == b.protocol
+    };
+    let old_ports: Vec<&PortConfig> = existing
+        .iter()
+        .flat_map(|s| s.spec.endpoint_spec.iter().flat_map(|e| e.ports.iter()))
+        .filter(|p| p.publish_mode == PublishMode::Ingress && p.published_port.is_some())
+        .collect();
+    let mut dynamic = Vec::new();
+    for p in e.ports.iter_mut() {
+        if p.publish_mode != PublishMode::Ingress {
+            continue;
+        }
+        if let Some(pp) = p.published_port {
+            // Kept from an earlier assignment (an update sends the stored spec back).
+            let was_dynamic = existing.is_some_and(|s| s.dynamic_ports.contains(&(pp, p.protocol)))
+                && old_ports
+                    .iter()
+                    .any(|o| same(o, p) && o.published_port == Some(pp));
+            if was_dynamic {
+                dynamic.push((pp, p.protocol));
+            }
+            continue;
+        }
+        let kept = old_ports
+            .iter()
+            .filter(|o| same(o, p))
+            .filter_map(|o| o.published_port)
+            .find(|&pp| !used.contains(&(pp, p.protocol)) && !dynamic.contains(&(pp, p.protocol)));
+        let pick = kept.or_else(|| {
+            DYNAMIC_PORTS.clone().find(|&pp| {
+                !used.contains(&(pp, p.protocol))
+                    && !dynamic.contains(&(pp, p.protocol))
+                    && swarm_port_use(state, pp, p.protocol).is_none()
+            })
+        });
+        let Some(pp) = pick else {
+            return Err(format!(
+                "rpc error: code = ResourceExhausted desc = no free port in the dynamic range {}-{} to publish {}/{}",
+                DYNAMIC_PORTS.start(),
+                DYNAMIC_PORTS.end(),
+                p.target_port,
+                protocol_name(p.protocol)
+            ));
+        };
+        p.published_port = Some(pp);
+        dynamic.push((pp, p.protocol));
+    }
+    Ok(dynamic)
+}
+
 /// Most ports (entries of `EndpointSpec.Ports`, each port and protocol of a range one)
 /// a service publishes. Docker has none, but every published port costs every node a
 /// load-balancer frontend, a Maglev table (64 KiB at the default size) and a bound socket:
@@ -366,6 +457,10 @@ pub struct ServiceRecord {
     /// The service's virtual IP on each of its networks (endpoint mode vip).
     #[serde(default)]
     pub vips: Vec<TaskAttachment>,
+    /// Ingress ports the spec published without a number, and the dynamic-range port each
+    /// was given (see [`assign_dynamic_ports`]); the stored spec has them filled in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dynamic_ports: Vec<(u16, Protocol)>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -633,18 +728,43 @@ impl ServiceRecord {
         m.insert("Version".into(), version_json(self.version));
         m.insert("CreatedAt".into(), json!(go_time(&self.created_at)));
         m.insert("UpdatedAt".into(), json!(go_time(&self.updated_at)));
-        m.insert("Spec".into(), spec_with_defaults(&self.spec));
+        // The spec as the user gave it: ports the allocator numbered show no number there,
+        // only under Endpoint.Ports (swarmkit keeps them in Endpoint, not in the spec).
+        let as_given = |spec: &ServiceSpec| {
+            let mut spec = spec.clone();
+            for p in spec
+                .endpoint_spec
+                .iter_mut()
+                .flat_map(|e| e.ports.iter_mut())
+            {
+                if p.publish_mode == PublishMode::Ingress
+                    && p.published_port
+                        .is_some_and(|pp| self.dynamic_ports.contains(&(pp, p.protocol)))
+                {
+                    p.published_port = None;
+                }
+            }
+            spec
+        };
+        let given = as_given(&self.spec);
+        m.insert("Spec".into(), spec_with_defaults(&given));
         if let Some(p) = &self.previous_spec {
-            m.insert("PreviousSpec".into(), spec_with_defaults(p));
+            m.insert("PreviousSpec".into(), spec_with_defaults(&as_given(p)));
         }
-        let endpoint_spec = self.spec.endpoint_spec.clone().unwrap_or_default();
         let mut endpoint = Map::new();
         endpoint.insert(
             "Spec".into(),
-            serde_json::to_value(&endpoint_spec).unwrap_or(json!({})),
+            serde_json::to_value(given.endpoint_spec.clone().unwrap_or_default())
+                .unwrap_or(json!({})),
         );
-        if !endpoint_spec.ports.is_empty() {
-            endpoint.insert("Ports".into(), json!(endpoint_spec.ports));
+        let ports = self
+            .spec
+            .endpoint_spec
+            .as_ref()
+            .map(|e| e.ports.as_slice())
+            .unwrap_or_default();
+        if !ports.is_empty() {
+            endpoint.insert("Ports".into(), json!(ports));
         }
         if !self.vips.is_empty() {
             let vips: Vec<Value> = self

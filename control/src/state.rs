@@ -674,6 +674,7 @@ pub(crate) mod tests {
             spec_version: 1,
             update_status: None,
             vips: Vec::new(),
+            dynamic_ports: Vec::new(),
         }
     }
 
@@ -860,6 +861,98 @@ pub(crate) mod tests {
                 "{port}"
             );
         }
+    }
+
+    /// Ingress ports published without a number get swarmkit's dynamic range: the lowest
+    /// free port per protocol, skipping ports other services publish; an update (with the
+    /// spec as given, or as stored) keeps the port; `service inspect` shows it under
+    /// Endpoint.Ports only; a full range is a clear error.
+    #[test]
+    fn unnumbered_ingress_ports_get_the_dynamic_range() {
+        use crate::services::assign_dynamic_ports;
+        let ports = |list: &[&str]| shoal_spec::EndpointSpec {
+            ports: list
+                .iter()
+                .flat_map(|p| crate::cli::service_opts::port(p).unwrap())
+                .collect(),
+            ..Default::default()
+        };
+        let create = |s: &mut ClusterState, id: &str, name: &str, list: &[&str]| {
+            let mut svc = service(id, name);
+            svc.spec.endpoint_spec = Some(ports(list));
+            let dynamic = assign_dynamic_ports(s, &mut svc.spec, None)?;
+            svc.dynamic_ports = dynamic;
+            let cmd = Command::PutService {
+                service: Box::new(svc),
+                expected_version: None,
+            };
+            let index = s.services.len() as u64 + 1;
+            match s.apply(&cmd, index).error {
+                None => Ok(()),
+                Some(e) => Err(e),
+            }
+        };
+        let published = |s: &ClusterState, id: &str| -> Vec<(Option<u16>, u16)> {
+            s.services[id]
+                .spec
+                .endpoint_spec
+                .iter()
+                .flat_map(|e| e.ports.iter())
+                .map(|p| (p.published_port, p.target_port))
+                .collect()
+        };
+        let mut s = ClusterState::default();
+        create(&mut s, "svc0", "taken", &["30000:8000"]).unwrap();
+        create(&mut s, "svc1", "web", &["80", "8080:81"]).unwrap();
+        assert_eq!(published(&s, "svc1"), [(Some(30001), 80), (Some(8080), 81)]);
+        create(&mut s, "svc2", "dns", &["53/udp", "443"]).unwrap();
+        assert_eq!(
+            published(&s, "svc2"),
+            [(Some(30000), 53), (Some(30002), 443)]
+        );
+
+        // inspect: the spec as given, the port under Endpoint.Ports.
+        let json = s.services["svc1"].docker_json();
+        assert_eq!(
+            json["Spec"]["EndpointSpec"]["Ports"][0].get("PublishedPort"),
+            None
+        );
+        assert_eq!(
+            json["Spec"]["EndpointSpec"]["Ports"][1]["PublishedPort"],
+            8080
+        );
+        assert_eq!(
+            json["Endpoint"]["Spec"]["Ports"][0].get("PublishedPort"),
+            None
+        );
+        assert_eq!(json["Endpoint"]["Ports"][0]["PublishedPort"], 30001);
+
+        // Updates keep the port, whether the spec comes as given or as stored.
+        let web = s.services["svc1"].clone();
+        let mut given = web.spec.clone();
+        given.endpoint_spec = Some(ports(&["80", "8080:81"]));
+        assert_eq!(
+            assign_dynamic_ports(&s, &mut given, Some(&web)).unwrap(),
+            [(30001, shoal_spec::Protocol::Tcp)]
+        );
+        assert_eq!(given, web.spec);
+        let mut stored = web.spec.clone();
+        assert_eq!(
+            assign_dynamic_ports(&s, &mut stored, Some(&web)).unwrap(),
+            [(30001, shoal_spec::Protocol::Tcp)]
+        );
+        assert_eq!(stored, web.spec);
+
+        // The whole range taken (three services of at most 1000 ports each): a clear error.
+        create(&mut s, "svc3", "r1", &["30003-30999:1-997"]).unwrap();
+        create(&mut s, "svc4", "r2", &["31000-31999:1-1000"]).unwrap();
+        create(&mut s, "svc5", "r3", &["32000-32767:1-768"]).unwrap();
+        let before = s.clone();
+        assert_eq!(
+            create(&mut s, "svc6", "late", &["80"]),
+            Err("rpc error: code = ResourceExhausted desc = no free port in the dynamic range 30000-32767 to publish 80/tcp".into())
+        );
+        assert_eq!(s, before);
     }
 
     /// A node whose swarm port a service publishes (in either mode) is refused when its

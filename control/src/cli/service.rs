@@ -411,9 +411,11 @@ const SERVICE_HEADERS: &[(&str, &str)] = &[
     ("Ports", "PORTS"),
 ];
 
-/// `*:8080->80/tcp`, ingress ports only, joined with ", ".
-pub fn ports_column(spec: &Value) -> String {
-    let Some(ports) = spec["EndpointSpec"]["Ports"].as_array() else {
+/// `*:8080->80/tcp`, ingress ports only, joined with ", ": from the service's
+/// Endpoint.Ports, as docker's formatter reads them (a port published without a number
+/// shows the one it was given).
+pub fn ports_column(service: &Value) -> String {
+    let Some(ports) = service["Endpoint"]["Ports"].as_array() else {
         return String::new();
     };
     ports
@@ -448,7 +450,7 @@ pub fn service_rows(services: &[(Value, u64, u64)]) -> Vec<Value> {
                 "Mode": if global { "global" } else { "replicated" },
                 "Replicas": replicas,
                 "Image": tasks::strip_digest(spec["TaskTemplate"]["ContainerSpec"]["Image"].as_str().unwrap_or("")),
-                "Ports": ports_column(spec),
+                "Ports": ports_column(v),
             })
         })
         .collect();
@@ -1164,7 +1166,7 @@ mod tests {
             "Spec": serde_json::to_value(&spec).unwrap(),
             "Endpoint": {"Ports": serde_json::to_value(&spec.endpoint_spec.as_ref().unwrap().ports).unwrap()},
         });
-        assert_eq!(ports_column(&v["Spec"]), "*:8080->80/tcp");
+        assert_eq!(ports_column(&v), "*:8080->80/tcp");
         let pretty = pretty_service(&v, &BTreeMap::new());
         assert!(
             pretty.ends_with(

@@ -169,6 +169,15 @@ fn published_conflict(
     crate::services::lb_capacity(state, spec, except).map_err(ApiError::daemon)
 }
 
+/// [`crate::services::assign_dynamic_ports`], as the API's error.
+fn assign_dynamic_ports(
+    state: &ClusterState,
+    spec: &mut ServiceSpec,
+    existing: Option<&ServiceRecord>,
+) -> Result<Vec<(u16, shoal_spec::Protocol)>, ApiError> {
+    crate::services::assign_dynamic_ports(state, spec, existing).map_err(ApiError::daemon)
+}
+
 /// Network attachments name existing networks; they are stored by ID, as docker does.
 fn resolve_attachments(state: &ClusterState, spec: &mut ServiceSpec) -> Result<(), ApiError> {
     for a in &mut spec.task_template.networks {
@@ -196,6 +205,7 @@ fn new_service(spec: ServiceSpec) -> ServiceRecord {
         spec_version: 1,
         update_status: None,
         vips: Vec::new(),
+        dynamic_ports: Vec::new(),
     }
 }
 
@@ -337,9 +347,11 @@ fn plan_stack_deploy(
                     spec.name, existing.id
                 ));
                 spec.task_template.force_update = existing.spec.task_template.force_update;
+                let dynamic = assign_dynamic_ports(&scratch, &mut spec, Some(existing))?;
                 if existing.spec != spec {
                     published_conflict(&scratch, &spec, Some(&existing.id))?;
-                    let updated = updated_service(existing, spec, now);
+                    let mut updated = updated_service(existing, spec, now);
+                    updated.dynamic_ports = dynamic;
                     scratch.services.insert(updated.id.clone(), updated.clone());
                     cmds.push(Command::PutService {
                         expected_version: Some(existing.version),
@@ -348,9 +360,11 @@ fn plan_stack_deploy(
                 }
             }
             None => {
+                let dynamic = assign_dynamic_ports(&scratch, &mut spec, None)?;
                 published_conflict(&scratch, &spec, None)?;
                 lines.push(format!("Creating service {}", spec.name));
-                let svc = new_service(spec);
+                let mut svc = new_service(spec);
+                svc.dynamic_ports = dynamic;
                 scratch.services.insert(svc.id.clone(), svc.clone());
                 cmds.push(Command::PutService {
                     expected_version: None,
@@ -372,8 +386,10 @@ impl Daemon {
                 if state.services.values().any(|s| s.spec.name == spec.name) {
                     return Err(ApiError::daemon("rpc error: code = AlreadyExists desc = name conflicts with an existing object"));
                 }
+                let dynamic = assign_dynamic_ports(&state, &mut spec, None)?;
                 published_conflict(&state, &spec, None)?;
-                let svc = new_service(spec);
+                let mut svc = new_service(spec);
+                svc.dynamic_ports = dynamic;
                 let id = svc.id.clone();
                 mgr.propose(Command::PutService {
                     expected_version: None,
@@ -401,6 +417,7 @@ impl Daemon {
                 if spec.name != svc.spec.name {
                     return Err(invalid("renaming services is not supported"));
                 }
+                let dynamic = assign_dynamic_ports(&state, &mut spec, Some(svc))?;
                 published_conflict(&state, &spec, Some(&svc.id))?;
                 // An unchanged spec changes nothing, except that (as in swarmkit) any
                 // update clears a finished update's status.
@@ -411,7 +428,8 @@ impl Daemon {
                 if spec == svc.spec && !finished {
                     return Ok(ApiReply::Done);
                 }
-                let updated = updated_service(svc, spec, Utc::now());
+                let mut updated = updated_service(svc, spec, Utc::now());
+                updated.dynamic_ports = dynamic;
                 mgr.propose(Command::PutService {
                     expected_version: Some(svc.version),
                     service: Box::new(updated),
