@@ -678,6 +678,26 @@ pub(crate) mod tests {
         }
     }
 
+    /// A service publishing `ports` (the CLI's `-p` syntax, each may be a range).
+    fn publishing(id: &str, name: &str, ports: &[&str]) -> ServiceRecord {
+        let mut svc = service(id, name);
+        svc.spec.endpoint_spec = Some(shoal_spec::EndpointSpec {
+            ports: ports
+                .iter()
+                .flat_map(|p| crate::cli::service_opts::port(p).unwrap())
+                .collect(),
+            ..Default::default()
+        });
+        svc
+    }
+
+    fn create(svc: ServiceRecord) -> Command {
+        Command::PutService {
+            service: Box::new(svc),
+            expected_version: None,
+        }
+    }
+
     fn network(id: &str, name: &str) -> NetworkRecord {
         NetworkRecord {
             id: id.into(),
@@ -755,18 +775,8 @@ pub(crate) mod tests {
     /// keep a service's ports are never held up, even by a duplicate an old race left.
     #[test]
     fn concurrent_creates_cannot_both_publish_a_port() {
-        let publishing = |id: &str, name: &str, port: &str| {
-            let mut svc = service(id, name);
-            svc.spec.endpoint_spec = Some(shoal_spec::EndpointSpec {
-                ports: crate::cli::service_opts::port(port).unwrap(),
-                ..Default::default()
-            });
-            svc
-        };
-        let put = |svc: ServiceRecord| Command::PutService {
-            service: Box::new(svc),
-            expected_version: None,
-        };
+        let publishing = |id: &str, name: &str, port: &str| publishing(id, name, &[port]);
+        let put = create;
         let mut s = ClusterState::default();
         assert_eq!(
             s.apply(&put(publishing("svc1", "web", "8080:80")), 1).error,
@@ -808,17 +818,7 @@ pub(crate) mod tests {
     /// protocol are fine.
     #[test]
     fn the_swarms_own_ports_cannot_be_published() {
-        let publishing = |id: &str, port: &str| {
-            let mut svc = service(id, id);
-            svc.spec.endpoint_spec = Some(shoal_spec::EndpointSpec {
-                ports: crate::cli::service_opts::port(port).unwrap(),
-                ..Default::default()
-            });
-            Command::PutService {
-                service: Box::new(svc),
-                expected_version: None,
-            }
-        };
+        let publishing = |id: &str, port: &str| create(publishing(id, id, &[port]));
         let mut s = ClusterState::default();
         let mut c = cluster();
         c.data_path_port = 5789;
@@ -870,22 +870,11 @@ pub(crate) mod tests {
     #[test]
     fn unnumbered_ingress_ports_get_the_dynamic_range() {
         use crate::services::assign_dynamic_ports;
-        let ports = |list: &[&str]| shoal_spec::EndpointSpec {
-            ports: list
-                .iter()
-                .flat_map(|p| crate::cli::service_opts::port(p).unwrap())
-                .collect(),
-            ..Default::default()
-        };
         let create = |s: &mut ClusterState, id: &str, name: &str, list: &[&str]| {
-            let mut svc = service(id, name);
-            svc.spec.endpoint_spec = Some(ports(list));
+            let mut svc = publishing(id, name, list);
             let dynamic = assign_dynamic_ports(s, &mut svc.spec, None)?;
             svc.dynamic_ports = dynamic;
-            let cmd = Command::PutService {
-                service: Box::new(svc),
-                expected_version: None,
-            };
+            let cmd = create(svc);
             let index = s.services.len() as u64 + 1;
             match s.apply(&cmd, index).error {
                 None => Ok(()),
@@ -930,7 +919,9 @@ pub(crate) mod tests {
         // Updates keep the port, whether the spec comes as given or as stored.
         let web = s.services["svc1"].clone();
         let mut given = web.spec.clone();
-        given.endpoint_spec = Some(ports(&["80", "8080:81"]));
+        given.endpoint_spec = publishing("svc1", "web", &["80", "8080:81"])
+            .spec
+            .endpoint_spec;
         assert_eq!(
             assign_dynamic_ports(&s, &mut given, Some(&web)).unwrap(),
             [(30001, shoal_spec::Protocol::Tcp)]
@@ -960,17 +951,7 @@ pub(crate) mod tests {
     /// the join was in flight wins. Other protocols and ports are fine.
     #[test]
     fn a_node_cannot_join_on_a_published_port() {
-        let publishing = |id: &str, name: &str, port: &str| {
-            let mut svc = service(id, name);
-            svc.spec.endpoint_spec = Some(shoal_spec::EndpointSpec {
-                ports: crate::cli::service_opts::port(port).unwrap(),
-                ..Default::default()
-            });
-            Command::PutService {
-                service: Box::new(svc),
-                expected_version: None,
-            }
-        };
+        let publishing = |id: &str, name: &str, port: &str| create(publishing(id, name, &[port]));
         let mut s = ClusterState::default();
         for (i, cmd) in [
             publishing("svc1", "web", "8080:80"),
