@@ -219,6 +219,8 @@ mod tests {
             health: None,
             networks: Vec::new(),
             host_ports: ports,
+            by_update: false,
+            running_at: None,
         }
     }
 

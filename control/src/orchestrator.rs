@@ -183,6 +183,8 @@ pub(crate) fn new_task(
         health: None,
         networks: Vec::new(),
         host_ports: svc.spec.host_mode_ports(),
+        by_update: false,
+        running_at: None,
     }
 }
 
@@ -910,55 +912,102 @@ fn rolling_update(
         .iter()
         .filter(|t| active(t) && t.spec_version < svc.spec_version)
     {
-        if placement_only_change(&t.spec, &svc.spec.task_template)
-            && endpoint_current(plan.state, t, &svc.spec)
-            && !t.node_id.is_empty()
-            && plan.sched.fits(&req.as_req(), &t.node_id, true)
+        // swarmkit's IsTaskDirty: the same spec and endpoint, wherever the task runs
+        // (also on a paused node), or only placement changed and its node still fits.
+        let same = t.spec == svc.spec.task_template;
+        if endpoint_current(plan.state, t, &svc.spec)
+            && (same
+                || (placement_only_change(&t.spec, &svc.spec.task_template)
+                    && !t.node_id.is_empty()
+                    && plan.sched.fits(&req.as_req(), &t.node_id, true)))
         {
             let mut kept = t.clone();
             kept.spec = svc.spec.task_template.clone();
             kept.spec_version = svc.spec_version;
+            // Kept, not made by the update now under way: its failure is not the update's.
+            kept.by_update = false;
             plan.put(kept);
-        } else if t.spec != svc.spec.task_template || t.spec_version < svc.spec_version {
+        } else {
             outdated.push(t.clone());
         }
     }
-    let Some(status) = svc.update_status.clone() else {
+    // The tasks this update made (at the service's spec version), as this round leaves them.
+    let made: Vec<TaskRecord> = current
+        .iter()
+        .filter(|t| t.by_update && t.spec_version == svc.spec_version)
+        .map(|t| plan.task(&t.id))
+        .collect();
+    let status = match svc.update_status.clone() {
+        Some(status) => status,
+        // swarmkit's updater: tasks to update and no update under way start one (a spec
+        // change resets the status, so `service update SVC` resumes a paused update).
+        None if !outdated.is_empty() => {
+            let started = UpdateStatus {
+                state: UpdateState::Updating,
+                started_at: now,
+                completed_at: None,
+                message: "update in progress".into(),
+            };
+            let mut s = svc.clone();
+            s.update_status = Some(started.clone());
+            s.updated_at = now;
+            plan.services.push(s);
+            started
+        }
         // No update in progress (e.g. a service created with tasks up to date).
-        return;
+        None => return,
     };
     if !status.state.in_progress() {
         return;
     }
-    // Failures among new tasks within the monitor window.
+    // swarmkit's failure count: tasks this update made that failed (or ended while meant to
+    // run) before running, or within `monitor` of starting to run, against the slots the
+    // update touches; restarts of them and older tasks do not count.
     let monitor = ns(cfg.monitor);
     let new_tasks: Vec<&TaskRecord> = current
         .iter()
         .filter(|t| t.spec_version == svc.spec_version)
         .collect();
-    let failed: Vec<&&TaskRecord> = new_tasks
+    let failed: Vec<&TaskRecord> = made
         .iter()
         .filter(|t| {
             matches!(t.status.state, TaskState::Failed | TaskState::Rejected)
                 || (t.status.state == TaskState::Complete && active(t))
         })
+        .filter(|t| {
+            let ended = t.status.timestamp.unwrap_or(t.updated_at);
+            t.running_at.is_none_or(|r| ended - r <= monitor)
+        })
         .collect();
-    let total = (new_tasks.len() + outdated.len()).max(1);
+    let slot_of = |t: &TaskRecord| {
+        if t.slot == 0 {
+            (0, t.node_id.clone())
+        } else {
+            (t.slot, String::new())
+        }
+    };
+    let dirty_slots: std::collections::BTreeSet<(u64, String)> =
+        outdated.iter().chain(made.iter()).map(slot_of).collect();
+    let total = dirty_slots.len().max(1);
     if !failed.is_empty()
         && cfg.failure_action != FailureAction::Continue
         && failed.len() as f32 / total as f32 > cfg.max_failure_ratio
     {
-        let culprit = failed[0].id.clone();
+        let mut culprits: Vec<&&TaskRecord> = failed.iter().collect();
+        culprits.sort_by_key(|t| (t.status.timestamp, t.id.clone()));
+        let culprit = culprits[0].id.clone();
         let mut s = svc.clone();
         if let (FailureAction::Rollback, false, Some(prev)) =
             (cfg.failure_action, rolling_back, svc.previous_spec.clone())
         {
-            s.previous_spec = Some(svc.spec.clone());
+            // swarmkit's rollbackUpdate: the previous spec comes back and none is kept (a
+            // rollback is not rolled back), the update's start time stays.
+            s.previous_spec = None;
             s.spec = prev;
             s.spec_version += 1;
             s.update_status = Some(UpdateStatus {
                 state: UpdateState::RollbackStarted,
-                started_at: now,
+                started_at: status.started_at,
                 completed_at: None,
                 message: format!(
                     "update rolled back due to failure or early termination of task {culprit}"
@@ -986,10 +1035,12 @@ fn rolling_update(
         plan.services.push(s);
         return;
     }
-    // A batch is in flight while new tasks are not yet running, or old ones not yet stopped.
+    // A batch is in flight while new tasks are not yet running (with a healthcheck:
+    // healthy, as docker's executor reports a task running only once it is), or old ones
+    // not yet stopped.
     let starting = new_tasks
         .iter()
-        .any(|t| active(t) && t.status.state < TaskState::Running && !t.status.state.is_terminal());
+        .any(|t| active(t) && !t.is_running() && !t.status.state.is_terminal());
     let stopping = current.iter().any(|t| {
         !active(t)
             && t.spec_version < svc.spec_version
@@ -1004,13 +1055,26 @@ fn rolling_update(
         clock.last_batch_done.remove(&svc.id);
         return;
     }
-    let done_at = *clock.last_batch_done.entry(svc.id.clone()).or_insert(now);
-    // Watch the last batch for `monitor` before calling the update done.
+    // The delay is between batches (swarmkit's worker waits after each): the first goes
+    // at once.
+    let done_at = if made.is_empty() {
+        None
+    } else {
+        Some(*clock.last_batch_done.entry(svc.id.clone()).or_insert(now))
+    };
+    // Watch the last batch for `monitor` before calling the update done (swarmkit: for
+    // delay + 1s when the delay is not shorter).
+    let watch = if cfg.delay >= cfg.monitor {
+        ns(cfg.delay) + Duration::seconds(1)
+    } else {
+        monitor
+    };
     if outdated.is_empty() {
-        let recent = new_tasks
-            .iter()
-            .filter(|t| t.status.state == TaskState::Running)
-            .all(|t| t.status.timestamp.is_none_or(|ts| now - ts >= monitor));
+        let recent = new_tasks.iter().filter(|t| t.is_running()).all(|t| {
+            t.running_at
+                .or(t.status.timestamp)
+                .is_none_or(|ts| now - ts >= watch)
+        });
         if recent {
             let mut s = svc.clone();
             s.update_status = Some(UpdateStatus {
@@ -1033,22 +1097,35 @@ fn rolling_update(
         }
         return;
     }
-    if now - done_at < ns(cfg.delay) {
+    if done_at.is_some_and(|at| now - at < ns(cfg.delay)) {
         return;
     }
+    // A slot that already has a task of this version (start-first, its old task waiting
+    // for it to run; or a restart) gets no other: its old task goes once that one runs.
+    let replaced: std::collections::BTreeSet<(u64, String)> = current
+        .iter()
+        .map(|t| plan.task(&t.id))
+        .filter(|t| active(t) && t.spec_version == svc.spec_version)
+        .map(|t| slot_of(&t))
+        .collect();
+    let pending: Vec<&TaskRecord> = outdated
+        .iter()
+        .filter(|t| !replaced.contains(&slot_of(t)))
+        .collect();
     let parallelism = if cfg.parallelism == 0 {
-        outdated.len()
+        pending.len()
     } else {
         cfg.parallelism as usize
     };
-    for old in outdated.iter().take(parallelism) {
+    for old in pending.into_iter().take(parallelism) {
         let start_first = cfg.order == UpdateOrder::StartFirst;
-        let fresh = new_task(
+        let mut fresh = new_task(
             svc,
             old.slot,
             if old.slot == 0 { &old.node_id } else { "" },
             now,
         );
+        fresh.by_update = true;
         if !start_first {
             plan.shutdown(&old.id, None);
             // The old task's resources are freed before the new one is placed.
@@ -1083,7 +1160,7 @@ fn retire_replaced(state: &ClusterState) -> Vec<String> {
                 && (t.slot != 0 || n.node_id == t.node_id)
                 && n.id != t.id
                 && n.spec_version > t.spec_version
-                && n.status.state == TaskState::Running
+                && n.is_running()
         });
         if newer_running {
             out.push(t.id.clone());
@@ -1986,6 +2063,320 @@ mod tests {
         assert!(
             bytes < crate::wire::MAX_FRAME / 8,
             "{bytes} bytes for {MAX_REPLICAS} tasks"
+        );
+    }
+
+    /// A service of `replicas` tasks running demo:1, then updated to demo:2 with `cfg`.
+    fn updating(replicas: u64, cfg: UpdateConfig) -> (ClusterState, UpdateClock) {
+        let mut s = cluster(&["vm1", "vm2"]);
+        let mut svc = service(replicas);
+        svc.spec.task_template.restart_policy = Some(RestartPolicy {
+            delay: Some(0),
+            ..Default::default()
+        });
+        s.services.insert("svc1".into(), svc);
+        let mut clock = UpdateClock::default();
+        step(&mut s, &mut clock, Utc::now());
+        run_all(&mut s);
+        let svc = s.services["svc1"].clone();
+        let mut spec = svc.spec.clone();
+        spec.task_template.container_spec.image = "demo:2".into();
+        spec.update_config = Some(cfg);
+        s.services
+            .insert("svc1".into(), updated_service(&svc, spec, Utc::now()));
+        (s, clock)
+    }
+
+    /// Live tasks of the new image, and of the old one.
+    fn images(s: &ClusterState) -> (usize, usize) {
+        let live = |img: &str| {
+            s.tasks
+                .values()
+                .filter(|t| active(t) && t.spec.container_spec.image == img)
+                .count()
+        };
+        (live("demo:2"), live("demo:1"))
+    }
+
+    fn update_state(s: &ClusterState) -> UpdateState {
+        s.services["svc1"].update_status.as_ref().unwrap().state
+    }
+
+    /// The new tasks the node has started fail (exit 1).
+    fn fail_new(s: &mut ClusterState, n: usize) {
+        let ids: Vec<String> = s
+            .tasks
+            .values()
+            .filter(|t| {
+                active(t)
+                    && t.spec.container_spec.image == "demo:2"
+                    && !t.status.state.is_terminal()
+            })
+            .map(|t| t.id.clone())
+            .take(n)
+            .collect();
+        for id in ids {
+            let t = s.tasks.get_mut(&id).unwrap();
+            t.status.state = TaskState::Failed;
+            t.status.timestamp = Some(Utc::now());
+        }
+    }
+
+    /// docker: "To restart a paused update run `docker service update <SERVICE-ID>`": an
+    /// update without changes resumes it (swarmkit resets the status; tasks still to update
+    /// start a new one), and it completes.
+    #[test]
+    fn service_update_resumes_a_paused_update() {
+        let (mut s, mut clock) = updating(3, UpdateConfig::default());
+        step(&mut s, &mut clock, Utc::now());
+        assert_eq!(images(&s), (1, 2));
+        fail_new(&mut s, 1);
+        step(&mut s, &mut clock, Utc::now());
+        assert_eq!(update_state(&s), UpdateState::Paused);
+        let msg = &s.services["svc1"].update_status.as_ref().unwrap().message;
+        assert!(
+            msg.starts_with("update paused due to failure or early termination of task "),
+            "{msg}"
+        );
+        for _ in 0..3 {
+            run_all(&mut s);
+            step(&mut s, &mut clock, Utc::now());
+        }
+        // Paused: the failed task is restarted (restart policy), the others wait.
+        assert_eq!(images(&s), (1, 2));
+
+        let svc = s.services["svc1"].clone();
+        let again = updated_service(&svc, svc.spec.clone(), Utc::now());
+        s.services.insert("svc1".into(), again);
+        step(&mut s, &mut clock, Utc::now());
+        assert_eq!(update_state(&s), UpdateState::Updating);
+        for _ in 0..6 {
+            run_all(&mut s);
+            step(&mut s, &mut clock, Utc::now());
+        }
+        assert_eq!(images(&s), (3, 0));
+        step(&mut s, &mut clock, Utc::now() + Duration::seconds(10));
+        assert_eq!(update_state(&s), UpdateState::Completed);
+    }
+
+    /// A service update that changes nothing the tasks run (a label) redeploys nothing,
+    /// starts no update, and leaves tasks on a paused node alone (swarmkit's IsTaskDirty
+    /// looks at the spec, not at where the task runs).
+    #[test]
+    fn unchanged_template_redeploys_nothing() {
+        let mut s = cluster(&["vm1", "vm2"]);
+        s.services.insert("svc1".into(), service(2));
+        let mut clock = UpdateClock::default();
+        step(&mut s, &mut clock, Utc::now());
+        run_all(&mut s);
+        s.nodes.get_mut("node0").unwrap().spec.availability = NodeAvailability::Pause;
+        let before: Vec<String> = s.tasks.keys().cloned().collect();
+        let svc = s.services["svc1"].clone();
+        let mut spec = svc.spec.clone();
+        spec.labels.insert("x".into(), "y".into());
+        s.services
+            .insert("svc1".into(), updated_service(&svc, spec, Utc::now()));
+        for _ in 0..3 {
+            step(&mut s, &mut clock, Utc::now());
+            run_all(&mut s);
+        }
+        let after: Vec<String> = s.tasks.keys().cloned().collect();
+        assert_eq!(before, after);
+        assert!(s.tasks.values().all(active));
+        assert!(s.services["svc1"].update_status.is_none());
+    }
+
+    /// max_failure_ratio counts failed tasks the update made against the slots it updates
+    /// (swarmkit: failures / dirty slots > ratio), not against every task made since, so
+    /// restarts do not dilute it. parallelism 0 replaces every task at once.
+    #[test]
+    fn failure_ratio_counts_against_the_updated_slots() {
+        let cfg = UpdateConfig {
+            parallelism: 0,
+            max_failure_ratio: 0.5,
+            ..Default::default()
+        };
+        let (mut s, mut clock) = updating(4, cfg);
+        step(&mut s, &mut clock, Utc::now());
+        assert_eq!(images(&s), (4, 0), "parallelism 0: all at once");
+        run_all(&mut s);
+        // They started running now: the monitor period is on.
+        for t in s.tasks.values_mut() {
+            if t.by_update {
+                t.status.timestamp = Some(Utc::now());
+                t.running_at = Some(Utc::now());
+            }
+        }
+        // 2 of 4 failed: 0.5 is not above the ratio; the update goes on.
+        fail_new(&mut s, 2);
+        step(&mut s, &mut clock, Utc::now());
+        assert_eq!(update_state(&s), UpdateState::Updating);
+        run_all(&mut s);
+        step(&mut s, &mut clock, Utc::now());
+        run_all(&mut s);
+        // Their restarts are not the update's: one more of the update's own makes 3 of 4.
+        let restarted: Vec<String> = s
+            .tasks
+            .values()
+            .filter(|t| active(t) && !t.by_update)
+            .map(|t| t.id.clone())
+            .collect();
+        assert_eq!(restarted.len(), 2);
+        for id in &restarted {
+            let t = s.tasks.get_mut(id).unwrap();
+            t.status.state = TaskState::Failed;
+        }
+        step(&mut s, &mut clock, Utc::now());
+        assert_eq!(update_state(&s), UpdateState::Updating);
+        let own = s
+            .tasks
+            .values()
+            .find(|t| active(t) && t.by_update && t.status.state == TaskState::Running)
+            .unwrap()
+            .id
+            .clone();
+        s.tasks.get_mut(&own).unwrap().status.state = TaskState::Failed;
+        step(&mut s, &mut clock, Utc::now());
+        assert_eq!(update_state(&s), UpdateState::Paused);
+        let msg = &s.services["svc1"].update_status.as_ref().unwrap().message;
+        assert!(msg.starts_with("update paused due to failure"), "{msg}");
+    }
+
+    /// A new task that fails after running longer than `monitor` is not the update's
+    /// failure: the restart policy replaces it and the update goes on.
+    #[test]
+    fn failure_after_the_monitor_period_does_not_pause() {
+        let cfg = UpdateConfig {
+            delay: 60 * 1_000_000_000,
+            monitor: 5 * 1_000_000_000,
+            ..Default::default()
+        };
+        let (mut s, mut clock) = updating(2, cfg);
+        let t0 = Utc::now();
+        step(&mut s, &mut clock, t0);
+        let new = s
+            .tasks
+            .values()
+            .find(|t| t.spec.container_spec.image == "demo:2")
+            .unwrap()
+            .id
+            .clone();
+        run_all(&mut s);
+        {
+            let t = s.tasks.get_mut(&new).unwrap();
+            t.status.state = TaskState::Running;
+            t.status.timestamp = Some(t0);
+            t.running_at = Some(t0);
+        }
+        step(&mut s, &mut clock, t0);
+        {
+            let t = s.tasks.get_mut(&new).unwrap();
+            t.status.state = TaskState::Failed;
+            t.status.timestamp = Some(t0 + Duration::seconds(20));
+        }
+        step(&mut s, &mut clock, t0 + Duration::seconds(20));
+        assert_eq!(update_state(&s), UpdateState::Updating);
+        // Within the monitor period it would have paused the update.
+        let (mut s, mut clock) = updating(2, UpdateConfig::default());
+        step(&mut s, &mut clock, t0);
+        run_all(&mut s);
+        for t in s.tasks.values_mut() {
+            if t.spec.container_spec.image == "demo:2" {
+                t.running_at = Some(t0);
+                t.status.state = TaskState::Failed;
+                t.status.timestamp = Some(t0 + Duration::seconds(3));
+            }
+        }
+        step(&mut s, &mut clock, t0 + Duration::seconds(3));
+        assert_eq!(update_state(&s), UpdateState::Paused);
+    }
+
+    /// With a healthcheck, the next batch waits for the new task to be healthy (docker's
+    /// executor reports it running only then), and a start-first old task stops only then.
+    #[test]
+    fn update_waits_for_healthy() {
+        for order in [UpdateOrder::StopFirst, UpdateOrder::StartFirst] {
+            let cfg = UpdateConfig {
+                order,
+                ..Default::default()
+            };
+            let (mut s, mut clock) = updating(2, cfg);
+            let svc = s.services.get_mut("svc1").unwrap();
+            svc.spec.task_template.container_spec.healthcheck = Some(shoal_spec::HealthConfig {
+                test: vec!["CMD".into(), "true".into()],
+                ..Default::default()
+            });
+            step(&mut s, &mut clock, Utc::now());
+            run_all(&mut s);
+            for t in s.tasks.values_mut() {
+                if t.spec.container_spec.image == "demo:2" {
+                    t.health = Some("starting".into());
+                }
+            }
+            for _ in 0..3 {
+                step(&mut s, &mut clock, Utc::now());
+                run_all(&mut s);
+            }
+            let old_running = if order == UpdateOrder::StartFirst {
+                2
+            } else {
+                1
+            };
+            assert_eq!(images(&s), (1, old_running), "{order:?}: waits for healthy");
+            for t in s.tasks.values_mut() {
+                if t.spec.container_spec.image == "demo:2" {
+                    t.health = Some("healthy".into());
+                }
+            }
+            step(&mut s, &mut clock, Utc::now());
+            run_all(&mut s);
+            step(&mut s, &mut clock, Utc::now());
+            assert_eq!(images(&s).0, 2, "{order:?}: next batch once healthy");
+        }
+    }
+
+    /// failure_action rollback: the previous spec comes back, none is kept (swarmkit's
+    /// rollbackUpdate; `service rollback` then has nothing to go back to), the start time
+    /// stays, and the rollback uses rollback_config.
+    #[test]
+    fn automatic_rollback_drops_the_previous_spec() {
+        let cfg = UpdateConfig {
+            failure_action: FailureAction::Rollback,
+            ..Default::default()
+        };
+        let (mut s, mut clock) = updating(2, cfg);
+        s.services.get_mut("svc1").unwrap().spec.rollback_config = Some(UpdateConfig {
+            parallelism: 0,
+            ..Default::default()
+        });
+        let started = s.services["svc1"]
+            .update_status
+            .as_ref()
+            .unwrap()
+            .started_at;
+        step(&mut s, &mut clock, Utc::now());
+        run_all(&mut s);
+        fail_new(&mut s, 1);
+        step(&mut s, &mut clock, Utc::now());
+        let svc = &s.services["svc1"];
+        let st = svc.update_status.as_ref().unwrap();
+        assert_eq!(st.state, UpdateState::RollbackStarted);
+        assert_eq!(st.started_at, started);
+        assert!(st
+            .message
+            .starts_with("update rolled back due to failure or early termination of task "));
+        assert_eq!(svc.spec.task_template.container_spec.image, "demo:1");
+        assert!(svc.previous_spec.is_none());
+        for _ in 0..4 {
+            run_all(&mut s);
+            step(&mut s, &mut clock, Utc::now());
+        }
+        assert_eq!(images(&s), (0, 2));
+        step(&mut s, &mut clock, Utc::now() + Duration::seconds(10));
+        let st = s.services["svc1"].update_status.clone().unwrap();
+        assert_eq!(
+            (st.state, st.message.as_str()),
+            (UpdateState::RollbackCompleted, "rollback completed")
         );
     }
 }

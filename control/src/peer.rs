@@ -680,6 +680,8 @@ mod tests {
             health: None,
             networks: Vec::new(),
             host_ports: Vec::new(),
+            by_update: false,
+            running_at: None,
         }
     }
 

@@ -503,6 +503,15 @@ pub struct TaskRecord {
     /// that node's load balancer while the task runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_ports: Vec<PortConfig>,
+    /// Made by the rolling updater (not by a restart, a scale-up or a node's loss): while
+    /// its service is at this task's spec version, its failure counts against the update
+    /// (swarmkit's `Updater.updatedTasks`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_update: bool,
+    /// When the task first counted as running (running and, with a healthcheck, healthy):
+    /// the update's monitor period runs from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

@@ -409,6 +409,9 @@ impl ClusterState {
                         t.status.timestamp = Some(*at);
                     }
                     t.health = r.health.clone();
+                    if t.running_at.is_none() && t.is_running() {
+                        t.running_at = t.status.timestamp;
+                    }
                     t.version = index;
                     t.updated_at = *at;
                 }

@@ -1501,6 +1501,8 @@ mod tests {
                 },
             ],
             host_ports: Vec::new(),
+            by_update: false,
+            running_at: None,
         };
         let l = Local {
             record,
