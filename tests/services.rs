@@ -913,7 +913,10 @@ fn exec_runs_inside_the_task() {
     assert!(err.contains("This node is not a swarm manager"), "{err}");
 }
 
-/// A healthcheck gates REPLICAS: a running task counts once it is healthy.
+/// A healthcheck gates REPLICAS: a running task counts once it is healthy. Failures in
+/// the start period do not count until a probe first passes; after that, a task whose
+/// healthcheck fails (`--health-retries` times) is stopped and fails with docker's error,
+/// and the restart policy replaces it.
 #[test]
 fn healthcheck_gates_running() {
     let s = Swarm::lab("hlth", 1);
@@ -935,26 +938,61 @@ fn healthcheck_gates_running() {
             "200ms",
             "--health-retries",
             "1",
+            "--health-start-period",
+            "10m",
+            "--stop-grace-period",
+            "1s",
+            "--restart-delay",
+            "1s",
             "busybox",
             "sleep",
             "600",
         ],
     );
+    let replicas = || s.ok("vm1", &["service", "ls", "--format", "{{.Replicas}}"]);
     wait_until("task running, not yet healthy", T, || {
         let ps = s.ok(
             "vm1",
             &["service", "ps", "--format", "{{.CurrentState}}", "hc"],
         );
-        let ls = s.ok("vm1", &["service", "ls", "--format", "{{.Replicas}}"]);
-        (ps.starts_with("Running") && ls.trim() == "0/1").then_some(())
+        (ps.starts_with("Running") && replicas().trim() == "0/1").then_some(())
     })
     .unwrap();
     std::fs::write(&flag, "ok").unwrap();
-    let healthy = wait_until("healthy", T, || {
-        (s.ok("vm1", &["service", "ls", "--format", "{{.Replicas}}"])
-            .trim()
-            == "1/1")
-            .then_some(())
+    let healthy = wait_until("healthy", T, || (replicas().trim() == "1/1").then_some(()));
+    if healthy.is_err() {
+        let _ = std::fs::remove_file(&flag);
+    }
+    healthy.unwrap();
+    // Healthy once: the start period no longer covers a failing probe.
+    std::fs::remove_file(&flag).unwrap();
+    let rows = || {
+        s.ok(
+            "vm1",
+            &[
+                "service",
+                "ps",
+                "--no-trunc",
+                "--format",
+                "{{.DesiredState}}|{{.CurrentState}}|{{.Error}}",
+                "hc",
+            ],
+        )
+    };
+    let replaced = wait_until("the unhealthy task failed and replaced", T, || {
+        let ps = rows();
+        let lines: Vec<&str> = ps.lines().collect();
+        (lines.len() == 2
+            && lines[0].starts_with("Running|Running")
+            && lines[1].starts_with("Shutdown|Failed")
+            && lines[1].contains("|task: non-zero exit (")
+            && lines[1].ends_with("): dockerexec: unhealthy container"))
+        .then_some(())
+    });
+    replaced.unwrap_or_else(|e| panic!("{e:#}\n{}\n{}", rows(), s.log_tail("vm1")));
+    std::fs::write(&flag, "ok").unwrap();
+    let healthy = wait_until("the new task healthy", T, || {
+        (replicas().trim() == "1/1").then_some(())
     });
     let _ = std::fs::remove_file(&flag);
     healthy.unwrap();

@@ -1217,6 +1217,55 @@ impl Held {
     }
 }
 
+/// docker's executor stops a task whose healthcheck says unhealthy, and the task ends as
+/// its process does, the cause named: `task: non-zero exit (137): dockerexec: unhealthy
+/// container` (failed, so the restart policy replaces it), or complete if it exited 0.
+fn stop_unhealthy(daemon: &Arc<Daemon>, executor: &Arc<Executor>, id: &str, l: &mut Local) {
+    l.stopping = true;
+    let exec = executor.clone();
+    let g = grace(&l.record);
+    let tid = id.to_string();
+    let d = daemon.clone();
+    let health = l.health.clone();
+    tokio::spawn(async move {
+        let stop_id = tid.clone();
+        let result = tokio::task::spawn_blocking(move || exec.stop(&stop_id, g)).await;
+        let s = unhealthy_exit(match result {
+            Ok(Ok(TaskStatus::Exited { code })) => Some(code),
+            _ => None,
+        });
+        let mut c = None;
+        report(
+            &d,
+            &mut c,
+            vec![TaskReport {
+                task_id: tid,
+                status: s,
+                health,
+            }],
+        )
+        .await;
+    });
+}
+
+/// How a task stopped for being unhealthy ended (`code`: its exit code, if known).
+fn unhealthy_exit(code: Option<i32>) -> TaskStatusRec {
+    const CAUSE: &str = "dockerexec: unhealthy container";
+    match code {
+        Some(0) => exited(0).1,
+        Some(code) => {
+            let (_, mut s) = exited(code);
+            s.err = Some(format!("task: non-zero exit ({code}): {CAUSE}"));
+            s
+        }
+        None => {
+            let mut s = status(TaskState::Failed, "started");
+            s.err = Some(CAUSE.into());
+            s
+        }
+    }
+}
+
 fn exited(code: i32) -> (TaskState, TaskStatusRec) {
     if code == 0 {
         let mut s = status(TaskState::Complete, "finished");
@@ -1288,8 +1337,11 @@ async fn watch(
                         .ok()
                         .and_then(Result::ok)
                         .unwrap_or(false);
-                        let in_start = l.started.elapsed()
-                            < Duration::from_nanos(h.start_period.max(0) as u64);
+                        // docker: failures in the start period do not count, until
+                        // a probe first succeeds; from then on every failure does.
+                        let in_start = l.health.as_deref() != Some("healthy")
+                            && l.started.elapsed()
+                                < Duration::from_nanos(h.start_period.max(0) as u64);
                         let retries = if h.retries > 0 { h.retries } else { 3 };
                         let new = if ok {
                             l.failing_streak = 0;
@@ -1313,6 +1365,9 @@ async fn watch(
                                 status: s,
                                 health: l.health.clone(),
                             });
+                            if l.health.as_deref() == Some("unhealthy") {
+                                stop_unhealthy(daemon, executor, id, l);
+                            }
                         }
                     }
                 }
@@ -1407,6 +1462,23 @@ pub(crate) async fn teardown(daemon: &Daemon) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An unhealthy task ends as docker's executor ends it: failed with the cause in its
+    /// error (so the restart policy replaces it), or complete if its process exited 0.
+    #[test]
+    fn unhealthy_task_fails_with_dockers_error() {
+        let s = unhealthy_exit(Some(143));
+        assert_eq!(s.state, TaskState::Failed);
+        assert_eq!(
+            s.err.as_deref(),
+            Some("task: non-zero exit (143): dockerexec: unhealthy container")
+        );
+        assert_eq!(s.exit_code, Some(143));
+        assert_eq!(unhealthy_exit(Some(0)).state, TaskState::Complete);
+        let gone = unhealthy_exit(None);
+        assert_eq!(gone.state, TaskState::Failed);
+        assert_eq!(gone.err.as_deref(), Some("dockerexec: unhealthy container"));
+    }
 
     fn net(id: &str, name: &str, subnet: &str, ingress: bool) -> crate::networks::NetworkRecord {
         crate::networks::NetworkRecord {
