@@ -644,20 +644,29 @@ fn restart_allowed(
     if !restart {
         return Ok(false);
     }
+    let died_at = dead.status.timestamp.unwrap_or(dead.updated_at);
     if let Some(max) = policy.max_attempts.filter(|m| *m > 0) {
-        let window = policy.window.map(ns);
-        let attempts = slot_tasks
+        // swarmkit's shouldRestart: the restarts of this spec version in the slot (every
+        // task made for it but its first), made before the task ended and, with a window,
+        // within the window before that.
+        let window = policy.window.filter(|w| *w > 0).map(ns);
+        let mut made: Vec<&TaskRecord> = slot_tasks
             .iter()
-            .filter(|t| t.status.state.is_terminal() && t.spec_version == svc.spec_version)
-            .filter(|t| window.is_none_or(|w| t.created_at > now - w))
+            .copied()
+            .filter(|t| t.spec_version == svc.spec_version)
+            .collect();
+        made.sort_by_key(|t| (t.created_at, t.id.clone()));
+        let restarts = made
+            .iter()
+            .skip(1)
+            .filter(|t| t.created_at <= died_at)
+            .filter(|t| window.is_none_or(|w| t.created_at > died_at - w))
             .count() as u64;
-        // The first run is not a restart.
-        if attempts > max {
+        if restarts >= max {
             return Ok(false);
         }
     }
     let delay = ns(policy.delay.unwrap_or(5_000_000_000));
-    let died_at = dead.status.timestamp.unwrap_or(dead.updated_at);
     if now - died_at < delay {
         return Err(()); // wait
     }
@@ -775,8 +784,10 @@ fn reconcile_replicated(
         if live.is_empty() {
             // A slot whose last task stopped for good (restart none / attempts used up)
             // stays empty; otherwise it gets a task.
+            // A spec change that leaves the task as it was (a scale, a label) does not
+            // bring it back (swarmkit's updater finds it clean); an update does.
             let stopped_for_good = slot_tasks.first().is_some_and(|t| {
-                t.status.message == NOT_RESTARTED && t.spec_version == svc.spec_version
+                t.status.message == NOT_RESTARTED && task_up_to_date(plan.state, t, svc)
             });
             if !stopped_for_good && plan.new_tasks < NEW_TASKS_PER_ROUND {
                 plan.new_tasks += 1;
@@ -875,7 +886,7 @@ fn reconcile_global(plan: &mut Plan, svc: &ServiceRecord, tasks: &[&TaskRecord],
         let finished_for_good = tasks.iter().any(|t| {
             t.node_id == node
                 && t.status.message == NOT_RESTARTED
-                && t.spec_version == svc.spec_version
+                && task_up_to_date(plan.state, t, svc)
         });
         if !has && !finished_for_good {
             let n = new_task(svc, 0, &node, now);
@@ -2378,5 +2389,101 @@ mod tests {
             (st.state, st.message.as_str()),
             (UpdateState::RollbackCompleted, "rollback completed")
         );
+    }
+
+    /// The only live task of slot 1, failed at `at`.
+    fn fail_live(s: &mut ClusterState, at: DateTime<Utc>) -> String {
+        let t = s
+            .tasks
+            .values_mut()
+            .find(|t| active(t) && !t.status.state.is_terminal())
+            .unwrap();
+        t.status.state = TaskState::Failed;
+        t.status.timestamp = Some(at);
+        t.id.clone()
+    }
+
+    /// max_attempts with a window counts restarts (tasks made to replace one), as
+    /// swarmkit's restart supervisor does, within the window before the failure: the
+    /// first task, made before the window, is not one, and does not let one more through.
+    #[test]
+    fn max_attempts_counts_restarts_in_the_window() {
+        let mut s = cluster(&["vm1"]);
+        let mut svc = service(1);
+        svc.spec.task_template.restart_policy = Some(RestartPolicy {
+            delay: Some(0),
+            max_attempts: Some(1),
+            window: Some(10_000_000_000),
+            ..Default::default()
+        });
+        s.services.insert("svc1".into(), svc);
+        let mut clock = UpdateClock::default();
+        let t0 = Utc::now() - Duration::seconds(100);
+        step(&mut s, &mut clock, t0);
+        run_all(&mut s);
+        // Fails 20s after it was made: out of the window, restarted.
+        fail_live(&mut s, t0 + Duration::seconds(20));
+        step(&mut s, &mut clock, t0 + Duration::seconds(20));
+        assert_eq!(s.tasks.len(), 2, "restarted");
+        step(&mut s, &mut clock, t0 + Duration::seconds(20));
+        run_all(&mut s);
+        // The restart fails 5s later: one restart in the window is max_attempts.
+        let last = fail_live(&mut s, t0 + Duration::seconds(25));
+        step(&mut s, &mut clock, t0 + Duration::seconds(25));
+        step(&mut s, &mut clock, t0 + Duration::seconds(26));
+        assert_eq!(s.tasks[&last].status.message, NOT_RESTARTED);
+        assert_eq!(
+            s.tasks
+                .values()
+                .filter(|t| !t.status.state.is_terminal())
+                .count(),
+            0
+        );
+    }
+
+    /// A slot whose task ended for good (restart condition none) stays empty through a
+    /// change that leaves its task as it was (`service scale`, a label), as in swarmkit,
+    /// and gets a new task from an update of what it runs.
+    #[test]
+    fn stopped_for_good_stays_stopped_on_scale() {
+        let mut s = cluster(&["vm1"]);
+        let mut svc = service(1);
+        svc.spec.task_template.restart_policy = Some(RestartPolicy {
+            condition: Some(RestartCondition::None),
+            ..Default::default()
+        });
+        s.services.insert("svc1".into(), svc);
+        let mut clock = UpdateClock::default();
+        step(&mut s, &mut clock, Utc::now());
+        run_all(&mut s);
+        for t in s.tasks.values_mut() {
+            t.status.state = TaskState::Complete;
+        }
+        step(&mut s, &mut clock, Utc::now());
+        let live = |s: &ClusterState, slot: u64| {
+            s.tasks
+                .values()
+                .filter(|t| t.slot == slot && active(t))
+                .count()
+        };
+        assert_eq!(live(&s, 1), 0);
+        let svc = s.services["svc1"].clone();
+        let mut spec = svc.spec.clone();
+        spec.mode = ServiceMode::replicated(2);
+        s.services
+            .insert("svc1".into(), updated_service(&svc, spec, Utc::now()));
+        step(&mut s, &mut clock, Utc::now());
+        assert_eq!(
+            (live(&s, 1), live(&s, 2)),
+            (0, 1),
+            "scale: slot 1 stays ended"
+        );
+        let svc = s.services["svc1"].clone();
+        let mut spec = svc.spec.clone();
+        spec.task_template.container_spec.image = "demo:2".into();
+        s.services
+            .insert("svc1".into(), updated_service(&svc, spec, Utc::now()));
+        step(&mut s, &mut clock, Utc::now());
+        assert_eq!(live(&s, 1), 1, "an update runs the slot again");
     }
 }
