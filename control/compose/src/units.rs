@@ -255,7 +255,7 @@ fn parse_decimal(s: &str) -> Option<(i128, i32)> {
 /// `shlex.Split` as docker uses it for `command:` and `entrypoint:` strings: words split on
 /// whitespace, `'...'` literal, `"..."` with backslash escapes, `\` escapes outside quotes, and
 /// `#` at the start of a word starting a comment.
-pub(crate) fn shell_split(s: &str) -> Result<Vec<String>, String> {
+pub fn shell_split(s: &str) -> Result<Vec<String>, String> {
     #[derive(PartialEq)]
     enum State {
         Start,

@@ -296,7 +296,9 @@ fn apply_update(a: &UpdateArgs, spec: &mut ServiceSpec) -> Result<(), ApiError> 
         tt.container_spec.image = i.clone();
     }
     if let Some(args) = &a.args {
-        tt.container_spec.args = args.split_whitespace().map(str::to_string).collect();
+        // docker's ShlexOpt: the words as a shell would split them.
+        tt.container_spec.args =
+            shoal_compose::shell_split(args).map_err(bad_flag("--args", args))?;
     }
     if !a.constraint_add.is_empty() || !a.constraint_rm.is_empty() {
         let p = tt.placement.get_or_insert_with(Placement::default);
@@ -1095,6 +1097,31 @@ mod tests {
     use shoal_spec::{Protocol, PublishMode};
 
     use super::*;
+
+    /// `service update --args` splits its value as a shell would (docker's ShlexOpt), so
+    /// `sh -c '...'` passes the script as one word; bad quoting is pflag's error.
+    #[test]
+    fn update_args_are_shell_words() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: UpdateArgs,
+        }
+        use clap::Parser;
+        let update = |args: &str| {
+            let cli = Cli::try_parse_from(["update", "--args", args, "web"]).unwrap();
+            let mut spec = ServiceSpec::default();
+            apply_update(&cli.a, &mut spec).map(|()| spec.task_template.container_spec.args)
+        };
+        assert_eq!(
+            update("sh -c 'test -f /tmp/x && exec sleep 600'").unwrap(),
+            ["sh", "-c", "test -f /tmp/x && exec sleep 600"]
+        );
+        assert_eq!(
+            update("sh -c 'oops").unwrap_err().to_string(),
+            "invalid argument \"sh -c 'oops\" for \"--args\" flag: EOF found when expecting closing quote"
+        );
+    }
 
     fn ports(list: &[&str]) -> Vec<PortConfig> {
         list.iter().flat_map(|p| opts::port(p).unwrap()).collect()
