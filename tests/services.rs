@@ -526,6 +526,95 @@ fn failed_update_rolls_back_or_pauses() {
     assert_eq!(state.trim(), "paused");
 }
 
+/// docker: "To restart a paused update run `docker service update <SERVICE-ID>`": an
+/// update without changes resumes a paused update, which then completes.
+#[test]
+fn service_update_resumes_a_paused_update() {
+    let s = Swarm::lab("resm", 1);
+    s.init("vm1");
+    let flag = format!("/tmp/shoal-resume-{}", s.lab.name());
+    let _ = std::fs::remove_file(&flag);
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "rs",
+            "--replicas",
+            "2",
+            "--restart-delay",
+            "1s",
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    );
+    // The new command runs only once the flag exists: the update's first task fails,
+    // and the update pauses before the second (10s later).
+    let args = format!("sh -c 'test -f {flag} && exec sleep 600'");
+    let out = s.shoal(
+        "vm1",
+        &[
+            "service",
+            "update",
+            "--args",
+            &args,
+            "--update-monitor",
+            "2s",
+            "--update-delay",
+            "10s",
+            "rs",
+        ],
+    );
+    assert!(!out.status.success());
+    assert_eq!(update_state(&s, "rs").trim(), "paused");
+    std::fs::write(&flag, "ok").unwrap();
+    // Detached, so that an update that never resumes fails the wait below rather than
+    // leaving the progress waiting for ever (as docker's would).
+    let out = s.shoal("vm1", &["service", "update", "-d", "rs"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done = wait_until("the resumed update to complete", T, || {
+        (update_state(&s, "rs").trim() == "completed").then_some(())
+    });
+    let _ = std::fs::remove_file(&flag);
+    done.unwrap();
+    let ids = s.ok(
+        "vm1",
+        &[
+            "service",
+            "ps",
+            "-f",
+            "desired-state=running",
+            "--no-trunc",
+            "--format",
+            "{{.ID}} {{.CurrentState}}",
+            "rs",
+        ],
+    );
+    let lines: Vec<&str> = ids.lines().collect();
+    assert_eq!(lines.len(), 2, "{ids}");
+    for l in lines {
+        let (id, state) = l.split_once(' ').unwrap();
+        assert!(state.starts_with("Running"), "{ids}");
+        let args = s.ok(
+            "vm1",
+            &[
+                "inspect",
+                "--format",
+                "{{json .Spec.ContainerSpec.Args}}",
+                id,
+            ],
+        );
+        assert!(args.contains("test -f"), "{args}");
+    }
+}
+
 /// A task that cannot be placed says why in ERROR and is placed as soon as a node qualifies.
 #[test]
 fn pending_tasks_explain_themselves() {
