@@ -21,22 +21,31 @@ fn invalid(msg: impl std::fmt::Display) -> ApiError {
     ApiError::daemon(format!("rpc error: code = InvalidArgument desc = {msg}"))
 }
 
-/// Check a spec before it is accepted: what the orchestrators must be able to rely on.
-pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
-    if spec.name.is_empty() {
+/// swarmkit's `validateAnnotations`: a service's name is one DNS label of letters, digits,
+/// `-` and `_` (no dots: `<service>.<slot>.<id>` names its tasks), starting and ending with
+/// a letter or digit (its `^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$`), at most 63 characters.
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.is_empty() {
+        return Err(invalid("meta: name must be provided"));
+    }
+    let bytes = name.as_bytes();
+    let ok = bytes
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric);
+    if !ok {
         return Err(invalid("name must be valid as a DNS name component"));
     }
-    if !spec
-        .name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        || spec.name.len() > 63
-    {
-        return Err(invalid(format!(
-            "name must be valid as a DNS name component: {}",
-            spec.name
-        )));
+    if name.len() > 63 {
+        return Err(invalid("name must be 63 characters or fewer"));
     }
+    Ok(())
+}
+
+/// Check a spec before it is accepted: what the orchestrators must be able to rely on.
+pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
+    check_name(&spec.name)?;
     let cs = &spec.task_template.container_spec;
     if cs.image.is_empty() {
         return Err(invalid("ContainerSpec: image reference must be provided"));
@@ -837,6 +846,38 @@ fn may_have_log(t: &crate::services::TaskRecord) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Service names as swarmkit's validateAnnotations takes them, with its messages: a
+    /// stack named `my.stack` (service `my.stack_web`) is refused as docker refuses it.
+    #[test]
+    fn service_names_are_dns_labels() {
+        let err = |name: &str| check_name(name).err().map(|e| e.message);
+        for ok in ["web", "webapp_db", "a", "A-b_c9", "x--y", &"a".repeat(63)] {
+            assert_eq!(err(ok), None, "{ok}");
+        }
+        let dns =
+            "rpc error: code = InvalidArgument desc = name must be valid as a DNS name component";
+        for bad in [
+            "my.stack_web",
+            "-web",
+            "web-",
+            "_web",
+            "web_",
+            "we b",
+            "wéb",
+            "web/1",
+        ] {
+            assert_eq!(err(bad).as_deref(), Some(dns), "{bad}");
+        }
+        assert_eq!(
+            err("").as_deref(),
+            Some("rpc error: code = InvalidArgument desc = meta: name must be provided")
+        );
+        assert_eq!(
+            err(&"a".repeat(64)).as_deref(),
+            Some("rpc error: code = InvalidArgument desc = name must be 63 characters or fewer")
+        );
+    }
 
     /// `service logs` reads the tasks that ran, the ended ones too (failed, complete,
     /// shut down), not those not yet started or refused before starting.
