@@ -184,7 +184,8 @@ fn node_key(data_root: &Path) -> String {
     format!("{hash:016x}")
 }
 
-/// Removes the pins of the node with this data root, of every ABI version.
+/// Removes the pins of the node with this data root, of every ABI version, and an ABI
+/// version's directory once no node has pins left in it.
 pub fn remove_pins(data_root: &Path) {
     let key = node_key(data_root);
     if let Ok(versions) = std::fs::read_dir(Path::new(BPFFS).join("shoal")) {
@@ -193,6 +194,20 @@ pub fn remove_pins(data_root: &Path) {
             if dir.exists() {
                 let _ = std::fs::remove_dir_all(&dir);
             }
+            // Fails, and leaves it, while another node's pins are in it.
+            let _ = std::fs::remove_dir(version.path());
+        }
+    }
+}
+
+/// `create_dir_all`, again if the ABI version's directory went between its two steps
+/// (another node on this host removing its last pins, see [`remove_pins`]).
+fn create_pin_dir(dir: &Path) -> std::io::Result<()> {
+    let mut tries = 0;
+    loop {
+        match std::fs::create_dir_all(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 3 => tries += 1,
+            other => return other,
         }
     }
 }
@@ -515,7 +530,7 @@ impl LoadBalancer {
             )));
         }
         mount_bpffs()?;
-        std::fs::create_dir_all(&settings.pin_dir)
+        create_pin_dir(&settings.pin_dir)
             .map_err(|e| LbError::Io(format!("creating {}", settings.pin_dir.display()), e))?;
         let mut objects = Vec::new();
         for (name, bytes) in abi::PROGRAMS {
