@@ -132,7 +132,7 @@ impl PortPicker {
                     return Err(NoFreePort {
                         node: node.to_string(),
                         target: p.target_port,
-                        protocol: protocol_name(p.protocol),
+                        protocol: p.protocol.as_str(),
                         first: range.0,
                         last: range.1,
                     })
@@ -161,14 +161,6 @@ pub fn match_spec(task: &[PortConfig], spec: &[PortConfig]) -> bool {
                 &t == s
             }
         })
-}
-
-fn protocol_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-        Protocol::Sctp => "sctp",
-    }
 }
 
 #[cfg(test)]

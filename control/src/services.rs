@@ -39,7 +39,7 @@ pub fn published_conflict(
         if let Some(what) = swarm_port_use(state, pp, protocol) {
             return Err(format!(
                 "rpc error: code = InvalidArgument desc = port '{pp}/{}' is reserved for the swarm itself: it is {what}; choose another published port",
-                protocol_name(protocol)
+                protocol.as_str()
             ));
         }
     }
@@ -192,7 +192,7 @@ pub fn assign_dynamic_ports(
                 DYNAMIC_PORTS.start(),
                 DYNAMIC_PORTS.end(),
                 p.target_port,
-                protocol_name(p.protocol)
+                p.protocol.as_str()
             ));
         };
         p.published_port = Some(pp);
@@ -217,14 +217,6 @@ pub fn too_many_published_ports(spec: &ServiceSpec) -> Option<String> {
             "rpc error: code = InvalidArgument desc = EndpointSpec: too many published ports ({n}): a service publishes at most {MAX_PUBLISHED_PORTS} (each port and protocol of a range counts)"
         )
     })
-}
-
-fn protocol_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-        Protocol::Sctp => "sctp",
-    }
 }
 
 /// The VXLAN port of a swarm that was not given one (`swarm init --data-path-port`).

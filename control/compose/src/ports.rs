@@ -74,11 +74,7 @@ pub(crate) fn parse_short(
             (start + i, host_port)
         })
         .collect();
-    let proto_name = match protocol {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-        Protocol::Sctp => "sctp",
-    };
+    let proto_name = protocol.as_str();
     let mut out = Vec::new();
     for (target, host_port) in mappings {
         if !ip.is_empty() && !ip.parse::<IpAddr>().is_ok_and(|a| a.is_unspecified()) {
@@ -146,11 +142,7 @@ pub(crate) fn publish_mode(s: &str) -> Result<PublishMode, String> {
 
 /// docker's `PortConfig.Compare`: published port, target port, protocol, publish mode.
 pub(crate) fn sort(ports: &mut [PortConfig]) {
-    let proto = |p: Protocol| match p {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-        Protocol::Sctp => "sctp",
-    };
+    let proto = Protocol::as_str;
     let mode = |m: PublishMode| match m {
         PublishMode::Ingress => "ingress",
         PublishMode::Host => "host",

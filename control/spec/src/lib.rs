@@ -369,6 +369,17 @@ pub enum Protocol {
     Sctp,
 }
 
+impl Protocol {
+    /// Docker's name of the protocol, as in `8080/tcp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum PublishMode {

@@ -59,13 +59,6 @@ pub(crate) fn wanted(specs: &[ServiceSpec]) -> BTreeMap<PortKey, String> {
     out
 }
 
-fn proto_name(p: Proto) -> &'static str {
-    match p {
-        Proto::Tcp => "tcp",
-        Proto::Udp => "udp",
-    }
-}
-
 enum State {
     /// The socket is only kept, never used: closing it releases the port.
     Held { _socket: OwnedFd },
@@ -140,7 +133,7 @@ impl PortHolder {
         self.slots.retain(|&(proto, port), slot| {
             let keep = wanted.contains_key(&(proto, port));
             if !keep && matches!(slot.state, State::Held { .. }) {
-                tracing::debug!(port, proto = proto_name(proto), service = %slot.service, "released a published port");
+                tracing::debug!(port, proto = %proto, service = %slot.service, "released a published port");
             }
             keep
         });
@@ -167,7 +160,7 @@ impl PortHolder {
                     self.attempts += 1;
                     match hold(proto, port) {
                         Ok(fd) => {
-                            tracing::info!(port, proto = proto_name(proto), service = %service, "published port now held: the node's own connections no longer pick it");
+                            tracing::info!(port, proto = %proto, service = %service, "published port now held: the node's own connections no longer pick it");
                             slot.state = State::Held { _socket: fd };
                             held += 1;
                         }
@@ -189,17 +182,17 @@ impl PortHolder {
                     let state = match hold(proto, port) {
                         Ok(fd) => {
                             held += 1;
-                            tracing::debug!(port, proto = proto_name(proto), service = %service, "holding a published port");
+                            tracing::debug!(port, proto = %proto, service = %service, "holding a published port");
                             State::Held { _socket: fd }
                         }
                         Err(e) => {
                             tracing::warn!(
                                 port,
-                                proto = proto_name(proto),
+                                proto = %proto,
                                 service = %service,
                                 error = %e,
                                 "cannot hold published port {port}/{} of service {service}: something else on this node uses it; the load balancer serves it anyway, but a connection of this node's own that uses the port as its source port would have its replies taken by the load balancer",
-                                proto_name(proto)
+                                proto
                             );
                             State::Failed { at: now }
                         }
