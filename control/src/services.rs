@@ -178,12 +178,10 @@ pub fn assign_dynamic_ports(
             .iter()
             .filter(|o| same(o, p))
             .filter_map(|o| o.published_port)
-            .find(|&pp| !used.contains(&(pp, p.protocol)) && !dynamic.contains(&(pp, p.protocol)));
+            .find(|&pp| !used.contains(&(pp, p.protocol)));
         let pick = kept.or_else(|| {
             DYNAMIC_PORTS.clone().find(|&pp| {
-                !used.contains(&(pp, p.protocol))
-                    && !dynamic.contains(&(pp, p.protocol))
-                    && swarm_port_use(state, pp, p.protocol).is_none()
+                !used.contains(&(pp, p.protocol)) && swarm_port_use(state, pp, p.protocol).is_none()
             })
         });
         let Some(pp) = pick else {
@@ -196,6 +194,7 @@ pub fn assign_dynamic_ports(
             ));
         };
         p.published_port = Some(pp);
+        used.insert((pp, p.protocol));
         dynamic.push((pp, p.protocol));
     }
     Ok(dynamic)

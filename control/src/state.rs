@@ -937,6 +937,18 @@ pub(crate) mod tests {
         );
         assert_eq!(stored, web.spec);
 
+        // Two unnumbered ports of one protocol in one spec get two ports.
+        let mut two = publishing("svcx", "two", &["90", "91"]).spec;
+        assign_dynamic_ports(&s, &mut two, None).unwrap();
+        let got: Vec<_> = two
+            .endpoint_spec
+            .unwrap()
+            .ports
+            .iter()
+            .map(|p| p.published_port)
+            .collect();
+        assert_eq!(got, [Some(30003), Some(30004)]);
+
         // The whole range taken (three services of at most 1000 ports each): a clear error.
         create(&mut s, "svc3", "r1", &["30003-30999:1-997"]).unwrap();
         create(&mut s, "svc4", "r2", &["31000-31999:1-1000"]).unwrap();
