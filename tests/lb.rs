@@ -1994,22 +1994,8 @@ fn a_large_range_of_published_ports_leaves_the_daemons_answering() {
 fn a_port_published_without_a_number_gets_one_of_the_dynamic_range() {
     let s = Swarm::lab("lbdyn", 2);
     s.form(&[("vm2", "worker")]);
-    s.ok(
-        "vm1",
-        &[
-            "service",
-            "create",
-            "-d",
-            "--name",
-            "web",
-            "-p",
-            "80",
-            "demo",
-            "shoal-whoami",
-            "--listen",
-            "0.0.0.0:80",
-        ],
-    );
+    // The task on vm2: vm1 answers through the mesh without one.
+    web(&s, "1", "80", &[]);
     s.wait_running("web", 1);
     let published = |s: &Swarm| {
         let out = s.ok("vm1", &["service", "inspect", "web"]);
