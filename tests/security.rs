@@ -70,7 +70,7 @@ fn worker_certificate_cannot_call_manager_apis() {
         "vm2",
         leader.clone(),
         config,
-        PeerRequest::Vote(vote),
+        PeerRequest::Vote { to: 1, rpc: vote },
     )
     .unwrap();
     assert!(
@@ -104,6 +104,63 @@ fn worker_certificate_cannot_call_manager_apis() {
     );
     // The cluster is unaffected.
     assert_eq!(s.nodes("vm1").unwrap().len(), 2);
+}
+
+/// Raft messages name the member they are for. One for another member (the sender's
+/// membership still names a member that answered at this address before a demotion and
+/// promotion) is refused, even from a member this one knows, so its vote is never counted
+/// for a member that is gone; one for this member is taken.
+#[test]
+fn a_raft_message_for_another_member_is_refused() {
+    let s = Swarm::lab("raftto", 1);
+    s.form(&[]);
+    let data = s.lab.data_root("vm1");
+    let root = shoal_control::daemon::files::DataRoot(data.clone());
+    let me = root.load_membership().unwrap().expect("vm1 is in a swarm");
+    let ca = std::fs::read_to_string(data.join("ca.pem")).unwrap();
+    let (key, cert) = root.load_identity().unwrap();
+    let config = shoal_ca::tls::client_config(&ca, &cert, &key).unwrap();
+    let leader = format!("{}:2377", s.addr("vm1"));
+    // A vote request of an old term from a member vm1 knows (itself): only the address
+    // is wrong.
+    let vote = || openraft::raft::VoteRequest::new(openraft::Vote::new(0, me.raft_id), None);
+    let other = me.raft_id.wrapping_add(1);
+    let resp = call(
+        &s.lab,
+        "vm1",
+        leader.clone(),
+        config.clone(),
+        PeerRequest::Vote {
+            to: other,
+            rpc: vote(),
+        },
+    )
+    .unwrap();
+    match resp {
+        PeerResponse::Error(e) => assert!(
+            e.contains(&format!("raft message for member {other:x}")),
+            "{e}"
+        ),
+        other => panic!("a vote for another member reached raft: {other:?}"),
+    }
+    // Addressed to vm1's member, the same request reaches Raft (which turns down the old
+    // term).
+    let resp = call(
+        &s.lab,
+        "vm1",
+        leader,
+        config,
+        PeerRequest::Vote {
+            to: me.raft_id,
+            rpc: vote(),
+        },
+    )
+    .unwrap();
+    match resp {
+        PeerResponse::Vote(Ok(v)) => assert!(!v.vote_granted, "{v:?}"),
+        other => panic!("a vote for this member was refused: {other:?}"),
+    }
+    assert_eq!(s.nodes("vm1").unwrap().len(), 1);
 }
 
 /// A demoted manager keeps its manager certificate until it expires; what it may do is

@@ -79,9 +79,21 @@ pub enum PeerRequest {
     },
     /// The node is leaving the swarm.
     Leave,
-    AppendEntries(AppendEntriesRequest<TypeConfig>),
-    Vote(VoteRequest<NodeId>),
-    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// Raft's messages name the member they are for (`to`): an address can change hands
+    /// (a manager demoted and promoted again is a new member at the same address), and a
+    /// vote meant for a member that is gone must not be counted as that member's.
+    AppendEntries {
+        to: NodeId,
+        rpc: AppendEntriesRequest<TypeConfig>,
+    },
+    Vote {
+        to: NodeId,
+        rpc: VoteRequest<NodeId>,
+    },
+    InstallSnapshot {
+        to: NodeId,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+    },
     /// An agent waits for its task assignments to change past `since` (a long poll).
     Assignments {
         since: u64,

@@ -391,21 +391,21 @@ async fn handle(
                 Err(e) => PeerResponse::Error(e.message),
             }
         }
-        PeerRequest::AppendEntries(rpc) if is_manager_peer => {
-            if !accepts_raft_from(&mgr, rpc.vote.leader_id().voted_for()) {
-                return PeerResponse::Error("not a member of this raft group".into());
+        PeerRequest::AppendEntries { to, rpc } if is_manager_peer => {
+            if let Err(e) = raft_addressed(&mgr, to, rpc.vote.leader_id().voted_for()) {
+                return PeerResponse::Error(e);
             }
             PeerResponse::AppendEntries(mgr.raft.append_entries(rpc).await)
         }
-        PeerRequest::Vote(rpc) if is_manager_peer => {
-            if !accepts_raft_from(&mgr, rpc.vote.leader_id().voted_for()) {
-                return PeerResponse::Error("not a member of this raft group".into());
+        PeerRequest::Vote { to, rpc } if is_manager_peer => {
+            if let Err(e) = raft_addressed(&mgr, to, rpc.vote.leader_id().voted_for()) {
+                return PeerResponse::Error(e);
             }
             PeerResponse::Vote(mgr.raft.vote(rpc).await)
         }
-        PeerRequest::InstallSnapshot(rpc) if is_manager_peer => {
-            if !accepts_raft_from(&mgr, rpc.vote.leader_id().voted_for()) {
-                return PeerResponse::Error("not a member of this raft group".into());
+        PeerRequest::InstallSnapshot { to, rpc } if is_manager_peer => {
+            if let Err(e) = raft_addressed(&mgr, to, rpc.vote.leader_id().voted_for()) {
+                return PeerResponse::Error(e);
             }
             PeerResponse::InstallSnapshot(mgr.raft.install_snapshot(rpc).await)
         }
@@ -550,6 +550,23 @@ async fn handle(
 fn accepts_raft_from(mgr: &super::Manager, sender: Option<u64>) -> bool {
     let voters = mgr.voters();
     voters.is_empty() || sender.is_some_and(|s| mgr.knows_member(s))
+}
+
+/// A Raft message is taken only when it is for this member and from a member this one
+/// knows. One for another member reached this node because the sender's membership names
+/// a member that used to answer at this address (demoted, then promoted again as a new
+/// member): counting this member's vote as that one's would count it twice.
+fn raft_addressed(mgr: &super::Manager, to: u64, sender: Option<u64>) -> Result<(), String> {
+    if to != mgr.raft_id {
+        return Err(format!(
+            "raft message for member {to:x}, this node is member {:x}",
+            mgr.raft_id
+        ));
+    }
+    if !accepts_raft_from(mgr, sender) {
+        return Err("not a member of this raft group".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -23,14 +23,17 @@ pub struct Network {
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = RaftPeer;
 
-    async fn new_client(&mut self, _target: NodeId, node: &BasicNode) -> RaftPeer {
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> RaftPeer {
         RaftPeer {
+            target,
             client: PeerClient::new(node.addr.clone(), self.tls.clone()),
         }
     }
 }
 
 pub struct RaftPeer {
+    /// The member this client's messages are for, whoever answers at its address.
+    target: NodeId,
     client: PeerClient,
 }
 
@@ -63,7 +66,16 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        match self.call(PeerRequest::AppendEntries(rpc), &option).await? {
+        match self
+            .call(
+                PeerRequest::AppendEntries {
+                    to: self.target,
+                    rpc,
+                },
+                &option,
+            )
+            .await?
+        {
             PeerResponse::AppendEntries(Ok(r)) => Ok(r),
             PeerResponse::AppendEntries(Err(e)) => Err(RPCError::RemoteError(
                 openraft::error::RemoteError::new(0, e),
@@ -81,7 +93,13 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
         match self
-            .call(PeerRequest::InstallSnapshot(rpc), &option)
+            .call(
+                PeerRequest::InstallSnapshot {
+                    to: self.target,
+                    rpc,
+                },
+                &option,
+            )
             .await?
         {
             PeerResponse::InstallSnapshot(Ok(r)) => Ok(r),
@@ -97,7 +115,16 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        match self.call(PeerRequest::Vote(rpc), &option).await? {
+        match self
+            .call(
+                PeerRequest::Vote {
+                    to: self.target,
+                    rpc,
+                },
+                &option,
+            )
+            .await?
+        {
             PeerResponse::Vote(Ok(r)) => Ok(r),
             PeerResponse::Vote(Err(e)) => Err(RPCError::RemoteError(
                 openraft::error::RemoteError::new(0, e),
