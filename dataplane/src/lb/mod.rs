@@ -1647,7 +1647,8 @@ mod tests {
     }
 
     /// Batch reads see every entry across chunks; batch deletes remove exactly
-    /// the keys asked, skipping those already gone (needs root and bpffs).
+    /// the keys asked, skipping those already gone (needs root; mounts bpffs, as
+    /// shoald does, where the machine did not).
     #[test]
     fn flows_are_read_and_deleted_in_batches() {
         use aya::maps::IterableMap;
@@ -1655,6 +1656,7 @@ mod tests {
             nix::unistd::geteuid().is_root(),
             "this test creates BPF maps: run it as root"
         );
+        mount_bpffs().expect("mounting bpffs");
         let key = |i: u32| abi::FlowKey {
             saddr: i,
             daddr: !i,
@@ -1673,9 +1675,7 @@ mod tests {
             map.insert(key(i), value, 0).unwrap();
         }
         let pin = Path::new(BPFFS).join(format!("shoal-test-flows-{}", std::process::id()));
-        IterableMap::map(&map)
-            .pin(&pin)
-            .expect("pinning (is bpffs mounted?)");
+        IterableMap::map(&map).pin(&pin).expect("pinning in bpffs");
         let fd = MapData::from_pin(&pin);
         let _ = std::fs::remove_file(&pin);
         let fd = fd.expect("opening the pin");
