@@ -724,6 +724,21 @@ fn compose_files_checked_whole() {
         "{err}"
     );
     assert_eq!(s.ok("vm1", &["service", "ls", "-q"]), "");
+    // A network named as the stack's would be, that the stack did not create: docker
+    // tries to create it, the name is refused, and nothing is deployed.
+    s.ok("vm1", &["network", "create", "taken_default"]);
+    let out = s.shoal("vm1", &["stack", "deploy", "-c", &example, "taken"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Creating network taken_default\n"
+    );
+    assert!(
+        err.ends_with("\nfailed to create network taken_default: Error response from daemon: network with name taken_default already exists\n"),
+        "{err}"
+    );
+    assert_eq!(s.ok("vm1", &["service", "ls", "-q"]), "");
 
     let seed = format!(
         "{}/../shared/seed/docker-compose.swarm.yml",

@@ -158,9 +158,12 @@ pub async fn run(host: &str, cmd: StackCommand) -> CliResult {
                 prune,
             };
             match call(host, ApiRequest::StackDeploy(req)).await? {
-                ApiReply::Lines { lines, .. } => {
+                ApiReply::Lines { lines, errors } => {
                     for l in lines {
                         println!("{l}");
+                    }
+                    if !errors.is_empty() {
+                        return Err(ApiError::plain(errors.join("\n")));
                     }
                 }
                 other => return Err(unexpected(other)),

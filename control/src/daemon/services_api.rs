@@ -294,6 +294,63 @@ fn stack_removal(
     (lines, cmds, errors)
 }
 
+/// A network the stack declares (not external) whose scoped name another network has
+/// already taken: docker's stack deploy lists only the networks labelled with the stack's
+/// namespace, so it tries to create this one and the daemon refuses the name. The reply
+/// says so as docker does (the attempt on stdout, the refusal on stderr), and nothing of
+/// the deploy is applied: the stack's services would otherwise join a network that is
+/// not the stack's (and `stack rm` would leave it behind).
+fn foreign_stack_network(state: &ClusterState, d: &StackDeploy) -> Option<ApiReply> {
+    let (net, _) = d.networks.iter().find(|(net, external)| {
+        !external
+            && state
+                .networks
+                .values()
+                .any(|n| n.name == net.name && n.labels.get(STACK_LABEL) != Some(&d.name))
+    })?;
+    Some(ApiReply::Lines {
+        lines: vec![format!("Creating network {}", net.name)],
+        errors: vec![format!(
+            "failed to create network {0}: Error response from daemon: network with name {0} already exists",
+            net.name
+        )],
+    })
+}
+
+/// docker's validateExternalNetworks, for an external network that does not exist.
+fn external_not_found(name: &str) -> ApiError {
+    ApiError::plain(format!(
+        "network \"{name}\" is declared as external, but could not be found. You need to create a swarm-scoped network before the stack is deployed"
+    ))
+}
+
+/// `stack deploy`'s reply and the commands that apply it: refused as a whole when a
+/// network name it would create is taken, else [`plan_stack_deploy`].
+fn plan_stack(
+    state: &ClusterState,
+    d: StackDeploy,
+    now: chrono::DateTime<Utc>,
+) -> Result<(ApiReply, Vec<Command>), ApiError> {
+    crate::api::check_stack_name(&d.name).map_err(invalid)?;
+    // docker validates the external networks before it creates any.
+    if let Some((net, _)) = d
+        .networks
+        .iter()
+        .find(|(net, external)| *external && !state.networks.values().any(|n| n.name == net.name))
+    {
+        return Err(external_not_found(&net.name));
+    }
+    if let Some(refused) = foreign_stack_network(state, &d) {
+        return Ok((refused, Vec::new()));
+    }
+    let (lines, cmds) = plan_stack_deploy(state, d, now)?;
+    let reply = ApiReply::Lines {
+        lines,
+        errors: Vec::new(),
+    };
+    Ok((reply, cmds))
+}
+
 /// What `stack deploy` prints and does, in docker's order (deployCompose): with
 /// `--prune`, the stack's services the files no longer declare are removed first; then
 /// the missing networks are created (an external one must exist), then each service is
@@ -331,10 +388,7 @@ fn plan_stack_deploy(
         let exists = state.networks.values().any(|n| n.name == net.name);
         if *external {
             if !exists {
-                return Err(ApiError::plain(format!(
-                    "network \"{}\" is declared as external, but could not be found. You need to create a swarm-scoped network before the stack is deployed",
-                    net.name
-                )));
+                return Err(external_not_found(&net.name));
             }
             continue;
         }
@@ -694,16 +748,13 @@ impl Daemon {
 
     async fn stack_deploy(&self, mgr: &Manager, d: StackDeploy) -> ApiResult {
         let state = mgr.sm.state();
-        let (lines, cmds) = plan_stack_deploy(&state, d, Utc::now())?;
+        let (reply, cmds) = plan_stack(&state, d, Utc::now())?;
         if !cmds.is_empty() {
             // Whole or not at all: if the state changed since it was read (a service
             // updated meanwhile), nothing of the deploy is applied and the error says which.
             mgr.propose(Command::Atomic(cmds)).await?;
         }
-        Ok(ApiReply::Lines {
-            lines,
-            errors: Vec::new(),
-        })
+        Ok(reply)
     }
 
     /// One page of logs of a service's (or one task's) tasks, task after task, oldest
@@ -1164,6 +1215,81 @@ mod tests {
         // Without --prune the old service stays, and holds its port.
         let d = stack_of("webapp", vec![spec("webapp_new", &["8080:80"])], false);
         assert!(plan_stack_deploy(&st, d, Utc::now()).is_err());
+    }
+
+    /// A network the stack declares whose scoped name is taken by a network the stack did
+    /// not create (no namespace label of its own) is refused with docker's error, and
+    /// nothing is deployed: no service would land on someone else's network. A network
+    /// the stack made (its label) is reused, and an external one may be anyone's.
+    #[test]
+    fn stack_refuses_a_taken_network_name() {
+        let mut st = ClusterState {
+            cluster: Some(crate::state::tests::cluster()),
+            ..Default::default()
+        };
+        let taken = |labels: &[(&str, &str)]| crate::api::NetworkCreate {
+            name: "webapp_default".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        let net = super::super::networks_api::allocate(&st, &taken(&[]), false).unwrap();
+        st.networks.insert(net.id.clone(), net.clone());
+        let deploy = |external: bool| {
+            let mut d = stack_of("webapp", vec![spec("webapp_web", &[])], false);
+            d.networks = vec![(taken(&[]), external)];
+            d
+        };
+
+        let (reply, cmds) = plan_stack(&st, deploy(false), Utc::now()).unwrap();
+        assert!(cmds.is_empty(), "{cmds:?}");
+        match reply {
+            ApiReply::Lines { lines, errors } => {
+                assert_eq!(lines, ["Creating network webapp_default"]);
+                assert_eq!(
+                    errors,
+                    ["failed to create network webapp_default: Error response from daemon: network with name webapp_default already exists"]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another stack's network is not this stack's either.
+        let other_stack = st.networks.get_mut(&net.id).unwrap();
+        other_stack
+            .labels
+            .insert(STACK_LABEL.into(), "other".into());
+        let (_, cmds) = plan_stack(&st, deploy(false), Utc::now()).unwrap();
+        assert!(cmds.is_empty(), "{cmds:?}");
+
+        // A missing external network is docker's first complaint.
+        let mut both = deploy(false);
+        let mut missing = taken(&[]);
+        missing.name = "gone".into();
+        both.networks.push((missing, true));
+        assert_eq!(
+            plan_stack(&st, both, Utc::now()).unwrap_err().to_string(),
+            "network \"gone\" is declared as external, but could not be found. You need to create a swarm-scoped network before the stack is deployed"
+        );
+        // Declared external: used as it is.
+        let (_, cmds) = plan_stack(&st, deploy(true), Utc::now()).unwrap();
+        assert!(
+            matches!(cmds.as_slice(), [Command::PutService { .. }]),
+            "{cmds:?}"
+        );
+        // Made by this stack: reused, not created again.
+        let own = st.networks.get_mut(&net.id).unwrap();
+        own.labels.insert(STACK_LABEL.into(), "webapp".into());
+        let (reply, cmds) = plan_stack(&st, deploy(false), Utc::now()).unwrap();
+        assert!(
+            matches!(cmds.as_slice(), [Command::PutService { .. }]),
+            "{cmds:?}"
+        );
+        assert!(
+            matches!(&reply, ApiReply::Lines { lines, errors } if errors.is_empty() && lines == &["Creating service webapp_web"]),
+            "{reply:?}"
+        );
     }
 
     /// `stack rm` keeps a stack network that a service outside the stack still uses, as
