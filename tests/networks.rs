@@ -415,7 +415,8 @@ fn running_slots(s: &Swarm, svc: &str) -> std::collections::BTreeMap<String, (St
 /// names of services on other networks are NXDOMAIN; reverse lookups name every task on
 /// the asker's networks, on either node, whatever its endpoint mode, and those names
 /// (without or with the network), short task IDs and hostnames resolve back, as docker
-/// resolves a task's container; tasks on other networks are NXDOMAIN. Checked with dig
+/// resolves a task's container; tasks on other networks are NXDOMAIN; a service on two
+/// shared networks answers from the first in docker's order only. Checked with dig
 /// inside a task.
 #[test]
 fn embedded_dns_answers_service_names() {
@@ -662,6 +663,92 @@ fn embedded_dns_answers_service_names() {
         );
         assert!(status.contains("status: NXDOMAIN"), "{name}: {status}");
     }
+    // A service on two networks the asker shares with it: docker's resolver answers
+    // from the first network in its order (by name: "app" before "other", whatever
+    // the order they were attached in), that network's VIP and tasks alone.
+    create(&[
+        "--name",
+        "both",
+        "--network",
+        "other",
+        "--network",
+        "app",
+        "demo",
+        "sleep",
+        "600",
+    ]);
+    create(&[
+        "--name",
+        "client2",
+        "--network",
+        "other",
+        "--network",
+        "app",
+        "demo",
+        "sleep",
+        "600",
+    ]);
+    let on_app = |format: &str, of: &str| -> String {
+        let out = s.ok("vm1", &["inspect", "--format", format, of]);
+        out.split_whitespace()
+            .find_map(|kv| kv.strip_prefix("app="))
+            .unwrap_or_else(|| panic!("no app address in {out:?}"))
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let app_id = s.ok("vm1", &["network", "inspect", "--format", "{{.Id}}", "app"]);
+    let both_vip = s.ok(
+        "vm1",
+        &[
+            "service",
+            "inspect",
+            "--format",
+            &format!(
+                "{{{{range .Endpoint.VirtualIPs}}}}{{{{if eq .NetworkID \"{}\"}}}}app={{{{.Addr}}}}{{{{end}}}} {{{{end}}}}",
+                app_id.trim()
+            ),
+            "both",
+        ],
+    );
+    let both_vip = both_vip
+        .trim()
+        .strip_prefix("app=")
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let both_task = wait_until("both running", Duration::from_secs(30), || {
+        running_slots(&s, "both").get("1").map(|(id, _)| id.clone())
+    })
+    .unwrap();
+    let both_task = on_app(
+        "{{range .NetworksAttachments}}{{.Network.Spec.Name}}={{index .Addresses 0}} {{end}}",
+        &both_task,
+    );
+    let dig2 = |name: &str| -> String {
+        let out = s.shoal(
+            "vm1",
+            &["exec", "client2.1", "dig", "@127.0.0.11", name, "+short"],
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .replace('\n', " ")
+    };
+    wait_until(
+        &format!("both gives {both_vip} alone"),
+        Duration::from_secs(20),
+        || (dig2("both") == both_vip).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}: {}", dig2("both")));
+    wait_until(
+        &format!("tasks.both gives {both_task} alone"),
+        Duration::from_secs(20),
+        || (dig2("tasks.both") == both_task).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}: {}", dig2("tasks.both")));
     let resolv = s.ok("vm1", &["exec", "client.1", "cat", "/etc/resolv.conf"]);
     assert!(resolv.starts_with("nameserver 127.0.0.11\n"), "{resolv}");
     // A stack's services answer their short names (aliases) on the stack network.

@@ -365,25 +365,38 @@ fn add_name(
 /// container while its service binding is active (running, healthy, not asked
 /// to stop): by its container name, which a reverse lookup of its address
 /// gives (with the network), by its short ID and by its hostname.
+///
+/// A name known on several of the task's networks answers as docker's resolver
+/// does (libnetwork's `Sandbox.ResolveName`): from the first network that knows
+/// it, alone, in the order of [`docker_network_order`], so a client connects to
+/// an address it can reach by the route it was given, never to the VIPs of every
+/// shared network in turn.
 fn task_view(l: &Local, views: &[NetView], names: &TaskNames, ttl: u32) -> dns::DnsView {
     let mut view = dns::DnsView {
         ttl,
         ..Default::default()
     };
     let ip = |cidr: &str| cidr.split('/').next().and_then(|s| s.parse().ok());
-    for v in views.iter().filter(|v| {
-        l.record
-            .networks
-            .iter()
-            .any(|a| a.network_id == v.network.id)
-    }) {
+    let mut mine: Vec<&NetView> = views
+        .iter()
+        .filter(|v| {
+            l.record
+                .networks
+                .iter()
+                .any(|a| a.network_id == v.network.id)
+        })
+        .collect();
+    mine.sort_by(|a, b| docker_network_order(&a.network).cmp(&docker_network_order(&b.network)));
+    for v in mine {
         if let Some((net, len)) = v.network.subnet.split_once('/') {
             if let (Ok(net), Ok(len)) = (net.parse(), len.parse()) {
                 view.subnets.push((net, len));
             }
         }
         let network = &v.network.name;
-        let mut on_network = HashMap::new();
+        // Every name this network knows, also those with no address now (a dnsrr
+        // service or `tasks.` name without running tasks).
+        let mut on_network: HashMap<String, Vec<std::net::Ipv4Addr>> = HashMap::new();
         // The ingress network carries the routing mesh, not service discovery:
         // its addresses are NXDOMAIN, never named.
         if !v.network.ingress {
@@ -399,7 +412,6 @@ fn task_view(l: &Local, views: &[NetView], names: &TaskNames, ttl: u32) -> dns::
                 let short_id = e.task_id.get(..12).unwrap_or(&e.task_id);
                 for n in [name.as_str(), short_id, hostname.as_str()] {
                     if !n.is_empty() {
-                        add_name(&mut view.names, n, addr);
                         add_name(&mut on_network, n, addr);
                     }
                 }
@@ -416,34 +428,38 @@ fn task_view(l: &Local, views: &[NetView], names: &TaskNames, ttl: u32) -> dns::
                 let name = name.to_ascii_lowercase();
                 let t = format!("tasks.{name}");
                 match s.vip.as_deref().and_then(ip) {
-                    Some(vip) => {
-                        view.names.entry(name.clone()).or_default().push(vip);
-                        add_name(&mut on_network, &name, vip);
-                    }
+                    Some(vip) => add_name(&mut on_network, &name, vip),
                     None => {
-                        view.names
-                            .entry(name.clone())
-                            .or_default()
-                            .extend(tasks.iter().copied());
+                        on_network.entry(name.clone()).or_default();
                         for &task in &tasks {
                             add_name(&mut on_network, &name, task);
                         }
                         view.shuffle.insert(name.clone());
                     }
                 }
-                view.names
-                    .entry(t.clone())
-                    .or_default()
-                    .extend(tasks.iter().copied());
+                on_network.entry(t.clone()).or_default();
                 for &task in &tasks {
                     add_name(&mut on_network, &t, task);
                 }
                 view.shuffle.insert(t);
             }
         }
+        for (name, addrs) in &on_network {
+            view.names
+                .entry(name.clone())
+                .or_insert_with(|| addrs.clone());
+        }
+        on_network.retain(|_, addrs| !addrs.is_empty());
         view.networks.insert(network.clone(), on_network);
     }
     view
+}
+
+/// The order in which docker's resolver asks a swarm task's networks for a name
+/// (libnetwork's `Endpoint.Less`, then `ByNetworkType`): overlay networks before
+/// the ingress network, those with a way out before internal ones, then by name.
+fn docker_network_order(n: &crate::networks::NetworkRecord) -> (bool, bool, &str) {
+    (n.ingress, n.internal, n.name.as_str())
 }
 
 /// A task's own /etc files (hosts, resolv.conf).
@@ -1723,6 +1739,95 @@ mod tests {
         let mut subnets = view.subnets.clone();
         subnets.sort();
         assert_eq!(subnets, [(ip("10.0.0.0"), 24), (ip("10.0.1.0"), 24)]);
+    }
+
+    /// A service on two networks the asking task shares with it answers as docker's
+    /// resolver does: from the first network (overlays by name, internal ones after)
+    /// that knows the name, alone, for its name (VIP), a dnsrr name and `tasks.`; each
+    /// network still answers `<name>.<network>` with its own addresses.
+    #[test]
+    fn a_name_on_two_shared_networks_answers_from_the_first() {
+        use crate::peer::NetService;
+        use crate::services::TaskAttachment;
+        let now = Utc::now();
+        let attach = |id: &str, addr: &str| TaskAttachment {
+            network_id: id.into(),
+            addr: addr.into(),
+        };
+        let record = TaskRecord {
+            id: "tclient".into(),
+            version: 0,
+            created_at: now,
+            updated_at: now,
+            service_id: "sc".into(),
+            service_name: "client".into(),
+            slot: 1,
+            node_id: "n1".into(),
+            spec: Default::default(),
+            spec_version: 0,
+            status: Default::default(),
+            desired_state: TaskState::Running,
+            health: None,
+            // Attached to "zeta" first: docker's order is not the attachment order.
+            networks: vec![
+                attach("z", "10.0.3.3/24"),
+                attach("i", "10.0.4.3/24"),
+                attach("a", "10.0.1.3/24"),
+            ],
+            host_ports: Vec::new(),
+            by_update: false,
+            running_at: None,
+        };
+        let l = Local {
+            record,
+            reported: TaskState::Running,
+            health: None,
+            failing_streak: 0,
+            last_probe: None,
+            started: Instant::now(),
+            stopping: false,
+        };
+        let on = |id: &str, name: &str, n: u8, internal: bool| NetView {
+            network: crate::networks::NetworkRecord {
+                internal,
+                ..net(id, name, &format!("10.0.{n}.0/24"), false)
+            },
+            endpoints: Vec::new(),
+            services: vec![
+                NetService {
+                    names: vec!["web".into()],
+                    vip: Some(format!("10.0.{n}.2/24")),
+                    task_ips: vec![format!("10.0.{n}.4/24"), format!("10.0.{n}.5/24")],
+                },
+                NetService {
+                    names: vec!["rr".into()],
+                    vip: None,
+                    task_ips: vec![format!("10.0.{n}.6/24")],
+                },
+            ],
+            vxlan_port: 4789,
+        };
+        let views = vec![
+            on("z", "zeta", 3, false),
+            on("i", "inside", 4, true),
+            on("a", "alpha", 1, false),
+        ];
+        let local = HashMap::from([("tclient".to_string(), l)]);
+        let names = TaskNames::new(&local, &views, &LbView::default());
+        let view = task_view(&local["tclient"], &views, &names, 5);
+        let ip = |s: &str| s.parse::<std::net::Ipv4Addr>().unwrap();
+        assert_eq!(view.names["web"], [ip("10.0.1.2")]);
+        assert_eq!(view.names["tasks.web"], [ip("10.0.1.4"), ip("10.0.1.5")]);
+        assert_eq!(view.names["rr"], [ip("10.0.1.6")]);
+        assert_eq!(view.names["tasks.rr"], [ip("10.0.1.6")]);
+        assert_eq!(view.networks["zeta"]["web"], [ip("10.0.3.2")]);
+        assert_eq!(view.networks["inside"]["rr"], [ip("10.0.4.6")]);
+
+        // Without "alpha", the overlay with a way out comes before the internal one.
+        let views = vec![on("i", "inside", 4, true), on("z", "zeta", 3, false)];
+        let view = task_view(&local["tclient"], &views, &names, 5);
+        assert_eq!(view.names["web"], [ip("10.0.3.2")]);
+        assert_eq!(view.names["tasks.rr"], [ip("10.0.3.6")]);
     }
 
     /// The node's own ports for its load balancer's filter: the data path port the
