@@ -1102,6 +1102,67 @@ fn healthcheck_gates_running() {
     healthy.unwrap();
 }
 
+/// `--health-start-interval`: in the start period, until the task is first healthy,
+/// probes run that often instead of every `--health-interval` (here 10 minutes, so only
+/// the start interval can make the task healthy in time); inspect shows StartInterval.
+#[test]
+fn health_start_interval_probes_the_start_period() {
+    let s = Swarm::lab("hsti", 1);
+    s.init("vm1");
+    let flag = format!("/tmp/shoal-health-{}", s.lab.name());
+    let _ = std::fs::remove_file(&flag);
+    let cmd = format!("test -f {flag}");
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "hs",
+            "--health-cmd",
+            &cmd,
+            "--health-interval",
+            "10m",
+            "--health-start-period",
+            "10m",
+            "--health-start-interval",
+            "200ms",
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    );
+    assert_eq!(
+        s.ok(
+            "vm1",
+            &[
+                "service",
+                "inspect",
+                "--format",
+                "{{json .Spec.TaskTemplate.ContainerSpec.Healthcheck}}",
+                "hs"
+            ]
+        ),
+        format!(
+            "{{\"Test\":[\"CMD-SHELL\",\"{cmd}\"],\"Interval\":600000000000,\"StartPeriod\":600000000000,\"StartInterval\":200000000}}\n"
+        )
+    );
+    let replicas = || s.ok("vm1", &["service", "ls", "--format", "{{.Replicas}}"]);
+    wait_until("task running, not yet healthy", T, || {
+        let ps = s.ok(
+            "vm1",
+            &["service", "ps", "--format", "{{.CurrentState}}", "hs"],
+        );
+        (ps.starts_with("Running") && replicas().trim() == "0/1").then_some(())
+    })
+    .unwrap();
+    std::fs::write(&flag, "ok").unwrap();
+    let healthy = wait_until("healthy", T, || (replicas().trim() == "1/1").then_some(()));
+    let _ = std::fs::remove_file(&flag);
+    healthy.unwrap_or_else(|e| panic!("{e:#}\n{}", s.log_tail("vm1")));
+}
+
 /// `swarm init --task-history-limit` bounds the finished tasks kept per slot.
 #[test]
 fn task_history_is_bounded() {

@@ -344,6 +344,7 @@ fn healthcheck(svc: &ServiceConfig) -> Result<Option<HealthConfig>, ComposeError
         interval: hc.interval.unwrap_or(0),
         timeout: hc.timeout.unwrap_or(0),
         start_period: hc.start_period.unwrap_or(0),
+        start_interval: hc.start_interval.unwrap_or(0),
         retries: hc.retries.unwrap_or(0),
     }))
 }

@@ -31,7 +31,7 @@ mod yaml;
 
 pub use convert::{LABEL_IMAGE, LABEL_NAMESPACE};
 pub use error::ComposeError;
-pub use units::shell_split;
+pub use units::{parse_duration, shell_split};
 
 /// Everything `stack deploy` creates or uses, in name order.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

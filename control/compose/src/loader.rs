@@ -177,7 +177,7 @@ fn load_service(
             "ports" => svc.ports = load_ports(v, warnings)?,
             "volumes" => svc.volumes = load_service_volumes(v, ctx)?,
             "networks" => svc.networks = load_service_networks(v)?,
-            "healthcheck" => svc.healthcheck = Some(load_healthcheck(v)?),
+            "healthcheck" => svc.healthcheck = Some(load_healthcheck(v, ctx.version)?),
             "stop_grace_period" => svc.stop_grace_period = Some(duration(v)?),
             "stop_signal" => svc.stop_signal = Some(v.string()?),
             "init" => svc.init = Some(v.bool()?),
@@ -362,32 +362,35 @@ fn load_service_networks(v: Node<'_>) -> Result<BTreeMap<String, ServiceNetwork>
     Ok(out)
 }
 
-fn load_healthcheck(v: Node<'_>) -> Result<Healthcheck, ComposeError> {
+/// A service's `healthcheck:`. `start_interval` came with schema 3.12: docker checks a
+/// file against its own version's schema, so an older file may not use it.
+fn load_healthcheck(v: Node<'_>, version: &str) -> Result<Healthcheck, ComposeError> {
     let mut hc = Healthcheck {
         origin: origin(v),
         ..Default::default()
     };
-    for (key, child) in v.mapping(
-        &[
-            "disable",
-            "interval",
-            "retries",
-            "test",
-            "timeout",
-            "start_period",
-            "start_interval",
-        ],
-        false,
-    )? {
+    let keys: &[&str] = &[
+        "disable",
+        "interval",
+        "retries",
+        "test",
+        "timeout",
+        "start_period",
+        "start_interval",
+    ];
+    let keys = if version_at_least(version, "3.12") {
+        keys
+    } else {
+        &keys[..keys.len() - 1]
+    };
+    for (key, child) in v.mapping(keys, false)? {
         let c = child.node();
         match key {
             "disable" => hc.disable = Some(c.bool()?),
             "interval" => hc.interval = Some(duration(c)?),
             "timeout" => hc.timeout = Some(duration(c)?),
             "start_period" => hc.start_period = Some(duration(c)?),
-            "start_interval" => {
-                duration(c)?;
-            }
+            "start_interval" => hc.start_interval = Some(duration(c)?),
             "retries" => hc.retries = Some(whole_number(c)?),
             _ => {
                 hc.test = Some(match c.value {

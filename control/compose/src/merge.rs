@@ -106,6 +106,7 @@ fn merge_healthcheck(dst: &mut Healthcheck, src: Healthcheck) {
     set(&mut dst.interval, src.interval);
     set(&mut dst.timeout, src.timeout);
     set(&mut dst.start_period, src.start_period);
+    set(&mut dst.start_interval, src.start_interval);
     set(&mut dst.retries, src.retries);
     set(&mut dst.disable, src.disable);
 }

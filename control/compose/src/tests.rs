@@ -1113,3 +1113,79 @@ fn no_files() {
         "specify a Compose file (with --compose-file)"
     );
 }
+
+/// `healthcheck.start_interval` (schema 3.12+) reaches the service as
+/// ContainerSpec.Healthcheck.StartInterval in nanoseconds, as docker's convertHealthcheck
+/// sends it; an override file replaces it; an older file version may not use it.
+#[test]
+fn healthcheck_start_interval() {
+    let yaml = "services:
+  web:
+    image: nginx
+    healthcheck:
+      test: [\"CMD\", \"true\"]
+      interval: 5m
+      start_period: 30s
+      start_interval: 1500ms
+";
+    let stack = load_yaml(yaml).unwrap();
+    let hc = service(&stack, "app_web")
+        .task_template
+        .container_spec
+        .healthcheck
+        .clone()
+        .unwrap();
+    assert_eq!(hc.start_interval, 1_500_000_000);
+    assert_eq!(
+        serde_json::to_value(&hc).unwrap(),
+        serde_json::json!({
+            "Test": ["CMD", "true"],
+            "Interval": 300_000_000_000i64,
+            "StartPeriod": 30_000_000_000i64,
+            "StartInterval": 1_500_000_000i64,
+        })
+    );
+    let stack = load_yaml(&format!("version: \"3.12\"\n{yaml}")).unwrap();
+    assert_eq!(
+        service(&stack, "app_web")
+            .task_template
+            .container_spec
+            .healthcheck
+            .as_ref()
+            .unwrap()
+            .start_interval,
+        1_500_000_000
+    );
+
+    let path = fixtures().join("docker-compose.yml");
+    let over = "services:\n  web:\n    healthcheck:\n      start_interval: 2s\n";
+    let stack = load(
+        "app",
+        &[
+            (path.to_string_lossy().into_owned(), yaml.to_string()),
+            (path.to_string_lossy().into_owned(), over.to_string()),
+        ],
+        &no_env(),
+    )
+    .unwrap();
+    let hc = service(&stack, "app_web")
+        .task_template
+        .container_spec
+        .healthcheck
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (hc.start_interval, hc.start_period),
+        (2 * SECOND_NS, 30 * SECOND_NS)
+    );
+
+    assert_eq!(
+        error(&format!("version: \"3.11\"\n{yaml}")),
+        "docker-compose.yml: services.web.healthcheck Additional property start_interval is not allowed"
+    );
+    assert!(
+        error(&yaml.replace("1500ms", "soon")).contains("invalid duration"),
+        "{}",
+        error(&yaml.replace("1500ms", "soon"))
+    );
+}

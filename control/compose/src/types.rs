@@ -83,6 +83,7 @@ pub(crate) struct Healthcheck {
     pub interval: Option<i64>,
     pub timeout: Option<i64>,
     pub start_period: Option<i64>,
+    pub start_interval: Option<i64>,
     pub retries: Option<u64>,
     pub disable: Option<bool>,
 }

@@ -3,7 +3,7 @@
 // time.ParseDuration, units.RAMInBytes, opts.ParseCPUs and shlex.Split.
 
 /// Go's `time.ParseDuration`: `"10s"`, `"1m30s"`, `"1.5h"`, `"500ms"`, `"0"` to nanoseconds.
-pub(crate) fn parse_duration(orig: &str) -> Result<i64, String> {
+pub fn parse_duration(orig: &str) -> Result<i64, String> {
     let invalid = || format!("time: invalid duration {orig:?}");
     let mut s = orig;
     let mut neg = false;

@@ -216,6 +216,10 @@ pub struct HealthConfig {
     pub timeout: i64,
     #[serde(default, skip_serializing_if = "is_zero_i64")]
     pub start_period: i64,
+    /// Time between probes during the start period, until one succeeds (docker 25+,
+    /// API 1.44); 0 means docker's default, 5s.
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub start_interval: i64,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub retries: u64,
 }

@@ -202,6 +202,18 @@ fn plain(e: String) -> ApiError {
     ApiError::plain(format!("invalid argument: {e}"))
 }
 
+/// A refusal of [`opts::SpecFlags::apply`]: pflag's own message for a flag value it
+/// parses the way docker does (`invalid argument "x" for "--flag" flag: ...`) and
+/// docker's message for conflicting flags (`--no-healthcheck conflicts with ...`) as
+/// they are, the others behind "invalid argument: ".
+fn flags_error(e: String) -> ApiError {
+    if e.starts_with("invalid argument \"") || e.starts_with("--") {
+        ApiError::plain(e)
+    } else {
+        plain(e)
+    }
+}
+
 /// pflag's message for a flag value its parser refused.
 fn bad_flag<'a>(flag: &'a str, value: &'a str) -> impl Fn(String) -> ApiError + 'a {
     move |e| {
@@ -271,7 +283,7 @@ fn build_spec(a: &CreateArgs) -> Result<ServiceSpec, ApiError> {
         }),
         ..Default::default()
     };
-    a.flags.apply(&mut spec).map_err(plain)?;
+    a.flags.apply(&mut spec).map_err(flags_error)?;
     Ok(spec)
 }
 
@@ -360,7 +372,7 @@ fn apply_update(a: &UpdateArgs, spec: &mut ServiceSpec) -> Result<(), ApiError> 
             );
         }
     }
-    a.flags.apply(spec).map_err(plain)?;
+    a.flags.apply(spec).map_err(flags_error)?;
     if a.force {
         spec.task_template.force_update += 1;
     }
@@ -1094,7 +1106,7 @@ fn pretty_service(v: &Value, networks: &BTreeMap<String, String>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use shoal_spec::{Protocol, PublishMode};
+    use shoal_spec::{Protocol, PublishMode, SECOND_NS};
 
     use super::*;
 
@@ -1120,6 +1132,84 @@ mod tests {
         assert_eq!(
             update("sh -c 'oops").unwrap_err().to_string(),
             "invalid argument \"sh -c 'oops\" for \"--args\" flag: EOF found when expecting closing quote"
+        );
+    }
+
+    /// `--health-start-interval` (docker 25+) sets Healthcheck.StartInterval on create
+    /// and update, parsed as Go parses durations; a negative or malformed value is
+    /// pflag's error, and `--no-healthcheck` with any `--health-*` flag is docker's.
+    #[test]
+    fn health_start_interval_flag() {
+        #[derive(clap::Parser)]
+        struct Create {
+            #[command(flatten)]
+            a: CreateArgs,
+        }
+        #[derive(clap::Parser)]
+        struct Update {
+            #[command(flatten)]
+            a: UpdateArgs,
+        }
+        use clap::Parser;
+        let create = |flags: &[&str]| {
+            let args = [&["create"], flags, &["busybox"]].concat();
+            build_spec(&Create::try_parse_from(args).unwrap().a)
+                .map(|s| s.task_template.container_spec.healthcheck)
+        };
+        let hc = create(&[
+            "--health-cmd",
+            "true",
+            "--health-start-period",
+            "30s",
+            "--health-start-interval",
+            "1.5s",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (hc.start_period, hc.start_interval),
+            (30 * SECOND_NS, 1_500_000_000)
+        );
+        assert_eq!(
+            create(&["--health-start-interval=-1s"]).unwrap_err().to_string(),
+            "invalid argument \"-1s\" for \"--health-start-interval\" flag: duration cannot be negative"
+        );
+        assert_eq!(
+            create(&["--health-start-interval", "5"]).unwrap_err().to_string(),
+            "invalid argument \"5\" for \"--health-start-interval\" flag: time: missing unit in duration \"5\""
+        );
+        assert_eq!(
+            create(&["--no-healthcheck", "--health-start-interval", "1s"])
+                .unwrap_err()
+                .to_string(),
+            "--no-healthcheck conflicts with --health-* options"
+        );
+
+        let update = |spec: &mut ServiceSpec, flags: &[&str]| {
+            let args = [&["update"], flags, &["web"]].concat();
+            apply_update(&Update::try_parse_from(args).unwrap().a, spec)
+        };
+        let mut spec = ServiceSpec::default();
+        spec.task_template.container_spec.healthcheck = Some(shoal_spec::HealthConfig {
+            test: vec!["CMD".into(), "true".into()],
+            start_period: 30 * SECOND_NS,
+            ..Default::default()
+        });
+        update(&mut spec, &["--health-start-interval", "2s"]).unwrap();
+        let hc = spec
+            .task_template
+            .container_spec
+            .healthcheck
+            .clone()
+            .unwrap();
+        assert_eq!(hc.test, ["CMD", "true"]);
+        assert_eq!(
+            (hc.start_period, hc.start_interval),
+            (30 * SECOND_NS, 2 * SECOND_NS)
+        );
+        assert_eq!(
+            serde_json::to_value(&hc).unwrap()["StartInterval"],
+            2_000_000_000i64
         );
     }
 

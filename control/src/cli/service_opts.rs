@@ -16,6 +16,17 @@ pub fn duration_ns(s: &str) -> Result<i64, String> {
     i64::try_from(d.as_nanos()).map_err(|_| format!("duration {s:?} is too long"))
 }
 
+/// docker's PositiveDurationOpt (the `--health-*` durations): Go's time.ParseDuration,
+/// not below zero, refused in pflag's words.
+pub fn positive_duration(flag: &str, value: &str) -> Result<i64, String> {
+    let refused = |e: &str| format!("invalid argument \"{value}\" for \"{flag}\" flag: {e}");
+    match shoal_compose::parse_duration(value) {
+        Ok(ns) if ns < 0 => Err(refused("duration cannot be negative")),
+        Ok(ns) => Ok(ns),
+        Err(e) => Err(refused(&e)),
+    }
+}
+
 /// docker's RAMInBytes: "512m", "1g", "100k", "1024" (binary multiples).
 pub fn bytes(s: &str) -> Result<i64, String> {
     let t = s.trim().to_ascii_lowercase();
@@ -385,6 +396,9 @@ pub struct SpecFlags {
     /// Start period for the container to initialize before counting retries towards unstable (ms|s|m|h)
     #[arg(long)]
     pub health_start_period: Option<String>,
+    /// Time between running the check during the start period (ms|s|m|h)
+    #[arg(long)]
+    pub health_start_interval: Option<String>,
     /// Disable any container-specified HEALTHCHECK
     #[arg(long)]
     pub no_healthcheck: bool,
@@ -481,32 +495,43 @@ impl SpecFlags {
                 .memory_bytes = bytes(m)?;
         }
         let cs = &mut tt.container_spec;
+        let health_settings = self.health_cmd.is_some()
+            || self.health_interval.is_some()
+            || self.health_timeout.is_some()
+            || self.health_retries.is_some()
+            || self.health_start_period.is_some()
+            || self.health_start_interval.is_some();
+        if self.no_healthcheck && health_settings {
+            return Err("--no-healthcheck conflicts with --health-* options".into());
+        }
         if self.no_healthcheck {
             cs.healthcheck = Some(HealthConfig {
                 test: vec!["NONE".into()],
                 ..Default::default()
             });
-        } else if self.health_cmd.is_some()
-            || self.health_interval.is_some()
-            || self.health_timeout.is_some()
-            || self.health_retries.is_some()
-            || self.health_start_period.is_some()
-        {
+        } else if health_settings {
             let h = cs.healthcheck.get_or_insert_with(HealthConfig::default);
+            // docker's updateHealthcheck: settings given to a disabled check enable it.
+            if h.test.first().map(String::as_str) == Some("NONE") {
+                h.test.clear();
+            }
             if let Some(c) = &self.health_cmd {
                 h.test = vec!["CMD-SHELL".into(), c.clone()];
             }
             if let Some(i) = &self.health_interval {
-                h.interval = duration_ns(i)?;
+                h.interval = positive_duration("--health-interval", i)?;
             }
             if let Some(t) = &self.health_timeout {
-                h.timeout = duration_ns(t)?;
+                h.timeout = positive_duration("--health-timeout", t)?;
             }
             if let Some(r) = self.health_retries {
                 h.retries = r;
             }
             if let Some(s) = &self.health_start_period {
-                h.start_period = duration_ns(s)?;
+                h.start_period = positive_duration("--health-start-period", s)?;
+            }
+            if let Some(s) = &self.health_start_interval {
+                h.start_interval = positive_duration("--health-start-interval", s)?;
             }
         }
         if let Some(m) = &self.endpoint_mode {

@@ -10,6 +10,7 @@ mod local;
 mod manager;
 mod networks_api;
 mod port_hold;
+mod probe;
 mod server;
 mod services_api;
 mod supervise;

@@ -17,6 +17,9 @@ use crate::state::{ClusterState, Command};
 
 pub const STACK_LABEL: &str = "com.docker.stack.namespace";
 
+/// swarmkit's minimumDuration for a healthcheck's durations: 1ms.
+const MIN_HEALTH_DURATION_NS: i64 = 1_000_000;
+
 fn invalid(msg: impl std::fmt::Display) -> ApiError {
     ApiError::daemon(format!("rpc error: code = InvalidArgument desc = {msg}"))
 }
@@ -66,6 +69,21 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
     if !cs.stop_signal.is_empty() {
         shoal_executor::parse_signal(&cs.stop_signal)
             .map_err(|e| invalid(format!("ContainerSpec: {e}")))?;
+    }
+    // swarmkit's validateHealthCheck: each duration is 0 (docker's default) or at least 1ms.
+    if let Some(h) = &cs.healthcheck {
+        for (field, ns) in [
+            ("Interval", h.interval),
+            ("Timeout", h.timeout),
+            ("StartPeriod", h.start_period),
+            ("StartInterval", h.start_interval),
+        ] {
+            if ns != 0 && ns < MIN_HEALTH_DURATION_NS {
+                return Err(invalid(format!(
+                    "ContainerSpec: {field} in HealthConfig cannot be less than 1ms"
+                )));
+            }
+        }
     }
     for m in &cs.mounts {
         if m.kind == "volume" && !m.source.is_empty() && !Mount::is_volume_name(&m.source) {
@@ -1486,6 +1504,37 @@ mod tests {
             let e = with(&|u| u.monitor = -1, rollback).unwrap_err();
             assert!(e.ends_with("TaskSpec: update-monitor cannot be negative"));
         }
+    }
+
+    /// swarmkit's healthcheck bounds: each duration is 0 or at least 1ms (a negative
+    /// `start_interval` in a compose file reaches the daemon as it is).
+    #[test]
+    fn validate_refuses_healthcheck_durations_below_1ms() {
+        let with = |f: &dyn Fn(&mut shoal_spec::HealthConfig)| {
+            let mut s = spec("web", &[]);
+            let mut h = shoal_spec::HealthConfig {
+                test: vec!["CMD".into(), "true".into()],
+                ..Default::default()
+            };
+            f(&mut h);
+            s.task_template.container_spec.healthcheck = Some(h);
+            validate(&s).map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            with(&|h| h.start_interval = -1_000_000_000).unwrap_err(),
+            "Error response from daemon: rpc error: code = InvalidArgument desc = ContainerSpec: StartInterval in HealthConfig cannot be less than 1ms"
+        );
+        assert!(with(&|h| h.interval = 999_999)
+            .unwrap_err()
+            .contains("Interval in HealthConfig"));
+        assert!(with(&|h| h.timeout = -1)
+            .unwrap_err()
+            .contains("Timeout in HealthConfig"));
+        assert!(with(&|h| h.start_period = 1)
+            .unwrap_err()
+            .contains("StartPeriod in HealthConfig"));
+        assert!(with(&|h| h.start_interval = 1_000_000).is_ok());
+        assert!(with(&|_| ()).is_ok());
     }
 
     /// A dnsrr service has no VIP for the routing mesh to balance behind: swarmkit

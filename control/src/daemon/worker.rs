@@ -1331,11 +1331,11 @@ async fn watch(
                         h.test.first().map(String::as_str) != Some("NONE") && !h.test.is_empty()
                     })
                 {
-                    let interval = Duration::from_nanos(if h.interval > 0 {
-                        h.interval as u64
-                    } else {
-                        30 * SECOND_NS as u64
-                    });
+                    let interval = super::probe::next_probe_after(
+                        &h,
+                        l.started.elapsed(),
+                        l.health.as_deref(),
+                    );
                     if l.last_probe.is_none_or(|p| p.elapsed() >= interval) {
                         l.last_probe = Some(Instant::now());
                         let timeout = Duration::from_nanos(if h.timeout > 0 {
