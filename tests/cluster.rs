@@ -326,6 +326,30 @@ fn roles_labels_availability_round_trip() {
         err.contains("key nope doesn't exist in node's labels"),
         "{err}"
     );
+    // node ls filters: docker's keys and matching, and its daemon's words for a bad one.
+    let vm3_id = s.ok("vm1", &["node", "inspect", "--format", "{{.ID}}", "vm3"]);
+    assert_eq!(
+        s.ok("vm1", &["node", "ls", "-q", "-f", "node.label=os=linux"]),
+        vm3_id
+    );
+    assert_eq!(
+        s.ok(
+            "vm1",
+            &[
+                "node",
+                "ls",
+                "-f",
+                "role=manager",
+                "--format",
+                "{{.Hostname}}"
+            ]
+        ),
+        "vm1\n"
+    );
+    assert_eq!(
+        s.fails("vm1", &["node", "ls", "-f", "role=boss"]),
+        "Error response from daemon: Invalid role filter: 'boss'\n"
+    );
 
     for a in ["drain", "pause", "active"] {
         s.ok("vm1", &["node", "update", "--availability", a, "vm3"]);

@@ -22,6 +22,9 @@ pub enum NodeCommand {
         /// Format output using a custom template
         #[arg(long)]
         format: Option<String>,
+        /// Filter output based on conditions provided
+        #[arg(short, long)]
+        filter: Vec<String>,
     },
     /// Display detailed information on one or more nodes
     Inspect {
@@ -140,6 +143,64 @@ fn node_row(node: &Value, self_id: Option<&str>) -> Value {
     })
 }
 
+/// The keys `node ls -f` takes (moby daemon/cluster/filters.go newListNodesFilters).
+const NODE_FILTERS: &[&str] = &["name", "id", "label", "role", "membership", "node.label"];
+
+/// The nodes of `node ls -f ...`: the filter checked as docker's daemon checks it, and
+/// matched as swarmkit's ListNodes does (controlapi/node.go): `name` and `id` are
+/// prefixes of the hostname and the ID, `label` matches the engine's labels and
+/// `node.label` the node's own, `role` and `membership` are names in any case; values of
+/// one key are alternatives, except labels, which must all match; keys must all match.
+fn filter_nodes<'a>(nodes: &'a [Value], filter: &TaskFilter) -> Result<Vec<&'a Value>, ApiError> {
+    filter.check_accepted(NODE_FILTERS)?;
+    let names = |key: &str, known: &[&str], what: &str| -> Result<Vec<String>, ApiError> {
+        let mut out = Vec::new();
+        for v in filter.values(key) {
+            let lower = v.to_lowercase();
+            if known.contains(&lower.as_str()) {
+                out.push(lower);
+            } else if !v.is_empty() {
+                return Err(ApiError::daemon(format!("Invalid {what} filter: '{v}'")));
+            }
+        }
+        Ok(out)
+    };
+    let roles = names("role", &["worker", "manager"], "role")?;
+    // Every node of a Shoal swarm is accepted: a join is complete or it never happened.
+    let memberships = names("membership", &["accepted", "pending"], "membership")?;
+    let labels = |key: &str| -> BTreeMap<String, String> {
+        filter
+            .values(key)
+            .map(|l| {
+                let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect()
+    };
+    let (engine_labels, node_labels) = (labels("label"), labels("node.label"));
+    let prefixed = |key: &str, value: &str| {
+        !filter.has(key) || filter.values(key).any(|p| value.starts_with(p))
+    };
+    let labels_match = |have: &Value, want: &BTreeMap<String, String>| {
+        want.iter().all(|(k, v)| {
+            have.get(k)
+                .and_then(Value::as_str)
+                .is_some_and(|h| v.is_empty() || h == v)
+        })
+    };
+    Ok(nodes
+        .iter()
+        .filter(|n| {
+            prefixed("name", s(n, &["Description", "Hostname"]))
+                && prefixed("id", s(n, &["ID"]))
+                && labels_match(&n["Description"]["Engine"]["Labels"], &engine_labels)
+                && labels_match(&n["Spec"]["Labels"], &node_labels)
+                && (roles.is_empty() || roles.iter().any(|r| r == s(n, &["Spec", "Role"])))
+                && (memberships.is_empty() || memberships.iter().any(|m| m == "accepted"))
+        })
+        .collect())
+}
+
 /// Natural order ("vm2" < "vm10"), as docker sorts names.
 pub(crate) fn natural_cmp(a: &str, b: &str) -> Ordering {
     let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
@@ -184,13 +245,18 @@ fn print(out: Result<String, shoal_format::FormatError>) -> CliResult {
 
 pub async fn run(host: &str, cmd: NodeCommand) -> CliResult {
     match cmd {
-        NodeCommand::Ls { quiet, format } => {
+        NodeCommand::Ls {
+            quiet,
+            format,
+            filter,
+        } => {
+            let filter = TaskFilter::parse(&filter)?;
             let (nodes, self_id) = match call(host, ApiRequest::NodeList).await? {
                 ApiReply::Nodes { nodes, self_id } => (nodes, self_id),
                 other => return Err(unexpected(other)),
             };
-            let mut rows: Vec<Value> = nodes
-                .iter()
+            let mut rows: Vec<Value> = filter_nodes(&nodes, &filter)?
+                .into_iter()
                 .map(|n| node_row(n, self_id.as_deref()))
                 .collect();
             rows.sort_by(|a, b| {
@@ -568,6 +634,65 @@ mod tests {
              Engine Version:\t\t0.1.0\n\
              TLS Info:\n TrustRoot:\n-----BEGIN CERTIFICATE-----\nX\n-----END CERTIFICATE-----\n\n \
              Issuer Subject:\tMBM=\n Issuer Public Key:\tMFk=\n"
+        );
+    }
+
+    /// `node ls -f`: docker's keys, values and messages, and swarmkit's matching.
+    #[test]
+    fn node_ls_filters_as_docker_does() {
+        let node = |id: &str, host: &str, role: &str, labels: Value| {
+            json!({"ID": id, "Spec": {"Labels": labels, "Role": role, "Availability": "active"},
+                   "Description": {"Hostname": host, "Engine": {"EngineVersion": "0.1.0"}}})
+        };
+        let nodes = [
+            node("aaa1", "vm1", "manager", json!({"os": "linux"})),
+            node("aab2", "vm2", "manager", json!({"os": "bsd", "ssd": ""})),
+            node("bbb3", "vm10", "worker", json!({})),
+        ];
+        let hosts = |args: &[&str]| -> Result<Vec<String>, String> {
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            let filter = TaskFilter::parse(&args).map_err(|e| e.to_string())?;
+            Ok(filter_nodes(&nodes, &filter)
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(|n| s(n, &["Description", "Hostname"]).to_string())
+                .collect())
+        };
+        assert_eq!(hosts(&[]).unwrap(), ["vm1", "vm2", "vm10"]);
+        assert_eq!(hosts(&["role=manager"]).unwrap(), ["vm1", "vm2"]);
+        assert_eq!(hosts(&["role=WORKER"]).unwrap(), ["vm10"]);
+        assert_eq!(hosts(&["role=worker", "role=manager"]).unwrap().len(), 3);
+        assert_eq!(hosts(&["name=vm1"]).unwrap(), ["vm1", "vm10"]);
+        assert_eq!(hosts(&["id=aa"]).unwrap(), ["vm1", "vm2"]);
+        assert_eq!(hosts(&["id=aa", "name=vm2"]).unwrap(), ["vm2"]);
+        assert_eq!(hosts(&["node.label=os"]).unwrap(), ["vm1", "vm2"]);
+        assert_eq!(hosts(&["node.label=os=bsd"]).unwrap(), ["vm2"]);
+        assert_eq!(
+            hosts(&["node.label=os", "node.label=ssd"]).unwrap(),
+            ["vm2"]
+        );
+        // `label` is the engine's labels, which these nodes have none of.
+        assert_eq!(hosts(&["label=os"]).unwrap(), Vec::<String>::new());
+        assert_eq!(hosts(&["membership=accepted"]).unwrap().len(), 3);
+        assert_eq!(
+            hosts(&["membership=pending"]).unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            hosts(&["bogus=1"]).unwrap_err(),
+            "Error response from daemon: invalid filter 'bogus'"
+        );
+        assert_eq!(
+            hosts(&["role=boss"]).unwrap_err(),
+            "Error response from daemon: Invalid role filter: 'boss'"
+        );
+        assert_eq!(
+            hosts(&["membership=maybe"]).unwrap_err(),
+            "Error response from daemon: Invalid membership filter: 'maybe'"
+        );
+        assert_eq!(
+            hosts(&["role"]).unwrap_err(),
+            "invalid argument \"role\" for \"-f, --filter\" flag: bad format of filter (expected name=value)"
         );
     }
 

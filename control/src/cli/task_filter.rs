@@ -83,10 +83,21 @@ impl TaskFilter {
 
     /// The daemon's first check: every key is one it knows.
     pub fn check_keys(&self) -> Result<(), ApiError> {
-        match self.fields.keys().find(|k| !ACCEPTED.contains(&k.as_str())) {
+        self.check_accepted(ACCEPTED)
+    }
+
+    /// The daemon's first check of any list's filter (moby filters.Args.Validate): every
+    /// key is one of `accepted`.
+    pub fn check_accepted(&self, accepted: &[&str]) -> Result<(), ApiError> {
+        match self.fields.keys().find(|k| !accepted.contains(&k.as_str())) {
             Some(k) => Err(ApiError::daemon(format!("invalid filter '{k}'"))),
             None => Ok(()),
         }
+    }
+
+    /// The number of values given for `key`.
+    pub fn count(&self, key: &str) -> usize {
+        self.fields.get(key).map_or(0, BTreeSet::len)
     }
 
     /// The values given for `key`.
