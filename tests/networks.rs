@@ -89,7 +89,10 @@ fn networks_are_allocated_in_raft() {
         "{err}"
     );
     let err = s.fails("vm1", &["network", "create", "auto"]);
-    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(
+        err,
+        "Error response from daemon: network with name auto already exists\n"
+    );
     let err = s.fails("vm1", &["network", "create", "-d", "bridge", "local"]);
     assert!(err.contains("only the overlay driver"), "{err}");
     assert_eq!(s.ok("vm1", &["network", "ls", "-q"]).lines().count(), 3);
@@ -112,6 +115,38 @@ fn networks_are_allocated_in_raft() {
     );
     let err = s.fails("vm1", &["network", "rm", "mine"]);
     assert!(err.contains("is in use by service"), "{err}");
+    // network ls filters, as docker's: a name matches whole or as a regular expression;
+    // a dangling network is one no service uses; every Shoal network is custom.
+    let names = |filters: &[&str]| {
+        let mut args = vec!["network", "ls", "--format", "{{.Name}}"];
+        for f in filters {
+            args.extend(["-f", f]);
+        }
+        s.ok("vm1", &args)
+    };
+    assert_eq!(names(&["name=^(mine|auto)$"]), "auto\nmine\n");
+    assert_eq!(names(&["dangling=true"]), "auto\ningress\n");
+    assert_eq!(
+        names(&["driver=overlay", "scope=swarm", "type=custom"])
+            .lines()
+            .count(),
+        3
+    );
+    assert_eq!(names(&["type=builtin"]), "");
+    assert_eq!(
+        s.fails("vm1", &["network", "ls", "-f", "type=other"]),
+        "Error response from daemon: invalid filter: 'type'='other'\n"
+    );
+    // Removing ingress asks first; no answer (stdin at its end) keeps it.
+    let out = s.shoal("vm1", &["network", "rm", "ingress"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).ends_with("Are you sure you want to continue? [y/N] "),
+        "{out:?}"
+    );
+    assert_eq!(ipam(&s, "vm1", "ingress"), "10.0.0.0/24 4096");
+    // --force: a network that does not exist is no error.
+    assert_eq!(s.ok("vm1", &["network", "rm", "-f", "nope"]), "");
     let err = s.fails(
         "vm1",
         &[

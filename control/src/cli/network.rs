@@ -1,10 +1,11 @@
 //! `shoal network ...`: create, ls, inspect, rm (swarm-scoped overlay networks).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use clap::Subcommand;
 use serde_json::{json, Value};
 
+use super::task_filter::TaskFilter;
 use super::{call, unexpected, CliResult};
 use crate::api::{ApiError, ApiReply, ApiRequest, NetworkCreate};
 
@@ -45,6 +46,9 @@ pub enum NetworkCommand {
         no_trunc: bool,
         #[arg(long)]
         format: Option<String>,
+        /// Provide filter values (e.g. "driver=overlay")
+        #[arg(short, long)]
+        filter: Vec<String>,
     },
     /// Display detailed information on one or more networks
     Inspect {
@@ -56,6 +60,9 @@ pub enum NetworkCommand {
     /// Remove one or more networks
     #[command(alias = "remove")]
     Rm {
+        /// Do not error if the network does not exist
+        #[arg(short, long)]
+        force: bool,
         #[arg(required = true)]
         networks: Vec<String>,
     },
@@ -95,6 +102,178 @@ fn row(n: &Value, no_trunc: bool) -> Value {
     })
 }
 
+/// The keys `network ls -f` takes (moby daemon/network/filter.go).
+const NETWORK_FILTERS: &[&str] = &["dangling", "driver", "id", "label", "name", "scope", "type"];
+
+/// docker's predefined networks (moby daemon/network IsPredefined), which `type=builtin`
+/// lists; Shoal has none of them, so every network is `custom`.
+const PREDEFINED: &[&str] = &["bridge", "host", "none", "default"];
+
+/// A value of `name` or `id` matches as moby's `filters.Args.Match` does: the whole
+/// value, or a Go regular expression found anywhere in it.
+fn go_match(filter: &TaskFilter, key: &str, value: &str) -> bool {
+    filter.values(key).any(|p| {
+        p == value || regex_automata::meta::Regex::new(p).is_ok_and(|re| re.is_match(value))
+    })
+}
+
+/// The filter of `network ls -f ...`, checked as docker's daemon checks it (moby
+/// daemon/network/filter.go): what `dangling` asks for, if it is given.
+fn check_network_filter(filter: &TaskFilter) -> Result<Option<bool>, ApiError> {
+    filter.check_accepted(NETWORK_FILTERS)?;
+    if filter.has("dangling") {
+        if filter.count("dangling") > 1 {
+            return Err(ApiError::daemon(
+                "got more than one value for filter key \"dangling\"",
+            ));
+        }
+        if !filter
+            .values("dangling")
+            .all(|v| ["0", "false", "1", "true"].contains(&v))
+        {
+            return Err(ApiError::daemon(
+                "invalid value for filter 'dangling', must be \"true\" (or \"1\"), or \"false\" (or \"0\")",
+            ));
+        }
+    }
+    if let Some(t) = filter
+        .values("type")
+        .find(|t| !["builtin", "custom"].contains(t))
+    {
+        return Err(ApiError::daemon(format!("invalid filter: 'type'='{t}'")));
+    }
+    Ok(filter
+        .values("dangling")
+        .next()
+        .map(|v| v == "1" || v == "true"))
+}
+
+/// The networks of a checked `network ls -f ...` filter, matched as docker's daemon
+/// does. `used` holds the IDs and names of the networks services use (needed only
+/// for `dangling`: a dangling network is one no service uses).
+fn filter_networks<'a>(
+    networks: &'a [Value],
+    filter: &TaskFilter,
+    used: &BTreeSet<String>,
+) -> Vec<&'a Value> {
+    let dangling = filter
+        .values("dangling")
+        .next()
+        .map(|v| v == "1" || v == "true");
+    let exact = |key: &str, value: &str| !filter.has(key) || filter.values(key).any(|v| v == value);
+    let labels_match = |labels: &Value| {
+        filter.values("label").all(|l| {
+            let (k, v) = match l.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (l, None),
+            };
+            labels
+                .get(k)
+                .and_then(Value::as_str)
+                .is_some_and(|have| v.is_none_or(|v| v == have))
+        })
+    };
+    networks
+        .iter()
+        .filter(|n| {
+            let name = n["Name"].as_str().unwrap_or("");
+            let builtin = PREDEFINED.contains(&name);
+            exact("driver", n["Driver"].as_str().unwrap_or(""))
+                && (!filter.has("name") || go_match(filter, "name", name))
+                && (!filter.has("id") || go_match(filter, "id", n["Id"].as_str().unwrap_or("")))
+                && labels_match(&n["Labels"])
+                && exact("scope", n["Scope"].as_str().unwrap_or(""))
+                // moby decides by the first value only (of a Go map, so any one).
+                && filter
+                    .values("type")
+                    .next()
+                    .is_none_or(|t| (t == "builtin") == builtin)
+                && dangling.is_none_or(|d| {
+                    let in_use = builtin
+                        || used.contains(name)
+                        || used.contains(n["Id"].as_str().unwrap_or(""));
+                    d != in_use
+                })
+        })
+        .collect()
+}
+
+/// The IDs and names of the networks services use: those their tasks attach to, and
+/// those they have a VIP on (the ingress network, for published ports).
+fn networks_in_use(services: &[Value]) -> BTreeSet<String> {
+    let mut used = BTreeSet::new();
+    for svc in services {
+        let attached = svc["Spec"]["TaskTemplate"]["Networks"].as_array();
+        for a in attached.into_iter().flatten() {
+            used.extend(a["Target"].as_str().map(str::to_string));
+        }
+        let vips = svc["Endpoint"]["VirtualIPs"].as_array();
+        for v in vips.into_iter().flatten() {
+            used.extend(v["NetworkID"].as_str().map(str::to_string));
+        }
+    }
+    used
+}
+
+/// docker's `network rm`: removing the ingress network asks first (a "y" answer goes
+/// on, anything else skips it); with `--force` a network that does not exist is no
+/// error.
+async fn remove(host: &str, networks: Vec<String>, force: bool) -> CliResult {
+    let mut failed = false;
+    for name in networks {
+        let ingress = match call(
+            host,
+            ApiRequest::NetworkInspect {
+                references: vec![name.clone()],
+            },
+        )
+        .await
+        {
+            Ok(ApiReply::Objects { objects }) => objects
+                .first()
+                .and_then(|o| o.as_ref().ok())
+                .is_some_and(|n| n["Ingress"].as_bool() == Some(true)),
+            _ => false,
+        };
+        if ingress && !confirm(INGRESS_WARNING) {
+            continue;
+        }
+        match call(
+            host,
+            ApiRequest::NetworkRemove {
+                reference: name.clone(),
+            },
+        )
+        .await
+        {
+            Ok(_) => println!("{name}"),
+            Err(e) if force && is_not_found(&e) => {}
+            Err(e) => {
+                eprintln!("{e}");
+                failed = true;
+            }
+        }
+    }
+    super::any_failed(failed)
+}
+
+const INGRESS_WARNING: &str = "WARNING! Before removing the routing-mesh network, make sure all the nodes in your swarm run the same shoal engine version. Otherwise, removal may not be effective and functionality of newly create ingress networks will be impaired.\nAre you sure you want to continue?";
+
+/// docker's prompt: the question and ` [y/N] ` on stdout, then one line of stdin; only
+/// `y` or `Y` (spaces around it ignored) says yes, and so does nothing else, EOF included.
+fn confirm(question: &str) -> bool {
+    use std::io::Write;
+    print!("{question} [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    answer.trim().eq_ignore_ascii_case("y")
+}
+
+fn is_not_found(e: &ApiError) -> bool {
+    e.message.starts_with("network ") && e.message.ends_with(" not found")
+}
+
 pub async fn run(host: &str, cmd: NetworkCommand) -> CliResult {
     match cmd {
         NetworkCommand::Create {
@@ -129,12 +308,35 @@ pub async fn run(host: &str, cmd: NetworkCommand) -> CliResult {
             quiet,
             no_trunc,
             format,
+            filter,
         } => {
+            let filter = TaskFilter::parse(&filter)?;
+            let dangling = check_network_filter(&filter)?;
             let networks = match call(host, ApiRequest::NetworkList).await? {
                 ApiReply::Networks { networks } => networks,
                 other => return Err(unexpected(other)),
             };
-            let mut rows: Vec<Value> = networks.iter().map(|n| row(n, no_trunc)).collect();
+            let used = match dangling {
+                None => BTreeSet::new(),
+                Some(_) => {
+                    let list = ApiRequest::ServiceList {
+                        references: vec![],
+                        stack: None,
+                    };
+                    match call(host, list).await? {
+                        ApiReply::Services { services } => {
+                            let services: Vec<Value> =
+                                services.into_iter().map(|(s, _, _)| s).collect();
+                            networks_in_use(&services)
+                        }
+                        other => return Err(unexpected(other)),
+                    }
+                }
+            };
+            let mut rows: Vec<Value> = filter_networks(&networks, &filter, &used)
+                .into_iter()
+                .map(|n| row(n, no_trunc))
+                .collect();
             rows.sort_by(|a, b| {
                 super::node::natural_cmp(
                     a["Name"].as_str().unwrap_or(""),
@@ -184,12 +386,7 @@ pub async fn run(host: &str, cmd: NetworkCommand) -> CliResult {
             print!("{text}");
             super::missing_error(&missing, |_, e| format!("Error response from daemon: {e}"))
         }
-        NetworkCommand::Rm { networks } => {
-            super::remove_each(host, networks, |reference| ApiRequest::NetworkRemove {
-                reference,
-            })
-            .await
-        }
+        NetworkCommand::Rm { force, networks } => remove(host, networks, force).await,
     }
 }
 
@@ -205,6 +402,76 @@ mod tests {
             "Labels": {"com.docker.stack.namespace": "webapp", "a": "b"},
         });
         shoal_format::render_list(Some(format), "", &[], &[row(&n, false)]).unwrap()
+    }
+
+    /// `network ls -f`: docker's keys, values and messages, and its matching.
+    #[test]
+    fn network_ls_filters_as_docker_does() {
+        let net = |id: &str, name: &str, labels: Value| {
+            json!({"Name": name, "Id": id, "Scope": "swarm", "Driver": "overlay",
+                   "Ingress": name == "ingress", "Labels": labels})
+        };
+        let networks = [
+            net("i1", "ingress", json!({})),
+            net(
+                "w1",
+                "webapp_default",
+                json!({"com.docker.stack.namespace": "webapp"}),
+            ),
+            net("b1", "backend", json!({"tier": "db", "x": ""})),
+        ];
+        let used: BTreeSet<String> = ["i1".to_string(), "webapp_default".to_string()].into();
+        let names = |args: &[&str]| -> Result<Vec<String>, String> {
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            let filter = TaskFilter::parse(&args).map_err(|e| e.to_string())?;
+            check_network_filter(&filter).map_err(|e| e.to_string())?;
+            Ok(filter_networks(&networks, &filter, &used)
+                .iter()
+                .map(|n| n["Name"].as_str().unwrap().to_string())
+                .collect())
+        };
+        let all = ["ingress", "webapp_default", "backend"];
+        let none = Vec::<String>::new();
+        assert_eq!(names(&[]).unwrap(), all);
+        assert_eq!(names(&["driver=overlay"]).unwrap(), all);
+        assert_eq!(names(&["driver=bridge"]).unwrap(), none);
+        assert_eq!(names(&["scope=swarm"]).unwrap(), all);
+        assert_eq!(names(&["scope=local"]).unwrap(), none);
+        assert_eq!(names(&["type=custom"]).unwrap(), all);
+        assert_eq!(names(&["type=builtin"]).unwrap(), none);
+        // name and id: the whole value, or a regular expression found in it.
+        assert_eq!(names(&["name=backend"]).unwrap(), ["backend"]);
+        assert_eq!(names(&["name=web"]).unwrap(), ["webapp_default"]);
+        assert_eq!(names(&["name=^(in|back)"]).unwrap(), ["ingress", "backend"]);
+        assert_eq!(
+            names(&["name=ingress", "name=backend"]).unwrap(),
+            ["ingress", "backend"]
+        );
+        assert_eq!(names(&["id=w"]).unwrap(), ["webapp_default"]);
+        assert_eq!(names(&["label=tier"]).unwrap(), ["backend"]);
+        assert_eq!(names(&["label=tier=db", "label=x"]).unwrap(), ["backend"]);
+        assert_eq!(names(&["label=tier=web"]).unwrap(), none);
+        assert_eq!(names(&["dangling=true"]).unwrap(), ["backend"]);
+        assert_eq!(
+            names(&["dangling=0"]).unwrap(),
+            ["ingress", "webapp_default"]
+        );
+        assert_eq!(
+            names(&["bogus=1"]).unwrap_err(),
+            "Error response from daemon: invalid filter 'bogus'"
+        );
+        assert_eq!(
+            names(&["type=other"]).unwrap_err(),
+            "Error response from daemon: invalid filter: 'type'='other'"
+        );
+        assert_eq!(
+            names(&["dangling=yes"]).unwrap_err(),
+            r#"Error response from daemon: invalid value for filter 'dangling', must be "true" (or "1"), or "false" (or "0")"#
+        );
+        assert_eq!(
+            names(&["dangling=true", "dangling=false"]).unwrap_err(),
+            r#"Error response from daemon: got more than one value for filter key "dangling""#
+        );
     }
 
     /// docker's network ls placeholders, `.Label "k"` included, and its json keys.

@@ -72,8 +72,10 @@ pub fn allocate(
         )));
     }
     if state.networks.values().any(|n| n.name == req.name) {
+        // moby checks names itself before it asks swarmkit (network_routes.go
+        // postNetworkCreate): libnetwork's NetworkNameError, not a gRPC error.
         return Err(ApiError::daemon(format!(
-            "rpc error: code = AlreadyExists desc = network with name {} already exists",
+            "network with name {} already exists",
             req.name
         )));
     }
@@ -161,6 +163,21 @@ pub(crate) fn users(state: &ClusterState, net: &NetworkRecord) -> Vec<String> {
         .collect()
 }
 
+/// `network rm` refuses a network a service uses, in swarmkit's words (controlapi
+/// network.go removeNetwork and, for ingress, removeIngressNetwork).
+fn check_removable(state: &ClusterState, net: &NetworkRecord) -> Result<(), ApiError> {
+    match users(state, net).first() {
+        Some(user) if net.ingress => Err(precondition(format!(
+            "ingress network cannot be removed because service {user} depends on it"
+        ))),
+        Some(user) => Err(precondition(format!(
+            "network {} is in use by service {user}",
+            net.id
+        ))),
+        None => Ok(()),
+    }
+}
+
 impl Daemon {
     pub(crate) async fn serve_network_api(&self, mgr: &Manager, req: ApiRequest) -> ApiResult {
         match req {
@@ -204,12 +221,7 @@ impl Daemon {
             ApiRequest::NetworkRemove { reference } => {
                 let state = mgr.sm.state();
                 let net = resolve(&state, &reference)?;
-                if let Some(user) = users(&state, net).first() {
-                    return Err(precondition(format!(
-                        "network {} is in use by service {user}",
-                        net.id
-                    )));
-                }
+                check_removable(&state, net)?;
                 mgr.propose(Command::RemoveNetwork {
                     network_id: net.id.clone(),
                 })
@@ -306,6 +318,63 @@ mod tests {
             .unwrap_err()
             .message
             .contains("is not in subnet"));
+    }
+
+    /// `network create` of a name taken, and `network rm` of a network a service uses,
+    /// say what docker says.
+    #[test]
+    fn duplicate_and_in_use_messages_are_docker_s() {
+        let mut state = swarm();
+        let create = |name: &str| NetworkCreate {
+            name: name.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            allocate(&state, &create("ingress"), false)
+                .unwrap_err()
+                .to_string(),
+            "Error response from daemon: network with name ingress already exists"
+        );
+        let back = allocate(&state, &create("back"), false).unwrap();
+        state.networks.insert(back.id.clone(), back.clone());
+        let ingress = resolve(&state, "ingress").unwrap().clone();
+        assert!(check_removable(&state, &back).is_ok());
+        assert!(check_removable(&state, &ingress).is_ok());
+
+        let mut spec = shoal_spec::ServiceSpec {
+            name: "web".into(),
+            ..Default::default()
+        };
+        spec.task_template.networks = vec![shoal_spec::NetworkAttachmentConfig {
+            target: back.id.clone(),
+            aliases: vec![],
+        }];
+        spec.endpoint_spec = Some(shoal_spec::EndpointSpec {
+            ports: crate::cli::service_opts::port("8080:80").unwrap(),
+            ..Default::default()
+        });
+        let now = Utc::now();
+        let web = crate::services::ServiceRecord {
+            id: "svc1".into(),
+            version: 0,
+            created_at: now,
+            updated_at: now,
+            spec,
+            previous_spec: None,
+            spec_version: 1,
+            update_status: None,
+            vips: Vec::new(),
+            dynamic_ports: Vec::new(),
+        };
+        state.services.insert(web.id.clone(), web);
+        assert_eq!(
+            check_removable(&state, &back).unwrap_err().to_string(),
+            format!("Error response from daemon: rpc error: code = FailedPrecondition desc = network {} is in use by service svc1", back.id)
+        );
+        assert_eq!(
+            check_removable(&state, &ingress).unwrap_err().to_string(),
+            "Error response from daemon: rpc error: code = FailedPrecondition desc = ingress network cannot be removed because service svc1 depends on it"
+        );
     }
 
     /// `network rm ""` with only ingress: an empty reference must not match it by prefix.
