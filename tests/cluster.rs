@@ -326,6 +326,13 @@ fn roles_labels_availability_round_trip() {
         err.contains("key nope doesn't exist in node's labels"),
         "{err}"
     );
+    // swarm update: docker's line; with no flag, its help and nothing changed.
+    assert_eq!(
+        s.ok("vm1", &["swarm", "update", "--task-history-limit", "3"]),
+        "Swarm updated.\n"
+    );
+    let help = s.ok("vm1", &["swarm", "update"]);
+    assert!(help.contains("Usage: shoal swarm update"), "{help}");
     // node ls filters: docker's keys and matching, and its daemon's words for a bad one.
     let vm3_id = s.ok("vm1", &["node", "inspect", "--format", "{{.ID}}", "vm3"]);
     assert_eq!(

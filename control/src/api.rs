@@ -51,6 +51,13 @@ pub struct InitRequest {
     pub data_path_port: Option<u16>,
 }
 
+/// The settings `swarm update` changes (`None`: unchanged).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct SwarmUpdate {
+    pub dispatcher_heartbeat_ms: Option<u64>,
+    pub task_history_limit: Option<u64>,
+}
+
 /// `network create` options (and a stack's declared networks).
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
 pub struct NetworkCreate {
@@ -105,6 +112,8 @@ pub enum ApiRequest {
         role: Role,
         rotate: bool,
     },
+    /// `swarm update`: the cluster settings given change, the others stay.
+    SwarmUpdate(SwarmUpdate),
     NodeList,
     NodeInspect {
         references: Vec<String>,
@@ -203,6 +212,7 @@ impl ApiRequest {
         matches!(
             self,
             ApiRequest::JoinToken { .. }
+                | ApiRequest::SwarmUpdate(_)
                 | ApiRequest::ServiceCreate { .. }
                 | ApiRequest::ServiceUpdate { .. }
                 | ApiRequest::ServiceRollback { .. }
@@ -237,6 +247,7 @@ impl ApiRequest {
             ApiRequest::SwarmJoin(_) => "swarm_join",
             ApiRequest::SwarmLeave { .. } => "swarm_leave",
             ApiRequest::JoinToken { .. } => "join_token",
+            ApiRequest::SwarmUpdate(_) => "swarm_update",
             ApiRequest::NodeList => "node_list",
             ApiRequest::NodeInspect { .. } => "node_inspect",
             ApiRequest::NodeUpdate(_) => "node_update",

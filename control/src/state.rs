@@ -63,6 +63,10 @@ pub enum Command {
         role: Role,
         secret: String,
     },
+    /// `swarm update`: the settings given change, the others stay.
+    UpdateCluster {
+        update: crate::api::SwarmUpdate,
+    },
     /// Create or replace a service (stamped with this entry's index as its version). With
     /// `expected_version`, only if the stored service is still at that version: a decision
     /// made from a read that has since changed is refused, not applied over the change.
@@ -124,6 +128,7 @@ impl Command {
             | Command::SetNodeDescription { node_id, .. } => format!("update node {node_id}"),
             Command::RemoveNode { node_id } => format!("remove node {node_id}"),
             Command::RotateToken { .. } => "rotate the join token".into(),
+            Command::UpdateCluster { .. } => "update the swarm".into(),
             Command::PutService {
                 service,
                 expected_version: Some(_),
@@ -470,6 +475,18 @@ impl ClusterState {
                 }
                 CommandResult::ok()
             }
+            Command::UpdateCluster { update } => {
+                let Some(cluster) = self.cluster.as_mut() else {
+                    return CommandResult::err("cluster not initialized");
+                };
+                if let Some(ms) = update.dispatcher_heartbeat_ms {
+                    cluster.heartbeat_ms = ms;
+                }
+                if let Some(n) = update.task_history_limit {
+                    cluster.task_history = n;
+                }
+                CommandResult::ok()
+            }
             Command::ForceNewCluster {
                 state,
                 node_id,
@@ -721,6 +738,27 @@ pub(crate) mod tests {
     /// Two creates in flight at once were each checked against the state they read: the
     /// state machine refuses the second of the same service name, and a network whose
     /// name, VNI or subnet another one took, leaving the state as the first left it.
+    /// `swarm update` changes the settings it names and leaves the others as they were.
+    #[test]
+    fn update_cluster_changes_only_what_it_names() {
+        let mut s = ClusterState {
+            cluster: Some(cluster()),
+            ..Default::default()
+        };
+        let update = |ms: Option<u64>, n: Option<u64>| Command::UpdateCluster {
+            update: crate::api::SwarmUpdate {
+                dispatcher_heartbeat_ms: ms,
+                task_history_limit: n,
+            },
+        };
+        assert_eq!(s.apply(&update(None, Some(2)), 1).error, None);
+        let c = s.cluster.as_ref().unwrap();
+        assert_eq!((c.heartbeat_ms, c.task_history), (5000, 2));
+        assert_eq!(s.apply(&update(Some(10_000), None), 2).error, None);
+        let c = s.cluster.as_ref().unwrap();
+        assert_eq!((c.heartbeat_ms, c.task_history), (10_000, 2));
+    }
+
     #[test]
     fn concurrent_creates_cannot_both_take_a_name_or_an_allocation() {
         let mut s = ClusterState::default();

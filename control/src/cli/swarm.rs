@@ -3,7 +3,7 @@
 use clap::{Args, Subcommand};
 
 use super::{call, parse_duration, unexpected, CliResult};
-use crate::api::{ApiError, ApiReply, ApiRequest, InitRequest, JoinRequest};
+use crate::api::{ApiError, ApiReply, ApiRequest, InitRequest, JoinRequest, SwarmUpdate};
 use crate::types::Role;
 
 #[derive(Subcommand, Debug)]
@@ -15,6 +15,8 @@ pub enum SwarmCommand {
     /// Manage join tokens
     #[command(name = "join-token")]
     JoinToken(JoinTokenArgs),
+    /// Update the swarm
+    Update(UpdateArgs),
     /// Leave the swarm
     Leave {
         /// Force this node to leave the swarm, ignoring warnings
@@ -49,6 +51,35 @@ pub struct InitArgs {
     /// Port number to use for data path traffic (1024 - 49151)
     #[arg(long)]
     data_path_port: Option<u16>,
+}
+
+/// `swarm update`'s flags: docker's defaults, applied only when given (docker's
+/// `flags.Changed`). Shoal has no autolock, external CA, certificate expiry or snapshot
+/// settings to change, so it offers no flags for them.
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// Dispatcher heartbeat period (ns|us|ms|s|m|h) [default 5s]
+    #[arg(long, value_parser = parse_duration)]
+    dispatcher_heartbeat: Option<std::time::Duration>,
+    /// Task history retention limit [default 5]
+    #[arg(long)]
+    task_history_limit: Option<u64>,
+}
+
+impl UpdateArgs {
+    /// The update these flags ask for, or `None` when no flag was given (docker then
+    /// prints the command's help and exits 0).
+    fn request(&self) -> Result<Option<SwarmUpdate>, ApiError> {
+        let update = SwarmUpdate {
+            dispatcher_heartbeat_ms: self
+                .dispatcher_heartbeat
+                .map(crate::api::check_heartbeat)
+                .transpose()
+                .map_err(ApiError::plain)?,
+            task_history_limit: self.task_history_limit,
+        };
+        Ok((update != SwarmUpdate::default()).then_some(update))
+    }
 }
 
 #[derive(Args, Debug)]
@@ -171,6 +202,22 @@ pub async fn run(host: &str, cmd: SwarmCommand) -> CliResult {
                 other => Err(unexpected(other)),
             }
         }
+        SwarmCommand::Update(a) => {
+            let Some(update) = a.request()? else {
+                let root = clap::Command::new("shoal");
+                let mut root = <super::Command as clap::Subcommand>::augment_subcommands(root);
+                if let Some(cmd) = root
+                    .find_subcommand_mut("swarm")
+                    .and_then(|s| s.find_subcommand_mut("update"))
+                {
+                    let _ = cmd.clone().bin_name("shoal swarm update").print_help();
+                }
+                return Ok(());
+            };
+            call(host, ApiRequest::SwarmUpdate(update)).await?;
+            println!("Swarm updated.");
+            Ok(())
+        }
         SwarmCommand::Leave { force } => {
             match call(host, ApiRequest::SwarmLeave { force }).await? {
                 ApiReply::Left => {
@@ -180,5 +227,49 @@ pub async fn run(host: &str, cmd: SwarmCommand) -> CliResult {
                 other => Err(ApiError::plain(format!("{other:?}"))),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: SwarmCommand,
+    }
+
+    fn update(args: &[&str]) -> Result<Option<SwarmUpdate>, String> {
+        let argv = ["swarm", "update"].iter().chain(args);
+        match Cli::try_parse_from(argv).map_err(|e| e.to_string())?.cmd {
+            SwarmCommand::Update(a) => a.request().map_err(|e| e.to_string()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// `swarm update` changes only what its flags name; with none it changes nothing.
+    #[test]
+    fn swarm_update_sends_only_the_flags_given() {
+        assert_eq!(update(&[]).unwrap(), None);
+        assert_eq!(
+            update(&["--task-history-limit", "2"]).unwrap(),
+            Some(SwarmUpdate {
+                task_history_limit: Some(2),
+                ..Default::default()
+            })
+        );
+        assert_eq!(
+            update(&["--dispatcher-heartbeat", "10s"]).unwrap(),
+            Some(SwarmUpdate {
+                dispatcher_heartbeat_ms: Some(10_000),
+                ..Default::default()
+            })
+        );
+        assert!(update(&["--dispatcher-heartbeat", "1ms"])
+            .unwrap_err()
+            .contains("it must be between 100ms and 24h"));
     }
 }

@@ -689,6 +689,14 @@ impl Daemon {
                     rotated: rotate,
                 })
             }
+            ApiRequest::SwarmUpdate(update) => {
+                if let Some(ms) = update.dispatcher_heartbeat_ms {
+                    crate::api::check_heartbeat(Duration::from_millis(ms))
+                        .map_err(ApiError::daemon)?;
+                }
+                mgr.propose(Command::UpdateCluster { update }).await?;
+                Ok(ApiReply::Done)
+            }
             ApiRequest::NodeList => {
                 let state = mgr.read_state().await?;
                 let view = mgr.view(&state);
