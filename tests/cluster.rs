@@ -372,6 +372,11 @@ fn roles_labels_availability_round_trip() {
         );
         assert_eq!(got.trim(), a);
     }
+    // A bad availability or role is the daemon's error (exit status 1), in moby's words.
+    assert_eq!(
+        s.fails("vm1", &["node", "update", "--availability", "off", "vm3"]),
+        "Error response from daemon: invalid Availability: \"off\"\n"
+    );
     // Unknown nodes and removal rules.
     let err = s.fails("vm1", &["node", "update", "--availability", "drain", "vm9"]);
     assert!(err.contains("node vm9 not found"), "{err}");

@@ -83,21 +83,27 @@ pub struct UpdateArgs {
     label_rm: Vec<String>,
     /// Availability of the node ("active", "pause", "drain")
     #[arg(long)]
-    availability: Option<Availability>,
+    availability: Option<String>,
     /// Role of the node ("worker", "manager")
-    #[arg(long, value_parser = parse_role)]
-    role: Option<Role>,
+    #[arg(long)]
+    role: Option<String>,
     node: String,
 }
 
-fn parse_role(s: &str) -> Result<Role, String> {
-    match s {
+/// `node update --role/--availability`: docker's CLI sends them as typed, and its daemon
+/// (moby convert.NodeSpecToGRPC) takes them in any case and refuses anything else in
+/// these words (exit status 1, not a usage error).
+fn parse_role(s: &str) -> Result<Role, ApiError> {
+    match s.to_ascii_lowercase().as_str() {
         "worker" => Ok(Role::Worker),
         "manager" => Ok(Role::Manager),
-        _ => Err(format!(
-            "invalid role {s}, only worker and manager are supported"
-        )),
+        _ => Err(ApiError::daemon(format!("invalid Role: {s:?}"))),
     }
+}
+
+fn parse_availability(s: &str) -> Result<Availability, ApiError> {
+    s.parse()
+        .map_err(|_| ApiError::daemon(format!("invalid Availability: {s:?}")))
 }
 
 const NODE_TABLE: &str = "{{.ID}} {{if .Self}}*{{else}} {{ end }}\t{{.Hostname}}\t{{.Status}}\t{{.Availability}}\t{{.ManagerStatus}}\t{{.EngineVersion}}";
@@ -314,8 +320,12 @@ pub async fn run(host: &str, cmd: NodeCommand) -> CliResult {
                 reference: a.node.clone(),
                 label_add,
                 label_rm: a.label_rm,
-                availability: a.availability,
-                role: a.role,
+                availability: a
+                    .availability
+                    .as_deref()
+                    .map(parse_availability)
+                    .transpose()?,
+                role: a.role.as_deref().map(parse_role).transpose()?,
             };
             call(host, ApiRequest::NodeUpdate(update)).await?;
             println!("{}", a.node);
@@ -693,6 +703,22 @@ mod tests {
         assert_eq!(
             hosts(&["role"]).unwrap_err(),
             "invalid argument \"role\" for \"-f, --filter\" flag: bad format of filter (expected name=value)"
+        );
+    }
+
+    /// `node update --role/--availability`: any case; anything else is refused with
+    /// moby's words, as an error from the daemon.
+    #[test]
+    fn update_role_and_availability_as_docker_s_daemon_takes_them() {
+        assert_eq!(parse_role("Manager").unwrap(), Role::Manager);
+        assert_eq!(parse_availability("DRAIN").unwrap(), Availability::Drain);
+        assert_eq!(
+            parse_role("boss").unwrap_err().to_string(),
+            r#"Error response from daemon: invalid Role: "boss""#
+        );
+        assert_eq!(
+            parse_availability("off").unwrap_err().to_string(),
+            r#"Error response from daemon: invalid Availability: "off""#
         );
     }
 
