@@ -603,17 +603,20 @@ impl Daemon {
         };
         if let Some(mgr) = self.manager() {
             if !force {
-                let voters = mgr.voters().len();
-                let text = if voters <= 1 {
-                    "You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message.".to_string()
-                } else {
-                    format!(
-                        "You are attempting to leave the swarm on a node that is participating as a manager. Removing this node leaves {} managers out of {}. Without a Raft quorum your swarm will be inaccessible. The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message.",
-                        voters - 1,
-                        voters
-                    )
-                };
-                return Err(ApiError::daemon(text));
+                let state = mgr.sm.state();
+                let view = mgr.view(&state);
+                let (mut reachable, mut unreachable) = (0, 0);
+                for n in state.managers() {
+                    match n.reachability(&view) {
+                        "reachable" => reachable += 1,
+                        "unreachable" => unreachable += 1,
+                        _ => {}
+                    }
+                }
+                return Err(ApiError::daemon(manager_leave_refusal(
+                    reachable,
+                    unreachable,
+                )));
             }
         }
         let leader = lock(&self.leader_hint).clone();
@@ -763,5 +766,54 @@ fn auto_advertise_addr() -> Result<String, ApiError> {
         _ => Err(ApiError::daemon(
             "could not choose an IP address to advertise since this system has multiple interfaces - specify one with --advertise-addr",
         )),
+    }
+}
+
+/// Why `swarm leave` without `--force` refuses on a manager, in moby's words (daemon/cluster
+/// swarm.go Leave): the quorum sentence only when this departure would lose quorum
+/// (`reachable - 2 <= unreachable`, counting the managers as `node ls` shows them), and
+/// for the last manager its own sentence, which ends in a space as moby's does.
+pub(crate) fn manager_leave_refusal(reachable: i64, unreachable: i64) -> String {
+    let mut msg =
+        "You are attempting to leave the swarm on a node that is participating as a manager. "
+            .to_string();
+    if reachable - 2 <= unreachable {
+        if reachable == 1 && unreachable == 0 {
+            msg += "Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message. ";
+            return msg;
+        }
+        msg += &format!(
+            "Removing this node leaves {} managers out of {}. Without a Raft quorum your swarm will be inaccessible. ",
+            reachable - 1,
+            reachable + unreachable
+        );
+    }
+    msg + "The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message."
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `swarm leave` on a manager: moby's words for the last manager, for a departure
+    /// that loses quorum, and for one that does not.
+    #[test]
+    fn manager_leave_refusal_is_moby_s() {
+        let head =
+            "You are attempting to leave the swarm on a node that is participating as a manager. ";
+        let tail = "The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message.";
+        assert_eq!(
+            manager_leave_refusal(1, 0),
+            format!("{head}Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message. ")
+        );
+        assert_eq!(
+            manager_leave_refusal(2, 0),
+            format!("{head}Removing this node leaves 1 managers out of 2. Without a Raft quorum your swarm will be inaccessible. {tail}")
+        );
+        assert_eq!(
+            manager_leave_refusal(2, 1),
+            format!("{head}Removing this node leaves 1 managers out of 3. Without a Raft quorum your swarm will be inaccessible. {tail}")
+        );
+        assert_eq!(manager_leave_refusal(3, 0), format!("{head}{tail}"));
     }
 }
