@@ -1007,27 +1007,18 @@ fn rolling_update(
         let mut culprits: Vec<&&TaskRecord> = failed.iter().collect();
         culprits.sort_by_key(|t| (t.status.timestamp, t.id.clone()));
         let culprit = culprits[0].id.clone();
-        let mut s = svc.clone();
-        if let (FailureAction::Rollback, false, Some(prev)) =
-            (cfg.failure_action, rolling_back, svc.previous_spec.clone())
+        if let (FailureAction::Rollback, false, Some(_)) =
+            (cfg.failure_action, rolling_back, &svc.previous_spec)
         {
-            // swarmkit's rollbackUpdate: the previous spec comes back and none is kept (a
-            // rollback is not rolled back), the update's start time stays.
-            s.previous_spec = None;
-            s.spec = prev;
-            s.spec_version += 1;
-            s.update_status = Some(UpdateStatus {
-                state: UpdateState::RollbackStarted,
-                started_at: status.started_at,
-                completed_at: None,
-                message: format!(
-                    "update rolled back due to failure or early termination of task {culprit}"
-                ),
-            });
-            s.updated_at = now;
-            plan.services.push(s);
+            plan.services.push(rolled_back_after_failure(
+                svc,
+                status.started_at,
+                &culprit,
+                now,
+            ));
             return;
         }
+        let mut s = svc.clone();
         s.update_status = Some(UpdateStatus {
             state: if rolling_back {
                 UpdateState::RollbackPaused
@@ -1188,6 +1179,7 @@ pub fn updated_service(
 ) -> ServiceRecord {
     let mut s = svc.clone();
     s.previous_spec = Some(svc.spec.clone());
+    s.previous_dynamic_ports = svc.dynamic_ports.clone();
     // What a task publishes is part of it (swarmkit compares Task.Endpoint): a task made
     // without a host-mode port, or without an ingress address, cannot serve one.
     let template_changed = spec.task_template != svc.spec.task_template
@@ -1214,6 +1206,65 @@ pub fn updated_service(
         s.update_status = None;
     }
     s
+}
+
+/// failure_action rollback, swarmkit's rollbackUpdate: the previous spec comes back and
+/// none is kept (a rollback is not rolled back), the update's start time stays. Its ports
+/// published without a number go back as given, numbered again as the entry applies (see
+/// [`rolled_back_service`]).
+pub(crate) fn rolled_back_after_failure(
+    svc: &ServiceRecord,
+    started_at: DateTime<Utc>,
+    culprit: &str,
+    now: DateTime<Utc>,
+) -> ServiceRecord {
+    let mut s = svc.clone();
+    if let Some(prev) = s.previous_spec.take() {
+        s.spec = prev;
+        s.dynamic_ports = std::mem::take(&mut s.previous_dynamic_ports);
+    }
+    s.spec_version += 1;
+    s.update_status = Some(UpdateStatus {
+        state: UpdateState::RollbackStarted,
+        started_at,
+        completed_at: None,
+        message: format!(
+            "update rolled back due to failure or early termination of task {culprit}"
+        ),
+    });
+    s.updated_at = now;
+    s
+}
+
+/// `service rollback`: the previous spec comes back and the current one becomes the
+/// previous, as swarmkit's controlapi does. The ports it published without a number
+/// come back as given: the state machine numbers them again when the entry applies,
+/// keeping a port the service publishes now for the same target, as swarmkit's allocator
+/// does, so a rollback never fails on a dynamic port another service took meanwhile.
+pub fn rolled_back_service(
+    svc: &ServiceRecord,
+    now: DateTime<Utc>,
+) -> Result<ServiceRecord, String> {
+    let Some(prev) = svc.previous_spec.clone() else {
+        return Err(format!(
+            "rpc error: code = FailedPrecondition desc = service {} does not have a previous spec",
+            svc.id
+        ));
+    };
+    let mut s = svc.clone();
+    s.previous_spec = Some(svc.spec.clone());
+    s.previous_dynamic_ports = svc.dynamic_ports.clone();
+    s.spec = prev;
+    s.dynamic_ports = svc.previous_dynamic_ports.clone();
+    s.spec_version += 1;
+    s.updated_at = now;
+    s.update_status = Some(UpdateStatus {
+        state: UpdateState::RollbackStarted,
+        started_at: now,
+        completed_at: None,
+        message: "manually requested rollback".into(),
+    });
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -1273,6 +1324,7 @@ mod tests {
             update_status: None,
             vips: Vec::new(),
             dynamic_ports: Vec::new(),
+            previous_dynamic_ports: Vec::new(),
         }
     }
 

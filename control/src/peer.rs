@@ -869,6 +869,7 @@ mod tests {
             update_status: None,
             vips: Vec::new(), // dnsrr: the name answers the tasks
             dynamic_ports: Vec::new(),
+            previous_dynamic_ports: Vec::new(),
         };
         let task = |slot: u64, addr: &str, current: TaskState, desired: TaskState| {
             let mut t = crate::orchestrator::new_task(&svc, slot, "n1", now);

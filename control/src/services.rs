@@ -127,29 +127,63 @@ pub fn assign_dynamic_ports(
     spec: &mut ServiceSpec,
     existing: Option<&ServiceRecord>,
 ) -> Result<Vec<(u16, Protocol)>, String> {
+    assign(state, spec, existing, true)
+}
+
+/// [`assign_dynamic_ports`] for a spec as given, whose numbered ports are all the user's:
+/// what the state machine does as a service write applies (the proposer's own picks
+/// unnumbered again, see [`ServiceRecord::spec_as_given`]), so a number the user gave
+/// stays theirs even where it is the one the allocator had given the service.
+pub fn number_dynamic_ports(
+    state: &ClusterState,
+    spec: &mut ServiceSpec,
+    existing: Option<&ServiceRecord>,
+) -> Result<Vec<(u16, Protocol)>, String> {
+    assign(state, spec, existing, false)
+}
+
+/// `stored`: numbered ports may be ones the allocator gave `existing` (a spec sent back
+/// as stored, as `service update` does).
+fn assign(
+    state: &ClusterState,
+    spec: &mut ServiceSpec,
+    existing: Option<&ServiceRecord>,
+    stored: bool,
+) -> Result<Vec<(u16, Protocol)>, String> {
     let Some(e) = spec.endpoint_spec.as_mut() else {
         return Ok(Vec::new());
     };
     let own_id = existing.map(|s| s.id.as_str());
-    let mut used: std::collections::HashSet<(u16, Protocol)> = state
-        .services
-        .values()
-        .filter(|s| Some(s.id.as_str()) != own_id)
-        .flat_map(|s| s.spec.endpoint_spec.iter().flat_map(|e| e.ports.iter()))
-        .chain(
-            state
-                .tasks
-                .values()
-                .filter(|t| !t.status.state.is_terminal())
-                .flat_map(|t| t.host_ports.iter()),
-        )
-        .filter_map(|p| Some((p.published_port?, p.protocol)))
-        .collect();
-    used.extend(
-        e.ports
-            .iter()
-            .filter_map(|p| Some((p.published_port?, p.protocol))),
-    );
+    // What is taken, read only for a port to number: the state machine numbers them as
+    // each service write applies, and most (the orchestrator's) have none to number.
+    let used = || {
+        let mut used: std::collections::HashSet<(u16, Protocol)> = state
+            .services
+            .values()
+            .filter(|s| Some(s.id.as_str()) != own_id)
+            .flat_map(|s| s.spec.endpoint_spec.iter().flat_map(|e| e.ports.iter()))
+            .chain(
+                state
+                    .tasks
+                    .values()
+                    .filter(|t| !t.status.state.is_terminal())
+                    .flat_map(|t| t.host_ports.iter()),
+            )
+            .filter_map(|p| Some((p.published_port?, p.protocol)))
+            .collect();
+        used.extend(
+            e.ports
+                .iter()
+                .filter_map(|p| Some((p.published_port?, p.protocol))),
+        );
+        used
+    };
+    let mut used = e
+        .ports
+        .iter()
+        .any(|p| p.publish_mode == PublishMode::Ingress && p.published_port.is_none())
+        .then(used)
+        .unwrap_or_default();
     let same = |a: &PortConfig, b: &PortConfig| {
         a.name == b.name && a.target_port == b.target_port && a.protocol == b.protocol
     };
@@ -165,7 +199,8 @@ pub fn assign_dynamic_ports(
         }
         if let Some(pp) = p.published_port {
             // Kept from an earlier assignment (an update sends the stored spec back).
-            let was_dynamic = existing.is_some_and(|s| s.dynamic_ports.contains(&(pp, p.protocol)))
+            let was_dynamic = stored
+                && existing.is_some_and(|s| s.dynamic_ports.contains(&(pp, p.protocol)))
                 && old_ports
                     .iter()
                     .any(|o| same(o, p) && o.published_port == Some(pp));
@@ -452,6 +487,9 @@ pub struct ServiceRecord {
     /// was given (see [`assign_dynamic_ports`]); the stored spec has them filled in.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dynamic_ports: Vec<(u16, Protocol)>,
+    /// `dynamic_ports` of `previous_spec`: what a rollback gives back to the allocator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_dynamic_ports: Vec<(u16, Protocol)>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -720,7 +758,38 @@ fn reorder(v: Value, keys: &[&str]) -> Value {
     Value::Object(out)
 }
 
+/// `spec` as the user gave it: its ingress ports numbered by the allocator (`dynamic`)
+/// without their number.
+fn unnumbered(spec: &ServiceSpec, dynamic: &[(u16, Protocol)]) -> ServiceSpec {
+    let mut spec = spec.clone();
+    for p in spec
+        .endpoint_spec
+        .iter_mut()
+        .flat_map(|e| e.ports.iter_mut())
+    {
+        if p.publish_mode == PublishMode::Ingress
+            && p.published_port
+                .is_some_and(|pp| dynamic.contains(&(pp, p.protocol)))
+        {
+            p.published_port = None;
+        }
+    }
+    spec
+}
+
 impl ServiceRecord {
+    /// The spec as the user gave it (the stored one has the allocator's ports numbered).
+    pub fn spec_as_given(&self) -> ServiceSpec {
+        unnumbered(&self.spec, &self.dynamic_ports)
+    }
+
+    /// The previous spec as the user gave it.
+    pub fn previous_spec_as_given(&self) -> Option<ServiceSpec> {
+        self.previous_spec
+            .as_ref()
+            .map(|p| unnumbered(p, &self.previous_dynamic_ports))
+    }
+
     /// `service inspect` JSON.
     pub fn docker_json(&self) -> Value {
         let mut m = Map::new();
@@ -730,26 +799,10 @@ impl ServiceRecord {
         m.insert("UpdatedAt".into(), json!(go_time(&self.updated_at)));
         // The spec as the user gave it: ports the allocator numbered show no number there,
         // only under Endpoint.Ports (swarmkit keeps them in Endpoint, not in the spec).
-        let as_given = |spec: &ServiceSpec| {
-            let mut spec = spec.clone();
-            for p in spec
-                .endpoint_spec
-                .iter_mut()
-                .flat_map(|e| e.ports.iter_mut())
-            {
-                if p.publish_mode == PublishMode::Ingress
-                    && p.published_port
-                        .is_some_and(|pp| self.dynamic_ports.contains(&(pp, p.protocol)))
-                {
-                    p.published_port = None;
-                }
-            }
-            spec
-        };
-        let given = as_given(&self.spec);
+        let given = self.spec_as_given();
         m.insert("Spec".into(), spec_with_defaults(&given));
-        if let Some(p) = &self.previous_spec {
-            m.insert("PreviousSpec".into(), spec_with_defaults(&as_given(p)));
+        if let Some(p) = self.previous_spec_as_given() {
+            m.insert("PreviousSpec".into(), spec_with_defaults(&p));
         }
         let mut endpoint = Map::new();
         endpoint.insert(

@@ -336,6 +336,22 @@ impl ClusterState {
                         "rpc error: code = AlreadyExists desc = name conflicts with an existing object",
                     );
                 }
+                // The ingress ports published without a number get theirs here, not from
+                // the proposer's read: two creates (or updates, or stack deploys) in flight
+                // at once, each of which saw the same lowest free port, get two ports, and
+                // every manager picks the same ones. The proposer's numbers for the ports
+                // it lists as the allocator's are only its preview; a port the service
+                // already has stays its own (see `assign_dynamic_ports`).
+                let mut service = (**service).clone();
+                service.spec = service.spec_as_given();
+                match crate::services::number_dynamic_ports(
+                    self,
+                    &mut service.spec,
+                    self.services.get(&service.id),
+                ) {
+                    Ok(dynamic) => service.dynamic_ports = dynamic,
+                    Err(e) => return CommandResult::err(e),
+                }
                 // Published ports likewise: two creates (or updates) in flight at once
                 // must not both take one ingress port. Only new or changed ports are
                 // checked, so the orchestrator's writes are never held up.
@@ -368,7 +384,6 @@ impl ClusterState {
                 {
                     return CommandResult::err(e);
                 }
-                let mut service = (**service).clone();
                 service.version = index;
                 self.services.insert(service.id.clone(), service);
                 CommandResult::ok()
@@ -695,6 +710,7 @@ pub(crate) mod tests {
             update_status: None,
             vips: Vec::new(),
             dynamic_ports: Vec::new(),
+            previous_dynamic_ports: Vec::new(),
         }
     }
 
@@ -997,6 +1013,207 @@ pub(crate) mod tests {
             Err("rpc error: code = ResourceExhausted desc = no free port in the dynamic range 30000-32767 to publish 80/tcp".into())
         );
         assert_eq!(s, before);
+    }
+
+    /// Creates and updates in flight at once, each given its dynamic port from the same
+    /// read (every one previews the lowest free port, the same one), all go through with
+    /// distinct ports: the state machine picks them when each entry applies, the same way
+    /// on every manager, whether the entries come one by one, batched or in a stack deploy.
+    #[test]
+    fn concurrent_creates_get_distinct_dynamic_ports() {
+        use crate::services::assign_dynamic_ports;
+        use shoal_spec::Protocol;
+        // What the API proposes: the spec with the ports it previewed from its read.
+        let previewed = |read: &ClusterState, mut svc: ServiceRecord| {
+            let existing = read.services.get(&svc.id);
+            svc.dynamic_ports = assign_dynamic_ports(read, &mut svc.spec, existing).unwrap();
+            svc
+        };
+        let read = {
+            let mut s = ClusterState::default();
+            let old = previewed(&s, publishing("old", "old", &["80"]));
+            assert_eq!(s.apply(&create(old), 1).error, None);
+            s
+        };
+        let published = |s: &ClusterState, id: &str| -> Vec<u16> {
+            s.services[id]
+                .spec
+                .endpoint_spec
+                .iter()
+                .flat_map(|e| e.ports.iter())
+                .filter_map(|p| p.published_port)
+                .collect()
+        };
+        assert_eq!(published(&read, "old"), [30000]);
+        let creates: Vec<Command> = (0..20)
+            .map(|i| {
+                let svc = publishing(&format!("svc{i:02}"), &format!("web{i:02}"), &["80"]);
+                create(previewed(&read, svc))
+            })
+            .collect();
+        // And an update of "old" that adds a port, previewed from the same read.
+        let mut old = read.services["old"].clone();
+        old.spec.endpoint_spec = publishing("old", "old", &["80", "81"]).spec.endpoint_spec;
+        let update = Command::PutService {
+            service: Box::new(previewed(&read, old)),
+            expected_version: Some(1),
+        };
+        let mut log = vec![update];
+        log.extend(creates);
+
+        let one_by_one = {
+            let mut s = read.clone();
+            for (i, c) in log.iter().enumerate() {
+                assert_eq!(s.apply(c, 2 + i as u64).error, None, "entry {i}");
+            }
+            s
+        };
+        let mut ports: Vec<u16> = one_by_one
+            .services
+            .keys()
+            .flat_map(|id| published(&one_by_one, id))
+            .collect();
+        ports.sort_unstable();
+        assert_eq!(
+            ports,
+            (30000..30022).collect::<Vec<_>>(),
+            "distinct, lowest first"
+        );
+        assert_eq!(
+            published(&one_by_one, "old"),
+            [30000, 30001],
+            "the update kept 30000"
+        );
+        for (id, svc) in &one_by_one.services {
+            let json = svc.docker_json();
+            assert_eq!(
+                json["Spec"]["EndpointSpec"]["Ports"][0].get("PublishedPort"),
+                None,
+                "{id}: the spec as given"
+            );
+            let port = published(&one_by_one, id)[0];
+            assert_eq!(json["Endpoint"]["Ports"][0]["PublishedPort"], port, "{id}");
+            assert!(svc.dynamic_ports.contains(&(port, Protocol::Tcp)), "{id}");
+        }
+
+        // The same entries in one batch, and as one stack deploy: the same outcome.
+        let mut batched = read.clone();
+        let r = batched.apply(&Command::Batch(log.clone()), 2);
+        assert_eq!(r.first_error(), None);
+        let mut atomic = read.clone();
+        let r = atomic.apply(&Command::Atomic(log.clone()), 2);
+        assert_eq!(r.first_error(), None);
+        for s in [&batched, &atomic] {
+            for id in one_by_one.services.keys() {
+                assert_eq!(published(s, id), published(&one_by_one, id), "{id}");
+            }
+        }
+    }
+
+    /// `service rollback` to a spec whose port had no number shows what docker shows:
+    /// Spec and PreviousSpec as given (a number only where the user gave one), the port
+    /// under Endpoint.Ports, kept when the service still publishes that target (swarmkit's
+    /// sticky allocation), and never refused for a dynamic port another service took
+    /// since. The automatic rollback of a failed update does the same.
+    #[test]
+    fn a_rollback_gives_dynamic_ports_back_as_given() {
+        use crate::orchestrator::{rolled_back_service, updated_service};
+        use crate::services::assign_dynamic_ports;
+        let now = Utc::now();
+        // A record proposed as it is (a rollback), at the version it was read at.
+        let propose = |s: &mut ClusterState, svc: ServiceRecord| {
+            let cmd = Command::PutService {
+                expected_version: s.services.get(&svc.id).map(|e| e.version),
+                service: Box::new(svc),
+            };
+            let index = 10 + s.services.values().map(|s| s.version).max().unwrap_or(0);
+            s.apply(&cmd, index).error
+        };
+        // A create or update, as the API proposes it: the ports previewed from this state.
+        let put = |s: &mut ClusterState, mut svc: ServiceRecord| {
+            let existing = s.services.get(&svc.id);
+            svc.dynamic_ports = assign_dynamic_ports(s, &mut svc.spec, existing).unwrap();
+            propose(s, svc)
+        };
+        let update = |s: &mut ClusterState, id: &str, ports: &[&str]| {
+            let mut spec = s.services[id].spec.clone();
+            spec.endpoint_spec = publishing(id, id, ports).spec.endpoint_spec;
+            let svc = updated_service(&s.services[id], spec, now);
+            put(s, svc)
+        };
+        let port = |json: &serde_json::Value, key: &str| {
+            json[key]["EndpointSpec"]["Ports"][0]
+                .get("PublishedPort")
+                .cloned()
+        };
+        let endpoint = |s: &ClusterState, id: &str| {
+            s.services[id].docker_json()["Endpoint"]["Ports"][0]["PublishedPort"].as_u64()
+        };
+
+        // -p 80, then --image (ports as they were), then rollback: the port stays.
+        let mut s = ClusterState::default();
+        assert_eq!(put(&mut s, publishing("web", "web", &["80"])), None);
+        assert_eq!(endpoint(&s, "web"), Some(30000));
+        let mut spec = s.services["web"].spec.clone();
+        spec.task_template.container_spec.image = "demo:2".into();
+        let updated = updated_service(&s.services["web"], spec, now);
+        assert_eq!(put(&mut s, updated), None);
+        let back = rolled_back_service(&s.services["web"], now).unwrap();
+        assert_eq!(propose(&mut s, back), None);
+        let json = s.services["web"].docker_json();
+        assert_eq!(port(&json, "Spec"), None, "{json}");
+        assert_eq!(port(&json, "PreviousSpec"), None, "{json}");
+        assert_eq!(endpoint(&s, "web"), Some(30000));
+
+        // -p 80, then --publish-rm 80 --publish-add 8080:80: PreviousSpec as given. Another
+        // service takes 30000. The rollback goes through; the spec as given, and the port
+        // swarmkit's allocator keeps for target 80: the one the service publishes now.
+        let mut s = ClusterState::default();
+        assert_eq!(put(&mut s, publishing("web", "web", &["80"])), None);
+        assert_eq!(update(&mut s, "web", &["8080:80"]), None);
+        let json = s.services["web"].docker_json();
+        assert_eq!(port(&json, "Spec"), Some(8080.into()));
+        assert_eq!(port(&json, "PreviousSpec"), None, "{json}");
+        assert_eq!(put(&mut s, publishing("api", "api", &["81"])), None);
+        assert_eq!(endpoint(&s, "api"), Some(30000));
+        let back = rolled_back_service(&s.services["web"], now).unwrap();
+        assert_eq!(propose(&mut s, back), None);
+        let json = s.services["web"].docker_json();
+        assert_eq!(port(&json, "Spec"), None, "{json}");
+        assert_eq!(port(&json, "PreviousSpec"), Some(8080.into()), "{json}");
+        assert_eq!(endpoint(&s, "web"), Some(8080));
+
+        // 8080:80, then --publish-rm 8080 --publish-add 80 (keeps 8080), then rollback:
+        // the number the user gave shows in the spec again.
+        let mut s = ClusterState::default();
+        assert_eq!(put(&mut s, publishing("web", "web", &["8080:80"])), None);
+        assert_eq!(update(&mut s, "web", &["80"]), None);
+        assert_eq!(endpoint(&s, "web"), Some(8080));
+        let json = s.services["web"].docker_json();
+        assert_eq!(port(&json, "Spec"), None, "{json}");
+        assert_eq!(port(&json, "PreviousSpec"), Some(8080.into()), "{json}");
+        let back = rolled_back_service(&s.services["web"], now).unwrap();
+        assert_eq!(propose(&mut s, back), None);
+        let json = s.services["web"].docker_json();
+        assert_eq!(port(&json, "Spec"), Some(8080.into()), "{json}");
+        assert_eq!(port(&json, "PreviousSpec"), None, "{json}");
+
+        // The automatic rollback (failure_action rollback): as the manual one.
+        let mut s = ClusterState::default();
+        assert_eq!(put(&mut s, publishing("web", "web", &["80"])), None);
+        let mut spec = s.services["web"].spec.clone();
+        spec.task_template.container_spec.image = "demo:2".into();
+        spec.endpoint_spec = publishing("web", "web", &["8080:80"]).spec.endpoint_spec;
+        let updated = updated_service(&s.services["web"], spec, now);
+        assert_eq!(put(&mut s, updated), None);
+        assert_eq!(put(&mut s, publishing("api", "api", &["81"])), None);
+        let back =
+            crate::orchestrator::rolled_back_after_failure(&s.services["web"], now, "t1", now);
+        assert_eq!(propose(&mut s, back), None);
+        let json = s.services["web"].docker_json();
+        assert_eq!(port(&json, "Spec"), None, "{json}");
+        assert_eq!(json.get("PreviousSpec"), None, "{json}");
+        assert_eq!(endpoint(&s, "web"), Some(8080));
     }
 
     /// A node whose swarm port a service publishes (in either mode) is refused when its

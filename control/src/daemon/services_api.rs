@@ -12,7 +12,7 @@ use super::{Daemon, Manager};
 use crate::api::{ApiError, ApiReply, ApiRequest, ApiResult, LogCursor, StackDeploy, LOG_PAGE};
 use crate::orchestrator::{updated_service, MAX_REPLICAS};
 use crate::peer::{PeerClient, PeerRequest, PeerResponse};
-use crate::services::{ServiceRecord, UpdateState, UpdateStatus};
+use crate::services::ServiceRecord;
 use crate::state::{ClusterState, Command};
 
 pub const STACK_LABEL: &str = "com.docker.stack.namespace";
@@ -233,6 +233,7 @@ fn new_service(spec: ServiceSpec) -> ServiceRecord {
         update_status: None,
         vips: Vec::new(),
         dynamic_ports: Vec::new(),
+        previous_dynamic_ports: Vec::new(),
     }
 }
 
@@ -523,24 +524,8 @@ impl Daemon {
                 let svc = state
                     .resolve_service(&reference)
                     .map_err(ApiError::daemon)?;
-                let Some(prev) = svc.previous_spec.clone() else {
-                    return Err(ApiError::daemon(format!(
-                        "rpc error: code = FailedPrecondition desc = service {} does not have a previous spec",
-                        svc.id
-                    )));
-                };
-                let now = Utc::now();
-                let mut s = svc.clone();
-                s.previous_spec = Some(svc.spec.clone());
-                s.spec = prev;
-                s.spec_version += 1;
-                s.updated_at = now;
-                s.update_status = Some(UpdateStatus {
-                    state: UpdateState::RollbackStarted,
-                    started_at: now,
-                    completed_at: None,
-                    message: "manually requested rollback".into(),
-                });
+                let s = crate::orchestrator::rolled_back_service(svc, Utc::now())
+                    .map_err(ApiError::daemon)?;
                 mgr.propose(Command::PutService {
                     expected_version: Some(svc.version),
                     service: Box::new(s),
