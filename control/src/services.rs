@@ -431,6 +431,33 @@ pub fn lb_capacity(
     Ok(())
 }
 
+/// The error for a node that would join (`hostname`) if the tasks the global services
+/// would then run on it did not fit the load balancer: every node's load balancer holds
+/// every backend (the routing mesh), so one node more asks each of them for a backend per
+/// global service's frontend, and past its maps every node's load balancer would be
+/// programmed in part (only a warning in each node's log). The join is refused instead,
+/// before anything changes: no swarm user expects services that worked to stop being
+/// served because a node joined. Checked when the leader admits a node and again when its
+/// Raft entry applies. Every listed node counts, down ones too, as in [`lb_capacity`].
+pub fn join_lb_capacity(state: &ClusterState, hostname: &str) -> Result<(), String> {
+    let nodes = state.nodes.len() as u64;
+    let need = |nodes: u64| {
+        state
+            .services
+            .values()
+            .map(|s| lb_footprint(&s.spec, nodes).1)
+            .fold(0u64, u64::saturating_add)
+    };
+    let (before, after) = (need(nodes.max(1)), need(nodes + 1));
+    let max_backends = u64::from(shoal_dataplane::lb::MAX_BACKENDS);
+    if after > max_backends && after > before {
+        return Err(format!(
+            "rpc error: code = ResourceExhausted desc = the load balancer has room for {max_backends} backends (tasks times their published ports and VIPs) on each node; with node {hostname} the cluster would need {after}, as every global service runs a task on each node: scale down or remove global services, publish fewer ports, or remove nodes that are down (`shoal node rm`), then join again"
+        ));
+    }
+    Ok(())
+}
+
 /// docker's UpdateStatus.State values.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

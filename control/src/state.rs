@@ -236,6 +236,11 @@ impl ClusterState {
                         return CommandResult::err(e);
                     }
                 }
+                // Likewise the load balancer's room for the global services' new tasks.
+                if let Err(e) = crate::services::join_lb_capacity(self, &node.description.hostname)
+                {
+                    return CommandResult::err(e);
+                }
                 let mut node = node.clone();
                 node.version = index;
                 self.nodes.insert(node.id.clone(), node);
@@ -1321,6 +1326,46 @@ pub(crate) mod tests {
             .unwrap();
         assert!(e.contains("too many published ports (1001)"), "{e}");
         assert_eq!(s.apply(&put(ranged("big", 3002, 1000, 1)), 9).error, None);
+    }
+
+    /// A join that would give the global services more backends than every node's load
+    /// balancer holds is refused, with what to do, and changes nothing; replicated
+    /// services do not grow with nodes, so they never hold a join up, and once a global
+    /// service shrinks the node joins.
+    #[test]
+    fn a_join_past_the_load_balancers_room_is_refused() {
+        let mut s = ClusterState::default();
+        let init = Command::Init {
+            cluster: cluster(),
+            node: node("node000", "vm0", Role::Manager),
+        };
+        assert_eq!(s.apply(&init, 1).error, None);
+        // 1000 ports and the ingress VIP: 1001 backends on every node's load balancer per
+        // node, 261 nodes fit in 262144.
+        let mut global = publishing("glob", "agent", &["3001-4000:3001-4000"]);
+        global.spec.mode = shoal_spec::ServiceMode::global();
+        assert_eq!(s.apply(&create(global), 2).error, None);
+        let mut replicated = publishing("rep", "web", &["8080:80"]);
+        replicated.spec.mode = shoal_spec::ServiceMode::replicated(300);
+        assert_eq!(s.apply(&create(replicated), 3).error, None);
+        let join = |i: usize| Command::AddNode {
+            node: node(&format!("node{i:03}"), &format!("vm{i}"), Role::Worker),
+        };
+        for i in 1..261 {
+            assert_eq!(s.apply(&join(i), 3 + i as u64).error, None, "vm{i}");
+        }
+        assert_eq!(s.nodes.len(), 261);
+        let before = s.clone();
+        assert_eq!(
+            s.apply(&join(261), 300).error.as_deref(),
+            Some("rpc error: code = ResourceExhausted desc = the load balancer has room for 262144 backends (tasks times their published ports and VIPs) on each node; with node vm261 the cluster would need 262862, as every global service runs a task on each node: scale down or remove global services, publish fewer ports, or remove nodes that are down (`shoal node rm`), then join again")
+        );
+        assert_eq!(s, before, "nothing stored");
+        // The global service publishes fewer ports: the node joins.
+        let mut smaller = publishing("glob", "agent", &["3001-3900:3001-3900"]);
+        smaller.spec.mode = shoal_spec::ServiceMode::global();
+        assert_eq!(s.apply(&create(smaller), 301).error, None);
+        assert_eq!(s.apply(&join(261), 302).error, None);
     }
 
     /// Applying the same log to two state machines gives the same state (determinism).

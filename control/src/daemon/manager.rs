@@ -478,6 +478,8 @@ impl Daemon {
             return Err(join_token_error());
         };
         crate::services::listen_port_conflict(&state, req.listen_port).map_err(ApiError::daemon)?;
+        crate::services::join_lb_capacity(&state, &req.description.hostname)
+            .map_err(ApiError::daemon)?;
         let node_id = crate::ids::new_id();
         let raft_id = crate::ids::new_raft_id();
         let addr = req.advertise_addr.clone().unwrap_or(peer_ip);
