@@ -2019,4 +2019,60 @@ fn a_port_published_without_a_number_gets_one_of_the_dynamic_range() {
         &["service", "update", "-d", "--env-add", "X=1", "web"],
     );
     assert_eq!(published(&s), Some(30000), "an update keeps the port");
+    s.ok("vm1", &["service", "rollback", "-d", "web"]);
+    assert_eq!(published(&s), Some(30000), "a rollback keeps the port");
+}
+
+/// `service create -p 80` fired from several shells at once: each request reads the same
+/// lowest free port, yet every create succeeds and each service gets its own port of the
+/// dynamic range, as with docker (the port is chosen as each Raft entry applies).
+#[test]
+fn concurrent_creates_without_a_port_number_get_distinct_ports() {
+    const CREATES: usize = 8;
+    let s = Swarm::lab("lbdynrace", 1);
+    s.form(&[]);
+    let outputs: Vec<_> = std::thread::scope(|scope| {
+        let creates: Vec<_> = (0..CREATES)
+            .map(|i| {
+                let s = &s;
+                scope.spawn(move || {
+                    let name = format!("web{i}");
+                    let args = [
+                        "service",
+                        "create",
+                        "-d",
+                        "--name",
+                        &name,
+                        "--replicas",
+                        "0",
+                        "-p",
+                        "80",
+                        "demo",
+                        "shoal-whoami",
+                    ];
+                    (name.clone(), s.shoal("vm1", &args))
+                })
+            })
+            .collect();
+        creates.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    for (name, out) in &outputs {
+        assert!(
+            out.status.success(),
+            "create {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut ports: Vec<u64> = outputs
+        .iter()
+        .map(|(name, _)| {
+            let out = s.ok("vm1", &["service", "inspect", name]);
+            let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
+            v[0]["Endpoint"]["Ports"][0]["PublishedPort"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{name} has a port: {v}"))
+        })
+        .collect();
+    ports.sort_unstable();
+    assert_eq!(ports, (30000..30000 + CREATES as u64).collect::<Vec<_>>());
 }
