@@ -365,6 +365,7 @@ mod tests {
             update_status: None,
             vips: Vec::new(),
             dynamic_ports: Vec::new(),
+            previous_dynamic_ports: Vec::new(),
         };
         state.services.insert(web.id.clone(), web);
         assert_eq!(
