@@ -1017,7 +1017,8 @@ fn exec_runs_inside_the_task() {
     assert!(err.contains("This node is not a swarm manager"), "{err}");
 }
 
-/// A healthcheck gates REPLICAS: a running task counts once it is healthy. Failures in
+/// A healthcheck gates running: as in docker, a started task is `Starting` until its
+/// first healthy probe, and only then `Running` and counted in REPLICAS. Failures in
 /// the start period do not count until a probe first passes; after that, a task whose
 /// healthcheck fails (`--health-retries` times) is stopped and fails with docker's error,
 /// and the restart policy replaces it.
@@ -1054,16 +1055,20 @@ fn healthcheck_gates_running() {
         ],
     );
     let replicas = || s.ok("vm1", &["service", "ls", "--format", "{{.Replicas}}"]);
-    wait_until("task running, not yet healthy", T, || {
-        let ps = s.ok(
+    let current = || {
+        s.ok(
             "vm1",
             &["service", "ps", "--format", "{{.CurrentState}}", "hc"],
-        );
-        (ps.starts_with("Running") && replicas().trim() == "0/1").then_some(())
+        )
+    };
+    wait_until("task started, not yet healthy", T, || {
+        (current().starts_with("Starting") && replicas().trim() == "0/1").then_some(())
     })
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", current()));
     std::fs::write(&flag, "ok").unwrap();
-    let healthy = wait_until("healthy", T, || (replicas().trim() == "1/1").then_some(()));
+    let healthy = wait_until("healthy", T, || {
+        (replicas().trim() == "1/1" && current().starts_with("Running")).then_some(())
+    });
     if healthy.is_err() {
         let _ = std::fs::remove_file(&flag);
     }
@@ -1083,11 +1088,12 @@ fn healthcheck_gates_running() {
             ],
         )
     };
+    // The replacement starts, and is `Starting` until its healthcheck passes.
     let replaced = wait_until("the unhealthy task failed and replaced", T, || {
         let ps = rows();
         let lines: Vec<&str> = ps.lines().collect();
         (lines.len() == 2
-            && lines[0].starts_with("Running|Running")
+            && lines[0].starts_with("Running|Starting")
             && lines[1].starts_with("Shutdown|Failed")
             && lines[1].contains("|task: non-zero exit (")
             && lines[1].ends_with("): dockerexec: unhealthy container"))

@@ -617,6 +617,12 @@ impl TaskRecord {
             && self.health.as_deref().is_none_or(|h| h == "healthy")
     }
 
+    /// Its process runs: the task is running, or starting (started, its healthcheck
+    /// not passed yet), as a container docker can exec into.
+    pub fn process_runs(&self) -> bool {
+        matches!(self.status.state, TaskState::Starting | TaskState::Running)
+    }
+
     /// Asked to stop (desired state past running) but not stopped yet. Docker
     /// disables such a task's service binding before it stops the container, so
     /// the embedded DNS no longer names it (`tasks.<svc>`, a dnsrr name, its
@@ -924,8 +930,8 @@ impl TaskRecord {
             }
             st.insert("ContainerStatus".into(), Value::Object(cs));
         }
-        // Host-mode ports are the running task's own, as docker's agent reports them.
-        if self.status.state == TaskState::Running && !self.host_ports.is_empty() {
+        // Host-mode ports are the started task's own, as docker's agent reports them.
+        if self.process_runs() && !self.host_ports.is_empty() {
             st.insert("PortStatus".into(), json!({ "Ports": self.host_ports }));
         } else {
             st.insert("PortStatus".into(), json!({}));

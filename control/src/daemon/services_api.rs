@@ -688,13 +688,11 @@ impl Daemon {
                         state
                             .tasks
                             .values()
-                            .filter(|t| {
-                                t.name() == reference && t.status.state == TaskState::Running
-                            })
+                            .filter(|t| t.name() == reference && t.process_runs())
                             .max_by_key(|t| t.created_at)
                     })
                     .ok_or_else(|| ApiError::daemon(format!("No such container: {reference}")))?;
-                if task.status.state != TaskState::Running {
+                if !task.process_runs() {
                     return Err(ApiError::daemon(format!(
                         "container {} is not running",
                         task.id

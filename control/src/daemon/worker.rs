@@ -31,6 +31,8 @@ struct Local {
     /// Last state reported (to report each change once).
     reported: TaskState,
     health: Option<String>,
+    /// The task's process, as reported when it started (health reports carry it too).
+    pid: Option<i32>,
     failing_streak: u64,
     last_probe: Option<Instant>,
     started: Instant,
@@ -971,6 +973,7 @@ async fn apply_assignments(
         let known = local.contains_key(&id);
         if want_run && !known && !t.status.state.is_terminal() {
             // Adopt a task that survived a daemon restart, or start it.
+            let checked = has_healthcheck(&t);
             let exec = executor.clone();
             let probe_id = id.clone();
             let (existing, ran) = tokio::task::spawn_blocking(move || {
@@ -979,11 +982,17 @@ async fn apply_assignments(
             })
             .await
             .unwrap_or((TaskStatus::Missing, false));
+            // What its healthcheck said: a task adopted running and healthy stays so;
+            // any other with a healthcheck starts over as "starting".
+            let mut health = checked.then(|| "starting".to_string());
             let (state, rec) = match existing {
                 TaskStatus::Running { pid } => {
-                    let mut s = status(TaskState::Running, "started");
-                    s.pid = Some(pid);
-                    (TaskState::Running, s)
+                    let healthy = t.status.state == TaskState::Running
+                        && t.health.as_deref() == Some("healthy");
+                    if checked && healthy {
+                        health = t.health.clone();
+                    }
+                    started(checked && !healthy, Some(pid))
                 }
                 TaskStatus::Exited { code } => exited(code),
                 // It ran, and its processes died with no exit code recorded (a power
@@ -999,11 +1008,7 @@ async fn apply_assignments(
                     Ok(run) => {
                         let exec = executor.clone();
                         match tokio::task::spawn_blocking(move || exec.start(&run)).await {
-                            Ok(Ok(pid)) => {
-                                let mut s = status(TaskState::Running, "started");
-                                s.pid = Some(pid);
-                                (TaskState::Running, s)
-                            }
+                            Ok(Ok(pid)) => started(checked, Some(pid)),
                             Ok(Err(e)) => {
                                 let mut s = status(TaskState::Rejected, "starting");
                                 s.err = Some(e.to_string());
@@ -1018,13 +1023,7 @@ async fn apply_assignments(
                     }
                 },
             };
-            let health = t
-                .spec
-                .container_spec
-                .healthcheck
-                .as_ref()
-                .filter(|h| h.test.first().map(String::as_str) != Some("NONE"))
-                .map(|_| "starting".to_string());
+            let pid = rec.pid;
             reports.push(TaskReport {
                 task_id: id.clone(),
                 status: rec,
@@ -1036,6 +1035,7 @@ async fn apply_assignments(
                     record: t,
                     reported: state,
                     health,
+                    pid,
                     failing_streak: 0,
                     last_probe: None,
                     started: Instant::now(),
@@ -1282,6 +1282,40 @@ fn unhealthy_exit(code: Option<i32>) -> TaskStatusRec {
     }
 }
 
+/// Whether a task's container has a healthcheck (one that is not `NONE`).
+fn has_healthcheck(t: &TaskRecord) -> bool {
+    t.spec
+        .container_spec
+        .healthcheck
+        .as_ref()
+        .is_some_and(|h| h.test.first().is_some_and(|c| c != "NONE"))
+}
+
+/// A task whose process was started: running, or, with a healthcheck, starting until
+/// its first healthy probe (moby's executor returns from Start only on the container's
+/// `health_status: healthy` event, so the agent reports it running only then).
+fn started(awaits_health: bool, pid: Option<i32>) -> (TaskState, TaskStatusRec) {
+    let (state, message) = if awaits_health {
+        (TaskState::Starting, "starting")
+    } else {
+        (TaskState::Running, "started")
+    };
+    let mut s = status(state, message);
+    s.pid = pid;
+    (state, s)
+}
+
+/// The state a started task is in once its healthcheck says `health`: a starting task
+/// runs from its first healthy probe on; otherwise it stays as it was (an unhealthy one
+/// is stopped, and ends failed, whether it was starting or running).
+fn state_with_health(reported: TaskState, health: &str) -> TaskState {
+    if reported == TaskState::Starting && health == "healthy" {
+        TaskState::Running
+    } else {
+        reported
+    }
+}
+
 fn exited(code: i32) -> (TaskState, TaskStatusRec) {
     if code == 0 {
         let mut s = status(TaskState::Complete, "finished");
@@ -1373,9 +1407,10 @@ async fn watch(
                             }
                         };
                         if l.health.as_deref() != Some(new) {
+                            let state = state_with_health(l.reported, new);
                             l.health = Some(new.to_string());
-                            let mut s = status(TaskState::Running, "started");
-                            s.pid = l.record.status.pid;
+                            l.reported = state;
+                            let (_, s) = started(state == TaskState::Starting, l.pid);
                             reports.push(TaskReport {
                                 task_id: id.clone(),
                                 status: s,
@@ -1478,6 +1513,36 @@ pub(crate) async fn teardown(daemon: &Daemon) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// As moby's executor: a started task with a healthcheck is `starting` until its
+    /// first healthy probe, then `running`; without one it runs at once. Health changes
+    /// afterwards (or unhealthy before healthy) do not move it back or forward.
+    #[test]
+    fn healthcheck_holds_a_started_task_in_starting() {
+        let (state, s) = started(true, Some(42));
+        assert_eq!(
+            (state, s.message.as_str(), s.pid),
+            (TaskState::Starting, "starting", Some(42))
+        );
+        let (state, s) = started(false, Some(42));
+        assert_eq!((state, s.message.as_str()), (TaskState::Running, "started"));
+        assert_eq!(
+            state_with_health(TaskState::Starting, "starting"),
+            TaskState::Starting
+        );
+        assert_eq!(
+            state_with_health(TaskState::Starting, "unhealthy"),
+            TaskState::Starting
+        );
+        assert_eq!(
+            state_with_health(TaskState::Starting, "healthy"),
+            TaskState::Running
+        );
+        assert_eq!(
+            state_with_health(TaskState::Running, "unhealthy"),
+            TaskState::Running
+        );
+    }
 
     /// An unhealthy task ends as docker's executor ends it: failed with the cause in its
     /// error (so the restart policy replaces it), or complete if its process exited 0.
@@ -1596,6 +1661,7 @@ mod tests {
             record,
             reported: TaskState::Running,
             health: None,
+            pid: None,
             failing_streak: 0,
             last_probe: None,
             started: Instant::now(),
@@ -1782,6 +1848,7 @@ mod tests {
             record,
             reported: TaskState::Running,
             health: None,
+            pid: None,
             failing_streak: 0,
             last_probe: None,
             started: Instant::now(),
