@@ -281,11 +281,34 @@ fn tutorial_sequence() {
     wait_running_on(&s, "webapp_web", &["vm1", "vm2"]);
 }
 
-/// A worker powered off: its tasks are rescheduled on the others after the node-down grace.
+/// A worker powered off: its tasks are rescheduled on the others after the node-down grace,
+/// as their restart policy says: a task with restart condition none is not (swarmkit hands
+/// a lost node's tasks to its restart supervisor, which never restarts those).
 #[test]
 fn lost_worker_tasks_are_rescheduled() {
     let s = Swarm::lab("lost", 3);
     s.form(&[("vm2", "worker"), ("vm3", "worker")]);
+    // Spread: one task on each worker.
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "once",
+            "--replicas",
+            "2",
+            "--restart-condition",
+            "none",
+            "--constraint",
+            "node.role == worker",
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    );
+    wait_running_on(&s, "once", &["vm2", "vm3"]);
     s.ok(
         "vm1",
         &[
@@ -310,6 +333,14 @@ fn lost_worker_tasks_are_rescheduled() {
     .unwrap();
     s.lab.stop("vm3").unwrap();
     wait_running_on(&s, "sleeper", &["vm2", "vm2", "vm2"]);
+    // The same round that replaced sleeper's tasks told vm3's `once` task to shut down,
+    // and made it no replacement.
+    let once = tasks(&s, "vm1", &["service", "ps", "once"]);
+    let on_vm3: Vec<_> = once.iter().filter(|t| t.1 == "vm3").collect();
+    assert_eq!(once.len(), 2, "{once:?}");
+    assert_eq!(on_vm3.len(), 1, "{once:?}");
+    assert_eq!(on_vm3[0].2, "Shutdown", "{once:?}");
+    assert_eq!(running_on(&s, "once"), ["vm2"]);
 }
 
 /// restart_policy none: a task that exits stays exited; any: it comes back.
@@ -362,6 +393,39 @@ fn restart_policy_is_respected() {
     assert_eq!(once[0].3, "Complete", "{once:?}");
     let err = s.ok("vm1", &["service", "ps", "--format", "{{.Error}}", "again"]);
     assert!(err.contains("\"task: non-zero exit (3)\""), "{err}");
+
+    // During a restart delay, as swarmkit: the failed task is shut down at once and its
+    // replacement is made at once, held `Ready` on its node until the delay is over.
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "later",
+            "--restart-delay",
+            "4s",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 2; exit 3",
+        ],
+    );
+    let rows = || {
+        tasks(&s, "vm1", &["service", "ps", "later"])
+            .into_iter()
+            .map(|t| format!("{}|{}", t.2, t.3))
+            .collect::<Vec<_>>()
+    };
+    wait_until("the replacement held ready", T, || {
+        (rows() == ["Ready|Ready", "Shutdown|Failed"]).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{:?}", rows()));
+    wait_until("the replacement started after the delay", T, || {
+        (rows() == ["Running|Running", "Shutdown|Failed"]).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{:?}", rows()));
 }
 
 /// An update whose new tasks fail: rolls back with failure_action rollback, pauses with pause.

@@ -623,12 +623,12 @@ fn node_lost(state: &ClusterState, node_id: &str) -> Option<&'static str> {
     }
 }
 
-fn restart_allowed(
-    svc: &ServiceRecord,
-    slot_tasks: &[&TaskRecord],
-    dead: &TaskRecord,
-    now: DateTime<Utc>,
-) -> Result<bool, ()> {
+/// swarmkit's restart supervisor's `shouldRestart`: whether the task `dead` (ended, or
+/// on a node that is lost) is replaced, by its restart condition (`none` never;
+/// `on-failure` unless it completed) and max attempts (the restarts made in its slot,
+/// within the window). The restart delay is not its business: the replacement is made
+/// at once and started once the delay is over ([`start_due`]).
+fn should_restart(svc: &ServiceRecord, slot_tasks: &[&TaskRecord], dead: &TaskRecord) -> bool {
     let policy = svc
         .spec
         .task_template
@@ -642,7 +642,7 @@ fn restart_allowed(
         RestartCondition::Any => true,
     };
     if !restart {
-        return Ok(false);
+        return false;
     }
     let died_at = dead.status.timestamp.unwrap_or(dead.updated_at);
     if let Some(max) = policy.max_attempts.filter(|m| *m > 0) {
@@ -663,14 +663,65 @@ fn restart_allowed(
             .filter(|t| window.is_none_or(|w| t.created_at > died_at - w))
             .count() as u64;
         if restarts >= max {
-            return Ok(false);
+            return false;
         }
     }
-    let delay = ns(policy.delay.unwrap_or(5_000_000_000));
-    if now - died_at < delay {
-        return Err(()); // wait
+    true
+}
+
+/// How long swarmkit's restart supervisor waits for the task a restart replaces to stop
+/// before it starts the replacement all the same (its `TaskTimeout`).
+const OLD_TASK_TIMEOUT: Duration = Duration::minutes(1);
+
+/// A replacement the restart supervisor made, held with desired state `ready` (its node
+/// prepares it, and `service ps` lists it as `Ready`): a task made for a slot to replace
+/// one that ended, or whose node was lost.
+fn restart_task(svc: &ServiceRecord, slot: u64, node_id: &str, now: DateTime<Utc>) -> TaskRecord {
+    let mut t = new_task(svc, slot, node_id, now);
+    t.desired_state = TaskState::Ready;
+    t
+}
+
+/// swarmkit's `DelayStart`: a replacement held `ready` starts (desired state `running`)
+/// once the restart delay (none when the task it replaces is on a drained node) has
+/// passed since it was made, and the task it replaces has stopped (or its node is down),
+/// or has not stopped within [`OLD_TASK_TIMEOUT`] after that.
+fn start_due(
+    state: &ClusterState,
+    t: &TaskRecord,
+    group: &[&TaskRecord],
+    now: DateTime<Utc>,
+) -> bool {
+    let replaced = group
+        .iter()
+        .filter(|o| o.id != t.id && o.created_at <= t.created_at)
+        .max_by_key(|o| (o.created_at, o.id.clone()));
+    let drained = replaced
+        .and_then(|o| state.nodes.get(&o.node_id))
+        .is_some_and(|n| n.spec.availability == NodeAvailability::Drain);
+    let delay = if drained {
+        Duration::zero()
+    } else {
+        let policy = t.spec.restart_policy.clone().unwrap_or_default();
+        ns(policy.delay.unwrap_or(5_000_000_000))
+    };
+    let waited = now - t.created_at;
+    if waited < delay {
+        return false;
     }
-    Ok(true)
+    replaced.is_none_or(|o| stopped(state, o)) || waited >= delay + OLD_TASK_TIMEOUT
+}
+
+/// Start `t` if it is a replacement whose delay is over (see [`start_due`]; `group`: the
+/// tasks of its slot, or for a global service of its node).
+fn start_if_due(plan: &mut Plan, t: &TaskRecord, group: &[&TaskRecord]) {
+    if t.desired_state == TaskState::Ready && start_due(plan.state, t, group, plan.now) {
+        let mut started = plan.task(&t.id);
+        if started.desired_state == TaskState::Ready {
+            started.desired_state = TaskState::Running;
+            plan.put(started);
+        }
+    }
 }
 
 fn reconcile_service(
@@ -796,22 +847,25 @@ fn reconcile_replicated(
             }
             continue;
         }
-        for t in live {
-            if let Some(why) = node_lost(plan.state, &t.node_id).filter(|_| !t.node_id.is_empty()) {
-                plan.shutdown(&t.id, Some(why));
-                let n = new_task(svc, slot, "", now);
-                plan.schedule(n, req);
-            } else if t.status.state.is_terminal() {
-                match restart_allowed(svc, &slot_tasks, t, now) {
-                    Ok(true) => {
-                        plan.shutdown(&t.id, None);
-                        let n = new_task(svc, slot, "", now);
-                        plan.schedule(n, req);
-                    }
-                    Ok(false) => plan.finish(&t.id),
-                    Err(()) => {} // restart delay not over
-                }
+        // swarmkit's replicated orchestrator hands a task whose node is lost (down,
+        // removed or drained), or that ended, to the restart supervisor: it is told to
+        // shut down, and replaced only if its restart policy says so, by a task held
+        // `ready` until the restart delay is over.
+        for t in &live {
+            let lost = node_lost(plan.state, &t.node_id).filter(|_| !t.node_id.is_empty());
+            if lost.is_none() && !t.status.state.is_terminal() {
+                continue;
             }
+            if should_restart(svc, &slot_tasks, t) {
+                plan.shutdown(&t.id, lost);
+                let n = restart_task(svc, slot, "", now);
+                plan.schedule(n, req);
+            } else {
+                plan.finish(&t.id);
+            }
+        }
+        for t in &live {
+            start_if_due(plan, t, &slot_tasks);
         }
     }
     // Scale down: the tasks of slots above the replica count are to be removed (swarmkit
@@ -858,22 +912,29 @@ fn reconcile_global(plan: &mut Plan, svc: &ServiceRecord, tasks: &[&TaskRecord],
                 .nodes
                 .get(&t.node_id)
                 .is_some_and(|n| n.spec.availability == NodeAvailability::Pause);
+        let group: Vec<&TaskRecord> = tasks
+            .iter()
+            .copied()
+            .filter(|x| x.node_id == t.node_id)
+            .collect();
         if lost.is_some() || !fits {
-            plan.shutdown(&t.id, lost);
-        } else if t.status.state.is_terminal() {
-            let group: Vec<&TaskRecord> = tasks
-                .iter()
-                .copied()
-                .filter(|x| x.node_id == t.node_id)
-                .collect();
-            match restart_allowed(svc, &group, t, now) {
-                Ok(true) => {
-                    plan.shutdown(&t.id, None);
-                    plan.put(new_task(svc, 0, &t.node_id, now));
-                }
-                Ok(false) => plan.finish(&t.id),
-                Err(()) => {}
+            // swarmkit's global orchestrator shuts the tasks of a lost node down; when the
+            // node is back, it gets a task again only if the restart policy would restart
+            // the last one (its UpdatableTasksInSlot): with condition none it stays empty.
+            if lost.is_some() && !should_restart(svc, &group, t) {
+                plan.finish(&t.id);
+            } else {
+                plan.shutdown(&t.id, lost);
             }
+        } else if t.status.state.is_terminal() {
+            if should_restart(svc, &group, t) {
+                plan.shutdown(&t.id, None);
+                plan.put(restart_task(svc, 0, &t.node_id, now));
+            } else {
+                plan.finish(&t.id);
+            }
+        } else {
+            start_if_due(plan, t, &group);
         }
     }
     for node in eligible {
@@ -1341,6 +1402,15 @@ mod tests {
     fn run_all(state: &mut ClusterState) {
         let ids: Vec<String> = state.tasks.keys().cloned().collect();
         for id in ids {
+            // A down node reports nothing.
+            let node = &state.tasks[&id].node_id;
+            if state
+                .nodes
+                .get(node)
+                .is_some_and(|n| n.state == NodeState::Down)
+            {
+                continue;
+            }
             let t = state.tasks.get_mut(&id).unwrap();
             if t.desired_state == TaskState::Running && t.status.state == TaskState::Assigned {
                 t.status.state = TaskState::Running;
@@ -1677,9 +1747,13 @@ mod tests {
         );
     }
 
-    /// Restart policy any replaces a dead task after the delay; none leaves it.
+    /// swarmkit's restart supervisor: a task that ends is told to shut down at once and,
+    /// if its restart condition says so, replaced at once by a task held with desired
+    /// state `ready` (its node prepares it) until the restart delay is over; then it
+    /// starts. With condition none the slot stays empty.
     #[test]
     fn restart_policy() {
+        use TaskState::{Assigned, Failed, Ready, Running, Shutdown};
         for (condition, expect_restart) in [
             (RestartCondition::Any, true),
             (RestartCondition::None, false),
@@ -1688,34 +1762,125 @@ mod tests {
             let mut svc = service(1);
             svc.spec.task_template.restart_policy = Some(RestartPolicy {
                 condition: Some(condition),
-                delay: Some(0),
+                delay: Some(5_000_000_000),
                 ..Default::default()
             });
             svc.spec.task_template.container_spec.args = vec!["true".into()];
             s.services.insert("svc1".into(), svc);
             let mut clock = UpdateClock::default();
-            step(&mut s, &mut clock, Utc::now());
+            let t0 = Utc::now();
+            step(&mut s, &mut clock, t0);
             run_all(&mut s);
             for t in s.tasks.values_mut() {
-                t.status.state = TaskState::Failed;
+                t.status.state = Failed;
+                t.status.timestamp = Some(t0);
             }
-            step(&mut s, &mut clock, Utc::now());
-            let live = s
-                .tasks
-                .values()
-                .filter(|t| t.desired_state == TaskState::Running)
-                .count();
+            step(&mut s, &mut clock, t0 + Duration::seconds(1));
+            if !expect_restart {
+                for at in [1, 10, 60] {
+                    step(&mut s, &mut clock, t0 + Duration::seconds(at));
+                    assert_eq!(ps(&s, "svc1"), [(1, Shutdown, Failed)], "{condition:?}");
+                }
+                continue;
+            }
+            // During the delay: the failed task is shut down, its replacement held ready.
             assert_eq!(
-                live == 1,
-                expect_restart,
-                "{condition:?}: {:?}",
-                s.tasks
-                    .values()
-                    .map(|t| (t.desired_state, t.status.state))
-                    .collect::<Vec<_>>()
+                ps(&s, "svc1"),
+                [(1, Ready, Assigned), (1, Shutdown, Failed)]
             );
-            step(&mut s, &mut clock, Utc::now());
-            assert_eq!(s.tasks.len(), if expect_restart { 2 } else { 1 });
+            step(&mut s, &mut clock, t0 + Duration::seconds(5));
+            assert_eq!(
+                ps(&s, "svc1"),
+                [(1, Ready, Assigned), (1, Shutdown, Failed)]
+            );
+            // Once it is over (5s after the replacement was made), it starts.
+            step(&mut s, &mut clock, t0 + Duration::seconds(6));
+            assert_eq!(
+                ps(&s, "svc1"),
+                [(1, Running, Assigned), (1, Shutdown, Failed)]
+            );
+            run_all(&mut s);
+            assert_eq!(
+                ps(&s, "svc1"),
+                [(1, Running, Running), (1, Shutdown, Failed)]
+            );
+        }
+    }
+
+    /// A node goes down: as swarmkit's orchestrators, its tasks are told to shut down,
+    /// and replaced only as their restart policy says (condition none: never). A
+    /// replicated task is replaced on another node (after the restart delay); a global
+    /// service's node gets a task again when it is back, unless the condition is none.
+    #[test]
+    fn node_loss_follows_the_restart_policy() {
+        use TaskState::{Running, Shutdown};
+        for condition in [
+            RestartCondition::None,
+            RestartCondition::OnFailure,
+            RestartCondition::Any,
+        ] {
+            let restarts = condition != RestartCondition::None;
+            for global in [false, true] {
+                let mut s = cluster(&["vm1", "vm2"]);
+                let mut svc = service(1);
+                if global {
+                    svc.spec.mode = ServiceMode::global();
+                }
+                svc.spec.task_template.restart_policy = Some(RestartPolicy {
+                    condition: Some(condition),
+                    delay: Some(0),
+                    ..Default::default()
+                });
+                s.services.insert("svc1".into(), svc);
+                let mut clock = UpdateClock::default();
+                step(&mut s, &mut clock, Utc::now());
+                run_all(&mut s);
+                let on_vm1 = |s: &ClusterState| {
+                    let mut v: Vec<(TaskState, TaskState)> = s
+                        .tasks
+                        .values()
+                        .filter(|t| t.node_id == "node0")
+                        .map(|t| (t.desired_state, t.status.state))
+                        .collect();
+                    v.sort();
+                    v
+                };
+                assert_eq!(
+                    on_vm1(&s),
+                    [(Running, Running)],
+                    "{condition:?} global={global}"
+                );
+                s.nodes.get_mut("node0").unwrap().state = NodeState::Down;
+                for _ in 0..3 {
+                    step(&mut s, &mut clock, Utc::now());
+                    run_all(&mut s);
+                }
+                let what = format!("{condition:?} global={global}: {:?}", ps(&s, "svc1"));
+                // The lost task is told to shut down (its node reports nothing more).
+                assert_eq!(on_vm1(&s), [(Shutdown, Running)], "{what}");
+                let running = |s: &ClusterState| {
+                    s.tasks
+                        .values()
+                        .filter(|t| t.desired_state == Running && t.status.state == Running)
+                        .count()
+                };
+                if global {
+                    // vm2's own task, untouched.
+                    assert_eq!(running(&s), 1, "{what}");
+                    s.nodes.get_mut("node0").unwrap().state = NodeState::Ready;
+                    for t in s.tasks.values_mut().filter(|t| t.node_id == "node0") {
+                        t.status.state = Shutdown; // back, it stops the task
+                    }
+                    for _ in 0..3 {
+                        step(&mut s, &mut clock, Utc::now());
+                        run_all(&mut s);
+                    }
+                    let what = format!("{condition:?} global back: {:?}", ps(&s, "svc1"));
+                    assert_eq!(running(&s), if restarts { 2 } else { 1 }, "{what}");
+                } else {
+                    assert_eq!(running(&s), usize::from(restarts), "{what}");
+                }
+            }
         }
     }
 
@@ -1728,6 +1893,9 @@ mod tests {
         step(&mut s, &mut clock, Utc::now());
         run_all(&mut s);
         s.nodes.get_mut("node1").unwrap().spec.availability = NodeAvailability::Drain;
+        step(&mut s, &mut clock, Utc::now());
+        run_all(&mut s);
+        // The replacement starts once the drained task has stopped (no restart delay).
         step(&mut s, &mut clock, Utc::now());
         run_all(&mut s);
         assert_eq!(running_nodes(&s), ["vm1", "vm1"]);
@@ -2026,6 +2194,8 @@ mod tests {
             n.description.ephemeral_ports = None;
         }
         step(&mut s, &mut clock, Utc::now());
+        // Started once the restart delay is over.
+        step(&mut s, &mut clock, Utc::now() + Duration::seconds(10));
         run_all(&mut s);
         let fresh = tasks_of(&s, "svc1")
             .into_iter()

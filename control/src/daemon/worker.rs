@@ -48,6 +48,7 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
         }
     };
     let mut local: HashMap<String, Local> = HashMap::new();
+    let mut prepared: HashSet<String> = HashSet::new();
     let mut held = Held::default();
     let mut net = NodeNet::new(&daemon);
     let mut dns = TaskDns::new();
@@ -82,7 +83,8 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
                     .known_managers
                     .send_replace(Some(managers.into_iter().collect()));
                 let assigned: HashSet<String> = tasks.iter().map(|t| t.id.clone()).collect();
-                apply_assignments(&daemon, &executor, &mut local, tasks).await;
+                prepared.retain(|id| assigned.contains(id));
+                apply_assignments(&daemon, &executor, &mut local, &mut prepared, tasks).await;
                 let finished: HashSet<String> = finished.unwrap_or_default().into_iter().collect();
                 held.clean(&daemon, &executor, &mut local, &assigned, &finished)
                     .await;
@@ -960,17 +962,41 @@ fn pending_reports(older: Vec<TaskReport>, newer: Vec<TaskReport>) -> Vec<TaskRe
     out
 }
 
+/// Whether the agent reports a task it holds (desired state `ready`: a replacement whose
+/// restart delay is not over) prepared: once, if the cluster does not have it so yet.
+fn holds_prepared(t: &TaskRecord, known: bool, prepared: &HashSet<String>) -> bool {
+    t.desired_state < TaskState::Running
+        && !known
+        && t.status.state >= TaskState::Assigned
+        && t.status.state < TaskState::Ready
+        && !prepared.contains(&t.id)
+}
+
 async fn apply_assignments(
     daemon: &Arc<Daemon>,
     executor: &Arc<Executor>,
     local: &mut HashMap<String, Local>,
+    prepared: &mut HashSet<String>,
     tasks: Vec<TaskRecord>,
 ) {
     let mut reports = Vec::new();
     for t in tasks {
         let id = t.id.clone();
-        let want_run = t.desired_state <= TaskState::Running;
         let known = local.contains_key(&id);
+        // As swarmkit's agent: a task whose desired state is `ready` is prepared and held
+        // there (`Ready`, "prepared"); it starts once its desired state is `running`.
+        if t.desired_state < TaskState::Running && !known {
+            if holds_prepared(&t, known, prepared) {
+                prepared.insert(id.clone());
+                reports.push(TaskReport {
+                    task_id: id,
+                    status: status(TaskState::Ready, "prepared"),
+                    health: None,
+                });
+            }
+            continue;
+        }
+        let want_run = t.desired_state <= TaskState::Running;
         if want_run && !known && !t.status.state.is_terminal() {
             // Adopt a task that survived a daemon restart, or start it.
             let checked = has_healthcheck(&t);
@@ -1598,6 +1624,43 @@ mod tests {
     /// view when an older leader sent endpoints without names) and every VIP
     /// (`<service>.<network>`), and holds its networks' subnets; the ingress
     /// network names nothing, nor does a task asked to stop.
+    /// A replacement held with desired state `ready` (restart delay) is reported
+    /// prepared once, and not started; once it is `ready` in the cluster, or started,
+    /// nothing more is said of it.
+    #[test]
+    fn a_held_replacement_is_prepared_not_started() {
+        let now = Utc::now();
+        let mut t = TaskRecord {
+            id: "t1".into(),
+            version: 0,
+            created_at: now,
+            updated_at: now,
+            service_id: "s".into(),
+            service_name: "web".into(),
+            slot: 1,
+            node_id: "n1".into(),
+            spec: Default::default(),
+            spec_version: 0,
+            status: status(TaskState::Assigned, "scheduler assigned task to node"),
+            desired_state: TaskState::Ready,
+            health: None,
+            networks: Vec::new(),
+            host_ports: Vec::new(),
+            by_update: false,
+            running_at: None,
+        };
+        let mut prepared = HashSet::new();
+        assert!(holds_prepared(&t, false, &prepared));
+        prepared.insert(t.id.clone());
+        assert!(!holds_prepared(&t, false, &prepared), "reported once");
+        prepared.clear();
+        t.status.state = TaskState::Ready;
+        assert!(!holds_prepared(&t, false, &prepared), "already ready");
+        t.status.state = TaskState::Assigned;
+        t.desired_state = TaskState::Running;
+        assert!(!holds_prepared(&t, false, &prepared), "to run: started");
+    }
+
     /// Reports that could not be sent go again with the next ones, and only a task's
     /// latest report is kept.
     #[test]
