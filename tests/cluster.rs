@@ -937,3 +937,52 @@ fn killed_during_swarm_init_starts_again_usable() {
         s.ok("vm1", &["swarm", "leave", "--force"]);
     }
 }
+
+/// A leader demoted from itself, right after a second manager joined (before its next
+/// 5 s heartbeat could tell it of that manager), hands leadership to the other manager and
+/// becomes a Ready worker, refused manager commands with docker's message — not a node
+/// stuck without a leader, as it was when it knew no manager but itself.
+#[test]
+fn leader_demoted_from_itself_becomes_a_worker() {
+    let s = Swarm::lab("selfdem", 2);
+    let addr = s.addr("vm1");
+    s.ok(
+        "vm1",
+        &[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            &addr,
+            "--dispatcher-heartbeat",
+            "5s",
+        ],
+    );
+    s.join("vm2", "vm1", "manager");
+    s.wait_node("vm1", "vm2", "Ready", "Reachable", T);
+    let out = s.ok("vm1", &["node", "demote", "vm1"]);
+    assert_eq!(out.trim(), "Manager vm1 demoted in the swarm.");
+    let wait = Duration::from_secs(40);
+    wait_until("vm2 the leader and vm1 a Ready worker on vm2", wait, || {
+        let rows = s.nodes("vm2")?;
+        let vm2 = rows.iter().any(|r| r.0 == "vm2" && r.3 == "Leader");
+        let vm1 = rows
+            .iter()
+            .any(|r| r.0 == "vm1" && r.1 == "Ready" && r.3.is_empty());
+        (vm2 && vm1).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{:?}\n{}", s.nodes("vm2"), s.log_tails()));
+    wait_until("vm1 refusing manager commands", wait, || {
+        let err = String::from_utf8_lossy(&s.shoal("vm1", &["node", "ls"]).stderr).to_string();
+        (err.trim() == format!("Error response from daemon: {WORKER_REFUSED}")).then_some(())
+    })
+    .unwrap_or_else(|e| {
+        let out = s.shoal("vm1", &["node", "ls"]);
+        panic!(
+            "{e:#}\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            s.log_tails()
+        )
+    });
+    // It stays one: still Ready, a worker, on vm2 a few heartbeats on.
+    s.wait_node("vm2", "vm1", "Ready", "", T);
+}

@@ -17,10 +17,8 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
             return;
         };
         let target = lock(&daemon.leader_hint).clone().or_else(|| {
-            let t = m
-                .managers
-                .get(next_manager % m.managers.len().max(1))
-                .cloned();
+            let known = known_managers(&daemon, &m);
+            let t = known.get(next_manager % known.len().max(1)).cloned();
             next_manager += 1;
             t
         });
@@ -78,7 +76,9 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
                 }
             }
             Ok(PeerResponse::NotLeader { leader }) => {
-                *lock(&daemon.leader_hint) = leader;
+                // A node that is not the leader naming itself (a leader removed from Raft
+                // still remembers itself as leader) is no hint: try the other managers.
+                *lock(&daemon.leader_hint) = leader.filter(|l| *l != target);
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -95,6 +95,25 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
         }
         tokio::time::sleep(period).await;
     }
+}
+
+/// Every manager address this node knows, to look for the leader at: node.json's list (the
+/// leader's last reply), then, while this node holds Raft, its Raft group's members and the
+/// managers of its replicated state. A leader demoted from itself right after another
+/// manager joined never had a reply listing that manager, which is now the leader.
+fn known_managers(daemon: &Daemon, m: &super::files::Membership) -> Vec<String> {
+    let mut known = m.managers.clone();
+    if let Some(mgr) = daemon.manager() {
+        let in_state: Vec<String> = mgr
+            .sm
+            .read(|d| d.state.managers().map(|n| n.listen_addr.clone()).collect());
+        for addr in mgr.member_addrs().into_iter().chain(in_state) {
+            if !addr.is_empty() && !known.contains(&addr) {
+                known.push(addr);
+            }
+        }
+    }
+    known
 }
 
 /// The agent's heartbeat period, clamped: a period stored before `swarm init` checked it

@@ -150,6 +150,17 @@ impl Manager {
             .map(|n| n.addr.clone())
     }
 
+    /// `IP:port` of every member (voter or learner) of the Raft group as this node knows it.
+    pub fn member_addrs(&self) -> Vec<String> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.membership_config
+            .membership()
+            .nodes()
+            .map(|(_, n)| n.addr.clone())
+            .collect()
+    }
+
     pub fn voters(&self) -> BTreeSet<u64> {
         let m = self.raft.metrics();
         let m = m.borrow();
