@@ -803,6 +803,60 @@ fn compose_files_checked_whole() {
         "{err}"
     );
     assert_eq!(s.ok("vm1", &["service", "ls", "-q"]), "");
+    // A service named as the stack's would be, that the stack did not deploy: docker
+    // updates only the stack's own services, so it tries to create this one and swarm
+    // refuses the name; the service is left as it was, and nothing is deployed.
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "clash_web",
+            "demo:1",
+            "sleep",
+            "600",
+        ],
+    );
+    let clash = dir.join("clash.yml");
+    std::fs::write(
+        &clash,
+        "services:\n  web:\n    image: demo:1\n    command: sleep 700\n",
+    )
+    .unwrap();
+    let out = s.shoal(
+        "vm1",
+        &["stack", "deploy", "-c", clash.to_str().unwrap(), "clash"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Creating service clash_web\n"
+    );
+    assert_eq!(
+        err.lines().last(),
+        Some("failed to create service clash_web: Error response from daemon: rpc error: code = AlreadyExists desc = name conflicts with an existing object: service clash_web already exists"),
+        "{err}"
+    );
+    assert_eq!(s.ok("vm1", &["service", "ls", "-q"]).lines().count(), 1);
+    assert_eq!(
+        s.ok(
+            "vm1",
+            &[
+                "service",
+                "inspect",
+                "--format",
+                "{{json .Spec.TaskTemplate.ContainerSpec.Args}}",
+                "clash_web"
+            ]
+        ),
+        "[\"sleep\",\"600\"]\n"
+    );
+    let nets = s.ok("vm1", &["network", "ls"]);
+    assert!(!nets.contains("clash_default"), "{nets}");
+    s.ok("vm1", &["service", "rm", "clash_web"]);
 
     let seed = format!(
         "{}/../shared/seed/docker-compose.swarm.yml",

@@ -336,6 +336,36 @@ fn foreign_stack_network(state: &ClusterState, d: &StackDeploy) -> Option<ApiRep
     })
 }
 
+/// A service the stack declares whose scoped name a service outside the stack (no
+/// namespace label, or another stack's) already has: docker's deployServices matches
+/// only the services labelled with the stack's namespace, so it tries to create this one
+/// and swarm refuses the name (controlapi CreateService). The reply says so as docker
+/// does, and, as for a taken network name, nothing of the deploy is applied (docker has
+/// by then created the networks and the services it met before this one).
+fn foreign_stack_service(state: &ClusterState, d: &StackDeploy) -> Option<ApiReply> {
+    let spec = d.services.iter().find(|spec| {
+        state
+            .services
+            .values()
+            .any(|s| s.spec.name == spec.name && s.spec.labels.get(STACK_LABEL) != Some(&d.name))
+    })?;
+    Some(ApiReply::Lines {
+        lines: vec![format!("Creating service {}", spec.name)],
+        errors: vec![format!(
+            "failed to create service {0}: Error response from daemon: {1}",
+            spec.name,
+            service_name_taken(&spec.name)
+        )],
+    })
+}
+
+/// swarmkit's CreateService refusal of a name another service has.
+fn service_name_taken(name: &str) -> String {
+    format!(
+        "rpc error: code = AlreadyExists desc = name conflicts with an existing object: service {name} already exists"
+    )
+}
+
 /// docker's validateExternalNetworks, for an external network that does not exist.
 fn external_not_found(name: &str) -> ApiError {
     ApiError::plain(format!(
@@ -359,7 +389,12 @@ fn plan_stack(
     {
         return Err(external_not_found(&net.name));
     }
+    // docker creates the networks before the services: a taken network name is the
+    // error it meets first.
     if let Some(refused) = foreign_stack_network(state, &d) {
+        return Ok((refused, Vec::new()));
+    }
+    if let Some(refused) = foreign_stack_service(state, &d) {
         return Ok((refused, Vec::new()));
     }
     let (lines, cmds) = plan_stack_deploy(state, d, now)?;
@@ -422,7 +457,9 @@ fn plan_stack_deploy(
     }
     for mut spec in d.services {
         resolve_attachments(&scratch, &mut spec)?;
-        match state.services.values().find(|s| s.spec.name == spec.name) {
+        // Only the stack's own services are updated (docker's deployServices lists
+        // those labelled with its namespace); another's name is refused, not taken over.
+        match in_stack(state, &d.name).find(|s| s.spec.name == spec.name) {
             Some(existing) => {
                 lines.push(format!(
                     "Updating service {} (id: {})",
@@ -442,6 +479,9 @@ fn plan_stack_deploy(
                 }
             }
             None => {
+                if state.services.values().any(|s| s.spec.name == spec.name) {
+                    return Err(ApiError::daemon(service_name_taken(&spec.name)));
+                }
                 let dynamic = assign_dynamic_ports(&scratch, &mut spec, None)?;
                 published_conflict(&scratch, &spec, None)?;
                 lines.push(format!("Creating service {}", spec.name));
@@ -1216,6 +1256,62 @@ mod tests {
         // Without --prune the old service stays, and holds its port.
         let d = stack_of("webapp", vec![spec("webapp_new", &["8080:80"])], false);
         assert!(plan_stack_deploy(&st, d, Utc::now()).is_err());
+    }
+
+    /// A service named like one of the stack's (`webapp_web`) that the stack did not
+    /// deploy (`service create webapp_web`, or another stack's) is not taken over: docker
+    /// updates only the services labelled with the stack's namespace, so the create is
+    /// refused with swarm's name conflict, and (all or nothing) nothing is deployed.
+    #[test]
+    fn stack_refuses_a_taken_service_name() {
+        let deploy = || {
+            stack_of(
+                "webapp",
+                vec![spec("webapp_api", &[]), spec("webapp_web", &[])],
+                false,
+            )
+        };
+        let mut st = state_with(vec![spec("webapp_web", &["8080:80"])]);
+        let expect_refused = |st: &ClusterState| {
+            let (reply, cmds) = plan_stack(st, deploy(), Utc::now()).unwrap();
+            assert!(cmds.is_empty(), "{cmds:?}");
+            match reply {
+                ApiReply::Lines { lines, errors } => {
+                    assert_eq!(lines, ["Creating service webapp_web"]);
+                    assert_eq!(
+                        errors,
+                        ["failed to create service webapp_web: Error response from daemon: rpc error: code = AlreadyExists desc = name conflicts with an existing object: service webapp_web already exists"]
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        expect_refused(&st);
+        // Another stack's service is not this stack's either.
+        let svc = st.services.get_mut("id-webapp_web").unwrap();
+        svc.spec.labels.insert(STACK_LABEL.into(), "other".into());
+        expect_refused(&st);
+        // The plan alone refuses it too, rather than update a service not the stack's.
+        assert!(plan_stack_deploy(&st, deploy(), Utc::now()).is_err());
+
+        // The stack's own service: updated, the other one created.
+        let svc = st.services.get_mut("id-webapp_web").unwrap();
+        svc.spec.labels.insert(STACK_LABEL.into(), "webapp".into());
+        let (reply, cmds) = plan_stack(&st, deploy(), Utc::now()).unwrap();
+        match reply {
+            ApiReply::Lines { lines, errors } => {
+                assert_eq!(
+                    lines,
+                    [
+                        "Creating service webapp_api",
+                        "Updating service webapp_web (id: id-webapp_web)"
+                    ]
+                );
+                assert!(errors.is_empty(), "{errors:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(cmds.len(), 2, "{cmds:?}");
     }
 
     /// A network the stack declares whose scoped name is taken by a network the stack did
