@@ -1135,6 +1135,104 @@ mod tests {
         );
     }
 
+    /// The other duration flags parse as Go's time.ParseDuration, as docker's pflag
+    /// flags do (`1h2m3.5s`, `300ms`, `1.5h`), and refuse in pflag's words, naming the
+    /// flag: `5` has no unit, `1 hour` (humantime's) is not Go's.
+    #[test]
+    fn duration_flags_parse_like_go() {
+        #[derive(clap::Parser)]
+        struct Create {
+            #[command(flatten)]
+            a: CreateArgs,
+        }
+        #[derive(clap::Parser)]
+        struct Update {
+            #[command(flatten)]
+            a: UpdateArgs,
+        }
+        use clap::Parser;
+        let create = |flags: &[&str]| {
+            let args = [&["create"], flags, &["busybox"]].concat();
+            build_spec(&Create::try_parse_from(args).unwrap().a)
+        };
+        let spec = create(&[
+            "--update-delay",
+            "1h2m3.5s",
+            "--update-monitor",
+            "300ms",
+            "--rollback-delay",
+            "1.5h",
+            "--rollback-monitor",
+            "0",
+            "--restart-delay",
+            "1.5s",
+            "--restart-window",
+            "2m",
+            "--stop-grace-period",
+            "1m30s",
+        ])
+        .unwrap();
+        let u = spec.update_config.unwrap();
+        assert_eq!((u.delay, u.monitor), (3_723_500_000_000, 300_000_000));
+        let r = spec.rollback_config.unwrap();
+        assert_eq!((r.delay, r.monitor), (5_400 * SECOND_NS, 0));
+        let rp = spec.task_template.restart_policy.unwrap();
+        assert_eq!(
+            (rp.delay, rp.window),
+            (Some(1_500_000_000), Some(120 * SECOND_NS))
+        );
+        assert_eq!(
+            spec.task_template.container_spec.stop_grace_period,
+            Some(90 * SECOND_NS)
+        );
+        for (flag, value, why) in [
+            (
+                "--update-delay",
+                "5",
+                "time: missing unit in duration \"5\"",
+            ),
+            (
+                "--rollback-monitor",
+                "1 hour",
+                "time: unknown unit \" hour\" in duration \"1 hour\"",
+            ),
+            (
+                "--restart-window",
+                "1d",
+                "time: unknown unit \"d\" in duration \"1d\"",
+            ),
+            (
+                "--stop-grace-period",
+                "10",
+                "time: missing unit in duration \"10\"",
+            ),
+        ] {
+            assert_eq!(
+                create(&[flag, value]).unwrap_err().to_string(),
+                format!("invalid argument \"{value}\" for \"{flag}\" flag: {why}")
+            );
+        }
+
+        // A negative value parses, as in docker; the daemon refuses it (swarmkit's words).
+        let rp = create(&["--restart-delay=-1s"])
+            .unwrap()
+            .task_template
+            .restart_policy;
+        assert_eq!(rp.unwrap().delay, Some(-SECOND_NS));
+
+        let mut spec = ServiceSpec::default();
+        let args = ["update", "--restart-delay", "5", "web"];
+        assert_eq!(
+            apply_update(&Update::try_parse_from(args).unwrap().a, &mut spec)
+                .unwrap_err()
+                .to_string(),
+            "invalid argument \"5\" for \"--restart-delay\" flag: time: missing unit in duration \"5\""
+        );
+        let args = ["update", "--update-monitor", "2.5m", "web"];
+        apply_update(&Update::try_parse_from(args).unwrap().a, &mut spec).unwrap();
+        assert_eq!(spec.update_config.unwrap().monitor, 150 * SECOND_NS);
+    }
+
     /// `--health-start-interval` (docker 25+) sets Healthcheck.StartInterval on create
     /// and update, parsed as Go parses durations; a negative or malformed value is
     /// pflag's error, and `--no-healthcheck` with any `--health-*` flag is docker's.

@@ -7,13 +7,12 @@ use shoal_spec::{
     RestartCondition, RestartPolicy, ServiceSpec, SpreadOver, UpdateConfig, UpdateOrder,
 };
 
-/// Go duration ("10s", "1m30s", "500ms") to nanoseconds.
-pub fn duration_ns(s: &str) -> Result<i64, String> {
-    if s == "0" {
-        return Ok(0);
-    }
-    let d = humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))?;
-    i64::try_from(d.as_nanos()).map_err(|_| format!("duration {s:?} is too long"))
+/// docker's duration flags (pflag's DurationVar, opts.DurationOpt): Go's
+/// time.ParseDuration ("10s", "1h2m3.5s", "300ms", "1.5h"; "5" has no unit), refused in
+/// pflag's words. A negative value parses, as in docker, where the daemon refuses it.
+pub fn duration_flag(flag: &str, value: &str) -> Result<i64, String> {
+    shoal_compose::parse_duration(value)
+        .map_err(|e| format!("invalid argument \"{value}\" for \"{flag}\" flag: {e}"))
 }
 
 /// docker's PositiveDurationOpt (the `--health-*` durations): Go's time.ParseDuration,
@@ -265,6 +264,7 @@ pub struct UpdateFlags {
 impl UpdateFlags {
     pub fn apply(&self, spec: &mut ServiceSpec) -> Result<(), String> {
         let set = |c: &mut Option<UpdateConfig>,
+                   kind: &str,
                    p: &Option<u64>,
                    d: &Option<String>,
                    f: &Option<String>,
@@ -286,13 +286,13 @@ impl UpdateFlags {
                 cfg.parallelism = *p;
             }
             if let Some(d) = d {
-                cfg.delay = duration_ns(d)?;
+                cfg.delay = duration_flag(&format!("--{kind}-delay"), d)?;
             }
             if let Some(f) = f {
                 cfg.failure_action = failure_action(f)?;
             }
             if let Some(m) = m {
-                cfg.monitor = duration_ns(m)?;
+                cfg.monitor = duration_flag(&format!("--{kind}-monitor"), m)?;
             }
             if let Some(r) = r {
                 cfg.max_failure_ratio = *r;
@@ -304,6 +304,7 @@ impl UpdateFlags {
         };
         set(
             &mut spec.update_config,
+            "update",
             &self.update_parallelism,
             &self.update_delay,
             &self.update_failure_action,
@@ -313,6 +314,7 @@ impl UpdateFlags {
         )?;
         set(
             &mut spec.rollback_config,
+            "rollback",
             &self.rollback_parallelism,
             &self.rollback_delay,
             &self.rollback_failure_action,
@@ -437,7 +439,7 @@ impl SpecFlags {
             cs.user = u.clone();
         }
         if let Some(g) = &self.stop_grace_period {
-            cs.stop_grace_period = Some(duration_ns(g)?);
+            cs.stop_grace_period = Some(duration_flag("--stop-grace-period", g)?);
         }
         if let Some(s) = &self.stop_signal {
             cs.stop_signal = s.clone();
@@ -455,13 +457,13 @@ impl SpecFlags {
                 rp.condition = Some(restart_condition(c)?);
             }
             if let Some(d) = &self.restart_delay {
-                rp.delay = Some(duration_ns(d)?);
+                rp.delay = Some(duration_flag("--restart-delay", d)?);
             }
             if let Some(m) = self.restart_max_attempts {
                 rp.max_attempts = Some(m);
             }
             if let Some(w) = &self.restart_window {
-                rp.window = Some(duration_ns(w)?);
+                rp.window = Some(duration_flag("--restart-window", w)?);
             }
         }
         if let Some(c) = &self.limit_cpu {
@@ -655,7 +657,10 @@ mod tests {
     fn sizes_and_durations() {
         assert_eq!(bytes("512m").unwrap(), 512 << 20);
         assert_eq!(bytes("1g").unwrap(), 1 << 30);
-        assert_eq!(duration_ns("1m30s").unwrap(), 90_000_000_000);
+        assert_eq!(
+            duration_flag("--update-delay", "1m30s").unwrap(),
+            90_000_000_000
+        );
         assert_eq!(nano_cpus("0.5").unwrap(), 500_000_000);
         assert!(bytes("lots").is_err());
     }

@@ -108,6 +108,15 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
     if let Some(p) = &spec.task_template.placement {
         Constraint::parse_all(&p.constraints).map_err(invalid)?;
     }
+    // swarmkit's validateRestartPolicy: `--restart-delay=-1s` parses, as in docker.
+    if let Some(rp) = &spec.task_template.restart_policy {
+        if rp.delay.is_some_and(|d| d < 0) {
+            return Err(invalid("TaskSpec: restart-delay cannot be negative"));
+        }
+        if rp.window.is_some_and(|w| w < 0) {
+            return Err(invalid("TaskSpec: restart-window cannot be negative"));
+        }
+    }
     // swarmkit's validateUpdate, for update_config and rollback_config alike.
     for u in [&spec.update_config, &spec.rollback_config]
         .into_iter()
@@ -1583,6 +1592,26 @@ mod tests {
             let e = with(&|u| u.monitor = -1, rollback).unwrap_err();
             assert!(e.ends_with("TaskSpec: update-monitor cannot be negative"));
         }
+        // And swarmkit's validateRestartPolicy.
+        let mut s = spec("web", &[]);
+        s.task_template.restart_policy = Some(shoal_spec::RestartPolicy {
+            delay: Some(-1),
+            ..Default::default()
+        });
+        let e = validate(&s).unwrap_err().to_string();
+        assert!(
+            e.ends_with("TaskSpec: restart-delay cannot be negative"),
+            "{e}"
+        );
+        s.task_template.restart_policy = Some(shoal_spec::RestartPolicy {
+            window: Some(-1),
+            ..Default::default()
+        });
+        let e = validate(&s).unwrap_err().to_string();
+        assert!(
+            e.ends_with("TaskSpec: restart-window cannot be negative"),
+            "{e}"
+        );
     }
 
     /// swarmkit's healthcheck bounds: each duration is 0 or at least 1ms (a negative
