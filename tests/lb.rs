@@ -847,14 +847,16 @@ fn debug_lb_and_metrics_show_backends_states_and_shares() {
     );
 
     // Drain vm3: its task ignores SIGTERM for its 60 s grace, so it stays a
-    // backend, terminating, with no share; its replacement on vm2 takes half.
+    // backend, terminating, with no share; vm2's task takes every slot. (Its
+    // replacement starts once it has stopped, as swarmkit's restart supervisor
+    // holds a drained task's replacement: not within this test.)
     let on_vm3 = backends.iter().find(|b| b["Node"] == "vm3").unwrap()["TaskID"]
         .as_str()
         .unwrap()
         .to_string();
     s.ok("vm1", &["node", "update", "--availability", "drain", "vm3"]);
     let report = wait_until(
-        "vm3's task terminating and a replacement active",
+        "vm3's task terminating and vm2's taking every slot",
         Duration::from_secs(30),
         || {
             let r = try_lb_report(&s, "vm1", None)?;
@@ -863,7 +865,7 @@ fn debug_lb_and_metrics_show_backends_states_and_shares() {
                 .iter()
                 .any(|b| b["TaskID"] == on_vm3.as_str() && b["State"] == "terminating");
             let active = b.iter().filter(|b| b["State"] == "active").count();
-            (terminating && active == 2).then_some(r)
+            (terminating && active == 1).then_some(r)
         },
     )
     .unwrap_or_else(|e| panic!("{e}\n{:#}", lb_report(&s, "vm1", None)));
@@ -873,8 +875,7 @@ fn debug_lb_and_metrics_show_backends_states_and_shares() {
             assert_eq!(b["Node"], "vm3", "{b}");
         } else {
             assert_eq!(b["Node"], "vm2", "{b}");
-            let share = b["MaglevShare"].as_f64().unwrap();
-            assert!((0.49..=0.51).contains(&share), "{b}");
+            assert_eq!(num(&b, "MaglevSlots"), 16381, "{b}");
         }
     }
     let text = metrics();
