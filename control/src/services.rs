@@ -811,6 +811,24 @@ fn unnumbered(spec: &ServiceSpec, dynamic: &[(u16, Protocol)]) -> ServiceSpec {
 }
 
 impl ServiceRecord {
+    /// A service just created: version 0, spec version 1, nothing allocated yet.
+    pub fn new(id: String, spec: ServiceSpec) -> Self {
+        let now = chrono::Utc::now();
+        ServiceRecord {
+            id,
+            version: 0,
+            created_at: now,
+            updated_at: now,
+            spec,
+            previous_spec: None,
+            spec_version: 1,
+            update_status: None,
+            vips: Vec::new(),
+            dynamic_ports: Vec::new(),
+            previous_dynamic_ports: Vec::new(),
+        }
+    }
+
     /// The spec as the user gave it (the stored one has the allocator's ports numbered).
     pub fn spec_as_given(&self) -> ServiceSpec {
         unnumbered(&self.spec, &self.dynamic_ports)

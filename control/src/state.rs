@@ -700,23 +700,11 @@ pub(crate) mod tests {
     }
 
     fn service(id: &str, name: &str) -> ServiceRecord {
-        let now = Utc::now();
-        ServiceRecord {
-            id: id.into(),
-            version: 0,
-            created_at: now,
-            updated_at: now,
-            spec: shoal_spec::ServiceSpec {
-                name: name.into(),
-                ..Default::default()
-            },
-            previous_spec: None,
-            spec_version: 1,
-            update_status: None,
-            vips: Vec::new(),
-            dynamic_ports: Vec::new(),
-            previous_dynamic_ports: Vec::new(),
-        }
+        let spec = shoal_spec::ServiceSpec {
+            name: name.into(),
+            ..Default::default()
+        };
+        ServiceRecord::new(id.into(), spec)
     }
 
     /// A service publishing `ports` (the CLI's `-p` syntax, each may be a range).

@@ -1110,20 +1110,39 @@ mod tests {
 
     use super::*;
 
+    #[derive(clap::Parser)]
+    struct Create {
+        #[command(flatten)]
+        a: CreateArgs,
+    }
+
+    #[derive(clap::Parser)]
+    struct Update {
+        #[command(flatten)]
+        a: UpdateArgs,
+    }
+
+    /// `service create FLAGS busybox`'s spec.
+    fn create_with(flags: &[&str]) -> Result<ServiceSpec, ApiError> {
+        use clap::Parser;
+        let args = [&["create"], flags, &["busybox"]].concat();
+        build_spec(&Create::try_parse_from(args).unwrap().a)
+    }
+
+    /// `service update ARGS`' flags, parsed.
+    fn update_args(args: &[&str]) -> UpdateArgs {
+        use clap::Parser;
+        Update::try_parse_from(args).unwrap().a
+    }
+
     /// `service update --args` splits its value as a shell would (docker's ShlexOpt), so
     /// `sh -c '...'` passes the script as one word; bad quoting is pflag's error.
     #[test]
     fn update_args_are_shell_words() {
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            a: UpdateArgs,
-        }
-        use clap::Parser;
         let update = |args: &str| {
-            let cli = Cli::try_parse_from(["update", "--args", args, "web"]).unwrap();
             let mut spec = ServiceSpec::default();
-            apply_update(&cli.a, &mut spec).map(|()| spec.task_template.container_spec.args)
+            apply_update(&update_args(&["update", "--args", args, "web"]), &mut spec)
+                .map(|()| spec.task_template.container_spec.args)
         };
         assert_eq!(
             update("sh -c 'test -f /tmp/x && exec sleep 600'").unwrap(),
@@ -1140,21 +1159,7 @@ mod tests {
     /// flag: `5` has no unit, `1 hour` (humantime's) is not Go's.
     #[test]
     fn duration_flags_parse_like_go() {
-        #[derive(clap::Parser)]
-        struct Create {
-            #[command(flatten)]
-            a: CreateArgs,
-        }
-        #[derive(clap::Parser)]
-        struct Update {
-            #[command(flatten)]
-            a: UpdateArgs,
-        }
-        use clap::Parser;
-        let create = |flags: &[&str]| {
-            let args = [&["create"], flags, &["busybox"]].concat();
-            build_spec(&Create::try_parse_from(args).unwrap().a)
-        };
+        let create = create_with;
         let spec = create(&[
             "--update-delay",
             "1h2m3.5s",
@@ -1223,13 +1228,13 @@ mod tests {
         let mut spec = ServiceSpec::default();
         let args = ["update", "--restart-delay", "5", "web"];
         assert_eq!(
-            apply_update(&Update::try_parse_from(args).unwrap().a, &mut spec)
+            apply_update(&update_args(&args), &mut spec)
                 .unwrap_err()
                 .to_string(),
             "invalid argument \"5\" for \"--restart-delay\" flag: time: missing unit in duration \"5\""
         );
         let args = ["update", "--update-monitor", "2.5m", "web"];
-        apply_update(&Update::try_parse_from(args).unwrap().a, &mut spec).unwrap();
+        apply_update(&update_args(&args), &mut spec).unwrap();
         assert_eq!(spec.update_config.unwrap().monitor, 150 * SECOND_NS);
     }
 
@@ -1238,22 +1243,8 @@ mod tests {
     /// pflag's error, and `--no-healthcheck` with any `--health-*` flag is docker's.
     #[test]
     fn health_start_interval_flag() {
-        #[derive(clap::Parser)]
-        struct Create {
-            #[command(flatten)]
-            a: CreateArgs,
-        }
-        #[derive(clap::Parser)]
-        struct Update {
-            #[command(flatten)]
-            a: UpdateArgs,
-        }
-        use clap::Parser;
-        let create = |flags: &[&str]| {
-            let args = [&["create"], flags, &["busybox"]].concat();
-            build_spec(&Create::try_parse_from(args).unwrap().a)
-                .map(|s| s.task_template.container_spec.healthcheck)
-        };
+        let create =
+            |flags: &[&str]| create_with(flags).map(|s| s.task_template.container_spec.healthcheck);
         let hc = create(&[
             "--health-cmd",
             "true",
@@ -1285,7 +1276,7 @@ mod tests {
 
         let update = |spec: &mut ServiceSpec, flags: &[&str]| {
             let args = [&["update"], flags, &["web"]].concat();
-            apply_update(&Update::try_parse_from(args).unwrap().a, spec)
+            apply_update(&update_args(&args), spec)
         };
         let mut spec = ServiceSpec::default();
         spec.task_template.container_spec.healthcheck = Some(shoal_spec::HealthConfig {

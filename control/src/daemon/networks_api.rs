@@ -353,20 +353,7 @@ mod tests {
             ports: crate::cli::service_opts::port("8080:80").unwrap(),
             ..Default::default()
         });
-        let now = Utc::now();
-        let web = crate::services::ServiceRecord {
-            id: "svc1".into(),
-            version: 0,
-            created_at: now,
-            updated_at: now,
-            spec,
-            previous_spec: None,
-            spec_version: 1,
-            update_status: None,
-            vips: Vec::new(),
-            dynamic_ports: Vec::new(),
-            previous_dynamic_ports: Vec::new(),
-        };
+        let web = crate::services::ServiceRecord::new("svc1".into(), spec);
         state.services.insert(web.id.clone(), web);
         assert_eq!(
             check_removable(&state, &back).unwrap_err().to_string(),

@@ -230,20 +230,7 @@ fn resolve_attachments(state: &ClusterState, spec: &mut ServiceSpec) -> Result<(
 }
 
 fn new_service(spec: ServiceSpec) -> ServiceRecord {
-    let now = Utc::now();
-    ServiceRecord {
-        id: crate::ids::new_id(),
-        version: 0,
-        created_at: now,
-        updated_at: now,
-        spec,
-        previous_spec: None,
-        spec_version: 1,
-        update_status: None,
-        vips: Vec::new(),
-        dynamic_ports: Vec::new(),
-        previous_dynamic_ports: Vec::new(),
-    }
+    ServiceRecord::new(crate::ids::new_id(), spec)
 }
 
 /// (running, desired) as `service ls` and `stack services` show them in REPLICAS,
