@@ -1273,16 +1273,20 @@ fn health_start_interval_probes_the_start_period() {
         )
     );
     let replicas = || s.ok("vm1", &["service", "ls", "--format", "{{.Replicas}}"]);
-    wait_until("task running, not yet healthy", T, || {
-        let ps = s.ok(
+    let state = || {
+        s.ok(
             "vm1",
             &["service", "ps", "--format", "{{.CurrentState}}", "hs"],
-        );
-        (ps.starts_with("Running") && replicas().trim() == "0/1").then_some(())
+        )
+    };
+    wait_until("task started, not yet healthy", T, || {
+        (state().starts_with("Starting") && replicas().trim() == "0/1").then_some(())
     })
     .unwrap();
     std::fs::write(&flag, "ok").unwrap();
-    let healthy = wait_until("healthy", T, || (replicas().trim() == "1/1").then_some(()));
+    let healthy = wait_until("healthy", T, || {
+        (replicas().trim() == "1/1" && state().starts_with("Running")).then_some(())
+    });
     let _ = std::fs::remove_file(&flag);
     healthy.unwrap_or_else(|e| panic!("{e:#}\n{}", s.log_tail("vm1")));
 }
