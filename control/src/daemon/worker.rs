@@ -1540,6 +1540,49 @@ pub(crate) async fn teardown(daemon: &Daemon) {
 mod tests {
     use super::*;
 
+    /// A task of `service_name` (`service_id`) on node n1, to run, attached to `networks`.
+    fn task_record(
+        id: &str,
+        service_id: &str,
+        service_name: &str,
+        networks: Vec<crate::services::TaskAttachment>,
+    ) -> TaskRecord {
+        let now = Utc::now();
+        TaskRecord {
+            id: id.into(),
+            version: 0,
+            created_at: now,
+            updated_at: now,
+            service_id: service_id.into(),
+            service_name: service_name.into(),
+            slot: 1,
+            node_id: "n1".into(),
+            spec: Default::default(),
+            spec_version: 0,
+            status: Default::default(),
+            desired_state: TaskState::Running,
+            health: None,
+            networks,
+            host_ports: Vec::new(),
+            by_update: false,
+            running_at: None,
+        }
+    }
+
+    /// `record` as this node tracks it once it runs.
+    fn running(record: TaskRecord) -> Local {
+        Local {
+            record,
+            reported: TaskState::Running,
+            health: None,
+            pid: None,
+            failing_streak: 0,
+            last_probe: None,
+            started: Instant::now(),
+            stopping: false,
+        }
+    }
+
     /// As moby's executor: a started task with a healthcheck is `starting` until its
     /// first healthy probe, then `running`; without one it runs at once. Health changes
     /// afterwards (or unhealthy before healthy) do not move it back or forward.
@@ -1629,26 +1672,9 @@ mod tests {
     /// nothing more is said of it.
     #[test]
     fn a_held_replacement_is_prepared_not_started() {
-        let now = Utc::now();
-        let mut t = TaskRecord {
-            id: "t1".into(),
-            version: 0,
-            created_at: now,
-            updated_at: now,
-            service_id: "s".into(),
-            service_name: "web".into(),
-            slot: 1,
-            node_id: "n1".into(),
-            spec: Default::default(),
-            spec_version: 0,
-            status: status(TaskState::Assigned, "scheduler assigned task to node"),
-            desired_state: TaskState::Ready,
-            health: None,
-            networks: Vec::new(),
-            host_ports: Vec::new(),
-            by_update: false,
-            running_at: None,
-        };
+        let mut t = task_record("t1", "s", "web", Vec::new());
+        t.status = status(TaskState::Assigned, "scheduler assigned task to node");
+        t.desired_state = TaskState::Ready;
         let mut prepared = HashSet::new();
         assert!(holds_prepared(&t, false, &prepared));
         prepared.insert(t.id.clone());
@@ -1691,22 +1717,11 @@ mod tests {
     fn task_view_names_addresses_on_the_tasks_networks() {
         use crate::peer::{LbBackend, LbService, NetService};
         use crate::services::TaskAttachment;
-        let now = Utc::now();
-        let record = TaskRecord {
-            id: "tclient".into(),
-            version: 0,
-            created_at: now,
-            updated_at: now,
-            service_id: "sc".into(),
-            service_name: "client".into(),
-            slot: 1,
-            node_id: "n1".into(),
-            spec: Default::default(),
-            spec_version: 0,
-            status: Default::default(),
-            desired_state: TaskState::Running,
-            health: None,
-            networks: vec![
+        let record = task_record(
+            "tclient",
+            "sc",
+            "client",
+            vec![
                 TaskAttachment {
                     network_id: "app".into(),
                     addr: "10.0.1.3/24".into(),
@@ -1716,20 +1731,8 @@ mod tests {
                     addr: "10.0.0.7/24".into(),
                 },
             ],
-            host_ports: Vec::new(),
-            by_update: false,
-            running_at: None,
-        };
-        let l = Local {
-            record,
-            reported: TaskState::Running,
-            health: None,
-            pid: None,
-            failing_streak: 0,
-            last_probe: None,
-            started: Instant::now(),
-            stopping: false,
-        };
+        );
+        let l = running(record);
         let views = vec![
             NetView {
                 network: net("app", "app", "10.0.1.0/24", false),
@@ -1878,45 +1881,22 @@ mod tests {
     fn a_name_on_two_shared_networks_answers_from_the_first() {
         use crate::peer::NetService;
         use crate::services::TaskAttachment;
-        let now = Utc::now();
         let attach = |id: &str, addr: &str| TaskAttachment {
             network_id: id.into(),
             addr: addr.into(),
         };
-        let record = TaskRecord {
-            id: "tclient".into(),
-            version: 0,
-            created_at: now,
-            updated_at: now,
-            service_id: "sc".into(),
-            service_name: "client".into(),
-            slot: 1,
-            node_id: "n1".into(),
-            spec: Default::default(),
-            spec_version: 0,
-            status: Default::default(),
-            desired_state: TaskState::Running,
-            health: None,
-            // Attached to "zeta" first: docker's order is not the attachment order.
-            networks: vec![
+        // Attached to "zeta" first: docker's order is not the attachment order.
+        let record = task_record(
+            "tclient",
+            "sc",
+            "client",
+            vec![
                 attach("z", "10.0.3.3/24"),
                 attach("i", "10.0.4.3/24"),
                 attach("a", "10.0.1.3/24"),
             ],
-            host_ports: Vec::new(),
-            by_update: false,
-            running_at: None,
-        };
-        let l = Local {
-            record,
-            reported: TaskState::Running,
-            health: None,
-            pid: None,
-            failing_streak: 0,
-            last_probe: None,
-            started: Instant::now(),
-            stopping: false,
-        };
+        );
+        let l = running(record);
         let on = |id: &str, name: &str, n: u8, internal: bool| NetView {
             network: crate::networks::NetworkRecord {
                 internal,
