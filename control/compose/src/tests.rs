@@ -1128,13 +1128,16 @@ fn healthcheck_start_interval() {
       start_period: 30s
       start_interval: 1500ms
 ";
+    let health = |stack: &Stack| {
+        service(stack, "app_web")
+            .task_template
+            .container_spec
+            .healthcheck
+            .clone()
+            .unwrap()
+    };
     let stack = load_yaml(yaml).unwrap();
-    let hc = service(&stack, "app_web")
-        .task_template
-        .container_spec
-        .healthcheck
-        .clone()
-        .unwrap();
+    let hc = health(&stack);
     assert_eq!(hc.start_interval, 1_500_000_000);
     assert_eq!(
         serde_json::to_value(&hc).unwrap(),
@@ -1146,16 +1149,7 @@ fn healthcheck_start_interval() {
         })
     );
     let stack = load_yaml(&format!("version: \"3.12\"\n{yaml}")).unwrap();
-    assert_eq!(
-        service(&stack, "app_web")
-            .task_template
-            .container_spec
-            .healthcheck
-            .as_ref()
-            .unwrap()
-            .start_interval,
-        1_500_000_000
-    );
+    assert_eq!(health(&stack).start_interval, 1_500_000_000);
 
     let path = fixtures().join("docker-compose.yml");
     let over = "services:\n  web:\n    healthcheck:\n      start_interval: 2s\n";
@@ -1168,12 +1162,7 @@ fn healthcheck_start_interval() {
         &no_env(),
     )
     .unwrap();
-    let hc = service(&stack, "app_web")
-        .task_template
-        .container_spec
-        .healthcheck
-        .clone()
-        .unwrap();
+    let hc = health(&stack);
     assert_eq!(
         (hc.start_interval, hc.start_period),
         (2 * SECOND_NS, 30 * SECOND_NS)
