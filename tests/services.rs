@@ -840,6 +840,17 @@ fn compose_files_checked_whole() {
         Some("failed to create service clash_web: Error response from daemon: rpc error: code = AlreadyExists desc = name conflicts with an existing object: service clash_web already exists"),
         "{err}"
     );
+    // `service create` of a taken name, in any case (swarmkit's name index is lowercased):
+    // swarmkit's words with the name, and nothing created.
+    for name in ["clash_web", "CLASH_web"] {
+        assert_eq!(
+            s.fails(
+                "vm1",
+                &["service", "create", "-d", "--name", name, "demo:1", "sleep", "600"],
+            ),
+            format!("Error response from daemon: rpc error: code = AlreadyExists desc = name conflicts with an existing object: service {name} already exists\n")
+        );
+    }
     assert_eq!(s.ok("vm1", &["service", "ls", "-q"]).lines().count(), 1);
     assert_eq!(
         s.ok(

@@ -335,11 +335,9 @@ impl ClusterState {
                     && self
                         .services
                         .values()
-                        .any(|s| s.id != service.id && s.spec.name == service.spec.name)
+                        .any(|s| s.id != service.id && same_name(&s.spec.name, &service.spec.name))
                 {
-                    return CommandResult::err(
-                        "rpc error: code = AlreadyExists desc = name conflicts with an existing object",
-                    );
+                    return CommandResult::err(service_name_taken(&service.spec.name));
                 }
                 // The ingress ports published without a number get theirs here, not from
                 // the proposer's read: two creates (or updates, or stack deploys) in flight
@@ -633,6 +631,19 @@ impl ClusterState {
 }
 
 /// A fresh node record for a node admitted now.
+/// swarmkit's store: names are unique without regard to case (its name index is lowercased).
+pub(crate) fn same_name(a: &str, b: &str) -> bool {
+    a.to_lowercase() == b.to_lowercase()
+}
+
+/// swarmkit's CreateService refusal of a name another service has (controlapi adds the
+/// service's name to the store's ErrNameConflict).
+pub(crate) fn service_name_taken(name: &str) -> String {
+    format!(
+        "rpc error: code = AlreadyExists desc = name conflicts with an existing object: service {name} already exists"
+    )
+}
+
 pub fn new_node_record(
     id: String,
     raft_id: u64,
@@ -779,7 +790,13 @@ pub(crate) mod tests {
         let before = s.clone();
         assert_eq!(
             s.apply(&put(service("svc2", "web")), 2).error.as_deref(),
-            Some("rpc error: code = AlreadyExists desc = name conflicts with an existing object")
+            Some("rpc error: code = AlreadyExists desc = name conflicts with an existing object: service web already exists")
+        );
+        assert_eq!(s, before);
+        // swarmkit's name index is lowercased: a name differing only in case is taken too.
+        assert_eq!(
+            s.apply(&put(service("svc2", "WEB")), 2).error.as_deref(),
+            Some("rpc error: code = AlreadyExists desc = name conflicts with an existing object: service WEB already exists")
         );
         assert_eq!(s, before);
         // The same service written again (an update) is no conflict with itself.

@@ -13,7 +13,7 @@ use crate::api::{ApiError, ApiReply, ApiRequest, ApiResult, LogCursor, StackDepl
 use crate::orchestrator::{updated_service, MAX_REPLICAS};
 use crate::peer::{PeerClient, PeerRequest, PeerResponse};
 use crate::services::ServiceRecord;
-use crate::state::{ClusterState, Command};
+use crate::state::{same_name, service_name_taken, ClusterState, Command};
 
 pub const STACK_LABEL: &str = "com.docker.stack.namespace";
 
@@ -340,10 +340,9 @@ fn foreign_stack_network(state: &ClusterState, d: &StackDeploy) -> Option<ApiRep
 /// by then created the networks and the services it met before this one).
 fn foreign_stack_service(state: &ClusterState, d: &StackDeploy) -> Option<ApiReply> {
     let spec = d.services.iter().find(|spec| {
-        state
-            .services
-            .values()
-            .any(|s| s.spec.name == spec.name && s.spec.labels.get(STACK_LABEL) != Some(&d.name))
+        state.services.values().any(|s| {
+            same_name(&s.spec.name, &spec.name) && s.spec.labels.get(STACK_LABEL) != Some(&d.name)
+        })
     })?;
     Some(ApiReply::Lines {
         lines: vec![format!("Creating service {}", spec.name)],
@@ -353,13 +352,6 @@ fn foreign_stack_service(state: &ClusterState, d: &StackDeploy) -> Option<ApiRep
             service_name_taken(&spec.name)
         )],
     })
-}
-
-/// swarmkit's CreateService refusal of a name another service has.
-fn service_name_taken(name: &str) -> String {
-    format!(
-        "rpc error: code = AlreadyExists desc = name conflicts with an existing object: service {name} already exists"
-    )
 }
 
 /// docker's validateExternalNetworks, for an external network that does not exist.
@@ -475,7 +467,11 @@ fn plan_stack_deploy(
                 }
             }
             None => {
-                if state.services.values().any(|s| s.spec.name == spec.name) {
+                if state
+                    .services
+                    .values()
+                    .any(|s| same_name(&s.spec.name, &spec.name))
+                {
                     return Err(ApiError::daemon(service_name_taken(&spec.name)));
                 }
                 let dynamic = assign_dynamic_ports(&scratch, &mut spec, None)?;
@@ -501,8 +497,12 @@ impl Daemon {
                 validate(&spec)?;
                 let state = mgr.sm.state();
                 resolve_attachments(&state, &mut spec)?;
-                if state.services.values().any(|s| s.spec.name == spec.name) {
-                    return Err(ApiError::daemon("rpc error: code = AlreadyExists desc = name conflicts with an existing object"));
+                if state
+                    .services
+                    .values()
+                    .any(|s| same_name(&s.spec.name, &spec.name))
+                {
+                    return Err(ApiError::daemon(service_name_taken(&spec.name)));
                 }
                 let dynamic = assign_dynamic_ports(&state, &mut spec, None)?;
                 published_conflict(&state, &spec, None)?;
