@@ -637,6 +637,33 @@ fn one_daemon_per_data_root() {
 #[test]
 fn init_detects_the_advertise_address() {
     let s = Swarm::lab("adv", 2);
+    // Usage errors in docker's words and statuses: a flag error is 125 (pflag's words,
+    // then the usage line), a wrong argument count 1; neither asks the daemon.
+    for (args, code, want) in [
+        (
+            &["swarm", "init", "--bogus"][..],
+            125,
+            "unknown flag: --bogus\n\nUsage:  shoal swarm init [OPTIONS]\n\nRun 'shoal swarm init --help' for more information\n",
+        ),
+        (
+            &["swarm", "init", "--dispatcher-heartbeat", "5"][..],
+            125,
+            "invalid argument \"5\" for \"--dispatcher-heartbeat\" flag: time: missing unit in duration \"5\"\n\nUsage:  shoal swarm init [OPTIONS]\n\nRun 'shoal swarm init --help' for more information\n",
+        ),
+        (
+            &["swarm", "init", "extra"][..],
+            1,
+            "shoal: 'shoal swarm init' accepts no arguments\n\nUsage:  shoal swarm init [OPTIONS]\n\nRun 'shoal swarm init --help' for more information\n",
+        ),
+    ] {
+        let out = s.shoal("vm1", args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), want, "{args:?}");
+    }
+    assert!(s
+        .shoal("vm1", &["swarm", "init", "--help"])
+        .status
+        .success());
     s.ok("vm1", &["swarm", "init"]);
     let addr = s.ok(
         "vm1",

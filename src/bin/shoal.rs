@@ -1,6 +1,6 @@
 //! shoal: the Shoal command line. Wires the control plane's CLI and the namespace lab.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(name = "shoal", version, about = "Swarm-mode clustering for Linux")]
@@ -50,7 +50,27 @@ fn die_quietly_on_broken_stdout() {
 
 fn main() {
     die_quietly_on_broken_stdout();
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // docker's words and status for a usage error; help and version as clap has them.
+            let words: Vec<String> = argv
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            match shoal_control::cli::usage::usage_failure(&Cli::command(), &words, &e) {
+                Some(f) => {
+                    eprintln!("{}", f.message);
+                    std::process::exit(f.code);
+                }
+                None => {
+                    let _ = e.print();
+                    std::process::exit(0);
+                }
+            }
+        }
+    };
     let code = match cli.command {
         Top::Lab(cmd) => match shoal_dataplane::lab::run(cmd) {
             Ok(code) => code,

@@ -10,6 +10,7 @@ mod stack;
 mod swarm;
 mod task_filter;
 mod tasks;
+pub mod usage;
 
 use clap::Subcommand;
 
@@ -113,9 +114,11 @@ pub(crate) fn unexpected(reply: ApiReply) -> ApiError {
     ApiError::plain(format!("unexpected reply from the daemon: {reply:?}"))
 }
 
-/// Go-duration-like values: "5s", "1m30s", "500ms".
-pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
+/// A duration flag's value (pflag's DurationVar): Go's time.ParseDuration ("5s",
+/// "1m30s", "1.5h"; "5" has no unit) to nanoseconds, refused in Go's words, which the
+/// usage error puts after pflag's `invalid argument "5" for "--flag" flag: `.
+pub(crate) fn go_duration_flag(s: &str) -> Result<i64, String> {
+    shoal_compose::parse_duration(s)
 }
 
 async fn inspect(host: &str, references: Vec<String>, format: Option<String>) -> CliResult {

@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::{call, parse_duration, unexpected, CliResult};
+use super::{call, go_duration_flag, unexpected, CliResult};
 use crate::api::{ApiError, ApiReply, ApiRequest, InitRequest, JoinRequest, SwarmUpdate};
 use crate::types::Role;
 
@@ -37,8 +37,8 @@ pub struct InitArgs {
     #[arg(long)]
     force_new_cluster: bool,
     /// Dispatcher heartbeat period (ns|us|ms|s|m|h)
-    #[arg(long, value_parser = parse_duration)]
-    dispatcher_heartbeat: Option<std::time::Duration>,
+    #[arg(long, value_parser = go_duration_flag, allow_hyphen_values = true)]
+    dispatcher_heartbeat: Option<i64>,
     /// Task history retention limit
     #[arg(long)]
     task_history_limit: Option<u64>,
@@ -59,8 +59,8 @@ pub struct InitArgs {
 #[derive(Args, Debug)]
 pub struct UpdateArgs {
     /// Dispatcher heartbeat period (ns|us|ms|s|m|h) [default 5s]
-    #[arg(long, value_parser = parse_duration)]
-    dispatcher_heartbeat: Option<std::time::Duration>,
+    #[arg(long, value_parser = go_duration_flag, allow_hyphen_values = true)]
+    dispatcher_heartbeat: Option<i64>,
     /// Task history retention limit [default 5]
     #[arg(long)]
     task_history_limit: Option<u64>,
@@ -71,15 +71,23 @@ impl UpdateArgs {
     /// prints the command's help and exits 0).
     fn request(&self) -> Result<Option<SwarmUpdate>, ApiError> {
         let update = SwarmUpdate {
-            dispatcher_heartbeat_ms: self
-                .dispatcher_heartbeat
-                .map(crate::api::check_heartbeat)
-                .transpose()
-                .map_err(ApiError::plain)?,
+            dispatcher_heartbeat_ms: heartbeat_ms(self.dispatcher_heartbeat)?,
             task_history_limit: self.task_history_limit,
         };
         Ok((update != SwarmUpdate::default()).then_some(update))
     }
+}
+
+/// The heartbeat period a `--dispatcher-heartbeat` of `ns` nanoseconds asks for, checked
+/// (a negative one is below the least allowed).
+fn heartbeat_ms(ns: Option<i64>) -> Result<Option<u64>, ApiError> {
+    ns.map(|ns| {
+        crate::api::check_heartbeat(std::time::Duration::from_nanos(
+            u64::try_from(ns).unwrap_or(0),
+        ))
+    })
+    .transpose()
+    .map_err(ApiError::plain)
 }
 
 #[derive(Args, Debug)]
@@ -131,11 +139,7 @@ pub async fn run(host: &str, cmd: SwarmCommand) -> CliResult {
                 advertise_addr: a.advertise_addr,
                 listen_addr: a.listen_addr,
                 force_new_cluster: force,
-                dispatcher_heartbeat_ms: a
-                    .dispatcher_heartbeat
-                    .map(crate::api::check_heartbeat)
-                    .transpose()
-                    .map_err(ApiError::plain)?,
+                dispatcher_heartbeat_ms: heartbeat_ms(a.dispatcher_heartbeat)?,
                 task_history_limit: a.task_history_limit,
                 default_addr_pool: a.default_addr_pool,
                 default_addr_pool_mask_length: a.default_addr_pool_mask_length,
@@ -269,6 +273,36 @@ mod tests {
             })
         );
         assert!(update(&["--dispatcher-heartbeat", "1ms"])
+            .unwrap_err()
+            .contains("it must be between 100ms and 24h"));
+        // Go's duration syntax, as docker's DurationVar: fractions and unit runs parse,
+        // a bare number or humantime's words do not, and a negative one is out of range.
+        assert_eq!(
+            update(&["--dispatcher-heartbeat", "1.5s"]).unwrap(),
+            Some(SwarmUpdate {
+                dispatcher_heartbeat_ms: Some(1_500),
+                ..Default::default()
+            })
+        );
+        assert_eq!(
+            update(&["--dispatcher-heartbeat", "1m30s"])
+                .unwrap()
+                .unwrap()
+                .dispatcher_heartbeat_ms,
+            Some(90_000)
+        );
+        for (bad, why) in [
+            ("5", "time: missing unit in duration \"5\""),
+            (
+                "5 seconds",
+                "time: unknown unit \" seconds\" in duration \"5 seconds\"",
+            ),
+            ("1d", "time: unknown unit \"d\" in duration \"1d\""),
+        ] {
+            let err = update(&["--dispatcher-heartbeat", bad]).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        assert!(update(&["--dispatcher-heartbeat", "-5s"])
             .unwrap_err()
             .contains("it must be between 100ms and 24h"));
     }
