@@ -130,13 +130,31 @@ fn bad_tokens_are_refused() {
     assert!(err.contains("This node is not part of a swarm"), "{err}");
     assert_eq!(s.nodes("vm1").unwrap().len(), 1);
 
-    // A worker token makes a worker, never a manager.
-    s.ok("vm2", &["swarm", "join", "--token", &good, &remote]);
+    // A worker token makes a worker, never a manager; `--availability` is the one it
+    // starts with.
+    s.ok(
+        "vm2",
+        &[
+            "swarm",
+            "join",
+            "--token",
+            &good,
+            "--availability",
+            "drain",
+            &remote,
+        ],
+    );
     let role = s.ok(
         "vm1",
-        &["node", "inspect", "--format", "{{.Spec.Role}}", "vm2"],
+        &[
+            "node",
+            "inspect",
+            "--format",
+            "{{.Spec.Role}} {{.Spec.Availability}}",
+            "vm2",
+        ],
     );
-    assert_eq!(role.trim(), "worker");
+    assert_eq!(role.trim(), "worker drain");
     // Joining twice.
     let err = s.fails("vm2", &["swarm", "join", "--token", &good, &remote]);
     assert!(
@@ -655,6 +673,11 @@ fn init_detects_the_advertise_address() {
             1,
             "shoal: 'shoal swarm init' accepts no arguments\n\nUsage:  shoal swarm init [OPTIONS]\n\nRun 'shoal swarm init --help' for more information\n",
         ),
+        (
+            &["swarm", "init", "--availability", "off"][..],
+            1,
+            "invalid availability \"off\", only active, pause and drain are supported\n",
+        ),
     ] {
         let out = s.shoal("vm1", args);
         assert_eq!(out.status.code(), Some(code), "{args:?}");
@@ -664,7 +687,21 @@ fn init_detects_the_advertise_address() {
         .shoal("vm1", &["swarm", "init", "--help"])
         .status
         .success());
-    s.ok("vm1", &["swarm", "init"]);
+    // `--availability` (any case): the node starts with it.
+    s.ok("vm1", &["swarm", "init", "--availability", "Pause"]);
+    let availability = |node: &str| {
+        s.ok(
+            "vm1",
+            &[
+                "node",
+                "inspect",
+                "--format",
+                "{{.Spec.Availability}}",
+                node,
+            ],
+        )
+    };
+    assert_eq!(availability("self"), "pause\n");
     let addr = s.ok(
         "vm1",
         &[

@@ -49,6 +49,9 @@ pub struct InitRequest {
     pub default_addr_pool: Option<String>,
     pub default_addr_pool_mask_length: Option<u8>,
     pub data_path_port: Option<u16>,
+    /// The availability this node starts with (`--availability`; active when absent).
+    #[serde(default)]
+    pub availability: Option<crate::types::Availability>,
 }
 
 /// The settings `swarm update` changes (`None`: unchanged).
@@ -77,6 +80,9 @@ pub struct JoinRequest {
     pub remote_addr: String,
     pub advertise_addr: Option<String>,
     pub listen_addr: Option<String>,
+    /// The availability this node starts with (`--availability`; active when absent).
+    #[serde(default)]
+    pub availability: Option<crate::types::Availability>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]

@@ -30,6 +30,9 @@ pub struct JoinSwarm {
     /// The address to advertise, if the joiner chose one; else the manager uses the source IP.
     pub advertise_addr: Option<String>,
     pub listen_port: u16,
+    /// The availability the joiner asked to start with (`swarm join --availability`).
+    #[serde(default)]
+    pub availability: Option<crate::types::Availability>,
 }
 
 /// Everything a node needs to take part after it was admitted.

@@ -4,7 +4,7 @@ use clap::{Args, Subcommand};
 
 use super::{call, go_duration_flag, unexpected, CliResult};
 use crate::api::{ApiError, ApiReply, ApiRequest, InitRequest, JoinRequest, SwarmUpdate};
-use crate::types::Role;
+use crate::types::{Availability, Role};
 
 #[derive(Subcommand, Debug)]
 pub enum SwarmCommand {
@@ -51,6 +51,9 @@ pub struct InitArgs {
     /// Port number to use for data path traffic (1024 - 49151)
     #[arg(long)]
     data_path_port: Option<u16>,
+    /// Availability of the node ("active", "pause", "drain")
+    #[arg(long)]
+    availability: Option<String>,
 }
 
 /// `swarm update`'s flags: docker's defaults, applied only when given (docker's
@@ -101,6 +104,9 @@ pub struct JoinArgs {
     /// Listen address (format: "<ip|interface>[:port]")
     #[arg(long)]
     listen_addr: Option<String>,
+    /// Availability of the node ("active", "pause", "drain")
+    #[arg(long)]
+    availability: Option<String>,
     /// HOST:PORT of a manager
     remote: String,
 }
@@ -125,6 +131,19 @@ fn parse_role(s: &str) -> Result<Role, String> {
     }
 }
 
+/// `swarm init/join --availability`: docker's CLI takes it in any case and refuses
+/// anything else in these words, before asking the daemon.
+fn parse_availability(s: Option<&str>) -> Result<Option<Availability>, ApiError> {
+    s.map(|s| {
+        s.to_ascii_lowercase().parse().map_err(|_| {
+            ApiError::plain(format!(
+                "invalid availability {s:?}, only active, pause and drain are supported"
+            ))
+        })
+    })
+    .transpose()
+}
+
 fn join_command(role: Role, token: &str, addr: &str) -> String {
     format!(
         "To add a {role} to this swarm, run the following command:\n\n    shoal swarm join --token {token} {addr}\n"
@@ -144,6 +163,7 @@ pub async fn run(host: &str, cmd: SwarmCommand) -> CliResult {
                 default_addr_pool: a.default_addr_pool,
                 default_addr_pool_mask_length: a.default_addr_pool_mask_length,
                 data_path_port: a.data_path_port,
+                availability: parse_availability(a.availability.as_deref())?,
             };
             match call(host, ApiRequest::SwarmInit(req)).await? {
                 ApiReply::Initialized {
@@ -168,6 +188,7 @@ pub async fn run(host: &str, cmd: SwarmCommand) -> CliResult {
                 remote_addr: a.remote,
                 advertise_addr: a.advertise_addr,
                 listen_addr: a.listen_addr,
+                availability: parse_availability(a.availability.as_deref())?,
             };
             match call(host, ApiRequest::SwarmJoin(req)).await? {
                 ApiReply::Joined { role } => {
@@ -252,6 +273,20 @@ mod tests {
             SwarmCommand::Update(a) => a.request().map_err(|e| e.to_string()),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// `--availability` of init and join: any case; anything else in docker's CLI words.
+    #[test]
+    fn availability_is_taken_as_docker_s_cli_takes_it() {
+        assert_eq!(
+            parse_availability(Some("Drain")).unwrap(),
+            Some(Availability::Drain)
+        );
+        assert_eq!(parse_availability(None).unwrap(), None);
+        assert_eq!(
+            parse_availability(Some("off")).unwrap_err().to_string(),
+            "invalid availability \"off\", only active, pause and drain are supported"
+        );
     }
 
     /// `swarm update` changes only what its flags name; with none it changes nothing.

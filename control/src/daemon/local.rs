@@ -274,7 +274,7 @@ impl Daemon {
                 true,
             )
             .map_err(|e| e.message)?;
-            let node = new_node_record(
+            let mut node = new_node_record(
                 node_id.clone(),
                 raft_id,
                 Role::Manager,
@@ -283,6 +283,7 @@ impl Daemon {
                 listen_addr.clone(),
                 now,
             );
+            node.spec.availability = req.availability.unwrap_or_default();
             mgr.propose(Command::Atomic(vec![
                 Command::Init {
                     cluster: cluster.clone(),
@@ -501,6 +502,7 @@ impl Daemon {
             description: NodeDescription::of_this_host(&self.cfg.hostname),
             advertise_addr: advertise,
             listen_port: port,
+            availability: req.availability,
         });
         let mut admitted = None;
         for _ in 0..5 {

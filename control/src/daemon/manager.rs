@@ -498,7 +498,7 @@ impl Daemon {
         let cert_pem = ca
             .sign_csr(&req.csr_pem, &node_id, role, &cluster.id)
             .map_err(|e| ApiError::daemon(format!("invalid certificate request: {e}")))?;
-        let record = new_node_record(
+        let mut record = new_node_record(
             node_id.clone(),
             raft_id,
             role,
@@ -507,6 +507,7 @@ impl Daemon {
             listen_addr,
             Utc::now(),
         );
+        record.spec.availability = req.availability.unwrap_or_default();
         mgr.propose(Command::AddNode { node: record }).await?;
         lock(&self.dispatcher)
             .last_seen

@@ -670,6 +670,7 @@ mod tests {
                 default_addr_pool: None,
                 default_addr_pool_mask_length: None,
                 data_path_port: None,
+                availability: None,
             }),
         ] {
             let e = daemon.handle_api(req).await.expect_err("served");

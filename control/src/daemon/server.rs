@@ -677,6 +677,7 @@ mod tests {
             description,
             advertise_addr: Some("[2001:db8::1234:5678:9abc:def0]".into()),
             listen_port: 2377,
+            availability: Some(crate::types::Availability::Active),
         });
         let bytes = serde_json::to_vec(&join).unwrap().len();
         assert!(bytes * 8 < wire::MAX_UNAUTHENTICATED_FRAME, "{bytes}");
