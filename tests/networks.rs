@@ -201,6 +201,40 @@ fn networks_are_allocated_in_raft() {
         err,
         "Error response from daemon: network webapp_default not found\n"
     );
+
+    // `network prune` asks first, and no answer (stdin at its end) keeps everything.
+    let ls = || s.ok("vm2", &["network", "ls", "--format", "{{.Name}}"]);
+    let out = s.shoal("vm2", &["network", "prune"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue? [y/N] "
+    );
+    assert_eq!(ls(), "again\ningress\nmine\n");
+    // With -f: only the custom networks no service uses go (not ingress, not `mine`,
+    // which `user` uses), as the label filters choose, listed by name.
+    s.ok("vm2", &["network", "create", "--label", "keep=1", "kept"]);
+    assert_eq!(
+        s.ok(
+            "vm2",
+            &["network", "prune", "-f", "--filter", "label!=keep"]
+        ),
+        "Deleted Networks:\nagain\n\n"
+    );
+    assert_eq!(ls(), "ingress\nkept\nmine\n");
+    assert_eq!(
+        s.fails("vm2", &["network", "prune", "-f", "--filter", "name=kept"]),
+        "Error response from daemon: invalid filter 'name'\n"
+    );
+    assert_eq!(
+        s.ok(
+            "vm2",
+            &["network", "prune", "--force", "--filter", "label=keep=1"]
+        ),
+        "Deleted Networks:\nkept\n\n"
+    );
+    assert_eq!(s.ok("vm2", &["network", "prune", "-f"]), "");
+    assert_eq!(ls(), "ingress\nmine\n");
 }
 
 /// Two tasks on different nodes reach each other over their overlay; a task on another

@@ -1,4 +1,4 @@
-//! `shoal network ...`: create, ls, inspect, rm (swarm-scoped overlay networks).
+//! `shoal network ...`: create, ls, inspect, prune, rm (swarm-scoped overlay networks).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -56,6 +56,15 @@ pub enum NetworkCommand {
         format: Option<String>,
         #[arg(required = true)]
         networks: Vec<String>,
+    },
+    /// Remove all unused networks
+    Prune {
+        /// Do not prompt for confirmation
+        #[arg(short, long)]
+        force: bool,
+        /// Provide filter values (e.g. "until=<timestamp>")
+        #[arg(long)]
+        filter: Vec<String>,
     },
     /// Remove one or more networks
     #[command(alias = "remove")]
@@ -257,6 +266,151 @@ async fn remove(host: &str, networks: Vec<String>, force: bool) -> CliResult {
     super::any_failed(failed)
 }
 
+/// The keys `network prune --filter` takes (moby daemon/network/filter.go pruneFilters).
+const PRUNE_FILTERS: &[&str] = &["label", "label!", "until"];
+
+const PRUNE_WARNING: &str = "WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue?";
+
+/// docker's `network prune`: after a "y" (or with `--force`), every network no service
+/// uses, but the ingress network and the predefined ones, that the filter matches is
+/// removed; the removed ones are listed by name under `Deleted Networks:`. A "no" ends
+/// it quietly with status 0, as docker treats a cancelled prompt.
+async fn prune(host: &str, filter: Vec<String>, force: bool) -> CliResult {
+    let filter = TaskFilter::parse(&filter)?;
+    if !force && !confirm(PRUNE_WARNING) {
+        return Ok(());
+    }
+    filter.check_accepted(PRUNE_FILTERS)?;
+    let until = match filter.count("until") {
+        0 => None,
+        1 => Some(
+            filter
+                .values("until")
+                .map(|v| parse_until(v, chrono::Utc::now()))
+                .next()
+                .unwrap_or_else(|| Err(String::new()))
+                .map_err(ApiError::daemon)?,
+        ),
+        _ => return Err(ApiError::daemon("more than one until filter specified")),
+    };
+    let networks = match call(host, ApiRequest::NetworkList).await? {
+        ApiReply::Networks { networks } => networks,
+        other => return Err(unexpected(other)),
+    };
+    let list = ApiRequest::ServiceList {
+        references: vec![],
+        stack: None,
+    };
+    let used = match call(host, list).await? {
+        ApiReply::Services { services } => {
+            let services: Vec<Value> = services.into_iter().map(|(s, _, _)| s).collect();
+            networks_in_use(&services)
+        }
+        other => return Err(unexpected(other)),
+    };
+    let mut deleted = Vec::new();
+    for n in prunable(&networks, &filter, &used, until) {
+        let name = n["Name"].as_str().unwrap_or("").to_string();
+        let reference = n["Id"].as_str().unwrap_or(&name).to_string();
+        // A network in use by now, or one that cannot go, is left as it is (moby logs
+        // it and goes on).
+        if call(host, ApiRequest::NetworkRemove { reference })
+            .await
+            .is_ok()
+        {
+            deleted.push(name);
+        }
+    }
+    if !deleted.is_empty() {
+        println!("Deleted Networks:\n{}\n", deleted.join("\n"));
+    }
+    Ok(())
+}
+
+/// The networks `network prune` removes: not the ingress network, not a predefined one,
+/// none a service uses, and only those the filter's labels and `until` match.
+fn prunable<'a>(
+    networks: &'a [Value],
+    filter: &TaskFilter,
+    used: &BTreeSet<String>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+) -> Vec<&'a Value> {
+    let labels_match = |labels: &Value, l: &str| {
+        let (k, v) = match l.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (l, None),
+        };
+        labels
+            .get(k)
+            .and_then(Value::as_str)
+            .is_some_and(|have| v.is_none_or(|v| v == have))
+    };
+    networks
+        .iter()
+        .filter(|n| {
+            let name = n["Name"].as_str().unwrap_or("");
+            let id = n["Id"].as_str().unwrap_or("");
+            let labels = &n["Labels"];
+            let created = chrono::DateTime::parse_from_rfc3339(n["Created"].as_str().unwrap_or(""))
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .ok();
+            // moby's MatchKVList: `label!` refuses only a network with every one.
+            let unwanted =
+                filter.has("label!") && filter.values("label!").all(|l| labels_match(labels, l));
+            n["Ingress"].as_bool() != Some(true)
+                && !PREDEFINED.contains(&name)
+                && !used.contains(name)
+                && !used.contains(id)
+                && filter.values("label").all(|l| labels_match(labels, l))
+                && !unwanted
+                && until.is_none_or(|u| created.is_some_and(|c| c <= u))
+        })
+        .collect()
+}
+
+/// moby's timestamp.Parse for `until`: a Go duration before `now`, an RFC 3339 time or
+/// date (UTC where no zone is given, as this machine's), or Unix seconds.
+fn parse_until(
+    value: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    use chrono::{NaiveDate, NaiveDateTime, TimeZone, Utc};
+    if value.trim().is_empty() {
+        return Err("failed to parse value as time or duration: value is empty".into());
+    }
+    if value != "0" {
+        if let Ok(ns) = shoal_compose::parse_duration(value) {
+            return Ok(now - chrono::Duration::nanoseconds(ns));
+        }
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(value, format) {
+            return Ok(Utc.from_utc_datetime(&t));
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        return Ok(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default()));
+    }
+    if value.contains('-') {
+        return Err(format!(
+            "parsing time {value:?}: cannot parse {value:?} as a time"
+        ));
+    }
+    let (secs, frac) = value.split_once('.').unwrap_or((value, ""));
+    let secs: i64 = secs.parse().map_err(|_| {
+        format!(
+            "failed to parse value as time or duration: invalid seconds {secs:?}: invalid syntax"
+        )
+    })?;
+    let nanos: u32 = format!("{frac:0<9}")[..9].parse().unwrap_or(0);
+    Utc.timestamp_opt(secs, nanos)
+        .single()
+        .ok_or_else(|| format!("failed to parse value as time or duration: {value:?}"))
+}
+
 const INGRESS_WARNING: &str = "WARNING! Before removing the routing-mesh network, make sure all the nodes in your swarm run the same shoal engine version. Otherwise, removal may not be effective and functionality of newly create ingress networks will be impaired.\nAre you sure you want to continue?";
 
 /// docker's prompt: the question and ` [y/N] ` on stdout, then one line of stdin; only
@@ -386,6 +540,7 @@ pub async fn run(host: &str, cmd: NetworkCommand) -> CliResult {
             print!("{text}");
             super::missing_error(&missing, |_, e| format!("Error response from daemon: {e}"))
         }
+        NetworkCommand::Prune { force, filter } => prune(host, filter, force).await,
         NetworkCommand::Rm { force, networks } => remove(host, networks, force).await,
     }
 }
@@ -393,6 +548,44 @@ pub async fn run(host: &str, cmd: NetworkCommand) -> CliResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `network prune` takes only unused custom networks, never ingress, and docker's
+    /// `label`, `label!` and `until` decide among them.
+    #[test]
+    fn network_prune_takes_only_unused_custom_networks() {
+        let net = |id: &str, name: &str, created: &str, labels: Value| {
+            json!({"Name": name, "Id": id, "Ingress": name == "ingress",
+                   "Created": created, "Labels": labels})
+        };
+        let networks = [
+            net("i1", "ingress", "2026-01-01T00:00:00Z", json!({})),
+            net("u1", "used", "2026-01-01T00:00:00Z", json!({})),
+            net("o1", "old", "2026-01-01T00:00:00Z", json!({"keep": "yes"})),
+            net("n1", "new", "2026-06-01T00:00:00Z", json!({"team": "a"})),
+            net("b1", "bridge", "2026-01-01T00:00:00Z", json!({})),
+        ];
+        let used: BTreeSet<String> = ["u1".to_string()].into();
+        let names = |f: &[&str], until: Option<&str>| -> Vec<String> {
+            let owned: Vec<String> = f.iter().map(|s| s.to_string()).collect();
+            let filter = TaskFilter::parse(&owned).unwrap();
+            let now = chrono::DateTime::parse_from_rfc3339("2026-07-01T00:00:00Z")
+                .unwrap()
+                .with_timezone(&chrono::Utc);
+            let until = until.map(|u| parse_until(u, now).unwrap());
+            prunable(&networks, &filter, &used, until)
+                .iter()
+                .map(|n| n["Name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(names(&[], None), ["old", "new"]);
+        assert_eq!(names(&["label=team=a"], None), ["new"]);
+        assert_eq!(names(&["label!=keep"], None), ["new"]);
+        assert_eq!(names(&[], Some("2026-03-01")), ["old"]);
+        assert_eq!(names(&[], Some("721h")), ["old"]);
+        assert_eq!(names(&[], Some("1790000000")), ["old", "new"]);
+        assert!(parse_until("", chrono::Utc::now()).is_err());
+        assert!(parse_until("soon", chrono::Utc::now()).is_err());
+    }
 
     fn ls(format: &str) -> String {
         let n = json!({
