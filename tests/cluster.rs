@@ -669,6 +669,11 @@ fn init_detects_the_advertise_address() {
             "invalid argument \"5\" for \"--dispatcher-heartbeat\" flag: time: missing unit in duration \"5\"\n\nUsage:  shoal swarm init [OPTIONS]\n\nRun 'shoal swarm init --help' for more information\n",
         ),
         (
+            &["service", "create", "--update-delay", "5", "demo:1"][..],
+            125,
+            "invalid argument \"5\" for \"--update-delay\" flag: time: missing unit in duration \"5\"\n\nUsage:  shoal service create [OPTIONS] IMAGE [COMMAND] [ARG...]\n\nRun 'shoal service create --help' for more information\n",
+        ),
+        (
             &["swarm", "init", "extra"][..],
             1,
             "shoal: 'shoal swarm init' accepts no arguments\n\nUsage:  shoal swarm init [OPTIONS]\n\nRun 'shoal swarm init --help' for more information\n",

@@ -96,6 +96,19 @@ pub async fn run(host: &str, cmd: Command) -> i32 {
     };
     match result {
         Ok(()) => 0,
+        Err(e) if !e.from_daemon => {
+            let argv: Vec<String> = std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            if let Some(f) = usage::flag_value_failure(&argv, &e.message) {
+                eprintln!("{}", f.message);
+                return f.code;
+            }
+            if !e.message.is_empty() {
+                eprintln!("{e}");
+            }
+            1
+        }
         Err(e) => {
             let text = e.to_string();
             if !e.message.is_empty() {

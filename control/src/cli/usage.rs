@@ -96,6 +96,36 @@ pub fn usage_failure(root: &Command, argv: &[String], err: &clap::Error) -> Opti
     })
 }
 
+/// A flag value the command refused when it ran (`invalid argument "5" for
+/// "--update-delay" flag: ...`, pflag's words, as the service flags' parsers give them):
+/// docker refuses those while parsing, as flag errors. `None` for any other error.
+pub fn flag_value_failure(argv: &[String], message: &str) -> Option<UsageFailure> {
+    let flag_error = message.starts_with("invalid argument \"")
+        && message.contains("\" for \"")
+        && message.contains("\" flag: ");
+    if !flag_error {
+        return None;
+    }
+    let root = <crate::cli::Command as clap::Subcommand>::augment_subcommands(
+        Command::new("shoal").arg(
+            Arg::new("host")
+                .short('H')
+                .long("host")
+                .global(true)
+                .action(clap::ArgAction::Set),
+        ),
+    );
+    let (cmd, path) = command_at(&root, argv);
+    let path = path.join(" ");
+    Some(UsageFailure {
+        message: format!(
+            "{message}\n\nUsage:  {}\n\nRun '{path} --help' for more information",
+            use_line(cmd, &path)
+        ),
+        code: FLAG_ERROR,
+    })
+}
+
 /// The deepest subcommand `argv` names, and its path from the root (`shoal service
 /// create`). Flags before and between the names are stepped over, with their values.
 fn command_at<'a>(root: &'a Command, argv: &[String]) -> (&'a Command, Vec<&'a str>) {
@@ -535,6 +565,33 @@ mod tests {
             message(&["swarm", "join", "--token"]).0,
             "flag needs an argument: --token\n\nUsage:  shoal swarm join [OPTIONS] HOST:PORT\n\nRun 'shoal swarm join --help' for more information"
         );
+    }
+
+    /// A flag value refused when the command ran is a flag error all the same.
+    #[test]
+    fn flag_values_refused_later_are_flag_errors() {
+        let argv: Vec<String> = [
+            "shoal",
+            "-H",
+            "x",
+            "service",
+            "update",
+            "--update-delay",
+            "5",
+            "web",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let refused = "invalid argument \"5\" for \"--update-delay\" flag: time: missing unit in duration \"5\"";
+        assert_eq!(
+            flag_value_failure(&argv, refused),
+            Some(UsageFailure {
+                message: format!("{refused}\n\nUsage:  shoal service update [OPTIONS] SERVICE\n\nRun 'shoal service update --help' for more information"),
+                code: 125
+            })
+        );
+        assert_eq!(flag_value_failure(&argv, "service web not found"), None);
     }
 
     /// A word that is no command: cobra's words, status 1.
