@@ -16,6 +16,7 @@ use shoal_dataplane::net::{
     self as overlay, Extras, LocalEndpoint, NodeOverlay, OverlaySpec, PortHook, RemoteEndpoint,
 };
 
+use super::probe::ProbeSchedule;
 use super::{lock, Daemon};
 use crate::peer::{LbView, NetView, PeerClient, PeerRequest, PeerResponse};
 use crate::services::{TaskRecord, TaskReport, TaskStatusRec};
@@ -34,7 +35,8 @@ struct Local {
     /// The task's process, as reported when it started (health reports carry it too).
     pid: Option<i32>,
     failing_streak: u64,
-    last_probe: Option<Instant>,
+    /// When its healthcheck probes next (set on the first look at a task that has one).
+    probes: Option<ProbeSchedule>,
     started: Instant,
     stopping: bool,
 }
@@ -1063,7 +1065,7 @@ async fn apply_assignments(
                     health,
                     pid,
                     failing_streak: 0,
-                    last_probe: None,
+                    probes: None,
                     started: Instant::now(),
                     stopping: false,
                 },
@@ -1391,13 +1393,12 @@ async fn watch(
                         h.test.first().map(String::as_str) != Some("NONE") && !h.test.is_empty()
                     })
                 {
-                    let interval = super::probe::next_probe_after(
-                        &h,
-                        l.started.elapsed(),
-                        l.health.as_deref(),
-                    );
-                    if l.last_probe.is_none_or(|p| p.elapsed() >= interval) {
-                        l.last_probe = Some(Instant::now());
+                    let (began_at, health) = (l.started, l.health.as_deref());
+                    let probes = l
+                        .probes
+                        .get_or_insert_with(|| ProbeSchedule::new(&h, began_at, health));
+                    if probes.due(Instant::now()) {
+                        let began = probes.since_start(Instant::now());
                         let timeout = Duration::from_nanos(if h.timeout > 0 {
                             h.timeout as u64
                         } else {
@@ -1413,28 +1414,19 @@ async fn watch(
                         .ok()
                         .and_then(Result::ok)
                         .unwrap_or(false);
-                        // docker: failures in the start period do not count, until
-                        // a probe first succeeds; from then on every failure does.
-                        let in_start = l.health.as_deref() != Some("healthy")
-                            && l.started.elapsed()
-                                < Duration::from_nanos(h.start_period.max(0) as u64);
-                        let retries = if h.retries > 0 { h.retries } else { 3 };
-                        let new = if ok {
-                            l.failing_streak = 0;
-                            "healthy"
-                        } else if in_start {
-                            "starting"
-                        } else {
-                            l.failing_streak += 1;
-                            if l.failing_streak >= retries {
-                                "unhealthy"
-                            } else {
-                                l.health.as_deref().unwrap_or("starting")
-                            }
-                        };
-                        if l.health.as_deref() != Some(new) {
-                            let state = state_with_health(l.reported, new);
-                            l.health = Some(new.to_string());
+                        let (new, streak) = super::probe::health_after_probe(
+                            &h,
+                            l.health.as_deref(),
+                            l.failing_streak,
+                            ok,
+                            began,
+                        );
+                        let new = new.to_string();
+                        l.failing_streak = streak;
+                        probes.probed(&h, Instant::now(), Some(&new));
+                        if l.health.as_deref() != Some(new.as_str()) {
+                            let state = state_with_health(l.reported, &new);
+                            l.health = Some(new);
                             l.reported = state;
                             let (_, s) = started(state == TaskState::Starting, l.pid);
                             reports.push(TaskReport {
@@ -1577,7 +1569,7 @@ mod tests {
             health: None,
             pid: None,
             failing_streak: 0,
-            last_probe: None,
+            probes: None,
             started: Instant::now(),
             stopping: false,
         }
