@@ -944,18 +944,38 @@ fn reconcile_global(plan: &mut Plan, svc: &ServiceRecord, tasks: &[&TaskRecord],
             .changed
             .values()
             .any(|t| t.service_id == svc.id && t.node_id == node && active(t));
-        let finished_for_good = tasks.iter().any(|t| {
-            t.node_id == node
-                && t.status.message == NOT_RESTARTED
-                && task_up_to_date(plan.state, t, svc)
-        });
-        if !has && !finished_for_good {
+        let on_node: Vec<&TaskRecord> = tasks
+            .iter()
+            .copied()
+            .filter(|t| t.node_id == node)
+            .collect();
+        if !has && !stays_stopped(plan.state, svc, &on_node) {
             let n = new_task(svc, 0, &node, now);
             plan.sched
                 .add_existing(&svc.id, &node, req.cpus, req.memory, &req.host_ports);
             plan.put(n);
         }
     }
+}
+
+/// swarmkit's global orchestrator on a node that fits and runs no task of the service
+/// (`UpdatableTasksInSlot`, then `IsTaskDirty`): the node's newest task stays its task,
+/// and none is added, when the restart policy would not restart it and it is not dirty
+/// (made from the current spec, or one that differs only in placement, which the node
+/// meets). However it stopped: it ended, its node was lost or drained, or it no longer
+/// met the constraints. Not during a rollback, which always adds one.
+fn stays_stopped(state: &ClusterState, svc: &ServiceRecord, on_node: &[&TaskRecord]) -> bool {
+    let rolling_back = svc
+        .update_status
+        .as_ref()
+        .is_some_and(|u| u.state == UpdateState::RollbackStarted);
+    let Some(newest) = on_node.iter().max_by_key(|t| (t.created_at, t.id.as_str())) else {
+        return false;
+    };
+    !rolling_back
+        && !should_restart(svc, on_node, newest)
+        && (task_up_to_date(state, newest, svc)
+            || placement_only_change(&newest.spec, &svc.spec.task_template))
 }
 
 /// The rolling updater: replace tasks made from an older spec, `parallelism` at a time,
@@ -2707,5 +2727,79 @@ mod tests {
             .insert("svc1".into(), updated_service(&svc, spec, Utc::now()));
         step(&mut s, &mut clock, Utc::now());
         assert_eq!(live(&s, 1), 1, "an update runs the slot again");
+    }
+
+    /// A global service's task stopped because its node stopped fitting (a constraint
+    /// that no longer matches, or a drain) comes back when the node fits again only as
+    /// swarmkit's global orchestrator decides: when the restart policy would restart the
+    /// node's newest task (UpdatableTasksInSlot), so with condition none it stays stopped,
+    /// even once the node has reported the task stopped (its own status message).
+    #[test]
+    fn global_task_back_on_a_fitting_node_follows_the_restart_policy() {
+        use TaskState::{Running, Shutdown};
+        for condition in [
+            RestartCondition::None,
+            RestartCondition::OnFailure,
+            RestartCondition::Any,
+        ] {
+            let restarts = condition != RestartCondition::None;
+            for drain in [false, true] {
+                let mut s = cluster(&["vm1", "vm2"]);
+                for n in s.nodes.values_mut() {
+                    n.spec.labels.insert("run".into(), "yes".into());
+                }
+                let mut svc = service(1);
+                svc.spec.mode = ServiceMode::global();
+                svc.spec.task_template.placement = Some(shoal_spec::Placement {
+                    constraints: vec!["node.labels.run==yes".into()],
+                    ..Default::default()
+                });
+                svc.spec.task_template.restart_policy = Some(RestartPolicy {
+                    condition: Some(condition),
+                    delay: Some(0),
+                    ..Default::default()
+                });
+                s.services.insert("svc1".into(), svc);
+                let mut clock = UpdateClock::default();
+                let settle = |s: &mut ClusterState, clock: &mut UpdateClock| {
+                    for _ in 0..3 {
+                        step(s, clock, Utc::now());
+                        run_all(s);
+                        // The node reports the tasks it stopped, with its own message.
+                        for t in s.tasks.values_mut() {
+                            if t.status.state == Shutdown {
+                                t.status.message = "shutdown".into();
+                            }
+                        }
+                    }
+                };
+                settle(&mut s, &mut clock);
+                let running = |s: &ClusterState| {
+                    s.tasks
+                        .values()
+                        .filter(|t| t.desired_state == Running && t.status.state == Running)
+                        .count()
+                };
+                assert_eq!(running(&s), 2, "{condition:?} drain={drain}");
+                let node = s.nodes.get_mut("node0").unwrap();
+                if drain {
+                    node.spec.availability = NodeAvailability::Drain;
+                } else {
+                    node.spec.labels.remove("run");
+                }
+                settle(&mut s, &mut clock);
+                let what = format!("{condition:?} drain={drain}: {:?}", ps(&s, "svc1"));
+                assert_eq!(running(&s), 1, "{what}");
+                let node = s.nodes.get_mut("node0").unwrap();
+                if drain {
+                    node.spec.availability = NodeAvailability::Active;
+                } else {
+                    node.spec.labels.insert("run".into(), "yes".into());
+                }
+                settle(&mut s, &mut clock);
+                let what = format!("{condition:?} drain={drain} back: {:?}", ps(&s, "svc1"));
+                assert_eq!(running(&s), if restarts { 2 } else { 1 }, "{what}");
+            }
+        }
     }
 }
