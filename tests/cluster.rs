@@ -484,8 +484,20 @@ fn force_new_cluster_recovers() {
         labels.contains("\"keep\":\"me\"") && labels.contains("\"y\":\"2\""),
         "{labels}"
     );
-    // The lost managers are still listed, unreachable, until demoted and removed.
-    s.wait_node("vm1", "vm2", "Down", "Unreachable", T);
+    // The lost managers are still listed, down, until demoted and removed; as in
+    // swarmkit they are no longer Raft members, so they have no ManagerStatus (an empty
+    // MANAGER STATUS), though their role is still manager.
+    s.wait_node("vm1", "vm2", "Down", "", T);
+    s.wait_node("vm1", "vm3", "Down", "", T);
+    let inspect = s.ok("vm1", &["node", "inspect", "vm2"]);
+    assert!(!inspect.contains("ManagerStatus"), "{inspect}");
+    assert_eq!(
+        s.ok(
+            "vm1",
+            &["node", "inspect", "--format", "{{.Spec.Role}}", "vm2"]
+        ),
+        "manager\n"
+    );
     s.ok("vm1", &["node", "demote", "vm2"]);
     s.ok("vm1", &["node", "rm", "vm2"]);
 }

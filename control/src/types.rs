@@ -148,6 +148,8 @@ pub struct ManagerView {
     pub leader_node_id: Option<String>,
     /// Raft IDs currently voting.
     pub voters: Vec<u64>,
+    /// Raft IDs of members catching up before they vote.
+    pub learners: Vec<u64>,
 }
 
 /// RFC 3339 with nanoseconds and trailing zeros trimmed, as Go prints time.Time.
@@ -192,6 +194,12 @@ impl NodeRecord {
             .name
             .as_deref()
             .unwrap_or(&self.description.hostname)
+    }
+
+    /// Whether it is a member of the Raft group (voting or catching up): what gives a
+    /// node ManagerStatus in swarmkit, whatever its role says.
+    pub fn raft_member(&self, view: &ManagerView) -> bool {
+        view.voters.contains(&self.raft_id) || view.learners.contains(&self.raft_id)
     }
 
     /// ManagerStatus.Reachability for a manager node.
@@ -254,7 +262,7 @@ impl NodeRecord {
             }),
         );
         node.insert("Status".into(), Value::Object(status));
-        if self.is_manager() {
+        if self.raft_member(view) {
             let mut ms = Map::new();
             if view.leader_node_id.as_deref() == Some(self.id.as_str()) {
                 ms.insert("Leader".into(), json!(true));
@@ -383,5 +391,49 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         assert_eq!(go_time(&t), "2025-03-01T10:00:00Z");
+    }
+
+    /// As swarmkit's controlapi: a node has ManagerStatus exactly while it is a member of
+    /// the Raft group, whatever its role: not a manager left out by `--force-new-cluster`
+    /// (nor one promoted but not yet joined), but a demoted one until it has left.
+    #[test]
+    fn manager_status_follows_raft_membership() {
+        use crate::state::new_node_record;
+        let node = |id: &str, raft_id: u64, role: Role| {
+            new_node_record(
+                id.into(),
+                raft_id,
+                role,
+                NodeDescription::default(),
+                "10.0.0.1".into(),
+                "10.0.0.1:2377".into(),
+                Utc::now(),
+            )
+        };
+        let view = ManagerView {
+            leader_node_id: Some("leader".into()),
+            voters: vec![1, 3],
+            ..Default::default()
+        };
+        let status = |n: &NodeRecord| n.docker_json(&view, "").get("ManagerStatus").cloned();
+        assert_eq!(
+            status(&node("leader", 1, Role::Manager)),
+            Some(json!({"Leader": true, "Reachability": "reachable", "Addr": "10.0.0.1:2377"}))
+        );
+        assert_eq!(status(&node("old", 2, Role::Manager)), None);
+        assert_eq!(
+            status(&node("demoted", 3, Role::Worker)),
+            Some(json!({"Reachability": "reachable", "Addr": "10.0.0.1:2377"}))
+        );
+        assert_eq!(status(&node("worker", 4, Role::Worker)), None);
+        // Joined, still catching up.
+        let view = ManagerView {
+            learners: vec![5],
+            ..view
+        };
+        assert_eq!(
+            node("joining", 5, Role::Manager).docker_json(&view, "")["ManagerStatus"],
+            json!({"Reachability": "unknown", "Addr": "10.0.0.1:2377"})
+        );
     }
 }

@@ -608,7 +608,8 @@ impl Daemon {
                 let state = mgr.sm.state();
                 let view = mgr.view(&state);
                 let (mut reachable, mut unreachable) = (0, 0);
-                for n in state.managers() {
+                // moby's managerStats: the nodes with ManagerStatus (Raft members).
+                for n in state.nodes.values().filter(|n| n.raft_member(&view)) {
                     match n.reachability(&view) {
                         "reachable" => reachable += 1,
                         "unreachable" => unreachable += 1,

@@ -202,6 +202,7 @@ impl Manager {
                 .and_then(|id| state.node_by_raft_id(id))
                 .map(|n| n.id.clone()),
             voters: m.membership_config.membership().voter_ids().collect(),
+            learners: m.membership_config.membership().learner_ids().collect(),
         }
     }
 
