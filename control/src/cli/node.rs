@@ -155,8 +155,9 @@ const NODE_FILTERS: &[&str] = &["name", "id", "label", "role", "membership", "no
 /// The nodes of `node ls -f ...`: the filter checked as docker's daemon checks it, and
 /// matched as swarmkit's ListNodes does (controlapi/node.go): `name` and `id` are
 /// prefixes of the hostname and the ID, `label` matches the engine's labels and
-/// `node.label` the node's own, `role` and `membership` are names in any case; values of
-/// one key are alternatives, except labels, which must all match; keys must all match.
+/// `node.label` the node's own, `role` (the observed role) and `membership` are names in
+/// any case; values of one key are alternatives, except labels, which must all match;
+/// keys must all match.
 fn filter_nodes<'a>(nodes: &'a [Value], filter: &TaskFilter) -> Result<Vec<&'a Value>, ApiError> {
     filter.check_accepted(NODE_FILTERS)?;
     let names = |key: &str, known: &[&str], what: &str| -> Result<Vec<String>, ApiError> {
@@ -201,10 +202,21 @@ fn filter_nodes<'a>(nodes: &'a [Value], filter: &TaskFilter) -> Result<Vec<&'a V
                 && prefixed("id", s(n, &["ID"]))
                 && labels_match(&n["Description"]["Engine"]["Labels"], &engine_labels)
                 && labels_match(&n["Spec"]["Labels"], &node_labels)
-                && (roles.is_empty() || roles.iter().any(|r| r == s(n, &["Spec", "Role"])))
+                && (roles.is_empty() || roles.iter().any(|r| r == observed_role(n)))
                 && (memberships.is_empty() || memberships.iter().any(|m| m == "accepted"))
         })
         .collect())
+}
+
+/// The role a node has now, which swarmkit's `role` filter matches (its Node.Role, not
+/// the Spec.Role asked for): a promoted node is a manager at once, a demoted one only once
+/// it has left the Raft group, that is once it has no ManagerStatus.
+fn observed_role(n: &Value) -> &'static str {
+    if s(n, &["Spec", "Role"]) == "manager" || n.get("ManagerStatus").is_some() {
+        "manager"
+    } else {
+        "worker"
+    }
 }
 
 /// Natural order ("vm2" < "vm10"), as docker sorts names.
@@ -672,6 +684,16 @@ mod tests {
         assert_eq!(hosts(&["role=manager"]).unwrap(), ["vm1", "vm2"]);
         assert_eq!(hosts(&["role=WORKER"]).unwrap(), ["vm10"]);
         assert_eq!(hosts(&["role=worker", "role=manager"]).unwrap().len(), 3);
+        // swarmkit matches the observed role: a node demoted but still in Raft (it has
+        // ManagerStatus) is a manager until it has left.
+        let mut demoting = node("ccc4", "vm4", "worker", json!({}));
+        demoting["ManagerStatus"] = json!({"Reachability": "reachable"});
+        let nodes = [demoting];
+        let matched = |role: &str| {
+            let filter = TaskFilter::parse(&[format!("role={role}")]).unwrap();
+            filter_nodes(&nodes, &filter).unwrap().len()
+        };
+        assert_eq!((matched("manager"), matched("worker")), (1, 0));
         assert_eq!(hosts(&["name=vm1"]).unwrap(), ["vm1", "vm10"]);
         assert_eq!(hosts(&["id=aa"]).unwrap(), ["vm1", "vm2"]);
         assert_eq!(hosts(&["id=aa", "name=vm2"]).unwrap(), ["vm2"]);
