@@ -500,6 +500,10 @@ fn force_new_cluster_recovers() {
     );
     s.ok("vm1", &["node", "demote", "vm2"]);
     s.ok("vm1", &["node", "rm", "vm2"]);
+    // Not a Raft member, so it needs no demotion to go (swarmkit's RemoveNode).
+    s.ok("vm1", &["node", "rm", "vm3"]);
+    let hosts = s.ok("vm1", &["node", "ls", "--format", "{{.Hostname}}"]);
+    assert_eq!(hosts, "vm1\n");
 }
 
 /// A `--force-new-cluster` that fails loses nothing: a bad address is refused before

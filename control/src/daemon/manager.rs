@@ -746,7 +746,9 @@ impl Daemon {
             ApiRequest::NodeRemove { reference, force } => {
                 let state = mgr.read_state().await?;
                 let node = state.resolve_node(&reference).map_err(ApiError::daemon)?;
-                if node.is_manager() {
+                // swarmkit refuses only a manager still in the Raft group: one left out
+                // by --force-new-cluster can go without a demotion.
+                if node.is_manager() && node.raft_member(&mgr.view(&state)) {
                     return Err(ApiError::daemon(format!(
                         "rpc error: code = FailedPrecondition desc = node {} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal",
                         node.id
