@@ -18,7 +18,7 @@ use shoal_spec::{
 
 use crate::services::{ServiceRecord, TaskRecord, TaskStatusRec, UpdateState, UpdateStatus};
 use crate::state::{ClusterState, Command};
-use crate::types::{Availability as NodeAvailability, NodeRecord, NodeState};
+use crate::types::{NodeRecord, NodeState};
 
 /// Status message of a task that ended and, by its restart policy, stays ended.
 const NOT_RESTARTED: &str = "finished: not restarted";
@@ -52,11 +52,7 @@ fn node_info(n: &NodeRecord) -> NodeInfo {
         arch: n.description.architecture.clone(),
         labels: n.spec.labels.clone(),
         ready: n.state == NodeState::Ready,
-        availability: match n.spec.availability {
-            NodeAvailability::Active => Availability::Active,
-            NodeAvailability::Pause => Availability::Pause,
-            NodeAvailability::Drain => Availability::Drain,
-        },
+        availability: n.spec.availability,
         nano_cpus: n.description.nano_cpus,
         memory_bytes: n.description.memory_bytes,
     }
@@ -618,7 +614,7 @@ fn node_lost(state: &ClusterState, node_id: &str) -> Option<&'static str> {
     match state.nodes.get(node_id) {
         None => Some("node removed"),
         Some(n) if n.state == NodeState::Down => Some("node is down"),
-        Some(n) if n.spec.availability == NodeAvailability::Drain => Some("node is drained"),
+        Some(n) if n.spec.availability == Availability::Drain => Some("node is drained"),
         _ => None,
     }
 }
@@ -698,7 +694,7 @@ fn start_due(
         .max_by_key(|o| (o.created_at, o.id.clone()));
     let drained = replaced
         .and_then(|o| state.nodes.get(&o.node_id))
-        .is_some_and(|n| n.spec.availability == NodeAvailability::Drain);
+        .is_some_and(|n| n.spec.availability == Availability::Drain);
     let delay = if drained {
         Duration::zero()
     } else {
@@ -897,7 +893,7 @@ fn reconcile_global(plan: &mut Plan, svc: &ServiceRecord, tasks: &[&TaskRecord],
         .state
         .nodes
         .values()
-        .filter(|n| n.state == NodeState::Ready && n.spec.availability == NodeAvailability::Active)
+        .filter(|n| n.state == NodeState::Ready && n.spec.availability == Availability::Active)
         .filter(|n| plan.sched.fits(&req.as_req(), &n.id, true))
         .map(|n| n.id.clone())
         .collect();
@@ -911,7 +907,7 @@ fn reconcile_global(plan: &mut Plan, svc: &ServiceRecord, tasks: &[&TaskRecord],
                 .state
                 .nodes
                 .get(&t.node_id)
-                .is_some_and(|n| n.spec.availability == NodeAvailability::Pause);
+                .is_some_and(|n| n.spec.availability == Availability::Pause);
         let group: Vec<&TaskRecord> = tasks
             .iter()
             .copied()
@@ -1912,14 +1908,14 @@ mod tests {
         let mut clock = UpdateClock::default();
         step(&mut s, &mut clock, Utc::now());
         run_all(&mut s);
-        s.nodes.get_mut("node1").unwrap().spec.availability = NodeAvailability::Drain;
+        s.nodes.get_mut("node1").unwrap().spec.availability = Availability::Drain;
         step(&mut s, &mut clock, Utc::now());
         run_all(&mut s);
         // The replacement starts once the drained task has stopped (no restart delay).
         step(&mut s, &mut clock, Utc::now());
         run_all(&mut s);
         assert_eq!(running_nodes(&s), ["vm1", "vm1"]);
-        s.nodes.get_mut("node1").unwrap().spec.availability = NodeAvailability::Active;
+        s.nodes.get_mut("node1").unwrap().spec.availability = Availability::Active;
 
         let svc = s.services["svc1"].clone();
         let mut spec = svc.spec.clone();
@@ -2422,7 +2418,7 @@ mod tests {
         let mut clock = UpdateClock::default();
         step(&mut s, &mut clock, Utc::now());
         run_all(&mut s);
-        s.nodes.get_mut("node0").unwrap().spec.availability = NodeAvailability::Pause;
+        s.nodes.get_mut("node0").unwrap().spec.availability = Availability::Pause;
         let before: Vec<String> = s.tasks.keys().cloned().collect();
         let svc = s.services["svc1"].clone();
         let mut spec = svc.spec.clone();
@@ -2783,7 +2779,7 @@ mod tests {
                 assert_eq!(running(&s), 2, "{condition:?} drain={drain}");
                 let node = s.nodes.get_mut("node0").unwrap();
                 if drain {
-                    node.spec.availability = NodeAvailability::Drain;
+                    node.spec.availability = Availability::Drain;
                 } else {
                     node.spec.labels.remove("run");
                 }
@@ -2792,7 +2788,7 @@ mod tests {
                 assert_eq!(running(&s), 1, "{what}");
                 let node = s.nodes.get_mut("node0").unwrap();
                 if drain {
-                    node.spec.availability = NodeAvailability::Active;
+                    node.spec.availability = Availability::Active;
                 } else {
                     node.spec.labels.insert("run".into(), "yes".into());
                 }

@@ -7,38 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 pub use shoal_ca::Role;
-
-/// What the scheduler may place on a node.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Availability {
-    #[default]
-    Active,
-    Pause,
-    Drain,
-}
-
-impl Availability {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Availability::Active => "active",
-            Availability::Pause => "pause",
-            Availability::Drain => "drain",
-        }
-    }
-}
-
-impl std::str::FromStr for Availability {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "active" => Ok(Availability::Active),
-            "pause" => Ok(Availability::Pause),
-            "drain" => Ok(Availability::Drain),
-            other => Err(format!("invalid availability: {other}")),
-        }
-    }
-}
+pub use shoal_spec::Availability;
 
 /// Liveness of a node as the leader's dispatcher sees it.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]

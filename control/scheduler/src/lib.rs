@@ -10,58 +10,14 @@
 //! the node, then the fewest tasks in total, then the node ID.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::str::FromStr;
 
+pub use shoal_spec::{Availability, AvailabilityError};
 use shoal_spec::{Constraint, Labels, Protocol};
 
 mod filter;
 mod spread;
 
 use spread::{NodeKey, Tree};
-
-/// A node's `Spec.Availability`: paused and drained nodes take no new tasks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Availability {
-    #[default]
-    Active,
-    Pause,
-    Drain,
-}
-
-impl Availability {
-    /// Docker's spelling (`active`, `pause`, `drain`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Availability::Active => "active",
-            Availability::Pause => "pause",
-            Availability::Drain => "drain",
-        }
-    }
-}
-
-impl fmt::Display for Availability {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid availability {0:?}: expected active, pause or drain")]
-pub struct AvailabilityError(pub String);
-
-impl FromStr for Availability {
-    type Err = AvailabilityError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "active" => Ok(Availability::Active),
-            "pause" => Ok(Availability::Pause),
-            "drain" => Ok(Availability::Drain),
-            _ => Err(AvailabilityError(s.to_string())),
-        }
-    }
-}
 
 /// What the scheduler knows of a node.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub mod availability;
 pub mod constraint;
+pub use availability::{Availability, AvailabilityError};
 pub use constraint::{Constraint, ConstraintError, NodeFacts};
 
 pub type Labels = BTreeMap<String, String>;
