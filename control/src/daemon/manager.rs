@@ -19,7 +19,7 @@ use crate::raft::network::Network;
 use crate::raft::store::{self, StateMachineStore};
 use crate::raft::Raft;
 use crate::state::{new_node_record, ClusterState, Command, CommandResult, NodeSpecPatch};
-use crate::types::{ManagerView, NodeState, Role};
+use crate::types::{ManagerView, NodeRecord, NodeState, Role};
 
 /// How long a write may wait for a quorum before the client is told there is none.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(4);
@@ -746,20 +746,8 @@ impl Daemon {
             ApiRequest::NodeRemove { reference, force } => {
                 let state = mgr.read_state().await?;
                 let node = state.resolve_node(&reference).map_err(ApiError::daemon)?;
-                // swarmkit refuses only a manager still in the Raft group: one left out
-                // by --force-new-cluster can go without a demotion.
-                if node.is_manager() && node.raft_member(&mgr.view(&state)) {
-                    return Err(ApiError::daemon(format!(
-                        "rpc error: code = FailedPrecondition desc = node {} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal",
-                        node.id
-                    )));
-                }
-                if node.state != NodeState::Down && !force {
-                    return Err(ApiError::daemon(format!(
-                        "rpc error: code = FailedPrecondition desc = node {} is not down and can't be removed",
-                        node.id
-                    )));
-                }
+                let raft_member = node.raft_member(&mgr.view(&state));
+                removable(node, raft_member, force).map_err(ApiError::daemon)?;
                 mgr.propose(Command::RemoveNode {
                     node_id: node.id.clone(),
                 })
@@ -846,6 +834,25 @@ fn check_demote(mgr: &Manager, state: &ClusterState, raft_id: u64) -> Result<(),
     Ok(())
 }
 
+/// Whether `node rm` may remove `node`, as swarmkit's RemoveNode: never a manager still
+/// in the Raft group (one left out by --force-new-cluster can go without a demotion);
+/// without --force, not a Ready node (down, unknown and disconnected ones may go).
+fn removable(node: &NodeRecord, raft_member: bool, force: bool) -> Result<(), String> {
+    if node.is_manager() && raft_member {
+        return Err(format!(
+            "rpc error: code = FailedPrecondition desc = node {} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal",
+            node.id
+        ));
+    }
+    if node.state == NodeState::Ready && !force {
+        return Err(format!(
+            "rpc error: code = FailedPrecondition desc = node {} is not down and can't be removed",
+            node.id
+        ));
+    }
+    Ok(())
+}
+
 fn ca_pem(state: &ClusterState) -> String {
     state
         .cluster
@@ -908,5 +915,41 @@ mod tests {
         assert!(!caught_up(Some(id(4, 1, 120)), 5));
         assert!(caught_up(Some(id(5, 2, 121)), 5));
         assert!(caught_up(Some(id(5, 2, 125)), 5));
+    }
+
+    /// As swarmkit: without --force only a Ready node is refused; a manager still in
+    /// the Raft group is refused even with it.
+    #[test]
+    fn node_rm_refuses_ready_nodes_and_raft_members() {
+        let mut node = new_node_record(
+            "n1".into(),
+            7,
+            Role::Worker,
+            Default::default(),
+            "10.0.0.1:2377".into(),
+            "0.0.0.0:2377".into(),
+            Utc::now(),
+        );
+        for (state, ok) in [
+            (NodeState::Ready, false),
+            (NodeState::Down, true),
+            (NodeState::Unknown, true),
+            (NodeState::Disconnected, true),
+        ] {
+            node.state = state;
+            assert_eq!(removable(&node, false, false).is_ok(), ok, "{state:?}");
+            assert!(removable(&node, false, true).is_ok(), "{state:?} --force");
+        }
+        node.state = NodeState::Ready;
+        assert_eq!(
+            removable(&node, false, false).unwrap_err(),
+            "rpc error: code = FailedPrecondition desc = node n1 is not down and can't be removed"
+        );
+        node.spec.role = Role::Manager;
+        node.state = NodeState::Down;
+        assert!(removable(&node, false, false).is_ok(), "left out of Raft");
+        assert!(removable(&node, true, true)
+            .unwrap_err()
+            .contains("is a member of the raft cluster"));
     }
 }
