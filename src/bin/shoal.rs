@@ -5,8 +5,9 @@ use clap::{CommandFactory, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "shoal", version, about = "Swarm-mode clustering for Linux")]
 struct Cli {
-    /// Daemon socket to connect to
-    #[arg(short = 'H', long = "host", env = "SHOAL_HOST", global = true)]
+    /// Daemon socket to connect to (before the command, as docker's `-H`: after it,
+    /// `service create --host` is the service's host-to-IP mapping)
+    #[arg(short = 'H', long = "host", env = "SHOAL_HOST")]
     host: Option<String>,
     #[command(subcommand)]
     command: Top,
