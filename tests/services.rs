@@ -1774,3 +1774,197 @@ fn task_lists_take_the_arguments_or_the_filter_values() {
     let err = s.fails("vm1", &["service", "ps", "nope", "-f", "service=a"]);
     assert_eq!(err.trim_end(), "no such service: nope");
 }
+
+/// A stand-in upstream DNS server on the lab's client host: answers every A query with
+/// `addr` until `stop` is set (checked every 100 ms).
+fn fake_upstream_dns(
+    s: &Swarm,
+    addr: std::net::Ipv4Addr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let path = format!(
+        "/run/netns/{}",
+        s.lab.netns_name(shoal_dataplane::lab::CLIENT)
+    );
+    let bind = std::net::SocketAddr::from((s.lab.node_addr(shoal_dataplane::lab::CLIENT), 53));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let ns = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let socket = std::net::UdpSocket::bind(bind).expect("bind the fake upstream");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        let mut buf = [0u8; 512];
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let Ok((len, from)) = socket.recv_from(&mut buf) else {
+                continue;
+            };
+            if len < 12 {
+                continue;
+            }
+            // The query's header and question, flags QR|RD|RA, one answer: a pointer to
+            // the question's name, A, IN, TTL 60, the address.
+            // The question ends after its name's labels and its type and class; what
+            // follows (an EDNS record) is left out.
+            let mut end = 12;
+            while end < len && buf[end] != 0 {
+                end += 1 + usize::from(buf[end]);
+            }
+            end += 5;
+            if end > len {
+                continue;
+            }
+            let mut reply = buf[..end].to_vec();
+            reply[2] = 0x81;
+            reply[3] = 0x80;
+            reply[6..8].copy_from_slice(&1u16.to_be_bytes());
+            reply[8..12].fill(0);
+            reply.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+            reply.extend_from_slice(&addr.octets());
+            let _ = socket.send_to(&reply, from);
+        }
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the fake upstream DNS server started");
+    handle
+}
+
+/// docker's container options on a service reach its task, checked from inside it with
+/// `shoal exec`: `--host` is a line of its /etc/hosts; `--dns-search`/`--dns-option` are in
+/// its resolv.conf, whose nameserver stays the embedded DNS, which still answers service
+/// names and forwards other names to the `--dns` server (a stand-in on the client host
+/// answering 192.0.2.77), not the node's; `--sysctl` is set in its network namespace;
+/// `--ulimit` and `--cap-drop` limit it (docker's default set less NET_RAW); `--read-only`
+/// makes its root refuse writes. `--pretty` shows them; `--host-rm` and `--read-only=false`
+/// on update reach the new task.
+#[test]
+fn container_options_reach_the_task() {
+    require_root();
+    let s = Swarm::lab("ctro", 1);
+    s.init("vm1");
+    s.ok("vm1", &["network", "create", "-d", "overlay", "app"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let upstream = fake_upstream_dns(&s, "192.0.2.77".parse().unwrap(), stop.clone());
+    // Stops the server also when an assertion fails.
+    struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let stopper = StopOnDrop(stop);
+    let client = s.addr(shoal_dataplane::lab::CLIENT);
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "opts",
+            "--network",
+            "app",
+            "--host",
+            "db.internal:10.9.8.7",
+            "--dns",
+            &client,
+            "--dns-search",
+            "corp.example",
+            "--dns-option",
+            "timeout:3",
+            "--sysctl",
+            "net.core.somaxconn=1234",
+            "--ulimit",
+            "nofile=1234:2345",
+            "--cap-drop",
+            "NET_RAW",
+            "--read-only",
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    );
+    s.wait_running("opts", 1);
+    let exec = |argv: &[&str]| -> std::process::Output {
+        s.shoal("vm1", &[&["exec", "opts.1"][..], argv].concat())
+    };
+    let stdout = |argv: &[&str]| String::from_utf8_lossy(&exec(argv).stdout).into_owned();
+    let hosts = stdout(&["cat", "/etc/hosts"]);
+    assert!(hosts.contains("\n10.9.8.7\tdb.internal\n"), "{hosts}");
+    assert_eq!(
+        stdout(&["cat", "/etc/resolv.conf"]),
+        "nameserver 127.0.0.11\nsearch corp.example\noptions timeout:3 ndots:0\n"
+    );
+    assert_eq!(stdout(&["cat", "/proc/sys/net/core/somaxconn"]), "1234\n");
+    assert_eq!(
+        stdout(&["sh", "-c", "ulimit -n; ulimit -Hn"]),
+        "1234\n2345\n"
+    );
+    let caps = stdout(&["grep", "^CapEff", "/proc/self/status"]);
+    assert_eq!(
+        caps, "CapEff:\t00000000a80405fb\n",
+        "docker's set less NET_RAW"
+    );
+    let touch = exec(&["touch", "/shoal-read-only-probe"]);
+    assert!(!touch.status.success(), "{touch:?}");
+    assert!(
+        String::from_utf8_lossy(&touch.stderr).contains("Read-only file system"),
+        "{touch:?}"
+    );
+    assert!(!std::path::Path::new("/shoal-read-only-probe").exists());
+    // The embedded DNS: service names answered, other names from the task's own server.
+    let vip = s.ok(
+        "vm1",
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{(index .Endpoint.VirtualIPs 0).Addr}}",
+            "opts",
+        ],
+    );
+    let vip = vip.trim().split('/').next().unwrap().to_string();
+    wait_until("opts resolves to its VIP", T, || {
+        (stdout(&["dig", "@127.0.0.11", "opts", "+short"]).trim() == vip).then_some(())
+    })
+    .unwrap();
+    assert_eq!(
+        stdout(&["dig", "@127.0.0.11", "outside.example", "+short"]).trim(),
+        "192.0.2.77"
+    );
+    let pretty = s.ok("vm1", &["service", "inspect", "--pretty", "opts"]);
+    assert!(
+        pretty.contains(
+            "\nCapabilities:\n Drop: CAP_NET_RAW\nSysCtls:\n net.core.somaxconn: 1234\nUlimits:\n nofile: 1234:2345\n"
+        ),
+        "{pretty}"
+    );
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "update",
+            "--host-rm",
+            "db.internal",
+            "--read-only=false",
+            "opts",
+        ],
+    );
+    wait_until("the updated task", T, || {
+        let hosts = stdout(&["cat", "/etc/hosts"]);
+        (!hosts.is_empty() && !hosts.contains("db.internal")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tail("vm1")));
+    s.wait_running("opts", 1);
+    let touch = exec(&[
+        "sh",
+        "-c",
+        "touch /tmp/shoal-ctr-probe && rm /tmp/shoal-ctr-probe",
+    ]);
+    assert!(touch.status.success(), "{touch:?}");
+    drop(stopper);
+    upstream.join().unwrap();
+}

@@ -134,16 +134,21 @@ pub fn answer(view: &DnsView, query: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// The /etc/resolv.conf content a task gets: "nameserver 127.0.0.11\noptions ndots:0\n",
-/// with a "search" line between them when `search` names domains.
-pub fn task_resolv_conf(search: &[String]) -> String {
+/// The /etc/resolv.conf content a task on networks gets: "nameserver 127.0.0.11", a
+/// "search" line when `search` names domains and an "options" line when `options` has
+/// any (the agent gives `ndots:0` unless the service sets ndots).
+pub fn task_resolv_conf(search: &[String], options: &[String]) -> String {
     let mut conf = format!("nameserver {}\n", RESOLVER_ADDR.ip());
     if !search.is_empty() {
         conf.push_str("search ");
         conf.push_str(&search.join(" "));
         conf.push('\n');
     }
-    conf.push_str("options ndots:0\n");
+    if !options.is_empty() {
+        conf.push_str("options ");
+        conf.push_str(&options.join(" "));
+        conf.push('\n');
+    }
     conf
 }
 

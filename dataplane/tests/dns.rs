@@ -581,14 +581,20 @@ fn not_one_question_is_a_header_only_formerr() {
 
 #[test]
 fn task_resolv_conf_points_at_the_resolver() {
+    let ndots = ["ndots:0".to_string()];
     assert_eq!(
-        task_resolv_conf(&[]),
+        task_resolv_conf(&[], &ndots),
         "nameserver 127.0.0.11\noptions ndots:0\n"
     );
     assert_eq!(
-        task_resolv_conf(&["corp.example".into(), "example".into()]),
+        task_resolv_conf(&["corp.example".into(), "example".into()], &ndots),
         "nameserver 127.0.0.11\nsearch corp.example example\noptions ndots:0\n"
     );
+    assert_eq!(
+        task_resolv_conf(&[], &["timeout:3".into(), "ndots:0".into()]),
+        "nameserver 127.0.0.11\noptions timeout:3 ndots:0\n"
+    );
+    assert_eq!(task_resolv_conf(&[], &[]), "nameserver 127.0.0.11\n");
 }
 
 /// The node's nameservers, minus local stubs that a task-facing resolver must not loop to.

@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use shoal_spec::{
-    ContainerSpec, EndpointSpec, HealthConfig, Labels, Limit, Mount, NetworkAttachmentConfig,
-    Placement, ResourceRequirements, RestartCondition, RestartPolicy, ServiceMode, ServiceSpec,
-    TaskSpec, UpdateConfig,
+    ContainerSpec, DnsConfig, EndpointSpec, HealthConfig, Labels, Limit, Mount,
+    NetworkAttachmentConfig, Placement, ResourceRequirements, RestartCondition, RestartPolicy,
+    ServiceMode, ServiceSpec, TaskSpec, Ulimit, UpdateConfig,
 };
 
 use crate::types::{ComposeFile, Origin, Resources, ServiceConfig, VolumeKind};
@@ -180,6 +180,8 @@ fn service(
         .into_iter()
         .collect();
 
+    let (capability_add, capability_drop) =
+        shoal_spec::effective_cap_add_cap_drop(&svc.cap_add, &svc.cap_drop);
     let container_spec = ContainerSpec {
         image,
         labels: ns.labels(&svc.labels),
@@ -194,6 +196,28 @@ fn service(
         stop_signal: svc.stop_signal.clone().unwrap_or_default(),
         init: svc.init,
         healthcheck: healthcheck(svc)?,
+        tty: svc.tty,
+        read_only: svc.read_only,
+        // docker's convertExtraHosts: `host:ip` to swarmkit's `ip host`.
+        hosts: svc
+            .extra_hosts
+            .iter()
+            .filter_map(|h| h.split_once(':'))
+            .map(|(host, ip)| format!("{ip} {host}"))
+            .collect(),
+        dns_config: dns_config(svc),
+        sysctls: svc.sysctls.clone(),
+        capability_add,
+        capability_drop,
+        ulimits: svc
+            .ulimits
+            .iter()
+            .map(|(name, (soft, hard))| Ulimit {
+                name: name.clone(),
+                soft: *soft,
+                hard: *hard,
+            })
+            .collect(),
     };
 
     let mut port_configs = svc.ports.clone();
@@ -224,6 +248,21 @@ fn service(
             mode: deploy.endpoint_mode.unwrap_or_default(),
             ports: port_configs,
         }),
+    })
+}
+
+/// docker's convertDNSConfig: set when `dns` or `dns_search` is; nameservers that are not
+/// IP addresses are left out, as docker's conversion to netip.Addr drops them.
+fn dns_config(svc: &ServiceConfig) -> Option<DnsConfig> {
+    (!svc.dns.is_empty() || !svc.dns_search.is_empty()).then(|| DnsConfig {
+        nameservers: svc
+            .dns
+            .iter()
+            .filter(|ns| ns.parse::<std::net::IpAddr>().is_ok())
+            .cloned()
+            .collect(),
+        search: svc.dns_search.clone(),
+        options: Vec::new(),
     })
 }
 

@@ -127,21 +127,14 @@ const DEPRECATED: &[(&str, &str)] = &[
 /// but null, false, 0 or empty), `load` names it in a warning, in docker's wording for the
 /// keys it ignores itself, rather than drop it in silence.
 const NOT_APPLIED: &[&str] = &[
-    "cap_add",
-    "cap_drop",
     "configs",
     "credential_spec",
-    "dns",
-    "dns_search",
-    "extra_hosts",
     "logging",
     "oom_score_adj",
-    "read_only",
     "secrets",
     "stdin_open",
-    "sysctls",
+    // Recorded (the spec's TTY), but the task's output is its log, not a terminal.
     "tty",
-    "ulimits",
 ];
 
 /// The one network driver option Shoal's overlay acts on.

@@ -181,6 +181,21 @@ fn load_service(
             "stop_grace_period" => svc.stop_grace_period = Some(duration(v)?),
             "stop_signal" => svc.stop_signal = Some(v.string()?),
             "init" => svc.init = Some(v.bool()?),
+            "extra_hosts" => svc.extra_hosts = extra_hosts(v)?,
+            "dns" => svc.dns = v.string_or_list()?,
+            "dns_search" => svc.dns_search = v.string_or_list()?,
+            "sysctls" => {
+                svc.sysctls = v
+                    .list_or_dict(false)?
+                    .into_iter()
+                    .map(|(k, v)| (k, v.unwrap_or_default()))
+                    .collect()
+            }
+            "ulimits" => svc.ulimits = ulimits(v)?,
+            "cap_add" => svc.cap_add = v.string_list()?,
+            "cap_drop" => svc.cap_drop = v.string_list()?,
+            "read_only" => svc.read_only = v.bool()?,
+            "tty" => svc.tty = v.bool()?,
             "restart" => svc.restart = Some((v.string()?, origin(v))),
             "secrets" => svc.secrets = load_object_refs(v)?,
             "configs" => svc.configs = load_object_refs(v)?,
@@ -753,6 +768,83 @@ fn load_object(
     Ok(obj)
 }
 
+/// docker's transformHostsList: `["host:ip", "host=ip"]` or `{host: ip}` (sorted), as
+/// `host:ip`, brackets around an IPv6 address taken off; a list entry with neither
+/// separator is dropped, as docker drops it.
+fn extra_hosts(v: Node<'_>) -> Result<Vec<String>, ComposeError> {
+    let pairs: Vec<(String, String)> = match v.value {
+        Value::Object(_) => {
+            let mut pairs: Vec<(String, String)> = v
+                .list_or_dict(false)?
+                .into_iter()
+                .map(|(k, ip)| (k, ip.unwrap_or_default()))
+                .collect();
+            pairs.sort();
+            pairs
+        }
+        Value::Array(_) => v
+            .list()?
+            .iter()
+            .map(|item| {
+                let item = item.node();
+                item.scalar_string()
+                    .ok_or_else(|| item.must_be("string, number or null"))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter_map(|entry| {
+                entry
+                    .split_once('=')
+                    .or_else(|| entry.split_once(':'))
+                    .map(|(h, ip)| (h.to_string(), ip.to_string()))
+            })
+            .collect(),
+        _ => return Err(v.must_be("list or mapping")),
+    };
+    Ok(pairs
+        .into_iter()
+        .map(|(host, ip)| {
+            let ip = match ip.strip_prefix('[').and_then(|i| i.strip_suffix(']')) {
+                Some(inner) if !inner.is_empty() => inner.to_string(),
+                _ => ip,
+            };
+            format!("{host}:{ip}")
+        })
+        .collect())
+}
+
+/// `ulimits: {nofile: {soft: 1024, hard: 2048}, nproc: 65535}` (a number is both).
+fn ulimits(v: Node<'_>) -> Result<BTreeMap<String, (i64, i64)>, ComposeError> {
+    let mut out = BTreeMap::new();
+    for (name, limit) in v.object()? {
+        let limit: Owned<'_> = v.child(name, limit);
+        let limit = limit.node();
+        let pair = if limit.value.is_object() {
+            let entries = limit.mapping(&["soft", "hard"], false)?;
+            let mut soft = None;
+            let mut hard = None;
+            for (k, n) in &entries {
+                let n = n.node().int()?;
+                if *k == "soft" {
+                    soft = Some(n);
+                } else {
+                    hard = Some(n);
+                }
+            }
+            match (soft, hard) {
+                (Some(soft), Some(hard)) => (soft, hard),
+                (None, _) => return Err(limit.schema("soft is required")),
+                (_, None) => return Err(limit.schema("hard is required")),
+            }
+        } else {
+            let n = limit.int()?;
+            (n, n)
+        };
+        out.insert(name.clone(), pair);
+    }
+    Ok(out)
+}
+
 /// Keys Shoal accepts but does not act on yet: their types are still checked as docker does.
 fn check_ignored(key: &str, v: Node<'_>) -> Result<(), ComposeError> {
     match key {
@@ -760,21 +852,17 @@ fn check_ignored(key: &str, v: Node<'_>) -> Result<(), ComposeError> {
         | "isolation" | "mac_address" | "network_mode" | "userns_mode" => {
             v.str()?;
         }
-        "privileged" | "read_only" | "stdin_open" | "tty" => {
+        "privileged" | "stdin_open" => {
             v.bool()?;
         }
         "oom_score_adj" => {
             v.int()?;
         }
-        "cap_add" | "cap_drop" | "devices" | "external_links" | "links" | "security_opt"
-        | "depends_on" => {
+        "devices" | "external_links" | "links" | "security_opt" | "depends_on" => {
             v.string_list()?;
         }
-        "dns" | "dns_search" | "tmpfs" => {
+        "tmpfs" => {
             v.string_or_list()?;
-        }
-        "extra_hosts" | "sysctls" => {
-            v.list_or_dict(false)?;
         }
         "pid" if !v.is_null() => {
             v.str()?;
@@ -812,25 +900,6 @@ fn check_ignored(key: &str, v: Node<'_>) -> Result<(), ComposeError> {
                                 .ok_or_else(|| opt.must_be("string, number or null"))?;
                         }
                     }
-                }
-            }
-        }
-        "ulimits" => {
-            for (name, limit) in v.object()? {
-                let limit: Owned<'_> = v.child(name, limit);
-                let limit = limit.node();
-                if limit.value.is_object() {
-                    let entries = limit.mapping(&["soft", "hard"], false)?;
-                    for (_, n) in &entries {
-                        n.node().int()?;
-                    }
-                    for required in ["soft", "hard"] {
-                        if !entries.iter().any(|(k, _)| *k == required) {
-                            return Err(limit.schema(format!("{required} is required")));
-                        }
-                    }
-                } else {
-                    limit.int()?;
                 }
             }
         }

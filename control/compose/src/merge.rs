@@ -62,6 +62,17 @@ fn merge_service(dst: &mut ServiceConfig, src: ServiceConfig) {
     set(&mut dst.stop_grace_period, src.stop_grace_period);
     set(&mut dst.stop_signal, src.stop_signal);
     set(&mut dst.init, src.init);
+    // As docker's mergo with WithAppendSlice and WithOverride: lists append, maps merge
+    // key by key, a bool is overridden only by true.
+    dst.extra_hosts.extend(src.extra_hosts);
+    dst.dns.extend(src.dns);
+    dst.dns_search.extend(src.dns_search);
+    dst.sysctls.extend(src.sysctls);
+    dst.ulimits.extend(src.ulimits);
+    dst.cap_add.extend(src.cap_add);
+    dst.cap_drop.extend(src.cap_drop);
+    dst.read_only |= src.read_only;
+    dst.tty |= src.tty;
     set(&mut dst.restart, src.restart);
     dst.secrets = merge_refs(std::mem::take(&mut dst.secrets), src.secrets);
     dst.configs = merge_refs(std::mem::take(&mut dst.configs), src.configs);

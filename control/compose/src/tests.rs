@@ -233,7 +233,7 @@ fn docker_full_example_loads() {
             "config config2: config.external.name is deprecated in favor of config.name",
             "Ignoring unsupported options: build, cgroup_parent, devices, domainname, external_links, ipc, links, mac_address, network_mode, pid, privileged, restart, security_opt",
             "Ignoring deprecated options:\n\ncontainer_name: Setting the container name is not supported.\n\nexpose: Exposing ports is unnecessary - services on the same network can access each other's containers on any port.",
-            "Ignoring options not supported by shoal yet: cap_add, cap_drop, configs, dns, dns_search, extra_hosts, logging, networks.other-network.driver_opts.baz, networks.other-network.driver_opts.foo, read_only, secrets, stdin_open, sysctls, tty, ulimits, volumes.another-volume.driver, volumes.another-volume.driver_opts, volumes.cluster-volume.driver, volumes.other-volume.driver, volumes.other-volume.driver_opts",
+            "Ignoring options not supported by shoal yet: configs, logging, networks.other-network.driver_opts.baz, networks.other-network.driver_opts.foo, secrets, stdin_open, tty, volumes.another-volume.driver, volumes.another-volume.driver_opts, volumes.cluster-volume.driver, volumes.other-volume.driver, volumes.other-volume.driver_opts",
         ]
     );
     let foo = service(&stack, "full_foo");
@@ -244,6 +244,37 @@ fn docker_full_example_loads() {
     assert_eq!(c.user, "someone");
     assert_eq!(c.dir, "/code");
     assert_eq!(c.stop_grace_period, Some(20 * SECOND_NS));
+    // The container options, as docker's convert makes them.
+    let v = serde_json::to_value(c).unwrap();
+    assert_eq!(
+        v["Hosts"],
+        json!([
+            "162.242.195.82 somehost",
+            "50.31.209.229 otherhost",
+            "host-gateway host.docker.internal"
+        ])
+    );
+    assert_eq!(
+        v["DNSConfig"],
+        json!({"Nameservers": ["8.8.8.8", "9.9.9.9"], "Search": ["dc1.example.com", "dc2.example.com"]})
+    );
+    assert_eq!(
+        v["Sysctls"],
+        json!({"net.core.somaxconn": "1024", "net.ipv4.tcp_syncookies": "0"})
+    );
+    assert_eq!(
+        v["Ulimits"],
+        json!([{"Name": "nofile", "Hard": 40000, "Soft": 20000}, {"Name": "nproc", "Hard": 65535, "Soft": 65535}])
+    );
+    assert_eq!(v["CapabilityAdd"], json!(["ALL"]));
+    assert_eq!(
+        v["CapabilityDrop"],
+        json!(["CAP_NET_ADMIN", "CAP_SYS_ADMIN"])
+    );
+    assert_eq!(
+        (v["ReadOnly"].clone(), v["TTY"].clone()),
+        (json!(true), json!(true))
+    );
     // env files in order, then `environment:`; a bare key takes the caller's value.
     assert_eq!(
         c.env,
@@ -447,7 +478,7 @@ fn keys_shoal_does_not_apply_are_named() {
         stack.warnings,
         [
             "Ignoring unsupported options: build",
-            "Ignoring options not supported by shoal yet: cap_add, networks.n.driver_opts.encrypted, secrets, tty, volumes.v.driver_opts",
+            "Ignoring options not supported by shoal yet: networks.n.driver_opts.encrypted, secrets, tty, volumes.v.driver_opts",
         ]
     );
     let quiet =
@@ -1177,4 +1208,43 @@ fn healthcheck_start_interval() {
         "{}",
         error(&yaml.replace("1500ms", "soon"))
     );
+}
+
+/// `extra_hosts` as a list (`host:ip`, `host=ip`, an IPv6 address in brackets) or a
+/// mapping, `dns`/`dns_search` as a string, `ulimits` with a missing hard limit: as
+/// docker's loader reads them; later files append lists and merge maps.
+#[test]
+fn container_options_load_as_docker_s() {
+    let stack = load_yaml(
+        "services:\n  web:\n    image: nginx\n    extra_hosts: [\"a:10.0.0.1\", \"b=10.0.0.2\", \"c:[::1]\", nosep]\n    dns: 10.0.0.53\n    dns_search: corp.example\n    sysctls: [net.core.somaxconn=1024]\n",
+    )
+    .unwrap();
+    let c = &service(&stack, "app_web").task_template.container_spec;
+    assert_eq!(c.hosts, ["10.0.0.1 a", "10.0.0.2 b", "::1 c"]);
+    let dns = c.dns_config.as_ref().unwrap();
+    assert_eq!(
+        (dns.nameservers.clone(), dns.search.clone()),
+        (
+            vec!["10.0.0.53".to_string()],
+            vec!["corp.example".to_string()]
+        )
+    );
+    assert_eq!(c.sysctls["net.core.somaxconn"], "1024");
+    assert_eq!(stack.warnings, Vec::<String>::new());
+    let stack = load_yaml(
+        "services:\n  web:\n    image: nginx\n    extra_hosts: {z: 10.0.0.9, a: 10.0.0.1}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        service(&stack, "app_web")
+            .task_template
+            .container_spec
+            .hosts,
+        ["10.0.0.1 a", "10.0.0.9 z"]
+    );
+    let e =
+        load_yaml("services:\n  web:\n    image: nginx\n    ulimits:\n      nofile: {soft: 1}\n")
+            .unwrap_err()
+            .to_string();
+    assert!(e.contains("hard is required"), "{e}");
 }

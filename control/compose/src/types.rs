@@ -44,6 +44,17 @@ pub(crate) struct ServiceConfig {
     pub stop_grace_period: Option<i64>,
     pub stop_signal: Option<String>,
     pub init: Option<bool>,
+    /// `host:ip` entries, in the file's order (a mapping's sorted by host).
+    pub extra_hosts: Vec<String>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub sysctls: BTreeMap<String, String>,
+    /// name -> (soft, hard); a single number is both.
+    pub ulimits: BTreeMap<String, (i64, i64)>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub read_only: bool,
+    pub tty: bool,
     /// The top-level `restart:` (used only without `deploy.restart_policy`).
     pub restart: Option<(String, Origin)>,
     pub secrets: Vec<ObjectRef>,

@@ -30,6 +30,9 @@ pub enum ExecError {
     InvalidHealthcheck(Vec<String>),
     #[error("{0}")]
     InvalidSignal(String),
+    /// A sysctl, ulimit or capability the task may not have (docker's wording).
+    #[error("{0}")]
+    InvalidOption(String),
     #[error("task {0} already exists")]
     TaskExists(String),
     #[error("no such task: {0}")]

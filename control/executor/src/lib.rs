@@ -3,12 +3,14 @@
 mod cgroup;
 mod error;
 mod namespaces;
+mod options;
 mod program;
 mod shim;
 mod state;
 mod sys;
 mod user;
 
+use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
@@ -24,6 +26,10 @@ use tracing::{info, warn};
 pub use crate::cgroup::CgroupError;
 use crate::cgroup::{Limits, TaskCgroups};
 pub use crate::error::ExecError;
+pub use crate::options::{
+    check_capability, check_sysctl, check_ulimit, effective_capabilities, normalize_capability,
+    Rlimit, DEFAULT_CAPABILITIES,
+};
 pub use crate::shim::maybe_run_shim;
 use crate::state::{Pids, TaskDir, CGROUPS, EXIT, LOG, PIDS, SPEC};
 pub use crate::sys::raise_nofile_limit;
@@ -72,6 +78,21 @@ pub struct TaskRun {
     /// signal ended it), so a command that never expected to be pid 1 still stops.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub init: bool,
+    /// Kernel parameters written in the task's own namespaces before its command runs
+    /// (see [`check_sysctl`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    /// Resource limits of the task's processes (and of every command exec'd into it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rlimits: Vec<Rlimit>,
+    /// The only capabilities the task (and every command exec'd into it) may hold, by
+    /// name (`CAP_CHOWN`); None leaves root's full set, as the task's user gets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<String>>,
+    /// The root filesystem (every mount of the host under it) read-only in the task's
+    /// mount namespace; its own mounts, /proc and a fresh /dev/shm stay writable.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
 }
 
 /// A bind mount into the task's mount namespace; the target is created if missing.
@@ -447,6 +468,15 @@ fn validate(run: &TaskRun) -> Result<(), ExecError> {
     }
     if !run.stop_signal.is_empty() {
         parse_signal(&run.stop_signal).map_err(ExecError::InvalidSignal)?;
+    }
+    for name in run.sysctls.keys() {
+        check_sysctl(name).map_err(ExecError::InvalidOption)?;
+    }
+    for l in &run.rlimits {
+        check_ulimit(&l.name, l.soft, l.hard).map_err(ExecError::InvalidOption)?;
+    }
+    for cap in run.capabilities.iter().flatten() {
+        check_capability(cap).map_err(ExecError::InvalidOption)?;
     }
     let env = program::task_env(&run.env);
     program::resolve(argv0, &env, workdir, |p| program::host_view(p, &run.mounts))?;

@@ -49,9 +49,11 @@ pub(crate) fn hostname(spec: &TaskRun) -> &str {
     }
 }
 
-/// In the task's new mount namespace: stop propagation both ways, bind the mounts
-/// (parents before children), and mount a /proc for the new pid namespace.
-pub(crate) fn mount_filesystems(mounts: &[BindMount]) -> Result<(), String> {
+/// In the task's new mount namespace: stop propagation both ways, create the mounts'
+/// targets, make every mount read-only if asked (docker's `--read-only`), bind the
+/// mounts (parents before children), and mount a /proc for the new pid namespace (and,
+/// read-only, a fresh /dev/shm, as a container has its own).
+pub(crate) fn mount_filesystems(mounts: &[BindMount], read_only: bool) -> Result<(), String> {
     mount(
         None::<&str>,
         "/",
@@ -62,8 +64,22 @@ pub(crate) fn mount_filesystems(mounts: &[BindMount]) -> Result<(), String> {
     .map_err(|e| format!("making / private: {e}"))?;
     let mut ordered: Vec<&BindMount> = mounts.iter().collect();
     ordered.sort_by_key(|m| m.target.components().count());
-    for m in ordered {
-        bind(m).map_err(|e| {
+    let mut sources_are_dirs = Vec::with_capacity(ordered.len());
+    for m in &ordered {
+        let is_dir = fs::metadata(&m.source)
+            .map_err(|e| format!("mounting {}: {e}", m.source.display()))?
+            .is_dir();
+        // On the shared host filesystem, as Docker does in a rootfs; before a read-only
+        // root would refuse it (a target under another mount's target is made again
+        // below, once that one is mounted).
+        let _ = create_target(&m.target, is_dir);
+        sources_are_dirs.push(is_dir);
+    }
+    if read_only {
+        sys::set_read_only_recursive("/", true).map_err(|e| format!("making / read-only: {e}"))?;
+    }
+    for (m, is_dir) in ordered.into_iter().zip(sources_are_dirs) {
+        bind(m, is_dir, read_only).map_err(|e| {
             format!(
                 "mounting {} on {}: {e}",
                 m.source.display(),
@@ -78,12 +94,26 @@ pub(crate) fn mount_filesystems(mounts: &[BindMount]) -> Result<(), String> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         None::<&str>,
     )
-    .map_err(|e| format!("mounting /proc: {e}"))
+    .map_err(|e| format!("mounting /proc: {e}"))?;
+    if read_only && Path::new("/dev/shm").is_dir() {
+        mount(
+            Some("shm"),
+            "/dev/shm",
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("mode=1777,size=65536k"),
+        )
+        .map_err(|e| format!("mounting /dev/shm: {e}"))?;
+    }
+    Ok(())
 }
 
-fn bind(m: &BindMount) -> Result<(), String> {
-    let source_is_dir = fs::metadata(&m.source).map_err(|e| e.to_string())?.is_dir();
-    create_target(&m.target, source_is_dir).map_err(|e| format!("creating target: {e}"))?;
+/// `under_read_only`: the source's own mount is read-only in this namespace, and a bind
+/// mount takes its flags: one asked writable is made writable again.
+fn bind(m: &BindMount, source_is_dir: bool, under_read_only: bool) -> Result<(), String> {
+    if !m.target.exists() {
+        create_target(&m.target, source_is_dir).map_err(|e| format!("creating target: {e}"))?;
+    }
     mount(
         Some(&m.source),
         &m.target,
@@ -97,6 +127,10 @@ fn bind(m: &BindMount) -> Result<(), String> {
         let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
         mount(None::<&str>, &m.target, None::<&str>, flags, None::<&str>)
             .map_err(|e| format!("making it read-only: {e}"))?;
+    } else if under_read_only {
+        let target = m.target.to_str().ok_or("target is not UTF-8")?;
+        sys::set_read_only_recursive(target, false)
+            .map_err(|e| format!("making it writable: {e}"))?;
     }
     Ok(())
 }

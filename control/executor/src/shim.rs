@@ -21,7 +21,7 @@ use nix::unistd::{chdir, execve, getpid, pipe2, setsid, ForkResult, Pid};
 
 use crate::cgroup::{self, TaskCgroups};
 use crate::state::{Pids, ProcessIdentity, TaskDir, CGROUPS, PIDS, SPEC};
-use crate::{namespaces, program, sys, user, ExecError, TaskRun};
+use crate::{namespaces, options, program, sys, user, ExecError, TaskRun};
 
 /// argv[1] of a shim: `<exe> SHIM_ARG <task dir>`.
 const SHIM_ARG: &str = "__shoal-executor-shim__";
@@ -304,16 +304,24 @@ fn task_init(
     setsid().map_err(|e| format!("setsid: {e}"))?;
     cgroups.join().map_err(|e| e.to_string())?;
     namespaces::create(spec)?;
-    namespaces::mount_filesystems(&spec.mounts)?;
     let workdir = Path::new(spec.workdir.as_deref().unwrap_or("/"));
+    // Made before a read-only root would refuse it.
     std::fs::create_dir_all(workdir)
         .map_err(|e| format!("creating working directory {}: {e}", workdir.display()))?;
+    namespaces::mount_filesystems(&spec.mounts, spec.read_only)?;
+    options::apply_sysctls(&spec.sysctls)?;
+    options::apply_rlimits(&spec.rlimits)?;
     chdir(workdir).map_err(|e| format!("entering working directory {}: {e}", workdir.display()))?;
     let mut env = program::task_env(&spec.env);
-    if !spec.user.is_empty() {
-        let user = user::resolve(&spec.user)?;
-        env = user::with_home(env, &user);
-        user::become_user(&user)?;
+    let user = (!spec.user.is_empty())
+        .then(|| user::resolve(&spec.user))
+        .transpose()?;
+    if let Some(caps) = &spec.capabilities {
+        options::apply_capabilities(caps)?;
+    }
+    if let Some(user) = &user {
+        env = user::with_home(env, user);
+        user::become_user(user)?;
     }
     if spec.init {
         return run_init(&spec.argv, &env, workdir, single, sync);
@@ -483,6 +491,16 @@ fn exec_in_task(args: Vec<OsString>) -> Result<i32, String> {
             } else {
                 Path::new("/")
             };
+            // As the task's own processes: its limits and capabilities.
+            let limited = options::apply_rlimits(&spec.rlimits).and_then(|()| {
+                spec.capabilities
+                    .as_deref()
+                    .map_or(Ok(()), options::apply_capabilities)
+            });
+            if let Err(e) = limited {
+                eprintln!("shoal-exec: {e}");
+                sys::exit_now(EXIT_SETUP_FAILED);
+            }
             if let Some(user) = &user {
                 if let Err(e) = user::become_user(user) {
                     eprintln!("shoal-exec: {e}");

@@ -34,6 +34,10 @@ const TESTS: &[(&str, Test)] = &[
         read_only_bind_mounts_refuse_writes,
     ),
     (
+        "container_options_apply_inside_the_task",
+        container_options_apply_inside_the_task,
+    ),
+    (
         "a_given_network_namespace_is_joined",
         a_given_network_namespace_is_joined,
     ),
@@ -520,6 +524,70 @@ fn read_only_bind_mounts_refuse_writes() {
     assert_eq!(f.wait_exited(&run.task_id), TaskStatus::Exited { code: 0 });
     assert_eq!(f.log(&run.task_id), "read-only\n");
     assert!(!volume.join("x").exists());
+}
+
+/// docker's `--read-only`, `--sysctl`, `--ulimit` and `--cap-drop` as the task sees them:
+/// its root refuses writes while its volume (and /dev/shm) take them, the sysctl is set
+/// in its own network namespace only, its limits and capability sets are docker's; a
+/// command exec'd into it gets the same limits and capabilities.
+fn container_options_apply_inside_the_task() {
+    let f = Fixture::new("options");
+    let volume = f.root.join("volume");
+    fs::create_dir(&volume).unwrap();
+    let target = f.root.join("rw-target");
+    let script = format!(
+        "touch /shoal-ro-probe 2>/dev/null && echo root=writable || echo root=read-only; \
+         touch {t}/x && echo volume=writable; touch /dev/shm/x && echo shm=writable; \
+         echo somaxconn=$(cat /proc/sys/net/core/somaxconn); \
+         echo nofile=$(ulimit -n):$(ulimit -Hn); \
+         grep -E '^Cap(Eff|Bnd)' /proc/self/status; echo done; sleep 30",
+        t = target.display()
+    );
+    let mut run = f.task("t", &script);
+    run.mounts = vec![BindMount {
+        source: volume.clone(),
+        target,
+        read_only: false,
+    }];
+    run.read_only = true;
+    run.sysctls = [("net.core.somaxconn".to_string(), "1234".to_string())].into();
+    run.rlimits = vec![shoal_executor::Rlimit {
+        name: "nofile".into(),
+        soft: 123,
+        hard: 456,
+    }];
+    run.capabilities = Some(shoal_executor::effective_capabilities(
+        &[],
+        &strings(&["NET_RAW"]),
+    ));
+    f.start(&run);
+    let log = f.wait_log(&run.task_id, "done\n");
+    assert!(log.contains("root=read-only\n"), "{log}");
+    assert!(log.contains("volume=writable\n"), "{log}");
+    assert!(log.contains("shm=writable\n"), "{log}");
+    assert!(!Path::new("/shoal-ro-probe").exists());
+    assert!(volume.join("x").exists());
+    assert!(log.contains("somaxconn=1234\n"), "{log}");
+    assert_ne!(
+        read_trimmed(Path::new("/proc/sys/net/core/somaxconn")),
+        "1234"
+    );
+    assert!(log.contains("nofile=123:456\n"), "{log}");
+    // docker's default set (a80425fb) less CAP_NET_RAW (bit 13).
+    assert!(log.contains("CapEff:\t00000000a80405fb\n"), "{log}");
+    assert!(log.contains("CapBnd:\t00000000a80405fb\n"), "{log}");
+    let out = f
+        .executor
+        .exec_command(
+            &run.task_id,
+            &sh("ulimit -n; grep CapEff /proc/self/status; touch /x 2>&1 || echo refused"),
+        )
+        .unwrap()
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.starts_with("123\nCapEff:\t00000000a80405fb\n"), "{out}");
+    assert!(out.contains("refused"), "{out}");
 }
 
 /// With `netns` set, the task joins that namespace instead of an empty one.

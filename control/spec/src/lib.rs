@@ -159,12 +159,90 @@ pub struct ContainerSpec {
     /// The signal that asks the task to stop (`SIGINT`, `INT`, `2`); empty is SIGTERM.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stop_signal: String,
+    /// docker's `-t`: recorded and shown; the task's output still goes to its log, not
+    /// to a pseudo-terminal.
+    #[serde(rename = "TTY", default, skip_serializing_if = "is_false")]
+    pub tty: bool,
+    /// The task's root filesystem mounted read-only (its mounts stay as they are).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub read_only: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<Mount>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_grace_period: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthConfig>,
+    /// Lines for the task's /etc/hosts in swarmkit's order, `IP hostname [aliases...]`
+    /// (the CLI's `host:ip` turned around).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    #[serde(rename = "DNSConfig", default, skip_serializing_if = "Option::is_none")]
+    pub dns_config: Option<DnsConfig>,
+    /// Kernel parameters set in the task's own namespaces (`net.*`, IPC ones).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    /// `CAP_NET_ADMIN`, or `ALL`: added to docker's default set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capability_add: Vec<String>,
+    /// `CAP_NET_RAW`, or `ALL`: taken from docker's default set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capability_drop: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<Ulimit>,
+}
+
+/// docker's NormalizeCapability: upper case, `CAP_` prefixed (`ALL` and `RESET` as they are).
+pub fn normalize_capability(cap: &str) -> String {
+    let cap = cap.trim().to_ascii_uppercase();
+    if cap == "ALL" || cap == "RESET" || cap.starts_with("CAP_") {
+        cap
+    } else {
+        format!("CAP_{cap}")
+    }
+}
+
+/// docker's EffectiveCapAddCapDrop (`--cap-add`/`--cap-drop`, compose's `cap_add`/
+/// `cap_drop`): normalized, `ALL` alone when given, a capability both added and dropped
+/// only added, `RESET` left out, each list sorted.
+pub fn effective_cap_add_cap_drop(add: &[String], drop: &[String]) -> (Vec<String>, Vec<String>) {
+    let normalized = |caps: &[String]| -> std::collections::BTreeSet<String> {
+        let set: std::collections::BTreeSet<String> =
+            caps.iter().map(|c| normalize_capability(c)).collect();
+        if set.contains("ALL") {
+            ["ALL".to_string()].into()
+        } else {
+            set
+        }
+    };
+    let (add, drop) = (normalized(add), normalized(drop));
+    let cap_drop = drop
+        .iter()
+        .filter(|c| !add.contains(*c) && *c != "RESET")
+        .cloned()
+        .collect();
+    let cap_add = add.into_iter().filter(|c| c != "RESET").collect();
+    (cap_add, cap_drop)
+}
+
+/// docker's DNSConfig: the task's resolv.conf.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct DnsConfig {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nameservers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+}
+
+/// One resource limit (`nofile`, `nproc`...); -1 is unlimited.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct Ulimit {
+    pub name: String,
+    pub hard: i64,
+    pub soft: i64,
 }
 
 impl ContainerSpec {

@@ -14,6 +14,8 @@ use super::task_filter::TaskFilter;
 use super::{call, progress, tasks, unexpected, CliResult};
 use crate::api::{ApiError, ApiReply, ApiRequest};
 
+// Parsed once per command; the size difference between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum ServiceCommand {
     /// Create a new service
@@ -128,6 +130,30 @@ pub struct CreateArgs {
     /// Send registry authentication details to swarm agents
     #[arg(long)]
     with_registry_auth: bool,
+    /// Set one or more custom host-to-IP mappings (host:ip)
+    #[arg(long)]
+    host: Vec<String>,
+    /// Set custom DNS servers
+    #[arg(long)]
+    dns: Vec<String>,
+    /// Set DNS options
+    #[arg(long)]
+    dns_option: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long)]
+    dns_search: Vec<String>,
+    /// Sysctl options
+    #[arg(long)]
+    sysctl: Vec<String>,
+    /// Ulimit options
+    #[arg(long)]
+    ulimit: Vec<String>,
+    /// Add Linux capabilities
+    #[arg(long)]
+    cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long)]
+    cap_drop: Vec<String>,
     #[command(flatten)]
     flags: SpecFlags,
     image: String,
@@ -171,6 +197,48 @@ pub struct UpdateArgs {
     mount_add: Vec<String>,
     #[arg(long)]
     mount_rm: Vec<String>,
+    /// Add a custom host-to-IP mapping ("host:ip")
+    #[arg(long)]
+    host_add: Vec<String>,
+    /// Remove a custom host-to-IP mapping ("host:ip")
+    #[arg(long)]
+    host_rm: Vec<String>,
+    /// Add or update a custom DNS server
+    #[arg(long)]
+    dns_add: Vec<String>,
+    /// Remove a custom DNS server
+    #[arg(long)]
+    dns_rm: Vec<String>,
+    /// Add or update a DNS option
+    #[arg(long)]
+    dns_option_add: Vec<String>,
+    /// Remove a DNS option
+    #[arg(long)]
+    dns_option_rm: Vec<String>,
+    /// Add or update a custom DNS search domain
+    #[arg(long)]
+    dns_search_add: Vec<String>,
+    /// Remove a DNS search domain
+    #[arg(long)]
+    dns_search_rm: Vec<String>,
+    /// Add or update a Sysctl option
+    #[arg(long)]
+    sysctl_add: Vec<String>,
+    /// Remove a Sysctl option
+    #[arg(long)]
+    sysctl_rm: Vec<String>,
+    /// Add or update a ulimit option
+    #[arg(long)]
+    ulimit_add: Vec<String>,
+    /// Remove a ulimit option
+    #[arg(long)]
+    ulimit_rm: Vec<String>,
+    /// Add Linux capabilities
+    #[arg(long)]
+    cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long)]
+    cap_drop: Vec<String>,
     /// Rollback to previous specification
     #[arg(long)]
     rollback: bool,
@@ -249,6 +317,30 @@ fn build_spec(a: &CreateArgs) -> Result<ServiceSpec, ApiError> {
         // docker lets the daemon name it; we pick a name from the ID-like alphabet.
         crate::ids::new_id()[..12].to_string()
     });
+    let mut hosts = Vec::new();
+    for h in &a.host {
+        hosts.push(opts::extra_host(h).map_err(bad_flag("--host", h))?);
+    }
+    let mut nameservers = Vec::new();
+    for d in &a.dns {
+        nameservers.push(opts::ip_address(d).map_err(bad_flag("--dns", d))?);
+    }
+    let mut search = Vec::new();
+    for d in &a.dns_search {
+        search.push(opts::dns_search(d).map_err(bad_flag("--dns-search", d))?);
+    }
+    let mut ulimits: BTreeMap<String, shoal_spec::Ulimit> = BTreeMap::new();
+    for u in &a.ulimit {
+        let u = opts::ulimit(u).map_err(bad_flag("--ulimit", u))?;
+        ulimits.insert(u.name.clone(), u);
+    }
+    let (capability_add, capability_drop) =
+        shoal_spec::effective_cap_add_cap_drop(&a.cap_add, &a.cap_drop);
+    let dns_config = shoal_spec::DnsConfig {
+        nameservers,
+        search,
+        options: a.dns_option.clone(),
+    };
     let mut spec = ServiceSpec {
         name,
         labels: key_values(&a.label),
@@ -259,6 +351,13 @@ fn build_spec(a: &CreateArgs) -> Result<ServiceSpec, ApiError> {
                 args: a.command.clone(),
                 env: a.env.clone(),
                 mounts,
+                hosts,
+                // The CLI always sends a DNSConfig (shown `{}` when empty).
+                dns_config: (dns_config != Default::default()).then_some(dns_config),
+                sysctls: key_values(&a.sysctl),
+                ulimits: ulimits.into_values().collect(),
+                capability_add,
+                capability_drop,
                 ..Default::default()
             },
             placement: (!a.constraint.is_empty() || !prefs.is_empty()).then(|| Placement {
@@ -360,6 +459,7 @@ fn apply_update(a: &UpdateArgs, spec: &mut ServiceSpec) -> Result<(), ApiError> 
     for m in &a.mount_add {
         cs.mounts.push(opts::mount(m).map_err(plain)?);
     }
+    update_container_options(a, cs)?;
     if !a.publish_add.is_empty() || !a.publish_rm.is_empty() {
         let e = spec.endpoint_spec.get_or_insert_with(EndpointSpec::default);
         for r in &a.publish_rm {
@@ -377,6 +477,142 @@ fn apply_update(a: &UpdateArgs, spec: &mut ServiceSpec) -> Result<(), ApiError> 
         spec.task_template.force_update += 1;
     }
     Ok(())
+}
+
+/// docker's update of hosts, DNS, sysctls, ulimits and capabilities (cli
+/// service/update.go: updateHosts, updateDNSConfig, updateSysCtls, updateUlimits,
+/// updateCapabilities).
+fn update_container_options(a: &UpdateArgs, cs: &mut ContainerSpec) -> Result<(), ApiError> {
+    if !a.host_add.is_empty() || !a.host_rm.is_empty() {
+        let mut added = Vec::new();
+        for h in &a.host_add {
+            added.push(opts::extra_host(h).map_err(bad_flag("--host-add", h))?);
+        }
+        cs.hosts = update_hosts(&cs.hosts, &a.host_rm, added);
+    }
+    let dns_flags = [
+        &a.dns_add,
+        &a.dns_rm,
+        &a.dns_option_add,
+        &a.dns_option_rm,
+        &a.dns_search_add,
+        &a.dns_search_rm,
+    ];
+    if dns_flags.iter().any(|f| !f.is_empty()) {
+        let old = cs.dns_config.take().unwrap_or_default();
+        let mut nameservers = old.nameservers;
+        for d in &a.dns_add {
+            nameservers.push(opts::ip_address(d).map_err(bad_flag("--dns-add", d))?);
+        }
+        let mut seen = std::collections::HashSet::new();
+        nameservers.retain(|ns| seen.insert(ns.clone()) && !a.dns_rm.contains(ns));
+        nameservers.sort_by_key(|ns| ns.parse::<std::net::IpAddr>().ok());
+        let mut search = old.search;
+        for d in &a.dns_search_add {
+            search.push(opts::dns_search(d).map_err(bad_flag("--dns-search-add", d))?);
+        }
+        search.dedup();
+        search.retain(|d| !a.dns_search_rm.contains(d));
+        search.sort();
+        let mut options = old.options;
+        options.extend(a.dns_option_add.iter().cloned());
+        options.dedup();
+        options.retain(|o| !a.dns_option_rm.contains(o));
+        options.sort();
+        cs.dns_config = Some(shoal_spec::DnsConfig {
+            nameservers,
+            search,
+            options,
+        });
+    }
+    for k in key_values(&a.sysctl_rm).keys() {
+        cs.sysctls.remove(k);
+    }
+    cs.sysctls.extend(key_values(&a.sysctl_add));
+    if !a.ulimit_add.is_empty() || !a.ulimit_rm.is_empty() {
+        let mut limits: BTreeMap<String, shoal_spec::Ulimit> =
+            cs.ulimits.drain(..).map(|u| (u.name.clone(), u)).collect();
+        for k in key_values(&a.ulimit_rm).keys() {
+            limits.remove(k);
+        }
+        for u in &a.ulimit_add {
+            let u = opts::ulimit(u).map_err(bad_flag("--ulimit-add", u))?;
+            limits.insert(u.name.clone(), u);
+        }
+        cs.ulimits = limits.into_values().collect();
+    }
+    if !a.cap_add.is_empty() || !a.cap_drop.is_empty() {
+        update_capabilities(cs, &a.cap_add, &a.cap_drop);
+    }
+    Ok(())
+}
+
+/// docker's updateHosts: `host` removes that name from every entry, `host:ip` only from
+/// the entries of that address; an entry left without names goes; added entries come
+/// last; duplicates go.
+fn update_hosts(hosts: &[String], remove: &[String], added: Vec<String>) -> Vec<String> {
+    let remove: Vec<(&str, &str)> = remove
+        .iter()
+        .map(|r| r.split_once(':').unwrap_or((r.as_str(), "")))
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    for entry in hosts {
+        let mut fields = entry.split_whitespace();
+        let Some(ip) = fields.next() else { continue };
+        let names: Vec<&str> = fields
+            .filter(|name| {
+                !remove
+                    .iter()
+                    .any(|(host, rm_ip)| host == name && (rm_ip.is_empty() || *rm_ip == ip))
+            })
+            .collect();
+        if !names.is_empty() {
+            out.push(format!("{ip} {}", names.join(" ")));
+        }
+    }
+    out.extend(added);
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|h| seen.insert(h.clone()));
+    out
+}
+
+/// docker's updateCapabilities: dropping a capability the service adds only stops adding
+/// it (and the reverse); `RESET` empties that list first; `ALL` stands alone.
+fn update_capabilities(cs: &mut ContainerSpec, add: &[String], drop: &[String]) {
+    use std::collections::BTreeSet;
+    let set = |caps: &[String]| -> BTreeSet<String> {
+        caps.iter()
+            .map(|c| shoal_spec::normalize_capability(c))
+            .collect()
+    };
+    let (mut cap_add, mut cap_drop) = (set(&cs.capability_add), set(&cs.capability_drop));
+    let mut to_add = set(add);
+    let mut to_drop = set(drop);
+    if to_add.remove("RESET") {
+        cap_add.clear();
+    }
+    if to_drop.remove("RESET") {
+        cap_drop.clear();
+    }
+    for c in &to_drop {
+        if !to_add.contains(c) && !cap_add.remove(c) {
+            cap_drop.insert(c.clone());
+        }
+    }
+    for c in to_add {
+        if !cap_drop.remove(&c) {
+            cap_add.insert(c);
+        }
+    }
+    let list = |caps: BTreeSet<String>| -> Vec<String> {
+        if caps.contains("ALL") {
+            vec!["ALL".to_string()]
+        } else {
+            caps.into_iter().collect()
+        }
+    };
+    cs.capability_add = list(cap_add);
+    cs.capability_drop = list(cap_drop);
 }
 
 /// `--publish-add`: a port replaces the one published under the same number and protocol.
@@ -1010,6 +1246,50 @@ fn pretty_service(v: &Value, networks: &BTreeMap<String, String>) -> String {
     if !str_of(&cs["User"]).is_empty() {
         out.push_str(&format!("\n User: {}", str_of(&cs["User"])));
     }
+    let (cap_add, cap_drop) = (
+        strings(&cs["CapabilityAdd"]),
+        strings(&cs["CapabilityDrop"]),
+    );
+    if !cap_add.is_empty() || !cap_drop.is_empty() {
+        out.push_str("\nCapabilities:");
+        if !cap_add.is_empty() {
+            out.push_str(&format!("\n Add: {}", cap_add.join(", ")));
+        }
+        if !cap_drop.is_empty() {
+            out.push_str(&format!("\n Drop: {}", cap_drop.join(", ")));
+        }
+    }
+    if let Some(sysctls) = cs["Sysctls"].as_object().filter(|m| !m.is_empty()) {
+        out.push_str("\nSysCtls:");
+        let sorted: BTreeMap<&String, &Value> = sysctls.iter().collect();
+        for (k, v) in sorted {
+            match str_of(v).as_str() {
+                "" => out.push_str(&format!("\n {k}")),
+                v => out.push_str(&format!("\n {k}: {v}")),
+            }
+        }
+    }
+    let ulimits: BTreeMap<String, String> = cs["Ulimits"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|u| {
+            (
+                str_of(&u["Name"]).to_string(),
+                format!(
+                    "{}:{}",
+                    u["Soft"].as_i64().unwrap_or(0),
+                    u["Hard"].as_i64().unwrap_or(0)
+                ),
+            )
+        })
+        .collect();
+    if !ulimits.is_empty() {
+        out.push_str("\nUlimits:");
+        for (name, limits) in ulimits {
+            out.push_str(&format!("\n {name}: {limits}"));
+        }
+    }
     let mounts = cs["Mounts"].as_array().cloned().unwrap_or_default();
     if !mounts.is_empty() {
         out.push_str("\nMounts:");
@@ -1420,6 +1700,209 @@ mod tests {
              Resources:\n\
              Networks: webapp_default \n\
              Endpoint Mode:\tvip\n\n"
+        );
+    }
+
+    /// `service create --host/--dns*/--sysctl/--ulimit/--cap-*/--read-only/-t` make docker's
+    /// ContainerSpec fields, in docker's JSON names; bad values are pflag's errors.
+    #[test]
+    fn container_options_on_create() {
+        let spec = create_with(&[
+            "--host",
+            "db:10.1.2.3",
+            "--host",
+            "v6=[::1]",
+            "--dns",
+            "10.0.9.9",
+            "--dns-search",
+            "corp.example.",
+            "--dns-option",
+            "timeout:2",
+            "--sysctl",
+            "net.core.somaxconn=1024",
+            "--ulimit",
+            "nofile=1024:2048",
+            "--ulimit",
+            "nproc=512",
+            "--cap-add",
+            "net_admin",
+            "--cap-drop",
+            "CAP_NET_RAW",
+            "--read-only",
+            "-t",
+        ])
+        .unwrap();
+        let cs = &spec.task_template.container_spec;
+        let json = serde_json::to_value(cs).unwrap();
+        assert_eq!(json["Hosts"], serde_json::json!(["10.1.2.3 db", "::1 v6"]));
+        assert_eq!(
+            json["DNSConfig"],
+            serde_json::json!({"Nameservers": ["10.0.9.9"], "Search": ["corp.example"], "Options": ["timeout:2"]})
+        );
+        assert_eq!(
+            json["Sysctls"],
+            serde_json::json!({"net.core.somaxconn": "1024"})
+        );
+        assert_eq!(
+            json["Ulimits"],
+            serde_json::json!([{"Name": "nofile", "Hard": 2048, "Soft": 1024}, {"Name": "nproc", "Hard": 512, "Soft": 512}])
+        );
+        assert_eq!(json["CapabilityAdd"], serde_json::json!(["CAP_NET_ADMIN"]));
+        assert_eq!(json["CapabilityDrop"], serde_json::json!(["CAP_NET_RAW"]));
+        assert_eq!(
+            (json["ReadOnly"].clone(), json["TTY"].clone()),
+            (true.into(), true.into())
+        );
+        let err = |flags: &[&str]| create_with(flags).unwrap_err().to_string();
+        assert_eq!(
+            err(&["--host", "nohost"]),
+            "invalid argument \"nohost\" for \"--host\" flag: bad format for add-host: \"nohost\""
+        );
+        assert_eq!(
+            err(&["--host", "db:1.2.3"]),
+            "invalid argument \"db:1.2.3\" for \"--host\" flag: invalid IP address in add-host: \"1.2.3\""
+        );
+        assert_eq!(
+            err(&["--dns", "x"]),
+            "invalid argument \"x\" for \"--dns\" flag: IP address is not correctly formatted: x"
+        );
+        assert_eq!(
+            err(&["--dns-search", "bad_domain"]),
+            "invalid argument \"bad_domain\" for \"--dns-search\" flag: bad_domain is not a valid domain"
+        );
+        assert_eq!(
+            err(&["--ulimit", "nofile=3:2"]),
+            "invalid argument \"nofile=3:2\" for \"--ulimit\" flag: ulimit soft limit must be less than or equal to hard limit: 3 > 2"
+        );
+        assert_eq!(
+            err(&["--ulimit", "foo=1"]),
+            "invalid argument \"foo=1\" for \"--ulimit\" flag: invalid ulimit type: foo"
+        );
+        assert_eq!(
+            err(&["--ulimit", "nofile=x"]),
+            "invalid argument \"nofile=x\" for \"--ulimit\" flag: strconv.ParseInt: parsing \"x\": invalid syntax"
+        );
+        // Without any, the CLI's empty DNSConfig is the daemon's to show.
+        let plain = create_with(&[]).unwrap();
+        assert_eq!(plain.task_template.container_spec.dns_config, None);
+    }
+
+    /// `service update`'s -add/-rm flags change the lists as docker's update.go does.
+    #[test]
+    fn container_options_on_update() {
+        let mut spec = create_with(&[
+            "--host",
+            "a:10.0.0.1",
+            "--host",
+            "b:10.0.0.2",
+            "--dns",
+            "10.0.9.9",
+            "--sysctl",
+            "net.a=1",
+            "--ulimit",
+            "nofile=10",
+            "--cap-add",
+            "NET_ADMIN",
+        ])
+        .unwrap();
+        apply_update(
+            &update_args(&[
+                "update",
+                "--host-rm",
+                "a",
+                "--host-add",
+                "c:10.0.0.3",
+                "--dns-add",
+                "10.0.0.53",
+                "--dns-rm",
+                "10.0.9.9",
+                "--dns-search-add",
+                "x.example",
+                "--dns-option-add",
+                "ndots:2",
+                "--sysctl-rm",
+                "net.a",
+                "--sysctl-add",
+                "net.b=2",
+                "--ulimit-rm",
+                "nofile",
+                "--ulimit-add",
+                "nproc=5:6",
+                "--cap-drop",
+                "NET_ADMIN",
+                "--cap-drop",
+                "kill",
+                "--read-only",
+                "web",
+            ]),
+            &mut spec,
+        )
+        .unwrap();
+        let cs = &spec.task_template.container_spec;
+        assert_eq!(cs.hosts, ["10.0.0.2 b", "10.0.0.3 c"]);
+        let dns = cs.dns_config.clone().unwrap();
+        assert_eq!(dns.nameservers, ["10.0.0.53"]);
+        assert_eq!(dns.search, ["x.example"]);
+        assert_eq!(dns.options, ["ndots:2"]);
+        assert_eq!(cs.sysctls, BTreeMap::from([("net.b".into(), "2".into())]));
+        assert_eq!(
+            cs.ulimits,
+            [shoal_spec::Ulimit {
+                name: "nproc".into(),
+                soft: 5,
+                hard: 6
+            }]
+        );
+        // Dropping what was added only stops adding it.
+        assert!(cs.capability_add.is_empty());
+        assert_eq!(cs.capability_drop, ["CAP_KILL"]);
+        assert!(cs.read_only);
+        apply_update(
+            &update_args(&[
+                "update",
+                "--read-only=false",
+                "--host-rm",
+                "c:10.9.9.9",
+                "web",
+            ]),
+            &mut spec,
+        )
+        .unwrap();
+        let cs = &spec.task_template.container_spec;
+        assert!(!cs.read_only);
+        assert_eq!(
+            cs.hosts,
+            ["10.0.0.2 b", "10.0.0.3 c"],
+            "another address: kept"
+        );
+    }
+
+    /// `--pretty` shows capabilities, sysctls and ulimits where docker's template does.
+    #[test]
+    fn pretty_shows_capabilities_sysctls_and_ulimits() {
+        let spec = create_with(&[
+            "--cap-add",
+            "NET_ADMIN",
+            "--cap-drop",
+            "NET_RAW",
+            "--sysctl",
+            "net.b=2",
+            "--sysctl",
+            "net.a",
+            "--ulimit",
+            "nofile=1:2",
+        ])
+        .unwrap();
+        let v = serde_json::json!({
+            "ID": "x",
+            "Spec": crate::services::spec_with_defaults(&spec),
+        });
+        let pretty = pretty_service(&v, &BTreeMap::new());
+        assert!(
+            pretty.contains(
+                "\nCapabilities:\n Add: CAP_NET_ADMIN\n Drop: CAP_NET_RAW\nSysCtls:\n net.a\n net.b: 2\nUlimits:\n nofile: 1:2\n"
+            ),
+            "{pretty}"
         );
     }
 }

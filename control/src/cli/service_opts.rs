@@ -188,6 +188,99 @@ pub fn mount(s: &str) -> Result<Mount, String> {
     Ok(m)
 }
 
+/// docker's ValidateExtraHost then convertExtraHostsToSwarmHosts: `host:ip` (or
+/// `host=ip`, an IPv6 address maybe in brackets) as swarmkit's `ip host`.
+pub fn extra_host(s: &str) -> Result<String, String> {
+    let (host, ip) = s
+        .split_once('=')
+        .or_else(|| s.split_once(':'))
+        .filter(|(host, _)| !host.is_empty() && !host.contains(':'))
+        .ok_or_else(|| format!("bad format for add-host: {s:?}"))?;
+    let ip = match ip.strip_prefix('[').and_then(|i| i.strip_suffix(']')) {
+        Some(inner) if ip.len() > 2 => inner,
+        _ => ip,
+    };
+    if ip != "host-gateway" && ip.trim().parse::<std::net::IpAddr>().is_err() {
+        return Err(format!("invalid IP address in add-host: {ip:?}"));
+    }
+    Ok(format!("{ip} {host}"))
+}
+
+/// docker's ValidateIPAddress: the address in its canonical form.
+pub fn ip_address(s: &str) -> Result<String, String> {
+    s.trim()
+        .parse::<std::net::IpAddr>()
+        .map(|ip| ip.to_string())
+        .map_err(|_| format!("IP address is not correctly formatted: {s}"))
+}
+
+/// docker's ValidateDNSSearch: `.` (no search), or a domain (a trailing dot dropped).
+pub fn dns_search(s: &str) -> Result<String, String> {
+    let v = s.trim_matches(' ');
+    if v == "." {
+        return Ok(v.to_string());
+    }
+    let invalid = || format!("{v} is not a valid domain");
+    if !v.bytes().any(|b| b.is_ascii_alphabetic()) {
+        return Err(invalid());
+    }
+    let domain = v.trim_end_matches([' ', '\t', '\n', '\r']);
+    let domain = domain.strip_suffix('.').unwrap_or(domain);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if domain.len() >= 255 || !domain.split('.').all(label_ok) {
+        return Err(invalid());
+    }
+    Ok(domain.to_string())
+}
+
+/// Go's strconv.ParseInt(s, 10, 64) with its error text.
+fn go_parse_int(s: &str) -> Result<i64, String> {
+    s.parse::<i64>().map_err(|e| {
+        let why = match e.kind() {
+            std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+                "value out of range"
+            }
+            _ => "invalid syntax",
+        };
+        format!("strconv.ParseInt: parsing {s:?}: {why}")
+    })
+}
+
+/// go-units' ParseUlimit: `name=soft[:hard]` (hard defaults to soft).
+pub fn ulimit(s: &str) -> Result<shoal_spec::Ulimit, String> {
+    let (name, limits) = s
+        .split_once('=')
+        .ok_or_else(|| format!("invalid ulimit argument: {s}"))?;
+    shoal_executor::check_ulimit(name, 0, 0)?;
+    let values: Vec<&str> = limits.split(':').collect();
+    let (soft, hard) = match values.as_slice() {
+        [soft] => {
+            let soft = go_parse_int(soft)?;
+            (soft, soft)
+        }
+        [soft, hard] => {
+            let hard = go_parse_int(hard)?;
+            (go_parse_int(soft)?, hard)
+        }
+        _ => {
+            return Err(format!(
+                "too many limit value arguments - {limits}, can only have up to two, `soft[:hard]`"
+            ))
+        }
+    };
+    shoal_executor::check_ulimit(name, soft, hard)?;
+    Ok(shoal_spec::Ulimit {
+        name: name.to_string(),
+        soft,
+        hard,
+    })
+}
+
 pub fn restart_condition(s: &str) -> Result<RestartCondition, String> {
     match s {
         "none" => Ok(RestartCondition::None),
@@ -356,6 +449,12 @@ pub struct SpecFlags {
     /// Use an init inside each service container to forward signals and reap processes
     #[arg(long)]
     pub init: bool,
+    /// Mount the container's root filesystem as read only
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub read_only: Option<bool>,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tty: Option<bool>,
     /// Restart when condition is met ("none", "on-failure", "any")
     #[arg(long)]
     pub restart_condition: Option<String>,
@@ -446,6 +545,12 @@ impl SpecFlags {
         }
         if self.init {
             cs.init = Some(true);
+        }
+        if let Some(r) = self.read_only {
+            cs.read_only = r;
+        }
+        if let Some(t) = self.tty {
+            cs.tty = t;
         }
         if self.restart_condition.is_some()
             || self.restart_delay.is_some()

@@ -46,6 +46,43 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Hosts, DNS, sysctls, ulimits and capabilities as docker's engine checks them when it
+/// creates a task's container; refused here, before any task exists, they cannot leave
+/// tasks failing on every node.
+fn check_container_options(cs: &shoal_spec::ContainerSpec) -> Result<(), ApiError> {
+    let refuse = |e: String| invalid(format!("ContainerSpec: {e}"));
+    for entry in &cs.hosts {
+        let mut fields = entry.split_whitespace();
+        let (Some(ip), Some(_host)) = (fields.next(), fields.next()) else {
+            return Err(refuse(format!("bad format for add-host: {entry:?}")));
+        };
+        // docker's engine puts its bridge's gateway for `host-gateway`: Shoal has none,
+        // and leaves such a line out of the task's /etc/hosts.
+        if ip != "host-gateway" && ip.parse::<std::net::IpAddr>().is_err() {
+            return Err(refuse(format!("invalid IP address in add-host: {ip:?}")));
+        }
+    }
+    if let Some(dns) = &cs.dns_config {
+        for ns in &dns.nameservers {
+            if ns.parse::<std::net::IpAddr>().is_err() {
+                return Err(refuse(format!(
+                    "IP address is not correctly formatted: {ns}"
+                )));
+            }
+        }
+    }
+    for name in cs.sysctls.keys() {
+        shoal_executor::check_sysctl(name).map_err(refuse)?;
+    }
+    for u in &cs.ulimits {
+        shoal_executor::check_ulimit(&u.name, u.soft, u.hard).map_err(refuse)?;
+    }
+    for cap in cs.capability_add.iter().chain(&cs.capability_drop) {
+        shoal_executor::check_capability(cap).map_err(refuse)?;
+    }
+    Ok(())
+}
+
 /// Check a spec before it is accepted: what the orchestrators must be able to rely on.
 pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
     check_name(&spec.name)?;
@@ -85,6 +122,7 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
             }
         }
     }
+    check_container_options(cs)?;
     for m in &cs.mounts {
         if m.kind == "volume" && !m.source.is_empty() && !Mount::is_volume_name(&m.source) {
             return Err(invalid(volume_name_error(&m.source)));
@@ -1077,6 +1115,71 @@ mod tests {
             validate(&s).unwrap_err().to_string(),
             "Error response from daemon: rpc error: code = InvalidArgument desc = ContainerSpec: invalid signal: SIGFOO"
         );
+    }
+
+    /// Hosts, DNS servers, sysctls, ulimits and capabilities are checked as docker's engine
+    /// checks them, before any task exists.
+    #[test]
+    fn validate_checks_container_options() {
+        let refused = |f: &dyn Fn(&mut shoal_spec::ContainerSpec)| {
+            let mut s = spec("web", &[]);
+            f(&mut s.task_template.container_spec);
+            validate(&s).err().map(|e| e.to_string())
+        };
+        let prefix =
+            "Error response from daemon: rpc error: code = InvalidArgument desc = ContainerSpec: ";
+        type Change = Box<dyn Fn(&mut shoal_spec::ContainerSpec)>;
+        let cases: Vec<(Change, Option<&str>)> = vec![
+            (Box::new(|c| c.hosts = vec!["10.0.0.1 db".into()]), None),
+            (Box::new(|c| c.hosts = vec!["host-gateway h".into()]), None),
+            (
+                Box::new(|c| c.hosts = vec!["db 10.0.0.1".into()]),
+                Some("invalid IP address in add-host: \"db\""),
+            ),
+            (
+                Box::new(|c| c.hosts = vec!["10.0.0.1".into()]),
+                Some("bad format for add-host: \"10.0.0.1\""),
+            ),
+            (
+                Box::new(|c| {
+                    c.dns_config = Some(shoal_spec::DnsConfig {
+                        nameservers: vec!["x".into()],
+                        ..Default::default()
+                    })
+                }),
+                Some("IP address is not correctly formatted: x"),
+            ),
+            (
+                Box::new(|c| c.sysctls = [("net.core.somaxconn".into(), "1".into())].into()),
+                None,
+            ),
+            (
+                Box::new(|c| c.sysctls = [("vm.swappiness".into(), "1".into())].into()),
+                Some("sysctl \"vm.swappiness\" is not in a separate kernel namespace"),
+            ),
+            (
+                Box::new(|c| {
+                    c.ulimits = vec![shoal_spec::Ulimit {
+                        name: "nofile".into(),
+                        soft: 9,
+                        hard: 8,
+                    }]
+                }),
+                Some("ulimit soft limit must be less than or equal to hard limit: 9 > 8"),
+            ),
+            (
+                Box::new(|c| c.capability_add = vec!["CAP_FOO".into()]),
+                Some("unknown capability: \"CAP_FOO\""),
+            ),
+            (Box::new(|c| c.capability_drop = vec!["ALL".into()]), None),
+        ];
+        for (i, (f, want)) in cases.iter().enumerate() {
+            assert_eq!(
+                refused(f.as_ref()),
+                want.map(|w| format!("{prefix}{w}")),
+                "case {i}"
+            );
+        }
     }
 
     /// A service publishes at most MAX_PUBLISHED_PORTS ports (a range counts each).

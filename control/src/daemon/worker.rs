@@ -170,17 +170,23 @@ fn task_run(daemon: &Daemon, t: &TaskRecord) -> Result<TaskRun, String> {
         });
     }
     let hostname = t.hostname();
-    if !t.networks.is_empty() {
+    let dns_set = cs
+        .dns_config
+        .as_ref()
+        .is_some_and(|d| *d != shoal_spec::DnsConfig::default());
+    if !t.networks.is_empty() || !cs.hosts.is_empty() || dns_set {
         // A task on networks gets its own /etc/hosts and /etc/resolv.conf (the embedded
-        // DNS at 127.0.0.11), as a container does.
+        // DNS at 127.0.0.11), as a container does; so does one given hosts or DNS
+        // settings.
         let dir = task_etc_dir(daemon, &t.id);
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let ip = t.networks[0].addr.split('/').next().unwrap_or("");
-        let hosts = format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{hostname}\n"
-        );
-        let resolv = "nameserver 127.0.0.11\noptions ndots:0\n";
-        for (name, content) in [("hosts", hosts.as_str()), ("resolv.conf", resolv)] {
+        let ip = t
+            .networks
+            .first()
+            .map(|n| n.addr.split('/').next().unwrap_or(""));
+        let hosts = task_hosts(&cs.hosts, ip.map(|ip| (ip, hostname.as_str())));
+        let resolv = task_resolv_conf(cs.dns_config.as_ref(), !t.networks.is_empty());
+        for (name, content) in [("hosts", hosts.as_str()), ("resolv.conf", resolv.as_str())] {
             let path = dir.join(name);
             std::fs::write(&path, content)
                 .map_err(|e| format!("writing {}: {e}", path.display()))?;
@@ -209,6 +215,22 @@ fn task_run(daemon: &Daemon, t: &TaskRecord) -> Result<TaskRun, String> {
         stop_signal: cs.stop_signal.clone(),
         init: cs.init == Some(true),
         mounts,
+        read_only: cs.read_only,
+        sysctls: cs.sysctls.clone(),
+        rlimits: cs
+            .ulimits
+            .iter()
+            .map(|u| shoal_executor::Rlimit {
+                name: u.name.clone(),
+                soft: u.soft,
+                hard: u.hard,
+            })
+            .collect(),
+        // Without cap_add/cap_drop a task keeps root's full set, as it always has here;
+        // with either, docker's default set less the dropped plus the added.
+        capabilities: (!cs.capability_add.is_empty() || !cs.capability_drop.is_empty()).then(
+            || shoal_executor::effective_capabilities(&cs.capability_add, &cs.capability_drop),
+        ),
         memory_bytes: nonzero(limits.memory_bytes),
         nano_cpus: nonzero(limits.nano_cpus),
         pids_limit: nonzero(limits.pids),
@@ -221,6 +243,55 @@ fn task_run(daemon: &Daemon, t: &TaskRecord) -> Result<TaskRun, String> {
             Some(path)
         },
     })
+}
+
+/// A task's /etc/hosts as docker writes a container's: localhost, the service's extra
+/// hosts (swarmkit's `IP hostname [aliases...]`; docker uses the first name of each, so
+/// do we), then the task's own address and hostname when it has a network.
+fn task_hosts(extra: &[String], own: Option<(&str, &str)>) -> String {
+    let mut hosts =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for entry in extra {
+        let mut fields = entry.split_whitespace();
+        match (fields.next(), fields.next()) {
+            // docker's engine resolves it to its bridge's gateway; Shoal has none.
+            (Some("host-gateway"), _) => {}
+            (Some(ip), Some(name)) => hosts.push_str(&format!("{ip}\t{name}\n")),
+            _ => {}
+        }
+    }
+    if let Some((ip, hostname)) = own {
+        hosts.push_str(&format!("{ip}\t{hostname}\n"));
+    }
+    hosts
+}
+
+/// A task's /etc/resolv.conf. On networks the embedded DNS (127.0.0.11) stays its only
+/// nameserver, as in docker: it answers the cluster's names and forwards the rest to
+/// the service's `--dns` servers (or the node's); the service's search domains and
+/// options are written as given, with `ndots:0` unless an option sets ndots. Without
+/// networks, the given servers themselves.
+fn task_resolv_conf(dns: Option<&shoal_spec::DnsConfig>, on_networks: bool) -> String {
+    let empty = shoal_spec::DnsConfig::default();
+    let dns = dns.unwrap_or(&empty);
+    let mut options = dns.options.clone();
+    if !options.iter().any(|o| o.starts_with("ndots:")) {
+        options.push("ndots:0".into());
+    }
+    if on_networks {
+        return dns::task_resolv_conf(&dns.search, &options);
+    }
+    let mut conf = String::new();
+    for ns in &dns.nameservers {
+        conf.push_str(&format!("nameserver {ns}\n"));
+    }
+    if !dns.search.is_empty() {
+        conf.push_str(&format!("search {}\n", dns.search.join(" ")));
+    }
+    if !dns.options.is_empty() {
+        conf.push_str(&format!("options {}\n", dns.options.join(" ")));
+    }
+    conf
 }
 
 /// Find a bare program name on the task's PATH, else the daemon's PATH, else next to
@@ -302,9 +373,9 @@ impl TaskDns {
                 continue;
             }
             let (tx, rx) = tokio::sync::watch::channel(view);
-            match dns::Resolver::start(&task_netns_path(daemon, id), rx, self.upstreams.clone())
-                .await
-            {
+            let upstreams = task_upstreams(&l.record.spec.container_spec)
+                .unwrap_or_else(|| self.upstreams.clone());
+            match dns::Resolver::start(&task_netns_path(daemon, id), rx, upstreams).await {
                 Ok(r) => {
                     self.resolvers.insert(id.clone(), (r, tx));
                 }
@@ -314,6 +385,20 @@ impl TaskDns {
             }
         }
     }
+}
+
+/// Where a task's resolver forwards names outside the cluster: the service's `--dns`
+/// servers (port 53) when it names any, as docker's embedded DNS does; else None, the
+/// node's resolvers.
+fn task_upstreams(cs: &ContainerSpec) -> Option<dns::Upstreams> {
+    let servers: Vec<std::net::SocketAddr> = cs
+        .dns_config
+        .iter()
+        .flat_map(|d| &d.nameservers)
+        .filter_map(|ns| ns.parse::<std::net::IpAddr>().ok())
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .collect();
+    (!servers.is_empty()).then(|| servers.into())
 }
 
 /// Task id -> container name (`<service>.<slot>.<task id>`) and hostname, for
@@ -2036,5 +2121,60 @@ mod tests {
             let err = task_argv(&spec(command, args)).unwrap_err();
             assert!(err.ends_with("the program name is empty"), "{err}");
         }
+    }
+
+    /// A task's /etc/hosts has the service's extra hosts (first name of each, as docker)
+    /// between localhost and its own address; `host-gateway` is left out.
+    #[test]
+    fn extra_hosts_go_in_the_task_s_hosts_file() {
+        let hosts = task_hosts(
+            &[
+                "10.1.2.3 db alias".to_string(),
+                "host-gateway host.docker.internal".to_string(),
+                "::1 v6".to_string(),
+            ],
+            Some(("10.0.1.5", "web-1")),
+        );
+        assert_eq!(
+            hosts,
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n10.1.2.3\tdb\n::1\tv6\n10.0.1.5\tweb-1\n"
+        );
+        assert!(task_hosts(&[], None).ends_with("ip6-loopback\n"));
+    }
+
+    /// On networks the embedded DNS stays the nameserver (it forwards to the service's
+    /// servers); search and options are written, ndots:0 unless the service sets ndots.
+    #[test]
+    fn dns_settings_go_in_the_task_s_resolv_conf() {
+        let dns = shoal_spec::DnsConfig {
+            nameservers: vec!["10.0.0.53".into()],
+            search: vec!["corp.example".into()],
+            options: vec!["timeout:2".into()],
+        };
+        assert_eq!(
+            task_resolv_conf(Some(&dns), true),
+            "nameserver 127.0.0.11\nsearch corp.example\noptions timeout:2 ndots:0\n"
+        );
+        let ndots = shoal_spec::DnsConfig {
+            options: vec!["ndots:3".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            task_resolv_conf(Some(&ndots), true),
+            "nameserver 127.0.0.11\noptions ndots:3\n"
+        );
+        assert_eq!(
+            task_resolv_conf(None, true),
+            "nameserver 127.0.0.11\noptions ndots:0\n"
+        );
+        assert_eq!(
+            task_resolv_conf(Some(&dns), false),
+            "nameserver 10.0.0.53\nsearch corp.example\noptions timeout:2\n"
+        );
+        let mut cs = spec(&["true"], &[]);
+        assert!(task_upstreams(&cs).is_none(), "the node's resolvers");
+        cs.dns_config = Some(dns);
+        let upstreams = task_upstreams(&cs).unwrap().current();
+        assert_eq!(&upstreams[..], &["10.0.0.53:53".parse().unwrap()]);
     }
 }
