@@ -27,8 +27,8 @@ pub use crate::cgroup::CgroupError;
 use crate::cgroup::{Limits, TaskCgroups};
 pub use crate::error::ExecError;
 pub use crate::options::{
-    check_capability, check_sysctl, check_ulimit, effective_capabilities, normalize_capability,
-    Rlimit, DEFAULT_CAPABILITIES,
+    check_capability, check_sysctl, check_ulimit, effective_capabilities, Rlimit,
+    DEFAULT_CAPABILITIES,
 };
 pub use crate::shim::maybe_run_shim;
 use crate::state::{Pids, TaskDir, CGROUPS, EXIT, LOG, PIDS, SPEC};

@@ -162,8 +162,9 @@ pub const DEFAULT_CAPABILITIES: &[&str] = &[
 
 const ALL: &str = "ALL";
 
-/// docker's NormalizeCapability: upper case, `CAP_` prefixed (`ALL` as it is).
-pub fn normalize_capability(cap: &str) -> String {
+/// docker's NormalizeCapability (shoal_spec has the CLI's copy; this crate does not
+/// depend on it): upper case, `CAP_` prefixed (`ALL` as it is).
+fn normalize_capability(cap: &str) -> String {
     let cap = cap.trim().to_ascii_uppercase();
     if cap == ALL || cap == "RESET" || cap.starts_with("CAP_") {
         cap
