@@ -210,6 +210,26 @@ pub enum ApiRequest {
     LbReport {
         node: Option<String>,
     },
+    /// `secret create` / `config create`.
+    SecretCreate {
+        kind: crate::secrets::Kind,
+        name: String,
+        labels: std::collections::BTreeMap<String, String>,
+        data: crate::secrets::Data,
+    },
+    /// `secret ls` / `config ls`, with the `-f` values by key (checked by the daemon).
+    SecretList {
+        kind: crate::secrets::Kind,
+        filters: std::collections::BTreeMap<String, Vec<String>>,
+    },
+    SecretInspect {
+        kind: crate::secrets::Kind,
+        references: Vec<String>,
+    },
+    SecretRemove {
+        kind: crate::secrets::Kind,
+        reference: String,
+    },
 }
 
 impl ApiRequest {
@@ -242,6 +262,10 @@ impl ApiRequest {
                 | ApiRequest::NodeInspect { .. }
                 | ApiRequest::NodeUpdate(_)
                 | ApiRequest::NodeRemove { .. }
+                | ApiRequest::SecretCreate { .. }
+                | ApiRequest::SecretList { .. }
+                | ApiRequest::SecretInspect { .. }
+                | ApiRequest::SecretRemove { .. }
         )
     }
 
@@ -279,6 +303,10 @@ impl ApiRequest {
             ApiRequest::NetworkRemove { .. } => "network_remove",
             ApiRequest::NodeLocation { .. } => "node_location",
             ApiRequest::LbReport { .. } => "lb_report",
+            ApiRequest::SecretCreate { .. } => "secret_create",
+            ApiRequest::SecretList { .. } => "secret_list",
+            ApiRequest::SecretInspect { .. } => "secret_inspect",
+            ApiRequest::SecretRemove { .. } => "secret_remove",
         }
     }
 }
@@ -391,6 +419,10 @@ pub enum ApiReply {
         listen_addr: String,
     },
     LbReport(LbReport),
+    /// Secrets or configs in docker's JSON (a secret's without its data).
+    Secrets {
+        items: Vec<Value>,
+    },
 }
 
 /// One node's load balancer, as `shoal debug lb` prints it (`--format json`

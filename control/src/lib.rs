@@ -11,6 +11,7 @@ pub mod networks;
 pub mod orchestrator;
 pub mod peer;
 pub mod raft;
+pub mod secrets;
 pub mod services;
 pub mod state;
 pub mod types;

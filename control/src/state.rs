@@ -100,6 +100,17 @@ pub enum Command {
     RemoveNetwork {
         network_id: String,
     },
+    /// `secret create` / `config create`, or (same ID) a change of its labels: the only
+    /// change swarm allows to either.
+    PutSecret {
+        kind: crate::secrets::Kind,
+        record: crate::secrets::SecretRecord,
+    },
+    /// `secret rm` / `config rm`: refused while a service references it.
+    RemoveSecret {
+        kind: crate::secrets::Kind,
+        id: String,
+    },
     /// Several independent commands proposed together (one log entry, one fsync); each
     /// succeeds or fails on its own, in order. The proposal batcher relies on this: it
     /// puts unrelated clients' writes in one entry, and one refusal must not fail the rest.
@@ -141,6 +152,10 @@ impl Command {
             Command::DeleteTasks { .. } => "delete tasks".into(),
             Command::PutNetwork { network } => format!("create network {}", network.name),
             Command::RemoveNetwork { network_id } => format!("remove network {network_id}"),
+            Command::PutSecret { kind, record } => {
+                format!("create {} {}", kind.word(), record.name)
+            }
+            Command::RemoveSecret { kind, id } => format!("remove {} {id}", kind.word()),
             Command::Batch(_) | Command::Atomic(_) => "apply a batch".into(),
             Command::ForceNewCluster { .. } => "force a new cluster".into(),
         }
@@ -195,6 +210,10 @@ pub struct ClusterState {
     pub tasks: BTreeMap<String, TaskRecord>,
     #[serde(default)]
     pub networks: BTreeMap<String, NetworkRecord>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, crate::secrets::SecretRecord>,
+    #[serde(default)]
+    pub configs: BTreeMap<String, crate::secrets::SecretRecord>,
 }
 
 pub use crate::networks::NetworkRecord;
@@ -212,6 +231,27 @@ fn published_ports(
 }
 
 impl ClusterState {
+    /// The secrets or the configs.
+    pub fn objects(
+        &self,
+        kind: crate::secrets::Kind,
+    ) -> &BTreeMap<String, crate::secrets::SecretRecord> {
+        match kind {
+            crate::secrets::Kind::Secret => &self.secrets,
+            crate::secrets::Kind::Config => &self.configs,
+        }
+    }
+
+    fn objects_mut(
+        &mut self,
+        kind: crate::secrets::Kind,
+    ) -> &mut BTreeMap<String, crate::secrets::SecretRecord> {
+        match kind {
+            crate::secrets::Kind::Secret => &mut self.secrets,
+            crate::secrets::Kind::Config => &mut self.configs,
+        }
+    }
+
     /// Apply one committed command at log index `index`.
     pub fn apply(&mut self, cmd: &Command, index: u64) -> CommandResult {
         match cmd {
@@ -387,6 +427,17 @@ impl ClusterState {
                 {
                     return CommandResult::err(e);
                 }
+                // Its secrets and configs exist (checked here too: a removal in flight
+                // must not leave a service naming what is gone).
+                let cs = |s: &crate::services::ServiceRecord| {
+                    let c = &s.spec.task_template.container_spec;
+                    (c.secrets.clone(), c.configs.clone())
+                };
+                if self.services.get(&service.id).map(cs) != Some(cs(&service)) {
+                    if let Some(e) = crate::secrets::missing_reference(self, &service.spec) {
+                        return CommandResult::err(e);
+                    }
+                }
                 service.version = index;
                 self.services.insert(service.id.clone(), service);
                 CommandResult::ok()
@@ -457,6 +508,40 @@ impl ClusterState {
                 Some(_) => CommandResult::ok(),
                 None => CommandResult::err(format!("network {network_id} not found")),
             },
+            Command::PutSecret { kind, record } => {
+                let word = kind.word();
+                let objects = self.objects(*kind);
+                if objects
+                    .values()
+                    .any(|o| o.id != record.id && o.name == record.name)
+                {
+                    return CommandResult::err(format!(
+                        "rpc error: code = AlreadyExists desc = {word} {} already exists",
+                        record.name
+                    ));
+                }
+                let mut record = record.clone();
+                if let Some(old) = objects.get(&record.id) {
+                    if old.name != record.name || old.data != record.data {
+                        return CommandResult::err(crate::secrets::ONLY_LABELS);
+                    }
+                    record.created_at = old.created_at;
+                }
+                record.version = index;
+                self.objects_mut(*kind).insert(record.id.clone(), record);
+                CommandResult::ok()
+            }
+            Command::RemoveSecret { kind, id } => {
+                let Some(name) = self.objects(*kind).get(id).map(|o| o.name.clone()) else {
+                    return CommandResult::err(format!("{} {id} not found", kind.word()));
+                };
+                let users = crate::secrets::users(self, *kind, id);
+                if !users.is_empty() {
+                    return CommandResult::err(crate::secrets::in_use_error(*kind, &name, &users));
+                }
+                self.objects_mut(*kind).remove(id);
+                CommandResult::ok()
+            }
             Command::Batch(cmds) => CommandResult {
                 error: None,
                 batch: cmds.iter().map(|c| self.apply(c, index)).collect(),

@@ -218,6 +218,8 @@ fn service(
                 hard: *hard,
             })
             .collect(),
+        secrets: Vec::new(),
+        configs: Vec::new(),
     };
 
     let mut port_configs = svc.ports.clone();

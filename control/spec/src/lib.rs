@@ -189,6 +189,12 @@ pub struct ContainerSpec {
     pub capability_drop: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ulimits: Vec<Ulimit>,
+    /// Swarm secrets the task gets as files (in `/run/secrets/` unless absolute).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretReference>,
+    /// Swarm configs the task gets as files (at `/<target>` unless absolute).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<ConfigReference>,
 }
 
 /// docker's NormalizeCapability: upper case, `CAP_` prefixed (`ALL` and `RESET` as they are).
@@ -243,6 +249,56 @@ pub struct Ulimit {
     pub name: String,
     pub hard: i64,
     pub soft: i64,
+}
+
+/// Where a secret or config appears in a task: docker's `SecretReferenceFileTarget` and
+/// `ConfigReferenceFileTarget`. UID and GID are strings of digits, as in docker.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct FileTarget {
+    pub name: String,
+    #[serde(rename = "UID")]
+    pub uid: String,
+    #[serde(rename = "GID")]
+    pub gid: String,
+    /// Permission bits, as docker's `os.FileMode` (0o444 by default).
+    pub mode: u32,
+}
+
+impl FileTarget {
+    /// docker-cli's defaults: root-owned, read-only for everyone.
+    pub fn new(name: &str) -> FileTarget {
+        FileTarget {
+            name: name.to_string(),
+            uid: "0".into(),
+            gid: "0".into(),
+            mode: 0o444,
+        }
+    }
+}
+
+/// A service's use of a secret: docker's `SecretReference`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct SecretReference {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileTarget>,
+    #[serde(rename = "SecretID", default)]
+    pub secret_id: String,
+    #[serde(default)]
+    pub secret_name: String,
+}
+
+/// A service's use of a config: docker's `ConfigReference`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConfigReference {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileTarget>,
+    #[serde(rename = "ConfigID", default)]
+    pub config_id: String,
+    #[serde(default)]
+    pub config_name: String,
 }
 
 impl ContainerSpec {

@@ -4,6 +4,7 @@ mod debug;
 mod network;
 mod node;
 mod progress;
+mod secret;
 mod service;
 pub(crate) mod service_opts;
 mod stack;
@@ -35,6 +36,12 @@ pub enum Command {
     /// Manage Swarm stacks
     #[command(subcommand)]
     Stack(stack::StackCommand),
+    /// Manage Swarm secrets
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
+    /// Manage Swarm configs
+    #[command(subcommand)]
+    Config(secret::ConfigCommand),
     /// Return low-level information on Swarm objects (nodes, services, tasks)
     Inspect {
         #[arg(short, long)]
@@ -87,6 +94,8 @@ pub async fn run(host: &str, cmd: Command) -> i32 {
         Command::Service(c) => service::run(host, c).await,
         Command::Network(c) => network::run(host, c).await,
         Command::Stack(c) => stack::run(host, c).await,
+        Command::Secret(c) => secret::run_secret(host, c).await,
+        Command::Config(c) => secret::run_config(host, c).await,
         Command::Debug(c) => debug::run(host, c).await,
         Command::Inspect { format, objects } => inspect(host, objects, format).await,
         Command::Version => {

@@ -11,6 +11,7 @@ mod manager;
 mod networks_api;
 mod port_hold;
 mod probe;
+mod secrets_api;
 mod server;
 mod services_api;
 mod supervise;

@@ -817,6 +817,10 @@ impl Daemon {
                 }
                 Ok(ApiReply::Lines { lines, errors })
             }
+            req @ (ApiRequest::SecretCreate { .. }
+            | ApiRequest::SecretList { .. }
+            | ApiRequest::SecretInspect { .. }
+            | ApiRequest::SecretRemove { .. }) => self.serve_secret_api(mgr, req).await,
             other => self.serve_network_api(mgr, other).await,
         }
     }
