@@ -118,6 +118,12 @@ pub struct CreateArgs {
     /// Attach a filesystem mount to the service
     #[arg(long)]
     mount: Vec<String>,
+    /// Specify secrets to expose to the service
+    #[arg(long)]
+    secret: Vec<String>,
+    /// Specify configurations to expose to the service
+    #[arg(long)]
+    config: Vec<String>,
     /// Network attachments
     #[arg(long)]
     network: Vec<String>,
@@ -239,6 +245,18 @@ pub struct UpdateArgs {
     /// Drop Linux capabilities
     #[arg(long)]
     cap_drop: Vec<String>,
+    /// Add or update a secret on a service
+    #[arg(long)]
+    secret_add: Vec<String>,
+    /// Remove a secret
+    #[arg(long)]
+    secret_rm: Vec<String>,
+    /// Add or update a config file on a service
+    #[arg(long)]
+    config_add: Vec<String>,
+    /// Remove a configuration file
+    #[arg(long)]
+    config_rm: Vec<String>,
     /// Rollback to previous specification
     #[arg(long)]
     rollback: bool,
@@ -291,6 +309,42 @@ fn bad_flag<'a>(flag: &'a str, value: &'a str) -> impl Fn(String) -> ApiError + 
     }
 }
 
+/// `--secret` values as references by name.
+fn secret_refs(
+    values: &[String],
+    flag: &str,
+) -> Result<Vec<shoal_spec::SecretReference>, ApiError> {
+    values
+        .iter()
+        .map(|v| {
+            let (name, file) = opts::file_reference("secret", v).map_err(bad_flag(flag, v))?;
+            Ok(shoal_spec::SecretReference {
+                file: Some(file),
+                secret_id: String::new(),
+                secret_name: name,
+            })
+        })
+        .collect()
+}
+
+/// `--config` values as references by name.
+fn config_refs(
+    values: &[String],
+    flag: &str,
+) -> Result<Vec<shoal_spec::ConfigReference>, ApiError> {
+    values
+        .iter()
+        .map(|v| {
+            let (name, file) = opts::file_reference("config", v).map_err(bad_flag(flag, v))?;
+            Ok(shoal_spec::ConfigReference {
+                file: Some(file),
+                config_id: String::new(),
+                config_name: name,
+            })
+        })
+        .collect()
+}
+
 fn build_spec(a: &CreateArgs) -> Result<ServiceSpec, ApiError> {
     let mode = match a.mode.as_str() {
         "replicated" => ServiceMode::replicated(1),
@@ -309,6 +363,8 @@ fn build_spec(a: &CreateArgs) -> Result<ServiceSpec, ApiError> {
     for m in &a.mount {
         mounts.push(opts::mount(m).map_err(plain)?);
     }
+    let secrets = secret_refs(&a.secret, "--secret")?;
+    let configs = config_refs(&a.config, "--config")?;
     let mut prefs = Vec::new();
     for p in &a.placement_pref {
         prefs.push(opts::spread(p).map_err(plain)?);
@@ -358,6 +414,8 @@ fn build_spec(a: &CreateArgs) -> Result<ServiceSpec, ApiError> {
                 ulimits: ulimits.into_values().collect(),
                 capability_add,
                 capability_drop,
+                secrets,
+                configs,
                 ..Default::default()
             },
             placement: (!a.constraint.is_empty() || !prefs.is_empty()).then(|| Placement {
@@ -460,6 +518,14 @@ fn apply_update(a: &UpdateArgs, spec: &mut ServiceSpec) -> Result<(), ApiError> 
         cs.mounts.push(opts::mount(m).map_err(plain)?);
     }
     update_container_options(a, cs)?;
+    // docker-cli's getUpdatedSecrets/getUpdatedConfigs: removed by name, then added
+    // (the daemon fills in the IDs of the added ones).
+    cs.secrets.retain(|r| !a.secret_rm.contains(&r.secret_name));
+    cs.secrets
+        .extend(secret_refs(&a.secret_add, "--secret-add")?);
+    cs.configs.retain(|r| !a.config_rm.contains(&r.config_name));
+    cs.configs
+        .extend(config_refs(&a.config_add, "--config-add")?);
     if !a.publish_add.is_empty() || !a.publish_rm.is_empty() {
         let e = spec.endpoint_spec.get_or_insert_with(EndpointSpec::default);
         for r in &a.publish_rm {

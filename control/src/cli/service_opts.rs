@@ -281,6 +281,70 @@ pub fn ulimit(s: &str) -> Result<shoal_spec::Ulimit, String> {
     })
 }
 
+/// `--secret` / `--config` values, as docker-cli's SecretOpt and ConfigOpt read them:
+/// `name`, or `source=name[,target=t][,uid=n][,gid=n][,mode=0440]` (keys in any case,
+/// `src` for `source`); the target defaults to the source, the file to root's and 0444.
+/// Returns the source name and the file target.
+pub fn file_reference(kind: &str, s: &str) -> Result<(String, shoal_spec::FileTarget), String> {
+    let fields: Vec<&str> = s.split(',').collect();
+    if let [name] = fields.as_slice() {
+        if !name.contains('=') {
+            return Ok((name.to_string(), shoal_spec::FileTarget::new(name)));
+        }
+    }
+    let mut source = String::new();
+    let mut file = shoal_spec::FileTarget::new("");
+    for field in fields {
+        let (key, val) = match field.split_once('=') {
+            Some((k, v)) if !k.is_empty() => (k, v),
+            _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
+        };
+        match key.to_lowercase().as_str() {
+            "source" | "src" => source = val.to_string(),
+            "target" => file.name = val.to_string(),
+            "uid" => file.uid = val.to_string(),
+            "gid" => file.gid = val.to_string(),
+            "mode" => {
+                file.mode =
+                    go_parse_uint32(val).map_err(|e| format!("invalid mode specified: {e}"))?
+            }
+            _ => return Err(format!("invalid field in {kind} request: {key}")),
+        }
+    }
+    if source.is_empty() {
+        return Err("source is required".into());
+    }
+    if file.name.is_empty() {
+        file.name = source.clone();
+    }
+    Ok((source, file))
+}
+
+/// Go's `strconv.ParseUint(s, 0, 32)`: `0x`, `0o`, `0b` or a leading `0` (octal) set the
+/// base; its errors as Go words them.
+fn go_parse_uint32(s: &str) -> Result<u32, String> {
+    let digits = s.replace('_', "");
+    let lower = digits.to_ascii_lowercase();
+    let (base, rest) = if let Some(r) = lower.strip_prefix("0x") {
+        (16, r)
+    } else if let Some(r) = lower.strip_prefix("0o") {
+        (8, r)
+    } else if let Some(r) = lower.strip_prefix("0b") {
+        (2, r)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, &lower[1..])
+    } else {
+        (10, lower.as_str())
+    };
+    match u64::from_str_radix(rest, base) {
+        Ok(v) if v <= u64::from(u32::MAX) => Ok(v as u32),
+        Ok(_) => Err(format!(
+            "strconv.ParseUint: parsing {s:?}: value out of range"
+        )),
+        Err(_) => Err(format!("strconv.ParseUint: parsing {s:?}: invalid syntax")),
+    }
+}
+
 pub fn restart_condition(s: &str) -> Result<RestartCondition, String> {
     match s {
         "none" => Ok(RestartCondition::None),
@@ -796,5 +860,58 @@ mod tests {
         for bad in ["nan", "inf", "1e30", "10000000000000000000", "-1"] {
             assert_eq!(bytes(bad).unwrap_err(), format!("invalid size: '{bad}'"));
         }
+    }
+
+    /// `--secret` / `--config`: docker-cli's short and long syntax, defaults and errors.
+    #[test]
+    fn secret_and_config_options_as_docker_cli_reads_them() {
+        let (name, f) = file_reference("secret", "db_pass").unwrap();
+        assert_eq!(
+            (name.as_str(), f),
+            ("db_pass", shoal_spec::FileTarget::new("db_pass"))
+        );
+        let (name, f) =
+            file_reference("secret", "SRC=db,target=pw,uid=1000,gid=1001,mode=0400").unwrap();
+        assert_eq!(name, "db");
+        assert_eq!(
+            f,
+            shoal_spec::FileTarget {
+                name: "pw".into(),
+                uid: "1000".into(),
+                gid: "1001".into(),
+                mode: 0o400,
+            }
+        );
+        assert_eq!(
+            file_reference("config", "source=c,mode=0x1ff")
+                .unwrap()
+                .1
+                .mode,
+            0o777
+        );
+        assert_eq!(
+            file_reference("config", "source=c,mode=292")
+                .unwrap()
+                .1
+                .mode,
+            0o444
+        );
+        assert_eq!(file_reference("config", "source=c").unwrap().1.name, "c");
+        assert_eq!(
+            file_reference("secret", "target=x").unwrap_err(),
+            "source is required"
+        );
+        assert_eq!(
+            file_reference("secret", "source=x,foo=1").unwrap_err(),
+            "invalid field in secret request: foo"
+        );
+        assert_eq!(
+            file_reference("config", "source=x,bar").unwrap_err(),
+            "invalid field 'bar' must be a key=value pair"
+        );
+        assert_eq!(
+            file_reference("secret", "source=x,mode=rw").unwrap_err(),
+            "invalid mode specified: strconv.ParseUint: parsing \"rw\": invalid syntax"
+        );
     }
 }

@@ -535,6 +535,7 @@ impl Daemon {
                 validate(&spec)?;
                 let state = mgr.sm.state();
                 resolve_attachments(&state, &mut spec)?;
+                crate::secrets::resolve_references(&state, &mut spec).map_err(ApiError::plain)?;
                 if state
                     .services
                     .values()
@@ -562,6 +563,7 @@ impl Daemon {
                 validate(&spec)?;
                 let state = mgr.sm.state();
                 resolve_attachments(&state, &mut spec)?;
+                crate::secrets::resolve_references(&state, &mut spec).map_err(ApiError::plain)?;
                 let svc = state
                     .resolve_service(&reference)
                     .map_err(ApiError::daemon)?;
