@@ -1968,3 +1968,132 @@ fn container_options_reach_the_task() {
     drop(stopper);
     upstream.join().unwrap();
 }
+
+/// Secrets and configs reach a task as docker gives them: a secret in /run/secrets on a
+/// tmpfs, with its mode and owner, a config at its target; only the node running the
+/// task gets them, an object in use cannot be removed, an unknown one refuses the
+/// service, and the files go with the task.
+#[test]
+fn secrets_and_configs_reach_the_task() {
+    let s = Swarm::lab("secr", 2);
+    s.form(&[("vm2", "worker")]);
+    let shoal_sh = |cmd: &str| {
+        s.lab
+            .exec("vm1", &["sh", "-c", &cmd.replace("shoal", SHOAL)])
+            .unwrap()
+    };
+    let out = shoal_sh("printf s3cr3t | shoal secret create --label env=dev db_pass -");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = std::env::temp_dir().join(unique_lab_name("secr-conf"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("app.conf");
+    std::fs::write(&conf, "port=80\n").unwrap();
+    s.ok(
+        "vm1",
+        &["config", "create", "app.conf", conf.to_str().unwrap()],
+    );
+    // The data of a secret is in no output; a config's is.
+    let inspect = s.ok("vm1", &["secret", "inspect", "db_pass"]);
+    assert!(inspect.contains("\"Name\": \"db_pass\""), "{inspect}");
+    assert!(
+        !inspect.contains("s3cr3t") && !inspect.contains("czNjcjN0"),
+        "{inspect}"
+    );
+    let pretty = s.ok("vm1", &["config", "inspect", "--pretty", "app.conf"]);
+    assert!(pretty.ends_with("Data:\nport=80\n\n"), "{pretty}");
+
+    let err = s.fails(
+        "vm1",
+        &[
+            "service", "create", "-d", "--name", "nope", "--secret", "missing", "busybox", "sleep",
+            "600",
+        ],
+    );
+    assert_eq!(err, "secret not found: missing\n");
+    assert_eq!(s.ok("vm1", &["service", "ls", "-q"]), "");
+
+    let target = dir.join("in-task.conf");
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "box",
+            "--constraint",
+            "node.hostname == vm2",
+            "--secret",
+            "db_pass",
+            "--secret",
+            "source=db_pass,target=pw,uid=1000,gid=1001,mode=0400",
+            "--config",
+            &format!("source=app.conf,target={}", target.display()),
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    );
+    wait_running_on(&s, "box", &["vm2"]);
+    let spec = s.ok(
+        "vm1",
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{json .Spec.TaskTemplate.ContainerSpec.Secrets}}",
+            "box",
+        ],
+    );
+    assert!(
+        spec.contains(r#""File":{"Name":"pw","UID":"1000","GID":"1001","Mode":256}"#)
+            && spec.contains(r#""SecretName":"db_pass""#),
+        "{spec}"
+    );
+    let exec = |cmd: &str| s.ok("vm1", &["exec", "box.1", "sh", "-c", cmd]);
+    assert_eq!(exec("cat /run/secrets/db_pass"), "s3cr3t");
+    assert_eq!(
+        exec("stat -c '%a %u %g' /run/secrets/db_pass /run/secrets/pw"),
+        "444 0 0\n400 1000 1001\n"
+    );
+    assert_eq!(exec("stat -f -c %T /run/secrets"), "tmpfs\n");
+    assert_eq!(
+        exec(&format!("cat {0}; stat -c %a {0}", target.display())),
+        "port=80\n444\n"
+    );
+    // The config is bound in the task's mount namespace only: the host sees at most the
+    // empty mount point the executor makes for a bind.
+    assert_eq!(std::fs::read(&target).unwrap_or_default(), b"");
+    // Only the task's node has the files.
+    let files = |node: &str| {
+        std::fs::read_dir(s.lab.data_root(node).join("task-files"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!((files("vm1"), files("vm2")), (0, 1));
+
+    let err = s.fails("vm1", &["secret", "rm", "db_pass"]);
+    assert_eq!(
+        err,
+        "Error response from daemon: rpc error: code = InvalidArgument desc = secret 'db_pass' is in use by the following service: box\n"
+    );
+    let err = s.fails("vm1", &["config", "rm", "app.conf"]);
+    assert!(
+        err.contains("config 'app.conf' is in use by the following service: box"),
+        "{err}"
+    );
+
+    s.ok("vm1", &["service", "rm", "box"]);
+    wait_until("the task's files gone", T, || {
+        (files("vm2") == 0).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", s.log_tail("vm2")));
+    assert_eq!(s.ok("vm1", &["secret", "rm", "db_pass"]), "db_pass\n");
+    assert_eq!(s.ok("vm1", &["config", "rm", "app.conf"]), "app.conf\n");
+    assert_eq!(s.ok("vm1", &["secret", "ls", "-q"]), "");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -165,6 +165,10 @@ pub enum PeerResponse {
         /// list. None from a leader that predates it: the node keeps nothing finished.
         #[serde(default)]
         finished: Option<Vec<String>>,
+        /// The data of the secrets and configs (by ID) that this node's tasks to run
+        /// reference, and of no others (swarmkit's dispatcher sends a node only those).
+        #[serde(default, skip_serializing_if = "TaskFiles::is_empty")]
+        files: TaskFiles,
     },
     LogChunk(Result<LogChunk, String>),
     LbReport(Result<crate::api::LbReport, String>),
@@ -174,6 +178,47 @@ pub enum PeerResponse {
         leader: Option<String>,
     },
     Error(String),
+}
+
+/// Secret and config payloads by ID, as the dispatcher sends them to a node.
+#[derive(Serialize, Deserialize, Debug, Default, Clone, PartialEq)]
+pub struct TaskFiles {
+    #[serde(default)]
+    pub secrets: std::collections::BTreeMap<String, crate::secrets::Data>,
+    #[serde(default)]
+    pub configs: std::collections::BTreeMap<String, crate::secrets::Data>,
+}
+
+impl TaskFiles {
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty() && self.configs.is_empty()
+    }
+
+    /// What `tasks` need: the objects their specs reference, for the tasks still meant
+    /// to run (a task being stopped needs nothing new).
+    pub fn of(
+        state: &crate::state::ClusterState,
+        tasks: &[crate::services::TaskRecord],
+    ) -> TaskFiles {
+        let mut out = TaskFiles::default();
+        for t in tasks
+            .iter()
+            .filter(|t| t.desired_state <= TaskState::Running)
+        {
+            let cs = &t.spec.container_spec;
+            for r in &cs.secrets {
+                if let Some(o) = state.secrets.get(&r.secret_id) {
+                    out.secrets.insert(o.id.clone(), o.data.clone());
+                }
+            }
+            for r in &cs.configs {
+                if let Some(o) = state.configs.get(&r.config_id) {
+                    out.configs.insert(o.id.clone(), o.data.clone());
+                }
+            }
+        }
+        out
+    }
 }
 
 /// A piece of a task's log (see `PeerRequest::TaskLogs`).
@@ -759,8 +804,11 @@ mod tests {
             lb: LbView::default(),
             managers: Vec::new(),
             finished: Some(vec!["t1".into()]),
+            files: TaskFiles::default(),
         };
         let json = serde_json::to_string(&new).unwrap();
+        // No secrets: nothing of them on the wire (an older agent reads it as before).
+        assert!(!json.contains("files"), "{json}");
         assert!(json.contains(r#""finished":["t1"]"#), "{json}");
         let OldPeerResponse::Assignments { index, .. } = serde_json::from_str(&json).unwrap();
         assert_eq!(index, 8);

@@ -15,6 +15,7 @@ mod secrets_api;
 mod server;
 mod services_api;
 mod supervise;
+mod task_files;
 mod worker;
 
 use std::collections::HashMap;

@@ -477,7 +477,7 @@ async fn handle(
             if *applied.borrow() <= since {
                 let _ = tokio::time::timeout(ASSIGNMENT_POLL, applied.changed()).await;
             }
-            let (index, tasks, finished, networks, lb, managers) = mgr.sm.read(|d| {
+            let (index, tasks, finished, networks, lb, managers, files) = mgr.sm.read(|d| {
                 let index = d.last_applied.map(|l| l.index).unwrap_or(0);
                 let (tasks, finished) = crate::peer::node_tasks(&d.state, &id);
                 let lb = crate::peer::lb_view(&d.state, &id);
@@ -497,7 +497,8 @@ async fn handle(
                 }
                 let networks = crate::peer::net_views_of(&d.state, ids);
                 let managers = d.state.managers().map(|n| n.id.clone()).collect();
-                (index, tasks, finished, networks, lb, managers)
+                let files = crate::peer::TaskFiles::of(&d.state, &tasks);
+                (index, tasks, finished, networks, lb, managers, files)
             });
             PeerResponse::Assignments {
                 index,
@@ -506,6 +507,7 @@ async fn handle(
                 lb,
                 managers,
                 finished: Some(finished),
+                files,
             }
         }
         PeerRequest::ReportTasks(reports) => {

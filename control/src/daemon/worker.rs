@@ -79,6 +79,7 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
                 lb,
                 managers,
                 finished,
+                files,
             }) => {
                 since = index;
                 daemon
@@ -86,7 +87,8 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
                     .send_replace(Some(managers.into_iter().collect()));
                 let assigned: HashSet<String> = tasks.iter().map(|t| t.id.clone()).collect();
                 prepared.retain(|id| assigned.contains(id));
-                apply_assignments(&daemon, &executor, &mut local, &mut prepared, tasks).await;
+                apply_assignments(&daemon, &executor, &mut local, &mut prepared, tasks, &files)
+                    .await;
                 let finished: HashSet<String> = finished.unwrap_or_default().into_iter().collect();
                 held.clean(&daemon, &executor, &mut local, &assigned, &finished)
                     .await;
@@ -133,7 +135,11 @@ fn task_argv(cs: &ContainerSpec) -> Result<Vec<String>, String> {
     }
 }
 
-fn task_run(daemon: &Daemon, t: &TaskRecord) -> Result<TaskRun, String> {
+fn task_run(
+    daemon: &Daemon,
+    t: &TaskRecord,
+    files: &crate::peer::TaskFiles,
+) -> Result<TaskRun, String> {
     let cs = &t.spec.container_spec;
     let mut argv = task_argv(cs)?;
     if let Some(found) = resolve_program(&argv[0], &cs.env) {
@@ -197,6 +203,12 @@ fn task_run(daemon: &Daemon, t: &TaskRecord) -> Result<TaskRun, String> {
             });
         }
     }
+    // Its secrets and configs, on a tmpfs of its own.
+    mounts.extend(super::task_files::prepare(
+        &task_files_dir(daemon, &t.id),
+        cs,
+        files,
+    )?);
     let limits = t
         .spec
         .resources
@@ -556,6 +568,11 @@ fn docker_network_order(n: &crate::networks::NetworkRecord) -> (bool, bool, &str
 /// A task's own /etc files (hosts, resolv.conf).
 fn task_etc_dir(daemon: &Daemon, task_id: &str) -> PathBuf {
     daemon.root.path("task-etc").join(task_id)
+}
+
+/// A task's secrets and configs (a tmpfs mounted there while it has any).
+fn task_files_dir(daemon: &Daemon, task_id: &str) -> PathBuf {
+    daemon.root.path("task-files").join(task_id)
 }
 
 /// This node's own swarm ports ([`crate::services::node_swarm_ports`]) as its load
@@ -1065,6 +1082,7 @@ async fn apply_assignments(
     local: &mut HashMap<String, Local>,
     prepared: &mut HashSet<String>,
     tasks: Vec<TaskRecord>,
+    files: &crate::peer::TaskFiles,
 ) {
     let mut reports = Vec::new();
     for t in tasks {
@@ -1112,7 +1130,7 @@ async fn apply_assignments(
                 // loss): it failed, as when it vanishes while watched. Starting it again
                 // would find its directory taken, and hide the log it wrote.
                 TaskStatus::Missing if ran => vanished(),
-                TaskStatus::Missing => match task_run(daemon, &t) {
+                TaskStatus::Missing => match task_run(daemon, &t, files) {
                     Err(e) => {
                         let mut s = status(TaskState::Rejected, "preparing");
                         s.err = Some(e);
@@ -1314,6 +1332,7 @@ impl Held {
             let exec = executor.clone();
             let netns = task_netns_path(daemon, &id);
             let etc = task_etc_dir(daemon, &id);
+            let files = task_files_dir(daemon, &id);
             let task = id.clone();
             self.run(id, move || {
                 let _ = exec.stop(&task, g);
@@ -1327,6 +1346,7 @@ impl Held {
                 }
                 let _ = overlay::task_netns_delete(&netns);
                 let _ = std::fs::remove_dir_all(&etc);
+                super::task_files::remove(&files);
             });
         }
     }
