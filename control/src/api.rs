@@ -102,6 +102,20 @@ pub struct StackDeploy {
     /// Networks the stack declares (scoped names), and whether each is external.
     pub networks: Vec<(NetworkCreate, bool)>,
     pub prune: bool,
+    /// The secrets and configs the stack declares (scoped names), in docker's order.
+    #[serde(default)]
+    pub secrets: Vec<StackObject>,
+    #[serde(default)]
+    pub configs: Vec<StackObject>,
+}
+
+/// A secret or config a stack declares: created (or its labels updated) unless external.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct StackObject {
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// None for an external object, which must exist.
+    pub data: Option<crate::secrets::Data>,
 }
 
 #[allow(clippy::large_enum_variant)]

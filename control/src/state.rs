@@ -242,7 +242,7 @@ impl ClusterState {
         }
     }
 
-    fn objects_mut(
+    pub fn objects_mut(
         &mut self,
         kind: crate::secrets::Kind,
     ) -> &mut BTreeMap<String, crate::secrets::SecretRecord> {

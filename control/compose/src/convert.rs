@@ -11,7 +11,7 @@ use shoal_spec::{
 };
 
 use crate::types::{ComposeFile, Origin, Resources, ServiceConfig, VolumeKind};
-use crate::{ports, reference, ComposeError, NetworkDecl, Stack, VolumeDecl};
+use crate::{ports, reference, ComposeError, NetworkDecl, ObjectDecl, Stack, VolumeDecl};
 
 /// The label docker puts on everything a stack creates; `stack ls` counts services by it.
 pub const LABEL_NAMESPACE: &str = "com.docker.stack.namespace";
@@ -137,11 +137,31 @@ pub(crate) fn convert(
         })
         .collect();
 
-    let object_names = |objects: &BTreeMap<String, crate::types::ObjectConfig>| {
-        objects
-            .iter()
-            .map(|(key, obj)| obj.name.clone().unwrap_or_else(|| ns.scope(key)))
-            .collect()
+    let objects = |objects: &BTreeMap<String, crate::types::ObjectConfig>,
+                   kind: &str|
+     -> Result<Vec<ObjectDecl>, ComposeError> {
+        let mut out = Vec::new();
+        for (key, obj) in objects {
+            if !obj.external && obj.driver {
+                return Err(invalid(
+                    &obj.origin,
+                    format!("{kind} {key}: {kind} drivers are not supported by shoal"),
+                ));
+            }
+            out.push(ObjectDecl {
+                name: object_name(&ns, key, obj),
+                key: key.clone(),
+                external: obj.external,
+                labels: if obj.external {
+                    obj.labels.clone()
+                } else {
+                    ns.labels(&obj.labels)
+                },
+                file: if obj.external { None } else { obj.file.clone() },
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
     };
 
     let mut networks = networks;
@@ -151,10 +171,92 @@ pub(crate) fn convert(
         services,
         networks,
         volumes,
-        secrets: object_names(&config.secrets),
-        configs: object_names(&config.configs),
+        secrets: objects(&config.secrets, "secret")?,
+        configs: objects(&config.configs, "config")?,
         warnings,
     })
+}
+
+/// docker's object name: its `name:`, else `<stack>_<key>`.
+fn object_name(ns: &Namespace<'_>, key: &str, obj: &crate::types::ObjectConfig) -> String {
+    obj.name.clone().unwrap_or_else(|| ns.scope(key))
+}
+
+/// docker's convertFileObject: the scoped (or declared) name, the target (default: the
+/// key), root's IDs and 0444 unless given.
+fn file_reference(
+    ns: &Namespace<'_>,
+    r: &crate::types::ObjectRef,
+    declared: &BTreeMap<String, crate::types::ObjectConfig>,
+) -> (String, shoal_spec::FileTarget) {
+    let name = declared
+        .get(&r.source)
+        .map(|o| object_name(ns, &r.source, o))
+        .unwrap_or_else(|| ns.scope(&r.source));
+    let file = shoal_spec::FileTarget {
+        name: r
+            .target
+            .clone()
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| r.source.clone()),
+        uid: r
+            .uid
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "0".into()),
+        gid: r
+            .gid
+            .clone()
+            .filter(|g| !g.is_empty())
+            .unwrap_or_else(|| "0".into()),
+        mode: r.mode.unwrap_or(0o444),
+    };
+    (name, file)
+}
+
+/// The service's secret references by name (the daemon fills in the IDs), sorted by
+/// name as docker sorts them, so a redeploy restarts nothing for a reordered list.
+fn secret_refs(
+    ns: &Namespace<'_>,
+    svc: &ServiceConfig,
+    config: &ComposeFile,
+) -> Vec<shoal_spec::SecretReference> {
+    let mut out: Vec<shoal_spec::SecretReference> = svc
+        .secrets
+        .iter()
+        .map(|r| {
+            let (name, file) = file_reference(ns, r, &config.secrets);
+            shoal_spec::SecretReference {
+                file: Some(file),
+                secret_id: String::new(),
+                secret_name: name,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.secret_name.cmp(&b.secret_name));
+    out
+}
+
+/// The service's config references, as [`secret_refs`].
+fn config_refs(
+    ns: &Namespace<'_>,
+    svc: &ServiceConfig,
+    config: &ComposeFile,
+) -> Vec<shoal_spec::ConfigReference> {
+    let mut out: Vec<shoal_spec::ConfigReference> = svc
+        .configs
+        .iter()
+        .map(|r| {
+            let (name, file) = file_reference(ns, r, &config.configs);
+            shoal_spec::ConfigReference {
+                file: Some(file),
+                config_id: String::new(),
+                config_name: name,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.config_name.cmp(&b.config_name));
+    out
 }
 
 fn service(
@@ -218,8 +320,8 @@ fn service(
                 hard: *hard,
             })
             .collect(),
-        secrets: Vec::new(),
-        configs: Vec::new(),
+        secrets: secret_refs(ns, svc, config),
+        configs: config_refs(ns, svc, config),
     };
 
     let mut port_configs = svc.ports.clone();

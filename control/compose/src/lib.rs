@@ -43,9 +43,10 @@ pub struct Stack {
     pub networks: Vec<NetworkDecl>,
     /// The named volumes the services mount.
     pub volumes: Vec<VolumeDecl>,
-    /// Declared secrets and configs (scoped or explicit names); not applied to services yet.
-    pub secrets: Vec<String>,
-    pub configs: Vec<String>,
+    /// Declared secrets and configs, in name order: docker creates every one that is
+    /// not external, used or not.
+    pub secrets: Vec<ObjectDecl>,
+    pub configs: Vec<ObjectDecl>,
     /// What docker prints on stderr while loading, one entry per message, each to be followed
     /// by a blank line: `Ignoring unsupported options: build, links`, `Ignoring deprecated
     /// options:\n\ncontainer_name: ...`, and load-time notes (a port's host IP ignored, the
@@ -71,6 +72,21 @@ pub struct NetworkDecl {
     pub subnet: Option<String>,
     pub gateway: Option<String>,
     pub driver_opts: BTreeMap<String, String>,
+}
+
+/// A top-level `secrets:` or `configs:` entry.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ObjectDecl {
+    /// `<stack>_<key>`, or the explicit `name:`, or for an external object its own name.
+    pub name: String,
+    pub key: String,
+    /// Must already exist; `stack deploy` does not create it.
+    pub external: bool,
+    /// The declared labels plus `com.docker.stack.namespace` (external: as declared).
+    pub labels: Labels,
+    /// The absolute path of its `file:` (the CLI reads it); None for an external object
+    /// (and for one with no `file:`, which docker fails to read).
+    pub file: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -127,11 +143,9 @@ const DEPRECATED: &[(&str, &str)] = &[
 /// but null, false, 0 or empty), `load` names it in a warning, in docker's wording for the
 /// keys it ignores itself, rather than drop it in silence.
 const NOT_APPLIED: &[&str] = &[
-    "configs",
     "credential_spec",
     "logging",
     "oom_score_adj",
-    "secrets",
     "stdin_open",
     // Recorded (the spec's TTY), but the task's output is its log, not a terminal.
     "tty",

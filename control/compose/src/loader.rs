@@ -432,42 +432,56 @@ fn whole_number(v: Node<'_>) -> Result<u64, ComposeError> {
     Err(v.invalid("must be a whole non-negative number"))
 }
 
+/// A `mode:` as docker's YAML reads it: a number, or YAML 1.1 octal (`0440`), which
+/// reaches us as a string of digits.
+fn file_mode(c: Node<'_>) -> Result<u32, ComposeError> {
+    if let Some(s) = c.value.as_str() {
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            let (digits, radix) = match s.strip_prefix('0') {
+                Some(rest) if !rest.is_empty() => (rest, 8),
+                _ => (s, 10),
+            };
+            return u32::from_str_radix(digits, radix).map_err(|_| c.must_be("a file mode"));
+        }
+    }
+    let n = c.number()?;
+    if n < 0.0 || n > f64::from(u32::MAX) || n.fract() != 0.0 {
+        return Err(c.must_be("a file mode"));
+    }
+    Ok(n as u32)
+}
+
 fn load_object_refs(v: Node<'_>) -> Result<Vec<ObjectRef>, ComposeError> {
     let mut out = Vec::new();
     for item in v.list()? {
         let item = item.node();
         let source = match item.value {
-            Value::String(s) => s.clone(),
+            Value::String(s) => ObjectRef {
+                source: s.clone(),
+                ..Default::default()
+            },
             Value::Object(map) => {
-                let mut source = String::new();
+                let mut r = ObjectRef::default();
                 for (key, child) in map {
                     let c = item.child(key, child);
                     let c = c.node();
                     match key.as_str() {
-                        "source" => source = c.string()?,
-                        "target" | "uid" | "gid" => {
-                            c.str()?;
-                        }
-                        "mode" => {
-                            // YAML 1.1 octal (`0440`) reaches us as a string of digits.
-                            let digits = c.value.as_str().is_some_and(|s| {
-                                !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
-                            });
-                            if !digits {
-                                c.number()?;
-                            }
-                        }
+                        "source" => r.source = c.string()?,
+                        "target" => r.target = Some(c.string()?),
+                        "uid" => r.uid = Some(c.string()?),
+                        "gid" => r.gid = Some(c.string()?),
+                        "mode" => r.mode = Some(file_mode(c)?),
                         // docker's schema leaves these objects open.
                         _ => {}
                     }
                 }
-                source
+                r
             }
             _ => return Err(item.must_be("string or mapping")),
         };
         out.push(ObjectRef {
             origin: origin(item),
-            source,
+            ..source
         });
     }
     Ok(out)
@@ -711,7 +725,10 @@ fn load_object(
     } else {
         &["name", "file", "external", "labels", "template_driver"]
     };
-    let mut obj = ObjectConfig::default();
+    let mut obj = ObjectConfig {
+        origin: origin(v),
+        ..Default::default()
+    };
     let mut ext_name = None;
     let mut has_driver = false;
     let mut has_file = false;
@@ -732,9 +749,7 @@ fn load_object(
                     _ => return Err(c.must_be("boolean or mapping")),
                 }
             }
-            "labels" => {
-                labels(c)?;
-            }
+            "labels" => obj.labels = labels(c)?,
             "driver_opts" => {
                 c.string_map()?;
             }
@@ -743,7 +758,12 @@ fn load_object(
                 has_driver = true;
             }
             "file" => {
-                c.str()?;
+                let file = c.string()?;
+                obj.file = Some(
+                    absolute(ctx.working_dir, Path::new(&file))
+                        .display()
+                        .to_string(),
+                );
                 has_file = true;
             }
             _ => {
@@ -765,6 +785,7 @@ fn load_object(
             "{kind} {key}: {kind}.driver and {kind}.file conflict; only use {kind}.driver"
         )));
     }
+    obj.driver = has_driver;
     Ok(obj)
 }
 

@@ -233,7 +233,7 @@ fn docker_full_example_loads() {
             "config config2: config.external.name is deprecated in favor of config.name",
             "Ignoring unsupported options: build, cgroup_parent, devices, domainname, external_links, ipc, links, mac_address, network_mode, pid, privileged, restart, security_opt",
             "Ignoring deprecated options:\n\ncontainer_name: Setting the container name is not supported.\n\nexpose: Exposing ports is unnecessary - services on the same network can access each other's containers on any port.",
-            "Ignoring options not supported by shoal yet: configs, logging, networks.other-network.driver_opts.baz, networks.other-network.driver_opts.foo, secrets, stdin_open, tty, volumes.another-volume.driver, volumes.another-volume.driver_opts, volumes.cluster-volume.driver, volumes.other-volume.driver, volumes.other-volume.driver_opts",
+            "Ignoring options not supported by shoal yet: logging, networks.other-network.driver_opts.baz, networks.other-network.driver_opts.foo, stdin_open, tty, volumes.another-volume.driver, volumes.another-volume.driver_opts, volumes.cluster-volume.driver, volumes.other-volume.driver, volumes.other-volume.driver_opts",
         ]
     );
     let foo = service(&stack, "full_foo");
@@ -400,10 +400,48 @@ fn docker_full_example_loads() {
     assert_eq!(other.subnet.as_deref(), Some("172.16.238.0/24"));
     assert_eq!(other.driver_opts["baz"], "1");
     assert_eq!(other.labels["foo"], "bar");
+    let names = |objects: &[crate::ObjectDecl]| -> Vec<String> {
+        objects.iter().map(|o| o.name.clone()).collect()
+    };
     assert_eq!(
-        stack.secrets,
-        ["full_secret1", "my_secret", "secret3", "bar"]
+        names(&stack.secrets),
+        ["bar", "full_secret1", "my_secret", "secret3"]
     );
+    let secret1 = &stack.secrets[1];
+    assert!(!secret1.external);
+    assert!(secret1.file.as_deref().unwrap().ends_with("/secret_data"));
+    assert_eq!(secret1.labels["foo"], "bar");
+    assert_eq!(secret1.labels[crate::LABEL_NAMESPACE], "full");
+    assert!(stack.secrets[2].external && stack.secrets[2].file.is_none());
+    // The service's references: scoped (or declared) names, docker's defaults, sorted.
+    let foo = service(&stack, "full_foo");
+    let refs = &foo.task_template.container_spec.secrets;
+    let got: Vec<(String, shoal_spec::FileTarget)> = refs
+        .iter()
+        .map(|r| (r.secret_name.clone(), r.file.clone().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "full_secret1".to_string(),
+                shoal_spec::FileTarget::new("secret1")
+            ),
+            (
+                "my_secret".to_string(),
+                shoal_spec::FileTarget {
+                    name: "my_secret".into(),
+                    uid: "103".into(),
+                    gid: "103".into(),
+                    mode: 0o440,
+                }
+            ),
+        ]
+    );
+    let configs = &foo.task_template.container_spec.configs;
+    assert_eq!(configs.len(), 2);
+    assert_eq!(configs[1].file.as_ref().unwrap().name, "/my_config");
+    assert_eq!(configs[1].file.as_ref().unwrap().mode, 0o440);
 }
 
 #[test]
@@ -478,7 +516,7 @@ fn keys_shoal_does_not_apply_are_named() {
         stack.warnings,
         [
             "Ignoring unsupported options: build",
-            "Ignoring options not supported by shoal yet: networks.n.driver_opts.encrypted, secrets, tty, volumes.v.driver_opts",
+            "Ignoring options not supported by shoal yet: networks.n.driver_opts.encrypted, tty, volumes.v.driver_opts",
         ]
     );
     let quiet =

@@ -99,11 +99,15 @@ pub(crate) struct Healthcheck {
     pub disable: Option<bool>,
 }
 
-/// A service's `secrets:` or `configs:` entry; only the source is kept for now.
-#[derive(Clone, Debug)]
+/// A service's `secrets:` or `configs:` entry (short syntax: only the source).
+#[derive(Clone, Debug, Default)]
 pub(crate) struct ObjectRef {
     pub origin: Origin,
     pub source: String,
+    pub target: Option<String>,
+    pub uid: Option<String>,
+    pub gid: Option<String>,
+    pub mode: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -175,4 +179,10 @@ pub(crate) struct VolumeConfig {
 pub(crate) struct ObjectConfig {
     pub name: Option<String>,
     pub external: bool,
+    /// `file:`, made absolute against the compose file's directory.
+    pub file: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// A `driver:` was given (Shoal has no secret drivers).
+    pub driver: bool,
+    pub origin: Origin,
 }

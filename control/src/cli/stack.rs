@@ -102,6 +102,31 @@ fn go_io_error(e: &std::io::Error) -> String {
     text.to_lowercase()
 }
 
+/// The stack's secrets or configs with their files read (docker's fileObjectConfig:
+/// `os.ReadFile`, its error as Go prints it).
+fn stack_objects(
+    decls: &[shoal_compose::ObjectDecl],
+) -> Result<Vec<crate::api::StackObject>, ApiError> {
+    decls
+        .iter()
+        .map(|d| {
+            let data = if d.external {
+                None
+            } else {
+                let path = d.file.as_deref().unwrap_or("");
+                Some(crate::secrets::Data(std::fs::read(path).map_err(|e| {
+                    ApiError::plain(format!("open {path}: {}", go_io_error(&e)))
+                })?))
+            };
+            Ok(crate::api::StackObject {
+                name: d.name.clone(),
+                labels: d.labels.clone(),
+                data,
+            })
+        })
+        .collect()
+}
+
 /// docker's `checkDaemonIsSwarmManager`, on the client before anything is created.
 async fn check_manager(host: &str) -> CliResult {
     match call(host, ApiRequest::Info).await? {
@@ -156,6 +181,8 @@ pub async fn run(host: &str, cmd: StackCommand) -> CliResult {
                     })
                     .collect(),
                 prune,
+                secrets: stack_objects(&stack.secrets)?,
+                configs: stack_objects(&stack.configs)?,
             };
             match call(host, ApiRequest::StackDeploy(req)).await? {
                 ApiReply::Lines { lines, errors } => {

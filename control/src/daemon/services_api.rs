@@ -12,6 +12,7 @@ use super::{Daemon, Manager};
 use crate::api::{ApiError, ApiReply, ApiRequest, ApiResult, LogCursor, StackDeploy, LOG_PAGE};
 use crate::orchestrator::{updated_service, MAX_REPLICAS};
 use crate::peer::{PeerClient, PeerRequest, PeerResponse};
+use crate::secrets::Kind;
 use crate::services::ServiceRecord;
 use crate::state::{same_name, service_name_taken, ClusterState, Command};
 
@@ -326,6 +327,31 @@ fn stack_removal(
         });
         after.services.remove(&s.id);
     }
+    // Then its secrets and configs, as docker's stack rm (a service outside the stack
+    // that uses one keeps it: swarm refuses the removal).
+    for kind in [Kind::Secret, Kind::Config] {
+        for o in state
+            .objects(kind)
+            .values()
+            .filter(|o| o.labels.get(STACK_LABEL).map(String::as_str) == Some(name))
+        {
+            lines.push(format!("Removing {} {}", kind.word(), o.name));
+            let users = crate::secrets::users(&after, kind, &o.id);
+            if !users.is_empty() {
+                let refused = ApiError::daemon(crate::secrets::in_use_error(kind, &o.name, &users));
+                errors.push(format!(
+                    "Failed to remove {} {}: {refused}",
+                    kind.word(),
+                    o.id
+                ));
+                continue;
+            }
+            cmds.push(Command::RemoveSecret {
+                kind,
+                id: o.id.clone(),
+            });
+        }
+    }
     for n in state
         .networks
         .values()
@@ -481,8 +507,19 @@ fn plan_stack_deploy(
             cmds.push(Command::PutNetwork { network: record });
         }
     }
+    for (kind, objects) in [(Kind::Secret, &d.secrets), (Kind::Config, &d.configs)] {
+        for o in objects {
+            stack_object(&mut scratch, &mut lines, &mut cmds, kind, o, now)?;
+        }
+    }
+    let prefix = format!("{}_", d.name);
     for mut spec in d.services {
         resolve_attachments(&scratch, &mut spec)?;
+        // docker-cli's convert.Services names the service as the compose file does.
+        crate::secrets::resolve_references(&scratch, &mut spec).map_err(|e| {
+            let short = spec.name.strip_prefix(&prefix).unwrap_or(&spec.name);
+            ApiError::plain(format!("service {short}: {e}"))
+        })?;
         // Only the stack's own services are updated (docker's deployServices lists
         // those labelled with its namespace); another's name is refused, not taken over.
         match in_stack(state, &d.name).find(|s| s.spec.name == spec.name) {
@@ -526,6 +563,57 @@ fn plan_stack_deploy(
         }
     }
     Ok((lines, cmds))
+}
+
+/// docker's createSecrets/createConfigs for one declared object: an external one is
+/// only used; a new one is created (`Creating secret webapp_x`); an existing one keeps
+/// its data (swarm allows only its labels to change) and takes the declared labels.
+fn stack_object(
+    scratch: &mut ClusterState,
+    lines: &mut Vec<String>,
+    cmds: &mut Vec<Command>,
+    kind: Kind,
+    o: &crate::api::StackObject,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let Some(data) = &o.data else {
+        return Ok(());
+    };
+    let word = kind.word();
+    let existing = scratch
+        .objects(kind)
+        .values()
+        .find(|x| x.name == o.name)
+        .cloned();
+    let record = match existing {
+        Some(e) => {
+            if e.data != *data {
+                return Err(ApiError::plain(format!(
+                    "failed to update {word} {}: {}",
+                    o.name,
+                    ApiError::daemon(crate::secrets::ONLY_LABELS)
+                )));
+            }
+            if e.labels == o.labels {
+                return Ok(());
+            }
+            crate::secrets::SecretRecord {
+                labels: o.labels.clone(),
+                updated_at: now,
+                ..e
+            }
+        }
+        None => {
+            lines.push(format!("Creating {word} {}", o.name));
+            super::secrets_api::new_record(scratch, kind, &o.name, o.labels.clone(), data.clone())
+                .map_err(|e| ApiError::plain(format!("failed to create {word} {}: {e}", o.name)))?
+        }
+    };
+    scratch
+        .objects_mut(kind)
+        .insert(record.id.clone(), record.clone());
+    cmds.push(Command::PutSecret { kind, record });
+    Ok(())
 }
 
 impl Daemon {
@@ -1303,7 +1391,75 @@ mod tests {
                 .collect(),
             networks: Vec::new(),
             prune,
+            secrets: Vec::new(),
+            configs: Vec::new(),
         }
+    }
+
+    /// A stack's secrets: created before its services (`Creating secret webapp_db`),
+    /// referenced by ID, left alone by a redeploy of the same data, refused (nothing
+    /// applied) when the data changed, and removed by `stack rm` after the services.
+    #[test]
+    fn stack_secrets_are_created_immutable_and_removed() {
+        let deploy = |data: &str| {
+            let mut web = spec("webapp_web", &[]);
+            web.task_template.container_spec.secrets = vec![shoal_spec::SecretReference {
+                file: Some(shoal_spec::FileTarget::new("db")),
+                secret_id: String::new(),
+                secret_name: "webapp_db".into(),
+            }];
+            let mut d = stack_of("webapp", vec![web], false);
+            d.secrets = vec![crate::api::StackObject {
+                name: "webapp_db".into(),
+                labels: [(STACK_LABEL.to_string(), "webapp".to_string())].into(),
+                data: Some(crate::secrets::Data(data.as_bytes().to_vec())),
+            }];
+            d
+        };
+        let mut st = ClusterState::default();
+        let (reply, cmds) = plan_stack(&st, deploy("pw1"), Utc::now()).unwrap();
+        let ApiReply::Lines { lines, .. } = reply else {
+            panic!()
+        };
+        assert_eq!(
+            lines,
+            ["Creating secret webapp_db", "Creating service webapp_web"]
+        );
+        assert_eq!(st.apply(&Command::Atomic(cmds), 5).first_error(), None);
+        let secret_id = st.secrets.keys().next().unwrap().clone();
+        let web = st.services.values().next().unwrap();
+        assert_eq!(
+            web.spec.task_template.container_spec.secrets[0].secret_id,
+            secret_id
+        );
+
+        let (_, cmds) = plan_stack(&st, deploy("pw1"), Utc::now()).unwrap();
+        assert!(cmds.is_empty(), "{cmds:?}");
+        assert_eq!(
+            plan_stack(&st, deploy("pw2"), Utc::now())
+                .unwrap_err()
+                .to_string(),
+            "failed to update secret webapp_db: Error response from daemon: rpc error: code = InvalidArgument desc = only updates to Labels are allowed"
+        );
+        let mut undefined = deploy("pw1");
+        undefined.secrets.clear();
+        undefined.services[0].task_template.container_spec.secrets[0].secret_name = "gone".into();
+        assert_eq!(
+            plan_stack(&st, undefined, Utc::now())
+                .unwrap_err()
+                .to_string(),
+            "service web: secret not found: gone"
+        );
+
+        let (lines, cmds, errors) = stack_removal(&st, "webapp", Utc::now());
+        assert_eq!(
+            lines,
+            ["Removing service webapp_web", "Removing secret webapp_db"]
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let r = st.apply(&Command::Batch(cmds), 6);
+        assert_eq!(r.first_error(), None);
+        assert!(st.secrets.is_empty());
     }
 
     /// A redeploy of an unchanged file changes nothing, also for a service that was
