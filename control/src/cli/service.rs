@@ -1369,6 +1369,20 @@ fn pretty_service(v: &Value, networks: &BTreeMap<String, String>) -> String {
             str_of(&m["Type"])
         ));
     }
+    // docker's Configs then Secrets: each target and the object's name.
+    for (key, name_key) in [("Configs", "ConfigName"), ("Secrets", "SecretName")] {
+        let refs = cs[key].as_array().cloned().unwrap_or_default();
+        if !refs.is_empty() {
+            out.push_str(&format!("\n{key}:"));
+        }
+        for r in &refs {
+            out.push_str(&format!(
+                "\n Target:\t{}\n  Source:\t{}",
+                str_of(&r["File"]["Name"]),
+                str_of(&r[name_key])
+            ));
+        }
+    }
     let res = &tt["Resources"];
     if !res.is_null() {
         out.push_str("\nResources:");
@@ -1748,6 +1762,16 @@ mod tests {
             target: "/data".into(),
             read_only: false,
         }];
+        spec.task_template.container_spec.secrets = vec![shoal_spec::SecretReference {
+            file: Some(shoal_spec::FileTarget::new("pw")),
+            secret_id: "sid".into(),
+            secret_name: "db_pass".into(),
+        }];
+        spec.task_template.container_spec.configs = vec![shoal_spec::ConfigReference {
+            file: Some(shoal_spec::FileTarget::new("/app.conf")),
+            config_id: "cid".into(),
+            config_name: "app".into(),
+        }];
         spec.task_template.networks = vec![shoal_spec::NetworkAttachmentConfig {
             target: "netid".into(),
             ..Default::default()
@@ -1763,6 +1787,8 @@ mod tests {
              RollbackConfig:\n Parallelism:\t1\n On failure:\tpause\n Monitoring Period: 5s\n Max failure ratio: 0\n Rollback order:    stop-first\n\
              ContainerSpec:\n Image:\t\tbusybox\n Args:\t\tsleep 600 \n Init:\t\tfalse\n\
              Mounts:\n Target:\t/data\n  Source:\tdata\n  ReadOnly:\tfalse\n  Type:\t\tvolume\n\
+             Configs:\n Target:\t/app.conf\n  Source:\tapp\n\
+             Secrets:\n Target:\tpw\n  Source:\tdb_pass\n\
              Resources:\n\
              Networks: webapp_default \n\
              Endpoint Mode:\tvip\n\n"
