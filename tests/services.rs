@@ -2095,5 +2095,54 @@ fn secrets_and_configs_reach_the_task() {
     assert_eq!(s.ok("vm1", &["secret", "rm", "db_pass"]), "db_pass\n");
     assert_eq!(s.ok("vm1", &["config", "rm", "app.conf"]), "app.conf\n");
     assert_eq!(s.ok("vm1", &["secret", "ls", "-q"]), "");
+
+    // A stack: its files relative to the compose file, created before its service,
+    // immutable on redeploy, removed by stack rm after the service.
+    let in_stack = dir.join("in-stack.conf");
+    std::fs::write(dir.join("pw.txt"), "stack-pw").unwrap();
+    let compose = dir.join("compose.yml");
+    std::fs::write(
+        &compose,
+        format!(
+            "services:\n  app:\n    image: busybox\n    command: [sleep, \"600\"]\n    deploy:\n      placement:\n        constraints: [node.hostname == vm2]\n    secrets:\n      - source: pw\n        target: db\n        mode: 0400\n    configs:\n      - source: conf\n        target: {}\nsecrets:\n  pw:\n    file: ./pw.txt\nconfigs:\n  conf:\n    file: ./app.conf\n",
+            in_stack.display()
+        ),
+    )
+    .unwrap();
+    let deploy = ["stack", "deploy", "-c", compose.to_str().unwrap(), "st"];
+    assert_eq!(
+        s.ok("vm1", &deploy),
+        "Creating network st_default\nCreating secret st_pw\nCreating config st_conf\nCreating service st_app\n"
+    );
+    wait_running_on(&s, "st_app", &["vm2"]);
+    let exec = |cmd: &str| s.ok("vm1", &["exec", "st_app.1", "sh", "-c", cmd]);
+    assert_eq!(
+        exec(&format!(
+            "cat /run/secrets/db {}; stat -c %a /run/secrets/db",
+            in_stack.display()
+        )),
+        "stack-pwport=80\n400\n"
+    );
+    let labels = s.ok(
+        "vm1",
+        &["secret", "ls", "--format", "{{.Name}} {{.Labels}}"],
+    );
+    assert_eq!(labels, "st_pw com.docker.stack.namespace=st\n");
+    std::fs::write(dir.join("pw.txt"), "changed").unwrap();
+    let err = s.fails("vm1", &deploy);
+    assert!(
+        err.ends_with("failed to update secret st_pw: Error response from daemon: rpc error: code = InvalidArgument desc = only updates to Labels are allowed\n"),
+        "{err}"
+    );
+    assert_eq!(
+        s.ok("vm1", &["stack", "rm", "st"]),
+        "Removing service st_app\nRemoving secret st_pw\nRemoving config st_conf\nRemoving network st_default\n"
+    );
+    assert_eq!(s.ok("vm1", &["secret", "ls", "-q"]), "");
+    assert_eq!(s.ok("vm1", &["config", "ls", "-q"]), "");
+    wait_until("the stack task's files gone", T, || {
+        (files("vm2") == 0).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", s.log_tail("vm2")));
     let _ = std::fs::remove_dir_all(&dir);
 }
