@@ -111,7 +111,6 @@ pub fn flag_value_failure(argv: &[String], message: &str) -> Option<UsageFailure
             Arg::new("host")
                 .short('H')
                 .long("host")
-                .global(true)
                 .action(clap::ArgAction::Set),
         ),
     );
@@ -454,7 +453,7 @@ mod tests {
     #[derive(Parser, Debug)]
     #[command(name = "shoal")]
     struct Cli {
-        #[arg(short = 'H', long = "host", global = true)]
+        #[arg(short = 'H', long = "host")]
         host: Option<String>,
         #[command(subcommand)]
         command: Top,
