@@ -690,6 +690,11 @@ fn init_detects_the_advertise_address() {
             "invalid argument \"5\" for \"--update-delay\" flag: time: missing unit in duration \"5\"\n\nUsage:  shoal service create [OPTIONS] IMAGE [COMMAND] [ARG...]\n\nRun 'shoal service create --help' for more information\n",
         ),
         (
+            &["swarm", "init", "--force-new-cluster=maybe"][..],
+            125,
+            "invalid argument \"maybe\" for \"--force-new-cluster\" flag: strconv.ParseBool: parsing \"maybe\": invalid syntax\n\nUsage:  shoal swarm init [OPTIONS]\n\nRun 'shoal swarm init --help' for more information\n",
+        ),
+        (
             &["swarm", "init", "extra"][..],
             1,
             "shoal: 'shoal swarm init' accepts no arguments\n\nUsage:  shoal swarm init [OPTIONS]\n\nRun 'shoal swarm init --help' for more information\n",

@@ -1,6 +1,6 @@
 //! shoal: the Shoal command line. Wires the control plane's CLI and the namespace lab.
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(name = "shoal", version, about = "Swarm-mode clustering for Linux")]
@@ -52,7 +52,13 @@ fn die_quietly_on_broken_stdout() {
 fn main() {
     die_quietly_on_broken_stdout();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let cli = match Cli::try_parse_from(&argv) {
+    // Every boolean flag takes pflag's `--flag=false` forms as well.
+    let root = shoal_control::cli::pflag::bool_flags(Cli::command());
+    let parsed = root
+        .clone()
+        .try_get_matches_from(&argv)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             // docker's words and status for a usage error; help and version as clap has them.
@@ -60,7 +66,7 @@ fn main() {
                 .iter()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect();
-            match shoal_control::cli::usage::usage_failure(&Cli::command(), &words, &e) {
+            match shoal_control::cli::usage::usage_failure(&root, &words, &e) {
                 Some(f) => {
                     eprintln!("{}", f.message);
                     std::process::exit(f.code);

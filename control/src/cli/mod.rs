@@ -3,6 +3,7 @@
 mod debug;
 mod network;
 mod node;
+pub mod pflag;
 mod progress;
 mod secret;
 mod service;

@@ -23,8 +23,10 @@ pub enum StackCommand {
         /// Send registry authentication details to Swarm agents
         #[arg(long)]
         with_registry_auth: bool,
+        // An `Option`, as docker warns when the flag is not given; pflag.rs makes it a
+        // boolean flag as docker's.
         /// Exit immediately instead of waiting for the stack services to converge
-        #[arg(short, long, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        #[arg(short, long)]
         detach: Option<bool>,
         /// Suppress progress output
         #[arg(short, long)]

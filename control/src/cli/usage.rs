@@ -106,12 +106,14 @@ pub fn flag_value_failure(argv: &[String], message: &str) -> Option<UsageFailure
     if !flag_error {
         return None;
     }
-    let root = <crate::cli::Command as clap::Subcommand>::augment_subcommands(
-        Command::new("shoal").arg(
-            Arg::new("host")
-                .short('H')
-                .long("host")
-                .action(clap::ArgAction::Set),
+    let root = super::pflag::bool_flags(
+        <crate::cli::Command as clap::Subcommand>::augment_subcommands(
+            Command::new("shoal").arg(
+                Arg::new("host")
+                    .short('H')
+                    .long("host")
+                    .action(clap::ArgAction::Set),
+            ),
         ),
     );
     let (cmd, path) = command_at(&root, argv);
@@ -173,8 +175,10 @@ fn command_at<'a>(root: &'a Command, argv: &[String]) -> (&'a Command, Vec<&'a s
     (cmd, path)
 }
 
+/// Whether the next argument can be the flag's value: not for a boolean flag, whose
+/// value comes only after `=`.
 fn takes_value(arg: &Arg) -> bool {
-    arg.get_action().takes_values()
+    arg.get_action().takes_values() && !arg.is_require_equals_set()
 }
 
 /// cobra's UseLine: the command's path and docker's `Use` arguments.
@@ -339,7 +343,7 @@ fn unknown_flag(token: &str, argv: &[String]) -> String {
 
 /// pflag's words for a flag given last with no value: by the name it was given as.
 fn needs_argument(flag: Option<&Arg>, named: &str, argv: &[String]) -> String {
-    let word = named.split([' ', '=']).next().unwrap_or(named);
+    let word = named.split([' ', '=', '[']).next().unwrap_or(named);
     let last = argv.last().map_or("", String::as_str);
     let short = flag.and_then(Arg::get_short).or_else(|| {
         word.strip_prefix('-')
@@ -354,9 +358,10 @@ fn needs_argument(flag: Option<&Arg>, named: &str, argv: &[String]) -> String {
     }
 }
 
-/// The flag clap names in an error (`--replicas <REPLICAS>`, `-n <N>`), if it is one.
+/// The flag clap names in an error (`--replicas <REPLICAS>`, `-n <N>`,
+/// `--force[=<true|false>]`), if it is one.
 fn find_flag<'a>(cmd: &'a Command, named: &str) -> Option<&'a Arg> {
-    let word = named.split([' ', '=']).next()?;
+    let word = named.split([' ', '=', '[']).next()?;
     if let Some(long) = word.strip_prefix("--") {
         return cmd.get_arguments().find(|a| a.get_long() == Some(long));
     }
@@ -446,7 +451,7 @@ fn go_quote(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use clap::{CommandFactory, Parser, Subcommand};
+    use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
     use super::*;
 
@@ -471,8 +476,13 @@ mod tests {
             .chain(args)
             .map(|s| s.to_string())
             .collect();
-        let err = Cli::try_parse_from(&argv).expect_err("should not parse");
-        usage_failure(&Cli::command(), &argv, &err)
+        let root = crate::cli::pflag::bool_flags(Cli::command());
+        let err = root
+            .clone()
+            .try_get_matches_from(&argv)
+            .and_then(|m| Cli::from_arg_matches(&m))
+            .err()?;
+        usage_failure(&root, &argv, &err)
     }
 
     fn message(args: &[&str]) -> (String, i32) {
@@ -564,6 +574,43 @@ mod tests {
             message(&["swarm", "join", "--token"]).0,
             "flag needs an argument: --token\n\nUsage:  shoal swarm join [OPTIONS] HOST:PORT\n\nRun 'shoal swarm join --help' for more information"
         );
+    }
+
+    /// A boolean flag takes Go's ParseBool spellings after `=`; any other value is
+    /// refused in pflag's words, under the name it has in docker's help (`-d, --detach`).
+    #[test]
+    fn bad_bool_values_are_refused_in_pflag_words() {
+        assert_eq!(
+            message(&["service", "update", "--force=x", "web"]),
+            (
+                "invalid argument \"x\" for \"--force\" flag: strconv.ParseBool: parsing \"x\": invalid syntax\n\nUsage:  shoal service update [OPTIONS] SERVICE\n\nRun 'shoal service update --help' for more information".into(),
+                125
+            )
+        );
+        assert_eq!(
+            message(&["service", "create", "-d=yes", "demo:1"]).0,
+            "invalid argument \"yes\" for \"-d, --detach\" flag: strconv.ParseBool: parsing \"yes\": invalid syntax\n\nUsage:  shoal service create [OPTIONS] IMAGE [COMMAND] [ARG...]\n\nRun 'shoal service create --help' for more information"
+        );
+        assert_eq!(
+            message(&["node", "rm", "--force=", "vm2"]).0,
+            "invalid argument \"\" for \"-f, --force\" flag: strconv.ParseBool: parsing \"\": invalid syntax\n\nUsage:  shoal node rm [OPTIONS] NODE [NODE...]\n\nRun 'shoal node rm --help' for more information"
+        );
+        // A flag whose absence matters (an `Option<bool>`) takes the same values.
+        assert_eq!(
+            message(&["service", "update", "--read-only=yes", "web"]).0,
+            "invalid argument \"yes\" for \"--read-only\" flag: strconv.ParseBool: parsing \"yes\": invalid syntax\n\nUsage:  shoal service update [OPTIONS] SERVICE\n\nRun 'shoal service update --help' for more information"
+        );
+        for ok in [
+            &["service", "update", "--force=true", "web"][..],
+            &["service", "update", "--read-only=0", "-t=T", "web"],
+            &["service", "update", "--force=0", "--detach=False", "web"],
+            &["service", "create", "-d=1", "-q=false", "demo:1"],
+            &["service", "rm", "web"],
+            &["stack", "deploy", "-d=false", "-c", "x.yml", "s"],
+            &["swarm", "leave", "--force=T"],
+        ] {
+            assert!(fail(ok).is_none(), "{ok:?}");
+        }
     }
 
     /// A flag value refused when the command ran is a flag error all the same.
