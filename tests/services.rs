@@ -1733,15 +1733,18 @@ fn service_logs_show_finished_tasks_until_reaped() {
 fn task_lists_take_the_arguments_or_the_filter_values() {
     let s = Swarm::lab("psor", 2);
     s.form(&[("vm2", "worker")]);
-    for (name, node) in [("a", "vm1"), ("b", "vm2")] {
+    // `-d=true` and `--detach=1`: pflag's forms of a boolean flag.
+    for (name, node, detach) in [("a", "vm1", "-d=true"), ("b", "vm2", "--detach=1")] {
         s.ok(
             "vm1",
             &[
                 "service",
                 "create",
-                "-d",
+                detach,
                 "--name",
                 name,
+                "--label",
+                &format!("letter={name}"),
                 "--constraint",
                 &format!("node.hostname=={node}"),
                 "demo",
@@ -1751,6 +1754,30 @@ fn task_lists_take_the_arguments_or_the_filter_values() {
         );
         s.wait_running_on(name, &[node]);
     }
+    // `service ls -f`: docker's keys, values of a key alternatives, keys all matching.
+    let ls = |filters: &[&str]| -> Vec<String> {
+        let mut args = vec!["service", "ls", "--format", "{{.Name}}"];
+        for f in filters {
+            args.extend(["-f", f]);
+        }
+        let mut names: Vec<String> = s.ok("vm1", &args).lines().map(String::from).collect();
+        names.sort();
+        names
+    };
+    let b_id = s.ok("vm1", &["service", "inspect", "-f", "{{.ID}}", "b"]);
+    assert_eq!(ls(&[]), ["a", "b"]);
+    assert_eq!(ls(&["name=a"]), ["a"]);
+    assert_eq!(ls(&["name=a", "name=b"]), ["a", "b"]);
+    assert_eq!(ls(&[&format!("id={}", &b_id[..6])]), ["b"]);
+    assert_eq!(ls(&["label=letter"]), ["a", "b"]);
+    assert_eq!(ls(&["label=letter=b"]), ["b"]);
+    assert_eq!(ls(&["mode=replicated"]), ["a", "b"]);
+    assert_eq!(ls(&["mode=global"]), Vec::<String>::new());
+    assert_eq!(ls(&["mode=replicated", "name=b"]), ["b"]);
+    assert_eq!(
+        s.fails("vm1", &["service", "ls", "-f", "foo=1"]).trim_end(),
+        "Error response from daemon: invalid filter 'foo'"
+    );
     let names = |args: &[&str]| -> Vec<String> {
         let mut names: Vec<String> = tasks(&s, "vm1", args).into_iter().map(|t| t.0).collect();
         names.sort();

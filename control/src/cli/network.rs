@@ -169,7 +169,6 @@ fn filter_networks<'a>(
         .values("dangling")
         .next()
         .map(|v| v == "1" || v == "true");
-    let exact = |key: &str, value: &str| !filter.has(key) || filter.values(key).any(|v| v == value);
     let labels_match = |labels: &Value| {
         filter.values("label").all(|l| {
             let (k, v) = match l.split_once('=') {
@@ -187,11 +186,11 @@ fn filter_networks<'a>(
         .filter(|n| {
             let name = n["Name"].as_str().unwrap_or("");
             let builtin = PREDEFINED.contains(&name);
-            exact("driver", n["Driver"].as_str().unwrap_or(""))
+            filter.exact("driver", n["Driver"].as_str().unwrap_or(""))
                 && (!filter.has("name") || go_match(filter, "name", name))
                 && (!filter.has("id") || go_match(filter, "id", n["Id"].as_str().unwrap_or("")))
                 && labels_match(&n["Labels"])
-                && exact("scope", n["Scope"].as_str().unwrap_or(""))
+                && filter.exact("scope", n["Scope"].as_str().unwrap_or(""))
                 // moby decides by the first value only (of a Go map, so any one).
                 && filter
                     .values("type")

@@ -175,33 +175,15 @@ fn filter_nodes<'a>(nodes: &'a [Value], filter: &TaskFilter) -> Result<Vec<&'a V
     let roles = names("role", &["worker", "manager"], "role")?;
     // Every node of a Shoal swarm is accepted: a join is complete or it never happened.
     let memberships = names("membership", &["accepted", "pending"], "membership")?;
-    let labels = |key: &str| -> BTreeMap<String, String> {
-        filter
-            .values(key)
-            .map(|l| {
-                let (k, v) = l.split_once('=').unwrap_or((l, ""));
-                (k.to_string(), v.to_string())
-            })
-            .collect()
-    };
-    let (engine_labels, node_labels) = (labels("label"), labels("node.label"));
-    let prefixed = |key: &str, value: &str| {
-        !filter.has(key) || filter.values(key).any(|p| value.starts_with(p))
-    };
-    let labels_match = |have: &Value, want: &BTreeMap<String, String>| {
-        want.iter().all(|(k, v)| {
-            have.get(k)
-                .and_then(Value::as_str)
-                .is_some_and(|h| v.is_empty() || h == v)
-        })
-    };
     Ok(nodes
         .iter()
         .filter(|n| {
-            prefixed("name", s(n, &["Description", "Hostname"]))
-                && prefixed("id", s(n, &["ID"]))
-                && labels_match(&n["Description"]["Engine"]["Labels"], &engine_labels)
-                && labels_match(&n["Spec"]["Labels"], &node_labels)
+            filter.any_prefix("name", s(n, &["Description", "Hostname"]))
+                && filter.any_prefix("id", s(n, &["ID"]))
+                && filter.labels_match("label", |k| {
+                    n["Description"]["Engine"]["Labels"][k].as_str()
+                })
+                && filter.labels_match("node.label", |k| n["Spec"]["Labels"][k].as_str())
                 && (roles.is_empty() || roles.iter().any(|r| r == observed_role(n)))
                 && (memberships.is_empty() || memberships.iter().any(|m| m == "accepted"))
         })

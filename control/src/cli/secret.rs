@@ -360,14 +360,7 @@ async fn list(
     filter: Vec<String>,
 ) -> CliResult {
     // Parsed as docker's flag parser does; the daemon checks the keys.
-    TaskFilter::parse(&filter)?;
-    let mut filters: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (k, v) in filter.iter().filter_map(|f| f.split_once('=')) {
-        filters
-            .entry(k.trim().to_lowercase())
-            .or_default()
-            .push(v.trim().to_string());
-    }
+    let filters = TaskFilter::parse(&filter)?.to_map();
     let items = match call(host, ApiRequest::SecretList { kind, filters }).await? {
         ApiReply::Secrets { items } => items,
         other => return Err(unexpected(other)),

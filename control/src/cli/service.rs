@@ -25,6 +25,9 @@ pub enum ServiceCommand {
     Ls {
         #[arg(short, long)]
         quiet: bool,
+        /// Filter output based on conditions provided
+        #[arg(short, long)]
+        filter: Vec<String>,
         #[arg(long)]
         format: Option<String>,
     },
@@ -779,6 +782,46 @@ pub fn service_rows(services: &[(Value, u64, u64)]) -> Vec<Value> {
     rows
 }
 
+/// The keys `service ls -f` and `stack services -f` take (moby daemon/cluster/services.go
+/// GetServices).
+const SERVICE_FILTERS: &[&str] = &["name", "id", "label", "mode", "runtime"];
+
+/// A service's mode by the name the `mode` filter gives it (moby GetServices).
+fn mode_name(service: &Value) -> &'static str {
+    let mode = &service["Spec"]["Mode"];
+    match ["Replicated", "Global", "ReplicatedJob", "GlobalJob"]
+        .into_iter()
+        .find(|m| mode.get(m).is_some())
+    {
+        Some("Global") => "global",
+        Some("ReplicatedJob") => "replicated-job",
+        Some("GlobalJob") => "global-job",
+        _ => "replicated",
+    }
+}
+
+/// The services of `service ls -f ...`, the filter checked as docker's daemon checks it
+/// and matched as swarmkit's ListServices does (controlapi/service.go): `name` and `id`
+/// are prefixes of the name and the ID, `label` the service's labels; `mode` (moby's
+/// own) and `runtime` are exact names, and every Shoal service runs a container. A
+/// `mode` that is no mode's name is no error: it matches nothing.
+pub fn filter_services(
+    services: Vec<(Value, u64, u64)>,
+    filter: &TaskFilter,
+) -> Result<Vec<(Value, u64, u64)>, ApiError> {
+    filter.check_accepted(SERVICE_FILTERS)?;
+    Ok(services
+        .into_iter()
+        .filter(|(v, _, _)| {
+            filter.any_prefix("name", v["Spec"]["Name"].as_str().unwrap_or(""))
+                && filter.any_prefix("id", v["ID"].as_str().unwrap_or(""))
+                && filter.labels_match("label", |k| v["Spec"]["Labels"][k].as_str())
+                && filter.exact("mode", mode_name(v))
+                && filter.exact("runtime", "container")
+        })
+        .collect())
+}
+
 pub fn print_services(
     services: &[(Value, u64, u64)],
     quiet: bool,
@@ -940,18 +983,27 @@ pub async fn run(host: &str, cmd: ServiceCommand) -> CliResult {
             }
             Ok(())
         }
-        ServiceCommand::Ls { quiet, format } => match call(
-            host,
-            ApiRequest::ServiceList {
-                references: vec![],
-                stack: None,
-            },
-        )
-        .await?
-        {
-            ApiReply::Services { services } => print_services(&services, quiet, format),
-            other => Err(unexpected(other)),
-        },
+        ServiceCommand::Ls {
+            quiet,
+            filter,
+            format,
+        } => {
+            let filter = TaskFilter::parse(&filter)?;
+            match call(
+                host,
+                ApiRequest::ServiceList {
+                    references: vec![],
+                    stack: None,
+                },
+            )
+            .await?
+            {
+                ApiReply::Services { services } => {
+                    print_services(&filter_services(services, &filter)?, quiet, format)
+                }
+                other => Err(unexpected(other)),
+            }
+        }
         ServiceCommand::Ps(a) => ps(host, a, None).await,
         ServiceCommand::Inspect {
             pretty,
@@ -1469,6 +1521,91 @@ mod tests {
     use shoal_spec::{Protocol, PublishMode, SECOND_NS};
 
     use super::*;
+
+    /// `service ls -f`: docker's keys (`name` and `id` prefixes, `label` name or
+    /// name=value, `mode` and `runtime` exact), values of one key alternatives, keys all
+    /// matching; docker's words for a key it does not know or a filter without `=`; a
+    /// mode that is no mode lists nothing.
+    #[test]
+    fn service_ls_filters_as_docker_does() {
+        let service = |id: &str, name: &str, mode: Value, labels: Value| {
+            (
+                json!({"ID": id, "Spec": {"Name": name, "Mode": mode, "Labels": labels}}),
+                0,
+                0,
+            )
+        };
+        let services = vec![
+            service(
+                "aaa1",
+                "web",
+                json!({"Replicated": {"Replicas": 2}}),
+                json!({"tier": "front"}),
+            ),
+            service(
+                "aab2",
+                "web-admin",
+                json!({"Global": {}}),
+                json!({"tier": "back", "ssd": ""}),
+            ),
+            service(
+                "bbb3",
+                "db",
+                json!({"Replicated": {"Replicas": 1}}),
+                json!({}),
+            ),
+            service("ccc4", "migrate", json!({"ReplicatedJob": {}}), json!({})),
+            service("ddd5", "sweep", json!({"GlobalJob": {}}), json!({})),
+        ];
+        let names = |args: &[&str]| -> Result<Vec<String>, String> {
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            let filter = TaskFilter::parse(&args).map_err(|e| e.to_string())?;
+            Ok(filter_services(services.clone(), &filter)
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(|(v, _, _)| v["Spec"]["Name"].as_str().unwrap().to_string())
+                .collect())
+        };
+        assert_eq!(names(&[]).unwrap().len(), 5);
+        assert_eq!(names(&["name=web"]).unwrap(), ["web", "web-admin"]);
+        assert_eq!(names(&["name=web-"]).unwrap(), ["web-admin"]);
+        assert_eq!(names(&["name=eb"]).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            names(&["name=web", "name=db"]).unwrap(),
+            ["web", "web-admin", "db"]
+        );
+        assert_eq!(names(&["id=aa"]).unwrap(), ["web", "web-admin"]);
+        assert_eq!(names(&["id=aa", "name=db"]).unwrap(), Vec::<String>::new());
+        assert_eq!(names(&["label=tier"]).unwrap(), ["web", "web-admin"]);
+        assert_eq!(names(&["label=tier=back"]).unwrap(), ["web-admin"]);
+        assert_eq!(names(&["label=tier", "label=ssd"]).unwrap(), ["web-admin"]);
+        assert_eq!(names(&["label=ssd="]).unwrap(), ["web-admin"]);
+        assert_eq!(names(&["mode=replicated"]).unwrap(), ["web", "db"]);
+        assert_eq!(names(&["mode=global"]).unwrap(), ["web-admin"]);
+        assert_eq!(names(&["mode=replicated-job"]).unwrap(), ["migrate"]);
+        assert_eq!(names(&["mode=global-job"]).unwrap(), ["sweep"]);
+        assert_eq!(
+            names(&["mode=global", "mode=global-job"]).unwrap(),
+            ["web-admin", "sweep"]
+        );
+        assert_eq!(names(&["mode=Global"]).unwrap(), Vec::<String>::new());
+        assert_eq!(names(&["mode=bogus"]).unwrap(), Vec::<String>::new());
+        assert_eq!(names(&["runtime=container"]).unwrap().len(), 5);
+        assert_eq!(names(&["runtime=plugin"]).unwrap(), Vec::<String>::new());
+        assert_eq!(names(&[" Name = db "]).unwrap(), ["db"]);
+        assert_eq!(
+            names(&["foo=1"]).unwrap_err(),
+            "Error response from daemon: invalid filter 'foo'"
+        );
+        assert_eq!(
+            names(&["desired-state=running"]).unwrap_err(),
+            "Error response from daemon: invalid filter 'desired-state'"
+        );
+        assert_eq!(
+            names(&["mode"]).unwrap_err(),
+            "invalid argument \"mode\" for \"-f, --filter\" flag: bad format of filter (expected name=value)"
+        );
+    }
 
     #[derive(clap::Parser)]
     struct Create {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use clap::Subcommand;
 
 use super::service::{self, PsArgs};
+use super::task_filter::TaskFilter;
 use super::{call, unexpected, CliResult};
 use crate::api::{check_stack_name, ApiError, ApiReply, ApiRequest, StackDeploy};
 use crate::types::Role;
@@ -43,6 +44,9 @@ pub enum StackCommand {
     Services {
         #[arg(short, long)]
         quiet: bool,
+        /// Filter output based on conditions provided
+        #[arg(short, long)]
+        filter: Vec<String>,
         #[arg(long)]
         format: Option<String>,
         name: String,
@@ -245,28 +249,32 @@ pub async fn run(host: &str, cmd: StackCommand) -> CliResult {
         }
         StackCommand::Services {
             quiet,
+            filter,
             format,
             name,
         } => {
+            // docker's flag parser reads the filter before the command checks the name.
+            let filter = TaskFilter::parse(&filter)?;
             check_stack_name(&name).map_err(ApiError::plain)?;
-            match call(
+            // The stack's services are those of its namespace label, which docker's CLI
+            // adds to the filter; the daemon checks the rest.
+            let reply = call(
                 host,
                 ApiRequest::ServiceList {
                     references: vec![],
                     stack: Some(name.clone()),
                 },
             )
-            .await?
-            {
-                ApiReply::Services { services } if services.is_empty() => {
-                    eprintln!("Nothing found in stack: {name}");
-                    Ok(())
-                }
-                ApiReply::Services { services } => {
-                    service::print_services(&services, quiet, format)
-                }
-                other => Err(unexpected(other)),
+            .await?;
+            let ApiReply::Services { services } = reply else {
+                return Err(unexpected(reply));
+            };
+            let services = service::filter_services(services, &filter)?;
+            if services.is_empty() {
+                eprintln!("Nothing found in stack: {name}");
+                return Ok(());
             }
+            service::print_services(&services, quiet, format)
         }
         StackCommand::Ps {
             no_trunc,

@@ -2,7 +2,9 @@
 //! applied as docker does: the CLI's flag parser (docker/cli opts.FilterOpt), the
 //! daemon's checks (moby daemon/cluster/filters.go newListTasksFilters) and swarmkit's
 //! matching (manager/controlapi/task.go ListTasks): values of one key are alternatives,
-//! different keys must all match.
+//! different keys must all match. The other lists' filters (`node ls`, `service ls`,
+//! `network ls`...) are parsed here too and match with the same helpers
+//! (swarmkit controlapi/common.go), each list with its own keys.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -109,8 +111,42 @@ impl TaskFilter {
             .map(String::as_str)
     }
 
+    /// Every key with its values, for a list the daemon filters itself.
+    pub fn to_map(&self) -> BTreeMap<String, Vec<String>> {
+        self.fields
+            .iter()
+            .map(|(k, v)| (k.clone(), v.iter().cloned().collect()))
+            .collect()
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.fields.contains_key(key)
+    }
+
+    /// swarmkit's filterContainsPrefix: `value` starts with one of `key`'s values, or
+    /// `key` is not given.
+    pub fn any_prefix(&self, key: &str, value: &str) -> bool {
+        !self.has(key) || self.values(key).any(|p| value.starts_with(p))
+    }
+
+    /// moby's filters.Args.ExactMatch (and swarmkit's filterContains): `value` is one of
+    /// `key`'s values, or `key` is not given.
+    pub fn exact(&self, key: &str, value: &str) -> bool {
+        !self.has(key) || self.values(key).any(|v| v == value)
+    }
+
+    /// swarmkit's filterMatchLabels of `key`'s values (`name` or `name=value`, made a
+    /// map as moby's convertKVStringsToMap does: a name given twice keeps one value):
+    /// every name is a label the object has (`label` looks one up), with the value
+    /// given, if one is.
+    pub fn labels_match<'a>(&self, key: &str, label: impl Fn(&str) -> Option<&'a str>) -> bool {
+        let wanted: BTreeMap<&str, &str> = self
+            .values(key)
+            .map(|l| l.split_once('=').unwrap_or((l, "")))
+            .collect();
+        wanted
+            .iter()
+            .all(|(k, v)| label(k).is_some_and(|have| v.is_empty() || have == *v))
     }
 
     /// The daemon's check of `desired-state` (after it resolved nodes and services):
@@ -137,7 +173,6 @@ impl TaskFilter {
         labels: &BTreeMap<String, BTreeMap<String, String>>,
     ) -> bool {
         let field = |k: &str| t[k].as_str().unwrap_or("");
-        let any = |key: &str, f: &dyn Fn(&str) -> bool| !self.has(key) || self.values(key).any(f);
         // swarmkit's naming.Task: `<service>.<slot or node id>.<task id>`.
         let name = format!("{}.{}", super::tasks::task_name(t), field("ID"));
         let states: Vec<String> = self
@@ -145,17 +180,15 @@ impl TaskFilter {
             .filter(|v| !v.is_empty())
             .map(str::to_lowercase)
             .collect();
-        any("name", &|v| name.starts_with(v))
-            && any("id", &|v| field("ID").starts_with(v))
+        self.any_prefix("name", &name)
+            && self.any_prefix("id", field("ID"))
             && (!self.has("node") || nodes.contains(field("NodeID")))
             && (!self.has("service") || services.contains(field("ServiceID")))
             && (states.is_empty() || states.iter().any(|s| s == field("DesiredState")))
             // Every task here runs a container.
-            && any("runtime", &|v| v == "container")
-            && self.values("label").all(|l| {
-                let (k, v) = l.split_once('=').unwrap_or((l, ""));
-                let have = labels.get(field("ServiceID")).and_then(|m| m.get(k));
-                have.is_some_and(|h| v.is_empty() || h == v)
+            && self.exact("runtime", "container")
+            && self.labels_match("label", |k| {
+                labels.get(field("ServiceID")).and_then(|m| m.get(k)).map(String::as_str)
             })
     }
 }
