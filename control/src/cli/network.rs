@@ -169,18 +169,6 @@ fn filter_networks<'a>(
         .values("dangling")
         .next()
         .map(|v| v == "1" || v == "true");
-    let labels_match = |labels: &Value| {
-        filter.values("label").all(|l| {
-            let (k, v) = match l.split_once('=') {
-                Some((k, v)) => (k, Some(v)),
-                None => (l, None),
-            };
-            labels
-                .get(k)
-                .and_then(Value::as_str)
-                .is_some_and(|have| v.is_none_or(|v| v == have))
-        })
-    };
     networks
         .iter()
         .filter(|n| {
@@ -189,7 +177,7 @@ fn filter_networks<'a>(
             filter.exact("driver", n["Driver"].as_str().unwrap_or(""))
                 && (!filter.has("name") || go_match(filter, "name", name))
                 && (!filter.has("id") || go_match(filter, "id", n["Id"].as_str().unwrap_or("")))
-                && labels_match(&n["Labels"])
+                && filter.values("label").all(|l| has_label(&n["Labels"], l))
                 && filter.exact("scope", n["Scope"].as_str().unwrap_or(""))
                 // moby decides by the first value only (of a Go map, so any one).
                 && filter
@@ -326,6 +314,19 @@ async fn prune(host: &str, filter: Vec<String>, force: bool) -> CliResult {
     Ok(())
 }
 
+/// One value of a `label` filter as moby's MatchKVList takes it for networks: `name`
+/// (the network has the label) or `name=value` (with exactly that value, also empty).
+fn has_label(labels: &Value, filter_value: &str) -> bool {
+    let (k, v) = match filter_value.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (filter_value, None),
+    };
+    labels
+        .get(k)
+        .and_then(Value::as_str)
+        .is_some_and(|have| v.is_none_or(|v| v == have))
+}
+
 /// The networks `network prune` removes: not the ingress network, not a predefined one,
 /// none a service uses, and only those the filter's labels and `until` match.
 fn prunable<'a>(
@@ -334,16 +335,6 @@ fn prunable<'a>(
     used: &BTreeSet<String>,
     until: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Vec<&'a Value> {
-    let labels_match = |labels: &Value, l: &str| {
-        let (k, v) = match l.split_once('=') {
-            Some((k, v)) => (k, Some(v)),
-            None => (l, None),
-        };
-        labels
-            .get(k)
-            .and_then(Value::as_str)
-            .is_some_and(|have| v.is_none_or(|v| v == have))
-    };
     networks
         .iter()
         .filter(|n| {
@@ -355,12 +346,12 @@ fn prunable<'a>(
                 .ok();
             // moby's MatchKVList: `label!` refuses only a network with every one.
             let unwanted =
-                filter.has("label!") && filter.values("label!").all(|l| labels_match(labels, l));
+                filter.has("label!") && filter.values("label!").all(|l| has_label(labels, l));
             n["Ingress"].as_bool() != Some(true)
                 && !PREDEFINED.contains(&name)
                 && !used.contains(name)
                 && !used.contains(id)
-                && filter.values("label").all(|l| labels_match(labels, l))
+                && filter.values("label").all(|l| has_label(labels, l))
                 && !unwanted
                 && until.is_none_or(|u| created.is_some_and(|c| c <= u))
         })
