@@ -1259,6 +1259,9 @@ fn drained_task_is_reachable_at_its_new_place_within_a_second() {
         })
         .unwrap();
     let new_node = if old_node == "vm2" { "vm3" } else { "vm2" };
+    // Each try gives up after 0.3 s: a SYN sent before the path exists is lost, and
+    // waiting for TCP's 1 s retransmission would measure the retransmission timer, not
+    // when the path came.
     let answers = |ip: &str, node: &str| {
         let out = s.shoal(
             "vm1",
@@ -1268,7 +1271,7 @@ fn drained_task_is_reachable_at_its_new_place_within_a_second() {
                 "curl",
                 "-s",
                 "-m",
-                "1",
+                "0.3",
                 &format!("http://{ip}/"),
             ],
         );
@@ -1290,14 +1293,24 @@ fn drained_task_is_reachable_at_its_new_place_within_a_second() {
         .unwrap();
     assert_eq!(node, new_node, "the drained task went to the wrong node");
     // Polled from the peer; the clock is the same as the agent's that stamped Running.
+    let mut misses = Vec::new();
     let reached_at = wait_until(
         "peer reaching mover at its new place",
         Duration::from_secs(10),
-        || answers(&ip, new_node).then(now_unix),
+        || {
+            let tried = now_unix();
+            let ok = answers(&ip, new_node);
+            if !ok {
+                misses.push(format!("{:.3}", tried - running_since));
+            }
+            ok.then(now_unix)
+        },
     )
     .unwrap();
     let took = reached_at - running_since;
-    println!("drain: peer on vm1 reached mover on {new_node} ({ip}) {took:.3} s after it ran");
+    println!(
+        "drain: peer on vm1 reached mover on {new_node} ({ip}) {took:.3} s after it ran; tries that missed began at {misses:?} s"
+    );
     assert!(
         took <= 1.0,
         "peer reached the moved task {took:.3} s after it ran (> 1 s)"
