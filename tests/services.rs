@@ -2023,6 +2023,13 @@ fn secrets_and_configs_reach_the_task() {
         "vm1",
         &["config", "create", "app.conf", conf.to_str().unwrap()],
     );
+    // The Raft store that now holds it is root's alone: the data root is 0700.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(s.lab.data_root("vm1"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "data root mode {mode:o}");
     // The data of a secret is in no output; a config's is.
     let inspect = s.ok("vm1", &["secret", "inspect", "db_pass"]);
     assert!(inspect.contains("\"Name\": \"db_pass\""), "{inspect}");

@@ -20,6 +20,7 @@ mod worker;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -166,6 +167,10 @@ impl Daemon {
         let root = DataRoot(cfg.data_root.clone());
         std::fs::create_dir_all(&root.0)
             .map_err(|e| DaemonError::Io(format!("creating {}", root.0.display()), e))?;
+        // The Raft store holds the swarm's secrets and the node's key: root's alone, as
+        // docker keeps /var/lib/docker/swarm (tasks see their files through bind mounts).
+        std::fs::set_permissions(&root.0, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| DaemonError::Io(format!("restricting {}", root.0.display()), e))?;
         let lock_file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
