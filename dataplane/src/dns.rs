@@ -138,16 +138,21 @@ pub fn answer(view: &DnsView, query: &[u8]) -> Option<Vec<u8>> {
 /// "search" line when `search` names domains and an "options" line when `options` has
 /// any (the agent gives `ndots:0` unless the service sets ndots).
 pub fn task_resolv_conf(search: &[String], options: &[String]) -> String {
-    let mut conf = format!("nameserver {}\n", RESOLVER_ADDR.ip());
+    resolv_conf(&[RESOLVER_ADDR.ip().to_string()], search, options)
+}
+
+/// An /etc/resolv.conf: a "nameserver" line per server, then a "search" line and an
+/// "options" line, each only when it has anything to say.
+pub fn resolv_conf(nameservers: &[String], search: &[String], options: &[String]) -> String {
+    let mut conf = String::new();
+    for ns in nameservers {
+        conf.push_str(&format!("nameserver {ns}\n"));
+    }
     if !search.is_empty() {
-        conf.push_str("search ");
-        conf.push_str(&search.join(" "));
-        conf.push('\n');
+        conf.push_str(&format!("search {}\n", search.join(" ")));
     }
     if !options.is_empty() {
-        conf.push_str("options ");
-        conf.push_str(&options.join(" "));
-        conf.push('\n');
+        conf.push_str(&format!("options {}\n", options.join(" ")));
     }
     conf
 }

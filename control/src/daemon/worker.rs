@@ -286,24 +286,14 @@ fn task_hosts(extra: &[String], own: Option<(&str, &str)>) -> String {
 fn task_resolv_conf(dns: Option<&shoal_spec::DnsConfig>, on_networks: bool) -> String {
     let empty = shoal_spec::DnsConfig::default();
     let dns = dns.unwrap_or(&empty);
+    if !on_networks {
+        return dns::resolv_conf(&dns.nameservers, &dns.search, &dns.options);
+    }
     let mut options = dns.options.clone();
     if !options.iter().any(|o| o.starts_with("ndots:")) {
         options.push("ndots:0".into());
     }
-    if on_networks {
-        return dns::task_resolv_conf(&dns.search, &options);
-    }
-    let mut conf = String::new();
-    for ns in &dns.nameservers {
-        conf.push_str(&format!("nameserver {ns}\n"));
-    }
-    if !dns.search.is_empty() {
-        conf.push_str(&format!("search {}\n", dns.search.join(" ")));
-    }
-    if !dns.options.is_empty() {
-        conf.push_str(&format!("options {}\n", dns.options.join(" ")));
-    }
-    conf
+    dns::task_resolv_conf(&dns.search, &options)
 }
 
 /// Find a bare program name on the task's PATH, else the daemon's PATH, else next to
