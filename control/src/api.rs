@@ -244,6 +244,8 @@ pub enum ApiRequest {
         kind: crate::secrets::Kind,
         reference: String,
     },
+    /// `shoal info`: docker's `GET /info`, answered by the node itself.
+    SystemInfo,
 }
 
 impl ApiRequest {
@@ -321,6 +323,7 @@ impl ApiRequest {
             ApiRequest::SecretList { .. } => "secret_list",
             ApiRequest::SecretInspect { .. } => "secret_inspect",
             ApiRequest::SecretRemove { .. } => "secret_remove",
+            ApiRequest::SystemInfo => "system_info",
         }
     }
 }
@@ -436,6 +439,10 @@ pub enum ApiReply {
     /// Secrets or configs in docker's JSON (a secret's without its data).
     Secrets {
         items: Vec<Value>,
+    },
+    /// docker's `GET /info` JSON, for what Shoal has (see `crate::system_info`).
+    SystemInfo {
+        info: Value,
     },
 }
 

@@ -14,6 +14,7 @@ pub mod raft;
 pub mod secrets;
 pub mod services;
 pub mod state;
+pub mod system_info;
 pub mod types;
 pub mod wire;
 

@@ -96,6 +96,7 @@ impl Daemon {
                     let _g = self.op_lock.lock().await;
                     self.leave_without_store().await
                 }
+                ApiRequest::SystemInfo => Ok(self.system_info()),
                 _ => Err(ApiError::daemon(problem)),
             };
         }
@@ -114,6 +115,7 @@ impl Daemon {
                 self.leave(force).await
             }
             ApiRequest::LbReport { node } => self.serve_lb_report(node).await,
+            ApiRequest::SystemInfo => Ok(self.system_info()),
             req => self.manager_request(req).await,
         }
     }
@@ -690,6 +692,86 @@ impl Daemon {
             None => auto_advertise_addr()?,
         };
         Ok((ip, port))
+    }
+}
+
+/// This node's swarm state as moby's `LocalNodeState`, and the error that goes with it.
+/// The one place it is decided: `shoal info` and anything else that reports it read it here.
+pub(crate) fn local_node_state(d: &Daemon) -> (&'static str, Option<String>) {
+    // A manager whose Raft store cannot be used serves nothing of the swarm.
+    if let Some(problem) = d.store_problem() {
+        return ("error", Some(problem));
+    }
+    if d.membership().is_some() {
+        return ("active", None);
+    }
+    // Not in a swarm yet, but `swarm init` or `swarm join` is under way (they hold the
+    // operation lock until the node is in, and set the membership last).
+    if d.op_lock.try_lock().is_err() {
+        return ("pending", None);
+    }
+    ("inactive", None)
+}
+
+impl Daemon {
+    /// `shoal info`: docker's `GET /info`, from this node alone. As moby's `Cluster.Info`,
+    /// a manager adds the cluster and its node counts, from its own Raft state.
+    fn system_info(&self) -> ApiReply {
+        use crate::system_info::{self as si, Peer, SwarmFacts};
+        let (state, error) = local_node_state(self);
+        let m = self.membership();
+        let mut facts = SwarmFacts {
+            state,
+            error,
+            node_id: m.as_ref().map(|m| m.node_id.clone()),
+            node_addr: m.as_ref().map(|m| m.addr.clone()),
+            remote_managers: m
+                .as_ref()
+                .map(|m| {
+                    m.managers
+                        .iter()
+                        .map(|a| Peer {
+                            node_id: None,
+                            addr: a.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        let mgr = self.manager().filter(|_| state == "active");
+        if let Some(mgr) = mgr {
+            facts.control_available = true;
+            let cluster_state = mgr.sm.state();
+            let view = mgr.view(&cluster_state);
+            let members: Vec<_> = cluster_state
+                .nodes
+                .values()
+                .filter(|n| n.raft_member(&view))
+                .collect();
+            if !members.is_empty() {
+                facts.remote_managers = members
+                    .iter()
+                    .map(|n| Peer {
+                        node_id: Some(n.id.clone()),
+                        addr: n.listen_addr.clone(),
+                    })
+                    .collect();
+            }
+            facts.counts = Some((cluster_state.nodes.len(), members.len()));
+            facts.cluster = cluster_state
+                .cluster
+                .as_ref()
+                .map(|c| si::cluster_json(c, &self.cfg.raft));
+            // moby asks the leader for the nodes: without one, that fails.
+            if !mgr.is_leader() && mgr.leader_addr().is_none() {
+                facts.error = Some(msg::NO_LEADER.to_string());
+            }
+        }
+        let host = si::Host::of_this_host(&self.cfg.hostname, &self.cfg.data_root);
+        ApiReply::SystemInfo {
+            info: si::info_json(&host, si::swarm_json(&facts)),
+        }
     }
 }
 
