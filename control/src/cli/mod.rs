@@ -1,6 +1,7 @@
 //! The `shoal` command line: docker's verbs, flags, tables and messages.
 
 mod debug;
+mod info;
 mod network;
 mod node;
 pub mod pflag;
@@ -67,6 +68,15 @@ pub enum Command {
     },
     /// Show the shoal version information
     Version,
+    /// Display system-wide information
+    Info {
+        /// Format output using a custom template ('json', or a Go template)
+        #[arg(short, long)]
+        format: Option<String>,
+    },
+    /// Manage Shoal
+    #[command(subcommand)]
+    System(info::SystemCommand),
 }
 
 /// What a command did: output already printed; the exit code to return.
@@ -88,8 +98,14 @@ pub async fn run(host: &str, cmd: Command) -> i32 {
             }
         };
     }
+    let cmd = match cmd {
+        Command::Info { format } | Command::System(info::SystemCommand::Info { format }) => {
+            return info::run(host, format).await
+        }
+        cmd => cmd,
+    };
     let result = match cmd {
-        Command::Exec { .. } => Ok(()),
+        Command::Exec { .. } | Command::Info { .. } | Command::System(_) => Ok(()),
         Command::Swarm(c) => swarm::run(host, c).await,
         Command::Node(c) => node::run(host, c).await,
         Command::Service(c) => service::run(host, c).await,

@@ -195,7 +195,7 @@ fn use_line(cmd: &Command, path: &str) -> String {
 fn docker_use(command: &str) -> Option<&'static str> {
     Some(match command {
         "" => "[OPTIONS] COMMAND [ARG...]",
-        "swarm" | "node" | "network" | "service" | "secret" | "config" => "",
+        "swarm" | "node" | "network" | "service" | "secret" | "config" | "system" => "",
         "stack" => "[OPTIONS]",
         "swarm init" | "swarm leave" | "swarm update" | "swarm unlock-key" | "swarm ca" => {
             "[OPTIONS]"
@@ -227,7 +227,7 @@ fn docker_use(command: &str) -> Option<&'static str> {
         "config rm" => "CONFIG [CONFIG...]",
         "inspect" => "[OPTIONS] NAME|ID [NAME|ID...]",
         "exec" => "[OPTIONS] TASK COMMAND [ARG...]",
-        "version" => "[OPTIONS]",
+        "version" | "info" | "system info" => "[OPTIONS]",
         c if c.ends_with(" ls") || c.ends_with(" prune") => "[OPTIONS]",
         _ => return None,
     })
