@@ -1076,3 +1076,95 @@ fn leader_demoted_from_itself_becomes_a_worker() {
     // It stays one: still Ready, a worker, on vm2 a few heartbeats on.
     s.wait_node("vm2", "vm1", "Ready", "", T);
 }
+
+/// `shoal info` reports the node's part in the swarm as `docker info` does: inactive
+/// before `swarm init`, active after; the manager can serve the cluster and counts its
+/// nodes and managers, the worker cannot and names its managers; the node IDs are the
+/// ones the managers list. A manager whose Raft store is gone is in error, with the
+/// reason, until it leaves.
+#[test]
+fn info_reports_the_node_s_part_in_the_swarm() {
+    let s = Swarm::lab("info", 2);
+    let info = |node: &str, format: &str| -> String {
+        let out = s.ok(node, &["info", "--format", format]);
+        out.strip_suffix('\n').unwrap_or(&out).to_string()
+    };
+    assert_eq!(info("vm1", "{{.Swarm.LocalNodeState}}"), "inactive");
+    assert_eq!(
+        info("vm1", "{{json .Swarm}}"),
+        r#"{"NodeID":"","NodeAddr":"","LocalNodeState":"inactive","ControlAvailable":false,"Error":"","RemoteManagers":null}"#
+    );
+    let text = s.ok("vm1", &["system", "info"]);
+    assert!(
+        text.contains("\nServer:\n Server Version: ")
+            && text.contains("\n Swarm: inactive\n Kernel Version: "),
+        "{text}"
+    );
+    assert!(text.contains("\n Name: vm1\n"), "{text}");
+
+    s.form(&[("vm2", "worker")]);
+    let (vm1, vm2) = (s.addr("vm1"), s.addr("vm2"));
+    let id = |of: &str| {
+        s.ok("vm1", &["node", "inspect", of, "--format", "{{.ID}}"])
+            .trim()
+            .to_string()
+    };
+    let (vm1_id, vm2_id) = (id("self"), id("vm2"));
+    let state = "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.Swarm.NodeID}}";
+    assert_eq!(info("vm1", state), format!("active true {vm1_id}"));
+    assert_eq!(info("vm2", state), format!("active false {vm2_id}"));
+    assert_eq!(info("vm1", "{{.Swarm.Nodes}} {{.Swarm.Managers}}"), "2 1");
+    let swarm = info("vm1", "{{json .Swarm}}");
+    assert!(
+        swarm.starts_with(&format!(
+            r#"{{"NodeID":"{vm1_id}","NodeAddr":"{vm1}","LocalNodeState":"active","ControlAvailable":true,"Error":"","RemoteManagers":[{{"NodeID":"{vm1_id}","Addr":"{vm1}:2377"}}],"Nodes":2,"Managers":1,"Cluster":{{"ID":""#
+        )),
+        "{swarm}"
+    );
+    assert_eq!(
+        info("vm1", "{{.Swarm.Cluster.Spec.EncryptionConfig.AutoLockManagers}} {{.Swarm.Cluster.DataPathPort}}"),
+        "false 4789"
+    );
+    assert_eq!(
+        info("vm2", "{{json .Swarm}}"),
+        format!(
+            r#"{{"NodeID":"{vm2_id}","NodeAddr":"{vm2}","LocalNodeState":"active","ControlAvailable":false,"Error":"","RemoteManagers":[{{"Addr":"{vm1}:2377"}}]}}"#
+        )
+    );
+    let text = s.ok("vm1", &["info"]);
+    assert!(
+        text.contains(&format!(
+            " Swarm: active\n  NodeID: {vm1_id}\n  Is Manager: true\n  ClusterID: "
+        )) && text.contains("\n  Managers: 1\n  Nodes: 2\n")
+            && text.contains("\n   Heartbeat Period: 1 second\n")
+            && text.contains("\n  Autolock Managers: false\n")
+            && text.contains(&format!(
+                "\n  Node Address: {vm1}\n  Manager Addresses:\n   {vm1}:2377\n Kernel Version: "
+            )),
+        "{text}"
+    );
+    let text = s.ok("vm2", &["info"]);
+    assert!(
+        text.contains(&format!(
+            " Swarm: active\n  NodeID: {vm2_id}\n  Is Manager: false\n  Node Address: {vm2}\n  Manager Addresses:\n   {vm1}:2377\n Kernel Version: "
+        )),
+        "{text}"
+    );
+
+    // The manager's Raft store is lost: the node is in error and says why.
+    s.lab.stop("vm1").unwrap();
+    std::fs::remove_file(s.lab.data_root("vm1").join("raft.redb")).unwrap();
+    s.lab.start("vm1").unwrap();
+    assert_eq!(info("vm1", state), format!("error false {vm1_id}"));
+    let error = info("vm1", "{{.Swarm.Error}}");
+    assert!(error.contains("cannot be used"), "{error}");
+    let text = s.ok("vm1", &["info"]);
+    assert!(
+        text.contains(&format!(
+            " Swarm: error\n  NodeID: {vm1_id}\n  Error: {error}\n  Is Manager: false\n  Node Address: {vm1}\n"
+        )),
+        "{text}"
+    );
+    s.ok("vm1", &["swarm", "leave", "--force"]);
+    assert_eq!(info("vm1", "{{.Swarm.LocalNodeState}}"), "inactive");
+}
