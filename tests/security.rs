@@ -39,9 +39,10 @@ fn worker_certificate_cannot_call_manager_apis() {
     s.form(&[("vm2", "worker")]);
     let data = s.lab.data_root("vm2");
     let ca = std::fs::read_to_string(data.join("ca.pem")).unwrap();
-    let (key, cert) = shoal_control::daemon::files::DataRoot(data.clone())
-        .load_identity()
+    let id = shoal_control::daemon::files::DataRoot(data.clone())
+        .load_identity(None)
         .unwrap();
+    let (key, cert) = (id.key_pem, id.cert_pem);
     let worker = shoal_ca::identity_of_pem(&cert).unwrap();
     assert_eq!(worker.role, shoal_ca::Role::Worker);
     let config = shoal_ca::tls::client_config(&ca, &cert, &key).unwrap();
@@ -118,7 +119,8 @@ fn a_raft_message_for_another_member_is_refused() {
     let root = shoal_control::daemon::files::DataRoot(data.clone());
     let me = root.load_membership().unwrap().expect("vm1 is in a swarm");
     let ca = std::fs::read_to_string(data.join("ca.pem")).unwrap();
-    let (key, cert) = root.load_identity().unwrap();
+    let id = root.load_identity(None).unwrap();
+    let (key, cert) = (id.key_pem, id.cert_pem);
     let config = shoal_ca::tls::client_config(&ca, &cert, &key).unwrap();
     let leader = format!("{}:2377", s.addr("vm1"));
     // A vote request of an old term from a member vm1 knows (itself): only the address
@@ -173,9 +175,10 @@ fn a_demoted_managers_certificate_is_refused() {
     let read = |node: &str| {
         let data = s.lab.data_root(node);
         let ca = std::fs::read_to_string(data.join("ca.pem")).unwrap();
-        let (key, cert) = shoal_control::daemon::files::DataRoot(data)
-            .load_identity()
+        let id = shoal_control::daemon::files::DataRoot(data)
+            .load_identity(None)
             .unwrap();
+        let (key, cert) = (id.key_pem, id.cert_pem);
         (shoal_ca::identity_of_pem(&cert).unwrap(), ca, cert, key)
     };
     let (old, ca, cert, key) = read("vm2");
@@ -273,4 +276,227 @@ fn a_demoted_managers_certificate_is_refused() {
         (s.nodes("vm2")?.len() == 3).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
+}
+
+/// `shoal swarm unlock` on `node` with `key` on its stdin (as `echo KEY | docker swarm
+/// unlock`): (success, stderr).
+fn unlock(s: &Swarm, node: &str, key: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut cmd = s
+        .lab
+        .command(node, &[SHOAL, "swarm", "unlock"])
+        .expect("command");
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn shoal swarm unlock");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{key}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn file(s: &Swarm, node: &str, name: &str) -> Vec<u8> {
+    std::fs::read(s.lab.data_root(node).join(name)).unwrap_or_default()
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// The key in the unlock message docker prints (init --autolock, update, unlock-key).
+fn key_in(out: &str) -> String {
+    out.split_whitespace()
+        .find(|w| w.starts_with("SWMKEY-1-"))
+        .unwrap_or_else(|| panic!("no unlock key in: {out}"))
+        .to_string()
+}
+
+/// Autolock and encryption at rest, as a user of `docker swarm` checks them. The Raft
+/// store holds neither a secret's bytes nor the CA's key in the clear; managers' keys on
+/// disk are sealed by the unlock key (workers' are not); a manager killed and started
+/// again is locked until `swarm unlock` with the key, refusing wrong ones; a rotated key
+/// replaces the old one on every manager's disk; turning autolock off unseals them.
+#[test]
+fn autolock_keeps_a_restarted_manager_locked_until_unlocked() {
+    const T: Duration = Duration::from_secs(20);
+    let s = Swarm::lab("alock", 3);
+    let addr = s.addr("vm1");
+    let out = s.ok(
+        "vm1",
+        &[
+            "swarm",
+            "init",
+            "--autolock",
+            "--advertise-addr",
+            &addr,
+            "--dispatcher-heartbeat",
+            "1s",
+        ],
+    );
+    assert!(
+        out.contains("follow the instructions.\nTo unlock a swarm manager after it restarts, run the `shoal swarm unlock`\ncommand and provide the following key:\n\n    SWMKEY-1-"),
+        "{out}"
+    );
+    let key = key_in(&out);
+    s.join("vm2", "vm1", "manager");
+    s.join("vm3", "vm1", "worker");
+    s.wait_node("vm1", "vm2", "Ready", "Reachable", T);
+    let marker = "autolock-secret-marker-91c2";
+    const MARKER_B64: &str = "YXV0b2xvY2stc2VjcmV0LW1hcmtlci05MWMy";
+    let mut create = s
+        .lab
+        .command("vm1", &[SHOAL, "secret", "create", "db_pass", "-"])
+        .unwrap();
+    create
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    let mut child = create.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), marker.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(s.ok("vm1", &["swarm", "unlock-key", "-q"]).trim(), key);
+    assert_eq!(
+        s.ok(
+            "vm1",
+            &[
+                "info",
+                "--format",
+                "{{.Swarm.Cluster.Spec.EncryptionConfig.AutoLockManagers}}"
+            ]
+        )
+        .trim(),
+        "true"
+    );
+    wait_until("vm2 has the secret and the key", T, || {
+        let out = s.shoal("vm2", &["swarm", "unlock-key", "-q"]);
+        let ls = s.shoal("vm2", &["secret", "ls", "-q"]);
+        (String::from_utf8_lossy(&out.stdout).trim() == key && !ls.stdout.is_empty()).then_some(())
+    })
+    .unwrap();
+    for n in ["vm1", "vm2"] {
+        let raft = file(&s, n, "raft.redb");
+        assert!(!raft.is_empty(), "{n}: no raft store");
+        // The secret's data is base64 in the store's JSON; its name is there too.
+        for clear in [marker, MARKER_B64, "db_pass"] {
+            assert!(
+                !contains(&raft, clear),
+                "{n}: {clear} is in raft.redb in the clear"
+            );
+        }
+        assert!(
+            !contains(&raft, "PRIVATE KEY"),
+            "{n}: a private key is in raft.redb"
+        );
+        wait_until(&format!("{n}'s keys sealed"), T, || {
+            let id = file(&s, n, "node-identity.pem");
+            (contains(&id, "BEGIN SHOAL SEALED PRIVATE KEY") && !contains(&id, "BEGIN PRIVATE KEY"))
+                .then_some(())
+        })
+        .unwrap();
+    }
+    let worker = file(&s, "vm3", "node-identity.pem");
+    assert!(
+        contains(&worker, "BEGIN PRIVATE KEY"),
+        "a worker's key was sealed"
+    );
+
+    // A manager that restarts is locked.
+    s.lab.stop("vm2").unwrap();
+    s.lab.start("vm2").unwrap();
+    assert_eq!(
+        s.ok("vm2", &["info", "--format", "{{.Swarm.LocalNodeState}}"])
+            .trim(),
+        "locked"
+    );
+    let err = s.fails("vm2", &["node", "ls"]);
+    assert!(
+        err.contains("Error response from daemon: Swarm is encrypted and needs to be unlocked before it can be used. Please use \"shoal swarm unlock\" to unlock it."),
+        "{err}"
+    );
+    let (ok, err) = unlock(&s, "vm2", "SWMKEY-1-nonsense");
+    assert!(!ok && err.contains("invalid key string"), "{err}");
+    let other = key.replace(&key[10..14], "AAAA");
+    let (ok, err) = unlock(&s, "vm2", &other);
+    assert!(
+        !ok && err.contains("swarm could not be unlocked: invalid key provided"),
+        "{err}"
+    );
+    for n in ["vm1", "vm3"] {
+        let (ok, err) = unlock(&s, n, &key);
+        assert!(
+            !ok && err.contains("error: swarm is not locked"),
+            "{n}: {err}"
+        );
+    }
+    let (ok, err) = unlock(&s, "vm2", &key);
+    assert!(ok, "unlock with the right key: {err}\n{}", s.log_tails());
+    wait_until("vm2 serves the swarm again", T, || {
+        let ls = s.shoal("vm2", &["secret", "ls", "--format", "{{.Name}}"]);
+        (String::from_utf8_lossy(&ls.stdout).trim() == "db_pass").then_some(())
+    })
+    .unwrap();
+    s.wait_node("vm1", "vm2", "Ready", "Reachable", T);
+
+    // Rotation: every manager's keys are sealed again, by the new key only.
+    let before = file(&s, "vm2", "node-identity.pem");
+    let out = s.ok("vm1", &["swarm", "unlock-key", "--rotate"]);
+    assert!(
+        out.starts_with("Successfully rotated manager unlock key.\nTo unlock a swarm manager"),
+        "{out}"
+    );
+    let new_key = key_in(&out);
+    assert_ne!(new_key, key);
+    wait_until("vm2 sealed with the rotated key", T, || {
+        (file(&s, "vm2", "node-identity.pem") != before).then_some(())
+    })
+    .unwrap();
+    s.lab.stop("vm2").unwrap();
+    s.lab.start("vm2").unwrap();
+    let (ok, err) = unlock(&s, "vm2", &key);
+    assert!(
+        !ok && err.contains("invalid key provided"),
+        "the old key still unlocks: {err}"
+    );
+    let (ok, err) = unlock(&s, "vm2", &new_key);
+    assert!(ok, "unlock with the rotated key: {err}");
+    s.wait_node("vm1", "vm2", "Ready", "Reachable", T);
+
+    // Off: the keys go back in the clear, and a restart is not locked.
+    assert_eq!(
+        s.ok("vm1", &["swarm", "update", "--autolock=false"]),
+        "Swarm updated.\n"
+    );
+    for n in ["vm1", "vm2"] {
+        wait_until(&format!("{n}'s keys in the clear"), T, || {
+            contains(&file(&s, n, "node-identity.pem"), "BEGIN PRIVATE KEY").then_some(())
+        })
+        .unwrap();
+    }
+    let err = s.fails("vm1", &["swarm", "unlock-key"]);
+    assert!(err.contains("no unlock key is set"), "{err}");
+    let err = s.fails("vm1", &["swarm", "unlock-key", "--rotate"]);
+    assert!(
+        err.contains("cannot rotate because autolock is not turned on"),
+        "{err}"
+    );
+    s.lab.stop("vm2").unwrap();
+    s.lab.start("vm2").unwrap();
+    assert_eq!(
+        s.ok("vm2", &["info", "--format", "{{.Swarm.LocalNodeState}}"])
+            .trim(),
+        "active"
+    );
+    let out = s.ok("vm1", &["swarm", "update", "--autolock"]);
+    assert!(
+        out.starts_with("Swarm updated.\nTo unlock a swarm manager"),
+        "{out}"
+    );
+    assert_ne!(key_in(&out), new_key);
 }

@@ -116,9 +116,10 @@ fn idle_and_excess_connections_are_closed_while_the_cluster_works() {
     // An authenticated peer that sends nothing is closed after the idle timeout.
     let data = s.lab.data_root("vm2");
     let ca = std::fs::read_to_string(data.join("ca.pem")).unwrap();
-    let (key, cert) = shoal_control::daemon::files::DataRoot(data)
-        .load_identity()
+    let id = shoal_control::daemon::files::DataRoot(data)
+        .load_identity(None)
         .unwrap();
+    let (key, cert) = (id.key_pem, id.cert_pem);
     let config = shoal_ca::tls::client_config(&ca, &cert, &key).unwrap();
     let leader = format!("{}:2377", s.addr("vm1"));
     let (idle_closed, after) = in_ns(&s.lab, "vm2", move || {

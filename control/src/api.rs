@@ -52,6 +52,9 @@ pub struct InitRequest {
     /// The availability this node starts with (`--availability`; active when absent).
     #[serde(default)]
     pub availability: Option<crate::types::Availability>,
+    /// `--autolock`: managers' keys on disk are sealed by an unlock key.
+    #[serde(default)]
+    pub autolock: bool,
 }
 
 /// The settings `swarm update` changes (`None`: unchanged).
@@ -59,6 +62,16 @@ pub struct InitRequest {
 pub struct SwarmUpdate {
     pub dispatcher_heartbeat_ms: Option<u64>,
     pub task_history_limit: Option<u64>,
+    /// `--autolock=true|false`.
+    #[serde(default)]
+    pub autolock: Option<bool>,
+    /// `swarm unlock-key --rotate`.
+    #[serde(default)]
+    pub rotate_unlock_key: bool,
+    /// The new unlock key, made by the leader when autolock is turned on or the key
+    /// rotated (what a client sends here is ignored).
+    #[serde(default)]
+    pub unlock_key: Option<String>,
 }
 
 /// `network create` options (and a stack's declared networks).
@@ -246,6 +259,12 @@ pub enum ApiRequest {
     },
     /// `shoal info`: docker's `GET /info`, answered by the node itself.
     SystemInfo,
+    /// `swarm unlock`: the unlock key, to open this node's sealed keys (answered here).
+    SwarmUnlock {
+        key: String,
+    },
+    /// `swarm unlock-key`: the swarm's unlock key ("" while autolock is off).
+    UnlockKey,
 }
 
 impl ApiRequest {
@@ -282,6 +301,7 @@ impl ApiRequest {
                 | ApiRequest::SecretList { .. }
                 | ApiRequest::SecretInspect { .. }
                 | ApiRequest::SecretRemove { .. }
+                | ApiRequest::UnlockKey
         )
     }
 
@@ -324,6 +344,8 @@ impl ApiRequest {
             ApiRequest::SecretInspect { .. } => "secret_inspect",
             ApiRequest::SecretRemove { .. } => "secret_remove",
             ApiRequest::SystemInfo => "system_info",
+            ApiRequest::SwarmUnlock { .. } => "swarm_unlock",
+            ApiRequest::UnlockKey => "unlock_key",
         }
     }
 }
@@ -351,6 +373,10 @@ pub struct Info {
     pub node_addr: Option<String>,
     pub leader_addr: Option<String>,
     pub managers: Vec<String>,
+    /// Its keys are sealed and it waits for `swarm unlock` (docker's LocalNodeState
+    /// "locked").
+    #[serde(default)]
+    pub locked: bool,
 }
 
 // Messages: built once, serialized, dropped; boxing variants would buy nothing.
@@ -443,6 +469,10 @@ pub enum ApiReply {
     /// docker's `GET /info` JSON, for what Shoal has (see `crate::system_info`).
     SystemInfo {
         info: Value,
+    },
+    /// The swarm's unlock key, "" while autolock is off.
+    UnlockKey {
+        key: String,
     },
 }
 
@@ -604,6 +634,14 @@ pub mod msg {
     pub const ALREADY_IN_SWARM: &str = "This node is already part of a swarm. Use \"shoal swarm leave\" to leave this swarm and join another one.";
     pub const NOT_IN_SWARM: &str = "This node is not part of a swarm";
     pub const NO_LEADER: &str = "rpc error: code = Unknown desc = The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online.";
+    /// moby's errSwarmLocked.
+    pub const SWARM_LOCKED: &str = "Swarm is encrypted and needs to be unlocked before it can be used. Please use \"shoal swarm unlock\" to unlock it.";
+    /// moby's Leave on a locked node without --force.
+    pub const LEAVE_LOCKED: &str = "Swarm is encrypted and locked. Please unlock it first or use `--force` to ignore this message.";
+    /// moby's notLockedError.
+    pub const NOT_LOCKED: &str = "swarm is not locked";
+    /// moby's invalidUnlockKey.
+    pub const INVALID_UNLOCK_KEY: &str = "swarm could not be unlocked: invalid key provided";
 }
 
 #[cfg(test)]

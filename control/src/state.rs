@@ -588,6 +588,20 @@ impl ClusterState {
                 if let Some(n) = update.task_history_limit {
                     cluster.task_history = n;
                 }
+                // A new key only when autolock goes on (turning it on again keeps the key)
+                // or is rotated while on, as swarmkit's UpdateCluster.
+                let turn_on = update.autolock == Some(true) && cluster.unlock_key.is_none();
+                let rotate = update.rotate_unlock_key
+                    && update.autolock != Some(false)
+                    && cluster.unlock_key.is_some();
+                if update.autolock == Some(false) {
+                    cluster.unlock_key = None;
+                } else if turn_on || rotate {
+                    match &update.unlock_key {
+                        Some(key) => cluster.unlock_key = Some(key.clone()),
+                        None => return CommandResult::err("no unlock key given"),
+                    }
+                }
                 CommandResult::ok()
             }
             Command::ForceNewCluster {
@@ -792,6 +806,7 @@ pub(crate) mod tests {
             addr_pool: crate::networks::DEFAULT_POOL.into(),
             subnet_bits: crate::networks::DEFAULT_SUBNET_BITS,
             data_path_port: 4789,
+            unlock_key: None,
         }
     }
 
@@ -854,6 +869,7 @@ pub(crate) mod tests {
             update: crate::api::SwarmUpdate {
                 dispatcher_heartbeat_ms: ms,
                 task_history_limit: n,
+                ..Default::default()
             },
         };
         assert_eq!(s.apply(&update(None, Some(2)), 1).error, None);
@@ -862,6 +878,43 @@ pub(crate) mod tests {
         assert_eq!(s.apply(&update(Some(10_000), None), 2).error, None);
         let c = s.cluster.as_ref().unwrap();
         assert_eq!((c.heartbeat_ms, c.task_history), (10_000, 2));
+        assert_eq!(c.unlock_key, None);
+    }
+
+    /// Autolock as swarmkit's UpdateCluster: turning it on stores the leader's new key,
+    /// turning it on again keeps that key, a rotation replaces it only while autolock is
+    /// on, and turning it off forgets it.
+    #[test]
+    fn autolock_keys_follow_swarm_update() {
+        let mut s = ClusterState {
+            cluster: Some(cluster()),
+            ..Default::default()
+        };
+        let update = |autolock: Option<bool>, rotate: bool, key: &str| Command::UpdateCluster {
+            update: crate::api::SwarmUpdate {
+                autolock,
+                rotate_unlock_key: rotate,
+                unlock_key: Some(key.into()),
+                ..Default::default()
+            },
+        };
+        let key = |s: &ClusterState| s.cluster.as_ref().unwrap().unlock_key.clone();
+        assert_eq!(s.apply(&update(None, true, "k0"), 1).error, None);
+        assert_eq!(key(&s), None, "a rotation with autolock off set a key");
+        assert_eq!(s.apply(&update(Some(true), false, "k1"), 2).error, None);
+        assert_eq!(key(&s).as_deref(), Some("k1"));
+        assert_eq!(s.apply(&update(Some(true), false, "k2"), 3).error, None);
+        assert_eq!(
+            key(&s).as_deref(),
+            Some("k1"),
+            "turning it on again changed the key"
+        );
+        assert_eq!(s.apply(&update(None, false, "k3"), 4).error, None);
+        assert_eq!(key(&s).as_deref(), Some("k1"));
+        assert_eq!(s.apply(&update(None, true, "k4"), 5).error, None);
+        assert_eq!(key(&s).as_deref(), Some("k4"));
+        assert_eq!(s.apply(&update(Some(false), true, "k5"), 6).error, None);
+        assert_eq!(key(&s), None);
     }
 
     #[test]

@@ -105,9 +105,9 @@ pub struct SwarmFacts {
 }
 
 /// Whether the cluster's managers lock at rest (`Spec.EncryptionConfig.AutoLockManagers`):
-/// Shoal has no autolock yet, so never.
-pub fn autolock_managers(_cluster: &ClusterInfo) -> bool {
-    false
+/// while the swarm holds an unlock key.
+pub fn autolock_managers(cluster: &ClusterInfo) -> bool {
+    cluster.unlock_key.is_some()
 }
 
 /// docker's `Swarm.Cluster` (moby `swarm.ClusterInfo`: the swarm without its join tokens).

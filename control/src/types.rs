@@ -289,6 +289,11 @@ pub struct ClusterInfo {
     /// VXLAN UDP port (`--data-path-port`).
     #[serde(default = "default_data_port")]
     pub data_path_port: u16,
+    /// The unlock key (`SWMKEY-1-...`) while autolock is on (swarmkit's
+    /// `Spec.EncryptionConfig.AutoLockManagers` and `UnlockKeys`): every manager seals its
+    /// keys on disk with it. It lives only here, in the Raft store those keys seal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlock_key: Option<String>,
 }
 
 fn default_pool() -> String {

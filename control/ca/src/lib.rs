@@ -8,6 +8,7 @@ mod base36;
 mod ca;
 mod error;
 mod pem;
+pub mod seal;
 pub mod tls;
 mod token;
 

@@ -1,4 +1,4 @@
-//! `shoal swarm ...`: init, join, join-token, leave.
+//! `shoal swarm ...`: init, join, join-token, update, unlock, unlock-key, leave.
 
 use clap::{Args, Subcommand};
 
@@ -17,6 +17,11 @@ pub enum SwarmCommand {
     JoinToken(JoinTokenArgs),
     /// Update the swarm
     Update(UpdateArgs),
+    /// Unlock swarm
+    Unlock,
+    /// Manage the unlock key
+    #[command(name = "unlock-key")]
+    UnlockKey(UnlockKeyArgs),
     /// Leave the swarm
     Leave {
         /// Force this node to leave the swarm, ignoring warnings
@@ -54,11 +59,24 @@ pub struct InitArgs {
     /// Availability of the node ("active", "pause", "drain")
     #[arg(long)]
     availability: Option<String>,
+    /// Enable manager autolocking (requiring an unlock key to start a stopped manager)
+    #[arg(long)]
+    autolock: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct UnlockKeyArgs {
+    /// Only display token
+    #[arg(short, long)]
+    quiet: bool,
+    /// Rotate unlock key
+    #[arg(long)]
+    rotate: bool,
 }
 
 /// `swarm update`'s flags: docker's defaults, applied only when given (docker's
-/// `flags.Changed`). Shoal has no autolock, external CA, certificate expiry or snapshot
-/// settings to change, so it offers no flags for them.
+/// `flags.Changed`). Shoal has no external CA, certificate expiry or snapshot settings
+/// to change, so it offers no flags for them.
 #[derive(Args, Debug)]
 pub struct UpdateArgs {
     /// Dispatcher heartbeat period (ns|us|ms|s|m|h) [default 5s]
@@ -67,6 +85,9 @@ pub struct UpdateArgs {
     /// Task history retention limit [default 5]
     #[arg(long)]
     task_history_limit: Option<u64>,
+    /// Change manager autolocking setting (true|false)
+    #[arg(long)]
+    autolock: Option<bool>,
 }
 
 impl UpdateArgs {
@@ -76,6 +97,8 @@ impl UpdateArgs {
         let update = SwarmUpdate {
             dispatcher_heartbeat_ms: heartbeat_ms(self.dispatcher_heartbeat)?,
             task_history_limit: self.task_history_limit,
+            autolock: self.autolock,
+            ..Default::default()
         };
         Ok((update != SwarmUpdate::default()).then_some(update))
     }
@@ -144,6 +167,64 @@ fn parse_availability(s: Option<&str>) -> Result<Option<Availability>, ApiError>
     .transpose()
 }
 
+/// What docker-cli's printUnlockCommand prints.
+fn unlock_command(key: &str) -> String {
+    format!(
+        "To unlock a swarm manager after it restarts, run the `shoal swarm unlock`\n\
+         command and provide the following key:\n\n    {key}\n\n\
+         Remember to store this key in a password manager, since without it you\n\
+         will not be able to restart the manager.\n"
+    )
+}
+
+/// The swarm's unlock key ("" while autolock is off).
+async fn unlock_key(host: &str) -> Result<String, ApiError> {
+    match call(host, ApiRequest::UnlockKey).await? {
+        ApiReply::UnlockKey { key } => Ok(key),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// The unlock key after a change that made one, as docker words a failure to fetch it.
+async fn fetch_unlock_key(host: &str) -> Result<String, ApiError> {
+    unlock_key(host)
+        .await
+        .map_err(|e| ApiError::plain(format!("could not fetch unlock key: {e}")))
+}
+
+/// docker-cli's readKey: a prompt without echo on a terminal, else one line of stdin.
+fn read_unlock_key() -> Result<String, ApiError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    if stdin.is_terminal() {
+        print!("Enter unlock key: ");
+        let _ = std::io::stdout().flush();
+        let saved = nix::sys::termios::tcgetattr(&stdin).ok();
+        if let Some(t) = &saved {
+            let mut quiet = t.clone();
+            quiet
+                .local_flags
+                .remove(nix::sys::termios::LocalFlags::ECHO);
+            let _ =
+                nix::sys::termios::tcsetattr(&stdin, nix::sys::termios::SetArg::TCSANOW, &quiet);
+        }
+        let read = stdin.lock().read_line(&mut line);
+        if let Some(t) = &saved {
+            let _ = nix::sys::termios::tcsetattr(&stdin, nix::sys::termios::SetArg::TCSANOW, t);
+        }
+        println!();
+        read.map_err(|e| ApiError::plain(e.to_string()))?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    } else {
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| ApiError::plain(e.to_string()))?;
+        Ok(line.trim().to_string())
+    }
+}
+
 fn join_command(role: Role, token: &str, addr: &str) -> String {
     format!(
         "To add a {role} to this swarm, run the following command:\n\n    shoal swarm join --token {token} {addr}\n"
@@ -164,6 +245,7 @@ pub async fn run(host: &str, cmd: SwarmCommand) -> CliResult {
                 default_addr_pool_mask_length: a.default_addr_pool_mask_length,
                 data_path_port: a.data_path_port,
                 availability: parse_availability(a.availability.as_deref())?,
+                autolock: a.autolock,
             };
             match call(host, ApiRequest::SwarmInit(req)).await? {
                 ApiReply::Initialized {
@@ -176,7 +258,10 @@ pub async fn run(host: &str, cmd: SwarmCommand) -> CliResult {
                         "{}",
                         join_command(Role::Worker, &worker_token, &manager_addr)
                     );
-                    println!("To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.\n");
+                    println!("To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.");
+                    if a.autolock {
+                        print!("{}", unlock_command(&fetch_unlock_key(host).await?));
+                    }
                     Ok(())
                 }
                 other => Err(unexpected(other)),
@@ -239,8 +324,59 @@ pub async fn run(host: &str, cmd: SwarmCommand) -> CliResult {
                 }
                 return Ok(());
             };
+            // docker-cli prints the key when this update turned autolock on.
+            let was_locking = match update.autolock {
+                Some(true) => !unlock_key(host).await?.is_empty(),
+                _ => true,
+            };
             call(host, ApiRequest::SwarmUpdate(update)).await?;
             println!("Swarm updated.");
+            if !was_locking {
+                print!("{}", unlock_command(&fetch_unlock_key(host).await?));
+            }
+            Ok(())
+        }
+        SwarmCommand::UnlockKey(a) => {
+            if a.rotate {
+                if unlock_key(host).await?.is_empty() {
+                    return Err(ApiError::plain(
+                        "cannot rotate because autolock is not turned on",
+                    ));
+                }
+                let rotate = SwarmUpdate {
+                    rotate_unlock_key: true,
+                    ..Default::default()
+                };
+                call(host, ApiRequest::SwarmUpdate(rotate)).await?;
+                if !a.quiet {
+                    println!("Successfully rotated manager unlock key.");
+                }
+            }
+            let key = fetch_unlock_key(host).await?;
+            if key.is_empty() {
+                return Err(ApiError::plain("no unlock key is set"));
+            }
+            if a.quiet {
+                println!("{key}");
+            } else {
+                print!("{}", unlock_command(&key));
+            }
+            Ok(())
+        }
+        SwarmCommand::Unlock => {
+            // As docker-cli: the node's state first, and the key asked only when locked.
+            let info = match call(host, ApiRequest::Info).await? {
+                ApiReply::Info(info) => info,
+                other => return Err(unexpected(other)),
+            };
+            if info.node_id.is_none() {
+                return Err(ApiError::plain("error: this node is not part of a swarm"));
+            }
+            if !info.locked {
+                return Err(ApiError::plain("error: swarm is not locked"));
+            }
+            let key = read_unlock_key()?;
+            call(host, ApiRequest::SwarmUnlock { key }).await?;
             Ok(())
         }
         SwarmCommand::Leave { force } => {
@@ -267,9 +403,20 @@ mod tests {
         cmd: SwarmCommand,
     }
 
+    /// Parsed as `shoal` parses: through pflag's boolean forms.
+    fn parse(argv: &[&str]) -> Result<SwarmCommand, String> {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = crate::cli::pflag::bool_flags(Cli::command())
+            .try_get_matches_from(argv)
+            .map_err(|e| e.to_string())?;
+        Ok(Cli::from_arg_matches(&matches)
+            .map_err(|e| e.to_string())?
+            .cmd)
+    }
+
     fn update(args: &[&str]) -> Result<Option<SwarmUpdate>, String> {
-        let argv = ["swarm", "update"].iter().chain(args);
-        match Cli::try_parse_from(argv).map_err(|e| e.to_string())?.cmd {
+        let argv: Vec<&str> = ["swarm", "update"].iter().chain(args).copied().collect();
+        match parse(&argv)? {
             SwarmCommand::Update(a) => a.request().map_err(|e| e.to_string()),
             other => panic!("{other:?}"),
         }
@@ -286,6 +433,32 @@ mod tests {
         assert_eq!(
             parse_availability(Some("off")).unwrap_err().to_string(),
             "invalid availability \"off\", only active, pause and drain are supported"
+        );
+    }
+
+    /// `--autolock` as docker's: on by itself or with `=true`, off with `=false`, absent
+    /// unchanged; the message that carries the key is docker's.
+    #[test]
+    fn autolock_flags_and_unlock_message() {
+        let on = |u: Option<SwarmUpdate>| u.and_then(|u| u.autolock);
+        assert_eq!(on(update(&["--autolock"]).unwrap()), Some(true));
+        assert_eq!(on(update(&["--autolock=true"]).unwrap()), Some(true));
+        assert_eq!(on(update(&["--autolock=false"]).unwrap()), Some(false));
+        assert_eq!(on(update(&["--task-history-limit", "3"]).unwrap()), None);
+        match parse(&["swarm", "init", "--autolock"]).unwrap() {
+            SwarmCommand::Init(a) => assert!(a.autolock),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["swarm", "unlock-key", "--rotate", "-q"]).unwrap() {
+            SwarmCommand::UnlockKey(a) => assert!(a.rotate && a.quiet),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            unlock_command("SWMKEY-1-abc"),
+            "To unlock a swarm manager after it restarts, run the `shoal swarm unlock`\n\
+             command and provide the following key:\n\n    SWMKEY-1-abc\n\n\
+             Remember to store this key in a password manager, since without it you\n\
+             will not be able to restart the manager.\n"
         );
     }
 

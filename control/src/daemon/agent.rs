@@ -194,6 +194,8 @@ async fn change_role(
                 mgr.shutdown().await;
             }
             let _ = std::fs::remove_file(daemon.root.raft_file());
+            // Workers are never locked (swarmkit gives them no unlock key).
+            daemon.set_kek(None)?;
             Ok(())
         }
     }

@@ -5,7 +5,9 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use base64::Engine;
 use serde::{Deserialize, Serialize};
+use shoal_ca::seal::SealKey;
 
 use crate::types::Role;
 
@@ -55,13 +57,24 @@ impl DataRoot {
         self.path("node-cert.pem")
     }
 
-    /// Store a key and its certificate in one atomic write: a crash leaves the old pair or
-    /// the new one, never a key with another key's certificate (which shoald would refuse
-    /// to start with). The old layout's two files are removed once the pair is in place.
-    pub fn save_identity(&self, key_pem: &str, cert_pem: &str) -> std::io::Result<()> {
-        let mut pem = key_pem.trim_end().to_string();
-        pem.push('\n');
-        pem.push_str(cert_pem);
+    /// Store the node's identity in one atomic write: a crash leaves the old one or the
+    /// new one, never a key with another key's certificate (which shoald would refuse to
+    /// start with). With `kek` (the swarm's unlock key, under autolock) the private key and
+    /// the Raft store's key are sealed by it. The old layout's two files are removed once
+    /// the identity is in place.
+    pub fn save_identity(&self, id: &Identity, kek: Option<&SealKey>) -> std::io::Result<()> {
+        let mut pem = match kek {
+            Some(kek) => pem_block(SEALED_KEY, &kek.seal(id.key_pem.as_bytes())),
+            None => format!("{}\n", id.key_pem.trim_end()),
+        };
+        match (&id.dek, kek) {
+            (Some(dek), Some(kek)) => {
+                pem.push_str(&pem_block(SEALED_DEK, &kek.seal(dek.as_bytes())))
+            }
+            (Some(dek), None) => pem.push_str(&pem_block(PLAIN_DEK, dek.as_bytes())),
+            (None, _) => {}
+        }
+        pem.push_str(&id.cert_pem);
         write_atomic(&self.identity_file(), pem.as_bytes(), 0o600)?;
         for old in [self.key_file(), self.cert_file()] {
             match fs::remove_file(&old) {
@@ -73,25 +86,41 @@ impl DataRoot {
         Ok(())
     }
 
-    /// The node's (key, certificate): from node-identity.pem, or the old layout's two files.
-    pub fn load_identity(&self) -> std::io::Result<(String, String)> {
+    /// The node's identity: from node-identity.pem (opening what is sealed with `kek`), or
+    /// the old layout's two files.
+    pub fn load_identity(&self, kek: Option<&SealKey>) -> Result<Identity, IdentityError> {
+        let invalid = || {
+            IdentityError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{}: expected a private key followed by a certificate",
+                    self.identity_file().display()
+                ),
+            ))
+        };
         match fs::read_to_string(self.identity_file()) {
-            Ok(pem) => split_identity(&pem).ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!(
-                        "{}: expected a private key followed by a certificate",
-                        self.identity_file().display()
-                    ),
-                )
-            }),
+            Ok(pem) => parse_identity(&pem, kek)?.ok_or_else(invalid),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let read = |p: PathBuf| {
                     fs::read_to_string(&p)
                         .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))
                 };
-                Ok((read(self.key_file())?, read(self.cert_file())?))
+                Ok(Identity {
+                    key_pem: read(self.key_file())?,
+                    cert_pem: read(self.cert_file())?,
+                    dek: None,
+                })
             }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether the node's identity is sealed by an unlock key (autolock): shoald then
+    /// starts locked, until `swarm unlock`.
+    pub fn identity_is_sealed(&self) -> std::io::Result<bool> {
+        match fs::read_to_string(self.identity_file()) {
+            Ok(pem) => Ok(pem.contains(&format!("-----BEGIN {SEALED_KEY}-----"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -168,14 +197,121 @@ impl DataRoot {
     }
 }
 
-/// node-identity.pem's two parts: everything before the first certificate is the key.
-fn split_identity(pem: &str) -> Option<(String, String)> {
-    let at = pem.find("-----BEGIN CERTIFICATE-----")?;
-    let (key, cert) = pem.split_at(at);
-    if !key.contains("PRIVATE KEY-----") {
-        return None;
+/// What a node keeps of itself: its TLS key and certificate, and (on a manager) the
+/// key its Raft store is sealed with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub key_pem: String,
+    pub cert_pem: String,
+    pub dek: Option<SealKey>,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("cert_pem", &self.cert_pem)
+            .field("dek", &self.dek.as_ref().map(|_| ".."))
+            .finish_non_exhaustive()
     }
-    Some((key.to_string(), cert.to_string()))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Sealed, and no unlock key given.
+    #[error("this node's keys are sealed by the swarm's unlock key")]
+    Locked,
+    /// Sealed by another key than the one given.
+    #[error("swarm could not be unlocked: invalid key provided")]
+    WrongKey,
+}
+
+/// The private key, sealed by the unlock key (the plain one is PEM's `PRIVATE KEY`).
+const SEALED_KEY: &str = "SHOAL SEALED PRIVATE KEY";
+/// The Raft store's data encryption key, in the clear (no autolock) or sealed.
+const PLAIN_DEK: &str = "SHOAL RAFT DEK";
+const SEALED_DEK: &str = "SHOAL SEALED RAFT DEK";
+
+fn pem_block(label: &str, bytes: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// The PEM blocks of `pem` before its first certificate, as (label, whole block text).
+fn blocks_before_cert(pem: &str) -> Option<(Vec<(&str, &str)>, &str)> {
+    let cert_at = pem.find("-----BEGIN CERTIFICATE-----")?;
+    let (mut head, cert) = pem.split_at(cert_at);
+    let mut blocks = Vec::new();
+    while let Some(at) = head.find("-----BEGIN ") {
+        let rest = &head[at + "-----BEGIN ".len()..];
+        let label = &rest[..rest.find("-----")?];
+        let end_marker = format!("-----END {label}-----");
+        let end = head.find(&end_marker)? + end_marker.len();
+        blocks.push((label, &head[at..end]));
+        head = &head[end..];
+    }
+    Some((blocks, cert))
+}
+
+fn block_bytes(block: &str) -> Option<Vec<u8>> {
+    let body: String = block
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .concat();
+    base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .ok()
+}
+
+/// node-identity.pem: a private key (plain or sealed), a Raft key if any (plain or sealed),
+/// then the certificate. `Ok(None)`: not such a file.
+fn parse_identity(pem: &str, kek: Option<&SealKey>) -> Result<Option<Identity>, IdentityError> {
+    let Some((blocks, cert)) = blocks_before_cert(pem) else {
+        return Ok(None);
+    };
+    let open = |block: &str| -> Result<Option<Vec<u8>>, IdentityError> {
+        let Some(sealed) = block_bytes(block) else {
+            return Ok(None);
+        };
+        let kek = kek.ok_or(IdentityError::Locked)?;
+        kek.open(&sealed)
+            .map(Some)
+            .map_err(|_| IdentityError::WrongKey)
+    };
+    let mut key_pem = None;
+    let mut dek = None;
+    for (label, block) in blocks {
+        match label {
+            SEALED_KEY => {
+                key_pem = open(block)?.and_then(|b| String::from_utf8(b).ok());
+                if key_pem.is_none() {
+                    return Ok(None);
+                }
+            }
+            l if l.ends_with("PRIVATE KEY") => key_pem = Some(format!("{block}\n")),
+            PLAIN_DEK => {
+                dek = Some(block_bytes(block).and_then(|b| SealKey::from_bytes(&b)));
+            }
+            SEALED_DEK => dek = Some(open(block)?.and_then(|b| SealKey::from_bytes(&b))),
+            _ => return Ok(None),
+        }
+    }
+    let (Some(key_pem), Some(dek)) = (key_pem, dek.map_or(Some(None), |d| d.map(Some))) else {
+        return Ok(None);
+    };
+    Ok(Some(Identity {
+        key_pem,
+        cert_pem: cert.to_string(),
+        dek,
+    }))
 }
 
 /// Write a file so that a crash leaves either the old or the new content, never a mix.
@@ -214,6 +350,14 @@ mod tests {
         DataRoot(dir)
     }
 
+    fn ident(key: &str, cert: &str, dek: Option<SealKey>) -> Identity {
+        Identity {
+            key_pem: key.to_string(),
+            cert_pem: cert.to_string(),
+            dek,
+        }
+    }
+
     /// Key and certificate are replaced as one file; the old layout (two files) is still
     /// read, and goes away at the next save.
     #[test]
@@ -223,21 +367,59 @@ mod tests {
         let cert = "-----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----\n";
         fs::write(root.key_file(), key).unwrap();
         fs::write(root.cert_file(), cert).unwrap();
-        assert_eq!(
-            root.load_identity().unwrap(),
-            (key.to_string(), cert.to_string())
-        );
+        assert_eq!(root.load_identity(None).unwrap(), ident(key, cert, None));
         let key2 = key.replace("AAA", "CCC");
         let cert2 = cert.replace("BBB", "DDD");
-        root.save_identity(&key2, &cert2).unwrap();
+        root.save_identity(&ident(&key2, &cert2, None), None)
+            .unwrap();
         assert!(!root.key_file().exists() && !root.cert_file().exists());
-        assert_eq!(root.load_identity().unwrap(), (key2, cert2));
+        assert_eq!(
+            root.load_identity(None).unwrap(),
+            ident(&key2, &cert2, None)
+        );
         // A crash before the old files were removed: the pair still wins.
         fs::write(root.key_file(), key).unwrap();
         fs::write(root.cert_file(), cert).unwrap();
-        assert!(root.load_identity().unwrap().0.contains("CCC"));
+        assert!(root.load_identity(None).unwrap().key_pem.contains("CCC"));
         fs::write(root.identity_file(), cert).unwrap();
-        assert!(root.load_identity().is_err());
+        assert!(root.load_identity(None).is_err());
+        fs::remove_dir_all(&root.0).unwrap();
+    }
+
+    /// Under autolock the private key and the Raft key are in the file only sealed: the
+    /// file opens with the unlock key alone, and says "locked" without one and "invalid
+    /// key" with another. Without autolock both are in the clear.
+    #[test]
+    fn identity_is_sealed_by_the_unlock_key() {
+        let root = scratch("sealed");
+        let key = "-----BEGIN PRIVATE KEY-----\nSECRETKEYBODY\n-----END PRIVATE KEY-----\n";
+        let cert = "-----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----\n";
+        let dek = SealKey::generate();
+        let id = ident(key, cert, Some(dek.clone()));
+        root.save_identity(&id, None).unwrap();
+        assert!(!root.identity_is_sealed().unwrap());
+        assert_eq!(root.load_identity(None).unwrap(), id);
+        let kek = SealKey::generate();
+        root.save_identity(&id, Some(&kek)).unwrap();
+        let raw = fs::read_to_string(root.identity_file()).unwrap();
+        assert!(!raw.contains("SECRETKEYBODY"), "{raw}");
+        let dek_b64 = base64::engine::general_purpose::STANDARD.encode(dek.as_bytes());
+        assert!(!raw.contains(&dek_b64), "{raw}");
+        assert!(raw.ends_with(cert), "the certificate stays readable: {raw}");
+        assert!(root.identity_is_sealed().unwrap());
+        assert!(matches!(
+            root.load_identity(None),
+            Err(IdentityError::Locked)
+        ));
+        assert!(matches!(
+            root.load_identity(Some(&SealKey::generate())),
+            Err(IdentityError::WrongKey)
+        ));
+        assert_eq!(root.load_identity(Some(&kek)).unwrap(), id);
+        // Autolock off again: back in the clear.
+        root.save_identity(&id, None).unwrap();
+        assert!(!root.identity_is_sealed().unwrap());
+        assert_eq!(root.load_identity(Some(&kek)).unwrap(), id);
         fs::remove_dir_all(&root.0).unwrap();
     }
 

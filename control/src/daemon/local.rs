@@ -89,6 +89,24 @@ async fn serve_client(daemon: Arc<Daemon>, stream: UnixStream) {
 
 impl Daemon {
     pub async fn handle_api(self: &Arc<Self>, req: ApiRequest) -> ApiResult {
+        if self.is_locked() {
+            return match req {
+                ApiRequest::Info => Ok(ApiReply::Info(self.info())),
+                ApiRequest::SwarmUnlock { key } => {
+                    let _g = self.op_lock.lock().await;
+                    self.unlock(&key).await
+                }
+                ApiRequest::SwarmLeave { force: true } => {
+                    let _g = self.op_lock.lock().await;
+                    let left = self.leave(true).await?;
+                    self.set_locked(false);
+                    Ok(left)
+                }
+                ApiRequest::SwarmLeave { force: false } => Err(ApiError::daemon(msg::LEAVE_LOCKED)),
+                ApiRequest::SystemInfo => Ok(self.system_info()),
+                _ => Err(ApiError::daemon(msg::SWARM_LOCKED)),
+            };
+        }
         if let Some(problem) = self.store_problem() {
             return match req {
                 ApiRequest::Info => Ok(ApiReply::Info(self.info())),
@@ -116,8 +134,45 @@ impl Daemon {
             }
             ApiRequest::LbReport { node } => self.serve_lb_report(node).await,
             ApiRequest::SystemInfo => Ok(self.system_info()),
+            ApiRequest::SwarmUnlock { .. } => {
+                // moby's UnlockSwarm on a node that is not locked.
+                match (self.membership(), self.manager()) {
+                    (None, _) => Err(ApiError::daemon(msg::NOT_IN_SWARM_MANAGER)),
+                    (Some(_), None) => Err(ApiError::daemon(msg::NOT_MANAGER_WORKER)),
+                    (Some(_), Some(_)) => Err(ApiError::daemon(msg::NOT_LOCKED)),
+                }
+            }
             req => self.manager_request(req).await,
         }
+    }
+
+    /// `swarm unlock`: open the keys sealed on disk with `key`, then take up the node's
+    /// place in the swarm as a start does. A wrong key changes nothing.
+    async fn unlock(self: &Arc<Self>, key: &str) -> ApiResult {
+        let Some(m) = self.membership() else {
+            return Err(ApiError::daemon(msg::NOT_IN_SWARM_MANAGER));
+        };
+        let kek = shoal_ca::seal::SealKey::parse_unlock_key(key)
+            .map_err(|e| ApiError::daemon(e.to_string()))?;
+        match self.root.load_identity(Some(&kek)) {
+            Ok(_) => {}
+            Err(super::files::IdentityError::WrongKey) => {
+                return Err(ApiError::daemon(msg::INVALID_UNLOCK_KEY))
+            }
+            Err(e) => return Err(ApiError::daemon(e.to_string())),
+        }
+        lock(&self.keys).kek = Some(kek);
+        self.set_locked(false);
+        tracing::info!("unlocked: taking up this node's place in the swarm");
+        if let Err(e) = self.resume_swarm(m).await {
+            self.stop_swarm_tasks().await;
+            self.set_locked(true);
+            lock(&self.keys).kek = None;
+            return Err(ApiError::daemon(format!(
+                "swarm component could not be started: {e}"
+            )));
+        }
+        Ok(ApiReply::Done)
     }
 
     fn info(&self) -> Info {
@@ -130,6 +185,7 @@ impl Daemon {
             node_addr: m.as_ref().map(|m| m.addr.clone()),
             leader_addr: mgr.and_then(|g| g.leader_addr()),
             managers: m.map(|m| m.managers).unwrap_or_default(),
+            locked: self.is_locked(),
         }
     }
 
@@ -261,6 +317,9 @@ impl Daemon {
                 addr_pool: pool.clone(),
                 subnet_bits,
                 data_path_port,
+                unlock_key: req
+                    .autolock
+                    .then(|| shoal_ca::seal::SealKey::generate().to_unlock_key()),
             };
             // The ingress network exists from the start (10.0.0.0/24 from the default pool).
             let fresh = crate::state::ClusterState {
@@ -295,6 +354,12 @@ impl Daemon {
             ]))
             .await
             .map_err(|e| e.message)?;
+            // Sealed before node.json says this node is in the swarm.
+            if let Some(key) = &cluster.unlock_key {
+                let kek =
+                    shoal_ca::seal::SealKey::parse_unlock_key(key).map_err(|e| e.to_string())?;
+                self.set_kek(Some(kek))?;
+            }
             self.set_membership(Some(membership.clone()))?;
             self.start_swarm_tasks().await?;
             Ok::<ClusterInfo, String>(cluster)
@@ -698,6 +763,10 @@ impl Daemon {
 /// This node's swarm state as moby's `LocalNodeState`, and the error that goes with it.
 /// The one place it is decided: `shoal info` and anything else that reports it read it here.
 pub(crate) fn local_node_state(d: &Daemon) -> (&'static str, Option<String>) {
+    // Keys sealed by the unlock key, waiting for `swarm unlock` (moby's errSwarmLocked).
+    if d.is_locked() {
+        return ("locked", Some(msg::SWARM_LOCKED.to_string()));
+    }
     // A manager whose Raft store cannot be used serves nothing of the swarm.
     if let Some(problem) = d.store_problem() {
         return ("error", Some(problem));

@@ -43,7 +43,9 @@ impl Manager {
     /// its Raft member (and the leader loops, which idle unless this member leads).
     pub async fn open(daemon: &Arc<Daemon>, raft_id: u64) -> Result<Arc<Manager>, String> {
         let path = daemon.root.raft_file();
-        let opened = store::open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+        let dek = daemon.raft_dek()?;
+        let opened =
+            store::open(&path, &dek).map_err(|e| format!("opening {}: {e}", path.display()))?;
         Manager::start(daemon, raft_id, opened).await
     }
 
@@ -106,7 +108,11 @@ impl Manager {
         let l4 = super::supervise::spawn("orchestrators", restart, move || {
             orchestrate_loop(d.clone(), m.clone())
         });
-        lock(&mgr.loops).extend([l1, l2, l3, l4]);
+        let (d, m) = (Arc::downgrade(daemon), mgr.clone());
+        let l5 = super::supervise::spawn("autolock", restart, move || {
+            autolock_loop(d.clone(), m.clone())
+        });
+        lock(&mgr.loops).extend([l1, l2, l3, l4, l5]);
         Ok(mgr)
     }
 
@@ -704,13 +710,26 @@ impl Daemon {
                     rotated: rotate,
                 })
             }
-            ApiRequest::SwarmUpdate(update) => {
+            ApiRequest::SwarmUpdate(mut update) => {
                 if let Some(ms) = update.dispatcher_heartbeat_ms {
                     crate::api::check_heartbeat(Duration::from_millis(ms))
                         .map_err(ApiError::daemon)?;
                 }
+                // The key is the leader's to make; the state machine takes it only when
+                // autolock goes on or the key is rotated.
+                update.unlock_key = (update.autolock == Some(true) || update.rotate_unlock_key)
+                    .then(|| shoal_ca::seal::SealKey::generate().to_unlock_key());
                 mgr.propose(Command::UpdateCluster { update }).await?;
                 Ok(ApiReply::Done)
+            }
+            ApiRequest::UnlockKey => {
+                let state = mgr.read_state().await?;
+                let key = state
+                    .cluster
+                    .as_ref()
+                    .and_then(|c| c.unlock_key.clone())
+                    .unwrap_or_default();
+                Ok(ApiReply::UnlockKey { key })
             }
             ApiRequest::NodeList => {
                 let state = mgr.read_state().await?;
@@ -864,6 +883,47 @@ fn ca_pem(state: &ClusterState) -> String {
 /// Nodes by raft ID for a membership (used by the swarm init path).
 pub(crate) fn single_member(raft_id: u64, addr: String) -> BTreeMap<u64, BasicNode> {
     [(raft_id, BasicNode { addr })].into()
+}
+
+/// Every manager: keep this node's keys on disk sealed by the swarm's unlock key while
+/// autolock is on, and in the clear while it is off (swarmkit's KEK manager). Sealing
+/// with a key the state names happens at once. Unsealing, or changing from the key in
+/// use, waits until this member has applied all of its log: a state machine loaded
+/// behind the log (after a restart) must not undo a later autolock or rotation on disk.
+async fn autolock_loop(daemon: std::sync::Weak<Daemon>, mgr: Arc<Manager>) {
+    let mut applied = mgr.sm.applied();
+    loop {
+        let Some(d) = daemon.upgrade() else {
+            return;
+        };
+        let want = mgr
+            .sm
+            .read(|s| s.state.cluster.as_ref().and_then(|c| c.unlock_key.clone()));
+        let want = match want
+            .as_deref()
+            .map(shoal_ca::seal::SealKey::parse_unlock_key)
+        {
+            None => None,
+            Some(Ok(k)) => Some(k),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "the swarm's unlock key in the raft store is not one");
+                None
+            }
+        };
+        let have = lock(&d.keys).kek.clone();
+        let caught_up = {
+            let m = mgr.raft.metrics();
+            let m = m.borrow();
+            m.last_applied.map(|l| l.index) >= m.last_log_index
+        };
+        if want != have && (have.is_none() || caught_up) {
+            if let Err(e) = d.set_kek(want) {
+                tracing::warn!(error = %e, "sealing this node's keys with the unlock key");
+            }
+        }
+        drop(d);
+        let _ = tokio::time::timeout(Duration::from_secs(1), applied.changed()).await;
+    }
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ use crate::raft::{store, RaftTiming};
 use files::{DataRoot, Membership};
 pub(crate) use lb::PROBE_PORT;
 pub use manager::Manager;
+use shoal_ca::seal::SealKey;
 
 /// Where a daemon keeps its state and listens.
 #[derive(Clone, Debug)]
@@ -150,8 +151,22 @@ pub struct Daemon {
     pub(crate) store_problem: Mutex<Option<String>>,
     /// Serializes init, join, leave and role changes on this node.
     pub(crate) op_lock: tokio::sync::Mutex<()>,
+    /// The keys in memory: the Raft store's and, under autolock, the swarm's unlock key.
+    /// The lock is held while node-identity.pem is written, so writes never cross.
+    pub(crate) keys: Mutex<NodeKeys>,
+    /// Started with its keys sealed (autolock): until `swarm unlock`, the node serves
+    /// nothing of the swarm and every command says it is locked.
+    pub(crate) locked: std::sync::atomic::AtomicBool,
     /// Held for the daemon's lifetime: one daemon per data root.
     _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+#[derive(Clone, Default)]
+pub(crate) struct NodeKeys {
+    /// What this manager's Raft store is sealed with (None: not made yet, or a worker).
+    pub dek: Option<SealKey>,
+    /// The swarm's unlock key, which seals `dek` and the node's TLS key on disk.
+    pub kek: Option<SealKey>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -202,39 +217,25 @@ impl Daemon {
             swarm_tasks: Mutex::new(Vec::new()),
             store_problem: Mutex::new(None),
             op_lock: tokio::sync::Mutex::new(()),
+            keys: Mutex::new(NodeKeys::default()),
+            locked: std::sync::atomic::AtomicBool::new(false),
             _lock: lock_file,
         });
 
-        if let Some(mut m) = membership {
-            tracing::info!(node = %m.node_id, role = %m.role, "restoring swarm membership");
-            daemon
-                .load_tls()
-                .map_err(|e| DaemonError::Setup(format!("loading certificates: {e}")))?;
-            if let Some(hint) = m.managers.first() {
-                *lock(&daemon.leader_hint) = Some(hint.clone());
-            }
-            let mut usable = true;
-            if m.role == crate::types::Role::Manager {
-                match open_store_at_start(&daemon.root, &mut m)? {
-                    Ok(opened) => {
-                        *lock(&daemon.membership) = Some(m.clone());
-                        let mgr = Manager::start(&daemon, m.raft_id, opened)
-                            .await
-                            .map_err(DaemonError::Setup)?;
-                        *lock(&daemon.manager) = Some(mgr);
-                    }
-                    Err(problem) => {
-                        tracing::error!("{problem}");
-                        *lock(&daemon.store_problem) = Some(problem);
-                        usable = false;
-                    }
-                }
-            }
-            if usable {
-                daemon
-                    .start_swarm_tasks()
-                    .await
-                    .map_err(DaemonError::Setup)?;
+        if let Some(m) = membership {
+            let sealed = daemon
+                .root
+                .identity_is_sealed()
+                .map_err(|e| DaemonError::Io("reading node-identity.pem".into(), e))?;
+            if sealed {
+                tracing::warn!(
+                    node = %m.node_id,
+                    "this node's keys are sealed (autolock): it serves nothing of the swarm \
+                     until `shoal swarm unlock`"
+                );
+                daemon.set_locked(true);
+            } else {
+                daemon.resume_swarm(m).await?;
             }
         }
         local::serve_socket(daemon.clone())
@@ -246,6 +247,103 @@ impl Daemon {
                 .map_err(|e| DaemonError::Io(format!("metrics listener {addr}"), e))?;
         }
         Ok(daemon)
+    }
+
+    /// Take up this node's place in its swarm, as node.json and the keys on disk say:
+    /// the certificates, the Raft store of a manager, the agent. At start, and at unlock.
+    pub(crate) async fn resume_swarm(
+        self: &Arc<Self>,
+        mut m: Membership,
+    ) -> Result<(), DaemonError> {
+        tracing::info!(node = %m.node_id, role = %m.role, "restoring swarm membership");
+        self.load_tls()
+            .map_err(|e| DaemonError::Setup(format!("loading certificates: {e}")))?;
+        if let Some(hint) = m.managers.first() {
+            *lock(&self.leader_hint) = Some(hint.clone());
+        }
+        let mut usable = true;
+        if m.role == crate::types::Role::Manager {
+            let dek = self
+                .raft_dek()
+                .map_err(|e| DaemonError::Setup(format!("the raft store's key: {e}")))?;
+            match open_store_at_start(&self.root, &mut m, &dek)? {
+                Ok(opened) => {
+                    *lock(&self.membership) = Some(m.clone());
+                    let mgr = Manager::start(self, m.raft_id, opened)
+                        .await
+                        .map_err(DaemonError::Setup)?;
+                    *lock(&self.manager) = Some(mgr);
+                }
+                Err(problem) => {
+                    tracing::error!("{problem}");
+                    *lock(&self.store_problem) = Some(problem);
+                    usable = false;
+                }
+            }
+        }
+        if usable {
+            self.start_swarm_tasks().await.map_err(DaemonError::Setup)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn is_locked(&self) -> bool {
+        self.locked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_locked(&self, locked: bool) {
+        self.locked
+            .store(locked, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The key this manager's Raft store is sealed with: the one in node-identity.pem, or
+    /// (a new store, or one made before stores were sealed) a new one, saved there first.
+    pub(crate) fn raft_dek(&self) -> Result<SealKey, String> {
+        let mut keys = lock(&self.keys);
+        if let Some(dek) = &keys.dek {
+            return Ok(dek.clone());
+        }
+        let file = self.root.identity_file();
+        let mut id = self
+            .root
+            .load_identity(keys.kek.as_ref())
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        let dek = match id.dek.clone() {
+            Some(dek) => dek,
+            None => {
+                let dek = SealKey::generate();
+                id.dek = Some(dek.clone());
+                self.root
+                    .save_identity(&id, keys.kek.as_ref())
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+                dek
+            }
+        };
+        keys.dek = Some(dek.clone());
+        Ok(dek)
+    }
+
+    /// Seal this node's keys on disk with `kek` (the swarm's unlock key under autolock),
+    /// or keep them in the clear (None), if that is not how they are now.
+    pub(crate) fn set_kek(&self, kek: Option<SealKey>) -> Result<(), String> {
+        let mut keys = lock(&self.keys);
+        if keys.kek == kek {
+            return Ok(());
+        }
+        let file = self.root.identity_file();
+        let id = self
+            .root
+            .load_identity(keys.kek.as_ref())
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        self.root
+            .save_identity(&id, kek.as_ref())
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        tracing::info!(
+            sealed = kek.is_some(),
+            "this node's keys on disk follow the swarm's autolock setting"
+        );
+        keys.kek = kek;
+        Ok(())
     }
 
     pub(crate) fn store_problem(&self) -> Option<String> {
@@ -294,10 +392,12 @@ impl Daemon {
                 .root
                 .save_membership(m)
                 .map_err(|e| format!("saving node.json: {e}"))?,
-            None => self
-                .root
-                .wipe_swarm()
-                .map_err(|e| format!("removing swarm state: {e}"))?,
+            None => {
+                self.root
+                    .wipe_swarm()
+                    .map_err(|e| format!("removing swarm state: {e}"))?;
+                *lock(&self.keys) = NodeKeys::default();
+            }
         }
         *lock(&self.membership) = m;
         Ok(())
@@ -308,10 +408,18 @@ impl Daemon {
         let read =
             |p: PathBuf| std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()));
         let ca = read(self.root.ca_file())?;
-        let (key, cert) = self.root.load_identity().map_err(|e| e.to_string())?;
-        let server = shoal_ca::tls::server_config(&ca, &cert, &key).map_err(|e| e.to_string())?;
-        let client = shoal_ca::tls::client_config(&ca, &cert, &key).map_err(|e| e.to_string())?;
+        let mut keys = lock(&self.keys);
+        let id = self
+            .root
+            .load_identity(keys.kek.as_ref())
+            .map_err(|e| e.to_string())?;
+        let (key, cert) = (&id.key_pem, &id.cert_pem);
+        let server = shoal_ca::tls::server_config(&ca, cert, key).map_err(|e| e.to_string())?;
+        let client = shoal_ca::tls::client_config(&ca, cert, key).map_err(|e| e.to_string())?;
         self.tls.set(Some(TlsMaterial { client, server }));
+        if id.dek.is_some() {
+            keys.dek = id.dek;
+        }
         Ok(())
     }
 
@@ -327,9 +435,17 @@ impl Daemon {
             files::write_atomic(&p, ca.as_bytes(), 0o600)
                 .map_err(|e| format!("{}: {e}", p.display()))?;
         }
-        self.root
-            .save_identity(key_pem, cert_pem)
-            .map_err(|e| format!("{}: {e}", self.root.identity_file().display()))?;
+        {
+            let keys = lock(&self.keys);
+            let id = files::Identity {
+                key_pem: key_pem.to_string(),
+                cert_pem: cert_pem.to_string(),
+                dek: keys.dek.clone(),
+            };
+            self.root
+                .save_identity(&id, keys.kek.as_ref())
+                .map_err(|e| format!("{}: {e}", self.root.identity_file().display()))?;
+        }
         self.load_tls()
     }
 
@@ -430,10 +546,11 @@ fn finish_interrupted_changes(root: &DataRoot, m: Option<&Membership>) -> Result
 fn open_store_at_start(
     root: &DataRoot,
     m: &mut Membership,
+    dek: &SealKey,
 ) -> Result<Result<store::Opened, String>, DaemonError> {
     let path = root.raft_file();
     let backup = root.force_backup_file();
-    let mut opened = store::open(&path);
+    let mut opened = store::open(&path, dek);
     if backup.exists() {
         let interrupted = match &opened {
             Err(store::OpenError::Missing) => true,
@@ -447,7 +564,7 @@ fn open_store_at_start(
             drop(opened);
             store::install(&backup, &path)
                 .map_err(|e| DaemonError::Io(format!("moving {} back", backup.display()), e))?;
-            opened = store::open(&path);
+            opened = store::open(&path, dek);
         } else if opened.is_ok() {
             tracing::info!(
                 "a finished swarm init --force-new-cluster: removing the previous raft store"
@@ -498,6 +615,12 @@ fn unusable_store_message(path: &std::path::Path, e: &store::OpenError, m: &Memb
 mod tests {
     use super::*;
     use crate::types::Role;
+
+    /// The Raft key of these tests' stores.
+    fn dek() -> SealKey {
+        static KEY: std::sync::OnceLock<SealKey> = std::sync::OnceLock::new();
+        KEY.get_or_init(SealKey::generate).clone()
+    }
 
     fn membership(role: Role, raft_id: u64) -> Membership {
         Membership {
@@ -567,7 +690,7 @@ mod tests {
                 std::fs::write(&path, c).unwrap();
             }
             let mut m = membership(Role::Manager, 1);
-            let problem = match open_store_at_start(&root, &mut m) {
+            let problem = match open_store_at_start(&root, &mut m, &dek()) {
                 Ok(Err(problem)) => problem,
                 Ok(Ok(_)) => panic!("{what}: a manager started on it"),
                 Err(e) => panic!("{what}: start failed: {e}"),
@@ -590,7 +713,7 @@ mod tests {
         store::create(&root.raft_file(), 22).unwrap();
         let mut m = membership(Role::Manager, 11);
         root.save_membership(&m).unwrap();
-        let opened = open_store_at_start(&root, &mut m).unwrap().unwrap();
+        let opened = open_store_at_start(&root, &mut m, &dek()).unwrap().unwrap();
         assert_eq!(opened.owner, Some(22));
         assert_eq!(m.raft_id, 22);
         assert_eq!(root.load_membership().unwrap().unwrap().raft_id, 22);
@@ -605,14 +728,14 @@ mod tests {
         let mut m = membership(Role::Manager, 1);
         // The old store moved aside, the new one not yet in place.
         store::create(&backup, 1).unwrap();
-        let opened = open_store_at_start(&root, &mut m).unwrap().unwrap();
+        let opened = open_store_at_start(&root, &mut m, &dek()).unwrap().unwrap();
         assert_eq!(opened.owner, Some(1));
         assert!(!backup.exists());
         drop(opened);
         // The new one in place, still empty.
         std::fs::rename(&path, &backup).unwrap();
         store::create(&path, 2).unwrap();
-        let opened = open_store_at_start(&root, &mut m).unwrap().unwrap();
+        let opened = open_store_at_start(&root, &mut m, &dek()).unwrap().unwrap();
         assert_eq!((opened.owner, m.raft_id), (Some(1), 1));
         assert!(!backup.exists());
         drop(opened);
@@ -620,14 +743,14 @@ mod tests {
         std::fs::copy(&path, &backup).unwrap();
         store::create(&path, 2).unwrap();
         {
-            let mut opened = store::open(&path).unwrap();
+            let mut opened = store::open(&path, &dek()).unwrap();
             futures::executor::block_on(openraft::storage::RaftLogStorage::save_vote(
                 &mut opened.log,
                 &openraft::Vote::new(1, 2),
             ))
             .unwrap();
         }
-        let opened = open_store_at_start(&root, &mut m).unwrap().unwrap();
+        let opened = open_store_at_start(&root, &mut m, &dek()).unwrap().unwrap();
         assert_eq!((opened.owner, m.raft_id), (Some(2), 2));
         assert!(!backup.exists());
     }
@@ -649,7 +772,12 @@ mod tests {
         let ca = shoal_ca::ClusterCa::generate().unwrap();
         let (key, csr) = shoal_ca::new_node_key().unwrap();
         let cert = ca.sign_csr(&csr, "n1", Role::Manager, "c1").unwrap();
-        root.save_identity(&key, &cert).unwrap();
+        let id = files::Identity {
+            key_pem: key,
+            cert_pem: cert,
+            dek: None,
+        };
+        root.save_identity(&id, None).unwrap();
         std::fs::write(root.ca_file(), ca.cert_pem()).unwrap();
         root.save_membership(&membership(Role::Manager, 1)).unwrap();
         std::fs::write(root.raft_file(), vec![0u8; 1_589_248]).unwrap();
@@ -677,6 +805,7 @@ mod tests {
                 default_addr_pool: None,
                 default_addr_pool_mask_length: None,
                 data_path_port: None,
+                autolock: false,
                 availability: None,
             }),
         ] {
@@ -690,6 +819,95 @@ mod tests {
         assert_eq!(
             std::fs::metadata(root.raft_file()).unwrap().len(),
             1_589_248
+        );
+    }
+
+    /// A node whose keys are sealed (autolock) starts locked: it serves nothing of the
+    /// swarm and says so in moby's words, refuses a malformed or wrong unlock key without
+    /// changing anything, and can still leave with --force.
+    #[test]
+    fn a_node_with_sealed_keys_starts_locked() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(locked_start());
+    }
+
+    async fn locked_start() {
+        use crate::api::{msg, ApiReply, ApiRequest};
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "shoald needs root; run the tests as root"
+        );
+        let (dir, root) = root();
+        let ca = shoal_ca::ClusterCa::generate().unwrap();
+        let (key, csr) = shoal_ca::new_node_key().unwrap();
+        let cert = ca.sign_csr(&csr, "n1", Role::Manager, "c1").unwrap();
+        let id = files::Identity {
+            key_pem: key,
+            cert_pem: cert,
+            dek: Some(dek()),
+        };
+        let kek = SealKey::generate();
+        root.save_identity(&id, Some(&kek)).unwrap();
+        std::fs::write(root.ca_file(), ca.cert_pem()).unwrap();
+        root.save_membership(&membership(Role::Manager, 1)).unwrap();
+        store::create(&root.raft_file(), 1).unwrap();
+        let sealed = std::fs::read(root.identity_file()).unwrap();
+        let cfg = DaemonConfig {
+            data_root: root.0.clone(),
+            socket: dir.path().join("shoal.sock"),
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            metrics_addr: None,
+            hostname: "test".into(),
+            raft: RaftTiming::default(),
+            dns_ttl: 5,
+            lb: LbOptions::default(),
+            swarm_port: SwarmPortLimits::default(),
+        };
+        let daemon = Daemon::start(cfg).await.expect("start");
+        assert!(
+            daemon.manager().is_none(),
+            "a locked node started its manager"
+        );
+        match daemon.handle_api(ApiRequest::Info).await {
+            Ok(ApiReply::Info(info)) => assert!(info.locked),
+            other => panic!("{other:?}"),
+        }
+        let err = |r: crate::api::ApiResult| r.expect_err("served").message;
+        assert_eq!(
+            err(daemon.handle_api(ApiRequest::NodeList).await),
+            msg::SWARM_LOCKED
+        );
+        assert_eq!(
+            err(daemon
+                .handle_api(ApiRequest::SwarmLeave { force: false })
+                .await),
+            msg::LEAVE_LOCKED
+        );
+        let unlock = |key: String| ApiRequest::SwarmUnlock { key };
+        assert_eq!(
+            err(daemon.handle_api(unlock("hello".into())).await),
+            "invalid key string"
+        );
+        assert_eq!(
+            err(daemon
+                .handle_api(unlock(SealKey::generate().to_unlock_key()))
+                .await),
+            msg::INVALID_UNLOCK_KEY
+        );
+        assert!(daemon.is_locked());
+        assert_eq!(std::fs::read(root.identity_file()).unwrap(), sealed);
+        match daemon
+            .handle_api(ApiRequest::SwarmLeave { force: true })
+            .await
+        {
+            Ok(ApiReply::Left) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(!daemon.is_locked());
+        assert!(!root.membership_file().exists() && !root.identity_file().exists());
+        assert_eq!(
+            err(daemon.handle_api(unlock(kek.to_unlock_key())).await),
+            msg::NOT_IN_SWARM_MANAGER
         );
     }
 }

@@ -2,6 +2,12 @@
 //!
 //! Each log append and each applied batch is one redb write transaction (fsync'd), so a
 //! manager killed with -9 restarts with everything it acknowledged.
+//!
+//! Encrypted at rest, as swarmkit encrypts its Raft log and snapshots: every log entry,
+//! the vote, the applied state and the snapshot are sealed with the node's data
+//! encryption key (DEK, kept in the node's identity file and, under autolock, sealed
+//! there by the swarm's unlock key). Only the owner record is in the clear. Values
+//! written before encryption existed (plain JSON) are still read.
 
 // openraft's StorageError is large by design; these functions return it as openraft requires.
 #![allow(clippy::result_large_err)]
@@ -19,6 +25,7 @@ use openraft::{
 };
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+use shoal_ca::seal::SealKey;
 use tokio::sync::watch;
 
 use super::{Entry, LogId, NodeId, TypeConfig};
@@ -90,6 +97,8 @@ pub enum OpenError {
     Redb(#[from] redb::Error),
     #[error("redb failed while opening it: {0}")]
     Panicked(String),
+    #[error("it was encrypted with another key than this node's")]
+    WrongKey,
 }
 
 impl OpenError {
@@ -99,6 +108,49 @@ impl OpenError {
             self,
             OpenError::Io(_) | OpenError::Redb(redb::Error::DatabaseAlreadyOpen)
         )
+    }
+}
+
+/// The database and the key its values are sealed with.
+struct Db {
+    db: Database,
+    dek: SealKey,
+}
+
+/// The first byte of a sealed value. Plain JSON values (stores written before encryption)
+/// start with a printable character.
+const SEALED: u8 = 1;
+
+impl Db {
+    fn seal(&self, plain: &[u8]) -> Vec<u8> {
+        let mut out = vec![SEALED];
+        out.extend_from_slice(&self.dek.seal(plain));
+        out
+    }
+
+    /// The JSON of a stored value.
+    fn open<'a>(&self, stored: &'a [u8]) -> StoreResult<std::borrow::Cow<'a, [u8]>> {
+        match stored.split_first() {
+            Some((&SEALED, sealed)) => Ok(std::borrow::Cow::Owned(
+                self.dek.open(sealed).map_err(read_err)?,
+            )),
+            _ => Ok(std::borrow::Cow::Borrowed(stored)),
+        }
+    }
+
+    fn decode<T: for<'de> Deserialize<'de>>(&self, stored: &[u8]) -> StoreResult<T> {
+        serde_json::from_slice(&self.open(stored)?).map_err(read_err)
+    }
+
+    fn encode<T: Serialize>(&self, value: &T) -> StoreResult<Vec<u8>> {
+        Ok(self.seal(&serde_json::to_vec(value).map_err(write_err)?))
+    }
+}
+
+impl std::ops::Deref for Db {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        &self.db
     }
 }
 
@@ -176,7 +228,7 @@ fn remove_if_present(path: &Path) -> std::io::Result<()> {
 
 /// Open the existing store at `path`; never creates one. A missing, empty, zeroed,
 /// truncated or otherwise unreadable file is an error, not a panic and not a fresh store.
-pub fn open(path: &Path) -> Result<Opened, OpenError> {
+pub fn open(path: &Path, dek: &SealKey) -> Result<Opened, OpenError> {
     check_file(path)?;
     // The checks above cover what we have met; redb asserts on other damage it finds while
     // opening, and a panic must not take the daemon down.
@@ -198,11 +250,15 @@ pub fn open(path: &Path) -> Result<Opened, OpenError> {
         txn.open_table(META).map_err(redb::Error::from)?;
     }
     txn.commit().map_err(redb::Error::from)?;
-    let db = Arc::new(db);
+    let db = Arc::new(Db {
+        db,
+        dek: dek.clone(),
+    });
     let corrupted =
         |e: StorageError<NodeId>| OpenError::Redb(redb::Error::Corrupted(e.to_string()));
     let owner: Option<NodeId> = get_meta(&db, KEY_OWNER).map_err(corrupted)?;
     let pristine = is_pristine(&db).map_err(corrupted)?;
+    check_key(&db)?;
     let sm = StateMachineStore::load(db.clone())?;
     Ok(Opened {
         log: LogStore { db },
@@ -210,6 +266,34 @@ pub fn open(path: &Path) -> Result<Opened, OpenError> {
         owner,
         pristine,
     })
+}
+
+/// A store sealed with another key is refused as such at open, not as damage found later:
+/// the first sealed value met (the vote, the state, the snapshot, the log's first entry)
+/// must open with this key.
+fn check_key(db: &Db) -> Result<(), OpenError> {
+    let txn = db.begin_read().map_err(redb::Error::from)?;
+    let meta = txn.open_table(META).map_err(redb::Error::from)?;
+    let mut sealed = None;
+    for key in [KEY_VOTE, KEY_SM, KEY_SNAPSHOT, KEY_COMMITTED] {
+        if let Some(v) = meta.get(key).map_err(redb::Error::from)? {
+            if v.value().first() == Some(&SEALED) {
+                sealed = Some(v.value().to_vec());
+                break;
+            }
+        }
+    }
+    if sealed.is_none() {
+        let log = txn.open_table(LOG).map_err(redb::Error::from)?;
+        let first = log.first().map_err(redb::Error::from)?;
+        sealed = first
+            .map(|(_, v)| v.value().to_vec())
+            .filter(|v| v.first() == Some(&SEALED));
+    }
+    match sealed {
+        Some(v) if db.dek.open(&v[1..]).is_err() => Err(OpenError::WrongKey),
+        _ => Ok(()),
+    }
 }
 
 fn is_pristine(db: &Database) -> StoreResult<bool> {
@@ -323,21 +407,22 @@ fn check_file(path: &Path) -> Result<(), OpenError> {
     Ok(())
 }
 
-fn get_meta<T: for<'de> Deserialize<'de>>(db: &Database, key: &str) -> StoreResult<Option<T>> {
+fn get_meta<T: for<'de> Deserialize<'de>>(db: &Db, key: &str) -> StoreResult<Option<T>> {
     let txn = db.begin_read().map_err(read_err)?;
     let table = txn.open_table(META).map_err(read_err)?;
     match table.get(key).map_err(read_err)? {
-        Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(read_err)?)),
+        Some(v) => Ok(Some(db.decode(v.value())?)),
         None => Ok(None),
     }
 }
 
-fn put_meta<T: Serialize>(db: &Database, key: &str, value: &T, sync: Sync) -> StoreResult<()> {
-    let bytes = serde_json::to_vec(value).map_err(write_err)?;
+fn put_meta<T: Serialize>(db: &Db, key: &str, value: &T, sync: Sync) -> StoreResult<()> {
+    let bytes = db.encode(value)?;
     put_meta_bytes(db, key, &bytes, sync)
 }
 
-fn put_meta_bytes(db: &Database, key: &str, bytes: &[u8], sync: Sync) -> StoreResult<()> {
+/// Store `bytes`, already sealed.
+fn put_meta_bytes(db: &Db, key: &str, bytes: &[u8], sync: Sync) -> StoreResult<()> {
     let mut txn = db.begin_write().map_err(write_err)?;
     if sync == Sync::Lazy {
         txn.set_durability(redb::Durability::None);
@@ -352,7 +437,7 @@ fn put_meta_bytes(db: &Database, key: &str, bytes: &[u8], sync: Sync) -> StoreRe
 /// The Raft log and vote.
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<Database>,
+    db: Arc<Db>,
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -365,7 +450,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let mut out = Vec::new();
         for item in table.range(range).map_err(read_err)? {
             let (_, v) = item.map_err(read_err)?;
-            out.push(serde_json::from_slice(v.value()).map_err(read_err)?);
+            out.push(self.db.decode(v.value())?);
         }
         Ok(out)
     }
@@ -382,7 +467,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let last = table.last().map_err(read_err)?;
             match last {
                 Some((_, v)) => {
-                    let e: Entry = serde_json::from_slice(v.value()).map_err(read_err)?;
+                    let e: Entry = self.db.decode(v.value())?;
                     Some(e.log_id)
                 }
                 None => None,
@@ -423,7 +508,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         {
             let mut table = txn.open_table(LOG).map_err(write_err)?;
             for entry in entries {
-                let bytes = serde_json::to_vec(&entry).map_err(write_err)?;
+                let bytes = self.db.encode(&entry)?;
                 table
                     .insert(entry.log_id.index, bytes.as_slice())
                     .map_err(write_err)?;
@@ -451,7 +536,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> StoreResult<()> {
-        let bytes = serde_json::to_vec(&Some(log_id)).map_err(write_err)?;
+        let bytes = self.db.encode(&Some(log_id))?;
         let txn = self.db.begin_write().map_err(write_err)?;
         {
             let mut meta = txn.open_table(META).map_err(write_err)?;
@@ -483,13 +568,13 @@ struct StoredSnapshot {
 /// The applied cluster state, shared with the API (readers take the lock briefly).
 #[derive(Clone)]
 pub struct StateMachineStore {
-    db: Arc<Database>,
+    db: Arc<Db>,
     pub data: Arc<RwLock<SmData>>,
     applied_tx: Arc<watch::Sender<u64>>,
 }
 
 impl StateMachineStore {
-    fn load(db: Arc<Database>) -> Result<Self, redb::Error> {
+    fn load(db: Arc<Db>) -> Result<Self, redb::Error> {
         let data: SmData = get_meta(&db, KEY_SM)
             .map_err(|e| redb::Error::Corrupted(e.to_string()))?
             .unwrap_or_default();
@@ -587,7 +672,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }
             }
             (
-                serde_json::to_vec(&*guard).map_err(write_err)?,
+                self.db.encode(&*guard)?,
                 guard.last_applied.map(|l| l.index),
             )
         };
@@ -644,6 +729,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 mod tests {
     use super::*;
 
+    /// One key for every store of these tests.
+    fn dek() -> SealKey {
+        static KEY: std::sync::OnceLock<SealKey> = std::sync::OnceLock::new();
+        KEY.get_or_init(SealKey::generate).clone()
+    }
+
     fn created(dir: &tempfile::TempDir) -> PathBuf {
         let path = dir.path().join("raft.redb");
         create(&path, 7).expect("create");
@@ -651,7 +742,7 @@ mod tests {
     }
 
     fn open_err(path: &Path) -> OpenError {
-        match std::panic::catch_unwind(|| open(path)) {
+        match std::panic::catch_unwind(|| open(path, &dek())) {
             Ok(Ok(_)) => panic!("{} opened", path.display()),
             Ok(Err(e)) => e,
             Err(_) => panic!("opening {} panicked", path.display()),
@@ -667,12 +758,12 @@ mod tests {
         let path = created(&dir);
         assert!(!creating_path(&path).exists(), "temporary file left");
         check_file(&path).expect("header check");
-        let opened = open(&path).expect("open");
+        let opened = open(&path, &dek()).expect("open");
         assert_eq!(opened.owner, Some(7));
         assert!(opened.pristine);
         put_meta(&opened.log.db, KEY_VOTE, &Vote::new(1, 7), Sync::Durable).unwrap();
         drop(opened);
-        let opened = open(&path).expect("reopen");
+        let opened = open(&path, &dek()).expect("reopen");
         assert!(!opened.pristine, "a store with a vote is not pristine");
     }
 
@@ -728,22 +819,93 @@ mod tests {
         let path = created(&dir);
         // Cut short as redb leaves it: sized, all zeros.
         std::fs::write(creating_path(&path), vec![0u8; 1 << 20]).unwrap();
-        assert_eq!(open(&path).expect("the old store").owner, Some(7));
+        assert_eq!(open(&path, &dek()).expect("the old store").owner, Some(7));
         assert!(remove_leftovers(&path).unwrap());
         assert!(!creating_path(&path).exists());
         assert!(!remove_leftovers(&path).unwrap());
 
         // Prepared but not renamed: the old store is still the one in place.
         let tmp = prepare(&path, 8).unwrap();
-        assert_eq!(open(&path).unwrap().owner, Some(7));
+        assert_eq!(open(&path, &dek()).unwrap().owner, Some(7));
         install(&tmp, &path).unwrap();
-        assert_eq!(open(&path).unwrap().owner, Some(8));
+        assert_eq!(open(&path, &dek()).unwrap().owner, Some(8));
 
         // Over an unusable file, and with a leftover beside it.
         std::fs::write(&path, vec![0u8; 4096]).unwrap();
         std::fs::write(creating_path(&path), b"junk").unwrap();
         create(&path, 9).unwrap();
-        assert_eq!(open(&path).unwrap().owner, Some(9));
+        assert_eq!(open(&path, &dek()).unwrap().owner, Some(9));
         assert!(!creating_path(&path).exists());
+    }
+
+    /// What a manager writes (log entries, the vote, the applied state, the snapshot) is
+    /// not readable in the file: a secret's bytes appear nowhere in it. The same store
+    /// opened with another key is refused as such; with its own, everything reads back.
+    #[tokio::test]
+    async fn values_are_sealed_at_rest_and_need_their_key() {
+        use crate::state::Command;
+        let dir = tempfile::tempdir().unwrap();
+        let path = created(&dir);
+        let marker = "a-secret-marker-4f1d9a";
+        let opened = open(&path, &dek()).unwrap();
+        let (mut log, mut sm) = (opened.log, opened.sm);
+        let log_id = openraft::LogId::new(openraft::CommittedLeaderId::new(1, 7), 1);
+        let entry = Entry {
+            log_id,
+            payload: EntryPayload::Normal(Command::RotateToken {
+                role: crate::types::Role::Worker,
+                secret: marker.into(),
+            }),
+        };
+        {
+            let txn = log.db.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(LOG).unwrap();
+                t.insert(1, log.db.encode(&entry).unwrap().as_slice())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        log.save_vote(&Vote::new(1, 7)).await.unwrap();
+        sm.apply([entry.clone()]).await.unwrap();
+        sm.build_snapshot().await.unwrap();
+        drop((log, sm));
+        let raw = std::fs::read(&path).unwrap();
+        assert!(
+            !raw.windows(marker.len()).any(|w| w == marker.as_bytes()),
+            "the marker is in the file in the clear"
+        );
+        match open(&path, &SealKey::generate()) {
+            Err(OpenError::WrongKey) => {}
+            other => panic!("opened with another key: {:?}", other.map(|_| ())),
+        }
+        let mut again = open(&path, &dek()).unwrap();
+        let got = again.log.try_get_log_entries(1..2).await.unwrap();
+        assert_eq!(
+            serde_json::to_string(&got[0]).unwrap(),
+            serde_json::to_string(&entry).unwrap()
+        );
+        assert_eq!(again.log.read_vote().await.unwrap(), Some(Vote::new(1, 7)));
+        assert_eq!(again.sm.read(|d| d.last_applied), Some(log_id));
+        assert!(again.sm.get_current_snapshot().await.unwrap().is_some());
+    }
+
+    /// A store written before encryption (plain JSON values) still opens and reads.
+    #[tokio::test]
+    async fn plain_values_of_older_stores_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = created(&dir);
+        {
+            let db = redb::Database::open(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut meta = txn.open_table(META).unwrap();
+                let vote = serde_json::to_vec(&Vote::<NodeId>::new(3, 7)).unwrap();
+                meta.insert(KEY_VOTE, vote.as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let mut opened = open(&path, &dek()).unwrap();
+        assert_eq!(opened.log.read_vote().await.unwrap(), Some(Vote::new(3, 7)));
     }
 }
