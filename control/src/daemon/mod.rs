@@ -755,6 +755,35 @@ mod tests {
         assert!(!backup.exists());
     }
 
+    /// A manager's identity (sealed by `kek` if given), CA and node.json, no store.
+    fn manager_files(root: &DataRoot, dek: Option<SealKey>, kek: Option<&SealKey>) {
+        let ca = shoal_ca::ClusterCa::generate().unwrap();
+        let (key_pem, csr) = shoal_ca::new_node_key().unwrap();
+        let cert_pem = ca.sign_csr(&csr, "n1", Role::Manager, "c1").unwrap();
+        let id = files::Identity {
+            key_pem,
+            cert_pem,
+            dek,
+        };
+        root.save_identity(&id, kek).unwrap();
+        std::fs::write(root.ca_file(), ca.cert_pem()).unwrap();
+        root.save_membership(&membership(Role::Manager, 1)).unwrap();
+    }
+
+    fn config(dir: &tempfile::TempDir, root: &DataRoot) -> DaemonConfig {
+        DaemonConfig {
+            data_root: root.0.clone(),
+            socket: dir.path().join("shoal.sock"),
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            metrics_addr: None,
+            hostname: "test".into(),
+            raft: RaftTiming::default(),
+            dns_ttl: 5,
+            lb: LbOptions::default(),
+            swarm_port: SwarmPortLimits::default(),
+        }
+    }
+
     /// A manager whose store is unusable still starts (as root) and answers every command
     /// with the way out, rather than exiting at each start with no command able to help.
     #[test]
@@ -769,30 +798,9 @@ mod tests {
             "shoald needs root; run the tests as root"
         );
         let (dir, root) = root();
-        let ca = shoal_ca::ClusterCa::generate().unwrap();
-        let (key, csr) = shoal_ca::new_node_key().unwrap();
-        let cert = ca.sign_csr(&csr, "n1", Role::Manager, "c1").unwrap();
-        let id = files::Identity {
-            key_pem: key,
-            cert_pem: cert,
-            dek: None,
-        };
-        root.save_identity(&id, None).unwrap();
-        std::fs::write(root.ca_file(), ca.cert_pem()).unwrap();
-        root.save_membership(&membership(Role::Manager, 1)).unwrap();
+        manager_files(&root, None, None);
         std::fs::write(root.raft_file(), vec![0u8; 1_589_248]).unwrap();
-        let cfg = DaemonConfig {
-            data_root: root.0.clone(),
-            socket: dir.path().join("shoal.sock"),
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            metrics_addr: None,
-            hostname: "test".into(),
-            raft: RaftTiming::default(),
-            dns_ttl: 5,
-            lb: LbOptions::default(),
-            swarm_port: SwarmPortLimits::default(),
-        };
-        let daemon = Daemon::start(cfg).await.expect("start");
+        let daemon = Daemon::start(config(&dir, &root)).await.expect("start");
         for req in [
             crate::api::ApiRequest::NodeList,
             crate::api::ApiRequest::SwarmLeave { force: false },
@@ -838,32 +846,11 @@ mod tests {
             "shoald needs root; run the tests as root"
         );
         let (dir, root) = root();
-        let ca = shoal_ca::ClusterCa::generate().unwrap();
-        let (key, csr) = shoal_ca::new_node_key().unwrap();
-        let cert = ca.sign_csr(&csr, "n1", Role::Manager, "c1").unwrap();
-        let id = files::Identity {
-            key_pem: key,
-            cert_pem: cert,
-            dek: Some(dek()),
-        };
         let kek = SealKey::generate();
-        root.save_identity(&id, Some(&kek)).unwrap();
-        std::fs::write(root.ca_file(), ca.cert_pem()).unwrap();
-        root.save_membership(&membership(Role::Manager, 1)).unwrap();
+        manager_files(&root, Some(dek()), Some(&kek));
         store::create(&root.raft_file(), 1).unwrap();
         let sealed = std::fs::read(root.identity_file()).unwrap();
-        let cfg = DaemonConfig {
-            data_root: root.0.clone(),
-            socket: dir.path().join("shoal.sock"),
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            metrics_addr: None,
-            hostname: "test".into(),
-            raft: RaftTiming::default(),
-            dns_ttl: 5,
-            lb: LbOptions::default(),
-            swarm_port: SwarmPortLimits::default(),
-        };
-        let daemon = Daemon::start(cfg).await.expect("start");
+        let daemon = Daemon::start(config(&dir, &root)).await.expect("start");
         assert!(
             daemon.manager().is_none(),
             "a locked node started its manager"
