@@ -240,7 +240,7 @@ pub fn info_json(host: &Host, swarm: Value) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn cluster() -> ClusterInfo {
@@ -338,10 +338,9 @@ mod tests {
         assert!(s.get("Warnings").is_none());
     }
 
-    /// A worker knows its managers' addresses, not their IDs; it has no counts or cluster.
-    #[test]
-    fn worker_swarm_has_no_cluster() {
-        let s = swarm_json(&SwarmFacts {
+    /// A worker's facts: its node, two managers by address only (their IDs unknown).
+    pub(crate) fn worker_facts() -> SwarmFacts {
+        SwarmFacts {
             state: "active",
             node_id: Some("w1".into()),
             node_addr: Some("10.0.0.2".into()),
@@ -356,7 +355,13 @@ mod tests {
                 },
             ],
             ..Default::default()
-        });
+        }
+    }
+
+    /// A worker knows its managers' addresses, not their IDs; it has no counts or cluster.
+    #[test]
+    fn worker_swarm_has_no_cluster() {
+        let s = swarm_json(&worker_facts());
         assert_eq!(
             serde_json::to_string(&s).unwrap(),
             r#"{"NodeID":"w1","NodeAddr":"10.0.0.2","LocalNodeState":"active","ControlAvailable":false,"Error":"","RemoteManagers":[{"Addr":"10.0.0.1:2377"},{"Addr":"10.0.0.3:2377"}]}"#

@@ -390,22 +390,7 @@ mod tests {
     /// A worker prints what docker's does: no cluster, its managers' addresses sorted.
     #[test]
     fn worker_prints_node_and_managers_only() {
-        let (text, _) = server(&SwarmFacts {
-            state: "active",
-            node_id: Some("w1".into()),
-            node_addr: Some("10.0.0.2".into()),
-            remote_managers: vec![
-                Peer {
-                    node_id: None,
-                    addr: "10.0.0.3:2377".into(),
-                },
-                Peer {
-                    node_id: None,
-                    addr: "10.0.0.1:2377".into(),
-                },
-            ],
-            ..Default::default()
-        });
+        let (text, _) = server(&crate::system_info::tests::worker_facts());
         assert!(
             text.contains(
                 " Swarm: active\n  NodeID: w1\n  Is Manager: false\n  Node Address: 10.0.0.2\n  Manager Addresses:\n   10.0.0.1:2377\n   10.0.0.3:2377\n Kernel Version:"
