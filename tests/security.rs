@@ -500,3 +500,97 @@ fn autolock_keeps_a_restarted_manager_locked_until_unlocked() {
     );
     assert_ne!(key_in(&out), new_key);
 }
+
+/// Node certificates are renewed before they expire, as swarmkit renews them (between
+/// 50% and 80% of their lifetime), each with the swarm's `--cert-expiry`: with 20 s
+/// certificates, a swarm of two managers and a worker keeps working for well over two
+/// lifetimes, every node having had several certificates. Without renewal, mTLS between
+/// the nodes stops at the first expiry. Below the manager's minimum, `--cert-expiry` is
+/// refused in swarmkit's words.
+#[test]
+fn node_certificates_are_renewed_before_they_expire() {
+    const T: Duration = Duration::from_secs(20);
+    let s = Swarm::lab_with_daemon_args("certs", 3, &["--min-cert-expiry", "5s"]);
+    let addr = s.addr("vm1");
+    s.ok(
+        "vm1",
+        &[
+            "swarm",
+            "init",
+            "--cert-expiry",
+            "20s",
+            "--advertise-addr",
+            &addr,
+            "--dispatcher-heartbeat",
+            "1s",
+        ],
+    );
+    s.join("vm2", "vm1", "manager");
+    s.join("vm3", "vm1", "worker");
+    s.wait_node("vm1", "vm3", "Ready", "", T);
+    let err = s.fails("vm1", &["swarm", "update", "--cert-expiry", "4s"]);
+    assert!(
+        err.contains("minimum certificate expiry time is: 5s"),
+        "{err}"
+    );
+    let expiry = s.ok(
+        "vm1",
+        &[
+            "info",
+            "--format",
+            "{{.Swarm.Cluster.Spec.CAConfig.NodeCertExpiry}}",
+        ],
+    );
+    assert_eq!(expiry.trim(), "20000000000");
+    let not_after = |node: &str| {
+        let id = shoal_control::daemon::files::DataRoot(s.lab.data_root(node))
+            .load_identity(None)
+            .ok()?;
+        let (from, until) = shoal_ca::validity_of_pem(&id.cert_pem).ok()?;
+        let life = until.duration_since(from).ok()?.as_secs();
+        // Issued for 20 s, backdated by an hour.
+        assert_eq!(life, 3620, "{node}: a certificate for {life} s");
+        Some(until)
+    };
+    let nodes = ["vm1", "vm2", "vm3"];
+    // Three certificates each (the first and two renewals) take at least 10 + 10 s of
+    // 20 s ones, beyond the first one's expiry.
+    let mut seen: Vec<std::collections::BTreeSet<std::time::SystemTime>> =
+        vec![Default::default(); 3];
+    let waited = wait_until(
+        "three certificates on every node",
+        Duration::from_secs(60),
+        || {
+            for (i, n) in nodes.iter().enumerate() {
+                if let Some(t) = not_after(n) {
+                    seen[i].insert(t);
+                }
+            }
+            seen.iter().all(|s| s.len() >= 3).then_some(())
+        },
+    );
+    assert!(
+        waited.is_ok(),
+        "certificates seen per node: {:?}\n{}",
+        seen.iter().map(|s| s.len()).collect::<Vec<_>>(),
+        s.log_tails()
+    );
+    // Still one swarm: Raft between the managers, the worker's heartbeats, a write.
+    for n in ["vm2", "vm3"] {
+        s.wait_node(
+            "vm1",
+            n,
+            "Ready",
+            if n == "vm2" { "Reachable" } else { "" },
+            T,
+        );
+    }
+    s.ok(
+        "vm2",
+        &["node", "update", "--label-add", "renewed=yes", "vm3"],
+    );
+    assert_eq!(
+        s.labels("vm1", "vm3").as_deref(),
+        Some(r#"{"renewed":"yes"}"#)
+    );
+}

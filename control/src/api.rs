@@ -55,6 +55,9 @@ pub struct InitRequest {
     /// `--autolock`: managers' keys on disk are sealed by an unlock key.
     #[serde(default)]
     pub autolock: bool,
+    /// `--cert-expiry`, in seconds (swarmkit's default 2160h when absent).
+    #[serde(default)]
+    pub cert_expiry_s: Option<u64>,
 }
 
 /// The settings `swarm update` changes (`None`: unchanged).
@@ -72,6 +75,9 @@ pub struct SwarmUpdate {
     /// rotated (what a client sends here is ignored).
     #[serde(default)]
     pub unlock_key: Option<String>,
+    /// `--cert-expiry`, in seconds.
+    #[serde(default)]
+    pub cert_expiry_s: Option<u64>,
 }
 
 /// `network create` options (and a stack's declared networks).

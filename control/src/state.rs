@@ -20,7 +20,7 @@ use crate::types::{
 pub enum Command {
     /// `swarm init`: the cluster and its first manager.
     Init {
-        cluster: ClusterInfo,
+        cluster: Box<ClusterInfo>,
         node: NodeRecord,
     },
     /// A node admitted with a valid join token.
@@ -259,7 +259,7 @@ impl ClusterState {
                 if self.cluster.is_some() {
                     return CommandResult::err("cluster already initialized");
                 }
-                self.cluster = Some(cluster.clone());
+                self.cluster = Some((**cluster).clone());
                 let mut node = node.clone();
                 node.version = index;
                 self.nodes.insert(node.id.clone(), node);
@@ -588,6 +588,9 @@ impl ClusterState {
                 if let Some(n) = update.task_history_limit {
                     cluster.task_history = n;
                 }
+                if let Some(s) = update.cert_expiry_s {
+                    cluster.cert_expiry_s = s;
+                }
                 // A new key only when autolock goes on (turning it on again keeps the key)
                 // or is rotated while on, as swarmkit's UpdateCluster.
                 let turn_on = update.autolock == Some(true) && cluster.unlock_key.is_none();
@@ -807,6 +810,7 @@ pub(crate) mod tests {
             subnet_bits: crate::networks::DEFAULT_SUBNET_BITS,
             data_path_port: 4789,
             unlock_key: None,
+            cert_expiry_s: shoal_ca::NODE_CERT_VALIDITY.as_secs(),
         }
     }
 
@@ -1030,7 +1034,7 @@ pub(crate) mod tests {
         assert_eq!(
             s.apply(
                 &Command::Init {
-                    cluster: c,
+                    cluster: Box::new(c),
                     node: node("aaa111", "vm1", Role::Manager),
                 },
                 1
@@ -1479,7 +1483,7 @@ pub(crate) mod tests {
     fn a_join_past_the_load_balancers_room_is_refused() {
         let mut s = ClusterState::default();
         let init = Command::Init {
-            cluster: cluster(),
+            cluster: Box::new(cluster()),
             node: node("node000", "vm0", Role::Manager),
         };
         assert_eq!(s.apply(&init, 1).error, None);
@@ -1517,7 +1521,7 @@ pub(crate) mod tests {
         let at = Utc::now();
         let log = [
             Command::Init {
-                cluster: cluster(),
+                cluster: Box::new(cluster()),
                 node: node("aaa111", "vm1", Role::Manager),
             },
             Command::AddNode {
@@ -1554,7 +1558,7 @@ pub(crate) mod tests {
         let mut s = ClusterState::default();
         s.apply(
             &Command::Init {
-                cluster: cluster(),
+                cluster: Box::new(cluster()),
                 node: node("aaa111", "vm1", Role::Manager),
             },
             1,
@@ -1597,7 +1601,7 @@ pub(crate) mod tests {
         let mut s = ClusterState::default();
         s.apply(
             &Command::Init {
-                cluster: cluster(),
+                cluster: Box::new(cluster()),
                 node: node("aaa111", "vm1", Role::Manager),
             },
             1,
@@ -1635,7 +1639,7 @@ pub(crate) mod tests {
         let r = s.apply(
             &Command::Batch(vec![
                 Command::Init {
-                    cluster: cluster(),
+                    cluster: Box::new(cluster()),
                     node: node("aaa111", "vm1", Role::Manager),
                 },
                 Command::RemoveNode {
@@ -1672,7 +1676,7 @@ pub(crate) mod tests {
         let mut s = ClusterState::default();
         s.apply(
             &Command::Init {
-                cluster: cluster(),
+                cluster: Box::new(cluster()),
                 node: node("aaa111", "vm1", Role::Manager),
             },
             1,
@@ -1735,7 +1739,7 @@ pub(crate) mod tests {
     fn second_init_and_unknown_node_are_errors() {
         let mut s = ClusterState::default();
         let init = Command::Init {
-            cluster: cluster(),
+            cluster: Box::new(cluster()),
             node: node("aaa111", "vm1", Role::Manager),
         };
         assert!(s.apply(&init, 1).error.is_none());
@@ -1754,7 +1758,7 @@ pub(crate) mod tests {
         let mut s = ClusterState::default();
         s.apply(
             &Command::Init {
-                cluster: cluster(),
+                cluster: Box::new(cluster()),
                 node: node("abc111", "vm1", Role::Manager),
             },
             1,
@@ -1783,7 +1787,7 @@ pub(crate) mod tests {
         let mut s = ClusterState::default();
         s.apply(
             &Command::Init {
-                cluster: cluster(),
+                cluster: Box::new(cluster()),
                 node: node("abc111", "vm1", Role::Manager),
             },
             1,

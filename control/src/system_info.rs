@@ -121,7 +121,7 @@ pub fn cluster_json(c: &ClusterInfo, raft: &RaftTiming) -> Value {
     let config = raft.config();
     let heartbeat = raft.heartbeat_ms.max(1);
     let election_tick = raft.election_min_ms.div_ceil(heartbeat);
-    let cert_expiry = i64::try_from(shoal_ca::NODE_CERT_VALIDITY.as_nanos()).unwrap_or(i64::MAX);
+    let cert_expiry = i64::try_from(c.cert_expiry().as_nanos()).unwrap_or(i64::MAX);
     json!({
         "ID": c.id,
         "CreatedAt": go_time(&c.created_at),

@@ -294,6 +294,13 @@ pub struct ClusterInfo {
     /// keys on disk with it. It lives only here, in the Raft store those keys seal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unlock_key: Option<String>,
+    /// Lifetime of the node certificates the CA signs (`--cert-expiry`), in seconds.
+    #[serde(default = "default_cert_expiry")]
+    pub cert_expiry_s: u64,
+}
+
+fn default_cert_expiry() -> u64 {
+    shoal_ca::NODE_CERT_VALIDITY.as_secs()
 }
 
 fn default_pool() -> String {
@@ -313,6 +320,11 @@ fn default_history() -> u64 {
 }
 
 impl ClusterInfo {
+    /// How long the node certificates the CA signs now are valid.
+    pub fn cert_expiry(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.cert_expiry_s)
+    }
+
     pub fn secret(&self, role: Role) -> &str {
         match role {
             Role::Worker => &self.worker_secret,

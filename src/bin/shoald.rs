@@ -95,6 +95,10 @@ struct Args {
     /// Most swarm-port connections from one IP address at once
     #[arg(long, default_value_t = 256)]
     swarm_max_connections_per_ip: usize,
+    /// The shortest `swarm init/update --cert-expiry` this node accepts as a manager
+    /// (swarmkit's 1h; labs lower it to see node certificates renewed)
+    #[arg(long, default_value = "1h", value_parser = min_cert_expiry)]
+    min_cert_expiry: Duration,
 }
 
 /// A duration flag between `min` and `max` (`range` says them), in humantime's syntax
@@ -126,6 +130,16 @@ fn flow_timeout(v: &str) -> Result<Duration, String> {
 /// The drain delay before SIGTERM: at most an hour.
 fn drain_delay(v: &str) -> Result<Duration, String> {
     bounded_duration(v, Duration::ZERO, Duration::from_secs(3600), "0s and 1h")
+}
+
+/// `--min-cert-expiry`: 1 s to swarmkit's default lifetime.
+fn min_cert_expiry(v: &str) -> Result<Duration, String> {
+    bounded_duration(
+        v,
+        Duration::from_secs(1),
+        Duration::from_secs(2160 * 3600),
+        "1s and 2160h",
+    )
 }
 
 /// The swarm port's handshake and idle timeouts: 100 ms to a day.
@@ -205,6 +219,7 @@ fn main() -> anyhow::Result<()> {
             max_connections,
             max_connections_per_ip: args.swarm_max_connections_per_ip.max(1),
         },
+        min_cert_expiry: args.min_cert_expiry,
     };
     // openraft's own rules (an election timeout longer than the heartbeat), said at start
     // rather than at the first `swarm init` or join.

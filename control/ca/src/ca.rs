@@ -186,6 +186,18 @@ impl ClusterCa {
         role: Role,
         cluster_id: &str,
     ) -> Result<String, CaError> {
+        self.sign_csr_valid_for(csr_pem, node_id, role, cluster_id, NODE_CERT_VALIDITY)
+    }
+
+    /// `sign_csr` with the swarm's certificate lifetime (`swarm init/update --cert-expiry`).
+    pub fn sign_csr_valid_for(
+        &self,
+        csr_pem: &str,
+        node_id: &str,
+        role: Role,
+        cluster_id: &str,
+        lifetime: Duration,
+    ) -> Result<String, CaError> {
         check_node_id(node_id)?;
         check_cluster_id(cluster_id)?;
         let csr =
@@ -211,7 +223,7 @@ impl ClusterCa {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         params.use_authority_key_identifier_extension = true;
-        (params.not_before, params.not_after) = validity(NODE_CERT_VALIDITY)?;
+        (params.not_before, params.not_after) = validity(lifetime)?;
         params.serial_number = Some(random_serial());
         let cert = params
             .signed_by(&csr.public_key, &self.issuer)
@@ -275,6 +287,33 @@ pub fn identity_of_cert(der: &[u8]) -> Result<NodeIdentity, CaError> {
 /// [`identity_of_cert`] of the first certificate in `cert_pem`.
 pub fn identity_of_pem(cert_pem: &str) -> Result<NodeIdentity, CaError> {
     identity_of_cert(&pem::first_cert(cert_pem, "node certificate")?)
+}
+
+/// A certificate's `(not before, not after)`.
+pub fn validity_of_pem(cert_pem: &str) -> Result<(SystemTime, SystemTime), CaError> {
+    let der = pem::first_cert(cert_pem, "node certificate")?;
+    let cert = parse_cert(&der, "node certificate")?;
+    let at = |t: x509_parser::time::ASN1Time| {
+        let secs = u64::try_from(t.timestamp()).unwrap_or(0);
+        UNIX_EPOCH + Duration::from_secs(secs)
+    };
+    Ok((
+        at(cert.validity().not_before),
+        at(cert.validity().not_after),
+    ))
+}
+
+/// When a node renews a certificate valid `(not_before, not_after)`: as swarmkit, at a
+/// random point (`fraction` in 0..1) between 50% and 80% of its lifetime, so that the
+/// nodes of a swarm do not all renew at once. The lifetime counts from issuance, not
+/// from the backdated start: a short `--cert-expiry` would otherwise be due at once.
+pub fn renewal_time(not_before: SystemTime, not_after: SystemTime, fraction: f64) -> SystemTime {
+    let issued = not_before
+        .checked_add(CERT_BACKDATE)
+        .unwrap_or(not_before)
+        .min(not_after);
+    let life = not_after.duration_since(issued).unwrap_or_default();
+    issued + life.mul_f64(0.5 + 0.3 * fraction.clamp(0.0, 1.0))
 }
 
 fn parse_cert<'a>(der: &'a [u8], what: &'static str) -> Result<X509Certificate<'a>, CaError> {
@@ -517,5 +556,32 @@ mod tests {
         assert_eq!(serde_json::to_string(&Role::Worker).unwrap(), "\"worker\"");
         let manager: Role = serde_json::from_str("\"manager\"").unwrap();
         assert_eq!(manager, Role::Manager);
+    }
+
+    /// A certificate signed for a given lifetime says so; it is renewed between 50% and
+    /// 80% of that lifetime, counted from issuance (not the backdated start).
+    #[test]
+    fn certificates_carry_their_lifetime_and_renew_within_it() {
+        let ca = ClusterCa::generate().unwrap();
+        let (_, csr) = crate::new_node_key().unwrap();
+        let life = Duration::from_secs(7200);
+        let cert = ca
+            .sign_csr_valid_for(&csr, "n1", Role::Worker, CLUSTER, life)
+            .unwrap();
+        let (from, until) = validity_of_pem(&cert).unwrap();
+        assert_eq!(
+            until.duration_since(from).unwrap().as_secs(),
+            life.as_secs() + CERT_BACKDATE.as_secs()
+        );
+        let issued = from + CERT_BACKDATE;
+        assert_eq!(renewal_time(from, until, 0.0), issued + life / 2);
+        assert_eq!(renewal_time(from, until, 1.0), issued + life.mul_f64(0.8));
+        // A 20 s certificate is not due at once.
+        let short = ca
+            .sign_csr_valid_for(&csr, "n1", Role::Worker, CLUSTER, Duration::from_secs(20))
+            .unwrap();
+        let (from, until) = validity_of_pem(&short).unwrap();
+        assert!(renewal_time(from, until, 0.0) > SystemTime::now());
+        assert!(renewal_time(from, until, 1.0) < until);
     }
 }

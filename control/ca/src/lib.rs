@@ -13,8 +13,8 @@ pub mod tls;
 mod token;
 
 pub use ca::{
-    ca_digest, identity_of_cert, identity_of_pem, new_node_key, ClusterCa, NodeIdentity, Role,
-    CA_COMMON_NAME, CA_VALIDITY, NODE_CERT_VALIDITY,
+    ca_digest, identity_of_cert, identity_of_pem, new_node_key, renewal_time, validity_of_pem,
+    ClusterCa, NodeIdentity, Role, CA_COMMON_NAME, CA_VALIDITY, NODE_CERT_VALIDITY,
 };
 pub use error::CaError;
 pub use token::{JoinToken, TokenError, DIGEST_LEN, SECRET_LEN, TOKEN_PREFIX};

@@ -62,6 +62,9 @@ pub struct InitArgs {
     /// Enable manager autolocking (requiring an unlock key to start a stopped manager)
     #[arg(long)]
     autolock: bool,
+    /// Validity period for node certificates (ns|us|ms|s|m|h)
+    #[arg(long, value_parser = go_duration_flag, allow_hyphen_values = true)]
+    cert_expiry: Option<i64>,
 }
 
 #[derive(Args, Debug)]
@@ -88,6 +91,9 @@ pub struct UpdateArgs {
     /// Change manager autolocking setting (true|false)
     #[arg(long)]
     autolock: Option<bool>,
+    /// Validity period for node certificates (ns|us|ms|s|m|h) [default 2160h0m0s]
+    #[arg(long, value_parser = go_duration_flag, allow_hyphen_values = true)]
+    cert_expiry: Option<i64>,
 }
 
 impl UpdateArgs {
@@ -98,10 +104,17 @@ impl UpdateArgs {
             dispatcher_heartbeat_ms: heartbeat_ms(self.dispatcher_heartbeat)?,
             task_history_limit: self.task_history_limit,
             autolock: self.autolock,
+            cert_expiry_s: self.cert_expiry.map(cert_expiry_s),
             ..Default::default()
         };
         Ok((update != SwarmUpdate::default()).then_some(update))
     }
+}
+
+/// A `--cert-expiry` of `ns` nanoseconds in whole seconds (a negative one is 0, below any
+/// minimum the manager accepts).
+fn cert_expiry_s(ns: i64) -> u64 {
+    u64::try_from(ns).unwrap_or(0) / 1_000_000_000
 }
 
 /// The heartbeat period a `--dispatcher-heartbeat` of `ns` nanoseconds asks for, checked
@@ -246,6 +259,7 @@ pub async fn run(host: &str, cmd: SwarmCommand) -> CliResult {
                 data_path_port: a.data_path_port,
                 availability: parse_availability(a.availability.as_deref())?,
                 autolock: a.autolock,
+                cert_expiry_s: a.cert_expiry.map(cert_expiry_s),
             };
             match call(host, ApiRequest::SwarmInit(req)).await? {
                 ApiReply::Initialized {
@@ -445,6 +459,10 @@ mod tests {
         assert_eq!(on(update(&["--autolock=true"]).unwrap()), Some(true));
         assert_eq!(on(update(&["--autolock=false"]).unwrap()), Some(false));
         assert_eq!(on(update(&["--task-history-limit", "3"]).unwrap()), None);
+        let expiry = |args: &[&str]| update(args).unwrap().and_then(|u| u.cert_expiry_s);
+        assert_eq!(expiry(&["--cert-expiry", "720h"]), Some(720 * 3600));
+        assert_eq!(expiry(&["--cert-expiry", "90m30s"]), Some(90 * 60 + 30));
+        assert_eq!(expiry(&["--cert-expiry", "-1h"]), Some(0));
         match parse(&["swarm", "init", "--autolock"]).unwrap() {
             SwarmCommand::Init(a) => assert!(a.autolock),
             other => panic!("{other:?}"),

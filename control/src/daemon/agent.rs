@@ -61,6 +61,12 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
                     if let Err(e) = change_role(&daemon, reply.role, reply.raft_id, c).await {
                         tracing::warn!(error = %e, role = %reply.role, "changing role");
                     }
+                } else if cert_due(&daemon) {
+                    let _guard = daemon.op_lock.lock().await;
+                    match renew_cert(&daemon, m.role, c).await {
+                        Ok(()) => tracing::info!("node certificate renewed"),
+                        Err(e) => tracing::warn!(error = %e, "renewing the node certificate"),
+                    }
                 } else if let Some(mgr) = daemon
                     .manager()
                     .filter(|mgr| !mgr.knows_member(mgr.raft_id))
@@ -123,14 +129,14 @@ fn heartbeat_period(m: &super::files::Membership) -> Duration {
         .clamp(crate::api::MIN_HEARTBEAT, crate::api::MAX_HEARTBEAT)
 }
 
-/// Become what the cluster says: get a certificate for the new role, then start or stop Raft.
-/// A manager runs Raft as `raft_id`, the ID the cluster gave it with its latest promotion.
-async fn change_role(
-    daemon: &Arc<Daemon>,
-    role: Role,
-    raft_id: u64,
-    leader: &mut PeerClient,
-) -> Result<(), String> {
+/// Whether this node's certificate has reached the point chosen for its renewal.
+fn cert_due(daemon: &Daemon) -> bool {
+    lock(&daemon.cert_renew_at).is_some_and(|at| std::time::SystemTime::now() >= at)
+}
+
+/// A new key and a certificate for it, signed by the leader for this node's role in the
+/// cluster, which must be `role`; installed, and used from the next connection on.
+async fn renew_cert(daemon: &Daemon, role: Role, leader: &mut PeerClient) -> Result<(), String> {
     let (key_pem, csr_pem) = shoal_ca::new_node_key().map_err(|e| e.to_string())?;
     let cert_pem = match leader
         .call(&PeerRequest::RenewCert { csr_pem }, Duration::from_secs(5))
@@ -144,7 +150,18 @@ async fn change_role(
     if granted.role != role {
         return Err(format!("leader granted role {} not {role}", granted.role));
     }
-    daemon.install_cert(&key_pem, &cert_pem, None)?;
+    daemon.install_cert(&key_pem, &cert_pem, None)
+}
+
+/// Become what the cluster says: get a certificate for the new role, then start or stop Raft.
+/// A manager runs Raft as `raft_id`, the ID the cluster gave it with its latest promotion.
+async fn change_role(
+    daemon: &Arc<Daemon>,
+    role: Role,
+    raft_id: u64,
+    leader: &mut PeerClient,
+) -> Result<(), String> {
+    renew_cert(daemon, role, leader).await?;
     let mut m = daemon.membership().ok_or("not in a swarm")?;
     m.role = role;
     if role == Role::Manager {

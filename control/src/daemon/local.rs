@@ -263,6 +263,10 @@ impl Daemon {
                 "invalid default address pool mask length {subnet_bits} for pool {pool}"
             )));
         }
+        let cert_expiry_s = req
+            .cert_expiry_s
+            .unwrap_or(shoal_ca::NODE_CERT_VALIDITY.as_secs());
+        self.check_cert_expiry(cert_expiry_s)?;
         let data_path_port = req.data_path_port.unwrap_or(4789);
         if !(1024..=49151).contains(&data_path_port) {
             return Err(ApiError::daemon(format!(
@@ -276,7 +280,13 @@ impl Daemon {
         let (key_pem, csr_pem) =
             shoal_ca::new_node_key().map_err(|e| ApiError::daemon(e.to_string()))?;
         let cert_pem = ca
-            .sign_csr(&csr_pem, &node_id, Role::Manager, &cluster_id)
+            .sign_csr_valid_for(
+                &csr_pem,
+                &node_id,
+                Role::Manager,
+                &cluster_id,
+                Duration::from_secs(cert_expiry_s),
+            )
             .map_err(|e| ApiError::daemon(e.to_string()))?;
         let membership = Membership {
             node_id: node_id.clone(),
@@ -320,6 +330,7 @@ impl Daemon {
                 unlock_key: req
                     .autolock
                     .then(|| shoal_ca::seal::SealKey::generate().to_unlock_key()),
+                cert_expiry_s,
             };
             // The ingress network exists from the start (10.0.0.0/24 from the default pool).
             let fresh = crate::state::ClusterState {
@@ -347,7 +358,7 @@ impl Daemon {
             node.spec.availability = req.availability.unwrap_or_default();
             mgr.propose(Command::Atomic(vec![
                 Command::Init {
-                    cluster: cluster.clone(),
+                    cluster: Box::new(cluster.clone()),
                     node,
                 },
                 Command::PutNetwork { network: ingress },

@@ -503,7 +503,13 @@ impl Daemon {
         let addr = req.advertise_addr.clone().unwrap_or(peer_ip);
         let listen_addr = format!("{addr}:{}", req.listen_port);
         let cert_pem = ca
-            .sign_csr(&req.csr_pem, &node_id, role, &cluster.id)
+            .sign_csr_valid_for(
+                &req.csr_pem,
+                &node_id,
+                role,
+                &cluster.id,
+                cluster.cert_expiry(),
+            )
             .map_err(|e| ApiError::daemon(format!("invalid certificate request: {e}")))?;
         let mut record = new_node_record(
             node_id.clone(),
@@ -668,8 +674,14 @@ impl Daemon {
             .ok_or_else(|| ApiError::daemon(format!("node {node_id} not found")))?;
         let ca = ClusterCa::from_pem(&cluster.ca_cert_pem, &cluster.ca_key_pem)
             .map_err(|e| ApiError::daemon(e.to_string()))?;
-        ca.sign_csr(csr_pem, node_id, node.spec.role, &cluster.id)
-            .map_err(|e| ApiError::daemon(format!("invalid certificate request: {e}")))
+        ca.sign_csr_valid_for(
+            csr_pem,
+            node_id,
+            node.spec.role,
+            &cluster.id,
+            cluster.cert_expiry(),
+        )
+        .map_err(|e| ApiError::daemon(format!("invalid certificate request: {e}")))
     }
 
     /// Leader: serve a manager API request asked on node `asked_on`.
@@ -714,6 +726,9 @@ impl Daemon {
                 if let Some(ms) = update.dispatcher_heartbeat_ms {
                     crate::api::check_heartbeat(Duration::from_millis(ms))
                         .map_err(ApiError::daemon)?;
+                }
+                if let Some(s) = update.cert_expiry_s {
+                    self.check_cert_expiry(s)?;
                 }
                 // The key is the leader's to make; the state machine takes it only when
                 // autolock goes on or the key is rotated.

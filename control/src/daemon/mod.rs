@@ -48,6 +48,9 @@ pub struct DaemonConfig {
     pub dns_ttl: u32,
     pub lb: LbOptions,
     pub swarm_port: SwarmPortLimits,
+    /// The shortest `--cert-expiry` this node accepts as a manager (swarmkit's 1h; a lab
+    /// may lower it to see renewals happen).
+    pub min_cert_expiry: std::time::Duration,
 }
 
 /// How the swarm port (2377) protects itself from peers that hold connections.
@@ -157,6 +160,9 @@ pub struct Daemon {
     /// Started with its keys sealed (autolock): until `swarm unlock`, the node serves
     /// nothing of the swarm and every command says it is locked.
     pub(crate) locked: std::sync::atomic::AtomicBool,
+    /// When this node asks for a new certificate: at a random point between 50% and 80%
+    /// of the current one's lifetime, chosen when it is loaded (swarmkit's renewal).
+    pub(crate) cert_renew_at: Mutex<Option<std::time::SystemTime>>,
     /// Held for the daemon's lifetime: one daemon per data root.
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
@@ -219,6 +225,7 @@ impl Daemon {
             op_lock: tokio::sync::Mutex::new(()),
             keys: Mutex::new(NodeKeys::default()),
             locked: std::sync::atomic::AtomicBool::new(false),
+            cert_renew_at: Mutex::new(None),
             _lock: lock_file,
         });
 
@@ -283,6 +290,19 @@ impl Daemon {
         }
         if usable {
             self.start_swarm_tasks().await.map_err(DaemonError::Setup)?;
+        }
+        Ok(())
+    }
+
+    /// swarmkit's check of `--cert-expiry`.
+    pub(crate) fn check_cert_expiry(&self, secs: u64) -> Result<(), crate::api::ApiError> {
+        let min = self.cfg.min_cert_expiry;
+        if std::time::Duration::from_secs(secs) < min {
+            let min = i64::try_from(min.as_nanos()).unwrap_or(i64::MAX);
+            return Err(crate::api::ApiError::daemon(format!(
+                "rpc error: code = InvalidArgument desc = minimum certificate expiry time is: {}",
+                crate::cli::go_duration(min)
+            )));
         }
         Ok(())
     }
@@ -417,6 +437,10 @@ impl Daemon {
         let server = shoal_ca::tls::server_config(&ca, cert, key).map_err(|e| e.to_string())?;
         let client = shoal_ca::tls::client_config(&ca, cert, key).map_err(|e| e.to_string())?;
         self.tls.set(Some(TlsMaterial { client, server }));
+        let renew_at = shoal_ca::validity_of_pem(cert)
+            .map(|(from, until)| shoal_ca::renewal_time(from, until, rand::random::<f64>()))
+            .map_err(|e| e.to_string())?;
+        *lock(&self.cert_renew_at) = Some(renew_at);
         if id.dek.is_some() {
             keys.dek = id.dek;
         }
@@ -781,6 +805,7 @@ mod tests {
             dns_ttl: 5,
             lb: LbOptions::default(),
             swarm_port: SwarmPortLimits::default(),
+            min_cert_expiry: std::time::Duration::from_secs(3600),
         }
     }
 
@@ -814,6 +839,7 @@ mod tests {
                 default_addr_pool_mask_length: None,
                 data_path_port: None,
                 autolock: false,
+                cert_expiry_s: None,
                 availability: None,
             }),
         ] {
