@@ -405,6 +405,7 @@ fn tasks_talk_over_the_overlay() {
     };
     reach("a.1", &b, "Task: b.1");
     reach("b.1", &a, "Task: a.1");
+    verbose_inspect_shows_tasks(&s, &[("a", &a, "vm1"), ("b", &b, "vm3")]);
     // Both ways through the overlay's eBPF fast path, not the kernel VXLAN device.
     for node in ["vm1", "vm3"] {
         let counted = s.ok(
@@ -453,6 +454,70 @@ fn tasks_talk_over_the_overlay() {
     moved.unwrap();
     let b2 = addr("b");
     reach("a.1", &b2, "Node: vm2");
+}
+
+/// `network inspect -v front` (a and b run there, c on back): docker's Services with
+/// each service's VIP as `service inspect` has it and its running task with its address
+/// and its node's; the nodes as Peers. Without -v there is neither.
+fn verbose_inspect_shows_tasks(s: &Swarm, tasks: &[(&str, &str, &str)]) {
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = s.ok("vm1", args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?} printed {out:?}: {e}"))
+    };
+    let plain = json(&["network", "inspect", "front"]);
+    assert!(plain[0].get("Services").is_none(), "{plain}");
+    assert!(plain[0].get("Peers").is_none(), "{plain}");
+    let front = plain[0]["Id"].as_str().unwrap().to_string();
+    let v = json(&["network", "inspect", "-v", "front"]);
+    let services = v[0]["Services"].as_object().expect("Services");
+    let names: Vec<&String> = services.keys().collect();
+    assert_eq!(names, ["a", "b"], "{v}");
+    let mut peers: Vec<(String, String)> = Vec::new();
+    for (svc, ip, node) in tasks {
+        let vips = json(&["service", "inspect", svc]);
+        let vip = vips[0]["Endpoint"]["VirtualIPs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["NetworkID"] == front.as_str())
+            .and_then(|v| v["Addr"].as_str())
+            .unwrap_or_else(|| panic!("{svc} has no VIP on front: {vips}"));
+        let info = &services[*svc];
+        assert_eq!(info["VIP"], vip.split('/').next().unwrap(), "{svc}: {info}");
+        assert_eq!(info["Ports"], serde_json::json!([]), "{svc}: {info}");
+        let id = s.ok(
+            "vm1",
+            &[
+                "service",
+                "ps",
+                "-q",
+                "--no-trunc",
+                "-f",
+                "desired-state=running",
+                svc,
+            ],
+        );
+        let id = id.trim();
+        let task = &info["Tasks"][0];
+        assert_eq!(info["Tasks"].as_array().unwrap().len(), 1, "{svc}: {info}");
+        assert_eq!(task["Name"], format!("{svc}.1.{id}"), "{svc}: {info}");
+        assert_eq!(task["EndpointIP"], *ip, "{svc}: {info}");
+        assert_eq!(task["Info"]["Host IP"], s.addr(node), "{svc}: {info}");
+        assert_eq!(task["EndpointID"].as_str().unwrap().len(), 64, "{info}");
+        peers.push((node.to_string(), s.addr(node)));
+    }
+    let shown: Vec<(String, String)> = v[0]["Peers"]
+        .as_array()
+        .expect("Peers")
+        .iter()
+        .map(|p| {
+            (
+                p["Name"].as_str().unwrap().into(),
+                p["IP"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(shown, peers, "{v}");
 }
 
 /// The running tasks of `svc`, by slot: (task id, address on its first network).

@@ -271,6 +271,11 @@ pub enum ApiRequest {
     },
     /// `swarm unlock-key`: the swarm's unlock key ("" while autolock is off).
     UnlockKey,
+    /// `network inspect --verbose`: each network with docker's `Peers` and `Services`
+    /// (the tasks on it, by service), as the manager's cluster state has them.
+    NetworkInspectVerbose {
+        references: Vec<String>,
+    },
 }
 
 impl ApiRequest {
@@ -308,6 +313,7 @@ impl ApiRequest {
                 | ApiRequest::SecretInspect { .. }
                 | ApiRequest::SecretRemove { .. }
                 | ApiRequest::UnlockKey
+                | ApiRequest::NetworkInspectVerbose { .. }
         )
     }
 
@@ -352,6 +358,7 @@ impl ApiRequest {
             ApiRequest::SystemInfo => "system_info",
             ApiRequest::SwarmUnlock { .. } => "swarm_unlock",
             ApiRequest::UnlockKey => "unlock_key",
+            ApiRequest::NetworkInspectVerbose { .. } => "network_inspect",
         }
     }
 }

@@ -293,6 +293,137 @@ impl NetworkRecord {
     }
 }
 
+impl NetworkRecord {
+    /// `network inspect --verbose`: [`docker_json`](Self::docker_json) with docker's
+    /// `Peers` and `Services` (moby's buildPeerInfoResources and
+    /// buildServiceAttachments), filled from the cluster state rather than from one
+    /// node's gossip: every task whose process runs with an address on this network,
+    /// grouped by service name. Both are left out when empty, as docker's omitempty
+    /// does.
+    ///
+    /// A service shows its VIP on this network (`""` in endpoint mode dnsrr), its
+    /// ingress-mode published ports as `Target: T, Publish: P` on the ingress network
+    /// only (`[]` elsewhere: docker gossips ports only there) and `LocalLBIndex` 0
+    /// (Shoal's load balancer has no firewall marks). A task shows its container name
+    /// (`<service>.<slot>.<task id>`), an endpoint ID derived from the task and the
+    /// network, its address on the network and, as the overlay driver's `Info`, the
+    /// `Host IP` of its node. `Peers` are the nodes of those tasks (every ready node
+    /// on the ingress network while a service publishes a port through the mesh), by
+    /// hostname and address.
+    pub fn docker_json_verbose(&self, state: &ClusterState) -> Value {
+        use std::collections::BTreeSet;
+
+        use crate::types::NodeState;
+
+        let mut tasks: Vec<&crate::services::TaskRecord> = state
+            .tasks
+            .values()
+            .filter(|t| t.process_runs() && !t.node_id.is_empty())
+            .filter(|t| t.networks.iter().any(|a| a.network_id == self.id))
+            .collect();
+        tasks.sort_by(|a, b| (a.slot, a.name(), &a.id).cmp(&(b.slot, b.name(), &b.id)));
+        let ip = |cidr: &str| cidr.split('/').next().unwrap_or("").to_string();
+        let mut peers: BTreeSet<&str> = tasks.iter().map(|t| t.node_id.as_str()).collect();
+        let mesh = state.services.values().any(|s| s.spec.publishes_ingress());
+        if self.ingress && mesh {
+            peers.extend(
+                state
+                    .nodes
+                    .values()
+                    .filter(|n| n.state == NodeState::Ready)
+                    .map(|n| n.id.as_str()),
+            );
+        }
+        let mut services: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
+        for t in &tasks {
+            let svc = state.services.get(&t.service_id);
+            let name = svc.map_or(t.service_name.as_str(), |s| s.spec.name.as_str());
+            let entry = services.entry(name.to_string()).or_insert_with(|| {
+                let vip = svc
+                    .and_then(|s| s.vips.iter().find(|v| v.network_id == self.id))
+                    .map(|v| ip(&v.addr))
+                    .unwrap_or_default();
+                let ports: Vec<String> = match svc {
+                    Some(s) if self.ingress => s
+                        .spec
+                        .endpoint_spec
+                        .iter()
+                        .flat_map(|e| e.ports.iter())
+                        .filter(|p| p.publish_mode == shoal_spec::PublishMode::Ingress)
+                        .map(|p| {
+                            format!(
+                                "Target: {}, Publish: {}",
+                                p.target_port,
+                                p.published_port.unwrap_or(0)
+                            )
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let mut m = serde_json::Map::new();
+                m.insert("VIP".into(), json!(vip));
+                m.insert("Ports".into(), json!(ports));
+                m.insert("LocalLBIndex".into(), json!(0));
+                m.insert("Tasks".into(), json!([]));
+                m
+            });
+            let addr = t
+                .networks
+                .iter()
+                .find(|a| a.network_id == self.id)
+                .map(|a| ip(&a.addr))
+                .unwrap_or_default();
+            let host_ip = state
+                .nodes
+                .get(&t.node_id)
+                .map(|n| n.addr.clone())
+                .unwrap_or_default();
+            if let Some(list) = entry.get_mut("Tasks").and_then(Value::as_array_mut) {
+                list.push(json!({
+                    "Name": t.container_name(),
+                    "EndpointID": endpoint_id(&t.id, &self.id),
+                    "EndpointIP": addr,
+                    "Info": {"Host IP": host_ip},
+                }));
+            }
+        }
+        let peers: Vec<Value> = {
+            let mut list: Vec<(&str, &str)> = peers
+                .iter()
+                .filter_map(|id| state.nodes.get(*id))
+                .map(|n| (n.description.hostname.as_str(), n.addr.as_str()))
+                .collect();
+            list.sort();
+            list.into_iter()
+                .map(|(name, ip)| json!({"Name": name, "IP": ip}))
+                .collect()
+        };
+        let mut v = self.docker_json();
+        if let Some(m) = v.as_object_mut() {
+            if !peers.is_empty() {
+                m.insert("Peers".into(), Value::Array(peers));
+            }
+            if !services.is_empty() {
+                let services: serde_json::Map<String, Value> = services
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::Object(v)))
+                    .collect();
+                m.insert("Services".into(), Value::Object(services));
+            }
+        }
+        v
+    }
+}
+
+/// A task's endpoint on a network, named as docker names endpoints (64 hex digits):
+/// Shoal keeps no endpoint objects, so the name is derived from the task and network
+/// IDs, the same at every inspect.
+fn endpoint_id(task_id: &str, network_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{task_id}/{network_id}"));
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,6 +483,122 @@ mod tests {
             v["IPAMOptions"],
             json!({"Driver": {"Name": "default"}, "Configs": [{"Subnet": "10.0.1.0/24", "Gateway": "10.0.1.1"}]})
         );
+    }
+
+    /// `network inspect --verbose`: docker's Peers and Services, in moby's shapes, of the
+    /// tasks whose processes run on the network; ports only on ingress; nothing added
+    /// where no task runs.
+    #[test]
+    fn verbose_inspect_shows_services_tasks_and_peers() {
+        use crate::services::{ServiceRecord, TaskAttachment};
+        use crate::types::{NodeDescription, NodeState, Role};
+        use shoal_spec::TaskState;
+
+        let mut s = ClusterState::default();
+        let mut back = net("back", 4097, "10.0.1.0/24");
+        back.id = "backid".into();
+        let mut ingress = net("ingress", 4096, "10.0.0.0/24");
+        ingress.id = "ingid".into();
+        ingress.ingress = true;
+        s.networks.insert(back.id.clone(), back.clone());
+        s.networks.insert(ingress.id.clone(), ingress.clone());
+        for (id, host, addr) in [
+            ("n1", "alpha", "192.168.9.1"),
+            ("n2", "beta", "192.168.9.2"),
+        ] {
+            let mut n = crate::state::new_node_record(
+                id.into(),
+                1,
+                Role::Worker,
+                NodeDescription {
+                    hostname: host.into(),
+                    ..Default::default()
+                },
+                addr.into(),
+                format!("{addr}:2377"),
+                Utc::now(),
+            );
+            n.state = NodeState::Ready;
+            s.nodes.insert(id.into(), n);
+        }
+        let mut spec = shoal_spec::ServiceSpec {
+            name: "web".into(),
+            ..Default::default()
+        };
+        spec.endpoint_spec = Some(shoal_spec::EndpointSpec {
+            ports: crate::cli::service_opts::port("8080:80").unwrap(),
+            ..Default::default()
+        });
+        let mut web = ServiceRecord::new("svcid".into(), spec);
+        let at = |net: &str, addr: &str| TaskAttachment {
+            network_id: net.into(),
+            addr: addr.into(),
+        };
+        web.vips = vec![at("ingid", "10.0.0.2/24"), at("backid", "10.0.1.2/24")];
+        s.services.insert(web.id.clone(), web.clone());
+        let task = |id: &str, slot: u64, node: &str, state: TaskState, n: u8| {
+            let mut t = crate::orchestrator::new_task(&web, slot, node, Utc::now());
+            t.id = id.into();
+            t.status.state = state;
+            t.networks = vec![
+                at("ingid", &format!("10.0.0.{n}/24")),
+                at("backid", &format!("10.0.1.{n}/24")),
+            ];
+            t
+        };
+        for t in [
+            task("t2", 2, "n2", TaskState::Running, 4),
+            task("t1", 1, "n1", TaskState::Running, 3),
+            task("t0", 1, "n1", TaskState::Shutdown, 5),
+        ] {
+            s.tasks.insert(t.id.clone(), t);
+        }
+
+        let v = back.docker_json_verbose(&s);
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys.last().map(|k| k.as_str()), Some("Services"));
+        assert_eq!(
+            v["Peers"],
+            json!([{"Name": "alpha", "IP": "192.168.9.1"}, {"Name": "beta", "IP": "192.168.9.2"}])
+        );
+        let task_json = |name: &str, id: &str, ip: &str, host: &str| {
+            json!({"Name": name, "EndpointID": endpoint_id(id, "backid"),
+                   "EndpointIP": ip, "Info": {"Host IP": host}})
+        };
+        assert_eq!(
+            v["Services"],
+            json!({"web": {
+                "VIP": "10.0.1.2",
+                "Ports": [],
+                "LocalLBIndex": 0,
+                "Tasks": [
+                    task_json("web.1.t1", "t1", "10.0.1.3", "192.168.9.1"),
+                    task_json("web.2.t2", "t2", "10.0.1.4", "192.168.9.2"),
+                ],
+            }})
+        );
+        let service: Vec<&String> = v["Services"]["web"].as_object().unwrap().keys().collect();
+        assert_eq!(service, ["VIP", "Ports", "LocalLBIndex", "Tasks"]);
+        let t: Vec<&String> = v["Services"]["web"]["Tasks"][0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        assert_eq!(t, ["Name", "EndpointID", "EndpointIP", "Info"]);
+        assert_eq!(endpoint_id("t1", "backid").len(), 64);
+
+        // On ingress, the published ports as libnetwork prints them.
+        let v = ingress.docker_json_verbose(&s);
+        assert_eq!(
+            v["Services"]["web"]["Ports"],
+            json!(["Target: 80, Publish: 8080"])
+        );
+        assert_eq!(v["Services"]["web"]["VIP"], "10.0.0.2");
+
+        // Without running tasks there is nothing to add: docker_json as it is.
+        s.tasks.clear();
+        assert_eq!(back.docker_json_verbose(&s), back.docker_json());
+        assert!(back.docker_json().get("Services").is_none());
     }
 
     /// Allocation skips what is used, and reuses what was freed.

@@ -54,6 +54,9 @@ pub enum NetworkCommand {
     Inspect {
         #[arg(short, long)]
         format: Option<String>,
+        /// Verbose output for diagnostics
+        #[arg(short, long)]
+        verbose: bool,
         #[arg(required = true)]
         networks: Vec<String>,
     },
@@ -512,15 +515,18 @@ pub async fn run(host: &str, cmd: NetworkCommand) -> CliResult {
             print!("{text}");
             Ok(())
         }
-        NetworkCommand::Inspect { format, networks } => {
-            let objects = match call(
-                host,
-                ApiRequest::NetworkInspect {
-                    references: networks.clone(),
-                },
-            )
-            .await?
-            {
+        NetworkCommand::Inspect {
+            format,
+            verbose,
+            networks,
+        } => {
+            let references = networks.clone();
+            let req = if verbose {
+                ApiRequest::NetworkInspectVerbose { references }
+            } else {
+                ApiRequest::NetworkInspect { references }
+            };
+            let objects = match call(host, req).await? {
                 ApiReply::Objects { objects } => objects,
                 other => return Err(unexpected(other)),
             };

@@ -178,6 +178,25 @@ fn check_removable(state: &ClusterState, net: &NetworkRecord) -> Result<(), ApiE
     }
 }
 
+/// `network inspect [--verbose]`: each reference's network, or why there is none.
+fn inspect(state: &ClusterState, references: &[String], verbose: bool) -> ApiReply {
+    let objects = references
+        .iter()
+        .map(|r| {
+            resolve(state, r)
+                .map(|n| {
+                    if verbose {
+                        n.docker_json_verbose(state)
+                    } else {
+                        n.docker_json()
+                    }
+                })
+                .map_err(|e| e.message)
+        })
+        .collect();
+    ApiReply::Objects { objects }
+}
+
 impl Daemon {
     pub(crate) async fn serve_network_api(&self, mgr: &Manager, req: ApiRequest) -> ApiResult {
         match req {
@@ -208,15 +227,11 @@ impl Daemon {
             }
             ApiRequest::NetworkInspect { references } => {
                 let state = mgr.read_state().await?;
-                let objects = references
-                    .iter()
-                    .map(|r| {
-                        resolve(&state, r)
-                            .map(|n| n.docker_json())
-                            .map_err(|e| e.message)
-                    })
-                    .collect();
-                Ok(ApiReply::Objects { objects })
+                Ok(inspect(&state, &references, false))
+            }
+            ApiRequest::NetworkInspectVerbose { references } => {
+                let state = mgr.read_state().await?;
+                Ok(inspect(&state, &references, true))
             }
             ApiRequest::NetworkRemove { reference } => {
                 let state = mgr.sm.state();
