@@ -2039,6 +2039,26 @@ fn secrets_and_configs_reach_the_task() {
     );
     let pretty = s.ok("vm1", &["config", "inspect", "--pretty", "app.conf"]);
     assert!(pretty.ends_with("Data:\nport=80\n\n"), "{pretty}");
+    // The generic inspect finds them too, as docker's does, a config with its data.
+    let name = ["inspect", "--format", "{{.Spec.Name}} {{json .Spec.Data}}"];
+    let both = s.ok("vm1", &[&name[..], &["db_pass", "app.conf"]].concat());
+    assert_eq!(both, "db_pass null\napp.conf \"cG9ydD04MAo=\"\n");
+    let typed = s.ok(
+        "vm1",
+        &[
+            "inspect", "--type", "config", "--format", "{{.ID}}", "app.conf",
+        ],
+    );
+    let id = s.ok(
+        "vm1",
+        &["config", "inspect", "--format", "{{.ID}}", "app.conf"],
+    );
+    assert_eq!(typed, id);
+    let err = s.fails("vm1", &["inspect", "--type", "secret", "app.conf"]);
+    assert_eq!(
+        err,
+        "Error response from daemon: secret app.conf not found\n"
+    );
 
     let err = s.fails(
         "vm1",

@@ -199,7 +199,8 @@ pub enum ApiRequest {
         #[serde(default)]
         up_to_date: bool,
     },
-    /// Any object by ID or name: node, service or task.
+    /// Any object by ID or name, as docker's `inspect` looks: network, service, task,
+    /// node, secret, config.
     Inspect {
         references: Vec<String>,
     },
@@ -276,6 +277,12 @@ pub enum ApiRequest {
     NetworkInspectVerbose {
         references: Vec<String>,
     },
+    /// `inspect --type TYPE`: objects of that type only (docker's `allTypes`; those
+    /// Shoal has none of are never found).
+    InspectType {
+        references: Vec<String>,
+        object_type: String,
+    },
 }
 
 impl ApiRequest {
@@ -314,6 +321,7 @@ impl ApiRequest {
                 | ApiRequest::SecretRemove { .. }
                 | ApiRequest::UnlockKey
                 | ApiRequest::NetworkInspectVerbose { .. }
+                | ApiRequest::InspectType { .. }
         )
     }
 
@@ -359,6 +367,7 @@ impl ApiRequest {
             ApiRequest::SwarmUnlock { .. } => "swarm_unlock",
             ApiRequest::UnlockKey => "unlock_key",
             ApiRequest::NetworkInspectVerbose { .. } => "network_inspect",
+            ApiRequest::InspectType { .. } => "inspect",
         }
     }
 }

@@ -44,10 +44,14 @@ pub enum Command {
     /// Manage Swarm configs
     #[command(subcommand)]
     Config(secret::ConfigCommand),
-    /// Return low-level information on Swarm objects (nodes, services, tasks)
+    /// Return low-level information on Swarm objects (networks, services, tasks, nodes,
+    /// secrets, configs)
     Inspect {
         #[arg(short, long)]
         format: Option<String>,
+        /// Only inspect objects of the given type
+        #[arg(long = "type")]
+        object_type: Option<String>,
         #[arg(required = true)]
         objects: Vec<String>,
     },
@@ -114,7 +118,11 @@ pub async fn run(host: &str, cmd: Command) -> i32 {
         Command::Secret(c) => secret::run_secret(host, c).await,
         Command::Config(c) => secret::run_config(host, c).await,
         Command::Debug(c) => debug::run(host, c).await,
-        Command::Inspect { format, objects } => inspect(host, objects, format).await,
+        Command::Inspect {
+            format,
+            object_type,
+            objects,
+        } => inspect(host, objects, format, object_type).await,
         Command::Version => {
             println!("Shoal version {}", crate::VERSION);
             Ok(())
@@ -160,15 +168,65 @@ pub(crate) fn go_duration_flag(s: &str) -> Result<i64, String> {
     shoal_compose::parse_duration(s)
 }
 
-async fn inspect(host: &str, references: Vec<String>, format: Option<String>) -> CliResult {
-    let objects = match call(
-        host,
-        ApiRequest::Inspect {
+/// docker-cli's `allTypes`, which `inspect --type` takes.
+const INSPECT_TYPES: &[&str] = &[
+    "config",
+    "container",
+    "image",
+    "network",
+    "node",
+    "plugin",
+    "secret",
+    "service",
+    "task",
+    "volume",
+];
+
+/// docker's check of `inspect --type`: given, it must be one of [`INSPECT_TYPES`].
+fn check_inspect_type(object_type: &str) -> Result<(), ApiError> {
+    let all = INSPECT_TYPES.join("\", \"");
+    if object_type.is_empty() {
+        return Err(ApiError::plain(format!(
+            "type is empty: must be one of \"{all}\""
+        )));
+    }
+    if !INSPECT_TYPES.contains(&object_type) {
+        return Err(ApiError::plain(format!(
+            "unknown type: {object_type:?}: must be one of \"{all}\""
+        )));
+    }
+    Ok(())
+}
+
+/// What `inspect` prints for a reference it did not find: docker-cli's own words when
+/// no type had it, else the daemon's error.
+fn inspect_error(error: &str) -> String {
+    if error.starts_with("no such object: ") {
+        format!("error: {error}")
+    } else {
+        format!("Error response from daemon: {error}")
+    }
+}
+
+async fn inspect(
+    host: &str,
+    references: Vec<String>,
+    format: Option<String>,
+    object_type: Option<String>,
+) -> CliResult {
+    let req = match object_type {
+        Some(object_type) => {
+            check_inspect_type(&object_type)?;
+            ApiRequest::InspectType {
+                references: references.clone(),
+                object_type,
+            }
+        }
+        None => ApiRequest::Inspect {
             references: references.clone(),
         },
-    )
-    .await?
-    {
+    };
+    let objects = match call(host, req).await? {
         ApiReply::Objects { objects } => objects,
         other => return Err(unexpected(other)),
     };
@@ -176,7 +234,7 @@ async fn inspect(host: &str, references: Vec<String>, format: Option<String>) ->
     let text = shoal_format::render_inspect(&values, format.as_deref())
         .map_err(|e| ApiError::plain(e.to_string()))?;
     print!("{text}");
-    missing_error(&missing, |r, _| format!("error: no such object: {r}"))
+    missing_error(&missing, |_, e| inspect_error(e))
 }
 
 /// `shoal exec`: the exit code is the command's.
@@ -443,6 +501,31 @@ pub(crate) async fn remove_each(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `inspect --type`: docker-cli's types and messages; not found, docker-cli's own
+    /// words when no type had it, else the daemon's.
+    #[test]
+    fn inspect_type_is_checked_as_docker_does() {
+        assert!(check_inspect_type("secret").is_ok());
+        assert!(check_inspect_type("config").is_ok());
+        let all = r#""config", "container", "image", "network", "node", "plugin", "secret", "service", "task", "volume""#;
+        assert_eq!(
+            check_inspect_type("").unwrap_err().to_string(),
+            format!("type is empty: must be one of {all}")
+        );
+        assert_eq!(
+            check_inspect_type("bogus").unwrap_err().to_string(),
+            format!(r#"unknown type: "bogus": must be one of {all}"#)
+        );
+        assert_eq!(
+            inspect_error("no such object: x"),
+            "error: no such object: x"
+        );
+        assert_eq!(
+            inspect_error("secret x not found"),
+            "Error response from daemon: secret x not found"
+        );
+    }
 
     /// Every reference not found gets its own line, after what was found.
     #[test]

@@ -616,6 +616,72 @@ fn stack_object(
     Ok(())
 }
 
+/// The object types `inspect` looks through without `--type`, in docker-cli's order
+/// (its inspectAll, less the container, image, volume and plugin Shoal has none of).
+const INSPECT_ORDER: &[&str] = &["network", "service", "task", "node", "secret", "config"];
+
+/// docker's `inspect`: the first object of the types in [`INSPECT_ORDER`] (only of
+/// `object_type`, if given) that `reference` names. A lookup that fails otherwise than
+/// with "not found" (an ambiguous reference) ends the search with its error, as docker's
+/// does; the error is the daemon's message, or `no such object: REF` when no type has
+/// one.
+pub(crate) fn inspect_object(
+    state: &ClusterState,
+    view: &crate::types::ManagerView,
+    reference: &str,
+    object_type: Option<&str>,
+) -> Result<Value, String> {
+    let ca = || {
+        state
+            .cluster
+            .as_ref()
+            .map(|c| c.ca_cert_pem.clone())
+            .unwrap_or_default()
+    };
+    let one;
+    let types = match object_type {
+        None => INSPECT_ORDER,
+        Some(t) => {
+            one = [t];
+            &one[..]
+        }
+    };
+    for ty in types {
+        let found = match *ty {
+            "network" => super::networks_api::resolve(state, reference)
+                .map(|n| n.docker_json())
+                .map_err(|e| e.message),
+            "service" => state.resolve_service(reference).map(|s| s.docker_json()),
+            "task" => state
+                .resolve_task(reference)
+                .map(|t| t.docker_json_in(&state.networks)),
+            "node" => state
+                .resolve_node(reference)
+                .map(|n| n.docker_json(view, &ca())),
+            "secret" | "config" => {
+                let kind = if *ty == "secret" {
+                    Kind::Secret
+                } else {
+                    Kind::Config
+                };
+                crate::secrets::resolve(state, kind, reference).map(|o| o.docker_json(kind))
+            }
+            // moby's not-found messages of the objects Shoal has none of.
+            "container" => Err(format!("No such container: {reference}")),
+            "image" => Err(format!("No such image: {reference}")),
+            "volume" => Err(format!("get {reference}: no such volume")),
+            "plugin" => Err(format!("plugin {reference:?} not found")),
+            other => Err(format!("unknown type: {other:?}")),
+        };
+        match found {
+            Ok(v) => return Ok(v),
+            Err(e) if object_type.is_none() && e.ends_with(" not found") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(format!("no such object: {reference}"))
+}
+
 impl Daemon {
     pub(crate) async fn serve_service_api(&self, mgr: &Manager, req: ApiRequest) -> ApiResult {
         match req {
@@ -816,25 +882,21 @@ impl Daemon {
             ApiRequest::Inspect { references } => {
                 let state = mgr.read_state().await?;
                 let view = mgr.view(&state);
-                let ca = state
-                    .cluster
-                    .as_ref()
-                    .map(|c| c.ca_cert_pem.clone())
-                    .unwrap_or_default();
                 let objects = references
                     .iter()
-                    .map(|r| {
-                        if let Ok(s) = state.resolve_service(r) {
-                            return Ok(s.docker_json());
-                        }
-                        if let Ok(t) = state.resolve_task(r) {
-                            return Ok(t.docker_json_in(&state.networks));
-                        }
-                        if let Ok(n) = state.resolve_node(r) {
-                            return Ok(n.docker_json(&view, &ca));
-                        }
-                        Err(format!("no such object: {r}"))
-                    })
+                    .map(|r| inspect_object(&state, &view, r, None))
+                    .collect();
+                Ok(ApiReply::Objects { objects })
+            }
+            ApiRequest::InspectType {
+                references,
+                object_type,
+            } => {
+                let state = mgr.read_state().await?;
+                let view = mgr.view(&state);
+                let objects = references
+                    .iter()
+                    .map(|r| inspect_object(&state, &view, r, Some(&object_type)))
                     .collect();
                 Ok(ApiReply::Objects { objects })
             }
@@ -1066,6 +1128,71 @@ fn may_have_log(t: &crate::services::TaskRecord) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `inspect NAME` looks as docker's does: networks, services, tasks, nodes, secrets,
+    /// configs, the first found wins; `--type` looks at one type only, with the daemon's
+    /// error; an ambiguous reference ends the search.
+    #[test]
+    fn inspect_finds_secrets_and_configs_in_docker_s_order() {
+        use crate::secrets::{Data, SecretRecord};
+        let mut state = ClusterState::default();
+        let record = |id: &str, name: &str| SecretRecord {
+            id: id.into(),
+            name: name.into(),
+            labels: BTreeMap::new(),
+            data: Data(b"x".to_vec()),
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            version: 1,
+        };
+        for (kind, id, name) in [
+            (Kind::Secret, "sec1", "db_password"),
+            (Kind::Secret, "both1", "both"),
+            (Kind::Config, "cfg1", "site.conf"),
+            (Kind::Config, "both2", "both"),
+            (Kind::Config, "amb1", "a"),
+            (Kind::Config, "amb2", "b"),
+        ] {
+            state.objects_mut(kind).insert(id.into(), record(id, name));
+        }
+        let web = ServiceRecord::new(
+            "websvc".into(),
+            ServiceSpec {
+                name: "web".into(),
+                ..Default::default()
+            },
+        );
+        state.services.insert(web.id.clone(), web);
+        let view = crate::types::ManagerView::default();
+        let id = |r: &str, ty: Option<&str>| {
+            inspect_object(&state, &view, r, ty).map(|v| v["ID"].as_str().unwrap().to_string())
+        };
+        assert_eq!(id("db_password", None).unwrap(), "sec1");
+        assert_eq!(id("site.conf", None).unwrap(), "cfg1");
+        assert_eq!(id("web", None).unwrap(), "websvc");
+        // A secret and a config of one name: docker looks at secrets first.
+        assert_eq!(id("both", None).unwrap(), "both1");
+        assert_eq!(id("both", Some("config")).unwrap(), "both2");
+        assert_eq!(id("both", Some("secret")).unwrap(), "both1");
+        // A config is shown with its data, a secret without.
+        let cfg = inspect_object(&state, &view, "site.conf", None).unwrap();
+        assert_eq!(cfg["Spec"]["Data"], "eA==");
+        let sec = inspect_object(&state, &view, "db_password", None).unwrap();
+        assert!(sec["Spec"].get("Data").is_none(), "{sec}");
+        assert_eq!(id("nope", None).unwrap_err(), "no such object: nope");
+        assert_eq!(
+            id("db_password", Some("config")).unwrap_err(),
+            "config db_password not found"
+        );
+        assert_eq!(
+            id("nope", Some("container")).unwrap_err(),
+            "No such container: nope"
+        );
+        assert_eq!(
+            id("am", None).unwrap_err(),
+            "config am is ambiguous (2 matches found)"
+        );
+    }
 
     /// Service names as swarmkit's validateAnnotations takes them, with its messages: a
     /// stack named `my.stack` (service `my.stack_web`) is refused as docker refuses it.
