@@ -533,6 +533,11 @@ fn node_certificates_are_renewed_before_they_expire() {
         err.contains("minimum certificate expiry time is: 5s"),
         "{err}"
     );
+    // `swarm ca` prints the root every node trusts; a worker is refused.
+    let root = s.ok("vm2", &["swarm", "ca"]);
+    let ca_pem = std::fs::read_to_string(s.lab.data_root("vm3").join("ca.pem")).unwrap();
+    assert_eq!(root.trim(), ca_pem.trim());
+    assert!(s.fails("vm3", &["swarm", "ca"]).contains(WORKER_REFUSED));
     let expiry = s.ok(
         "vm1",
         &[

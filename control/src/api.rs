@@ -283,6 +283,8 @@ pub enum ApiRequest {
         references: Vec<String>,
         object_type: String,
     },
+    /// `swarm ca`: the swarm's root CA certificate (docker's `TLSInfo.TrustRoot`).
+    TrustRoot,
 }
 
 impl ApiRequest {
@@ -322,6 +324,7 @@ impl ApiRequest {
                 | ApiRequest::UnlockKey
                 | ApiRequest::NetworkInspectVerbose { .. }
                 | ApiRequest::InspectType { .. }
+                | ApiRequest::TrustRoot
         )
     }
 
@@ -368,6 +371,7 @@ impl ApiRequest {
             ApiRequest::UnlockKey => "unlock_key",
             ApiRequest::NetworkInspectVerbose { .. } => "network_inspect",
             ApiRequest::InspectType { .. } => "inspect",
+            ApiRequest::TrustRoot => "trust_root",
         }
     }
 }
@@ -495,6 +499,10 @@ pub enum ApiReply {
     /// The swarm's unlock key, "" while autolock is off.
     UnlockKey {
         key: String,
+    },
+    /// The root CA certificate, PEM.
+    TrustRoot {
+        pem: String,
     },
 }
 

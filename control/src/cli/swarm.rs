@@ -22,6 +22,8 @@ pub enum SwarmCommand {
     /// Manage the unlock key
     #[command(name = "unlock-key")]
     UnlockKey(UnlockKeyArgs),
+    /// Display and rotate the root CA
+    Ca(CaArgs),
     /// Leave the swarm
     Leave {
         /// Force this node to leave the swarm, ignoring warnings
@@ -65,6 +67,57 @@ pub struct InitArgs {
     /// Validity period for node certificates (ns|us|ms|s|m|h)
     #[arg(long, value_parser = go_duration_flag, allow_hyphen_values = true)]
     cert_expiry: Option<i64>,
+}
+
+/// `swarm ca`: docker's flags. Shoal displays the root CA; it cannot rotate it yet, and
+/// says so rather than pretend.
+#[derive(Args, Debug)]
+pub struct CaArgs {
+    /// Rotate the swarm CA - if no certificate or key are provided, new ones will be generated
+    #[arg(long)]
+    rotate: bool,
+    /// Path to the PEM-formatted root CA certificate to use for the new cluster
+    #[arg(long)]
+    ca_cert: Option<String>,
+    /// Path to the PEM-formatted root CA key to use for the new cluster
+    #[arg(long)]
+    ca_key: Option<String>,
+    /// Validity period for node certificates (ns|us|ms|s|m|h)
+    #[arg(long, value_parser = go_duration_flag, allow_hyphen_values = true)]
+    cert_expiry: Option<i64>,
+    /// Specifications of one or more certificate signing endpoints
+    #[arg(long)]
+    external_ca: Option<String>,
+    /// Exit immediately instead of waiting for the root rotation to converge
+    #[arg(short, long)]
+    detach: bool,
+    /// Suppress progress output
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+impl CaArgs {
+    /// docker-cli's check: the CA flags mean a rotation.
+    fn check(&self) -> Result<(), ApiError> {
+        if !self.rotate {
+            let given = [
+                ("ca-cert", self.ca_cert.is_some()),
+                ("ca-key", self.ca_key.is_some()),
+                ("cert-expiry", self.cert_expiry.is_some()),
+                ("external-ca", self.external_ca.is_some()),
+            ];
+            if let Some((flag, _)) = given.iter().find(|(_, on)| *on) {
+                return Err(ApiError::plain(format!(
+                    "`--{flag}` flag requires the `--rotate` flag to update the CA"
+                )));
+            }
+            return Ok(());
+        }
+        Err(ApiError::plain(
+            "rotating the root CA is not supported by shoal yet (node certificates are renewed \
+             by the current root; see `swarm update --cert-expiry`)",
+        ))
+    }
 }
 
 #[derive(Args, Debug)]
@@ -377,6 +430,17 @@ pub async fn run(host: &str, cmd: SwarmCommand) -> CliResult {
             }
             Ok(())
         }
+        SwarmCommand::Ca(a) => {
+            a.check()?;
+            match call(host, ApiRequest::TrustRoot).await? {
+                ApiReply::TrustRoot { pem } if !pem.trim().is_empty() => {
+                    println!("{}", pem.trim());
+                    Ok(())
+                }
+                ApiReply::TrustRoot { .. } => Err(ApiError::plain("no CA information available")),
+                other => Err(unexpected(other)),
+            }
+        }
         SwarmCommand::Unlock => {
             // As docker-cli: the node's state first, and the key asked only when locked.
             let info = match call(host, ApiRequest::Info).await? {
@@ -467,6 +531,19 @@ mod tests {
             SwarmCommand::Init(a) => assert!(a.autolock),
             other => panic!("{other:?}"),
         }
+        let ca = |args: &[&str]| match parse(args).unwrap() {
+            SwarmCommand::Ca(a) => a.check().map_err(|e| e.to_string()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(ca(&["swarm", "ca"]), Ok(()));
+        assert_eq!(ca(&["swarm", "ca", "-q", "-d"]), Ok(()));
+        assert_eq!(
+            ca(&["swarm", "ca", "--cert-expiry", "2h"]).unwrap_err(),
+            "`--cert-expiry` flag requires the `--rotate` flag to update the CA"
+        );
+        assert!(ca(&["swarm", "ca", "--rotate"])
+            .unwrap_err()
+            .contains("not supported"));
         match parse(&["swarm", "unlock-key", "--rotate", "-q"]).unwrap() {
             SwarmCommand::UnlockKey(a) => assert!(a.rotate && a.quiet),
             other => panic!("{other:?}"),

@@ -737,6 +737,15 @@ impl Daemon {
                 mgr.propose(Command::UpdateCluster { update }).await?;
                 Ok(ApiReply::Done)
             }
+            ApiRequest::TrustRoot => {
+                let state = mgr.read_state().await?;
+                let pem = state
+                    .cluster
+                    .as_ref()
+                    .map(|c| c.ca_cert_pem.clone())
+                    .unwrap_or_default();
+                Ok(ApiReply::TrustRoot { pem })
+            }
             ApiRequest::UnlockKey => {
                 let state = mgr.read_state().await?;
                 let key = state
