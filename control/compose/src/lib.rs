@@ -19,6 +19,8 @@ mod error;
 mod interpolate;
 mod loader;
 mod merge;
+#[cfg(test)]
+mod merge_tests;
 mod node;
 mod ports;
 mod reference;
@@ -166,7 +168,40 @@ pub fn load(
     files: &[(String, String)],
     env: &BTreeMap<String, String>,
 ) -> Result<Stack, ComposeError> {
-    let Some((first, _)) = files.first() else {
+    let parsed = files
+        .iter()
+        .map(|(file, text)| parse(file, text))
+        .collect::<Result<Vec<_>, _>>()?;
+    load_parsed(stack, parsed, env)
+}
+
+/// One compose file read and parsed, not yet checked: docker reads and parses every `-c`
+/// file, in order, before it loads any (so a missing or unparsable later file is reported
+/// before an earlier file's schema error).
+#[derive(Clone, Debug)]
+pub struct ParsedFile {
+    file: String,
+    root: Map<String, Value>,
+}
+
+/// Parse one file's YAML (`file` is the name shown in errors; `-` for stdin).
+pub fn parse(file: &str, text: &str) -> Result<ParsedFile, ComposeError> {
+    Ok(ParsedFile {
+        file: file.to_string(),
+        root: yaml::parse(file, text)?,
+    })
+}
+
+/// [`load`] for files already parsed: each file in order is version-checked against the
+/// first, checked for forbidden keys, interpolated, checked against the schema and loaded;
+/// then the files merge, later over earlier, and the result is converted (and validated) as a
+/// whole, so the stack is all or nothing.
+pub fn load_parsed(
+    stack: &str,
+    files: Vec<ParsedFile>,
+    env: &BTreeMap<String, String>,
+) -> Result<Stack, ComposeError> {
+    let Some(ParsedFile { file: first, .. }) = files.first() else {
         return Err(ComposeError::NoFiles);
     };
     let working_dir = working_dir(first);
@@ -176,8 +211,8 @@ pub fn load(
     let mut not_applied = BTreeSet::new();
     let mut warnings = Vec::new();
     let mut models = Vec::with_capacity(files.len());
-    for (file, text) in files {
-        let mut root = yaml::parse(file, text)?;
+    for ParsedFile { file, mut root } in files {
+        let file = &file;
         let this_version = file_version(file, &root)?;
         let version = version.get_or_insert_with(|| this_version.clone());
         if *version != this_version {

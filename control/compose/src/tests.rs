@@ -746,9 +746,11 @@ fn stop_signal_init_user_and_working_dir_reach_the_spec() {
     ];
     let stack = crate::load("app", &files, &no_env()).unwrap();
     let cs = &service(&stack, "app_a").task_template.container_spec;
+    // A later `init: false` does not clear an earlier `true`: docker's mergo sets a bool only
+    // from true.
     assert_eq!(
         (cs.stop_signal.as_str(), cs.user.as_str(), cs.init),
-        ("SIGUSR1", "nobody", Some(false))
+        ("SIGUSR1", "nobody", Some(true))
     );
     assert_eq!(
         error("services:\n  a:\n    image: x\n    stop_signal: 2\n"),
