@@ -889,6 +889,91 @@ fn compose_files_checked_whole() {
     assert!(ls.contains("seed     2") || ls.contains("seed "), "{ls}");
 }
 
+/// `stack deploy -c base.yml -c prod.yml`: the later file overrides the earlier one as
+/// docker merges them (replicas replaced, environment and labels merged key by key, ports by
+/// published port); `-c -` reads stdin among the files, `-c a,b` is two files, and
+/// `--resolve-image` is checked as docker checks it (after the files load) and changes nothing.
+#[test]
+fn stack_deploy_merges_compose_files() {
+    let s = Swarm::lab("cmrg", 1);
+    s.init("vm1");
+    let dir = s.lab.data_root("vm1").parent().unwrap().join("compose");
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = dir.join("base.yml");
+    std::fs::write(
+        &base,
+        "services:\n  web:\n    image: demo:1\n    command: sleep 600\n    environment: [A=1, B=2]\n    ports: ['8080:80', '9090:90']\n    deploy:\n      replicas: 1\n      labels: [tier=front]\n",
+    )
+    .unwrap();
+    let prod = dir.join("prod.yml");
+    std::fs::write(
+        &prod,
+        "services:\n  web:\n    environment: {B: '3'}\n    ports: ['8080:8000']\n    deploy:\n      replicas: 2\n      labels: [env=prod]\n",
+    )
+    .unwrap();
+    let (base, prod) = (base.to_str().unwrap(), prod.to_str().unwrap());
+
+    // A missing later file, and a bad --resolve-image, stop the deploy before anything is made.
+    assert_eq!(
+        s.fails(
+            "vm1",
+            &["stack", "deploy", "-c", base, "-c", "nosuch.yml", "m"]
+        ),
+        "open nosuch.yml: no such file or directory\n"
+    );
+    let err = s.fails(
+        "vm1",
+        &[
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "sometimes",
+            "-c",
+            base,
+            "-c",
+            prod,
+            "m",
+        ],
+    );
+    assert_eq!(err, "invalid option sometimes for flag --resolve-image\n");
+    assert_eq!(s.ok("vm1", &["service", "ls", "-q"]), "");
+
+    // The second file from stdin.
+    let cmd = format!("{SHOAL} stack deploy --resolve-image never -c {base} -c - m < {prod}");
+    let out = s.lab.exec("vm1", &["sh", "-c", &cmd]).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Creating network m_default\nCreating service m_web\n"
+    );
+    s.wait_running("m_web", 2);
+    let inspect = |format: &str| s.ok("vm1", &["service", "inspect", "--format", format, "m_web"]);
+    assert_eq!(inspect("{{.Spec.Mode.Replicated.Replicas}}"), "2\n");
+    assert_eq!(
+        inspect("{{json .Spec.TaskTemplate.ContainerSpec.Env}}"),
+        "[\"A=1\",\"B=3\"]\n"
+    );
+    assert_eq!(
+        inspect("{{range .Spec.EndpointSpec.Ports}}{{.PublishedPort}}:{{.TargetPort}} {{end}}"),
+        "8080:8000 9090:90 \n"
+    );
+    assert_eq!(
+        inspect("{{index .Spec.Labels \"tier\"}} {{index .Spec.Labels \"env\"}}"),
+        "front prod\n"
+    );
+
+    // The same two files as one comma-separated -c: nothing to change.
+    let version = inspect("{{.Version.Index}}");
+    let both = format!("{base},{prod}");
+    let out = s.ok("vm1", &["stack", "deploy", "-c", &both, "m"]);
+    assert!(out.starts_with("Updating service m_web (id: "), "{out}");
+    assert_eq!(inspect("{{.Version.Index}}"), version);
+}
+
 /// A stack's `user:`, `init:` and `stop_signal:` reach its tasks; a redeploy of the same file
 /// restarts nothing, also after `service update --force`; `--prune` removes first.
 #[test]

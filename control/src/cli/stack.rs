@@ -15,8 +15,14 @@ pub enum StackCommand {
     /// Deploy a new stack or update an existing stack
     #[command(alias = "up")]
     Deploy {
+        // A string slice as docker's: repeated, or comma-separated (`-c a.yml,b.yml`).
         /// Path to a Compose file, or "-" to read from stdin
-        #[arg(short = 'c', long = "compose-file", required = true)]
+        #[arg(
+            short = 'c',
+            long = "compose-file",
+            required = true,
+            value_delimiter = ','
+        )]
         compose_file: Vec<String>,
         /// Prune services that are no longer referenced
         #[arg(long)]
@@ -24,6 +30,11 @@ pub enum StackCommand {
         /// Send registry authentication details to Swarm agents
         #[arg(long)]
         with_registry_auth: bool,
+        // Checked as docker checks it, after the compose files load; Shoal pulls no images,
+        // so the value changes nothing.
+        /// Query the registry to resolve image digest and supported platforms ("always", "changed", "never")
+        #[arg(long, default_value = "always")]
+        resolve_image: String,
         // An `Option`, as docker warns when the flag is not given; pflag.rs makes it a
         // boolean flag as docker's.
         /// Exit immediately instead of waiting for the stack services to converge
@@ -72,7 +83,10 @@ pub enum StackCommand {
     },
 }
 
-fn read_files(paths: &[String]) -> Result<Vec<(String, String)>, ApiError> {
+/// Read and parse each file in turn, as docker's loadConfigFiles: the first file that cannot
+/// be read or parsed stops the deploy before any file is loaded. `-` reads stdin (given twice,
+/// the second read finds nothing, as docker's).
+fn read_files(paths: &[String]) -> Result<Vec<shoal_compose::ParsedFile>, ApiError> {
     let mut files = Vec::new();
     for p in paths {
         let text = if p == "-" {
@@ -92,7 +106,8 @@ fn read_files(paths: &[String]) -> Result<Vec<(String, String)>, ApiError> {
                 .map(|a| a.display().to_string())
                 .unwrap_or_else(|_| p.clone())
         };
-        files.push((shown, text));
+        files
+            .push(shoal_compose::parse(&shown, &text).map_err(|e| ApiError::plain(e.to_string()))?);
     }
     Ok(files)
 }
@@ -152,15 +167,21 @@ pub async fn run(host: &str, cmd: StackCommand) -> CliResult {
             detach,
             quiet,
             name,
+            resolve_image,
             ..
         } => {
             check_stack_name(&name).map_err(ApiError::plain)?;
             let files = read_files(&compose_file)?;
             let env: BTreeMap<String, String> = std::env::vars().collect();
-            let stack = shoal_compose::load(&name, &files, &env)
+            let stack = shoal_compose::load_parsed(&name, files, &env)
                 .map_err(|e| ApiError::plain(e.to_string()))?;
             for w in &stack.warnings {
                 eprintln!("{w}\n");
+            }
+            if !matches!(resolve_image.as_str(), "always" | "changed" | "never") {
+                return Err(ApiError::plain(format!(
+                    "invalid option {resolve_image} for flag --resolve-image"
+                )));
             }
             if detach.is_none() {
                 eprintln!("Since --detach=false was not specified, tasks will be created in the background.\nIn a future release, --detach=false will become the default.");
