@@ -468,6 +468,29 @@ fn autolock_keeps_a_restarted_manager_locked_until_unlocked() {
     assert!(ok, "unlock with the rotated key: {err}");
     s.wait_node("vm1", "vm2", "Ready", "Reachable", T);
 
+    // A demoted manager's keys go back in the clear (workers are never locked) and it
+    // forgets its store's key; promoted again, it is sealed by the key in force.
+    s.ok("vm1", &["node", "demote", "vm2"]);
+    wait_until("vm2 unsealed as a worker", T, || {
+        let id = file(&s, "vm2", "node-identity.pem");
+        (contains(&id, "BEGIN PRIVATE KEY") && !contains(&id, "RAFT DEK")).then_some(())
+    })
+    .unwrap();
+    s.ok("vm1", &["node", "promote", "vm2"]);
+    s.wait_node("vm1", "vm2", "Ready", "Reachable", T);
+    wait_until("vm2 sealed again as a manager", T, || {
+        let id = file(&s, "vm2", "node-identity.pem");
+        (contains(&id, "BEGIN SHOAL SEALED PRIVATE KEY")
+            && contains(&id, "BEGIN SHOAL SEALED RAFT DEK"))
+        .then_some(())
+    })
+    .unwrap();
+    s.lab.stop("vm2").unwrap();
+    s.lab.start("vm2").unwrap();
+    let (ok, err) = unlock(&s, "vm2", &new_key);
+    assert!(ok, "unlock after a new promotion: {err}");
+    s.wait_node("vm1", "vm2", "Ready", "Reachable", T);
+
     // Off: the keys go back in the clear, and a restart is not locked.
     assert_eq!(
         s.ok("vm1", &["swarm", "update", "--autolock=false"]),

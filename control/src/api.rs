@@ -414,6 +414,10 @@ pub enum ApiReply {
         node_id: String,
         worker_token: String,
         manager_addr: String,
+        /// The unlock key under autolock, in the reply itself: the node is sealed by it
+        /// before the reply leaves, and must not be sealed by a key nobody was shown.
+        #[serde(default)]
+        unlock_key: Option<String>,
     },
     Joined {
         role: Role,
@@ -668,6 +672,9 @@ pub mod msg {
     pub const SWARM_LOCKED: &str = "Swarm is encrypted and needs to be unlocked before it can be used. Please use \"shoal swarm unlock\" to unlock it.";
     /// moby's Leave on a locked node without --force.
     pub const LEAVE_LOCKED: &str = "Swarm is encrypted and locked. Please unlock it first or use `--force` to ignore this message.";
+    /// moby's errSwarmCertificatesExpired.
+    pub const CERTS_EXPIRED: &str =
+        "Swarm certificates have expired. To replace them, leave the swarm and join again.";
     /// moby's notLockedError.
     pub const NOT_LOCKED: &str = "swarm is not locked";
     /// moby's invalidUnlockKey.

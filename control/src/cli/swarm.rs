@@ -319,6 +319,7 @@ pub async fn run(host: &str, cmd: SwarmCommand) -> CliResult {
                     node_id,
                     worker_token,
                     manager_addr,
+                    unlock_key,
                 } => {
                     println!("Swarm initialized: current node ({node_id}) is now a manager.\n");
                     println!(
@@ -326,8 +327,8 @@ pub async fn run(host: &str, cmd: SwarmCommand) -> CliResult {
                         join_command(Role::Worker, &worker_token, &manager_addr)
                     );
                     println!("To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.");
-                    if a.autolock {
-                        print!("{}", unlock_command(&fetch_unlock_key(host).await?));
+                    if let Some(key) = unlock_key.filter(|k| !k.is_empty()) {
+                        print!("{}", unlock_command(&key));
                     }
                     Ok(())
                 }
@@ -396,10 +397,14 @@ pub async fn run(host: &str, cmd: SwarmCommand) -> CliResult {
                 Some(true) => !unlock_key(host).await?.is_empty(),
                 _ => true,
             };
-            call(host, ApiRequest::SwarmUpdate(update)).await?;
+            let reply = call(host, ApiRequest::SwarmUpdate(update)).await?;
             println!("Swarm updated.");
             if !was_locking {
-                print!("{}", unlock_command(&fetch_unlock_key(host).await?));
+                let key = match reply {
+                    ApiReply::UnlockKey { key } if !key.is_empty() => key,
+                    _ => fetch_unlock_key(host).await?,
+                };
+                print!("{}", unlock_command(&key));
             }
             Ok(())
         }
@@ -414,9 +419,19 @@ pub async fn run(host: &str, cmd: SwarmCommand) -> CliResult {
                     rotate_unlock_key: true,
                     ..Default::default()
                 };
-                call(host, ApiRequest::SwarmUpdate(rotate)).await?;
+                let reply = call(host, ApiRequest::SwarmUpdate(rotate)).await?;
                 if !a.quiet {
                     println!("Successfully rotated manager unlock key.");
+                }
+                if let ApiReply::UnlockKey { key } = reply {
+                    if !key.is_empty() {
+                        if a.quiet {
+                            println!("{key}");
+                        } else {
+                            print!("{}", unlock_command(&key));
+                        }
+                        return Ok(());
+                    }
                 }
             }
             let key = fetch_unlock_key(host).await?;
@@ -431,8 +446,11 @@ pub async fn run(host: &str, cmd: SwarmCommand) -> CliResult {
             Ok(())
         }
         SwarmCommand::Ca(a) => {
+            // As docker-cli: the swarm first (a worker gets the manager-only error), then
+            // the flags.
+            let reply = call(host, ApiRequest::TrustRoot).await?;
             a.check()?;
-            match call(host, ApiRequest::TrustRoot).await? {
+            match reply {
                 ApiReply::TrustRoot { pem } if !pem.trim().is_empty() => {
                     println!("{}", pem.trim());
                     Ok(())

@@ -99,7 +99,12 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
                 continue;
             }
         }
-        tokio::time::sleep(period).await;
+        // Not past the certificate's renewal point: a heartbeat period may be longer than
+        // what is left of a short --cert-expiry.
+        let until_renewal = lock(&daemon.cert_renew_at)
+            .and_then(|at| at.duration_since(std::time::SystemTime::now()).ok())
+            .unwrap_or_default();
+        tokio::time::sleep(period.min(until_renewal.max(Duration::from_secs(1)))).await;
     }
 }
 
@@ -185,6 +190,17 @@ async fn change_role(
         }
         m.raft_id = raft_id;
     }
+    if role == Role::Worker {
+        tracing::info!("demoted: stopping raft");
+        let mgr = lock(&daemon.manager).take();
+        if let Some(mgr) = mgr {
+            mgr.shutdown().await;
+        }
+        // Workers are never locked (swarmkit gives them no unlock key). Unsealed with Raft
+        // stopped (its autolock loop would seal again) and before node.json says worker: a
+        // crash in between leaves a manager, which seals again, never a sealed worker.
+        daemon.set_kek(None)?;
+    }
     daemon.set_membership(Some(m.clone()))?;
     match role {
         Role::Manager => {
@@ -205,14 +221,11 @@ async fn change_role(
             }
         }
         Role::Worker => {
-            tracing::info!("demoted: stopping raft");
-            let mgr = lock(&daemon.manager).take();
-            if let Some(mgr) = mgr {
-                mgr.shutdown().await;
-            }
             let _ = std::fs::remove_file(daemon.root.raft_file());
-            // Workers are never locked (swarmkit gives them no unlock key).
-            daemon.set_kek(None)?;
+            // The store it sealed is gone: a later promotion gets a new key.
+            if !daemon.root.raft_file().exists() {
+                daemon.forget_dek()?;
+            }
             Ok(())
         }
     }

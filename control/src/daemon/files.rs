@@ -183,8 +183,10 @@ impl DataRoot {
     }
 
     /// Everything `wipe_swarm` removes, node.json last.
-    fn swarm_files(&self) -> [PathBuf; 8] {
+    fn swarm_files(&self) -> [PathBuf; 9] {
         [
+            // What a write of the identity cut short left (`write_atomic`'s temporary).
+            self.identity_file().with_extension("tmp"),
             self.raft_creating_file(),
             self.force_backup_file(),
             self.raft_file(),

@@ -103,6 +103,9 @@ impl Daemon {
                     Ok(left)
                 }
                 ApiRequest::SwarmLeave { force: false } => Err(ApiError::daemon(msg::LEAVE_LOCKED)),
+                ApiRequest::SwarmInit(_) | ApiRequest::SwarmJoin(_) => {
+                    Err(ApiError::daemon(msg::ALREADY_IN_SWARM))
+                }
                 ApiRequest::SystemInfo => Ok(self.system_info()),
                 _ => Err(ApiError::daemon(msg::SWARM_LOCKED)),
             };
@@ -161,11 +164,16 @@ impl Daemon {
             }
             Err(e) => return Err(ApiError::daemon(e.to_string())),
         }
-        lock(&self.keys).kek = Some(kek);
+        lock(&self.keys).kek = Some(kek.clone());
         self.set_locked(false);
         tracing::info!("unlocked: taking up this node's place in the swarm");
         if let Err(e) = self.resume_swarm(m).await {
             self.stop_swarm_tasks().await;
+            // Sealed again by the key that opened it (its manager may have re-sealed with a
+            // newer one in the meantime), so that the same key unlocks it next time.
+            if let Err(e) = self.set_kek(Some(kek)) {
+                tracing::warn!(error = %e, "sealing the keys again after a failed unlock");
+            }
             self.set_locked(true);
             lock(&self.keys).kek = None;
             return Err(ApiError::daemon(format!(
@@ -385,6 +393,7 @@ impl Daemon {
                 }
                 .to_string(),
                 manager_addr: listen_addr,
+                unlock_key: cluster.unlock_key,
             }),
             Err(e) => {
                 self.stop_swarm_tasks().await;
@@ -492,6 +501,7 @@ impl Daemon {
                     }
                     .to_string(),
                     manager_addr: m.listen_addr(),
+                    unlock_key: None,
                 })
             }
             Err(e) => Err(self

@@ -732,10 +732,22 @@ impl Daemon {
                 }
                 // The key is the leader's to make; the state machine takes it only when
                 // autolock goes on or the key is rotated.
-                update.unlock_key = (update.autolock == Some(true) || update.rotate_unlock_key)
-                    .then(|| shoal_ca::seal::SealKey::generate().to_unlock_key());
+                let keyed = update.autolock == Some(true) || update.rotate_unlock_key;
+                update.unlock_key =
+                    keyed.then(|| shoal_ca::seal::SealKey::generate().to_unlock_key());
                 mgr.propose(Command::UpdateCluster { update }).await?;
-                Ok(ApiReply::Done)
+                if !keyed {
+                    return Ok(ApiReply::Done);
+                }
+                // The key now in force, in the reply: managers seal with it within a second,
+                // and a client that then loses the daemon must have been shown it.
+                let key = mgr
+                    .sm
+                    .state()
+                    .cluster
+                    .and_then(|c| c.unlock_key)
+                    .unwrap_or_default();
+                Ok(ApiReply::UnlockKey { key })
             }
             ApiRequest::TrustRoot => {
                 let state = mgr.read_state().await?;
@@ -910,39 +922,42 @@ pub(crate) fn single_member(raft_id: u64, addr: String) -> BTreeMap<u64, BasicNo
 }
 
 /// Every manager: keep this node's keys on disk sealed by the swarm's unlock key while
-/// autolock is on, and in the clear while it is off (swarmkit's KEK manager). Sealing
-/// with a key the state names happens at once. Unsealing, or changing from the key in
-/// use, waits until this member has applied all of its log: a state machine loaded
-/// behind the log (after a restart) must not undo a later autolock or rotation on disk.
+/// autolock is on, and in the clear while it is off (swarmkit's KEK manager). A change
+/// waits until this member holds a cluster and has applied all of its log: a state
+/// machine loaded behind the log (after a restart) must not undo a later change on disk,
+/// nor seal with a key since turned off or rotated away.
 async fn autolock_loop(daemon: std::sync::Weak<Daemon>, mgr: Arc<Manager>) {
     let mut applied = mgr.sm.applied();
     loop {
         let Some(d) = daemon.upgrade() else {
             return;
         };
-        let want = mgr
-            .sm
-            .read(|s| s.state.cluster.as_ref().and_then(|c| c.unlock_key.clone()));
-        let want = match want
-            .as_deref()
-            .map(shoal_ca::seal::SealKey::parse_unlock_key)
-        {
-            None => None,
-            Some(Ok(k)) => Some(k),
-            Some(Err(e)) => {
-                tracing::error!(error = %e, "the swarm's unlock key in the raft store is not one");
-                None
-            }
-        };
-        let have = lock(&d.keys).kek.clone();
         let caught_up = {
             let m = mgr.raft.metrics();
             let m = m.borrow();
-            m.last_applied.map(|l| l.index) >= m.last_log_index
+            m.last_log_index.is_some() && m.last_applied.map(|l| l.index) >= m.last_log_index
         };
-        if want != have && (have.is_none() || caught_up) {
-            if let Err(e) = d.set_kek(want) {
-                tracing::warn!(error = %e, "sealing this node's keys with the unlock key");
+        let want = mgr
+            .sm
+            .read(|s| s.state.cluster.as_ref().map(|c| c.unlock_key.clone()))
+            .filter(|_| caught_up);
+        if let Some(want) = want {
+            let want = match want
+                .as_deref()
+                .map(shoal_ca::seal::SealKey::parse_unlock_key)
+            {
+                None => None,
+                Some(Ok(k)) => Some(k),
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "the swarm's unlock key in the raft store is not one");
+                    None
+                }
+            };
+            let have = lock(&d.keys).kek.clone();
+            if want != have {
+                if let Err(e) = d.set_kek(want) {
+                    tracing::warn!(error = %e, "sealing this node's keys with the unlock key");
+                }
             }
         }
         drop(d);

@@ -265,6 +265,17 @@ impl Daemon {
         tracing::info!(node = %m.node_id, role = %m.role, "restoring swarm membership");
         self.load_tls()
             .map_err(|e| DaemonError::Setup(format!("loading certificates: {e}")))?;
+        if self.cert_expired() {
+            // moby's errSwarmCertificatesExpired: no peer accepts this node any more.
+            tracing::error!("{}", crate::api::msg::CERTS_EXPIRED);
+            *lock(&self.store_problem) = Some(crate::api::msg::CERTS_EXPIRED.to_string());
+            return Ok(());
+        }
+        if m.role == crate::types::Role::Worker {
+            // A worker is never locked; one sealed (by an older shoald) is unsealed now.
+            self.set_kek(None)
+                .map_err(|e| DaemonError::Setup(format!("unsealing this worker's keys: {e}")))?;
+        }
         if let Some(hint) = m.managers.first() {
             *lock(&self.leader_hint) = Some(hint.clone());
         }
@@ -343,6 +354,34 @@ impl Daemon {
         Ok(dek)
     }
 
+    /// Whether this node's certificate is past its end (it was down longer than what was
+    /// left of it, so it could not renew it).
+    fn cert_expired(&self) -> bool {
+        let kek = lock(&self.keys).kek.clone();
+        self.root
+            .load_identity(kek.as_ref())
+            .ok()
+            .and_then(|id| shoal_ca::validity_of_pem(&id.cert_pem).ok())
+            .is_some_and(|(_, until)| until < std::time::SystemTime::now())
+    }
+
+    /// Drop the Raft store's key (a demoted node's store is gone).
+    pub(crate) fn forget_dek(&self) -> Result<(), String> {
+        let mut keys = lock(&self.keys);
+        let file = self.root.identity_file();
+        let mut id = self
+            .root
+            .load_identity(keys.kek.as_ref())
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        if id.dek.take().is_some() {
+            self.root
+                .save_identity(&id, keys.kek.as_ref())
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+        }
+        keys.dek = None;
+        Ok(())
+    }
+
     /// Seal this node's keys on disk with `kek` (the swarm's unlock key under autolock),
     /// or keep them in the clear (None), if that is not how they are now.
     pub(crate) fn set_kek(&self, kek: Option<SealKey>) -> Result<(), String> {
@@ -413,10 +452,12 @@ impl Daemon {
                 .save_membership(m)
                 .map_err(|e| format!("saving node.json: {e}"))?,
             None => {
+                // Under the keys lock: a re-seal in flight cannot write the identity back.
+                let mut keys = lock(&self.keys);
                 self.root
                     .wipe_swarm()
                     .map_err(|e| format!("removing swarm state: {e}"))?;
-                *lock(&self.keys) = NodeKeys::default();
+                *keys = NodeKeys::default();
             }
         }
         *lock(&self.membership) = m;
