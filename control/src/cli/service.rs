@@ -260,6 +260,12 @@ pub struct UpdateArgs {
     /// Remove a configuration file
     #[arg(long)]
     config_rm: Vec<String>,
+    /// Add a network
+    #[arg(long)]
+    network_add: Vec<String>,
+    /// Remove a network
+    #[arg(long)]
+    network_rm: Vec<String>,
     /// Rollback to previous specification
     #[arg(long)]
     rollback: bool,
@@ -429,11 +435,8 @@ fn build_spec(a: &CreateArgs) -> Result<ServiceSpec, ApiError> {
             networks: a
                 .network
                 .iter()
-                .map(|n| NetworkAttachmentConfig {
-                    target: n.clone(),
-                    aliases: vec![],
-                })
-                .collect(),
+                .map(|n| network_flag("--network", n))
+                .collect::<Result<_, _>>()?,
             ..Default::default()
         },
         mode,
@@ -445,6 +448,106 @@ fn build_spec(a: &CreateArgs) -> Result<ServiceSpec, ApiError> {
     };
     a.flags.apply(&mut spec).map_err(flags_error)?;
     Ok(spec)
+}
+
+/// A `--network` / `--network-add` value (docker-cli's NetworkOpt), refused in pflag's
+/// words. Driver options parse as docker's do, but Shoal's overlay takes none per
+/// attachment (and the spec has nowhere to keep them): they are refused, not dropped.
+fn network_flag(flag: &str, value: &str) -> Result<NetworkAttachmentConfig, ApiError> {
+    let (net, driver_opts) = opts::network(value).map_err(bad_flag(flag, value))?;
+    if !driver_opts.is_empty() {
+        return Err(bad_flag(flag, value)(
+            "driver-opt is not supported: Shoal's overlay takes no per-attachment driver options"
+                .into(),
+        ));
+    }
+    Ok(net)
+}
+
+/// The ID of the network `reference` names, as docker-cli's resolveNetworkID asks the
+/// daemon (`network X not found` when there is none).
+async fn network_id(host: &str, reference: &str) -> Result<String, ApiError> {
+    let reply = call(
+        host,
+        ApiRequest::NetworkInspect {
+            references: vec![reference.to_string()],
+        },
+    )
+    .await?;
+    let ApiReply::Objects { mut objects } = reply else {
+        return Err(unexpected(reply));
+    };
+    match objects.pop() {
+        Some(Ok(n)) => Ok(n["Id"].as_str().unwrap_or_default().to_string()),
+        Some(Err(e)) => Err(ApiError::daemon(e)),
+        None => Err(ApiError::daemon(format!("network {reference} not found"))),
+    }
+}
+
+/// `service create --network`: each network by ID, sorted by ID, as docker-cli's
+/// ToService sends them.
+async fn resolve_networks(host: &str, spec: &mut ServiceSpec) -> Result<(), ApiError> {
+    for n in &mut spec.task_template.networks {
+        n.target = network_id(host, &n.target).await?;
+    }
+    spec.task_template
+        .networks
+        .sort_by(|a, b| a.target.cmp(&b.target));
+    Ok(())
+}
+
+/// `service update --network-add/--network-rm`, resolved: the IDs to remove and the
+/// attachments to add (each with the name it was given and its network's ID).
+#[derive(Debug, Default)]
+struct NetworkUpdate {
+    remove: BTreeSet<String>,
+    add: Vec<(String, NetworkAttachmentConfig)>,
+}
+
+/// The `--network-add` values parsed (before anything is asked of the daemon, as pflag
+/// refuses them while parsing the command line).
+fn network_adds(a: &UpdateArgs) -> Result<Vec<NetworkAttachmentConfig>, ApiError> {
+    a.network_add
+        .iter()
+        .map(|n| network_flag("--network-add", n))
+        .collect()
+}
+
+/// docker-cli's updateNetworks, the daemon's half: every network named by `--network-rm`
+/// must exist (one the service is not on is no error); each added one is looked up.
+async fn resolve_network_update(
+    host: &str,
+    a: &UpdateArgs,
+    adds: Vec<NetworkAttachmentConfig>,
+) -> Result<NetworkUpdate, ApiError> {
+    let mut u = NetworkUpdate::default();
+    let rm: BTreeSet<&String> = a.network_rm.iter().collect();
+    for r in rm {
+        u.remove.insert(network_id(host, r).await?);
+    }
+    for mut n in adds {
+        let given = std::mem::take(&mut n.target);
+        n.target = network_id(host, &given).await?;
+        u.add.push((given, n));
+    }
+    Ok(u)
+}
+
+/// docker-cli's updateNetworks: the removed networks go, an added one the service is
+/// already on is refused, and the list is kept sorted by network ID.
+fn update_networks(spec: &mut ServiceSpec, u: &NetworkUpdate) -> Result<(), ApiError> {
+    let nets = &mut spec.task_template.networks;
+    nets.retain(|n| !u.remove.contains(&n.target));
+    for (given, n) in &u.add {
+        if nets.iter().any(|x| x.target == n.target) {
+            return Err(ApiError::plain(format!(
+                "service is already attached to network {given}"
+            )));
+        }
+        nets.push(n.clone());
+    }
+    nets.sort_by(|a, b| a.target.cmp(&b.target));
+    Ok(())
 }
 
 /// The stored spec (without inserted defaults) and version of a service, for updating.
@@ -972,7 +1075,8 @@ fn key_values_of(v: &Value) -> BTreeMap<String, String> {
 pub async fn run(host: &str, cmd: ServiceCommand) -> CliResult {
     match cmd {
         ServiceCommand::Create(a) => {
-            let spec = build_spec(&a)?;
+            let mut spec = build_spec(&a)?;
+            resolve_networks(host, &mut spec).await?;
             let id = match call(host, ApiRequest::ServiceCreate { spec }).await? {
                 ApiReply::ServiceCreated { id } => id,
                 other => return Err(unexpected(other)),
@@ -1048,8 +1152,13 @@ pub async fn run(host: &str, cmd: ServiceCommand) -> CliResult {
             if a.rollback {
                 return rollback(host, &a.service, a.detach, a.quiet).await;
             }
+            let adds = network_adds(&a)?;
             let (id, version, mut spec) = current(host, &a.service).await?;
             apply_update(&a, &mut spec)?;
+            if !a.network_add.is_empty() || !a.network_rm.is_empty() {
+                let u = resolve_network_update(host, &a, adds).await?;
+                update_networks(&mut spec, &u)?;
+            }
             call(
                 host,
                 ApiRequest::ServiceUpdate {
@@ -1630,6 +1739,89 @@ mod tests {
     fn update_args(args: &[&str]) -> UpdateArgs {
         use clap::Parser;
         Update::try_parse_from(args).unwrap().a
+    }
+
+    /// `--network` takes docker's short and long syntax; the long one's aliases are
+    /// kept (lower-cased, as docker-cli does); driver options are refused, not dropped.
+    #[test]
+    fn create_network_flag_takes_the_long_syntax() {
+        let nets = |flags: &[&str]| create_with(flags).map(|s| s.task_template.networks);
+        let net = |target: &str, aliases: &[&str]| NetworkAttachmentConfig {
+            target: target.into(),
+            aliases: aliases.iter().map(|a| a.to_string()).collect(),
+        };
+        assert_eq!(nets(&["--network", "net1"]).unwrap(), [net("net1", &[])]);
+        assert_eq!(
+            nets(&["--network", "name=net1,alias=Web,alias=api"]).unwrap(),
+            [net("net1", &["web", "api"])]
+        );
+        assert_eq!(
+            nets(&["--network", "name=net1,driver-opt=k=v"])
+                .unwrap_err()
+                .to_string(),
+            "invalid argument \"name=net1,driver-opt=k=v\" for \"--network\" flag: driver-opt is not supported: Shoal's overlay takes no per-attachment driver options"
+        );
+        assert_eq!(
+            nets(&["--network", "alias=web"]).unwrap_err().to_string(),
+            "invalid argument \"alias=web\" for \"--network\" flag: network name/id is not specified"
+        );
+    }
+
+    /// docker-cli's updateNetworks: removed by ID, added after (an attachment already
+    /// there refused by the name given), sorted by ID.
+    #[test]
+    fn network_add_and_rm_as_docker_cli_updates_them() {
+        let att = |target: &str, aliases: &[&str]| NetworkAttachmentConfig {
+            target: target.into(),
+            aliases: aliases.iter().map(|a| a.to_string()).collect(),
+        };
+        let mut spec = ServiceSpec::default();
+        spec.task_template.networks = vec![att("id-b", &[]), att("id-c", &["x"])];
+        let u = NetworkUpdate {
+            remove: ["id-c".to_string(), "id-z".to_string()].into(),
+            add: vec![("net-a".into(), att("id-a", &["web"]))],
+        };
+        update_networks(&mut spec, &u).unwrap();
+        assert_eq!(
+            spec.task_template.networks,
+            [att("id-a", &["web"]), att("id-b", &[])]
+        );
+        let again = NetworkUpdate {
+            remove: BTreeSet::new(),
+            add: vec![("net-b".into(), att("id-b", &[]))],
+        };
+        assert_eq!(
+            update_networks(&mut spec, &again).unwrap_err().to_string(),
+            "service is already attached to network net-b"
+        );
+        // Removing and adding the same network in one update re-attaches it.
+        let swap = NetworkUpdate {
+            remove: ["id-a".to_string()].into(),
+            add: vec![("net-a".into(), att("id-a", &["api"]))],
+        };
+        update_networks(&mut spec, &swap).unwrap();
+        assert_eq!(spec.task_template.networks[0], att("id-a", &["api"]));
+        let a = update_args(&[
+            "update",
+            "--network-add",
+            "name=n1,alias=a",
+            "--network-add",
+            "n2",
+            "--network-rm",
+            "n3",
+            "web",
+        ]);
+        assert_eq!(
+            network_adds(&a).unwrap(),
+            [att("n1", &["a"]), att("n2", &[])]
+        );
+        assert_eq!(a.network_rm, ["n3"]);
+        assert_eq!(
+            network_adds(&update_args(&["update", "--network-add", "name=n1,foo=1", "web"]))
+                .unwrap_err()
+                .to_string(),
+            "invalid argument \"name=n1,foo=1\" for \"--network-add\" flag: invalid field key foo"
+        );
     }
 
     /// `service update --args` splits its value as a shell would (docker's ShlexOpt), so

@@ -3,6 +3,7 @@
 
 use shoal_spec::{
     ContainerSpec, EndpointMode, EndpointSpec, FailureAction, HealthConfig, Limit, Mount,
+    NetworkAttachmentConfig,
     Placement, PlacementPreference, PortConfig, Protocol, PublishMode, ResourceRequirements,
     RestartCondition, RestartPolicy, ServiceSpec, SpreadOver, UpdateConfig, UpdateOrder,
 };
@@ -186,6 +187,137 @@ pub fn mount(s: &str) -> Result<Mount, String> {
         return Err(format!("unsupported mount type {}", m.kind));
     }
     Ok(m)
+}
+
+/// One record of Go's encoding/csv (its defaults: `,` between fields, `"` quoting, `""`
+/// a quote inside a quoted field), as docker-cli reads `--network` and `--mount`.
+pub fn csv_record(s: &str) -> Result<Vec<String>, String> {
+    let s = s.strip_suffix('\n').unwrap_or(s);
+    let s = s.strip_suffix('\r').unwrap_or(s);
+    if s.is_empty() {
+        return Err("EOF".into());
+    }
+    let b: Vec<char> = s.chars().collect();
+    let mut fields = Vec::new();
+    let mut i = 0;
+    loop {
+        let mut field = String::new();
+        if b.get(i) == Some(&'"') {
+            i += 1;
+            loop {
+                match b.get(i) {
+                    None => {
+                        return Err(format!(
+                            "parse error on line 1, column {}: extraneous or missing \" in quoted-field",
+                            i + 1
+                        ))
+                    }
+                    Some('"') if b.get(i + 1) == Some(&'"') => {
+                        field.push('"');
+                        i += 2;
+                    }
+                    Some('"') => {
+                        i += 1;
+                        match b.get(i) {
+                            None | Some(',') => break,
+                            Some(_) => {
+                                return Err(format!(
+                                    "parse error on line 1, column {}: extraneous or missing \" in quoted-field",
+                                    i + 1
+                                ))
+                            }
+                        }
+                    }
+                    Some(c) => {
+                        field.push(*c);
+                        i += 1;
+                    }
+                }
+            }
+        } else {
+            while let Some(c) = b.get(i).filter(|c| **c != ',') {
+                if *c == '"' {
+                    return Err(format!(
+                        "parse error on line 1, column {}: bare \" in non-quoted-field",
+                        i + 1
+                    ));
+                }
+                field.push(*c);
+                i += 1;
+            }
+        }
+        fields.push(field);
+        if b.get(i) == Some(&',') {
+            i += 1;
+            continue;
+        }
+        return Ok(fields);
+    }
+}
+
+/// docker-cli's NetworkOpt: `NET`, or the long syntax
+/// `name=NET[,alias=A...][,driver-opt=k=v...]` (told apart as docker does: a `word=word`
+/// anywhere in the value). As in docker each field is lower-cased whole (aliases too);
+/// `ip`, `ip6`, `mac-address`, `link-local-ip` and `gw-priority` are checked, then left
+/// out, as docker's service commands leave them out. Returns the attachment (target as
+/// given) and its driver options.
+pub fn network(value: &str) -> Result<(NetworkAttachmentConfig, Vec<(String, String)>), String> {
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let v = value.as_bytes();
+    let long = (1..v.len().saturating_sub(1)).any(|i| v[i] == b'=' && word(v[i - 1]) && word(v[i + 1]));
+    if !long {
+        return Ok((
+            NetworkAttachmentConfig {
+                target: value.to_string(),
+                aliases: vec![],
+            },
+            vec![],
+        ));
+    }
+    let mut net = NetworkAttachmentConfig {
+        target: String::new(),
+        aliases: vec![],
+    };
+    let mut driver_opts = Vec::new();
+    let ip = |v: &str| {
+        v.parse::<std::net::IpAddr>()
+            .map(|_| ())
+            .map_err(|_| format!("ParseAddr({v:?}): unable to parse IP"))
+    };
+    for field in csv_record(value)? {
+        let lower = field.to_lowercase();
+        let (key, val) = match lower.split_once('=') {
+            Some((k, v)) if !k.is_empty() => (k.trim(), v.trim()),
+            _ => return Err(format!("invalid field {field}")),
+        };
+        match key {
+            "name" => net.target = val.to_string(),
+            "alias" => net.aliases.push(val.to_string()),
+            "ip" | "ip6" | "link-local-ip" => ip(val)?,
+            "mac-address" => {}
+            "driver-opt" => match val.split_once('=') {
+                Some((k, v)) if !k.is_empty() => {
+                    driver_opts.push((k.trim().to_string(), v.trim().to_string()))
+                }
+                _ => return Err("invalid key value pair format in driver options".into()),
+            },
+            "gw-priority" => {
+                if let Err(e) = val.parse::<i64>() {
+                    let why = match e.kind() {
+                        std::num::IntErrorKind::PosOverflow
+                        | std::num::IntErrorKind::NegOverflow => "value out of range",
+                        _ => "invalid syntax",
+                    };
+                    return Err(format!("invalid gw-priority ({val}): {why}"));
+                }
+            }
+            other => return Err(format!("invalid field key {other}")),
+        }
+    }
+    if net.target.is_empty() {
+        return Err("network name/id is not specified".into());
+    }
+    Ok((net, driver_opts))
 }
 
 /// docker's ValidateExtraHost then convertExtraHostsToSwarmHosts: `host:ip` (or
@@ -819,6 +951,48 @@ mod tests {
         assert_eq!(
             port("mode=host,published=65536,target=80").unwrap_err(),
             "invalid published port 65536"
+        );
+    }
+
+    /// docker-cli's NetworkOpt: short and long syntax, its errors, fields lower-cased.
+    #[test]
+    fn networks_parse_like_docker_cli() {
+        let (n, d) = network("my-net").unwrap();
+        assert_eq!((n.target.as_str(), n.aliases.len(), d.len()), ("my-net", 0, 0));
+        // No `word=word` in it: the short syntax, whatever else it holds.
+        assert_eq!(network("a-=-b").unwrap().0.target, "a-=-b");
+        let (n, d) =
+            network("name=Net1,alias=Web,alias=api,driver-opt=Com.X=Y,ip=10.0.0.9").unwrap();
+        assert_eq!(n.target, "net1");
+        assert_eq!(n.aliases, ["web", "api"]);
+        assert_eq!(d, [("com.x".to_string(), "y".to_string())]);
+        assert_eq!(
+            network("\"name=a,b\",alias=x").unwrap().0.target,
+            "a,b",
+            "a quoted field may hold a comma"
+        );
+        assert_eq!(network("name=a,bogus").unwrap_err(), "invalid field bogus");
+        assert_eq!(network("name=a,=x").unwrap_err(), "invalid field =x");
+        assert_eq!(network("name=a,foo=1").unwrap_err(), "invalid field key foo");
+        assert_eq!(
+            network("alias=a").unwrap_err(),
+            "network name/id is not specified"
+        );
+        assert_eq!(
+            network("name=a,driver-opt=x").unwrap_err(),
+            "invalid key value pair format in driver options"
+        );
+        assert_eq!(
+            network("name=a,ip=10.0.0.300").unwrap_err(),
+            "ParseAddr(\"10.0.0.300\"): unable to parse IP"
+        );
+        assert_eq!(
+            network("name=a,gw-priority=x").unwrap_err(),
+            "invalid gw-priority (x): invalid syntax"
+        );
+        assert_eq!(
+            network("name=a\"b").unwrap_err(),
+            "parse error on line 1, column 7: bare \" in non-quoted-field"
         );
     }
 
