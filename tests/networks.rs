@@ -1619,3 +1619,187 @@ fn nodes_with_and_without_the_fast_path_interoperate() {
         "vm1 talked to vm3 over its fast path: {vm1:?}"
     );
 }
+
+/// `service update --network-add/--network-rm` as docker: the tasks roll onto the new
+/// network set; the service answers by name and alias on an added network and is gone
+/// from a removed one; `service inspect` shows the attachments and VIPs that follow.
+#[test]
+fn network_add_and_rm_move_a_service_between_networks() {
+    let s = Swarm::lab("netadd", 1);
+    s.form(&[]);
+    s.ok("vm1", &["network", "create", "net1"]);
+    s.ok("vm1", &["network", "create", "net2"]);
+    let id = |net: &str| {
+        s.ok("vm1", &["network", "inspect", "--format", "{{.Id}}", net])
+            .trim()
+            .to_string()
+    };
+    let (net1, net2) = (id("net1"), id("net2"));
+    let create = |args: &[&str]| {
+        let mut argv = vec!["service", "create", "-d"];
+        argv.extend_from_slice(args);
+        s.ok("vm1", &argv);
+    };
+    create(&[
+        "--name",
+        "web",
+        "--network",
+        "net1",
+        "demo",
+        "shoal-whoami",
+        "--listen",
+        "0.0.0.0:80",
+    ]);
+    create(&["--name", "c1", "--network", "net1", "demo", "sleep", "600"]);
+    create(&["--name", "c2", "--network", "net2", "demo", "sleep", "600"]);
+    for svc in ["web", "c1", "c2"] {
+        s.wait_running(svc, 1);
+    }
+    let status = |client: &str, name: &str| -> String {
+        let out = s.shoal(
+            "vm1",
+            &[
+                "exec",
+                &format!("{client}.1"),
+                "dig",
+                "@127.0.0.11",
+                name,
+                "+noall",
+                "+comments",
+            ],
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.contains("status: NOERROR") {
+            "NOERROR".into()
+        } else if text.contains("status: NXDOMAIN") {
+            "NXDOMAIN".into()
+        } else {
+            text.into_owned()
+        }
+    };
+    let reaches = |client: &str, name: &str| -> bool {
+        let out = s.shoal(
+            "vm1",
+            &[
+                "exec",
+                &format!("{client}.1"),
+                "curl",
+                "-s",
+                "-m",
+                "2",
+                &format!("http://{name}/"),
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).contains("Task: web.")
+    };
+    let inspect = |format: &str| s.ok("vm1", &["service", "inspect", "--format", format, "web"]);
+    wait_until("web resolves on net1", Duration::from_secs(20), || {
+        (status("c1", "web") == "NOERROR").then_some(())
+    })
+    .unwrap();
+    assert_eq!(status("c2", "web"), "NXDOMAIN");
+
+    // docker-cli's refusals.
+    assert_eq!(
+        s.fails("vm1", &["service", "update", "-d", "--network-add", "net1", "web"]).trim(),
+        "service is already attached to network net1"
+    );
+    assert_eq!(
+        s.fails("vm1", &["service", "update", "-d", "--network-add", "nope", "web"]).trim(),
+        "Error response from daemon: network nope not found"
+    );
+    assert_eq!(
+        s.fails("vm1", &["service", "update", "-d", "--network-rm", "nope", "web"]).trim(),
+        "Error response from daemon: network nope not found"
+    );
+    assert_eq!(
+        s.fails(
+            "vm1",
+            &["service", "update", "-d", "--network-add", "alias=x", "web"]
+        )
+        .lines()
+        .next()
+        .unwrap_or(""),
+        "invalid argument \"alias=x\" for \"--network-add\" flag: network name/id is not specified"
+    );
+    // Removing a network the service is not on is no error (docker-cli ignores it).
+    s.ok("vm1", &["service", "update", "-d", "--network-rm", "net2", "web"]);
+
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "update",
+            "-d",
+            "--network-add",
+            "name=net2,alias=API",
+            "web",
+        ],
+    );
+    let mut want = [
+        format!("{{\"Target\":\"{net1}\"}}"),
+        format!("{{\"Target\":\"{net2}\",\"Aliases\":[\"api\"]}}"),
+    ];
+    want.sort();
+    assert_eq!(
+        inspect("{{json .Spec.TaskTemplate.Networks}}").trim(),
+        format!("[{}]", want.join(","))
+    );
+    wait_until(
+        "web reached on net2 by name and alias",
+        Duration::from_secs(40),
+        || (reaches("c2", "web") && reaches("c2", "api")).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tail("vm1")));
+    // Still there on net1; the alias is net2's only.
+    assert!(reaches("c1", "web"));
+    assert_eq!(status("c1", "api"), "NXDOMAIN");
+    let vip_nets = || {
+        let mut v: Vec<String> = inspect("{{range .Endpoint.VirtualIPs}}{{.NetworkID}} {{end}}")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    let mut both = vec![net1.clone(), net2.clone()];
+    both.sort();
+    assert_eq!(vip_nets(), both);
+
+    s.ok("vm1", &["service", "update", "-d", "--network-rm", "net1", "web"]);
+    assert_eq!(
+        inspect("{{json .Spec.TaskTemplate.Networks}}").trim(),
+        format!("[{{\"Target\":\"{net2}\",\"Aliases\":[\"api\"]}}]")
+    );
+    wait_until("web gone from net1", Duration::from_secs(40), || {
+        (status("c1", "web") == "NXDOMAIN").then_some(())
+    })
+    .unwrap();
+    wait_until("net1's VIP freed", Duration::from_secs(20), || {
+        (vip_nets() == [net2.clone()]).then_some(())
+    })
+    .unwrap();
+    wait_until(
+        "web's running task only on net2",
+        Duration::from_secs(40),
+        || {
+            let task = s.ok(
+                "vm1",
+                &["service", "ps", "-q", "-f", "desired-state=running", "web"],
+            );
+            let task = task.lines().next()?.to_string();
+            let out = s.ok(
+                "vm1",
+                &[
+                    "inspect",
+                    "--format",
+                    "{{.Status.State}} {{range .NetworksAttachments}}{{.Network.ID}} {{end}}",
+                    &task,
+                ],
+            );
+            (out.trim() == format!("running {net2}")).then_some(())
+        },
+    )
+    .unwrap();
+    assert!(reaches("c2", "api"));
+}

@@ -112,6 +112,9 @@ pub struct CreateArgs {
     /// Set environment variables
     #[arg(short, long)]
     env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long)]
+    env_file: Vec<String>,
     /// Service labels
     #[arg(short, long)]
     label: Vec<String>,
@@ -355,6 +358,19 @@ fn config_refs(
 }
 
 fn build_spec(a: &CreateArgs) -> Result<ServiceSpec, ApiError> {
+    build_spec_with_env(a, &|k| {
+        std::env::var_os(k).map(|v| v.to_string_lossy().into_owned())
+    })
+}
+
+/// [`build_spec`], `KEY` lines of env files looked up with `lookup`.
+fn build_spec_with_env(
+    a: &CreateArgs,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<ServiceSpec, ApiError> {
+    // docker-cli's ToService reads the env files first.
+    let env = opts::make_env(&a.env_file, &a.env, lookup).map_err(ApiError::plain)?;
+    a.flags.check_isolation().map_err(ApiError::plain)?;
     let mode = match a.mode.as_str() {
         "replicated" => ServiceMode::replicated(1),
         "global" => ServiceMode::global(),
@@ -414,7 +430,7 @@ fn build_spec(a: &CreateArgs) -> Result<ServiceSpec, ApiError> {
                 image: a.image.clone(),
                 labels: key_values(&a.container_label),
                 args: a.command.clone(),
-                env: a.env.clone(),
+                env,
                 mounts,
                 hosts,
                 // The CLI always sends a DNSConfig (shown `{}` when empty).
@@ -566,6 +582,7 @@ async fn current(host: &str, reference: &str) -> Result<(String, u64, ServiceSpe
 }
 
 fn apply_update(a: &UpdateArgs, spec: &mut ServiceSpec) -> Result<(), ApiError> {
+    a.flags.check_isolation().map_err(ApiError::plain)?;
     let tt = &mut spec.task_template;
     if let Some(i) = &a.image {
         tt.container_spec.image = i.clone();
@@ -1739,6 +1756,68 @@ mod tests {
     fn update_args(args: &[&str]) -> UpdateArgs {
         use clap::Parser;
         Update::try_parse_from(args).unwrap().a
+    }
+
+    /// `--env-file` as docker-cli's create reads it: files first, then `--env`, a later
+    /// value replacing an earlier; `KEY` alone from the CLI's environment.
+    #[test]
+    fn create_reads_env_files_before_env_flags() {
+        use clap::Parser;
+        let dir = std::env::temp_dir().join(format!("shoal-create-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (one, two) = (dir.join("one.env"), dir.join("two.env"));
+        std::fs::write(&one, "# db\nDB_HOST=db\nDB_PORT=5432\nSECRET\n").unwrap();
+        std::fs::write(&two, "DB_PORT=6543\n").unwrap();
+        let (one, two) = (one.to_str().unwrap(), two.to_str().unwrap());
+        let a = Create::try_parse_from([
+            "create", "--env-file", one, "-e", "MODE=x", "--env-file", two, "busybox",
+        ])
+        .unwrap()
+        .a;
+        let spec =
+            build_spec_with_env(&a, &|k| (k == "SECRET").then(|| "s3".to_string())).unwrap();
+        assert_eq!(
+            spec.task_template.container_spec.env,
+            ["DB_HOST=db", "SECRET=s3", "DB_PORT=6543", "MODE=x"]
+        );
+        std::fs::write(dir.join("bad.env"), "A B=1\n").unwrap();
+        let bad = dir.join("bad.env");
+        let bad = bad.to_str().unwrap();
+        assert_eq!(
+            create_with(&["--env-file", bad]).unwrap_err().to_string(),
+            format!("invalid env file ({bad}): variable 'A B' contains whitespaces")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `--isolation`: what swarm makes `default` is accepted (and shown as `default`);
+    /// `process` and `hyperv`, which docker's Linux engine refuses, are refused in its
+    /// words. `--no-resolve-image` is accepted on both commands.
+    #[test]
+    fn isolation_and_no_resolve_image() {
+        for ok in ["default", "", "DEFAULT", "foo"] {
+            assert!(create_with(&["--isolation", ok, "--no-resolve-image"]).is_ok(), "{ok}");
+        }
+        assert_eq!(
+            create_with(&["--isolation", "HyperV"]).unwrap_err().to_string(),
+            "invalid isolation 'HyperV' on linux"
+        );
+        let mut spec = ServiceSpec::default();
+        assert_eq!(
+            apply_update(
+                &update_args(&["update", "--isolation", "process", "web"]),
+                &mut spec
+            )
+            .unwrap_err()
+            .to_string(),
+            "invalid isolation 'process' on linux"
+        );
+        apply_update(
+            &update_args(&["update", "--no-resolve-image", "--isolation", "default", "web"]),
+            &mut spec,
+        )
+        .unwrap();
+        assert_eq!(spec, ServiceSpec::default());
     }
 
     /// `--network` takes docker's short and long syntax; the long one's aliases are

@@ -320,6 +320,101 @@ pub fn network(value: &str) -> Result<(NetworkAttachmentConfig, Vec<(String, Str
     Ok((net, driver_opts))
 }
 
+/// docker-cli's kvfile.Parse of an env file's bytes: leading white space dropped, `#`
+/// comments and blank lines skipped, `KEY=VALUE` kept as written (trailing space and
+/// quotes included), `KEY` alone given `lookup(KEY)`'s value or left out; a UTF-8 BOM
+/// is dropped. Errors in docker's words.
+pub fn parse_env_file(
+    name: &str,
+    data: &[u8],
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, String> {
+    let invalid = |e: String| format!("invalid env file ({name}): {e}");
+    let mut out = Vec::new();
+    // bufio.ScanLines: lines end at \n, a \r before it dropped; no empty last line.
+    let mut lines: Vec<&[u8]> = data.split(|b| *b == b'\n').collect();
+    if data.ends_with(b"\n") || data.is_empty() {
+        lines.pop();
+    }
+    for (i, raw) in lines.into_iter().enumerate() {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let mut line = std::str::from_utf8(raw).map_err(|_| {
+            let bytes: Vec<String> = raw.iter().map(u8::to_string).collect();
+            invalid(format!(
+                "invalid utf8 bytes at line {}: [{}]",
+                i + 1,
+                bytes.join(" ")
+            ))
+        })?;
+        if i == 0 {
+            line = line.strip_prefix('\u{feff}').unwrap_or(line);
+        }
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, has_value) = match line.split_once('=') {
+            Some((k, _)) => (k, true),
+            None => (line, false),
+        };
+        if key.is_empty() {
+            return Err(invalid(format!("no variable name on line '{line}'")));
+        }
+        if key.contains([' ', '\t']) {
+            return Err(invalid(format!("variable '{key}' contains whitespaces")));
+        }
+        if has_value {
+            out.push(line.to_string());
+        } else if let Some(v) = lookup(key) {
+            out.push(format!("{key}={v}"));
+        }
+    }
+    Ok(out)
+}
+
+/// docker-cli's makeEnv over ReadKVEnvStrings: the env files' variables in order, then
+/// the `--env` ones; a later value of a variable replaces (and moves past) an earlier
+/// one, an exact repeat changes nothing.
+pub fn make_env(
+    files: &[String],
+    env: &[String],
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, String> {
+    let mut all = Vec::new();
+    for f in files {
+        let data = std::fs::read(f).map_err(|e| format!("open {f}: {}", go_io_error(&e)))?;
+        all.extend(parse_env_file(f, &data, lookup)?);
+    }
+    all.extend(env.iter().cloned());
+    let mut current: Vec<String> = Vec::new();
+    for e in all {
+        if current.contains(&e) {
+            continue;
+        }
+        let key = e.split('=').next().unwrap_or("");
+        let prefix = format!("{key}=");
+        current.retain(|c| !c.starts_with(&prefix));
+        current.push(e);
+    }
+    Ok(current)
+}
+
+/// An I/O error as Go's syscall errors read ("no such file or directory").
+fn go_io_error(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ if e.raw_os_error() == Some(21) => "is a directory".into(),
+        _ => {
+            let s = e.to_string();
+            match s.split_once(" (os error") {
+                Some((msg, _)) => msg.to_lowercase(),
+                None => s,
+            }
+        }
+    }
+}
+
 /// docker's ValidateExtraHost then convertExtraHostsToSwarmHosts: `host:ip` (or
 /// `host=ip`, an IPv6 address maybe in brackets) as swarmkit's `ip host`.
 pub fn extra_host(s: &str) -> Result<String, String> {
@@ -702,11 +797,32 @@ pub struct SpecFlags {
     /// Endpoint mode (vip or dnsrr)
     #[arg(long)]
     pub endpoint_mode: Option<String>,
+    /// Do not query the registry to resolve image digest and supported platforms
+    /// (accepted: Shoal runs no images, so it resolves none)
+    #[arg(long)]
+    pub no_resolve_image: bool,
+    /// Service container isolation mode
+    #[arg(long)]
+    pub isolation: Option<String>,
     #[command(flatten)]
     pub update: UpdateFlags,
 }
 
 impl SpecFlags {
+    /// `--isolation`: swarm keeps `process` and `hyperv` (in any case) and makes every
+    /// other value `default`, which is what a Linux task runs with and what `service
+    /// inspect` shows. The two others docker's Linux engine refuses when it starts the
+    /// task (`invalid isolation 'hyperv' on linux`); Shoal, which has nowhere to keep them,
+    /// refuses them at once with the same words.
+    pub fn check_isolation(&self) -> Result<(), String> {
+        match &self.isolation {
+            Some(i) if matches!(i.to_lowercase().as_str(), "process" | "hyperv") => {
+                Err(format!("invalid isolation '{i}' on linux"))
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub fn apply(&self, spec: &mut ServiceSpec) -> Result<(), String> {
         let tt = &mut spec.task_template;
         let cs: &mut ContainerSpec = &mut tt.container_spec;
@@ -994,6 +1110,47 @@ mod tests {
             network("name=a\"b").unwrap_err(),
             "parse error on line 1, column 7: bare \" in non-quoted-field"
         );
+    }
+
+    /// docker-cli's env files: comments, blank lines, leading space, BOM, `KEY` alone
+    /// from the environment (left out when unset), its errors; `--env` after, a later
+    /// value of a key replacing the earlier.
+    #[test]
+    fn env_files_read_like_docker_cli() {
+        let lookup = |k: &str| (k == "FROM_CLI").then(|| "cli value".to_string());
+        let data = b"\xef\xbb\xbf# comment\n\n  A=1\nB= spaced \r\nFROM_CLI\nUNSET\n\tC=\"q\"\nD";
+        assert_eq!(
+            parse_env_file("f", data, &lookup).unwrap(),
+            ["A=1", "B= spaced ", "FROM_CLI=cli value", "C=\"q\""]
+        );
+        assert_eq!(
+            parse_env_file("f", b"=x\n", &lookup).unwrap_err(),
+            "invalid env file (f): no variable name on line '=x'"
+        );
+        assert_eq!(
+            parse_env_file("f", b"MY VAR=1\n", &lookup).unwrap_err(),
+            "invalid env file (f): variable 'MY VAR' contains whitespaces"
+        );
+        assert_eq!(
+            parse_env_file("f", b"A=1\nB=\xff\n", &lookup).unwrap_err(),
+            "invalid env file (f): invalid utf8 bytes at line 2: [66 61 255]"
+        );
+        let dir = std::env::temp_dir().join(format!("shoal-envfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("one.env");
+        std::fs::write(&f, "A=1\nB=2\nA=3\n").unwrap();
+        let f = f.to_str().unwrap().to_string();
+        assert_eq!(
+            make_env(&[f.clone()], &["B=2".into(), "C=4".into(), "A=5".into()], &lookup)
+                .unwrap(),
+            ["B=2", "C=4", "A=5"]
+        );
+        let missing = dir.join("missing.env").to_str().unwrap().to_string();
+        assert_eq!(
+            make_env(&[missing.clone()], &[], &lookup).unwrap_err(),
+            format!("open {missing}: no such file or directory")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
