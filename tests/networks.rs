@@ -1701,15 +1701,27 @@ fn network_add_and_rm_move_a_service_between_networks() {
 
     // docker-cli's refusals.
     assert_eq!(
-        s.fails("vm1", &["service", "update", "-d", "--network-add", "net1", "web"]).trim(),
+        s.fails(
+            "vm1",
+            &["service", "update", "-d", "--network-add", "net1", "web"]
+        )
+        .trim(),
         "service is already attached to network net1"
     );
     assert_eq!(
-        s.fails("vm1", &["service", "update", "-d", "--network-add", "nope", "web"]).trim(),
+        s.fails(
+            "vm1",
+            &["service", "update", "-d", "--network-add", "nope", "web"]
+        )
+        .trim(),
         "Error response from daemon: network nope not found"
     );
     assert_eq!(
-        s.fails("vm1", &["service", "update", "-d", "--network-rm", "nope", "web"]).trim(),
+        s.fails(
+            "vm1",
+            &["service", "update", "-d", "--network-rm", "nope", "web"]
+        )
+        .trim(),
         "Error response from daemon: network nope not found"
     );
     assert_eq!(
@@ -1723,7 +1735,10 @@ fn network_add_and_rm_move_a_service_between_networks() {
         "invalid argument \"alias=x\" for \"--network-add\" flag: network name/id is not specified"
     );
     // Removing a network the service is not on is no error (docker-cli ignores it).
-    s.ok("vm1", &["service", "update", "-d", "--network-rm", "net2", "web"]);
+    s.ok(
+        "vm1",
+        &["service", "update", "-d", "--network-rm", "net2", "web"],
+    );
 
     s.ok(
         "vm1",
@@ -1766,7 +1781,10 @@ fn network_add_and_rm_move_a_service_between_networks() {
     both.sort();
     assert_eq!(vip_nets(), both);
 
-    s.ok("vm1", &["service", "update", "-d", "--network-rm", "net1", "web"]);
+    s.ok(
+        "vm1",
+        &["service", "update", "-d", "--network-rm", "net1", "web"],
+    );
     assert_eq!(
         inspect("{{json .Spec.TaskTemplate.Networks}}").trim(),
         format!("[{{\"Target\":\"{net2}\",\"Aliases\":[\"api\"]}}]")

@@ -1770,12 +1770,18 @@ mod tests {
         std::fs::write(&two, "DB_PORT=6543\n").unwrap();
         let (one, two) = (one.to_str().unwrap(), two.to_str().unwrap());
         let a = Create::try_parse_from([
-            "create", "--env-file", one, "-e", "MODE=x", "--env-file", two, "busybox",
+            "create",
+            "--env-file",
+            one,
+            "-e",
+            "MODE=x",
+            "--env-file",
+            two,
+            "busybox",
         ])
         .unwrap()
         .a;
-        let spec =
-            build_spec_with_env(&a, &|k| (k == "SECRET").then(|| "s3".to_string())).unwrap();
+        let spec = build_spec_with_env(&a, &|k| (k == "SECRET").then(|| "s3".to_string())).unwrap();
         assert_eq!(
             spec.task_template.container_spec.env,
             ["DB_HOST=db", "SECRET=s3", "DB_PORT=6543", "MODE=x"]
@@ -1796,10 +1802,15 @@ mod tests {
     #[test]
     fn isolation_and_no_resolve_image() {
         for ok in ["default", "", "DEFAULT", "foo"] {
-            assert!(create_with(&["--isolation", ok, "--no-resolve-image"]).is_ok(), "{ok}");
+            assert!(
+                create_with(&["--isolation", ok, "--no-resolve-image"]).is_ok(),
+                "{ok}"
+            );
         }
         assert_eq!(
-            create_with(&["--isolation", "HyperV"]).unwrap_err().to_string(),
+            create_with(&["--isolation", "HyperV"])
+                .unwrap_err()
+                .to_string(),
             "invalid isolation 'HyperV' on linux"
         );
         let mut spec = ServiceSpec::default();
@@ -1813,7 +1824,13 @@ mod tests {
             "invalid isolation 'process' on linux"
         );
         apply_update(
-            &update_args(&["update", "--no-resolve-image", "--isolation", "default", "web"]),
+            &update_args(&[
+                "update",
+                "--no-resolve-image",
+                "--isolation",
+                "default",
+                "web",
+            ]),
             &mut spec,
         )
         .unwrap();
@@ -1896,9 +1913,14 @@ mod tests {
         );
         assert_eq!(a.network_rm, ["n3"]);
         assert_eq!(
-            network_adds(&update_args(&["update", "--network-add", "name=n1,foo=1", "web"]))
-                .unwrap_err()
-                .to_string(),
+            network_adds(&update_args(&[
+                "update",
+                "--network-add",
+                "name=n1,foo=1",
+                "web"
+            ]))
+            .unwrap_err()
+            .to_string(),
             "invalid argument \"name=n1,foo=1\" for \"--network-add\" flag: invalid field key foo"
         );
     }

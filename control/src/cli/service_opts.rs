@@ -3,9 +3,9 @@
 
 use shoal_spec::{
     ContainerSpec, EndpointMode, EndpointSpec, FailureAction, HealthConfig, Limit, Mount,
-    NetworkAttachmentConfig,
-    Placement, PlacementPreference, PortConfig, Protocol, PublishMode, ResourceRequirements,
-    RestartCondition, RestartPolicy, ServiceSpec, SpreadOver, UpdateConfig, UpdateOrder,
+    NetworkAttachmentConfig, Placement, PlacementPreference, PortConfig, Protocol, PublishMode,
+    ResourceRequirements, RestartCondition, RestartPolicy, ServiceSpec, SpreadOver, UpdateConfig,
+    UpdateOrder,
 };
 
 /// docker's duration flags (pflag's DurationVar, opts.DurationOpt): Go's
@@ -264,7 +264,8 @@ pub fn csv_record(s: &str) -> Result<Vec<String>, String> {
 pub fn network(value: &str) -> Result<(NetworkAttachmentConfig, Vec<(String, String)>), String> {
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     let v = value.as_bytes();
-    let long = (1..v.len().saturating_sub(1)).any(|i| v[i] == b'=' && word(v[i - 1]) && word(v[i + 1]));
+    let long =
+        (1..v.len().saturating_sub(1)).any(|i| v[i] == b'=' && word(v[i - 1]) && word(v[i + 1]));
     if !long {
         return Ok((
             NetworkAttachmentConfig {
@@ -1074,7 +1075,10 @@ mod tests {
     #[test]
     fn networks_parse_like_docker_cli() {
         let (n, d) = network("my-net").unwrap();
-        assert_eq!((n.target.as_str(), n.aliases.len(), d.len()), ("my-net", 0, 0));
+        assert_eq!(
+            (n.target.as_str(), n.aliases.len(), d.len()),
+            ("my-net", 0, 0)
+        );
         // No `word=word` in it: the short syntax, whatever else it holds.
         assert_eq!(network("a-=-b").unwrap().0.target, "a-=-b");
         let (n, d) =
@@ -1089,7 +1093,10 @@ mod tests {
         );
         assert_eq!(network("name=a,bogus").unwrap_err(), "invalid field bogus");
         assert_eq!(network("name=a,=x").unwrap_err(), "invalid field =x");
-        assert_eq!(network("name=a,foo=1").unwrap_err(), "invalid field key foo");
+        assert_eq!(
+            network("name=a,foo=1").unwrap_err(),
+            "invalid field key foo"
+        );
         assert_eq!(
             network("alias=a").unwrap_err(),
             "network name/id is not specified"
@@ -1141,13 +1148,17 @@ mod tests {
         std::fs::write(&f, "A=1\nB=2\nA=3\n").unwrap();
         let f = f.to_str().unwrap().to_string();
         assert_eq!(
-            make_env(&[f.clone()], &["B=2".into(), "C=4".into(), "A=5".into()], &lookup)
-                .unwrap(),
+            make_env(
+                std::slice::from_ref(&f),
+                &["B=2".into(), "C=4".into(), "A=5".into()],
+                &lookup
+            )
+            .unwrap(),
             ["B=2", "C=4", "A=5"]
         );
         let missing = dir.join("missing.env").to_str().unwrap().to_string();
         assert_eq!(
-            make_env(&[missing.clone()], &[], &lookup).unwrap_err(),
+            make_env(std::slice::from_ref(&missing), &[], &lookup).unwrap_err(),
             format!("open {missing}: no such file or directory")
         );
         std::fs::remove_dir_all(&dir).unwrap();
