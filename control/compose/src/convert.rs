@@ -322,6 +322,7 @@ fn service(
             .collect(),
         secrets: secret_refs(ns, svc, config),
         configs: config_refs(ns, svc, config),
+        ..Default::default()
     };
 
     let mut port_configs = svc.ports.clone();
