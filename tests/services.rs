@@ -2081,6 +2081,117 @@ fn container_options_reach_the_task() {
     upstream.join().unwrap();
 }
 
+/// `--group` / `--group-add` / `--group-rm` and `--oom-score-adj` reach the task's process
+/// (`id -G`, /proc/1/oom_score_adj through `shoal exec`), and an update rolls the task.
+/// Raised scores only: lowering one needs CAP_SYS_RESOURCE, which not every lab host has.
+#[test]
+fn groups_and_oom_score_adj_reach_the_task() {
+    require_root();
+    let s = Swarm::lab("grp", 1);
+    s.init("vm1");
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "g",
+            "--group",
+            "4242",
+            "--group",
+            "4343",
+            "--oom-score-adj",
+            "200",
+            "demo",
+            "sleep",
+            "600",
+        ],
+    );
+    wait_until("g running", Duration::from_secs(30), || {
+        s.ok(
+            "vm1",
+            &["service", "ps", "--format", "{{.CurrentState}}", "g"],
+        )
+        .starts_with("Running")
+        .then_some(())
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{}",
+            s.ok("vm1", &["service", "ps", "--no-trunc", "g"])
+        )
+    });
+    let groups = || -> Vec<String> {
+        // While the task rolls, `g.1` may name none for a moment: no groups then.
+        let out = s.shoal("vm1", &["exec", "g.1", "id", "-G"]);
+        let mut g: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        g.sort();
+        g
+    };
+    let oom = || {
+        s.ok("vm1", &["exec", "g.1", "cat", "/proc/1/oom_score_adj"])
+            .trim()
+            .to_string()
+    };
+    let g = groups();
+    let probe = s.shoal("vm1", &["exec", "g.1", "id", "-G"]);
+    assert!(
+        probe.status.success(),
+        "{}\n{}\n{}",
+        String::from_utf8_lossy(&probe.stderr),
+        s.ok("vm1", &["service", "ps", "--no-trunc", "g"]),
+        s.log_tail("vm1")
+    );
+    assert!(
+        g.contains(&"4242".to_string()) && g.contains(&"4343".to_string()),
+        "{g:?}"
+    );
+    assert_eq!(oom(), "200");
+    assert_eq!(
+        s.ok(
+            "vm1",
+            &[
+                "service",
+                "inspect",
+                "--format",
+                "{{json .Spec.TaskTemplate.ContainerSpec.Groups}} {{.Spec.TaskTemplate.ContainerSpec.OomScoreAdj}}",
+                "g",
+            ],
+        )
+        .trim(),
+        "[\"4242\",\"4343\"] 200"
+    );
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "update",
+            "-d",
+            "--group-rm",
+            "4242",
+            "--group-add",
+            "4444",
+            "--oom-score-adj",
+            "300",
+            "g",
+        ],
+    );
+    wait_until(
+        "the task rolled onto the new groups",
+        Duration::from_secs(30),
+        || {
+            let g = groups();
+            (g.contains(&"4444".to_string()) && !g.contains(&"4242".to_string())).then_some(())
+        },
+    )
+    .unwrap();
+    assert_eq!(oom(), "300");
+}
+
 /// Secrets and configs reach a task as docker gives them: a secret in /run/secrets on a
 /// tmpfs, with its mode and owner, a config at its target; only the node running the
 /// task gets them, an object in use cannot be removed, an unknown one refuses the

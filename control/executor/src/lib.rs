@@ -69,6 +69,14 @@ pub struct TaskRun {
     /// `HOME` from its passwd entry unless `env` sets one. Empty means root.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub user: String,
+    /// Supplementary groups (names in the host's group file, or numbers) added to the
+    /// user's, as runc's AdditionalGroups; with no `user`, root's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// Written to the task's /proc/self/oom_score_adj before its command runs; 0 leaves
+    /// it as inherited.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub oom_score_adj: i64,
     /// What [`Executor::stop`] sends first (docker's `StopSignal`: `SIGINT`, `INT`, `2`);
     /// empty is SIGTERM. Checked by [`parse_signal`] before the task starts.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -93,6 +101,10 @@ pub struct TaskRun {
     /// mount namespace; its own mounts, /proc and a fresh /dev/shm stay writable.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// A bind mount into the task's mount namespace; the target is created if missing.
@@ -474,6 +486,13 @@ fn validate(run: &TaskRun) -> Result<(), ExecError> {
     }
     for l in &run.rlimits {
         check_ulimit(&l.name, l.soft, l.hard).map_err(ExecError::InvalidOption)?;
+    }
+    // moby's verifyPlatformContainerSettings.
+    if !(-1000..=1000).contains(&run.oom_score_adj) {
+        return Err(ExecError::InvalidOption(format!(
+            "Invalid value {}, range for oom score adj is [-1000, 1000]",
+            run.oom_score_adj
+        )));
     }
     for cap in run.capabilities.iter().flatten() {
         check_capability(cap).map_err(ExecError::InvalidOption)?;

@@ -311,11 +311,13 @@ fn task_init(
     namespaces::mount_filesystems(&spec.mounts, spec.read_only)?;
     options::apply_sysctls(&spec.sysctls)?;
     options::apply_rlimits(&spec.rlimits)?;
+    if spec.oom_score_adj != 0 {
+        std::fs::write("/proc/self/oom_score_adj", spec.oom_score_adj.to_string())
+            .map_err(|e| format!("setting oom_score_adj: {e}"))?;
+    }
     chdir(workdir).map_err(|e| format!("entering working directory {}: {e}", workdir.display()))?;
     let mut env = program::task_env(&spec.env);
-    let user = (!spec.user.is_empty())
-        .then(|| user::resolve(&spec.user))
-        .transpose()?;
+    let user = user::resolve_task(&spec.user, &spec.groups)?;
     if let Some(caps) = &spec.capabilities {
         options::apply_capabilities(caps)?;
     }
@@ -465,9 +467,7 @@ fn exec_in_task(args: Vec<OsString>) -> Result<i32, String> {
     let cgroups: TaskCgroups = dir.read_json(CGROUPS).map_err(|e| e.to_string())?;
     // As the task's own user, with its HOME; variables the caller set on the Command
     // add to, or replace, the task's.
-    let user = (!spec.user.is_empty())
-        .then(|| user::resolve(&spec.user))
-        .transpose()?;
+    let user = user::resolve_task(&spec.user, &spec.groups)?;
     let mut env = program::task_env(&spec.env);
     if let Some(user) = &user {
         env = user::with_home(env, user);

@@ -30,6 +30,45 @@ pub(crate) fn resolve(user: &str) -> Result<ExecUser, String> {
     resolve_in(user, &read(PASSWD)?, &read(GROUP)?)
 }
 
+/// The task's user with its additional groups (runc's setupUser): `user` resolved (root
+/// when empty, if groups are given; None, as before, when neither is), then each of
+/// `groups` by name or number in the host's group file, added to the user's own.
+pub(crate) fn resolve_task(user: &str, groups: &[String]) -> Result<Option<ExecUser>, String> {
+    if user.is_empty() && groups.is_empty() {
+        return Ok(None);
+    }
+    let group = match std::fs::read_to_string(Path::new(GROUP)) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("reading {GROUP}: {e}")),
+    };
+    let mut out = resolve(if user.is_empty() { "0" } else { user })?;
+    out.sgids.extend(additional_groups(groups, &group)?);
+    Ok(Some(out))
+}
+
+/// runc's GetAdditionalGroups: each group by name or number in the group file, a number
+/// not in it as it is; duplicates once.
+pub(crate) fn additional_groups(groups: &[String], group: &str) -> Result<Vec<u32>, String> {
+    let mut out: Vec<u32> = Vec::new();
+    for g in groups {
+        let num: Option<u32> = g.parse().ok();
+        let gid = group
+            .lines()
+            .filter_map(group_entry)
+            .find(|e| e.name == g || Some(e.gid) == num)
+            .map(|e| e.gid)
+            .or(num)
+            .ok_or_else(|| {
+                format!("unable to find group {g}: no matching entries in group file")
+            })?;
+        if !out.contains(&gid) {
+            out.push(gid);
+        }
+    }
+    Ok(out)
+}
+
 /// runc's GetExecUser over the given passwd and group texts: a user not in the passwd
 /// file may be given by number (group 0, home `/`), a group not in the group file too;
 /// without an explicit group the user's primary group applies, and the groups that list
@@ -172,6 +211,23 @@ mod tests {
             sgids: sgids.to_vec(),
             home: home.into(),
         }
+    }
+
+    /// runc's GetAdditionalGroups: by name or number, a number not in the file as is,
+    /// a name not in it refused, each gid once.
+    #[test]
+    fn additional_groups_resolve_as_runc_does() {
+        let groups = |g: &[&str]| {
+            additional_groups(&g.iter().map(|s| s.to_string()).collect::<Vec<_>>(), GROUP)
+        };
+        assert_eq!(
+            groups(&["www", "50", "4242", "staff"]).unwrap(),
+            [33, 50, 4242]
+        );
+        assert_eq!(
+            groups(&["nope"]).unwrap_err(),
+            "unable to find group nope: no matching entries in group file"
+        );
     }
 
     #[test]

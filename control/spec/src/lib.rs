@@ -152,6 +152,10 @@ pub struct ContainerSpec {
     pub dir: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub user: String,
+    /// Supplementary groups of the task's process (names in the group file, or numbers),
+    /// added to those of its user.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
     /// Run an init as the task's pid 1 that forwards signals to the command and reaps
     /// orphans (docker's `--init`, compose's `init:`); unset means no.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -195,6 +199,9 @@ pub struct ContainerSpec {
     /// Swarm configs the task gets as files (at `/<target>` unless absolute).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub configs: Vec<ConfigReference>,
+    /// The task's oom_score_adj (-1000 to 1000); 0 leaves the node's.
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub oom_score_adj: i64,
 }
 
 /// docker's NormalizeCapability: upper case, `CAP_` prefixed (`ALL` and `RESET` as they are).

@@ -115,6 +115,9 @@ pub struct CreateArgs {
     /// Read in a file of environment variables
     #[arg(long)]
     env_file: Vec<String>,
+    /// Set one or more supplementary user groups for the container
+    #[arg(long)]
+    group: Vec<String>,
     /// Service labels
     #[arg(short, long)]
     label: Vec<String>,
@@ -263,6 +266,12 @@ pub struct UpdateArgs {
     /// Remove a configuration file
     #[arg(long)]
     config_rm: Vec<String>,
+    /// Add an additional supplementary user group to the container
+    #[arg(long)]
+    group_add: Vec<String>,
+    /// Remove a previously added supplementary user group from the container
+    #[arg(long)]
+    group_rm: Vec<String>,
     /// Add a network
     #[arg(long)]
     network_add: Vec<String>,
@@ -431,6 +440,7 @@ fn build_spec_with_env(
                 labels: key_values(&a.container_label),
                 args: a.command.clone(),
                 env,
+                groups: a.group.clone(),
                 mounts,
                 hosts,
                 // The CLI always sends a DNSConfig (shown `{}` when empty).
@@ -633,6 +643,12 @@ fn apply_update(a: &UpdateArgs, spec: &mut ServiceSpec) -> Result<(), ApiError> 
         let key = e.split('=').next().unwrap_or("");
         cs.env.retain(|x| x.split('=').next() != Some(key));
         cs.env.push(e.clone());
+    }
+    if !a.group_add.is_empty() || !a.group_rm.is_empty() {
+        // docker's updateGroups: added, then the removed ones taken out, sorted.
+        cs.groups.extend(a.group_add.iter().cloned());
+        cs.groups.retain(|g| !a.group_rm.contains(g));
+        cs.groups.sort();
     }
     for t in &a.mount_rm {
         cs.mounts.retain(|m| &m.target != t);
@@ -1794,6 +1810,51 @@ mod tests {
             format!("invalid env file ({bad}): variable 'A B' contains whitespaces")
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `--group` (create) and `--group-add`/`--group-rm` (update, as docker's
+    /// updateGroups: added, removed, sorted); `--oom-score-adj` on both.
+    #[test]
+    fn groups_and_oom_score_adj() {
+        let spec = create_with(&[
+            "--group",
+            "wheel",
+            "--group",
+            "100",
+            "--oom-score-adj",
+            "-500",
+        ])
+        .unwrap();
+        let cs = &spec.task_template.container_spec;
+        assert_eq!(
+            (cs.groups.clone(), cs.oom_score_adj),
+            (vec!["wheel".to_string(), "100".to_string()], -500)
+        );
+        let mut spec = spec;
+        apply_update(
+            &update_args(&[
+                "update",
+                "--group-add",
+                "audio",
+                "--group-add",
+                "video",
+                "--group-rm",
+                "wheel",
+                "--group-rm",
+                "video",
+                "--oom-score-adj",
+                "300",
+                "web",
+            ]),
+            &mut spec,
+        )
+        .unwrap();
+        let cs = &spec.task_template.container_spec;
+        assert_eq!(cs.groups, ["100", "audio"]);
+        assert_eq!(cs.oom_score_adj, 300);
+        let v = crate::services::task_template_json(&spec.task_template);
+        assert_eq!(v["ContainerSpec"]["Groups"], json!(["100", "audio"]));
+        assert_eq!(v["ContainerSpec"]["OomScoreAdj"], json!(300));
     }
 
     /// `--isolation`: what swarm makes `default` is accepted (and shown as `default`);

@@ -805,6 +805,9 @@ pub struct SpecFlags {
     /// Service container isolation mode
     #[arg(long)]
     pub isolation: Option<String>,
+    /// Tune host's OOM preferences (-1000 to 1000)
+    #[arg(long, allow_negative_numbers = true)]
+    pub oom_score_adj: Option<i64>,
     #[command(flatten)]
     pub update: UpdateFlags,
 }
@@ -849,6 +852,9 @@ impl SpecFlags {
         }
         if let Some(u) = &self.user {
             cs.user = u.clone();
+        }
+        if let Some(o) = self.oom_score_adj {
+            cs.oom_score_adj = o;
         }
         if let Some(g) = &self.stop_grace_period {
             cs.stop_grace_period = Some(duration_flag("--stop-grace-period", g)?);

@@ -224,6 +224,8 @@ fn task_run(
         hostname,
         workdir: (!cs.dir.is_empty()).then(|| cs.dir.clone()),
         user: cs.user.clone(),
+        groups: cs.groups.clone(),
+        oom_score_adj: cs.oom_score_adj,
         stop_signal: cs.stop_signal.clone(),
         init: cs.init == Some(true),
         mounts,
