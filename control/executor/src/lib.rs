@@ -611,6 +611,31 @@ mod tests {
         );
     }
 
+    /// moby's range check of oom_score_adj, before anything is created.
+    #[test]
+    fn oom_score_adj_out_of_range_is_refused() {
+        for (adj, ok) in [(-1000, true), (1000, true), (1001, false), (-1001, false)] {
+            let run = TaskRun {
+                task_id: "t1".into(),
+                argv: strings(&["sh"]),
+                oom_score_adj: adj,
+                ..Default::default()
+            };
+            match validate(&run) {
+                Ok(()) => assert!(ok, "{adj}"),
+                Err(e) => {
+                    assert!(!ok, "{adj}: {e}");
+                    assert!(
+                        e.to_string().ends_with(&format!(
+                            "Invalid value {adj}, range for oom score adj is [-1000, 1000]"
+                        )),
+                        "{e}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn executor_names_are_stable() {
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
