@@ -507,4 +507,17 @@ mod tests {
     fn ca_digest_of(pem_text: &str) -> String {
         crate::ca_digest(pem_text).unwrap()
     }
+
+    /// A certificate with another key than the one given is refused when the configs are
+    /// built (the daemon checks a renewed identity this way before saving it).
+    #[test]
+    fn a_certificate_with_another_key_is_refused() {
+        let ca = crate::ClusterCa::generate().unwrap();
+        let (key, csr) = crate::new_node_key().unwrap();
+        let (other_key, _) = crate::new_node_key().unwrap();
+        let cert = ca.sign_csr(&csr, "n1", crate::Role::Worker, "c1").unwrap();
+        assert!(server_config(ca.cert_pem(), &cert, &key).is_ok());
+        assert!(server_config(ca.cert_pem(), &cert, &other_key).is_err());
+        assert!(client_config(ca.cert_pem(), &cert, &other_key).is_err());
+    }
 }

@@ -495,6 +495,20 @@ impl Daemon {
         cert_pem: &str,
         ca_pem: Option<&str>,
     ) -> Result<(), String> {
+        // Checked before anything is written: a key and certificate that do not make a TLS
+        // identity under this CA would leave a node that refuses to start.
+        let ca = match ca_pem {
+            Some(ca) => ca.to_string(),
+            None => {
+                let p = self.root.ca_file();
+                std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?
+            }
+        };
+        shoal_ca::tls::server_config(&ca, cert_pem, key_pem)
+            .and_then(|_| shoal_ca::tls::client_config(&ca, cert_pem, key_pem))
+            .map_err(|e| format!("the new certificate cannot be used: {e}"))?;
+        shoal_ca::validity_of_pem(cert_pem)
+            .map_err(|e| format!("the new certificate cannot be used: {e}"))?;
         if let Some(ca) = ca_pem {
             let p = self.root.ca_file();
             files::write_atomic(&p, ca.as_bytes(), 0o600)
