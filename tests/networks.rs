@@ -14,21 +14,12 @@ fn running_addr(s: &Swarm, svc: &str) -> String {
         &format!("{svc} running with an address"),
         Duration::from_secs(30),
         || {
-            let id = s.ok(
-                "vm1",
-                &["service", "ps", "-q", "-f", "desired-state=running", svc],
+            let tasks = s.inspect_running_tasks(
+                svc,
+                "{{.Status.State}} {{range .NetworksAttachments}}{{index .Addresses 0}}{{end}}",
             );
-            let id = id.lines().next()?.to_string();
-            let out = s.ok(
-                "vm1",
-                &[
-                    "inspect",
-                    "--format",
-                    "{{.Status.State}} {{range .NetworksAttachments}}{{index .Addresses 0}}{{end}}",
-                    &id,
-                ],
-            );
-            let (state, cidr) = out.trim().split_once(' ')?;
+            let (_, out) = tasks.first()?;
+            let (state, cidr) = out.split_once(' ')?;
             (state == "running").then(|| cidr.split('/').next().unwrap_or("").to_string())
         },
     )
@@ -522,24 +513,12 @@ fn verbose_inspect_shows_tasks(s: &Swarm, tasks: &[(&str, &str, &str)]) {
 
 /// The running tasks of `svc`, by slot: (task id, address on its first network).
 fn running_slots(s: &Swarm, svc: &str) -> std::collections::BTreeMap<String, (String, String)> {
-    let ids = s.ok(
-        "vm1",
-        &["service", "ps", "-q", "-f", "desired-state=running", svc],
-    );
     let mut slots = std::collections::BTreeMap::new();
-    for id in ids.lines() {
-        let out = s.ok(
-            "vm1",
-            &[
-                "inspect",
-                "--format",
-                "{{.Slot}} {{range .NetworksAttachments}}{{index .Addresses 0}}{{end}}",
-                id,
-            ],
-        );
-        let (slot, cidr) = out.trim().split_once(' ').unwrap();
+    let format = "{{.Slot}} {{range .NetworksAttachments}}{{index .Addresses 0}}{{end}}";
+    for (id, out) in s.inspect_running_tasks(svc, format) {
+        let (slot, cidr) = out.split_once(' ').unwrap();
         let addr = cidr.split('/').next().unwrap().to_string();
-        slots.insert(slot.to_string(), (id.to_string(), addr));
+        slots.insert(slot.to_string(), (id, addr));
     }
     slots
 }
@@ -758,21 +737,9 @@ fn embedded_dns_answers_service_names() {
     assert_eq!(dig("rrhost"), rr_addrs.join(" "));
     // A global task is `<service>.<node id>.<task id>`, both ways.
     s.wait_running_on("g", &["vm1", "vm2"]);
-    let ids = s.ok(
-        "vm1",
-        &["service", "ps", "-q", "-f", "desired-state=running", "g"],
-    );
-    for id in ids.lines() {
-        let out = s.ok(
-            "vm1",
-            &[
-                "inspect",
-                "--format",
-                "{{.NodeID}} {{range .NetworksAttachments}}{{index .Addresses 0}}{{end}}",
-                id,
-            ],
-        );
-        let (node, cidr) = out.trim().split_once(' ').unwrap();
+    let format = "{{.NodeID}} {{range .NetworksAttachments}}{{index .Addresses 0}}{{end}}";
+    for (id, out) in s.inspect_running_tasks("g", format) {
+        let (node, cidr) = out.split_once(' ').unwrap();
         let addr = cidr.split('/').next().unwrap();
         let name = format!("g.{node}.{id}");
         wait_until(
@@ -1067,21 +1034,10 @@ fn leave_takes_tasks_and_overlay_along() {
         ],
     );
     let (id, pid) = wait_until("w running on vm2", Duration::from_secs(30), || {
-        let id = s.ok(
-            "vm1",
-            &["service", "ps", "-q", "-f", "desired-state=running", "w"],
-        );
-        let id = id.lines().next()?.to_string();
-        let out = s.ok(
-            "vm1",
-            &[
-                "inspect",
-                "--format",
-                "{{.Status.State}} {{.Status.ContainerStatus.PID}}",
-                &id,
-            ],
-        );
-        let (state, pid) = out.trim().split_once(' ')?;
+        let tasks =
+            s.inspect_running_tasks("w", "{{.Status.State}} {{.Status.ContainerStatus.PID}}");
+        let (id, out) = tasks.into_iter().next()?;
+        let (state, pid) = out.split_once(' ')?;
         (state == "running")
             .then(|| (id.clone(), pid.parse::<i32>().ok()))?
             .1
@@ -1542,19 +1498,12 @@ fn nodes_with_and_without_the_fast_path_interoperate() {
         &["network", "inspect", "--format", "{{.Id}}", "mixed"],
     );
     let addr_on_mixed = |svc: &str| -> String {
-        let id = s.ok(
-            "vm1",
-            &["service", "ps", "-q", "-f", "desired-state=running", svc],
-        );
-        let out = s.ok(
-            "vm1",
-            &[
-                "inspect",
-                "--format",
-                "{{range .NetworksAttachments}}{{.Network.ID}}={{index .Addresses 0}} {{end}}",
-                id.lines().next().expect("a task"),
-            ],
-        );
+        let format = "{{range .NetworksAttachments}}{{.Network.ID}}={{index .Addresses 0}} {{end}}";
+        let (_, out) = s
+            .inspect_running_tasks(svc, format)
+            .into_iter()
+            .next()
+            .expect("a task");
         out.split_whitespace()
             .find_map(|a| a.strip_prefix(&format!("{}=", mixed.trim())))
             .and_then(|cidr| cidr.split('/').next())
@@ -1801,21 +1750,10 @@ fn network_add_and_rm_move_a_service_between_networks() {
         "web's running task only on net2",
         Duration::from_secs(40),
         || {
-            let task = s.ok(
-                "vm1",
-                &["service", "ps", "-q", "-f", "desired-state=running", "web"],
-            );
-            let task = task.lines().next()?.to_string();
-            let out = s.ok(
-                "vm1",
-                &[
-                    "inspect",
-                    "--format",
-                    "{{.Status.State}} {{range .NetworksAttachments}}{{.Network.ID}} {{end}}",
-                    &task,
-                ],
-            );
-            (out.trim() == format!("running {net2}")).then_some(())
+            let format = "{{.Status.State}} {{range .NetworksAttachments}}{{.Network.ID}} {{end}}";
+            let tasks = s.inspect_running_tasks("web", format);
+            let (_, out) = tasks.first()?;
+            (out.as_str() == format!("running {net2}")).then_some(())
         },
     )
     .unwrap();

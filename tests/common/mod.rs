@@ -273,6 +273,20 @@ impl Swarm {
         )
     }
 
+    /// Each task of `svc` meant to run, as its ID and `shoal inspect --format FORMAT` of it.
+    pub fn inspect_running_tasks(&self, svc: &str, format: &str) -> Vec<(String, String)> {
+        let ids = self.ok(
+            "vm1",
+            &["service", "ps", "-q", "-f", "desired-state=running", svc],
+        );
+        ids.lines()
+            .map(|id| {
+                let out = self.ok("vm1", &["inspect", "--format", format, id]);
+                (id.to_string(), out.trim().to_string())
+            })
+            .collect()
+    }
+
     /// `service ps` rows of the tasks of `svc` meant to run, as "NODE CURRENT-STATE".
     pub fn running_rows(&self, svc: &str) -> Vec<String> {
         self.running_ps(svc, "{{.Node}} {{.CurrentState}}")
