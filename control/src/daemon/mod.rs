@@ -836,9 +836,20 @@ mod tests {
 
     /// A manager's identity (sealed by `kek` if given), CA and node.json, no store.
     fn manager_files(root: &DataRoot, dek: Option<SealKey>, kek: Option<&SealKey>) {
+        manager_files_valid_for(root, dek, kek, shoal_ca::NODE_CERT_VALIDITY);
+    }
+
+    fn manager_files_valid_for(
+        root: &DataRoot,
+        dek: Option<SealKey>,
+        kek: Option<&SealKey>,
+        life: std::time::Duration,
+    ) {
         let ca = shoal_ca::ClusterCa::generate().unwrap();
         let (key_pem, csr) = shoal_ca::new_node_key().unwrap();
-        let cert_pem = ca.sign_csr(&csr, "n1", Role::Manager, "c1").unwrap();
+        let cert_pem = ca
+            .sign_csr_valid_for(&csr, "n1", Role::Manager, "c1", life)
+            .unwrap();
         let id = files::Identity {
             key_pem,
             cert_pem,
@@ -977,5 +988,48 @@ mod tests {
             err(daemon.handle_api(unlock(kek.to_unlock_key())).await),
             msg::NOT_IN_SWARM_MANAGER
         );
+    }
+
+    /// A node whose certificate ran out while it was down serves nothing of the swarm and
+    /// says moby's words for it (no peer would accept it); it can still leave.
+    #[test]
+    fn a_node_with_an_expired_certificate_says_so() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(expired_start());
+    }
+
+    async fn expired_start() {
+        use crate::api::{msg, ApiReply, ApiRequest};
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "shoald needs root; run the tests as root"
+        );
+        let (dir, root) = root();
+        manager_files_valid_for(&root, Some(dek()), None, std::time::Duration::ZERO);
+        store::create(&root.raft_file(), 1).unwrap();
+        // Valid until the second it was signed in: expired once that second is past.
+        let id = root.load_identity(None).unwrap();
+        let (_, until) = shoal_ca::validity_of_pem(&id.cert_pem).unwrap();
+        while std::time::SystemTime::now() <= until {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let daemon = Daemon::start(config(&dir, &root)).await.expect("start");
+        assert!(
+            daemon.manager().is_none(),
+            "a manager started on an expired certificate"
+        );
+        let e = daemon
+            .handle_api(ApiRequest::NodeList)
+            .await
+            .expect_err("served");
+        assert_eq!(e.message, msg::CERTS_EXPIRED);
+        match daemon
+            .handle_api(ApiRequest::SwarmLeave { force: true })
+            .await
+        {
+            Ok(ApiReply::Left) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(!root.membership_file().exists());
     }
 }
