@@ -17,4 +17,5 @@ pub use ca::{
     ClusterCa, NodeIdentity, Role, CA_COMMON_NAME, CA_VALIDITY, NODE_CERT_VALIDITY,
 };
 pub use error::CaError;
+pub use pem::encode as pem_encode;
 pub use token::{JoinToken, TokenError, DIGEST_LEN, SECRET_LEN, TOKEN_PREFIX};

@@ -49,15 +49,20 @@ pub(crate) fn private_key(
 
 /// `der` as a "CERTIFICATE" PEM block with 64-column lines.
 pub(crate) fn encode_cert(der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 60);
-    out.push_str("-----BEGIN CERTIFICATE-----\n");
+    encode("CERTIFICATE", der)
+}
+
+/// `bytes` as a PEM block labelled `label`, with 64-column lines.
+pub fn encode(label: &str, bytes: &[u8]) -> String {
+    let b64 = STANDARD.encode(bytes);
+    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 2 * label.len() + 32);
+    out.push_str(&format!("-----BEGIN {label}-----\n"));
     // Base64 output is ASCII, so splitting at byte offsets is safe.
     for line in b64.as_bytes().chunks(64) {
         out.push_str(&String::from_utf8_lossy(line));
         out.push('\n');
     }
-    out.push_str("-----END CERTIFICATE-----\n");
+    out.push_str(&format!("-----END {label}-----\n"));
     out
 }
 

@@ -64,14 +64,14 @@ impl DataRoot {
     /// the identity is in place.
     pub fn save_identity(&self, id: &Identity, kek: Option<&SealKey>) -> std::io::Result<()> {
         let mut pem = match kek {
-            Some(kek) => pem_block(SEALED_KEY, &kek.seal(id.key_pem.as_bytes())),
+            Some(kek) => shoal_ca::pem_encode(SEALED_KEY, &kek.seal(id.key_pem.as_bytes())),
             None => format!("{}\n", id.key_pem.trim_end()),
         };
         match (&id.dek, kek) {
             (Some(dek), Some(kek)) => {
-                pem.push_str(&pem_block(SEALED_DEK, &kek.seal(dek.as_bytes())))
+                pem.push_str(&shoal_ca::pem_encode(SEALED_DEK, &kek.seal(dek.as_bytes())))
             }
-            (Some(dek), None) => pem.push_str(&pem_block(PLAIN_DEK, dek.as_bytes())),
+            (Some(dek), None) => pem.push_str(&shoal_ca::pem_encode(PLAIN_DEK, dek.as_bytes())),
             (None, _) => {}
         }
         pem.push_str(&id.cert_pem);
@@ -234,17 +234,6 @@ const SEALED_KEY: &str = "SHOAL SEALED PRIVATE KEY";
 /// The Raft store's data encryption key, in the clear (no autolock) or sealed.
 const PLAIN_DEK: &str = "SHOAL RAFT DEK";
 const SEALED_DEK: &str = "SHOAL SEALED RAFT DEK";
-
-fn pem_block(label: &str, bytes: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
 
 /// The PEM blocks of `pem` before its first certificate, as (label, whole block text).
 fn blocks_before_cert(pem: &str) -> Option<(Vec<(&str, &str)>, &str)> {
