@@ -101,8 +101,8 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
         }
         // Not past the certificate's renewal point: a heartbeat period may be longer than
         // what is left of a short --cert-expiry.
-        let until_renewal = lock(&daemon.cert_renew_at)
-            .and_then(|at| at.duration_since(std::time::SystemTime::now()).ok())
+        let until_renewal = lock(&daemon.cert_times)
+            .and_then(|t| t.renew_at.duration_since(std::time::SystemTime::now()).ok())
             .unwrap_or_default();
         tokio::time::sleep(period.min(until_renewal.max(Duration::from_secs(1)))).await;
     }
@@ -136,7 +136,7 @@ fn heartbeat_period(m: &super::files::Membership) -> Duration {
 
 /// Whether this node's certificate has reached the point chosen for its renewal.
 fn cert_due(daemon: &Daemon) -> bool {
-    lock(&daemon.cert_renew_at).is_some_and(|at| std::time::SystemTime::now() >= at)
+    lock(&daemon.cert_times).is_some_and(|t| std::time::SystemTime::now() >= t.renew_at)
 }
 
 /// A new key and a certificate for it, signed by the leader for this node's role in the

@@ -160,11 +160,32 @@ pub struct Daemon {
     /// Started with its keys sealed (autolock): until `swarm unlock`, the node serves
     /// nothing of the swarm and every command says it is locked.
     pub(crate) locked: std::sync::atomic::AtomicBool,
-    /// When this node asks for a new certificate: at a random point between 50% and 80%
-    /// of the current one's lifetime, chosen when it is loaded (swarmkit's renewal).
-    pub(crate) cert_renew_at: Mutex<Option<std::time::SystemTime>>,
+    /// When this node asks for a new certificate (a random point between 50% and 80% of
+    /// the current one's lifetime, chosen when it is loaded: swarmkit's renewal), and when
+    /// the current one ends.
+    pub(crate) cert_times: Mutex<Option<CertTimes>>,
     /// Held for the daemon's lifetime: one daemon per data root.
     _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// When this node's certificate is due for renewal, and when it ends.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CertTimes {
+    pub renew_at: std::time::SystemTime,
+    pub not_after: std::time::SystemTime,
+}
+
+/// TLS configs from a CA, a key and its certificate, and the certificate's times (its
+/// renewal point drawn at random, as swarmkit's): what a node switches to, checked whole.
+fn tls_identity(ca: &str, key: &str, cert: &str) -> Result<(TlsMaterial, CertTimes), String> {
+    let server = shoal_ca::tls::server_config(ca, cert, key).map_err(|e| e.to_string())?;
+    let client = shoal_ca::tls::client_config(ca, cert, key).map_err(|e| e.to_string())?;
+    let (from, until) = shoal_ca::validity_of_pem(cert).map_err(|e| e.to_string())?;
+    let times = CertTimes {
+        renew_at: shoal_ca::renewal_time(from, until, rand::random::<f64>()),
+        not_after: until,
+    };
+    Ok((TlsMaterial { client, server }, times))
 }
 
 #[derive(Clone, Default)]
@@ -225,7 +246,7 @@ impl Daemon {
             op_lock: tokio::sync::Mutex::new(()),
             keys: Mutex::new(NodeKeys::default()),
             locked: std::sync::atomic::AtomicBool::new(false),
-            cert_renew_at: Mutex::new(None),
+            cert_times: Mutex::new(None),
             _lock: lock_file,
         });
 
@@ -334,22 +355,15 @@ impl Daemon {
         if let Some(dek) = &keys.dek {
             return Ok(dek.clone());
         }
-        let file = self.root.identity_file();
-        let mut id = self
-            .root
-            .load_identity(keys.kek.as_ref())
-            .map_err(|e| format!("{}: {e}", file.display()))?;
-        let dek = match id.dek.clone() {
-            Some(dek) => dek,
-            None => {
-                let dek = SealKey::generate();
-                id.dek = Some(dek.clone());
-                self.root
-                    .save_identity(&id, keys.kek.as_ref())
-                    .map_err(|e| format!("{}: {e}", file.display()))?;
-                dek
+        let kek = keys.kek.clone();
+        let id = self.rewrite_identity(&keys, kek.as_ref(), |id| {
+            let new = id.dek.is_none();
+            if new {
+                id.dek = Some(SealKey::generate());
             }
-        };
+            new
+        })?;
+        let dek = id.dek.ok_or("no raft key after saving one")?;
         keys.dek = Some(dek.clone());
         Ok(dek)
     }
@@ -357,27 +371,14 @@ impl Daemon {
     /// Whether this node's certificate is past its end (it was down longer than what was
     /// left of it, so it could not renew it).
     fn cert_expired(&self) -> bool {
-        let kek = lock(&self.keys).kek.clone();
-        self.root
-            .load_identity(kek.as_ref())
-            .ok()
-            .and_then(|id| shoal_ca::validity_of_pem(&id.cert_pem).ok())
-            .is_some_and(|(_, until)| until < std::time::SystemTime::now())
+        lock(&self.cert_times).is_some_and(|t| t.not_after < std::time::SystemTime::now())
     }
 
     /// Drop the Raft store's key (a demoted node's store is gone).
     pub(crate) fn forget_dek(&self) -> Result<(), String> {
         let mut keys = lock(&self.keys);
-        let file = self.root.identity_file();
-        let mut id = self
-            .root
-            .load_identity(keys.kek.as_ref())
-            .map_err(|e| format!("{}: {e}", file.display()))?;
-        if id.dek.take().is_some() {
-            self.root
-                .save_identity(&id, keys.kek.as_ref())
-                .map_err(|e| format!("{}: {e}", file.display()))?;
-        }
+        let kek = keys.kek.clone();
+        self.rewrite_identity(&keys, kek.as_ref(), |id| id.dek.take().is_some())?;
         keys.dek = None;
         Ok(())
     }
@@ -389,20 +390,35 @@ impl Daemon {
         if keys.kek == kek {
             return Ok(());
         }
-        let file = self.root.identity_file();
-        let id = self
-            .root
-            .load_identity(keys.kek.as_ref())
-            .map_err(|e| format!("{}: {e}", file.display()))?;
-        self.root
-            .save_identity(&id, kek.as_ref())
-            .map_err(|e| format!("{}: {e}", file.display()))?;
+        self.rewrite_identity(&keys, kek.as_ref(), |_| true)?;
         tracing::info!(
             sealed = kek.is_some(),
             "this node's keys on disk follow the swarm's autolock setting"
         );
         keys.kek = kek;
         Ok(())
+    }
+
+    /// node-identity.pem read with the key in use (`keys`, whose lock the caller holds),
+    /// changed by `change`, and written sealed by `kek` unless `change` says nothing
+    /// changed. Returns the identity as it now is.
+    fn rewrite_identity(
+        &self,
+        keys: &NodeKeys,
+        kek: Option<&SealKey>,
+        change: impl FnOnce(&mut files::Identity) -> bool,
+    ) -> Result<files::Identity, String> {
+        let file = self.root.identity_file();
+        let mut id = self
+            .root
+            .load_identity(keys.kek.as_ref())
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        if change(&mut id) {
+            self.root
+                .save_identity(&id, kek)
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+        }
+        Ok(id)
     }
 
     pub(crate) fn store_problem(&self) -> Option<String> {
@@ -474,14 +490,9 @@ impl Daemon {
             .root
             .load_identity(keys.kek.as_ref())
             .map_err(|e| e.to_string())?;
-        let (key, cert) = (&id.key_pem, &id.cert_pem);
-        let server = shoal_ca::tls::server_config(&ca, cert, key).map_err(|e| e.to_string())?;
-        let client = shoal_ca::tls::client_config(&ca, cert, key).map_err(|e| e.to_string())?;
-        self.tls.set(Some(TlsMaterial { client, server }));
-        let renew_at = shoal_ca::validity_of_pem(cert)
-            .map(|(from, until)| shoal_ca::renewal_time(from, until, rand::random::<f64>()))
-            .map_err(|e| e.to_string())?;
-        *lock(&self.cert_renew_at) = Some(renew_at);
+        let (tls, times) = tls_identity(&ca, &id.key_pem, &id.cert_pem)?;
+        self.tls.set(Some(tls));
+        *lock(&self.cert_times) = Some(times);
         if id.dek.is_some() {
             keys.dek = id.dek;
         }
@@ -504,12 +515,9 @@ impl Daemon {
                 std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?
             }
         };
-        shoal_ca::tls::server_config(&ca, cert_pem, key_pem)
-            .and_then(|_| shoal_ca::tls::client_config(&ca, cert_pem, key_pem))
+        let (tls, times) = tls_identity(&ca, key_pem, cert_pem)
             .map_err(|e| format!("the new certificate cannot be used: {e}"))?;
-        shoal_ca::validity_of_pem(cert_pem)
-            .map_err(|e| format!("the new certificate cannot be used: {e}"))?;
-        if let Some(ca) = ca_pem {
+        if ca_pem.is_some() {
             let p = self.root.ca_file();
             files::write_atomic(&p, ca.as_bytes(), 0o600)
                 .map_err(|e| format!("{}: {e}", p.display()))?;
@@ -525,7 +533,9 @@ impl Daemon {
                 .save_identity(&id, keys.kek.as_ref())
                 .map_err(|e| format!("{}: {e}", self.root.identity_file().display()))?;
         }
-        self.load_tls()
+        self.tls.set(Some(tls));
+        *lock(&self.cert_times) = Some(times);
+        Ok(())
     }
 
     /// Start what runs while this node is in a swarm: the swarm listener and the agent.
