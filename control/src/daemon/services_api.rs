@@ -254,13 +254,22 @@ fn assign_dynamic_ports(
 }
 
 /// Network attachments name existing networks; they are stored by ID, as docker does.
+/// A network named twice (by name, ID or ID prefix) is refused: docker's engine would
+/// give the task one endpoint on it and leave the second address allocated for nothing.
 fn resolve_attachments(state: &ClusterState, spec: &mut ServiceSpec) -> Result<(), ApiError> {
+    let mut seen = std::collections::HashSet::new();
     for a in &mut spec.task_template.networks {
         let net = super::networks_api::resolve(state, &a.target)?;
         if net.ingress {
             return Err(invalid(format!(
                 "service cannot be explicitly attached to the ingress network \"{}\"",
                 net.name
+            )));
+        }
+        if !seen.insert(net.id.clone()) {
+            return Err(invalid(format!(
+                "service cannot be attached to network {} more than once",
+                a.target
             )));
         }
         a.target = net.id.clone();
@@ -1700,6 +1709,43 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(cmds.len(), 2, "{cmds:?}");
+    }
+
+    /// A service naming one network twice (by name, then by ID prefix) is refused with
+    /// the name it was given, and a lone attachment is stored by the network's ID.
+    #[test]
+    fn a_network_attached_twice_is_refused() {
+        let mut st = ClusterState {
+            cluster: Some(crate::state::tests::cluster()),
+            ..Default::default()
+        };
+        let req = crate::api::NetworkCreate {
+            name: "net1".into(),
+            ..Default::default()
+        };
+        let net = super::super::networks_api::allocate(&st, &req, false).unwrap();
+        st.networks.insert(net.id.clone(), net.clone());
+        let attach = |target: &str| shoal_spec::NetworkAttachmentConfig {
+            target: target.into(),
+            aliases: Vec::new(),
+        };
+
+        let mut once = spec("web", &[]);
+        once.task_template.networks = vec![attach("net1")];
+        resolve_attachments(&st, &mut once).unwrap();
+        assert_eq!(once.task_template.networks[0].target, net.id);
+
+        let mut twice = spec("web", &[]);
+        twice.task_template.networks = vec![attach("net1"), attach(&net.id[..6])];
+        let err = resolve_attachments(&st, &mut twice).unwrap_err();
+        assert_eq!(
+            err.message,
+            format!(
+                "rpc error: code = InvalidArgument desc = service cannot be attached to \
+                 network {} more than once",
+                &net.id[..6]
+            )
+        );
     }
 
     /// A network the stack declares whose scoped name is taken by a network the stack did
