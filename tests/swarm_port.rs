@@ -3,7 +3,7 @@
 //! after the idle timeout (while the cluster keeps working), a huge frame from a peer
 //! without a certificate is refused without the daemon's memory growing, and a large
 //! task log comes through `service logs` whole; a node cannot join on a port a service
-//! publishes.
+//! publishes; garbage on every port leaves the daemons working.
 
 mod common;
 
@@ -358,4 +358,234 @@ fn a_node_cannot_join_on_a_published_port() {
         rows.iter().any(|r| r.0 == "vm1" && r.3 == "Leader"),
         "{rows:?}"
     );
+}
+
+/// A small xorshift64* generator: garbage that a failure's seed reproduces.
+struct Junk(u64);
+
+impl Junk {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// Garbage on every port a node listens on, from outside the swarm: random bytes and
+/// broken frames on the swarm port (before and inside TLS), random datagrams on the
+/// probe port and the data path port (also VXLAN headers of the swarm's own networks
+/// around random frames), random frames on the local API socket, and random queries to
+/// a task's embedded DNS. Afterwards the daemons are the same processes, their logs
+/// have no panic, the mesh still answers on both nodes and the swarm still takes writes.
+#[test]
+fn garbage_on_every_port_leaves_the_swarm_working() {
+    let s = Swarm::lab("junk", 2);
+    s.form(&[("vm2", "worker")]);
+    s.ok("vm1", &["network", "create", "-d", "overlay", "junknet"]);
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "web",
+            "--replicas",
+            "2",
+            "--network",
+            "junknet",
+            "--publish",
+            "8080:80",
+            "demo",
+            "shoal-whoami",
+            "--listen",
+            "0.0.0.0:80",
+        ],
+    );
+    s.wait_running_on("web", &["vm1", "vm2"]);
+    for node in ["vm1", "vm2"] {
+        s.client_get_until(&format!("http://{}:8080/", s.addr(node)));
+    }
+    let pids = [daemon_pid(&s, "vm1"), daemon_pid(&s, "vm2")];
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("garbage seed {seed:#x}");
+    let token = s.token("vm1", "worker");
+    let digest = shoal_ca::JoinToken::parse(&token).unwrap().ca_digest;
+    // The VNIs the swarm's networks use (from 4096 up): datagrams with their
+    // VXLAN headers reach the overlay's decapsulation, not only the UDP socket.
+    let vnis: Vec<u32> = (4096..4100).collect();
+    let targets: Vec<String> = ["vm1", "vm2"].iter().map(|n| s.addr(n)).collect();
+
+    let sent = in_ns(&s.lab, CLIENT, move || {
+        use std::io::Write;
+        let mut junk = Junk(seed);
+        let mut sent = 0usize;
+        let udp = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        for addr in &targets {
+            // Probe port and data path port: random datagrams of every size.
+            for port in [7946u16, 4789] {
+                for _ in 0..500 {
+                    let n = junk.below(1473);
+                    let bytes = junk.bytes(n);
+                    if udp.send_to(&bytes, (addr.as_str(), port)).is_ok() {
+                        sent += 1;
+                    }
+                }
+            }
+            // VXLAN (flags 0x08, a VNI of the swarm's) around random inner frames,
+            // some with an IPv4 ethertype and a broken header behind it.
+            for i in 0..1000 {
+                let mut d = vec![0x08, 0, 0, 0];
+                let vni = vnis[i % vnis.len()];
+                d.extend_from_slice(&(vni << 8).to_be_bytes());
+                let n = junk.below(1400);
+                let mut inner = junk.bytes(n);
+                if i % 2 == 0 && inner.len() >= 14 {
+                    inner[12] = 0x08;
+                    inner[13] = 0x00;
+                    if inner.len() > 14 {
+                        inner[14] = 0x40 | (junk.next() as u8 & 0x0f);
+                    }
+                }
+                d.extend_from_slice(&inner);
+                if udp.send_to(&d, (addr.as_str(), 4789)).is_ok() {
+                    sent += 1;
+                }
+            }
+            // The swarm port: random bytes where a TLS handshake should be.
+            for _ in 0..20 {
+                if let Ok(mut c) = TcpStream::connect((addr.as_str(), 2377)) {
+                    let n = 1 + junk.below(20_000);
+                    let _ = c.write_all(&junk.bytes(n));
+                    sent += 1;
+                }
+            }
+        }
+        // Inside TLS (a joiner's handshake, no certificate): frames of random bytes,
+        // then valid JSON of the wrong shape.
+        let leader = format!("{}:2377", targets[0]);
+        let bodies: Vec<Vec<u8>> = (0..20)
+            .map(|i| match i % 4 {
+                0 => br#"{"Join":{"token":7}}"#.to_vec(),
+                1 => b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[".to_vec(),
+                _ => {
+                    let n = junk.below(4000);
+                    junk.bytes(n)
+                }
+            })
+            .collect();
+        sent + runtime().block_on(async move {
+            use tokio::io::AsyncWriteExt;
+            let config = shoal_ca::tls::join_client_config(&digest).unwrap();
+            let mut sent = 0;
+            for body in bodies {
+                let Ok(mut conn) = peer::connect(&leader, config.clone()).await else {
+                    continue;
+                };
+                let tls = conn.get_mut();
+                let _ = tls.write_all(&(body.len() as u32).to_be_bytes()).await;
+                let _ = tls.write_all(&body).await;
+                let _ = tls.flush().await;
+                sent += 1;
+            }
+            sent
+        })
+    });
+    assert!(sent > 3000, "only {sent} pieces of garbage went out");
+
+    // The local API socket (root's): random frames and a length past the limit.
+    {
+        use std::io::Write;
+        let mut junk = Junk(seed.rotate_left(17) | 1);
+        for node in ["vm1", "vm2"] {
+            for i in 0..30 {
+                let mut c = std::os::unix::net::UnixStream::connect(s.lab.socket(node))
+                    .expect("connect to the API socket");
+                let body = if i == 0 {
+                    let _ = c.write_all(&u32::MAX.to_be_bytes());
+                    Vec::new()
+                } else {
+                    let n = junk.below(3000);
+                    junk.bytes(n)
+                };
+                let _ = c.write_all(&(body.len() as u32).to_be_bytes());
+                let _ = c.write_all(&body);
+            }
+        }
+    }
+
+    // A task's embedded DNS: random datagrams and a random TCP stream.
+    let task = s
+        .ok(
+            "vm1",
+            &["service", "ps", "-q", "-f", "desired-state=running", "web"],
+        )
+        .lines()
+        .next()
+        .expect("a task of web")
+        .to_string();
+    s.ok(
+        "vm1",
+        &[
+            "exec",
+            &task,
+            "bash",
+            "-c",
+            "for i in $(seq 300); do head -c $((RANDOM % 700)) /dev/urandom > /dev/udp/127.0.0.11/53; done; \
+             head -c 5000 /dev/urandom > /dev/tcp/127.0.0.11/53 || true",
+        ],
+    );
+
+    // Still the same daemons, nothing panicked, and everything still works.
+    assert_eq!(
+        [daemon_pid(&s, "vm1"), daemon_pid(&s, "vm2")],
+        pids,
+        "a daemon was restarted"
+    );
+    for (node, pid) in ["vm1", "vm2"].iter().zip(pids) {
+        assert!(
+            std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "shoald on {node} died\n{}",
+            s.log_tail(node)
+        );
+        let log = std::fs::read_to_string(s.lab.log_path(node)).unwrap_or_default();
+        assert!(
+            !log.contains("panicked"),
+            "shoald on {node} panicked:\n{log}"
+        );
+    }
+    for node in ["vm1", "vm2"] {
+        let body = s.client_get_until(&format!("http://{}:8080/", s.addr(node)));
+        assert!(field(&body, "Task").is_some(), "{body}");
+    }
+    let out = s.ok(
+        "vm1",
+        &[
+            "exec",
+            &task,
+            "dig",
+            "+short",
+            "+tries=1",
+            "+time=2",
+            "@127.0.0.11",
+            "tasks.web",
+        ],
+    );
+    assert_eq!(out.lines().count(), 2, "tasks.web: {out}");
+    s.ok("vm1", &["service", "scale", "-d", "web=3"]);
+    s.wait_running("web", 3);
+    assert_eq!(s.nodes("vm1").expect("node ls").len(), 2);
 }
