@@ -750,20 +750,27 @@ impl NodeNet {
                 own_ports: Default::default(),
             };
         }
+        // A panic would stop fast failure handling in silence: the loop keeps nothing
+        // between rounds that the liveness list does not hold, so it starts again.
         let probes = {
-            let jobs = std::sync::Mutex::new(tx.clone());
+            let tx = tx.clone();
             let inputs = lb_inputs.clone();
-            tokio::spawn(super::lb::probe_loop(
-                o_addr,
-                liveness.clone(),
-                move |down| {
-                    let specs = {
-                        let inputs = lock(&inputs);
-                        super::lb::specs(&inputs.0, &inputs.1, &down)
-                    };
-                    let _ = lock(&jobs).send(NetJob::Lb(specs));
+            let liveness = liveness.clone();
+            super::supervise::spawn(
+                "data-plane probes",
+                super::supervise::OnPanic::Restart,
+                move || {
+                    let jobs = std::sync::Mutex::new(tx.clone());
+                    let inputs = inputs.clone();
+                    super::lb::probe_loop(o_addr, liveness.clone(), move |down| {
+                        let specs = {
+                            let inputs = lock(&inputs);
+                            super::lb::specs(&inputs.0, &inputs.1, &down)
+                        };
+                        let _ = lock(&jobs).send(NetJob::Lb(specs));
+                    })
                 },
-            ))
+            )
         };
         NodeNet {
             jobs: Some(tx),
