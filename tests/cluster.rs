@@ -1096,7 +1096,9 @@ fn info_reports_the_node_s_part_in_the_swarm() {
     );
     let text = s.ok("vm1", &["system", "info"]);
     assert!(
-        text.contains("\nServer:\n Server Version: ")
+        text.contains(
+            "\nServer:\n Containers: 0\n  Running: 0\n  Paused: 0\n  Stopped: 0\n Images: 0\n Server Version: "
+        )
             && text.contains("\n Swarm: inactive\n Kernel Version: "),
         "{text}"
     );
@@ -1143,6 +1145,37 @@ fn info_reports_the_node_s_part_in_the_swarm() {
             )),
         "{text}"
     );
+    // Each node counts its own tasks as docker counts its containers.
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "idle",
+            "--constraint",
+            "node.hostname == vm2",
+            "busybox",
+            "sleep",
+            "1000",
+        ],
+    );
+    s.wait_running("idle", 1);
+    let counts = "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}} {{.Images}}";
+    assert_eq!(info("vm2", counts), "1 1 0 0");
+    assert_eq!(info("vm1", counts), "0 0 0 0");
+    let text = s.ok("vm2", &["info"]);
+    assert!(
+        text.contains("\n Containers: 1\n  Running: 1\n  Paused: 0\n  Stopped: 0\n"),
+        "{text}"
+    );
+    s.ok("vm1", &["service", "rm", "idle"]);
+    wait_until("vm2 runs no task", Duration::from_secs(20), || {
+        info("vm2", "{{.ContainersRunning}}").eq("0").then_some(())
+    })
+    .unwrap();
+
     let text = s.ok("vm2", &["info"]);
     assert!(
         text.contains(&format!(

@@ -32,6 +32,34 @@ pub struct Host {
     pub name: String,
     /// The daemon's data root (docker's `DockerRootDir`).
     pub root_dir: String,
+    /// This node's tasks, as docker counts its containers.
+    pub tasks: TaskCounts,
+}
+
+/// The tasks whose directories this node's executor holds: running ones, and those
+/// that ended and are kept for their logs until the task history drops them (docker's
+/// stopped containers). Shoal never pauses a task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskCounts {
+    pub running: usize,
+    pub stopped: usize,
+}
+
+impl TaskCounts {
+    /// Counts the task directories under `tasks_dir`.
+    pub fn of(tasks_dir: &std::path::Path) -> TaskCounts {
+        let Ok(exec) = shoal_executor::Executor::new(tasks_dir.to_path_buf()) else {
+            return TaskCounts::default();
+        };
+        let mut counts = TaskCounts::default();
+        for id in exec.list() {
+            match exec.status(&id) {
+                shoal_executor::TaskStatus::Running { .. } => counts.running += 1,
+                _ => counts.stopped += 1,
+            }
+        }
+        counts
+    }
 }
 
 impl Host {
@@ -58,6 +86,7 @@ impl Host {
             mem_total: crate::types::NodeDescription::of_this_host(hostname).memory_bytes,
             name: hostname.to_string(),
             root_dir: root_dir.display().to_string(),
+            tasks: TaskCounts::default(),
         }
     }
 }
@@ -212,6 +241,13 @@ fn swarm_warnings(f: &SwarmFacts) -> Vec<String> {
 /// The whole reply: moby's `system.Info` keys in its order, for what Shoal fills.
 pub fn info_json(host: &Host, swarm: Value) -> Value {
     let mut m = Map::new();
+    let t = host.tasks;
+    m.insert("Containers".into(), json!(t.running + t.stopped));
+    m.insert("ContainersRunning".into(), json!(t.running));
+    m.insert("ContainersPaused".into(), json!(0));
+    m.insert("ContainersStopped".into(), json!(t.stopped));
+    // Shoal runs no images: tasks are processes on the host's filesystem.
+    m.insert("Images".into(), json!(0));
     let mut text = |k: &str, v: &str| {
         if !v.is_empty() {
             m.insert(k.into(), json!(v));
@@ -403,6 +439,10 @@ pub(crate) mod tests {
             mem_total: 8 << 30,
             name: "vm1".into(),
             root_dir: "/var/lib/shoal".into(),
+            tasks: TaskCounts {
+                running: 2,
+                stopped: 1,
+            },
         };
         let info = info_json(
             &host,
@@ -414,6 +454,11 @@ pub(crate) mod tests {
         assert_eq!(
             keys(&info),
             [
+                "Containers",
+                "ContainersRunning",
+                "ContainersPaused",
+                "ContainersStopped",
+                "Images",
                 "KernelVersion",
                 "OperatingSystem",
                 "OSVersion",
@@ -430,6 +475,16 @@ pub(crate) mod tests {
         );
         assert_eq!(info["ServerVersion"], crate::VERSION);
         assert_eq!(info["OSType"], "linux");
+        assert_eq!(
+            [
+                &info["Containers"],
+                &info["ContainersRunning"],
+                &info["ContainersPaused"],
+                &info["ContainersStopped"],
+                &info["Images"]
+            ],
+            [3, 2, 0, 1, 0]
+        );
     }
 
     #[test]

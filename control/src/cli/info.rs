@@ -146,6 +146,12 @@ pub(crate) fn server_text(info: &Value) -> (String, Vec<String>) {
             line(format!("{label} {value}"));
         }
     };
+    let count = |k: &str| info.get(k).and_then(Value::as_u64).unwrap_or(0);
+    line(format!(" Containers: {}", count("Containers")));
+    line(format!("  Running: {}", count("ContainersRunning")));
+    line(format!("  Paused: {}", count("ContainersPaused")));
+    line(format!("  Stopped: {}", count("ContainersStopped")));
+    line(format!(" Images: {}", count("Images")));
     non_empty(&mut line, " Server Version:", text(info, "ServerVersion"));
     let swarm = &info["Swarm"];
     line(format!(" Swarm: {}", text(swarm, "LocalNodeState")));
@@ -304,12 +310,20 @@ mod tests {
             mem_total: 8_232_407_040,
             name: "vm1".into(),
             root_dir: "/var/lib/shoal".into(),
+            tasks: si::TaskCounts {
+                running: 2,
+                stopped: 1,
+            },
         }
     }
 
     fn server(facts: &SwarmFacts) -> (String, Vec<String>) {
         server_text(&si::info_json(&host(), si::swarm_json(facts)))
     }
+
+    /// docker's container counts, for the host's 2 running tasks and 1 that ended.
+    const TASK_LINES: &str =
+        " Containers: 3\n  Running: 2\n  Paused: 0\n  Stopped: 1\n Images: 0\n";
 
     fn host_lines() -> &'static str {
         " Kernel Version: 6.8.0-45-generic\n Operating System: Ubuntu 24.04.1 LTS\n OSType: linux\n Architecture: x86_64\n CPUs: 4\n Total Memory: 7.667GiB\n Name: vm1\n Docker Root Dir: /var/lib/shoal\n\n"
@@ -324,7 +338,8 @@ mod tests {
         assert_eq!(
             text,
             format!(
-                " Server Version: {}\n Swarm: inactive\n{}",
+                "{} Server Version: {}\n Swarm: inactive\n{}",
+                TASK_LINES,
                 crate::VERSION,
                 host_lines()
             )
@@ -380,7 +395,8 @@ mod tests {
         assert_eq!(
             text,
             format!(
-                " Server Version: {}\n{swarm}{}",
+                "{} Server Version: {}\n{swarm}{}",
+                TASK_LINES,
                 crate::VERSION,
                 host_lines()
             )

@@ -858,7 +858,8 @@ impl Daemon {
                 facts.error = Some(msg::NO_LEADER.to_string());
             }
         }
-        let host = si::Host::of_this_host(&self.cfg.hostname, &self.cfg.data_root);
+        let mut host = si::Host::of_this_host(&self.cfg.hostname, &self.cfg.data_root);
+        host.tasks = si::TaskCounts::of(&self.root.path("tasks"));
         ApiReply::SystemInfo {
             info: si::info_json(&host, si::swarm_json(&facts)),
         }
