@@ -622,3 +622,208 @@ fn node_certificates_are_renewed_before_they_expire() {
         Some(r#"{"renewed":"yes"}"#)
     );
 }
+
+/// What `node inspect` says of a node's certificate issuer and trust root, and what
+/// `info` says the swarm wants: `(issuer public key, trust root)`.
+fn node_tls(s: &Swarm, on: &str, node: &str) -> Option<(String, String)> {
+    let out = s.shoal(
+        on,
+        &[
+            "node",
+            "inspect",
+            "--format",
+            "{{.Description.TLSInfo.CertIssuerPublicKey}}|{{json .Description.TLSInfo.TrustRoot}}",
+            node,
+        ],
+    );
+    let out = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let (key, root) = out.split_once('|')?;
+    Some((key.to_string(), serde_json::from_str(root).ok()?))
+}
+
+/// Waits until `node` is Ready as `vm2` lists it, and (a manager) Reachable or Leader.
+fn wait_ready(s: &Swarm, node: &str, manager: bool) {
+    wait_until(&format!("{node} ready"), Duration::from_secs(40), || {
+        let rows = s.nodes("vm2")?;
+        let row = rows.iter().find(|r| r.0 == node)?;
+        let status_ok = if manager {
+            row.3 == "Reachable" || row.3 == "Leader"
+        } else {
+            row.3.is_empty()
+        };
+        (row.1 == "Ready" && status_ok).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", s.nodes("vm2"), s.log_tails()));
+}
+
+/// The issuer public key (base64 DER SubjectPublicKeyInfo) of a root, as TLSInfo has it.
+fn spki_b64(root_pem: &str) -> String {
+    use base64::Engine;
+    let info = shoal_ca::issuer_info_of_ca(root_pem).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(info.public_key)
+}
+
+/// Root CA rotation, as swarm's: `swarm ca --rotate -d` makes a new root; nodes get
+/// certificates from it (a node that is down holds the rotation until it is back), also
+/// under a new leader after the first one is killed; then the new root is the only one:
+/// every node trusts it alone and holds a certificate it issued, the swarm still takes
+/// writes and runs its service, the old join token is refused and the new one admits a
+/// node, and a node restarted afterwards comes back. A second `--rotate` shows docker's
+/// progress and prints the root it ends with.
+#[test]
+fn root_ca_rotation() {
+    const T: Duration = Duration::from_secs(40);
+    let s = Swarm::lab("carot", 5);
+    s.form(&[("vm2", "manager"), ("vm3", "manager"), ("vm4", "worker")]);
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "web",
+            "--replicas",
+            "2",
+            "--constraint",
+            "node.role==manager",
+            "demo",
+            "shoal-whoami",
+            "--listen",
+            "0.0.0.0:80",
+        ],
+    );
+    s.wait_running("web", 2);
+    let old_root = s.ok("vm1", &["swarm", "ca"]);
+    let old_worker = s.token("vm1", "worker");
+    let ca_file = |n: &str| std::fs::read_to_string(s.lab.data_root(n).join("ca.pem")).unwrap();
+    assert_eq!(ca_file("vm4").trim(), old_root.trim());
+
+    // The worker is down: the rotation cannot finish without it.
+    s.lab.stop("vm4").unwrap();
+    let out = s.ok("vm1", &["swarm", "ca", "--rotate", "-d"]);
+    assert_eq!(out, "", "a detached rotation prints nothing");
+    let rotating = || {
+        s.ok(
+            "vm2",
+            &[
+                "info",
+                "--format",
+                "{{.Swarm.Cluster.RootRotationInProgress}}",
+            ],
+        )
+        .trim()
+        .to_string()
+    };
+    assert_eq!(rotating(), "true");
+    let wanted = s
+        .ok(
+            "vm1",
+            &[
+                "info",
+                "--format",
+                "{{.Swarm.Cluster.TLSInfo.CertIssuerPublicKey}}",
+            ],
+        )
+        .trim()
+        .to_string();
+    assert_ne!(
+        wanted,
+        spki_b64(&old_root),
+        "the swarm wants the new root's certificates"
+    );
+    // The managers rotate, trusting both roots meanwhile; the swarm's root is still the old.
+    wait_until("the managers' certificates from the new root", T, || {
+        ["vm1", "vm2", "vm3"]
+            .iter()
+            .all(|n| node_tls(&s, "vm2", n).is_some_and(|(k, _)| k == wanted))
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
+    assert!(ca_file("vm2").starts_with(old_root.trim()));
+    assert_eq!(ca_file("vm2").matches("BEGIN CERTIFICATE").count(), 2);
+    assert_eq!(s.ok("vm2", &["swarm", "ca"]).trim(), old_root.trim());
+    assert_eq!(rotating(), "true", "finished without the down worker");
+
+    // kill -9 of the leader mid-rotation: the next leader carries on from the Raft state.
+    s.lab.stop("vm1").unwrap();
+    s.wait_leader("vm2", T);
+    assert_eq!(rotating(), "true");
+    s.lab.start("vm4").unwrap();
+    wait_until("the rotation to finish", Duration::from_secs(60), || {
+        (rotating() == "false").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
+    let new_root = s.ok("vm2", &["swarm", "ca"]);
+    assert_ne!(new_root.trim(), old_root.trim());
+    assert_eq!(spki_b64(&new_root), wanted);
+    s.lab.start("vm1").unwrap();
+
+    // Every node, the restarted leader too, trusts the new root alone and holds a
+    // certificate from its key.
+    for n in ["vm1", "vm2", "vm3", "vm4"] {
+        wait_until(&format!("{n} on the new root"), T, || {
+            (ca_file(n).trim() == new_root.trim()).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", ca_file(n), s.log_tails()));
+        let id = shoal_control::daemon::files::DataRoot(s.lab.data_root(n))
+            .load_identity(None)
+            .unwrap();
+        let issuer = shoal_ca::issuer_of_cert(&id.cert_pem, &new_root).expect("chains");
+        assert_eq!(
+            issuer.public_key,
+            shoal_ca::issuer_info_of_ca(&new_root).unwrap().public_key,
+            "{n}"
+        );
+        let config = shoal_ca::tls::client_config(&new_root, &id.cert_pem, &id.key_pem);
+        assert!(config.is_ok(), "{n}");
+    }
+    for (n, m) in [("vm1", true), ("vm3", true), ("vm4", false)] {
+        wait_ready(&s, n, m);
+        wait_until(&format!("{n} reports the new root"), T, || {
+            node_tls(&s, "vm2", n)
+                .is_some_and(|(k, r)| k == wanted && r.trim() == new_root.trim())
+                .then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}: {:?}", node_tls(&s, "vm2", n)));
+    }
+    // The swarm takes writes and its service runs.
+    s.ok(
+        "vm3",
+        &["node", "update", "--label-add", "rotated=yes", "vm4"],
+    );
+    assert_eq!(
+        s.labels("vm2", "vm4").as_deref(),
+        Some(r#"{"rotated":"yes"}"#)
+    );
+    s.wait_running("web", 2);
+
+    // Join tokens changed: the old one is refused, the new one names the new root.
+    let new_worker = s.token("vm2", "worker");
+    assert_ne!(new_worker, old_worker);
+    assert!(new_worker.contains(&shoal_ca::ca_digest(&new_root).unwrap()));
+    let remote = format!("{}:2377", s.addr("vm2"));
+    let err = s.fails("vm5", &["swarm", "join", "--token", &old_worker, &remote]);
+    assert!(err.contains("does not match the join token"), "{err}");
+    let out = s.ok("vm5", &["swarm", "join", "--token", &new_worker, &remote]);
+    assert!(out.contains("joined a swarm as a worker"), "{out}");
+    s.wait_node("vm2", "vm5", "Ready", "", T);
+
+    // A node restarted after the rotation comes back.
+    s.lab.stop("vm3").unwrap();
+    s.lab.start("vm3").unwrap();
+    wait_ready(&s, "vm3", true);
+
+    // A rotation waited for: docker's progress on a pipe, then the root it ended with.
+    let out = s.ok("vm2", &["swarm", "ca", "--rotate"]);
+    assert!(
+        out.starts_with(
+            "desired root digest: \n  rotated TLS certificates: \n  rotated CA certificates:  \ndesired root digest: sha256:"
+        ),
+        "{out}"
+    );
+    let last = s.ok("vm2", &["swarm", "ca"]);
+    assert!(out.ends_with(&last), "{out}");
+    assert_ne!(last.trim(), new_root.trim());
+    assert_eq!(rotating(), "false");
+}

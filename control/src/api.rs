@@ -285,6 +285,8 @@ pub enum ApiRequest {
     },
     /// `swarm ca`: the swarm's root CA certificate (docker's `TLSInfo.TrustRoot`).
     TrustRoot,
+    /// `swarm ca --rotate`: start a root CA rotation (or end or restart one).
+    CaRotate(crate::ca_rotation::CaRotate),
 }
 
 impl ApiRequest {
@@ -325,6 +327,7 @@ impl ApiRequest {
                 | ApiRequest::NetworkInspectVerbose { .. }
                 | ApiRequest::InspectType { .. }
                 | ApiRequest::TrustRoot
+                | ApiRequest::CaRotate(_)
         )
     }
 
@@ -372,6 +375,7 @@ impl ApiRequest {
             ApiRequest::NetworkInspectVerbose { .. } => "network_inspect",
             ApiRequest::InspectType { .. } => "inspect",
             ApiRequest::TrustRoot => "trust_root",
+            ApiRequest::CaRotate(_) => "ca_rotate",
         }
     }
 }
@@ -504,9 +508,14 @@ pub enum ApiReply {
     UnlockKey {
         key: String,
     },
-    /// The root CA certificate, PEM.
+    /// The root CA certificate, PEM, with docker's `ClusterInfo.TLSInfo` (the issuer the
+    /// swarm wants node certificates from) and `RootRotationInProgress`.
     TrustRoot {
         pem: String,
+        #[serde(default)]
+        tls_info: Value,
+        #[serde(default)]
+        rotation_in_progress: bool,
     },
 }
 

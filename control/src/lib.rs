@@ -1,6 +1,7 @@
 //! Shoal's control plane: cluster state, Raft, the node daemon and its API, and the CLI.
 
 pub mod api;
+pub mod ca_rotation;
 pub mod cli;
 pub mod client;
 pub mod daemon;

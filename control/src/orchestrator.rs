@@ -1366,6 +1366,7 @@ mod tests {
                     memory_bytes: 1 << 30,
                     engine_version: "0".into(),
                     ephemeral_ports: None,
+                    tls: None,
                 },
                 "10.0.0.1".into(),
                 "10.0.0.1:2377".into(),

@@ -66,6 +66,14 @@ pub struct HeartbeatReply {
     pub managers: Vec<String>,
     pub leader: String,
     pub heartbeat_ms: u64,
+    /// The roots the swarm's nodes trust now (both during a root rotation); "" from a
+    /// leader that predates root rotation.
+    #[serde(default)]
+    pub trust_pem: String,
+    /// A root rotation is under way and this node's certificate is not from the new root:
+    /// it asks for a new one (swarmkit's `IssuanceStateRotate`).
+    #[serde(default)]
+    pub rotate_cert: bool,
 }
 
 // Messages: built once, serialized, dropped; boxing variants would buy nothing.
@@ -876,6 +884,7 @@ mod tests {
                 memory_bytes: 1 << 30,
                 engine_version: "0".into(),
                 ephemeral_ports: None,
+                tls: None,
             },
             "10.77.0.11".into(),
             "10.77.0.11:2377".into(),

@@ -63,6 +63,24 @@ pub enum Command {
         role: Role,
         secret: String,
     },
+    /// `swarm ca --rotate`: start a root rotation (or start it over), or with `None`
+    /// end one (the root given is the current one), as the leader decided from the
+    /// cluster whose root had digest `based_on`; refused if the root has changed since (a
+    /// rotation that finished meanwhile: the new root was cross-signed by the old one).
+    SetRootRotation {
+        rotation: Option<crate::types::RootRotation>,
+        based_on: String,
+        #[serde(default)]
+        cert_expiry_s: Option<u64>,
+    },
+    /// Every node holds a certificate of the new root: it becomes the swarm's only root,
+    /// with new join tokens (swarmkit's `finishRootRotation`). Refused unless the rotation
+    /// under way is still the one to the root with digest `rotation_digest`.
+    FinishRootRotation {
+        rotation_digest: String,
+        worker_secret: String,
+        manager_secret: String,
+    },
     /// `swarm update`: the settings given change, the others stay.
     UpdateCluster {
         update: crate::api::SwarmUpdate,
@@ -140,6 +158,9 @@ impl Command {
             Command::RemoveNode { node_id } => format!("remove node {node_id}"),
             Command::RotateToken { .. } => "rotate the join token".into(),
             Command::UpdateCluster { .. } => "update the swarm".into(),
+            Command::SetRootRotation { .. } | Command::FinishRootRotation { .. } => {
+                "rotate the root CA".into()
+            }
             Command::PutService {
                 service,
                 expected_version: Some(_),
@@ -578,6 +599,44 @@ impl ClusterState {
                 }
                 CommandResult::ok()
             }
+            Command::SetRootRotation {
+                rotation,
+                based_on,
+                cert_expiry_s,
+            } => {
+                let Some(cluster) = self.cluster.as_mut() else {
+                    return CommandResult::err("cluster not initialized");
+                };
+                if shoal_ca::ca_digest(&cluster.ca_cert_pem).ok().as_ref() != Some(based_on) {
+                    return CommandResult::err(
+                        "update out of sequence: the swarm's root CA changed meanwhile",
+                    );
+                }
+                cluster.root_rotation = rotation.clone();
+                if let Some(s) = cert_expiry_s {
+                    cluster.cert_expiry_s = *s;
+                }
+                CommandResult::ok()
+            }
+            Command::FinishRootRotation {
+                rotation_digest,
+                worker_secret,
+                manager_secret,
+            } => {
+                let Some(cluster) = self.cluster.as_mut() else {
+                    return CommandResult::err("cluster not initialized");
+                };
+                let Some(r) = cluster.root_rotation.take_if(|r| {
+                    shoal_ca::ca_digest(&r.ca_cert_pem).ok().as_ref() == Some(rotation_digest)
+                }) else {
+                    return CommandResult::err("target root rotation has changed");
+                };
+                cluster.ca_cert_pem = r.ca_cert_pem;
+                cluster.ca_key_pem = r.ca_key_pem;
+                cluster.worker_secret = worker_secret.clone();
+                cluster.manager_secret = manager_secret.clone();
+                CommandResult::ok()
+            }
             Command::UpdateCluster { update } => {
                 let Some(cluster) = self.cluster.as_mut() else {
                     return CommandResult::err("cluster not initialized");
@@ -811,6 +870,7 @@ pub(crate) mod tests {
             data_path_port: 4789,
             unlock_key: None,
             cert_expiry_s: shoal_ca::NODE_CERT_VALIDITY.as_secs(),
+            root_rotation: None,
         }
     }
 

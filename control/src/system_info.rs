@@ -8,7 +8,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::raft::RaftTiming;
-use crate::types::{go_time, tls_info, ClusterInfo};
+use crate::types::{go_time, ClusterInfo};
 
 /// moby's warning for a swarm of two managers (daemon/cluster swarm.go `Info`).
 pub const TWO_MANAGERS_WARNING: &str =
@@ -170,8 +170,8 @@ pub fn cluster_json(c: &ClusterInfo, raft: &RaftTiming) -> Value {
             "TaskDefaults": {},
             "EncryptionConfig": {"AutoLockManagers": autolock_managers(c)},
         },
-        "TLSInfo": tls_info(&c.ca_cert_pem),
-        "RootRotationInProgress": false,
+        "TLSInfo": c.tls_info_json(),
+        "RootRotationInProgress": c.root_rotation.is_some(),
         "DefaultAddrPool": [c.addr_pool],
         "SubnetSize": c.subnet_bits,
         "DataPathPort": c.data_path_port,

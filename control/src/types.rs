@@ -57,6 +57,65 @@ pub struct NodeDescription {
     /// node, as docker's engine does. Absent from nodes that did not report it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ephemeral_ports: Option<(u16, u16)>,
+    /// The root this node trusts and the issuer of its certificate, as it reports them
+    /// (docker's `Description.TLSInfo`): what tells the leader a root rotation reached it.
+    /// Absent from nodes that did not report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<NodeTlsInfo>,
+}
+
+/// docker's `TLSInfo` of a node: the root CA it trusts (PEM) and, base64 as Go marshals
+/// `[]byte`, the DER subject and SubjectPublicKeyInfo of its certificate's issuer.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct NodeTlsInfo {
+    pub trust_root: String,
+    pub cert_issuer_subject: String,
+    pub cert_issuer_public_key: String,
+}
+
+impl NodeTlsInfo {
+    /// docker's JSON: `TrustRoot`, `CertIssuerSubject`, `CertIssuerPublicKey`.
+    pub fn docker_json(&self) -> Value {
+        json!({
+            "TrustRoot": self.trust_root,
+            "CertIssuerSubject": self.cert_issuer_subject,
+            "CertIssuerPublicKey": self.cert_issuer_public_key,
+        })
+    }
+
+    /// Whether the certificate it reports was issued by `issuer`.
+    pub fn issued_by(&self, issuer: &shoal_ca::IssuerInfo) -> bool {
+        self.cert_issuer_subject == b64(&issuer.subject)
+            && self.cert_issuer_public_key == b64(&issuer.public_key)
+    }
+
+    /// What a node holding `chain_pem` (its certificate, then any intermediates) and
+    /// trusting `trust_pem` reports: the first root it trusts, and its certificate's issuer.
+    pub fn of_node(chain_pem: &str, trust_pem: &str) -> Self {
+        let issuer = shoal_ca::issuer_of_cert(chain_pem, trust_pem);
+        NodeTlsInfo {
+            trust_root: first_pem_cert(trust_pem),
+            cert_issuer_subject: issuer.as_ref().map(|i| b64(&i.subject)).unwrap_or_default(),
+            cert_issuer_public_key: issuer
+                .as_ref()
+                .map(|i| b64(&i.public_key))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The first PEM certificate block of `pem` (with its trailing newline), or "".
+pub fn first_pem_cert(pem: &str) -> String {
+    const END: &str = "-----END CERTIFICATE-----";
+    match (pem.find("-----BEGIN CERTIFICATE-----"), pem.find(END)) {
+        (Some(start), Some(end)) if start < end => format!("{}\n", &pem[start..end + END.len()]),
+        _ => String::new(),
+    }
 }
 
 impl NodeDescription {
@@ -73,6 +132,7 @@ impl NodeDescription {
             memory_bytes: total_memory_bytes().unwrap_or(0),
             engine_version: crate::VERSION.to_string(),
             ephemeral_ports: ephemeral_ports(),
+            tls: None,
         }
     }
 }
@@ -227,7 +287,10 @@ impl NodeRecord {
                         {"Type": "Volume", "Name": "local"},
                     ],
                 },
-                "TLSInfo": tls_info(ca_pem),
+                "TLSInfo": match &self.description.tls {
+                    Some(t) => t.docker_json(),
+                    None => tls_info(ca_pem),
+                },
             }),
         );
         node.insert("Status".into(), Value::Object(status));
@@ -297,6 +360,29 @@ pub struct ClusterInfo {
     /// Lifetime of the node certificates the CA signs (`--cert-expiry`), in seconds.
     #[serde(default = "default_cert_expiry")]
     pub cert_expiry_s: u64,
+    /// A root CA rotation under way (swarmkit's `RootCA.RootRotation`): the root the swarm
+    /// moves to, its key, and the same certificate signed by the current root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_rotation: Option<RootRotation>,
+}
+
+/// A root CA rotation: until every node holds a certificate issued by `ca_cert_pem`'s key,
+/// that key signs node certificates, presented with `cross_signed_pem` (the new root
+/// signed by the current one) so that nodes trusting only the current root accept them.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct RootRotation {
+    pub ca_cert_pem: String,
+    pub ca_key_pem: String,
+    pub cross_signed_pem: String,
+}
+
+impl std::fmt::Debug for RootRotation {
+    // Never print the private key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RootRotation")
+            .field("ca_cert_pem", &self.ca_cert_pem)
+            .finish_non_exhaustive()
+    }
 }
 
 fn default_cert_expiry() -> u64 {
@@ -323,6 +409,56 @@ impl ClusterInfo {
     /// How long the node certificates the CA signs now are valid.
     pub fn cert_expiry(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.cert_expiry_s)
+    }
+
+    /// The roots nodes trust: the swarm's root, and during a rotation the new one after it
+    /// (the first is the one a node presents and reports as its trust root).
+    pub fn trust_pem(&self) -> String {
+        match &self.root_rotation {
+            Some(r) => {
+                format!(
+                    "{}\n{}",
+                    self.ca_cert_pem.trim_end(),
+                    r.ca_cert_pem.trim_end()
+                ) + "\n"
+            }
+            None => self.ca_cert_pem.clone(),
+        }
+    }
+
+    /// The CA that signs node certificates now, and what is sent after each certificate it
+    /// signs: the new root's key and the cross-signed intermediate during a rotation.
+    pub fn signer(&self) -> Result<(shoal_ca::ClusterCa, String), shoal_ca::CaError> {
+        match &self.root_rotation {
+            Some(r) => Ok((
+                shoal_ca::ClusterCa::from_pem(&r.ca_cert_pem, &r.ca_key_pem)?,
+                r.cross_signed_pem.clone(),
+            )),
+            None => Ok((
+                shoal_ca::ClusterCa::from_pem(&self.ca_cert_pem, &self.ca_key_pem)?,
+                String::new(),
+            )),
+        }
+    }
+
+    /// The issuer every node's certificate must have: the new root's during a rotation.
+    pub fn desired_issuer(&self) -> Result<shoal_ca::IssuerInfo, shoal_ca::CaError> {
+        let pem = self
+            .root_rotation
+            .as_ref()
+            .map_or(&self.ca_cert_pem, |r| &r.ca_cert_pem);
+        shoal_ca::issuer_info_of_ca(pem)
+    }
+
+    /// docker's `ClusterInfo.TLSInfo`: the swarm's root as TrustRoot, and the issuer of
+    /// the certificates it wants (the new root's during a rotation).
+    pub fn tls_info_json(&self) -> Value {
+        let mut info = tls_info(&self.ca_cert_pem);
+        if let (Some(m), Ok(issuer)) = (info.as_object_mut(), self.desired_issuer()) {
+            m.insert("CertIssuerSubject".into(), json!(b64(&issuer.subject)));
+            m.insert("CertIssuerPublicKey".into(), json!(b64(&issuer.public_key)));
+        }
+        info
     }
 
     pub fn secret(&self, role: Role) -> &str {

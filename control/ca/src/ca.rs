@@ -114,6 +114,11 @@ impl fmt::Debug for ClusterCa {
 impl ClusterCa {
     /// A fresh self-signed root: CN "swarm-ca", ECDSA P-256, valid 20 years.
     pub fn generate() -> Result<Self, CaError> {
+        Self::generate_valid_for(CA_VALIDITY)
+    }
+
+    /// A fresh self-signed root valid for `lifetime`.
+    pub(crate) fn generate_valid_for(lifetime: Duration) -> Result<Self, CaError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(rcgen_err("CA key"))?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
@@ -126,7 +131,7 @@ impl ClusterCa {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        (params.not_before, params.not_after) = validity(CA_VALIDITY)?;
+        (params.not_before, params.not_after) = validity(lifetime)?;
         params.serial_number = Some(random_serial());
         let cert = params
             .self_signed(&key)
@@ -168,6 +173,10 @@ impl ClusterCa {
 
     pub fn cert_der(&self) -> &CertificateDer<'static> {
         &self.cert_der
+    }
+
+    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
     }
 
     /// The root's digest as carried in join tokens; see [`ca_digest`].
@@ -316,7 +325,10 @@ pub fn renewal_time(not_before: SystemTime, not_after: SystemTime, fraction: f64
     issued + life.mul_f64(0.5 + 0.3 * fraction.clamp(0.0, 1.0))
 }
 
-fn parse_cert<'a>(der: &'a [u8], what: &'static str) -> Result<X509Certificate<'a>, CaError> {
+pub(crate) fn parse_cert<'a>(
+    der: &'a [u8],
+    what: &'static str,
+) -> Result<X509Certificate<'a>, CaError> {
     let (rest, cert) =
         x509_parser::parse_x509_certificate(der).map_err(|e| CaError::CertParse {
             what,
@@ -380,7 +392,7 @@ fn validity(lifetime: Duration) -> Result<(OffsetDateTime, OffsetDateTime), CaEr
     Ok((to_offset(start)?, to_offset(end)?))
 }
 
-fn to_offset(t: SystemTime) -> Result<OffsetDateTime, CaError> {
+pub(crate) fn to_offset(t: SystemTime) -> Result<OffsetDateTime, CaError> {
     let secs = t
         .duration_since(UNIX_EPOCH)
         .map_err(|_| CaError::Clock("system time is before 1970".to_string()))?
@@ -390,7 +402,7 @@ fn to_offset(t: SystemTime) -> Result<OffsetDateTime, CaError> {
 }
 
 /// 20 random bytes, positive (RFC 5280 allows at most 20 octets).
-fn random_serial() -> SerialNumber {
+pub(crate) fn random_serial() -> SerialNumber {
     let mut bytes = [0u8; 20];
     rand::thread_rng().fill_bytes(&mut bytes);
     bytes[0] &= 0x7f;
@@ -398,7 +410,7 @@ fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(&bytes)
 }
 
-fn rcgen_err(what: &'static str) -> impl FnOnce(rcgen::Error) -> CaError {
+pub(crate) fn rcgen_err(what: &'static str) -> impl FnOnce(rcgen::Error) -> CaError {
     move |source| CaError::Rcgen { what, source }
 }
 

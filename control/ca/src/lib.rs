@@ -8,6 +8,7 @@ mod base36;
 mod ca;
 mod error;
 mod pem;
+mod rotation;
 pub mod seal;
 pub mod tls;
 mod token;
@@ -18,4 +19,5 @@ pub use ca::{
 };
 pub use error::CaError;
 pub use pem::encode as pem_encode;
+pub use rotation::{issuer_info_of_ca, issuer_of_cert, IssuerInfo, MIN_ROOT_EXPIRATION};
 pub use token::{JoinToken, TokenError, DIGEST_LEN, SECRET_LEN, TOKEN_PREFIX};

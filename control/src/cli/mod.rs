@@ -1,5 +1,6 @@
 //! The `shoal` command line: docker's verbs, flags, tables and messages.
 
+mod ca_progress;
 mod debug;
 mod info;
 mod network;

@@ -55,6 +55,24 @@ fn bar(current: i64, total: i64, width: u16) -> String {
     format!("[{}>{}] ", "=".repeat(p), " ".repeat(50 - p))
 }
 
+/// moby's `RenderTUIProgress` with units: nothing before any progress, the count alone
+/// without a total, else the bar (on a terminal wider than 110 columns) and
+/// `current/total units` (`current units` past the total).
+fn counts(current: i64, total: i64, units: &str, width: u16) -> String {
+    if current <= 0 && total <= 0 {
+        return String::new();
+    }
+    if total <= 0 {
+        return format!("{current} {units}");
+    }
+    let numbers = if current > total {
+        format!("{current} {units}")
+    } else {
+        format!("{current}/{total} {units}")
+    };
+    format!("{}{numbers}", bar(current, total, width))
+}
+
 /// moby's jsonmessage display of a progress stream: lines with an ID are kept in place on a
 /// terminal (erase, `\r`, cursor up and down); without a terminal, bars are dropped and
 /// everything else prints on its own line.
@@ -75,8 +93,22 @@ impl<W: Write> Screen<W> {
         }
     }
 
-    /// `progress.Progress{ID, Action, Current, Total}` (docker's `WriteProgress`).
+    /// `progress.Progress{ID, Action, Current, Total}` (docker's `WriteProgress`), with
+    /// `HideCounts`: the bar alone.
     fn progress(&mut self, id: &str, action: &str, current: i64, total: i64) {
+        self.progress_units(id, action, current, total, None);
+    }
+
+    /// `progress.Progress{ID, Action, Current, Total, Units}`: the bar, then (with units)
+    /// `current/total units`, as moby's `RenderTUIProgress` draws it.
+    pub(crate) fn progress_units(
+        &mut self,
+        id: &str,
+        action: &str,
+        current: i64,
+        total: i64,
+        units: Option<&str>,
+    ) {
         let mut diff = 0;
         if !id.is_empty() {
             let line = match self.ids.get(id) {
@@ -104,7 +136,11 @@ impl<W: Write> Screen<W> {
             let _ = write!(self.out, "{id}: ");
         }
         if self.tty {
-            let _ = write!(self.out, "{action} {}\r", bar(current, total, self.width));
+            let render = match units {
+                None => bar(current, total, self.width),
+                Some(units) => counts(current, total, units, self.width),
+            };
+            let _ = write!(self.out, "{action} {render}\r");
             if diff > 0 {
                 let _ = write!(self.out, "\x1b[{diff}B");
             }
@@ -114,7 +150,7 @@ impl<W: Write> Screen<W> {
     }
 
     /// `progress.Message`: a plain status line, which also ends the in-place history.
-    fn message(&mut self, id: &str, message: &str) {
+    pub(crate) fn message(&mut self, id: &str, message: &str) {
         self.ids.clear();
         if !id.is_empty() {
             let _ = write!(self.out, "{id}: ");
@@ -122,12 +158,12 @@ impl<W: Write> Screen<W> {
         let _ = writeln!(self.out, "{message}");
     }
 
-    fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         let _ = self.out.flush();
     }
 
     #[cfg(test)]
-    fn into_inner(self) -> W {
+    pub(crate) fn into_inner(self) -> W {
         self.out
     }
 }

@@ -69,18 +69,18 @@ pub struct InitArgs {
     cert_expiry: Option<i64>,
 }
 
-/// `swarm ca`: docker's flags. Shoal displays the root CA; it cannot rotate it yet, and
-/// says so rather than pretend.
+/// `swarm ca`: docker's flags. Shoal's CA is always its own (it holds the root's key):
+/// `--external-ca` is refused in plain words.
 #[derive(Args, Debug)]
 pub struct CaArgs {
     /// Rotate the swarm CA - if no certificate or key are provided, new ones will be generated
     #[arg(long)]
     rotate: bool,
     /// Path to the PEM-formatted root CA certificate to use for the new cluster
-    #[arg(long)]
+    #[arg(long, value_parser = pem_file)]
     ca_cert: Option<String>,
     /// Path to the PEM-formatted root CA key to use for the new cluster
-    #[arg(long)]
+    #[arg(long, value_parser = pem_file)]
     ca_key: Option<String>,
     /// Validity period for node certificates (ns|us|ms|s|m|h)
     #[arg(long, value_parser = go_duration_flag, allow_hyphen_values = true)]
@@ -97,8 +97,8 @@ pub struct CaArgs {
 }
 
 impl CaArgs {
-    /// docker-cli's check: the CA flags mean a rotation.
-    fn check(&self) -> Result<(), ApiError> {
+    /// docker-cli's checks of the flags; with `--rotate`, the rotation to ask for.
+    fn check(&self) -> Result<Option<crate::ca_rotation::CaRotate>, ApiError> {
         if !self.rotate {
             let given = [
                 ("ca-cert", self.ca_cert.is_some()),
@@ -111,13 +111,56 @@ impl CaArgs {
                     "`--{flag}` flag requires the `--rotate` flag to update the CA"
                 )));
             }
-            return Ok(());
+            return Ok(None);
         }
-        Err(ApiError::plain(
-            "rotating the root CA is not supported by shoal yet (node certificates are renewed \
-             by the current root; see `swarm update --cert-expiry`)",
-        ))
+        let external = self.external_ca.as_deref().is_some_and(|e| !e.is_empty());
+        if external && self.ca_cert.is_none() {
+            return Err(ApiError::plain(
+                "rotating to an external CA requires the `--ca-cert` flag to specify the external CA's cert - \
+                 to add an external CA with the current root CA certificate, use the `update` command instead",
+            ));
+        }
+        if external {
+            return Err(ApiError::plain(
+                "external CAs are not supported by shoal: rotate to a root CA whose key you give \
+                 (`--ca-cert` and `--ca-key`), or let shoal make one (`--rotate` alone)",
+            ));
+        }
+        if self.ca_cert.is_some() && self.ca_key.is_none() {
+            return Err(ApiError::plain(
+                "the --ca-cert flag requires that a --ca-key flag and/or --external-ca flag be provided as well",
+            ));
+        }
+        Ok(Some(crate::ca_rotation::CaRotate {
+            ca_cert_pem: self.ca_cert.clone(),
+            ca_key_pem: self.ca_key.clone(),
+            cert_expiry_s: self.cert_expiry.map(cert_expiry_s),
+        }))
     }
+}
+
+/// docker-cli's `PEMFile` flag value: the file's text, refused (a flag error) unless it
+/// reads and holds a PEM block, in Go's words.
+fn pem_file(path: &str) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        let why = e
+            .raw_os_error()
+            .map(|c| nix::errno::Errno::from_raw(c).desc().to_string())
+            .unwrap_or_else(|| e.to_string());
+        let mut why = why.chars();
+        let why: String = why
+            .next()
+            .map(|c| c.to_ascii_lowercase())
+            .into_iter()
+            .chain(why)
+            .collect();
+        format!("open {path}: {why}")
+    })?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    if !text.contains("-----BEGIN ") {
+        return Err("file contents must be in PEM format".to_string());
+    }
+    Ok(text)
 }
 
 #[derive(Args, Debug)]
@@ -291,6 +334,18 @@ fn read_unlock_key() -> Result<String, ApiError> {
     }
 }
 
+/// docker-cli's displayTrustRoot.
+fn print_trust_root(reply: ApiReply) -> CliResult {
+    match reply {
+        ApiReply::TrustRoot { pem, .. } if !pem.trim().is_empty() => {
+            println!("{}", pem.trim());
+            Ok(())
+        }
+        ApiReply::TrustRoot { .. } => Err(ApiError::plain("no CA information available")),
+        other => Err(unexpected(other)),
+    }
+}
+
 fn join_command(role: Role, token: &str, addr: &str) -> String {
     format!(
         "To add a {role} to this swarm, run the following command:\n\n    shoal swarm join --token {token} {addr}\n"
@@ -449,15 +504,18 @@ pub async fn run(host: &str, cmd: SwarmCommand) -> CliResult {
             // As docker-cli: the swarm first (a worker gets the manager-only error), then
             // the flags.
             let reply = call(host, ApiRequest::TrustRoot).await?;
-            a.check()?;
-            match reply {
-                ApiReply::TrustRoot { pem } if !pem.trim().is_empty() => {
-                    println!("{}", pem.trim());
-                    Ok(())
-                }
-                ApiReply::TrustRoot { .. } => Err(ApiError::plain("no CA information available")),
-                other => Err(unexpected(other)),
+            let Some(rotate) = a.check()? else {
+                return print_trust_root(reply);
+            };
+            call(host, ApiRequest::CaRotate(rotate)).await?;
+            if a.detach {
+                return Ok(());
             }
+            super::ca_progress::wait(host, a.quiet).await?;
+            if a.quiet {
+                return Ok(());
+            }
+            print_trust_root(call(host, ApiRequest::TrustRoot).await?)
         }
         SwarmCommand::Unlock => {
             // As docker-cli: the node's state first, and the key asked only when locked.
@@ -550,7 +608,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let ca = |args: &[&str]| match parse(args).unwrap() {
-            SwarmCommand::Ca(a) => a.check().map_err(|e| e.to_string()),
+            SwarmCommand::Ca(a) => a.check().map(|_| ()).map_err(|e| e.to_string()),
             other => panic!("{other:?}"),
         };
         assert_eq!(ca(&["swarm", "ca"]), Ok(()));
@@ -559,9 +617,49 @@ mod tests {
             ca(&["swarm", "ca", "--cert-expiry", "2h"]).unwrap_err(),
             "`--cert-expiry` flag requires the `--rotate` flag to update the CA"
         );
-        assert!(ca(&["swarm", "ca", "--rotate"])
+        assert_eq!(ca(&["swarm", "ca", "--rotate"]), Ok(()));
+        assert_eq!(
+            ca(&["swarm", "ca", "--rotate", "-d", "--cert-expiry", "2h"]),
+            Ok(())
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(
+            &pem,
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let pem = pem.to_str().unwrap();
+        assert_eq!(
+            ca(&["swarm", "ca", "--rotate", "--ca-cert", pem]).unwrap_err(),
+            "the --ca-cert flag requires that a --ca-key flag and/or --external-ca flag be provided as well"
+        );
+        let ext = "protocol=cfssl,url=https://x";
+        assert!(ca(&["swarm", "ca", "--rotate", "--external-ca", ext])
             .unwrap_err()
-            .contains("not supported"));
+            .starts_with("rotating to an external CA requires the `--ca-cert` flag"));
+        assert!(ca(&[
+            "swarm",
+            "ca",
+            "--rotate",
+            "--external-ca",
+            ext,
+            "--ca-cert",
+            pem
+        ])
+        .unwrap_err()
+        .contains("external CAs are not supported by shoal"));
+        let err = parse(&["swarm", "ca", "--rotate", "--ca-cert", "/nonexistent"])
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            err.contains("open /nonexistent: no such file or directory"),
+            "{err}"
+        );
+        let err = parse(&["swarm", "ca", "--ca-key", "/proc/version"])
+            .map(|_| ())
+            .unwrap_err();
+        assert!(err.contains("file contents must be in PEM format"), "{err}");
         match parse(&["swarm", "unlock-key", "--rotate", "-q"]).unwrap() {
             SwarmCommand::UnlockKey(a) => assert!(a.rotate && a.quiet),
             other => panic!("{other:?}"),

@@ -30,8 +30,10 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
             client = Some(PeerClient::new(target.clone(), daemon.tls.clone()));
         }
         let Some(c) = client.as_mut() else { continue };
+        let mut description = NodeDescription::of_this_host(&daemon.cfg.hostname);
+        description.tls = lock(&daemon.tls_report).clone();
         let hb = Heartbeat {
-            description: NodeDescription::of_this_host(&daemon.cfg.hostname),
+            description,
             addr: m.addr.clone(),
             listen_addr: m.listen_addr(),
         };
@@ -53,6 +55,13 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
                         tracing::warn!(error = %e, "saving membership");
                     }
                 }
+                // The swarm's roots (both during a root rotation): trusted before a
+                // certificate from the new one is asked for.
+                if !reply.trust_pem.is_empty() {
+                    if let Err(e) = daemon.install_trust(&reply.trust_pem) {
+                        tracing::warn!(error = %e, "taking the swarm's root CA");
+                    }
+                }
                 // A manager promoted again has a fresh Raft ID: its Raft still runs under the
                 // old one, which the leader may have removed without this node learning it.
                 let repromoted = reply.role == Role::Manager && reply.raft_id != m.raft_id;
@@ -61,9 +70,12 @@ pub(crate) async fn run(daemon: Arc<Daemon>) {
                     if let Err(e) = change_role(&daemon, reply.role, reply.raft_id, c).await {
                         tracing::warn!(error = %e, role = %reply.role, "changing role");
                     }
-                } else if cert_due(&daemon) {
+                } else if reply.rotate_cert || cert_due(&daemon) {
                     let _guard = daemon.op_lock.lock().await;
                     match renew_cert(&daemon, m.role, c).await {
+                        Ok(()) if reply.rotate_cert => {
+                            tracing::info!("node certificate renewed for the root CA rotation")
+                        }
                         Ok(()) => tracing::info!("node certificate renewed"),
                         Err(e) => tracing::warn!(error = %e, "renewing the node certificate"),
                     }

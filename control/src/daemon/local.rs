@@ -339,6 +339,7 @@ impl Daemon {
                     .autolock
                     .then(|| shoal_ca::seal::SealKey::generate().to_unlock_key()),
                 cert_expiry_s,
+                root_rotation: None,
             };
             // The ingress network exists from the start (10.0.0.0/24 from the default pool).
             let fresh = crate::state::ClusterState {

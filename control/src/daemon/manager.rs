@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use serde_json::Value;
-use shoal_ca::{ClusterCa, JoinToken};
+use shoal_ca::JoinToken;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -112,7 +112,11 @@ impl Manager {
         let l5 = super::supervise::spawn("autolock", restart, move || {
             autolock_loop(d.clone(), m.clone())
         });
-        lock(&mgr.loops).extend([l1, l2, l3, l4, l5]);
+        let (d, m) = (Arc::downgrade(daemon), mgr.clone());
+        let l6 = super::supervise::spawn("root rotation", restart, move || {
+            root_rotation_loop(d.clone(), m.clone())
+        });
+        lock(&mgr.loops).extend([l1, l2, l3, l4, l5, l6]);
         Ok(mgr)
     }
 
@@ -391,6 +395,45 @@ async fn liveness_loop(daemon: std::sync::Weak<Daemon>, mgr: Arc<Manager>) {
     }
 }
 
+/// Leader: finish a root CA rotation once every node holds a certificate from the new
+/// root (swarmkit's root rotation reconciler; nodes learn they must rotate from their
+/// heartbeat replies). The rotation is in the Raft state, so a new leader carries on.
+async fn root_rotation_loop(daemon: std::sync::Weak<Daemon>, mgr: Arc<Manager>) {
+    let mut applied = mgr.sm.applied();
+    loop {
+        let _ = tokio::time::timeout(Duration::from_millis(500), applied.changed()).await;
+        if daemon.upgrade().is_none() {
+            return;
+        }
+        if !mgr.in_charge() || !mgr.has_quorum() {
+            continue;
+        }
+        let state = mgr.sm.state();
+        let Some(rotation) = state
+            .cluster
+            .as_ref()
+            .and_then(|c| c.root_rotation.as_ref())
+        else {
+            continue;
+        };
+        if !crate::ca_rotation::unconverged(&state).is_empty() {
+            continue;
+        }
+        let Ok(rotation_digest) = shoal_ca::ca_digest(&rotation.ca_cert_pem) else {
+            continue;
+        };
+        let finish = Command::FinishRootRotation {
+            rotation_digest,
+            worker_secret: JoinToken::generate("").secret,
+            manager_secret: JoinToken::generate("").secret,
+        };
+        match mgr.propose(finish).await {
+            Ok(()) => tracing::info!("completed root rotation"),
+            Err(e) => tracing::warn!(error = %e.message, "could not complete root rotation"),
+        }
+    }
+}
+
 /// Leader: run the orchestrators whenever the state changes (and at least every 250 ms, for
 /// timers: restart delays, update delays and monitors).
 async fn orchestrate_loop(daemon: std::sync::Weak<Daemon>, mgr: Arc<Manager>) {
@@ -483,9 +526,9 @@ impl Daemon {
             .as_ref()
             .ok_or_else(|| ApiError::daemon("cluster not initialized"))?;
         let token = JoinToken::parse(&req.token).map_err(|_| join_token_error())?;
-        let ca = ClusterCa::from_pem(&cluster.ca_cert_pem, &cluster.ca_key_pem)
+        let digest = shoal_ca::ca_digest(&cluster.ca_cert_pem)
             .map_err(|e| ApiError::daemon(e.to_string()))?;
-        if token.ca_digest != ca.digest() {
+        if token.ca_digest != digest {
             return Err(join_token_error());
         }
         let role = if token.matches_secret(&cluster.manager_secret) {
@@ -502,6 +545,10 @@ impl Daemon {
         let raft_id = crate::ids::new_raft_id();
         let addr = req.advertise_addr.clone().unwrap_or(peer_ip);
         let listen_addr = format!("{addr}:{}", req.listen_port);
+        // During a root rotation, by the new root's key, with the cross-signed intermediate.
+        let (ca, chain) = cluster
+            .signer()
+            .map_err(|e| ApiError::daemon(e.to_string()))?;
         let cert_pem = ca
             .sign_csr_valid_for(
                 &req.csr_pem,
@@ -510,7 +557,8 @@ impl Daemon {
                 &cluster.id,
                 cluster.cert_expiry(),
             )
-            .map_err(|e| ApiError::daemon(format!("invalid certificate request: {e}")))?;
+            .map_err(|e| ApiError::daemon(format!("invalid certificate request: {e}")))?
+            + &chain;
         let mut record = new_node_record(
             node_id.clone(),
             raft_id,
@@ -535,7 +583,7 @@ impl Daemon {
             role,
             cluster_id: cluster.id.clone(),
             cert_pem,
-            ca_pem: cluster.ca_cert_pem.clone(),
+            ca_pem: cluster.trust_pem(),
             managers,
             heartbeat_ms: cluster.heartbeat_ms,
             addr,
@@ -614,6 +662,9 @@ impl Daemon {
         lock(&self.dispatcher)
             .last_seen
             .insert(node_id.to_string(), Instant::now());
+        // What the node reports now, not what the state has of it yet: a node that has
+        // just rotated is not told to again.
+        let rotate_cert = crate::ca_rotation::must_rotate(cluster, hb.description.tls.as_ref());
         let mut changes = Vec::new();
         if node.description != hb.description
             || node.addr != hb.addr
@@ -653,6 +704,8 @@ impl Daemon {
             managers: state.managers().map(|n| n.listen_addr.clone()).collect(),
             leader: me,
             heartbeat_ms: cluster.heartbeat_ms,
+            trust_pem: cluster.trust_pem(),
+            rotate_cert,
         })
     }
 
@@ -672,16 +725,19 @@ impl Daemon {
             .nodes
             .get(node_id)
             .ok_or_else(|| ApiError::daemon(format!("node {node_id} not found")))?;
-        let ca = ClusterCa::from_pem(&cluster.ca_cert_pem, &cluster.ca_key_pem)
+        let (ca, chain) = cluster
+            .signer()
             .map_err(|e| ApiError::daemon(e.to_string()))?;
-        ca.sign_csr_valid_for(
-            csr_pem,
-            node_id,
-            node.spec.role,
-            &cluster.id,
-            cluster.cert_expiry(),
-        )
-        .map_err(|e| ApiError::daemon(format!("invalid certificate request: {e}")))
+        let cert = ca
+            .sign_csr_valid_for(
+                csr_pem,
+                node_id,
+                node.spec.role,
+                &cluster.id,
+                cluster.cert_expiry(),
+            )
+            .map_err(|e| ApiError::daemon(format!("invalid certificate request: {e}")))?;
+        Ok(cert + &chain)
     }
 
     /// Leader: serve a manager API request asked on node `asked_on`.
@@ -751,12 +807,49 @@ impl Daemon {
             }
             ApiRequest::TrustRoot => {
                 let state = mgr.read_state().await?;
-                let pem = state
+                Ok(match state.cluster.as_ref() {
+                    Some(c) => ApiReply::TrustRoot {
+                        pem: c.ca_cert_pem.clone(),
+                        tls_info: c.tls_info_json(),
+                        rotation_in_progress: c.root_rotation.is_some(),
+                    },
+                    None => ApiReply::TrustRoot {
+                        pem: String::new(),
+                        tls_info: Value::Null,
+                        rotation_in_progress: false,
+                    },
+                })
+            }
+            ApiRequest::CaRotate(req) => {
+                use crate::ca_rotation::{decide, Decision};
+                if let Some(s) = req.cert_expiry_s {
+                    self.check_cert_expiry(s)?;
+                }
+                let state = mgr.read_state().await?;
+                let cluster = state
                     .cluster
                     .as_ref()
-                    .map(|c| c.ca_cert_pem.clone())
-                    .unwrap_or_default();
-                Ok(ApiReply::TrustRoot { pem })
+                    .ok_or_else(|| ApiError::daemon("cluster not initialized"))?;
+                let based_on = shoal_ca::ca_digest(&cluster.ca_cert_pem)
+                    .map_err(|e| ApiError::daemon(e.to_string()))?;
+                let rotation = match decide(cluster, &req).map_err(ApiError::daemon)? {
+                    Decision::Start(r) => Some(r),
+                    Decision::Abort => None,
+                    Decision::Unchanged => cluster.root_rotation.clone(),
+                };
+                if let Some(r) = &rotation {
+                    tracing::info!(
+                        new_root = %shoal_ca::ca_digest(&r.ca_cert_pem).unwrap_or_default(),
+                        "root CA rotation"
+                    );
+                }
+                mgr.propose(Command::SetRootRotation {
+                    rotation,
+                    based_on,
+                    cert_expiry_s: req.cert_expiry_s,
+                })
+                .await?;
+                Ok(ApiReply::Done)
             }
             ApiRequest::UnlockKey => {
                 let state = mgr.read_state().await?;

@@ -164,6 +164,9 @@ pub struct Daemon {
     /// the current one's lifetime, chosen when it is loaded: swarmkit's renewal), and when
     /// the current one ends.
     pub(crate) cert_times: Mutex<Option<CertTimes>>,
+    /// What this node reports of its certificate and trust (docker's node `TLSInfo`),
+    /// kept as the certificate and roots in use change.
+    pub(crate) tls_report: Mutex<Option<crate::types::NodeTlsInfo>>,
     /// Held for the daemon's lifetime: one daemon per data root.
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
@@ -247,6 +250,7 @@ impl Daemon {
             keys: Mutex::new(NodeKeys::default()),
             locked: std::sync::atomic::AtomicBool::new(false),
             cert_times: Mutex::new(None),
+            tls_report: Mutex::new(None),
             _lock: lock_file,
         });
 
@@ -493,6 +497,7 @@ impl Daemon {
         let (tls, times) = tls_identity(&ca, &id.key_pem, &id.cert_pem)?;
         self.tls.set(Some(tls));
         *lock(&self.cert_times) = Some(times);
+        *lock(&self.tls_report) = Some(crate::types::NodeTlsInfo::of_node(&id.cert_pem, &ca));
         if id.dek.is_some() {
             keys.dek = id.dek;
         }
@@ -535,6 +540,34 @@ impl Daemon {
         }
         self.tls.set(Some(tls));
         *lock(&self.cert_times) = Some(times);
+        *lock(&self.tls_report) = Some(crate::types::NodeTlsInfo::of_node(cert_pem, &ca));
+        Ok(())
+    }
+
+    /// Trust the roots `ca_pem` from now on (the swarm's, as the leader sends them: both
+    /// roots during a root rotation, the new one alone after it), unless this node's own
+    /// certificate would not chain to them (swarmkit's `UpdateRootCA` refuses that too).
+    pub(crate) fn install_trust(&self, ca_pem: &str) -> Result<(), String> {
+        let p = self.root.ca_file();
+        let current = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if current == ca_pem {
+            return Ok(());
+        }
+        let keys = lock(&self.keys);
+        let id = self
+            .root
+            .load_identity(keys.kek.as_ref())
+            .map_err(|e| e.to_string())?;
+        if shoal_ca::issuer_of_cert(&id.cert_pem, ca_pem).is_none() {
+            return Err("this node's certificate does not chain to the swarm's new root CA".into());
+        }
+        let (tls, _) = tls_identity(ca_pem, &id.key_pem, &id.cert_pem)
+            .map_err(|e| format!("the swarm's roots cannot be used: {e}"))?;
+        files::write_atomic(&p, ca_pem.as_bytes(), 0o600)
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        drop(keys);
+        self.tls.set(Some(tls));
+        *lock(&self.tls_report) = Some(crate::types::NodeTlsInfo::of_node(&id.cert_pem, ca_pem));
         Ok(())
     }
 
