@@ -699,7 +699,7 @@ impl Daemon {
             .map(|m| m.listen_addr())
             .unwrap_or_default();
         Ok(HeartbeatReply {
-            role: node.spec.role,
+            role: acting_role(mgr, node),
             raft_id: node.raft_id,
             managers: state.managers().map(|n| n.listen_addr.clone()).collect(),
             leader: me,
@@ -732,7 +732,7 @@ impl Daemon {
             .sign_csr_valid_for(
                 csr_pem,
                 node_id,
-                node.spec.role,
+                acting_role(mgr, node),
                 &cluster.id,
                 cluster.cert_expiry(),
             )
@@ -937,6 +937,19 @@ impl Daemon {
             at: Utc::now(),
         })
         .await
+    }
+}
+
+/// The role a node is told to act in (its certificate's, and whether it runs Raft), as
+/// swarmkit's role manager decides a node's observed role: a demoted manager stays one
+/// until it has left the Raft voters. Told at once, it would take a worker certificate
+/// while its vote is still needed to remove it (in a swarm of two managers, both votes),
+/// and the leader, unable to reach it as a manager, would lose its quorum for good.
+fn acting_role(mgr: &Manager, node: &NodeRecord) -> Role {
+    if node.spec.role == Role::Worker && mgr.voters().contains(&node.raft_id) {
+        Role::Manager
+    } else {
+        node.spec.role
     }
 }
 
