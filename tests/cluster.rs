@@ -350,7 +350,10 @@ fn roles_labels_availability_round_trip() {
         "Swarm updated.\n"
     );
     let help = s.ok("vm1", &["swarm", "update"]);
-    assert!(help.contains("Usage: shoal swarm update"), "{help}");
+    assert!(
+        help.starts_with("Usage:  shoal swarm update [OPTIONS]\n\nUpdate the swarm\n"),
+        "{help}"
+    );
     // node ls filters: docker's keys and matching, and its daemon's words for a bad one.
     let vm3_id = s.ok("vm1", &["node", "inspect", "--format", "{{.ID}}", "vm3"]);
     assert_eq!(

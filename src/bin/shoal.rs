@@ -3,12 +3,22 @@
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "shoal", version, about = "Swarm-mode clustering for Linux")]
+#[command(
+    name = "shoal",
+    version,
+    about = "Swarm-mode clustering for Linux",
+    disable_version_flag = true,
+    disable_help_subcommand = true
+)]
 struct Cli {
-    /// Daemon socket to connect to (before the command, as docker's `-H`: after it,
-    /// `service create --host` is the service's host-to-IP mapping)
-    #[arg(short = 'H', long = "host", env = "SHOAL_HOST")]
+    // Before the command, as docker's `-H`: after it, `service create --host` is the
+    // service's host-to-IP mapping. Docker's help names its type `list`.
+    /// Daemon socket to connect to
+    #[arg(short = 'H', long = "host", env = "SHOAL_HOST", value_name = "list")]
     host: Option<String>,
+    /// Print version information and quit
+    #[arg(short = 'v', long, short_alias = 'V', action = clap::ArgAction::Version)]
+    version: (),
     #[command(subcommand)]
     command: Top,
 }
@@ -54,6 +64,15 @@ fn main() {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // Every boolean flag takes pflag's `--flag=false` forms as well.
     let root = shoal_control::cli::pflag::bool_flags(Cli::command());
+    let words: Vec<String> = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    // `shoal help [COMMAND]`: cobra's help command, docker's help.
+    if let Some(help) = shoal_control::cli::help::for_help_command(&root, &words) {
+        help.print();
+        std::process::exit(help.code);
+    }
     let parsed = root
         .clone()
         .try_get_matches_from(&argv)
@@ -61,11 +80,12 @@ fn main() {
     let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
-            // docker's words and status for a usage error; help and version as clap has them.
-            let words: Vec<String> = argv
-                .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect();
+            // `--help`, `-h` and a command group alone: docker's help.
+            if let Some(help) = shoal_control::cli::help::for_parse_error(&root, &words, &e) {
+                help.print();
+                std::process::exit(help.code);
+            }
+            // docker's words and status for a usage error; the version as clap has it.
             match shoal_control::cli::usage::usage_failure(&root, &words, &e) {
                 Some(f) => {
                     eprintln!("{}", f.message);
@@ -104,4 +124,76 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> clap::Command {
+        let mut root = shoal_control::cli::pflag::bool_flags(Cli::command());
+        root.build();
+        root
+    }
+
+    /// `shoal --help` as docker's top-level help: Shoal's commands under docker's
+    /// headings, `-H` and `-v` as docker's global options, docker's footer (without its
+    /// line pointing to Docker's guides).
+    #[test]
+    fn top_level_help_is_dockers() {
+        let root = root();
+        assert_eq!(
+            shoal_control::cli::help::render(&root, &root, &["shoal"], 80),
+            "Usage:  shoal [OPTIONS] COMMAND
+
+Swarm-mode clustering for Linux
+
+Common Commands:
+  exec        Execute a command in a running task
+  version     Show the Shoal version information
+  info        Display system-wide information
+
+Management Commands:
+  debug       Look inside a node's data plane
+  lab         Hosts as network namespaces on this machine, each running its own shoald
+  network     Manage networks
+  system      Manage Shoal
+
+Swarm Commands:
+  config      Manage Swarm configs
+  node        Manage Swarm nodes
+  secret      Manage Swarm secrets
+  service     Manage Swarm services
+  stack       Manage Swarm stacks
+  swarm       Manage Swarm
+
+Commands:
+  inspect     Return low-level information on Shoal objects
+
+Global Options:
+  -H, --host list   Daemon socket to connect to
+  -v, --version     Print version information and quit
+
+Run 'shoal COMMAND --help' for more information on a command.
+"
+        );
+    }
+
+    /// Every command, `lab`'s too, has a description and every flag a help text.
+    #[test]
+    fn every_flag_has_help() {
+        assert_eq!(
+            shoal_control::cli::help::undocumented(&root()),
+            Vec::<String>::new()
+        );
+    }
+
+    /// `-v` is docker's version flag (`-V` still works).
+    #[test]
+    fn version_flag_is_dockers() {
+        for flag in ["-v", "--version", "-V"] {
+            let err = root().try_get_matches_from(["shoal", flag]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::DisplayVersion, "{flag}");
+        }
+    }
 }

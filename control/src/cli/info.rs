@@ -13,8 +13,7 @@ use crate::api::{ApiError, ApiReply, ApiRequest};
 pub enum SystemCommand {
     /// Display system-wide information
     Info {
-        /// Format output using a custom template ('json', or a Go template)
-        #[arg(short, long)]
+        #[arg(short, long, help = super::help::INSPECT_FORMAT_HELP)]
         format: Option<String>,
     },
 }

@@ -2,6 +2,7 @@
 
 mod ca_progress;
 mod debug;
+pub mod help;
 mod info;
 mod network;
 mod node;
@@ -45,10 +46,9 @@ pub enum Command {
     /// Manage Swarm configs
     #[command(subcommand)]
     Config(secret::ConfigCommand),
-    /// Return low-level information on Swarm objects (networks, services, tasks, nodes,
-    /// secrets, configs)
+    /// Return low-level information on Shoal objects
     Inspect {
-        #[arg(short, long)]
+        #[arg(short, long, help = help::INSPECT_FORMAT_HELP)]
         format: Option<String>,
         /// Only inspect objects of the given type
         #[arg(long = "type")]
@@ -59,9 +59,9 @@ pub enum Command {
     /// Look inside a node's data plane
     #[command(subcommand)]
     Debug(debug::DebugCommand),
-    /// Execute a command in a running task (by task ID, ID prefix or SERVICE.SLOT)
+    /// Execute a command in a running task
     Exec {
-        /// Keep STDIN open
+        /// Keep STDIN open even if not attached
         #[arg(short, long)]
         interactive: bool,
         /// Allocate a pseudo-TTY
@@ -71,12 +71,11 @@ pub enum Command {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
-    /// Show the shoal version information
+    /// Show the Shoal version information
     Version,
     /// Display system-wide information
     Info {
-        /// Format output using a custom template ('json', or a Go template)
-        #[arg(short, long)]
+        #[arg(short, long, help = help::INSPECT_FORMAT_HELP)]
         format: Option<String>,
     },
     /// Manage Shoal

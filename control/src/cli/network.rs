@@ -31,28 +31,29 @@ pub enum NetworkCommand {
         /// Set metadata on a network
         #[arg(long)]
         label: Vec<String>,
-        /// Set driver specific options
-        #[arg(short, long = "opt")]
+        /// Set driver specific options (default map[])
+        #[arg(short, long = "opt", value_name = "map")]
         opt: Vec<String>,
         name: String,
     },
     /// List networks
     #[command(alias = "list")]
     Ls {
+        /// Only display network IDs
         #[arg(short, long)]
         quiet: bool,
         /// Do not truncate the output
         #[arg(long)]
         no_trunc: bool,
-        #[arg(long)]
+        #[arg(long, help = super::help::FORMAT_HELP)]
         format: Option<String>,
         /// Provide filter values (e.g. "driver=overlay")
-        #[arg(short, long)]
+        #[arg(short, long, value_name = "filter")]
         filter: Vec<String>,
     },
     /// Display detailed information on one or more networks
     Inspect {
-        #[arg(short, long)]
+        #[arg(short, long, help = super::help::INSPECT_FORMAT_HELP)]
         format: Option<String>,
         /// Verbose output for diagnostics
         #[arg(short, long)]
@@ -66,7 +67,7 @@ pub enum NetworkCommand {
         #[arg(short, long)]
         force: bool,
         /// Provide filter values (e.g. "until=<timestamp>")
-        #[arg(long)]
+        #[arg(long, value_name = "filter")]
         filter: Vec<String>,
     },
     /// Remove one or more networks

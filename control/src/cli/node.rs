@@ -19,11 +19,10 @@ pub enum NodeCommand {
         /// Only display IDs
         #[arg(short, long)]
         quiet: bool,
-        /// Format output using a custom template
-        #[arg(long)]
+        #[arg(long, help = super::help::FORMAT_HELP)]
         format: Option<String>,
         /// Filter output based on conditions provided
-        #[arg(short, long)]
+        #[arg(short, long, value_name = "filter")]
         filter: Vec<String>,
     },
     /// Display detailed information on one or more nodes
@@ -31,8 +30,7 @@ pub enum NodeCommand {
         /// Print the information in a human friendly format
         #[arg(long)]
         pretty: bool,
-        /// Format output using a custom template
-        #[arg(short, long)]
+        #[arg(short, long, help = super::help::INSPECT_FORMAT_HELP)]
         format: Option<String>,
         #[arg(required = true)]
         nodes: Vec<String>,
@@ -51,13 +49,16 @@ pub enum NodeCommand {
     },
     /// List tasks running on one or more nodes, defaults to current node
     Ps {
+        /// Do not truncate output
         #[arg(long)]
         no_trunc: bool,
+        /// Only display task IDs
         #[arg(short, long)]
         quiet: bool,
         /// Filter output based on conditions provided
-        #[arg(short, long)]
+        #[arg(short, long, value_name = "filter")]
         filter: Vec<String>,
+        /// Pretty-print tasks using a Go template
         #[arg(long)]
         format: Option<String>,
         nodes: Vec<String>,
@@ -75,7 +76,7 @@ pub enum NodeCommand {
 
 #[derive(Args, Debug)]
 pub struct UpdateArgs {
-    /// Add or update a node label (key=value)
+    /// Add or update a node label ("key=value")
     #[arg(long)]
     label_add: Vec<String>,
     /// Remove a node label if exists

@@ -34,15 +34,15 @@ pub enum SecretCommand {
         /// Only display IDs
         #[arg(short, long)]
         quiet: bool,
-        #[arg(long)]
+        #[arg(long, help = super::help::FORMAT_HELP)]
         format: Option<String>,
         /// Filter output based on conditions provided
-        #[arg(short, long)]
+        #[arg(short, long, value_name = "filter")]
         filter: Vec<String>,
     },
     /// Display detailed information on one or more secrets
     Inspect {
-        #[arg(short, long)]
+        #[arg(short, long, help = super::help::INSPECT_FORMAT_HELP)]
         format: Option<String>,
         /// Print the information in a human friendly format
         #[arg(long)]
@@ -77,15 +77,15 @@ pub enum ConfigCommand {
         /// Only display IDs
         #[arg(short, long)]
         quiet: bool,
-        #[arg(long)]
+        #[arg(long, help = super::help::FORMAT_HELP)]
         format: Option<String>,
         /// Filter output based on conditions provided
-        #[arg(short, long)]
+        #[arg(short, long, value_name = "filter")]
         filter: Vec<String>,
     },
     /// Display detailed information on one or more configs
     Inspect {
-        #[arg(short, long)]
+        #[arg(short, long, help = super::help::INSPECT_FORMAT_HELP)]
         format: Option<String>,
         /// Print the information in a human friendly format
         #[arg(long)]

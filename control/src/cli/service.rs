@@ -19,25 +19,28 @@ use crate::api::{ApiError, ApiReply, ApiRequest};
 #[derive(Subcommand, Debug)]
 pub enum ServiceCommand {
     /// Create a new service
+    #[command(mut_args = create_default)]
     Create(CreateArgs),
     /// List services
     #[command(alias = "list")]
     Ls {
+        /// Only display IDs
         #[arg(short, long)]
         quiet: bool,
         /// Filter output based on conditions provided
-        #[arg(short, long)]
+        #[arg(short, long, value_name = "filter")]
         filter: Vec<String>,
-        #[arg(long)]
+        #[arg(long, help = super::help::FORMAT_HELP)]
         format: Option<String>,
     },
     /// List the tasks of one or more services
     Ps(PsArgs),
     /// Display detailed information on one or more services
     Inspect {
+        /// Print the information in a human friendly format
         #[arg(long)]
         pretty: bool,
-        #[arg(short, long)]
+        #[arg(short, long, help = super::help::INSPECT_FORMAT_HELP)]
         format: Option<String>,
         #[arg(required = true)]
         services: Vec<String>,
@@ -46,6 +49,7 @@ pub enum ServiceCommand {
     Update(UpdateArgs),
     /// Scale one or multiple replicated services
     Scale {
+        /// Exit immediately instead of waiting for the service to converge
         #[arg(short, long)]
         detach: bool,
         /// SERVICE=REPLICAS
@@ -54,8 +58,10 @@ pub enum ServiceCommand {
     },
     /// Revert changes to a service's configuration
     Rollback {
+        /// Exit immediately instead of waiting for the service to converge
         #[arg(short, long)]
         detach: bool,
+        /// Suppress progress output
         #[arg(short, long)]
         quiet: bool,
         service: String,
@@ -68,9 +74,10 @@ pub enum ServiceCommand {
     },
     /// Fetch the logs of a service or task
     Logs {
+        /// Follow log output
         #[arg(short, long)]
         follow: bool,
-        /// Number of lines to show from the end of the logs
+        /// Number of lines to show from the end of the logs (default "all")
         #[arg(short = 'n', long)]
         tail: Option<String>,
         service: String,
@@ -79,13 +86,16 @@ pub enum ServiceCommand {
 
 #[derive(Args, Debug)]
 pub struct PsArgs {
+    /// Do not truncate output
     #[arg(long)]
     pub no_trunc: bool,
+    /// Only display task IDs
     #[arg(short, long)]
     pub quiet: bool,
     /// Filter output based on conditions provided
-    #[arg(short, long)]
+    #[arg(short, long, value_name = "filter")]
     pub filter: Vec<String>,
+    /// Pretty-print tasks using a Go template
     #[arg(long)]
     pub format: Option<String>,
     #[arg(required = true)]
@@ -104,10 +114,10 @@ pub struct CreateArgs {
     #[arg(long)]
     constraint: Vec<String>,
     /// Add a placement preference
-    #[arg(long)]
+    #[arg(long, value_name = "pref")]
     placement_pref: Vec<String>,
     /// Publish a port as a node port
-    #[arg(short, long)]
+    #[arg(short, long, value_name = "port")]
     publish: Vec<String>,
     /// Set environment variables
     #[arg(short, long)]
@@ -125,16 +135,16 @@ pub struct CreateArgs {
     #[arg(long)]
     container_label: Vec<String>,
     /// Attach a filesystem mount to the service
-    #[arg(long)]
+    #[arg(long, value_name = "mount")]
     mount: Vec<String>,
     /// Specify secrets to expose to the service
-    #[arg(long)]
+    #[arg(long, value_name = "secret")]
     secret: Vec<String>,
     /// Specify configurations to expose to the service
-    #[arg(long)]
+    #[arg(long, value_name = "config")]
     config: Vec<String>,
     /// Network attachments
-    #[arg(long)]
+    #[arg(long, value_name = "network")]
     network: Vec<String>,
     /// Exit immediately instead of waiting for the service to converge
     #[arg(short, long)]
@@ -160,8 +170,8 @@ pub struct CreateArgs {
     /// Sysctl options
     #[arg(long)]
     sysctl: Vec<String>,
-    /// Ulimit options
-    #[arg(long)]
+    /// Ulimit options (default [])
+    #[arg(long, value_name = "ulimit")]
     ulimit: Vec<String>,
     /// Add Linux capabilities
     #[arg(long)]
@@ -176,40 +186,88 @@ pub struct CreateArgs {
     command: Vec<String>,
 }
 
+/// The defaults docker's `service create` help shows for flags it shares with `update`,
+/// whose help shows none (a flag `update` is not given changes nothing). Shoal applies
+/// them when it builds the spec, so they are help text here, not clap defaults.
+const CREATE_DEFAULTS: &[(&str, &str)] = &[
+    ("endpoint-mode", "\"vip\""),
+    ("restart-condition", "\"any\""),
+    ("restart-delay", "5s"),
+    ("rollback-delay", "0s"),
+    ("rollback-failure-action", "\"pause\""),
+    ("rollback-max-failure-ratio", "0"),
+    ("rollback-monitor", "5s"),
+    ("rollback-order", "\"stop-first\""),
+    ("rollback-parallelism", "1"),
+    ("stop-grace-period", "10s"),
+    ("update-delay", "0s"),
+    ("update-failure-action", "\"pause\""),
+    ("update-max-failure-ratio", "0"),
+    ("update-monitor", "5s"),
+    ("update-order", "\"stop-first\""),
+    ("update-parallelism", "1"),
+];
+
+/// A `service create` flag with the default docker's help shows for it, if any.
+fn create_default(arg: clap::Arg) -> clap::Arg {
+    let Some((_, default)) = CREATE_DEFAULTS
+        .iter()
+        .find(|(name, _)| arg.get_long() == Some(*name))
+    else {
+        return arg;
+    };
+    let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+    arg.help(format!("{help} (default {default})"))
+}
+
 #[derive(Args, Debug)]
 pub struct UpdateArgs {
     /// Service image tag
     #[arg(long)]
     image: Option<String>,
     /// Service command args
-    #[arg(long, allow_hyphen_values = true)]
+    #[arg(long, allow_hyphen_values = true, value_name = "command")]
     args: Option<String>,
+    /// Add or update a placement constraint
     #[arg(long)]
     constraint_add: Vec<String>,
+    /// Remove a constraint
     #[arg(long)]
     constraint_rm: Vec<String>,
-    #[arg(long)]
+    /// Add a placement preference
+    #[arg(long, value_name = "pref")]
     placement_pref_add: Vec<String>,
-    #[arg(long)]
+    /// Remove a placement preference
+    #[arg(long, value_name = "pref")]
     placement_pref_rm: Vec<String>,
+    /// Add or update a service label
     #[arg(long)]
     label_add: Vec<String>,
+    /// Remove a label by its key
     #[arg(long)]
     label_rm: Vec<String>,
+    /// Add or update a container label
     #[arg(long)]
     container_label_add: Vec<String>,
+    /// Remove a container label by its key
     #[arg(long)]
     container_label_rm: Vec<String>,
+    /// Add or update an environment variable
     #[arg(long)]
     env_add: Vec<String>,
+    /// Remove an environment variable
     #[arg(long)]
     env_rm: Vec<String>,
-    #[arg(long)]
+    /// Add or update a published port
+    #[arg(long, value_name = "port")]
     publish_add: Vec<String>,
-    #[arg(long)]
+    /// Remove a published port by its target port
+    #[arg(long, value_name = "port")]
     publish_rm: Vec<String>,
-    #[arg(long)]
+    /// Add or update a mount on a service
+    #[arg(long, value_name = "mount")]
     mount_add: Vec<String>,
+    /// Remove a mount by its target path
     #[arg(long)]
     mount_rm: Vec<String>,
     /// Add a custom host-to-IP mapping ("host:ip")
@@ -242,8 +300,8 @@ pub struct UpdateArgs {
     /// Remove a Sysctl option
     #[arg(long)]
     sysctl_rm: Vec<String>,
-    /// Add or update a ulimit option
-    #[arg(long)]
+    /// Add or update a ulimit option (default [])
+    #[arg(long, value_name = "ulimit")]
     ulimit_add: Vec<String>,
     /// Remove a ulimit option
     #[arg(long)]
@@ -255,13 +313,13 @@ pub struct UpdateArgs {
     #[arg(long)]
     cap_drop: Vec<String>,
     /// Add or update a secret on a service
-    #[arg(long)]
+    #[arg(long, value_name = "secret")]
     secret_add: Vec<String>,
     /// Remove a secret
     #[arg(long)]
     secret_rm: Vec<String>,
     /// Add or update a config file on a service
-    #[arg(long)]
+    #[arg(long, value_name = "config")]
     config_add: Vec<String>,
     /// Remove a configuration file
     #[arg(long)]
@@ -273,7 +331,7 @@ pub struct UpdateArgs {
     #[arg(long)]
     group_rm: Vec<String>,
     /// Add a network
-    #[arg(long)]
+    #[arg(long, value_name = "network")]
     network_add: Vec<String>,
     /// Remove a network
     #[arg(long)]
@@ -287,8 +345,10 @@ pub struct UpdateArgs {
     /// Send registry authentication details to swarm agents
     #[arg(long)]
     with_registry_auth: bool,
+    /// Exit immediately instead of waiting for the service to converge
     #[arg(short, long)]
     detach: bool,
+    /// Suppress progress output
     #[arg(short, long)]
     quiet: bool,
     #[command(flatten)]

@@ -621,7 +621,7 @@ pub struct UpdateFlags {
     #[arg(long)]
     pub update_monitor: Option<String>,
     /// Failure rate to tolerate during an update
-    #[arg(long, value_parser = finite_ratio)]
+    #[arg(long, value_parser = finite_ratio, value_name = "float")]
     pub update_max_failure_ratio: Option<f32>,
     /// Update order ("start-first", "stop-first")
     #[arg(long)]
@@ -639,7 +639,7 @@ pub struct UpdateFlags {
     #[arg(long)]
     pub rollback_monitor: Option<String>,
     /// Failure rate to tolerate during a rollback
-    #[arg(long, value_parser = finite_ratio)]
+    #[arg(long, value_parser = finite_ratio, value_name = "float")]
     pub rollback_max_failure_ratio: Option<f32>,
     /// Rollback order ("start-first", "stop-first")
     #[arg(long)]
@@ -724,12 +724,12 @@ pub struct SpecFlags {
     #[arg(long)]
     pub hostname: Option<String>,
     /// Overwrite the default ENTRYPOINT of the image
-    #[arg(long)]
+    #[arg(long, value_name = "command")]
     pub entrypoint: Option<String>,
     /// Working directory inside the container
     #[arg(short = 'w', long)]
     pub workdir: Option<String>,
-    /// Username or UID
+    /// Username or UID (format: <name|uid>[:<group|gid>])
     #[arg(short = 'u', long)]
     pub user: Option<String>,
     /// Time to wait before force killing a container (ns|us|ms|s|m|h)
@@ -760,19 +760,19 @@ pub struct SpecFlags {
     #[arg(long)]
     pub restart_window: Option<String>,
     /// Limit CPUs
-    #[arg(long)]
+    #[arg(long, value_name = "decimal")]
     pub limit_cpu: Option<String>,
     /// Limit Memory
-    #[arg(long)]
+    #[arg(long, value_name = "bytes")]
     pub limit_memory: Option<String>,
     /// Limit maximum number of processes (default 0 = unlimited)
     #[arg(long)]
     pub limit_pids: Option<i64>,
     /// Reserve CPUs
-    #[arg(long)]
+    #[arg(long, value_name = "decimal")]
     pub reserve_cpu: Option<String>,
     /// Reserve Memory
-    #[arg(long)]
+    #[arg(long, value_name = "bytes")]
     pub reserve_memory: Option<String>,
     /// Command to run to check health
     #[arg(long)]
@@ -784,7 +784,7 @@ pub struct SpecFlags {
     #[arg(long)]
     pub health_timeout: Option<String>,
     /// Consecutive failures needed to report unhealthy
-    #[arg(long)]
+    #[arg(long, value_name = "int")]
     pub health_retries: Option<u64>,
     /// Start period for the container to initialize before counting retries towards unstable (ms|s|m|h)
     #[arg(long)]
@@ -798,8 +798,8 @@ pub struct SpecFlags {
     /// Endpoint mode (vip or dnsrr)
     #[arg(long)]
     pub endpoint_mode: Option<String>,
+    // Accepted: Shoal runs no images, so it resolves none.
     /// Do not query the registry to resolve image digest and supported platforms
-    /// (accepted: Shoal runs no images, so it resolves none)
     #[arg(long)]
     pub no_resolve_image: bool,
     /// Service container isolation mode

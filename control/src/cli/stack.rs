@@ -21,7 +21,8 @@ pub enum StackCommand {
             short = 'c',
             long = "compose-file",
             required = true,
-            value_delimiter = ','
+            value_delimiter = ',',
+            value_name = "strings"
         )]
         compose_file: Vec<String>,
         /// Prune services that are no longer referenced
@@ -37,7 +38,7 @@ pub enum StackCommand {
         resolve_image: String,
         // An `Option`, as docker warns when the flag is not given; pflag.rs makes it a
         // boolean flag as docker's.
-        /// Exit immediately instead of waiting for the stack services to converge
+        /// Exit immediately instead of waiting for the stack services to converge (default true)
         #[arg(short, long)]
         detach: Option<bool>,
         /// Suppress progress output
@@ -48,35 +49,38 @@ pub enum StackCommand {
     /// List stacks
     #[command(alias = "list")]
     Ls {
-        #[arg(long)]
+        #[arg(long, help = super::help::FORMAT_HELP)]
         format: Option<String>,
     },
     /// List the services in the stack
     Services {
+        /// Only display IDs
         #[arg(short, long)]
         quiet: bool,
         /// Filter output based on conditions provided
-        #[arg(short, long)]
+        #[arg(short, long, value_name = "filter")]
         filter: Vec<String>,
-        #[arg(long)]
+        #[arg(long, help = super::help::FORMAT_HELP)]
         format: Option<String>,
         name: String,
     },
     /// List the tasks in the stack
     Ps {
+        /// Do not truncate output
         #[arg(long)]
         no_trunc: bool,
+        /// Only display task IDs
         #[arg(short, long)]
         quiet: bool,
         /// Filter output based on conditions provided
-        #[arg(short, long)]
+        #[arg(short, long, value_name = "filter")]
         filter: Vec<String>,
-        #[arg(long)]
+        #[arg(long, help = super::help::FORMAT_HELP)]
         format: Option<String>,
         name: String,
     },
     /// Remove one or more stacks
-    #[command(alias = "down", alias = "remove")]
+    #[command(alias = "remove", alias = "down")]
     Rm {
         #[arg(required = true)]
         names: Vec<String>,

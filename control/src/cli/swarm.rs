@@ -37,34 +37,37 @@ pub struct InitArgs {
     /// Advertised address (format: "<ip|interface>[:port]")
     #[arg(long)]
     advertise_addr: Option<String>,
-    /// Listen address (format: "<ip|interface>[:port]")
-    #[arg(long)]
+    /// Listen address (format: "<ip|interface>[:port]") (default 0.0.0.0:2377)
+    #[arg(long, value_name = "node-addr")]
     listen_addr: Option<String>,
     /// Force create a new cluster from current state
     #[arg(long)]
     force_new_cluster: bool,
-    /// Dispatcher heartbeat period (ns|us|ms|s|m|h)
+    /// Dispatcher heartbeat period (ns|us|ms|s|m|h) (default 5s)
     #[arg(long, value_parser = go_duration_flag, allow_hyphen_values = true)]
     dispatcher_heartbeat: Option<i64>,
-    /// Task history retention limit
-    #[arg(long)]
+    /// Task history retention limit (default 5)
+    #[arg(long, value_name = "int")]
     task_history_limit: Option<u64>,
-    /// Default address pool in CIDR format
-    #[arg(long)]
+    /// default address pool in CIDR format (default [])
+    #[arg(long, value_name = "ipNetSlice")]
     default_addr_pool: Option<String>,
-    /// Default address pool subnet mask length
-    #[arg(long)]
+    /// default address pool subnet mask length (default 24)
+    #[arg(long, value_name = "uint32")]
     default_addr_pool_mask_length: Option<u8>,
-    /// Port number to use for data path traffic (1024 - 49151)
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "uint32",
+        help = "Port number to use for data path traffic (1024 - 49151). If no value is set or is set to 0, the default port (4789) is used."
+    )]
     data_path_port: Option<u16>,
-    /// Availability of the node ("active", "pause", "drain")
+    /// Availability of the node ("active", "pause", "drain") (default "active")
     #[arg(long)]
     availability: Option<String>,
     /// Enable manager autolocking (requiring an unlock key to start a stopped manager)
     #[arg(long)]
     autolock: bool,
-    /// Validity period for node certificates (ns|us|ms|s|m|h)
+    /// Validity period for node certificates (ns|us|ms|s|m|h) (default 2160h0m0s)
     #[arg(long, value_parser = go_duration_flag, allow_hyphen_values = true)]
     cert_expiry: Option<i64>,
 }
@@ -77,16 +80,16 @@ pub struct CaArgs {
     #[arg(long)]
     rotate: bool,
     /// Path to the PEM-formatted root CA certificate to use for the new cluster
-    #[arg(long, value_parser = pem_file)]
+    #[arg(long, value_parser = pem_file, value_name = "pem-file")]
     ca_cert: Option<String>,
     /// Path to the PEM-formatted root CA key to use for the new cluster
-    #[arg(long, value_parser = pem_file)]
+    #[arg(long, value_parser = pem_file, value_name = "pem-file")]
     ca_key: Option<String>,
-    /// Validity period for node certificates (ns|us|ms|s|m|h)
+    /// Validity period for node certificates (ns|us|ms|s|m|h) (default 2160h0m0s)
     #[arg(long, value_parser = go_duration_flag, allow_hyphen_values = true)]
     cert_expiry: Option<i64>,
     /// Specifications of one or more certificate signing endpoints
-    #[arg(long)]
+    #[arg(long, value_name = "external-ca")]
     external_ca: Option<String>,
     /// Exit immediately instead of waiting for the root rotation to converge
     #[arg(short, long)]
@@ -178,16 +181,16 @@ pub struct UnlockKeyArgs {
 /// to change, so it offers no flags for them.
 #[derive(Args, Debug)]
 pub struct UpdateArgs {
-    /// Dispatcher heartbeat period (ns|us|ms|s|m|h) [default 5s]
+    /// Dispatcher heartbeat period (ns|us|ms|s|m|h) (default 5s)
     #[arg(long, value_parser = go_duration_flag, allow_hyphen_values = true)]
     dispatcher_heartbeat: Option<i64>,
-    /// Task history retention limit [default 5]
-    #[arg(long)]
+    /// Task history retention limit (default 5)
+    #[arg(long, value_name = "int")]
     task_history_limit: Option<u64>,
     /// Change manager autolocking setting (true|false)
     #[arg(long)]
     autolock: Option<bool>,
-    /// Validity period for node certificates (ns|us|ms|s|m|h) [default 2160h0m0s]
+    /// Validity period for node certificates (ns|us|ms|s|m|h) (default 2160h0m0s)
     #[arg(long, value_parser = go_duration_flag, allow_hyphen_values = true)]
     cert_expiry: Option<i64>,
 }
@@ -233,10 +236,10 @@ pub struct JoinArgs {
     /// Advertised address (format: "<ip|interface>[:port]")
     #[arg(long)]
     advertise_addr: Option<String>,
-    /// Listen address (format: "<ip|interface>[:port]")
-    #[arg(long)]
+    /// Listen address (format: "<ip|interface>[:port]") (default 0.0.0.0:2377)
+    #[arg(long, value_name = "node-addr")]
     listen_addr: Option<String>,
-    /// Availability of the node ("active", "pause", "drain")
+    /// Availability of the node ("active", "pause", "drain") (default "active")
     #[arg(long)]
     availability: Option<String>,
     /// HOST:PORT of a manager
@@ -437,14 +440,7 @@ pub async fn run(host: &str, cmd: SwarmCommand) -> CliResult {
         }
         SwarmCommand::Update(a) => {
             let Some(update) = a.request()? else {
-                let root = clap::Command::new("shoal");
-                let mut root = <super::Command as clap::Subcommand>::augment_subcommands(root);
-                if let Some(cmd) = root
-                    .find_subcommand_mut("swarm")
-                    .and_then(|s| s.find_subcommand_mut("update"))
-                {
-                    let _ = cmd.clone().bin_name("shoal swarm update").print_help();
-                }
+                super::help::print_help(&["swarm", "update"]);
                 return Ok(());
             };
             // docker-cli prints the key when this update turned autolock on.

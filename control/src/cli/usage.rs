@@ -106,16 +106,7 @@ pub fn flag_value_failure(argv: &[String], message: &str) -> Option<UsageFailure
     if !flag_error {
         return None;
     }
-    let root = super::pflag::bool_flags(
-        <crate::cli::Command as clap::Subcommand>::augment_subcommands(
-            Command::new("shoal").arg(
-                Arg::new("host")
-                    .short('H')
-                    .long("host")
-                    .action(clap::ArgAction::Set),
-            ),
-        ),
-    );
+    let root = cli_root();
     let (cmd, path) = command_at(&root, argv);
     let path = path.join(" ");
     Some(UsageFailure {
@@ -127,9 +118,26 @@ pub fn flag_value_failure(argv: &[String], message: &str) -> Option<UsageFailure
     })
 }
 
+/// The `shoal` command tree of the control plane's commands (the binary adds `lab`),
+/// with pflag's boolean flags, for a command that needs its own declaration.
+pub(crate) fn cli_root() -> Command {
+    super::pflag::bool_flags(
+        <crate::cli::Command as clap::Subcommand>::augment_subcommands(
+            Command::new("shoal").disable_help_subcommand(true).arg(
+                Arg::new("host")
+                    .short('H')
+                    .long("host")
+                    .value_name("list")
+                    .help("Daemon socket to connect to")
+                    .action(clap::ArgAction::Set),
+            ),
+        ),
+    )
+}
+
 /// The deepest subcommand `argv` names, and its path from the root (`shoal service
 /// create`). Flags before and between the names are stepped over, with their values.
-fn command_at<'a>(root: &'a Command, argv: &[String]) -> (&'a Command, Vec<&'a str>) {
+pub(crate) fn command_at<'a>(root: &'a Command, argv: &[String]) -> (&'a Command, Vec<&'a str>) {
     let mut cmd = root;
     let mut path = vec![root.get_name()];
     let mut args = argv.iter().skip(1);
@@ -182,7 +190,7 @@ fn takes_value(arg: &Arg) -> bool {
 }
 
 /// cobra's UseLine: the command's path and docker's `Use` arguments.
-fn use_line(cmd: &Command, path: &str) -> String {
+pub(crate) fn use_line(cmd: &Command, path: &str) -> String {
     let command = path.split_once(' ').map_or("", |(_, rest)| rest);
     match docker_use(command) {
         Some("") => path.to_string(),
@@ -445,7 +453,7 @@ fn clap_first_line(err: &clap::Error) -> String {
 }
 
 /// Go's `%q` of a string, for the printable text flags carry.
-fn go_quote(s: &str) -> String {
+pub(crate) fn go_quote(s: &str) -> String {
     format!("{s:?}")
 }
 

@@ -18,6 +18,7 @@ use super::{
 pub enum LabCommand {
     /// Build a lab: a switch, node namespaces each running shoald, and a client namespace
     Up {
+        /// Name of the lab
         #[arg(long, default_value = DEFAULT_LAB)]
         name: String,
         /// Number of nodes, named vm1..vmN (default 3)
@@ -42,11 +43,13 @@ pub enum LabCommand {
     },
     /// List a lab's hosts and their daemons
     Ls {
+        /// Name of the lab
         #[arg(long, default_value = DEFAULT_LAB)]
         name: String,
     },
     /// Run a command inside a node's (or the client's) namespace, with SHOAL_HOST set for nodes
     Exec {
+        /// Name of the lab
         #[arg(long, default_value = DEFAULT_LAB)]
         name: String,
         /// A node name, or "client"
@@ -61,20 +64,24 @@ pub enum LabCommand {
     },
     /// Power loss: kill a node's daemon and every process in its namespace
     Stop {
+        /// Name of the lab
         #[arg(long, default_value = DEFAULT_LAB)]
         name: String,
         node: String,
     },
     /// Start a stopped node's daemon again, on the same data root
     Start {
+        /// Name of the lab
         #[arg(long, default_value = DEFAULT_LAB)]
         name: String,
         node: String,
     },
     /// Remove a lab (or, with --all, every lab and every leftover of crashed runs)
     Down {
+        /// Name of the lab (default "shoal")
         #[arg(long, conflicts_with = "all")]
         name: Option<String>,
+        /// Remove every lab and every leftover of crashed runs
         #[arg(long)]
         all: bool,
     },
