@@ -2081,6 +2081,92 @@ fn container_options_reach_the_task() {
     upstream.join().unwrap();
 }
 
+/// Capabilities as docker's engine gives them: a task given no `--cap-add`/`--cap-drop`
+/// holds docker's default 14 (mask a80425fb), in its own process, in `shoal exec` and in
+/// its healthcheck (which passes only with that set); as another user, none effective
+/// under the same bounding set; `--cap-add ALL` every capability this host has.
+/// `service inspect` shows no CapabilityAdd/CapabilityDrop where none were given.
+#[test]
+fn tasks_get_docker_s_default_capabilities() {
+    require_root();
+    let s = Swarm::lab("caps", 1);
+    s.init("vm1");
+    const DEFAULT: &str = "00000000a80425fb";
+    let health = format!("grep -q '^CapEff:.{DEFAULT}$' /proc/self/status");
+    let create = |name: &str, opts: &[&str]| {
+        let argv = [
+            &["service", "create", "-d", "--name", name][..],
+            opts,
+            &["busybox", "sleep", "600"],
+        ]
+        .concat();
+        s.ok("vm1", &argv);
+    };
+    create(
+        "plain",
+        &[
+            "--health-cmd",
+            &health,
+            "--health-interval",
+            "200ms",
+            "--health-retries",
+            "1",
+        ],
+    );
+    create("nobody", &["--user", "nobody"]);
+    create("all", &["--cap-add", "ALL"]);
+    // Running only once healthy: the healthcheck saw docker's default set.
+    for svc in ["plain", "nobody", "all"] {
+        s.wait_running(svc, 1);
+    }
+    // The task's own process is pid 1 of its pid namespace; `shoal exec` is another.
+    let caps = |svc: &str, pid: &str| -> String {
+        let task = format!("{svc}.1");
+        let path = format!("/proc/{pid}/status");
+        s.ok(
+            "vm1",
+            &["exec", &task, "grep", "-E", "^Cap(Eff|Bnd)", &path],
+        )
+    };
+    let both = |eff: &str, bnd: &str| format!("CapEff:\t{eff}\nCapBnd:\t{bnd}\n");
+    for pid in ["1", "self"] {
+        assert_eq!(
+            caps("plain", pid),
+            both(DEFAULT, DEFAULT),
+            "plain, pid {pid}"
+        );
+        assert_eq!(
+            caps("nobody", pid),
+            both("0000000000000000", DEFAULT),
+            "nobody, pid {pid}"
+        );
+    }
+    // ALL: every capability there is to have, which is what this test process holds.
+    let own = std::fs::read_to_string("/proc/self/status").unwrap();
+    let own = own
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:\t"))
+        .unwrap()
+        .to_string();
+    for pid in ["1", "self"] {
+        assert_eq!(caps("all", pid), both(&own, &own), "all, pid {pid}");
+    }
+    let inspect = |svc: &str| {
+        s.ok(
+            "vm1",
+            &[
+                "service",
+                "inspect",
+                "--format",
+                "{{json .Spec.TaskTemplate.ContainerSpec.CapabilityAdd}} {{json .Spec.TaskTemplate.ContainerSpec.CapabilityDrop}}",
+                svc,
+            ],
+        )
+    };
+    assert_eq!(inspect("plain"), "null null\n");
+    assert_eq!(inspect("all"), "[\"ALL\"] null\n");
+}
+
 /// `--group` / `--group-add` / `--group-rm` and `--oom-score-adj` reach the task's process
 /// (`id -G`, /proc/1/oom_score_adj through `shoal exec`), and an update rolls the task.
 /// Raised scores only: lowering one needs CAP_SYS_RESOURCE, which not every lab host has.

@@ -94,7 +94,9 @@ pub struct TaskRun {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rlimits: Vec<Rlimit>,
     /// The only capabilities the task (and every command exec'd into it) may hold, by
-    /// name (`CAP_CHOWN`); None leaves root's full set, as the task's user gets it.
+    /// name (`CAP_CHOWN`); None leaves root's full set, as the task's user gets it. The
+    /// daemon always sets it (docker's default set without cap_add/cap_drop); None is
+    /// kept so an exec into a task started before that keeps the task's own set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<Vec<String>>,
     /// The root filesystem (every mount of the host under it) read-only in the task's

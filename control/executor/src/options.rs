@@ -162,11 +162,12 @@ pub const DEFAULT_CAPABILITIES: &[&str] = &[
 
 const ALL: &str = "ALL";
 
-/// docker's NormalizeCapability (shoal_spec has the CLI's copy; this crate does not
-/// depend on it): upper case, `CAP_` prefixed (`ALL` as it is).
+/// moby's NormalizeLegacyCapabilities (shoal_spec has the CLI's copy, which also keeps
+/// the CLI's `RESET`; this crate does not depend on it): upper case, `CAP_` prefixed
+/// (`ALL` as it is).
 fn normalize_capability(cap: &str) -> String {
     let cap = cap.trim().to_ascii_uppercase();
-    if cap == ALL || cap == "RESET" || cap.starts_with("CAP_") {
+    if cap == ALL || cap.starts_with("CAP_") {
         cap
     } else {
         format!("CAP_{cap}")
@@ -184,8 +185,9 @@ pub fn check_capability(cap: &str) -> Result<(), String> {
 }
 
 /// The capabilities a task gets, as moby's TweakCapabilities computes them: docker's
-/// default set less `drop`, plus `add` (`ALL` in `add`: every one but those dropped;
-/// `ALL` in `drop`: only those added). Unknown names are left out (checked before).
+/// default set less `drop`, plus `add` (neither: the default set; `ALL` in `add`: every
+/// one but those dropped; `ALL` in `drop`: only those added). Unknown names are left
+/// out (checked before).
 pub fn effective_capabilities(add: &[String], drop: &[String]) -> Vec<String> {
     let add: Vec<String> = add.iter().map(|c| normalize_capability(c)).collect();
     let drop: Vec<String> = drop.iter().map(|c| normalize_capability(c)).collect();
@@ -376,6 +378,14 @@ mod tests {
             check_capability("foo").unwrap_err(),
             "unknown capability: \"CAP_FOO\""
         );
+        // The daemon's check, as moby's: the CLI's RESET never reaches it as a name.
+        assert_eq!(
+            check_capability("reset").unwrap_err(),
+            "unknown capability: \"CAP_RESET\""
+        );
+        let mut default = strings(DEFAULT_CAPABILITIES);
+        default.sort();
+        assert_eq!(effective_capabilities(&[], &[]), default);
         let caps = effective_capabilities(&strings(&["NET_ADMIN"]), &strings(&["CAP_NET_RAW"]));
         assert_eq!(caps.len(), 14);
         assert!(caps.contains(&"CAP_NET_ADMIN".to_string()));

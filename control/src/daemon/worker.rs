@@ -240,11 +240,12 @@ fn task_run(
                 hard: u.hard,
             })
             .collect(),
-        // Without cap_add/cap_drop a task keeps root's full set, as it always has here;
-        // with either, docker's default set less the dropped plus the added.
-        capabilities: (!cs.capability_add.is_empty() || !cs.capability_drop.is_empty()).then(
-            || shoal_executor::effective_capabilities(&cs.capability_add, &cs.capability_drop),
-        ),
+        // What docker's engine gives a container: its default set (without cap_add or
+        // cap_drop), less the dropped plus the added; for the task, its execs and probes.
+        capabilities: Some(shoal_executor::effective_capabilities(
+            &cs.capability_add,
+            &cs.capability_drop,
+        )),
         memory_bytes: nonzero(limits.memory_bytes),
         nano_cpus: nonzero(limits.nano_cpus),
         pids_limit: nonzero(limits.pids),
