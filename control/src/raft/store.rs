@@ -8,6 +8,11 @@
 //! encryption key (DEK, kept in the node's identity file and, under autolock, sealed
 //! there by the swarm's unlock key). Only the owner record is in the clear. Values
 //! written before encryption existed (plain JSON) are still read.
+//!
+//! The key is rotated (`rekey`) when autolock is turned on, as swarmkit rotates its raft
+//! DEK then: a copy of the store, every value re-sealed with the new key, is written beside
+//! it and renamed over it, so the file holds nothing sealed with the old key (which sat in
+//! the clear on disk until then), not even in redb's free pages.
 
 // openraft's StorageError is large by design; these functions return it as openraft requires.
 #![allow(clippy::result_large_err)]
@@ -16,7 +21,7 @@ use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
 use openraft::{
@@ -117,6 +122,24 @@ struct Db {
     dek: SealKey,
 }
 
+/// The open store, shared by the log and the state machine. Every read and write holds
+/// the read lock for its whole transaction (and the sealing or opening of its values), so
+/// a rekey, which takes the write lock to swap the database and key, runs between them:
+/// no write seals with a key that is gone, no read opens a value with the wrong one.
+struct Store {
+    path: PathBuf,
+    db: RwLock<Db>,
+    /// Set by `close`: the store is being given up (a manager stopping), no rekey may
+    /// replace the file any more.
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Store {
+    fn get(&self) -> RwLockReadGuard<'_, Db> {
+        self.db.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// The first byte of a sealed value. Plain JSON values (stores written before encryption)
 /// start with a printable character.
 const SEALED: u8 = 1;
@@ -147,6 +170,21 @@ impl Db {
     }
 }
 
+/// Why a rekey failed; the store is then as it was, sealed with its old key.
+#[derive(Debug, thiserror::Error)]
+pub enum RekeyError {
+    #[error("the store is closed")]
+    Closed,
+    #[error("writing the re-sealed copy {}: {source}", .path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: redb::Error,
+    },
+    #[error("a value does not open with the store's key: {0}")]
+    Unreadable(String),
+}
+
 impl std::ops::Deref for Db {
     type Target = Database;
     fn deref(&self) -> &Database {
@@ -162,6 +200,8 @@ pub struct Opened {
     pub owner: Option<NodeId>,
     /// Nothing was ever written to it past its creation: no vote, log, state or snapshot.
     pub pristine: bool,
+    /// The key it is sealed with (of those `open_with_keys` was given).
+    pub dek: SealKey,
 }
 
 /// Where a store is built before it is renamed into place.
@@ -211,11 +251,19 @@ pub fn install(tmp: &Path, path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Remove a store creation that a crash interrupted (it never was in use).
+/// Where `rekey` writes the re-sealed copy before it is renamed over the store.
+pub fn rekeying_path(path: &Path) -> PathBuf {
+    path.with_extension("redb.rekeying")
+}
+
+/// Remove a store creation or re-sealed copy that a crash interrupted (neither was ever
+/// in use: the store in place is the one a crash left).
 pub fn remove_leftovers(path: &Path) -> std::io::Result<bool> {
-    let tmp = creating_path(path);
-    let found = tmp.exists();
-    remove_if_present(&tmp)?;
+    let mut found = false;
+    for tmp in [creating_path(path), rekeying_path(path)] {
+        found |= tmp.exists();
+        remove_if_present(&tmp)?;
+    }
     Ok(found)
 }
 
@@ -226,9 +274,17 @@ fn remove_if_present(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Open the existing store at `path`; never creates one. A missing, empty, zeroed,
-/// truncated or otherwise unreadable file is an error, not a panic and not a fresh store.
+/// Open the existing store at `path`, sealed with `dek`; never creates one. A missing,
+/// empty, zeroed, truncated or otherwise unreadable file is an error, not a panic and not
+/// a fresh store.
 pub fn open(path: &Path, dek: &SealKey) -> Result<Opened, OpenError> {
+    open_with_keys(path, std::slice::from_ref(dek))
+}
+
+/// `open`, with the store sealed by any one of `keys` (a rotation cut short leaves the
+/// node with two keys, and the store sealed with either): the first that opens it is the
+/// store's key from then on (`Opened::dek`).
+pub fn open_with_keys(path: &Path, keys: &[SealKey]) -> Result<Opened, OpenError> {
     check_file(path)?;
     // The checks above cover what we have met; redb asserts on other damage it finds while
     // opening, and a panic must not take the daemon down.
@@ -250,28 +306,35 @@ pub fn open(path: &Path, dek: &SealKey) -> Result<Opened, OpenError> {
         txn.open_table(META).map_err(redb::Error::from)?;
     }
     txn.commit().map_err(redb::Error::from)?;
-    let db = Arc::new(Db {
+    let dek = store_key(&db, keys)?;
+    let db = Db {
         db,
         dek: dek.clone(),
-    });
+    };
     let corrupted =
         |e: StorageError<NodeId>| OpenError::Redb(redb::Error::Corrupted(e.to_string()));
     let owner: Option<NodeId> = get_meta(&db, KEY_OWNER).map_err(corrupted)?;
     let pristine = is_pristine(&db).map_err(corrupted)?;
-    check_key(&db)?;
-    let sm = StateMachineStore::load(db.clone())?;
+    let store = Arc::new(Store {
+        path: path.to_path_buf(),
+        db: RwLock::new(db),
+        closed: Default::default(),
+    });
+    let sm = StateMachineStore::load(store.clone())?;
     Ok(Opened {
-        log: LogStore { db },
+        log: LogStore { db: store },
         sm,
         owner,
         pristine,
+        dek,
     })
 }
 
-/// A store sealed with another key is refused as such at open, not as damage found later:
-/// the first sealed value met (the vote, the state, the snapshot, the log's first entry)
-/// must open with this key.
-fn check_key(db: &Db) -> Result<(), OpenError> {
+/// Which of `keys` the store is sealed with. A store sealed with another key is refused as
+/// such at open, not as damage found later: the first sealed value met (the vote, the
+/// state, the snapshot, the log's first entry) must open with it. (A rekey re-seals every
+/// value at once, so one value tells.) A store with nothing sealed takes the first key.
+fn store_key(db: &Database, keys: &[SealKey]) -> Result<SealKey, OpenError> {
     let txn = db.begin_read().map_err(redb::Error::from)?;
     let meta = txn.open_table(META).map_err(redb::Error::from)?;
     let mut sealed = None;
@@ -290,10 +353,10 @@ fn check_key(db: &Db) -> Result<(), OpenError> {
             .map(|(_, v)| v.value().to_vec())
             .filter(|v| v.first() == Some(&SEALED));
     }
-    match sealed {
-        Some(v) if db.dek.open(&v[1..]).is_err() => Err(OpenError::WrongKey),
-        _ => Ok(()),
-    }
+    keys.iter()
+        .find(|k| sealed.as_ref().is_none_or(|v| k.open(&v[1..]).is_ok()))
+        .cloned()
+        .ok_or(OpenError::WrongKey)
 }
 
 fn is_pristine(db: &Database) -> StoreResult<bool> {
@@ -407,6 +470,108 @@ fn check_file(path: &Path) -> Result<(), OpenError> {
     Ok(())
 }
 
+impl Store {
+    /// Re-seal every value with `new`, as one step for everyone else: under the write lock
+    /// (no read or write in flight), a copy of the store is written beside it with each
+    /// value opened with the old key and sealed with the new one (values of older stores,
+    /// in the clear, are sealed too), made durable, and renamed over the store; the copy's
+    /// database then replaces the old one. A crash before the rename leaves the store
+    /// sealed with the old key (and a leftover copy, see `remove_leftovers`); after it,
+    /// with the new one. The copy is fresh: nothing sealed with the old key remains in the
+    /// file, not even in pages redb has freed.
+    fn rekey(&self, new: &SealKey) -> Result<bool, RekeyError> {
+        let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(RekeyError::Closed);
+        }
+        if db.dek == *new {
+            return Ok(false);
+        }
+        let tmp = rekeying_path(&self.path);
+        let write = |source: redb::Error| RekeyError::Write {
+            path: tmp.clone(),
+            source,
+        };
+        let copy = (|| {
+            remove_if_present(&tmp)
+                .map_err(redb::Error::Io)
+                .map_err(write)?;
+            let copy = Db {
+                db: redb::Builder::new()
+                    .set_cache_size(CACHE_BYTES)
+                    .create(&tmp)
+                    .map_err(redb::Error::from)
+                    .map_err(write)?,
+                dek: new.clone(),
+            };
+            reseal(&db, &copy, &tmp)?;
+            std::fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(redb::Error::Io)
+                .map_err(write)?;
+            std::fs::rename(&tmp, &self.path)
+                .map_err(redb::Error::Io)
+                .map_err(write)?;
+            Ok(copy)
+        })();
+        let copy = match copy {
+            Ok(copy) => copy,
+            Err(e) => {
+                let _ = remove_if_present(&tmp);
+                return Err(e);
+            }
+        };
+        // Renamed: the file at `path` is the copy, whatever happens next.
+        *db = copy;
+        drop(db);
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|source| RekeyError::Write {
+                    path: self.path.clone(),
+                    source: redb::Error::Io(source),
+                })?;
+        }
+        Ok(true)
+    }
+}
+
+/// Copy every value of `from` into `to`, re-sealed with `to`'s key, in one durable write
+/// transaction (the owner record stays in the clear, as `prepare` writes it).
+fn reseal(from: &Db, to: &Db, to_path: &Path) -> Result<(), RekeyError> {
+    let write = |e: redb::Error| RekeyError::Write {
+        path: to_path.to_path_buf(),
+        source: e,
+    };
+    let read = |e: redb::Error| RekeyError::Unreadable(e.to_string());
+    let opened = |e: StorageError<NodeId>| RekeyError::Unreadable(e.to_string());
+    let rtxn = from.begin_read().map_err(|e| read(e.into()))?;
+    let wtxn = to.begin_write().map_err(|e| write(e.into()))?;
+    {
+        let src = rtxn.open_table(LOG).map_err(|e| read(e.into()))?;
+        let mut dst = wtxn.open_table(LOG).map_err(|e| write(e.into()))?;
+        for item in src.iter().map_err(|e| read(e.into()))? {
+            let (k, v) = item.map_err(|e| read(e.into()))?;
+            let plain = from.open(v.value()).map_err(opened)?;
+            dst.insert(k.value(), to.seal(&plain).as_slice())
+                .map_err(|e| write(e.into()))?;
+        }
+        let src = rtxn.open_table(META).map_err(|e| read(e.into()))?;
+        let mut dst = wtxn.open_table(META).map_err(|e| write(e.into()))?;
+        for item in src.iter().map_err(|e| read(e.into()))? {
+            let (k, v) = item.map_err(|e| read(e.into()))?;
+            let value = if k.value() == KEY_OWNER {
+                v.value().to_vec()
+            } else {
+                to.seal(&from.open(v.value()).map_err(opened)?)
+            };
+            dst.insert(k.value(), value.as_slice())
+                .map_err(|e| write(e.into()))?;
+        }
+    }
+    wtxn.commit().map_err(|e| write(e.into()))
+}
+
 fn get_meta<T: for<'de> Deserialize<'de>>(db: &Db, key: &str) -> StoreResult<Option<T>> {
     let txn = db.begin_read().map_err(read_err)?;
     let table = txn.open_table(META).map_err(read_err)?;
@@ -437,7 +602,7 @@ fn put_meta_bytes(db: &Db, key: &str, bytes: &[u8], sync: Sync) -> StoreResult<(
 /// The Raft log and vote.
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<Db>,
+    db: Arc<Store>,
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -445,12 +610,13 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> StoreResult<Vec<Entry>> {
-        let txn = self.db.begin_read().map_err(read_err)?;
+        let db = self.db.get();
+        let txn = db.begin_read().map_err(read_err)?;
         let table = txn.open_table(LOG).map_err(read_err)?;
         let mut out = Vec::new();
         for item in table.range(range).map_err(read_err)? {
             let (_, v) = item.map_err(read_err)?;
-            out.push(self.db.decode(v.value())?);
+            out.push(db.decode(v.value())?);
         }
         Ok(out)
     }
@@ -460,14 +626,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> StoreResult<LogState<TypeConfig>> {
-        let last_purged: Option<LogId> = get_meta(&self.db, KEY_PURGED)?;
+        let db = self.db.get();
+        let last_purged: Option<LogId> = get_meta(&db, KEY_PURGED)?;
         let last = {
-            let txn = self.db.begin_read().map_err(read_err)?;
+            let txn = db.begin_read().map_err(read_err)?;
             let table = txn.open_table(LOG).map_err(read_err)?;
             let last = table.last().map_err(read_err)?;
             match last {
                 Some((_, v)) => {
-                    let e: Entry = self.db.decode(v.value())?;
+                    let e: Entry = db.decode(v.value())?;
                     Some(e.log_id)
                 }
                 None => None,
@@ -484,19 +651,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StoreResult<()> {
-        put_meta(&self.db, KEY_VOTE, vote, Sync::Durable)
+        put_meta(&self.db.get(), KEY_VOTE, vote, Sync::Durable)
     }
 
     async fn read_vote(&mut self) -> StoreResult<Option<Vote<NodeId>>> {
-        get_meta(&self.db, KEY_VOTE)
+        get_meta(&self.db.get(), KEY_VOTE)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> StoreResult<()> {
-        put_meta(&self.db, KEY_COMMITTED, &committed, Sync::Durable)
+        put_meta(&self.db.get(), KEY_COMMITTED, &committed, Sync::Durable)
     }
 
     async fn read_committed(&mut self) -> StoreResult<Option<LogId>> {
-        Ok(get_meta::<Option<LogId>>(&self.db, KEY_COMMITTED)?.flatten())
+        Ok(get_meta::<Option<LogId>>(&self.db.get(), KEY_COMMITTED)?.flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StoreResult<()>
@@ -504,17 +671,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let txn = self.db.begin_write().map_err(write_err)?;
+        let db = self.db.get();
+        let txn = db.begin_write().map_err(write_err)?;
         {
             let mut table = txn.open_table(LOG).map_err(write_err)?;
             for entry in entries {
-                let bytes = self.db.encode(&entry)?;
+                let bytes = db.encode(&entry)?;
                 table
                     .insert(entry.log_id.index, bytes.as_slice())
                     .map_err(write_err)?;
             }
         }
         let result = txn.commit();
+        drop(db);
         let ok = result.is_ok();
         callback.log_io_completed(result.map_err(std::io::Error::other));
         if ok {
@@ -525,7 +694,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> StoreResult<()> {
-        let txn = self.db.begin_write().map_err(write_err)?;
+        let db = self.db.get();
+        let txn = db.begin_write().map_err(write_err)?;
         {
             let mut table = txn.open_table(LOG).map_err(write_err)?;
             table
@@ -536,8 +706,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> StoreResult<()> {
-        let bytes = self.db.encode(&Some(log_id))?;
-        let txn = self.db.begin_write().map_err(write_err)?;
+        let db = self.db.get();
+        let bytes = db.encode(&Some(log_id))?;
+        let txn = db.begin_write().map_err(write_err)?;
         {
             let mut meta = txn.open_table(META).map_err(write_err)?;
             meta.insert(KEY_PURGED, bytes.as_slice())
@@ -568,14 +739,14 @@ struct StoredSnapshot {
 /// The applied cluster state, shared with the API (readers take the lock briefly).
 #[derive(Clone)]
 pub struct StateMachineStore {
-    db: Arc<Db>,
+    db: Arc<Store>,
     pub data: Arc<RwLock<SmData>>,
     applied_tx: Arc<watch::Sender<u64>>,
 }
 
 impl StateMachineStore {
-    fn load(db: Arc<Db>) -> Result<Self, redb::Error> {
-        let data: SmData = get_meta(&db, KEY_SM)
+    fn load(db: Arc<Store>) -> Result<Self, redb::Error> {
+        let data: SmData = get_meta(&db.get(), KEY_SM)
             .map_err(|e| redb::Error::Corrupted(e.to_string()))?
             .unwrap_or_default();
         let applied = data.last_applied.map(|l| l.index).unwrap_or(0);
@@ -601,8 +772,23 @@ impl StateMachineStore {
         f(&guard)
     }
 
+    /// Re-seal the whole store with `new` (see `Store::rekey`). Returns false when it
+    /// already was sealed with it (a rotation cut short after the rename).
+    pub fn rekey(&self, new: &SealKey) -> Result<bool, RekeyError> {
+        self.db.rekey(new)
+    }
+
+    /// No more rekeys (waiting for one under way): the store is being given up, and its
+    /// file may be moved or removed.
+    pub fn close(&self) {
+        let _write = self.db.db.write().unwrap_or_else(|p| p.into_inner());
+        self.db
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     fn persist(&self, data: &SmData, sync: Sync) -> StoreResult<()> {
-        put_meta(&self.db, KEY_SM, data, sync)
+        put_meta(&self.db.get(), KEY_SM, data, sync)
     }
 }
 
@@ -626,7 +812,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             snapshot_id,
         };
         put_meta(
-            &self.db,
+            &self.db.get(),
             KEY_SNAPSHOT,
             &StoredSnapshot {
                 meta: meta.clone(),
@@ -656,6 +842,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let mut results = Vec::new();
+        // Held from sealing the state to storing it: a rekey in between would leave it
+        // sealed with the old key.
+        let db = self.db.get();
         let (bytes, applied) = {
             let mut guard = self.data.write().unwrap_or_else(|p| p.into_inner());
             for entry in entries {
@@ -671,12 +860,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     }
                 }
             }
-            (
-                self.db.encode(&*guard)?,
-                guard.last_applied.map(|l| l.index),
-            )
+            (db.encode(&*guard)?, guard.last_applied.map(|l| l.index))
         };
-        put_meta_bytes(&self.db, KEY_SM, &bytes, Sync::Lazy)?;
+        put_meta_bytes(&db, KEY_SM, &bytes, Sync::Lazy)?;
+        drop(db);
         if let Some(index) = applied {
             self.applied_tx.send_replace(index);
         }
@@ -702,7 +889,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         data.membership = meta.last_membership.clone();
         self.persist(&data, Sync::Durable)?;
         put_meta(
-            &self.db,
+            &self.db.get(),
             KEY_SNAPSHOT,
             &StoredSnapshot {
                 meta: meta.clone(),
@@ -717,7 +904,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> StoreResult<Option<Snapshot<TypeConfig>>> {
-        let stored: Option<StoredSnapshot> = get_meta(&self.db, KEY_SNAPSHOT)?;
+        let stored: Option<StoredSnapshot> = get_meta(&self.db.get(), KEY_SNAPSHOT)?;
         Ok(stored.map(|s| Snapshot {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
@@ -741,6 +928,18 @@ mod tests {
         path
     }
 
+    /// Write `entry` at its index, as `append` does (without openraft's callback).
+    fn put_log(log: &LogStore, entry: &Entry) {
+        let db = log.db.get();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(LOG).unwrap();
+            t.insert(entry.log_id.index, db.encode(entry).unwrap().as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
     fn open_err(path: &Path) -> OpenError {
         match std::panic::catch_unwind(|| open(path, &dek())) {
             Ok(Ok(_)) => panic!("{} opened", path.display()),
@@ -761,7 +960,13 @@ mod tests {
         let opened = open(&path, &dek()).expect("open");
         assert_eq!(opened.owner, Some(7));
         assert!(opened.pristine);
-        put_meta(&opened.log.db, KEY_VOTE, &Vote::new(1, 7), Sync::Durable).unwrap();
+        put_meta(
+            &opened.log.db.get(),
+            KEY_VOTE,
+            &Vote::new(1, 7),
+            Sync::Durable,
+        )
+        .unwrap();
         drop(opened);
         let opened = open(&path, &dek()).expect("reopen");
         assert!(!opened.pristine, "a store with a vote is not pristine");
@@ -857,15 +1062,7 @@ mod tests {
                 secret: marker.into(),
             }),
         };
-        {
-            let txn = log.db.begin_write().unwrap();
-            {
-                let mut t = txn.open_table(LOG).unwrap();
-                t.insert(1, log.db.encode(&entry).unwrap().as_slice())
-                    .unwrap();
-            }
-            txn.commit().unwrap();
-        }
+        put_log(&log, &entry);
         log.save_vote(&Vote::new(1, 7)).await.unwrap();
         sm.apply([entry.clone()]).await.unwrap();
         sm.build_snapshot().await.unwrap();
@@ -907,5 +1104,245 @@ mod tests {
         }
         let mut opened = open(&path, &dek()).unwrap();
         assert_eq!(opened.log.read_vote().await.unwrap(), Some(Vote::new(3, 7)));
+    }
+
+    fn secret_entry(index: u64, secret: &str) -> Entry {
+        use crate::state::Command;
+        Entry {
+            log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 7), index),
+            payload: EntryPayload::Normal(Command::RotateToken {
+                role: crate::types::Role::Worker,
+                secret: secret.into(),
+            }),
+        }
+    }
+
+    /// Every value of the file at `path` but the owner record, raw: (table, key, bytes).
+    fn raw_values(path: &Path) -> Vec<(String, Vec<u8>)> {
+        let db = redb::Database::open(path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let mut out = Vec::new();
+        for item in txn.open_table(LOG).unwrap().iter().unwrap() {
+            let (k, v) = item.unwrap();
+            out.push((format!("log {}", k.value()), v.value().to_vec()));
+        }
+        for item in txn.open_table(META).unwrap().iter().unwrap() {
+            let (k, v) = item.unwrap();
+            if k.value() != KEY_OWNER {
+                out.push((k.value().to_string(), v.value().to_vec()));
+            }
+        }
+        out
+    }
+
+    /// Every value in the file is sealed with `key`: it opens with it and with no other of
+    /// `others`.
+    fn assert_all_sealed_with(path: &Path, key: &SealKey, others: &[&SealKey]) {
+        let values = raw_values(path);
+        assert!(!values.is_empty());
+        for (what, v) in values {
+            assert_eq!(v.first(), Some(&SEALED), "{what} is not sealed");
+            assert!(
+                key.open(&v[1..]).is_ok(),
+                "{what} does not open with the key"
+            );
+            for other in others {
+                assert!(
+                    other.open(&v[1..]).is_err(),
+                    "{what} opens with another key"
+                );
+            }
+        }
+    }
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    /// A store filled as a manager fills it (log, vote, committed, applied state,
+    /// snapshot), with `marker` in a log entry and in the state, and a value of an older
+    /// store in the clear.
+    async fn filled_store(path: &Path, dek: &SealKey, marker: &str) {
+        let opened = open(path, dek).unwrap();
+        let (mut log, mut sm) = (opened.log, opened.sm);
+        let entry = secret_entry(1, marker);
+        put_log(&log, &entry);
+        put_log(&log, &secret_entry(2, "another"));
+        log.save_vote(&Vote::new(1, 7)).await.unwrap();
+        sm.apply([entry]).await.unwrap();
+        sm.build_snapshot().await.unwrap();
+        // An older store's plain value.
+        let plain = serde_json::to_vec(&Some(secret_entry(1, marker).log_id)).unwrap();
+        put_meta_bytes(&log.db.get(), KEY_COMMITTED, &plain, Sync::Durable).unwrap();
+    }
+
+    /// A rekey re-seals every value with the new key: each reads back, none opens with
+    /// the old key (which no longer opens the store: WrongKey), values of older stores in
+    /// the clear are sealed too, and the file holds neither the secret in the clear nor
+    /// any value as the old key sealed it (the store is a fresh copy, not rewritten in
+    /// place, so redb's freed pages do not keep them).
+    #[tokio::test]
+    async fn rekey_reseals_every_value_and_the_old_key_opens_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = created(&dir);
+        let marker = "rekey-secret-marker-7c20e1";
+        let (old, new) = (SealKey::generate(), SealKey::generate());
+        filled_store(&path, &old, marker).await;
+        let before: Vec<Vec<u8>> = raw_values(&path)
+            .into_iter()
+            .map(|(_, v)| v)
+            .filter(|v| v.first() == Some(&SEALED))
+            .collect();
+        assert!(before.len() >= 5, "{}", before.len());
+        let plain_before = std::fs::read(&path).unwrap();
+        assert!(
+            contains(&plain_before, b"\"index\":1"),
+            "no plain value to re-seal"
+        );
+
+        let opened = open(&path, &old).unwrap();
+        assert!(opened.sm.rekey(&new).unwrap(), "not rekeyed");
+        assert!(!opened.sm.rekey(&new).unwrap(), "rekeyed twice");
+        // Still usable, with the new key, by the same handles.
+        let (mut log, sm) = (opened.log, opened.sm);
+        log.save_vote(&Vote::new(2, 7)).await.unwrap();
+        assert_eq!(log.try_get_log_entries(1..3).await.unwrap().len(), 2);
+        drop((log, sm));
+
+        assert!(
+            !rekeying_path(&path).exists(),
+            "the copy is left beside the store"
+        );
+        assert_all_sealed_with(&path, &new, &[&old]);
+        let raw = std::fs::read(&path).unwrap();
+        assert!(
+            !contains(&raw, marker.as_bytes()),
+            "the secret is in the clear"
+        );
+        assert!(
+            !contains(&raw, b"\"index\":1"),
+            "the plain value stayed plain"
+        );
+        for v in &before {
+            // The ciphertext without its one-byte tag and nonce: 16 bytes are enough.
+            assert!(
+                !contains(&raw, &v[1 + 12..1 + 12 + 16]),
+                "a value sealed with the old key is still in the file"
+            );
+        }
+        match open(&path, &old) {
+            Err(OpenError::WrongKey) => {}
+            other => panic!("opened with the old key: {:?}", other.map(|_| ())),
+        }
+        let mut again = open(&path, &new).unwrap();
+        assert_eq!(again.owner, Some(7));
+        let got = again.log.try_get_log_entries(1..2).await.unwrap();
+        assert_eq!(
+            serde_json::to_string(&got[0]).unwrap(),
+            serde_json::to_string(&secret_entry(1, marker)).unwrap()
+        );
+        assert_eq!(again.log.read_vote().await.unwrap(), Some(Vote::new(2, 7)));
+        assert_eq!(
+            again.log.read_committed().await.unwrap(),
+            Some(secret_entry(1, marker).log_id)
+        );
+        assert_eq!(
+            again.sm.read(|d| d.last_applied),
+            Some(secret_entry(1, marker).log_id)
+        );
+        assert!(again.sm.get_current_snapshot().await.unwrap().is_some());
+    }
+
+    /// Killed during a rekey, the store opens with one of the two keys the identity then
+    /// holds: before the rename, the old one (the half-written copy beside it is a
+    /// leftover that start-up removes); after it, the new one.
+    #[tokio::test]
+    async fn a_store_opens_at_every_point_of_a_rekey() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = created(&dir);
+        let (old, new) = (SealKey::generate(), SealKey::generate());
+        filled_store(&path, &old, "crash-marker").await;
+        let both = [old.clone(), new.clone()];
+
+        // Killed while writing the copy: a store of its own, partly filled, beside it.
+        let copy = rekeying_path(&path);
+        std::fs::copy(&path, &copy).unwrap();
+        std::fs::write(&copy, &std::fs::read(&copy).unwrap()[..8192]).unwrap();
+        let opened = open_with_keys(&path, &both).unwrap();
+        assert_eq!(opened.dek, old);
+        drop(opened);
+        assert!(remove_leftovers(&path).unwrap());
+        assert!(!copy.exists());
+
+        // Killed after the copy was complete, before the rename: the same.
+        {
+            let opened = open(&path, &old).unwrap();
+            let db = opened.log.db.get();
+            let fresh = Db {
+                db: redb::Builder::new().create(&copy).unwrap(),
+                dek: new.clone(),
+            };
+            reseal(&db, &fresh, &copy).unwrap();
+        }
+        let opened = open_with_keys(&path, &both).unwrap();
+        assert_eq!(opened.dek, old);
+        drop(opened);
+        assert!(remove_leftovers(&path).unwrap());
+
+        // Killed after the rename (before the identity dropped the old key).
+        let opened = open_with_keys(&path, &both).unwrap();
+        assert!(opened.sm.rekey(&new).unwrap());
+        drop(opened);
+        let mut opened = open_with_keys(&path, &both).unwrap();
+        assert_eq!(opened.dek, new);
+        assert!(!opened.sm.rekey(&new).unwrap(), "already sealed with it");
+        assert_eq!(opened.log.read_vote().await.unwrap(), Some(Vote::new(1, 7)));
+        drop(opened);
+        // The new key alone (the rotation finished).
+        open(&path, &new).unwrap();
+        assert!(matches!(
+            open_with_keys(&path, &[old]),
+            Err(OpenError::WrongKey)
+        ));
+    }
+
+    /// Writes that run while the store is re-sealed are neither lost nor left sealed with
+    /// the old key: each waits for the rekey, or is in the copy.
+    #[test]
+    fn writes_during_a_rekey_are_kept_and_sealed_with_the_new_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = created(&dir);
+        let (old, new) = (SealKey::generate(), SealKey::generate());
+        let opened = open(&path, &old).unwrap();
+        let (log, sm) = (opened.log, opened.sm);
+        let writer = {
+            let mut log = log.clone();
+            std::thread::spawn(move || {
+                for i in 1..=300u64 {
+                    put_log(&log, &secret_entry(i, "during"));
+                    futures::executor::block_on(log.save_vote(&Vote::new(i, 7))).unwrap();
+                }
+            })
+        };
+        // Rekey while the writer runs (with a few entries in already).
+        let written = || {
+            use redb::ReadableTableMetadata;
+            let db = log.db.get();
+            let txn = db.begin_read().unwrap();
+            let table = txn.open_table(LOG).unwrap();
+            table.len().unwrap()
+        };
+        while written() < 20 {
+            std::thread::yield_now();
+        }
+        assert!(sm.rekey(&new).unwrap());
+        writer.join().unwrap();
+        drop((log, sm));
+        assert_all_sealed_with(&path, &new, &[&old]);
+        let mut opened = open(&path, &new).unwrap();
+        let entries = futures::executor::block_on(opened.log.try_get_log_entries(1..=300)).unwrap();
+        assert_eq!(entries.len(), 300);
+        let vote = futures::executor::block_on(opened.log.read_vote()).unwrap();
+        assert_eq!(vote, Some(Vote::new(300, 7)));
     }
 }
