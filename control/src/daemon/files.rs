@@ -67,12 +67,17 @@ impl DataRoot {
             Some(kek) => shoal_ca::pem_encode(SEALED_KEY, &kek.seal(id.key_pem.as_bytes())),
             None => format!("{}\n", id.key_pem.trim_end()),
         };
-        match (&id.dek, kek) {
-            (Some(dek), Some(kek)) => {
-                pem.push_str(&shoal_ca::pem_encode(SEALED_DEK, &kek.seal(dek.as_bytes())))
+        for (dek, plain, sealed) in [
+            (&id.dek, PLAIN_DEK, SEALED_DEK),
+            (&id.pending_dek, PLAIN_PENDING_DEK, SEALED_PENDING_DEK),
+        ] {
+            match (dek, kek) {
+                (Some(dek), Some(kek)) => {
+                    pem.push_str(&shoal_ca::pem_encode(sealed, &kek.seal(dek.as_bytes())))
+                }
+                (Some(dek), None) => pem.push_str(&shoal_ca::pem_encode(plain, dek.as_bytes())),
+                (None, _) => {}
             }
-            (Some(dek), None) => pem.push_str(&shoal_ca::pem_encode(PLAIN_DEK, dek.as_bytes())),
-            (None, _) => {}
         }
         pem.push_str(&id.cert_pem);
         write_atomic(&self.identity_file(), pem.as_bytes(), 0o600)?;
@@ -109,6 +114,7 @@ impl DataRoot {
                     key_pem: read(self.key_file())?,
                     cert_pem: read(self.cert_file())?,
                     dek: None,
+                    pending_dek: None,
                 })
             }
             Err(e) => Err(e.into()),
@@ -183,11 +189,12 @@ impl DataRoot {
     }
 
     /// Everything `wipe_swarm` removes, node.json last.
-    fn swarm_files(&self) -> [PathBuf; 9] {
+    fn swarm_files(&self) -> [PathBuf; 10] {
         [
             // What a write of the identity cut short left (`write_atomic`'s temporary).
             self.identity_file().with_extension("tmp"),
             self.raft_creating_file(),
+            crate::raft::store::rekeying_path(&self.raft_file()),
             self.force_backup_file(),
             self.raft_file(),
             self.identity_file(),
@@ -206,6 +213,10 @@ pub struct Identity {
     pub key_pem: String,
     pub cert_pem: String,
     pub dek: Option<SealKey>,
+    /// The key the Raft store is being re-sealed with (swarmkit's pending DEK): from when
+    /// autolock was turned on until the store is re-sealed and `dek` becomes this. The
+    /// store is sealed with one of the two.
+    pub pending_dek: Option<SealKey>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -213,6 +224,7 @@ impl std::fmt::Debug for Identity {
         f.debug_struct("Identity")
             .field("cert_pem", &self.cert_pem)
             .field("dek", &self.dek.as_ref().map(|_| ".."))
+            .field("pending_dek", &self.pending_dek.as_ref().map(|_| ".."))
             .finish_non_exhaustive()
     }
 }
@@ -234,6 +246,9 @@ const SEALED_KEY: &str = "SHOAL SEALED PRIVATE KEY";
 /// The Raft store's data encryption key, in the clear (no autolock) or sealed.
 const PLAIN_DEK: &str = "SHOAL RAFT DEK";
 const SEALED_DEK: &str = "SHOAL SEALED RAFT DEK";
+/// The key a rotation is re-sealing the Raft store with, in the clear or sealed.
+const PLAIN_PENDING_DEK: &str = "SHOAL PENDING RAFT DEK";
+const SEALED_PENDING_DEK: &str = "SHOAL SEALED PENDING RAFT DEK";
 
 /// The PEM blocks of `pem` before its first certificate, as (label, whole block text).
 fn blocks_before_cert(pem: &str) -> Option<(Vec<(&str, &str)>, &str)> {
@@ -262,8 +277,9 @@ fn block_bytes(block: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
-/// node-identity.pem: a private key (plain or sealed), a Raft key if any (plain or sealed),
-/// then the certificate. `Ok(None)`: not such a file.
+/// node-identity.pem: a private key (plain or sealed), a Raft key if any (plain or sealed)
+/// and a pending one if a rotation is under way, then the certificate. `Ok(None)`: not
+/// such a file.
 fn parse_identity(pem: &str, kek: Option<&SealKey>) -> Result<Option<Identity>, IdentityError> {
     let Some((blocks, cert)) = blocks_before_cert(pem) else {
         return Ok(None);
@@ -279,6 +295,7 @@ fn parse_identity(pem: &str, kek: Option<&SealKey>) -> Result<Option<Identity>, 
     };
     let mut key_pem = None;
     let mut dek = None;
+    let mut pending = None;
     for (label, block) in blocks {
         match label {
             SEALED_KEY => {
@@ -292,16 +309,30 @@ fn parse_identity(pem: &str, kek: Option<&SealKey>) -> Result<Option<Identity>, 
                 dek = Some(block_bytes(block).and_then(|b| SealKey::from_bytes(&b)));
             }
             SEALED_DEK => dek = Some(open(block)?.and_then(|b| SealKey::from_bytes(&b))),
+            PLAIN_PENDING_DEK => {
+                pending = Some(block_bytes(block).and_then(|b| SealKey::from_bytes(&b)));
+            }
+            SEALED_PENDING_DEK => {
+                pending = Some(open(block)?.and_then(|b| SealKey::from_bytes(&b)))
+            }
             _ => return Ok(None),
         }
     }
-    let (Some(key_pem), Some(dek)) = (key_pem, dek.map_or(Some(None), |d| d.map(Some))) else {
+    // A block that is there must hold a key.
+    let present = |k: Option<Option<SealKey>>| k.map_or(Some(None), |d| d.map(Some));
+    let (Some(key_pem), Some(dek), Some(pending_dek)) = (key_pem, present(dek), present(pending))
+    else {
         return Ok(None);
     };
+    if pending_dek.is_some() && dek.is_none() {
+        // swarmkit's "there is a pending DEK, but no current DEK".
+        return Ok(None);
+    }
     Ok(Some(Identity {
         key_pem,
         cert_pem: cert.to_string(),
         dek,
+        pending_dek,
     }))
 }
 
@@ -346,6 +377,7 @@ mod tests {
             key_pem: key.to_string(),
             cert_pem: cert.to_string(),
             dek,
+            pending_dek: None,
         }
     }
 
@@ -411,6 +443,48 @@ mod tests {
         root.save_identity(&id, None).unwrap();
         assert!(!root.identity_is_sealed().unwrap());
         assert_eq!(root.load_identity(Some(&kek)).unwrap(), id);
+        fs::remove_dir_all(&root.0).unwrap();
+    }
+
+    /// A rotation of the Raft key under way: the pending key is kept beside the current
+    /// one, in the clear or sealed as the current one is, and read back with it. A pending
+    /// key without a current one is not an identity (swarmkit refuses it too).
+    #[test]
+    fn a_pending_raft_key_is_kept_beside_the_current_one() {
+        let root = scratch("pending");
+        let key = "-----BEGIN PRIVATE KEY-----\nAAA\n-----END PRIVATE KEY-----\n";
+        let cert = "-----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----\n";
+        let (old, new) = (SealKey::generate(), SealKey::generate());
+        let mut id = ident(key, cert, Some(old.clone()));
+        id.pending_dek = Some(new.clone());
+        root.save_identity(&id, None).unwrap();
+        assert_eq!(root.load_identity(None).unwrap(), id);
+        let kek = SealKey::generate();
+        root.save_identity(&id, Some(&kek)).unwrap();
+        let raw = fs::read_to_string(root.identity_file()).unwrap();
+        assert!(raw.contains("BEGIN SHOAL SEALED PENDING RAFT DEK"), "{raw}");
+        for k in [&old, &new] {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(k.as_bytes());
+            assert!(!raw.contains(&b64), "{raw}");
+        }
+        assert_eq!(root.load_identity(Some(&kek)).unwrap(), id);
+        // The rotation done: the pending key is the key, and its block is gone.
+        id.dek = id.pending_dek.take();
+        root.save_identity(&id, Some(&kek)).unwrap();
+        let raw = fs::read_to_string(root.identity_file()).unwrap();
+        assert!(!raw.contains("PENDING"), "{raw}");
+        assert_eq!(root.load_identity(Some(&kek)).unwrap().dek, Some(new));
+        // A pending key alone.
+        let b64 = |k: &SealKey| base64::engine::general_purpose::STANDARD.encode(k.as_bytes());
+        fs::write(
+            root.identity_file(),
+            format!(
+                "{key}-----BEGIN SHOAL PENDING RAFT DEK-----\n{}\n-----END SHOAL PENDING RAFT DEK-----\n{cert}",
+                b64(&old)
+            ),
+        )
+        .unwrap();
+        assert!(root.load_identity(None).is_err());
         fs::remove_dir_all(&root.0).unwrap();
     }
 

@@ -43,9 +43,9 @@ impl Manager {
     /// its Raft member (and the leader loops, which idle unless this member leads).
     pub async fn open(daemon: &Arc<Daemon>, raft_id: u64) -> Result<Arc<Manager>, String> {
         let path = daemon.root.raft_file();
-        let dek = daemon.raft_dek()?;
-        let opened =
-            store::open(&path, &dek).map_err(|e| format!("opening {}: {e}", path.display()))?;
+        let deks = daemon.raft_keys()?;
+        let opened = store::open_with_keys(&path, &deks)
+            .map_err(|e| format!("opening {}: {e}", path.display()))?;
         Manager::start(daemon, raft_id, opened).await
     }
 
@@ -124,6 +124,9 @@ impl Manager {
         for l in lock(&self.loops).drain(..) {
             l.abort();
         }
+        // A rotation of the store's key under way (the autolock loop's) ends before the
+        // caller goes on to move or remove the file, and none starts after.
+        self.sm.close();
         let _ = self.raft.shutdown().await;
     }
 
@@ -1034,6 +1037,9 @@ pub(crate) fn single_member(raft_id: u64, addr: String) -> BTreeMap<u64, BasicNo
 /// nor seal with a key since turned off or rotated away.
 async fn autolock_loop(daemon: std::sync::Weak<Daemon>, mgr: Arc<Manager>) {
     let mut applied = mgr.sm.applied();
+    // After a failed rotation of the store's key, the next try waits this long.
+    const ROTATE_RETRY: Duration = Duration::from_secs(30);
+    let mut rotate_at = Instant::now();
     loop {
         let Some(d) = daemon.upgrade() else {
             return;
@@ -1064,6 +1070,15 @@ async fn autolock_loop(daemon: std::sync::Weak<Daemon>, mgr: Arc<Manager>) {
                 if let Err(e) = d.set_kek(want) {
                     tracing::warn!(error = %e, "sealing this node's keys with the unlock key");
                 }
+            }
+        }
+        // A new key for the store (autolock just turned on here, or a rotation a crash
+        // cut short): re-seal the store with it. It takes the store's lock for a moment
+        // (a copy of the store is written), holding Raft's reads and writes meanwhile.
+        if lock(&d.keys).pending_dek.is_some() && Instant::now() >= rotate_at {
+            if let Err(e) = d.rotate_dek(&mgr.sm) {
+                tracing::warn!(error = %e, "rotating the raft store's key; trying again later");
+                rotate_at = Instant::now() + ROTATE_RETRY;
             }
         }
         drop(d);

@@ -195,6 +195,9 @@ fn tls_identity(ca: &str, key: &str, cert: &str) -> Result<(TlsMaterial, CertTim
 pub(crate) struct NodeKeys {
     /// What this manager's Raft store is sealed with (None: not made yet, or a worker).
     pub dek: Option<SealKey>,
+    /// What it is being re-sealed with, from autolock being turned on until the store is
+    /// (see `rotate_dek`); the store is sealed with this one or `dek`.
+    pub pending_dek: Option<SealKey>,
     /// The swarm's unlock key, which seals `dek` and the node's TLS key on disk.
     pub kek: Option<SealKey>,
 }
@@ -306,11 +309,17 @@ impl Daemon {
         }
         let mut usable = true;
         if m.role == crate::types::Role::Manager {
-            let dek = self
-                .raft_dek()
+            let deks = self
+                .raft_keys()
                 .map_err(|e| DaemonError::Setup(format!("the raft store's key: {e}")))?;
-            match open_store_at_start(&self.root, &mut m, &dek)? {
+            match open_store_at_start(&self.root, &mut m, &deks)? {
                 Ok(opened) => {
+                    if deks.len() > 1 {
+                        tracing::info!(
+                            already_resealed = opened.dek == deks[1],
+                            "a rotation of the raft store's key was under way: finishing it"
+                        );
+                    }
                     *lock(&self.membership) = Some(m.clone());
                     let mgr = Manager::start(self, m.raft_id, opened)
                         .await
@@ -369,7 +378,47 @@ impl Daemon {
         })?;
         let dek = id.dek.ok_or("no raft key after saving one")?;
         keys.dek = Some(dek.clone());
+        keys.pending_dek = id.pending_dek;
         Ok(dek)
+    }
+
+    /// The keys this manager's Raft store may be sealed with: its key (see `raft_dek`),
+    /// then the pending one while a rotation is under way.
+    pub(crate) fn raft_keys(&self) -> Result<Vec<SealKey>, String> {
+        let dek = self.raft_dek()?;
+        let pending = lock(&self.keys).pending_dek.clone();
+        Ok(std::iter::once(dek).chain(pending).collect())
+    }
+
+    /// Finish a rotation of the Raft store's key (swarmkit's raft DEK rotation), if one is
+    /// pending: re-seal `store` with the pending key, then make it the key in
+    /// node-identity.pem, dropping the old one. Every step is crash-safe: until the store
+    /// is renamed it is sealed with the old key, after it with the pending one, and the
+    /// identity holds both until the end (`raft_keys` tries both). Under the keys lock, so
+    /// that no other write of the identity crosses it. Returns whether it rotated.
+    pub(crate) fn rotate_dek(&self, store: &store::StateMachineStore) -> Result<bool, String> {
+        let mut keys = lock(&self.keys);
+        let Some(pending) = keys.pending_dek.clone() else {
+            return Ok(false);
+        };
+        let resealed = store
+            .rekey(&pending)
+            .map_err(|e| format!("re-sealing the raft store: {e}"))?;
+        let kek = keys.kek.clone();
+        self.rewrite_identity(&keys, kek.as_ref(), |id| {
+            if id.pending_dek.as_ref() != Some(&pending) {
+                return false;
+            }
+            id.dek = id.pending_dek.take();
+            true
+        })?;
+        keys.dek = Some(pending);
+        keys.pending_dek = None;
+        tracing::info!(
+            resealed,
+            "rotated the raft store's data encryption key: the previous key no longer opens it"
+        );
+        Ok(true)
     }
 
     /// Whether this node's certificate is past its end (it was down longer than what was
@@ -382,23 +431,50 @@ impl Daemon {
     pub(crate) fn forget_dek(&self) -> Result<(), String> {
         let mut keys = lock(&self.keys);
         let kek = keys.kek.clone();
-        self.rewrite_identity(&keys, kek.as_ref(), |id| id.dek.take().is_some())?;
+        self.rewrite_identity(&keys, kek.as_ref(), |id| {
+            let pending = id.pending_dek.take().is_some();
+            id.dek.take().is_some() || pending
+        })?;
         keys.dek = None;
+        keys.pending_dek = None;
         Ok(())
     }
 
     /// Seal this node's keys on disk with `kek` (the swarm's unlock key under autolock),
     /// or keep them in the clear (None), if that is not how they are now.
+    ///
+    /// From the clear to sealed (autolock turned on, or a manager that had its Raft key in
+    /// the clear joining an autolocked swarm), a manager's Raft key is rotated, as swarmkit
+    /// rotates its raft DEK then: a copy of node-identity.pem taken while the key was in
+    /// the clear must not open what the store holds from now on. The new key is recorded
+    /// as pending in the same write that seals the file (so a crash cannot lose the need),
+    /// and `rotate_dek` re-seals the store with it. From one unlock key to another only the
+    /// sealing changes (the Raft key was never in the clear), as in swarmkit.
     pub(crate) fn set_kek(&self, kek: Option<SealKey>) -> Result<(), String> {
         let mut keys = lock(&self.keys);
         if keys.kek == kek {
             return Ok(());
         }
-        self.rewrite_identity(&keys, kek.as_ref(), |_| true)?;
+        let locking = keys.kek.is_none() && kek.is_some();
+        let id = self.rewrite_identity(&keys, kek.as_ref(), |id| {
+            if locking && id.dek.is_some() && id.pending_dek.is_none() {
+                id.pending_dek = Some(SealKey::generate());
+            }
+            true
+        })?;
         tracing::info!(
             sealed = kek.is_some(),
             "this node's keys on disk follow the swarm's autolock setting"
         );
+        if locking && id.pending_dek.is_some() {
+            tracing::info!(
+                "the raft store's key was in the clear: rotating it (a new key, sealed)"
+            );
+        }
+        if id.dek.is_some() {
+            keys.dek = id.dek;
+        }
+        keys.pending_dek = id.pending_dek;
         keys.kek = kek;
         Ok(())
     }
@@ -500,6 +576,7 @@ impl Daemon {
         *lock(&self.tls_report) = Some(crate::types::NodeTlsInfo::of_node(&id.cert_pem, &ca));
         if id.dek.is_some() {
             keys.dek = id.dek;
+            keys.pending_dek = id.pending_dek;
         }
         Ok(())
     }
@@ -533,6 +610,7 @@ impl Daemon {
                 key_pem: key_pem.to_string(),
                 cert_pem: cert_pem.to_string(),
                 dek: keys.dek.clone(),
+                pending_dek: keys.pending_dek.clone(),
             };
             self.root
                 .save_identity(&id, keys.kek.as_ref())
@@ -668,11 +746,11 @@ fn finish_interrupted_changes(root: &DataRoot, m: Option<&Membership>) -> Result
 fn open_store_at_start(
     root: &DataRoot,
     m: &mut Membership,
-    dek: &SealKey,
+    deks: &[SealKey],
 ) -> Result<Result<store::Opened, String>, DaemonError> {
     let path = root.raft_file();
     let backup = root.force_backup_file();
-    let mut opened = store::open(&path, dek);
+    let mut opened = store::open_with_keys(&path, deks);
     if backup.exists() {
         let interrupted = match &opened {
             Err(store::OpenError::Missing) => true,
@@ -686,7 +764,7 @@ fn open_store_at_start(
             drop(opened);
             store::install(&backup, &path)
                 .map_err(|e| DaemonError::Io(format!("moving {} back", backup.display()), e))?;
-            opened = store::open(&path, dek);
+            opened = store::open_with_keys(&path, deks);
         } else if opened.is_ok() {
             tracing::info!(
                 "a finished swarm init --force-new-cluster: removing the previous raft store"
@@ -812,7 +890,7 @@ mod tests {
                 std::fs::write(&path, c).unwrap();
             }
             let mut m = membership(Role::Manager, 1);
-            let problem = match open_store_at_start(&root, &mut m, &dek()) {
+            let problem = match open_store_at_start(&root, &mut m, &[dek()]) {
                 Ok(Err(problem)) => problem,
                 Ok(Ok(_)) => panic!("{what}: a manager started on it"),
                 Err(e) => panic!("{what}: start failed: {e}"),
@@ -835,7 +913,9 @@ mod tests {
         store::create(&root.raft_file(), 22).unwrap();
         let mut m = membership(Role::Manager, 11);
         root.save_membership(&m).unwrap();
-        let opened = open_store_at_start(&root, &mut m, &dek()).unwrap().unwrap();
+        let opened = open_store_at_start(&root, &mut m, &[dek()])
+            .unwrap()
+            .unwrap();
         assert_eq!(opened.owner, Some(22));
         assert_eq!(m.raft_id, 22);
         assert_eq!(root.load_membership().unwrap().unwrap().raft_id, 22);
@@ -850,14 +930,18 @@ mod tests {
         let mut m = membership(Role::Manager, 1);
         // The old store moved aside, the new one not yet in place.
         store::create(&backup, 1).unwrap();
-        let opened = open_store_at_start(&root, &mut m, &dek()).unwrap().unwrap();
+        let opened = open_store_at_start(&root, &mut m, &[dek()])
+            .unwrap()
+            .unwrap();
         assert_eq!(opened.owner, Some(1));
         assert!(!backup.exists());
         drop(opened);
         // The new one in place, still empty.
         std::fs::rename(&path, &backup).unwrap();
         store::create(&path, 2).unwrap();
-        let opened = open_store_at_start(&root, &mut m, &dek()).unwrap().unwrap();
+        let opened = open_store_at_start(&root, &mut m, &[dek()])
+            .unwrap()
+            .unwrap();
         assert_eq!((opened.owner, m.raft_id), (Some(1), 1));
         assert!(!backup.exists());
         drop(opened);
@@ -872,7 +956,9 @@ mod tests {
             ))
             .unwrap();
         }
-        let opened = open_store_at_start(&root, &mut m, &dek()).unwrap().unwrap();
+        let opened = open_store_at_start(&root, &mut m, &[dek()])
+            .unwrap()
+            .unwrap();
         assert_eq!((opened.owner, m.raft_id), (Some(2), 2));
         assert!(!backup.exists());
     }
@@ -897,6 +983,7 @@ mod tests {
             key_pem,
             cert_pem,
             dek,
+            pending_dek: None,
         };
         root.save_identity(&id, kek).unwrap();
         std::fs::write(root.ca_file(), ca.cert_pem()).unwrap();
@@ -1074,5 +1161,109 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(!root.membership_file().exists());
+    }
+
+    /// A manager killed during a rotation of its Raft store's key (node-identity.pem holds
+    /// the key and the pending one) starts, whichever key the store was sealed with when
+    /// it died (before the re-sealed copy was renamed over it, with a leftover copy beside
+    /// it, or after), and finishes the rotation: the pending key becomes the key, the old
+    /// one is gone from the identity and no longer opens the store.
+    #[test]
+    fn a_manager_killed_during_a_key_rotation_finishes_it_at_start() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "shoald needs root; run the tests as root"
+        );
+        for resealed in [false, true] {
+            let (dir, root) = root();
+            let (old, new) = (SealKey::generate(), SealKey::generate());
+            manager_files(&root, Some(old.clone()), None);
+            let mut id = root.load_identity(None).unwrap();
+            id.pending_dek = Some(new.clone());
+            root.save_identity(&id, None).unwrap();
+            let path = root.raft_file();
+            store::create(&path, 1).unwrap();
+            {
+                let mut opened = store::open(&path, &old).unwrap();
+                futures::executor::block_on(openraft::storage::RaftLogStorage::save_vote(
+                    &mut opened.log,
+                    &openraft::Vote::new(3, 1),
+                ))
+                .unwrap();
+                if resealed {
+                    assert!(opened.sm.rekey(&new).unwrap());
+                }
+            }
+            if !resealed {
+                std::fs::write(store::rekeying_path(&path), vec![0u8; 4096]).unwrap();
+            }
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                let daemon = Daemon::start(config(&dir, &root)).await.expect("start");
+                assert!(daemon.manager().is_some(), "resealed={resealed}");
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                while root.load_identity(None).unwrap().pending_dek.is_some() {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "resealed={resealed}: the rotation was not finished"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                daemon.stop_swarm_tasks().await;
+            });
+            drop(rt);
+            let id = root.load_identity(None).unwrap();
+            assert_eq!(id.dek.as_ref(), Some(&new), "resealed={resealed}");
+            assert!(!store::rekeying_path(&path).exists());
+            assert!(
+                matches!(store::open(&path, &old), Err(store::OpenError::WrongKey)),
+                "resealed={resealed}: the old key still opens the store"
+            );
+            let mut opened = store::open(&path, &new).expect("open with the new key");
+            let vote = futures::executor::block_on(openraft::storage::RaftLogStorage::read_vote(
+                &mut opened.log,
+            ))
+            .unwrap();
+            assert_eq!(vote, Some(openraft::Vote::new(3, 1)), "resealed={resealed}");
+        }
+    }
+
+    /// Autolock turned on (the node's keys go from the clear to sealed) records a new,
+    /// pending Raft key in the same write, and a manager re-seals its store with it; a
+    /// change of unlock key (sealed to sealed) and autolock turned off do not rotate it.
+    #[test]
+    fn sealing_a_managers_keys_rotates_its_raft_key_once() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let (dir, root) = root();
+            let old = SealKey::generate();
+            manager_files(&root, Some(old.clone()), None);
+            store::create(&root.raft_file(), 1).unwrap();
+            let daemon = Daemon::start(config(&dir, &root)).await.expect("start");
+            let mgr = daemon.manager().expect("a manager");
+            let kek = SealKey::generate();
+            daemon.set_kek(Some(kek.clone())).unwrap();
+            let id = root.load_identity(Some(&kek)).unwrap();
+            assert_eq!(id.dek.as_ref(), Some(&old));
+            let new = id.pending_dek.expect("no pending key after sealing");
+            assert_ne!(new, old);
+            // Here, or by the manager's autolock loop just before (either way it is done).
+            daemon.rotate_dek(&mgr.sm).unwrap();
+            let id = root.load_identity(Some(&kek)).unwrap();
+            assert_eq!((id.dek.as_ref(), id.pending_dek), (Some(&new), None));
+            // Another unlock key, then autolock off: the Raft key stays.
+            let kek2 = SealKey::generate();
+            daemon.set_kek(Some(kek2.clone())).unwrap();
+            daemon.set_kek(None).unwrap();
+            let id = root.load_identity(None).unwrap();
+            assert_eq!((id.dek.as_ref(), id.pending_dek), (Some(&new), None));
+            assert!(!daemon.rotate_dek(&mgr.sm).unwrap());
+            // On again: a new one.
+            daemon.set_kek(Some(kek)).unwrap();
+            daemon.rotate_dek(&mgr.sm).unwrap();
+            assert!(lock(&daemon.keys).pending_dek.is_none());
+            assert_ne!(lock(&daemon.keys).dek.as_ref(), Some(&new));
+            daemon.stop_swarm_tasks().await;
+        });
     }
 }
