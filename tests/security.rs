@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use shoal_ca::seal::SealKey;
 use shoal_control::api::ApiRequest;
 use shoal_control::peer::{self, PeerRequest, PeerResponse};
 use shoal_control::wire;
@@ -522,6 +523,119 @@ fn autolock_keeps_a_restarted_manager_locked_until_unlocked() {
         "{out}"
     );
     assert_ne!(key_in(&out), new_key);
+}
+
+/// The Raft store's key (the DEK in node-identity.pem) of a node's `data_root`, as a copy
+/// of its identity file holds it: `pem` read with `kek` (None: in the clear).
+fn raft_key_in(pem: &[u8], kek: Option<&SealKey>) -> Option<SealKey> {
+    let dir = std::env::temp_dir().join(format!(
+        "shoal-dek-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = shoal_control::daemon::files::DataRoot(dir.clone());
+    std::fs::write(root.identity_file(), pem).unwrap();
+    let id = root.load_identity(kek);
+    std::fs::remove_dir_all(&dir).unwrap();
+    id.ok()?.dek
+}
+
+/// Turning autolock on rotates every manager's Raft store key, as swarmkit rotates its
+/// raft DEK: a copy of node-identity.pem taken before (the key was in the clear then)
+/// does not open the store afterwards, so a secret created since is out of its reach.
+/// Checked as an auditor holding that copy would: its key against the store on disk
+/// (refused as another key's, with no secret in the clear in the file), and shoald itself
+/// started on the copy (it says the store was encrypted with another key). The node's
+/// own sealed identity then unlocks and serves the secret as before.
+#[test]
+fn turning_autolock_on_rotates_the_raft_store_key() {
+    const T: Duration = Duration::from_secs(20);
+    let s = Swarm::lab("dekrot", 2);
+    let addr = s.addr("vm1");
+    s.ok(
+        "vm1",
+        &[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            &addr,
+            "--dispatcher-heartbeat",
+            "1s",
+        ],
+    );
+    s.join("vm2", "vm1", "manager");
+    s.wait_node("vm1", "vm2", "Ready", "Reachable", T);
+    let copies: Vec<Vec<u8>> = ["vm1", "vm2"]
+        .iter()
+        .map(|n| file(&s, n, "node-identity.pem"))
+        .collect();
+    let old: Vec<SealKey> = copies
+        .iter()
+        .map(|c| raft_key_in(c, None).expect("a raft key in the clear"))
+        .collect();
+
+    let out = s.ok("vm1", &["swarm", "update", "--autolock"]);
+    let kek = SealKey::parse_unlock_key(&key_in(&out)).unwrap();
+    for (i, n) in ["vm1", "vm2"].iter().enumerate() {
+        wait_until(&format!("{n}'s raft key rotated"), T, || {
+            let id = file(&s, n, "node-identity.pem");
+            let new = raft_key_in(&id, Some(&kek))?;
+            (!contains(&id, "PENDING") && new != old[i]).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
+    }
+    let marker = "dek-rotation-secret-marker-5e1b";
+    let mut create = s
+        .lab
+        .command("vm1", &[SHOAL, "secret", "create", "db_pass", "-"])
+        .unwrap();
+    create
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    let mut child = create.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), marker.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    let secret_on_vm2 = || {
+        let ls = s.shoal("vm2", &["secret", "ls", "--format", "{{.Name}}"]);
+        (String::from_utf8_lossy(&ls.stdout).trim() == "db_pass").then_some(())
+    };
+    wait_until("vm2 has the secret", T, secret_on_vm2).unwrap();
+
+    // The old key against vm2's store, vm2 stopped (killed).
+    s.lab.stop("vm2").unwrap();
+    let raft = s.lab.data_root("vm2").join("raft.redb");
+    match shoal_control::raft::store::open(&raft, &old[1]) {
+        Err(shoal_control::raft::store::OpenError::WrongKey) => {}
+        Err(e) => panic!("the store did not open for another reason: {e}"),
+        Ok(_) => panic!("the key from before autolock still opens vm2's raft store"),
+    }
+    assert!(!contains(&file(&s, "vm2", "raft.redb"), marker));
+    // shoald on the old copy: the store is another key's.
+    let sealed = file(&s, "vm2", "node-identity.pem");
+    let identity = s.lab.data_root("vm2").join("node-identity.pem");
+    std::fs::write(&identity, &copies[1]).unwrap();
+    s.lab.start("vm2").unwrap();
+    assert_eq!(
+        s.ok("vm2", &["info", "--format", "{{.Swarm.LocalNodeState}}"])
+            .trim(),
+        "error"
+    );
+    let err = s.fails("vm2", &["secret", "ls"]);
+    assert!(
+        err.contains("it was encrypted with another key than this node's"),
+        "{err}"
+    );
+    // Its own identity back: locked, unlocked, the secret is there.
+    s.lab.stop("vm2").unwrap();
+    std::fs::write(&identity, &sealed).unwrap();
+    s.lab.start("vm2").unwrap();
+    let (ok, err) = unlock(&s, "vm2", &kek.to_unlock_key());
+    assert!(ok, "unlock: {err}\n{}", s.log_tails());
+    wait_until("vm2 serves the secret again", T, secret_on_vm2).unwrap();
 }
 
 /// Node certificates are renewed before they expire, as swarmkit renews them (between
