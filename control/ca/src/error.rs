@@ -41,6 +41,9 @@ pub enum CaError {
         #[source]
         source: rustls::Error,
     },
+    /// swarmkit's words for a cross-signed certificate that is not the new root's twin.
+    #[error("invalid intermediate chain - the first intermediate must have the same subject and public key as the signing cert")]
+    CrossSignedMismatch,
     #[error("{what}: {source}")]
     Verifier {
         what: &'static str,

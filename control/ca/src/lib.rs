@@ -19,5 +19,5 @@ pub use ca::{
 };
 pub use error::CaError;
 pub use pem::encode as pem_encode;
-pub use rotation::{issuer_info_of_ca, issuer_of_cert, IssuerInfo, MIN_ROOT_EXPIRATION};
+pub use rotation::{chains_to, issuer_info_of_ca, issuer_of_cert, IssuerInfo, MIN_ROOT_EXPIRATION};
 pub use token::{JoinToken, TokenError, DIGEST_LEN, SECRET_LEN, TOKEN_PREFIX};

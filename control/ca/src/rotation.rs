@@ -3,19 +3,22 @@
 //! intermediate) is trusted by nodes that still trust only the old root; which key issued
 //! a node's certificate tells whether the node has rotated.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, IsCa, KeyUsagePurpose,
     SubjectPublicKeyInfo,
 };
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::{CertificateDer, UnixTime};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::der_parser::asn1_rs::Tag;
 use x509_parser::x509::X509Name;
 
 use crate::ca::{parse_cert, random_serial, rcgen_err, to_offset};
 use crate::error::CaError;
-use crate::{pem, ClusterCa};
+use crate::{pem, tls, ClusterCa, Role};
 
 /// A root given for a rotation must be valid at least this much longer (swarmkit's
 /// `minRootExpiration`, one year).
@@ -58,7 +61,53 @@ impl ClusterCa {
         let cert = params
             .signed_by(&spki, self.issuer())
             .map_err(rcgen_err("cross-signing the new root CA"))?;
+        // rcgen rebuilds names attribute by attribute, one value per type: a subject it
+        // cannot reproduce byte for byte makes a certificate nothing chains through.
+        let cross = parse_cert(cert.der(), WHAT)?;
+        if cross.subject().as_raw() != new.subject().as_raw()
+            || cross.public_key().raw != new.public_key().raw
+        {
+            return Err(CaError::CrossSignedMismatch);
+        }
         Ok(cert.pem())
+    }
+
+    /// swarmkit's check that a signer produces certificates that chain: a throwaway node
+    /// certificate signed by this (new) root must verify against this root alone, and,
+    /// sent with the certificate `old` cross-signs for this root, against `old` alone.
+    fn check_signs_chains(&self, old: &ClusterCa) -> Result<(), String> {
+        const ID: &str = "root-rotation-check";
+        let (_, leaf_pem) = self
+            .issue_node(ID, Role::Manager, ID)
+            .map_err(|e| e.to_string())?;
+        let leaf = pem::first_cert(&leaf_pem, "node certificate").map_err(|e| e.to_string())?;
+        let unreproducible = || {
+            let parsed = parse_cert(&leaf, "node certificate").ok();
+            let this = parse_cert(self.cert_der(), "CA certificate").ok();
+            match (parsed, this) {
+                (Some(l), Some(c)) if l.issuer().as_raw() != c.subject().as_raw() => {
+                    " (its subject cannot be written byte for byte into the certificates it signs: \
+                     shoal keeps one value per attribute type, in one attribute per RDN)"
+                }
+                _ => "",
+            }
+        };
+        verify_chain(
+            std::slice::from_ref(&leaf),
+            std::slice::from_ref(self.cert_der()),
+        )
+        .map_err(|e| {
+            format!(
+                "certificates signed by the new root CA do not chain to it: {e}{}",
+                unreproducible()
+            )
+        })?;
+        let cross_pem = old.cross_sign(self.cert_pem()).map_err(|e| e.to_string())?;
+        let cross = pem::first_cert(&cross_pem, "cross-signed CA certificate")
+            .map_err(|e| e.to_string())?;
+        verify_chain(&[leaf, cross], std::slice::from_ref(old.cert_der())).map_err(|e| {
+            format!("certificates signed by the new root CA do not chain to the current one: {e}")
+        })
     }
 
     /// The new root a `swarm ca --rotate --ca-cert --ca-key` gives, checked as swarmkit
@@ -95,8 +144,37 @@ impl ClusterCa {
         if current.public_key().raw == cert.public_key().raw {
             return Err("Cannot update to a cert with an identical key".to_string());
         }
+        new.check_signs_chains(self)?;
         Ok(new)
     }
+}
+
+/// Whether the node certificate that starts `chain_pem` (the rest of `chain_pem` as
+/// intermediates) verifies against the roots of `roots_pem` alone, as a peer trusting
+/// only them would verify it.
+pub fn chains_to(chain_pem: &str, roots_pem: &str) -> Result<(), String> {
+    let chain = pem::certs(chain_pem, "node certificate").map_err(|e| e.to_string())?;
+    let roots = pem::certs(roots_pem, "CA certificate").map_err(|e| e.to_string())?;
+    verify_chain(&chain, &roots)
+}
+
+/// webpki's verdict on `chain` (leaf first, then intermediates) against `roots` alone.
+fn verify_chain(
+    chain: &[CertificateDer<'static>],
+    roots: &[CertificateDer<'static>],
+) -> Result<(), String> {
+    let mut store = rustls::RootCertStore::empty();
+    for root in roots {
+        store.add(root.clone()).map_err(|e| e.to_string())?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(store), tls::provider())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (leaf, intermediates) = chain.split_first().ok_or("no certificate")?;
+    verifier
+        .verify_client_cert(leaf, intermediates, UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// The subject and public key of the (first) certificate in `cert_pem`: what a node
@@ -258,6 +336,87 @@ mod tests {
         let (_, bare) = node_cert(&new, "n3", "");
         assert_eq!(issuer_of_cert(&bare, &both), Some(want_new));
         assert_eq!(issuer_of_cert(&bare, old.cert_pem()), None);
+    }
+
+    /// Made by `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes
+    /// -days 36500 -subj /DC=com/DC=example/CN=Root\ CA`: a valid root whose subject
+    /// repeats an attribute type, which rcgen cannot write back byte for byte.
+    const REPEATED_DC_CERT: &str = "\
+-----BEGIN CERTIFICATE-----
+MIIB2DCCAX2gAwIBAgIUVfZ1MHtIAngFtIWo4Aq+Gb9tGE0wCgYIKoZIzj0EAwIw
+QDETMBEGCgmSJomT8ixkARkWA2NvbTEXMBUGCgmSJomT8ixkARkWB2V4YW1wbGUx
+EDAOBgNVBAMMB1Jvb3QgQ0EwIBcNMjYxMTI4MDExMTAzWhgPMjEyNjExMDQwMTEx
+MDNaMEAxEzARBgoJkiaJk/IsZAEZFgNjb20xFzAVBgoJkiaJk/IsZAEZFgdleGFt
+cGxlMRAwDgYDVQQDDAdSb290IENBMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE
+fSPIdwXhYC/PrC/PSUpKPLCi8kXLc9Dpm06jHra27G08zZ89AF65lxP8A/uo3H2d
+rOoUaBs5TKilC7BKzhbjQ6NTMFEwHQYDVR0OBBYEFDXmCFRhIImoi0ebpwMXAJ0B
+j2TfMB8GA1UdIwQYMBaAFDXmCFRhIImoi0ebpwMXAJ0Bj2TfMA8GA1UdEwEB/wQF
+MAMBAf8wCgYIKoZIzj0EAwIDSQAwRgIhAM9z20GG+++3USHz9WoBz8S3qB6Wqe9U
+2yDLJcWkLzgpAiEA9HhZGLKoMcDnHyEZLHpmGlGhqhqMfEbJQd1IVx9xex0=
+-----END CERTIFICATE-----
+";
+    const REPEATED_DC_KEY: &str = "\
+-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgktlNXaY6TsDJkBwf
+GdC1UJAIfBChjj2qBnRxkFcwT8ahRANCAAR9I8h3BeFgL8+sL89JSko8sKLyRctz
+0OmbTqMetrbsbTzNnz0AXrmXE/wD+6jcfZ2s6hRoGzlMqKULsErOFuND
+-----END PRIVATE KEY-----
+";
+    /// The same with `-subj "/C=US/O=Example Org/CN=Example Root"` (mixed string types).
+    const OPENSSL_CERT: &str = "\
+-----BEGIN CERTIFICATE-----
+MIIBzDCCAXGgAwIBAgIUHePivx3Irbg2UdFpBQR3GllcgBkwCgYIKoZIzj0EAwIw
+OjELMAkGA1UEBhMCVVMxFDASBgNVBAoMC0V4YW1wbGUgT3JnMRUwEwYDVQQDDAxF
+eGFtcGxlIFJvb3QwIBcNMjYxMTI4MDExMTA0WhgPMjEyNjExMDQwMTExMDRaMDox
+CzAJBgNVBAYTAlVTMRQwEgYDVQQKDAtFeGFtcGxlIE9yZzEVMBMGA1UEAwwMRXhh
+bXBsZSBSb290MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEYnz3P4cAUjYygXHg
+tMlVOknzeN7EcnaAPAMmk+PgYbKBk258vE0xgPgolX13s0VPQmmWaOdYCM6BpxJx
+oczC6KNTMFEwHQYDVR0OBBYEFHKiG5voFT+FeXx9ThLWc84B7nMmMB8GA1UdIwQY
+MBaAFHKiG5voFT+FeXx9ThLWc84B7nMmMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZI
+zj0EAwIDSQAwRgIhAN+Rl/mlgQraas9y2jsQGdn9gc3G5nlM9/HDX8Dhq32EAiEA
+34UBjy4fVqLNM8w2rxsGgje03ZXMyjTmtCJ4dUSL3QE=
+-----END CERTIFICATE-----
+";
+    const OPENSSL_KEY: &str = "\
+-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgVyFkW8uHFmoBa9R1
+BtWPj4UHUX3KUkJRvLLuIZAotSChRANCAARifPc/hwBSNjKBceC0yVU6SfN43sRy
+doA8AyaT4+BhsoGTbny8TTGA+CiVfXezRU9CaZZo51gIzoGnEnGhzMLo
+-----END PRIVATE KEY-----
+";
+
+    /// A root whose subject shoal cannot copy into what it signs is refused: nodes would
+    /// never hold a certificate naming it as issuer and the rotation would never end.
+    /// Another root made by openssl is taken, and what it signs chains to either root.
+    #[test]
+    fn a_root_whose_certificates_would_not_chain_is_refused() {
+        let current = ClusterCa::generate().unwrap();
+        let err = current
+            .check_new_root(REPEATED_DC_CERT, REPEATED_DC_KEY)
+            .unwrap_err();
+        assert!(
+            err.starts_with("certificates signed by the new root CA do not chain to it: "),
+            "{err}"
+        );
+        assert!(err.contains("one value per attribute type"), "{err}");
+        assert!(matches!(
+            current.cross_sign(REPEATED_DC_CERT),
+            Err(CaError::CrossSignedMismatch)
+        ));
+        assert_eq!(
+            CaError::CrossSignedMismatch.to_string(),
+            "invalid intermediate chain - the first intermediate must have the same subject and public key as the signing cert"
+        );
+
+        let new = current.check_new_root(OPENSSL_CERT, OPENSSL_KEY).unwrap();
+        let cross = current.cross_sign(new.cert_pem()).unwrap();
+        let (_, rotated) = node_cert(&new, "n1", &cross);
+        accepted(current.cert_pem(), &rotated).unwrap();
+        accepted(new.cert_pem(), &rotated).unwrap();
+        assert_eq!(
+            issuer_of_cert(&rotated, current.cert_pem()),
+            Some(issuer_info_of_ca(new.cert_pem()).unwrap())
+        );
     }
 
     /// A root given by the user is checked as swarmkit checks it.

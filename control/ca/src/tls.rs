@@ -136,11 +136,11 @@ pub fn peer_ca_pem(conn: &CommonState) -> Option<String> {
 }
 
 /// Always the ring provider, never a process-wide default someone else installed.
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(ring::default_provider())
 }
 
-fn root_store(ca_pem: &str) -> Result<RootCertStore, CaError> {
+pub(crate) fn root_store(ca_pem: &str) -> Result<RootCertStore, CaError> {
     let mut roots = RootCertStore::empty();
     for cert in pem::certs(ca_pem, "CA certificate")? {
         roots
