@@ -56,6 +56,10 @@ pub fn decide(cluster: &ClusterInfo, req: &CaRotate) -> Result<Decision, String>
             }
             (Some(c), Some(k)) => (c, k),
         };
+    // The root is kept, compared, printed and sent to every node as canonical PEM, as
+    // swarmkit normalizes it: text around the block, CRLF line endings or a missing
+    // final newline would otherwise make the same root two texts.
+    let cert = &normalize(cert);
     if same_cert(cert, &cluster.ca_cert_pem) {
         ClusterCa::from_pem(cert, key).map_err(|e| invalid(key_error(e)))?;
         return Ok(Decision::Abort);
@@ -76,10 +80,15 @@ fn key_error(e: shoal_ca::CaError) -> String {
     }
 }
 
-/// Whether two PEM texts hold the same certificate (swarmkit compares them normalized).
+/// `pem` in canonical form; as given if it holds no certificate (the checks say so).
+fn normalize(pem: &str) -> String {
+    shoal_ca::normalize_certs(pem).unwrap_or_else(|_| pem.to_string())
+}
+
+/// Whether two PEM texts hold the same certificates (swarmkit compares them normalized).
 fn same_cert(a: &str, b: &str) -> bool {
     matches!(
-        (shoal_ca::ca_digest(a), shoal_ca::ca_digest(b)),
+        (shoal_ca::normalize_certs(a), shoal_ca::normalize_certs(b)),
         (Ok(x), Ok(y)) if x == y
     )
 }
@@ -272,6 +281,48 @@ mod tests {
         );
         cluster.root_rotation = Some(second);
         assert!(must_rotate(&cluster, Some(&rotated_once)));
+    }
+
+    /// A root given in another PEM form than the canonical one (CRLF, no final newline,
+    /// text around the block) is kept canonical: nodes report it as they trust it, so the
+    /// rotation's progress sees every node trusting it. Any form of it is still the same
+    /// root; a bundle that starts with the swarm's root is not that root.
+    #[test]
+    fn a_given_root_is_kept_in_canonical_pem() {
+        let (mut cluster, old) = cluster_with_ca();
+        let new = ClusterCa::generate().unwrap();
+        let messy = |pem: &str| {
+            format!(
+                "subject=CN = swarm-ca\r\n{}",
+                pem.trim_end().replace('\n', "\r\n")
+            )
+        };
+        let given = |cert: String, key: &str| CaRotate {
+            ca_cert_pem: Some(cert),
+            ca_key_pem: Some(key.into()),
+            cert_expiry_s: None,
+        };
+        let Decision::Start(r) =
+            decide(&cluster, &given(messy(new.cert_pem()), new.key_pem())).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(r.ca_cert_pem, new.cert_pem());
+        assert_eq!(crate::types::first_pem_cert(&r.ca_cert_pem), r.ca_cert_pem);
+        cluster.root_rotation = Some(r);
+        assert!(matches!(
+            decide(&cluster, &given(messy(new.cert_pem()), new.key_pem())).unwrap(),
+            Decision::Unchanged
+        ));
+        assert!(matches!(
+            decide(&cluster, &given(messy(old.cert_pem()), old.key_pem())).unwrap(),
+            Decision::Abort
+        ));
+        let bundle = format!("{}{}", old.cert_pem(), new.cert_pem());
+        assert_eq!(
+            decide(&cluster, &given(bundle, old.key_pem())).unwrap_err(),
+            "rpc error: code = InvalidArgument desc = the desired CA certificate cannot contain multiple certificates"
+        );
     }
 
     /// `--ca-cert`/`--ca-key` as swarmkit takes them.

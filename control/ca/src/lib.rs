@@ -18,6 +18,6 @@ pub use ca::{
     ClusterCa, NodeIdentity, Role, CA_COMMON_NAME, CA_VALIDITY, NODE_CERT_VALIDITY,
 };
 pub use error::CaError;
-pub use pem::encode as pem_encode;
+pub use pem::{encode as pem_encode, normalize_certs};
 pub use rotation::{chains_to, issuer_info_of_ca, issuer_of_cert, IssuerInfo, MIN_ROOT_EXPIRATION};
 pub use token::{JoinToken, TokenError, DIGEST_LEN, SECRET_LEN, TOKEN_PREFIX};

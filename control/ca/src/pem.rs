@@ -52,6 +52,16 @@ pub(crate) fn encode_cert(der: &[u8]) -> String {
     encode("CERTIFICATE", der)
 }
 
+/// Every certificate of `pem_text`, re-encoded from its DER in canonical PEM (LF line
+/// endings, 64 columns, a newline after each block, nothing around them): swarmkit's
+/// `NormalizePEMs`, so that the same certificates are the same text.
+pub fn normalize_certs(pem_text: &str) -> Result<String, CaError> {
+    Ok(certs(pem_text, "certificate")?
+        .iter()
+        .map(|c| encode_cert(c))
+        .collect())
+}
+
 /// `bytes` as a PEM block labelled `label`, with 64-column lines.
 pub fn encode(label: &str, bytes: &[u8]) -> String {
     let b64 = STANDARD.encode(bytes);
