@@ -636,8 +636,13 @@ impl Daemon {
             .root
             .load_identity(keys.kek.as_ref())
             .map_err(|e| e.to_string())?;
-        if shoal_ca::issuer_of_cert(&id.cert_pem, ca_pem).is_none() {
-            return Err("this node's certificate does not chain to the swarm's new root CA".into());
+        // Verified against those roots alone, the rest of the node's chain (a cross-signed
+        // intermediate) as intermediates only: that it is signed by a certificate this
+        // node holds says nothing about whether the roots vouch for that certificate.
+        if let Err(e) = shoal_ca::chains_to(&id.cert_pem, ca_pem) {
+            return Err(format!(
+                "this node's certificate does not chain to the swarm's new root CA: {e}"
+            ));
         }
         let (tls, _) = tls_identity(ca_pem, &id.key_pem, &id.cert_pem)
             .map_err(|e| format!("the swarm's roots cannot be used: {e}"))?;
@@ -1226,6 +1231,45 @@ mod tests {
             .unwrap();
             assert_eq!(vote, Some(openraft::Vote::new(3, 1)), "resealed={resealed}");
         }
+    }
+
+    /// A node takes new roots only if its certificate chains to them: a cross-signed
+    /// intermediate it holds does not make its certificate chain to any roots.
+    #[test]
+    fn trust_is_taken_only_for_roots_the_certificate_chains_to() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let (dir, root) = root();
+            let old = shoal_ca::ClusterCa::generate().unwrap();
+            let new = shoal_ca::ClusterCa::generate().unwrap();
+            let other = shoal_ca::ClusterCa::generate().unwrap();
+            let cross = old.cross_sign(new.cert_pem()).unwrap();
+            let (key_pem, csr) = shoal_ca::new_node_key().unwrap();
+            let cert = new.sign_csr(&csr, "n1", Role::Worker, "c1").unwrap();
+            let id = files::Identity {
+                key_pem,
+                cert_pem: format!("{cert}{cross}"),
+                dek: None,
+                pending_dek: None,
+            };
+            root.save_identity(&id, None).unwrap();
+            std::fs::write(root.ca_file(), old.cert_pem()).unwrap();
+            root.save_membership(&membership(Role::Worker, 0)).unwrap();
+            let daemon = Daemon::start(config(&dir, &root)).await.expect("start");
+            let trusted = || std::fs::read_to_string(root.ca_file()).unwrap();
+            let e = daemon.install_trust(other.cert_pem()).unwrap_err();
+            assert!(
+                e.starts_with("this node's certificate does not chain to the swarm's new root CA"),
+                "{e}"
+            );
+            assert_eq!(trusted(), old.cert_pem());
+            let both = format!("{}{}", old.cert_pem(), new.cert_pem());
+            daemon.install_trust(&both).unwrap();
+            assert_eq!(trusted(), both);
+            daemon.install_trust(new.cert_pem()).unwrap();
+            assert_eq!(trusted(), new.cert_pem());
+            daemon.stop_swarm_tasks().await;
+        });
     }
 
     /// Autolock turned on (the node's keys go from the clear to sealed) records a new,
