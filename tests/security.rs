@@ -550,7 +550,8 @@ fn raft_key_in(pem: &[u8], kek: Option<&SealKey>) -> Option<SealKey> {
 /// Checked as an auditor holding that copy would: its key against the store on disk
 /// (refused as another key's, with no secret in the clear in the file), and shoald itself
 /// started on the copy (it says the store was encrypted with another key). The node's
-/// own sealed identity then unlocks and serves the secret as before.
+/// own sealed identity then unlocks and serves the secret as before. The TLS keys, in the
+/// clear before too, are replaced: each manager's certificate is renewed with a new key.
 #[test]
 fn turning_autolock_on_rotates_the_raft_store_key() {
     const T: Duration = Duration::from_secs(20);
@@ -586,6 +587,25 @@ fn turning_autolock_on_rotates_the_raft_store_key() {
             let new = raft_key_in(&id, Some(&kek))?;
             (!contains(&id, "PENDING") && new != old[i]).then_some(())
         })
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
+    }
+    // The TLS keys were in the clear too: each manager renews its certificate with a new
+    // key, as swarmkit does.
+    let tls_key = |pem: &[u8]| {
+        let text = String::from_utf8_lossy(pem);
+        let at = text.find("-----BEGIN CERTIFICATE-----")?;
+        Some(spki_b64(&text[at..]))
+    };
+    for (i, n) in ["vm1", "vm2"].iter().enumerate() {
+        let before = tls_key(&copies[i]).expect("a certificate");
+        wait_until(
+            &format!("{n}'s certificate renewed with a new key"),
+            T,
+            || {
+                let id = file(&s, n, "node-identity.pem");
+                (!contains(&id, "RENEW") && tls_key(&id)? != before).then_some(())
+            },
+        )
         .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
     }
     let marker = "dek-rotation-secret-marker-5e1b";

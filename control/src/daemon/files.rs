@@ -79,6 +79,9 @@ impl DataRoot {
                 (None, _) => {}
             }
         }
+        if id.renew_cert {
+            pem.push_str(&shoal_ca::pem_encode(RENEW_CERT, RENEW_CERT_BODY));
+        }
         pem.push_str(&id.cert_pem);
         write_atomic(&self.identity_file(), pem.as_bytes(), 0o600)?;
         for old in [self.key_file(), self.cert_file()] {
@@ -115,6 +118,7 @@ impl DataRoot {
                     cert_pem: read(self.cert_file())?,
                     dek: None,
                     pending_dek: None,
+                    renew_cert: false,
                 })
             }
             Err(e) => Err(e.into()),
@@ -217,6 +221,11 @@ pub struct Identity {
     /// autolock was turned on until the store is re-sealed and `dek` becomes this. The
     /// store is sealed with one of the two.
     pub pending_dek: Option<SealKey>,
+    /// The TLS key was on disk in the clear before this file was sealed (autolock turned
+    /// on): the node is to get a new key and certificate, as swarmkit renews then. Kept
+    /// with the sealing, so that a crash before the renewal does not forget it; a new
+    /// certificate's identity is saved without it.
+    pub renew_cert: bool,
 }
 
 impl std::fmt::Debug for Identity {
@@ -225,6 +234,7 @@ impl std::fmt::Debug for Identity {
             .field("cert_pem", &self.cert_pem)
             .field("dek", &self.dek.as_ref().map(|_| ".."))
             .field("pending_dek", &self.pending_dek.as_ref().map(|_| ".."))
+            .field("renew_cert", &self.renew_cert)
             .finish_non_exhaustive()
     }
 }
@@ -249,6 +259,9 @@ const SEALED_DEK: &str = "SHOAL SEALED RAFT DEK";
 /// The key a rotation is re-sealing the Raft store with, in the clear or sealed.
 const PLAIN_PENDING_DEK: &str = "SHOAL PENDING RAFT DEK";
 const SEALED_PENDING_DEK: &str = "SHOAL SEALED PENDING RAFT DEK";
+/// Present when the node's certificate is to be renewed with a new key (`renew_cert`).
+const RENEW_CERT: &str = "SHOAL RENEW CERTIFICATE";
+const RENEW_CERT_BODY: &[u8] = b"the TLS key was in the clear";
 
 /// The PEM blocks of `pem` before its first certificate, as (label, whole block text).
 fn blocks_before_cert(pem: &str) -> Option<(Vec<(&str, &str)>, &str)> {
@@ -296,6 +309,7 @@ fn parse_identity(pem: &str, kek: Option<&SealKey>) -> Result<Option<Identity>, 
     let mut key_pem = None;
     let mut dek = None;
     let mut pending = None;
+    let mut renew_cert = false;
     for (label, block) in blocks {
         match label {
             SEALED_KEY => {
@@ -315,6 +329,7 @@ fn parse_identity(pem: &str, kek: Option<&SealKey>) -> Result<Option<Identity>, 
             SEALED_PENDING_DEK => {
                 pending = Some(open(block)?.and_then(|b| SealKey::from_bytes(&b)))
             }
+            RENEW_CERT => renew_cert = true,
             _ => return Ok(None),
         }
     }
@@ -333,6 +348,7 @@ fn parse_identity(pem: &str, kek: Option<&SealKey>) -> Result<Option<Identity>, 
         cert_pem: cert.to_string(),
         dek,
         pending_dek,
+        renew_cert,
     }))
 }
 
@@ -378,6 +394,7 @@ mod tests {
             cert_pem: cert.to_string(),
             dek,
             pending_dek: None,
+            renew_cert: false,
         }
     }
 
@@ -442,6 +459,25 @@ mod tests {
         // Autolock off again: back in the clear.
         root.save_identity(&id, None).unwrap();
         assert!(!root.identity_is_sealed().unwrap());
+        assert_eq!(root.load_identity(Some(&kek)).unwrap(), id);
+        fs::remove_dir_all(&root.0).unwrap();
+    }
+
+    /// A renewal asked for is kept in the file, sealed or not, and read back.
+    #[test]
+    fn a_renewal_asked_for_is_kept_in_the_identity() {
+        let root = scratch("renew");
+        let key = "-----BEGIN PRIVATE KEY-----\nAAA\n-----END PRIVATE KEY-----\n";
+        let cert = "-----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----\n";
+        let mut id = ident(key, cert, Some(SealKey::generate()));
+        id.renew_cert = true;
+        let kek = SealKey::generate();
+        for k in [None, Some(&kek)] {
+            root.save_identity(&id, k).unwrap();
+            assert_eq!(root.load_identity(k).unwrap(), id);
+        }
+        id.renew_cert = false;
+        root.save_identity(&id, Some(&kek)).unwrap();
         assert_eq!(root.load_identity(Some(&kek)).unwrap(), id);
         fs::remove_dir_all(&root.0).unwrap();
     }

@@ -460,8 +460,13 @@ impl Daemon {
             if locking && id.dek.is_some() && id.pending_dek.is_none() {
                 id.pending_dek = Some(SealKey::generate());
             }
+            // The TLS key sat in the clear until now: a new one, as swarmkit does.
+            id.renew_cert |= locking;
             true
         })?;
+        if id.renew_cert {
+            self.mark_cert_due();
+        }
         tracing::info!(
             sealed = kek.is_some(),
             "this node's keys on disk follow the swarm's autolock setting"
@@ -477,6 +482,13 @@ impl Daemon {
         keys.pending_dek = id.pending_dek;
         keys.kek = kek;
         Ok(())
+    }
+
+    /// Have the agent renew this node's certificate (with a new key) at its next heartbeat.
+    fn mark_cert_due(&self) {
+        if let Some(t) = lock(&self.cert_times).as_mut() {
+            t.renew_at = std::time::UNIX_EPOCH;
+        }
     }
 
     /// node-identity.pem read with the key in use (`keys`, whose lock the caller holds),
@@ -570,7 +582,10 @@ impl Daemon {
             .root
             .load_identity(keys.kek.as_ref())
             .map_err(|e| e.to_string())?;
-        let (tls, times) = tls_identity(&ca, &id.key_pem, &id.cert_pem)?;
+        let (tls, mut times) = tls_identity(&ca, &id.key_pem, &id.cert_pem)?;
+        if id.renew_cert {
+            times.renew_at = std::time::UNIX_EPOCH;
+        }
         self.tls.set(Some(tls));
         *lock(&self.cert_times) = Some(times);
         *lock(&self.tls_report) = Some(crate::types::NodeTlsInfo::of_node(&id.cert_pem, &ca));
@@ -611,6 +626,7 @@ impl Daemon {
                 cert_pem: cert_pem.to_string(),
                 dek: keys.dek.clone(),
                 pending_dek: keys.pending_dek.clone(),
+                renew_cert: false,
             };
             self.root
                 .save_identity(&id, keys.kek.as_ref())
@@ -989,6 +1005,7 @@ mod tests {
             cert_pem,
             dek,
             pending_dek: None,
+            renew_cert: false,
         };
         root.save_identity(&id, kek).unwrap();
         std::fs::write(root.ca_file(), ca.cert_pem()).unwrap();
@@ -1251,6 +1268,7 @@ mod tests {
                 cert_pem: format!("{cert}{cross}"),
                 dek: None,
                 pending_dek: None,
+                renew_cert: false,
             };
             root.save_identity(&id, None).unwrap();
             std::fs::write(root.ca_file(), old.cert_pem()).unwrap();
@@ -1268,6 +1286,42 @@ mod tests {
             assert_eq!(trusted(), both);
             daemon.install_trust(new.cert_pem()).unwrap();
             assert_eq!(trusted(), new.cert_pem());
+            daemon.stop_swarm_tasks().await;
+        });
+    }
+
+    /// Autolock turned on seals a TLS key that sat in the clear: the node is to renew its
+    /// certificate with a new key. The sealing write keeps that, so a restart before the
+    /// renewal still does it; a new certificate clears it, and a change of unlock key
+    /// (sealed to sealed) does not ask again.
+    #[test]
+    fn sealing_a_nodes_keys_asks_for_a_new_certificate() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let (dir, root) = root();
+            manager_files(&root, Some(dek()), None);
+            store::create(&root.raft_file(), 1).unwrap();
+            let daemon = Daemon::start(config(&dir, &root)).await.expect("start");
+            let due = || {
+                lock(&daemon.cert_times).is_some_and(|t| t.renew_at <= std::time::SystemTime::now())
+            };
+            assert!(!due(), "a fresh certificate is due");
+            let kek = SealKey::generate();
+            daemon.set_kek(Some(kek.clone())).unwrap();
+            assert!(due(), "no renewal asked for after sealing");
+            assert!(root.load_identity(Some(&kek)).unwrap().renew_cert);
+            // As after a restart: the certificate is due from what the file says.
+            *lock(&daemon.cert_times) = None;
+            daemon.load_tls().unwrap();
+            assert!(due(), "the renewal was forgotten");
+            let id = root.load_identity(Some(&kek)).unwrap();
+            daemon
+                .install_cert(&id.key_pem, &id.cert_pem, None)
+                .unwrap();
+            assert!(!due());
+            assert!(!root.load_identity(Some(&kek)).unwrap().renew_cert);
+            daemon.set_kek(Some(SealKey::generate())).unwrap();
+            assert!(!due(), "a change of unlock key asked for a renewal");
             daemon.stop_swarm_tasks().await;
         });
     }
