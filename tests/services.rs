@@ -2167,6 +2167,104 @@ fn tasks_get_docker_s_default_capabilities() {
     assert_eq!(inspect("all"), "[\"ALL\"] null\n");
 }
 
+/// The node's kernel settings as a docker container sees them (moby's ReadonlyPaths and
+/// MaskedPaths, a read-only /sys): a task running as root, its healthcheck (which passes
+/// only if its write fails) and `shoal exec` read /proc/sys but cannot write it, nor
+/// /proc/sysrq-trigger, nor /sys ("Read-only file system"), and the node's value stays;
+/// /proc/kcore and /proc/timer_list read empty, /sys/firmware is empty; a `--sysctl`
+/// of the task's own network namespace still takes effect.
+#[test]
+fn tasks_cannot_change_the_node_s_kernel_settings() {
+    require_root();
+    const SWAPPINESS: &str = "/proc/sys/vm/swappiness";
+    const RO: &str = "Read-only file system";
+    let node_value = std::fs::read_to_string(SWAPPINESS).unwrap();
+    let other = if node_value.trim() == "61" {
+        "62"
+    } else {
+        "61"
+    };
+    const CGROUP_PROBE: &str = "/sys/fs/cgroup/shoal-kro-probe";
+    /// Puts the node back as it was, should a task have changed it.
+    struct Restore(String);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = std::fs::write(SWAPPINESS, &self.0);
+            let _ = std::fs::remove_dir(CGROUP_PROBE);
+        }
+    }
+    let _restore = Restore(node_value.clone());
+    let s = Swarm::lab("kro", 1);
+    s.init("vm1");
+    let write = format!("echo {other} > {SWAPPINESS}");
+    let task = format!(
+        "if {write}; then echo task-wrote; else echo task-refused; fi; \
+         echo task-kcore=$(wc -c < /proc/kcore); exec sleep 600"
+    );
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "kro",
+            "--sysctl",
+            "net.core.somaxconn=1234",
+            "--health-cmd",
+            &format!("! ({write})"),
+            "--health-interval",
+            "200ms",
+            "--health-retries",
+            "1",
+            "busybox",
+            "sh",
+            "-c",
+            &task,
+        ],
+    );
+    // Running only once healthy: the healthcheck's write failed.
+    s.wait_running("kro", 1);
+    let logs = wait_until("the task's own write", T, || {
+        let logs = s.ok("vm1", &["service", "logs", "kro"]);
+        logs.contains("task-kcore=").then_some(logs)
+    })
+    .unwrap();
+    assert!(logs.contains("task-refused\n"), "{logs}");
+    assert!(logs.contains(RO), "{logs}");
+    assert!(logs.contains("task-kcore=0\n"), "{logs}");
+    let exec = |argv: &[&str]| s.shoal("vm1", &[&["exec", "kro.1"][..], argv].concat());
+    let refused = |argv: &[&str]| {
+        let out = exec(argv);
+        assert!(!out.status.success(), "{argv:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(RO), "{argv:?}: {err}");
+    };
+    refused(&["sh", "-c", &write]);
+    // `h` only prints sysrq's help to the kernel log, were it written.
+    refused(&["sh", "-c", "echo h > /proc/sysrq-trigger"]);
+    refused(&["touch", "/sys/kernel/uevent_seqnum"]);
+    refused(&["mkdir", CGROUP_PROBE]);
+    assert!(!std::path::Path::new(CGROUP_PROBE).exists());
+    assert_eq!(
+        std::fs::read_to_string(SWAPPINESS).unwrap(),
+        node_value,
+        "the node's vm.swappiness"
+    );
+    let stdout = |argv: &[&str]| {
+        let out = exec(argv);
+        assert!(out.status.success(), "{argv:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(stdout(&["cat", SWAPPINESS]), node_value, "readable");
+    assert_eq!(stdout(&["cat", "/proc/kcore"]), "", "masked");
+    assert_eq!(stdout(&["cat", "/proc/timer_list"]), "", "masked");
+    if std::fs::read_dir("/sys/firmware").is_ok_and(|mut d| d.next().is_some()) {
+        assert_eq!(stdout(&["ls", "-A", "/sys/firmware"]), "", "masked");
+    }
+    assert_eq!(stdout(&["cat", "/proc/sys/net/core/somaxconn"]), "1234\n");
+}
+
 /// `--group` / `--group-add` / `--group-rm` and `--oom-score-adj` reach the task's process
 /// (`id -G`, /proc/1/oom_score_adj through `shoal exec`), and an update rolls the task.
 /// Raised scores only: lowering one needs CAP_SYS_RESOURCE, which not every lab host has.

@@ -50,9 +50,10 @@ pub(crate) fn hostname(spec: &TaskRun) -> &str {
 }
 
 /// In the task's new mount namespace: stop propagation both ways, create the mounts'
-/// targets, make every mount read-only if asked (docker's `--read-only`), bind the
-/// mounts (parents before children), and mount a /proc for the new pid namespace (and,
-/// read-only, a fresh /dev/shm, as a container has its own).
+/// targets, make every mount read-only if asked (docker's `--read-only`) and /sys
+/// read-only in any case (masked paths hidden), bind the mounts (parents before
+/// children), and mount a /proc for the new pid namespace (and, read-only, a fresh
+/// /dev/shm, as a container has its own).
 pub(crate) fn mount_filesystems(mounts: &[BindMount], read_only: bool) -> Result<(), String> {
     mount(
         None::<&str>,
@@ -78,8 +79,12 @@ pub(crate) fn mount_filesystems(mounts: &[BindMount], read_only: bool) -> Result
     if read_only {
         sys::set_read_only_recursive("/", true).map_err(|e| format!("making / read-only: {e}"))?;
     }
+    // Before the task's own mounts, as docker mounts its read-only sysfs before them: a
+    // volume bound under /sys, or from it, stays as asked.
+    protect_sys()?;
     for (m, is_dir) in ordered.into_iter().zip(sources_are_dirs) {
-        bind(m, is_dir, read_only).map_err(|e| {
+        let under_read_only = read_only || is_under(&m.source, SYS);
+        bind(m, is_dir, under_read_only).map_err(|e| {
             format!(
                 "mounting {} on {}: {e}",
                 m.source.display(),
@@ -106,6 +111,127 @@ pub(crate) fn mount_filesystems(mounts: &[BindMount], read_only: bool) -> Result
         .map_err(|e| format!("mounting /dev/shm: {e}"))?;
     }
     Ok(())
+}
+
+const SYS: &str = "/sys";
+
+/// docker's ReadonlyPaths (moby's oci defaults): kernel settings of the whole node,
+/// read-only in the task once its own sysctls are written.
+const READ_ONLY_PROC_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// docker's MaskedPaths under /proc: what a container must not read (kernel memory,
+/// keys, timers, interrupts) shows empty.
+const MASKED_PROC_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+];
+
+/// docker's MaskedPaths under /sys (with each CPU's thermal_throttle, found at run time).
+const MASKED_SYS_PATHS: &[&str] = &["/sys/devices/virtual/powercap", "/sys/firmware"];
+
+fn is_under(path: &Path, dir: &str) -> bool {
+    let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    path.starts_with(dir)
+}
+
+/// The node's /sys, read-only in the task's mount namespace (every mount under it
+/// too, cgroupfs included: the shim and the daemon manage the task's cgroups from
+/// outside), with docker's masked paths hidden. docker mounts a fresh read-only sysfs;
+/// one of the task's network namespace cannot be mounted here, so the node's is bound.
+fn protect_sys() -> Result<(), String> {
+    if !Path::new(SYS).is_dir() {
+        return Ok(());
+    }
+    read_only_path(SYS)?;
+    let mut masked: Vec<String> = MASKED_SYS_PATHS.iter().map(|p| p.to_string()).collect();
+    if let Ok(cpus) = fs::read_dir("/sys/devices/system/cpu") {
+        for cpu in cpus.flatten() {
+            let name = cpu.file_name();
+            let name = name.to_string_lossy();
+            let numbered = name
+                .strip_prefix("cpu")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if numbered {
+                masked.push(format!("/sys/devices/system/cpu/{name}/thermal_throttle"));
+            }
+        }
+    }
+    masked.sort();
+    for path in &masked {
+        mask_path(path)?;
+    }
+    Ok(())
+}
+
+/// In the task's mount namespace, with its own /proc mounted and its sysctls written:
+/// docker's read-only and masked /proc paths (runc's way), so a root task can change
+/// no kernel setting of the node (its network namespace's sysctls are set only by
+/// `--sysctl`, before this).
+pub(crate) fn protect_proc() -> Result<(), String> {
+    for path in READ_ONLY_PROC_PATHS {
+        read_only_path(path)?;
+    }
+    for path in MASKED_PROC_PATHS {
+        mask_path(path)?;
+    }
+    Ok(())
+}
+
+/// `path` bound onto itself and made read-only with every mount under it; nothing if
+/// it does not exist.
+fn read_only_path(path: &str) -> Result<(), String> {
+    if !Path::new(path).exists() {
+        return Ok(());
+    }
+    mount(
+        Some(path),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| format!("binding {path} onto itself: {e}"))?;
+    sys::set_read_only_recursive(path, true).map_err(|e| format!("making {path} read-only: {e}"))
+}
+
+/// `path` hidden: an empty read-only tmpfs over a directory, /dev/null over a file;
+/// nothing if it does not exist.
+fn mask_path(path: &str) -> Result<(), String> {
+    let Ok(meta) = fs::metadata(path) else {
+        return Ok(());
+    };
+    let masked = if meta.is_dir() {
+        mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )
+    } else {
+        mount(
+            Some("/dev/null"),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+    };
+    masked.map_err(|e| format!("masking {path}: {e}"))
 }
 
 /// `under_read_only`: the source's own mount is read-only in this namespace, and a bind

@@ -310,6 +310,7 @@ fn task_init(
         .map_err(|e| format!("creating working directory {}: {e}", workdir.display()))?;
     namespaces::mount_filesystems(&spec.mounts, spec.read_only)?;
     options::apply_sysctls(&spec.sysctls)?;
+    namespaces::protect_proc()?;
     options::apply_rlimits(&spec.rlimits)?;
     if spec.oom_score_adj != 0 {
         std::fs::write("/proc/self/oom_score_adj", spec.oom_score_adj.to_string())

@@ -38,6 +38,10 @@ const TESTS: &[(&str, Test)] = &[
         container_options_apply_inside_the_task,
     ),
     (
+        "the_node_s_kernel_settings_are_read_only_in_the_task",
+        the_node_s_kernel_settings_are_read_only_in_the_task,
+    ),
+    (
         "a_given_network_namespace_is_joined",
         a_given_network_namespace_is_joined,
     ),
@@ -588,6 +592,47 @@ fn container_options_apply_inside_the_task() {
     let out = String::from_utf8_lossy(&out.stdout);
     assert!(out.starts_with("123\nCapEff:\t00000000a80405fb\n"), "{out}");
     assert!(out.contains("refused"), "{out}");
+}
+
+/// docker's read-only and masked paths: a root task with docker's capabilities reads
+/// /proc/sys but writes none of it (its sysctl was set before), nor /proc/sysrq-trigger
+/// nor /sys; /proc/kcore and /proc/timer_list read empty. The same in an exec'd command.
+fn the_node_s_kernel_settings_are_read_only_in_the_task() {
+    let f = Fixture::new("kernelro");
+    // Each write puts back the value read, so nothing changes even where it succeeds.
+    let script = "w() { cat \"$1\" > /tmp/shoal-kernelro.$$ && cat /tmp/shoal-kernelro.$$ > \"$1\" \
+                    && echo \"$1 writable\" || echo \"$1 read-only\"; rm -f /tmp/shoal-kernelro.$$; }; \
+         w /proc/sys/vm/swappiness; w /proc/sys/net/core/somaxconn; \
+         touch /sys/kernel/uevent_seqnum 2>/dev/null && echo sys=writable || echo sys=read-only; \
+         echo sysrq=$(cat /proc/sys/kernel/sysrq); \
+         echo somaxconn=$(cat /proc/sys/net/core/somaxconn); \
+         echo kcore=$(wc -c < /proc/kcore) timer_list=$(wc -c < /proc/timer_list); \
+         echo done";
+    let mut run = f.task("t", &format!("{script}; sleep 30"));
+    run.sysctls = [("net.core.somaxconn".to_string(), "1234".to_string())].into();
+    run.capabilities = Some(shoal_executor::effective_capabilities(&[], &[]));
+    f.start(&run);
+    let log = f.wait_log(&run.task_id, "done\n");
+    let expected = |log: &str| {
+        for line in [
+            "/proc/sys/vm/swappiness read-only\n",
+            "/proc/sys/net/core/somaxconn read-only\n",
+            "sys=read-only\n",
+            "somaxconn=1234\n",
+            "kcore=0 timer_list=0\n",
+        ] {
+            assert!(log.contains(line), "{line:?} in:\n{log}");
+        }
+        assert!(!log.contains("sysrq=\n"), "/proc/sys is readable: {log}");
+    };
+    expected(&log);
+    let out = f
+        .executor
+        .exec_command(&run.task_id, &sh(script))
+        .unwrap()
+        .output()
+        .unwrap();
+    expected(&String::from_utf8_lossy(&out.stdout));
 }
 
 /// With `netns` set, the task joins that namespace instead of an empty one.
