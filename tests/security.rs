@@ -628,8 +628,18 @@ fn turning_autolock_on_rotates_the_raft_store_key() {
     // The old key against vm2's store, vm2 stopped (killed).
     s.lab.stop("vm2").unwrap();
     let raft = s.lab.data_root("vm2").join("raft.redb");
-    match shoal_control::raft::store::open(&raft, &old[1]) {
-        Err(shoal_control::raft::store::OpenError::WrongKey) => {}
+    // The killed daemon's lock on the file can outlive it by moments (the kernel closes
+    // its files after the process is seen gone); shoald itself retries such an open.
+    use shoal_control::raft::store::OpenError;
+    let opened = wait_until("vm2's store free of the killed daemon's lock", T, || {
+        match shoal_control::raft::store::open(&raft, &old[1]) {
+            Err(e) if !e.is_unusable() => None,
+            other => Some(other),
+        }
+    })
+    .unwrap();
+    match opened {
+        Err(OpenError::WrongKey) => {}
         Err(e) => panic!("the store did not open for another reason: {e}"),
         Ok(_) => panic!("the key from before autolock still opens vm2's raft store"),
     }
