@@ -52,10 +52,12 @@ impl TaskCounts {
             return TaskCounts::default();
         };
         let mut counts = TaskCounts::default();
+        // Never waits: `info` answers on the daemon's runtime.
         for id in exec.list() {
-            match exec.status(&id) {
-                shoal_executor::TaskStatus::Running { .. } => counts.running += 1,
-                _ => counts.stopped += 1,
+            if exec.is_running(&id) {
+                counts.running += 1;
+            } else {
+                counts.stopped += 1;
             }
         }
         counts

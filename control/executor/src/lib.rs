@@ -235,6 +235,18 @@ impl Executor {
             .map_or(TaskStatus::Missing, |code| TaskStatus::Exited { code })
     }
 
+    /// Whether the task's recorded init is alive now, without [`Executor::status`]'s
+    /// wait for the exit code of one that has just ended (for counts, not decisions).
+    pub fn is_running(&self, task_id: &str) -> bool {
+        let Ok(dir) = self.dir(task_id) else {
+            return false;
+        };
+        dir.read_exit().is_none()
+            && dir
+                .read_json::<Pids>(PIDS)
+                .is_ok_and(|pids| pids.task.is_alive())
+    }
+
     /// The task's stop signal (SIGTERM unless its spec names another) to the task's
     /// init; after `grace`, SIGKILL to everything in its cgroup. As in Docker, an init
     /// that installed no handler for it ignores the signal (it is pid 1 of its
