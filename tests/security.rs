@@ -312,6 +312,20 @@ fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
+/// `shoal secret create NAME -` on `node`, the value on its stdin (never in argv).
+fn create_secret(s: &Swarm, node: &str, name: &str, value: &str) {
+    let mut create = s
+        .lab
+        .command(node, &[SHOAL, "secret", "create", name, "-"])
+        .unwrap();
+    create
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    let mut child = create.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), value.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
 /// The key in the unlock message docker prints (init --autolock, update, unlock-key).
 fn key_in(out: &str) -> String {
     out.split_whitespace()
@@ -352,16 +366,7 @@ fn autolock_keeps_a_restarted_manager_locked_until_unlocked() {
     s.wait_node("vm1", "vm2", "Ready", "Reachable", T);
     let marker = "autolock-secret-marker-91c2";
     const MARKER_B64: &str = "YXV0b2xvY2stc2VjcmV0LW1hcmtlci05MWMy";
-    let mut create = s
-        .lab
-        .command("vm1", &[SHOAL, "secret", "create", "db_pass", "-"])
-        .unwrap();
-    create
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null());
-    let mut child = create.spawn().unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), marker.as_bytes()).unwrap();
-    assert!(child.wait().unwrap().success());
+    create_secret(&s, "vm1", "db_pass", marker);
     assert_eq!(s.ok("vm1", &["swarm", "unlock-key", "-q"]).trim(), key);
     assert_eq!(
         s.ok(
@@ -556,18 +561,7 @@ fn raft_key_in(pem: &[u8], kek: Option<&SealKey>) -> Option<SealKey> {
 fn turning_autolock_on_rotates_the_raft_store_key() {
     const T: Duration = Duration::from_secs(20);
     let s = Swarm::lab("dekrot", 2);
-    let addr = s.addr("vm1");
-    s.ok(
-        "vm1",
-        &[
-            "swarm",
-            "init",
-            "--advertise-addr",
-            &addr,
-            "--dispatcher-heartbeat",
-            "1s",
-        ],
-    );
+    s.init("vm1");
     s.join("vm2", "vm1", "manager");
     s.wait_node("vm1", "vm2", "Ready", "Reachable", T);
     let copies: Vec<Vec<u8>> = ["vm1", "vm2"]
@@ -609,16 +603,7 @@ fn turning_autolock_on_rotates_the_raft_store_key() {
         .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tails()));
     }
     let marker = "dek-rotation-secret-marker-5e1b";
-    let mut create = s
-        .lab
-        .command("vm1", &[SHOAL, "secret", "create", "db_pass", "-"])
-        .unwrap();
-    create
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null());
-    let mut child = create.spawn().unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), marker.as_bytes()).unwrap();
-    assert!(child.wait().unwrap().success());
+    create_secret(&s, "vm1", "db_pass", marker);
     let secret_on_vm2 = || {
         let ls = s.shoal("vm2", &["secret", "ls", "--format", "{{.Name}}"]);
         (String::from_utf8_lossy(&ls.stdout).trim() == "db_pass").then_some(())
