@@ -2,7 +2,7 @@
 //! `cli/command/swarm/progress/root_rotation.go`): the desired root's digest, how many
 //! nodes hold a certificate from the desired issuer, and how many trust the desired root.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -69,15 +69,7 @@ pub(crate) fn update<W: Write>(
 /// Wait until the rotation converges, drawing docker's progress on stdout (nothing with
 /// `quiet`). Ctrl-C ends the wait; the rotation goes on.
 pub async fn wait(host: &str, quiet: bool) -> Result<(), ApiError> {
-    let stdout = std::io::stdout();
-    let tty = !quiet && stdout.is_terminal();
-    let out: Box<dyn Write> = if quiet {
-        Box::new(std::io::sink())
-    } else {
-        Box::new(stdout)
-    };
-    let width = if tty { super::terminal_width() } else { 200 };
-    let mut screen = Screen::new(out, tty, width);
+    let mut screen = Screen::stdout(quiet);
     start(&mut screen);
     screen.flush();
     let mut done = false;

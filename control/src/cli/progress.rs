@@ -83,6 +83,22 @@ pub struct Screen<W: Write> {
     ids: HashMap<String, usize>,
 }
 
+impl Screen<Box<dyn Write>> {
+    /// The CLI's stdout as docker's progress writes it: kept in place on a terminal (its
+    /// width), one line per update on a pipe, nothing at all when `quiet`.
+    pub fn stdout(quiet: bool) -> Self {
+        let stdout = std::io::stdout();
+        let tty = !quiet && stdout.is_terminal();
+        let out: Box<dyn Write> = if quiet {
+            Box::new(std::io::sink())
+        } else {
+            Box::new(stdout)
+        };
+        let width = if tty { super::terminal_width() } else { 200 };
+        Screen::new(out, tty, width)
+    }
+}
+
 impl<W: Write> Screen<W> {
     pub fn new(out: W, tty: bool, width: u16) -> Self {
         Screen {
@@ -495,15 +511,7 @@ impl<W: Write> Progress<W> {
 /// progress on stdout (nothing with `quiet`). Errors (exit 1) when an update or rollback
 /// pauses.
 pub async fn wait(host: &str, service: &str, quiet: bool) -> Result<(), ApiError> {
-    let stdout = std::io::stdout();
-    let tty = !quiet && stdout.is_terminal();
-    let out: Box<dyn Write> = if quiet {
-        Box::new(std::io::sink())
-    } else {
-        Box::new(stdout)
-    };
-    let width = if tty { super::terminal_width() } else { 200 };
-    let mut p = Progress::new(Screen::new(out, tty, width), service);
+    let mut p = Progress::new(Screen::stdout(quiet), service);
     loop {
         let svc = match call(
             host,
