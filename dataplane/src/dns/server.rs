@@ -1,18 +1,21 @@
 //! The resolver's sockets in a task's namespace, its UDP and TCP loops, and forwarding to the upstream resolvers.
 
 use std::fs::File;
+use std::future::Future;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use nix::sched::{setns, CloneFlags};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::timeout;
-use tracing::debug;
+use tracing::{debug, error};
 
 use super::answer::{self, Reply};
 use super::{DnsError, DnsView, Upstreams, FORWARD_TIMEOUT, RESOLVER_ADDR};
@@ -53,10 +56,16 @@ impl Resolver {
         let udp = UdpSocket::from_std(udp).map_err(|e| bind_error("udp", e))?;
         let tcp = TcpListener::from_std(tcp).map_err(|e| bind_error("tcp", e))?;
         let upstreams: Upstreams = upstreams.into();
-        let tasks = vec![
-            tokio::spawn(serve_udp(Arc::new(udp), view.clone(), upstreams.clone())),
-            tokio::spawn(serve_tcp(tcp, view, upstreams)),
-        ];
+        let (udp, tcp) = (Arc::new(udp), Arc::new(tcp));
+        let (v, u, ns) = (view.clone(), upstreams.clone(), netns.to_path_buf());
+        let udp_loop = served_again_after_panic("udp", ns, move || {
+            serve_udp(udp.clone(), v.clone(), u.clone())
+        });
+        let ns = netns.to_path_buf();
+        let tcp_loop = served_again_after_panic("tcp", ns, move || {
+            serve_tcp(tcp.clone(), view.clone(), upstreams.clone())
+        });
+        let tasks = vec![tokio::spawn(udp_loop), tokio::spawn(tcp_loop)];
         Ok(Resolver { tasks })
     }
 
@@ -109,6 +118,26 @@ async fn bind_in_netns(
         .map_err(DnsError::Thread)?;
     rx.await
         .map_err(|_| DnsError::ThreadDied(netns.to_path_buf()))?
+}
+
+/// Runs `serve()` again whenever it panics. No input makes the loops panic by design,
+/// but should one ever (a bug), the task keeps its resolver: it would otherwise stop
+/// answering in silence, as a tokio task keeps its panic to itself. The sockets stay
+/// bound meanwhile; what the loop had in flight (forwarded queries, TCP clients) is
+/// dropped with it.
+async fn served_again_after_panic<F, Fut>(what: &'static str, netns: PathBuf, mut serve: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    while AssertUnwindSafe(serve()).catch_unwind().await.is_err() {
+        error!(
+            netns = %netns.display(),
+            "dns: the {what} loop of a task's resolver panicked (a bug: please report it); serving again"
+        );
+        // Not a busy loop should it panic at once every time.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn serve_udp(
@@ -167,7 +196,7 @@ async fn serve_udp(
 }
 
 async fn serve_tcp(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     view: watch::Receiver<Arc<DnsView>>,
     upstreams: Upstreams,
 ) {
@@ -304,4 +333,27 @@ async fn write_framed(stream: &mut TcpStream, message: &[u8]) -> std::io::Result
     framed.extend_from_slice(&len.to_be_bytes());
     framed.extend_from_slice(message);
     stream.write_all(&framed).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A loop that panics is run again; one that returns is done.
+    #[tokio::test]
+    async fn a_panicking_loop_is_served_again() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let r = runs.clone();
+        served_again_after_panic("udp", PathBuf::from("/test"), move || {
+            let r = r.clone();
+            async move {
+                if r.fetch_add(1, Ordering::SeqCst) < 2 {
+                    panic!("boom");
+                }
+            }
+        })
+        .await;
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+    }
 }
