@@ -3,11 +3,14 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # Debian packages the build (clang-19 and libbpf-dev for the eBPF programs), the lab,
 # the tests (python3 for their small TCP/UDP clients and servers), the demo and the
-# benchmarks (wrk, haproxy, nftables, nginx-light) need.
-PACKAGES := iproute2 iputils-ping curl procps prometheus bc bind9-dnsutils iperf3 \
-            python3 clang-19 libbpf-dev wrk haproxy nftables nginx-light
+# benchmarks (wrk, haproxy, nftables, nginx-light) need; systemd's systemd-analyze checks
+# the shipped unit file.
+BUILD_PACKAGES := clang-19 libbpf-dev
+PACKAGES := $(BUILD_PACKAGES) iproute2 iputils-ping curl procps prometheus bc bind9-dnsutils \
+            iperf3 python3 wrk haproxy nftables nginx-light systemd
+PREFIX ?= /usr/local
 
-.PHONY: all deps build test unit-test lab-test demo bench lint fmt clean
+.PHONY: all deps build-deps build test unit-test lab-test demo bench install uninstall lint fmt clean
 
 all: build
 
@@ -19,6 +22,10 @@ deps:
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+
+# Only what building needs (clang-19 and libbpf-dev), for `make install` on a real host.
+build-deps:
+	@$(MAKE) --no-print-directory deps PACKAGES="$(BUILD_PACKAGES)"
 
 build: deps
 	$(CARGO) build --workspace --bins
@@ -39,6 +46,15 @@ bench: build
 	./bench/overlay.sh
 	./bench/lb.sh
 	./bench/lb-scale.sh
+
+# shoal and shoald in $(PREFIX)/bin, shoald's systemd unit in $(PREFIX)/lib/systemd/system
+# (DESTDIR= for a staging root).
+install: build-deps
+	$(CARGO) build --release -p shoal --bins
+	./scripts/install.sh --from target/release --prefix $(PREFIX) $(if $(DESTDIR),--destdir $(DESTDIR))
+
+uninstall:
+	./scripts/install.sh --uninstall --prefix $(PREFIX) $(if $(DESTDIR),--destdir $(DESTDIR))
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -13,6 +13,7 @@ pub mod orchestrator;
 pub mod peer;
 pub mod raft;
 pub mod secrets;
+pub mod service_manager;
 pub mod services;
 pub mod state;
 pub mod system_info;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use shoal_control::daemon::{Daemon, DaemonConfig, LbOptions, SwarmPortLimits};
 use shoal_control::raft::RaftTiming;
+use shoal_control::service_manager::Notifier;
 
 #[derive(Parser, Debug)]
 #[command(name = "shoald", version, about = "Shoal node daemon")]
@@ -158,6 +159,8 @@ fn main() -> anyhow::Result<()> {
     shoal_executor::maybe_run_shim();
     let args = Args::parse();
     limit_malloc_arenas();
+    // Before any thread: it takes $NOTIFY_SOCKET out of the environment.
+    let service_manager = Notifier::from_env();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(format!("{},openraft=warn", args.log_level))
@@ -240,12 +243,18 @@ fn main() -> anyhow::Result<()> {
             }
         };
         tracing::info!("shoald ready");
+        if let Err(e) = service_manager.notify("READY=1") {
+            tracing::warn!(error = %e, "telling the service manager shoald is ready");
+        }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
         tracing::info!("shoald stopping");
+        if let Err(e) = service_manager.notify("STOPPING=1") {
+            tracing::warn!(error = %e, "telling the service manager shoald is stopping");
+        }
         drop(daemon);
         Ok(())
     })
