@@ -1259,29 +1259,14 @@ pub fn updated_service(
     s.previous_dynamic_ports = svc.dynamic_ports.clone();
     // What a task publishes is part of it (swarmkit compares Task.Endpoint): a task made
     // without a host-mode port, or without an ingress address, cannot serve one.
-    let template_changed = spec.task_template != svc.spec.task_template
-        || spec.host_mode_ports() != svc.spec.host_mode_ports()
-        || needs_ingress(&spec) != needs_ingress(&svc.spec);
     s.spec = spec;
     s.spec_version += 1;
     s.updated_at = now;
-    if template_changed {
-        s.update_status = Some(UpdateStatus {
-            state: UpdateState::Updating,
-            started_at: now,
-            completed_at: None,
-            message: "update in progress".into(),
-        });
-    } else if !s
-        .update_status
-        .as_ref()
-        .is_some_and(|u| u.state.in_progress())
-    {
-        // swarmkit resets a finished update's status on every spec change, so a later
-        // `service scale` is not taken for a completed update (docker's progress would
-        // stop at once); one in progress goes on.
-        s.update_status = None;
-    }
+    // swarmkit's UpdateService resets the status on every spec change; the orchestrator
+    // starts an update (and a status) only when some task is out of date. A change no task
+    // needs (a scale, a placement every task's node still fits) shows none, and docker's
+    // progress then waits for the service to converge, as for any update.
+    s.update_status = None;
     s
 }
 
@@ -1680,11 +1665,55 @@ mod tests {
         assert!(tasks.iter().all(|t| task_up_to_date(&s, t, &scaled)));
         spec.task_template.force_update += 1;
         let forced = updated_service(&scaled, spec, Utc::now());
+        assert!(tasks.iter().all(|t| !task_up_to_date(&s, t, &forced)));
+        // The orchestrator, not the update itself, starts the update: tasks are outdated.
+        assert!(forced.update_status.is_none());
+        s.services.insert("svc1".into(), forced);
+        step(&mut s, &mut clock, Utc::now());
         assert_eq!(
-            forced.update_status.as_ref().unwrap().state,
+            s.services["svc1"].update_status.as_ref().unwrap().state,
             UpdateState::Updating
         );
-        assert!(tasks.iter().all(|t| !task_up_to_date(&s, t, &forced)));
+    }
+
+    /// A placement change every task's node still fits is no update: no task is replaced
+    /// and no update status appears (swarmkit resets it on the spec change and its updater
+    /// finds no dirty slot), so docker's progress waits for convergence instead of
+    /// returning on a "completed" update. One a task's node no longer fits is an update.
+    #[test]
+    fn a_placement_change_tasks_still_fit_is_no_update() {
+        let mut s = cluster(&["vm1", "vm2"]);
+        s.services.insert("svc1".into(), service(2));
+        let mut clock = UpdateClock::default();
+        step(&mut s, &mut clock, Utc::now());
+        run_all(&mut s);
+        let before: Vec<String> = tasks_of(&s, "svc1").iter().map(|t| t.id.clone()).collect();
+        let constrained = |s: &ClusterState, c: &str| {
+            let svc = s.services["svc1"].clone();
+            let mut spec = svc.spec.clone();
+            spec.task_template.placement = Some(shoal_spec::Placement {
+                constraints: vec![c.into()],
+                ..Default::default()
+            });
+            updated_service(&svc, spec, Utc::now())
+        };
+        let svc = constrained(&s, "node.hostname != vm9");
+        s.services.insert("svc1".into(), svc);
+        for _ in 0..3 {
+            step(&mut s, &mut clock, Utc::now() + Duration::seconds(30));
+            run_all(&mut s);
+        }
+        let after: Vec<String> = tasks_of(&s, "svc1").iter().map(|t| t.id.clone()).collect();
+        assert_eq!(before, after);
+        assert_eq!(s.services["svc1"].update_status, None);
+
+        let svc = constrained(&s, "node.hostname != vm2");
+        s.services.insert("svc1".into(), svc);
+        step(&mut s, &mut clock, Utc::now());
+        assert_eq!(
+            s.services["svc1"].update_status.as_ref().map(|u| u.state),
+            Some(UpdateState::Updating)
+        );
     }
 
     /// A slot keeps at most 5 tasks in all (the running one and 4 finished), the oldest
@@ -2108,11 +2137,12 @@ mod tests {
             .spec
             .endpoint_spec;
         let updated = updated_service(&svc, spec, Utc::now());
+        s.services.insert("svc1".into(), updated);
+        step(&mut s, &mut clock, Utc::now());
         assert_eq!(
-            updated.update_status.as_ref().map(|u| u.state),
+            s.services["svc1"].update_status.as_ref().map(|u| u.state),
             Some(UpdateState::Updating)
         );
-        s.services.insert("svc1".into(), updated);
         for _ in 0..6 {
             step(&mut s, &mut clock, Utc::now() + Duration::seconds(30));
             run_all(&mut s);
@@ -2599,12 +2629,12 @@ mod tests {
             parallelism: 0,
             ..Default::default()
         });
+        step(&mut s, &mut clock, Utc::now());
         let started = s.services["svc1"]
             .update_status
             .as_ref()
             .unwrap()
             .started_at;
-        step(&mut s, &mut clock, Utc::now());
         run_all(&mut s);
         fail_new(&mut s, 1);
         step(&mut s, &mut clock, Utc::now());

@@ -478,10 +478,12 @@ impl<W: Write> Progress<W> {
             let at = *self.converged_at.get_or_insert(now);
             let since = now.duration_since(at);
             if since <= self.monitor {
+                // docker prints wait/time.Second+1 with some time always gone since it
+                // converged: the whole seconds left, rounded up (5, not 6, for 5 s).
                 let wait = self.monitor - since;
                 let action = format!(
                     "Waiting {} seconds to verify that tasks are stable...",
-                    wait.as_secs() + 1
+                    wait.as_nanos().div_ceil(1_000_000_000).max(1)
                 );
                 self.screen.progress("verify", &action, 0, 0);
             }
@@ -725,7 +727,7 @@ mod tests {
              1/1: no suitable node (scheduling constraints not satisfied on 5 nodes)\n\
              overall progress: 0 out of 1 tasks\n\
              overall progress: 1 out of 1 tasks\n\
-             verify: Waiting 2 seconds to verify that tasks are stable...\n\
+             verify: Waiting 1 seconds to verify that tasks are stable...\n\
              verify: Waiting 1 seconds to verify that tasks are stable...\n\
              verify: Service web converged\n"
         );
@@ -750,7 +752,7 @@ mod tests {
              1/1:  \n\
              overall progress: rolling back update: 0 out of 1 tasks\n\
              overall progress: rolling back update: 1 out of 1 tasks\n\
-             verify: Waiting 2 seconds to verify that tasks are stable...\n"
+             verify: Waiting 1 seconds to verify that tasks are stable...\n"
         );
     }
 
