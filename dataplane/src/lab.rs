@@ -463,6 +463,7 @@ fn teardown(name: &str) -> Result<()> {
     if let Ok(entries) = fs::read_dir(&dir) {
         for e in entries.flatten() {
             crate::lb::remove_pins(&e.path().join("data"));
+            self::daemon::unpin_mount_ns(&e.path());
         }
     }
     match fs::remove_dir_all(&dir) {

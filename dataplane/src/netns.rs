@@ -170,6 +170,10 @@ pub fn set_up(netns: &str, link: &str) -> Result<(), NetnsError> {
     ip_in(netns, &["link", "set", "dev", link, "up"]).map(drop)
 }
 
+pub fn set_down(netns: &str, link: &str) -> Result<(), NetnsError> {
+    ip_in(netns, &["link", "set", "dev", link, "down"]).map(drop)
+}
+
 pub fn add_bridge(netns: &str, name: &str, mtu: u32) -> Result<(), NetnsError> {
     let mtu = mtu.to_string();
     ip_in(netns, &["link", "add", name, "mtu", &mtu, "type", "bridge"]).map(drop)

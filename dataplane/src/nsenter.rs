@@ -3,7 +3,8 @@
 //! `ip netns exec` gives the child a fresh sysfs (so /sys/class/net shows the
 //! namespace's links) and thereby hides /sys/fs/cgroup and /sys/fs/bpf. Here the
 //! child also gets a new mount namespace and a fresh sysfs, but the submounts of
-//! the old /sys are bound back in before it is replaced.
+//! the old /sys are bound back in before it is replaced. Or it joins a mount
+//! namespace made so before (a lab node's, which outlives its daemon).
 
 use std::ffi::CString;
 use std::fs::File;
@@ -24,6 +25,9 @@ pub struct NetnsEntry {
     /// (mount point below the old /sys, the same path below the scratch sysfs)
     carried: Vec<(CString, CString)>,
     cgroup_procs: Option<File>,
+    /// A mount namespace to join instead of making one, and the directory to work in
+    /// there (joining one moves the working directory to its root).
+    mount_ns: Option<(File, CString)>,
     new_session: bool,
     no_inherited_fds: bool,
 }
@@ -52,6 +56,7 @@ impl NetnsEntry {
             scratch: scratch_c,
             carried,
             cgroup_procs: None,
+            mount_ns: None,
             new_session: false,
             no_inherited_fds: false,
         })
@@ -61,6 +66,14 @@ impl NetnsEntry {
     pub fn cgroup(mut self, procs: File) -> Self {
         self.cgroup_procs = Some(procs);
         self
+    }
+
+    /// Joins the mount namespace `mount_ns` (an nsfs file of one made by an earlier
+    /// entry into the same network namespace, with its sysfs) instead of making a new one,
+    /// and works in `cwd` there.
+    pub fn join_mount_ns(mut self, mount_ns: File, cwd: &Path) -> io::Result<Self> {
+        self.mount_ns = Some((mount_ns, cstring(cwd.as_os_str().as_bytes())?));
+        Ok(self)
     }
 
     /// Also makes the child a session (and process group) leader, detached from our terminal.
@@ -112,6 +125,11 @@ impl NetnsEntry {
             nix::unistd::write(procs, b"0")?;
         }
         setns(&self.netns, CloneFlags::CLONE_NEWNET)?;
+        if let Some((mount_ns, cwd)) = &self.mount_ns {
+            setns(mount_ns, CloneFlags::CLONE_NEWNS)?;
+            nix::unistd::chdir(cwd.as_c_str())?;
+            return Ok(());
+        }
         unshare(CloneFlags::CLONE_NEWNS)?;
         // Our mounts must not propagate back to the host's mount namespace.
         mount(

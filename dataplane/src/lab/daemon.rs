@@ -125,6 +125,9 @@ pub(super) fn start_daemons(state: &LabState, nodes: &[&str], shoald: Option<&Pa
 fn spawn_and_wait(state: &LabState, nodes: &[&str], shoald: &Path) -> Result<()> {
     let mut pending = Vec::new();
     for node in nodes {
+        // Powered on again after a stop: back on the switch.
+        netns::set_up(&state.switch_netns, &state.node(node)?.name)
+            .with_context(|| format!("plugging {node} into the lab's switch"))?;
         pending.push((*node, spawn_daemon(state, node, shoald)?));
     }
     let deadline = Instant::now() + DAEMON_READY_TIMEOUT;
@@ -217,6 +220,13 @@ fn spawn_daemon(state: &LabState, node: &str, shoald: &Path) -> Result<Child> {
         .with_context(|| format!("preparing to enter {}", host.netns))?
         .new_session()
         .without_inherited_fds();
+    // A node that did not lose power keeps its mounts (its daemon's bind-mounted
+    // namespaces among them), as a host keeps them when only shoald restarts.
+    let pin = mount_ns_pin(&dir);
+    let pinned = pinned_mount_ns(&pin);
+    if let Some(mount_ns) = &pinned {
+        entry = entry.join_mount_ns(mount_ns.try_clone()?, &dir)?;
+    }
     if let Some(cgroup) = lab_cgroup(&state.name).map(|c| c.join(node)) {
         entry = entry.cgroup(open_cgroup_procs(&cgroup)?);
     }
@@ -232,8 +242,50 @@ fn spawn_daemon(state: &LabState, node: &str, shoald: &Path) -> Result<Child> {
     let pid_path = dir.join("shoald.pid");
     fs::write(&pid_path, format!("{}\n", child.id()))
         .with_context(|| format!("writing {}", pid_path.display()))?;
+    if pinned.is_none() {
+        // The child made its mount namespace before exec, which spawn waited for.
+        if let Err(e) = pin_mount_ns(child.id(), &pin) {
+            tracing::warn!(lab = %state.name, node, error = %e, "pinning the node's mount namespace: a later start of its daemon alone gets fresh mounts");
+        }
+    }
     tracing::info!(lab = %state.name, node, pid = child.id(), "started shoald");
     Ok(child)
+}
+
+/// Where a node's mount namespace is pinned (bind-mounted in the host's mount
+/// namespace) from its daemon's first start until the node loses power or the lab goes:
+/// a daemon started again alone (after kill -9) joins it, so it finds the namespaces
+/// its predecessor bind-mounted under its data root (tasks', networks'), as on a host.
+fn mount_ns_pin(node_dir: &Path) -> PathBuf {
+    node_dir.join("mntns")
+}
+
+/// The pinned mount namespace, if `pin` holds one.
+fn pinned_mount_ns(pin: &Path) -> Option<File> {
+    const NSFS_MAGIC: nix::sys::statfs::FsType = nix::sys::statfs::FsType(0x6e73_6673);
+    let fs = nix::sys::statfs::statfs(pin).ok()?;
+    (fs.filesystem_type() == NSFS_MAGIC)
+        .then(|| File::open(pin).ok())
+        .flatten()
+}
+
+fn pin_mount_ns(pid: u32, pin: &Path) -> io::Result<()> {
+    File::create(pin)?;
+    nix::mount::mount(
+        Some(Path::new(&format!("/proc/{pid}/ns/mnt"))),
+        pin,
+        None::<&Path>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&Path>,
+    )?;
+    Ok(())
+}
+
+/// Drops a node's pinned mount namespace (it ends with the last process in it).
+pub(super) fn unpin_mount_ns(node_dir: &Path) {
+    let pin = mount_ns_pin(node_dir);
+    let _ = nix::mount::umount2(&pin, nix::mount::MntFlags::MNT_DETACH);
+    let _ = fs::remove_file(&pin);
 }
 
 /// Creates a cgroup and opens its `cgroup.procs` for writing. Another lab's teardown
@@ -284,6 +336,12 @@ pub(super) fn stop_node(state: &LabState, node: &str) -> Result<()> {
             state.name
         );
     }
+    // Power loss: the node's mounts go with it, and its kernel answers nothing more
+    // (its eBPF programs answer other nodes' liveness probes, as a live host's do): its
+    // port on the switch goes down until the node is started again.
+    unpin_mount_ns(&state.node_dir(node));
+    netns::set_down(&state.switch_netns, &host.name)
+        .with_context(|| format!("unplugging {node} from the lab's switch"))?;
     tracing::info!(lab = %state.name, node, "stopped");
     Ok(())
 }
