@@ -1,10 +1,13 @@
 /* Prints "struct field offset size" for every field of the structs shared with
- * Rust, and "struct - 0 size" for each struct; ebpf/src/lib.rs's test compares. */
+ * Rust, "struct - 0 size" for each struct, and "const NAME value 0" for the
+ * constants Rust mirrors; ebpf/src/lib.rs's test compares. */
 #include <stddef.h>
 #include <stdio.h>
 #include "shoal_lb.h"
+#include "probe_wire.h"
 
 #define S(t) printf("%s - 0 %zu\n", #t, sizeof(struct t))
+#define K(c) printf("const %s %lld 0\n", #c, (long long)(c))
 #define F(t, f) printf("%s %s %zu %zu\n", #t, #f, offsetof(struct t, f), sizeof(((struct t *)0)->f))
 
 int main(void)
@@ -23,5 +26,6 @@ int main(void)
 	S(ov_ep); F(ov_ep, vtep); F(ov_ep, ifindex); F(ov_ep, vni); F(ov_ep, mac);
 	S(ov_net); F(ov_net, up_net); F(ov_net, up_node); F(ov_net, flags);
 	S(lb_counters); F(lb_counters, packets); F(lb_counters, bytes); F(lb_counters, new_flows); F(lb_counters, drops);
+	K(LB_PROBE_PORT); K(LB_PROBE_LEN); K(LB_PROBE_KIND); K(LB_PROBE_ANSWER);
 	return 0;
 }

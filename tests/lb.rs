@@ -580,6 +580,209 @@ fn open_connection_outlives_its_backends_removal() {
     let _ = client.wait();
 }
 
+/// Restarting shoald (kill -9, then started again) on the node of a connection's backend
+/// leaves the connection where it was: that node's data plane goes on answering the other
+/// nodes' liveness probes, so they never take it for dead and move its flows (which the
+/// new backend would reset). The restarted daemon finds the namespaces it had made (its
+/// tasks' embedded DNS answers), and a task it starts afterwards is served by the mesh.
+#[test]
+fn a_restarted_daemon_keeps_its_nodes_flows_and_networks() {
+    let s = Swarm::three("lbrst");
+    s.ok("vm1", &["network", "create", "-d", "overlay", "appnet"]);
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "echo",
+            "--mode",
+            "global",
+            "--network",
+            "appnet",
+            "--publish",
+            "9000:80",
+            "--constraint",
+            "node.hostname != vm1",
+            "demo",
+            "python3",
+            "-c",
+            LINGERING_SERVER,
+        ],
+    );
+    s.wait_running("echo", 2);
+    let vm1 = s.addr("vm1");
+    wait_until("the mesh answers on 9000", Duration::from_secs(30), || {
+        let out = s
+            .lab
+            .exec(CLIENT, &["python3", "-c", ONE_SHOT, &vm1])
+            .unwrap();
+        (!String::from_utf8_lossy(&out.stdout).trim().is_empty()).then_some(())
+    })
+    .unwrap();
+    let mut client = s
+        .lab
+        .command(CLIENT, &["python3", "-c", CLIENT_SCRIPT, &vm1, "9000"])
+        .unwrap()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    let mut stdout = BufReader::new(client.stdout.take().unwrap());
+    let mut ask = || {
+        stdin.write_all(b"go\n").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        line.trim().to_string()
+    };
+    let first = wait_until(
+        "the connection is answered",
+        Duration::from_secs(30),
+        || {
+            let t = ask();
+            (!t.is_empty()).then_some(t)
+        },
+    )
+    .unwrap();
+    let node_id = s.ok("vm1", &["inspect", "--format", "{{.NodeID}}", &first]);
+    let node = s
+        .ok(
+            "vm1",
+            &[
+                "node",
+                "inspect",
+                "--format",
+                "{{.Description.Hostname}}",
+                node_id.trim(),
+            ],
+        )
+        .trim()
+        .to_string();
+    let task_pid = s.ok(
+        "vm1",
+        &[
+            "inspect",
+            "--format",
+            "{{.Status.ContainerStatus.PID}}",
+            &first,
+        ],
+    );
+
+    let pid_file = s.lab.log_path(&node).with_file_name("shoald.pid");
+    let daemon: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // Gone, or a zombie waiting for the lab (its parent here) to reap it.
+    wait_until("the daemon gone", Duration::from_secs(10), || {
+        let stat = std::fs::read_to_string(format!("/proc/{daemon}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next());
+        matches!(state, None | Some('Z') | Some('X')).then_some(())
+    })
+    .unwrap();
+    s.lab.start(&node).unwrap();
+
+    // The restarted daemon's task still has its resolver (its namespaces were found).
+    let last = std::cell::RefCell::new(String::new());
+    let answers = wait_until(
+        "the task's DNS answers again",
+        Duration::from_secs(30),
+        || {
+            let out = s.shoal(
+                "vm1",
+                &[
+                    "exec",
+                    &first,
+                    "dig",
+                    "+short",
+                    "+time=1",
+                    "+tries=1",
+                    "@127.0.0.11",
+                    "tasks.echo",
+                ],
+            );
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            *last.borrow_mut() = format!("{text}{}", String::from_utf8_lossy(&out.stderr));
+            (out.status.success() && text.lines().count() == 2).then_some(text)
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: last {:?}\n{}", last.borrow(), s.log_tail(&node)));
+    assert_eq!(answers.lines().count(), 2, "{answers}");
+    // The held connection never moved (a reset would end the client).
+    for _ in 0..3 {
+        assert_eq!(ask(), first, "the open connection moved or broke");
+    }
+    assert_eq!(
+        s.ok(
+            "vm1",
+            &[
+                "inspect",
+                "--format",
+                "{{.Status.ContainerStatus.PID}}",
+                &first
+            ]
+        ),
+        task_pid,
+        "the task was restarted"
+    );
+    let vm1_log = std::fs::read_to_string(s.lab.log_path("vm1")).unwrap();
+    assert!(
+        !vm1_log
+            .lines()
+            .any(|l| l.contains("data-plane liveness changed") && l.contains(node_id.trim())),
+        "vm1 took {node} for dead while only its daemon restarted:\n{}",
+        s.log_tail("vm1")
+    );
+    drop(stdin);
+    let _ = client.wait();
+
+    // A task the restarted daemon starts is served by the mesh.
+    s.ok(
+        "vm1",
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "late",
+            "--network",
+            "appnet",
+            "--publish",
+            "9001:80",
+            "--constraint",
+            &format!("node.hostname == {node}"),
+            "demo",
+            "python3",
+            "-c",
+            LINGERING_SERVER,
+        ],
+    );
+    s.wait_running("late", 1);
+    let late = "import socket,sys; s=socket.create_connection((sys.argv[1],9001),timeout=3); s.sendall(b'x\\n'); print(s.makefile().readline().strip())";
+    for _ in 0..5 {
+        let served = wait_until(
+            "the late task answers through vm1",
+            Duration::from_secs(30),
+            || {
+                let out = s.lab.exec(CLIENT, &["python3", "-c", late, &vm1]).unwrap();
+                let t = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                (!t.is_empty()).then_some(t)
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tail(&node)));
+        assert!(!served.is_empty());
+    }
+}
+
 /// `shoal debug lb [NODE] --format json` on `on`, parsed.
 /// The same, None while the command fails (a node's load balancer answers
 /// "starting; try again" until its programs are loaded): for waiting loops.
@@ -1765,7 +1968,9 @@ fn forged_probe_answers_do_not_revive_a_silent_node() {
     )
     .unwrap();
 
-    // vm2 drops every probe: vm1 marks it down.
+    // vm1's probes to vm2 are dropped on their way out (vm2's data plane answers
+    // them before its firewall could drop them): vm1 marks vm2 down.
+    let vm2 = s.addr("vm2");
     for argv in [
         &["nft", "add", "table", "inet", "forgetest"][..],
         &[
@@ -1774,8 +1979,8 @@ fn forged_probe_answers_do_not_revive_a_silent_node() {
             "chain",
             "inet",
             "forgetest",
-            "in",
-            "{ type filter hook input priority 0 ; }",
+            "out",
+            "{ type filter hook output priority 0 ; }",
         ],
         &[
             "nft",
@@ -1783,14 +1988,17 @@ fn forged_probe_answers_do_not_revive_a_silent_node() {
             "rule",
             "inet",
             "forgetest",
-            "in",
+            "out",
+            "ip",
+            "daddr",
+            &vm2,
             "udp",
             "dport",
             "7946",
             "drop",
         ],
     ] {
-        s.host_ok("vm2", argv);
+        s.host_ok("vm1", argv);
     }
     wait_until("vm2's backend down on vm1", Duration::from_secs(5), || {
         (vm2_state(&s)? == "down").then_some(())
@@ -1799,7 +2007,6 @@ fn forged_probe_answers_do_not_revive_a_silent_node() {
 
     // The client forges answers "from" vm2 for 3 s; vm1 never takes vm2 back.
     let vm1 = s.addr("vm1");
-    let vm2 = s.addr("vm2");
     let mut forger = s
         .lab
         .command(CLIENT, &["python3", "-c", FORGE_ANSWERS, &vm2, &vm1, "3"])
@@ -1826,8 +2033,8 @@ fn forged_probe_answers_do_not_revive_a_silent_node() {
         "vm2 came back on forged answers in {up} of {} reports",
         seen.len()
     );
-    // vm2 answers again: back in vm1's load balancer.
-    s.host_ok("vm2", &["nft", "delete", "table", "inet", "forgetest"]);
+    // vm2 is probed again: back in vm1's load balancer.
+    s.host_ok("vm1", &["nft", "delete", "table", "inet", "forgetest"]);
     let unblocked = Instant::now();
     wait_until("vm2's backend active again", Duration::from_secs(5), || {
         (vm2_state(&s)? == "active").then_some(())

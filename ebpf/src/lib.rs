@@ -63,6 +63,12 @@ pub const CFG_F_DSR: u32 = 4;
 /// server return (`LB_DSR_MAC1`).
 pub const LB_DSR_MAC1: u8 = 0x44;
 pub const OV_MAX_ENDPOINTS: u32 = 65536;
+/// The data-plane liveness probes (`probe_wire.h`): their UDP port, payload length, and
+/// the kinds of a probe and of its answer.
+pub const LB_PROBE_PORT: u16 = 7946;
+pub const LB_PROBE_LEN: usize = 17;
+pub const LB_PROBE_KIND: u8 = 2;
+pub const LB_PROBE_ANSWER: u8 = 3;
 /// `ov_net.flags`: the ingress network.
 pub const OV_NET_F_INGRESS: u32 = 1;
 
@@ -233,6 +239,16 @@ mod tests {
     }
 
     #[test]
+    fn rust_constants_match_the_c_ones() {
+        let c = c_layout();
+        let k = |name: &str| c[&("const".to_string(), name.to_string())].0;
+        assert_eq!(k("LB_PROBE_PORT"), usize::from(LB_PROBE_PORT));
+        assert_eq!(k("LB_PROBE_LEN"), LB_PROBE_LEN);
+        assert_eq!(k("LB_PROBE_KIND"), usize::from(LB_PROBE_KIND));
+        assert_eq!(k("LB_PROBE_ANSWER"), usize::from(LB_PROBE_ANSWER));
+    }
+
+    #[test]
     fn rust_mirrors_match_the_c_structs() {
         let c = c_layout();
         check!(c, "lb_svc_key", SvcKey, [addr, port, proto, scope]);
@@ -290,7 +306,11 @@ mod tests {
             [packets, bytes, new_flows, drops]
         );
         // Every struct of the C layout is checked above.
-        let structs: std::collections::BTreeSet<_> = c.keys().map(|(s, _)| s.clone()).collect();
+        let structs: std::collections::BTreeSet<_> = c
+            .keys()
+            .map(|(s, _)| s.clone())
+            .filter(|s| s != "const")
+            .collect();
         assert_eq!(structs.len(), 14, "{structs:?}");
     }
 

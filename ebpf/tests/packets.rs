@@ -29,9 +29,10 @@ use aya::{Ebpf, EbpfLoader};
 use shoal_ebpf::{
     flow_hash, Backend, Config, Counters, Ct, DsrKey, FlowKey, Frag, FragKey, OvEp, OvNet, Ret,
     Rev, Svc, SvcKey, BACKEND_ACTIVE, BACKEND_DOWN, BACKEND_TERMINATING, CFG_F_DSR, CFG_F_OVERLAY,
-    CFG_F_SNAT, CT_CLOSING, CT_ESTABLISHED, CT_STATES, CT_SYN, CT_UDP, MAGLEV_DEFAULT,
-    OV_FRAG_NEEDED, OV_LOCAL, OV_NET_F_INGRESS, OV_RX, OV_RX_REPLY, OV_SPLIT, OV_STATS, OV_TX,
-    OV_TX_DSR, OV_TX_MESH, PROGRAMS, SCOPE_NODEPORT, SCOPE_VIP, SVC_F_SNAT,
+    CFG_F_SNAT, CT_CLOSING, CT_ESTABLISHED, CT_STATES, CT_SYN, CT_UDP, LB_PROBE_ANSWER,
+    LB_PROBE_KIND, LB_PROBE_LEN, LB_PROBE_PORT, MAGLEV_DEFAULT, OV_FRAG_NEEDED, OV_LOCAL,
+    OV_NET_F_INGRESS, OV_RX, OV_RX_REPLY, OV_SPLIT, OV_STATS, OV_TX, OV_TX_DSR, OV_TX_MESH,
+    PROGRAMS, SCOPE_NODEPORT, SCOPE_VIP, SVC_F_SNAT,
 };
 
 // ---------------------------------------------------------------------------
@@ -4135,4 +4136,84 @@ fn oversized_mesh_requests_are_answered_or_split() {
     })
     .join()
     .unwrap_or_else(|e| panic::resume_unwind(e));
+}
+
+/// A liveness probe's payload: magic, kind, nonce (probe_wire.h).
+fn probe_payload(kind: u8) -> Vec<u8> {
+    let mut m = b"SHOALPRB".to_vec();
+    m.push(kind);
+    m.extend(0x0123_4567_89ab_cdefu64.to_be_bytes());
+    assert_eq!(m.len(), LB_PROBE_LEN);
+    m
+}
+
+fn probe(kind: u8) -> Pkt {
+    let port = LB_PROBE_PORT;
+    let mut p = Pkt::udp((NODE2, port), (NODE, port));
+    p.payload = probe_payload(kind);
+    p
+}
+
+/// The answer node_ingress makes of `p`: back where it came from, as the answer.
+fn probe_answer(p: &Pkt) -> Pkt {
+    let mut a = Pkt::udp((p.daddr, p.dport), (p.saddr, p.sport)).macs(p.smac, p.dmac);
+    a.payload = probe_payload(LB_PROBE_ANSWER);
+    a.no_udp_csum = p.no_udp_csum;
+    a
+}
+
+/// Other nodes' liveness probes are answered by the data plane, not shoald: back out
+/// of the interface they came in by (the verdict is the redirect), addresses, ports
+/// and MACs swapped, the kind made the answer's, every checksum right, a fresh TTL.
+/// Anything else to the probe port goes on to shoald's socket untouched.
+#[test]
+fn liveness_probes_are_answered_by_the_data_plane() {
+    use Prog::NodeIngress as NI;
+    let p = probe(LB_PROBE_KIND);
+    let spent_ttl = edit_ip(p.bytes(), |ip| ip[8] = 50);
+    let unchecked = probe(LB_PROBE_KIND).no_csum();
+    let mut longer = probe(LB_PROBE_KIND);
+    longer.payload.push(0);
+    let mut old = probe(0);
+    old.payload.truncate(9);
+    let raw = |prog, input: Vec<u8>, verdict, output: Option<&Pkt>| Step {
+        prog,
+        input,
+        verdict,
+        output: output.map_or(Out::Unchanged, |p| Out::Packet(p.bytes())),
+    };
+    run_table(vec![
+        Case {
+            name: "a probe is answered where it came from",
+            setup: nothing,
+            steps: vec![
+                step(NI, &p, TC_ACT_REDIRECT, Some(&probe_answer(&p))),
+                raw(NI, spent_ttl, TC_ACT_REDIRECT, Some(&probe_answer(&p))),
+            ],
+            check: no_check,
+        },
+        Case {
+            name: "a probe without a UDP checksum is answered without one",
+            setup: nothing,
+            steps: vec![step(
+                NI,
+                &unchecked,
+                TC_ACT_REDIRECT,
+                Some(&probe_answer(&unchecked)),
+            )],
+            check: no_check,
+        },
+        Case {
+            name: "answers, other lengths, old probes and other addresses go on",
+            setup: nothing,
+            steps: vec![
+                step(NI, &probe(LB_PROBE_ANSWER), TC_ACT_OK, None),
+                step(NI, &longer, TC_ACT_OK, None),
+                step(NI, &old, TC_ACT_OK, None),
+                step(NI, &p.clone().to(ELSEWHERE, LB_PROBE_PORT), TC_ACT_OK, None),
+                step(NI, &p.clone().to(NODE, LB_PROBE_PORT + 1), TC_ACT_OK, None),
+            ],
+            check: no_check,
+        },
+    ]);
 }

@@ -201,7 +201,11 @@ fn node_port(p: &LbPort) -> Frontend {
 }
 
 /// UDP port of the data-plane liveness probes between nodes (docker's gossip port).
-pub(crate) const PROBE_PORT: u16 = 7946;
+/// The probes are answered by the node's data plane (`ebpf/include/lb_probe.h`), so a
+/// node whose shoald restarts is not taken for dead; this loop sends them, takes the
+/// answers, and answers probes the data plane leaves to it (the nonce-less ones of
+/// earlier versions, and any while the programs are not attached).
+pub(crate) const PROBE_PORT: u16 = shoal_ebpf::LB_PROBE_PORT;
 /// How often each node is probed.
 const PROBE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 /// A node that has not answered for this long takes no new flows (and its flows
@@ -211,9 +215,9 @@ const PROBE_DOWN_AFTER: std::time::Duration = std::time::Duration::from_millis(4
 const PROBE_MAGIC: &[u8; 8] = b"SHOALPRB";
 /// A probe: magic, [`KIND_PROBE`], an 8-byte random nonce. The answer is the
 /// same with [`KIND_ANSWER`], echoing the nonce.
-const PROBE_LEN: usize = 17;
-const KIND_PROBE: u8 = 2;
-const KIND_ANSWER: u8 = 3;
+const PROBE_LEN: usize = shoal_ebpf::LB_PROBE_LEN;
+const KIND_PROBE: u8 = shoal_ebpf::LB_PROBE_KIND;
+const KIND_ANSWER: u8 = shoal_ebpf::LB_PROBE_ANSWER;
 /// The nonce-less probe of earlier versions (magic, 0); answered with (magic, 1)
 /// so such a peer still sees this node alive. Its answers never count here.
 const OLD_PROBE_LEN: usize = 9;

@@ -18,9 +18,11 @@
  * router would (ov_frag_needed, ov_split).
  *
  * An ICMP error about a mesh flow's reply (path MTU discovery) goes on to the
- * flow's backend (lb_icmp.h).
+ * flow's backend (lb_icmp.h). Other nodes' liveness probes are answered here
+ * (lb_probe.h).
  */
 #include "lb_icmp.h"
+#include "lb_probe.h"
 
 SEC("classifier")
 int lb_node_ingress(struct __sk_buff *skb)
@@ -42,6 +44,9 @@ int lb_node_ingress(struct __sk_buff *skb)
 		return lb_icmp_in(skb, cfg);
 	if (!bpf_map_lookup_elem(&lb_local_addrs, &p.key.daddr))
 		return TC_ACT_OK;
+	/* Another node asking whether this one forwards: the data plane answers. */
+	if (p.key.proto == IPPROTO_UDP && p.key.dport == bpf_htons(LB_PROBE_PORT))
+		return lb_probe_answer(skb, &p);
 	struct lb_svc_key sk = {
 		.addr = 0,
 		.port = p.key.dport,
