@@ -485,6 +485,79 @@ for line in sys.stdin:
     print(f.readline().decode().strip(), flush=True)
 "#;
 
+/// A connection from the client to `addr:9000`, held open: each `ask` sends a line and
+/// returns the task id the backend answers with ("" once the connection broke).
+struct HeldConnection {
+    client: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl HeldConnection {
+    /// Waits until the mesh answers on 9000 through `addr`, then opens the connection
+    /// and waits for its first answer: (the connection, the task that answered).
+    fn open(s: &Swarm, addr: &str) -> (HeldConnection, String) {
+        wait_until("the mesh answers on 9000", Duration::from_secs(30), || {
+            let out = s
+                .lab
+                .exec(CLIENT, &["python3", "-c", ONE_SHOT, addr])
+                .unwrap();
+            let served = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            (!served.is_empty()).then_some(())
+        })
+        .unwrap();
+        let mut client = s
+            .lab
+            .command(CLIENT, &["python3", "-c", CLIENT_SCRIPT, addr, "9000"])
+            .unwrap()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = client.stdin.take();
+        let stdout = BufReader::new(client.stdout.take().unwrap());
+        let mut held = HeldConnection {
+            client,
+            stdin,
+            stdout,
+        };
+        let first = wait_until(
+            "the connection is answered",
+            Duration::from_secs(10),
+            || {
+                let t = held.ask();
+                (!t.is_empty()).then_some(t)
+            },
+        )
+        .unwrap();
+        (held, first)
+    }
+
+    fn ask(&mut self) -> String {
+        let Some(stdin) = self.stdin.as_mut() else {
+            return String::new();
+        };
+        if stdin
+            .write_all(b"go\n")
+            .and_then(|()| stdin.flush())
+            .is_err()
+        {
+            return String::new();
+        }
+        let mut line = String::new();
+        let _ = self.stdout.read_line(&mut line);
+        line.trim().to_string()
+    }
+}
+
+impl Drop for HeldConnection {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.client.kill();
+        let _ = self.client.wait();
+    }
+}
+
 #[test]
 fn open_connection_outlives_its_backends_removal() {
     let s = Swarm::three("lbkeep");
@@ -520,36 +593,7 @@ fn open_connection_outlives_its_backends_removal() {
         let served = String::from_utf8_lossy(&out.stdout).trim().to_string();
         (!served.is_empty()).then_some(served)
     };
-    wait_until("the mesh answers on 9000", Duration::from_secs(15), || {
-        one_shot(&s)
-    })
-    .unwrap();
-    let mut client = s
-        .lab
-        .command(CLIENT, &["python3", "-c", CLIENT_SCRIPT, &vm1, "9000"])
-        .unwrap()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = client.stdin.take().unwrap();
-    let mut stdout = BufReader::new(client.stdout.take().unwrap());
-    let mut ask = || {
-        stdin.write_all(b"go\n").unwrap();
-        stdin.flush().unwrap();
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        line.trim().to_string()
-    };
-    let first = wait_until(
-        "the connection is answered",
-        Duration::from_secs(10),
-        || {
-            let t = ask();
-            (!t.is_empty()).then_some(t)
-        },
-    )
-    .unwrap();
+    let (mut held, first) = HeldConnection::open(&s, &vm1);
     // Drain the node of the task serving this connection: it is asked to stop
     // and ignores SIGTERM for its 60 s grace.
     let node = s.ok("vm1", &["inspect", "--format", "{{.NodeID}}", &first]);
@@ -574,10 +618,8 @@ fn open_connection_outlives_its_backends_removal() {
     }
     // ...while the old one still reaches its task.
     for _ in 0..3 {
-        assert_eq!(ask(), first, "the open connection moved or broke");
+        assert_eq!(held.ask(), first, "the open connection moved or broke");
     }
-    drop(stdin);
-    let _ = client.wait();
 }
 
 /// Restarting shoald (kill -9, then started again) on the node of a connection's backend
@@ -613,40 +655,7 @@ fn a_restarted_daemon_keeps_its_nodes_flows_and_networks() {
     );
     s.wait_running("echo", 2);
     let vm1 = s.addr("vm1");
-    wait_until("the mesh answers on 9000", Duration::from_secs(30), || {
-        let out = s
-            .lab
-            .exec(CLIENT, &["python3", "-c", ONE_SHOT, &vm1])
-            .unwrap();
-        (!String::from_utf8_lossy(&out.stdout).trim().is_empty()).then_some(())
-    })
-    .unwrap();
-    let mut client = s
-        .lab
-        .command(CLIENT, &["python3", "-c", CLIENT_SCRIPT, &vm1, "9000"])
-        .unwrap()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = client.stdin.take().unwrap();
-    let mut stdout = BufReader::new(client.stdout.take().unwrap());
-    let mut ask = || {
-        stdin.write_all(b"go\n").unwrap();
-        stdin.flush().unwrap();
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        line.trim().to_string()
-    };
-    let first = wait_until(
-        "the connection is answered",
-        Duration::from_secs(30),
-        || {
-            let t = ask();
-            (!t.is_empty()).then_some(t)
-        },
-    )
-    .unwrap();
+    let (mut held, first) = HeldConnection::open(&s, &vm1);
     let node_id = s.ok("vm1", &["inspect", "--format", "{{.NodeID}}", &first]);
     let node = s
         .ok(
@@ -671,24 +680,7 @@ fn a_restarted_daemon_keeps_its_nodes_flows_and_networks() {
         ],
     );
 
-    let pid_file = s.lab.log_path(&node).with_file_name("shoald.pid");
-    let daemon: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    // Gone, or a zombie waiting for the lab (its parent here) to reap it.
-    wait_until("the daemon gone", Duration::from_secs(10), || {
-        let stat = std::fs::read_to_string(format!("/proc/{daemon}/stat")).unwrap_or_default();
-        let state = stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next());
-        matches!(state, None | Some('Z') | Some('X')).then_some(())
-    })
-    .unwrap();
+    s.kill_daemon(&node);
     s.lab.start(&node).unwrap();
 
     // The restarted daemon's task still has its resolver (its namespaces were found).
@@ -719,7 +711,7 @@ fn a_restarted_daemon_keeps_its_nodes_flows_and_networks() {
     assert_eq!(answers.lines().count(), 2, "{answers}");
     // The held connection never moved (a reset would end the client).
     for _ in 0..3 {
-        assert_eq!(ask(), first, "the open connection moved or broke");
+        assert_eq!(held.ask(), first, "the open connection moved or broke");
     }
     assert_eq!(
         s.ok(
@@ -742,8 +734,7 @@ fn a_restarted_daemon_keeps_its_nodes_flows_and_networks() {
         "vm1 took {node} for dead while only its daemon restarted:\n{}",
         s.log_tail("vm1")
     );
-    drop(stdin);
-    let _ = client.wait();
+    drop(held);
 
     // A task the restarted daemon starts is served by the mesh.
     s.ok(

@@ -1139,26 +1139,7 @@ fn daemon_restart_keeps_tasks() {
     );
     let pid: i32 = pid.trim().parse().unwrap();
     // Kill only the daemon.
-    let daemon: i32 =
-        std::fs::read_to_string(s.lab.data_root("vm1").parent().unwrap().join("shoald.pid"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    // Gone, or a zombie waiting for the lab (its parent here) to reap it.
-    wait_until("daemon gone", T, || {
-        let stat = std::fs::read_to_string(format!("/proc/{daemon}/stat")).unwrap_or_default();
-        let state = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.chars().next());
-        matches!(state, None | Some('Z') | Some('X')).then_some(())
-    })
-    .unwrap();
+    s.kill_daemon("vm1");
     assert!(
         std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "task died with the daemon"

@@ -228,6 +228,28 @@ impl Swarm {
 
     /// One HTTP request from the lab's client namespace (curl, 2 s); the body
     /// on success.
+    /// kill -9 of `node`'s shoald alone (its tasks and data plane stay), waiting until it
+    /// is gone (or a zombie for the lab, its parent here, to reap).
+    pub fn kill_daemon(&self, node: &str) {
+        let pid_file = self.lab.log_path(node).with_file_name("shoald.pid");
+        let daemon: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()))
+            .trim()
+            .parse()
+            .unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(daemon),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        wait_until("the daemon gone", Duration::from_secs(10), || {
+            let stat = std::fs::read_to_string(format!("/proc/{daemon}/stat")).unwrap_or_default();
+            let state = stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next());
+            matches!(state, None | Some('Z') | Some('X')).then_some(())
+        })
+        .unwrap();
+    }
+
     /// Runs `argv` in a node's (or the client's) namespace; panics with its output
     /// when it fails (setting up a lab's links, addresses and routes).
     pub fn host_ok(&self, host: &str, argv: &[&str]) {
