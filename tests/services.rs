@@ -726,6 +726,84 @@ fn pending_tasks_explain_themselves() {
     .unwrap();
     s.ok("vm1", &["node", "update", "--label-add", "disk=ssd", "vm2"]);
     wait_running_on(&s, "picky", &["vm2"]);
+
+    // swarmkit's other keys: `node.ip` (an address or a network) places by address, an
+    // engine label Shoal nodes lack is "" (so `!=` holds everywhere, `==` nowhere), and a
+    // key no node has is accepted and leaves the task pending, explained.
+    let vm2 = s.addr("vm2");
+    for (name, mode, constraint) in [
+        ("by-ip", "replicated", format!("node.ip == {vm2}")),
+        ("by-net", "replicated", format!("node.ip != {vm2}/32")),
+        (
+            "no-engine-label",
+            "global",
+            "engine.labels.x != y".to_string(),
+        ),
+        (
+            "engine-label",
+            "replicated",
+            "engine.labels.x == y".to_string(),
+        ),
+        ("no-such-key", "replicated", "node.foo == x".to_string()),
+    ] {
+        s.ok(
+            "vm1",
+            &[
+                "service",
+                "create",
+                "-d",
+                "--name",
+                name,
+                "--mode",
+                mode,
+                "--constraint",
+                &constraint,
+                "busybox",
+                "sleep",
+                "600",
+            ],
+        );
+    }
+    wait_running_on(&s, "by-ip", &["vm2"]);
+    wait_running_on(&s, "by-net", &["vm1"]);
+    wait_running_on(&s, "no-engine-label", &["vm1", "vm2"]);
+    for name in ["engine-label", "no-such-key"] {
+        wait_until(&format!("{name} pending, explained"), T, || {
+            let err = s.ok(
+                "vm1",
+                &[
+                    "service",
+                    "ps",
+                    "--no-trunc",
+                    "--format",
+                    "{{.CurrentState}}|{{.Error}}",
+                    name,
+                ],
+            );
+            (err.starts_with("Pending ")
+                && err.contains(
+                    "|no suitable node (scheduling constraints not satisfied on 2 nodes)",
+                ))
+            .then_some(())
+        })
+        .unwrap();
+    }
+    // A bad expression: swarmkit's parser's error, which gRPC reports as `Unknown`.
+    let err = s.fails(
+        "vm1",
+        &[
+            "service",
+            "update",
+            "-d",
+            "--constraint-add",
+            "node.hostname = vm1",
+            "picky",
+        ],
+    );
+    assert_eq!(
+        err.trim_end(),
+        "Error response from daemon: rpc error: code = Unknown desc = constraint expected one operator from ==, !="
+    );
 }
 
 /// Global mode follows nodes joining, draining and leaving.

@@ -47,6 +47,7 @@ fn node_info(n: &NodeRecord) -> NodeInfo {
     NodeInfo {
         id: n.id.clone(),
         hostname: n.description.hostname.clone(),
+        addr: n.addr.clone(),
         role: n.spec.role.to_string(),
         os: n.description.os.clone(),
         arch: n.description.architecture.clone(),

@@ -66,6 +66,7 @@ fn cluster() -> (Vec<NodeInfo>, Vec<Service>) {
         .map(|i| NodeInfo {
             id: rng.id(),
             hostname: format!("node-{i:04}"),
+            addr: String::new(),
             role: "worker".into(),
             os: "linux".into(),
             arch: "x86_64".into(),
@@ -173,6 +174,7 @@ impl Naive {
             let facts = NodeFacts {
                 id: &node.id,
                 hostname: &node.hostname,
+                addr: &node.addr,
                 role: &node.role,
                 os: &node.os,
                 arch: &node.arch,

@@ -73,6 +73,7 @@ pub(crate) fn first_failure(
         let facts = NodeFacts {
             id: &info.id,
             hostname: &info.hostname,
+            addr: &info.addr,
             role: &info.role,
             os: &info.os,
             arch: &info.arch,

@@ -24,6 +24,8 @@ use spread::{NodeKey, Tree};
 pub struct NodeInfo {
     pub id: String,
     pub hostname: String,
+    /// The node's address as the managers see it (`Status.Addr`), for `node.ip`.
+    pub addr: String,
     /// `worker` or `manager`.
     pub role: String,
     pub os: String,

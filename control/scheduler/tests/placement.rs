@@ -12,6 +12,7 @@ fn node(hostname: &str, labels: &[(&str, &str)]) -> NodeInfo {
     NodeInfo {
         id: format!("id-{hostname}"),
         hostname: hostname.to_string(),
+        addr: String::new(),
         role: "worker".to_string(),
         os: "linux".to_string(),
         arch: "x86_64".to_string(),
@@ -536,6 +537,7 @@ fn matches_a_plain_scan() {
                     let facts = shoal_spec::NodeFacts {
                         id: &node.id,
                         hostname: &node.hostname,
+                        addr: &node.addr,
                         role: &node.role,
                         os: &node.os,
                         arch: &node.arch,

@@ -144,8 +144,10 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
             "invalid replicas value {n}: Must be at most {MAX_REPLICAS}"
         )));
     }
+    // swarmkit's validatePlacement returns the parser's plain error: gRPC's `Unknown`.
     if let Some(p) = &spec.task_template.placement {
-        Constraint::parse_all(&p.constraints).map_err(invalid)?;
+        Constraint::parse_all(&p.constraints)
+            .map_err(|e| ApiError::daemon(format!("rpc error: code = Unknown desc = {e}")))?;
     }
     // swarmkit's validateRestartPolicy: `--restart-delay=-1s` parses, as in docker.
     if let Some(rp) = &spec.task_template.restart_policy {
@@ -1344,6 +1346,37 @@ mod tests {
         assert_eq!(
             validate(&s).unwrap_err().to_string(),
             "Error response from daemon: rpc error: code = InvalidArgument desc = ContainerSpec: invalid signal: SIGFOO"
+        );
+    }
+
+    /// Constraints are checked as swarmkit's validatePlacement checks them: any key its
+    /// parser takes (engine labels, `node.ip`, keys no node has) is accepted, and a bad
+    /// expression is refused with the parser's plain error, which gRPC calls `Unknown`.
+    #[test]
+    fn validate_checks_constraints_as_swarmkit() {
+        let with = |c: &str| {
+            let mut s = spec("web", &[]);
+            s.task_template.placement = Some(shoal_spec::Placement {
+                constraints: vec![c.to_string()],
+                ..Default::default()
+            });
+            validate(&s).err().map(|e| e.to_string())
+        };
+        for ok in [
+            "engine.labels.x != y",
+            "node.ip == 10.77.0.11",
+            "node.ip != 10.77.0.0/16",
+            "node.foo == x",
+        ] {
+            assert_eq!(with(ok), None, "{ok}");
+        }
+        assert_eq!(
+            with("node.hostname = vm1").as_deref(),
+            Some("Error response from daemon: rpc error: code = Unknown desc = constraint expected one operator from ==, !=")
+        );
+        assert_eq!(
+            with("node.hostname == vm<1>").as_deref(),
+            Some("Error response from daemon: rpc error: code = Unknown desc = value 'vm<1>' is invalid")
         );
     }
 
