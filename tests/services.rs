@@ -121,6 +121,19 @@ fn tutorial_sequence() {
         constraints(&s),
         "[node.hostname == vm2 node.labels.os == linux]"
     );
+    // swarmkit's InterpolateService gives a stack's service the DNSConfig stack deploy
+    // does not send.
+    let dns = s.ok(
+        "vm1",
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{json .Spec.TaskTemplate.ContainerSpec.DNSConfig}}",
+            "webapp_web",
+        ],
+    );
+    assert_eq!(dns.trim(), "{}");
     let before = s.ok("vm1", &["service", "ps", "-q", "webapp_web"]);
 
     // Removing the hostname constraint moves nothing: vm2 still fits. As in swarmkit, no

@@ -730,7 +730,9 @@ pub fn task_template_json(tt: &shoal_spec::TaskSpec) -> Value {
     reorder(v, TASK_TEMPLATE_KEYS)
 }
 
-/// The spec as `service inspect` shows it: swarmkit's defaults filled in.
+/// The spec as `service inspect` shows it: swarmkit's defaults filled in (its
+/// `InterpolateService`, which also gives a stack's service the `DNSConfig` and every
+/// service the `Placement` it lacks).
 pub fn spec_with_defaults(spec: &ServiceSpec) -> Value {
     let mut v = serde_json::to_value(spec).unwrap_or_else(|_| json!({}));
     v["TaskTemplate"] = task_template_json(&spec.task_template);
@@ -738,8 +740,14 @@ pub fn spec_with_defaults(spec: &ServiceSpec) -> Value {
     if tt["ContainerSpec"].get("StopGracePeriod").is_none() {
         tt["ContainerSpec"]["StopGracePeriod"] = json!(10_000_000_000i64);
     }
+    if tt["ContainerSpec"].get("DNSConfig").is_none() {
+        tt["ContainerSpec"]["DNSConfig"] = json!({});
+    }
     if tt.get("Resources").is_none() {
         tt["Resources"] = json!({"Limits": {}, "Reservations": {}});
+    }
+    if tt.get("Placement").is_none() {
+        tt["Placement"] = json!({});
     }
     let rp = spec
         .task_template
@@ -1022,14 +1030,58 @@ mod tests {
         assert_eq!(tt["ContainerSpec"]["DNSConfig"], json!({}));
         assert_eq!(tt["ContainerSpec"]["Isolation"], json!("default"));
 
+        // The stored template (a task's, no defaults) of a stack's service has no
+        // DNSConfig, as docker's stack deploy sends none; `service inspect` inserts it.
         spec.task_template
             .container_spec
             .labels
             .insert(shoal_compose::LABEL_NAMESPACE.into(), "webapp".into());
+        assert_eq!(
+            keys(&task_template_json(&spec.task_template)["ContainerSpec"]),
+            ["Image", "Labels", "Args", "Isolation"]
+        );
         let v = spec_with_defaults(&spec);
         assert_eq!(
             keys(&v["TaskTemplate"]["ContainerSpec"]),
-            ["Image", "Labels", "Args", "StopGracePeriod", "Isolation"]
+            [
+                "Image",
+                "Labels",
+                "Args",
+                "StopGracePeriod",
+                "DNSConfig",
+                "Isolation"
+            ]
+        );
+        assert_eq!(v["TaskTemplate"]["ContainerSpec"]["DNSConfig"], json!({}));
+    }
+
+    /// swarmkit's InterpolateService gives a service without a Placement an empty one,
+    /// so `service inspect` always shows `"Placement": {}` at least.
+    #[test]
+    fn inspect_inserts_an_empty_placement() {
+        let mut spec = ServiceSpec {
+            name: "plain".into(),
+            ..Default::default()
+        };
+        spec.task_template.container_spec.image = "busybox".into();
+        let v = spec_with_defaults(&spec);
+        assert_eq!(v["TaskTemplate"]["Placement"], json!({}));
+        assert_eq!(
+            keys(&v["TaskTemplate"]),
+            [
+                "ContainerSpec",
+                "Resources",
+                "RestartPolicy",
+                "Placement",
+                "ForceUpdate",
+                "Runtime"
+            ]
+        );
+        // The last constraint removed: an empty placement, shown as `{}` too.
+        spec.task_template.placement = Some(shoal_spec::Placement::default());
+        assert_eq!(
+            spec_with_defaults(&spec)["TaskTemplate"]["Placement"],
+            json!({})
         );
     }
 }

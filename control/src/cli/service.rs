@@ -513,7 +513,8 @@ fn build_spec_with_env(
                 configs,
                 ..Default::default()
             },
-            placement: (!a.constraint.is_empty() || !prefs.is_empty()).then(|| Placement {
+            // The CLI always sends a Placement (shown `{}` when empty), as docker's does.
+            placement: Some(Placement {
                 constraints: a.constraint.clone(),
                 preferences: prefs,
                 max_replicas: 0,
@@ -1832,6 +1833,13 @@ mod tests {
     fn update_args(args: &[&str]) -> UpdateArgs {
         use clap::Parser;
         Update::try_parse_from(args).unwrap().a
+    }
+
+    /// docker's CLI always sends a Placement, so a task's spec shows `"Placement": {}`.
+    #[test]
+    fn create_sends_a_placement() {
+        let spec = create_with(&[]).unwrap();
+        assert_eq!(spec.task_template.placement, Some(Placement::default()));
     }
 
     /// `--env-file` as docker-cli's create reads it: files first, then `--env`, a later
