@@ -1966,6 +1966,45 @@ fn task_lists_take_the_arguments_or_the_filter_values() {
     );
     let err = s.fails("vm1", &["service", "ps", "nope", "-f", "service=a"]);
     assert_eq!(err.trim_end(), "no such service: nope");
+
+    // docker's words for values its CLI or its daemon refuses, and their exit status.
+    for (args, code, want) in [
+        (
+            &["service", "create", "--mode", "bogus", "demo"][..],
+            1,
+            "Unknown mode: bogus, only replicated and global supported",
+        ),
+        (
+            &["service", "create", "--replicas", "2", "--mode", "global", "demo"],
+            1,
+            "replicas can only be used with replicated or replicated-job mode",
+        ),
+        (
+            &["service", "create", "--limit-cpu", "abc", "demo"],
+            125,
+            "invalid argument \"abc\" for \"--limit-cpu\" flag: failed to parse abc as a rational number",
+        ),
+        (
+            &["service", "create", "-d", "--restart-condition", "bogus", "demo"],
+            1,
+            "Error response from daemon: invalid RestartCondition: \"bogus\"",
+        ),
+        (
+            &["service", "update", "-d", "--update-order", "bogus", "a"],
+            1,
+            "Error response from daemon: unrecognized update order bogus",
+        ),
+        (
+            &["service", "create", "-d", "--mount", "type=foo,target=/x", "demo"],
+            1,
+            "Error response from daemon: invalid MountType: \"foo\"",
+        ),
+    ] {
+        let out = s.shoal("vm1", args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert_eq!(err.lines().next(), Some(want), "{args:?}");
+    }
 }
 
 /// A stand-in upstream DNS server on the lab's client host: answers every A query with

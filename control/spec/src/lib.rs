@@ -336,6 +336,17 @@ pub struct Mount {
 }
 
 impl Mount {
+    /// The mount types swarm's API has (swarmkit's Mount_MountType); moby's daemon refuses
+    /// any other with [`Mount::invalid_type`]. Shoal's executor mounts volumes and binds.
+    pub const TYPES: &'static [&'static str] = &["bind", "volume", "tmpfs", "npipe", "cluster"];
+
+    /// moby's refusal of a mount type swarm's API does not have (`""` is its default,
+    /// a bind mount, and never refused).
+    pub fn invalid_type(kind: &str) -> Option<String> {
+        (!kind.is_empty() && !Mount::TYPES.contains(&kind))
+            .then(|| format!("invalid MountType: {kind:?}"))
+    }
+
     /// docker's rule for local volume names, `[a-zA-Z0-9][a-zA-Z0-9_.-]+`: a plain name,
     /// so a volume's directory (`<data root>/volumes/<name>`) stays under the data root
     /// (`source=../../x` would not).

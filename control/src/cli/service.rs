@@ -365,22 +365,6 @@ fn key_values(list: &[String]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn plain(e: String) -> ApiError {
-    ApiError::plain(format!("invalid argument: {e}"))
-}
-
-/// A refusal of [`opts::SpecFlags::apply`]: pflag's own message for a flag value it
-/// parses the way docker does (`invalid argument "x" for "--flag" flag: ...`) and
-/// docker's message for conflicting flags (`--no-healthcheck conflicts with ...`) as
-/// they are, the others behind "invalid argument: ".
-fn flags_error(e: String) -> ApiError {
-    if e.starts_with("invalid argument \"") || e.starts_with("--") {
-        ApiError::plain(e)
-    } else {
-        plain(e)
-    }
-}
-
 /// pflag's message for a flag value its parser refused.
 fn bad_flag<'a>(flag: &'a str, value: &'a str) -> impl Fn(String) -> ApiError + 'a {
     move |e| {
@@ -440,28 +424,20 @@ fn build_spec_with_env(
     // docker-cli's ToService reads the env files first.
     let env = opts::make_env(&a.env_file, &a.env, lookup).map_err(ApiError::plain)?;
     a.flags.check_isolation().map_err(ApiError::plain)?;
-    let mode = match a.mode.as_str() {
-        "replicated" => ServiceMode::replicated(1),
-        "global" => ServiceMode::global(),
-        other => {
-            return Err(ApiError::plain(format!(
-                "invalid argument \"{other}\" for \"--mode\" flag: invalid replicated mode {other}"
-            )))
-        }
-    };
+    let mode = create_mode(&a.mode, &a.flags).map_err(ApiError::plain)?;
     let mut ports = Vec::new();
     for p in &a.publish {
         ports.extend(opts::port(p).map_err(bad_flag("-p, --publish", p))?);
     }
     let mut mounts: Vec<Mount> = Vec::new();
     for m in &a.mount {
-        mounts.push(opts::mount(m).map_err(plain)?);
+        mounts.push(opts::mount(m).map_err(bad_flag("--mount", m))?);
     }
     let secrets = secret_refs(&a.secret, "--secret")?;
     let configs = config_refs(&a.config, "--config")?;
     let mut prefs = Vec::new();
     for p in &a.placement_pref {
-        prefs.push(opts::spread(p).map_err(plain)?);
+        prefs.push(opts::spread(p).map_err(bad_flag("--placement-pref", p))?);
     }
     let name = a.name.clone().unwrap_or_else(|| {
         // docker lets the daemon name it; we pick a name from the ID-like alphabet.
@@ -533,8 +509,38 @@ fn build_spec_with_env(
         }),
         ..Default::default()
     };
-    a.flags.apply(&mut spec).map_err(flags_error)?;
+    create_flags(a).apply(&mut spec).map_err(ApiError::plain)?;
     Ok(spec)
+}
+
+/// The spec flags as docker-cli's create sends them: `--endpoint-mode` lowercased (its
+/// ToEndpointSpec), where update sends the value as given.
+fn create_flags(a: &CreateArgs) -> opts::SpecFlags {
+    let mut flags = a.flags.clone();
+    flags.endpoint_mode = flags.endpoint_mode.map(|m| m.to_lowercase());
+    flags
+}
+
+/// docker-cli's ToServiceMode: `--mode` and the flags only some modes take, in its words.
+/// Jobs (`replicated-job`, `global-job`) Shoal does not run yet.
+fn create_mode(mode: &str, flags: &opts::SpecFlags) -> Result<ServiceMode, String> {
+    let per_node = flags.replicas_max_per_node.is_some_and(|m| m > 0);
+    match mode {
+        "global" | "global-job" if flags.replicas.is_some() => {
+            Err("replicas can only be used with replicated or replicated-job mode".into())
+        }
+        "global" | "global-job" if per_node => Err(
+            "replicas-max-per-node can only be used with replicated or replicated-job mode".into(),
+        ),
+        "global" => Ok(ServiceMode::global()),
+        "replicated" => Ok(ServiceMode::replicated(1)),
+        "replicated-job" | "global-job" => Err(format!(
+            "unsupported mode: {mode} (jobs are not supported yet)"
+        )),
+        other => Err(format!(
+            "Unknown mode: {other}, only replicated and global supported"
+        )),
+    }
 }
 
 /// A `--network` / `--network-add` value (docker-cli's NetworkOpt), refused in pflag's
@@ -681,11 +687,12 @@ fn apply_update(a: &UpdateArgs, spec: &mut ServiceSpec) -> Result<(), ApiError> 
     if !a.placement_pref_add.is_empty() || !a.placement_pref_rm.is_empty() {
         let p = tt.placement.get_or_insert_with(Placement::default);
         for r in &a.placement_pref_rm {
-            let r = opts::spread(r).map_err(plain)?;
+            let r = opts::spread(r).map_err(bad_flag("--placement-pref-rm", r))?;
             p.preferences.retain(|x| x != &r);
         }
         for x in &a.placement_pref_add {
-            p.preferences.push(opts::spread(x).map_err(plain)?);
+            p.preferences
+                .push(opts::spread(x).map_err(bad_flag("--placement-pref-add", x))?);
         }
     }
     for k in &a.label_rm {
@@ -715,7 +722,8 @@ fn apply_update(a: &UpdateArgs, spec: &mut ServiceSpec) -> Result<(), ApiError> 
         cs.mounts.retain(|m| &m.target != t);
     }
     for m in &a.mount_add {
-        cs.mounts.push(opts::mount(m).map_err(plain)?);
+        cs.mounts
+            .push(opts::mount(m).map_err(bad_flag("--mount-add", m))?);
     }
     update_container_options(a, cs)?;
     // docker-cli's getUpdatedSecrets/getUpdatedConfigs: removed by name, then added
@@ -738,7 +746,7 @@ fn apply_update(a: &UpdateArgs, spec: &mut ServiceSpec) -> Result<(), ApiError> 
             );
         }
     }
-    a.flags.apply(spec).map_err(flags_error)?;
+    a.flags.apply(spec).map_err(ApiError::plain)?;
     if a.force {
         spec.task_template.force_update += 1;
     }
@@ -1171,6 +1179,9 @@ pub async fn run(host: &str, cmd: ServiceCommand) -> CliResult {
         ServiceCommand::Create(a) => {
             let mut spec = build_spec(&a)?;
             resolve_networks(host, &mut spec).await?;
+            if let Some(e) = create_flags(&a).daemon_refusal(&spec) {
+                return Err(ApiError::daemon(e));
+            }
             let id = match call(host, ApiRequest::ServiceCreate { spec }).await? {
                 ApiReply::ServiceCreated { id } => id,
                 other => return Err(unexpected(other)),
@@ -1252,6 +1263,9 @@ pub async fn run(host: &str, cmd: ServiceCommand) -> CliResult {
             if !a.network_add.is_empty() || !a.network_rm.is_empty() {
                 let u = resolve_network_update(host, &a, adds).await?;
                 update_networks(&mut spec, &u)?;
+            }
+            if let Some(e) = a.flags.daemon_refusal(&spec) {
+                return Err(ApiError::daemon(e));
             }
             call(
                 host,
@@ -1835,11 +1849,192 @@ mod tests {
         Update::try_parse_from(args).unwrap().a
     }
 
+    /// docker-cli's checks of `--mode` and of the flags only some modes take (create's
+    /// ToServiceMode, update's updateReplicas), in its words, as plain errors.
+    #[test]
+    fn modes_and_replicas_are_checked_as_docker_cli_does() {
+        let err = |flags: &[&str]| create_with(flags).unwrap_err().to_string();
+        assert_eq!(
+            err(&["--mode", "bogus"]),
+            "Unknown mode: bogus, only replicated and global supported"
+        );
+        assert_eq!(
+            err(&["--replicas", "2", "--mode", "global"]),
+            "replicas can only be used with replicated or replicated-job mode"
+        );
+        assert_eq!(
+            err(&["--replicas", "0", "--mode", "global"]),
+            "replicas can only be used with replicated or replicated-job mode"
+        );
+        assert_eq!(
+            err(&["--replicas-max-per-node", "1", "--mode", "global"]),
+            "replicas-max-per-node can only be used with replicated or replicated-job mode"
+        );
+        assert_eq!(
+            err(&["--mode", "replicated-job"]),
+            "unsupported mode: replicated-job (jobs are not supported yet)"
+        );
+        assert!(
+            create_with(&["--replicas-max-per-node", "0", "--mode", "global"])
+                .unwrap()
+                .mode
+                .is_global()
+        );
+        let mut spec = ServiceSpec {
+            mode: ServiceMode::global(),
+            ..Default::default()
+        };
+        assert_eq!(
+            apply_update(
+                &update_args(&["update", "--replicas", "2", "web"]),
+                &mut spec
+            )
+            .unwrap_err()
+            .to_string(),
+            "replicas can only be used with replicated mode"
+        );
+    }
+
+    /// What docker's CLI sends as given and its daemon refuses converting the spec:
+    /// moby's words, after the CLI's own checks; "" is the default, as there.
+    #[test]
+    fn values_docker_s_daemon_refuses() {
+        use clap::Parser;
+        let refusal = |flags: &[&str]| {
+            let args = [&["create"], flags, &["busybox"]].concat();
+            let a = Create::try_parse_from(args).unwrap().a;
+            let spec = build_spec(&a).unwrap();
+            create_flags(&a).daemon_refusal(&spec)
+        };
+        for (flags, why) in [
+            (
+                &["--restart-condition", "bogus"][..],
+                "invalid RestartCondition: \"bogus\"",
+            ),
+            (
+                &["--update-failure-action", "bogus"],
+                "unrecognized update failure action bogus",
+            ),
+            (
+                &["--rollback-failure-action", "Pause"],
+                "unrecognized update failure action Pause",
+            ),
+            (
+                &["--update-order", "bogus"],
+                "unrecognized update order bogus",
+            ),
+            (&["--rollback-order", "x"], "unrecognized update order x"),
+            (
+                &["--endpoint-mode", "bogus"],
+                "invalid resolution mode: \"bogus\"",
+            ),
+            (
+                &["--mount", "type=foo,target=/x"],
+                "invalid MountType: \"foo\"",
+            ),
+            // moby's order: mounts, restart policy, update and rollback, endpoint.
+            (
+                &["--endpoint-mode", "x", "--restart-condition", "y"],
+                "invalid RestartCondition: \"y\"",
+            ),
+        ] {
+            assert_eq!(refusal(flags).as_deref(), Some(why), "{flags:?}");
+        }
+        for ok in [
+            &["--restart-condition", "on-failure"][..],
+            &["--restart-condition", ""],
+            &["--update-failure-action", ""],
+            &["--update-order", "start-first"],
+            &["--rollback-failure-action", "rollback"],
+            // create lowercases the endpoint mode (docker-cli's ToEndpointSpec)...
+            &["--endpoint-mode", "DNSRR"],
+            &["--mount", "type=BIND,source=/tmp,target=/x"],
+        ] {
+            assert_eq!(refusal(ok), None, "{ok:?}");
+        }
+        let spec = create_with(&["--endpoint-mode", "DNSRR"]).unwrap();
+        assert_eq!(
+            spec.endpoint_spec.unwrap().mode,
+            shoal_spec::EndpointMode::Dnsrr
+        );
+        // ...update sends it as given.
+        let a = update_args(&["update", "--endpoint-mode", "VIP", "web"]);
+        assert_eq!(
+            a.flags.daemon_refusal(&ServiceSpec::default()).as_deref(),
+            Some("invalid resolution mode: \"VIP\"")
+        );
+        // Types swarm's API has but Shoal's executor cannot mount are Shoal's refusal,
+        // in pflag's words, as are docker-cli's own checks of the value.
+        for (mount, why) in [
+            ("type=tmpfs,target=/x", "unsupported mount type tmpfs"),
+            ("type=,target=/x", "type is required"),
+            ("source=/x", "target is required"),
+            ("target", "invalid field 'target' must be a key=value pair"),
+            ("target=/x,x=1", "unexpected key 'x' in 'x=1'"),
+            ("target=/x,ro=yes", "invalid value for ro: yes"),
+        ] {
+            assert_eq!(
+                create_with(&["--mount", mount]).unwrap_err().to_string(),
+                format!("invalid argument \"{mount}\" for \"--mount\" flag: {why}"),
+            );
+        }
+        let m = &create_with(&["--mount", "Type=Bind,Source=/a,Target=/b,READONLY"])
+            .unwrap()
+            .task_template
+            .container_spec
+            .mounts[0];
+        assert_eq!(
+            (
+                m.kind.as_str(),
+                m.source.as_str(),
+                m.target.as_str(),
+                m.read_only
+            ),
+            ("bind", "/a", "/b", true)
+        );
+    }
+
     /// docker's CLI always sends a Placement, so a task's spec shows `"Placement": {}`.
     #[test]
     fn create_sends_a_placement() {
         let spec = create_with(&[]).unwrap();
         assert_eq!(spec.task_template.placement, Some(Placement::default()));
+    }
+
+    /// `--placement-pref` as docker-cli's placementPrefOpts reads it, refused in pflag's
+    /// words.
+    #[test]
+    fn placement_prefs_are_read_as_docker_cli_reads_them() {
+        let p = create_with(&["--placement-pref", "spread=node.labels.zone"])
+            .unwrap()
+            .task_template
+            .placement
+            .unwrap();
+        assert_eq!(
+            p.preferences[0].spread.spread_descriptor,
+            "node.labels.zone"
+        );
+        for (pref, why) in [
+            (
+                "foo",
+                "placement preference must be of the format \"<strategy>=<arg>\"",
+            ),
+            (
+                "=x",
+                "placement preference must be of the format \"<strategy>=<arg>\"",
+            ),
+            (
+                "bar=node.labels.x",
+                "unsupported placement preference bar (only spread is supported)",
+            ),
+        ] {
+            assert_eq!(
+                create_with(&["--placement-pref", pref])
+                    .unwrap_err()
+                    .to_string(),
+                format!("invalid argument \"{pref}\" for \"--placement-pref\" flag: {why}"),
+            );
+        }
     }
 
     /// `--env-file` as docker-cli's create reads it: files first, then `--env`, a later

@@ -27,49 +27,231 @@ pub fn positive_duration(flag: &str, value: &str) -> Result<i64, String> {
     }
 }
 
-/// docker's RAMInBytes: "512m", "1g", "100k", "1024" (binary multiples).
-pub fn bytes(s: &str) -> Result<i64, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
+/// docker's `--limit-memory`/`--reserve-memory` (opts.MemBytes: go-units' RAMInBytes):
+/// a number Go's ParseFloat reads, then an optional binary suffix (`k`, `m`, `g`, `t`,
+/// `p`, each with an optional `b` or `ib`, in any case, or `b` alone), in go-units'
+/// words when refused. A size that is no finite i64 (Go would wrap it) is refused too.
+pub fn ram_in_bytes(s: &str) -> Result<i64, String> {
+    let invalid_size = || format!("invalid size: '{s}'");
+    let Some(sep) = s.rfind(|c: char| c.is_ascii_digit() || c == '.' || c == ' ') else {
+        return Err(invalid_size());
     };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid size: '{s}'"))?;
-    // f64 also parses "NaN" and "inf", and `as i64` would saturate what does not fit.
-    let total = n * mult as f64;
-    if !total.is_finite() || n < 0.0 || total >= i64::MAX as f64 {
-        return Err(format!("invalid size: '{s}'"));
+    let (num, sfx) = if s.as_bytes()[sep] == b' ' {
+        (&s[..sep], &s[sep + 1..])
+    } else {
+        (&s[..=sep], &s[sep + 1..])
+    };
+    let size = go_parse_float(num)?;
+    if size < 0.0 {
+        return Err(invalid_size());
+    }
+    let bad_suffix = |sfx: &str| format!("invalid suffix: '{sfx}'");
+    let mul: f64 = if sfx.is_empty() {
+        1.0
+    } else if sfx.len() > 3 {
+        return Err(bad_suffix(sfx));
+    } else {
+        let sfx = sfx.to_lowercase();
+        let b = sfx.as_bytes();
+        if b[0] == b'b' {
+            if b.len() > 1 {
+                return Err(bad_suffix(&sfx));
+            }
+            1.0
+        } else {
+            let mul = match b[0] {
+                b'k' => 1u64 << 10,
+                b'm' => 1 << 20,
+                b'g' => 1 << 30,
+                b't' => 1 << 40,
+                b'p' => 1 << 50,
+                _ => return Err(bad_suffix(&sfx)),
+            };
+            if (b.len() == 2 && b[1] != b'b') || (b.len() == 3 && &sfx[1..] != "ib") {
+                return Err(bad_suffix(&sfx));
+            }
+            mul as f64
+        }
+    };
+    let total = size * mul;
+    // Go's int64() of NaN, an infinity or a value past i64 is garbage; refused here.
+    if !total.is_finite() || total >= i64::MAX as f64 {
+        return Err(invalid_size());
     }
     Ok(total as i64)
 }
 
-/// "0.5" CPUs to NanoCPUs. NaN, infinities (which docker's big.Rat does not parse either),
-/// negative counts and counts beyond an i64 of NanoCPUs are refused: `as i64` would
-/// saturate them into values the scheduler's arithmetic overflows on.
-pub fn nano_cpus(s: &str) -> Result<i64, String> {
-    let not_rational =
-        || format!("invalid argument {s:?}: failed to parse {s} as a rational number");
-    let n: f64 = s.parse().map_err(|_| not_rational())?;
-    if !n.is_finite() {
-        return Err(not_rational());
-    }
-    if n < 0.0 {
+/// Go's strconv.ParseFloat of a decimal number, with its errors.
+fn go_parse_float(num: &str) -> Result<f64, String> {
+    let quoted = crate::cli::usage::go_quote(num);
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("strconv.ParseFloat: parsing {quoted}: invalid syntax"))?;
+    let named_infinity = num
+        .trim_start_matches(['+', '-'])
+        .to_ascii_lowercase()
+        .starts_with("inf");
+    if v.is_infinite() && !named_infinity {
         return Err(format!(
-            "invalid argument {s:?}: a CPU count cannot be negative"
+            "strconv.ParseFloat: parsing {quoted}: value out of range"
         ));
     }
-    let nano = (n * 1e9).round();
-    if nano >= i64::MAX as f64 {
-        return Err(format!("invalid argument {s:?}: value is too large"));
+    Ok(v)
+}
+
+/// docker's `--limit-cpu`/`--reserve-cpu` (opts.NanoCPUs: ParseCPUs): the value read as
+/// Go's big.Rat reads it (a decimal number with an optional `e` exponent and `_` between
+/// digits, or a fraction `a/b` of integers, which may have Go's base prefixes) times 10^9,
+/// which must be whole, in docker's words when refused. A count of NanoCPUs past an i64
+/// (which docker would wrap) is refused too. A negative count parses, as in docker, and
+/// the daemon refuses it.
+pub fn nano_cpus(s: &str) -> Result<i64, String> {
+    let not_rational = || format!("failed to parse {s} as a rational number");
+    let too_precise = || "value is too precise".to_string();
+    let too_large = || "value is too large".to_string();
+    let (negative, rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let signed = |n: i128| -> Result<i64, String> {
+        let n = if negative { -n } else { n };
+        i64::try_from(n).map_err(|_| too_large())
+    };
+    if let Some((a, b)) = rest.split_once('/') {
+        let (num, den) = (go_int_base0(a), go_int_base0(b));
+        let (Some(num), Some(den)) = (num, den) else {
+            return Err(not_rational());
+        };
+        if den == 0 {
+            return Err(not_rational());
+        }
+        let scaled = num.checked_mul(1_000_000_000).ok_or_else(too_large)?;
+        if scaled % den != 0 {
+            return Err(too_precise());
+        }
+        return signed(scaled / den);
     }
-    Ok(nano as i64)
+    let lower = rest.to_ascii_lowercase();
+    if ["0x", "0b", "0o"].iter().any(|p| lower.starts_with(p)) {
+        let n = go_int_base0(rest).ok_or_else(not_rational)?;
+        return signed(n.checked_mul(1_000_000_000).ok_or_else(too_large)?);
+    }
+    let (digits, exp) = go_decimal(rest).ok_or_else(not_rational)?;
+    // The value is digits × 10^exp; without its leading and trailing zeros, D × 10^p.
+    let significant = digits.trim_start_matches('0');
+    let trimmed = significant.trim_end_matches('0');
+    if trimmed.is_empty() {
+        return Ok(0);
+    }
+    let p = exp + (significant.len() - trimmed.len()) as i128;
+    let q = p + 9;
+    if q < 0 {
+        return Err(too_precise());
+    }
+    if trimmed.len() as i128 + q > 19 {
+        return Err(too_large());
+    }
+    let d: i128 = trimmed.parse().map_err(|_| not_rational())?;
+    let q = u32::try_from(q).map_err(|_| too_large())?;
+    signed(d * 10i128.pow(q))
+}
+
+/// A decimal number as big.Rat reads one (sign already taken): digits with an optional
+/// `.`, `_` only between two digits, then an optional `e`/`E` exponent.
+/// Returns the digits (without `.` and `_`) and the power of ten they are to be scaled by.
+fn go_decimal(s: &str) -> Option<(String, i128)> {
+    let (mantissa, exponent) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let mut digits = String::new();
+    let mut frac_len: i128 = 0;
+    let mut seen_dot = false;
+    let chars: Vec<char> = mantissa.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        let digit_at = |j: Option<usize>| {
+            j.and_then(|j| chars.get(j))
+                .is_some_and(char::is_ascii_digit)
+        };
+        match c {
+            '0'..='9' => {
+                digits.push(c);
+                if seen_dot {
+                    frac_len += 1;
+                }
+            }
+            '_' if digit_at(i.checked_sub(1)) && digit_at(Some(i + 1)) => {}
+            '.' if !seen_dot => seen_dot = true,
+            _ => return None,
+        }
+    }
+    if digits.is_empty() {
+        return None;
+    }
+    let exp: i128 = match exponent {
+        None => 0,
+        Some(e) => {
+            let (neg, body) = match e.as_bytes().first() {
+                Some(b'-') => (true, &e[1..]),
+                Some(b'+') => (false, &e[1..]),
+                _ => (false, e),
+            };
+            let clean = go_digits(body)?;
+            let clean = clean.trim_start_matches('0');
+            // Past 10^30 the value is out of reach either way.
+            let v: i128 = if clean.is_empty() {
+                0
+            } else if clean.len() > 30 {
+                10i128.pow(30)
+            } else {
+                clean.parse().ok()?
+            };
+            if neg {
+                -v
+            } else {
+                v
+            }
+        }
+    };
+    Some((digits, exp - frac_len))
+}
+
+/// Decimal digits with `_` only between digits, as Go's scanners take them; the digits.
+fn go_digits(s: &str) -> Option<String> {
+    if s.is_empty() || s.starts_with('_') || s.ends_with('_') || s.contains("__") {
+        return None;
+    }
+    if !s.bytes().all(|b| b.is_ascii_digit() || b == b'_') {
+        return None;
+    }
+    Some(s.replace('_', ""))
+}
+
+/// An unsigned integer as Go reads one in base 0 (`0x`, `0o`, `0b` prefixes, a leading
+/// `0` for octal, `_` between digits), or None; large values saturate to None.
+fn go_int_base0(s: &str) -> Option<i128> {
+    let lower = s.to_ascii_lowercase();
+    let (radix, body) = if let Some(b) = lower.strip_prefix("0x") {
+        (16, b.strip_prefix('_').unwrap_or(b))
+    } else if let Some(b) = lower.strip_prefix("0b") {
+        (2, b.strip_prefix('_').unwrap_or(b))
+    } else if let Some(b) = lower.strip_prefix("0o") {
+        (8, b.strip_prefix('_').unwrap_or(b))
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, lower[1..].strip_prefix('_').unwrap_or(&lower[1..]))
+    } else {
+        (10, lower.as_str())
+    };
+    if body.is_empty() || body.starts_with('_') || body.ends_with('_') || body.contains("__") {
+        return None;
+    }
+    let clean = body.replace('_', "");
+    if !clean.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let v = u128::from_str_radix(&clean, radix).ok()?;
+    i128::try_from(v).ok()
 }
 
 /// `-p 8080:80`, `-p 8080:80/udp`, `-p 80`, or `published=8080,target=80,protocol=udp,mode=host`.
@@ -164,26 +346,42 @@ fn protocol(s: &str) -> Result<Protocol, String> {
     }
 }
 
-/// `--mount type=volume,source=x,target=/y,readonly`
+/// `--mount type=volume,source=x,target=/y,readonly`, as docker-cli's MountOpt reads it
+/// (a CSV record of fields, keys in any case), for the fields Shoal's mounts have.
 pub fn mount(s: &str) -> Result<Mount, String> {
     let mut m = Mount {
         kind: "volume".into(),
         ..Default::default()
     };
-    for kv in s.split(',') {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, "true"));
-        match k.trim().to_ascii_lowercase().as_str() {
-            "type" => m.kind = v.to_string(),
+    for field in csv_record(s)? {
+        let Some((k, v)) = field.split_once('=') else {
+            match field.to_lowercase().as_str() {
+                "readonly" | "ro" => m.read_only = true,
+                _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
+            }
+            continue;
+        };
+        let key = k.to_lowercase();
+        match key.as_str() {
+            "type" => m.kind = v.to_lowercase(),
             "source" | "src" => m.source = v.to_string(),
             "target" | "destination" | "dst" => m.target = v.to_string(),
-            "readonly" | "ro" => m.read_only = v == "true" || v == "1",
-            other => return Err(format!("unexpected key '{other}' in '{kv}'")),
+            "readonly" | "ro" => {
+                m.read_only = crate::cli::pflag::parse_go_bool(v)
+                    .map_err(|_| format!("invalid value for {key}: {v}"))?
+            }
+            _ => return Err(format!("unexpected key '{key}' in '{field}'")),
         }
+    }
+    if m.kind.is_empty() {
+        return Err("type is required".into());
     }
     if m.target.is_empty() {
         return Err("target is required".into());
     }
-    if !matches!(m.kind.as_str(), "volume" | "bind") {
+    // A type swarm's API lacks is the daemon's to refuse ([`Mount::invalid_type`]); those
+    // it has and Shoal's executor cannot mount are refused here.
+    if Mount::TYPES.contains(&m.kind.as_str()) && !matches!(m.kind.as_str(), "volume" | "bind") {
         return Err(format!("unsupported mount type {}", m.kind));
     }
     Ok(m)
@@ -573,35 +771,45 @@ fn go_parse_uint32(s: &str) -> Result<u32, String> {
     }
 }
 
-pub fn restart_condition(s: &str) -> Result<RestartCondition, String> {
+// The flags below are strings that docker's CLI sends as given and its daemon converts
+// (moby's daemon/cluster/convert), exactly, "" meaning the default. A value it does not
+// know is refused there: see [`SpecFlags::daemon_refusal`].
+
+/// `--restart-condition`, as moby's restartPolicyToGRPC reads it.
+pub fn restart_condition(s: &str) -> Option<RestartCondition> {
     match s {
-        "none" => Ok(RestartCondition::None),
-        "on-failure" => Ok(RestartCondition::OnFailure),
-        "any" => Ok(RestartCondition::Any),
-        _ => Err(format!(
-            "invalid restart condition {s:?}: must be none, on-failure or any"
-        )),
+        "none" => Some(RestartCondition::None),
+        "on-failure" => Some(RestartCondition::OnFailure),
+        "any" | "" => Some(RestartCondition::Any),
+        _ => None,
     }
 }
 
-pub fn failure_action(s: &str) -> Result<FailureAction, String> {
+/// `--update-failure-action`/`--rollback-failure-action`, as moby's updateConfigToGRPC.
+pub fn failure_action(s: &str) -> Option<FailureAction> {
     match s {
-        "pause" => Ok(FailureAction::Pause),
-        "continue" => Ok(FailureAction::Continue),
-        "rollback" => Ok(FailureAction::Rollback),
-        _ => Err(format!(
-            "invalid failure action {s:?}: must be pause, continue or rollback"
-        )),
+        "pause" | "" => Some(FailureAction::Pause),
+        "continue" => Some(FailureAction::Continue),
+        "rollback" => Some(FailureAction::Rollback),
+        _ => None,
     }
 }
 
-pub fn order(s: &str) -> Result<UpdateOrder, String> {
+/// `--update-order`/`--rollback-order`, as moby's updateConfigToGRPC.
+pub fn order(s: &str) -> Option<UpdateOrder> {
     match s {
-        "stop-first" => Ok(UpdateOrder::StopFirst),
-        "start-first" => Ok(UpdateOrder::StartFirst),
-        _ => Err(format!(
-            "invalid order {s:?}: must be stop-first or start-first"
-        )),
+        "stop-first" | "" => Some(UpdateOrder::StopFirst),
+        "start-first" => Some(UpdateOrder::StartFirst),
+        _ => None,
+    }
+}
+
+/// `--endpoint-mode`, as moby's ServiceSpecToGRPC reads it.
+pub fn endpoint_mode(s: &str) -> Option<EndpointMode> {
+    match s {
+        "vip" | "" => Some(EndpointMode::Vip),
+        "dnsrr" => Some(EndpointMode::Dnsrr),
+        _ => None,
     }
 }
 
@@ -673,8 +881,8 @@ impl UpdateFlags {
             if let Some(d) = d {
                 cfg.delay = duration_flag(&format!("--{kind}-delay"), d)?;
             }
-            if let Some(f) = f {
-                cfg.failure_action = failure_action(f)?;
+            if let Some(f) = f.as_deref().and_then(failure_action) {
+                cfg.failure_action = f;
             }
             if let Some(m) = m {
                 cfg.monitor = duration_flag(&format!("--{kind}-monitor"), m)?;
@@ -682,8 +890,8 @@ impl UpdateFlags {
             if let Some(r) = r {
                 cfg.max_failure_ratio = *r;
             }
-            if let Some(o) = o {
-                cfg.order = order(o)?;
+            if let Some(o) = o.as_deref().and_then(order) {
+                cfg.order = o;
             }
             Ok(())
         };
@@ -760,20 +968,20 @@ pub struct SpecFlags {
     #[arg(long)]
     pub restart_window: Option<String>,
     /// Limit CPUs
-    #[arg(long, value_name = "decimal")]
-    pub limit_cpu: Option<String>,
+    #[arg(long, value_name = "decimal", value_parser = nano_cpus, allow_hyphen_values = true)]
+    pub limit_cpu: Option<i64>,
     /// Limit Memory
-    #[arg(long, value_name = "bytes")]
-    pub limit_memory: Option<String>,
+    #[arg(long, value_name = "bytes", value_parser = ram_in_bytes, allow_hyphen_values = true)]
+    pub limit_memory: Option<i64>,
     /// Limit maximum number of processes (default 0 = unlimited)
     #[arg(long)]
     pub limit_pids: Option<i64>,
     /// Reserve CPUs
-    #[arg(long, value_name = "decimal")]
-    pub reserve_cpu: Option<String>,
+    #[arg(long, value_name = "decimal", value_parser = nano_cpus, allow_hyphen_values = true)]
+    pub reserve_cpu: Option<i64>,
     /// Reserve Memory
-    #[arg(long, value_name = "bytes")]
-    pub reserve_memory: Option<String>,
+    #[arg(long, value_name = "bytes", value_parser = ram_in_bytes, allow_hyphen_values = true)]
+    pub reserve_memory: Option<i64>,
     /// Command to run to check health
     #[arg(long)]
     pub health_cmd: Option<String>,
@@ -877,8 +1085,12 @@ impl SpecFlags {
             || self.restart_window.is_some()
         {
             let rp = tt.restart_policy.get_or_insert_with(RestartPolicy::default);
-            if let Some(c) = &self.restart_condition {
-                rp.condition = Some(restart_condition(c)?);
+            if let Some(c) = self
+                .restart_condition
+                .as_deref()
+                .and_then(restart_condition)
+            {
+                rp.condition = Some(c);
             }
             if let Some(d) = &self.restart_delay {
                 rp.delay = Some(duration_flag("--restart-delay", d)?);
@@ -890,17 +1102,17 @@ impl SpecFlags {
                 rp.window = Some(duration_flag("--restart-window", w)?);
             }
         }
-        if let Some(c) = &self.limit_cpu {
+        if let Some(c) = self.limit_cpu {
             res(&mut tt.resources)
                 .limits
                 .get_or_insert_with(Limit::default)
-                .nano_cpus = nano_cpus(c)?;
+                .nano_cpus = c;
         }
-        if let Some(m) = &self.limit_memory {
+        if let Some(m) = self.limit_memory {
             res(&mut tt.resources)
                 .limits
                 .get_or_insert_with(Limit::default)
-                .memory_bytes = bytes(m)?;
+                .memory_bytes = m;
         }
         if let Some(p) = self.limit_pids {
             res(&mut tt.resources)
@@ -908,17 +1120,17 @@ impl SpecFlags {
                 .get_or_insert_with(Limit::default)
                 .pids = p;
         }
-        if let Some(c) = &self.reserve_cpu {
+        if let Some(c) = self.reserve_cpu {
             res(&mut tt.resources)
                 .reservations
                 .get_or_insert_with(Limit::default)
-                .nano_cpus = nano_cpus(c)?;
+                .nano_cpus = c;
         }
-        if let Some(m) = &self.reserve_memory {
+        if let Some(m) = self.reserve_memory {
             res(&mut tt.resources)
                 .reservations
                 .get_or_insert_with(Limit::default)
-                .memory_bytes = bytes(m)?;
+                .memory_bytes = m;
         }
         let cs = &mut tt.container_spec;
         let health_settings = self.health_cmd.is_some()
@@ -960,17 +1172,51 @@ impl SpecFlags {
                 h.start_interval = positive_duration("--health-start-interval", s)?;
             }
         }
-        if let Some(m) = &self.endpoint_mode {
-            let mode = match m.as_str() {
-                "vip" => EndpointMode::Vip,
-                "dnsrr" => EndpointMode::Dnsrr,
-                _ => return Err(format!("invalid endpoint mode {m:?}: must be vip or dnsrr")),
-            };
+        if let Some(mode) = self.endpoint_mode.as_deref().and_then(endpoint_mode) {
             spec.endpoint_spec
                 .get_or_insert_with(EndpointSpec::default)
                 .mode = mode;
         }
         self.update.apply(spec)
+    }
+
+    /// What docker's daemon refuses of what its CLI sent as given, in moby's words and the
+    /// order it converts a spec in (mounts, restart policy, update and rollback configs,
+    /// endpoint): the flags' values it does not know (left out by [`Self::apply`]) and
+    /// the spec's mount types. Asked just before the spec is sent, after everything the
+    /// CLI itself checks, as docker's CLI would have sent it by then.
+    pub fn daemon_refusal(&self, spec: &ServiceSpec) -> Option<String> {
+        let cs = &spec.task_template.container_spec;
+        if let Some(e) = cs.mounts.iter().find_map(|m| Mount::invalid_type(&m.kind)) {
+            return Some(e);
+        }
+        if let Some(c) = self
+            .restart_condition
+            .as_deref()
+            .filter(|c| restart_condition(c).is_none())
+        {
+            return Some(format!("invalid RestartCondition: {c:?}"));
+        }
+        let u = &self.update;
+        for (action, ord) in [
+            (&u.update_failure_action, &u.update_order),
+            (&u.rollback_failure_action, &u.rollback_order),
+        ] {
+            if let Some(a) = action.as_deref().filter(|a| failure_action(a).is_none()) {
+                return Some(format!("unrecognized update failure action {a}"));
+            }
+            if let Some(o) = ord.as_deref().filter(|o| order(o).is_none()) {
+                return Some(format!("unrecognized update order {o}"));
+            }
+        }
+        if let Some(m) = self
+            .endpoint_mode
+            .as_deref()
+            .filter(|m| endpoint_mode(m).is_none())
+        {
+            return Some(format!("invalid resolution mode: {m:?}"));
+        }
+        None
     }
 }
 
@@ -978,16 +1224,18 @@ fn res(r: &mut Option<ResourceRequirements>) -> &mut ResourceRequirements {
     r.get_or_insert_with(ResourceRequirements::default)
 }
 
+/// `--placement-pref spread=node.labels.zone`, as docker-cli's placementPrefOpts reads it.
 pub fn spread(s: &str) -> Result<PlacementPreference, String> {
     match s.split_once('=') {
-        Some(("spread", d)) if !d.is_empty() => Ok(PlacementPreference {
+        Some(("spread", d)) => Ok(PlacementPreference {
             spread: SpreadOver {
                 spread_descriptor: d.to_string(),
             },
         }),
-        _ => Err(format!(
-            "invalid placement preference {s:?}: expected spread=<label descriptor>"
+        Some((strategy, _)) if !strategy.is_empty() => Err(format!(
+            "unsupported placement preference {strategy} (only spread is supported)"
         )),
+        _ => Err("placement preference must be of the format \"<strategy>=<arg>\"".into()),
     }
 }
 
@@ -1172,41 +1420,104 @@ mod tests {
 
     #[test]
     fn sizes_and_durations() {
-        assert_eq!(bytes("512m").unwrap(), 512 << 20);
-        assert_eq!(bytes("1g").unwrap(), 1 << 30);
+        assert_eq!(ram_in_bytes("512m").unwrap(), 512 << 20);
+        assert_eq!(ram_in_bytes("1g").unwrap(), 1 << 30);
         assert_eq!(
             duration_flag("--update-delay", "1m30s").unwrap(),
             90_000_000_000
         );
         assert_eq!(nano_cpus("0.5").unwrap(), 500_000_000);
-        assert!(bytes("lots").is_err());
+        assert!(ram_in_bytes("lots").is_err());
     }
 
-    /// Values that once saturated `as i64` into reservations the scheduler overflowed on
-    /// (`--reserve-cpu=-1e10`) are refused with a clear error.
+    /// go-units' RAMInBytes, as docker-cli reads `--limit-memory`: its forms and words.
     #[test]
-    fn cpu_and_memory_values_out_of_range_are_refused() {
-        assert_eq!(
-            nano_cpus("-1e10").unwrap_err(),
-            "invalid argument \"-1e10\": a CPU count cannot be negative"
-        );
-        assert_eq!(
-            nano_cpus("-0.5").unwrap_err(),
-            "invalid argument \"-0.5\": a CPU count cannot be negative"
-        );
-        for bad in ["NaN", "inf", "-inf", "infinity"] {
-            assert_eq!(
-                nano_cpus(bad).unwrap_err(),
-                format!("invalid argument {bad:?}: failed to parse {bad} as a rational number")
-            );
+    fn memory_sizes_are_go_units() {
+        for (ok, want) in [
+            ("1024", 1024),
+            ("1.5k", 1536),
+            ("1kib", 1024),
+            ("1KB", 1024),
+            ("1 m", 1 << 20),
+            ("2b", 2),
+            ("1e3", 1000),
+            ("4p", 4 << 50),
+            ("1.9", 1),
+        ] {
+            assert_eq!(ram_in_bytes(ok), Ok(want), "{ok}");
         }
-        assert!(nano_cpus("1e10")
-            .unwrap_err()
-            .ends_with("value is too large"));
-        assert_eq!(nano_cpus("0").unwrap(), 0);
-        assert_eq!(nano_cpus("0.3").unwrap(), 300_000_000);
-        for bad in ["nan", "inf", "1e30", "10000000000000000000", "-1"] {
-            assert_eq!(bytes(bad).unwrap_err(), format!("invalid size: '{bad}'"));
+        for (bad, why) in [
+            ("abc", "invalid size: 'abc'"),
+            ("-1", "invalid size: '-1'"),
+            ("1x", "invalid suffix: 'x'"),
+            ("1X", "invalid suffix: 'x'"),
+            ("1mbb", "invalid suffix: 'mbb'"),
+            ("1MBBB", "invalid suffix: 'MBBB'"),
+            ("1bb", "invalid suffix: 'bb'"),
+            ("1mi", "invalid suffix: 'mi'"),
+            (
+                "1.2.3m",
+                "strconv.ParseFloat: parsing \"1.2.3\": invalid syntax",
+            ),
+            (" 5m", "strconv.ParseFloat: parsing \" 5\": invalid syntax"),
+            (
+                "1e400",
+                "strconv.ParseFloat: parsing \"1e400\": value out of range",
+            ),
+            // What Go would wrap into garbage: refused.
+            ("1e30", "invalid size: '1e30'"),
+            (
+                "10000000000000000000",
+                "invalid size: '10000000000000000000'",
+            ),
+            ("inf b", "invalid size: 'inf b'"),
+        ] {
+            assert_eq!(ram_in_bytes(bad).unwrap_err(), why, "{bad}");
+        }
+    }
+
+    /// docker-cli's ParseCPUs: big.Rat's forms, whole NanoCPUs, docker's words; counts
+    /// past an i64 of NanoCPUs (which docker would wrap) are refused.
+    #[test]
+    fn cpu_counts_are_docker_s_rationals() {
+        for (ok, want) in [
+            ("0", 0),
+            ("0.3", 300_000_000),
+            ("1.5", 1_500_000_000),
+            (".5", 500_000_000),
+            ("5.", 5_000_000_000),
+            ("1e-9", 1),
+            ("1_000", 1_000_000_000_000),
+            ("1/4", 250_000_000),
+            ("010/2", 4_000_000_000),
+            ("0x10", 16_000_000_000),
+            ("+2", 2_000_000_000),
+            ("-0.5", -500_000_000),
+            ("9.2e9", 9_200_000_000_000_000_000),
+            ("0.000000001000", 1),
+        ] {
+            assert_eq!(nano_cpus(ok), Ok(want), "{ok}");
+        }
+        for (bad, why) in [
+            ("abc", "failed to parse abc as a rational number"),
+            ("", "failed to parse  as a rational number"),
+            (" 1", "failed to parse  1 as a rational number"),
+            ("1/0", "failed to parse 1/0 as a rational number"),
+            ("1/-2", "failed to parse 1/-2 as a rational number"),
+            ("NaN", "failed to parse NaN as a rational number"),
+            ("inf", "failed to parse inf as a rational number"),
+            ("1_", "failed to parse 1_ as a rational number"),
+            ("1_.5", "failed to parse 1_.5 as a rational number"),
+            ("1__0", "failed to parse 1__0 as a rational number"),
+            ("1e", "failed to parse 1e as a rational number"),
+            ("1.5e-9", "value is too precise"),
+            ("1/3", "value is too precise"),
+            ("0.0000000001", "value is too precise"),
+            ("1e10", "value is too large"),
+            ("-1e10", "value is too large"),
+            ("9.3e9", "value is too large"),
+        ] {
+            assert_eq!(nano_cpus(bad).unwrap_err(), why, "{bad:?}");
         }
     }
 

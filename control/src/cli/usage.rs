@@ -621,6 +621,38 @@ mod tests {
         }
     }
 
+    /// docker-cli's typed resource flags (opts.NanoCPUs, opts.MemBytes) refuse a bad value
+    /// while parsing: pflag's words with the type's reason, the usage, status 125.
+    #[test]
+    fn resource_flags_are_refused_while_parsing() {
+        let usage = "\n\nUsage:  shoal service create [OPTIONS] IMAGE [COMMAND] [ARG...]\n\nRun 'shoal service create --help' for more information";
+        for (flag, value, why) in [
+            (
+                "--limit-cpu",
+                "abc",
+                "failed to parse abc as a rational number",
+            ),
+            ("--reserve-cpu", "1/3", "value is too precise"),
+            ("--limit-memory", "abc", "invalid size: 'abc'"),
+            ("--reserve-memory", "1x", "invalid suffix: 'x'"),
+            ("--limit-memory", "-1", "invalid size: '-1'"),
+        ] {
+            assert_eq!(
+                message(&["service", "create", flag, value, "busybox"]),
+                (
+                    format!("invalid argument \"{value}\" for \"{flag}\" flag: {why}{usage}"),
+                    125
+                ),
+                "{flag} {value}"
+            );
+        }
+        assert_eq!(
+            message(&["service", "update", "--limit-cpu", "x", "web"]).0,
+            "invalid argument \"x\" for \"--limit-cpu\" flag: failed to parse x as a rational number\n\nUsage:  shoal service update [OPTIONS] SERVICE\n\nRun 'shoal service update --help' for more information"
+        );
+        assert!(fail(&["service", "create", "--limit-cpu=-1", "busybox"]).is_none());
+    }
+
     /// A flag value refused when the command ran is a flag error all the same.
     #[test]
     fn flag_values_refused_later_are_flag_errors() {

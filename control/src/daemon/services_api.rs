@@ -86,6 +86,12 @@ fn check_container_options(cs: &shoal_spec::ContainerSpec) -> Result<(), ApiErro
 
 /// Check a spec before it is accepted: what the orchestrators must be able to rely on.
 pub fn validate(spec: &ServiceSpec) -> Result<(), ApiError> {
+    // moby's daemon refuses these converting the spec, before swarmkit sees it.
+    for m in &spec.task_template.container_spec.mounts {
+        if let Some(e) = Mount::invalid_type(&m.kind) {
+            return Err(ApiError::daemon(e));
+        }
+    }
     check_name(&spec.name)?;
     let cs = &spec.task_template.container_spec;
     if cs.image.is_empty() {
@@ -1378,6 +1384,26 @@ mod tests {
             with("node.hostname == vm<1>").as_deref(),
             Some("Error response from daemon: rpc error: code = Unknown desc = value 'vm<1>' is invalid")
         );
+    }
+
+    /// A mount type swarm's API lacks is refused as moby's daemon refuses it converting
+    /// the spec, before anything swarmkit checks.
+    #[test]
+    fn validate_refuses_mount_types_swarm_lacks() {
+        let mut s = spec("web", &[]);
+        s.name = "bad name".into();
+        s.task_template.container_spec.mounts = vec![shoal_spec::Mount {
+            kind: "foo".into(),
+            target: "/x".into(),
+            ..Default::default()
+        }];
+        assert_eq!(
+            validate(&s).unwrap_err().to_string(),
+            "Error response from daemon: invalid MountType: \"foo\""
+        );
+        s.name = "web".into();
+        s.task_template.container_spec.mounts[0].kind = "bind".into();
+        assert!(validate(&s).is_ok());
     }
 
     /// Hosts, DNS servers, sysctls, ulimits and capabilities are checked as docker's engine
