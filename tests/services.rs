@@ -2005,6 +2005,104 @@ fn task_lists_take_the_arguments_or_the_filter_values() {
         assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
         assert_eq!(err.lines().next(), Some(want), "{args:?}");
     }
+
+    // docker-cli's `service ps`: the tasks of the services found, then one line for each
+    // reference that names none, exit 1; none found: only those lines.
+    let ps = |refs: &[&str]| {
+        let mut args = vec!["service", "ps", "--format", "{{.Name}}"];
+        args.extend_from_slice(refs);
+        let out = s.shoal("vm1", &args);
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.status.code(),
+        )
+    };
+    assert_eq!(
+        ps(&["a", "nope", "b", "gone"]),
+        (
+            "a.1\nb.1\n".to_string(),
+            "no such service: nope\nno such service: gone\n".to_string(),
+            Some(1)
+        )
+    );
+    assert_eq!(
+        ps(&["nope", "gone"]),
+        (
+            String::new(),
+            "no such service: nope\nno such service: gone\n".to_string(),
+            Some(1)
+        )
+    );
+
+    // Services without tasks until two IDs begin alike (in a letter or digit that is not
+    // a service's whole name, `a` or `b`; 40 are all but sure to): that one character is
+    // an ambiguous prefix, which `service ps` and `service inspect` report in docker's
+    // words.
+    let mut ids: Vec<String> = Vec::new();
+    let shared = (0..40)
+        .find_map(|i| {
+            let name = format!("p{i}");
+            s.ok(
+                "vm1",
+                &[
+                    "service",
+                    "create",
+                    "-d",
+                    "--replicas",
+                    "0",
+                    "--name",
+                    &name,
+                    "demo",
+                ],
+            );
+            ids = s
+                .ok("vm1", &["service", "ls", "-q"])
+                .lines()
+                .map(String::from)
+                .collect();
+            ids.iter()
+                .map(|id| id[..1].to_string())
+                .filter(|c| c != "a" && c != "b")
+                .find(|c| ids.iter().filter(|id| id.starts_with(c.as_str())).count() > 1)
+        })
+        .expect("two of 40 service IDs begin alike");
+    let many = ids.iter().filter(|id| id.starts_with(&shared)).count();
+    assert_eq!(
+        ps(&[&shared]),
+        (
+            String::new(),
+            format!("multiple services found with provided prefix: {shared}\n"),
+            Some(1)
+        )
+    );
+    let out = s.shoal("vm1", &["service", "inspect", &shared]);
+    assert_eq!(
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.status.code()
+        ),
+        (
+            "[]\n".to_string(),
+            format!(
+                "Error response from daemon: service {shared} is ambiguous ({many} matches found)\n"
+            ),
+            Some(1)
+        )
+    );
+    // swarmkit's InterpolateService: a service without constraints has `"Placement": {}`.
+    let placement = s.ok(
+        "vm1",
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{json .Spec.TaskTemplate.Placement}}",
+            "p0",
+        ],
+    );
+    assert_eq!(placement.trim(), "{}");
 }
 
 /// A stand-in upstream DNS server on the lab's client host: answers every A query with

@@ -1044,17 +1044,82 @@ pub fn print_services(
     Ok(())
 }
 
+/// docker-cli's createFilter for `service ps SERVICE...`: each reference names the
+/// service with that full ID, else that full name, else the one whose ID it begins (two
+/// such end the command: `multiple services found with provided prefix: X`). Returns
+/// the IDs named and a `no such service: X` line for each reference that names none;
+/// when none names a service, those lines are the error.
+fn match_services(
+    services: &[(String, String)],
+    references: &[String],
+) -> Result<(Vec<String>, Vec<String>), String> {
+    let mut ids = Vec::new();
+    let mut not_found = Vec::new();
+    for r in references {
+        let exact = services
+            .iter()
+            .find(|(id, _)| id == r)
+            .or_else(|| services.iter().find(|(_, name)| name == r));
+        if let Some((id, _)) = exact {
+            ids.push(id.clone());
+            continue;
+        }
+        let mut by_prefix = services.iter().filter(|(id, _)| id.starts_with(r.as_str()));
+        match (by_prefix.next(), by_prefix.next()) {
+            (Some(_), Some(_)) => {
+                return Err(format!("multiple services found with provided prefix: {r}"))
+            }
+            (Some((id, _)), None) => ids.push(id.clone()),
+            _ => not_found.push(format!("no such service: {r}")),
+        }
+    }
+    if ids.is_empty() {
+        return Err(not_found.join("\n"));
+    }
+    Ok((ids, not_found))
+}
+
+/// `service inspect`'s line for a reference the daemon found nothing for: not found is
+/// the CLI's `no such service`; any other refusal (an ambiguous prefix) is the
+/// daemon's, which docker-cli's getRef passes on.
+fn inspect_refusal(reference: &str, error: &str) -> String {
+    if error == format!("service {reference} not found") {
+        format!("no such service: {reference}")
+    } else {
+        format!("Error response from daemon: {error}")
+    }
+}
+
 pub async fn ps(host: &str, a: PsArgs, stack: Option<String>) -> CliResult {
     let mut filter = TaskFilter::parse(&a.filter)?;
+    let mut not_found = Vec::new();
     if stack.is_none() {
+        let services = match call(
+            host,
+            ApiRequest::ServiceList {
+                references: vec![],
+                stack: None,
+            },
+        )
+        .await?
+        {
+            ApiReply::Services { services } => services,
+            other => return Err(unexpected(other)),
+        };
+        let names: Vec<(String, String)> = services
+            .iter()
+            .map(|(v, _, _)| {
+                let f = |x: &Value| x.as_str().unwrap_or_default().to_string();
+                (f(&v["ID"]), f(&v["Spec"]["Name"]))
+            })
+            .collect();
+        let (ids, missing) = match_services(&names, &a.services).map_err(ApiError::plain)?;
         // As docker's CLI does, the services named are added to the filter's
         // `service` values: with `-f service=...` the list is the tasks of either.
-        for r in &a.services {
-            let id = lookup_service(host, r)
-                .await?
-                .map_err(|_| ApiError::plain(format!("no such service: {r}")))?;
-            filter.add("service", &id);
+        for id in &ids {
+            filter.add("service", id);
         }
+        not_found = missing;
     }
     let (mut list, names) = match call(
         host,
@@ -1076,7 +1141,13 @@ pub async fn ps(host: &str, a: PsArgs, stack: Option<String>) -> CliResult {
     }
     // `service ps -q` prints full IDs; `stack ps -q` 12 characters.
     let no_trunc = a.no_trunc || (a.quiet && stack.is_none());
-    tasks::print(&list, &names, no_trunc, a.quiet, a.format)
+    tasks::print(&list, &names, no_trunc, a.quiet, a.format)?;
+    // docker lists the tasks of the services found, then says which were not.
+    if not_found.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::plain(not_found.join("\n")))
+    }
 }
 
 /// The ID of the service `reference` names (its ID, name or ID prefix), or the
@@ -1251,7 +1322,7 @@ pub async fn run(host: &str, cmd: ServiceCommand) -> CliResult {
                     .map_err(|e| ApiError::plain(e.to_string()))?;
                 print!("{text}");
             }
-            super::missing_error(&missing, |r, _| format!("no such service: {r}"))
+            super::missing_error(&missing, inspect_refusal)
         }
         ServiceCommand::Update(a) => {
             if a.rollback {
@@ -1991,6 +2062,72 @@ mod tests {
                 m.read_only
             ),
             ("bind", "/a", "/b", true)
+        );
+    }
+
+    /// `service ps SERVICE...` finds services as docker-cli's createFilter does: full ID,
+    /// then full name, then a unique ID prefix; an ambiguous prefix ends the command, the
+    /// others not found are listed after the tasks of those found, or are the error when
+    /// none is found.
+    #[test]
+    fn ps_finds_services_as_docker_cli() {
+        let services: Vec<(String, String)> = [
+            ("iab", "web"),
+            ("icd", "db"),
+            ("xyz", "iab2"),
+            ("web", "other"),
+        ]
+        .iter()
+        .map(|(i, n)| (i.to_string(), n.to_string()))
+        .collect();
+        let find = |refs: &[&str]| {
+            let refs: Vec<String> = refs.iter().map(|r| r.to_string()).collect();
+            match_services(&services, &refs)
+        };
+        let ok = |ids: &[&str], missing: &[&str]| {
+            Ok((
+                ids.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                missing.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            ))
+        };
+        assert_eq!(find(&["iab"]), ok(&["iab"], &[]));
+        // A full ID before a name: `web` is the ID of `other`.
+        assert_eq!(find(&["web"]), ok(&["web"], &[]));
+        assert_eq!(find(&["db", "x"]), ok(&["icd", "xyz"], &[]));
+        // A name is whole (`ia` begins the name `iab2`, and only the ID `iab`).
+        assert_eq!(find(&["ia"]), ok(&["iab"], &[]));
+        assert_eq!(
+            find(&["i"]),
+            Err("multiple services found with provided prefix: i".into())
+        );
+        assert_eq!(
+            find(&["db", "nope", "i", "x"]),
+            Err("multiple services found with provided prefix: i".into())
+        );
+        assert_eq!(
+            find(&["db", "nope", "gone"]),
+            ok(
+                &["icd"],
+                &["no such service: nope", "no such service: gone"]
+            )
+        );
+        assert_eq!(
+            find(&["nope", "gone"]),
+            Err("no such service: nope\nno such service: gone".into())
+        );
+    }
+
+    /// `service inspect`: a reference not found is the CLI's line, an ambiguous one the
+    /// daemon's error.
+    #[test]
+    fn inspect_refusals_as_docker_cli() {
+        assert_eq!(
+            inspect_refusal("nope", "service nope not found"),
+            "no such service: nope"
+        );
+        assert_eq!(
+            inspect_refusal("i", "service i is ambiguous (2 matches found)"),
+            "Error response from daemon: service i is ambiguous (2 matches found)"
         );
     }
 
