@@ -30,6 +30,30 @@ pub(crate) fn encode_padded(bytes: &[u8], width: usize) -> String {
     digits.iter().rev().map(|&d| char::from(d)).collect()
 }
 
+/// Lowercase hex of the number `s` (base36 digits) names, left-padded with '0' to at
+/// least `width` characters, as Go's big.Int prints it after `SetString(s, 36)`; None
+/// if `s` has a character that is no base36 digit.
+pub(crate) fn to_hex_padded(s: &str, width: usize) -> Option<String> {
+    // Little-endian base-256 digits, multiplied by 36 and added to, digit by digit.
+    let mut bytes: Vec<u8> = Vec::new();
+    for c in s.bytes() {
+        let d = ALPHABET.iter().position(|&a| a == c.to_ascii_lowercase())?;
+        let mut carry = d as u32;
+        for b in bytes.iter_mut() {
+            let acc = u32::from(*b) * 36 + carry;
+            *b = (acc & 0xff) as u8;
+            carry = acc >> 8;
+        }
+        while carry > 0 {
+            bytes.push((carry & 0xff) as u8);
+            carry >>= 8;
+        }
+    }
+    let hex: String = bytes.iter().rev().map(|b| format!("{b:02x}")).collect();
+    let hex = hex.trim_start_matches('0');
+    Some(format!("{hex:0>width$}"))
+}
+
 /// True when `s` is made only of lowercase base36 digits.
 pub(crate) fn is_base36(s: &str) -> bool {
     s.bytes()
@@ -57,6 +81,21 @@ mod tests {
         assert_eq!(encode_padded(&[0x01, 0x00], 0), "74"); // 256 = 7*36 + 4
         assert_eq!(encode_padded(&[0xff; 8], 0), "3w5e11264sgsf"); // u64::MAX
         assert_eq!(encode_padded(&[0, 0, 1], 4), "0001");
+    }
+
+    /// The hex swarmkit prints of a token's digest: the same number, read back.
+    #[test]
+    fn base36_to_hex() {
+        assert_eq!(to_hex_padded("0", 4).unwrap(), "0000");
+        assert_eq!(to_hex_padded("74", 0).unwrap(), "100");
+        assert_eq!(
+            to_hex_padded("3w5e11264sgsf", 0).unwrap(),
+            "ffffffffffffffff"
+        );
+        let digest = [0xabu8; 32];
+        let b36 = encode_padded(&digest, 50);
+        assert_eq!(to_hex_padded(&b36, 64).unwrap(), "ab".repeat(32));
+        assert_eq!(to_hex_padded("x-y", 4), None);
     }
 
     #[test]

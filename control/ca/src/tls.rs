@@ -173,8 +173,8 @@ struct PinnedCaVerifier {
 }
 
 struct DigestMismatch {
+    /// The join token's digest (base36).
     expected: String,
-    found: String,
 }
 
 // rustls prints `CertificateError::Other` with `Debug`: make that the readable message.
@@ -184,17 +184,45 @@ impl std::fmt::Debug for DigestMismatch {
     }
 }
 
+/// swarmkit's words (ca/certificates.go GetRemoteCA): the token's digest, as the hex of
+/// the sha256 it stands for.
 impl std::fmt::Display for DigestMismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let expected =
+            base36::to_hex_padded(&self.expected, 64).unwrap_or_else(|| self.expected.clone());
         write!(
             f,
-            "cluster CA digest {} does not match the join token's {}",
-            self.found, self.expected
+            "remote CA does not match fingerprint. Expected: {expected}"
         )
     }
 }
 
 impl std::error::Error for DigestMismatch {}
+
+/// Why a join's TLS handshake failed, if it is that the manager's CA is not the one the
+/// join token names: swarmkit's words (`remote CA does not match fingerprint. Expected:
+/// <sha256 hex>`). `err` is the connection's error; the refusal is found in its chain
+/// (an I/O error carrying rustls' error carrying the pinning verifier's).
+pub fn ca_mismatch(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        for candidate in [Some(e), inner].into_iter().flatten() {
+            if let Some(rustls::Error::InvalidCertificate(CertificateError::Other(other))) =
+                candidate.downcast_ref::<rustls::Error>()
+            {
+                if let Some(m) = other.0.downcast_ref::<DigestMismatch>() {
+                    return Some(m.to_string());
+                }
+            }
+        }
+        next = e.source();
+    }
+    None
+}
 
 impl ServerCertVerifier for PinnedCaVerifier {
     fn verify_server_cert(
@@ -209,11 +237,9 @@ impl ServerCertVerifier for PinnedCaVerifier {
             // A manager always sends its CA; without it there is nothing to pin.
             return Err(CertificateError::UnknownIssuer.into());
         };
-        let found = digest_of_der(ca);
-        if found != self.expected_digest {
+        if digest_of_der(ca) != self.expected_digest {
             return Err(CertificateError::Other(OtherError(Arc::new(DigestMismatch {
                 expected: self.expected_digest.clone(),
-                found,
             })))
             .into());
         }
@@ -268,6 +294,7 @@ mod tests {
     use std::io;
     use std::time::Duration;
 
+    use sha2::Digest;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -401,8 +428,19 @@ mod tests {
             join_client_config(&other.digest()).unwrap(),
         )
         .await;
-        let err = out.client.unwrap_err().to_string();
-        assert!(err.contains("does not match the join token"), "{err}");
+        let err = out.client.unwrap_err();
+        // swarmkit's words: the token's digest as the sha256 hex of the CA it names.
+        let other_der = crate::pem::first_cert(other.cert_pem(), "CA").unwrap();
+        let hex: String = sha2::Sha256::digest(&other_der)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            ca_mismatch(&err),
+            Some(format!(
+                "remote CA does not match fingerprint. Expected: {hex}"
+            ))
+        );
         assert!(out.server.is_err());
     }
 

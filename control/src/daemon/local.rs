@@ -598,10 +598,14 @@ impl Daemon {
             let mut conn = match peer::connect(&remote, config.clone()).await {
                 Ok(c) => c,
                 Err(e) => {
+                    // The manager's CA is not the token's: swarmkit's words alone.
+                    if let Some(m) = shoal_ca::tls::ca_mismatch(&e) {
+                        return Err(ApiError::daemon(m));
+                    }
                     return Err(ApiError::daemon(join_connect_error(
                         &remote,
                         &e.to_string(),
-                    )))
+                    )));
                 }
             };
             match tokio::time::timeout(Duration::from_secs(15), wire::call(&mut conn, &ask)).await {
