@@ -311,10 +311,18 @@ pub async fn run(host: &str, cmd: NodeCommand) -> CliResult {
                 }
                 label_add.push((k.to_string(), v.to_string()));
             }
+            // docker-cli's updateNodes: the node as it is first, then the labels merged
+            // on the CLI, where a key to remove must be there (its error is the CLI's).
+            let (label_add, label_rm) = if a.label_rm.is_empty() {
+                (label_add, Vec::new())
+            } else {
+                let current = node_labels(host, &a.node).await?;
+                merge_labels(&current, &label_add, &a.label_rm).map_err(ApiError::plain)?
+            };
             let update = NodeUpdate {
                 reference: a.node.clone(),
                 label_add,
-                label_rm: a.label_rm,
+                label_rm,
                 availability: a
                     .availability
                     .as_deref()
@@ -568,9 +576,100 @@ fn pretty_node(v: &Value) -> String {
     out
 }
 
+/// The labels of the node `reference` names (`self` too), or the daemon's error.
+async fn node_labels(host: &str, reference: &str) -> Result<BTreeMap<String, String>, ApiError> {
+    let found = match call(
+        host,
+        ApiRequest::NodeInspect {
+            references: vec![reference.to_string()],
+        },
+    )
+    .await?
+    {
+        ApiReply::Inspected { mut nodes } => nodes.pop(),
+        other => return Err(unexpected(other)),
+    };
+    let node = found
+        .unwrap_or_else(|| Err(format!("node {reference} not found")))
+        .map_err(ApiError::daemon)?;
+    Ok(node["Spec"]["Labels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Labels to set and label keys to remove.
+type LabelPatch = (Vec<(String, String)>, Vec<String>);
+
+/// docker-cli's mergeNodeUpdate for labels: `--label-add` applied first, then each
+/// `--label-rm` key, which must be there by then (`key k doesn't exist in node's
+/// labels`). Returns the patch that takes `current` there, labels to set and keys to
+/// remove, so that the daemon applies the change to the node as it is then.
+fn merge_labels(
+    current: &BTreeMap<String, String>,
+    add: &[(String, String)],
+    rm: &[String],
+) -> Result<LabelPatch, String> {
+    let mut labels = current.clone();
+    labels.extend(add.iter().cloned());
+    for k in rm {
+        if labels.remove(k).is_none() {
+            return Err(format!("key {k} doesn't exist in node's labels"));
+        }
+    }
+    let set = labels
+        .iter()
+        .filter(|(k, v)| current.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let removed = current
+        .keys()
+        .filter(|k| !labels.contains_key(*k))
+        .cloned()
+        .collect();
+    Ok((set, removed))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--label-add` first, then `--label-rm`, each removed key there by then, as
+    /// docker-cli's mergeNodeUpdate; the patch sent is what changes.
+    #[test]
+    fn node_labels_merge_as_docker_cli() {
+        let current: BTreeMap<String, String> = [
+            ("os".to_string(), "linux".to_string()),
+            ("zone".to_string(), "a".to_string()),
+        ]
+        .into();
+        let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            merge_labels(&current, &[], &keys(&["nope"])),
+            Err("key nope doesn't exist in node's labels".into())
+        );
+        assert_eq!(
+            merge_labels(&current, &[], &keys(&["zone", "zone"])),
+            Err("key zone doesn't exist in node's labels".into())
+        );
+        assert_eq!(
+            merge_labels(&current, &[kv("new", "1")], &keys(&["new", "zone"])),
+            Ok((vec![], keys(&["zone"])))
+        );
+        assert_eq!(
+            merge_labels(
+                &current,
+                &[kv("os", "linux"), kv("zone", "b")],
+                &keys(&["os"])
+            ),
+            Ok((vec![kv("zone", "b")], keys(&["os"])))
+        );
+    }
 
     /// `node ps NODE -f node=X` lists the tasks of NODE or X, as docker's CLI
     /// adds NODE to the filter's `node` values; other keys still all apply; with
