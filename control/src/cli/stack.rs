@@ -16,11 +16,11 @@ pub enum StackCommand {
     #[command(alias = "up")]
     Deploy {
         // A string slice as docker's: repeated, or comma-separated (`-c a.yml,b.yml`).
+        // Not a required flag: docker 28 says which is missing when it loads the files.
         /// Path to a Compose file, or "-" to read from stdin
         #[arg(
             short = 'c',
             long = "compose-file",
-            required = true,
             value_delimiter = ',',
             value_name = "strings"
         )]
@@ -91,6 +91,12 @@ pub enum StackCommand {
 /// be read or parsed stops the deploy before any file is loaded. `-` reads stdin (given twice,
 /// the second read finds nothing, as docker's).
 fn read_files(paths: &[String]) -> Result<Vec<shoal_compose::ParsedFile>, ApiError> {
+    // docker-cli's GetConfigDetails; pflag reads `-c ""` as no file at all.
+    if paths.is_empty() || paths == [""] {
+        return Err(ApiError::plain(
+            "Specify a Compose file (with --compose-file)",
+        ));
+    }
     let mut files = Vec::new();
     for p in paths {
         let text = if p == "-" {
@@ -360,6 +366,32 @@ pub async fn run(host: &str, cmd: StackCommand) -> CliResult {
 
 #[cfg(test)]
 mod tests {
+    /// docker 28's words for a deploy without a compose file (`-c ""` is none either),
+    /// given when it loads the files, not as a required flag.
+    #[test]
+    fn a_compose_file_is_asked_for() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Stack {
+            #[command(subcommand)]
+            cmd: super::StackCommand,
+        }
+        for args in [
+            &["stack", "deploy", "webapp"][..],
+            &["stack", "deploy", "-c", "", "webapp"],
+        ] {
+            let Stack { cmd } = Stack::try_parse_from(args).expect("parses");
+            let super::StackCommand::Deploy { compose_file, .. } = cmd else {
+                panic!("deploy");
+            };
+            assert_eq!(
+                super::read_files(&compose_file).unwrap_err().to_string(),
+                "Specify a Compose file (with --compose-file)",
+                "{args:?}"
+            );
+        }
+    }
+
     /// Go's text for a failed open: the system's message, without Rust's `(os error N)`.
     #[test]
     fn io_errors_read_as_go_prints_them() {
