@@ -933,7 +933,10 @@ fn root_ca_rotation() {
     assert!(new_worker.contains(&shoal_ca::ca_digest(&new_root).unwrap()));
     let remote = format!("{}:2377", s.addr("vm2"));
     let err = s.fails("vm5", &["swarm", "join", "--token", &old_worker, &remote]);
-    assert!(err.contains("does not match the join token"), "{err}");
+    assert!(
+        err.contains("remote CA does not match fingerprint. Expected: "),
+        "{err}"
+    );
     let out = s.ok("vm5", &["swarm", "join", "--token", &new_worker, &remote]);
     assert!(out.contains("joined a swarm as a worker"), "{out}");
     s.wait_node("vm2", "vm5", "Ready", "", T);
