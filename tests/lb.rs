@@ -473,8 +473,39 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 "#;
 
-/// One connection, one line: prints the task id that answered.
-const ONE_SHOT: &str = "import socket,sys; s=socket.create_connection((sys.argv[1],9000),timeout=3); s.sendall(b'x\\n'); print(s.makefile().readline().strip())";
+/// One connection, one line: prints the task id that answered (address, port).
+const ONE_SHOT: &str = "import socket,sys; s=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=3); s.sendall(b'x\\n'); print(s.makefile().readline().strip())";
+
+/// The task that answered one connection from the client to `addr:port`; None when
+/// none did.
+fn one_shot(s: &Swarm, addr: &str, port: u16) -> Option<String> {
+    let port = port.to_string();
+    let out = s
+        .lab
+        .exec(CLIENT, &["python3", "-c", ONE_SHOT, addr, &port])
+        .unwrap();
+    let served = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (!served.is_empty()).then_some(served)
+}
+
+/// `service create -d --name echo MODE --publish 9000:80 --constraint node.hostname !=
+/// vm1 [FLAGS] demo` LINGERING_SERVER: tasks on every node but vm1, the mesh's entry.
+fn lingering_echo(s: &Swarm, mode: &[&str], flags: &[&str]) {
+    let mut args = vec!["service", "create", "-d", "--name", "echo"];
+    args.extend_from_slice(mode);
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&[
+        "--publish",
+        "9000:80",
+        "--constraint",
+        "node.hostname != vm1",
+        "demo",
+        "python3",
+        "-c",
+        LINGERING_SERVER,
+    ]);
+    s.ok("vm1", &args);
+}
 
 const CLIENT_SCRIPT: &str = r#"
 import socket, sys
@@ -498,12 +529,7 @@ impl HeldConnection {
     /// and waits for its first answer: (the connection, the task that answered).
     fn open(s: &Swarm, addr: &str) -> (HeldConnection, String) {
         wait_until("the mesh answers on 9000", Duration::from_secs(30), || {
-            let out = s
-                .lab
-                .exec(CLIENT, &["python3", "-c", ONE_SHOT, addr])
-                .unwrap();
-            let served = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            (!served.is_empty()).then_some(())
+            one_shot(s, addr, 9000)
         })
         .unwrap();
         let mut client = s
@@ -561,38 +587,9 @@ impl Drop for HeldConnection {
 #[test]
 fn open_connection_outlives_its_backends_removal() {
     let s = Swarm::three("lbkeep");
-    s.ok(
-        "vm1",
-        &[
-            "service",
-            "create",
-            "-d",
-            "--name",
-            "echo",
-            "--mode",
-            "global",
-            "--publish",
-            "9000:80",
-            "--stop-grace-period",
-            "60s",
-            "--constraint",
-            "node.hostname != vm1",
-            "demo",
-            "python3",
-            "-c",
-            LINGERING_SERVER,
-        ],
-    );
+    lingering_echo(&s, &["--mode", "global"], &["--stop-grace-period", "60s"]);
     s.wait_running("echo", 2);
     let vm1 = s.addr("vm1");
-    let one_shot = |s: &Swarm| {
-        let out = s
-            .lab
-            .exec(CLIENT, &["python3", "-c", ONE_SHOT, &vm1])
-            .unwrap();
-        let served = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        (!served.is_empty()).then_some(served)
-    };
     let (mut held, first) = HeldConnection::open(&s, &vm1);
     // Drain the node of the task serving this connection: it is asked to stop
     // and ignores SIGTERM for its 60 s grace.
@@ -610,7 +607,7 @@ fn open_connection_outlives_its_backends_removal() {
     .unwrap();
     // New connections go elsewhere...
     for _ in 0..10 {
-        let served = one_shot(&s).unwrap_or_default();
+        let served = one_shot(&s, &vm1, 9000).unwrap_or_default();
         assert!(
             !served.is_empty() && served != first,
             "a new connection went to the stopping task {first}: {served:?}"
@@ -631,28 +628,7 @@ fn open_connection_outlives_its_backends_removal() {
 fn a_restarted_daemon_keeps_its_nodes_flows_and_networks() {
     let s = Swarm::three("lbrst");
     s.ok("vm1", &["network", "create", "-d", "overlay", "appnet"]);
-    s.ok(
-        "vm1",
-        &[
-            "service",
-            "create",
-            "-d",
-            "--name",
-            "echo",
-            "--mode",
-            "global",
-            "--network",
-            "appnet",
-            "--publish",
-            "9000:80",
-            "--constraint",
-            "node.hostname != vm1",
-            "demo",
-            "python3",
-            "-c",
-            LINGERING_SERVER,
-        ],
-    );
+    lingering_echo(&s, &["--mode", "global"], &["--network", "appnet"]);
     s.wait_running("echo", 2);
     let vm1 = s.addr("vm1");
     let (mut held, first) = HeldConnection::open(&s, &vm1);
@@ -737,37 +713,19 @@ fn a_restarted_daemon_keeps_its_nodes_flows_and_networks() {
     drop(held);
 
     // A task the restarted daemon starts is served by the mesh.
-    s.ok(
-        "vm1",
-        &[
-            "service",
-            "create",
-            "-d",
-            "--name",
-            "late",
-            "--network",
-            "appnet",
-            "--publish",
-            "9001:80",
-            "--constraint",
-            &format!("node.hostname == {node}"),
-            "demo",
-            "python3",
-            "-c",
-            LINGERING_SERVER,
-        ],
+    service_on(
+        &s,
+        "late",
+        &node,
+        &["--network", "appnet", "--publish", "9001:80"],
+        &["python3", "-c", LINGERING_SERVER],
     );
     s.wait_running("late", 1);
-    let late = "import socket,sys; s=socket.create_connection((sys.argv[1],9001),timeout=3); s.sendall(b'x\\n'); print(s.makefile().readline().strip())";
     for _ in 0..5 {
         let served = wait_until(
             "the late task answers through vm1",
             Duration::from_secs(30),
-            || {
-                let out = s.lab.exec(CLIENT, &["python3", "-c", late, &vm1]).unwrap();
-                let t = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                (!t.is_empty()).then_some(t)
-            },
+            || one_shot(&s, &vm1, 9001),
         )
         .unwrap_or_else(|e| panic!("{e}\n{}", s.log_tail(&node)));
         assert!(!served.is_empty());
@@ -818,47 +776,19 @@ fn num(v: &serde_json::Value, key: &str) -> u64 {
 #[test]
 fn debug_lb_and_metrics_show_backends_states_and_shares() {
     let s = Swarm::three("lbdbg");
-    s.ok(
-        "vm1",
-        &[
-            "service",
-            "create",
-            "-d",
-            "--name",
-            "echo",
-            "--replicas",
-            "2",
-            "--publish",
-            "9000:80",
-            "--stop-grace-period",
-            "60s",
-            "--constraint",
-            "node.hostname != vm1",
-            "demo",
-            "python3",
-            "-c",
-            LINGERING_SERVER,
-        ],
-    );
+    lingering_echo(&s, &["--replicas", "2"], &["--stop-grace-period", "60s"]);
     s.wait_running("echo", 2);
     let vm1 = s.addr("vm1");
-    let one_shot = || {
-        let out = s
-            .lab
-            .exec(CLIENT, &["python3", "-c", ONE_SHOT, &vm1])
-            .unwrap();
-        let served = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        (!served.is_empty()).then_some(served)
-    };
+    let through_vm1 = || one_shot(&s, &vm1, 9000);
     wait_until("the mesh answers on 9000", Duration::from_secs(15), || {
-        one_shot()
+        through_vm1()
     })
     .unwrap();
     // Connections until both tasks served some (bounded: 50).
     let mut served = std::collections::BTreeSet::new();
     let mut sent = 1;
     while served.len() < 2 && sent < 50 {
-        served.insert(one_shot().expect("a connection through vm1"));
+        served.insert(through_vm1().expect("a connection through vm1"));
         sent += 1;
     }
     assert_eq!(served.len(), 2, "{sent} connections all went to {served:?}");
