@@ -721,22 +721,29 @@ fn pending_tasks_explain_themselves() {
             "600",
         ],
     );
-    wait_until("the pending explanation", T, || {
-        let err = s.ok(
-            "vm1",
-            &[
-                "service",
-                "ps",
-                "--no-trunc",
-                "--format",
-                "{{.CurrentState}}|{{.Error}}",
-                "picky",
-            ],
-        );
-        err.contains("no suitable node (scheduling constraints not satisfied on 2 nodes)")
+    // A task of `name` pending, with swarmkit's explanation.
+    let pending_explained = |name: &str| {
+        wait_until(&format!("{name} pending, explained"), T, || {
+            let err = s.ok(
+                "vm1",
+                &[
+                    "service",
+                    "ps",
+                    "--no-trunc",
+                    "--format",
+                    "{{.CurrentState}}|{{.Error}}",
+                    name,
+                ],
+            );
+            (err.starts_with("Pending ")
+                && err.contains(
+                    "|no suitable node (scheduling constraints not satisfied on 2 nodes)",
+                ))
             .then_some(())
-    })
-    .unwrap();
+        })
+        .unwrap()
+    };
+    pending_explained("picky");
     s.ok("vm1", &["node", "update", "--label-add", "disk=ssd", "vm2"]);
     wait_running_on(&s, "picky", &["vm2"]);
 
@@ -781,25 +788,7 @@ fn pending_tasks_explain_themselves() {
     wait_running_on(&s, "by-net", &["vm1"]);
     wait_running_on(&s, "no-engine-label", &["vm1", "vm2"]);
     for name in ["engine-label", "no-such-key"] {
-        wait_until(&format!("{name} pending, explained"), T, || {
-            let err = s.ok(
-                "vm1",
-                &[
-                    "service",
-                    "ps",
-                    "--no-trunc",
-                    "--format",
-                    "{{.CurrentState}}|{{.Error}}",
-                    name,
-                ],
-            );
-            (err.starts_with("Pending ")
-                && err.contains(
-                    "|no suitable node (scheduling constraints not satisfied on 2 nodes)",
-                ))
-            .then_some(())
-        })
-        .unwrap();
+        pending_explained(name);
     }
     // A bad expression: swarmkit's parser's error, which gRPC reports as `Unknown`.
     let err = s.fails(
